@@ -1,0 +1,50 @@
+"""Exception hierarchy: every error names the input that caused it and the remedy."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClaspIngestError",
+    "CollectionMismatchError",
+    "ConfigError",
+    "ConnectorError",
+    "MediaDecodeError",
+    "ModelLoadError",
+    "StoreError",
+]
+
+
+class ClaspIngestError(Exception):
+    """Base class of every error raised on purpose by clasp-ingest."""
+
+
+class ConfigError(ClaspIngestError):
+    """A setting or argument is invalid."""
+
+
+class MediaDecodeError(ClaspIngestError):
+    """A media input could not be decoded to audio (missing, corrupt, no audio track...)."""
+
+    def __init__(self, source: str, reason: str, stderr_tail: str = "") -> None:
+        self.source = source
+        self.reason = reason
+        self.stderr_tail = stderr_tail
+        message = f"cannot decode {source!r}: {reason}"
+        if stderr_tail:
+            message += f" (ffmpeg: {stderr_tail})"
+        super().__init__(message)
+
+
+class ModelLoadError(ClaspIngestError):
+    """Model files are missing, incompatible, or unsafe to load."""
+
+
+class StoreError(ClaspIngestError):
+    """The vector store refused or failed an operation."""
+
+
+class CollectionMismatchError(StoreError):
+    """An existing collection was made for another model or vector dimension."""
+
+
+class ConnectorError(ClaspIngestError):
+    """A media source could not be listed or opened."""

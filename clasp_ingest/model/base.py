@@ -1,0 +1,75 @@
+"""Protocols that every model part implements. Light: no torch import here.
+
+A CLASP model is a speech branch and a spectrogram branch whose pooled features a fusion
+head maps into the space of a frozen text encoder. Each branch is swappable; a preset
+names one combination (see ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["SAMPLE_RATE", "AudioTextEncoder", "SpectrogramEncoder", "SpeechEncoder", "TextEncoder"]
+
+#: Every waveform handed to a model is 16 kHz mono float32 in [-1, 1].
+SAMPLE_RATE = 16_000
+
+
+@runtime_checkable
+class SpeechEncoder(Protocol):
+    """Speech SSL branch: waveforms → one pooled feature vector each."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, dim) float32, pooled over the frames that cover real audio only."""
+        ...
+
+
+@runtime_checkable
+class SpectrogramEncoder(Protocol):
+    """Spectrogram-image branch: waveforms → one feature vector each."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, dim) float32."""
+        ...
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """A frozen sentence encoder whose space the fusion head targets."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32, pooled/normalised as the encoder itself does."""
+        ...
+
+
+@runtime_checkable
+class AudioTextEncoder(Protocol):
+    """What the pipeline, store and retriever need from a model (open_clip-style two towers)."""
+
+    @property
+    def model_id(self) -> str:
+        """Stable name stored with every point (preset name or checkpoint id)."""
+        ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, dim) float32, L2-normalised; waveforms are 16 kHz mono float32."""
+        ...
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32, L2-normalised."""
+        ...

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import clasp_ingest
+from clasp_ingest import Segment
+
+
+def test_exported_members() -> None:
+    assert sorted(clasp_ingest.__all__) == [
+        "ClaspIngestError",
+        "CollectionMismatchError",
+        "ConfigError",
+        "ConnectorError",
+        "MediaDecodeError",
+        "MediaRef",
+        "ModelLoadError",
+        "Segment",
+        "Settings",
+        "SpanHit",
+        "StoreError",
+        "__version__",
+    ]
+    for name in clasp_ingest.__all__:
+        assert hasattr(clasp_ingest, name)
+
+
+def test_segment_validates() -> None:
+    seg = Segment("m", 0, 1.0, 2.5)
+    assert seg.duration_s == 1.5 and seg.start_ms == 1000 and seg.end_ms == 2500
+    with pytest.raises(ValueError):
+        Segment("m", 0, 2.0, 2.0)
+    with pytest.raises(ValueError):
+        Segment("m", -1, 0.0, 1.0)
+
+
+def test_settings_env_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLASP_COLLECTION", "lectures")
+    monkeypatch.setenv("CLASP_MAX_SEGMENT_S", "12.5")
+    settings = clasp_ingest.Settings()
+    assert settings.collection == "lectures"
+    assert settings.max_segment_s == 12.5
+
+
+def test_cli_version_and_help() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "clasp_ingest", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"clasp-ingest {clasp_ingest.__version__}"
+    helped = subprocess.run(
+        [sys.executable, "-m", "clasp_ingest", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "clasp-ingest" in helped.stdout or "Usage" in helped.stdout
