@@ -1,0 +1,79 @@
+"""Media sources: local folders and globs, fsspec URLs (http(s), s3, gs), RSS/Atom feeds.
+
+:func:`connector_for` picks the connector for a source string the way the CLI does.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+from clasp_ingest.connectors.base import (
+    MEDIA_EXTENSIONS,
+    Connector,
+    MediaTooLargeError,
+    OpenOptions,
+    is_media_name,
+)
+from clasp_ingest.connectors.feed import FeedConnector, looks_like_feed_name
+from clasp_ingest.connectors.local import LocalConnector, path_of_uri
+from clasp_ingest.connectors.remote import REMOTE_SCHEMES, FsspecConnector, scheme_of
+
+__all__ = [
+    "MEDIA_EXTENSIONS",
+    "Connector",
+    "FeedConnector",
+    "FsspecConnector",
+    "LocalConnector",
+    "MediaTooLargeError",
+    "OpenOptions",
+    "connector_for",
+]
+
+log = logging.getLogger("clasp_ingest.connectors")
+
+_FEED_TYPES = ("rss", "atom", "/xml", "+xml")
+
+
+def connector_for(
+    source: str,
+    *,
+    feed: bool | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    open_options: OpenOptions | None = None,
+) -> Connector:
+    """The connector for a path, glob, ``file://``/``http(s)://``/``s3://``/``gs://`` URL or feed.
+
+    ``feed=None`` detects feeds: a URL whose path says so (``.rss``, ``.xml``, ``/feed``...)
+    or, for other non-media HTTP URLs, a ``Content-Type`` of RSS/Atom/XML.
+    """
+    scheme = scheme_of(source)
+    options = open_options or OpenOptions()
+    if feed or (feed is None and scheme in ("http", "https") and _is_feed(source, options)):
+        return FeedConnector(source, storage_options=storage_options, open_options=options)
+    if scheme in REMOTE_SCHEMES:
+        return FsspecConnector(source, storage_options=storage_options, open_options=options)
+    if scheme == "file":
+        return LocalConnector(path_of_uri(source))
+    return LocalConnector(source)
+
+
+def _is_feed(url: str, options: OpenOptions) -> bool:
+    if looks_like_feed_name(url):
+        return True
+    if is_media_name(url):
+        return False
+    content_type = _content_type(url, options)
+    return content_type.endswith(_FEED_TYPES) or "rss" in content_type
+
+
+def _content_type(url: str, options: OpenOptions) -> str:
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=options.connect_timeout_s) as response:
+            return str(response.headers.get("Content-Type", "")).split(";", 1)[0].strip().lower()
+    except OSError as exc:
+        log.debug("HEAD %s failed (%s); treating it as a media location", url, exc)
+        return ""

@@ -1,0 +1,120 @@
+"""The connector protocol and the download helper every remote connector shares.
+
+A connector lists media (:meth:`Connector.discover`) and opens one item as something ffmpeg
+reads (:meth:`Connector.open`): a local path as is, a remote object as a streamed download
+into a temporary file, bounded in size and time, deleted when the context exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Protocol, runtime_checkable
+
+from clasp_ingest.errors import ConnectorError
+from clasp_ingest.types import MediaRef
+
+__all__ = [
+    "MEDIA_EXTENSIONS",
+    "Connector",
+    "MediaTooLargeError",
+    "OpenOptions",
+    "copy_limited",
+    "is_media_name",
+    "temporary_download",
+]
+
+log = logging.getLogger("clasp_ingest.connectors")
+
+#: File name endings treated as media by folder, bucket and index listings.
+MEDIA_EXTENSIONS = frozenset(
+    {
+        ".3gp", ".aac", ".aif", ".aiff", ".amr", ".avi", ".flac", ".m4a", ".m4b", ".m4v", ".mka",
+        ".mkv", ".mov", ".mp2", ".mp3", ".mp4", ".mpeg", ".mpg", ".mpga", ".oga", ".ogg", ".ogv",
+        ".opus", ".spx", ".ts", ".wav", ".weba", ".webm", ".wma", ".wmv",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OpenOptions:
+    """Bounds of one download: size, connect and read timeouts, copy chunk, temp folder."""
+
+    max_bytes: int = 8 * 1024**3
+    connect_timeout_s: float = 15.0
+    read_timeout_s: float = 60.0
+    chunk_bytes: int = 1024 * 1024
+    temp_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0:
+            raise ValueError(f"OpenOptions.max_bytes must be > 0, got {self.max_bytes}")
+        if self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
+            raise ValueError("OpenOptions timeouts must be > 0 seconds")
+        if self.chunk_bytes <= 0:
+            raise ValueError(f"OpenOptions.chunk_bytes must be > 0, got {self.chunk_bytes}")
+
+
+class MediaTooLargeError(ConnectorError):
+    """A media object is larger than :attr:`OpenOptions.max_bytes` (permanent: no retry)."""
+
+    def __init__(self, uri: str, limit: int) -> None:
+        self.uri = uri
+        self.limit = limit
+        super().__init__(
+            f"{uri!r} is larger than the {limit} byte download limit; "
+            "raise OpenOptions.max_bytes (--max-bytes) to ingest it"
+        )
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """A media source: lists items and opens one as ffmpeg-readable input."""
+
+    @property
+    def source(self) -> str:
+        """The location this connector was made for (path, glob, URL)."""
+        ...
+
+    def discover(self) -> Iterator[MediaRef]:
+        """Every media item of the source, each once, in a stable order."""
+        ...
+
+    def open(self, ref: MediaRef) -> AbstractContextManager[str]:
+        """Context manager yielding a path or URL ffmpeg reads; cleans up on exit."""
+        ...
+
+
+def is_media_name(name: str) -> bool:
+    """Whether a file name or URL path ends with a media extension."""
+    return PurePosixPath(name.split("?", 1)[0].split("#", 1)[0]).suffix.lower() in MEDIA_EXTENSIONS
+
+
+def copy_limited(reader: IO[bytes], writer: IO[bytes], uri: str, options: OpenOptions) -> int:
+    """Copy ``reader`` to ``writer`` in chunks; raise :class:`MediaTooLargeError` past the limit."""
+    total = 0
+    while chunk := reader.read(options.chunk_bytes):
+        total += len(chunk)
+        if total > options.max_bytes:
+            raise MediaTooLargeError(uri, options.max_bytes)
+        writer.write(chunk)
+    return total
+
+
+@contextmanager
+def temporary_download(reader: IO[bytes], uri: str, suffix: str, options: OpenOptions) -> Iterator[str]:
+    """Stream ``reader`` into a temporary file and yield its path; the file goes on exit."""
+    tmp_dir = tempfile.mkdtemp(prefix="clasp-dl-", dir=options.temp_dir)
+    target = Path(tmp_dir) / f"media{suffix}"
+    try:
+        with target.open("wb") as writer:
+            size = copy_limited(reader, writer, uri, options)
+        log.debug("downloaded %s (%d bytes) to %s", uri, size, target)
+        yield str(target)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)

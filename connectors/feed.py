@@ -1,0 +1,156 @@
+"""RSS/Atom podcast feeds: every episode's audio/video enclosure becomes a media item.
+
+The feed is fetched through fsspec (HTTP with the same timeouts and a size limit as media
+downloads; a local feed file also works) and parsed with feedparser. An episode's media id
+comes from its enclosure URL; its fingerprint from that URL, the enclosure length and the
+published date, so a re-published or re-encoded episode is ingested again.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urljoin
+
+from clasp_ingest.connectors.base import OpenOptions, copy_limited, is_media_name
+from clasp_ingest.connectors.remote import filesystem_for, open_remote
+
+from clasp_ingest.errors import ConnectorError
+from clasp_ingest.types import MediaRef, media_id_for
+
+__all__ = ["FEED_MAX_BYTES", "FeedConnector", "looks_like_feed_name"]
+
+#: Largest feed document read (feeds with thousands of episodes stay well under this).
+FEED_MAX_BYTES = 64 * 1024 * 1024
+
+_FEED_SUFFIXES = (".rss", ".atom", ".xml")
+_FEED_WORDS = ("/feed", "/rss", "/atom", "format=rss", "feed=")
+
+
+def looks_like_feed_name(url: str) -> bool:
+    """Whether a URL's path says "feed" (``.rss``, ``.xml``, ``/feed``, ``/rss`` ...)."""
+    lowered = url.lower().split("#", 1)[0]
+    path = lowered.split("?", 1)[0]
+    return path.endswith(_FEED_SUFFIXES) or any(word in lowered for word in _FEED_WORDS)
+
+
+class FeedConnector:
+    """The episodes of an RSS or Atom feed (their audio/video enclosures)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        open_options: OpenOptions | None = None,
+    ) -> None:
+        self._url = url
+        self._storage_options = dict(storage_options or {})
+        self._open_options = open_options or OpenOptions()
+
+    @property
+    def source(self) -> str:
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"FeedConnector({self._url!r})"
+
+    def discover(self) -> Iterator[MediaRef]:
+        import feedparser
+
+        parsed = feedparser.parse(self._fetch())
+        if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
+            reason = parsed.get("bozo_exception", "not RSS or Atom")
+            raise ConnectorError(f"{self._url!r} is not a readable RSS/Atom feed: {reason}")
+        feed_title = str(parsed.feed.get("title", ""))
+        seen: set[str] = set()
+        for entry in parsed.entries:
+            ref = self._episode(entry, feed_title)
+            if ref is not None and ref.media_id not in seen:
+                seen.add(ref.media_id)
+                yield ref
+
+    @contextmanager
+    def open(self, ref: MediaRef) -> Iterator[str]:
+        length = ref.metadata.get("enclosure_length")
+        with open_remote(
+            ref.uri,
+            storage_options=self._storage_options,
+            options=self._open_options,
+            expected_size=length if isinstance(length, int) and length > 0 else None,
+        ) as local:
+            yield local
+
+    def _fetch(self) -> bytes:
+        limits = OpenOptions(
+            max_bytes=FEED_MAX_BYTES,
+            connect_timeout_s=self._open_options.connect_timeout_s,
+            read_timeout_s=self._open_options.read_timeout_s,
+        )
+        fs, path = filesystem_for(self._url, self._storage_options, limits)
+        buffer = io.BytesIO()
+        try:
+            with fs.open(path, "rb", **({"block_size": 0} if "http" in fs.protocol else {})) as reader:
+                copy_limited(reader, buffer, self._url, limits)
+        except FileNotFoundError as exc:
+            raise ConnectorError(f"feed {self._url!r} does not exist; check the URL") from exc
+        return buffer.getvalue()
+
+    def _episode(self, entry: Any, feed_title: str) -> MediaRef | None:
+        enclosure = _media_enclosure(entry)
+        if enclosure is None:
+            return None
+        href = urljoin(self._url, str(enclosure.get("href", "")))
+        length = _int_or_none(enclosure.get("length"))
+        published = _iso_date(entry)
+        title = str(entry.get("title", "")) or href.rsplit("/", 1)[-1]
+        metadata: dict[str, Any] = {
+            "connector": "feed",
+            "feed_url": self._url,
+            "feed_title": feed_title,
+            "episode_title": title,
+            "guid": str(entry.get("id", "")),
+            "mime_type": str(enclosure.get("type", "")),
+        }
+        if published:
+            metadata["published"] = published
+        if length is not None:
+            metadata["enclosure_length"] = length
+        if entry.get("link"):
+            metadata["episode_link"] = str(entry.get("link"))
+        return MediaRef(
+            uri=href,
+            media_id=media_id_for(href),
+            fingerprint=f"{href}|{length if length is not None else ''}|{published}",
+            title=title,
+            metadata=metadata,
+        )
+
+
+def _media_enclosure(entry: Any) -> Mapping[str, Any] | None:
+    """The first audio/video enclosure of an entry (by MIME type or file extension)."""
+    candidates = list(entry.get("enclosures", []))
+    candidates += [link for link in entry.get("links", []) if link.get("rel") == "enclosure"]
+    for item in candidates:
+        mime = str(item.get("type", "")).lower()
+        href = str(item.get("href", ""))
+        if href and (mime.startswith(("audio/", "video/")) or is_media_name(href)):
+            return item
+    return None
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(str(value)) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _iso_date(entry: Any) -> str:
+    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    if not parsed:
+        return str(entry.get("published", entry.get("updated", "")))
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", parsed)

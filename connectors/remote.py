@@ -1,0 +1,209 @@
+"""fsspec sources: ``http(s)://`` files and index pages, ``s3://`` and ``gs://`` buckets/prefixes/globs.
+
+``open()`` streams the object into a temporary file (bounded by :class:`OpenOptions`: size
+limit, connect and read timeouts) and yields its path, so ffmpeg always reads a local,
+seekable file whatever the protocol. Fingerprints: ETag when the server gives one (S3,
+GCS, most HTTP servers), otherwise Last-Modified + Content-Length.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from clasp_ingest.connectors.base import MediaTooLargeError, OpenOptions, is_media_name, temporary_download
+from clasp_ingest.connectors.local import has_glob_magic
+
+from clasp_ingest.errors import ConnectorError
+from clasp_ingest.types import MediaRef, media_id_for
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+__all__ = ["REMOTE_SCHEMES", "FsspecConnector", "filesystem_for", "open_remote", "remote_fingerprint"]
+
+log = logging.getLogger("clasp_ingest.connectors")
+
+#: URL schemes this connector handles, and the extra that brings each one's fsspec backend.
+REMOTE_SCHEMES: Mapping[str, str | None] = {
+    "http": None,
+    "https": None,
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+}
+
+_QUOTE = '"'
+_VERSION_KEYS = ("ETag", "etag", "md5Hash", "Content-MD5", "Digest", "generation")
+_TIME_KEYS = ("Last-Modified", "LastModified", "updated", "mtime")
+
+
+def scheme_of(url: str) -> str:
+    """The lower-case URL scheme, or ``""`` for a plain path."""
+    head, sep, _ = url.partition("://")
+    return head.lower() if sep else ""
+
+
+def _timeout_options(scheme: str, options: OpenOptions) -> dict[str, Any]:
+    if scheme in ("http", "https"):
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=options.connect_timeout_s, sock_read=options.read_timeout_s
+        )
+        return {"client_kwargs": {"timeout": timeout}}
+    if scheme in ("s3", "s3a"):
+        return {
+            "config_kwargs": {
+                "connect_timeout": options.connect_timeout_s,
+                "read_timeout": options.read_timeout_s,
+            }
+        }
+    if scheme in ("gs", "gcs"):
+        return {"timeout": options.read_timeout_s}
+    return {}
+
+
+def filesystem_for(
+    url: str, storage_options: Mapping[str, Any] | None = None, options: OpenOptions | None = None
+) -> tuple[AbstractFileSystem, str]:
+    """The fsspec filesystem and in-filesystem path of a URL, with timeouts set.
+
+    Raises ImportError with the pip command when the protocol's backend is not installed.
+    """
+    import fsspec.core
+
+    scheme = scheme_of(url)
+    merged = {**_timeout_options(scheme, options or OpenOptions()), **dict(storage_options or {})}
+    try:
+        return fsspec.core.url_to_fs(url, **merged)
+    except ImportError:
+        extra = REMOTE_SCHEMES.get(scheme)
+        backend = {"s3": "s3fs", "gcs": "gcsfs"}.get(extra or "", "its fsspec backend")
+        hint = f"pip install 'clasp-ingest[{extra}]'" if extra else f"pip install {backend}"
+        raise ImportError(f"{scheme}:// sources need {backend}: {hint}") from None
+
+
+def remote_fingerprint(uri: str, info: Mapping[str, Any]) -> str:
+    """A version string from an fsspec ``info()`` dict: ETag first, else mtime + size."""
+    for key in _VERSION_KEYS:
+        value = info.get(key)
+        if value:
+            return f"{key.lower()}:{str(value).strip(_QUOTE)}"
+    parts = [f"{key.lower()}:{info[key]}" for key in _TIME_KEYS if info.get(key)]
+    if info.get("size") is not None:
+        parts.append(f"size:{info['size']}")
+    if not parts:
+        raise ConnectorError(
+            f"{uri!r} reports no ETag, modification time or size, so changes cannot be detected; "
+            "serve it with an ETag or Last-Modified header"
+        )
+    return "|".join(parts)
+
+
+def _protocol(fs: AbstractFileSystem) -> str:
+    protocol = fs.protocol
+    return protocol if isinstance(protocol, str) else protocol[0]
+
+
+@contextmanager
+def open_remote(
+    url: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    options: OpenOptions | None = None,
+    expected_size: int | None = None,
+) -> Iterator[str]:
+    """Download ``url`` into a temporary file (size-limited, with timeouts) and yield its path."""
+    opts = options or OpenOptions()
+    if expected_size is not None and expected_size > opts.max_bytes:
+        raise MediaTooLargeError(url, opts.max_bytes)
+    fs, path = filesystem_for(url, storage_options, opts)
+    streaming = {"block_size": 0} if _protocol(fs) in ("http", "https") else {}
+    suffix = PurePosixPath(path.split("?", 1)[0]).suffix[:8]
+    try:
+        reader = fs.open(path, "rb", **streaming)
+    except FileNotFoundError as exc:
+        raise ConnectorError(f"{url!r} does not exist (any more); check the URL") from exc
+    with reader, temporary_download(reader, url, suffix, opts) as local:
+        yield local
+
+
+class FsspecConnector:
+    """One remote media file, or every media file under a bucket prefix / glob / HTTP index page."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        open_options: OpenOptions | None = None,
+    ) -> None:
+        if scheme_of(url) not in REMOTE_SCHEMES:
+            raise ConnectorError(f"{url!r} is not an http(s)://, s3:// or gs:// URL")
+        self._url = url
+        self._storage_options = dict(storage_options or {})
+        self._open_options = open_options or OpenOptions()
+
+    @property
+    def source(self) -> str:
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"FsspecConnector({self._url!r})"
+
+    def discover(self) -> Iterator[MediaRef]:
+        fs, path = filesystem_for(self._url, self._storage_options, self._open_options)
+        for name, info in sorted(self._listing(fs, path).items()):
+            yield self._ref(fs, name, info)
+
+    @contextmanager
+    def open(self, ref: MediaRef) -> Iterator[str]:
+        size = ref.metadata.get("size_bytes")
+        with open_remote(
+            ref.uri,
+            storage_options=self._storage_options,
+            options=self._open_options,
+            expected_size=size if isinstance(size, int) else None,
+        ) as local:
+            yield local
+
+    def _listing(self, fs: AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:
+        try:
+            if has_glob_magic(path):
+                found: dict[str, dict[str, Any]] = fs.glob(path, detail=True)
+            elif is_media_name(path):
+                found = {path: fs.info(path)}
+            elif _protocol(fs) in ("http", "https"):
+                found = {entry["name"]: entry for entry in fs.ls(path, detail=True)}
+            else:
+                found = fs.find(path, detail=True)
+        except FileNotFoundError as exc:
+            raise ConnectorError(f"{self._url!r} does not exist; check the URL") from exc
+        return {
+            name: info
+            for name, info in found.items()
+            if info.get("type", "file") == "file" and is_media_name(name)
+        }
+
+    def _ref(self, fs: AbstractFileSystem, name: str, info: dict[str, Any]) -> MediaRef:
+        uri = name if scheme_of(name) else fs.unstrip_protocol(name)
+        if not any(info.get(key) for key in (*_VERSION_KEYS, *_TIME_KEYS)):
+            info = {**info, **fs.info(name)}  # index-page entries carry no headers yet
+        size = info.get("size")
+        filename = PurePosixPath(name.split("?", 1)[0]).name
+        return MediaRef(
+            uri=uri,
+            media_id=media_id_for(uri),
+            fingerprint=remote_fingerprint(uri, info),
+            title=PurePosixPath(filename).stem,
+            metadata={
+                "connector": scheme_of(uri),
+                "filename": filename,
+                **({"size_bytes": int(size)} if size is not None else {}),
+            },
+        )

@@ -1,0 +1,161 @@
+"""HTTP and feed connectors against a loopback http.server the tests start."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clasp_ingest.connectors import (
+    FeedConnector,
+    FsspecConnector,
+    MediaTooLargeError,
+    OpenOptions,
+    connector_for,
+)
+
+from clasp_ingest.errors import ConnectorError
+from clasp_ingest.types import media_id_for
+from tests.integration.connectors.conftest import HttpSite
+from tests.integration.connectors.helpers import Episode, rss, write_tone
+
+
+@pytest.fixture(scope="module")
+def site(http_site: HttpSite) -> HttpSite:
+    write_tone(http_site.root / "talks" / "a.wav", 0.4, 300)
+    write_tone(http_site.root / "talks" / "b.wav", 0.6, 500)
+    (http_site.root / "talks" / "notes.txt").write_text("not media")
+    episodes = [
+        Episode("Episode one", f"{http_site.base_url}/talks/a.wav", 12800 + 44),
+        Episode("Episode two", "b.wav", 19200 + 44, published="Wed, 04 Jun 2025 09:00:00 GMT"),
+        Episode("Show notes only", f"{http_site.base_url}/talks/notes.txt", 9, mime="text/plain"),
+    ]
+    document = rss("Loopback Radio", episodes)
+    (http_site.root / "talks" / "feed.rss").write_text(document)
+    (http_site.root / "talks" / "podcast").write_text(document)
+    return http_site
+
+
+def test_single_http_file_discovered_with_header_fingerprint(site: HttpSite) -> None:
+    url = f"{site.base_url}/talks/a.wav"
+    refs = list(FsspecConnector(url).discover())
+    assert [r.uri for r in refs] == [url]
+    ref = refs[0]
+    assert ref.media_id == media_id_for(url)
+    assert "last-modified:" in ref.fingerprint and f"size:{(site.root / 'talks/a.wav').stat().st_size}" in (
+        ref.fingerprint
+    )
+    assert ref.title == "a"
+
+
+def test_index_page_lists_only_media(site: HttpSite) -> None:
+    refs = list(FsspecConnector(f"{site.base_url}/talks/").discover())
+    assert [r.uri.rsplit("/", 1)[-1] for r in refs] == ["a.wav", "b.wav"]
+    assert all(r.metadata["size_bytes"] > 0 for r in refs)
+
+
+def test_open_streams_identical_bytes_and_cleans_up(site: HttpSite) -> None:
+    connector = FsspecConnector(f"{site.base_url}/talks/b.wav")
+    (ref,) = connector.discover()
+    with connector.open(ref) as local:
+        assert Path(local).read_bytes() == (site.root / "talks" / "b.wav").read_bytes()
+    assert not Path(local).exists()
+
+
+def test_fingerprint_changes_when_file_changes(site: HttpSite) -> None:
+    path = write_tone(site.root / "changing.wav", 0.3)
+    url = f"{site.base_url}/changing.wav"
+    (before,) = FsspecConnector(url).discover()
+    write_tone(path, 0.5)
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    (after,) = FsspecConnector(url).discover()
+    assert before.media_id == after.media_id
+    assert before.fingerprint != after.fingerprint
+
+
+def test_size_limit_is_enforced_while_streaming(site: HttpSite) -> None:
+    connector = FsspecConnector(f"{site.base_url}/talks/b.wav", open_options=OpenOptions(max_bytes=1000))
+    ref = next(iter(connector.discover()))
+    stripped = type(ref)(ref.uri, ref.media_id, ref.fingerprint, ref.title, {})  # no size hint
+    with pytest.raises(MediaTooLargeError, match="max-bytes"), connector.open(stripped):
+        pass
+    with pytest.raises(MediaTooLargeError), connector.open(ref):  # refused before download
+        pass
+
+
+def test_missing_url_is_a_connector_error(site: HttpSite) -> None:
+    with pytest.raises(ConnectorError, match="does not exist"):
+        list(FsspecConnector(f"{site.base_url}/nope.wav").discover())
+
+
+def test_feed_episodes_with_metadata(site: HttpSite) -> None:
+    feed_url = f"{site.base_url}/talks/feed.rss"
+    refs = list(FeedConnector(feed_url).discover())
+    assert [r.title for r in refs] == ["Episode one", "Episode two"]
+    assert refs[1].uri == f"{site.base_url}/talks/b.wav"  # relative enclosure resolved
+    meta = refs[1].metadata
+    assert meta["feed_title"] == "Loopback Radio"
+    assert meta["published"] == "2025-06-04T09:00:00Z"
+    assert meta["enclosure_length"] == 19244
+    assert refs[0].media_id == media_id_for(refs[0].uri)
+    with FeedConnector(feed_url).open(refs[0]) as local:
+        assert Path(local).read_bytes() == (site.root / "talks" / "a.wav").read_bytes()
+
+
+def test_connector_for_detects_feeds_by_name_and_content_type(site: HttpSite) -> None:
+    assert isinstance(connector_for(f"{site.base_url}/talks/feed.rss"), FeedConnector)
+    assert isinstance(connector_for(f"{site.base_url}/talks/podcast"), FeedConnector)
+    assert isinstance(connector_for(f"{site.base_url}/talks/a.wav"), FsspecConnector)
+    assert isinstance(connector_for(f"{site.base_url}/talks/"), FsspecConnector)
+    assert isinstance(connector_for(f"{site.base_url}/talks/a.wav", feed=True), FeedConnector)
+
+
+def test_html_page_is_not_a_feed(site: HttpSite) -> None:
+    (site.root / "page.html").write_text("<html><body>hello</body></html>")
+    with pytest.raises(ConnectorError, match="not a readable RSS/Atom feed"):
+        list(FeedConnector(f"{site.base_url}/page.html").discover())
+
+
+@pytest.fixture
+def stalling_server() -> Iterator[str]:
+    """Accepts connections and sends headers, then never sends the body."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        held = []
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nabc")
+            held.append(conn)
+        for conn in held:
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/slow.wav"
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_read_timeout_bounds_a_stalled_download(stalling_server: str) -> None:
+    from clasp_ingest.types import MediaRef
+
+    connector = FsspecConnector(stalling_server, open_options=OpenOptions(read_timeout_s=0.5))
+    ref = MediaRef(stalling_server, media_id_for(stalling_server), "x")
+    started = time.monotonic()
+    with pytest.raises((TimeoutError, OSError)), connector.open(ref):
+        pass
+    assert time.monotonic() - started < 10

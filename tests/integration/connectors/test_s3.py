@@ -1,0 +1,58 @@
+"""s3:// sources against moto's S3 server on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from clasp_ingest.connectors import FsspecConnector, connector_for
+
+from clasp_ingest.types import media_id_for
+from tests.integration.connectors.conftest import S3Server
+from tests.integration.connectors.helpers import write_tone
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> str:
+    client = s3_server.client()
+    client.create_bucket(Bucket="media")
+    folder = tmp_path_factory.mktemp("s3src")
+    for key, seconds in [("shows/one.wav", 0.3), ("shows/deep/two.wav", 0.4), ("other/three.wav", 0.2)]:
+        client.upload_file(str(write_tone(folder / key, seconds)), "media", key)
+    client.put_object(Bucket="media", Key="shows/readme.txt", Body=b"text")
+    return "media"
+
+
+def test_prefix_listing_is_recursive_and_media_only(s3_server: S3Server, bucket: str) -> None:
+    connector = FsspecConnector(f"s3://{bucket}/shows", storage_options=s3_server.storage_options)
+    refs = list(connector.discover())
+    assert [r.uri for r in refs] == ["s3://media/shows/deep/two.wav", "s3://media/shows/one.wav"]
+    assert all(r.fingerprint.startswith("etag:") for r in refs)
+    assert refs[0].media_id == media_id_for("s3://media/shows/deep/two.wav")
+
+
+def test_glob_and_single_object(s3_server: S3Server, bucket: str) -> None:
+    options = s3_server.storage_options
+    by_glob = list(connector_for(f"s3://{bucket}/*/*.wav", storage_options=options).discover())
+    assert [r.uri for r in by_glob] == ["s3://media/other/three.wav", "s3://media/shows/one.wav"]
+    (single,) = connector_for(f"s3://{bucket}/other/three.wav", storage_options=options).discover()
+    assert single.title == "three"
+
+
+def test_open_downloads_object_and_etag_tracks_content(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    client = s3_server.client()
+    url = f"s3://{bucket}/shows/one.wav"
+    connector = FsspecConnector(url, storage_options=s3_server.storage_options)
+    (before,) = connector.discover()
+    with connector.open(before) as local:
+        body = client.get_object(Bucket=bucket, Key="shows/one.wav")["Body"].read()
+        assert Path(local).read_bytes() == body
+    client.upload_file(str(write_tone(tmp_path / "new.wav", 0.7)), bucket, "shows/one.wav")
+    connector = FsspecConnector(
+        url, storage_options={**s3_server.storage_options, "skip_instance_cache": True}
+    )
+    (after,) = connector.discover()
+    assert after.media_id == before.media_id
+    assert after.fingerprint != before.fingerprint

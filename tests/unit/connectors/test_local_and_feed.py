@@ -1,0 +1,128 @@
+"""Connectors that need no network: local folders/globs, feed files, helpers."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from clasp_ingest.connectors import (
+    Connector,
+    FeedConnector,
+    FsspecConnector,
+    LocalConnector,
+    MediaTooLargeError,
+    OpenOptions,
+    connector_for,
+)
+from clasp_ingest.connectors.base import copy_limited, is_media_name
+from clasp_ingest.connectors.remote import filesystem_for, remote_fingerprint
+
+from clasp_ingest.errors import ConnectorError
+from clasp_ingest.types import media_id_for
+from tests.integration.connectors.helpers import Episode, rss, write_tone
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    write_tone(tmp_path / "b.wav")
+    write_tone(tmp_path / "sub" / "a.WAV")
+    write_tone(tmp_path / "sub" / "deeper" / "c.wav")
+    (tmp_path / "sub" / "notes.txt").write_text("x")
+    return tmp_path
+
+
+def test_folder_is_recursive_sorted_and_media_only(folder: Path) -> None:
+    refs = list(LocalConnector(folder).discover())
+    assert [Path(r.uri).name for r in refs] == ["b.wav", "a.WAV", "c.wav"]
+    assert all(r.uri.startswith("file:///") for r in refs)
+    assert refs[0].media_id == media_id_for((folder / "b.wav").resolve().as_uri())
+    stat = (folder / "b.wav").stat()
+    assert refs[0].fingerprint == f"{stat.st_size}-{stat.st_mtime_ns}"
+    assert refs[0].title == "b"
+    assert isinstance(LocalConnector(folder), Connector)
+
+
+def test_glob_and_single_file(folder: Path) -> None:
+    assert [r.title for r in LocalConnector(str(folder / "sub" / "**" / "*.wav")).discover()] == ["c"]
+    assert [r.title for r in LocalConnector(folder / "b.wav").discover()] == ["b"]
+
+
+def test_fingerprint_changes_on_rewrite_media_id_does_not(folder: Path) -> None:
+    path = folder / "b.wav"
+    (before,) = LocalConnector(path).discover()
+    write_tone(path, seconds=0.7)
+    os.utime(path, ns=(before_ns := path.stat().st_mtime_ns + 10**9, before_ns))
+    (after,) = LocalConnector(path).discover()
+    assert (after.media_id, after.uri) == (before.media_id, before.uri)
+    assert after.fingerprint != before.fingerprint
+
+
+def test_open_yields_the_path_and_reports_vanished_files(folder: Path) -> None:
+    connector = LocalConnector(folder)
+    ref = next(iter(connector.discover()))
+    with connector.open(ref) as local:
+        assert Path(local) == (folder / "b.wav").resolve()
+    (folder / "b.wav").unlink()
+    with pytest.raises(ConnectorError, match="disappeared"), connector.open(ref):
+        pass
+
+
+def test_missing_location_names_it(tmp_path: Path) -> None:
+    with pytest.raises(ConnectorError, match="nowhere"):
+        list(LocalConnector(tmp_path / "nowhere").discover())
+
+
+def test_feed_file_episodes(tmp_path: Path) -> None:
+    audio = write_tone(tmp_path / "ep.wav")
+    feed = tmp_path / "feed.xml"
+    feed.write_text(
+        rss(
+            "Local Show",
+            [
+                Episode("First", audio.as_uri(), audio.stat().st_size),
+                Episode("First again", audio.as_uri(), audio.stat().st_size),  # duplicate enclosure
+                Episode("Text", (tmp_path / "x.txt").as_uri(), 1, mime="text/plain"),
+            ],
+        )
+    )
+    refs = list(FeedConnector(str(feed)).discover())
+    assert [r.title for r in refs] == ["First"]
+    assert refs[0].metadata["feed_title"] == "Local Show"
+    assert refs[0].fingerprint == f"{audio.as_uri()}|{audio.stat().st_size}|2025-06-03T09:00:00Z"
+
+
+def test_connector_for_dispatch_without_network(folder: Path) -> None:
+    assert isinstance(connector_for(str(folder)), LocalConnector)
+    assert isinstance(connector_for(str(folder / "*.wav")), LocalConnector)
+    assert isinstance(connector_for((folder / "b.wav").as_uri()), LocalConnector)
+    assert isinstance(connector_for("s3://bucket/prefix"), FsspecConnector)
+    assert isinstance(connector_for("https://example.invalid/show/feed.xml"), FeedConnector)
+    assert isinstance(connector_for("https://example.invalid/a.mp3"), FsspecConnector)
+
+
+def test_missing_backend_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(protocol: str) -> None:
+        raise ImportError(f"Install gcsfs to access {protocol}")
+
+    monkeypatch.setattr("fsspec.core.get_filesystem_class", refuse)
+    with pytest.raises(ImportError, match=r"pip install 'clasp-ingest\[gcs\]'"):
+        filesystem_for("gs://bucket/x.wav")
+
+
+def test_remote_fingerprint_prefers_etag() -> None:
+    assert remote_fingerprint("u", {"ETag": '"abc"', "size": 3}) == "etag:abc"
+    assert remote_fingerprint("u", {"Last-Modified": "Mon", "size": 3}) == "last-modified:Mon|size:3"
+    with pytest.raises(ConnectorError, match="ETag or Last-Modified"):
+        remote_fingerprint("u", {"name": "u"})
+
+
+def test_copy_limited_and_options() -> None:
+    sink = io.BytesIO()
+    assert copy_limited(io.BytesIO(b"x" * 10), sink, "u", OpenOptions(max_bytes=10, chunk_bytes=3)) == 10
+    with pytest.raises(MediaTooLargeError):
+        copy_limited(io.BytesIO(b"x" * 11), io.BytesIO(), "u", OpenOptions(max_bytes=10, chunk_bytes=3))
+    with pytest.raises(ValueError, match="max_bytes"):
+        OpenOptions(max_bytes=0)
+    assert is_media_name("https://h/a/b.MP3?token=1") and not is_media_name("https://h/a/b.html")
