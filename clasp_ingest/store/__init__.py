@@ -1,0 +1,93 @@
+"""Qdrant storage of CLASP span vectors: an embedded engine (Qdrant Edge) or a Qdrant server.
+
+``open_store`` picks the backend; both implement :class:`QdrantStore` and give the same
+results for the same operations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.store.base import (
+    DEFAULT_COLLECTION,
+    VECTOR_NAME,
+    CollectionIdentity,
+    QdrantStore,
+    RetryOptions,
+    SearchFilter,
+    StoredPoint,
+    WriteOptions,
+    build_payload,
+    format_timestamp,
+    point_id,
+    span_url,
+)
+from clasp_ingest.store.edge import EdgeOptions, EdgeStore
+from clasp_ingest.store.export import export_collection
+from clasp_ingest.store.server import ServerStore
+
+__all__ = [
+    "DEFAULT_COLLECTION",
+    "VECTOR_NAME",
+    "CollectionIdentity",
+    "EdgeOptions",
+    "EdgeStore",
+    "QdrantStore",
+    "RetryOptions",
+    "SearchFilter",
+    "ServerStore",
+    "StoredPoint",
+    "WriteOptions",
+    "build_payload",
+    "export_collection",
+    "format_timestamp",
+    "open_store",
+    "point_id",
+    "span_url",
+]
+
+_MEMORY = ":memory:"
+
+
+def open_store(
+    *,
+    url: str | None = None,
+    path: Path | None = None,
+    api_key: str | None = None,
+    prefer_grpc: bool = False,
+    collection: str = DEFAULT_COLLECTION,
+    backend: str = "auto",
+    edge: EdgeOptions | None = None,
+    write: WriteOptions | None = None,
+    timeout_s: int = 30,
+) -> QdrantStore:
+    """Open a store: ``url`` → a Qdrant server; ``path`` → Qdrant Edge in that directory.
+
+    ``":memory:"`` (as url or path) → qdrant-client's in-memory local mode.
+    ``backend="client"`` with a ``path`` → qdrant-client's on-disk local mode instead of Edge.
+    """
+    if backend not in {"auto", "edge", "client"}:
+        raise ConfigError(f"unknown store backend {backend!r}; use 'auto', 'edge' or 'client'")
+    if url is not None and path is not None:
+        raise ConfigError("give either a Qdrant url or an embedded path, not both")
+    if url is None and path is None:
+        raise ConfigError("no store given: pass url= (Qdrant server) or path= (embedded directory)")
+    if _MEMORY in (url, str(path) if path is not None else None):
+        return _client_store(collection, write, location=_MEMORY)
+    if url is not None:
+        if backend == "edge":
+            raise ConfigError(f"backend 'edge' needs a path, got url {url!r}")
+        return _client_store(
+            collection, write, url=url, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout_s
+        )
+    assert path is not None
+    if backend == "client":
+        return _client_store(collection, write, path=str(path))
+    return EdgeStore(Path(path), collection, options=edge, write=write)
+
+
+def _client_store(collection: str, write: WriteOptions | None, **kwargs: object) -> ServerStore:
+    from qdrant_client import QdrantClient
+
+    return ServerStore(QdrantClient(**kwargs), collection, write=write, owns_client=True)  # type: ignore[arg-type]

@@ -1,0 +1,698 @@
+"""The store interface and the logic both backends share.
+
+A backend implements a handful of primitives (create, upsert, delete, count, query, scroll)
+over an engine-neutral filter (:class:`Where`); :class:`QdrantStore` builds everything else
+on them: point ids, langchain-qdrant-compatible payloads, media-level replace, retries.
+
+Replace protocol of one media item (``write_media``):
+
+1. upsert every point of the new version with ``metadata.state = "writing"``;
+2. mark that version ``"complete"`` (one payload update by filter);
+3. delete the item's points of any other version.
+
+Searches only see ``complete`` points, so a reader never sees a half-written version; a
+failure at any step deletes what was written for the new version (and, when the new
+version had overwritten spans of the old one, the damaged old version too).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Self, TypeVar
+
+import numpy as np
+
+from clasp_ingest.errors import CollectionMismatchError, StoreError
+from clasp_ingest.log import get_logger
+from clasp_ingest.types import MEDIA_NAMESPACE, MediaRef, Segment, SpanHit
+
+__all__ = [
+    "DEFAULT_COLLECTION",
+    "STATE_COMPLETE",
+    "STATE_WRITING",
+    "VECTOR_NAME",
+    "CollectionIdentity",
+    "Condition",
+    "QdrantStore",
+    "RetryOptions",
+    "SearchFilter",
+    "StoredPoint",
+    "Where",
+    "WriteOptions",
+    "build_payload",
+    "format_timestamp",
+    "point_id",
+    "span_url",
+    "with_retry",
+]
+
+log = get_logger("store")
+
+VECTOR_NAME = "clasp"
+DEFAULT_COLLECTION = "clasp_segments"
+STATE_WRITING = "writing"
+STATE_COMPLETE = "complete"
+
+#: Payload indexes every collection gets (key → "keyword" | "float" | "integer").
+PAYLOAD_INDEXES: dict[str, str] = {
+    "metadata.media_id": "keyword",
+    "metadata.source": "keyword",
+    "metadata.version": "keyword",
+    "metadata.language": "keyword",
+    "metadata.state": "keyword",
+    "metadata.start_s": "float",
+    "metadata.end_s": "float",
+    "metadata.segment_index": "integer",
+}
+
+#: Payload keys this project owns; connector metadata cannot override them.
+_RESERVED = (
+    "media_id",
+    "source",
+    "title",
+    "start_s",
+    "end_s",
+    "duration_s",
+    "segment_index",
+    "url",
+    "version",
+    "model",
+    "ingested_at",
+    "state",
+)
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- filters
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One engine-neutral condition on a payload key: a match, a match-any, or a range."""
+
+    key: str
+    value: str | int | None = None
+    any_of: tuple[str, ...] | None = None
+    gte: float | None = None
+    lte: float | None = None
+
+    def __post_init__(self) -> None:
+        kinds = (
+            (self.value is not None)
+            + (self.any_of is not None)
+            + (self.gte is not None or self.lte is not None)
+        )
+        if kinds != 1:
+            raise ValueError(f"Condition on {self.key!r} needs exactly one of value, any_of, or a range")
+
+
+@dataclass(frozen=True)
+class Where:
+    """Conditions that must all hold, and conditions none of which may hold."""
+
+    must: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
+
+    def __and__(self, other: Where) -> Where:
+        return Where(self.must + other.must, self.must_not + other.must_not)
+
+    @property
+    def empty(self) -> bool:
+        return not self.must and not self.must_not
+
+
+def _meta(key: str) -> str:
+    return f"metadata.{key}"
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """What a search may return: media items, sources, language, a time range.
+
+    ``start_s_gte``/``end_s_lte`` keep spans that lie inside the range. A tuple of media ids
+    or sources matches any of them.
+    """
+
+    media_id: str | tuple[str, ...] | None = None
+    source: str | tuple[str, ...] | None = None
+    language: str | None = None
+    start_s_gte: float | None = None
+    end_s_lte: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.start_s_gte is not None and self.end_s_lte is not None and self.end_s_lte < self.start_s_gte:
+            raise ValueError(f"SearchFilter time range is empty: {self.start_s_gte}..{self.end_s_lte}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchFilter:
+        """Build from a plain mapping (LangChain ``filter`` kwargs); unknown keys are an error."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown filter keys {unknown}; use some of {sorted(known)}")
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    def where(self) -> Where:
+        conds: list[Condition] = []
+        for key in ("media_id", "source"):
+            value = getattr(self, key)
+            if isinstance(value, tuple):
+                conds.append(Condition(_meta(key), any_of=value))
+            elif value is not None:
+                conds.append(Condition(_meta(key), value=value))
+        if self.language is not None:
+            conds.append(Condition(_meta("language"), value=self.language))
+        if self.start_s_gte is not None:
+            conds.append(Condition(_meta("start_s"), gte=self.start_s_gte))
+        if self.end_s_lte is not None:
+            conds.append(Condition(_meta("end_s"), lte=self.end_s_lte))
+        return Where(tuple(conds))
+
+
+def _match(key: str, value: str | int) -> Where:
+    return Where((Condition(_meta(key), value=value),))
+
+
+# --------------------------------------------------------------------------- points and payloads
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """A point as the engines return it (ids as strings; vector only when asked for)."""
+
+    id: str
+    payload: dict[str, Any]
+    vector: list[float] | None = None
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class CollectionIdentity:
+    """Which model made a collection's vectors, and their dimension."""
+
+    model_id: str
+    dim: int
+
+
+def point_id(media_id: str, model_id: str, start_ms: int, end_ms: int) -> str:
+    """Deterministic point id: re-ingesting the same span never duplicates it."""
+    return str(uuid.uuid5(MEDIA_NAMESPACE, f"{media_id}:{model_id}:{start_ms}:{end_ms}"))
+
+
+def format_timestamp(seconds: float) -> str:
+    """``hh:mm:ss.mmm``."""
+    ms = round(seconds * 1000)
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{round(seconds, 3):.3f}".rstrip("0").rstrip(".")
+
+
+def span_url(source: str, start_s: float, end_s: float) -> str:
+    """A media-fragment deep link: ``source#t=start,end`` (seconds)."""
+    return f"{source}#t={_seconds_text(start_s)},{_seconds_text(end_s)}"
+
+
+def page_content(title: str, source: str, start_s: float, end_s: float) -> str:
+    """The text naming a span: ``<title> [hh:mm:ss.mmm–hh:mm:ss.mmm]``."""
+    return f"{title or source} [{format_timestamp(start_s)}–{format_timestamp(end_s)}]"
+
+
+def _json_safe(metadata: dict[str, Any]) -> dict[str, Any]:
+    safe: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if value is None or isinstance(value, str | int | float | bool | list | dict):
+            safe[str(key)] = value
+        else:
+            safe[str(key)] = str(value)
+    return safe
+
+
+def build_payload(ref: MediaRef, model_id: str, segment: Segment, ingested_at: str) -> dict[str, Any]:
+    """langchain-qdrant layout: ``{"page_content": ..., "metadata": {...}}``."""
+    extra = {k: v for k, v in _json_safe(ref.metadata).items() if k not in _RESERVED}
+    meta: dict[str, Any] = {
+        **extra,
+        "media_id": ref.media_id,
+        "source": ref.uri,
+        "title": ref.title,
+        "start_s": round(segment.start_s, 3),
+        "end_s": round(segment.end_s, 3),
+        "duration_s": segment.duration_s,
+        "segment_index": segment.index,
+        "url": span_url(ref.uri, segment.start_s, segment.end_s),
+        "version": ref.fingerprint,
+        "model": model_id,
+        "ingested_at": ingested_at,
+        "state": STATE_WRITING,
+    }
+    return {
+        "page_content": page_content(ref.title, ref.uri, segment.start_s, segment.end_s),
+        "metadata": meta,
+    }
+
+
+def hit_from_point(point: StoredPoint) -> SpanHit:
+    meta = point.payload.get("metadata", {})
+    return SpanHit(
+        media_id=str(meta.get("media_id", "")),
+        source=str(meta.get("source", "")),
+        title=str(meta.get("title", "")),
+        start_s=float(meta.get("start_s", 0.0)),
+        end_s=float(meta.get("end_s", 0.0)),
+        score=float(point.score),
+        url=str(meta.get("url", "")),
+        payload=point.payload,
+    )
+
+
+# --------------------------------------------------------------------------- retries
+
+
+@dataclass(frozen=True)
+class RetryOptions:
+    """Exponential backoff for transient engine errors (connection drops, 429/5xx)."""
+
+    attempts: int = 5
+    initial_s: float = 0.2
+    max_s: float = 5.0
+    multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"RetryOptions.attempts must be >= 1, got {self.attempts}")
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How points are written: points per upsert request and the retry policy."""
+
+    batch_size: int = 256
+    retry: RetryOptions = field(default_factory=RetryOptions)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"WriteOptions.batch_size must be >= 1, got {self.batch_size}")
+
+
+def with_retry(
+    func: Callable[[], T],
+    *,
+    options: RetryOptions,
+    is_transient: Callable[[BaseException], bool],
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``func``; on a transient error wait and try again, up to ``options.attempts``."""
+    delay = options.initial_s
+    for attempt in range(1, options.attempts + 1):
+        try:
+            return func()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if attempt == options.attempts:
+                raise StoreError(
+                    f"{what} failed {attempt} times ({exc!r}); check that the Qdrant server is "
+                    "reachable and healthy, or raise WriteOptions.retry.attempts"
+                ) from exc
+            log.warning("%s failed (%s); retry %d/%d in %.2fs", what, exc, attempt, options.attempts, delay)
+            sleep(delay)
+            delay = min(delay * options.multiplier, options.max_s)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class QdrantStore(abc.ABC):
+    """One Qdrant collection of CLASP span vectors; see the module doc for the write protocol."""
+
+    #: "edge" or "client"; set by subclasses.
+    backend: str = ""
+
+    def __init__(self, collection: str = DEFAULT_COLLECTION, *, write: WriteOptions | None = None) -> None:
+        if not collection:
+            raise ValueError("collection name must not be empty")
+        self.collection = collection
+        self.write_options = write or WriteOptions()
+        self._identity: CollectionIdentity | None = None
+        self._bulk_depth = 0
+
+    # ----- primitives a backend implements
+
+    @abc.abstractmethod
+    def _read_identity(self) -> CollectionIdentity | None:
+        """The stored identity, or None when the collection does not exist."""
+
+    @abc.abstractmethod
+    def _create(self, identity: CollectionIdentity) -> None:
+        """Create the collection (named cosine vector, payload indexes, identity)."""
+
+    @abc.abstractmethod
+    def _drop(self) -> None:
+        """Delete the collection and everything in it."""
+
+    @abc.abstractmethod
+    def _upsert(self, points: Sequence[StoredPoint]) -> None: ...
+
+    @abc.abstractmethod
+    def _delete(self, where: Where) -> None: ...
+
+    @abc.abstractmethod
+    def _set_state(self, where: Where, state: str) -> None:
+        """Set ``metadata.state`` on the points matching ``where``."""
+
+    @abc.abstractmethod
+    def _count(self, where: Where) -> int: ...
+
+    @abc.abstractmethod
+    def _query(
+        self, vector: list[float], limit: int, where: Where, score_threshold: float | None
+    ) -> list[StoredPoint]: ...
+
+    @abc.abstractmethod
+    def _scroll(
+        self, where: Where, limit: int, offset: str | None, with_vectors: bool
+    ) -> tuple[list[StoredPoint], str | None]: ...
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the engine (flushes an embedded store)."""
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        return False
+
+    def _begin_bulk(self) -> None:  # noqa: B027 - optional hook
+        """Hook: prepare for a large ingest (defer index building)."""
+
+    def _end_bulk(self) -> None:  # noqa: B027 - optional hook
+        """Hook: finish a large ingest (build indexes, flush)."""
+
+    # ----- collection
+
+    @property
+    def identity(self) -> CollectionIdentity | None:
+        if self._identity is None:
+            self._identity = self._read_identity()
+        return self._identity
+
+    def exists(self) -> bool:
+        return self.identity is not None
+
+    def ensure_collection(self, model_id: str, dim: int, *, recreate: bool = False) -> None:
+        """Create the collection for ``model_id``; raise if it exists for another model or dim."""
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        wanted = CollectionIdentity(model_id, dim)
+        current = self.identity
+        if current is not None and current != wanted and recreate:
+            log.warning("dropping collection %r (%s) to recreate it for %s", self.collection, current, wanted)
+            self._drop()
+            current = None
+        if current is None:
+            self._create(wanted)
+            self._identity = wanted
+            log.info("created %s collection %r for %s (%d-d)", self.backend, self.collection, model_id, dim)
+            return
+        if current != wanted:
+            raise CollectionMismatchError(
+                f"collection {self.collection!r} stores {current.dim}-d vectors of model "
+                f"{current.model_id!r}, but model {model_id!r} makes {dim}-d vectors; use another "
+                "collection (--collection NAME) or recreate it (--recreate; deletes its points) and re-ingest"
+            )
+
+    def drop(self) -> None:
+        """Delete the collection with all its points."""
+        if self.identity is not None:
+            self._drop()
+        self._identity = None
+
+    def _require_collection(self) -> CollectionIdentity:
+        identity = self.identity
+        if identity is None:
+            raise StoreError(
+                f"collection {self.collection!r} does not exist in this {self.backend} store; "
+                "ingest some media first or pass the right --collection / --qdrant-path / --qdrant-url"
+            )
+        return identity
+
+    # ----- writing
+
+    def _retry(self, func: Callable[[], T], what: str) -> T:
+        return with_retry(func, options=self.write_options.retry, is_transient=self._is_transient, what=what)
+
+    def upsert_points(self, points: Sequence[StoredPoint]) -> None:
+        """Upsert ready-made points in batches with retries (used by export and bulk loads)."""
+        size = self.write_options.batch_size
+        for chunk in _chunks(points, size):
+            self._retry(lambda c=chunk: self._upsert(c), f"upsert of {len(chunk)} points")  # type: ignore[misc]
+
+    def _points_for(
+        self, ref: MediaRef, model_id: str, segments: Sequence[Segment], vectors: np.ndarray, now: str
+    ) -> list[StoredPoint]:
+        identity = self._require_collection()
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape != (len(segments), identity.dim):
+            raise ValueError(
+                f"{ref.uri!r}: expected vectors of shape ({len(segments)}, {identity.dim}), "
+                f"got {vectors.shape}"
+            )
+        if not np.isfinite(vectors).all():
+            raise ValueError(f"{ref.uri!r}: the model produced non-finite vectors; check the model and input")
+        points = []
+        for seg, vec in zip(segments, vectors, strict=True):
+            if seg.media_id != ref.media_id:
+                raise ValueError(f"segment of media {seg.media_id!r} passed with media {ref.media_id!r}")
+            pid = point_id(ref.media_id, model_id, seg.start_ms, seg.end_ms)
+            points.append(StoredPoint(pid, build_payload(ref, model_id, seg, now), vec.tolist()))
+        return points
+
+    def write_media(
+        self, ref: MediaRef, model_id: str, batches: Iterable[tuple[Sequence[Segment], np.ndarray]]
+    ) -> int:
+        """Write one media item's version ``ref.fingerprint`` and replace any other version.
+
+        Batches are upserted as they come (memory stays flat); the version becomes visible
+        to searches only once complete. On any error the points written for this version are
+        removed and the error re-raised. Returns the number of points written.
+        """
+        identity = self._require_collection()
+        if identity.model_id != model_id:
+            raise CollectionMismatchError(
+                f"collection {self.collection!r} holds vectors of {identity.model_id!r}, not {model_id!r}; "
+                "use another collection or recreate it"
+            )
+        others = _match("media_id", ref.media_id) & Where(must_not=_match("version", ref.fingerprint).must)
+        others_before = self._count(others)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        written = 0
+        try:
+            for segments, vectors in batches:
+                self.upsert_points(self._points_for(ref, model_id, segments, vectors, now))
+                written += len(segments)
+            this = _match("media_id", ref.media_id) & _match("version", ref.fingerprint)
+            self._retry(lambda: self._set_state(this, STATE_COMPLETE), f"completing {ref.uri!r}")
+            self._retry(lambda: self._delete(others), f"deleting old versions of {ref.uri!r}")
+        except BaseException:
+            self._rollback(ref, others, others_before)
+            raise
+        log.debug("wrote %d points of %r (version %s)", written, ref.uri, ref.fingerprint)
+        return written
+
+    def _rollback(self, ref: MediaRef, others: Where, others_before: int) -> None:
+        this = _match("media_id", ref.media_id) & _match("version", ref.fingerprint)
+        try:
+            self._delete(this)
+            if self._count(others) != others_before:
+                # The new version overwrote spans of the old one: the old one is no longer whole.
+                log.warning("old version of %r was partly overwritten; removing it too", ref.uri)
+                self._delete(_match("media_id", ref.media_id))
+        except Exception:
+            log.exception(
+                "could not roll back the partial write of %r; delete media %s", ref.uri, ref.media_id
+            )
+
+    @contextmanager
+    def bulk(self) -> Iterator[Self]:
+        """A large ingest: index building is deferred to the end (nested calls are fine)."""
+        self._bulk_depth += 1
+        if self._bulk_depth == 1:
+            self._begin_bulk()
+        try:
+            yield self
+        finally:
+            self._bulk_depth -= 1
+            if self._bulk_depth == 0:
+                self._end_bulk()
+
+    # ----- deleting
+
+    def delete_media(self, media_id: str) -> int:
+        """Delete every point of one media item; returns how many there were."""
+        return self._delete_counted(_match("media_id", media_id), f"delete of media {media_id!r}")
+
+    def delete_source(self, source: str) -> int:
+        """Delete every point whose ``metadata.source`` is ``source``; returns how many."""
+        return self._delete_counted(_match("source", source), f"delete of source {source!r}")
+
+    def _delete_counted(self, where: Where, what: str) -> int:
+        if self.identity is None:
+            return 0
+        n = self._count(where)
+        if n:
+            self._retry(lambda: self._delete(where), what)
+        return n
+
+    # ----- reading
+
+    def has_media(self, media_id: str, version: str) -> bool:
+        """True when ``media_id`` is stored completely at ``version`` (skip re-ingesting it)."""
+        if self.identity is None:
+            return False
+        where = _match("media_id", media_id) & _match("version", version) & _match("state", STATE_COMPLETE)
+        return self._count(where) > 0
+
+    def count(self, filters: SearchFilter | None = None) -> int:
+        """Points matching ``filters`` (all versions and states)."""
+        if self.identity is None:
+            return 0
+        return self._count(filters.where() if filters else Where())
+
+    def _visible(self, filters: SearchFilter | None) -> Where:
+        return _match("state", STATE_COMPLETE) & (filters.where() if filters else Where())
+
+    def _query_vector(self, vector: np.ndarray) -> list[float]:
+        identity = self._require_collection()
+        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vec.shape[0] != identity.dim:
+            raise ValueError(
+                f"query vector has {vec.shape[0]} dims but collection {self.collection!r} "
+                f"stores {identity.dim}-d vectors of {identity.model_id!r}; query with that model"
+            )
+        return [float(x) for x in vec]
+
+    def search(
+        self,
+        vector: np.ndarray,
+        *,
+        k: int = 10,
+        filters: SearchFilter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[SpanHit]:
+        """The ``k`` nearest complete spans to ``vector`` (cosine), best first."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        points = self._query(self._query_vector(vector), k, self._visible(filters), score_threshold)
+        return [hit_from_point(p) for p in points]
+
+    def search_groups(
+        self,
+        vector: np.ndarray,
+        *,
+        k: int = 10,
+        group_size: int = 1,
+        filters: SearchFilter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[SpanHit]:
+        """Best ``group_size`` spans of each of the ``k`` best media items, grouped, best first."""
+        if k < 1 or group_size < 1:
+            raise ValueError(f"k and group_size must be >= 1, got {k} and {group_size}")
+        groups = self._query_groups(
+            self._query_vector(vector), k, group_size, self._visible(filters), score_threshold
+        )
+        return [hit_from_point(p) for group in groups for p in group]
+
+    def _query_groups(
+        self, vector: list[float], k: int, group_size: int, where: Where, score_threshold: float | None
+    ) -> list[list[StoredPoint]]:
+        """Grouping by over-fetching (engines without native groups).
+
+        The best ``k`` groups are the first ``k`` distinct media items of the ranked list, so
+        widen the search until ``k`` appear (or the points run out); then top up each group
+        that is short with a search restricted to that media item.
+        """
+        total = self._count(where)
+        limit = min(max(k * group_size * 4, 16), max(total, 1))
+        while True:
+            points = self._query(vector, limit, where, score_threshold)
+            groups = _group(points, k, group_size)
+            if len(groups) == k or len(points) < limit or limit >= total:
+                break
+            limit = min(limit * 4, total)
+        exhausted = len(points) < limit or limit >= total
+        return [
+            group
+            if exhausted or len(group) == group_size
+            else self._query(
+                vector, group_size, where & _match("media_id", _media_of(group[0])), score_threshold
+            )
+            for group in groups
+        ]
+
+    def iter_points(
+        self, filters: SearchFilter | None = None, *, batch_size: int = 256, with_vectors: bool = False
+    ) -> Iterator[StoredPoint]:
+        """Every point matching ``filters`` (any state), in id order, page by page."""
+        if self.identity is None:
+            return
+        where = filters.where() if filters else Where()
+        offset: str | None = None
+        while True:
+            points, offset = self._scroll(where, batch_size, offset, with_vectors)
+            yield from points
+            if offset is None:
+                return
+
+    def segments(self, media_id: str, first_index: int, last_index: int) -> list[SpanHit]:
+        """Complete spans of ``media_id`` with ``first_index <= segment_index <= last_index``."""
+        where = (
+            _match("media_id", media_id)
+            & _match("state", STATE_COMPLETE)
+            & Where((Condition(_meta("segment_index"), gte=first_index, lte=last_index),))
+        )
+        points, _ = self._scroll(where, last_index - first_index + 1, None, False)
+        hits = [hit_from_point(p) for p in points]
+        return sorted(hits, key=lambda h: int(h.payload["metadata"]["segment_index"]))
+
+    # ----- context manager
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _group(points: Sequence[StoredPoint], k: int, group_size: int) -> list[list[StoredPoint]]:
+    groups: dict[str, list[StoredPoint]] = {}
+    for point in points:
+        key = _media_of(point)
+        if key not in groups:
+            if len(groups) == k:
+                continue
+            groups[key] = []
+        if len(groups[key]) < group_size:
+            groups[key].append(point)
+    return list(groups.values())
+
+
+def _media_of(point: StoredPoint) -> str:
+    return str(point.payload.get("metadata", {}).get("media_id", ""))

@@ -1,0 +1,289 @@
+"""Qdrant Edge backend: Qdrant's embedded engine in a directory on disk, no server.
+
+Layout under ``path``: ``<collection>/shard/`` (the Edge shard) and
+``<collection>/collection.json`` (which model made the vectors, and their dimension).
+Qdrant Edge (``qdrant-edge-py`` 0.9, beta) allows one process per path and builds HNSW
+indexes only when asked (``optimize()``); this backend keeps a collection exact while it is
+small and builds HNSW after a large ingest (see :class:`EdgeOptions`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clasp_ingest.errors import StoreError
+from clasp_ingest.log import get_logger
+from clasp_ingest.store.base import (
+    DEFAULT_COLLECTION,
+    PAYLOAD_INDEXES,
+    VECTOR_NAME,
+    CollectionIdentity,
+    Condition,
+    QdrantStore,
+    StoredPoint,
+    Where,
+    WriteOptions,
+)
+
+if TYPE_CHECKING:
+    import qdrant_edge
+
+__all__ = ["EdgeOptions", "EdgeStore"]
+
+log = get_logger("store.edge")
+
+_IDENTITY_FILE = "collection.json"
+
+
+@dataclass(frozen=True)
+class EdgeOptions:
+    """Index policy of an embedded collection.
+
+    Below ``index_threshold`` points every search is exact (brute force is fast there and
+    has perfect recall). At or above it, :meth:`EdgeStore.optimize` (called when a
+    :meth:`~QdrantStore.bulk` ingest ends) builds HNSW graphs, searched with ``hnsw_ef``.
+    """
+
+    index_threshold: int = 20_000
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 128
+    hnsw_ef: int = 256
+    max_search_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.index_threshold < 1 or self.hnsw_m < 2 or self.hnsw_ef < 1 or self.hnsw_ef_construct < 4:
+            raise ValueError(f"invalid EdgeOptions: {self}")
+
+
+def _edge() -> Any:
+    try:
+        import qdrant_edge
+    except ImportError:  # pragma: no cover - a core dependency
+        raise ImportError(
+            "the embedded store needs qdrant-edge-py: pip install 'qdrant-edge-py>=0.9,<0.10'"
+        ) from None
+    return qdrant_edge
+
+
+class EdgeStore(QdrantStore):
+    """A collection in a Qdrant Edge shard on local disk (one process at a time)."""
+
+    backend = "edge"
+
+    def __init__(
+        self,
+        path: Path,
+        collection: str = DEFAULT_COLLECTION,
+        *,
+        options: EdgeOptions | None = None,
+        write: WriteOptions | None = None,
+    ) -> None:
+        super().__init__(collection, write=write)
+        self.path = Path(path)
+        self.options = options or EdgeOptions()
+        self._dir = self.path / collection
+        self._shard: qdrant_edge.EdgeShard | None = None
+        self._indexed = False
+        if (self._dir / _IDENTITY_FILE).exists():
+            self._shard = self._open(_edge().EdgeShard.load, None)
+            self._indexed = int(self._shard.info().indexed_vectors_count) > 0
+
+    # ----- lifecycle
+
+    def _open(self, opener: Any, config: Any) -> Any:
+        shard_dir = str(self._dir / "shard")
+        try:
+            return opener(shard_dir) if config is None else opener(shard_dir, config)
+        except Exception as exc:
+            if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
+                raise StoreError(
+                    f"the embedded Qdrant store {shard_dir!r} is open in another process; close it, or "
+                    "run a Qdrant server (--qdrant-url) for concurrent access"
+                ) from exc
+            raise StoreError(f"cannot open the embedded Qdrant store {shard_dir!r}: {exc}") from exc
+
+    def _config(self, dim: int) -> Any:
+        qe = _edge()
+        opts = self.options
+        threshold_kb = max(1, opts.index_threshold * dim * 4 // 1024)
+        return qe.EdgeConfig(
+            vectors={VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+            hnsw_config=qe.HnswIndexConfig(
+                m=opts.hnsw_m, ef_construct=opts.hnsw_ef_construct, full_scan_threshold=threshold_kb
+            ),
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=threshold_kb),
+            max_search_threads=opts.max_search_threads,
+        )
+
+    def _require_shard(self) -> Any:
+        if self._shard is None:
+            self._require_collection()
+            raise StoreError(
+                f"the embedded store {str(self._dir)!r} is closed; open it again"
+            )  # pragma: no cover
+        return self._shard
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._shard.flush()
+            self._shard.close()
+            self._shard = None
+
+    # ----- collection
+
+    def _read_identity(self) -> CollectionIdentity | None:
+        file = self._dir / _IDENTITY_FILE
+        if not file.exists():
+            return None
+        data = json.loads(file.read_text())
+        return CollectionIdentity(str(data["model_id"]), int(data["dim"]))
+
+    def _create(self, identity: CollectionIdentity) -> None:
+        qe = _edge()
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._shard = self._open(qe.EdgeShard.create, self._config(identity.dim))
+        types = {"keyword": qe.PayloadSchemaType.Keyword, "float": qe.PayloadSchemaType.Float,
+                 "integer": qe.PayloadSchemaType.Integer}  # fmt: skip
+        for key, kind in PAYLOAD_INDEXES.items():
+            self._shard.update(qe.UpdateOperation.create_field_index(key, types[kind]))
+        data = {
+            "model_id": identity.model_id,
+            "dim": identity.dim,
+            "vector": VECTOR_NAME,
+            "distance": "cosine",
+        }
+        (self._dir / _IDENTITY_FILE).write_text(json.dumps(data, indent=2))
+
+    def _drop(self) -> None:
+        if self._shard is not None:
+            self._shard.close()
+            self._shard = None
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    # ----- filters
+
+    def _condition(self, cond: Condition) -> Any:
+        qe = _edge()
+        if cond.value is not None:
+            return qe.FieldCondition(cond.key, match=qe.MatchValue(cond.value))
+        if cond.any_of is not None:
+            return qe.FieldCondition(cond.key, match=qe.MatchAny(list(cond.any_of)))
+        return qe.FieldCondition(cond.key, range=qe.RangeFloat(gte=cond.gte, lte=cond.lte))
+
+    def _filter(self, where: Where) -> Any:
+        if where.empty:
+            return None
+        qe = _edge()
+        return qe.Filter(
+            must=[self._condition(c) for c in where.must] or None,
+            must_not=[self._condition(c) for c in where.must_not] or None,
+        )
+
+    # ----- primitives
+
+    def _upsert(self, points: Sequence[StoredPoint]) -> None:
+        qe = _edge()
+        batch = [qe.Point(uuid.UUID(p.id), {VECTOR_NAME: p.vector}, p.payload) for p in points]
+        self._require_shard().update(qe.UpdateOperation.upsert_points(batch))
+
+    def _delete(self, where: Where) -> None:
+        qe = _edge()
+        self._require_shard().update(qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
+
+    def _set_state(self, where: Where, state: str) -> None:
+        qe = _edge()
+        op = qe.UpdateOperation.set_payload_by_filter(self._filter(where), {"state": state}, key="metadata")
+        self._require_shard().update(op)
+
+    def _count(self, where: Where) -> int:
+        qe = _edge()
+        return int(self._require_shard().count(qe.CountRequest(exact=True, filter=self._filter(where))))
+
+    def _search_params(self) -> Any:
+        qe = _edge()
+        if self._indexed:
+            return qe.SearchParams(hnsw_ef=self.options.hnsw_ef)
+        return qe.SearchParams(exact=True)
+
+    def _query(
+        self, vector: list[float], limit: int, where: Where, score_threshold: float | None
+    ) -> list[StoredPoint]:
+        qe = _edge()
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(vector, using=VECTOR_NAME),
+            filter=self._filter(where),
+            with_payload=True,
+            score_threshold=score_threshold,
+            params=self._search_params(),
+        )
+        found = self._require_shard().query(request)
+        return [StoredPoint(str(p.id), dict(p.payload or {}), score=float(p.score)) for p in found]
+
+    def _scroll(
+        self, where: Where, limit: int, offset: str | None, with_vectors: bool
+    ) -> tuple[list[StoredPoint], str | None]:
+        qe = _edge()
+        request = qe.ScrollRequest(
+            offset=uuid.UUID(offset) if offset else None,
+            limit=limit,
+            filter=self._filter(where),
+            with_payload=True,
+            with_vector=[VECTOR_NAME] if with_vectors else False,
+        )
+        records, next_offset = self._require_shard().scroll(request)
+        points = [
+            StoredPoint(str(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None)
+            for r in records
+        ]
+        return points, None if next_offset is None else str(next_offset)
+
+    # ----- index policy
+
+    def _end_bulk(self) -> None:
+        self.optimize()
+
+    def optimize(self, *, force: bool = False) -> bool:
+        """Build HNSW indexes when the collection reached ``index_threshold`` (or ``force``).
+
+        Blocking (minutes at 100k points on 2 cores). Returns True when indexes were built.
+        """
+        if self._shard is None:
+            return False
+        self._shard.flush()
+        n = self._count(Where())
+        if n < self.options.index_threshold and not force:
+            self._indexed = False
+            return False
+        log.info("building HNSW indexes of %r (%d points)", self.collection, n)
+        self._shard.optimize()
+        self._shard.flush()
+        self._indexed = True
+        return True
+
+    @property
+    def indexed(self) -> bool:
+        """True when searches use the HNSW graph (approximate) rather than exact scoring."""
+        return self._indexed
+
+    def _query_exact(self, vector: list[float], limit: int, where: Where) -> list[StoredPoint]:
+        """Exact search regardless of the index (for recall checks)."""
+        was = self._indexed
+        self._indexed = False
+        try:
+            return self._query(vector, limit, where, None)
+        finally:
+            self._indexed = was
+
+
+def _vector_of(vector: Any) -> list[float] | None:
+    if isinstance(vector, dict):
+        value = vector.get(VECTOR_NAME)
+        return [float(x) for x in value] if value is not None else None
+    return None

@@ -1,0 +1,240 @@
+"""qdrant-client backend: a Qdrant server (URL, API key, TLS, gRPC) or qdrant-client's local mode.
+
+The model identity lives in the collection's ``metadata`` (``clasp_model``, ``clasp_dim``).
+Local mode (``":memory:"`` or ``path=``) is brute force and ignores payload indexes; it
+stands in for a server in tests.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from clasp_ingest.log import get_logger
+from clasp_ingest.store.base import (
+    DEFAULT_COLLECTION,
+    PAYLOAD_INDEXES,
+    VECTOR_NAME,
+    CollectionIdentity,
+    Condition,
+    QdrantStore,
+    StoredPoint,
+    Where,
+    WriteOptions,
+)
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient, models
+
+__all__ = ["ServerStore"]
+
+log = get_logger("store.server")
+
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+#: Qdrant's default optimizer indexing threshold (KB), restored after a bulk ingest.
+_DEFAULT_INDEXING_THRESHOLD_KB = 10_000
+
+
+def _models() -> Any:
+    from qdrant_client import models
+
+    return models
+
+
+class ServerStore(QdrantStore):
+    """A collection reached through a :class:`qdrant_client.QdrantClient` (passed in)."""
+
+    backend = "client"
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str = DEFAULT_COLLECTION,
+        *,
+        write: WriteOptions | None = None,
+        hnsw_ef: int | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        super().__init__(collection, write=write)
+        self.client = client
+        self.hnsw_ef = hnsw_ef
+        self._owns_client = owns_client
+        self._indexing_threshold: int | None = None
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    # ----- collection
+
+    def _read_identity(self) -> CollectionIdentity | None:
+        if not self.client.collection_exists(self.collection):
+            return None
+        config = self.client.get_collection(self.collection).config
+        meta = config.metadata or {}
+        vectors = config.params.vectors
+        params = vectors.get(VECTOR_NAME) if isinstance(vectors, dict) else None
+        dim = int(params.size) if params is not None else int(meta.get("clasp_dim", -1))
+        return CollectionIdentity(str(meta.get("clasp_model", "<unknown: not made by clasp-ingest>")), dim)
+
+    def _create(self, identity: CollectionIdentity) -> None:
+        m = _models()
+        self.client.create_collection(
+            self.collection,
+            vectors_config={VECTOR_NAME: m.VectorParams(size=identity.dim, distance=m.Distance.COSINE)},
+            metadata={"clasp_model": identity.model_id, "clasp_dim": identity.dim},
+        )
+        types = {"keyword": m.PayloadSchemaType.KEYWORD, "float": m.PayloadSchemaType.FLOAT,
+                 "integer": m.PayloadSchemaType.INTEGER}  # fmt: skip
+        with warnings.catch_warnings():
+            # local mode warns that payload indexes have no effect there; a server uses them
+            warnings.simplefilter("ignore", UserWarning)
+            for key, kind in PAYLOAD_INDEXES.items():
+                self.client.create_payload_index(self.collection, key, types[kind], wait=True)
+
+    def _drop(self) -> None:
+        self.client.delete_collection(self.collection)
+
+    # ----- filters
+
+    def _condition(self, cond: Condition) -> Any:
+        m = _models()
+        if cond.value is not None:
+            return m.FieldCondition(key=cond.key, match=m.MatchValue(value=cond.value))
+        if cond.any_of is not None:
+            return m.FieldCondition(key=cond.key, match=m.MatchAny(any=list(cond.any_of)))
+        return m.FieldCondition(key=cond.key, range=m.Range(gte=cond.gte, lte=cond.lte))
+
+    def _filter(self, where: Where) -> models.Filter | None:
+        if where.empty:
+            return None
+        m = _models()
+        return m.Filter(
+            must=[self._condition(c) for c in where.must] or None,
+            must_not=[self._condition(c) for c in where.must_not] or None,
+        )
+
+    # ----- primitives
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+        if isinstance(exc, ResponseHandlingException):
+            return True  # connection refused / reset / timeout
+        if isinstance(exc, UnexpectedResponse):
+            return exc.status_code in _TRANSIENT_STATUS
+        return _is_transient_grpc(exc)
+
+    def _upsert(self, points: Sequence[StoredPoint]) -> None:
+        m = _models()
+        structs = [m.PointStruct(id=p.id, vector={VECTOR_NAME: p.vector}, payload=p.payload) for p in points]
+        self.client.upsert(self.collection, structs, wait=True)
+
+    def _delete(self, where: Where) -> None:
+        m = _models()
+        selector = m.FilterSelector(filter=self._filter(where) or m.Filter())
+        self.client.delete(self.collection, selector, wait=True)
+
+    def _set_state(self, where: Where, state: str) -> None:
+        selector = self._filter(where)
+        self.client.set_payload(self.collection, {"state": state}, selector, key="metadata", wait=True)  # type: ignore[arg-type]
+
+    def _count(self, where: Where) -> int:
+        return int(self.client.count(self.collection, count_filter=self._filter(where), exact=True).count)
+
+    def _search_params(self) -> Any:
+        return None if self.hnsw_ef is None else _models().SearchParams(hnsw_ef=self.hnsw_ef)
+
+    def _query(
+        self, vector: list[float], limit: int, where: Where, score_threshold: float | None
+    ) -> list[StoredPoint]:
+        response = self.client.query_points(
+            self.collection,
+            query=vector,
+            using=VECTOR_NAME,
+            limit=limit,
+            query_filter=self._filter(where),
+            score_threshold=score_threshold,
+            with_payload=True,
+            search_params=self._search_params(),
+        )
+        return [StoredPoint(str(p.id), dict(p.payload or {}), score=float(p.score)) for p in response.points]
+
+    def _query_groups(
+        self, vector: list[float], k: int, group_size: int, where: Where, score_threshold: float | None
+    ) -> list[list[StoredPoint]]:
+        response = self.client.query_points_groups(
+            self.collection,
+            group_by="metadata.media_id",
+            query=vector,
+            using=VECTOR_NAME,
+            limit=k,
+            group_size=group_size,
+            query_filter=self._filter(where),
+            score_threshold=score_threshold,
+            with_payload=True,
+            search_params=self._search_params(),
+        )
+        return [
+            [StoredPoint(str(p.id), dict(p.payload or {}), score=float(p.score)) for p in group.hits]
+            for group in response.groups
+        ]
+
+    def _scroll(
+        self, where: Where, limit: int, offset: str | None, with_vectors: bool
+    ) -> tuple[list[StoredPoint], str | None]:
+        records, next_offset = self.client.scroll(
+            self.collection,
+            scroll_filter=self._filter(where),
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=[VECTOR_NAME] if with_vectors else False,
+        )
+        points = [
+            StoredPoint(str(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None)
+            for r in records
+        ]
+        return points, None if next_offset is None else str(next_offset)
+
+    # ----- bulk: Qdrant's advice for large uploads is to pause indexing, then restore it
+
+    def _begin_bulk(self) -> None:
+        m = _models()
+        if self.identity is None:
+            return
+        current = self.client.get_collection(self.collection).config.optimizer_config.indexing_threshold
+        self._indexing_threshold = _DEFAULT_INDEXING_THRESHOLD_KB if current is None else int(current)
+        self.client.update_collection(
+            self.collection, optimizers_config=m.OptimizersConfigDiff(indexing_threshold=0)
+        )
+
+    def _end_bulk(self) -> None:
+        if self._indexing_threshold is None:
+            return
+        m = _models()
+        diff = m.OptimizersConfigDiff(indexing_threshold=self._indexing_threshold)
+        self.client.update_collection(self.collection, optimizers_config=diff)
+        self._indexing_threshold = None
+
+
+def _is_transient_grpc(exc: BaseException) -> bool:
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - grpcio comes with qdrant-client
+        return False
+    if not isinstance(exc, grpc.RpcError) or not hasattr(exc, "code"):
+        return False
+    return exc.code() in {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+
+
+def _vector_of(vector: Any) -> list[float] | None:
+    if isinstance(vector, dict):
+        value = vector.get(VECTOR_NAME)
+        return [float(x) for x in value] if isinstance(value, list) else None
+    return None

@@ -1,0 +1,202 @@
+"""Store behaviour on both engines: ids, payloads, replace semantics, filters, groups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clasp_ingest.errors import CollectionMismatchError, StoreError
+from clasp_ingest.store import QdrantStore, SearchFilter, point_id
+from clasp_ingest.types import MEDIA_NAMESPACE, Segment
+from tests.unit.store.conftest import DIM, MODEL, Media, make_media, open_backend
+
+
+def ingest(store: QdrantStore, *media: Media) -> None:
+    for item in media:
+        assert store.write_media(item.ref, MODEL, item.batches()) == len(item.segments)
+
+
+def test_point_ids_and_payload_layout(store: QdrantStore) -> None:
+    a = make_media("file:///talks/intro.mp3", "v1", 3, seed=1, language="en")
+    ingest(store, a)
+    points = {p.id: p for p in store.iter_points()}
+    seg = a.segments[1]
+    expected_id = str(uuid.uuid5(MEDIA_NAMESPACE, f"{a.ref.media_id}:{MODEL}:{seg.start_ms}:{seg.end_ms}"))
+    assert expected_id == point_id(a.ref.media_id, MODEL, seg.start_ms, seg.end_ms)
+    payload = points[expected_id].payload
+    assert payload["page_content"] == "intro [00:00:02.000–00:00:03.500]"
+    meta = payload["metadata"]
+    assert meta["url"] == "file:///talks/intro.mp3#t=2,3.5"
+    assert (meta["start_s"], meta["end_s"], meta["duration_s"], meta["segment_index"]) == (2.0, 3.5, 1.5, 1)
+    assert (meta["media_id"], meta["source"], meta["version"], meta["model"]) == (
+        a.ref.media_id, a.ref.uri, "v1", MODEL,
+    )  # fmt: skip
+    assert meta["language"] == "en" and meta["state"] == "complete" and meta["ingested_at"]
+
+
+def test_reingest_same_media_is_idempotent(store: QdrantStore) -> None:
+    a = make_media("file:///a.wav", "v1", 20, seed=1)
+    ingest(store, a)
+    assert store.count() == 20 and store.has_media(a.ref.media_id, "v1")
+    ingest(store, a)
+    assert store.count() == 20
+    assert not store.has_media(a.ref.media_id, "v2")
+
+
+def test_changed_media_leaves_no_stale_points(store: QdrantStore) -> None:
+    old = make_media("file:///a.wav", "v1", 20, seed=1)
+    other = make_media("file:///b.wav", "v1", 5, seed=2)
+    ingest(store, old, other)
+    new = make_media("file:///a.wav", "v2", 12, seed=3, offset_s=0.25)
+    ingest(store, new)
+    assert store.count(SearchFilter(media_id=new.ref.media_id)) == 12
+    versions = {
+        p.payload["metadata"]["version"] for p in store.iter_points(SearchFilter(media_id=new.ref.media_id))
+    }
+    assert versions == {"v2"}
+    assert store.has_media(new.ref.media_id, "v2") and not store.has_media(new.ref.media_id, "v1")
+    assert store.count() == 17
+
+
+def _failing(item: Media, after: int) -> Iterator[tuple[list[Segment], np.ndarray]]:
+    for i, batch in enumerate(item.batches()):
+        if i == after:
+            raise RuntimeError("encoder crashed")
+        yield batch
+
+
+def test_failed_write_removes_the_new_version(store: QdrantStore) -> None:
+    old = make_media("file:///a.wav", "v1", 10, seed=1)
+    ingest(store, old)
+    new = make_media("file:///a.wav", "v2", 30, seed=2, offset_s=0.5)  # no span in common with v1
+    with pytest.raises(RuntimeError, match="encoder crashed"):
+        store.write_media(new.ref, MODEL, _failing(new, after=2))
+    assert store.count() == 10 and store.has_media(old.ref.media_id, "v1")
+    fresh = make_media("file:///c.wav", "v1", 30, seed=2)
+    with pytest.raises(RuntimeError):
+        store.write_media(fresh.ref, MODEL, _failing(fresh, after=3))
+    assert store.count(SearchFilter(media_id=fresh.ref.media_id)) == 0
+
+
+def test_failed_write_over_shared_spans_removes_the_damaged_item(store: QdrantStore) -> None:
+    old = make_media("file:///a.wav", "v1", 30, seed=1)
+    ingest(store, old)
+    new = make_media("file:///a.wav", "v2", 30, seed=2)  # same spans: overwrites v1's points
+    with pytest.raises(RuntimeError):
+        store.write_media(new.ref, MODEL, _failing(new, after=2))
+    assert store.count(SearchFilter(media_id=old.ref.media_id)) == 0  # absent rather than half-present
+
+
+def test_searches_do_not_see_a_version_being_written(store: QdrantStore) -> None:
+    new = make_media("file:///a.wav", "v1", 14, seed=1)
+    seen: list[int] = []
+
+    def batches() -> Iterator[tuple[list[Segment], np.ndarray]]:
+        for batch in new.batches():
+            yield batch
+            seen.append(len(store.search(new.vectors[0], k=50)))
+
+    store.write_media(new.ref, MODEL, batches())
+    assert seen == [0, 0] and store.count() == 14
+    assert len(store.search(new.vectors[0], k=50)) == 14
+
+
+def test_delete_by_media_and_by_source(store: QdrantStore) -> None:
+    a, b = make_media("file:///a.wav", "v1", 4, seed=1), make_media("file:///b.wav", "v1", 6, seed=2)
+    ingest(store, a, b)
+    assert store.delete_media(a.ref.media_id) == 4 and store.count() == 6
+    assert store.delete_source("file:///b.wav") == 6 and store.count() == 0
+    assert store.delete_media("missing") == 0
+
+
+def test_search_matches_brute_force_and_filters(store: QdrantStore) -> None:
+    items = [
+        make_media(f"file:///m{i}.wav", "v1", 15, seed=i, language="fr" if i % 2 else "en") for i in range(4)
+    ]
+    ingest(store, *items)
+    query = items[2].vectors[3] + 0.1 * items[1].vectors[0]
+    hits = store.search(query, k=5)
+    every = np.concatenate([m.vectors for m in items])
+    scores = every @ (query / np.linalg.norm(query))
+    np.testing.assert_allclose([h.score for h in hits], np.sort(scores)[::-1][:5], atol=1e-4)
+    assert hits[0].media_id == items[2].ref.media_id and hits[0].start_s == 6.0 and hits[0].end_s == 7.5
+    assert hits[0].url == f"{items[2].ref.uri}#t=6,7.5"
+
+    only = store.search(query, k=50, filters=SearchFilter(media_id=items[1].ref.media_id))
+    assert len(only) == 15 and {h.media_id for h in only} == {items[1].ref.media_id}
+    two = store.search(query, k=50, filters=SearchFilter(source=("file:///m0.wav", "file:///m3.wav")))
+    assert {h.source for h in two} == {"file:///m0.wav", "file:///m3.wav"} and len(two) == 30
+    french = store.search(query, k=100, filters=SearchFilter(language="fr"))
+    assert len(french) == 30 and all(h.payload["metadata"]["language"] == "fr" for h in french)
+    window = store.search(query, k=100, filters=SearchFilter(start_s_gte=4.0, end_s_lte=9.5))
+    assert len(window) == 4 * 3 and all(h.start_s >= 4.0 and h.end_s <= 9.5 for h in window)
+    above = store.search(query, k=100, score_threshold=0.3)
+    assert above and all(h.score >= 0.3 for h in above)
+    assert len(above) == int((scores >= 0.3).sum())
+
+
+def test_grouped_search(store: QdrantStore) -> None:
+    items = [make_media(f"file:///m{i}.wav", "v1", 12, seed=10 + i) for i in range(6)]
+    ingest(store, *items)
+    query = items[4].vectors[0]
+    hits = store.search_groups(query, k=3, group_size=2)
+    assert len(hits) == 6
+    media = [h.media_id for h in hits]
+    assert media[0] == items[4].ref.media_id
+    assert all(media[i] == media[i + 1] for i in (0, 2, 4)) and len(set(media)) == 3
+    best_per_media = {m.ref.media_id: np.sort(m.vectors @ query)[::-1][:2] for m in items}
+    ranked = sorted(best_per_media, key=lambda mid: -best_per_media[mid][0])[:3]
+    assert media[::2] == ranked
+    for i, mid in enumerate(ranked):
+        np.testing.assert_allclose([hits[2 * i].score, hits[2 * i + 1].score], best_per_media[mid], atol=1e-4)
+    one = store.search_groups(query, k=10, group_size=1, filters=SearchFilter(media_id=items[0].ref.media_id))
+    assert len(one) == 1
+
+
+def test_segments_in_index_order(store: QdrantStore) -> None:
+    a = make_media("file:///a.wav", "v1", 10, seed=1)
+    ingest(store, a)
+    spans = store.segments(a.ref.media_id, 3, 5)
+    assert [h.payload["metadata"]["segment_index"] for h in spans] == [3, 4, 5]
+    assert [h.start_s for h in spans] == [6.0, 8.0, 10.0]
+
+
+def test_collection_mismatch_is_reported(store: QdrantStore) -> None:
+    store.ensure_collection(MODEL, DIM)  # same identity: fine
+    with pytest.raises(
+        CollectionMismatchError, match=r"stores 16-d vectors of model 'test-model'.*--collection"
+    ):
+        store.ensure_collection("other-model", 32)
+    with pytest.raises(CollectionMismatchError, match="other-model"):
+        store.ensure_collection("other-model", DIM)
+    a = make_media("file:///a.wav", "v1", 3, seed=1)
+    with pytest.raises(CollectionMismatchError):
+        store.write_media(a.ref, "other-model", a.batches())
+    with pytest.raises(ValueError, match="query with that model"):
+        store.search(np.ones(8, dtype=np.float32))
+    ingest(store, a)
+    store.ensure_collection("other-model", 32, recreate=True)
+    assert store.count() == 0 and store.identity is not None and store.identity.dim == 32
+
+
+def test_bad_vectors_are_rejected(store: QdrantStore) -> None:
+    a = make_media("file:///a.wav", "v1", 3, seed=1)
+    with pytest.raises(ValueError, match="shape"):
+        store.write_media(a.ref, MODEL, [(a.segments, a.vectors[:2])])
+    bad = a.vectors.copy()
+    bad[1, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        store.write_media(a.ref, MODEL, [(a.segments, bad)])
+    assert store.count() == 0
+
+
+@pytest.mark.parametrize("kind", ["edge", "client"])
+def test_missing_collection(kind: str, tmp_path: Path) -> None:
+    with open_backend(kind, tmp_path) as s:
+        assert s.count() == 0 and not s.has_media("x", "v") and s.identity is None
+        with pytest.raises(StoreError, match="does not exist"):
+            s.search(np.ones(DIM, dtype=np.float32))
