@@ -54,3 +54,4 @@ def test_cli_version_and_help() -> None:
         [sys.executable, "-m", "clasp_ingest", "--help"], capture_output=True, text=True, check=True
     )
     assert "clasp-ingest" in helped.stdout or "Usage" in helped.stdout
+    assert "segment" in helped.stdout

@@ -1,0 +1,62 @@
+"""``clasp-ingest segment``: cut a media file into sentence-like speech segments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from clasp_ingest.errors import ClaspIngestError
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``segment`` command to ``app``."""
+    app.command("segment")(segment_command)
+
+
+def segment_command(
+    file: str = typer.Argument(..., help="A media file or URL that ffmpeg can read."),
+    as_json: bool = typer.Option(False, "--json", help='Print [{"start_s": ..., "end_s": ...}, ...].'),
+    min_s: float = typer.Option(1.0, "--min-s", help="Shortest segment (s); shorter fragments merge."),
+    max_s: float = typer.Option(15.0, "--max-s", help="Longest segment (s); longer speech is split."),
+    min_pause_s: float = typer.Option(0.3, "--min-pause-s", help="Shortest pause (s) that ends a segment."),
+) -> None:
+    """Find the sentence-like speech segments of FILE (Silero VAD, streamed)."""
+    from clasp_ingest.media.segment import SegmenterOptions, segment_media
+
+    try:
+        options = SegmenterOptions(min_segment_s=min_s, max_segment_s=max_s, min_pause_s=min_pause_s)
+        spans = [(s.segment.start_s, s.segment.end_s) for s in segment_media(file, options=options)]
+    except ClaspIngestError as exc:
+        typer.echo(f"error: {file}: {_one_line(str(exc))}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps([{"start_s": start, "end_s": end} for start, end in spans]))
+    else:
+        _print_table(Path(file).name, spans)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _print_table(title: str, spans: list[tuple[float, float]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{title}: {len(spans)} segments")
+    for column in ("#", "start", "end", "duration (s)"):
+        table.add_column(column, justify="right")
+    for index, (start, end) in enumerate(spans):
+        table.add_row(str(index), _clock(start), _clock(end), f"{end - start:.3f}")
+    Console().print(table)
+
+
+def _clock(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest / 1000:06.3f}"

@@ -1,0 +1,95 @@
+"""Streaming Silero VAD: per-frame speech probabilities of 16 kHz audio.
+
+Runs the silero-vad package's bundled *sequence* ONNX model (one onnxruntime call per
+block of frames, bit-identical to the frame-by-frame model) with onnxruntime on one thread,
+so it is deterministic and needs no torch. The LSTM state and the 64-sample context carry
+across blocks, so feeding audio in blocks of any size gives the same probabilities.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clasp_ingest.errors import ModelLoadError
+
+__all__ = ["FRAME_SAMPLES", "VAD_SAMPLE_RATE", "StreamingVad", "silero_model_path"]
+
+VAD_SAMPLE_RATE = 16_000
+FRAME_SAMPLES = 512  # 32 ms at 16 kHz
+_CONTEXT = 64
+_MODEL_FILE = "silero_vad_16k_sequence.onnx"
+_MAX_FRAMES = 512  # frames per onnxruntime call (16.4 s), as silero-vad does
+
+
+def silero_model_path() -> Path:
+    """The ONNX file inside the installed silero-vad package (found without importing torch)."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or spec.origin is None:
+        raise ModelLoadError("Silero VAD needs the silero-vad package: pip install 'silero-vad==6.2.3'")
+    path = Path(spec.origin).parent / "data" / _MODEL_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"silero-vad is installed but {path} is missing; reinstall silero-vad==6.2.3")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _session() -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ModelLoadError("Silero VAD needs onnxruntime: pip install onnxruntime") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(
+        str(silero_model_path()), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+class StreamingVad:
+    """Feed 16 kHz float32 audio in blocks; get one probability and one energy per 512-sample frame."""
+
+    def __init__(self) -> None:
+        self._session = _session()
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(_CONTEXT, dtype=np.float32)
+        self._residual = np.zeros(0, dtype=np.float32)
+
+    def feed(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, frame energies in dB) for the frames completed by ``samples``."""
+        audio = np.concatenate((self._residual, np.asarray(samples, dtype=np.float32).reshape(-1)))
+        count = audio.size // FRAME_SAMPLES
+        self._residual = audio[count * FRAME_SAMPLES :].copy()
+        return self._run(audio[: count * FRAME_SAMPLES].reshape(count, FRAME_SAMPLES))
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """The last, zero-padded partial frame (if any)."""
+        if self._residual.size == 0:
+            return self._run(np.zeros((0, FRAME_SAMPLES), dtype=np.float32))
+        frame = np.zeros((1, FRAME_SAMPLES), dtype=np.float32)
+        frame[0, : self._residual.size] = self._residual
+        self._residual = np.zeros(0, dtype=np.float32)
+        return self._run(frame)
+
+    def _run(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs = [self._run_block(frames[i : i + _MAX_FRAMES]) for i in range(0, frames.shape[0], _MAX_FRAMES)]
+        energy = 10.0 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-10)
+        prob = np.concatenate(probs) if probs else np.zeros(0, dtype=np.float32)
+        return prob, energy.astype(np.float32)
+
+    def _run_block(self, frames: np.ndarray) -> np.ndarray:
+        contexts = np.empty((frames.shape[0], _CONTEXT), dtype=np.float32)
+        contexts[0] = self._context
+        contexts[1:] = frames[:-1, -_CONTEXT:]
+        self._context = frames[-1, -_CONTEXT:].copy()
+        probs, self._h, self._c = self._session.run(
+            ["speech_probs", "hn", "cn"],
+            {"input": np.concatenate((contexts, frames), axis=1), "h": self._h, "c": self._c},
+        )
+        return np.asarray(probs, dtype=np.float32).reshape(-1)
