@@ -30,12 +30,16 @@ from clasp_ingest.model.base import SAMPLE_RATE
 if TYPE_CHECKING:
     import ctranslate2
 
+    from clasp_ingest.model.config import ComponentSpec, Runtime
+
 __all__ = [
     "CHUNK_SAMPLES",
     "HOP_LENGTH",
     "N_FFT",
+    "PACKAGED_WHISPER_BASE",
     "WhisperCT2Options",
     "WhisperCT2SpeechEncoder",
+    "build_speech",
     "log_mel_spectrogram",
     "mel_filters",
 ]
@@ -263,3 +267,38 @@ class WhisperCT2SpeechEncoder:
                 sums[w.item] += s[: w.real_frames].sum(axis=0, dtype=np.float64)
                 counts[w.item] += w.real_frames
         return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+#: ``ComponentSpec.source`` value meaning "whisper-base from the registry packages".
+PACKAGED_WHISPER_BASE = "whisper-base"
+
+
+def _split_device(device: str) -> tuple[str, int]:
+    kind, _, index = device.partition(":")
+    return kind, int(index) if index else 0
+
+
+def build_speech(spec: ComponentSpec, runtime: Runtime) -> WhisperCT2SpeechEncoder:
+    """Backend ``ct2-whisper``: ``spec.source`` is ``"whisper-base"`` (registry packages) or a CT2 dir.
+
+    ``spec.options``: ``compute_type`` (default int8 on CPU, float16 on CUDA), ``window``
+    (``"full"``/``"trim"``), ``intra_threads``, ``cache_dir`` (where whisper-base is re-joined).
+    """
+    opts = dict(spec.options)
+    device, index = _split_device(runtime.device)
+    compute_type = str(opts.get("compute_type", "int8" if device == "cpu" else "float16"))
+    options = WhisperCT2Options(
+        window=opts.get("window", "full"),
+        batch_size=runtime.batch_size,
+        intra_threads=int(opts.get("intra_threads", 0)),
+        device_index=index,
+    )
+    if spec.source == PACKAGED_WHISPER_BASE:
+        cache = opts.get("cache_dir")
+        return WhisperCT2SpeechEncoder.from_packages(
+            Path(cache) if cache else None, device=device, compute_type=compute_type, options=options
+        )
+    path = Path(spec.source).expanduser()
+    if not path.is_dir() and runtime.model_dir is not None:
+        path = runtime.model_dir / spec.source
+    return WhisperCT2SpeechEncoder(path, device=device, compute_type=compute_type, options=options)

@@ -125,3 +125,15 @@ def test_real_whisper_base_from_packages(tmp_path: Path, speech_clips: list[np.n
     np.testing.assert_allclose(
         enc.encode(speech_clips[:1])[0], out[0], rtol=0, atol=2e-2 * np.abs(out[0]).max()
     )
+
+
+def test_build_speech_factory_from_a_ct2_dir(tiny_whisper_ct2: Path) -> None:
+    from clasp_ingest.model.config import ComponentSpec, Runtime
+    from clasp_ingest.model.whisper_ct2 import build_speech
+
+    spec = ComponentSpec(
+        "ct2-whisper", str(tiny_whisper_ct2), 32, {"compute_type": "float32", "window": "trim"}
+    )
+    enc = build_speech(spec, Runtime(device="cpu", batch_size=2))
+    assert enc.dim == 32 and enc.options.window == "trim" and enc.options.batch_size == 2
+    assert enc.encode([_noise(1.0, 0)]).shape == (1, 32)
