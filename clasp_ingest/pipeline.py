@@ -1,0 +1,525 @@
+"""The ingestion pipeline in plain Python: decode → segment → embed in batches → upsert.
+
+Usable without Prefect (``ingest_source`` loops, retries transient failures itself, and
+reports progress through a callback); the Prefect flows in :mod:`clasp_ingest.flows` call
+:func:`ingest_media` per item and add orchestration around it.
+
+A media item is written through :meth:`QdrantStore.write_media`, which makes a version
+visible only once complete and removes a partial write on failure, so an item is either
+stored whole at its current version or not at all; a run killed mid-way is repaired by
+running it again (items whose version is complete are skipped, the rest rewritten).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import numpy as np
+
+from clasp_ingest.errors import (
+    ClaspIngestError,
+    CollectionMismatchError,
+    ConfigError,
+    ConnectorError,
+    MediaDecodeError,
+    ModelLoadError,
+    StoreError,
+)
+from clasp_ingest.model.base import SAMPLE_RATE, AudioTextEncoder
+from clasp_ingest.types import MediaRef, Segment
+
+if TYPE_CHECKING:
+    from clasp_ingest.connectors.base import Connector
+    from clasp_ingest.media.decode import DecodeOptions
+    from clasp_ingest.media.segment import SegmenterOptions, SpeechSegment
+    from clasp_ingest.store import QdrantStore
+
+__all__ = [
+    "EmbedFn",
+    "IngestSummary",
+    "MediaResult",
+    "PipelineOptions",
+    "Progress",
+    "ProgressCallback",
+    "StageTimes",
+    "discover_new",
+    "failed_result",
+    "ingest_media",
+    "ingest_source",
+    "is_transient",
+]
+
+log = logging.getLogger("clasp_ingest.pipeline")
+
+T = TypeVar("T")
+MediaStatus = Literal["ok", "skipped", "failed"]
+#: Embeds a batch of 16 kHz waveforms: ``(n, dim)`` float32, L2-normalised.
+EmbedFn = Callable[[Sequence[np.ndarray]], np.ndarray]
+
+_PERMANENT: tuple[type[BaseException], ...] = (
+    MediaDecodeError,
+    ConnectorError,
+    CollectionMismatchError,
+    ConfigError,
+    ModelLoadError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+    ValueError,
+    TypeError,
+    ImportError,
+)
+_TRANSIENT: tuple[type[BaseException], ...] = (StoreError, TimeoutError, ConnectionError, OSError)
+_TRANSIENT_NAMES = (
+    "Timeout",
+    "ClientError",
+    "EndpointConnectionError",
+    "ConnectionClosed",
+    "ServerDisconnected",
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying may help: network and store hiccups yes; bad media, bad config no."""
+    if isinstance(exc, _PERMANENT):
+        return False
+    if isinstance(exc, _TRANSIENT):
+        return True
+    return any(name in cls.__name__ for cls in type(exc).__mro__ for name in _TRANSIENT_NAMES)
+
+
+# --------------------------------------------------------------------------- options and results
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How media are processed.
+
+    ``prefetch_segments``: segments decoded ahead on a background thread while the model
+    embeds (0 decodes inline). ``retries``/``retry_delay_s``: plain-Python retries of
+    transient failures in :func:`ingest_source` (the Prefect flows use task retries instead;
+    the delay doubles after each try). ``force``: re-ingest items already stored complete.
+    """
+
+    embed_batch_size: int = 16
+    segmenter: SegmenterOptions | None = None
+    decode: DecodeOptions | None = None
+    prefetch_segments: int = 32
+    retries: int = 2
+    retry_delay_s: float = 1.0
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.embed_batch_size < 1:
+            raise ConfigError(f"PipelineOptions.embed_batch_size must be >= 1, got {self.embed_batch_size}")
+        if self.prefetch_segments < 0 or self.retries < 0 or self.retry_delay_s < 0:
+            raise ConfigError("PipelineOptions.prefetch_segments, retries and retry_delay_s must be >= 0")
+        if self.decode is not None and self.decode.sample_rate != SAMPLE_RATE:
+            raise ConfigError(
+                f"the pipeline decodes at {SAMPLE_RATE} Hz, "
+                f"got DecodeOptions.sample_rate={self.decode.sample_rate}"
+            )
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Wall seconds per stage of one item: fetch (download/open), decode+segment, embed, upsert."""
+
+    fetch_s: float = 0.0
+    decode_segment_s: float = 0.0
+    embed_s: float = 0.0
+    upsert_s: float = 0.0
+
+    def __add__(self, other: StageTimes) -> StageTimes:
+        return StageTimes(
+            self.fetch_s + other.fetch_s,
+            self.decode_segment_s + other.decode_segment_s,
+            self.embed_s + other.embed_s,
+            self.upsert_s + other.upsert_s,
+        )
+
+
+@dataclass(frozen=True)
+class MediaResult:
+    """What happened to one media item."""
+
+    uri: str
+    media_id: str
+    version: str
+    status: MediaStatus
+    segments: int = 0
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+    error: str = ""
+    attempts: int = 1
+    times: StageTimes = field(default_factory=StageTimes)
+
+
+def failed_result(
+    ref: MediaRef, exc: BaseException, *, wall_s: float = 0.0, attempts: int = 1
+) -> MediaResult:
+    """A ``failed`` result naming the error."""
+    return MediaResult(
+        ref.uri,
+        ref.media_id,
+        ref.fingerprint,
+        "failed",
+        wall_s=wall_s,
+        error=_describe(exc),
+        attempts=attempts,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or repr(exc)
+    return text if isinstance(exc, ClaspIngestError) else f"{type(exc).__name__}: {text}"
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """The outcome of a run over one or more sources."""
+
+    results: tuple[MediaResult, ...] = ()
+    source_errors: tuple[tuple[str, str], ...] = ()
+    wall_s: float = 0.0
+
+    @property
+    def media_ok(self) -> int:
+        return sum(r.status == "ok" for r in self.results)
+
+    @property
+    def media_skipped(self) -> int:
+        return sum(r.status == "skipped" for r in self.results)
+
+    @property
+    def media_failed(self) -> list[dict[str, str]]:
+        """Failed items and sources that could not be listed: ``[{"uri", "error"}]``."""
+        failed = [{"uri": r.uri, "error": r.error} for r in self.results if r.status == "failed"]
+        return [{"uri": uri, "error": error} for uri, error in self.source_errors] + failed
+
+    @property
+    def segments(self) -> int:
+        return sum(r.segments for r in self.results)
+
+    @property
+    def audio_s(self) -> float:
+        return round(sum(r.audio_s for r in self.results), 3)
+
+    @property
+    def times(self) -> StageTimes:
+        total = StageTimes()
+        for result in self.results:
+            total = total + result.times
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CLI's ``--json`` shape."""
+        return {
+            "media_ok": self.media_ok,
+            "media_skipped": self.media_skipped,
+            "media_failed": self.media_failed,
+            "segments": self.segments,
+            "audio_s": self.audio_s,
+            "wall_s": round(self.wall_s, 3),
+        }
+
+    @staticmethod
+    def merge(summaries: Iterable[IngestSummary], wall_s: float) -> IngestSummary:
+        items = list(summaries)
+        return IngestSummary(
+            tuple(r for s in items for r in s.results),
+            tuple(e for s in items for e in s.source_errors),
+            wall_s,
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands; passed to the progress callback after each item."""
+
+    total: int
+    done: int
+    ok: int
+    skipped: int
+    failed: int
+    segments: int
+    audio_s: float
+    last: MediaResult | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+# --------------------------------------------------------------------------- one media item
+
+
+class _Clock:
+    """Accumulates the seconds spent inside one stage."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def time(self, func: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        try:
+            return func()
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def _timed_iter(items: Iterator[T], clock: _Clock) -> Iterator[T]:
+    sentinel = object()
+    while (item := clock.time(lambda: next(items, sentinel))) is not sentinel:
+        yield item  # type: ignore[misc]
+
+
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _embedded(
+    speech: Iterable[SpeechSegment], embed: EmbedFn, batch_size: int, clock: _Clock, stats: dict[str, float]
+) -> Iterator[tuple[list[Segment], np.ndarray]]:
+    for batch in _batched(speech, batch_size):
+        vectors = clock.time(lambda b=batch: embed([s.samples for s in b]))  # type: ignore[misc]
+        stats["segments"] += len(batch)
+        yield [s.segment for s in batch], vectors
+
+
+def _prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
+    """Run ``items`` on a daemon thread, ``depth`` ahead; errors re-raise in the consumer."""
+    if depth == 0:
+        yield from items
+        return
+    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(("end", None))
+        except BaseException as exc:
+            buffer.put(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="clasp-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = buffer.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():
+            _drain(buffer)
+            thread.join(timeout=0.1)
+
+
+def _drain(buffer: queue.Queue[tuple[str, Any]]) -> None:
+    try:
+        while True:
+            buffer.get_nowait()
+    except queue.Empty:
+        pass
+
+
+def _speech_of(
+    local: str, ref: MediaRef, options: PipelineOptions, samples: list[int]
+) -> Iterator[SpeechSegment]:
+    """Decode ``local`` (counting samples into ``samples[0]``) and segment it as it streams."""
+    from clasp_ingest.media.decode import stream_audio
+    from clasp_ingest.media.segment import segment_blocks
+
+    def counted() -> Iterator[np.ndarray]:
+        for block in stream_audio(local, options.decode):
+            samples[0] += len(block)
+            yield block
+
+    yield from segment_blocks(counted(), media_id=ref.media_id, options=options.segmenter)
+
+
+def ingest_media(
+    ref: MediaRef,
+    connector: Connector,
+    model: AudioTextEncoder,
+    store: QdrantStore,
+    options: PipelineOptions | None = None,
+    *,
+    embed: EmbedFn | None = None,
+) -> MediaResult:
+    """Decode, segment, embed and store one media item (version ``ref.fingerprint``).
+
+    ``embed`` replaces ``model.encode_audio`` (the flows route batches through a GPU task).
+    Raises on failure; the store then holds the item's previous version, or nothing.
+    """
+    opts = options or PipelineOptions()
+    started = time.perf_counter()
+    fetch, decode, embedding = _Clock(), _Clock(), _Clock()
+    stats = {"segments": 0.0}
+    samples = [0]
+    with _opened(connector, ref, fetch) as local:
+        speech = _prefetched(_speech_of(local, ref, opts, samples), opts.prefetch_segments)
+        batches = _embedded(
+            _timed_iter(speech, decode), embed or model.encode_audio, opts.embed_batch_size, embedding, stats
+        )
+        write_started = time.perf_counter()
+        written = store.write_media(ref, model.model_id, batches)
+        write_s = time.perf_counter() - write_started
+    audio_s = round(samples[0] / SAMPLE_RATE, 3)
+    times = StageTimes(
+        fetch.seconds,
+        decode.seconds,
+        embedding.seconds,
+        max(0.0, write_s - decode.seconds - embedding.seconds),
+    )
+    wall = time.perf_counter() - started
+    log.info("ingested %s: %d segments, %.1f s of audio in %.2f s", ref.uri, written, audio_s, wall)
+    return MediaResult(ref.uri, ref.media_id, ref.fingerprint, "ok", written, audio_s, wall, times=times)
+
+
+class _opened:
+    """``connector.open(ref)`` with the time spent opening (downloading) measured."""
+
+    def __init__(self, connector: Connector, ref: MediaRef, clock: _Clock) -> None:
+        self._context = connector.open(ref)
+        self._clock = clock
+
+    def __enter__(self) -> str:
+        return self._clock.time(self._context.__enter__)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._context.__exit__(*exc)
+
+
+# --------------------------------------------------------------------------- a whole source
+
+
+def discover_new(
+    connectors: Sequence[Connector], store: QdrantStore, *, force: bool = False
+) -> tuple[list[tuple[Connector, MediaRef]], list[MediaResult], list[tuple[str, str]]]:
+    """List every source; split into items to ingest, items already stored, and listing errors.
+
+    An item listed by two sources is kept once. Sources that fail to list are reported, not raised.
+    """
+    todo: list[tuple[Connector, MediaRef]] = []
+    skipped: list[MediaResult] = []
+    errors: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for connector in connectors:
+        try:
+            refs = list(connector.discover())
+        except Exception as exc:
+            if not isinstance(exc, ClaspIngestError | OSError | ImportError):
+                raise
+            log.error("cannot list %s: %s", connector.source, exc)
+            errors.append((connector.source, _describe(exc)))
+            continue
+        for ref in refs:
+            if ref.media_id in seen:
+                continue
+            seen.add(ref.media_id)
+            if not force and store.has_media(ref.media_id, ref.fingerprint):
+                skipped.append(MediaResult(ref.uri, ref.media_id, ref.fingerprint, "skipped", attempts=0))
+            else:
+                todo.append((connector, ref))
+    return todo, skipped, errors
+
+
+def _with_retries(ref: MediaRef, options: PipelineOptions, run: Callable[[], MediaResult]) -> MediaResult:
+    started = time.perf_counter()
+    delay = options.retry_delay_s
+    for attempt in range(1, options.retries + 2):
+        try:
+            return replace(run(), attempts=attempt)
+        except Exception as exc:
+            if attempt > options.retries or not is_transient(exc):
+                log.error("failed to ingest %s: %s", ref.uri, exc)
+                return failed_result(ref, exc, wall_s=time.perf_counter() - started, attempts=attempt)
+            log.warning(
+                "ingesting %s failed (%s); retry %d/%d in %.1f s",
+                ref.uri,
+                exc,
+                attempt,
+                options.retries,
+                delay,
+            )
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def ingest_source(
+    connectors: Connector | Sequence[Connector],
+    model: AudioTextEncoder,
+    store: QdrantStore,
+    options: PipelineOptions | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> IngestSummary:
+    """Ingest every new or changed item of one or more sources; skip items stored complete.
+
+    A bad item fails alone (listed in the summary); transient failures are retried first.
+    Raises only when the run cannot proceed (e.g. the collection belongs to another model).
+    """
+    opts = options or PipelineOptions()
+    started = time.perf_counter()
+    sources = [connectors] if not isinstance(connectors, Sequence) else list(connectors)
+    store.ensure_collection(model.model_id, model.dim)
+    todo, results, errors = discover_new(sources, store, force=opts.force)
+    log.info("%d items to ingest, %d unchanged", len(todo), len(results))
+    total = len(todo) + len(results)
+    _report(on_progress, total, results)
+    with store.bulk():
+        for connector, ref in todo:
+            run = lambda c=connector, r=ref: ingest_media(r, c, model, store, opts)  # noqa: E731
+            results.append(_with_retries(ref, opts, run))
+            _report(on_progress, total, results)
+    return IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started)
+
+
+def progress_of(total: int, results: Sequence[MediaResult]) -> Progress:
+    """The :class:`Progress` after ``results``."""
+    return Progress(
+        total=total,
+        done=len(results),
+        ok=sum(r.status == "ok" for r in results),
+        skipped=sum(r.status == "skipped" for r in results),
+        failed=sum(r.status == "failed" for r in results),
+        segments=sum(r.segments for r in results),
+        audio_s=round(sum(r.audio_s for r in results), 3),
+        last=results[-1] if results else None,
+    )
+
+
+def _report(callback: ProgressCallback | None, total: int, results: Sequence[MediaResult]) -> None:
+    if callback is not None:
+        callback(progress_of(total, results))

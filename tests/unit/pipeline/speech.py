@@ -1,0 +1,48 @@
+"""Speech fixtures made on the spot with espeak-ng (sentences separated by clear pauses)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from clasp_ingest.media.decode import find_ffmpeg
+
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Then it rests under a tall tree for a while.",
+    "Later the fox runs home before the rain starts.",
+    "Rivers carry water from the mountains to the sea.",
+    "A small library opens early on every weekday.",
+    "The train to the coast leaves at half past nine.",
+)
+
+
+def speak(path: Path, sentences: Sequence[str], *, voice: str = "en", pause_ms: int = 700) -> Path:
+    """A wav of ``sentences`` spoken by espeak-ng with ``pause_ms`` of silence between them."""
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("these tests synthesise speech with espeak-ng: run `make system-deps`")
+    ssml = f'<break time="{pause_ms}ms"/>'.join(sentences)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["espeak-ng", "-m", "-v", voice, "-w", str(path), f"<speak>{ssml}</speak>"], check=True, timeout=60
+    )
+    return path
+
+
+def convert(source: Path, target: Path, *extra: str) -> Path:
+    """Re-encode with ffmpeg (the container/codec follows ``target``'s extension)."""
+    subprocess.run(
+        [find_ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-i", str(source), *extra, str(target)],
+        check=True,
+        timeout=60,
+    )
+    return target
+
+
+def corrupt(path: Path) -> Path:
+    """A file with a media extension that is not media."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"ID3\x03\x00\x00\x00" + bytes(range(256)) * 40)
+    return path

@@ -1,0 +1,210 @@
+"""The plain-Python pipeline end to end: real ffmpeg, Silero VAD, tiny random model, Qdrant Edge."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clasp_ingest.connectors import LocalConnector
+
+from clasp_ingest.errors import CollectionMismatchError, MediaDecodeError, StoreError
+from clasp_ingest.model.base import AudioTextEncoder
+from clasp_ingest.pipeline import (
+    PipelineOptions,
+    Progress,
+    _prefetched,
+    ingest_media,
+    ingest_source,
+    is_transient,
+)
+from clasp_ingest.store import QdrantStore, SearchFilter, open_store
+from clasp_ingest.types import MediaRef
+from tests.unit.pipeline.speech import SENTENCES, corrupt, speak
+
+FAST = PipelineOptions(embed_batch_size=2, retry_delay_s=0.01)
+
+
+@pytest.fixture
+def folder(tmp_path: Path, speech_sources: dict[str, Path]) -> Path:
+    media = tmp_path / "media"
+    media.mkdir()
+    for name, path in speech_sources.items():
+        shutil.copy(path, media / name)
+    return media
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[QdrantStore]:
+    with open_store(path=tmp_path / "qdrant") as opened:
+        yield opened
+
+
+def _versions(store: QdrantStore) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for point in store.iter_points():
+        meta = point.payload["metadata"]
+        found.setdefault(meta["source"], set()).add(meta["version"])
+    return found
+
+
+def test_folder_end_to_end(folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore) -> None:
+    events: list[Progress] = []
+    summary = ingest_source(LocalConnector(folder), tiny_model, store, FAST, on_progress=events.append)
+    assert summary.media_ok == 3 and summary.media_failed == [] and summary.media_skipped == 0
+    assert summary.segments == store.count() >= 6
+    assert 15 < summary.audio_s < 40
+    for result in summary.results:
+        assert store.count(SearchFilter(media_id=result.media_id)) == result.segments
+        assert store.has_media(result.media_id, result.version)
+    assert [e.done for e in events] == [0, 1, 2, 3] and events[-1].segments == summary.segments
+    one = next(r for r in summary.results if r.uri.endswith("one.wav"))
+    assert one.segments == 3  # three sentences, three spans
+    hits = store.search(tiny_model.encode_text(["a fox"])[0], k=3)
+    assert len(hits) == 3 and all(h.end_s > h.start_s for h in hits)
+    json = summary.to_dict()
+    assert set(json) == {"media_ok", "media_skipped", "media_failed", "segments", "audio_s", "wall_s"}
+
+
+def test_rerun_is_a_noop_and_changed_file_is_replaced(
+    folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore
+) -> None:
+    first = ingest_source(LocalConnector(folder), tiny_model, store, FAST)
+    ids_before = {p.id for p in store.iter_points()}
+    again = ingest_source(LocalConnector(folder), tiny_model, store, FAST)
+    assert (again.media_ok, again.media_skipped, again.segments) == (0, 3, 0)
+    assert {p.id for p in store.iter_points()} == ids_before
+
+    target = folder / "one.wav"
+    speak(target, SENTENCES[3:4])  # now a single sentence
+    os.utime(target, ns=(target.stat().st_mtime_ns + 10**9,) * 2)
+    changed = ingest_source(LocalConnector(folder), tiny_model, store, FAST)
+    assert (changed.media_ok, changed.media_skipped) == (1, 2)
+    (result,) = [r for r in changed.results if r.status == "ok"]
+    assert store.count(SearchFilter(media_id=result.media_id)) == result.segments == 1
+    assert all(len(v) == 1 for v in _versions(store).values())
+    assert store.count() == first.segments - 3 + 1
+
+
+def test_corrupt_file_fails_alone(folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore) -> None:
+    corrupt(folder / "broken.mp3")
+    (folder / "empty.wav").write_bytes(b"")
+    summary = ingest_source(LocalConnector(folder), tiny_model, store, FAST)
+    assert summary.media_ok == 3
+    failed = {Path(f["uri"]).name: f["error"] for f in summary.media_failed}
+    assert set(failed) == {"broken.mp3", "empty.wav"}
+    assert "cannot decode" in failed["broken.mp3"] and "empty" in failed["empty.wav"]
+    assert all(r.attempts == 1 for r in summary.results if r.status == "failed")  # permanent: no retry
+    assert store.count() == summary.segments
+
+
+class FlakyConnector(LocalConnector):
+    """A real local connector whose first ``failures`` opens hit a network-style error."""
+
+    def __init__(self, location: Path, failures: int) -> None:
+        super().__init__(location)
+        self.failures = failures
+
+    @contextmanager
+    def open(self, ref: MediaRef) -> Iterator[str]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionResetError("connection reset by peer")
+        with super().open(ref) as local:
+            yield local
+
+
+def test_transient_failures_are_retried(
+    folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore
+) -> None:
+    summary = ingest_source(FlakyConnector(folder / "one.wav", failures=2), tiny_model, store, FAST)
+    assert summary.media_ok == 1 and summary.results[0].attempts == 3
+    exhausted = ingest_source(
+        FlakyConnector(folder / "two.mp3", failures=5),
+        tiny_model,
+        store,
+        PipelineOptions(retries=1, retry_delay_s=0),
+    )
+    assert exhausted.media_failed[0]["error"].startswith("ConnectionResetError")
+    assert exhausted.results[0].attempts == 2
+
+
+def test_failure_mid_write_leaves_nothing(
+    folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore
+) -> None:
+    store.ensure_collection(tiny_model.model_id, tiny_model.dim)
+    (ref,) = LocalConnector(folder / "one.wav").discover()
+    calls = []
+
+    def embed_then_fail(waves: object) -> np.ndarray:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("GPU fell off the bus")
+        return tiny_model.encode_audio(waves)  # type: ignore[arg-type]
+
+    with pytest.raises(RuntimeError, match="GPU"):
+        ingest_media(ref, LocalConnector(folder), tiny_model, store, FAST, embed=embed_then_fail)
+    assert store.count() == 0 and not store.has_media(ref.media_id, ref.fingerprint)
+
+
+def test_collection_of_another_model_stops_the_run(
+    folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore
+) -> None:
+    store.ensure_collection("another-model", tiny_model.dim + 1)
+    with pytest.raises(CollectionMismatchError):
+        ingest_source(LocalConnector(folder), tiny_model, store, FAST)
+
+
+def test_missing_source_is_reported_not_raised(
+    tiny_model: AudioTextEncoder, store: QdrantStore, tmp_path: Path
+) -> None:
+    summary = ingest_source(LocalConnector(tmp_path / "nowhere"), tiny_model, store, FAST)
+    assert summary.media_failed[0]["uri"].endswith("nowhere") and summary.media_ok == 0
+
+
+def test_transient_classification() -> None:
+    assert (
+        is_transient(ConnectionResetError())
+        and is_transient(TimeoutError())
+        and is_transient(StoreError("x"))
+    )
+    assert not is_transient(MediaDecodeError("f", "corrupt")) and not is_transient(FileNotFoundError())
+    assert not is_transient(CollectionMismatchError("x")) and not is_transient(ValueError())
+
+    class ClientError(Exception):  # aiohttp's base class name
+        pass
+
+    class ClientOSError(ClientError):
+        pass
+
+    assert is_transient(ClientOSError()) and not is_transient(KeyError())
+
+
+def test_prefetch_propagates_errors_and_stops_early() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise MediaDecodeError("x", "bad")
+
+    seen = []
+    with pytest.raises(MediaDecodeError):
+        seen.extend(_prefetched(items(), 1))
+    closed = []
+
+    def endless() -> Iterator[int]:
+        try:
+            n = 0
+            while True:
+                n += 1
+                yield n
+        finally:
+            closed.append(True)
+
+    stream = _prefetched(endless(), 4)
+    assert [next(stream) for _ in range(3)] == [1, 2, 3]
+    stream.close()
+    assert closed == [True]
