@@ -1,6 +1,13 @@
-"""CLASP models: speech + spectrogram branches fused into a frozen text encoder's space."""
+"""CLASP models: speech + spectrogram branches fused into a frozen text encoder's space.
+
+Importing this package is light (no torch): ``load_model``, ``ClaspModel``, ``save_model``
+and the fusion classes are imported on first attribute access.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from clasp_ingest.model.base import (
     SAMPLE_RATE,
@@ -9,5 +16,48 @@ from clasp_ingest.model.base import (
     SpeechEncoder,
     TextEncoder,
 )
+from clasp_ingest.model.config import ComponentSpec, FusionSpec, ModelConfig, Runtime
+from clasp_ingest.model.presets import PRESETS, get_preset, list_presets
 
-__all__ = ["SAMPLE_RATE", "AudioTextEncoder", "SpectrogramEncoder", "SpeechEncoder", "TextEncoder"]
+if TYPE_CHECKING:
+    from clasp_ingest.model.checkpoint import import_official
+    from clasp_ingest.model.clasp import ClaspModel, load_model, save_model
+    from clasp_ingest.model.fusion import ConcatFusion, GatingFusion, build_fusion
+
+__all__ = [
+    "PRESETS",
+    "SAMPLE_RATE",
+    "AudioTextEncoder",
+    "ClaspModel",
+    "ComponentSpec",
+    "ConcatFusion",
+    "FusionSpec",
+    "GatingFusion",
+    "ModelConfig",
+    "Runtime",
+    "SpectrogramEncoder",
+    "SpeechEncoder",
+    "TextEncoder",
+    "build_fusion",
+    "get_preset",
+    "import_official",
+    "list_presets",
+    "load_model",
+    "save_model",
+]
+
+_LAZY = {
+    "ClaspModel": "clasp_ingest.model.clasp",
+    "load_model": "clasp_ingest.model.clasp",
+    "save_model": "clasp_ingest.model.clasp",
+    "ConcatFusion": "clasp_ingest.model.fusion",
+    "GatingFusion": "clasp_ingest.model.fusion",
+    "build_fusion": "clasp_ingest.model.fusion",
+    "import_official": "clasp_ingest.model.checkpoint",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,220 @@
+"""``ClaspModel``: two audio branches + fusion head → the frozen text encoder's space.
+
+``load_model`` builds one from a preset name or from a directory written by ``save_model``
+(``config.json`` + ``fusion.safetensors``; backbones are referenced by name in the config).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clasp_ingest.errors import ModelLoadError
+from clasp_ingest.log import get_logger
+from clasp_ingest.model.backends import build_component
+from clasp_ingest.model.base import SpectrogramEncoder, SpeechEncoder, TextEncoder
+from clasp_ingest.model.config import CONFIG_FILE, FUSION_FILE, ModelConfig, Runtime
+from clasp_ingest.model.fusion import build_fusion
+
+__all__ = ["ClaspModel", "load_fusion_weights", "load_model", "save_fusion", "save_model"]
+
+logger = get_logger("model")
+
+
+def _as_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
+    return t.to(device=device, dtype=torch.float32)
+
+
+def _check_waveforms(waveforms: Sequence[np.ndarray]) -> list[np.ndarray]:
+    checked = []
+    for i, wav in enumerate(waveforms):
+        arr = np.asarray(wav, dtype=np.float32)
+        if arr.ndim != 1 or arr.size == 0:
+            raise ValueError(f"waveform {i} must be a non-empty 1-D 16 kHz mono array, got shape {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"waveform {i} contains NaN or inf samples; decode it again")
+        checked.append(arr)
+    return checked
+
+
+class ClaspModel:
+    """An ``AudioTextEncoder``: ``encode_audio``/``encode_text`` give L2-normalised float32 rows."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        speech: SpeechEncoder,
+        spectrogram: SpectrogramEncoder,
+        fusion: torch.nn.Module,
+        text: TextEncoder,
+        runtime: Runtime,
+    ) -> None:
+        self.config = config
+        self.speech = speech
+        self.spectrogram = spectrogram
+        self.text = text
+        self.runtime = runtime
+        self.device = torch.device(runtime.device)
+        self.fusion = fusion.to(self.device, torch.float32).eval()
+
+    @property
+    def model_id(self) -> str:
+        return self.config.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    def embed_features(
+        self, speech_feats: np.ndarray | torch.Tensor, spec_feats: np.ndarray | torch.Tensor
+    ) -> np.ndarray:
+        """Fusion (in eval mode) + L2 norm of precomputed branch features: (n, dim) float32."""
+        if len(speech_feats) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        was_training = self.fusion.training
+        self.fusion.eval()
+        try:
+            with torch.inference_mode():
+                fused = self.fusion(
+                    _as_tensor(speech_feats, self.device), _as_tensor(spec_feats, self.device)
+                )
+                fused = torch.nn.functional.normalize(fused.to(torch.float32), dim=-1)
+        finally:
+            self.fusion.train(was_training)
+        return fused.cpu().numpy().astype(np.float32, copy=False)
+
+    def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """16 kHz mono float32 waveforms → (n, dim) unit vectors."""
+        items = _check_waveforms(waveforms)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.embed_features(self.speech.encode(items), self.spectrogram.encode(items))
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts → (n, dim) unit vectors of the frozen text encoder."""
+        if isinstance(texts, str):
+            raise TypeError("encode_text takes a sequence of strings; wrap a single text in a list")
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = np.asarray(self.text.encode(list(texts)), dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+    def __repr__(self) -> str:
+        return f"ClaspModel({self.model_id!r}, dim={self.dim}, device={self.runtime.device!r})"
+
+
+def _fresh_fusion(config: ModelConfig, *, zero_bias: bool = False) -> torch.nn.Module:
+    f = config.fusion
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        fusion = build_fusion(f.kind, f.speech_dim, f.spec_dim, f.out_dim)
+    if zero_bias:
+        # An untrained head with torch's default biases maps every input to nearly the same
+        # direction; zero biases keep random inputs apart (cosine ≈ 0.93-0.98, not 0.999).
+        with torch.no_grad():
+            for name, param in fusion.named_parameters():
+                if name.endswith("bias"):
+                    param.zero_()
+    return fusion
+
+
+def load_fusion_weights(config: ModelConfig, path: Path) -> torch.nn.Module:
+    """A fusion head of ``config`` with weights from safetensors or an official pickle."""
+    state: Mapping[str, torch.Tensor]
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        from clasp_ingest.model.checkpoint import read_official_state_dict
+
+        state = read_official_state_dict(path).state_dict
+    fusion = _fresh_fusion(config)
+    try:
+        fusion.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(
+            f"fusion weights {str(path)!r} do not fit a {config.fusion.kind} head "
+            f"{config.fusion.speech_dim}+{config.fusion.spec_dim}→{config.fusion.out_dim}: {exc}"
+        ) from exc
+    return fusion
+
+
+def _resolve_config(name_or_path: str) -> tuple[ModelConfig, Path | None]:
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise ModelLoadError(
+                f"model directory {name_or_path!r} has no {CONFIG_FILE}; was it saved by save_model?"
+            )
+        return ModelConfig.from_file(path / CONFIG_FILE), path
+    from clasp_ingest.model.presets import get_preset
+
+    return get_preset(name_or_path), None
+
+
+def _fusion_for(config: ModelConfig, saved_dir: Path | None, runtime: Runtime) -> torch.nn.Module:
+    if saved_dir is not None:
+        weights = saved_dir / FUSION_FILE
+        if not weights.is_file():
+            raise ModelLoadError(f"model directory {str(saved_dir)!r} has no {FUSION_FILE}")
+        return load_fusion_weights(config, weights)
+    if config.weights is None:
+        return _fresh_fusion(config, zero_bias=True)
+    from clasp_ingest.model.hub import resolve_file
+
+    return load_fusion_weights(config, resolve_file(config.weights, runtime.model_dir))
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    model_dir: Path | None = None,
+    batch_size: int = 8,
+) -> ClaspModel:
+    """A preset name (``clasp-official``, ``tiny-random``...) or a ``save_model`` directory."""
+    config, saved_dir = _resolve_config(name_or_path)
+    runtime = Runtime.resolve(device, dtype, model_dir, batch_size)
+    logger.info("loading model %s on %s (%s)", config.model_id, runtime.device, runtime.dtype)
+    fusion = _fusion_for(config, saved_dir, runtime)
+    speech = build_component("speech", config.speech, runtime)
+    spectrogram = build_component("spectrogram", config.spectrogram, runtime)
+    text = build_component("text", config.text, runtime)
+    return ClaspModel(config, speech, spectrogram, fusion, text, runtime)
+
+
+def save_fusion(config: ModelConfig, fusion: torch.nn.Module, out_dir: Path) -> Path:
+    """Write ``config.json`` (weights → ``fusion.safetensors``) and the head's tensors."""
+    from dataclasses import replace
+
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = replace(config, weights=FUSION_FILE)
+    state = {
+        k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in fusion.state_dict().items()
+    }
+    save_file(state, str(out_dir / FUSION_FILE), metadata={"format": "pt", "model_id": config.model_id})
+    (out_dir / CONFIG_FILE).write_text(config.to_json() + "\n", encoding="utf-8")
+    return out_dir
+
+
+def save_model(model: ClaspModel, out_dir: Path, *, model_id: str | None = None) -> Path:
+    """Write ``config.json`` + ``fusion.safetensors`` to ``out_dir`` and return it.
+
+    Backbones are referenced by name in the config, not copied. ``model_id`` renames the
+    saved model (a retrained head is a new model: give it a new id).
+    """
+    from dataclasses import replace
+
+    config = replace(model.config, model_id=model_id or model.config.model_id)
+    return save_fusion(config, model.fusion, out_dir)

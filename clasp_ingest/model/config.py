@@ -1,0 +1,212 @@
+"""Model configuration as data: which backends, which sources, which dimensions.
+
+A :class:`ModelConfig` is what a preset is and what ``config.json`` of a saved model holds.
+It is plain data (JSON round trip, no torch import) so ``clasp-ingest models list`` and the
+CLI ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from clasp_ingest.errors import ConfigError
+
+__all__ = [
+    "CONFIG_FILE",
+    "FUSION_FILE",
+    "ComponentSpec",
+    "FusionKind",
+    "FusionSpec",
+    "ModelConfig",
+    "Runtime",
+]
+
+#: File names inside a directory written by ``save_model``.
+CONFIG_FILE = "config.json"
+FUSION_FILE = "fusion.safetensors"
+
+FusionKind = Literal["concat", "gating"]
+_FUSION_KINDS = ("concat", "gating")
+_DTYPES = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One branch or the text encoder: a backend name, the model it loads, its output size.
+
+    ``backend`` is a registered short name (see ``clasp_ingest.model.backends``) or an import
+    path ``"package.module:function"`` of a factory ``(spec, runtime) -> encoder``.
+    ``source`` is what the backend loads (a hub id, a local path, a timm model name...).
+    """
+
+    backend: str
+    source: str
+    dim: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.backend:
+            raise ConfigError("ComponentSpec.backend must not be empty")
+        if self.dim <= 0:
+            raise ConfigError(f"component {self.backend}:{self.source} needs dim > 0, got {self.dim}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "source": self.source,
+            "dim": self.dim,
+            "options": dict(self.options),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ComponentSpec:
+        return cls(
+            str(data["backend"]), str(data.get("source", "")), int(data["dim"]), dict(data.get("options", {}))
+        )
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """The fusion head: kind and its three dimensions (hidden sizes follow from ``out_dim``)."""
+
+    kind: FusionKind
+    speech_dim: int
+    spec_dim: int
+    out_dim: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in _FUSION_KINDS:
+            raise ConfigError(f"fusion kind {self.kind!r} is unknown; use one of {_FUSION_KINDS}")
+        if min(self.speech_dim, self.spec_dim, self.out_dim) <= 0:
+            raise ConfigError(f"fusion dimensions must be > 0, got {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "speech_dim": self.speech_dim,
+            "spec_dim": self.spec_dim,
+            "out_dim": self.out_dim,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FusionSpec:
+        return cls(data["kind"], int(data["speech_dim"]), int(data["spec_dim"]), int(data["out_dim"]))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A whole CLASP model: two audio branches, a fusion head, the frozen text encoder.
+
+    ``weights`` says where the fusion head's trained weights come from: a file source
+    (``hf://repo/file``, a local path, ``pkg://package/relative/path``), or ``None`` for a
+    seeded random head (``seed``), which only ``tiny-random`` and fresh training runs use.
+    """
+
+    model_id: str
+    speech: ComponentSpec
+    spectrogram: ComponentSpec
+    fusion: FusionSpec
+    text: ComponentSpec
+    weights: str | None = None
+    seed: int = 0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.model_id:
+            raise ConfigError("ModelConfig.model_id must not be empty")
+        pairs = (
+            ("speech", self.speech.dim, self.fusion.speech_dim),
+            ("spectrogram", self.spectrogram.dim, self.fusion.spec_dim),
+            ("text", self.text.dim, self.fusion.out_dim),
+        )
+        for what, have, fused in pairs:
+            if have != fused:
+                raise ConfigError(
+                    f"model {self.model_id!r}: the {what} encoder gives {have}-d vectors but the fusion "
+                    f"head expects {fused}-d; make the dimensions agree"
+                )
+
+    @property
+    def dim(self) -> int:
+        return self.fusion.out_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "speech": self.speech.to_dict(),
+            "spectrogram": self.spectrogram.to_dict(),
+            "fusion": self.fusion.to_dict(),
+            "text": self.text.to_dict(),
+            "weights": self.weights,
+            "seed": self.seed,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        try:
+            return cls(
+                model_id=str(data["model_id"]),
+                speech=ComponentSpec.from_dict(data["speech"]),
+                spectrogram=ComponentSpec.from_dict(data["spectrogram"]),
+                fusion=FusionSpec.from_dict(data["fusion"]),
+                text=ComponentSpec.from_dict(data["text"]),
+                weights=data.get("weights"),
+                seed=int(data.get("seed", 0)),
+                description=str(data.get("description", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid model config: missing or malformed field {exc}") from exc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_file(cls, path: Path) -> ModelConfig:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read model config {str(path)!r}: {exc}") from exc
+        return cls.from_dict(data)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how backbones run: resolved device and dtype, local model directory, batch size."""
+
+    device: str = "cpu"
+    dtype: str = "fp32"
+    model_dir: Path | None = None
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES[1:]:
+            raise ConfigError(f"dtype {self.dtype!r} is unknown; use one of {_DTYPES}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    @classmethod
+    def resolve(
+        cls, device: str = "auto", dtype: str = "auto", model_dir: Path | None = None, batch_size: int = 8
+    ) -> Runtime:
+        """Turn ``auto`` into a concrete device (CUDA when present) and dtype (fp32 CPU, bf16 GPU)."""
+        if dtype not in _DTYPES:
+            raise ConfigError(f"dtype {dtype!r} is unknown; use one of {_DTYPES}")
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype == "auto":
+            dtype = "fp32" if device == "cpu" else "bf16"
+        if device == "cpu" and dtype != "fp32":
+            raise ConfigError(f"dtype {dtype!r} on the CPU is not supported; use dtype='fp32' or 'auto'")
+        return cls(device=device, dtype=dtype, model_dir=model_dir, batch_size=batch_size)
+
+    def torch_dtype(self) -> Any:
+        import torch
+
+        return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]

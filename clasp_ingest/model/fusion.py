@@ -1,0 +1,110 @@
+"""Fusion heads of the CLASP paper: speech features + spectrogram features → text space.
+
+Layer layout and attribute names follow the paper's notebook classes so the official state
+dicts load unchanged:
+
+* ``ConcatFusion`` ≙ ``HubertLabseConcat``: ``audio_seq`` and ``image_seq`` branch MLPs
+  (in → 768 → 576 → 768 with BatchNorm/ReLU/Dropout 0.15, BatchNorm/LeakyReLU/Dropout 0.1),
+  then ``mix_seq`` (1536 → 1024 → 800 → 768, BatchNorm/LeakyReLU, LeakyReLU).
+* ``GatingFusion`` ≙ ``HubertLabseGating``: the speech branch is called ``text_seq`` there
+  (sic), then per-branch input gates, forget gates and tanh cells (768 → 768), and a
+  ``weight`` layer (1536 → 1536) whose softmax over all 1536 outputs weights the two
+  updated branches.
+
+For another ``out_dim`` (clasp-mini: 384 or 512) every hidden width keeps the paper's ratio
+to 768: branch bottleneck ``3/4·d`` (576), mix hidden ``4/3·d`` (1024) and ``25/24·d`` (800).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+__all__ = ["ConcatFusion", "GatingFusion", "build_fusion", "hidden_sizes"]
+
+
+def hidden_sizes(out_dim: int) -> tuple[int, int, int]:
+    """(branch bottleneck, mix hidden 1, mix hidden 2): (576, 1024, 800) for ``out_dim=768``."""
+    return round(out_dim * 3 / 4), round(out_dim * 4 / 3), round(out_dim * 25 / 24)
+
+
+def _branch(in_dim: int, out_dim: int) -> nn.Sequential:
+    bottleneck = hidden_sizes(out_dim)[0]
+    return nn.Sequential(
+        nn.Linear(in_dim, out_dim),
+        nn.BatchNorm1d(out_dim),
+        nn.ReLU(),
+        nn.Dropout(p=0.15),
+        nn.Linear(out_dim, bottleneck),
+        nn.BatchNorm1d(bottleneck),
+        nn.LeakyReLU(),
+        nn.Dropout(p=0.1),
+        nn.Linear(bottleneck, out_dim),
+    )
+
+
+def _gate(dim: int, activation: nn.Module) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, dim), activation)
+
+
+class ConcatFusion(nn.Module):
+    """Both branches to ``out_dim``, concatenated, mixed by an MLP (paper: concatenation fusion)."""
+
+    def __init__(self, speech_dim: int = 1024, spec_dim: int = 1000, out_dim: int = 768) -> None:
+        super().__init__()
+        _, mix1, mix2 = hidden_sizes(out_dim)
+        self.speech_dim, self.spec_dim, self.out_dim = speech_dim, spec_dim, out_dim
+        self.image_seq = _branch(spec_dim, out_dim)
+        self.audio_seq = _branch(speech_dim, out_dim)
+        self.mix_seq = nn.Sequential(
+            nn.Linear(2 * out_dim, mix1),
+            nn.BatchNorm1d(mix1),
+            nn.LeakyReLU(),
+            nn.Linear(mix1, mix2),
+            nn.LeakyReLU(),
+            nn.Linear(mix2, out_dim),
+        )
+
+    def forward(self, speech_feats: torch.Tensor, spec_feats: torch.Tensor) -> torch.Tensor:
+        joined = torch.cat((self.audio_seq(speech_feats), self.image_seq(spec_feats)), dim=1)
+        return self.mix_seq(joined)
+
+
+class GatingFusion(nn.Module):
+    """LSTM-like gates per branch and a softmax-weighted sum (paper: gating fusion)."""
+
+    def __init__(self, speech_dim: int = 1024, spec_dim: int = 1000, out_dim: int = 768) -> None:
+        super().__init__()
+        self.speech_dim, self.spec_dim, self.out_dim = speech_dim, spec_dim, out_dim
+        self.image_seq = _branch(spec_dim, out_dim)
+        self.text_seq = _branch(speech_dim, out_dim)
+        self.input_gate_text = _gate(out_dim, nn.Sigmoid())
+        self.input_gate_image = _gate(out_dim, nn.Sigmoid())
+        self.forget_gate_text = _gate(out_dim, nn.Sigmoid())
+        self.forget_gate_image = _gate(out_dim, nn.Sigmoid())
+        self.tanh_text = _gate(out_dim, nn.Tanh())
+        self.tanh_image = _gate(out_dim, nn.Tanh())
+        self.weight = nn.Sequential(nn.Linear(2 * out_dim, 2 * out_dim))
+
+    def forward(self, speech_feats: torch.Tensor, spec_feats: torch.Tensor) -> torch.Tensor:
+        speech = self.text_seq(speech_feats)
+        spec = self.image_seq(spec_feats)
+        speech = (
+            self.input_gate_text(speech) * self.tanh_text(speech) + self.forget_gate_text(speech) * speech
+        )
+        spec = self.input_gate_image(spec) * self.tanh_image(spec) + self.forget_gate_image(spec) * spec
+        weights = torch.softmax(self.weight(torch.cat((speech, spec), dim=-1)), dim=-1)
+        return weights[:, : self.out_dim] * speech + weights[:, self.out_dim :] * spec
+
+
+def build_fusion(
+    kind: Literal["concat", "gating"], speech_dim: int, spec_dim: int, out_dim: int
+) -> ConcatFusion | GatingFusion:
+    """A fresh (randomly initialised) fusion head of the given kind."""
+    if kind == "concat":
+        return ConcatFusion(speech_dim, spec_dim, out_dim)
+    if kind == "gating":
+        return GatingFusion(speech_dim, spec_dim, out_dim)
+    raise ValueError(f"fusion kind {kind!r} is unknown; use 'concat' or 'gating'")
