@@ -29,6 +29,7 @@ __all__ = [
     "synth_speech",
     "tone",
     "trim_silence",
+    "video_only",
     "write_wav",
 ]
 
@@ -160,4 +161,12 @@ def mux_video(audio: Path, dst: Path, audio_offset_s: float = 0.0, seconds: floa
     cmd = [find_ffmpeg(), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", video, *offset]
     cmd += ["-i", str(audio), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(dst)]
     subprocess.run(cmd, check=True)
+    return dst
+
+
+def video_only(dst: Path, seconds: float = 2.0) -> Path:
+    """An H.264 video with no audio track."""
+    video = f"color=c=red:s=64x64:r=10:d={seconds:.3f}"
+    cmd = [find_ffmpeg(), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", video]
+    subprocess.run([*cmd, "-c:v", "libx264", "-preset", "ultrafast", str(dst)], check=True)
     return dst

@@ -129,7 +129,7 @@ def _check_source(source: str | os.PathLike[str]) -> str:
         raise MediaDecodeError(name, "no such file; check the path")
     if path.is_dir():
         raise MediaDecodeError(name, "is a directory, not a media file")
-    if path.stat().st_size == 0:
+    if path.is_file() and path.stat().st_size == 0:
         raise MediaDecodeError(name, "the file is empty")
     return name
 
@@ -172,6 +172,7 @@ class _StderrTail:
 
     def __init__(self, pipe: IO[bytes] | None) -> None:
         self._lines: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
         self._thread.start()
 
@@ -182,14 +183,18 @@ class _StderrTail:
             for raw in pipe:
                 line = raw.decode("utf-8", "replace").strip()
                 if line:
-                    self._lines.append(line)
+                    with self._lock:
+                        self._lines.append(line)
 
     def join(self, timeout: float = 5.0) -> None:
         self._thread.join(timeout)
 
-    def text(self) -> str:
-        self.join()
-        return " | ".join(self._lines)
+    def text(self, wait: bool = True) -> str:
+        """The tail so far; ``wait`` for the pipe to end first (once ffmpeg has exited)."""
+        if wait:
+            self.join()
+        with self._lock:
+            return " | ".join(self._lines)
 
 
 def _read_blocks(
@@ -221,7 +226,7 @@ def _fill(fd: int, view: memoryview, source: str, opts: DecodeOptions, stderr: _
                 source,
                 f"no data from ffmpeg for {opts.read_timeout_s:g} s (stalled stream); "
                 "raise read_timeout_s or check the source",
-                stderr.text(),
+                stderr.text(wait=False),
             )
         count = os.readv(fd, [view[filled:]])
         if count == 0:

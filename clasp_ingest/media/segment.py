@@ -19,6 +19,7 @@ on the audio, not on how it is cut into blocks.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections import deque
@@ -36,6 +37,7 @@ __all__ = ["SegmenterOptions", "SpeechSegment", "segment_blocks", "segment_media
 
 _FPS = VAD_SAMPLE_RATE / FRAME_SAMPLES  # 31.25 frames per second
 _SMOOTH_FRAMES = 5  # ≈ 160 ms: the energy window that finds a pause between words
+_CENTRE_DB = 1.0  # dB of quietness traded for cutting in the middle of the allowed window
 _MS = VAD_SAMPLE_RATE // 1000  # samples per millisecond
 
 
@@ -233,28 +235,29 @@ class _Segmenter:
                     yield from self._close(start, self._temp_end)
                     continue
             if i + 1 - self._start >= 2 * self._lim.max_f:
-                yield from self._force_split(self._start)
+                yield from self._force_split(self._start, i + 1)
 
     # -- regions ---------------------------------------------------------------------
     def _close(self, start: int, end: int) -> Iterator[SpeechSegment]:
-        """A region ended: drop blips, split if too long, queue it."""
-        lim = self._lim
-        if end - start < max(lim.speech_f, 1):
+        """A region ended: drop blips, split it if too long, queue the pieces."""
+        if end - start < max(self._lim.speech_f, 1):
             return
-        if end - start > lim.max_f:
-            cut = self._quietest(
-                max(start + lim.min_f, end - lim.max_f), min(start + lim.max_f, end - lim.min_f)
-            )
-            yield from self._queue((start, cut))
-            yield from self._queue((cut, end))
-        else:
-            yield from self._queue((start, end))
+        for piece in self._split(start, end):
+            yield from self._queue(piece)
 
-    def _force_split(self, start: int) -> Iterator[SpeechSegment]:
-        """An open region reached twice the maximum: cut off its first part."""
-        cut = self._quietest(start + self._lim.min_f, start + self._lim.max_f)
+    def _force_split(self, start: int, now: int) -> Iterator[SpeechSegment]:
+        """An open region grew too long: cut at its quietest point, queue the part before it."""
+        cut = self._quietest(start + self._lim.min_f, now - self._lim.min_f)
         self._start = cut
-        yield from self._queue((start, cut))
+        for piece in self._split(start, cut):
+            yield from self._queue(piece)
+
+    def _split(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Cut a region at its quietest points until no piece is longer than the maximum."""
+        if end - start <= self._lim.max_f:
+            return [(start, end)]
+        cut = self._quietest(start + self._lim.min_f, end - self._lim.min_f)
+        return self._split(start, cut) + self._split(cut, end)
 
     def _quietest(self, lo: int, hi: int) -> int:
         """The frame in ``[lo, hi]`` with the lowest energy smoothed over ~160 ms."""
@@ -265,13 +268,16 @@ class _Segmenter:
         window = np.asarray(self._energy[first - self._energy_base : hi + half + 1 - self._energy_base])
         padded = np.pad(window, half, mode="edge")
         smooth = np.convolve(padded, np.ones(_SMOOTH_FRAMES) / _SMOOTH_FRAMES, mode="valid")
-        return lo + int(np.argmin(smooth[lo - first : hi - first + 1]))
+        score = smooth[lo - first : hi - first + 1]
+        # Among points about as quiet (within ~1 dB), prefer the middle: balanced pieces.
+        centre = np.abs(np.arange(score.size) - (score.size - 1) / 2) / max(score.size / 2, 1)
+        return lo + int(np.argmin(score + _CENTRE_DB * centre))
 
     def _queue(self, region: tuple[int, int]) -> Iterator[SpeechSegment]:
         self._pending.append(region)
         if self._pending[-1][1] - self._pending[0][0] <= self._lim.hold_f or len(self._pending) < 2:
             return
-        gaps = [b[0] - a[1] for a, b in zip(self._pending, self._pending[1:], strict=False)]
+        gaps = [b[0] - a[1] for a, b in itertools.pairwise(self._pending)]
         cut = len(gaps) - 1 - int(np.argmax(gaps[::-1]))  # the widest pause (the latest on ties)
         ready, self._pending = self._pending[: cut + 1], self._pending[cut + 1 :]
         yield from self._emit(self._merge(ready), next_start=self._pending[0][0])

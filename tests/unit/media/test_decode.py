@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from clasp_ingest.cli import app
+from clasp_ingest.errors import ConfigError, MediaDecodeError
+from clasp_ingest.media import DecodeOptions, decode_audio, find_ffmpeg, stream_audio
+from tests.fixtures_audio import SR, SpokenTrack, convert, read_wav, tone, write_wav
+
+BAD = ["empty", "text", "truncated", "no_audio", "missing"]
+
+
+def _children() -> set[int]:
+    """Live child processes of this test process (from /proc)."""
+    me, found = os.getpid(), set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def test_find_ffmpeg() -> None:
+    path = find_ffmpeg()
+    assert Path(path).is_file() and os.access(path, os.X_OK)
+    assert find_ffmpeg(path) == path
+    with pytest.raises(ConfigError, match="no-such-ffmpeg"):
+        find_ffmpeg("no-such-ffmpeg")
+
+
+def test_decode_options_validate() -> None:
+    with pytest.raises(ConfigError, match="block_s"):
+        DecodeOptions(block_s=0)
+    with pytest.raises(ConfigError, match="read_timeout_s"):
+        DecodeOptions(read_timeout_s=-1)
+
+
+def test_stereo_44k_flac_becomes_16k_mono(tmp_path: Path) -> None:
+    src = write_wav(tmp_path / "tone.wav", tone(440.0, 3.0, amplitude=0.5))
+    flac = convert(src, tmp_path / "tone.flac", "-ac", "2", "-ar", "44100")
+    audio = decode_audio(flac)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(audio.size - 3 * SR) <= 2
+    rms = float(np.sqrt(np.mean(audio[SR // 10 : -SR // 10] ** 2)))
+    assert rms == pytest.approx(0.5 / np.sqrt(2), rel=0.02)
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert np.argmax(spectrum) * SR / audio.size == pytest.approx(440.0, abs=1.0)
+
+
+def test_blocks_are_streamed_and_match_whole_decode(short_track: SpokenTrack) -> None:
+    blocks = list(stream_audio(short_track.path, DecodeOptions(block_s=0.5)))
+    assert all(block.size == SR // 2 for block in blocks[:-1]) and 0 < blocks[-1].size <= SR // 2
+    whole = decode_audio(short_track.path)
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+    np.testing.assert_allclose(whole, read_wav(short_track.path), atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["wav", "flac", "mp3", "opus", "m4a", "mp4"])
+def test_formats_decode_to_the_same_length(
+    variants: dict[str, Path], short_track: SpokenTrack, kind: str
+) -> None:
+    audio = decode_audio(variants[kind])
+    assert abs(audio.size / SR - short_track.duration_s) < 0.15
+    assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.0
+
+
+def test_audio_offset_in_a_video_is_kept(short_track: SpokenTrack, tmp_path: Path) -> None:
+    from tests.fixtures_audio import mux_video
+
+    late = mux_video(short_track.path, tmp_path / "late.mkv", audio_offset_s=2.0)
+    plain, shifted = decode_audio(short_track.path), decode_audio(late)
+
+    def onset(x: np.ndarray) -> float:
+        return float(np.nonzero(np.abs(x) > 0.05)[0][0]) / SR
+
+    assert onset(shifted) - onset(plain) == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_bad_input_raises_naming_the_file(bad_inputs: dict[str, Path], kind: str) -> None:
+    path = bad_inputs[kind]
+    started = time.monotonic()
+    with pytest.raises(MediaDecodeError) as info:
+        decode_audio(path)
+    assert path.name in str(info.value)
+    assert info.value.source == str(path)
+    assert time.monotonic() - started < 10
+
+
+def test_ffmpeg_stderr_is_quoted(bad_inputs: dict[str, Path]) -> None:
+    with pytest.raises(MediaDecodeError) as info:
+        decode_audio(bad_inputs["no_audio"])
+    assert "no audio stream" in str(info.value) and "matches no streams" in info.value.stderr_tail
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_cli_bad_input_exits_non_zero(bad_inputs: dict[str, Path], kind: str) -> None:
+    path = bad_inputs[kind]
+    result = CliRunner().invoke(app, ["segment", str(path), "--json"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0]
+
+
+def test_stalled_read_times_out_and_reaps(tmp_path: Path) -> None:
+    fifo = tmp_path / "stalled.wav"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # keeps the pipe open, never writes
+    try:
+        before = _children()
+        started = time.monotonic()
+        with pytest.raises(MediaDecodeError, match="stalled") as info:
+            decode_audio(fifo, DecodeOptions(read_timeout_s=1.0))
+        assert fifo.name in str(info.value)
+        assert time.monotonic() - started < 8
+        assert _children() <= before
+    finally:
+        os.close(writer)
+
+
+def test_closing_the_stream_early_reaps_ffmpeg(long_track: SpokenTrack) -> None:
+    before = _children()
+    stream = stream_audio(long_track.path, DecodeOptions(block_s=0.1))
+    next(stream)
+    assert len(_children() - before) == 1
+    stream.close()
+    assert _children() <= before
+
+
+def test_strict_mode_rejects_decoder_errors_and_lenient_mode_accepts(
+    tmp_path: Path, short_track: SpokenTrack
+) -> None:
+    mp3 = convert(short_track.path, tmp_path / "cut.mp3", "-b:a", "32k").read_bytes()
+    damaged = tmp_path / "damaged.mp3"
+    middle = len(mp3) // 2
+    damaged.write_bytes(mp3[:middle] + bytes(range(256)) * 8 + mp3[middle:])
+    with pytest.raises(MediaDecodeError, match="decoding errors"):
+        decode_audio(damaged)
+    audio = decode_audio(damaged, DecodeOptions(strict=False))
+    assert audio.size / SR > short_track.duration_s - 1.0

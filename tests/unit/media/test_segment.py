@@ -1,0 +1,211 @@
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from clasp_ingest.cli import app
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.media import DecodeOptions, SegmenterOptions, SpeechSegment, segment_blocks, segment_media
+from clasp_ingest.media.segment import _Segmenter
+from tests.fixtures_audio import (
+    SENTENCES,
+    SR,
+    SpokenTrack,
+    build_track,
+    mux_video,
+    read_wav,
+    write_wav,
+)
+
+
+def _spans(segments: list[SpeechSegment]) -> list[tuple[float, float]]:
+    return [(s.segment.start_s, s.segment.end_s) for s in segments]
+
+
+def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
+
+
+def _check_invariants(segments: list[SpeechSegment], duration_s: float, options: SegmenterOptions) -> None:
+    assert [s.segment.index for s in segments] == list(range(len(segments)))
+    previous_end = 0.0
+    for item in segments:
+        seg = item.segment
+        assert previous_end <= seg.start_s < seg.end_s <= duration_s + 1e-3
+        assert seg.start_s == round(seg.start_s, 3) and seg.end_s == round(seg.end_s, 3)
+        assert item.samples.dtype == np.float32
+        assert item.samples.size == round((seg.end_s - seg.start_s) * SR)
+        assert seg.duration_s <= options.max_segment_s + 1e-6
+        previous_end = seg.end_s
+
+
+@pytest.fixture(scope="module")
+def long_segments(long_track: SpokenTrack) -> list[SpeechSegment]:
+    return list(segment_media(long_track.path, media_id="long"))
+
+
+def test_options_validate() -> None:
+    with pytest.raises(ConfigError, match="threshold"):
+        SegmenterOptions(threshold=1.5)
+    with pytest.raises(ConfigError, match="max_segment_s"):
+        SegmenterOptions(min_segment_s=5.0, max_segment_s=8.0)
+    with pytest.raises(ConfigError, match="min_pause_s"):
+        SegmenterOptions(min_pause_s=0)
+    assert SegmenterOptions(threshold=0.6).stop_threshold == pytest.approx(0.45)
+
+
+def test_sentences_are_found(long_track: SpokenTrack, long_segments: list[SpeechSegment]) -> None:
+    spans = _spans(long_segments)
+    good = 0
+    for sentence in long_track.spans:
+        touching = [s for s in spans if min(s[1], sentence[1]) > max(s[0], sentence[0])]
+        good += len(touching) == 1 and _iou(touching[0], sentence) >= 0.8
+    assert good / len(long_track.spans) >= 0.95, (spans, long_track.spans)
+
+
+def test_segments_are_consistent(long_track: SpokenTrack, long_segments: list[SpeechSegment]) -> None:
+    _check_invariants(long_segments, long_track.duration_s, SegmenterOptions())
+    assert {s.segment.media_id for s in long_segments} == {"long"}
+    audio = read_wav(long_track.path)
+    first = long_segments[0]
+    start = round(first.segment.start_s * SR)
+    np.testing.assert_allclose(first.samples, audio[start : start + first.samples.size], atol=1e-4)
+
+
+def test_same_boundaries_in_every_container(variants: dict[str, Path]) -> None:
+    reference = _spans(list(segment_media(variants["wav"])))
+    assert len(reference) == 4
+    for kind, path in variants.items():
+        spans = _spans(list(segment_media(path)))
+        assert len(spans) == len(reference), kind
+        worst = max(
+            abs(a - b)
+            for ref, got in zip(reference, spans, strict=True)
+            for a, b in zip(ref, got, strict=True)
+        )
+        assert worst <= 0.05, (kind, worst, spans, reference)
+
+
+def test_late_audio_in_a_video_keeps_media_time(short_track: SpokenTrack, tmp_path: Path) -> None:
+    late = mux_video(short_track.path, tmp_path / "late.mp4", audio_offset_s=3.0)
+    reference = _spans(list(segment_media(short_track.path)))
+    shifted = _spans(list(segment_media(late)))
+    assert len(shifted) == len(reference)
+    for (a, b), (c, d) in zip(reference, shifted, strict=True):
+        assert c - a == pytest.approx(3.0, abs=0.05) and d - b == pytest.approx(3.0, abs=0.05)
+
+
+@pytest.mark.parametrize("name", ["silence_wav", "noise_wav"])
+def test_no_speech_gives_no_segments(name: str, request: pytest.FixtureRequest) -> None:
+    assert list(segment_media(request.getfixturevalue(name))) == []
+
+
+def test_block_size_does_not_change_segments(
+    long_track: SpokenTrack, long_segments: list[SpeechSegment]
+) -> None:
+    audio = read_wav(long_track.path)
+    for size in (512, 7777, 64_000):
+        blocks = (audio[i : i + size] for i in range(0, audio.size, size))
+        again = list(segment_blocks(blocks, media_id="long"))
+        assert _spans(again) == _spans(long_segments)
+        for a, b in zip(again, long_segments, strict=True):
+            np.testing.assert_allclose(a.samples, b.samples, atol=1e-4)
+
+
+def test_offset_shifts_times(long_track: SpokenTrack, long_segments: list[SpeechSegment]) -> None:
+    audio = read_wav(long_track.path)[: 20 * SR]
+    shifted = _spans(list(segment_blocks([audio], offset_s=100.0)))
+    plain = _spans(list(segment_blocks([audio])))
+    assert shifted and len(shifted) == len(plain)
+    flat = [t for span in plain for t in span]
+    assert [t for span in shifted for t in span] == pytest.approx([t + 100.0 for t in flat], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def run_on(media_dir: Path) -> SpokenTrack:
+    """About 37 s of sentences joined by 0.22 s gaps (under min_pause_s): one VAD region."""
+    return build_track(SENTENCES[4:14], media_dir / "run_on.wav", pauses=[0.22], lead_s=0.5)
+
+
+def test_long_speech_is_split_at_quiet_points(run_on: SpokenTrack) -> None:
+    options = SegmenterOptions(max_segment_s=12.0)
+    segments = list(segment_media(run_on.path, options=options))
+    _check_invariants(segments, run_on.duration_s, options)
+    assert len(segments) >= 4
+    gaps = [(a[1], b[0]) for a, b in itertools.pairwise(run_on.spans)]
+    cuts = [a.segment.end_s for a, b in itertools.pairwise(segments) if b.segment.start_s == a.segment.end_s]
+    assert cuts, "a run-on region must be cut into touching segments"
+    for cut in cuts:
+        assert any(lo - 0.1 <= cut <= hi + 0.1 for lo, hi in gaps), (cut, gaps)
+    assert all(s.segment.duration_s >= options.min_segment_s for s in segments)
+
+
+def test_short_fragment_merges_with_the_nearer_neighbour(short_word: Path, short_track: SpokenTrack) -> None:
+    word = read_wav(short_word)
+    speech = read_wav(short_track.path)[: round(short_track.spans[0][1] * SR) + SR // 2]
+    pause = np.zeros(round(0.45 * SR), dtype=np.float32)
+    far = np.zeros(3 * SR, dtype=np.float32)
+    audio = np.concatenate([far, speech, pause, word, far, word, far])
+    spans = _spans(list(segment_blocks([audio])))
+    word_s = word.size / SR
+    assert len(spans) == 2, spans
+    # "Yes." 0.45 s after the sentence joins it; the lone "Yes." stays alone (nothing to merge with).
+    assert spans[0][1] > (far.size + speech.size + pause.size) / SR
+    assert spans[1][1] - spans[1][0] < word_s + 0.3
+
+
+def test_memory_is_bounded(long_track: SpokenTrack) -> None:
+    audio = read_wav(long_track.path)
+    segmenter = _Segmenter(SegmenterOptions(), "", 0.0)
+    most = 0
+    for _ in range(3):  # ~4 min of speech
+        for i in range(0, audio.size, SR):
+            list(segmenter.feed(audio[i : i + SR]))
+            kept = sum(block.size for _, block in segmenter._samples._blocks)
+            most = max(most, kept, len(segmenter._energy) * 512)
+    assert most <= 70 * SR
+
+
+def test_segments_stream_before_the_end(long_track: SpokenTrack) -> None:
+    audio = read_wav(long_track.path)
+    fed = 0
+
+    def blocks():  # type: ignore[no-untyped-def]
+        nonlocal fed
+        for i in range(0, audio.size, SR):
+            fed = i + SR
+            yield audio[i : i + SR]
+
+    first = next(segment_blocks(blocks()))
+    assert fed < audio.size / 3 and first.segment.end_s <= fed / SR
+
+
+def test_decode_options_must_keep_16k(short_track: SpokenTrack) -> None:
+    with pytest.raises(ConfigError, match="16000"):
+        list(segment_media(short_track.path, decode=DecodeOptions(sample_rate=8000)))
+
+
+def test_cli_json_matches_library(variants: dict[str, Path]) -> None:
+    path = variants["mp3"]
+    result = CliRunner().invoke(app, ["segment", str(path), "--json"])
+    assert result.exit_code == 0, result.stderr
+    expected = [{"start_s": a, "end_s": b} for a, b in _spans(list(segment_media(path)))]
+    assert json.loads(result.stdout) == expected
+
+
+def test_cli_table_and_options(variants: dict[str, Path]) -> None:
+    result = CliRunner().invoke(app, ["segment", str(variants["wav"]), "--min-s", "0.5", "--max-s", "10"])
+    assert result.exit_code == 0 and "4 segments" in result.stdout
+    bad = CliRunner().invoke(app, ["segment", str(variants["wav"]), "--min-s", "6", "--max-s", "10"])
+    assert bad.exit_code == 1 and "max_segment_s" in bad.stderr
+
+
+def test_silence_file_is_valid_input(tmp_path: Path) -> None:
+    quiet = write_wav(tmp_path / "quiet.wav", np.zeros(SR // 2, dtype=np.float32))
+    assert list(segment_media(quiet)) == []
