@@ -20,16 +20,39 @@ def register(app: typer.Typer) -> None:
 def segment_command(
     file: str = typer.Argument(..., help="A media file or URL that ffmpeg can read."),
     as_json: bool = typer.Option(False, "--json", help='Print [{"start_s": ..., "end_s": ...}, ...].'),
-    min_s: float = typer.Option(1.0, "--min-s", help="Shortest segment (s); shorter fragments merge."),
-    max_s: float = typer.Option(15.0, "--max-s", help="Longest segment (s); longer speech is split."),
-    min_pause_s: float = typer.Option(0.3, "--min-pause-s", help="Shortest pause (s) that ends a segment."),
+    min_s: float | None = typer.Option(
+        None,
+        "--min-s",
+        help="Shortest segment (s); shorter fragments merge. [default: CLASP_MIN_SEGMENT_S or 1.0]",
+    ),
+    max_s: float | None = typer.Option(
+        None,
+        "--max-s",
+        help="Longest segment (s); longer speech is split. [default: CLASP_MAX_SEGMENT_S or 15.0]",
+    ),
+    min_pause_s: float | None = typer.Option(
+        None,
+        "--min-pause-s",
+        help="Shortest pause (s) that ends a segment. [default: CLASP_MIN_PAUSE_S or 0.3]",
+    ),
 ) -> None:
     """Find the sentence-like speech segments of FILE (Silero VAD, streamed)."""
+    from clasp_ingest.config import Settings
+    from clasp_ingest.media.decode import DecodeOptions
     from clasp_ingest.media.segment import SegmenterOptions, segment_media
 
     try:
-        options = SegmenterOptions(min_segment_s=min_s, max_segment_s=max_s, min_pause_s=min_pause_s)
-        spans = [(s.segment.start_s, s.segment.end_s) for s in segment_media(file, options=options)]
+        settings = Settings.model_validate({})
+        options = SegmenterOptions(
+            min_segment_s=settings.min_segment_s if min_s is None else min_s,
+            max_segment_s=settings.max_segment_s if max_s is None else max_s,
+            min_pause_s=settings.min_pause_s if min_pause_s is None else min_pause_s,
+            speech_pad_s=settings.speech_pad_s,
+        )
+        decode = DecodeOptions(ffmpeg=settings.ffmpeg, read_timeout_s=settings.read_timeout_s)
+        spans = [
+            (s.segment.start_s, s.segment.end_s) for s in segment_media(file, options=options, decode=decode)
+        ]
     except ClaspIngestError as exc:
         typer.echo(f"error: {file}: {_one_line(str(exc))}", err=True)
         raise typer.Exit(1) from None
