@@ -154,12 +154,19 @@ def convert(src: Path, dst: Path, *args: str) -> Path:
 
 
 def mux_video(audio: Path, dst: Path, audio_offset_s: float = 0.0, seconds: float | None = None) -> Path:
-    """An H.264 video (tiny colour frames) with ``audio`` as its track, optionally starting late."""
+    """A video (tiny colour frames; H.264+AAC, or VP9+Opus for .webm) with ``audio`` as its track.
+
+    ``audio_offset_s`` makes the audio stream start that late in the container.
+    """
     duration = seconds if seconds is not None else len(read_wav(audio)) / SR + audio_offset_s + 0.5
     video = f"color=c=blue:s=64x64:r=10:d={duration:.3f}"
     offset = ["-itsoffset", f"{audio_offset_s:.3f}"] if audio_offset_s else []
     cmd = [find_ffmpeg(), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", video, *offset]
-    cmd += ["-i", str(audio), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(dst)]
+    codecs = (
+        ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-c:a", "libopus"] if dst.suffix == ".webm" else []
+    )
+    codecs = codecs or ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"]
+    cmd += ["-i", str(audio), *codecs, str(dst)]
     subprocess.run(cmd, check=True)
     return dst
 

@@ -43,7 +43,7 @@ def short_track(media_dir: Path) -> SpokenTrack:
 
 @pytest.fixture(scope="session")
 def variants(short_track: SpokenTrack, media_dir: Path) -> dict[str, Path]:
-    """The short track as wav (16 kHz mono), stereo 44.1 kHz flac, mp3, opus, m4a, mp4 and webm."""
+    """The short track as wav (16 kHz mono), stereo 44.1 kHz flac, mp3, opus, m4a, mp4 and webm videos."""
     src = short_track.path
     return {
         "wav": src,
@@ -52,6 +52,7 @@ def variants(short_track: SpokenTrack, media_dir: Path) -> dict[str, Path]:
         "opus": convert(src, media_dir / "short.opus", "-c:a", "libopus", "-b:a", "32k"),
         "m4a": convert(src, media_dir / "short.m4a", "-c:a", "aac", "-b:a", "64k"),
         "mp4": mux_video(src, media_dir / "short.mp4"),
+        "webm": mux_video(src, media_dir / "short.webm"),
     }
 
 

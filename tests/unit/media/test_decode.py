@@ -65,7 +65,7 @@ def test_blocks_are_streamed_and_match_whole_decode(short_track: SpokenTrack) ->
     np.testing.assert_allclose(whole, read_wav(short_track.path), atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["wav", "flac", "mp3", "opus", "m4a", "mp4"])
+@pytest.mark.parametrize("kind", ["wav", "flac", "mp3", "opus", "m4a", "mp4", "webm"])
 def test_formats_decode_to_the_same_length(
     variants: dict[str, Path], short_track: SpokenTrack, kind: str
 ) -> None:
@@ -149,3 +149,24 @@ def test_strict_mode_rejects_decoder_errors_and_lenient_mode_accepts(
         decode_audio(damaged)
     audio = decode_audio(damaged, DecodeOptions(strict=False))
     assert audio.size / SR > short_track.duration_s - 1.0
+
+
+def _ffmpegs() -> list[str]:
+    """The system ffmpeg (when on PATH) and the imageio-ffmpeg one: both must behave alike."""
+    import shutil
+
+    import imageio_ffmpeg
+
+    found = [shutil.which("ffmpeg"), imageio_ffmpeg.get_ffmpeg_exe()]
+    return list(dict.fromkeys(path for path in found if path))
+
+
+@pytest.mark.parametrize("ffmpeg", _ffmpegs())
+def test_every_ffmpeg_keeps_the_audio_offset(ffmpeg: str, short_track: SpokenTrack, tmp_path: Path) -> None:
+    from tests.fixtures_audio import mux_video
+
+    late = mux_video(short_track.path, tmp_path / "late.mp4", audio_offset_s=1.5)
+    options = DecodeOptions(ffmpeg=ffmpeg)
+    plain, shifted = decode_audio(short_track.path, options), decode_audio(late, options)
+    onsets = [float(np.nonzero(np.abs(x) > 0.05)[0][0]) / SR for x in (plain, shifted)]
+    assert onsets[1] - onsets[0] == pytest.approx(1.5, abs=0.05)
