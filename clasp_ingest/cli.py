@@ -49,6 +49,9 @@ def _registrars() -> list[Callable[[typer.Typer], None]]:
     from clasp_ingest.media.cli_media import register as register_media
 
     registrars.append(register_media)
+    from clasp_ingest.training.cli_train import register as register_training
+
+    registrars.append(register_training)
     return registrars
 
 

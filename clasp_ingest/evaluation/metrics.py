@@ -1,0 +1,94 @@
+"""Retrieval metrics on a similarity matrix (pure numpy).
+
+``sim[q, c]`` is the cosine similarity of query ``q`` (a text) and candidate ``c`` (an
+audio clip); ``labels[q]`` is the column of the query's one true candidate (default: the
+diagonal, ``labels = arange(n_queries)``). Definitions follow the CLASP paper's evaluation
+notebook:
+
+- **rank** of a query: ``1 + #{c : sim[q, c] > sim[q, labels[q]]}`` — candidates scoring
+  strictly higher than the true one push it down; ties do not.
+- **Hits@1**: fraction of queries whose true candidate scores *strictly* higher than every
+  other candidate. (The notebook takes ``argmax == label`` with the true candidate placed
+  last among the sampled candidates, so a tie counts as a miss; we use that rule for both
+  protocols.)
+- **MRR**: mean of ``1 / rank``. **Mean rank**: mean of ``rank``.
+- **Macro-F1** at a cosine ``threshold``: every (query, candidate) pair is one binary
+  decision, predicted positive when ``sim >= threshold`` and truly positive when the
+  candidate is the query's own. Over all pairs of all queries pooled together, F1 is
+  computed for the positive class and for the negative class (each ``2TP / (2TP + FP + FN)``
+  with that class as "positive", 0 when undefined) and the two are averaged (a class that
+  occurs neither in the truth nor in the predictions is left out) — scikit-learn's
+  ``f1_score(labels, predictions, average="macro")`` on the flattened pairs, as in the
+  notebook.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["hits_at_1", "macro_f1", "mean_rank", "mrr", "ranks"]
+
+
+def _checked(sim: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    sim = np.asarray(sim, dtype=np.float64)
+    if sim.ndim != 2 or sim.shape[0] == 0 or sim.shape[1] == 0:
+        raise ValueError(f"similarity matrix must be 2-D and non-empty, got shape {sim.shape}")
+    if not np.isfinite(sim).all():
+        raise ValueError("similarity matrix contains NaN or infinite values; check the embeddings")
+    if labels is None:
+        if sim.shape[1] < sim.shape[0]:
+            raise ValueError(f"diagonal labels need at least as many candidates as queries, got {sim.shape}")
+        labels = np.arange(sim.shape[0])
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.shape != (sim.shape[0],) or labels.min() < 0 or labels.max() >= sim.shape[1]:
+        raise ValueError(f"labels must be {sim.shape[0]} column indices in [0, {sim.shape[1]})")
+    return sim, labels
+
+
+def _true_scores(sim: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return sim[np.arange(sim.shape[0]), labels]
+
+
+def ranks(sim: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """1-based rank of each query's true candidate (int64, shape (n_queries,))."""
+    sim, labels = _checked(sim, labels)
+    true = _true_scores(sim, labels)[:, None]
+    return (sim > true).sum(axis=1).astype(np.int64) + 1
+
+
+def hits_at_1(sim: np.ndarray, labels: np.ndarray | None = None) -> float:
+    """Fraction of queries whose true candidate beats every other one strictly."""
+    sim, labels = _checked(sim, labels)
+    true = _true_scores(sim, labels)[:, None]
+    at_least = (sim >= true).sum(axis=1)  # includes the true candidate itself
+    return float(np.mean(at_least == 1))
+
+
+def mrr(sim: np.ndarray, labels: np.ndarray | None = None) -> float:
+    """Mean reciprocal rank of the true candidates."""
+    return float(np.mean(1.0 / ranks(sim, labels)))
+
+
+def mean_rank(sim: np.ndarray, labels: np.ndarray | None = None) -> float:
+    """Mean rank of the true candidates (1 is best)."""
+    return float(np.mean(ranks(sim, labels)))
+
+
+def macro_f1(sim: np.ndarray, threshold: float = 0.5, labels: np.ndarray | None = None) -> float:
+    """Macro-F1 of "``sim >= threshold`` means match" over all (query, candidate) pairs."""
+    sim, labels = _checked(sim, labels)
+    predicted = sim >= threshold
+    truth = np.zeros_like(predicted)
+    truth[np.arange(sim.shape[0]), labels] = True
+    scores = [_f1(predicted, truth)]
+    if (~truth).any() or (~predicted).any():  # like scikit-learn: only classes that occur
+        scores.append(_f1(~predicted, ~truth))
+    return float(np.mean(scores))
+
+
+def _f1(predicted: np.ndarray, truth: np.ndarray) -> float:
+    tp = int(np.sum(predicted & truth))
+    fp = int(np.sum(predicted & ~truth))
+    fn = int(np.sum(~predicted & truth))
+    denominator = 2 * tp + fp + fn
+    return 0.0 if denominator == 0 else 2 * tp / denominator

@@ -1,0 +1,181 @@
+"""``clasp-ingest train`` and ``clasp-ingest eval``: fit a fusion head, measure retrieval."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from clasp_ingest.errors import ClaspIngestError
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` and ``eval`` commands to ``app``."""
+    app.command("train")(train_command)
+    app.command("eval")(eval_command)
+
+
+def _settings() -> Any:
+    from clasp_ingest.config import Settings
+
+    return Settings.model_validate({})  # reads CLASP_* like Settings()
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A rich progress bar on stderr, one task per stage; ``None`` when disabled."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+    return typer.Exit(1)
+
+
+def train_command(
+    manifest: Path = typer.Argument(..., help="JSONL of {audio, text, language?, split?} rows."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: fusion.safetensors, config.json, metrics.json."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Preset or model folder (default: $CLASP_MODEL)."),
+    loss: str = typer.Option("contrastive", "--loss", help="'contrastive' (CLASP) or 'huber' (LASP)."),
+    fusion: str | None = typer.Option(None, "--fusion", help="'concat' or 'gating' (default: the model's)."),
+    fine_tune: bool = typer.Option(
+        False, "--fine-tune", help="Start from the model's head, not a fresh one."
+    ),
+    lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Training batch (in-batch negatives)."),
+    val_batch_size: int = typer.Option(16, "--val-batch-size", help="Validation batch."),
+    epochs: int = typer.Option(100, "--epochs", help="Most epochs to run."),
+    patience: int = typer.Option(
+        10, "--patience", help="Stop after this many epochs without a better val loss."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the head, shuffling, dropout and val hold-out."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Held out when no row is split 'val'."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache (default OUT/.features)."),
+    model_id: str | None = typer.Option(None, "--model-id", help="Id of the trained model."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
+    device: str | None = typer.Option(
+        None, "--device", help="'auto', 'cpu', 'cuda' (default: $CLASP_DEVICE)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train a CLASP fusion head on MANIFEST's (audio, text) pairs; backbones stay frozen."""
+    from clasp_ingest.training.train import METRICS_FILE, TrainOptions, prepare_head, train_fusion
+
+    settings = _settings()
+    try:
+        options = TrainOptions(
+            loss=loss,
+            lr=lr,
+            batch_size=batch_size,
+            val_batch_size=val_batch_size,
+            max_epochs=epochs,
+            patience=patience,
+            seed=seed,
+            val_fraction=val_fraction,
+            cache_dir=cache_dir,
+            resume=resume,
+            model_id=model_id,
+        )
+        clasp = _load(model or settings.model, device or settings.device, settings.model_dir)
+        prepare_head(clasp, kind=fusion, fresh=not fine_tune, seed=seed)
+        with _progress(not quiet) as progress:
+            result = train_fusion(clasp, manifest, out, options, progress=progress)
+    except (ClaspIngestError, ValueError) as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo((result.out_dir / METRICS_FILE).read_text(encoding="utf-8").strip())
+    else:
+        _print_train_summary(result)
+
+
+def _load(name: str, device: str, model_dir: Path | None) -> Any:
+    from clasp_ingest.model import load_model
+
+    return load_model(name, device=device, model_dir=model_dir)
+
+
+def _print_train_summary(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    fit = result.fit
+    table = Table(title=f"{result.model_id} → {result.out_dir}")
+    table.add_column("epoch", justify="right")
+    table.add_column("train loss", justify="right")
+    table.add_column("val loss", justify="right")
+    for stats in fit.history:
+        mark = " *" if stats.epoch == fit.best_epoch else ""
+        table.add_row(f"{stats.epoch}{mark}", f"{stats.train_loss:.4f}", f"{stats.val_loss:.4f}")
+    console = Console()
+    console.print(table)
+    ending = "early stop" if fit.stopped_early else "max epochs"
+    console.print(
+        f"best epoch {fit.best_epoch} (val loss {fit.best_val_loss:.4f}), {fit.epochs_run} epochs "
+        f"({ending}), {result.n_train} train / {result.n_val} val pairs, {result.seconds:.1f} s"
+    )
+    console.print("validation retrieval: " + ", ".join(f"{k} {v:.4f}" for k, v in result.val_metrics.items()))
+
+
+def eval_command(
+    manifest: Path = typer.Argument(..., help="JSONL of {audio, text, language?, split?} rows."),
+    model: str | None = typer.Option(None, "--model", help="Preset or model folder (default: $CLASP_MODEL)."),
+    candidates: str = typer.Option("all", "--candidates", help="'all' clips of the split, or N per query."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Cosine threshold of Macro-F1."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the distractor sampling."),
+    split: str = typer.Option("test", "--split", help="Manifest split to evaluate."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Reuse/keep backbone features here."),
+    device: str | None = typer.Option(
+        None, "--device", help="'auto', 'cpu', 'cuda' (default: $CLASP_DEVICE)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Text → audio retrieval on MANIFEST: Hits@1, MRR, mean rank, Macro-F1 (the paper's protocols)."""
+    from clasp_ingest.evaluation.evaluate import RESULT_KEYS, evaluate
+
+    settings = _settings()
+    try:
+        clasp = _load(model or settings.model, device or settings.device, settings.model_dir)
+        with _progress(not quiet) as progress:
+            result = evaluate(
+                clasp, manifest, candidates, threshold, seed, split, cache_dir=cache_dir, progress=progress
+            )
+    except (ClaspIngestError, ValueError) as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps({key: result[key] for key in RESULT_KEYS}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{clasp.model_id} on {manifest.name} ({split})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in RESULT_KEYS:
+        value = result[key]
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)

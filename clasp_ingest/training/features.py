@@ -1,0 +1,256 @@
+"""Frozen-backbone features, computed once and cached on disk.
+
+Training a fusion head never back-propagates into the backbones, so each clip's speech and
+spectrogram features and each caption's text embedding are computed once and reused by
+every epoch and every later run. Cache keys:
+
+- audio: ``sha256(file bytes)`` under a folder named by the hash of the speech and
+  spectrogram encoders' identity (their config), so another backbone never reads stale
+  features; stored as ``<root>/audio-<id>/<ab>/<sha256>.npz`` (arrays ``speech``,
+  ``spectrogram``).
+- text: ``sha256(utf-8 text)`` under ``<root>/text-<id>/``, as ``.npy``.
+
+Files are written to a temporary name and renamed, so a killed run leaves no torn entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from clasp_ingest.log import get_logger
+from clasp_ingest.model.base import SpectrogramEncoder, SpeechEncoder, TextEncoder
+
+__all__ = [
+    "Backbones",
+    "FeatureCache",
+    "FeatureSet",
+    "ProgressFn",
+    "compute_features",
+    "default_cache_dir",
+    "encoder_identity",
+    "file_sha256",
+]
+
+log = get_logger("training.features")
+
+#: ``progress(stage, done, total)``; stages: ``"audio features"``, ``"text features"``.
+ProgressFn = Callable[[str, int, int], None]
+
+
+class Backbones(Protocol):
+    """The frozen parts of a CLASP model that training reads features from."""
+
+    @property
+    def speech(self) -> SpeechEncoder: ...
+
+    @property
+    def spectrogram(self) -> SpectrogramEncoder: ...
+
+    @property
+    def text(self) -> TextEncoder: ...
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Aligned per-item features: row ``i`` of each array belongs to the same clip/caption."""
+
+    speech: np.ndarray
+    spectrogram: np.ndarray
+    text: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = {len(self.speech), len(self.spectrogram), len(self.text)}
+        if len(n) != 1:
+            raise ValueError(
+                f"feature arrays differ in length: speech {len(self.speech)}, "
+                f"spectrogram {len(self.spectrogram)}, text {len(self.text)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+
+def default_cache_dir() -> Path:
+    """``~/.cache/clasp-ingest/features`` (``$XDG_CACHE_HOME`` honoured)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "clasp-ingest" / "features"
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's content, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encoder_identity(model: object, *parts: str) -> str:
+    """A short stable hash of what makes the named parts' output differ.
+
+    For a ``ClaspModel`` that is each part's ``ComponentSpec`` (backend, source, dim,
+    options) from ``model.config``, the config's ``seed`` (random tiny backbones) and the
+    encoder's class and dtype; for any other object, its class and its ``dim``.
+    """
+    config = getattr(model, "config", None)
+    described: dict[str, Any] = {"seed": getattr(config, "seed", None)}
+    for part in parts:
+        encoder = getattr(model, part)
+        to_dict = getattr(getattr(config, part, None), "to_dict", None)
+        described[part] = {
+            "class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
+            "dtype": str(getattr(encoder, "dtype", "")),
+            "dim": int(encoder.dim),
+            "spec": to_dict() if callable(to_dict) else None,
+        }
+    blob = json.dumps(described, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class FeatureCache:
+    """Content-addressed feature store under ``root`` (no disk at all when ``root`` is None)."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+
+    def _path(self, kind: str, identity: str, key: str, suffix: str) -> Path | None:
+        if self.root is None:
+            return None
+        return self.root / f"{kind}-{identity}" / key[:2] / f"{key}{suffix}"
+
+    def get_audio(self, identity: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        path = self._path("audio", identity, key, ".npz")
+        if path is None or not path.is_file():
+            return None
+        with np.load(path) as data:
+            return data["speech"], data["spectrogram"]
+
+    def put_audio(self, identity: str, key: str, speech: np.ndarray, spectrogram: np.ndarray) -> None:
+        path = self._path("audio", identity, key, ".npz")
+        if path is not None:
+            _atomic_write(path, lambda fh: np.savez(fh, speech=speech, spectrogram=spectrogram))
+
+    def get_text(self, identity: str, key: str) -> np.ndarray | None:
+        path = self._path("text", identity, key, ".npy")
+        if path is None or not path.is_file():
+            return None
+        return np.asarray(np.load(path))
+
+    def put_text(self, identity: str, key: str, embedding: np.ndarray) -> None:
+        path = self._path("text", identity, key, ".npy")
+        if path is not None:
+            _atomic_write(path, lambda fh: np.save(fh, embedding))
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_waveform(path: Path) -> np.ndarray:
+    """16 kHz mono float32 samples of a media file, decoded with ffmpeg."""
+    from clasp_ingest.media.decode import decode_audio
+
+    return np.asarray(decode_audio(path), dtype=np.float32)
+
+
+def compute_features(
+    model: Backbones,
+    audio: Sequence[Path],
+    texts: Sequence[str],
+    *,
+    cache: FeatureCache,
+    batch_size: int = 8,
+    progress: ProgressFn | None = None,
+    loader: Callable[[Path], np.ndarray] = load_waveform,
+) -> FeatureSet:
+    """Speech, spectrogram and text features of aligned (audio, text) pairs, cached."""
+    if len(audio) != len(texts):
+        raise ValueError(f"{len(audio)} audio files but {len(texts)} texts")
+    speech, spectrogram = _audio_features(model, audio, cache, batch_size, progress, loader)
+    text = _text_features(model, texts, cache, batch_size, progress)
+    return FeatureSet(speech=speech, spectrogram=spectrogram, text=text)
+
+
+def _audio_features(
+    model: Backbones,
+    paths: Sequence[Path],
+    cache: FeatureCache,
+    batch_size: int,
+    progress: ProgressFn | None,
+    loader: Callable[[Path], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    identity = encoder_identity(model, "speech", "spectrogram")
+    keys = [file_sha256(path) for path in paths]
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    missing: dict[str, Path] = {}
+    for key, path in zip(keys, paths, strict=True):
+        if key not in found and key not in missing:
+            hit = cache.get_audio(identity, key)
+            if hit is None:
+                missing[key] = path
+            else:
+                found[key] = hit
+    log.info("audio features: %d cached, %d to compute", len(found), len(missing))
+    done = len(paths) - len(missing)
+    for batch in _batches(list(missing.items()), batch_size):
+        waves = [loader(path) for _, path in batch]
+        sp, sg = model.speech.encode(waves), model.spectrogram.encode(waves)
+        for (key, _), s, g in zip(batch, sp, sg, strict=True):
+            found[key] = (np.asarray(s, np.float32), np.asarray(g, np.float32))
+            cache.put_audio(identity, key, *found[key])
+        done += len(batch)
+        if progress is not None:
+            progress("audio features", min(done, len(paths)), len(paths))
+    return np.stack([found[k][0] for k in keys]), np.stack([found[k][1] for k in keys])
+
+
+def _text_features(
+    model: Backbones,
+    texts: Sequence[str],
+    cache: FeatureCache,
+    batch_size: int,
+    progress: ProgressFn | None,
+) -> np.ndarray:
+    identity = encoder_identity(model, "text")
+    keys = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in texts]
+    found: dict[str, np.ndarray] = {}
+    missing: dict[str, str] = {}
+    for key, text in zip(keys, texts, strict=True):
+        if key not in found and key not in missing:
+            hit = cache.get_text(identity, key)
+            if hit is None:
+                missing[key] = text
+            else:
+                found[key] = hit
+    done = len(texts) - len(missing)
+    for batch in _batches(list(missing.items()), max(batch_size, 32)):
+        embedded = model.text.encode([text for _, text in batch])
+        for (key, _), vector in zip(batch, embedded, strict=True):
+            found[key] = np.asarray(vector, np.float32)
+            cache.put_text(identity, key, found[key])
+        done += len(batch)
+        if progress is not None:
+            progress("text features", min(done, len(texts)), len(texts))
+    return np.stack([found[k] for k in keys])
+
+
+def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,356 @@
+"""The epoch loop that fits a fusion head on cached features (any ``nn.Module`` head).
+
+The head maps ``(speech_feats, spec_feats)`` to the text space; its output is compared with
+the frozen text embeddings by a loss from :mod:`clasp_ingest.training.losses`. Adam with a
+step learning-rate schedule (the paper's ``StepLR``), early stopping on the validation loss
+(the best epoch's weights are kept), a checkpoint after every epoch so a killed run resumes
+where it stopped and ends with the same weights as an uninterrupted one: every epoch's
+shuffling and dropout draw from RNGs seeded by ``(seed, epoch)``, not by history.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.log import get_logger
+from clasp_ingest.training.features import FeatureSet
+from clasp_ingest.training.losses import LOSSES, build_loss
+
+__all__ = ["CHECKPOINT_NAME", "EpochStats", "FitOptions", "FitResult", "fit_head"]
+
+log = get_logger("training")
+
+#: File the per-epoch checkpoint is written to inside the checkpoint folder.
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How a head is fitted. Defaults are ours; the paper's are noted per field."""
+
+    loss: str = "contrastive"
+    #: Adam learning rate (the paper: 5e-6 with its 0.07-multiplied logits, ~400 epochs).
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    #: Training batch size (the paper: 32). In-batch negatives: larger is harder.
+    batch_size: int = 32
+    #: Validation batch size (the paper: 16). The contrastive loss depends on it.
+    val_batch_size: int = 16
+    max_epochs: int = 100
+    #: Stop after this many epochs without a lower validation loss (the paper: 10).
+    patience: int = 10
+    #: Multiply the learning rate by ``lr_gamma`` every ``lr_step_epochs`` (the paper: 100, 0.4).
+    lr_step_epochs: int = 100
+    lr_gamma: float = 0.4
+    huber_delta: float = 1.0
+    seed: int = 0
+    #: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}; use one of {LOSSES}")
+        for name in ("batch_size", "val_batch_size", "max_epochs", "patience", "lr_step_epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2 and self.loss == "contrastive":
+            raise ConfigError("the contrastive loss needs batch_size >= 2 (in-batch negatives)")
+        if not self.lr > 0 or not 0 < self.lr_gamma <= 1:
+            raise ConfigError(f"need lr > 0 and 0 < lr_gamma <= 1, got {self.lr}, {self.lr_gamma}")
+
+    def resume_key(self) -> dict[str, Any]:
+        """Options that must match for a checkpoint to be resumed (not epochs/patience/device)."""
+        fields = asdict(self)
+        for name in ("max_epochs", "patience", "device"):
+            fields.pop(name)
+        return fields
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one epoch did."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    best_val_loss: float
+    best_epoch: int
+    temperature: float | None
+    lr: float
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The outcome of :func:`fit_head`; the head holds the best epoch's weights."""
+
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+    resumed_from: int | None
+    temperature: float | None
+    history: list[EpochStats] = field(default_factory=list)
+
+
+@dataclass
+class _State:
+    head: nn.Module
+    loss: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.StepLR
+    best_head: dict[str, torch.Tensor]
+    best_loss: dict[str, torch.Tensor]
+    epoch: int = 0  # epochs completed
+    best_val: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[EpochStats] = field(default_factory=list)
+
+
+def fit_head(
+    head: nn.Module,
+    train: FeatureSet,
+    val: FeatureSet,
+    options: FitOptions,
+    *,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> FitResult:
+    """Fit ``head`` in place; return the result. It ends holding the best validation epoch."""
+    if len(train) < 2 or len(val) < 1:
+        raise ConfigError(f"need >= 2 training and >= 1 validation items, got {len(train)}, {len(val)}")
+    device = _device(options.device)
+    original = _placement(head)
+    state = _new_state(head.to(device=device, dtype=torch.float32), options, device)
+    resumed_from = _maybe_resume(state, options, checkpoint_dir, resume)
+    data = _Tensors.of(train, device), _Tensors.of(val, device)
+    while state.epoch < options.max_epochs and state.bad_epochs < options.patience:
+        stats = _run_epoch(state, data[0], data[1], options)
+        if checkpoint_dir is not None:
+            _save_checkpoint(state, options, checkpoint_dir)
+        if on_epoch is not None:
+            on_epoch(stats)
+    head.load_state_dict(state.best_head)
+    state.loss.load_state_dict(state.best_loss)
+    head.to(**original).eval()
+    return FitResult(
+        best_epoch=state.best_epoch,
+        best_val_loss=state.best_val,
+        epochs_run=state.epoch,
+        stopped_early=state.bad_epochs >= options.patience,
+        resumed_from=resumed_from,
+        temperature=_temperature(state.loss),
+        history=list(state.history),
+    )
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _placement(module: nn.Module) -> dict[str, Any]:
+    first = next(module.parameters(), None)
+    if first is None:
+        raise ConfigError("the fusion head has no parameters to train")
+    return {"device": first.device, "dtype": first.dtype}
+
+
+def _new_state(head: nn.Module, options: FitOptions, device: torch.device) -> _State:
+    torch.manual_seed(options.seed)
+    loss = build_loss(options.loss, huber_delta=options.huber_delta).to(device)
+    params = [p for p in (*head.parameters(), *loss.parameters()) if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=options.lr, weight_decay=options.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, options.lr_step_epochs, options.lr_gamma)
+    return _State(head, loss, optimizer, scheduler, _snapshot(head), _snapshot(loss))
+
+
+def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _temperature(loss: nn.Module) -> float | None:
+    value = getattr(loss, "temperature", None)
+    return float(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class _Tensors:
+    speech: torch.Tensor
+    spectrogram: torch.Tensor
+    text: torch.Tensor
+
+    @classmethod
+    def of(cls, features: FeatureSet, device: torch.device) -> _Tensors:
+        def put(array: Any) -> torch.Tensor:
+            return torch.as_tensor(array, dtype=torch.float32).to(device)
+
+        return cls(put(features.speech), put(features.spectrogram), put(features.text))
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def batches(self, size: int, order: torch.Tensor | None = None) -> Iterator[_Tensors]:
+        index = torch.arange(len(self)) if order is None else order
+        for start in range(0, len(index), size):
+            chunk = index[start : start + size]
+            if len(chunk) >= 2 or len(index) == 1:  # a 1-item batch breaks BatchNorm and InfoNCE
+                yield _Tensors(self.speech[chunk], self.spectrogram[chunk], self.text[chunk])
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % (2**63)
+
+
+def _run_epoch(state: _State, train: _Tensors, val: _Tensors, options: FitOptions) -> EpochStats:
+    seed = _epoch_seed(options.seed, state.epoch)
+    torch.manual_seed(seed)  # dropout draws
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    lr = state.optimizer.param_groups[0]["lr"]
+    train_loss = _train_pass(state, train.batches(options.batch_size, order))
+    val_loss = evaluate_loss(state.head, state.loss, val.batches(options.val_batch_size))
+    state.scheduler.step()
+    state.epoch += 1
+    if val_loss < state.best_val:
+        state.best_val, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
+        state.best_head, state.best_loss = _snapshot(state.head), _snapshot(state.loss)
+    else:
+        state.bad_epochs += 1
+    stats = EpochStats(
+        state.epoch, train_loss, val_loss, state.best_val, state.best_epoch, _temperature(state.loss), lr
+    )
+    state.history.append(stats)
+    log.info("epoch %d: train %.4f val %.4f (best %.4f)", state.epoch, train_loss, val_loss, state.best_val)
+    return stats
+
+
+def _train_pass(state: _State, batches: Iterator[_Tensors]) -> float:
+    state.head.train()
+    total, count = 0.0, 0
+    for batch in batches:
+        loss = state.loss(state.head(batch.speech, batch.spectrogram), batch.text)
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        total, count = total + float(loss.detach()), count + 1
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate_loss(head: nn.Module, loss_fn: nn.Module, batches: Iterator[_Tensors]) -> float:
+    """Mean per-batch loss of ``head`` in eval mode (the early-stopping criterion)."""
+    head.eval()
+    losses = [float(loss_fn(head(b.speech, b.spectrogram), b.text)) for b in batches]
+    if not losses:
+        raise ConfigError("validation set yields no batch of >= 2 items; add validation rows")
+    return sum(losses) / len(losses)
+
+
+# --- checkpoints ---------------------------------------------------------------------
+
+
+def _save_checkpoint(state: _State, options: FitOptions, folder: Path) -> None:
+    tensors, meta = _flatten_optimizer(state.optimizer.state_dict())
+    tensors.update(_prefixed("head.", state.head.state_dict()))
+    tensors.update(_prefixed("loss.", state.loss.state_dict()))
+    tensors.update(_prefixed("best_head.", state.best_head))
+    tensors.update(_prefixed("best_loss.", state.best_loss))
+    info = {
+        "epoch": state.epoch,
+        "best_val": state.best_val,
+        "best_epoch": state.best_epoch,
+        "bad_epochs": state.bad_epochs,
+        "history": [asdict(s) for s in state.history],
+        "optimizer": meta,
+        "scheduler": state.scheduler.state_dict(),
+        "options": options.resume_key(),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
+    os.close(fd)
+    save_file(tensors, tmp, metadata={"state": json.dumps(info)})
+    Path(tmp).replace(folder / CHECKPOINT_NAME)
+
+
+def _prefixed(prefix: str, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {prefix + k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+
+
+def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, entries in sd["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _maybe_resume(state: _State, options: FitOptions, folder: Path | None, resume: bool) -> int | None:
+    path = None if folder is None else folder / CHECKPOINT_NAME
+    if path is None or not path.is_file():
+        if resume:
+            log.warning("nothing to resume in %s; starting from epoch 0", folder)
+        return None
+    if not resume:
+        raise ConfigError(
+            f"{path} holds a checkpoint from an earlier run; pass resume (--resume) to continue it "
+            "or choose an empty output folder"
+        )
+    _load_checkpoint(state, options, path)
+    log.info("resuming after epoch %d (best %.4f at epoch %d)", state.epoch, state.best_val, state.best_epoch)
+    return state.epoch
+
+
+def _load_checkpoint(state: _State, options: FitOptions, path: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        info = json.loads((fh.metadata() or {})["state"])
+    if info["options"] != json.loads(json.dumps(options.resume_key())):
+        raise ConfigError(
+            f"{path} was written with other training options {info['options']}; resume with the same "
+            "options or start in an empty output folder"
+        )
+    tensors = load_file(str(path), device=str(next(state.head.parameters()).device))
+    state.head.load_state_dict(_unprefixed("head.", tensors))
+    state.loss.load_state_dict(_unprefixed("loss.", tensors))
+    state.best_head, state.best_loss = _unprefixed("best_head.", tensors), _unprefixed("best_loss.", tensors)
+    state.optimizer.load_state_dict(_unflatten_optimizer(tensors, info["optimizer"]))
+    state.scheduler.load_state_dict(info["scheduler"])
+    state.epoch, state.best_val = info["epoch"], info["best_val"]
+    state.best_epoch, state.bad_epochs = info["best_epoch"], info["bad_epochs"]
+    state.history = [EpochStats(**entry) for entry in info["history"]]
+
+
+def _unprefixed(prefix: str, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _unflatten_optimizer(tensors: Mapping[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for pid, entries in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(entries)
+    groups = copy.deepcopy(meta["param_groups"])
+    return {"state": state, "param_groups": groups}

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.model.fusion import build_fusion
+from clasp_ingest.training.features import FeatureSet
+from clasp_ingest.training.loop import CHECKPOINT_NAME, FitOptions, fit_head
+
+SPEECH, SPEC, TEXT = 24, 12, 16
+
+
+def _paired(n: int, seed: int, related: bool = True) -> FeatureSet:
+    """Speech/spectrogram features that are noisy linear views of the text embedding."""
+    mix = np.random.default_rng(1234)
+    to_speech = mix.standard_normal((TEXT, SPEECH)).astype(np.float32)
+    to_spec = mix.standard_normal((TEXT, SPEC)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    text = rng.standard_normal((n, TEXT)).astype(np.float32)
+    source = text if related else rng.standard_normal((n, TEXT)).astype(np.float32)
+    speech = source @ to_speech + 0.1 * rng.standard_normal((n, SPEECH)).astype(np.float32)
+    spec = source @ to_spec + 0.1 * rng.standard_normal((n, SPEC)).astype(np.float32)
+    return FeatureSet(speech, spec, text)
+
+
+def _head(kind: str = "concat") -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_fusion(kind, SPEECH, SPEC, TEXT)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("loss", "kind"), [("contrastive", "concat"), ("huber", "gating")])
+def test_training_lowers_validation_loss(loss: str, kind: str) -> None:
+    train, val = _paired(128, seed=0), _paired(32, seed=1)
+    result = fit_head(_head(kind), train, val, FitOptions(loss=loss, lr=3e-3, max_epochs=15, patience=15))
+    first = result.history[0].val_loss
+    assert result.best_val_loss < 0.5 * first
+    assert result.epochs_run == 15 and not result.stopped_early
+    assert result.best_val_loss == min(s.val_loss for s in result.history)
+    assert (result.temperature is not None) == (loss == "contrastive")
+
+
+def test_trained_head_retrieves_its_pairs() -> None:
+    train, val = _paired(128, seed=0), _paired(32, seed=1)
+    head = _head()
+    fit_head(head, train, val, FitOptions(lr=3e-3, max_epochs=20, patience=20))
+    with torch.no_grad():
+        out = head(torch.from_numpy(val.speech), torch.from_numpy(val.spectrogram)).numpy()
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    text = val.text / np.linalg.norm(val.text, axis=1, keepdims=True)
+    top1 = (text @ out.T).argmax(axis=1)
+    assert np.mean(top1 == np.arange(32)) > 0.5  # chance is 1/32
+
+
+def test_early_stopping_keeps_the_best_epoch() -> None:
+    # validation pairs are unrelated to their audio: overfitting the training set makes it worse
+    train, val = _paired(64, seed=0), _paired(32, seed=1, related=False)
+    head = _head()
+    result = fit_head(head, train, val, FitOptions(lr=3e-3, max_epochs=50, patience=2))
+    assert result.stopped_early
+    assert result.epochs_run == result.best_epoch + 2 < 50
+    best = result.history[result.best_epoch - 1].val_loss
+    assert best == result.best_val_loss
+    assert head.training is False  # handed back in eval mode
+
+
+def test_same_seed_same_weights_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    train, val = _paired(64, seed=0), _paired(16, seed=1)
+    options = FitOptions(lr=3e-3, max_epochs=4, patience=10, seed=7)
+    straight = _head()
+    fit_head(straight, train, val, options)
+    again = _head()
+    fit_head(again, train, val, options)
+    interrupted = _head()
+    fit_head(
+        interrupted,
+        train,
+        val,
+        FitOptions(lr=3e-3, max_epochs=2, patience=10, seed=7),
+        checkpoint_dir=tmp_path,
+    )
+    assert (tmp_path / CHECKPOINT_NAME).is_file()
+    result = fit_head(interrupted, train, val, options, checkpoint_dir=tmp_path, resume=True)
+    assert result.resumed_from == 2 and result.epochs_run == 4 and len(result.history) == 4
+    for a, b, c in zip(
+        straight.state_dict().values(),
+        again.state_dict().values(),
+        interrupted.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_checkpoint_guards(tmp_path: Path) -> None:
+    train, val = _paired(32, seed=0), _paired(8, seed=1)
+    fit_head(_head(), train, val, FitOptions(max_epochs=1), checkpoint_dir=tmp_path)
+    with pytest.raises(ConfigError, match="--resume"):
+        fit_head(_head(), train, val, FitOptions(max_epochs=2), checkpoint_dir=tmp_path)
+    with pytest.raises(ConfigError, match="other training options"):
+        fit_head(_head(), train, val, FitOptions(max_epochs=2, lr=1.0), checkpoint_dir=tmp_path, resume=True)
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ConfigError, match="unknown loss"):
+        FitOptions(loss="mse")
+    with pytest.raises(ConfigError, match="batch_size >= 2"):
+        FitOptions(batch_size=1)
+    with pytest.raises(ConfigError, match="patience"):
+        FitOptions(patience=0)

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.training.manifest import ManifestRow, read_manifest, select_split, split_train_val
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def clips(tmp_path: Path) -> Path:
+    (tmp_path / "clips").mkdir()
+    for name in ("a.wav", "b.wav"):
+        (tmp_path / "clips" / name).write_bytes(b"RIFF")
+    return tmp_path
+
+
+def test_reads_rows_and_resolves_relative_paths(clips: Path) -> None:
+    manifest = _write(
+        clips / "m.jsonl",
+        [
+            json.dumps({"audio": "clips/a.wav", "text": "hello", "language": "en", "split": "train"}),
+            "",
+            "# a comment",
+            json.dumps({"audio": str(clips / "clips" / "b.wav"), "text": "bonjour"}),
+        ],
+    )
+    rows = read_manifest(manifest)
+    assert rows[0] == ManifestRow(clips / "clips" / "a.wav", "hello", "en", "train", line=1)
+    assert rows[1].audio == clips / "clips" / "b.wav" and rows[1].split is None and rows[1].line == 4
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('["a", "b"]', "expected a JSON object"),
+        ('{"audio": "clips/a.wav"}', "'text'"),
+        ('{"audio": "clips/a.wav", "text": "  "}', "must not be empty"),
+        ('{"audio": "clips/a.wav", "text": "x", "split": "dev"}', "split 'dev'"),
+        ('{"audio": "clips/a.wav", "text": "x", "speaker": 3}', "unknown field"),
+        ('{"audio": "clips/missing.wav", "text": "x"}', "does not exist"),
+        ('{"audio": "clips/a.wav", "text": "x", "language": 5}', "'language'"),
+    ],
+)
+def test_bad_rows_name_the_line(clips: Path, line: str, message: str) -> None:
+    good = json.dumps({"audio": "clips/a.wav", "text": "fine"})
+    manifest = _write(clips / "m.jsonl", [good, good, line])
+    with pytest.raises(ConfigError, match=message) as info:
+        read_manifest(manifest)
+    assert "m.jsonl:3" in str(info.value)
+
+
+def test_missing_and_empty_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_manifest(tmp_path / "nope.jsonl")
+    with pytest.raises(ConfigError, match="no rows"):
+        read_manifest(_write(tmp_path / "e.jsonl", ["", "# only a comment"]))
+
+
+def _rows(splits: list[str | None]) -> list[ManifestRow]:
+    return [ManifestRow(Path(f"/x/{i}.wav"), f"t{i}", split=s, line=i + 1) for i, s in enumerate(splits)]
+
+
+def test_select_split() -> None:
+    rows = _rows(["train", "test", "test", None])
+    assert [r.line for r in select_split(rows, "test")] == [2, 3]
+    unsplit = _rows([None, None])
+    assert select_split(unsplit, "test") == unsplit
+    with pytest.raises(ConfigError, match="no rows with split 'val'"):
+        select_split(rows, "val")
+
+
+def test_split_train_val_uses_val_rows_or_holds_out_seeded() -> None:
+    rows = _rows(["train", "train", "val", "val", "test", None])
+    train, val = split_train_val(rows, val_fraction=0.1, seed=0)
+    assert [r.line for r in train] == [1, 2, 6] and [r.line for r in val] == [3, 4]
+    unsplit = _rows([None] * 20)
+    first = split_train_val(unsplit, val_fraction=0.2, seed=3)
+    assert len(first[1]) == 4 and len(first[0]) == 16
+    assert first == split_train_val(unsplit, val_fraction=0.2, seed=3)
+    assert first != split_train_val(unsplit, val_fraction=0.2, seed=4)
+    with pytest.raises(ConfigError, match="at least 2"):
+        split_train_val(_rows([None, None, None]), val_fraction=0.5, seed=0)
