@@ -46,6 +46,9 @@ def _root(
 def _registrars() -> list[Callable[[typer.Typer], None]]:
     # Each capability adds its ``register`` here (imports stay local: ``--help`` is fast).
     registrars: list[Callable[[typer.Typer], None]] = []
+    from clasp_ingest.model.cli_models import register as register_models
+
+    registrars.append(register_models)
     from clasp_ingest.media.cli_media import register as register_media
 
     registrars.append(register_media)

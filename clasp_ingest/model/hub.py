@@ -129,7 +129,7 @@ def describe_source(model_id: str, model_dir: Path | None) -> str:
         try:
             return str(resolve_file(model_id, model_dir, download=False))
         except ModelLoadError:
-            return "not found locally (hub download on first use)"
+            return "hub (not cached; downloaded on first use)"
     local = local_model_dir(model_id, model_dir)
     if local is not None:
         return str(local)
@@ -138,7 +138,7 @@ def describe_source(model_id: str, model_dir: Path | None) -> str:
     cached = try_to_load_from_cache(model_id, "config.json")
     if isinstance(cached, str):
         return str(Path(cached).parent)
-    return "not found locally (hub download on first use)"
+    return "hub (not cached; downloaded on first use)"
 
 
 def load_pretrained(auto_class: str, model_id: str, model_dir: Path | None, **kwargs: Any) -> Any:

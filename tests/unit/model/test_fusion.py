@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clasp_ingest.model.fusion import ConcatFusion, GatingFusion, build_fusion, hidden_sizes
+
+# Parameter names of the paper's HubertLabseConcat / HubertLabseGating state dicts.
+BRANCH = [
+    "0.weight",
+    "0.bias",
+    "1.weight",
+    "1.bias",
+    "1.running_mean",
+    "1.running_var",
+    "1.num_batches_tracked",
+    "4.weight",
+    "4.bias",
+    "5.weight",
+    "5.bias",
+    "5.running_mean",
+    "5.running_var",
+    "5.num_batches_tracked",
+    "8.weight",
+    "8.bias",
+]
+CONCAT_KEYS = (
+    [f"image_seq.{k}" for k in BRANCH]
+    + [f"audio_seq.{k}" for k in BRANCH]
+    + [
+        "mix_seq.0.weight",
+        "mix_seq.0.bias",
+        "mix_seq.1.weight",
+        "mix_seq.1.bias",
+        "mix_seq.1.running_mean",
+        "mix_seq.1.running_var",
+        "mix_seq.1.num_batches_tracked",
+        "mix_seq.3.weight",
+        "mix_seq.3.bias",
+        "mix_seq.5.weight",
+        "mix_seq.5.bias",
+    ]
+)
+GATES = [
+    "input_gate_text",
+    "input_gate_image",
+    "forget_gate_text",
+    "forget_gate_image",
+    "tanh_text",
+    "tanh_image",
+]
+GATING_KEYS = (
+    [f"image_seq.{k}" for k in BRANCH]
+    + [f"text_seq.{k}" for k in BRANCH]
+    + [f"{g}.0.{p}" for g in GATES for p in ("weight", "bias")]
+    + ["weight.0.weight", "weight.0.bias"]
+)
+
+
+def test_paper_parameter_names_and_shapes() -> None:
+    concat = ConcatFusion(1024, 1000, 768).state_dict()
+    assert list(concat) == CONCAT_KEYS
+    assert concat["audio_seq.0.weight"].shape == (768, 1024)
+    assert concat["image_seq.4.weight"].shape == (576, 768)
+    assert concat["mix_seq.0.weight"].shape == (1024, 1536)
+    assert concat["mix_seq.3.weight"].shape == (800, 1024)
+    gating = GatingFusion(1024, 1000, 768).state_dict()
+    assert list(gating) == GATING_KEYS
+    assert gating["weight.0.weight"].shape == (1536, 1536)
+
+
+def test_hidden_sizes_scale_with_out_dim() -> None:
+    assert hidden_sizes(768) == (576, 1024, 800)
+    assert hidden_sizes(384) == (288, 512, 400)
+    assert hidden_sizes(512) == (384, 683, 533)
+
+
+@pytest.mark.parametrize("kind", ["concat", "gating"])
+@pytest.mark.parametrize("out_dim", [384, 512])
+def test_forward_shape_and_batch_independence_in_eval(kind: str, out_dim: int) -> None:
+    head = build_fusion(kind, 512, 1280, out_dim).eval()  # type: ignore[arg-type]
+    speech, spec = torch.randn(6, 512), torch.randn(6, 1280)
+    with torch.no_grad():
+        batch = head(speech, spec)
+        single = torch.cat([head(speech[i : i + 1], spec[i : i + 1]) for i in range(6)])
+    assert batch.shape == (6, out_dim)
+    assert torch.isfinite(batch).all()
+    torch.testing.assert_close(batch, single, atol=1e-5, rtol=1e-5)
+
+
+def test_gating_output_is_convex_mix_of_branches() -> None:
+    head = GatingFusion(16, 8, 12).eval()
+    with torch.no_grad():
+        x1, x2 = head.text_seq(torch.randn(3, 16)), head.image_seq(torch.randn(3, 8))
+    assert x1.shape == x2.shape == (3, 12)
+
+
+def test_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        build_fusion("attention", 4, 4, 4)  # type: ignore[arg-type]

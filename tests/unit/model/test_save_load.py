@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clasp_ingest.errors import ConfigError, ModelLoadError
+from clasp_ingest.model import ClaspModel, ModelConfig, get_preset, list_presets, load_model, save_model
+from clasp_ingest.model.config import ComponentSpec, FusionSpec, Runtime
+from clasp_ingest.model.hub import resolve_file
+
+
+def test_safetensors_round_trip(tiny: ClaspModel, clips: list[np.ndarray], tmp_path: Path) -> None:
+    # Change the head (as training would), save, reload from the directory.
+    trained = load_model("tiny-random", device="cpu")
+    with torch.no_grad():
+        for p in trained.fusion.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    out = save_model(trained, tmp_path / "m", model_id="tiny-trained")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "fusion.safetensors"]
+    reloaded = load_model(str(out), device="cpu")
+    assert reloaded.model_id == "tiny-trained"
+    np.testing.assert_allclose(reloaded.encode_audio(clips), trained.encode_audio(clips), atol=1e-6)
+    assert not np.allclose(reloaded.encode_audio(clips), tiny.encode_audio(clips), atol=1e-3)
+    config = json.loads((out / "config.json").read_text())
+    assert config["weights"] == "fusion.safetensors" and config["fusion"]["kind"] == "concat"
+
+
+def test_config_json_round_trip() -> None:
+    for name, config in list_presets().items():
+        again = ModelConfig.from_dict(json.loads(config.to_json()))
+        assert again == config, name
+
+
+def test_presets_present() -> None:
+    names = set(list_presets())
+    assert {
+        "clasp-official",
+        "clasp-official-gating",
+        "lasp-official",
+        "lasp-official-gating",
+        "tiny-random",
+    } <= names
+    gating = get_preset("clasp-official-gating")
+    assert gating.fusion.kind == "gating" and gating.weights == "hf://llm-lab/CLASP/CLASP_Gating.pt"
+    assert get_preset("clasp-official").dim == 768
+
+
+def test_config_validates_dimensions() -> None:
+    with pytest.raises(ConfigError, match="expects"):
+        ModelConfig(
+            "x",
+            ComponentSpec("hf", "a", 1024),
+            ComponentSpec("native", "b", 1000),
+            FusionSpec("concat", 1024, 999, 768),
+            ComponentSpec("tiny-bert", "c", 768),
+        )
+    with pytest.raises(ConfigError, match="fusion kind"):
+        FusionSpec("mean", 1, 1, 1)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        Runtime.resolve("cpu", "fp16")
+
+
+def test_unknown_model_and_missing_dir(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="neither a preset"):
+        load_model("no-such-model")
+    with pytest.raises(ModelLoadError, match=re.escape("config.json")):
+        load_model(str(tmp_path))
+
+
+def test_offline_hub_file_error_names_remedy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(
+        ModelLoadError, match=re.escape("huggingface-cli download llm-lab/CLASP CLASP_Gating.pt")
+    ):
+        load_model("clasp-official-gating", device="cpu")
+    (tmp_path / "CLASP").mkdir()
+    (tmp_path / "CLASP" / "CLASP_Gating.pt").write_bytes(b"x")
+    found = resolve_file("hf://llm-lab/CLASP/CLASP_Gating.pt", tmp_path)
+    assert found == tmp_path / "CLASP" / "CLASP_Gating.pt"
+
+
+def test_offline_backbone_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from clasp_ingest.model.speech import build_hf_speech
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    spec = ComponentSpec("hf", "facebook/hubert-large-ls960-ft", 1024)
+    with pytest.raises(ModelLoadError, match="facebook/hubert-large-ls960-ft"):
+        build_hf_speech(spec, Runtime())
+
+
+def test_local_backbone_dir(tmp_path: Path, clips: list[np.ndarray]) -> None:
+    # A HuBERT saved into --model-dir loads through the 'hf' backend without the hub.
+    from transformers import HubertConfig, HubertModel
+
+    from clasp_ingest.model.speech import build_hf_speech
+
+    cfg = HubertConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, conv_dim=(16,) * 7,
+        feat_extract_norm="group", num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
+    )  # fmt: skip
+    HubertModel(cfg).save_pretrained(tmp_path / "tiny-hubert-base")
+    enc = build_hf_speech(ComponentSpec("hf", "someone/tiny-hubert-base", 16), Runtime(model_dir=tmp_path))
+    out = enc.encode(clips)
+    assert out.shape == (len(clips), 16) and np.isfinite(out).all()
+    # group-norm front end: batches only hold equal lengths, so batching changes nothing
+    single = np.concatenate([enc.encode([c]) for c in clips])
+    assert np.abs(out - single).max() <= 1e-4
