@@ -100,7 +100,9 @@ def segment_media(
 ) -> Iterator[SpeechSegment]:
     """Decode ``source`` with ffmpeg and yield its segments while decoding proceeds.
 
-    Raises :class:`~clasp_ingest.errors.MediaDecodeError` for unreadable media.
+    Raises :class:`~clasp_ingest.errors.MediaDecodeError` for unreadable media. Damage found
+    only when ffmpeg finishes (a corrupt or truncated stream, with ``DecodeOptions.strict``)
+    is raised after the segments decoded so far were yielded: treat the item as failed.
     """
     decode = decode or DecodeOptions()
     if decode.sample_rate != VAD_SAMPLE_RATE:
