@@ -1,0 +1,83 @@
+"""``clasp-ingest store ...``: inspect an embedded collection and export it to a Qdrant server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from clasp_ingest.config import Settings
+
+if TYPE_CHECKING:
+    from clasp_ingest.store.base import QdrantStore
+
+__all__ = ["open_configured_store", "register"]
+
+
+def open_configured_store(
+    qdrant_path: Path | None, qdrant_url: str | None, api_key: str | None, collection: str | None
+) -> QdrantStore:
+    """The store named by CLI options, falling back to ``CLASP_*`` settings (URL wins over path)."""
+    from clasp_ingest.store import open_store
+
+    settings = Settings.model_validate({})  # reads CLASP_* like Settings()
+    url = qdrant_url or settings.qdrant_url
+    path = None if url else qdrant_path or settings.qdrant_path
+    key = api_key or settings.qdrant_api_key
+    return open_store(url=url, path=path, api_key=key, prefer_grpc=settings.qdrant_grpc,
+                      collection=collection or settings.collection)  # fmt: skip
+
+
+store_app = typer.Typer(help="Inspect the vector store and copy it to a Qdrant server.", no_args_is_help=True)
+
+
+@store_app.command("info")
+def info(
+    qdrant_path: Path | None = typer.Option(None, help="Embedded store directory [default: settings]."),
+    qdrant_url: str | None = typer.Option(None, help="Qdrant server URL instead of the embedded store."),
+    api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
+    collection: str | None = typer.Option(None, help="Collection [default: settings]."),
+) -> None:
+    """Print the collection's model, dimension and point count as JSON."""
+    with open_configured_store(qdrant_path, qdrant_url, api_key, collection) as store:
+        identity = store.identity
+        out = {
+            "backend": store.backend,
+            "collection": store.collection,
+            "model": identity.model_id if identity else None,
+            "dim": identity.dim if identity else None,
+            "points": store.count(),
+        }
+    typer.echo(json.dumps(out))
+
+
+@store_app.command("export")
+def export(
+    to: str = typer.Option(..., "--to", help="URL of the target Qdrant server (e.g. http://host:6333)."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="CLASP_EXPORT_API_KEY", help="API key of the target server."
+    ),
+    grpc: bool = typer.Option(False, "--grpc", help="Talk gRPC to the target."),
+    qdrant_path: Path | None = typer.Option(None, help="Embedded store to read [default: settings]."),
+    collection: str | None = typer.Option(None, help="Collection to copy [default: settings]."),
+    to_collection: str | None = typer.Option(None, help="Name in the target [default: the same]."),
+    batch_size: int = typer.Option(512, min=1, help="Points per request."),
+) -> None:
+    """Copy an embedded collection (ids, vectors, payloads) into a Qdrant server."""
+    from clasp_ingest.store import export_collection, open_store
+
+    settings = Settings.model_validate({})  # reads CLASP_* like Settings()
+    name = collection or settings.collection
+    source = open_store(path=qdrant_path or settings.qdrant_path, collection=name)
+    target = open_store(url=to, api_key=api_key, prefer_grpc=grpc, collection=to_collection or name)
+    with source, target:
+        copied = export_collection(source, target, batch_size=batch_size)
+        total = target.count()
+    typer.echo(json.dumps({"exported": copied, "collection": target.collection, "target_points": total}))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``store`` command group."""
+    app.add_typer(store_app, name="store")

@@ -1,0 +1,71 @@
+"""``clasp-ingest search "QUERY"``: the best audio spans for a text query."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from clasp_ingest.config import Settings
+
+__all__ = ["register"]
+
+
+def search(
+    query: str = typer.Argument(..., help="What to look for, in any language."),
+    k: int = typer.Option(5, "--k", "-k", min=1, help="Number of spans."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+    model: str | None = typer.Option(None, help="Model preset or directory [default: settings]."),
+    qdrant_path: Path | None = typer.Option(None, help="Embedded store directory [default: settings]."),
+    qdrant_url: str | None = typer.Option(None, help="Qdrant server URL instead of the embedded store."),
+    api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
+    collection: str | None = typer.Option(None, help="Collection [default: settings]."),
+    media_id: str | None = typer.Option(None, help="Only this media item."),
+    group: int | None = typer.Option(None, min=1, help="At most this many spans per media item."),
+    merge: bool = typer.Option(False, help="Merge adjacent or overlapping hits."),
+    context: int = typer.Option(0, min=0, help="Widen spans by this many neighbouring segments."),
+) -> None:
+    """Search the ingested media by text; prints source, span, score and a deep link."""
+    from clasp_ingest.retriever import ClaspRetriever
+
+    from clasp_ingest.model import load_model
+    from clasp_ingest.store import SearchFilter
+    from clasp_ingest.store.cli_store import open_configured_store
+
+    settings = Settings.model_validate({})  # reads CLASP_* like Settings()
+    encoder = load_model(model or settings.model, device=settings.device, model_dir=settings.model_dir)
+    with open_configured_store(qdrant_path, qdrant_url, api_key, collection) as store:
+        retriever = ClaspRetriever(
+            store=store,
+            model=encoder,
+            k=k,
+            filter=SearchFilter(media_id=media_id) if media_id else None,
+            group_by_media=group,
+            merge=merge,
+            context=context,
+        )
+        docs = retriever.invoke(query)
+    keys = ("source", "media_id", "start_s", "end_s", "score", "url")
+    rows = [{key: doc.metadata[key] for key in keys} for doc in docs]
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    _print_table(query, rows)
+
+
+def _print_table(query: str, rows: list[dict[str, object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"spans for {query!r}")
+    for column in ("score", "start_s", "end_s", "url"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(f"{row['score']:.3f}", str(row["start_s"]), str(row["end_s"]), str(row["url"]))
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the top-level ``search`` command."""
+    app.command("search")(search)

@@ -1,0 +1,116 @@
+"""ClaspRetriever on both engines with the real tiny-random model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from clasp_ingest.retriever import ClaspRetriever
+
+from clasp_ingest.model.base import AudioTextEncoder
+from clasp_ingest.store import QdrantStore
+from clasp_ingest.types import Segment, media_id_for
+from tests.unit.retriever.conftest import LECTURE, PODCAST, SENTENCES, media_ref
+
+
+def test_documents_name_spans_with_deep_links(store: QdrantStore, model: AudioTextEncoder) -> None:
+    docs = ClaspRetriever(store=store, model=model, k=3).invoke(SENTENCES[3])
+    assert len(docs) == 3
+    top = docs[0]
+    assert top.page_content == "lecture [00:00:09.000–00:00:11.500]"
+    meta = top.metadata
+    assert (meta["source"], meta["media_id"], meta["title"]) == (LECTURE, media_id_for(LECTURE), "lecture")
+    assert (meta["start_s"], meta["end_s"], meta["url"]) == (9.0, 11.5, f"{LECTURE}#t=9,11.5")
+    assert meta["score"] == pytest.approx(1.0, abs=1e-4) and meta["segment_indices"] == [3]
+    assert [d.metadata["score"] for d in docs] == sorted((d.metadata["score"] for d in docs), reverse=True)
+
+
+def test_per_call_options_filters_and_threshold(store: QdrantStore, model: AudioTextEncoder) -> None:
+    retriever = ClaspRetriever(store=store, model=model)
+    assert len(retriever.invoke(SENTENCES[0], k=1)) == 1 and len(retriever.invoke(SENTENCES[0], k=5)) == 5
+    podcast = retriever.invoke(SENTENCES[0], k=10, filter={"media_id": media_id_for(PODCAST)})
+    assert len(podcast) == 6 and {d.metadata["source"] for d in podcast} == {PODCAST}
+    french = retriever.invoke(SENTENCES[0], k=10, filter={"language": "fr"})
+    assert {d.metadata["language"] for d in french} == {"fr"}
+    window = retriever.invoke(SENTENCES[0], k=20, filter={"start_s_gte": 3.0, "end_s_lte": 8.5})
+    assert len(window) == 4 and all(
+        d.metadata["start_s"] >= 3.0 and d.metadata["end_s"] <= 8.5 for d in window
+    )
+    exact = ClaspRetriever(store=store, model=model, k=10, score_threshold=0.9999).invoke(SENTENCES[8])
+    assert [(d.metadata["source"], d.metadata["start_s"]) for d in exact] == [(PODCAST, 6.0)]
+    with pytest.raises(TypeError, match="unknown options"):
+        retriever.invoke(SENTENCES[0], top_k=2)
+    with pytest.raises(ValueError, match="unknown filter keys"):
+        retriever.invoke(SENTENCES[0], filter={"speaker": "x"})
+
+
+def test_group_by_media_caps_spans_per_item(store: QdrantStore, model: AudioTextEncoder) -> None:
+    docs = ClaspRetriever(store=store, model=model, k=4, group_by_media=1).invoke(SENTENCES[2])
+    assert len(docs) == 2 and {d.metadata["source"] for d in docs} == {LECTURE, PODCAST}
+    assert docs[0].metadata["start_s"] == 6.0 and docs[0].metadata["source"] == LECTURE
+    two = ClaspRetriever(store=store, model=model, k=10, group_by_media=2).invoke(SENTENCES[2])
+    assert len(two) == 4 and sorted(d.metadata["source"] for d in two) == [LECTURE, LECTURE, PODCAST, PODCAST]
+
+
+def test_context_window_widens_by_neighbours(store: QdrantStore, model: AudioTextEncoder) -> None:
+    doc = ClaspRetriever(store=store, model=model, k=1, context=1).invoke(SENTENCES[3])[0]
+    assert (doc.metadata["start_s"], doc.metadata["end_s"]) == (6.0, 14.5)
+    assert doc.metadata["segment_indices"] == [2, 3, 4] and doc.metadata["url"] == f"{LECTURE}#t=6,14.5"
+    edge = ClaspRetriever(store=store, model=model, k=1, context=2).invoke(SENTENCES[0])[0]
+    assert edge.metadata["segment_indices"] == [0, 1, 2] and edge.metadata["start_s"] == 0.0
+
+
+def test_adjacent_hits_merge_into_one_span(store: QdrantStore, model: AudioTextEncoder) -> None:
+    ref = media_ref("file:///media/seminar.wav")
+    segments = [
+        Segment(ref.media_id, i, a, b) for i, (a, b) in enumerate([(0, 2), (3, 5.5), (5.7, 8.5), (12, 14)])
+    ]
+    topic = "quantum tunnelling explained slowly"
+    vectors = model.encode_text(["unrelated opening", topic, topic, "unrelated closing"])
+    store.write_media(ref, model.model_id, [(segments, vectors)])
+    only = {"media_id": ref.media_id}
+    apart = ClaspRetriever(store=store, model=model, k=2, filter=only).invoke(topic)
+    assert sorted(d.metadata["start_s"] for d in apart) == [3.0, 5.7]
+    merged = ClaspRetriever(store=store, model=model, k=2, filter=only, merge=True).invoke(topic)
+    assert len(merged) == 2
+    assert (merged[0].metadata["start_s"], merged[0].metadata["end_s"]) == (3.0, 8.5)
+    assert merged[0].metadata["url"] == "file:///media/seminar.wav#t=3,8.5"
+    assert merged[0].metadata["segment_indices"] == [1, 2]
+    assert merged[0].metadata["score"] == pytest.approx(1.0, abs=1e-4)
+    assert merged[1].metadata["segment_indices"] in ([0], [3])
+    strict = ClaspRetriever(store=store, model=model, k=2, filter=only, merge=True, merge_gap_s=0.1)
+    assert [d.metadata["segment_indices"] for d in strict.invoke(topic)] in ([[1], [2]], [[2], [1]])
+
+
+class SlowText:
+    """The real model, with a text tower that takes 0.3 s (to make blocking visible)."""
+
+    def __init__(self, model: AudioTextEncoder) -> None:
+        self._model = model
+        self.model_id, self.dim = model.model_id, model.dim
+
+    def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        return self._model.encode_audio(waveforms)
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        time.sleep(0.3)
+        return self._model.encode_text(texts)
+
+
+def test_ainvoke_does_not_block_the_event_loop(store: QdrantStore, model: AudioTextEncoder) -> None:
+    retriever = ClaspRetriever(store=store, model=SlowText(model), k=2)  # type: ignore[arg-type]
+
+    async def main() -> tuple[int, list[str]]:
+        ticks = 0
+        task = asyncio.create_task(retriever.ainvoke(SENTENCES[5]))
+        while not task.done():
+            await asyncio.sleep(0.01)
+            ticks += 1
+        return ticks, [d.page_content for d in task.result()]
+
+    ticks, contents = asyncio.run(main())
+    assert ticks >= 10, ticks  # the loop kept running while the query was encoded and searched
+    assert contents == [d.page_content for d in retriever.invoke(SENTENCES[5])]
