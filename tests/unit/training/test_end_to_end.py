@@ -1,0 +1,153 @@
+"""train → save → load → eval with the real tiny-random model, ffmpeg decoding and tone clips."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.evaluation.evaluate import RESULT_KEYS, evaluate, sample_candidates
+from clasp_ingest.training.features import FeatureCache, compute_features, encoder_identity
+from clasp_ingest.training.manifest import read_manifest
+from clasp_ingest.training.train import METRICS_FILE, TrainOptions, prepare_head, train_fusion
+
+from .conftest import write_tone
+
+FAST = TrainOptions(lr=3e-3, batch_size=6, val_batch_size=3, max_epochs=3, patience=3, device="cpu")
+
+
+def test_train_save_load_eval(tiny_model: Any, tone_manifest: Path, tmp_path: Path) -> None:
+    from clasp_ingest.model import load_model
+
+    prepare_head(tiny_model, seed=0)
+    out = tmp_path / "run"
+    result = train_fusion(tiny_model, tone_manifest, out, FAST)
+    assert (result.n_train, result.n_val, result.fit.epochs_run) == (6, 3, 3)
+    assert {p.name for p in out.iterdir()} >= {
+        "fusion.safetensors",
+        "config.json",
+        METRICS_FILE,
+        "checkpoint",
+    }
+    metrics = json.loads((out / METRICS_FILE).read_text())
+    assert metrics["model_id"] == "tiny-random-run" == result.model_id
+    assert len(metrics["history"]) == 3 and metrics["best_epoch"] == result.fit.best_epoch
+    assert metrics["temperature"] == pytest.approx(result.fit.temperature)
+
+    loaded = load_model(str(out), device="cpu")
+    assert loaded.model_id == "tiny-random-run"
+    for name, tensor in tiny_model.fusion.state_dict().items():
+        assert torch.equal(tensor, loaded.fusion.state_dict()[name]), name
+    # the saved/loaded model, re-decoding the clips, reproduces the in-memory validation metrics
+    scores = evaluate(loaded, tone_manifest, "all", split="val")
+    assert list(scores) == list(RESULT_KEYS)
+    assert scores["n_queries"] == 3 and scores["candidates"] == "all" and scores["threshold"] == 0.5
+    for key, value in result.val_metrics.items():
+        assert scores[key] == pytest.approx(value, abs=1e-5)
+
+    resumed = train_fusion(
+        load_model(str(out), device="cpu"), tone_manifest, out, replace(FAST, max_epochs=4, resume=True)
+    )
+    assert resumed.fit.resumed_from == 3 and resumed.fit.epochs_run == 4
+
+
+def test_feature_cache_is_keyed_by_content_and_backbone(tiny_model: Any, tmp_path: Path) -> None:
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_tone(clips / "a.wav", 300, 0.5, seed=0)
+    write_tone(clips / "b.wav", 700, 0.6, seed=1)
+    shutil.copy(clips / "a.wav", clips / "a-copy.wav")
+    cache = FeatureCache(tmp_path / "cache")
+    paths = [clips / "a.wav", clips / "b.wav", clips / "a-copy.wav"]
+    first = compute_features(tiny_model, paths, ["x", "y", "x"], cache=cache)
+    assert len(list((tmp_path / "cache").glob("audio-*/*/*.npz"))) == 2  # a and its copy share one entry
+    assert len(list((tmp_path / "cache").glob("text-*/*/*.npy"))) == 2
+    np.testing.assert_array_equal(first.speech[0], first.speech[2])
+
+    uncached = compute_features(tiny_model, paths, ["x", "y", "x"], cache=FeatureCache(None))
+    again = compute_features(tiny_model, paths, ["x", "y", "x"], cache=cache, loader=_refuse)
+    for a, b in ((first, again), (first, uncached)):
+        np.testing.assert_allclose(a.speech, b.speech, atol=1e-6)
+        np.testing.assert_allclose(a.spectrogram, b.spectrogram, atol=1e-6)
+        np.testing.assert_allclose(a.text, b.text, atol=1e-6)
+
+    write_tone(clips / "a.wav", 900, 0.5, seed=5)  # new content, same name: a new entry
+    changed = compute_features(tiny_model, paths[:1], ["x"], cache=cache)
+    assert len(list((tmp_path / "cache").glob("audio-*/*/*.npz"))) == 3
+    assert not np.allclose(changed.spectrogram[0], first.spectrogram[0])
+
+
+def _refuse(path: Path) -> np.ndarray:
+    raise AssertionError(f"{path} should have come from the cache")
+
+
+def test_backbone_identity_follows_the_config(tiny_model: Any) -> None:
+    base = encoder_identity(tiny_model, "speech", "spectrogram")
+    config = tiny_model.config
+    other_seed = replace(config, speech=replace(config.speech, options={"seed": 1}))
+    other = SimpleNamespace(config=other_seed, speech=tiny_model.speech, spectrogram=tiny_model.spectrogram)
+    assert encoder_identity(other, "speech", "spectrogram") != base
+    assert encoder_identity(tiny_model, "text") != base
+    from clasp_ingest.model import load_model
+
+    assert encoder_identity(load_model("tiny-random", device="cpu"), "speech", "spectrogram") == base
+
+
+class _TwoTowers:
+    """Any AudioTextEncoder that is not a ClaspModel (evaluated via encode_audio/encode_text)."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.model_id, self.dim = model.model_id, model.dim
+
+    def encode_audio(self, waveforms: Any) -> np.ndarray:
+        return np.asarray(self._model.encode_audio(waveforms))
+
+    def encode_text(self, texts: Any) -> np.ndarray:
+        return np.asarray(self._model.encode_text(texts))
+
+
+def test_generic_encoder_route_matches_feature_route(tiny_model: Any, tone_manifest: Path) -> None:
+    via_features = evaluate(tiny_model, tone_manifest, "all", split="train")
+    via_towers = evaluate(_TwoTowers(tiny_model), tone_manifest, "all", split="train")
+    for key in RESULT_KEYS:
+        assert via_towers[key] == pytest.approx(via_features[key], abs=1e-5)
+
+
+def test_sampled_candidates_protocol(tiny_model: Any, tone_manifest: Path) -> None:
+    columns = sample_candidates(9, 4, seed=3)
+    assert columns.shape == (9, 4)
+    assert (columns[:, -1] == np.arange(9)).all()
+    for i, row in enumerate(columns):
+        assert len(set(row.tolist())) == 4 and i not in row[:-1]
+    assert (columns == sample_candidates(9, 4, seed=3)).all()
+    assert not (columns == sample_candidates(9, 4, seed=4)).all()
+
+    rows = [r for r in read_manifest(tone_manifest) if r.split == "test"]
+    scores = evaluate(tiny_model, tone_manifest, 2, split="test", seed=1)
+    assert scores["candidates"] == 2 and scores["n_queries"] == len(rows)
+    assert 1.0 <= scores["mean_rank"] <= 2.0 and 0.5 <= scores["mrr"] <= 1.0
+    with pytest.raises(ConfigError, match="candidates=4"):
+        evaluate(tiny_model, tone_manifest, 4, split="test")
+    with pytest.raises(ConfigError, match="'all' or a number"):
+        evaluate(tiny_model, tone_manifest, "many", split="test")
+
+
+def test_prepare_head_fresh_gating_and_fine_tune_guard(tiny_model: Any) -> None:
+    from clasp_ingest.model.fusion import GatingFusion
+
+    before = {k: v.clone() for k, v in tiny_model.fusion.state_dict().items()}
+    prepare_head(tiny_model, fresh=False)
+    assert all(torch.equal(v, tiny_model.fusion.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ConfigError, match="fine-tune"):
+        prepare_head(tiny_model, kind="gating", fresh=False)
+    prepare_head(tiny_model, kind="gating", seed=1)
+    assert isinstance(tiny_model.fusion, GatingFusion) and tiny_model.config.fusion.kind == "gating"
