@@ -55,7 +55,8 @@ class FitOptions:
     #: Multiply the learning rate by ``lr_gamma`` every ``lr_step_epochs`` (the paper: 100, 0.4).
     lr_step_epochs: int = 100
     lr_gamma: float = 0.4
-    huber_delta: float = 1.0
+    #: Huber threshold of the ``huber`` loss (the notebook's ``train_the_model(delta=0.6)``).
+    huber_delta: float = 0.6
     seed: int = 0
     #: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
     device: str = "auto"
