@@ -1,0 +1,283 @@
+"""Prefect flows over :mod:`clasp_ingest.pipeline`: list → skip unchanged → ingest each item.
+
+Task layout (one task per source listing, per media item and per embedding batch, never
+per segment):
+
+- ``list-source``: one per source, retried on network errors;
+- ``ingest-media``: one per new or changed item; decodes and segments on the CPU of the
+  worker (streamed, decoding ahead on a thread), writes through ``QdrantStore.write_media``
+  (all or nothing); retried with exponential backoff when the failure is transient
+  (network, store), never for bad media;
+- ``embed-batch``: one per batch of segments, tagged ``gpu`` so a Prefect tag concurrency
+  limit (``prefect concurrency-limit create gpu 1``) bounds how many run at once across
+  workers; inside a process a semaphore allows ``CLASP_GPU_SLOTS`` (default 1) at a time.
+  The model is loaded once per worker process (:func:`~clasp_ingest.flows.resources.cached_model`).
+
+The flow returns an :class:`~clasp_ingest.pipeline.IngestSummary`, publishes it as a table
+artifact (``clasp-ingest-summary``) and keeps a progress artifact up to date.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+from clasp_ingest.connectors import Connector, OpenOptions, connector_for
+from clasp_ingest.flows.resources import (
+    ModelSpec,
+    StoreSpec,
+    cached_model,
+    cached_store,
+    model_identity,
+    release_store,
+)
+from clasp_ingest.flows.runtime import emit_progress
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.futures import PrefectFuture
+from prefect.states import State
+from prefect.tasks import Task, exponential_backoff
+
+from clasp_ingest import pipeline
+from clasp_ingest.config import Settings
+from clasp_ingest.model.base import AudioTextEncoder
+from clasp_ingest.pipeline import IngestSummary, MediaResult, PipelineOptions
+from clasp_ingest.store import QdrantStore
+from clasp_ingest.types import MediaRef
+
+__all__ = ["embed_batch", "ingest_media", "ingest_source", "list_source", "retry_if_transient"]
+
+log = logging.getLogger("clasp_ingest.flows")
+
+SUMMARY_KEY = "clasp-ingest-summary"
+PROGRESS_KEY = "clasp-ingest-progress"
+_GPU_SLOTS = threading.BoundedSemaphore(max(1, int(os.environ.get("CLASP_GPU_SLOTS", "1"))))
+
+
+def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect ``retry_condition_fn``: retry network/store failures, not bad media or config."""
+    exc = state.data
+    return isinstance(exc, BaseException) and pipeline.is_transient(exc)
+
+
+@task(
+    name="list-source",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def list_source(connector: Connector) -> list[MediaRef]:
+    """Every media item of one source."""
+    return pipeline.list_source(connector)
+
+
+@task(name="embed-batch", tags=["gpu"], cache_policy=NO_CACHE, persist_result=False)
+def embed_batch(model: ModelSpec, waveforms: list[np.ndarray]) -> np.ndarray:
+    """Embed one batch of 16 kHz waveforms with the process's cached model."""
+    encoder = cached_model(model)
+    with _GPU_SLOTS:
+        return encoder.encode_audio(waveforms)
+
+
+@task(
+    name="ingest-media",
+    task_run_name="ingest {ref.title}",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def ingest_media(
+    ref: MediaRef, connector: Connector, model: ModelSpec, store: StoreSpec, options: PipelineOptions
+) -> MediaResult:
+    """Decode, segment, embed (via ``embed-batch`` tasks) and store one media item."""
+    from prefect.runtime import task_run
+
+    result = pipeline.ingest_media(
+        ref,
+        connector,
+        cached_model(model),
+        cached_store(store),
+        options,
+        embed=lambda waveforms: embed_batch(model, list(waveforms)),
+    )
+    return replace(result, attempts=int(task_run.run_count or 1))
+
+
+def _store_spec(settings: Settings, collection: str | None, url: str | None, path: str | None) -> StoreSpec:
+    if url is None and path is None:
+        url = settings.qdrant_url
+        path = None if url else str(settings.qdrant_path)
+    return StoreSpec(collection or settings.collection, url=url, path=path, prefer_grpc=settings.qdrant_grpc)
+
+
+class _Tracker:
+    """Collects results and keeps the progress artifact and listeners up to date."""
+
+    def __init__(self, total: int, results: list[MediaResult]) -> None:
+        from prefect.artifacts import create_progress_artifact
+
+        self.total = total
+        self.results = results
+        artifact = create_progress_artifact(
+            progress=self._percent(), key=PROGRESS_KEY, description="clasp-ingest: media items done"
+        )
+        if not isinstance(artifact, UUID):  # sync call in a sync flow; guard the async variant
+            raise TypeError(f"expected the artifact id, got {artifact!r}")
+        self._artifact = artifact
+        emit_progress(pipeline.progress_of(total, results))
+
+    def _percent(self) -> float:
+        return 100.0 if self.total == 0 else round(100.0 * len(self.results) / self.total, 1)
+
+    def add(self, result: MediaResult) -> None:
+        from prefect.artifacts import update_progress_artifact
+
+        self.results.append(result)
+        progress = pipeline.progress_of(self.total, self.results)
+        update_progress_artifact(
+            self._artifact,
+            progress=self._percent(),
+            description=f"{progress.done}/{progress.total} media, {progress.failed} failed, "
+            f"{progress.audio_s:.0f} s of audio",
+        )
+        emit_progress(progress)
+
+
+def _collect(ref: MediaRef, future: PrefectFuture[MediaResult], started: float) -> MediaResult:
+    outcome = future.result(raise_on_failure=False)
+    if isinstance(outcome, MediaResult):
+        return outcome
+    exc = outcome if isinstance(outcome, BaseException) else RuntimeError(str(outcome))
+    log.error("failed to ingest %s: %s", ref.uri, exc)
+    return pipeline.failed_result(ref, exc, wall_s=time.perf_counter() - started)
+
+
+def _listed(
+    connectors: Sequence[Connector], errors: list[tuple[str, str]]
+) -> list[tuple[Connector, MediaRef]]:
+    futures = [(c, list_source.submit(c)) for c in connectors]
+    listed: list[tuple[Connector, MediaRef]] = []
+    for connector, future in futures:
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, list):
+            listed += [(connector, ref) for ref in outcome]
+        else:
+            errors.append((connector.source, pipeline.describe_error(outcome)))
+    return listed
+
+
+def _publish(summary: IngestSummary) -> None:
+    from prefect.artifacts import create_table_artifact
+
+    rows = [
+        {
+            "uri": r.uri,
+            "status": r.status,
+            "segments": r.segments,
+            "audio_s": r.audio_s,
+            "wall_s": round(r.wall_s, 2),
+            "attempts": r.attempts,
+            "error": r.error,
+        }
+        for r in summary.results
+    ] + [{"uri": uri, "status": "unlisted", "error": error} for uri, error in summary.source_errors]
+    totals = summary.to_dict()
+    description = (
+        f"**{totals['media_ok']} ingested, {totals['media_skipped']} unchanged, "
+        f"{len(totals['media_failed'])} failed**; {totals['segments']} segments, "
+        f"{totals['audio_s']:.1f} s of audio in {totals['wall_s']:.1f} s"
+    )
+    create_table_artifact(table=rows, key=SUMMARY_KEY, description=description)
+
+
+@flow(name="clasp-ingest", persist_result=False, log_prints=False)
+def ingest_source(
+    sources: str | list[str],
+    model: str | None = None,
+    collection: str | None = None,
+    qdrant_url: str | None = None,
+    qdrant_path: str | None = None,
+    feed: bool | None = None,
+    device: str | None = None,
+    embed_batch_size: int | None = None,
+    media_concurrency: int = 1,
+    retries: int = 3,
+    retry_delay_s: float = 2.0,
+    max_bytes: int | None = None,
+    force: bool = False,
+) -> IngestSummary:
+    """Ingest every new or changed media item of ``sources`` into a Qdrant collection.
+
+    Unset arguments come from ``CLASP_*`` settings. ``media_concurrency`` items are in
+    flight at once (share one store: keep 1 for an embedded store on one worker).
+    Bad items fail alone and are listed in the returned summary.
+    """
+    started = time.perf_counter()
+    settings = Settings.model_validate({})
+    model_spec = ModelSpec(model or settings.model, device or settings.device, settings.dtype)
+    store_spec = _store_spec(settings, collection, qdrant_url, qdrant_path)
+    open_options = OpenOptions(max_bytes=max_bytes) if max_bytes else OpenOptions()
+    connectors = [connector_for(s, feed=feed, open_options=open_options) for s in _as_list(sources)]
+    options = PipelineOptions(embed_batch_size=embed_batch_size or settings.embed_batch_size, force=force)
+    store = cached_store(store_spec)
+    try:
+        store.ensure_collection(*model_identity(model_spec))
+        errors: list[tuple[str, str]] = []
+        todo, skipped = pipeline.select_new(_listed(connectors, errors), store, force=force)
+        log.info("%d media to ingest, %d unchanged", len(todo), len(skipped))
+        tracker = _Tracker(len(todo) + len(skipped), skipped)
+        if todo:
+            _check_model(cached_model(model_spec), store)  # loaded only when there is work
+            task_ = ingest_media.with_options(
+                retries=retries, retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_s)
+            )
+            with store.bulk():
+                _run_items(task_, todo, model_spec, store_spec, options, tracker, max(1, media_concurrency))
+    finally:
+        release_store(store_spec)
+    summary = IngestSummary(tuple(tracker.results), tuple(errors), time.perf_counter() - started)
+    _publish(summary)
+    return summary
+
+
+def _check_model(model: AudioTextEncoder, store: QdrantStore) -> None:
+    """The loaded model must be the one the collection was checked against."""
+    store.ensure_collection(model.model_id, model.dim)
+
+
+def _run_items(
+    task_: Task[Any, MediaResult],
+    todo: Sequence[tuple[Connector, MediaRef]],
+    model: ModelSpec,
+    store: StoreSpec,
+    options: PipelineOptions,
+    tracker: _Tracker,
+    window: int,
+) -> None:
+    """Submit items, keeping at most ``window`` in flight; results in submission order."""
+    pending: deque[tuple[MediaRef, PrefectFuture[MediaResult], float]] = deque()
+    for connector, ref in todo:
+        future = task_.submit(ref, connector, model, store, options)
+        pending.append((ref, future, time.perf_counter()))
+        if len(pending) >= window:
+            tracker.add(_collect(*pending.popleft()))
+    while pending:
+        tracker.add(_collect(*pending.popleft()))
+
+
+def _as_list(sources: str | list[str]) -> list[str]:
+    return [sources] if isinstance(sources, str) else list(sources)

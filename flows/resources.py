@@ -1,0 +1,122 @@
+"""Per-process caches of the expensive resources tasks share: the model and the store.
+
+A worker process loads a model once (keyed by name, device, dtype, model dir) and opens a
+store once (keyed by URL/path and collection), however many task runs use them. The specs
+are small frozen dataclasses, so they travel to Dask/Ray workers, which build their own.
+Secrets (the Qdrant API key) never travel: they are read from ``CLASP_QDRANT_API_KEY`` in
+the process that opens the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from clasp_ingest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from clasp_ingest.model.base import AudioTextEncoder
+    from clasp_ingest.store import QdrantStore
+
+__all__ = [
+    "ModelSpec",
+    "StoreSpec",
+    "cached_model",
+    "cached_store",
+    "clear_models",
+    "model_identity",
+    "release_store",
+]
+
+log = logging.getLogger("clasp_ingest.flows")
+
+_LOCK = threading.Lock()
+_MODELS: dict[ModelSpec, AudioTextEncoder] = {}
+_STORES: dict[StoreSpec, QdrantStore] = {}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load, and where it runs."""
+
+    name: str
+    device: str = "auto"
+    dtype: str = "auto"
+    model_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Which Qdrant collection to write: a server ``url`` or an embedded ``path``."""
+
+    collection: str
+    url: str | None = None
+    path: str | None = None
+    prefer_grpc: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (self.path is None):
+            raise ConfigError("give exactly one of a Qdrant url (--qdrant-url) or path (--qdrant-path)")
+
+    def open(self) -> QdrantStore:
+        from clasp_ingest.config import Settings
+        from clasp_ingest.store import open_store
+
+        api_key = Settings.model_validate({}).qdrant_api_key if self.url else None
+        return open_store(
+            url=self.url,
+            path=Path(self.path) if self.path else None,
+            api_key=api_key,
+            prefer_grpc=self.prefer_grpc,
+            collection=self.collection,
+        )
+
+
+def model_identity(spec: ModelSpec) -> tuple[str, int]:
+    """``(model_id, dim)`` of a preset or saved model, read from its config without loading weights."""
+    from clasp_ingest.model import get_preset
+    from clasp_ingest.model.config import CONFIG_FILE, ModelConfig
+
+    path = Path(spec.name).expanduser()
+    config = ModelConfig.from_file(path / CONFIG_FILE) if path.is_dir() else get_preset(spec.name)
+    return config.model_id, config.dim
+
+
+def cached_model(spec: ModelSpec) -> AudioTextEncoder:
+    """The model of ``spec``, loaded on first use in this process."""
+    with _LOCK:
+        model = _MODELS.get(spec)
+        if model is None:
+            from clasp_ingest.model import load_model
+
+            log.info("loading model %s on %s (once per process)", spec.name, spec.device)
+            model_dir = Path(spec.model_dir) if spec.model_dir else None
+            model = load_model(spec.name, device=spec.device, dtype=spec.dtype, model_dir=model_dir)
+            _MODELS[spec] = model
+        return model
+
+
+def clear_models() -> None:
+    """Forget every cached model (frees its memory once nothing else holds it)."""
+    with _LOCK:
+        _MODELS.clear()
+
+
+def cached_store(spec: StoreSpec) -> QdrantStore:
+    """The store of ``spec``, opened on first use in this process."""
+    with _LOCK:
+        store = _STORES.get(spec)
+        if store is None:
+            store = _STORES[spec] = spec.open()
+        return store
+
+
+def release_store(spec: StoreSpec) -> None:
+    """Close and forget the store of ``spec`` (flushes an embedded store; frees its lock)."""
+    with _LOCK:
+        store = _STORES.pop(spec, None)
+    if store is not None:
+        store.close()
