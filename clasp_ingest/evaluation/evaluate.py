@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from clasp_ingest.errors import ConfigError
-from clasp_ingest.evaluation.metrics import hits_at_1, macro_f1, mean_rank, mrr
+from clasp_ingest.evaluation.metrics import Confusion, confusion, hits_at_1, macro_f1, mean_rank, mrr, ranks
 from clasp_ingest.log import get_logger
 from clasp_ingest.training.features import FeatureCache, ProgressFn, compute_features, load_waveform
 from clasp_ingest.training.manifest import ManifestRow, read_manifest, select_split
 
-__all__ = ["RESULT_KEYS", "evaluate", "retrieval_metrics", "sample_candidates"]
+__all__ = ["RESULT_KEYS", "evaluate", "retrieval_metrics", "sample_candidates", "streamed_metrics"]
 
 log = get_logger("evaluation")
 
@@ -56,13 +56,8 @@ def evaluate(
     rows = select_split(read_manifest(manifest), split)
     n_candidates = _check_candidates(candidates, len(rows))
     text, audio = _embeddings(model, rows, cache_dir, batch_size, progress)
-    sim = text @ audio.T
-    if n_candidates is None:
-        scores = retrieval_metrics(sim, None, threshold)
-    else:
-        columns = sample_candidates(len(rows), n_candidates, seed)
-        picked = np.take_along_axis(sim, columns, axis=1)
-        scores = retrieval_metrics(picked, np.full(len(rows), n_candidates - 1), threshold)
+    columns = None if n_candidates is None else sample_candidates(len(rows), n_candidates, seed)
+    scores = streamed_metrics(text, audio, columns, threshold)
     log.info("evaluated %d queries (%s candidates): %s", len(rows), candidates, scores)
     return {**scores, "threshold": threshold, "n_queries": len(rows), "candidates": n_candidates or "all"}
 
@@ -100,6 +95,36 @@ def retrieval_metrics(sim: np.ndarray, labels: np.ndarray | None, threshold: flo
         "mrr": mrr(sim, labels),
         "mean_rank": mean_rank(sim, labels),
         "macro_f1": macro_f1(sim, threshold, labels),
+    }
+
+
+def streamed_metrics(
+    text: np.ndarray, audio: np.ndarray, columns: np.ndarray | None, threshold: float, chunk: int = 1024
+) -> dict[str, float]:
+    """:func:`retrieval_metrics` of ``text @ audio.T`` (restricted to ``columns`` per query).
+
+    Computed ``chunk`` queries at a time, so memory stays ``chunk × n`` however large the
+    split (the paper's 11k-clip test set would need a 1 GB matrix at once).
+    """
+    all_ranks: list[np.ndarray] = []
+    hits, counts = 0, Confusion()
+    for start in range(0, len(text), chunk):
+        rows = np.arange(start, min(start + chunk, len(text)))
+        sim = text[rows] @ audio.T
+        if columns is None:
+            labels = rows
+        else:
+            sim = np.take_along_axis(sim, columns[rows], axis=1)
+            labels = np.full(len(rows), columns.shape[1] - 1)
+        all_ranks.append(ranks(sim, labels))
+        hits += round(hits_at_1(sim, labels) * len(rows))
+        counts += confusion(sim, threshold, labels)
+    ranked = np.concatenate(all_ranks)
+    return {
+        "hits@1": hits / len(text),
+        "mrr": float(np.mean(1.0 / ranked)),
+        "mean_rank": float(np.mean(ranked)),
+        "macro_f1": counts.macro_f1(),
     }
 
 

@@ -24,9 +24,11 @@ notebook:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["hits_at_1", "macro_f1", "mean_rank", "mrr", "ranks"]
+__all__ = ["Confusion", "confusion", "hits_at_1", "macro_f1", "mean_rank", "mrr", "ranks"]
 
 
 def _checked(sim: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -74,21 +76,45 @@ def mean_rank(sim: np.ndarray, labels: np.ndarray | None = None) -> float:
     return float(np.mean(ranks(sim, labels)))
 
 
-def macro_f1(sim: np.ndarray, threshold: float = 0.5, labels: np.ndarray | None = None) -> float:
-    """Macro-F1 of "``sim >= threshold`` means match" over all (query, candidate) pairs."""
+def confusion(sim: np.ndarray, threshold: float = 0.5, labels: np.ndarray | None = None) -> Confusion:
+    """Counts of the pooled (query, candidate) decisions ``sim >= threshold`` vs "is the true one"."""
     sim, labels = _checked(sim, labels)
     predicted = sim >= threshold
     truth = np.zeros_like(predicted)
     truth[np.arange(sim.shape[0]), labels] = True
-    scores = [_f1(predicted, truth)]
-    if (~truth).any() or (~predicted).any():  # like scikit-learn: only classes that occur
-        scores.append(_f1(~predicted, ~truth))
-    return float(np.mean(scores))
+    return Confusion(
+        tp=int(np.sum(predicted & truth)),
+        fp=int(np.sum(predicted & ~truth)),
+        fn=int(np.sum(~predicted & truth)),
+        tn=int(np.sum(~predicted & ~truth)),
+    )
 
 
-def _f1(predicted: np.ndarray, truth: np.ndarray) -> float:
-    tp = int(np.sum(predicted & truth))
-    fp = int(np.sum(predicted & ~truth))
-    fn = int(np.sum(~predicted & truth))
+def macro_f1(sim: np.ndarray, threshold: float = 0.5, labels: np.ndarray | None = None) -> float:
+    """Macro-F1 of "``sim >= threshold`` means match" over all (query, candidate) pairs."""
+    return confusion(sim, threshold, labels).macro_f1()
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Pooled binary confusion counts; they add up over chunks of queries."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    def __add__(self, other: Confusion) -> Confusion:
+        return Confusion(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
+
+    def macro_f1(self) -> float:
+        """Mean F1 of the classes that occur (in the truth or the predictions)."""
+        scores = [_f1(self.tp, self.fp, self.fn)]
+        if self.tn + self.fp > 0 or self.tn + self.fn > 0:
+            scores.append(_f1(self.tn, self.fn, self.fp))  # "no match" as the positive class
+        return float(np.mean(scores))
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
     denominator = 2 * tp + fp + fn
     return 0.0 if denominator == 0 else 2 * tp / denominator
