@@ -71,8 +71,6 @@ def open_store(
         raise ConfigError(f"unknown store backend {backend!r}; use 'auto', 'edge' or 'client'")
     if url is not None and path is not None:
         raise ConfigError("give either a Qdrant url or an embedded path, not both")
-    if url is None and path is None:
-        raise ConfigError("no store given: pass url= (Qdrant server) or path= (embedded directory)")
     if _MEMORY in (url, str(path) if path is not None else None):
         return _client_store(collection, write, location=_MEMORY)
     if url is not None:
@@ -81,7 +79,8 @@ def open_store(
         return _client_store(
             collection, write, url=url, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout_s
         )
-    assert path is not None
+    if path is None:
+        raise ConfigError("no store given: pass url= (Qdrant server) or path= (embedded directory)")
     if backend == "client":
         return _client_store(collection, write, path=str(path))
     return EdgeStore(Path(path), collection, options=edge, write=write)

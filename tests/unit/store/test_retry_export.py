@@ -59,3 +59,17 @@ def test_export_copies_an_embedded_collection(tmp_path: Path) -> None:
         assert [h.url for h in a] == [h.url for h in b]
         np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
         assert target.has_media(items[2].ref.media_id, "v1")
+
+
+def test_open_store_arguments(tmp_path: Path) -> None:
+    from clasp_ingest.errors import ConfigError
+    from clasp_ingest.store import EdgeStore, ServerStore
+
+    with pytest.raises(ConfigError, match="no store given"):
+        open_store()
+    with pytest.raises(ConfigError, match="not both"):
+        open_store(url="http://localhost:6333", path=tmp_path)
+    with pytest.raises(ConfigError, match="unknown store backend"):
+        open_store(path=tmp_path, backend="faiss")
+    with open_store(path=tmp_path / "e") as edge, open_store(path=tmp_path / "c", backend="client") as local:
+        assert isinstance(edge, EdgeStore) and isinstance(local, ServerStore)
