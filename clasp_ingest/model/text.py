@@ -23,6 +23,12 @@ from clasp_ingest.model.config import ComponentSpec, Runtime
 __all__ = ["HFMeanTextEncoder", "SentenceTransformerText", "build_sentence_transformer"]
 
 
+def _st_dim(model: Any) -> int:
+    # sentence-transformers 6 renamed get_sentence_embedding_dimension → get_embedding_dimension
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())
+
+
 class SentenceTransformerText:
     """``TextEncoder`` over a ``sentence_transformers.SentenceTransformer``."""
 
@@ -32,7 +38,7 @@ class SentenceTransformerText:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        return _st_dim(self.model)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -90,9 +96,10 @@ def build_sentence_transformer(spec: ComponentSpec, runtime: Runtime) -> Sentenc
             f"cannot load sentence-transformers model {spec.source!r}: {exc}. Put its folder in "
             f"--model-dir (CLASP_MODEL_DIR) or allow hub downloads (unset HF_HUB_OFFLINE)"
         ) from exc
-    if model.get_sentence_embedding_dimension() != spec.dim:
+    dim = _st_dim(model)
+    if dim != spec.dim:
         raise ModelLoadError(
-            f"text model {spec.source!r} makes {model.get_sentence_embedding_dimension()}-d vectors, "
+            f"text model {spec.source!r} makes {dim}-d vectors, "
             f"the config says {spec.dim}; fix the preset's text dim"
         )
     return SentenceTransformerText(model, batch_size=int(spec.options.get("batch_size", 32)))
