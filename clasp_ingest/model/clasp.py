@@ -112,7 +112,9 @@ def _fresh_fusion(config: ModelConfig, *, zero_bias: bool = False) -> torch.nn.M
     f = config.fusion
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        fusion = build_fusion(f.kind, f.speech_dim, f.spec_dim, f.out_dim)
+        fusion = build_fusion(
+            f.kind, f.speech_dim, f.spec_dim, f.out_dim, normalize_inputs=f.normalize_inputs
+        )
     if zero_bias:
         # An untrained head with torch's default biases maps every input to nearly the same
         # direction; zero biases keep random inputs apart (cosine ≈ 0.93-0.98, not 0.999).

@@ -71,12 +71,14 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class FusionSpec:
-    """The fusion head: kind and its three dimensions (hidden sizes follow from ``out_dim``)."""
+    """The fusion head: kind, its three dimensions (hidden sizes follow from ``out_dim``), and
+    whether branch features are L2-normalised first (as the paper's data was)."""
 
     kind: FusionKind
     speech_dim: int
     spec_dim: int
     out_dim: int
+    normalize_inputs: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in _FUSION_KINDS:
@@ -90,11 +92,18 @@ class FusionSpec:
             "speech_dim": self.speech_dim,
             "spec_dim": self.spec_dim,
             "out_dim": self.out_dim,
+            "normalize_inputs": self.normalize_inputs,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FusionSpec:
-        return cls(data["kind"], int(data["speech_dim"]), int(data["spec_dim"]), int(data["out_dim"]))
+        return cls(
+            data["kind"],
+            int(data["speech_dim"]),
+            int(data["spec_dim"]),
+            int(data["out_dim"]),
+            bool(data.get("normalize_inputs", True)),
+        )
 
 
 @dataclass(frozen=True)

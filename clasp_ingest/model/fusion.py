@@ -11,6 +11,12 @@ dicts load unchanged:
   ``weight`` layer (1536 → 1536) whose softmax over all 1536 outputs weights the two
   updated branches.
 
+Inputs are L2-normalised per row before the branch MLPs (``normalize_inputs=True``, the
+default): the paper's data notebook ``F.normalize``-s the SSL and image features before
+training, and ``clasp-inference.ipynb`` warns "Do not forget to normalize your spectogram
+and SSL embeddings before pass to fusion encoder". Doing it inside ``forward`` keeps training
+and inference consistent; the flag is not part of the state dict.
+
 For another ``out_dim`` (clasp-mini: 384 or 512) every hidden width keeps the paper's ratio
 to 768: branch bottleneck ``3/4·d`` (576), mix hidden ``4/3·d`` (1024) and ``25/24·d`` (800).
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ConcatFusion", "GatingFusion", "build_fusion", "hidden_sizes"]
@@ -49,11 +56,23 @@ def _gate(dim: int, activation: nn.Module) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, dim), activation)
 
 
+def _prepare(x: torch.Tensor, normalize: bool) -> torch.Tensor:
+    return F.normalize(x, dim=-1) if normalize else x
+
+
 class ConcatFusion(nn.Module):
     """Both branches to ``out_dim``, concatenated, mixed by an MLP (paper: concatenation fusion)."""
 
-    def __init__(self, speech_dim: int = 1024, spec_dim: int = 1000, out_dim: int = 768) -> None:
+    def __init__(
+        self,
+        speech_dim: int = 1024,
+        spec_dim: int = 1000,
+        out_dim: int = 768,
+        *,
+        normalize_inputs: bool = True,
+    ) -> None:
         super().__init__()
+        self.normalize_inputs = normalize_inputs
         _, mix1, mix2 = hidden_sizes(out_dim)
         self.speech_dim, self.spec_dim, self.out_dim = speech_dim, spec_dim, out_dim
         self.image_seq = _branch(spec_dim, out_dim)
@@ -68,15 +87,24 @@ class ConcatFusion(nn.Module):
         )
 
     def forward(self, speech_feats: torch.Tensor, spec_feats: torch.Tensor) -> torch.Tensor:
-        joined = torch.cat((self.audio_seq(speech_feats), self.image_seq(spec_feats)), dim=1)
+        speech = self.audio_seq(_prepare(speech_feats, self.normalize_inputs))
+        joined = torch.cat((speech, self.image_seq(_prepare(spec_feats, self.normalize_inputs))), dim=1)
         return self.mix_seq(joined)
 
 
 class GatingFusion(nn.Module):
     """LSTM-like gates per branch and a softmax-weighted sum (paper: gating fusion)."""
 
-    def __init__(self, speech_dim: int = 1024, spec_dim: int = 1000, out_dim: int = 768) -> None:
+    def __init__(
+        self,
+        speech_dim: int = 1024,
+        spec_dim: int = 1000,
+        out_dim: int = 768,
+        *,
+        normalize_inputs: bool = True,
+    ) -> None:
         super().__init__()
+        self.normalize_inputs = normalize_inputs
         self.speech_dim, self.spec_dim, self.out_dim = speech_dim, spec_dim, out_dim
         self.image_seq = _branch(spec_dim, out_dim)
         self.text_seq = _branch(speech_dim, out_dim)
@@ -89,8 +117,8 @@ class GatingFusion(nn.Module):
         self.weight = nn.Sequential(nn.Linear(2 * out_dim, 2 * out_dim))
 
     def forward(self, speech_feats: torch.Tensor, spec_feats: torch.Tensor) -> torch.Tensor:
-        speech = self.text_seq(speech_feats)
-        spec = self.image_seq(spec_feats)
+        speech = self.text_seq(_prepare(speech_feats, self.normalize_inputs))
+        spec = self.image_seq(_prepare(spec_feats, self.normalize_inputs))
         speech = (
             self.input_gate_text(speech) * self.tanh_text(speech) + self.forget_gate_text(speech) * speech
         )
@@ -100,11 +128,16 @@ class GatingFusion(nn.Module):
 
 
 def build_fusion(
-    kind: Literal["concat", "gating"], speech_dim: int, spec_dim: int, out_dim: int
+    kind: Literal["concat", "gating"],
+    speech_dim: int,
+    spec_dim: int,
+    out_dim: int,
+    *,
+    normalize_inputs: bool = True,
 ) -> ConcatFusion | GatingFusion:
     """A fresh (randomly initialised) fusion head of the given kind."""
     if kind == "concat":
-        return ConcatFusion(speech_dim, spec_dim, out_dim)
+        return ConcatFusion(speech_dim, spec_dim, out_dim, normalize_inputs=normalize_inputs)
     if kind == "gating":
-        return GatingFusion(speech_dim, spec_dim, out_dim)
+        return GatingFusion(speech_dim, spec_dim, out_dim, normalize_inputs=normalize_inputs)
     raise ValueError(f"fusion kind {kind!r} is unknown; use 'concat' or 'gating'")

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def branch(in_features):
@@ -83,7 +84,9 @@ def main(out):
     for name, model in (("concat", HubertLabseConcat(1024, 1000)), ("gating", HubertLabseGating(1024, 1000))):
         model = trained_like(model)
         with torch.no_grad():
-            np.save(os.path.join(out, f"{name}_expected.npy"), model(inputs_a, inputs_i).numpy())
+            # the authors' inference guidance: L2-normalise both feature sets before the head
+            expected = model(F.normalize(inputs_a, dim=1), F.normalize(inputs_i, dim=1))
+            np.save(os.path.join(out, f"{name}_expected.npy"), expected.numpy())
         torch.save(model, os.path.join(out, f"{name}.pt"))
     marker = os.path.join(out, "pwned")
     torch.save(Evil(marker), os.path.join(out, "evil.pt"))

@@ -98,3 +98,18 @@ def test_gating_output_is_convex_mix_of_branches() -> None:
 def test_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown"):
         build_fusion("attention", 4, 4, 4)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["concat", "gating"])
+def test_normalize_inputs_flag(kind: str) -> None:
+    torch.manual_seed(0)
+    norm = build_fusion(kind, 20, 30, 16).eval()  # type: ignore[arg-type]
+    raw = build_fusion(kind, 20, 30, 16, normalize_inputs=False).eval()  # type: ignore[arg-type]
+    raw.load_state_dict(norm.state_dict())
+    a, b = torch.randn(4, 20) * 7, torch.randn(4, 30) * 3
+    with torch.no_grad():
+        torch.testing.assert_close(
+            norm(a, b), raw(torch.nn.functional.normalize(a), torch.nn.functional.normalize(b))
+        )
+        torch.testing.assert_close(norm(a, b), norm(a * 5, b * 0.1))  # scale-free
+        assert not torch.allclose(raw(a, b), norm(a, b))
