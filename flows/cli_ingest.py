@@ -70,12 +70,15 @@ def ingest_command(
 
 
 def _run(arguments: dict[str, Any], *, show_progress: bool) -> Any:
+    # Prefect re-configures the root logger (WARNING) when a run starts: pin our level (-v/-vv).
+    level = logging.getLogger().getEffectiveLevel()
+    logging.getLogger("clasp_ingest").setLevel(level)
+    for name in ("prefect", "httpx"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, level))
     from clasp_ingest.flows import ingest_source, listen_progress, prefect_runtime
 
     from clasp_ingest.errors import ClaspIngestError
 
-    for name in ("prefect", "httpx"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         with prefect_runtime(), _progress(show_progress) as callback, listen_progress(callback):
             return ingest_source(**arguments)

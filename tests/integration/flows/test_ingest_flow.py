@@ -1,0 +1,169 @@
+"""The Prefect ingest flow end to end: folder, HTTP and feed sources, re-runs, changes, bad media."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from clasp_ingest.connectors import LocalConnector
+from clasp_ingest.flows import ModelSpec, StoreSpec, ingest_media, ingest_source
+from clasp_ingest.flows.ingest import PROGRESS_KEY, SUMMARY_KEY
+
+from clasp_ingest.pipeline import PipelineOptions
+from clasp_ingest.store import SearchFilter, open_store
+from clasp_ingest.types import MediaRef
+from tests.integration.connectors.conftest import HttpSite
+from tests.integration.connectors.helpers import Episode, rss
+from tests.unit.pipeline.speech import SENTENCES, corrupt, speak
+
+ARGS: dict[str, Any] = {"model": "tiny-random", "device": "cpu", "embed_batch_size": 2, "retry_delay_s": 0.0}
+
+
+def _points(path: Path) -> dict[str, tuple[str, str, str]]:
+    with open_store(path=path) as store:
+        return {
+            p.id: (
+                p.payload["metadata"]["source"],
+                p.payload["metadata"]["version"],
+                p.payload["metadata"]["state"],
+            )
+            for p in store.iter_points()
+        }
+
+
+def _artifact(key: str) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1
+        )
+    return found[0] if found else None
+
+
+def test_folder_end_to_end_rerun_change_and_bad_media(folder: Path, tmp_path: Path) -> None:
+    qdrant = tmp_path / "q"
+    first = ingest_source(str(folder), qdrant_path=str(qdrant), **ARGS)
+    assert (first.media_ok, first.media_skipped, first.media_failed) == (3, 0, [])
+    points = _points(qdrant)
+    assert len(points) == first.segments >= 6
+    assert {state for _, _, state in points.values()} == {"complete"}
+    table = _artifact(SUMMARY_KEY)
+    assert table is not None and "3 ingested" in (table.description or "")
+    progress = _artifact(PROGRESS_KEY)
+    assert progress is not None and float(progress.data) == 100.0
+
+    again = ingest_source([str(folder)], qdrant_path=str(qdrant), **ARGS)
+    assert (again.media_ok, again.media_skipped, again.segments) == (0, 3, 0)
+    assert _points(qdrant) == points
+
+    changed = folder / "three.m4a"
+    speak(tmp_path / "new.wav", SENTENCES[0:2])
+    shutil.copy(tmp_path / "new.wav", folder / "three.wav")  # a new item
+    changed.unlink()
+    speak(tmp_path / "x.wav", SENTENCES[1:4])
+    shutil.copy(tmp_path / "x.wav", folder / "one.wav")  # a changed item
+    os.utime(folder / "one.wav", ns=((folder / "one.wav").stat().st_mtime_ns + 10**9,) * 2)
+    corrupt(folder / "broken.mp3")
+    third = ingest_source(str(folder), qdrant_path=str(qdrant), **ARGS)
+    assert (third.media_ok, third.media_skipped) == (2, 1)
+    assert [Path(f["uri"]).name for f in third.media_failed] == ["broken.mp3"]
+    after = _points(qdrant)
+    versions: dict[str, set[str]] = {}
+    for source, version, state in after.values():
+        versions.setdefault(source, set()).add(version)
+        assert state == "complete"
+    assert all(len(v) == 1 for v in versions.values())  # the changed file's old version is gone
+    one = next(r for r in third.results if r.uri.endswith("one.wav"))
+    with open_store(path=qdrant) as store:
+        assert store.count(SearchFilter(media_id=one.media_id)) == one.segments == 3
+
+
+def test_http_folder_and_feed_sources(
+    http_site: HttpSite, speech_sources: dict[str, Path], tmp_path: Path
+) -> None:
+    shows = http_site.root / "flowshow"
+    shows.mkdir()
+    for name in ("one.wav", "two.mp3"):
+        shutil.copy(speech_sources[name], shows / name)
+    episodes = [
+        Episode(f"Ep {n}", f"{http_site.base_url}/flowshow/{n}", (shows / n).stat().st_size)
+        for n in ("one.wav", "two.mp3")
+    ]
+    (shows / "feed.xml").write_text(rss("Flow Radio", episodes))
+    qdrant = tmp_path / "q"
+
+    by_http = ingest_source(
+        f"{http_site.base_url}/flowshow/", qdrant_path=str(qdrant), collection="http", **ARGS
+    )
+    assert by_http.media_ok == 2 and by_http.media_failed == []
+    by_feed = ingest_source(
+        f"{http_site.base_url}/flowshow/feed.xml", qdrant_path=str(qdrant), collection="feed", **ARGS
+    )
+    assert by_feed.media_ok == 2 and by_feed.segments == by_http.segments
+    with open_store(path=qdrant, collection="feed") as store:
+        meta = next(iter(store.iter_points())).payload["metadata"]
+        assert meta["feed_title"] == "Flow Radio" and meta["episode_title"].startswith("Ep ")
+    again = ingest_source(
+        f"{http_site.base_url}/flowshow/feed.xml", qdrant_path=str(qdrant), collection="feed", **ARGS
+    )
+    assert (again.media_ok, again.media_skipped) == (0, 2)
+
+
+class FlakyConnector(LocalConnector):
+    """A real local connector whose first opens fail like a dropped connection."""
+
+    def __init__(self, location: Path, failures: int) -> None:
+        super().__init__(location)
+        self.failures = failures
+
+    @contextmanager
+    def open(self, ref: MediaRef) -> Iterator[str]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionResetError("connection reset by peer")
+        with super().open(ref) as local:
+            yield local
+
+
+def test_media_task_retries_transient_not_permanent(folder: Path, tmp_path: Path) -> None:
+    spec = StoreSpec("retries", path=str(tmp_path / "q"))
+    model = ModelSpec("tiny-random", device="cpu")
+    from clasp_ingest.flows.resources import cached_model, cached_store, release_store
+
+    encoder = cached_model(model)
+    cached_store(spec).ensure_collection(encoder.model_id, encoder.dim)
+    try:
+        flaky = FlakyConnector(folder / "one.wav", failures=2)
+        (ref,) = flaky.discover()
+        task_ = ingest_media.with_options(retries=3, retry_delay_seconds=0)
+        result = task_(ref, flaky, model, spec, PipelineOptions(embed_batch_size=2))
+        assert result.status == "ok" and result.attempts == 3
+
+        bad = corrupt(tmp_path / "bad.mp3")
+        (bad_ref,) = LocalConnector(bad).discover()
+        calls = []
+        counting = FlakyConnector(bad, failures=0)
+        original = counting.open
+
+        @contextmanager
+        def open_counted(r: MediaRef) -> Iterator[str]:
+            calls.append(1)
+            with original(r) as local:
+                yield local
+
+        counting.open = open_counted  # type: ignore[method-assign]
+        state = task_(bad_ref, counting, model, spec, PipelineOptions(), return_state=True)
+        assert state.is_failed() and len(calls) == 1  # bad media: no retry
+    finally:
+        release_store(spec)
+
+
+def test_unlistable_source_is_reported(tmp_path: Path) -> None:
+    summary = ingest_source([str(tmp_path / "nowhere")], qdrant_path=str(tmp_path / "q"), **ARGS)
+    assert summary.media_ok == 0 and "nowhere" in summary.media_failed[0]["uri"]
