@@ -1,0 +1,71 @@
+"""Scale-out over a Dask or Ray cluster: the ingest flow with a cluster task runner.
+
+``ingest_source_cluster`` runs :func:`~clasp_ingest.flows.ingest.ingest_source` as a subflow
+whose task runner is prefect-dask's ``DaskTaskRunner`` or prefect-ray's ``RayTaskRunner``,
+so ``ingest-media`` / ``embed-batch`` tasks run on the cluster's workers (each loads the
+model once, on its own GPU). Workers open the store themselves: use a Qdrant server
+(``qdrant_url`` / ``CLASP_QDRANT_URL``), not an embedded path, which one process owns.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from clasp_ingest.flows.ingest import ingest_source
+from prefect import flow
+from prefect.task_runners import TaskRunner
+
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.pipeline import IngestSummary
+
+__all__ = ["cluster_task_runner", "ingest_source_cluster"]
+
+RunnerKind = Literal["dask", "ray"]
+
+
+def cluster_task_runner(kind: RunnerKind, address: str | None = None) -> TaskRunner[Any]:
+    """A Dask or Ray task runner; ``address`` joins an existing cluster, else a local one starts."""
+    if kind == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise ImportError(
+                "the dask runner needs prefect-dask: pip install 'clasp-ingest[dask]'"
+            ) from None
+        return DaskTaskRunner(address=address) if address else DaskTaskRunner()
+    if kind == "ray":
+        try:
+            from prefect_ray import RayTaskRunner
+        except ImportError:
+            raise ImportError("the ray runner needs prefect-ray: pip install 'clasp-ingest[ray]'") from None
+        return RayTaskRunner(address=address) if address else RayTaskRunner()
+    raise ConfigError(f"unknown task runner {kind!r}; use 'dask' or 'ray'")
+
+
+@flow(name="clasp-ingest-cluster", persist_result=False, log_prints=False)
+def ingest_source_cluster(
+    sources: str | list[str],
+    runner: RunnerKind = "dask",
+    address: str | None = None,
+    media_concurrency: int = 8,
+    model: str | None = None,
+    collection: str | None = None,
+    qdrant_url: str | None = None,
+    feed: bool | None = None,
+    device: str | None = None,
+    embed_batch_size: int | None = None,
+    force: bool = False,
+) -> IngestSummary:
+    """Ingest ``sources`` with ``media_concurrency`` items in flight across a Dask/Ray cluster."""
+    subflow = ingest_source.with_options(task_runner=cluster_task_runner(runner, address))
+    return subflow(
+        sources,
+        model=model,
+        collection=collection,
+        qdrant_url=qdrant_url,
+        feed=feed,
+        device=device,
+        embed_batch_size=embed_batch_size,
+        media_concurrency=media_concurrency,
+        force=force,
+    )
