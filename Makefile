@@ -5,13 +5,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration bench system-deps clean
+.PHONY: corpus-deps demo test lint typecheck unit integration bench system-deps clean
 
 # Debian tools the tests use to make their own fixtures (speech, conversions).
 system-deps:
 	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || { \
 	  echo "installing espeak-ng and sox (test fixtures)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox >/dev/null; }
+
+# Debian text + voices for `python -m clasp_ingest.training.corpus` (clasp-mini training corpus).
+corpus-deps:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox \
+	  fortunes fortunes-min fortunes-de fortunes-es fortunes-it fortunes-br fortunes-ru >/dev/null
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

