@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,7 +20,17 @@ from clasp_ingest.model.base import SpectrogramEncoder, SpeechEncoder, TextEncod
 from clasp_ingest.model.config import CONFIG_FILE, FUSION_FILE, ModelConfig, Runtime
 from clasp_ingest.model.fusion import build_fusion
 
-__all__ = ["ClaspModel", "load_fusion_weights", "load_model", "save_fusion", "save_model"]
+if TYPE_CHECKING:
+    from clasp_ingest.config import Settings
+
+__all__ = [
+    "ClaspModel",
+    "load_fusion_weights",
+    "load_model",
+    "load_model_from_settings",
+    "save_fusion",
+    "save_model",
+]
 
 logger = get_logger("model")
 
@@ -190,6 +201,17 @@ def load_model(
     spectrogram = build_component("spectrogram", config.spectrogram, runtime)
     text = build_component("text", config.text, runtime)
     return ClaspModel(config, speech, spectrogram, fusion, text, runtime)
+
+
+def load_model_from_settings(settings: Settings) -> ClaspModel:
+    """``load_model`` with the model, device, dtype, model dir and batch size of ``Settings``."""
+    return load_model(
+        settings.model,
+        device=settings.device,
+        dtype=settings.dtype,
+        model_dir=settings.model_dir,
+        batch_size=settings.embed_batch_size,
+    )
 
 
 def save_fusion(config: ModelConfig, fusion: torch.nn.Module, out_dir: Path) -> Path:

@@ -112,3 +112,14 @@ def test_local_backbone_dir(tmp_path: Path, clips: list[np.ndarray]) -> None:
     # group-norm front end: batches only hold equal lengths, so batching changes nothing
     single = np.concatenate([enc.encode([c]) for c in clips])
     assert np.abs(out - single).max() <= 1e-4
+
+
+def test_load_model_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clasp_ingest import Settings
+    from clasp_ingest.model import load_model_from_settings
+
+    monkeypatch.setenv("CLASP_MODEL", "tiny-random")
+    monkeypatch.setenv("CLASP_EMBED_BATCH_SIZE", "3")
+    model = load_model_from_settings(Settings())
+    assert model.model_id == "tiny-random" and model.runtime.batch_size == 3
+    assert model.runtime.device == "cpu" and model.runtime.dtype == "fp32"
