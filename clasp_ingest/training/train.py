@@ -132,7 +132,13 @@ def prepare_head(model: Any, *, kind: str | None = None, fresh: bool = True, see
     fusion_spec = replace(config.fusion, kind=kind)  # validates the kind
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head = build_fusion(kind, fusion_spec.speech_dim, fusion_spec.spec_dim, fusion_spec.out_dim)  # type: ignore[arg-type]
+        head = build_fusion(
+            kind,  # type: ignore[arg-type]
+            fusion_spec.speech_dim,
+            fusion_spec.spec_dim,
+            fusion_spec.out_dim,
+            normalize_inputs=fusion_spec.normalize_inputs,
+        )
     model.config = replace(config, fusion=fusion_spec, weights=None)
     model.fusion = head.to(getattr(model, "device", "cpu")).eval()
 
