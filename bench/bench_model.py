@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 SR = 16_000
-CASES = ("speech", "reference-spec", "native-spec", "full-reference", "full-native")
+CASES = ("speech", "reference-render", "reference-spec", "native-spec", "full-reference", "full-native")
 
 
 def _clips(n: int, seconds: float) -> list[np.ndarray]:
@@ -93,6 +93,12 @@ def run_case(case: str, n_clips: int, seconds: float, threads: int) -> dict[str,
     start = time.perf_counter()
     if case == "speech":
         encode = _hubert_large(runtime).encode
+    elif case == "reference-render":  # the matplotlib image alone, no CNN
+        from clasp_ingest.model.reference import render_spectrogram
+
+        def encode(items: list[np.ndarray]) -> np.ndarray:
+            return np.stack([render_spectrogram(w).mean(axis=(0, 1)) for w in items])
+
     elif case.endswith("-spec"):
         encode = _spec(case.removesuffix("-spec"), runtime).encode
     else:
