@@ -7,7 +7,7 @@
 3. Feature extraction for 32 tone clips with ``tiny-random``: cold (ffmpeg decode +
    backbones) vs from the on-disk cache.
 
-    .venv/bin/python bench/bench_training.py [--pairs 1024] [--device cpu]
+    .venv/bin/python bench/bench_training.py [--pairs 1024] [--device cpu] [--threads 1]
 """
 
 from __future__ import annotations
@@ -104,7 +104,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=1024)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default); 1 on a shared machine"
+    )
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     print(f"{'case':<52}  result", flush=True)
     for part in (lambda: _head_epochs(args.pairs, args.device), _metrics, _features):
         for name, value in part():
