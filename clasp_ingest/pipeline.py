@@ -48,11 +48,15 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "StageTimes",
+    "describe_error",
     "discover_new",
     "failed_result",
     "ingest_media",
     "ingest_source",
     "is_transient",
+    "list_source",
+    "progress_of",
+    "select_new",
 ]
 
 log = logging.getLogger("clasp_ingest.pipeline")
@@ -172,12 +176,12 @@ def failed_result(
         ref.fingerprint,
         "failed",
         wall_s=wall_s,
-        error=_describe(exc),
+        error=describe_error(exc),
         attempts=attempts,
     )
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     text = str(exc) or repr(exc)
     return text if isinstance(exc, ClaspIngestError) else f"{type(exc).__name__}: {text}"
 
@@ -292,11 +296,11 @@ def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def _embedded(
-    speech: Iterable[SpeechSegment], embed: EmbedFn, batch_size: int, clock: _Clock, stats: dict[str, float]
+    speech: Iterable[SpeechSegment], embed: EmbedFn, batch_size: int, clock: _Clock, uri: str
 ) -> Iterator[tuple[list[Segment], np.ndarray]]:
-    for batch in _batched(speech, batch_size):
+    for number, batch in enumerate(_batched(speech, batch_size), start=1):
         vectors = clock.time(lambda b=batch: embed([s.samples for s in b]))  # type: ignore[misc]
-        stats["segments"] += len(batch)
+        log.debug("batch %d of %s: %d segments embedded, writing", number, uri, len(batch))
         yield [s.segment for s in batch], vectors
 
 
@@ -384,12 +388,15 @@ def ingest_media(
     opts = options or PipelineOptions()
     started = time.perf_counter()
     fetch, decode, embedding = _Clock(), _Clock(), _Clock()
-    stats = {"segments": 0.0}
     samples = [0]
     with _opened(connector, ref, fetch) as local:
         speech = _prefetched(_speech_of(local, ref, opts, samples), opts.prefetch_segments)
         batches = _embedded(
-            _timed_iter(speech, decode), embed or model.encode_audio, opts.embed_batch_size, embedding, stats
+            _timed_iter(speech, decode),
+            embed or model.encode_audio,
+            opts.embed_batch_size,
+            embedding,
+            ref.uri,
         )
         write_started = time.perf_counter()
         written = store.write_media(ref, model.model_id, batches)
@@ -423,34 +430,48 @@ class _opened:
 # --------------------------------------------------------------------------- a whole source
 
 
+def list_source(connector: Connector) -> list[MediaRef]:
+    """Every item of one source (raises when it cannot be listed)."""
+    return list(connector.discover())
+
+
+def select_new(
+    listed: Iterable[tuple[Connector, MediaRef]], store: QdrantStore, *, force: bool = False
+) -> tuple[list[tuple[Connector, MediaRef]], list[MediaResult]]:
+    """Split items into those to ingest and those stored complete at their version (skipped).
+
+    An item listed twice (by two sources) is kept once.
+    """
+    todo: list[tuple[Connector, MediaRef]] = []
+    skipped: list[MediaResult] = []
+    seen: set[str] = set()
+    for connector, ref in listed:
+        if ref.media_id in seen:
+            continue
+        seen.add(ref.media_id)
+        if not force and store.has_media(ref.media_id, ref.fingerprint):
+            skipped.append(MediaResult(ref.uri, ref.media_id, ref.fingerprint, "skipped", attempts=0))
+        else:
+            todo.append((connector, ref))
+    return todo, skipped
+
+
 def discover_new(
     connectors: Sequence[Connector], store: QdrantStore, *, force: bool = False
 ) -> tuple[list[tuple[Connector, MediaRef]], list[MediaResult], list[tuple[str, str]]]:
     """List every source; split into items to ingest, items already stored, and listing errors.
 
-    An item listed by two sources is kept once. Sources that fail to list are reported, not raised.
+    Sources that fail to list are reported (``(source, error)``), not raised.
     """
-    todo: list[tuple[Connector, MediaRef]] = []
-    skipped: list[MediaResult] = []
+    listed: list[tuple[Connector, MediaRef]] = []
     errors: list[tuple[str, str]] = []
-    seen: set[str] = set()
     for connector in connectors:
         try:
-            refs = list(connector.discover())
-        except Exception as exc:
-            if not isinstance(exc, ClaspIngestError | OSError | ImportError):
-                raise
+            listed += [(connector, ref) for ref in list_source(connector)]
+        except (ClaspIngestError, OSError, ImportError) as exc:
             log.error("cannot list %s: %s", connector.source, exc)
-            errors.append((connector.source, _describe(exc)))
-            continue
-        for ref in refs:
-            if ref.media_id in seen:
-                continue
-            seen.add(ref.media_id)
-            if not force and store.has_media(ref.media_id, ref.fingerprint):
-                skipped.append(MediaResult(ref.uri, ref.media_id, ref.fingerprint, "skipped", attempts=0))
-            else:
-                todo.append((connector, ref))
+            errors.append((connector.source, describe_error(exc)))
+    todo, skipped = select_new(listed, store, force=force)
     return todo, skipped, errors
 
 
