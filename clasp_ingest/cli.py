@@ -58,9 +58,6 @@ def _registrars() -> list[Callable[[typer.Typer], None]]:
     from clasp_ingest.flows.cli_ingest import register as register_ingest
 
     registrars.append(register_ingest)
-    from clasp_ingest.flows.cli_ingest import register as register_ingest
-
-    registrars.append(register_ingest)
     from clasp_ingest.retriever.cli_search import register as register_search
     from clasp_ingest.store.cli_store import register as register_store
 
