@@ -564,11 +564,17 @@ class QdrantStore(abc.ABC):
     # ----- reading
 
     def has_media(self, media_id: str, version: str) -> bool:
-        """True when ``media_id`` is stored completely at ``version`` (skip re-ingesting it)."""
+        """True when ``media_id`` is stored completely at ``version`` and at no other (skip it).
+
+        Every point of the item must be that version and complete: a run killed between
+        completing a new version and deleting the old one, or half-way through marking it
+        complete, leaves the item to be written again (the rewrite is idempotent).
+        """
         if self.identity is None:
             return False
         where = _match("media_id", media_id) & _match("version", version) & _match("state", STATE_COMPLETE)
-        return self._count(where) > 0
+        complete = self._count(where)
+        return complete > 0 and complete == self._count(_match("media_id", media_id))
 
     def count(self, filters: SearchFilter | None = None) -> int:
         """Points matching ``filters`` (all versions and states)."""
