@@ -48,9 +48,18 @@ def rank_of_truth(queries: np.ndarray, pool: np.ndarray) -> np.ndarray:
     return (sims > truth[:, None]).sum(axis=1) + 1
 
 
+def margin(queries: np.ndarray, pool: np.ndarray) -> float:
+    """Mean cosine of the true pair minus the best wrong candidate (higher = better separated)."""
+    sims = queries @ pool.T
+    idx = np.arange(len(queries))
+    truth = sims[idx, idx].copy()
+    sims[idx, idx] = -np.inf
+    return float((truth - sims.max(axis=1)).mean())
+
+
 def retrieval(
     encode: Callable[[list[str]], np.ndarray], data: dict[str, list[str]], extra: dict[str, list[str]]
-) -> dict[str, tuple[float, float, float]]:
+) -> dict[str, tuple[float, float, float, float]]:
     n = len(data["en"])
     en_pool = encode(data["en"] + extra["en"])
     results = {}
@@ -58,7 +67,12 @@ def retrieval(
         foreign_pool = encode(data[lang] + extra[lang])
         x2en = rank_of_truth(foreign_pool[:n], en_pool)
         en2x = rank_of_truth(en_pool[:n], foreign_pool)
-        results[lang] = (float((x2en == 1).mean()), float((1 / x2en).mean()), float((en2x == 1).mean()))
+        results[lang] = (
+            float((x2en == 1).mean()),
+            float((1 / x2en).mean()),
+            float((en2x == 1).mean()),
+            margin(foreign_pool[:n], en_pool),
+        )
     return results
 
 
@@ -94,16 +108,16 @@ def main() -> None:
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}. x->en: foreign query vs English pool; "
         "en->x: English query vs foreign pool"
     )
-    header = f"{'encoder':<18} {'lang':<5} {'x->en R@1':>9} {'x->en MRR':>9} {'en->x R@1':>9}"
+    header = f"{'encoder':<18} {'lang':<5} {'x->en R@1':>9} {'x->en MRR':>9} {'en->x R@1':>9} {'margin':>7}"
     print(header)
     print("-" * len(header))
     speeds = {}
     for name, encode in encoders().items():
         res = retrieval(encode, data, extra)
-        for lang, (r1, mrr, back) in res.items():
-            print(f"{name:<18} {lang:<5} {r1:>9.3f} {mrr:>9.3f} {back:>9.3f}")
-        mean = np.mean([v for v in res.values()], axis=0)
-        print(f"{name:<18} {'mean':<5} {mean[0]:>9.3f} {mean[1]:>9.3f} {mean[2]:>9.3f}")
+        for lang, (r1, mrr, back, gap) in res.items():
+            print(f"{name:<18} {lang:<5} {r1:>9.3f} {mrr:>9.3f} {back:>9.3f} {gap:>7.3f}")
+        m = np.mean([v for v in res.values()], axis=0)
+        print(f"{name:<18} {'mean':<5} {m[0]:>9.3f} {m[1]:>9.3f} {m[2]:>9.3f} {m[3]:>7.3f}")
         speeds[name] = speed(encode, mixed)
     print()
     print(f"{'encoder':<18} {'sentences/s':>12}")
