@@ -123,6 +123,7 @@ class CorpusOptions:
     fortunes_root: Path = DEFAULT_FORTUNES
     min_words: int = 3
     max_words: int = 25
+    exclude: tuple[Path, ...] = ()  # manifests whose sentences are left out (held-out sets)
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -418,9 +419,25 @@ def _check_tools(options: CorpusOptions) -> bool:
     return True
 
 
+def _excluded_texts(manifests: Iterable[Path]) -> set[str]:
+    texts: set[str] = set()
+    for path in manifests:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --exclude manifest {str(path)!r}: {exc}") from exc
+        texts.update(json.loads(line)["text"] for line in lines if line.strip())
+    return texts
+
+
 def _gather_text(options: CorpusOptions) -> dict[str, list[str]]:
+    excluded = _excluded_texts(options.exclude)
     sentences = {
-        lang: collect_sentences(lang, options.fortunes_root, options.min_words, options.max_words)
+        lang: [
+            s
+            for s in collect_sentences(lang, options.fortunes_root, options.min_words, options.max_words)
+            if s not in excluded
+        ]
         for lang in options.languages
     }
     for lang, items in sentences.items():
@@ -488,6 +505,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fortunes-root", type=Path, default=DEFAULT_FORTUNES)
     parser.add_argument("--piper-fraction", type=float, default=0.5)
     parser.add_argument("--piper-noise", action="store_true", help="natural Piper prosody (not reproducible)")
+    parser.add_argument("--val-fraction", type=float, default=CorpusOptions.val_fraction)
+    parser.add_argument("--test-fraction", type=float, default=CorpusOptions.test_fraction)
+    parser.add_argument(
+        "--exclude",
+        type=Path,
+        action="append",
+        default=[],
+        help="manifest.jsonl whose sentences to leave out (repeatable; builds a disjoint held-out set)",
+    )
     return parser.parse_args(argv)
 
 
@@ -507,6 +533,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         fortunes_root=args.fortunes_root,
         piper_fraction=args.piper_fraction,
         piper_noise=args.piper_noise,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        exclude=tuple(args.exclude),
     )
     report = build_corpus(options, args.out)
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(report).items()}

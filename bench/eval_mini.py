@@ -1,0 +1,141 @@
+"""Evaluation sets and tables for the clasp-mini model card.
+
+Three sub-commands (all offline):
+
+``xling``    synthesise the English side of a parallel TSV (en, fr, de, es, ... columns) as speech
+             (espeak-ng, seeded voices) and write one manifest per query language over the
+             same English clips: ``xling_<lang>.jsonl`` (split ``test``).
+``apertium`` translate the English rows of a manifest's test split with apertium eng→spa
+             (Debian ``apertium-eng-spa``) into ``apertium_es.jsonl``: Spanish queries against
+             the same English speech.
+``run``      evaluate a model on manifests (all-candidates protocol) and print a Markdown table.
+
+    python bench/eval_mini.py xling --out /tmp/xling
+    python bench/eval_mini.py apertium /tmp/heldout/manifest.jsonl --out /tmp/xling
+    python bench/eval_mini.py run --model clasp-mini /tmp/heldout/manifest.jsonl /tmp/xling/xling_fr.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARALLEL = ROOT / "tests" / "unit" / "model_mini" / "data" / "parallel.tsv"
+_EN_VOICES = ("en-us", "en-gb", "en-gb-x-rp", "en-us+m3", "en-us+f2", "en-gb+f3")
+
+
+def _read_tsv(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
+    header: list[str] = []
+    rows: list[list[str]] = []
+    for path in paths:
+        lines = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        head = lines[0].split("\t")
+        if header and head != header:
+            raise SystemExit(f"{path}: columns {head} differ from {header}")
+        header = head
+        rows.extend(line.split("\t") for line in lines[1:])
+    return header, rows
+
+
+def _write(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def cmd_xling(args: argparse.Namespace) -> None:
+    from clasp_ingest.training.corpus import ClipJob, _synthesise
+
+    header, rows = _read_tsv(args.tsv or [PARALLEL])
+    rng = random.Random(args.seed)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [
+        ClipJob(i, r[0], "en", "test", "espeak", rng.choice(_EN_VOICES), 150.0, 50, f"clips/en/{i:05d}.flac")
+        for i, r in enumerate(rows)
+    ]
+    for job in jobs:
+        _synthesise((job, str(out), False))
+    for col, lang in enumerate(header):
+        manifest = [
+            {"audio": j.audio, "text": r[col], "language": lang, "split": "test"}
+            for j, r in zip(jobs, rows, strict=True)
+        ]
+        _write(out / f"xling_{lang}.jsonl", manifest)
+    print(f"{len(jobs)} English clips, manifests for {', '.join(header)} in {out}")
+
+
+def _apertium(texts: list[str]) -> list[str]:
+    joined = "\n".join(t.replace("\n", " ") for t in texts) + "\n"
+    proc = subprocess.run(
+        ["apertium", "-u", "eng-spa"], input=joined.encode(), capture_output=True, check=True, timeout=600
+    )
+    lines = proc.stdout.decode().splitlines()
+    if len(lines) != len(texts):
+        raise SystemExit(f"apertium returned {len(lines)} lines for {len(texts)} inputs")
+    return [line.strip() for line in lines]
+
+
+def cmd_apertium(args: argparse.Namespace) -> None:
+    rows = [json.loads(x) for x in args.manifest.read_text(encoding="utf-8").splitlines() if x.strip()]
+    en = [r for r in rows if r.get("language") == "en" and r.get("split", "train") == "test"]
+    spanish = _apertium([r["text"] for r in en])
+    base = args.manifest.parent.resolve()
+    manifest = [
+        {"audio": str(base / r["audio"]), "text": es, "language": "es", "split": "test"}
+        for r, es in zip(en, spanish, strict=True)
+    ]
+    english = [{**m, "text": r["text"], "language": "en"} for m, r in zip(manifest, en, strict=True)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write(args.out / "apertium_es.jsonl", manifest)
+    _write(args.out / "apertium_en.jsonl", english)
+    print(f"{len(manifest)} English clips with apertium Spanish queries in {args.out}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from clasp_ingest.evaluation.evaluate import evaluate
+    from clasp_ingest.model import load_model
+
+    started = time.perf_counter()
+    model = load_model(args.model, device="cpu")
+    print(f"loaded {model.model_id} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print("| set | queries | HITS@1 | MRR | mean rank | Macro-F1 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for manifest in args.manifests:
+        result = evaluate(model, manifest, "all", args.threshold, 0, args.split, cache_dir=args.cache_dir)
+        print(
+            f"| {manifest.parent.name}/{manifest.name} | {result['n_queries']} | {result['hits@1']:.3f} "
+            f"| {result['mrr']:.3f} | {result['mean_rank']:.1f} | {result['macro_f1']:.3f} |",
+            flush=True,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    x = sub.add_parser("xling")
+    x.add_argument("--out", type=Path, required=True)
+    x.add_argument("--tsv", type=Path, action="append", help="parallel TSV(s); default the test set's")
+    x.add_argument("--seed", type=int, default=0)
+    a = sub.add_parser("apertium")
+    a.add_argument("manifest", type=Path)
+    a.add_argument("--out", type=Path, required=True)
+    r = sub.add_parser("run")
+    r.add_argument("manifests", type=Path, nargs="+")
+    r.add_argument("--model", default="clasp-mini")
+    r.add_argument("--cache-dir", type=Path, default=None)
+    r.add_argument("--split", default="test")
+    r.add_argument("--threshold", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    {"xling": cmd_xling, "apertium": cmd_apertium, "run": cmd_run}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
