@@ -1,0 +1,160 @@
+"""Real-speech evaluation-set builders: parsing, layouts, manifests, the installed packages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.evaluation.datasets import (
+    POCKETSPHINX_DATA,
+    EvalClip,
+    audioeval_clips,
+    audioeval_samples_dir,
+    build_eval_sets,
+    main,
+    parse_sphinx_transcription,
+    pocketsphinx_clips,
+    write_manifest,
+)
+from clasp_ingest.training.manifest import read_manifest, select_split
+
+SR = 16_000
+
+
+def _wav(path: Path, seconds: float = 0.3, freq: float = 220.0) -> Path:
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * SR)) / SR
+    sf.write(path, (0.2 * np.sin(2 * np.pi * freq * t)).astype(np.float32), SR)
+    return path
+
+
+def _sphinx_tree(root: Path) -> Path:
+    folder = root / "librivox"
+    lines = ["<s> he was not an ill disposed young man </s> (utt-1)", "", "<s>  two   words </s> (utt-2)"]
+    (folder).mkdir(parents=True)
+    (folder / "transcription").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _wav(folder / "utt-1.wav")
+    _wav(folder / "utt-2.wav", freq=440.0)
+    return root
+
+
+def test_parse_sphinx_transcription(tmp_path: Path) -> None:
+    root = _sphinx_tree(tmp_path)
+    parsed = parse_sphinx_transcription(root / "librivox" / "transcription")
+    assert parsed == {"utt-1": "he was not an ill disposed young man", "utt-2": "two words"}
+
+
+def test_parse_sphinx_rejects_a_line_without_id(tmp_path: Path) -> None:
+    bad = tmp_path / "t"
+    bad.write_text("<s> no id here </s>\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"t:1"):
+        parse_sphinx_transcription(bad)
+
+
+def test_pocketsphinx_layout_to_manifest(tmp_path: Path) -> None:
+    clips = pocketsphinx_clips("librivox", root=_sphinx_tree(tmp_path / "data"))
+    assert [c.clip_id for c in clips] == ["librivox/utt-1", "librivox/utt-2"]
+    assert all(c.language == "en" and c.audio.is_file() for c in clips)
+    rows = select_split(read_manifest(write_manifest(clips, tmp_path / "m.jsonl")), "test")
+    assert [r.text for r in rows] == [c.text for c in clips]
+    assert [r.audio for r in rows] == [c.audio.resolve() for c in clips]
+
+
+def test_pocketsphinx_missing_audio_and_missing_package(tmp_path: Path) -> None:
+    root = _sphinx_tree(tmp_path / "data")
+    (root / "librivox" / "utt-2.wav").unlink()
+    with pytest.raises(ConfigError, match="utt-2"):
+        pocketsphinx_clips("librivox", root=root)
+    with pytest.raises(ConfigError, match="make eval-deps"):
+        pocketsphinx_clips("librivox", root=tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="subset"):
+        pocketsphinx_clips("tidigits", root=root)
+
+
+def test_audioeval_layout_and_copies(tmp_path: Path) -> None:
+    samples = tmp_path / "samples"
+    _wav(samples / "fr" / "bonjour.wav")
+    (samples / "fr" / "bonjour.txt").write_text("Bonjour  le monde.\n", encoding="utf-8")
+    _wav(samples / "en" / "hello.wav")
+    (samples / "en" / "hello.txt").write_text("Hello world.", encoding="utf-8")
+    _wav(samples / "en" / "orphan.wav")  # no reference text: skipped
+    clips = audioeval_clips(samples)
+    assert [(c.clip_id, c.language, c.text) for c in clips] == [
+        ("en/hello", "en", "Hello world."),
+        ("fr/bonjour", "fr", "Bonjour le monde."),
+    ]
+    manifest = write_manifest(clips, tmp_path / "out" / "a.jsonl", copy_to=tmp_path / "out" / "audio")
+    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()]
+    assert [r["audio"] for r in rows] == [
+        str((tmp_path / "out" / "audio" / "en" / "hello.wav").resolve()),
+        str((tmp_path / "out" / "audio" / "fr" / "bonjour.wav").resolve()),
+    ]
+    assert {r["split"] for r in rows} == {"test"}
+    assert (tmp_path / "out" / "audio" / "fr" / "bonjour.wav").read_bytes() == (
+        samples / "fr" / "bonjour.wav"
+    ).read_bytes()
+
+
+def test_empty_inputs_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="reinstall"):
+        audioeval_clips(tmp_path)
+    with pytest.raises(ConfigError, match="no clips"):
+        write_manifest([], tmp_path / "x.jsonl")
+    with pytest.raises(ValueError, match="empty reference"):
+        EvalClip(audio=tmp_path / "a.wav", text="  ", language="en", clip_id="a")
+    with pytest.raises(ConfigError, match="unknown evaluation set"):
+        build_eval_sets(tmp_path, ["nope"])
+
+
+needs_sphinx = pytest.mark.skipif(
+    not (POCKETSPHINX_DATA / "librivox").is_dir(), reason="pocketsphinx-testdata absent (make eval-deps)"
+)
+
+
+def _has_audioeval() -> bool:
+    try:
+        audioeval_samples_dir()
+    except ConfigError:
+        return False
+    return True
+
+
+needs_audioeval = pytest.mark.skipif(not _has_audioeval(), reason="pytest-audioeval absent (make eval-deps)")
+
+
+@needs_sphinx
+def test_installed_librivox_utterances() -> None:
+    import soundfile as sf
+
+    clips = pocketsphinx_clips("librivox")
+    assert len(clips) == 5
+    assert clips[1].text == "he was not an ill disposed young man"
+    for clip in clips:
+        info = sf.info(clip.audio)
+        assert info.samplerate == SR and info.channels == 1 and 2.0 < info.duration < 10.0
+
+
+@needs_audioeval
+def test_installed_audioeval_clips() -> None:
+    clips = audioeval_clips()
+    assert len(clips) == 27
+    assert sorted({c.language for c in clips}) == ["en", "es", "fr", "hi", "it", "ja", "pl", "pt", "zh"]
+    assert {c.language: c.text for c in clips if c.clip_id.endswith("bonjour_monde")} == {
+        "fr": "Bonjour le monde."
+    }
+
+
+@needs_sphinx
+@needs_audioeval
+def test_module_entry_writes_every_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--out", str(tmp_path), "--strict"]) == 0
+    out = capsys.readouterr().out
+    for name, n in (("librivox", 5), ("sphinx-cards", 5), ("audioeval", 27)):
+        assert f"{name}\t{n} clips" in out
+        assert len(read_manifest(tmp_path / f"{name}.jsonl")) == n
