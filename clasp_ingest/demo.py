@@ -1,50 +1,210 @@
-"""``python -m clasp_ingest.demo`` (``make demo``): segment the bundled speech sample.
+"""``python -m clasp_ingest.demo`` (``make demo``): ingest the bundled samples, then search them.
 
-For now it shows the segmentation stage only: the sentence-like spans Silero VAD finds in
-``data/samples/demo_en.opus`` next to the sentences that were spoken.
+The samples in ``clasp_ingest/data/samples/`` (synthetic English, German and Spanish speech
+and real LibriVox speech; see PROVENANCE.md there) go through the real pipeline — ffmpeg
+decode, Silero VAD segments, ``clasp-mini`` embeddings — into an embedded Qdrant (Qdrant Edge
+in a temporary folder unless ``--store``). Then the demo's own queries, in several languages,
+are answered with the spans found. Each query names the sentence it should find
+(``demo.json``); the demo exits with status 1 when a query's first hit is not that sentence.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["main", "sample_path", "sample_sentences"]
+if TYPE_CHECKING:
+    from clasp_ingest.model.base import AudioTextEncoder
+    from clasp_ingest.store import QdrantStore
+    from clasp_ingest.types import SpanHit
+
+__all__ = [
+    "DemoQuery",
+    "QueryOutcome",
+    "demo_queries",
+    "main",
+    "run_queries",
+    "sample_path",
+    "sample_sentences",
+    "samples_dir",
+]
 
 SAMPLE = "demo_en"
+_MIN_OVERLAP = 0.5  # share of the shorter of (hit, expected sentence) that must overlap
 
 
-def sample_path() -> Path:
-    """The bundled English sample (46.6 s, Ogg Opus; see PROVENANCE.md beside it)."""
-    return Path(str(files("clasp_ingest").joinpath("data", "samples", f"{SAMPLE}.opus")))
+def samples_dir() -> Path:
+    """The folder of bundled samples (inside the installed package)."""
+    return Path(str(files("clasp_ingest").joinpath("data", "samples")))
 
 
-def sample_sentences() -> list[str]:
-    """The sentences spoken in the sample, in order."""
-    text = files("clasp_ingest").joinpath("data", "samples", f"{SAMPLE}.txt").read_text(encoding="utf-8")
+def sample_path(name: str = SAMPLE) -> Path:
+    """A bundled sample (Ogg Opus, 16 kHz mono; see PROVENANCE.md beside it)."""
+    return samples_dir() / f"{name}.opus"
+
+
+def sample_sentences(name: str = SAMPLE) -> list[str]:
+    """The sentences spoken in a sample, in order."""
+    text = (samples_dir() / f"{name}.txt").read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def main() -> None:
-    from rich.console import Console
+@dataclass(frozen=True)
+class DemoQuery:
+    """A query and the sentence (``sample``, index, start, end in seconds) it should find."""
+
+    text: str
+    language: str
+    sample: str
+    sentence: int
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    """A query's hits (best first) and whether the first one is the expected sentence."""
+
+    query: DemoQuery
+    hits: list[SpanHit]
+    correct: bool
+
+
+def demo_queries() -> list[DemoQuery]:
+    """The demo's queries with their expected spans, from ``demo.json``."""
+    doc = json.loads((samples_dir() / "demo.json").read_text(encoding="utf-8"))
+    queries = []
+    for q in doc["queries"]:
+        start, end = doc["samples"][q["sample"]]["spans"][q["sentence"]]
+        queries.append(DemoQuery(q["text"], q["language"], q["sample"], q["sentence"], start, end))
+    return queries
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    shorter = min(a[1] - a[0], b[1] - b[0])
+    return inter / shorter if shorter > 0 else 0.0
+
+
+def is_expected(hit: SpanHit, query: DemoQuery) -> bool:
+    """True when ``hit`` is in the query's sample and overlaps its sentence by at least half."""
+    return hit.title == query.sample and (
+        _overlap((hit.start_s, hit.end_s), (query.start_s, query.end_s)) >= _MIN_OVERLAP
+    )
+
+
+def run_queries(
+    model: AudioTextEncoder, store: QdrantStore, queries: Sequence[DemoQuery], k: int = 3
+) -> list[QueryOutcome]:
+    """Search ``store`` for every query; a query is correct when its first hit is its sentence."""
+    vectors = model.encode_text([q.text for q in queries])
+    outcomes = []
+    for query, vector in zip(queries, vectors, strict=True):
+        hits = store.search(vector, k=k)
+        outcomes.append(QueryOutcome(query, hits, bool(hits) and is_expected(hits[0], query)))
+    return outcomes
+
+
+def _heard(hit: SpanHit, spans: dict[str, list[list[float]]]) -> str:
+    """The bundled sentence the hit overlaps most (for display)."""
+    best, text = 0.0, ""
+    for i, (start, end) in enumerate(spans.get(hit.title, [])):
+        share = _overlap((hit.start_s, hit.end_s), (start, end))
+        if share > best:
+            best, text = share, sample_sentences(hit.title)[i]
+    return text
+
+
+def _ingest(model: AudioTextEncoder, store_path: Path) -> tuple[QdrantStore, Any]:
+    from clasp_ingest.connectors.local import LocalConnector
+    from clasp_ingest.pipeline import ingest_source
+    from clasp_ingest.store import open_store
+
+    store = open_store(path=store_path, collection="clasp_demo")
+    summary = ingest_source(LocalConnector(samples_dir()), model, store)
+    return store, summary
+
+
+def _print_results(console: Any, outcomes: Sequence[QueryOutcome]) -> None:
     from rich.table import Table
 
-    from clasp_ingest.media import segment_media
+    spans = {
+        k: v["spans"] for k, v in json.loads((samples_dir() / "demo.json").read_text())["samples"].items()
+    }
+    for out in outcomes:
+        mark = "[green]✓ right span first[/]" if out.correct else "[red]✗ right span not first[/]"
+        table = Table(title=f"[{out.query.language}] {out.query.text}  {mark}", title_justify="left")
+        for column in ("#", "source", "start (s)", "end (s)", "score", "spoken there"):
+            table.add_column(column, justify="left" if column in ("source", "spoken there") else "right")
+        for rank, hit in enumerate(out.hits, 1):
+            table.add_row(
+                str(rank),
+                Path(hit.source).name,
+                f"{hit.start_s:.2f}",
+                f"{hit.end_s:.2f}",
+                f"{hit.score:.3f}",
+                _heard(hit, spans),
+            )
+        console.print(table)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m clasp_ingest.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model", default=None, help="preset or model folder (default: $CLASP_MODEL, clasp-mini)"
+    )
+    parser.add_argument(
+        "--store", type=Path, default=None, help="Qdrant Edge folder (default: a temporary one)"
+    )
+    parser.add_argument("--k", type=int, default=3, help="hits shown per query")
+    return parser.parse_args(argv)
+
+
+def run(model_name: str, store_path: Path, k: int) -> list[QueryOutcome]:
+    """Load the model, ingest the samples into ``store_path``, answer the demo queries, print all."""
+    from rich.console import Console
+
+    from clasp_ingest.model import load_model
 
     console = Console()
     started = time.perf_counter()
-    segments = [item.segment for item in segment_media(sample_path(), media_id=SAMPLE)]
-    elapsed = time.perf_counter() - started
-    sentences = sample_sentences()
-    table = Table(title=f"{sample_path().name}: {len(segments)} segments in {elapsed:.2f} s")
-    for column in ("#", "start (s)", "end (s)", "spoken sentence"):
-        table.add_column(column, justify="left" if column == "spoken sentence" else "right")
-    for seg in segments:
-        spoken = sentences[seg.index] if len(segments) == len(sentences) else ""
-        table.add_row(str(seg.index), f"{seg.start_s:.3f}", f"{seg.end_s:.3f}", spoken)
-    console.print(table)
+    model = load_model(model_name)
+    console.print(f"loaded {model.model_id} in {time.perf_counter() - started:.1f} s")
+    store, summary = _ingest(model, store_path)
+    try:
+        console.print(
+            f"ingested {summary.media_ok} files, {summary.segments} segments, "
+            f"{summary.audio_s:.1f} s of audio in {summary.wall_s:.1f} s"
+        )
+        outcomes = run_queries(model, store, demo_queries(), k)
+    finally:
+        store.close()
+    _print_results(console, outcomes)
+    right = sum(o.correct for o in outcomes)
+    console.print(f"right span first for {right}/{len(outcomes)} queries")
+    return outcomes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns 1 when a demo query's first hit is not its sentence."""
+    from clasp_ingest.config import Settings
+
+    args = _parse(argv)
+    model_name = args.model or Settings.model_validate({}).model  # reads CLASP_MODEL
+    if args.store is not None:
+        outcomes = run(model_name, args.store, args.k)
+    else:
+        with tempfile.TemporaryDirectory(prefix="clasp-demo-") as tmp:
+            outcomes = run(model_name, Path(tmp) / "qdrant", args.k)
+    return 0 if all(o.correct for o in outcomes) else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

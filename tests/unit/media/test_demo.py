@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import pytest
-
 from clasp_ingest import demo
 from clasp_ingest.media import segment_media
 
@@ -11,9 +9,3 @@ def test_bundled_sample_is_small_and_has_one_segment_per_sentence() -> None:
     assert path.is_file() and path.stat().st_size < 300_000
     segments = list(segment_media(path))
     assert len(segments) == len(demo.sample_sentences()) == 9
-
-
-def test_demo_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
-    demo.main()
-    out = capsys.readouterr().out
-    assert "9 segments" in out and "telescope" in out
