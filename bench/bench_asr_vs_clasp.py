@@ -143,6 +143,8 @@ def _check_evaluate(model: Any, clips: ClipSet, row: dict[str, Any], threshold: 
     from clasp_ingest.evaluation.evaluate import evaluate
 
     result = evaluate(model, clips.manifest, "all", threshold)
+    if getattr(model, "transcripts", None) is not None:
+        model.transcripts.clear()  # evaluate() transcribed the set again
     for key in ("hits@1", "mrr", "mean_rank", "macro_f1"):
         if abs(result[key] - row[key]) > 1e-6:
             raise SystemExit(f"evaluate() gives {key}={result[key]} on {clips.name}, the bench {row[key]}")
@@ -206,12 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(_row(clips, method, text, audio, audio_s, args.threshold))
             if len(set(clips.languages)) > 1:
                 languages.extend(_per_language(clips, method, text, audio))
-            if args.check_evaluate:
-                _check_evaluate(model, clips, rows[-1], args.threshold)
             if args.transcripts and getattr(model, "transcripts", None) is not None:
                 for ref, hyp in zip(clips.texts, model.transcripts, strict=True):
                     print(f"# [{clips.name}] {ref!r} -> {hyp!r}", file=sys.stderr)
                 model.transcripts.clear()
+            if args.check_evaluate:
+                _check_evaluate(model, clips, rows[-1], args.threshold)
     rows.sort(key=lambda r: ([s.name for s in sets].index(r["set"]), r["method"]))
     _print_table(rows, args.threshold)
     if languages:
