@@ -25,7 +25,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str]:
 
 
 def test_demo_ingests_every_sample_and_answers_every_query(demo_run: tuple[int, str]) -> None:
-    _, out = demo_run
+    code, out = demo_run
+    assert code == 0, out  # without --strict, misses are reported, not fatal
     assert "ingested 4 files, 22 segments" in out
     for query in demo.demo_queries():
         assert query.text[:30] in out
@@ -37,7 +38,6 @@ def test_demo_ingests_every_sample_and_answers_every_query(demo_run: tuple[int, 
     strict=False,
 )
 def test_demo_finds_the_right_span_first_for_every_query(demo_run: tuple[int, str]) -> None:
-    code, out = demo_run
+    _, out = demo_run
     n = len(demo.demo_queries())
     assert f"right span first for {n}/{n}" in out
-    assert code == 0
