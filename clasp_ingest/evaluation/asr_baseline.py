@@ -96,27 +96,14 @@ class WhisperTranscriber:
         self._check_prompt_tokens()
 
     def _load_model(self) -> ctranslate2.models.Whisper:
-        try:
-            import ctranslate2
-        except ImportError:
-            raise ImportError("the ASR baseline needs ctranslate2: pip install ctranslate2") from None
-        if not (self.model_dir / "model.bin").is_file():
-            raise ModelLoadError(
-                f"{self.model_dir} is not a CTranslate2 Whisper model (no model.bin); use "
-                "clasp_ingest.model.assets.whisper_base_ct2_dir()"
-            )
-        try:
-            return ctranslate2.models.Whisper(
-                str(self.model_dir),
-                device=self.device,
-                compute_type=self.options.compute_type,
-                intra_threads=self.options.intra_threads,
-            )
-        except (RuntimeError, ValueError) as exc:
-            raise ModelLoadError(
-                f"CTranslate2 could not load {self.model_dir} with compute_type="
-                f"{self.options.compute_type!r}: {exc}; try compute_type='float32'"
-            ) from exc
+        from clasp_ingest.model.whisper_ct2 import load_ct2_whisper
+
+        return load_ct2_whisper(
+            self.model_dir,
+            device=self.device,
+            compute_type=self.options.compute_type,
+            intra_threads=self.options.intra_threads,
+        )
 
     def _load_tokenizer(self) -> Any:
         from tokenizers import Tokenizer

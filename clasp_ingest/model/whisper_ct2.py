@@ -40,6 +40,7 @@ __all__ = [
     "WhisperCT2Options",
     "WhisperCT2SpeechEncoder",
     "build_speech",
+    "load_ct2_whisper",
     "log_mel_spectrogram",
     "mel_filters",
 ]
@@ -174,6 +175,40 @@ def _batches(windows: list[_Window], batch_size: int) -> Iterator[list[_Window]]
             yield group[i : i + batch_size]
 
 
+def load_ct2_whisper(
+    model_dir: Path,
+    *,
+    device: str = "cpu",
+    device_index: int = 0,
+    compute_type: str = "default",
+    intra_threads: int = 0,
+) -> ctranslate2.models.Whisper:
+    """A CTranslate2 Whisper model from ``model_dir``; ``ModelLoadError`` saying the fix."""
+    try:
+        import ctranslate2
+    except ImportError:
+        raise ImportError("Whisper through CTranslate2 needs ctranslate2: pip install ctranslate2") from None
+    if not (Path(model_dir) / "model.bin").is_file():
+        raise ModelLoadError(
+            f"{model_dir} is not a CTranslate2 Whisper model (no model.bin); use "
+            "clasp_ingest.model.assets.whisper_base_ct2_dir() or convert one with "
+            "ct2-transformers-converter"
+        )
+    try:
+        return ctranslate2.models.Whisper(
+            str(model_dir),
+            device=device,
+            device_index=device_index,
+            compute_type=compute_type,
+            intra_threads=intra_threads,
+        )
+    except (RuntimeError, ValueError) as exc:
+        raise ModelLoadError(
+            f"CTranslate2 could not load {model_dir} on device={device!r} with "
+            f"compute_type={compute_type!r}: {exc}; try device='cpu' or compute_type='float32'"
+        ) from exc
+
+
 class WhisperCT2SpeechEncoder:
     """Mean-pooled Whisper encoder states (CTranslate2); implements ``SpeechEncoder``.
 
@@ -210,31 +245,13 @@ class WhisperCT2SpeechEncoder:
         return cls(whisper_base_ct2_dir(cache_dir), device=device, compute_type=compute_type, options=options)
 
     def _load(self) -> ctranslate2.models.Whisper:
-        try:
-            import ctranslate2
-        except ImportError:
-            raise ImportError(
-                "the Whisper CTranslate2 encoder needs ctranslate2: pip install ctranslate2"
-            ) from None
-        if not (self.model_dir / "model.bin").is_file():
-            raise ModelLoadError(
-                f"{self.model_dir} is not a CTranslate2 Whisper model (no model.bin); use "
-                "clasp_ingest.model.assets.whisper_base_ct2_dir() or convert one with "
-                "ct2-transformers-converter"
-            )
-        try:
-            return ctranslate2.models.Whisper(
-                str(self.model_dir),
-                device=self.device,
-                device_index=self.options.device_index,
-                compute_type=self.compute_type,
-                intra_threads=self.options.intra_threads,
-            )
-        except (RuntimeError, ValueError) as exc:
-            raise ModelLoadError(
-                f"CTranslate2 could not load {self.model_dir} on device={self.device!r} with "
-                f"compute_type={self.compute_type!r}: {exc}; try device='cpu' or compute_type='float32'"
-            ) from exc
+        return load_ct2_whisper(
+            self.model_dir,
+            device=self.device,
+            device_index=self.options.device_index,
+            compute_type=self.compute_type,
+            intra_threads=self.options.intra_threads,
+        )
 
     def _run(self, features: np.ndarray) -> np.ndarray:
         import ctranslate2
