@@ -18,7 +18,7 @@ from clasp_ingest.store import SearchFilter, open_store
 from clasp_ingest.types import MediaRef
 from tests.integration.connectors.conftest import HttpSite
 from tests.integration.connectors.helpers import Episode, rss
-from tests.unit.pipeline.speech import SENTENCES, corrupt, speak
+from tests.unit.pipeline.speech import SENTENCES, FlakyConnector, corrupt, speak
 
 ARGS: dict[str, Any] = {"model": "tiny-random", "device": "cpu", "embed_batch_size": 2, "retry_delay_s": 0.0}
 
@@ -113,22 +113,6 @@ def test_http_folder_and_feed_sources(
         f"{http_site.base_url}/flowshow/feed.xml", qdrant_path=str(qdrant), collection="feed", **ARGS
     )
     assert (again.media_ok, again.media_skipped) == (0, 2)
-
-
-class FlakyConnector(LocalConnector):
-    """A real local connector whose first opens fail like a dropped connection."""
-
-    def __init__(self, location: Path, failures: int) -> None:
-        super().__init__(location)
-        self.failures = failures
-
-    @contextmanager
-    def open(self, ref: MediaRef) -> Iterator[str]:
-        if self.failures > 0:
-            self.failures -= 1
-            raise ConnectionResetError("connection reset by peer")
-        with super().open(ref) as local:
-            yield local
 
 
 def test_media_task_retries_transient_not_permanent(folder: Path, tmp_path: Path) -> None:

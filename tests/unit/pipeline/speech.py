@@ -1,13 +1,18 @@
-"""Speech fixtures made on the spot with espeak-ng (sentences separated by clear pauses)."""
+"""Pipeline test helpers: espeak-ng speech made on the spot (sentences separated by clear
+pauses) and a connector whose first opens fail like a dropped connection."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+from clasp_ingest.connectors import LocalConnector
+
 from clasp_ingest.media.decode import find_ffmpeg
+from clasp_ingest.types import MediaRef
 
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",
@@ -46,3 +51,19 @@ def corrupt(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"ID3\x03\x00\x00\x00" + bytes(range(256)) * 40)
     return path
+
+
+class FlakyConnector(LocalConnector):
+    """A real local connector whose first ``failures`` opens hit a network-style error."""
+
+    def __init__(self, location: Path, failures: int) -> None:
+        super().__init__(location)
+        self.failures = failures
+
+    @contextmanager
+    def open(self, ref: MediaRef) -> Iterator[str]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionResetError("connection reset by peer")
+        with super().open(ref) as local:
+            yield local

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,7 @@ from clasp_ingest.pipeline import (
     is_transient,
 )
 from clasp_ingest.store import QdrantStore, SearchFilter, open_store
-from clasp_ingest.types import MediaRef
-from tests.unit.pipeline.speech import SENTENCES, corrupt, speak
+from tests.unit.pipeline.speech import SENTENCES, FlakyConnector, corrupt, speak
 
 FAST = PipelineOptions(embed_batch_size=2, retry_delay_s=0.01)
 
@@ -100,22 +98,6 @@ def test_corrupt_file_fails_alone(folder: Path, tiny_model: AudioTextEncoder, st
     assert "cannot decode" in failed["broken.mp3"] and "empty" in failed["empty.wav"]
     assert all(r.attempts == 1 for r in summary.results if r.status == "failed")  # permanent: no retry
     assert store.count() == summary.segments
-
-
-class FlakyConnector(LocalConnector):
-    """A real local connector whose first ``failures`` opens hit a network-style error."""
-
-    def __init__(self, location: Path, failures: int) -> None:
-        super().__init__(location)
-        self.failures = failures
-
-    @contextmanager
-    def open(self, ref: MediaRef) -> Iterator[str]:
-        if self.failures > 0:
-            self.failures -= 1
-            raise ConnectionResetError("connection reset by peer")
-        with super().open(ref) as local:
-            yield local
 
 
 def test_transient_failures_are_retried(
