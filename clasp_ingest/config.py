@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     dtype: str = Field("auto", description="'auto' (fp32 on CPU, bf16 on GPU), 'fp32', 'fp16', 'bf16'.")
     embed_batch_size: int = Field(16, ge=1)
     model_dir: Path | None = Field(None, description="Local directory searched for model files.")
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads when a model loads; default: one less than the usable cores "
+        "(decoding runs beside embedding on a thread).",
+    )
 
     # segmentation
     min_segment_s: float = Field(1.0, gt=0)

@@ -228,7 +228,12 @@ def ingest_source(
     """
     started = time.perf_counter()
     settings = Settings.model_validate({})
-    model_spec = ModelSpec(model or settings.model, device or settings.device, settings.dtype)
+    model_spec = ModelSpec(
+        model or settings.model,
+        device or settings.device,
+        settings.dtype,
+        torch_threads=settings.torch_threads,
+    )
     store_spec = _store_spec(settings, collection, qdrant_url, qdrant_path)
     open_options = OpenOptions(max_bytes=max_bytes) if max_bytes else OpenOptions()
     connectors = [connector_for(s, feed=feed, open_options=open_options) for s in _as_list(sources)]

@@ -46,6 +46,7 @@ class ModelSpec:
     device: str = "auto"
     dtype: str = "auto"
     model_dir: str | None = None
+    torch_threads: int | None = None  # torch CPU threads; None = one less than the cores
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,12 @@ def cached_model(spec: ModelSpec) -> AudioTextEncoder:
     with _LOCK:
         model = _MODELS.get(spec)
         if model is None:
-            from clasp_ingest.model import load_model
+            from clasp_ingest.model import load_model, set_torch_threads
 
-            log.info("loading model %s on %s (once per process)", spec.name, spec.device)
+            threads = set_torch_threads(spec.torch_threads)
+            log.info(
+                "loading model %s on %s, %d torch threads (once per process)", spec.name, spec.device, threads
+            )
             model_dir = Path(spec.model_dir) if spec.model_dir else None
             model = load_model(spec.name, device=spec.device, dtype=spec.dtype, model_dir=model_dir)
             _MODELS[spec] = model

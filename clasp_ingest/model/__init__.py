@@ -21,7 +21,13 @@ from clasp_ingest.model.presets import PRESETS, get_preset, list_presets
 
 if TYPE_CHECKING:
     from clasp_ingest.model.checkpoint import import_official
-    from clasp_ingest.model.clasp import ClaspModel, load_model, load_model_from_settings, save_model
+    from clasp_ingest.model.clasp import (
+        ClaspModel,
+        load_model,
+        load_model_from_settings,
+        save_model,
+        set_torch_threads,
+    )
     from clasp_ingest.model.fusion import ConcatFusion, GatingFusion, build_fusion
 
 __all__ = [
@@ -45,12 +51,14 @@ __all__ = [
     "load_model",
     "load_model_from_settings",
     "save_model",
+    "set_torch_threads",
 ]
 
 _LAZY = {
     "ClaspModel": "clasp_ingest.model.clasp",
     "load_model": "clasp_ingest.model.clasp",
     "load_model_from_settings": "clasp_ingest.model.clasp",
+    "set_torch_threads": "clasp_ingest.model.clasp",
     "save_model": "clasp_ingest.model.clasp",
     "ConcatFusion": "clasp_ingest.model.fusion",
     "GatingFusion": "clasp_ingest.model.fusion",

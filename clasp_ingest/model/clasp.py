@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ __all__ = [
     "load_model_from_settings",
     "save_fusion",
     "save_model",
+    "set_torch_threads",
 ]
 
 logger = get_logger("model")
@@ -203,8 +205,31 @@ def load_model(
     return ClaspModel(config, speech, spectrogram, fusion, text, runtime)
 
 
+def set_torch_threads(threads: int | None = None) -> int:
+    """Set torch's CPU intra-op threads (process-wide) and return the number.
+
+    ``None`` means one less than the usable cores, at least 1: ingestion decodes and segments
+    on a thread beside the embedding, and with one OpenMP worker per core the spinning workers
+    starve that thread (on 2 cores a small torch model embedded 3-4x slower). Called where a
+    process loads its model (``load_model_from_settings``, the flows' model cache, the demo),
+    not inside ``load_model``, so library users keep their own setting.
+    """
+    if threads is None:
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, (usable or 1) - 1)
+    if threads < 1:
+        raise ValueError(f"torch threads must be >= 1, got {threads}")
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
 def load_model_from_settings(settings: Settings) -> ClaspModel:
-    """``load_model`` with the model, device, dtype, model dir and batch size of ``Settings``."""
+    """``load_model`` with the model, device, dtype, model dir and batch size of ``Settings``.
+
+    Also sets torch's CPU threads to ``settings.torch_threads`` (see :func:`set_torch_threads`).
+    """
+    set_torch_threads(settings.torch_threads)
     return load_model(
         settings.model,
         device=settings.device,

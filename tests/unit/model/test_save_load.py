@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +125,26 @@ def test_load_model_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_model_from_settings(Settings())
     assert model.model_id == "tiny-random" and model.runtime.batch_size == 3
     assert model.runtime.device == "cpu" and model.runtime.dtype == "fp32"
+
+
+@pytest.fixture
+def restore_torch_threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("restore_torch_threads")
+def test_load_model_from_settings_sets_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clasp_ingest import Settings
+    from clasp_ingest.model import load_model_from_settings, set_torch_threads
+
+    monkeypatch.setenv("CLASP_MODEL", "tiny-random")
+    monkeypatch.setenv("CLASP_TORCH_THREADS", "1")
+    load_model_from_settings(Settings())
+    assert torch.get_num_threads() == 1
+    assert set_torch_threads(2) == 2 and torch.get_num_threads() == 2
+    # default: one less than the usable cores, never 0
+    assert set_torch_threads() == max(1, len(os.sched_getaffinity(0)) - 1) == torch.get_num_threads()
+    with pytest.raises(ValueError, match=">= 1"):
+        set_torch_threads(0)
