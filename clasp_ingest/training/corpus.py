@@ -432,16 +432,18 @@ def _excluded_texts(manifests: Iterable[Path]) -> set[str]:
 
 def _gather_text(options: CorpusOptions) -> dict[str, list[str]]:
     excluded = _excluded_texts(options.exclude)
-    sentences = {
-        lang: [
-            s
-            for s in collect_sentences(lang, options.fortunes_root, options.min_words, options.max_words)
-            if s not in excluded
-        ]
+    found = {
+        lang: collect_sentences(lang, options.fortunes_root, options.min_words, options.max_words)
         for lang in options.languages
     }
+    sentences = {lang: [s for s in items if s not in excluded] for lang, items in found.items()}
     for lang, items in sentences.items():
         log.info("%s: %d sentences", lang, len(items))
+        if not items and found[lang]:
+            raise ConfigError(
+                f"every {lang} sentence ({len(found[lang])}) is in an --exclude manifest; "
+                f"leave {lang} out with --languages"
+            )
         if not items:
             pkg = (
                 "fortunes-br"

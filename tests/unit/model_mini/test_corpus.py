@@ -159,3 +159,23 @@ def test_build_small_corpus_reads_back_as_training_manifest(fortunes_root: Path,
     for row in rows:
         rel = row.audio.relative_to(tmp_path / "a")
         assert (tmp_path / "b" / rel).read_bytes() == row.audio.read_bytes(), rel
+
+
+def test_exclude_leaves_out_held_out_sentences_and_says_when_none_are_left(
+    fortunes_root: Path, tmp_path: Path
+) -> None:
+    from clasp_ingest.training.corpus import _gather_text
+
+    spanish = collect_sentences("es", fortunes_root)
+    held_out = tmp_path / "heldout.jsonl"
+    held_out.write_text(
+        json.dumps({"audio": "a.flac", "text": spanish[0], "language": "es", "split": "test"}) + "\n",
+        encoding="utf-8",
+    )
+    opts = CorpusOptions(n=4, languages=("de", "es"), fortunes_root=fortunes_root, exclude=(held_out,))
+    assert _gather_text(opts)["es"] == spanish[1:]
+    held_out.write_text(
+        "".join(json.dumps({"audio": "a.flac", "text": s}) + "\n" for s in spanish), encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match=r"every es sentence \(2\) is in an --exclude manifest"):
+        _gather_text(opts)
