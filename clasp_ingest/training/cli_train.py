@@ -76,6 +76,11 @@ def train_command(
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache (default OUT/.features)."),
     model_id: str | None = typer.Option(None, "--model-id", help="Id of the trained model."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
+    skip_unreadable: bool = typer.Option(
+        True,
+        "--skip-unreadable/--strict-audio",
+        help="Leave out clips that cannot be decoded (listed in metrics.json), or stop at the first.",
+    ),
     device: str | None = typer.Option(
         None, "--device", help="'auto', 'cpu', 'cuda' (default: $CLASP_DEVICE)."
     ),
@@ -99,6 +104,7 @@ def train_command(
             cache_dir=cache_dir,
             resume=resume,
             model_id=model_id,
+            skip_unreadable=skip_unreadable,
         )
         clasp = _load(model or settings.model, device or settings.device, settings.model_dir)
         prepare_head(clasp, kind=fusion, fresh=not fine_tune, seed=seed)
@@ -149,6 +155,10 @@ def _print_train_summary(result: Any) -> None:
         f"({ending}), {result.n_train} train / {result.n_val} val pairs, {result.seconds:.1f} s"
     )
     console.print("validation retrieval: " + ", ".join(f"{k} {v:.4f}" for k, v in result.val_metrics.items()))
+    if result.unreadable:
+        console.print(
+            f"[yellow]left out {len(result.unreadable)} clips that could not be decoded[/] (metrics.json)"
+        )
 
 
 def eval_command(

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from clasp_ingest.errors import MediaDecodeError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.base import SpectrogramEncoder, SpeechEncoder, TextEncoder
 
@@ -66,6 +67,7 @@ class FeatureSet:
     speech: np.ndarray
     spectrogram: np.ndarray
     text: np.ndarray
+    unreadable: tuple[int, ...] = ()  # input positions left out (``compute_features(skip_unreadable=True)``)
 
     def __post_init__(self) -> None:
         n = {len(self.speech), len(self.spectrogram), len(self.text)}
@@ -179,13 +181,37 @@ def compute_features(
     batch_size: int = 8,
     progress: ProgressFn | None = None,
     loader: Callable[[Path], np.ndarray] = load_waveform,
+    skip_unreadable: bool = False,
 ) -> FeatureSet:
-    """Speech, spectrogram and text features of aligned (audio, text) pairs, cached."""
+    """Speech, spectrogram and text features of aligned (audio, text) pairs, cached.
+
+    An audio file that cannot be read or decoded raises, or with ``skip_unreadable`` is
+    logged and left out: the result then holds the other pairs, in order, and lists the
+    left-out positions in ``unreadable``.
+    """
     if len(audio) != len(texts):
         raise ValueError(f"{len(audio)} audio files but {len(texts)} texts")
-    speech, spectrogram = _audio_features(model, audio, cache, batch_size, progress, loader)
-    text = _text_features(model, texts, cache, batch_size, progress)
-    return FeatureSet(speech=speech, spectrogram=spectrogram, text=text)
+    keys, found = _audio_features(model, audio, cache, batch_size, progress, loader, skip_unreadable)
+    kept = [(i, key) for i, key in enumerate(keys) if key is not None]
+    if audio and not kept:
+        raise MediaDecodeError(str(audio[0]), f"none of the {len(audio)} audio files could be decoded")
+    text = _text_features(model, [texts[i] for i, _ in kept], cache, batch_size, progress)
+    return FeatureSet(
+        speech=np.stack([found[key][0] for _, key in kept]),
+        spectrogram=np.stack([found[key][1] for _, key in kept]),
+        text=text,
+        unreadable=tuple(i for i, key in enumerate(keys) if key is None),
+    )
+
+
+def _content_key(path: Path, skip_unreadable: bool) -> str | None:
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        if not skip_unreadable:
+            raise MediaDecodeError(str(path), f"cannot read it: {exc}") from exc
+        log.warning("skipping %s: %s", path, exc)
+        return None
 
 
 def _audio_features(
@@ -195,13 +221,15 @@ def _audio_features(
     batch_size: int,
     progress: ProgressFn | None,
     loader: Callable[[Path], np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:
+    skip_unreadable: bool,
+) -> tuple[list[str | None], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Each path's content key (``None``: unreadable, skipped) and the features by key."""
     identity = encoder_identity(model, "speech", "spectrogram")
-    keys = [file_sha256(path) for path in paths]
+    keys = [_content_key(path, skip_unreadable) for path in paths]
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     missing: dict[str, Path] = {}
     for key, path in zip(keys, paths, strict=True):
-        if key not in found and key not in missing:
+        if key is not None and key not in found and key not in missing:
             hit = cache.get_audio(identity, key)
             if hit is None:
                 missing[key] = path
@@ -209,16 +237,27 @@ def _audio_features(
                 found[key] = hit
     log.info("audio features: %d cached, %d to compute", len(found), len(missing))
     done = len(paths) - len(missing)
+    bad: set[str] = set()
     for batch in _batches(list(missing.items()), batch_size):
-        waves = [loader(path) for _, path in batch]
-        sp, sg = model.speech.encode(waves), model.spectrogram.encode(waves)
-        for (key, _), s, g in zip(batch, sp, sg, strict=True):
-            found[key] = (np.asarray(s, np.float32), np.asarray(g, np.float32))
-            cache.put_audio(identity, key, *found[key])
+        loaded: list[tuple[str, np.ndarray]] = []
+        for key, path in batch:
+            try:
+                loaded.append((key, loader(path)))
+            except (MediaDecodeError, OSError) as exc:
+                if not skip_unreadable:
+                    raise
+                log.warning("skipping %s: %s", path, exc)
+                bad.add(key)
+        if loaded:
+            waves = [wave for _, wave in loaded]
+            sp, sg = model.speech.encode(waves), model.spectrogram.encode(waves)
+            for (key, _), s, g in zip(loaded, sp, sg, strict=True):
+                found[key] = (np.asarray(s, np.float32), np.asarray(g, np.float32))
+                cache.put_audio(identity, key, *found[key])
         done += len(batch)
         if progress is not None:
             progress("audio features", min(done, len(paths)), len(paths))
-    return np.stack([found[k][0] for k in keys]), np.stack([found[k][1] for k in keys])
+    return [None if key in bad else key for key in keys], found
 
 
 def _text_features(

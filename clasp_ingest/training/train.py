@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from clasp_ingest.errors import ConfigError
+from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.evaluation.metrics import hits_at_1, macro_f1, mean_rank, mrr
 from clasp_ingest.log import get_logger
 from clasp_ingest.training.features import FeatureCache, FeatureSet, ProgressFn, compute_features
@@ -39,7 +39,7 @@ log = get_logger("training")
 
 #: Written to the output folder at the end of training.
 METRICS_FILE = "metrics.json"
-_TRAIN_ONLY = ("val_fraction", "feature_batch_size", "cache_dir", "resume", "model_id")
+_TRAIN_ONLY = ("val_fraction", "feature_batch_size", "cache_dir", "resume", "model_id", "skip_unreadable")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class TrainOptions(FitOptions):
     ``cache_dir``: feature cache (default ``<out_dir>/.features``). ``val_fraction``: share
     of training rows held out when the manifest marks none ``val``. ``model_id``: id of the
     trained model (default ``<base id>-<out_dir name>``; a retrained head is a new model).
+    ``skip_unreadable``: leave out (and list in ``metrics.json``) clips that cannot be decoded,
+    instead of stopping the run.
     """
 
     val_fraction: float = 0.1
@@ -56,6 +58,7 @@ class TrainOptions(FitOptions):
     cache_dir: Path | None = None
     resume: bool = False
     model_id: str | None = None
+    skip_unreadable: bool = True
 
     def fit_options(self) -> FitOptions:
         fields = {k: v for k, v in asdict(self).items() if k not in _TRAIN_ONLY}
@@ -73,6 +76,7 @@ class TrainResult:
     n_val: int
     val_metrics: dict[str, float]
     seconds: float
+    unreadable: tuple[str, ...] = ()  # audio files left out (could not be decoded)
 
 
 def train_fusion(
@@ -92,7 +96,7 @@ def train_fusion(
         read_manifest(manifest), val_fraction=opts.val_fraction, seed=opts.seed
     )
     log.info("training on %d pairs, validating on %d", len(train_rows), len(val_rows))
-    train, val = _features(model, train_rows, val_rows, out, opts, progress)
+    train, val, unreadable = _features(model, train_rows, val_rows, out, opts, progress)
     fit = fit_head(
         model.fusion,
         train,
@@ -107,7 +111,14 @@ def train_fusion(
 
     save_model(model, out, model_id=model_id)
     result = TrainResult(
-        out, model_id, fit, len(train), len(val), _retrieval(model, val, 0.5), time.perf_counter() - started
+        out,
+        model_id,
+        fit,
+        len(train),
+        len(val),
+        _retrieval(model, val, 0.5),
+        time.perf_counter() - started,
+        unreadable,
     )
     _write_metrics(out / METRICS_FILE, result, opts)
     return result
@@ -150,7 +161,8 @@ def _features(
     out: Path,
     opts: TrainOptions,
     progress: ProgressFn | None,
-) -> tuple[FeatureSet, FeatureSet]:
+) -> tuple[FeatureSet, FeatureSet, tuple[str, ...]]:
+    """Train and val features; clips that cannot be decoded are left out (or raise)."""
     rows = train_rows + val_rows
     cache = FeatureCache(opts.cache_dir or out / ".features")
     features = compute_features(
@@ -160,9 +172,25 @@ def _features(
         cache=cache,
         batch_size=opts.feature_batch_size,
         progress=progress,
+        skip_unreadable=opts.skip_unreadable,
     )
-    n = len(train_rows)
-    return _take(features, slice(0, n)), _take(features, slice(n, None))
+    unreadable = tuple(str(rows[i].audio) for i in features.unreadable)
+    if unreadable:
+        log.warning(
+            "%d of %d clips could not be decoded and were left out (listed in %s): %s",
+            len(unreadable),
+            len(rows),
+            METRICS_FILE,
+            ", ".join(unreadable[:5]) + (" ..." if len(unreadable) > 5 else ""),
+        )
+    n = len(train_rows) - sum(1 for i in features.unreadable if i < len(train_rows))
+    if n == 0 or n == len(features):
+        part = "training" if n == 0 else "validation"
+        raise MediaDecodeError(
+            unreadable[0],
+            f"no {part} clip could be decoded ({len(unreadable)} unreadable); check the manifest's audio",
+        )
+    return _take(features, slice(0, n)), _take(features, slice(n, None)), unreadable
 
 
 def _take(features: FeatureSet, part: slice) -> FeatureSet:
@@ -210,6 +238,7 @@ def _write_metrics(path: Path, result: TrainResult, opts: TrainOptions) -> None:
         "n_val": result.n_val,
         "seconds": round(result.seconds, 3),
         "val_retrieval": result.val_metrics,
+        "unreadable": list(result.unreadable),
         "options": options,
         **fit,
     }

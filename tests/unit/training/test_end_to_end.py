@@ -151,3 +151,24 @@ def test_prepare_head_fresh_gating_and_fine_tune_guard(tiny_model: Any) -> None:
         prepare_head(tiny_model, kind="gating", fresh=False)
     prepare_head(tiny_model, kind="gating", seed=1)
     assert isinstance(tiny_model.fusion, GatingFusion) and tiny_model.config.fusion.kind == "gating"
+
+
+def test_unreadable_clips_are_left_out_and_listed(
+    tiny_model: Any, tone_manifest: Path, tmp_path: Path
+) -> None:
+    from clasp_ingest.errors import MediaDecodeError
+
+    data = tmp_path / "tones"
+    shutil.copytree(tone_manifest.parent, data)
+    (data / "clips" / "1.wav").write_bytes(b"RIFF\x00\x00not really a wav file" * 20)  # a train clip
+    (data / "clips" / "7.wav").write_bytes(b"")  # a val clip (missing files fail earlier, at the manifest)
+    manifest = data / tone_manifest.name
+    prepare_head(tiny_model, seed=0)
+    with pytest.raises(MediaDecodeError, match=r"1\.wav"):
+        train_fusion(tiny_model, manifest, tmp_path / "strict", replace(FAST, skip_unreadable=False))
+
+    result = train_fusion(tiny_model, manifest, tmp_path / "run", FAST)
+    assert (result.n_train, result.n_val) == (5, 2)
+    expected = [str(data / "clips" / "1.wav"), str(data / "clips" / "7.wav")]
+    assert list(result.unreadable) == expected
+    assert json.loads((tmp_path / "run" / METRICS_FILE).read_text())["unreadable"] == expected
