@@ -143,7 +143,12 @@ def _embeddings(
             model, [row.audio for row in rows], texts, cache=cache, batch_size=batch_size, progress=progress
         )
         audio = model.embed_features(features.speech, features.spectrogram)
-        return _normalised(features.text.astype(np.float64)), _normalised(np.asarray(audio, np.float64))
+        text = (
+            model.embed_text_features(features.text)
+            if hasattr(model, "embed_text_features")
+            else features.text
+        )
+        return _normalised(np.asarray(text, np.float64)), _normalised(np.asarray(audio, np.float64))
     return _text_embeddings(model, texts, batch_size), _encoded_audio(model, rows, batch_size, progress)
 
 

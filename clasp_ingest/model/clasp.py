@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from clasp_ingest.config import Settings
 
 __all__ = [
+    "Centering",
     "ClaspModel",
     "load_fusion_weights",
     "load_model",
@@ -54,6 +56,41 @@ def _check_waveforms(waveforms: Sequence[np.ndarray]) -> list[np.ndarray]:
     return checked
 
 
+CENTERING_PREFIX = "centering."
+
+
+@dataclass(frozen=True)
+class Centering:
+    """Mean unit vectors of each side over the training pairs, subtracted before the final L2 norm.
+
+    Centring removes the direction every embedding shares (the text encoder's anisotropy),
+    which helps queries in another language than the speech. Stored beside the head in
+    ``fusion.safetensors`` as ``centering.audio`` / ``centering.text``.
+    """
+
+    audio: np.ndarray
+    text: np.ndarray
+
+    @classmethod
+    def fit(cls, audio: np.ndarray, text: np.ndarray) -> Centering:
+        """The means of the unit rows of ``audio`` (head outputs) and ``text`` (text-encoder outputs)."""
+        return cls(_unit(np.asarray(audio, np.float32)).mean(0), _unit(np.asarray(text, np.float32)).mean(0))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {
+            CENTERING_PREFIX + "audio": torch.from_numpy(np.ascontiguousarray(self.audio, np.float32)),
+            CENTERING_PREFIX + "text": torch.from_numpy(np.ascontiguousarray(self.text, np.float32)),
+        }
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32, copy=False)
+
+
+def _centred(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    return _unit(x - mean.astype(np.float32))
+
+
 class ClaspModel:
     """An ``AudioTextEncoder``: ``encode_audio``/``encode_text`` give L2-normalised float32 rows."""
 
@@ -65,8 +102,10 @@ class ClaspModel:
         fusion: torch.nn.Module,
         text: TextEncoder,
         runtime: Runtime,
+        centering: Centering | None = None,
     ) -> None:
         self.config = config
+        self.centering = centering
         self.speech = speech
         self.spectrogram = spectrogram
         self.text = text
@@ -98,7 +137,13 @@ class ClaspModel:
                 fused = torch.nn.functional.normalize(fused.to(torch.float32), dim=-1)
         finally:
             self.fusion.train(was_training)
-        return fused.cpu().numpy().astype(np.float32, copy=False)
+        audio = fused.cpu().numpy().astype(np.float32, copy=False)
+        return _centred(audio, self.centering.audio) if self.centering is not None else audio
+
+    def embed_text_features(self, vectors: np.ndarray) -> np.ndarray:
+        """Text-encoder outputs → the model's query vectors: L2 norm (and centring), float32."""
+        out = _unit(np.asarray(vectors, dtype=np.float32))
+        return _centred(out, self.centering.text) if self.centering is not None else out
 
     def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """16 kHz mono float32 waveforms → (n, dim) unit vectors."""
@@ -113,9 +158,7 @@ class ClaspModel:
             raise TypeError("encode_text takes a sequence of strings; wrap a single text in a list")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = np.asarray(self.text.encode(list(texts)), dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+        return self.embed_text_features(np.asarray(self.text.encode(list(texts)), dtype=np.float32))
 
     def __repr__(self) -> str:
         return f"ClaspModel({self.model_id!r}, dim={self.dim}, device={self.runtime.device!r})"
@@ -140,11 +183,26 @@ def _fresh_fusion(config: ModelConfig, *, zero_bias: bool = False) -> torch.nn.M
 
 def load_fusion_weights(config: ModelConfig, path: Path) -> torch.nn.Module:
     """A fusion head of ``config`` with weights from safetensors or an official pickle."""
+    return _load_head(config, path)[0]
+
+
+def _load_head(config: ModelConfig, path: Path) -> tuple[torch.nn.Module, Centering | None]:
+    """The head of ``path`` and, for our safetensors files that hold one, its centring."""
     state: Mapping[str, torch.Tensor]
+    centering = None
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state = load_file(str(path))
+        extra = {k[len(CENTERING_PREFIX) :]: v for k, v in state.items() if k.startswith(CENTERING_PREFIX)}
+        state = {k: v for k, v in state.items() if not k.startswith(CENTERING_PREFIX)}
+        if extra:
+            if set(extra) != {"audio", "text"} or any(v.shape != (config.dim,) for v in extra.values()):
+                raise ModelLoadError(
+                    f"fusion weights {str(path)!r}: centering tensors {sorted(extra)} do not fit "
+                    f"a {config.dim}-d model; expected centering.audio and centering.text of ({config.dim},)"
+                )
+            centering = Centering(extra["audio"].float().numpy(), extra["text"].float().numpy())
     else:
         from clasp_ingest.model.checkpoint import read_official_state_dict
 
@@ -157,7 +215,7 @@ def load_fusion_weights(config: ModelConfig, path: Path) -> torch.nn.Module:
             f"fusion weights {str(path)!r} do not fit a {config.fusion.kind} head "
             f"{config.fusion.speech_dim}+{config.fusion.spec_dim}→{config.fusion.out_dim}: {exc}"
         ) from exc
-    return fusion
+    return fusion, centering
 
 
 def _resolve_config(name_or_path: str) -> tuple[ModelConfig, Path | None]:
@@ -173,17 +231,19 @@ def _resolve_config(name_or_path: str) -> tuple[ModelConfig, Path | None]:
     return get_preset(name_or_path), None
 
 
-def _fusion_for(config: ModelConfig, saved_dir: Path | None, runtime: Runtime) -> torch.nn.Module:
+def _fusion_for(
+    config: ModelConfig, saved_dir: Path | None, runtime: Runtime
+) -> tuple[torch.nn.Module, Centering | None]:
     if saved_dir is not None:
         weights = saved_dir / FUSION_FILE
         if not weights.is_file():
             raise ModelLoadError(f"model directory {str(saved_dir)!r} has no {FUSION_FILE}")
-        return load_fusion_weights(config, weights)
+        return _load_head(config, weights)
     if config.weights is None:
-        return _fresh_fusion(config, zero_bias=True)
+        return _fresh_fusion(config, zero_bias=True), None
     from clasp_ingest.model.hub import resolve_file
 
-    return load_fusion_weights(config, resolve_file(config.weights, runtime.model_dir))
+    return _load_head(config, resolve_file(config.weights, runtime.model_dir))
 
 
 def load_model(
@@ -198,11 +258,11 @@ def load_model(
     config, saved_dir = _resolve_config(name_or_path)
     runtime = Runtime.resolve(device, dtype, model_dir, batch_size)
     logger.info("loading model %s on %s (%s)", config.model_id, runtime.device, runtime.dtype)
-    fusion = _fusion_for(config, saved_dir, runtime)
+    fusion, centering = _fusion_for(config, saved_dir, runtime)
     speech = build_component("speech", config.speech, runtime)
     spectrogram = build_component("spectrogram", config.spectrogram, runtime)
     text = build_component("text", config.text, runtime)
-    return ClaspModel(config, speech, spectrogram, fusion, text, runtime)
+    return ClaspModel(config, speech, spectrogram, fusion, text, runtime, centering)
 
 
 def set_torch_threads(threads: int | None = None) -> int:
@@ -239,8 +299,10 @@ def load_model_from_settings(settings: Settings) -> ClaspModel:
     )
 
 
-def save_fusion(config: ModelConfig, fusion: torch.nn.Module, out_dir: Path) -> Path:
-    """Write ``config.json`` (weights → ``fusion.safetensors``) and the head's tensors."""
+def save_fusion(
+    config: ModelConfig, fusion: torch.nn.Module, out_dir: Path, centering: Centering | None = None
+) -> Path:
+    """Write ``config.json`` (weights → ``fusion.safetensors``) and the head's tensors (+ centring)."""
     from dataclasses import replace
 
     from safetensors.torch import save_file
@@ -252,6 +314,8 @@ def save_fusion(config: ModelConfig, fusion: torch.nn.Module, out_dir: Path) -> 
         k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in fusion.state_dict().items()
     }
+    if centering is not None:
+        state.update(centering.tensors())
     save_file(state, str(out_dir / FUSION_FILE), metadata={"format": "pt", "model_id": config.model_id})
     (out_dir / CONFIG_FILE).write_text(config.to_json() + "\n", encoding="utf-8")
     return out_dir
@@ -266,4 +330,4 @@ def save_model(model: ClaspModel, out_dir: Path, *, model_id: str | None = None)
     from dataclasses import replace
 
     config = replace(model.config, model_id=model_id or model.config.model_id)
-    return save_fusion(config, model.fusion, out_dir)
+    return save_fusion(config, model.fusion, out_dir, model.centering)

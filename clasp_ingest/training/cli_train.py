@@ -76,6 +76,11 @@ def train_command(
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache (default OUT/.features)."),
     model_id: str | None = typer.Option(None, "--model-id", help="Id of the trained model."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
+    center: bool = typer.Option(
+        False,
+        "--center",
+        help="Store training-set means of both sides; centred vectors help cross-lingual queries.",
+    ),
     skip_unreadable: bool = typer.Option(
         True,
         "--skip-unreadable/--strict-audio",
@@ -105,6 +110,7 @@ def train_command(
             resume=resume,
             model_id=model_id,
             skip_unreadable=skip_unreadable,
+            center=center,
         )
         clasp = _load(model or settings.model, device or settings.device, settings.model_dir)
         prepare_head(clasp, kind=fusion, fresh=not fine_tune, seed=seed)

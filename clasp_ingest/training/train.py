@@ -24,8 +24,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.evaluation.metrics import hits_at_1, macro_f1, mean_rank, mrr
 from clasp_ingest.log import get_logger
@@ -39,7 +37,15 @@ log = get_logger("training")
 
 #: Written to the output folder at the end of training.
 METRICS_FILE = "metrics.json"
-_TRAIN_ONLY = ("val_fraction", "feature_batch_size", "cache_dir", "resume", "model_id", "skip_unreadable")
+_TRAIN_ONLY = (
+    "val_fraction",
+    "feature_batch_size",
+    "cache_dir",
+    "resume",
+    "model_id",
+    "skip_unreadable",
+    "center",
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,9 @@ class TrainOptions(FitOptions):
     ``cache_dir``: feature cache (default ``<out_dir>/.features``). ``val_fraction``: share
     of training rows held out when the manifest marks none ``val``. ``model_id``: id of the
     trained model (default ``<base id>-<out_dir name>``; a retrained head is a new model).
-    ``skip_unreadable``: leave out (and list in ``metrics.json``) clips that cannot be decoded,
+    ``center``: after training, store the training-set means of both sides in the head
+    (:class:`~clasp_ingest.model.clasp.Centering`), subtracted from every clip and query
+    vector. ``skip_unreadable``: leave out (and list in ``metrics.json``) clips that cannot be decoded,
     instead of stopping the run.
     """
 
@@ -59,6 +67,7 @@ class TrainOptions(FitOptions):
     resume: bool = False
     model_id: str | None = None
     skip_unreadable: bool = True
+    center: bool = False
 
     def fit_options(self) -> FitOptions:
         fields = {k: v for k, v in asdict(self).items() if k not in _TRAIN_ONLY}
@@ -97,6 +106,7 @@ def train_fusion(
     )
     log.info("training on %d pairs, validating on %d", len(train_rows), len(val_rows))
     train, val, unreadable = _features(model, train_rows, val_rows, out, opts, progress)
+    model.centering = None  # a retrained head gets its own means (or none)
     fit = fit_head(
         model.fusion,
         train,
@@ -107,7 +117,10 @@ def train_fusion(
         on_epoch=_with_progress(on_epoch, progress, opts.max_epochs),
     )
     model_id = opts.model_id or f"{model.model_id}-{out.resolve().name}"
-    from clasp_ingest.model.clasp import save_model
+    from clasp_ingest.model.clasp import Centering, save_model
+
+    if opts.center:
+        model.centering = Centering.fit(model.embed_features(train.speech, train.spectrogram), train.text)
 
     save_model(model, out, model_id=model_id)
     result = TrainResult(
@@ -219,7 +232,7 @@ def _with_progress(
 def _retrieval(model: Any, features: FeatureSet, threshold: float) -> dict[str, float]:
     """Text→audio retrieval metrics of the trained head over ``features`` (all candidates)."""
     audio = model.embed_features(features.speech, features.spectrogram)
-    text = features.text / np.maximum(np.linalg.norm(features.text, axis=1, keepdims=True), 1e-12)
+    text = model.embed_text_features(features.text)
     sim = text @ audio.T
     return {
         "hits@1": hits_at_1(sim),
