@@ -137,17 +137,16 @@ def _embeddings(
 ) -> tuple[np.ndarray, np.ndarray]:
     """L2-normalised (text, audio) embeddings, float64, row ``i`` from manifest row ``i``."""
     texts = [row.text for row in rows]
-    if all(hasattr(model, part) for part in ("speech", "spectrogram", "text", "embed_features")):
+    if all(
+        hasattr(model, part)
+        for part in ("speech", "spectrogram", "text", "embed_features", "embed_text_features")
+    ):
         cache = FeatureCache(cache_dir)
         features = compute_features(
             model, [row.audio for row in rows], texts, cache=cache, batch_size=batch_size, progress=progress
         )
         audio = model.embed_features(features.speech, features.spectrogram)
-        text = (
-            model.embed_text_features(features.text)
-            if hasattr(model, "embed_text_features")
-            else features.text
-        )
+        text = model.embed_text_features(features.text)
         return _normalised(np.asarray(text, np.float64)), _normalised(np.asarray(audio, np.float64))
     return _text_embeddings(model, texts, batch_size), _encoded_audio(model, rows, batch_size, progress)
 
