@@ -48,12 +48,14 @@ __all__ = [
     "LanguageSource",
     "build_corpus",
     "collect_sentences",
+    "ffmpeg_decodes",
     "fortune_sentences",
     "is_sentence_like",
     "main",
     "plan_corpus",
     "read_fortunes",
     "split_sentences",
+    "write_clip",
 ]
 
 log = get_logger("training.corpus")
@@ -387,15 +389,45 @@ def _trim(audio: np.ndarray, pad_s: float = 0.15, threshold: float = 1e-3) -> np
 
 def _synthesise(args: tuple[ClipJob, str, bool]) -> tuple[int, float]:
     """Worker: render one clip to disk; returns (index, seconds)."""
-    import soundfile as sf
 
     job, out, piper_noise = args
     audio = _piper(job, piper_noise) if job.engine == "piper" else _espeak(job)
     audio = np.clip(_trim(audio), -1.0, 1.0)
     path = Path(out) / job.audio
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+    write_clip(path, audio)
     return job.index, len(audio) / SAMPLE_RATE
+
+
+def write_clip(path: Path, audio: np.ndarray) -> None:
+    """Write 16-bit 16 kHz ``audio`` to ``path`` (FLAC or WAV by suffix), checked with ffmpeg.
+
+    libsndfile's FLAC encoder now and then writes a frame that it reads back itself but
+    ffmpeg — the decoder of ``train`` and ``ingest`` — rejects ("invalid residual"; 2 of
+    12,000 clips at the default compression level). Such a clip is rewritten at
+    compression level 0, which encoded those correctly; a clip that still fails raises.
+    """
+    import soundfile as sf
+
+    sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+    if path.suffix.lower() != ".flac" or ffmpeg_decodes(path):
+        return
+    log.info("%s: ffmpeg rejects libsndfile's FLAC; rewriting at compression level 0", path)
+    sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16", compression_level=0.0)
+    if not ffmpeg_decodes(path):
+        raise ConfigError(f"{path}: ffmpeg cannot decode the FLAC libsndfile wrote; use --format wav")
+
+
+def ffmpeg_decodes(path: Path) -> bool:
+    """Whether ffmpeg decodes ``path`` without a single error."""
+    from clasp_ingest.media.decode import find_ffmpeg
+
+    proc = subprocess.run(
+        [find_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
+        capture_output=True,
+        timeout=120,
+    )
+    return proc.returncode == 0 and not proc.stderr.strip()
 
 
 # ---------------------------------------------------------------- build

@@ -161,6 +161,24 @@ def test_build_small_corpus_reads_back_as_training_manifest(fortunes_root: Path,
         assert (tmp_path / "b" / rel).read_bytes() == row.audio.read_bytes(), rel
 
 
+def test_clips_are_checked_with_ffmpeg(tmp_path: Path) -> None:
+    from clasp_ingest.training.corpus import ffmpeg_decodes, write_clip
+
+    t = np.arange(2 * 16_000) / 16_000
+    audio = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
+    clip = tmp_path / "clip.flac"
+    write_clip(clip, audio.astype(np.float32))
+    assert ffmpeg_decodes(clip)
+    # a FLAC with damaged frame data (what libsndfile occasionally writes) is caught
+    data = bytearray(clip.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0x5A for b in data[middle : middle + 64])
+    damaged = tmp_path / "damaged.flac"
+    damaged.write_bytes(bytes(data))
+    assert not ffmpeg_decodes(damaged)
+    assert not ffmpeg_decodes(tmp_path / "missing.flac")
+
+
 def test_exclude_leaves_out_held_out_sentences_and_says_when_none_are_left(
     fortunes_root: Path, tmp_path: Path
 ) -> None:
