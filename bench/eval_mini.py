@@ -9,6 +9,7 @@ Three sub-commands (all offline):
              catalogues (``/usr/share/locale/<lang>/LC_MESSAGES/*.mo``) of the installed Debian
              packages: messages that are sentence-like in all four languages (5-25 words, no
              format codes or markup), a seeded sample of ``--n``; feed it to ``xling --tsv``.
+             ``--exclude`` another TSV makes a disjoint set (the cross-lingual validation set).
 ``apertium`` translate the English rows of a manifest's test split with apertium eng→spa
              (Debian ``apertium-eng-spa``) into ``apertium_es.jsonl``: Spanish queries against
              the same English speech.
@@ -17,6 +18,8 @@ Three sub-commands (all offline):
     python bench/eval_mini.py xling --out /tmp/xling
     python bench/eval_mini.py gettext --out /tmp/gettext.tsv --n 1000
     python bench/eval_mini.py xling --tsv /tmp/gettext.tsv --out /tmp/xling-gettext
+    python bench/eval_mini.py gettext --out /tmp/gettext_val.tsv --n 1000 --exclude /tmp/gettext.tsv
+    python bench/eval_mini.py xling --tsv /tmp/gettext_val.tsv --split val --out /tmp/xval
     python bench/eval_mini.py apertium /tmp/heldout/manifest.jsonl --out /tmp/xling
     python bench/eval_mini.py run --model clasp-mini /tmp/heldout/manifest.jsonl /tmp/xling/xling_fr.jsonl
 """
@@ -65,14 +68,16 @@ def cmd_xling(args: argparse.Namespace) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     jobs = [
-        ClipJob(i, r[0], "en", "test", "espeak", rng.choice(_EN_VOICES), 150.0, 50, f"clips/en/{i:05d}.flac")
+        ClipJob(
+            i, r[0], "en", args.split, "espeak", rng.choice(_EN_VOICES), 150.0, 50, f"clips/en/{i:05d}.flac"
+        )
         for i, r in enumerate(rows)
     ]
     for job in jobs:
         _synthesise((job, str(out), False))
     for col, lang in enumerate(header):
         manifest = [
-            {"audio": j.audio, "text": r[col], "language": lang, "split": "test"}
+            {"audio": j.audio, "text": r[col], "language": lang, "split": args.split}
             for j, r in zip(jobs, rows, strict=True)
         ]
         _write(out / f"xling_{lang}.jsonl", manifest)
@@ -111,8 +116,11 @@ def _catalogue(lang: str, root: Path) -> dict[str, str]:
 
 def cmd_gettext(args: argparse.Namespace) -> None:
     catalogues = {lang: _catalogue(lang, args.locale_root) for lang in _GETTEXT_LANGS[1:]}
+    excluded = {row[0] for row in _read_tsv(args.exclude)[1]} if args.exclude else set()
     english = sorted(
-        m for m in catalogues["fr"] if _prose(m) and all(_prose(c.get(m, "")) for c in catalogues.values())
+        m
+        for m in catalogues["fr"]
+        if m not in excluded and _prose(m) and all(_prose(c.get(m, "")) for c in catalogues.values())
     )
     picked = sorted(random.Random(args.seed).sample(english, min(args.n, len(english))))
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -175,11 +183,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     x.add_argument("--out", type=Path, required=True)
     x.add_argument("--tsv", type=Path, action="append", help="parallel TSV(s); default the test set's")
     x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--split", default="test", help="split of the rows written ('val' for a validation set)")
     g = sub.add_parser("gettext")
     g.add_argument("--out", type=Path, required=True, help="TSV to write")
     g.add_argument("--n", type=int, default=1000)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--locale-root", type=Path, default=Path("/usr/share/locale"))
+    g.add_argument(
+        "--exclude", type=Path, action="append", help="TSV whose messages to leave out (a disjoint set)"
+    )
     a = sub.add_parser("apertium")
     a.add_argument("manifest", type=Path)
     a.add_argument("--out", type=Path, required=True)

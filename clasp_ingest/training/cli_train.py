@@ -81,6 +81,12 @@ def train_command(
         "--center",
         help="Store training-set means of both sides; centred vectors help cross-lingual queries.",
     ),
+    extra_val: list[Path] = typer.Option(
+        [],
+        "--extra-val",
+        help="Another validation manifest (its 'val' rows), e.g. other-language queries; "
+        "the head's retrieval on it goes to metrics.json. Repeatable.",
+    ),
     skip_unreadable: bool = typer.Option(
         True,
         "--skip-unreadable/--strict-audio",
@@ -111,6 +117,7 @@ def train_command(
             model_id=model_id,
             skip_unreadable=skip_unreadable,
             center=center,
+            extra_val=tuple(extra_val),
         )
         clasp = _load(model or settings.model, device or settings.device, settings.model_dir)
         prepare_head(clasp, kind=fusion, fresh=not fine_tune, seed=seed)
@@ -161,6 +168,11 @@ def _print_train_summary(result: Any) -> None:
         f"({ending}), {result.n_train} train / {result.n_val} val pairs, {result.seconds:.1f} s"
     )
     console.print("validation retrieval: " + ", ".join(f"{k} {v:.4f}" for k, v in result.val_metrics.items()))
+    for manifest, metrics in result.extra_val.items():
+        console.print(
+            f"{manifest} ({metrics['n_queries']} queries): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "n_queries")
+        )
     if result.unreadable:
         console.print(
             f"[yellow]left out {len(result.unreadable)} clips that could not be decoded[/] (metrics.json)"

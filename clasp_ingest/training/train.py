@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ _TRAIN_ONLY = (
     "model_id",
     "skip_unreadable",
     "center",
+    "extra_val",
 )
 
 
@@ -58,7 +59,10 @@ class TrainOptions(FitOptions):
     ``center``: after training, store the training-set means of both sides in the head
     (:class:`~clasp_ingest.model.clasp.Centering`), subtracted from every clip and query
     vector. ``skip_unreadable``: leave out (and list in ``metrics.json``) clips that cannot be decoded,
-    instead of stopping the run.
+    instead of stopping the run. ``extra_val``: more validation manifests (their ``val`` rows, or
+    every row when they have no ``split`` field), e.g. queries in another language than the
+    speech; the trained head's retrieval on each goes to ``metrics.json`` (``extra_val``), so
+    choices like ``center`` can be made on validation data. They do not steer training.
     """
 
     val_fraction: float = 0.1
@@ -68,6 +72,7 @@ class TrainOptions(FitOptions):
     model_id: str | None = None
     skip_unreadable: bool = True
     center: bool = False
+    extra_val: tuple[Path, ...] = ()
 
     def fit_options(self) -> FitOptions:
         fields = {k: v for k, v in asdict(self).items() if k not in _TRAIN_ONLY}
@@ -86,6 +91,7 @@ class TrainResult:
     val_metrics: dict[str, float]
     seconds: float
     unreadable: tuple[str, ...] = ()  # audio files left out (could not be decoded)
+    extra_val: dict[str, dict[str, float]] = field(default_factory=dict)  # manifest -> metrics
 
 
 def train_fusion(
@@ -101,6 +107,7 @@ def train_fusion(
     opts = options or TrainOptions()
     out = Path(out_dir)
     started = time.perf_counter()
+    _check_extra_val(opts.extra_val)
     train_rows, val_rows = split_train_val(
         read_manifest(manifest), val_fraction=opts.val_fraction, seed=opts.seed
     )
@@ -123,6 +130,7 @@ def train_fusion(
         model.centering = Centering.fit(model.embed_features(train.speech, train.spectrogram), train.text)
 
     save_model(model, out, model_id=model_id)
+    extra = {str(path): _extra_val(model, Path(path), opts, out, progress) for path in opts.extra_val}
     result = TrainResult(
         out,
         model_id,
@@ -132,6 +140,7 @@ def train_fusion(
         _retrieval(model, val, 0.5),
         time.perf_counter() - started,
         unreadable,
+        extra,
     )
     _write_metrics(out / METRICS_FILE, result, opts)
     return result
@@ -242,8 +251,47 @@ def _retrieval(model: Any, features: FeatureSet, threshold: float) -> dict[str, 
     }
 
 
+def _check_extra_val(manifests: tuple[Path, ...]) -> None:
+    """Fail before training, not after it, on an extra validation manifest without ``val`` rows."""
+    for manifest in manifests:
+        splits = {row.split for row in read_manifest(manifest)}
+        if "val" not in splits and splits != {None}:
+            raise ConfigError(
+                f"{manifest}: an extra validation manifest needs rows with split 'val' (or no split "
+                f"field at all); it has {sorted(str(s) for s in splits)}"
+            )
+
+
+def _extra_val(
+    model: Any, manifest: Path, opts: TrainOptions, out: Path, progress: ProgressFn | None
+) -> dict[str, float]:
+    """The trained head's retrieval on an extra validation manifest (all candidates)."""
+    from clasp_ingest.evaluation.evaluate import evaluate
+
+    result = evaluate(
+        model,
+        manifest,
+        "all",
+        0.5,
+        0,
+        "val",
+        cache_dir=opts.cache_dir or out / ".features",
+        batch_size=opts.feature_batch_size,
+        progress=progress,
+    )
+    return {key: result[key] for key in ("hits@1", "mrr", "mean_rank", "macro_f1", "n_queries")}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
 def _write_metrics(path: Path, result: TrainResult, opts: TrainOptions) -> None:
-    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
+    options = {k: _jsonable(v) for k, v in asdict(opts).items()}
     fit = asdict(result.fit)
     payload = {
         "model_id": result.model_id,
@@ -252,6 +300,7 @@ def _write_metrics(path: Path, result: TrainResult, opts: TrainOptions) -> None:
         "seconds": round(result.seconds, 3),
         "val_retrieval": result.val_metrics,
         "unreadable": list(result.unreadable),
+        "extra_val": result.extra_val,
         "options": options,
         **fit,
     }

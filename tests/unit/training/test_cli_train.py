@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from clasp_ingest.cli import app
@@ -46,3 +47,36 @@ def test_errors_name_the_input(tmp_path: Path, tone_manifest: Path) -> None:
         app, ["train", str(bad), "--out", str(tmp_path / "o"), "--model", "tiny-random", "-q"]
     )
     assert refused.exit_code == 1 and "bad.jsonl:1" in refused.stderr
+
+
+def test_extra_validation_manifest_is_reported_and_checked_first(tone_manifest: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    rows = [json.loads(line) for line in tone_manifest.read_text().splitlines()]
+    extra = tone_manifest.parent / "extra_val.jsonl"  # same clips, other "language" of queries
+    extra.write_text(
+        "".join(json.dumps({**r, "text": r["text"].upper(), "split": "val"}) + "\n" for r in rows), "utf-8"
+    )
+    common = ["--model", "tiny-random", "--device", "cpu", "--epochs", "1", "--batch-size", "6", "-q"]
+    out = tmp_path / "head"
+    trained = runner.invoke(
+        app, ["train", str(tone_manifest), "--out", str(out), "--extra-val", str(extra), "--json", *common]
+    )
+    assert trained.exit_code == 0, trained.output
+    reported = json.loads(trained.stdout)["extra_val"][str(extra)]
+    assert reported["n_queries"] == len(rows)
+    evaluated = runner.invoke(
+        app, ["eval", str(extra), "--model", str(out), "--split", "val", "--json", "-q"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    again = json.loads(evaluated.stdout)
+    for key in ("hits@1", "mrr", "mean_rank", "macro_f1"):
+        assert reported[key] == pytest.approx(again[key], abs=1e-6), key
+
+    test_only = tone_manifest.parent / "test_only.jsonl"
+    test_only.write_text("".join(json.dumps({**r, "split": "test"}) + "\n" for r in rows), "utf-8")
+    refused = runner.invoke(
+        app,
+        ["train", str(tone_manifest), "--out", str(tmp_path / "no"), "--extra-val", str(test_only), *common],
+    )
+    assert refused.exit_code == 1 and "test_only.jsonl" in refused.stderr and "'val'" in refused.stderr
+    assert not (tmp_path / "no").exists()  # refused before any feature or checkpoint was written
