@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from clasp_ingest.errors import ModelLoadError
+from clasp_ingest.errors import ConfigError, ModelLoadError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.backends import build_component
 from clasp_ingest.model.base import SpectrogramEncoder, SpeechEncoder, TextEncoder
@@ -65,16 +65,23 @@ class Centering:
 
     Centring removes the direction every embedding shares (the text encoder's anisotropy),
     which helps queries in another language than the speech. Stored beside the head in
-    ``fusion.safetensors`` as ``centering.audio`` / ``centering.text``.
+    ``fusion.safetensors`` as ``centering.audio`` / ``centering.text``. A ``strength`` below 1
+    stores the means scaled by it (partial centring: a trade between same-language and
+    cross-lingual retrieval, to be chosen on validation data).
     """
 
     audio: np.ndarray
     text: np.ndarray
 
     @classmethod
-    def fit(cls, audio: np.ndarray, text: np.ndarray) -> Centering:
-        """The means of the unit rows of ``audio`` (head outputs) and ``text`` (text-encoder outputs)."""
-        return cls(_unit(np.asarray(audio, np.float32)).mean(0), _unit(np.asarray(text, np.float32)).mean(0))
+    def fit(cls, audio: np.ndarray, text: np.ndarray, strength: float = 1.0) -> Centering:
+        """``strength`` × the means of the unit rows of ``audio`` (head outputs) and ``text``."""
+        if not 0.0 < strength <= 1.0:
+            raise ConfigError(f"centring strength must be in (0, 1], got {strength}")
+        return cls(
+            strength * _unit(np.asarray(audio, np.float32)).mean(0),
+            strength * _unit(np.asarray(text, np.float32)).mean(0),
+        )
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {

@@ -81,6 +81,9 @@ def train_command(
         "--center",
         help="Store training-set means of both sides; centred vectors help cross-lingual queries.",
     ),
+    center_strength: float = typer.Option(
+        1.0, "--center-strength", help="With --center: subtract this share (0-1] of the means."
+    ),
     extra_val: list[Path] = typer.Option(
         [],
         "--extra-val",
@@ -117,6 +120,7 @@ def train_command(
             model_id=model_id,
             skip_unreadable=skip_unreadable,
             center=center,
+            center_strength=center_strength,
             extra_val=tuple(extra_val),
         )
         clasp = _load(model or settings.model, device or settings.device, settings.model_dir)

@@ -45,6 +45,7 @@ _TRAIN_ONLY = (
     "model_id",
     "skip_unreadable",
     "center",
+    "center_strength",
     "extra_val",
 )
 
@@ -58,11 +59,12 @@ class TrainOptions(FitOptions):
     trained model (default ``<base id>-<out_dir name>``; a retrained head is a new model).
     ``center``: after training, store the training-set means of both sides in the head
     (:class:`~clasp_ingest.model.clasp.Centering`), subtracted from every clip and query
-    vector. ``skip_unreadable``: leave out (and list in ``metrics.json``) clips that cannot be decoded,
-    instead of stopping the run. ``extra_val``: more validation manifests (their ``val`` rows, or
-    every row when they have no ``split`` field), e.g. queries in another language than the
-    speech; the trained head's retrieval on each goes to ``metrics.json`` (``extra_val``), so
-    choices like ``center`` can be made on validation data. They do not steer training.
+    vector (``center_strength`` < 1 subtracts that share of them). ``skip_unreadable``: leave
+    out (and list in ``metrics.json``) clips that cannot be decoded, instead of stopping the
+    run. ``extra_val``: more validation manifests (their ``val`` rows, or every row when they
+    have no ``split`` field), e.g. queries in another language than the speech; the trained
+    head's retrieval on each goes to ``metrics.json`` (``extra_val``), so choices like
+    ``center`` can be made on validation data. They do not steer training.
     """
 
     val_fraction: float = 0.1
@@ -72,7 +74,13 @@ class TrainOptions(FitOptions):
     model_id: str | None = None
     skip_unreadable: bool = True
     center: bool = False
+    center_strength: float = 1.0
     extra_val: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.center_strength <= 1.0:
+            raise ConfigError(f"center_strength must be in (0, 1], got {self.center_strength}")
 
     def fit_options(self) -> FitOptions:
         fields = {k: v for k, v in asdict(self).items() if k not in _TRAIN_ONLY}
@@ -127,7 +135,9 @@ def train_fusion(
     from clasp_ingest.model.clasp import Centering, save_model
 
     if opts.center:
-        model.centering = Centering.fit(model.embed_features(train.speech, train.spectrogram), train.text)
+        model.centering = Centering.fit(
+            model.embed_features(train.speech, train.spectrogram), train.text, opts.center_strength
+        )
 
     save_model(model, out, model_id=model_id)
     extra = {str(path): _extra_val(model, Path(path), opts, out, progress) for path in opts.extra_val}

@@ -1,0 +1,134 @@
+"""Average trained fusion heads into one ("model soup"), then refit its centring.
+
+Heads trained from the same seeded initialisation with different recipes (batch size,
+learning rate) often average into a head better than either: clasp-mini v0.4 is the mean
+of two such runs (see its model card). The heads must share the backbones and the fusion
+shape. Floating-point tensors are averaged; integer ones (BatchNorm's batch counters) are
+taken from the first head. Centring depends on the head's outputs, so it is refitted on a
+manifest's training rows (``--center``) — or dropped.
+
+    python -m clasp_ingest.training.average RUN_A RUN_B --out DIR --center train.jsonl \\
+        --cache-dir feat --model-id clasp-mini-v0.4
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from clasp_ingest.errors import ClaspIngestError, ConfigError
+from clasp_ingest.log import get_logger
+
+__all__ = ["average_heads", "main"]
+
+log = get_logger("training.average")
+
+
+def average_heads(
+    model_dirs: Sequence[Path | str],
+    out_dir: Path | str,
+    *,
+    center_manifest: Path | str | None = None,
+    center_strength: float = 1.0,
+    cache_dir: Path | str | None = None,
+    model_id: str | None = None,
+    device: str = "cpu",
+) -> Any:
+    """Load the heads in ``model_dirs``, save their average to ``out_dir``; return the model."""
+    import torch
+
+    from clasp_ingest.model import load_model
+    from clasp_ingest.model.clasp import save_model
+    from clasp_ingest.training.features import encoder_identity
+
+    if center_manifest is not None and not 0.0 < center_strength <= 1.0:
+        raise ConfigError(f"centring strength must be in (0, 1], got {center_strength}")
+    if len(model_dirs) < 2:
+        raise ConfigError(f"averaging needs at least two trained heads, got {len(model_dirs)}")
+    models = [load_model(str(path), device=device) for path in model_dirs]
+    first = models[0]
+    backbones = encoder_identity(first, "speech", "spectrogram", "text")
+    for path, model in zip(model_dirs[1:], models[1:], strict=True):
+        if model.config.fusion != first.config.fusion:
+            raise ConfigError(
+                f"{path}: its fusion head ({model.config.fusion}) differs from {model_dirs[0]}'s "
+                f"({first.config.fusion}); only heads of one shape can be averaged"
+            )
+        if encoder_identity(model, "speech", "spectrogram", "text") != backbones:
+            raise ConfigError(
+                f"{path}: its backbones differ from {model_dirs[0]}'s; average heads of one model"
+            )
+    states = [model.fusion.state_dict() for model in models]
+    averaged = {
+        key: torch.stack([state[key].float() for state in states]).mean(0).to(value.dtype)
+        if value.is_floating_point()
+        else value
+        for key, value in states[0].items()
+    }
+    first.fusion.load_state_dict(averaged)
+    first.centering = None
+    if center_manifest is not None:
+        first.centering = _fit_centering(first, Path(center_manifest), cache_dir, center_strength)
+    out = Path(out_dir)
+    save_model(first, out, model_id=model_id)
+    log.info("averaged %d heads into %s", len(models), out)
+    return first
+
+
+def _fit_centering(model: Any, manifest: Path, cache_dir: Path | str | None, strength: float) -> Any:
+    """The averaged head's centring, from the manifest's training rows (as ``train --center``)."""
+    from clasp_ingest.model.clasp import Centering
+    from clasp_ingest.training.features import FeatureCache, compute_features
+    from clasp_ingest.training.manifest import read_manifest, select_split
+
+    rows = select_split(read_manifest(manifest), "train")
+    features = compute_features(
+        model,
+        [row.audio for row in rows],
+        [row.text for row in rows],
+        cache=FeatureCache(Path(cache_dir) if cache_dir is not None else None),
+        skip_unreadable=True,
+    )
+    return Centering.fit(model.embed_features(features.speech, features.spectrogram), features.text, strength)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m clasp_ingest.training.average", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "heads", nargs="+", type=Path, help="trained model folders (clasp-ingest train --out)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder for the averaged head")
+    parser.add_argument(
+        "--center", type=Path, default=None, help="manifest whose training rows refit the centring"
+    )
+    parser.add_argument(
+        "--center-strength", type=float, default=1.0, help="share (0-1] of the means subtracted"
+    )
+    parser.add_argument("--cache-dir", type=Path, default=None, help="feature cache of that manifest's clips")
+    parser.add_argument(
+        "--model-id", default=None, help="id of the averaged model (default: the first head's)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        average_heads(
+            args.heads,
+            args.out,
+            center_manifest=args.center,
+            center_strength=args.center_strength,
+            cache_dir=args.cache_dir,
+            model_id=args.model_id,
+        )
+    except (ClaspIngestError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"averaged {len(args.heads)} heads into {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Averaging trained heads (``python -m clasp_ingest.training.average``) with the tiny-random model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.training.average import average_heads, main
+from clasp_ingest.training.manifest import read_manifest
+from clasp_ingest.training.train import TrainOptions, prepare_head, train_fusion
+
+FAST = TrainOptions(lr=3e-3, batch_size=6, val_batch_size=3, max_epochs=2, patience=2, device="cpu")
+
+
+def _two_heads(tone_manifest: Path, tmp_path: Path) -> tuple[Path, Path]:
+    from clasp_ingest.model import load_model
+
+    runs = []
+    for name, options in (("a", FAST), ("b", replace(FAST, lr=1e-3, batch_size=4))):
+        model = load_model("tiny-random", device="cpu")
+        prepare_head(model, kind="gating", seed=0)
+        train_fusion(model, tone_manifest, tmp_path / name, replace(options, center=True))
+        runs.append(tmp_path / name)
+    return runs[0], runs[1]
+
+
+def test_average_is_the_mean_of_the_heads_with_refitted_centring(tone_manifest: Path, tmp_path: Path) -> None:
+    from clasp_ingest.model import load_model
+
+    a, b = _two_heads(tone_manifest, tmp_path)
+    code = main([str(a), str(b), "--out", str(tmp_path / "avg"), "--center", str(tone_manifest),
+                 "--model-id", "tiny-avg"])  # fmt: skip
+    assert code == 0
+    avg = load_model(str(tmp_path / "avg"), device="cpu")
+    assert avg.model_id == "tiny-avg"
+    sa, sb = (load_model(str(p), device="cpu").fusion.state_dict() for p in (a, b))
+    for key, value in avg.fusion.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (sa[key] + sb[key]) / 2, atol=1e-6), key
+        else:
+            assert torch.equal(value, sa[key]), key
+    # the centring is the averaged head's own: the mean unit output over the training rows
+    rows = [r for r in read_manifest(tone_manifest) if r.split == "train"]
+    from clasp_ingest.training.features import load_waveform
+
+    avg.centering, kept = None, avg.centering
+    outputs = avg.encode_audio([load_waveform(r.audio) for r in rows])
+    assert kept is not None and np.allclose(kept.audio, outputs.mean(0), atol=1e-5)
+
+
+def test_heads_of_different_shapes_or_too_few_are_refused(
+    tiny_model: Any, tone_manifest: Path, tmp_path: Path
+) -> None:
+    a, _ = _two_heads(tone_manifest, tmp_path)
+    prepare_head(tiny_model, kind="concat", seed=0)
+    train_fusion(tiny_model, tone_manifest, tmp_path / "concat", FAST)
+    with pytest.raises(ConfigError, match="fusion head"):
+        average_heads([a, tmp_path / "concat"], tmp_path / "x")
+    with pytest.raises(ConfigError, match="at least two"):
+        average_heads([a], tmp_path / "x")
+    assert main([str(a), "--out", str(tmp_path / "y")]) == 1
+
+
+def test_partial_centring_scales_the_means(tone_manifest: Path, tmp_path: Path) -> None:
+    from clasp_ingest.model import load_model
+
+    a, b = _two_heads(tone_manifest, tmp_path)
+    for name, strength in (("full", "1.0"), ("half", "0.5")):
+        assert main([str(a), str(b), "--out", str(tmp_path / name), "--center", str(tone_manifest),
+                     "--center-strength", strength]) == 0  # fmt: skip
+    full = load_model(str(tmp_path / "full"), device="cpu").centering
+    half = load_model(str(tmp_path / "half"), device="cpu").centering
+    assert full is not None and half is not None
+    assert np.allclose(half.audio, 0.5 * full.audio, atol=1e-6)
+    assert np.allclose(half.text, 0.5 * full.text, atol=1e-6)
+    with pytest.raises(ConfigError, match="strength"):
+        TrainOptions(center=True, center_strength=0.0)
+    assert main([str(a), str(b), "--out", str(tmp_path / "z"), "--center", str(tone_manifest),
+                 "--center-strength", "1.5"]) == 1  # fmt: skip
