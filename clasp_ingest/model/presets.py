@@ -2,7 +2,10 @@
 
 Built-in presets are defined here. More presets plug in as JSON files (a ``ModelConfig``
 dict) placed in ``clasp_ingest/model/preset_files/`` — e.g. ``clasp-mini.json`` — found at
-lookup time, so adding one touches no Python code.
+lookup time, so adding one touches no Python code. A JSON preset is named by its file name;
+its ``model_id`` may add a version (``clasp-mini`` → ``clasp-mini-v0.4``), and since a
+collection records the model id of its vectors, a collection made with an older head is
+refused rather than mixed with the new head's vectors.
 """
 
 from __future__ import annotations
@@ -66,8 +69,7 @@ def _json_presets() -> dict[str, ModelConfig]:
         return {}
     found = {}
     for path in sorted(folder.glob("*.json")):
-        config = ModelConfig.from_file(path)
-        found[config.model_id] = config
+        found[path.stem] = ModelConfig.from_file(path)
     return found
 
 

@@ -148,3 +148,11 @@ def test_load_model_from_settings_sets_torch_threads(monkeypatch: pytest.MonkeyP
     assert set_torch_threads() == max(1, len(os.sched_getaffinity(0)) - 1) == torch.get_num_threads()
     with pytest.raises(ValueError, match=">= 1"):
         set_torch_threads(0)
+
+
+def test_json_presets_are_named_by_file_and_version_their_model_id() -> None:
+    mini = get_preset("clasp-mini")
+    # the id stored in collections carries the head's version, so a collection made with an
+    # older head (model id "clasp-mini") is refused instead of mixed with the new vectors
+    assert mini.model_id == "clasp-mini-v0.4"
+    assert "clasp-mini" in list_presets() and mini.model_id not in list_presets()
