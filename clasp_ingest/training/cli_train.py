@@ -173,6 +173,9 @@ def _print_train_summary(result: Any) -> None:
     )
     console.print("validation retrieval: " + ", ".join(f"{k} {v:.4f}" for k, v in result.val_metrics.items()))
     for manifest, metrics in result.extra_val.items():
+        if "error" in metrics:
+            console.print(f"[yellow]{manifest}: not evaluated[/] ({metrics['error']})")
+            continue
         console.print(
             f"{manifest} ({metrics['n_queries']} queries): "
             + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "n_queries")

@@ -99,7 +99,7 @@ class TrainResult:
     val_metrics: dict[str, float]
     seconds: float
     unreadable: tuple[str, ...] = ()  # audio files left out (could not be decoded)
-    extra_val: dict[str, dict[str, float]] = field(default_factory=dict)  # manifest -> metrics
+    extra_val: dict[str, dict[str, Any]] = field(default_factory=dict)  # manifest -> metrics or error
 
 
 def train_fusion(
@@ -274,21 +274,30 @@ def _check_extra_val(manifests: tuple[Path, ...]) -> None:
 
 def _extra_val(
     model: Any, manifest: Path, opts: TrainOptions, out: Path, progress: ProgressFn | None
-) -> dict[str, float]:
-    """The trained head's retrieval on an extra validation manifest (all candidates)."""
+) -> dict[str, Any]:
+    """The trained head's retrieval on an extra validation manifest (all candidates).
+
+    The head is already saved: a manifest that fails here (a clip that cannot be decoded)
+    is reported as ``{"error": ...}`` instead of losing the run's metrics.
+    """
+    from clasp_ingest.errors import ClaspIngestError
     from clasp_ingest.evaluation.evaluate import evaluate
 
-    result = evaluate(
-        model,
-        manifest,
-        "all",
-        0.5,
-        0,
-        "val",
-        cache_dir=opts.cache_dir or out / ".features",
-        batch_size=opts.feature_batch_size,
-        progress=progress,
-    )
+    try:
+        result = evaluate(
+            model,
+            manifest,
+            "all",
+            0.5,
+            0,
+            "val",
+            cache_dir=opts.cache_dir or out / ".features",
+            batch_size=opts.feature_batch_size,
+            progress=progress,
+        )
+    except ClaspIngestError as exc:
+        log.warning("extra validation on %s failed: %s", manifest, exc)
+        return {"error": str(exc)}
     return {key: result[key] for key in ("hits@1", "mrr", "mean_rank", "macro_f1", "n_queries")}
 
 

@@ -56,12 +56,18 @@ def test_extra_validation_manifest_is_reported_and_checked_first(tone_manifest: 
     extra.write_text(
         "".join(json.dumps({**r, "text": r["text"].upper(), "split": "val"}) + "\n" for r in rows), "utf-8"
     )
+    broken = tmp_path / "broken.jsonl"  # a clip that cannot be decoded: reported, the run is kept
+    (tmp_path / "noise.wav").write_bytes(b"RIFF not really a wave file")
+    broken.write_text(json.dumps({"audio": "noise.wav", "text": "x", "split": "val"}) + "\n", "utf-8")
     common = ["--model", "tiny-random", "--device", "cpu", "--epochs", "1", "--batch-size", "6", "-q"]
     out = tmp_path / "head"
     trained = runner.invoke(
-        app, ["train", str(tone_manifest), "--out", str(out), "--extra-val", str(extra), "--json", *common]
-    )
+        app,
+        ["train", str(tone_manifest), "--out", str(out), "--extra-val", str(extra),
+         "--extra-val", str(broken), "--json", *common],
+    )  # fmt: skip
     assert trained.exit_code == 0, trained.output
+    assert "noise.wav" in json.loads(trained.stdout)["extra_val"][str(broken)]["error"]
     reported = json.loads(trained.stdout)["extra_val"][str(extra)]
     assert reported["n_queries"] == len(rows)
     evaluated = runner.invoke(
