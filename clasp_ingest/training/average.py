@@ -37,31 +37,34 @@ def average_heads(
     model_id: str | None = None,
     device: str = "cpu",
 ) -> Any:
-    """Load the heads in ``model_dirs``, save their average to ``out_dir``; return the model."""
+    """Average the heads in ``model_dirs`` into the first one's model, save it to ``out_dir``.
+
+    Only the first folder's backbones are loaded; the others contribute their head weights.
+    """
     import torch
 
     from clasp_ingest.model import load_model
-    from clasp_ingest.model.clasp import save_model
-    from clasp_ingest.training.features import encoder_identity
+    from clasp_ingest.model.clasp import Centering, load_saved_head, save_model
 
-    if center_manifest is not None and not 0.0 < center_strength <= 1.0:
-        raise ConfigError(f"centring strength must be in (0, 1], got {center_strength}")
+    if center_manifest is not None:
+        Centering.check_strength(center_strength)
     if len(model_dirs) < 2:
         raise ConfigError(f"averaging needs at least two trained heads, got {len(model_dirs)}")
-    models = [load_model(str(path), device=device) for path in model_dirs]
-    first = models[0]
-    backbones = encoder_identity(first, "speech", "spectrogram", "text")
-    for path, model in zip(model_dirs[1:], models[1:], strict=True):
-        if model.config.fusion != first.config.fusion:
+    first = load_model(str(model_dirs[0]), device=device)
+    states = [first.fusion.state_dict()]
+    for path in model_dirs[1:]:
+        config, head = load_saved_head(path)
+        if config.fusion != first.config.fusion:
             raise ConfigError(
-                f"{path}: its fusion head ({model.config.fusion}) differs from {model_dirs[0]}'s "
+                f"{path}: its fusion head ({config.fusion}) differs from {model_dirs[0]}'s "
                 f"({first.config.fusion}); only heads of one shape can be averaged"
             )
-        if encoder_identity(model, "speech", "spectrogram", "text") != backbones:
+        ours = (first.config.speech, first.config.spectrogram, first.config.text, first.config.seed)
+        if (config.speech, config.spectrogram, config.text, config.seed) != ours:
             raise ConfigError(
                 f"{path}: its backbones differ from {model_dirs[0]}'s; average heads of one model"
             )
-    states = [model.fusion.state_dict() for model in models]
+        states.append(head.state_dict())
     averaged = {
         key: torch.stack([state[key].float() for state in states]).mean(0).to(value.dtype)
         if value.is_floating_point()
@@ -74,7 +77,7 @@ def average_heads(
         first.centering = _fit_centering(first, Path(center_manifest), cache_dir, center_strength)
     out = Path(out_dir)
     save_model(first, out, model_id=model_id)
-    log.info("averaged %d heads into %s", len(models), out)
+    log.info("averaged %d heads into %s", len(model_dirs), out)
     return first
 
 

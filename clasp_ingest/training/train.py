@@ -78,9 +78,10 @@ class TrainOptions(FitOptions):
     extra_val: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
+        from clasp_ingest.model.clasp import Centering
+
         super().__post_init__()
-        if not 0.0 < self.center_strength <= 1.0:
-            raise ConfigError(f"center_strength must be in (0, 1], got {self.center_strength}")
+        Centering.check_strength(self.center_strength)
 
     def fit_options(self) -> FitOptions:
         fields = {k: v for k, v in asdict(self).items() if k not in _TRAIN_ONLY}
