@@ -13,7 +13,9 @@ Three sub-commands (all offline):
 ``apertium`` translate the English rows of a manifest's test split with apertium eng→spa
              (Debian ``apertium-eng-spa``) into ``apertium_es.jsonl``: Spanish queries against
              the same English speech.
-``run``      evaluate a model on manifests (all-candidates protocol) and print a Markdown table.
+``run``      evaluate a model on manifests (all-candidates protocol) and print a Markdown table;
+             ``--distractors M`` adds M's clips to every query's candidates (a mixed-language
+             collection: cross-lingual queries on English speech among speech in 6 languages).
 
     python bench/eval_mini.py xling --out /tmp/xling
     python bench/eval_mini.py gettext --out /tmp/gettext.tsv --n 1000
@@ -22,6 +24,7 @@ Three sub-commands (all offline):
     python bench/eval_mini.py xling --tsv /tmp/gettext_val.tsv --split val --out /tmp/xval
     python bench/eval_mini.py apertium /tmp/heldout/manifest.jsonl --out /tmp/xling
     python bench/eval_mini.py run --model clasp-mini /tmp/heldout/manifest.jsonl /tmp/xling/xling_fr.jsonl
+    python bench/eval_mini.py run --distractors /tmp/heldout/manifest.jsonl /tmp/xling-gettext/xling_de.jsonl
 """
 
 from __future__ import annotations
@@ -158,6 +161,10 @@ def cmd_apertium(args: argparse.Namespace) -> None:
     print(f"{len(manifest)} English clips with apertium Spanish queries in {args.out}")
 
 
+def _among(result: dict[str, object]) -> str:
+    return f" (+{result['distractors']} distractors)" if "distractors" in result else ""
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from clasp_ingest.evaluation.evaluate import evaluate
     from clasp_ingest.model import load_model
@@ -168,9 +175,20 @@ def cmd_run(args: argparse.Namespace) -> None:
     print("| set | queries | HITS@1 | MRR | mean rank | Macro-F1 |")
     print("|---|---:|---:|---:|---:|---:|")
     for manifest in args.manifests:
-        result = evaluate(model, manifest, "all", args.threshold, 0, args.split, cache_dir=args.cache_dir)
+        result = evaluate(
+            model,
+            manifest,
+            "all",
+            args.threshold,
+            0,
+            args.split,
+            cache_dir=args.cache_dir,
+            distractors=args.distractors,
+            distractor_split=args.distractor_split,
+        )
         print(
-            f"| {manifest.parent.name}/{manifest.name} | {result['n_queries']} | {result['hits@1']:.3f} "
+            f"| {manifest.parent.name}/{manifest.name}{_among(result)} | {result['n_queries']} "
+            f"| {result['hits@1']:.3f} "
             f"| {result['mrr']:.3f} | {result['mean_rank']:.1f} | {result['macro_f1']:.3f} |",
             flush=True,
         )
@@ -201,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     r.add_argument("--cache-dir", type=Path, default=None)
     r.add_argument("--split", default="test")
     r.add_argument("--threshold", type=float, default=0.5)
+    r.add_argument(
+        "--distractors", type=Path, default=None, help="manifest whose clips join every query's candidates"
+    )
+    r.add_argument("--distractor-split", default=None, help="split of --distractors (default --split)")
     args = parser.parse_args(argv)
     {"xling": cmd_xling, "gettext": cmd_gettext, "apertium": cmd_apertium, "run": cmd_run}[args.cmd](args)
 

@@ -47,19 +47,42 @@ def evaluate(
     cache_dir: Path | None = None,
     batch_size: int = 8,
     progress: ProgressFn | None = None,
+    distractors: Path | str | None = None,
+    distractor_split: str | None = None,
 ) -> dict[str, Any]:
     """Retrieval metrics of ``model`` (any ``AudioTextEncoder``) on a manifest split.
 
     A ``ClaspModel`` is run as backbones → (cached, when ``cache_dir`` is given) features →
     fusion; any other ``AudioTextEncoder`` through ``encode_audio``/``encode_text``.
+
+    ``distractors``: another manifest whose clips (its ``distractor_split``, default
+    ``split``; clips that are also in ``manifest`` left out) join every query's candidates
+    but ask no queries. With speech in several languages it measures what a mixed-language
+    collection does to cross-lingual queries (a query in German against English speech then
+    also competes with German speech). Needs ``candidates="all"``; the result gains
+    ``"distractors"``, their number.
     """
     rows = select_split(read_manifest(manifest), split)
     n_candidates = _check_candidates(candidates, len(rows))
-    text, audio = _embeddings(model, rows, cache_dir, batch_size, progress)
+    extra: list[ManifestRow] = []
+    if distractors is not None:
+        if n_candidates is not None:
+            raise ConfigError("distractors need candidates='all' (every clip is a candidate)")
+        own = {row.audio for row in rows}
+        extra = [
+            row
+            for row in select_split(read_manifest(distractors), distractor_split or split)
+            if row.audio not in own
+        ]
+    text, audio = _embeddings(model, rows + extra, cache_dir, batch_size, progress)
+    text = text[: len(rows)]  # the distractors' captions ask nothing
     columns = None if n_candidates is None else sample_candidates(len(rows), n_candidates, seed)
     scores = streamed_metrics(text, audio, columns, threshold)
     log.info("evaluated %d queries (%s candidates): %s", len(rows), candidates, scores)
-    return {**scores, "threshold": threshold, "n_queries": len(rows), "candidates": n_candidates or "all"}
+    result = {**scores, "threshold": threshold, "n_queries": len(rows), "candidates": n_candidates or "all"}
+    if distractors is not None:
+        result["distractors"] = len(extra)
+    return result
 
 
 def _check_candidates(candidates: str | int, n_rows: int) -> int | None:

@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 __all__ = [
     "Centering",
     "ClaspModel",
+    "language_basis",
     "load_fusion_weights",
     "load_model",
     "load_model_from_settings",
     "load_saved_head",
+    "project_out",
     "save_fusion",
     "save_model",
     "set_torch_threads",
@@ -69,10 +71,18 @@ class Centering:
     ``fusion.safetensors`` as ``centering.audio`` / ``centering.text``. A ``strength`` below 1
     stores the means scaled by it (partial centring: a trade between same-language and
     cross-lingual retrieval, to be chosen on validation data).
+
+    ``basis`` (optional, ``centering.basis``, shape ``(k, dim)``, orthonormal rows): directions
+    that separate languages (:func:`language_basis`), projected out of both sides before the
+    means are subtracted. Without it a query in German prefers German speech over the English
+    clip that says what it asks (the text encoder's language identity, which the head learns
+    to reproduce); a head trained on targets with these directions removed
+    (``clasp-ingest train --language-dims``) does not carry it.
     """
 
     audio: np.ndarray
     text: np.ndarray
+    basis: np.ndarray | None = None
 
     @staticmethod
     def check_strength(strength: float) -> None:
@@ -81,19 +91,64 @@ class Centering:
             raise ConfigError(f"centring strength must be in (0, 1], got {strength}")
 
     @classmethod
-    def fit(cls, audio: np.ndarray, text: np.ndarray, strength: float = 1.0) -> Centering:
-        """``strength`` × the means of the unit rows of ``audio`` (head outputs) and ``text``."""
+    def fit(
+        cls, audio: np.ndarray, text: np.ndarray, strength: float = 1.0, basis: np.ndarray | None = None
+    ) -> Centering:
+        """``strength`` × the means of the unit rows of ``audio`` (head outputs) and ``text``.
+
+        With ``basis`` the rows are projected first, and the means are those of the projections.
+        """
         cls.check_strength(strength)
         return cls(
-            strength * _unit(np.asarray(audio, np.float32)).mean(0),
-            strength * _unit(np.asarray(text, np.float32)).mean(0),
+            strength * project_out(np.asarray(audio, np.float32), basis).mean(0),
+            strength * project_out(np.asarray(text, np.float32), basis).mean(0),
+            None if basis is None else np.asarray(basis, np.float32),
         )
 
+    def apply(self, x: np.ndarray, side: str) -> np.ndarray:
+        """Unit rows of ``x`` (``side`` ``"audio"`` or ``"text"``): projected, centred, unit."""
+        return _centred(project_out(x, self.basis), self.audio if side == "audio" else self.text)
+
     def tensors(self) -> dict[str, torch.Tensor]:
+        arrays = {"audio": self.audio, "text": self.text, "basis": self.basis}
+        # copies: safetensors refuses tensors that share memory (e.g. one zero vector twice)
         return {
-            CENTERING_PREFIX + "audio": torch.from_numpy(np.ascontiguousarray(self.audio, np.float32)),
-            CENTERING_PREFIX + "text": torch.from_numpy(np.ascontiguousarray(self.text, np.float32)),
+            CENTERING_PREFIX + name: torch.from_numpy(np.array(value, np.float32, copy=True))
+            for name, value in arrays.items()
+            if value is not None
         }
+
+
+def language_basis(text: np.ndarray, languages: Sequence[str | None], dims: int) -> np.ndarray:
+    """The ``dims`` directions along which the languages' mean unit text vectors differ most.
+
+    ``text``: text-encoder outputs of the training captions; ``languages``: each row's language.
+    Returns ``(dims, dim)`` orthonormal rows (the top right singular vectors of the language
+    means, less their average). ``dims`` can be at most the number of languages less one.
+    """
+    if len(languages) != len(text):
+        raise ConfigError(f"{len(text)} text rows but {len(languages)} languages")
+    if any(lang is None for lang in languages):
+        raise ConfigError("every training row needs a 'language' to find language directions")
+    names = sorted({str(lang) for lang in languages})
+    if not 1 <= dims <= len(names) - 1:
+        raise ConfigError(
+            f"language dims must be between 1 and the number of languages less one "
+            f"({len(names) - 1} for {', '.join(names)}), got {dims}"
+        )
+    unit = _unit(np.asarray(text, np.float32))
+    labels = np.asarray([str(lang) for lang in languages])
+    means = np.stack([unit[labels == name].mean(0) for name in names])
+    _, _, vt = np.linalg.svd(means - means.mean(0), full_matrices=False)
+    return np.ascontiguousarray(vt[:dims], dtype=np.float32)
+
+
+def project_out(x: np.ndarray, basis: np.ndarray | None) -> np.ndarray:
+    """Unit rows of ``x`` with the span of ``basis``'s (orthonormal) rows removed."""
+    unit = _unit(np.asarray(x, np.float32))
+    if basis is None:
+        return unit
+    return _unit(unit - (unit @ basis.T) @ basis)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -151,12 +206,12 @@ class ClaspModel:
         finally:
             self.fusion.train(was_training)
         audio = fused.cpu().numpy().astype(np.float32, copy=False)
-        return _centred(audio, self.centering.audio) if self.centering is not None else audio
+        return self.centering.apply(audio, "audio") if self.centering is not None else audio
 
     def embed_text_features(self, vectors: np.ndarray) -> np.ndarray:
         """Text-encoder outputs → the model's query vectors: L2 norm (and centring), float32."""
         out = _unit(np.asarray(vectors, dtype=np.float32))
-        return _centred(out, self.centering.text) if self.centering is not None else out
+        return self.centering.apply(out, "text") if self.centering is not None else out
 
     def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """16 kHz mono float32 waveforms → (n, dim) unit vectors."""
@@ -199,15 +254,16 @@ def load_fusion_weights(config: ModelConfig, path: Path) -> torch.nn.Module:
     return _load_head(config, path)[0]
 
 
-def load_saved_head(model_dir: Path | str) -> tuple[ModelConfig, torch.nn.Module]:
-    """The config and fusion head of a folder written by ``save_model``, without its backbones."""
+def load_saved_head(model_dir: Path | str) -> tuple[ModelConfig, torch.nn.Module, Centering | None]:
+    """The config, fusion head and centring of a folder written by ``save_model``, no backbones."""
     config, saved_dir = _resolve_config(str(model_dir))
     if saved_dir is None:
         raise ModelLoadError(f"{str(model_dir)!r} is not a model directory (written by save_model)")
     weights = saved_dir / FUSION_FILE
     if not weights.is_file():
         raise ModelLoadError(f"model directory {str(saved_dir)!r} has no {FUSION_FILE}")
-    return config, load_fusion_weights(config, weights)
+    head, centering = _load_head(config, weights)
+    return config, head, centering
 
 
 def _load_head(config: ModelConfig, path: Path) -> tuple[torch.nn.Module, Centering | None]:
@@ -221,12 +277,7 @@ def _load_head(config: ModelConfig, path: Path) -> tuple[torch.nn.Module, Center
         extra = {k[len(CENTERING_PREFIX) :]: v for k, v in state.items() if k.startswith(CENTERING_PREFIX)}
         state = {k: v for k, v in state.items() if not k.startswith(CENTERING_PREFIX)}
         if extra:
-            if set(extra) != {"audio", "text"} or any(v.shape != (config.dim,) for v in extra.values()):
-                raise ModelLoadError(
-                    f"fusion weights {str(path)!r}: centering tensors {sorted(extra)} do not fit "
-                    f"a {config.dim}-d model; expected centering.audio and centering.text of ({config.dim},)"
-                )
-            centering = Centering(extra["audio"].float().numpy(), extra["text"].float().numpy())
+            centering = _centering_from(extra, config.dim, path)
     else:
         from clasp_ingest.model.checkpoint import read_official_state_dict
 
@@ -240,6 +291,26 @@ def _load_head(config: ModelConfig, path: Path) -> tuple[torch.nn.Module, Center
             f"{config.fusion.speech_dim}+{config.fusion.spec_dim}→{config.fusion.out_dim}: {exc}"
         ) from exc
     return fusion, centering
+
+
+def _centering_from(extra: Mapping[str, torch.Tensor], dim: int, path: Path) -> Centering:
+    basis = extra.get("basis")
+    if (
+        not {"audio", "text"} <= set(extra) <= {"audio", "text", "basis"}
+        or extra["audio"].shape != (dim,)
+        or extra["text"].shape != (dim,)
+        or (basis is not None and (basis.ndim != 2 or basis.shape[1] != dim or not 0 < basis.shape[0] < dim))
+    ):
+        raise ModelLoadError(
+            f"fusion weights {str(path)!r}: centering tensors {sorted(extra)} do not fit a {dim}-d "
+            f"model; expected centering.audio and centering.text of ({dim},) and, optionally, "
+            f"centering.basis of (k, {dim})"
+        )
+    return Centering(
+        extra["audio"].float().numpy(),
+        extra["text"].float().numpy(),
+        None if basis is None else basis.float().numpy(),
+    )
 
 
 def _resolve_config(name_or_path: str) -> tuple[ModelConfig, Path | None]:

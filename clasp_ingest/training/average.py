@@ -5,7 +5,8 @@ learning rate) often average into a head better than either: clasp-mini v0.4 is 
 of two such runs (see its model card). The heads must share the backbones and the fusion
 shape. Floating-point tensors are averaged; integer ones (BatchNorm's batch counters) are
 taken from the first head. Centring depends on the head's outputs, so it is refitted on a
-manifest's training rows (``--center``) — or dropped.
+manifest's training rows (``--center``) — or dropped. Language directions removed in training
+(``train --language-dims``) must be the same in every head and are kept.
 
     python -m clasp_ingest.training.average RUN_A RUN_B --out DIR --center train.jsonl \\
         --cache-dir feat --model-id clasp-mini-v0.4
@@ -18,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from clasp_ingest.errors import ClaspIngestError, ConfigError
 from clasp_ingest.log import get_logger
@@ -52,8 +55,17 @@ def average_heads(
         raise ConfigError(f"averaging needs at least two trained heads, got {len(model_dirs)}")
     first = load_model(str(model_dirs[0]), device=device)
     states = [first.fusion.state_dict()]
+    basis = first.centering.basis if first.centering is not None else None
     for path in model_dirs[1:]:
-        config, head = load_saved_head(path)
+        config, head, centering = load_saved_head(path)
+        other = centering.basis if centering is not None else None
+        if (basis is None) != (other is None) or (
+            basis is not None and other is not None and not np.array_equal(basis, other)
+        ):
+            raise ConfigError(
+                f"{path}: its language directions (train --language-dims) differ from "
+                f"{model_dirs[0]}'s; average heads trained on one manifest with one setting"
+            )
         if config.fusion != first.config.fusion:
             raise ConfigError(
                 f"{path}: its fusion head ({config.fusion}) differs from {model_dirs[0]}'s "
@@ -74,14 +86,19 @@ def average_heads(
     first.fusion.load_state_dict(averaged)
     first.centering = None
     if center_manifest is not None:
-        first.centering = _fit_centering(first, Path(center_manifest), cache_dir, center_strength)
+        first.centering = _fit_centering(first, Path(center_manifest), cache_dir, center_strength, basis)
+    elif basis is not None:  # the language directions stay; only the means need a manifest
+        zeros = np.zeros(first.dim, np.float32)
+        first.centering = Centering(zeros, zeros, basis)
     out = Path(out_dir)
     save_model(first, out, model_id=model_id)
     log.info("averaged %d heads into %s", len(model_dirs), out)
     return first
 
 
-def _fit_centering(model: Any, manifest: Path, cache_dir: Path | str | None, strength: float) -> Any:
+def _fit_centering(
+    model: Any, manifest: Path, cache_dir: Path | str | None, strength: float, basis: Any
+) -> Any:
     """The averaged head's centring, from the manifest's training rows (as ``train --center``)."""
     from clasp_ingest.model.clasp import Centering
     from clasp_ingest.training.features import FeatureCache, compute_features
@@ -95,7 +112,8 @@ def _fit_centering(model: Any, manifest: Path, cache_dir: Path | str | None, str
         cache=FeatureCache(Path(cache_dir) if cache_dir is not None else None),
         skip_unreadable=True,
     )
-    return Centering.fit(model.embed_features(features.speech, features.spectrogram), features.text, strength)
+    audio = model.embed_features(features.speech, features.spectrogram)
+    return Centering.fit(audio, features.text, strength, basis)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

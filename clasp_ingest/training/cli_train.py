@@ -84,6 +84,13 @@ def train_command(
     center_strength: float = typer.Option(
         1.0, "--center-strength", help="With --center: subtract this share (0-1] of the means."
     ),
+    language_dims: int = typer.Option(
+        0,
+        "--language-dims",
+        help="Remove this many directions that separate the training languages' captions from "
+        "targets and vectors (rows need 'language'; at most languages - 1), so a query does not "
+        "prefer speech in its own language. 0: off.",
+    ),
     extra_val: list[Path] = typer.Option(
         [],
         "--extra-val",
@@ -121,6 +128,7 @@ def train_command(
             skip_unreadable=skip_unreadable,
             center=center,
             center_strength=center_strength,
+            language_dims=language_dims,
             extra_val=tuple(extra_val),
         )
         clasp = _load(model or settings.model, device or settings.device, settings.model_dir)
@@ -198,6 +206,15 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the distractor sampling."),
     split: str = typer.Option("test", "--split", help="Manifest split to evaluate."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Reuse/keep backbone features here."),
+    distractors: Path | None = typer.Option(
+        None,
+        "--distractors",
+        help="Another manifest whose clips join the candidates without asking queries "
+        "(e.g. speech in other languages: a mixed-language collection).",
+    ),
+    distractor_split: str | None = typer.Option(
+        None, "--distractor-split", help="Split of --distractors (default: --split)."
+    ),
     device: str | None = typer.Option(
         None, "--device", help="'auto', 'cpu', 'cuda' (default: $CLASP_DEVICE)."
     ),
@@ -212,12 +229,22 @@ def eval_command(
         clasp = _load_eval(model or settings.model, device or settings.device, settings.model_dir)
         with _progress(not quiet) as progress:
             result = evaluate(
-                clasp, manifest, candidates, threshold, seed, split, cache_dir=cache_dir, progress=progress
+                clasp,
+                manifest,
+                candidates,
+                threshold,
+                seed,
+                split,
+                cache_dir=cache_dir,
+                progress=progress,
+                distractors=distractors,
+                distractor_split=distractor_split,
             )
     except (ClaspIngestError, ValueError) as exc:
         raise _fail(exc) from None
+    keys = [*RESULT_KEYS, *(["distractors"] if "distractors" in result else [])]
     if as_json:
-        typer.echo(json.dumps({key: result[key] for key in RESULT_KEYS}))
+        typer.echo(json.dumps({key: result[key] for key in keys}))
         return
     from rich.console import Console
     from rich.table import Table
@@ -225,7 +252,7 @@ def eval_command(
     table = Table(title=f"{clasp.model_id} on {manifest.name} ({split})")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in RESULT_KEYS:
+    for key in keys:
         value = result[key]
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)

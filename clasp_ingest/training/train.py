@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.evaluation.metrics import hits_at_1, macro_f1, mean_rank, mrr
 from clasp_ingest.log import get_logger
@@ -46,6 +48,7 @@ _TRAIN_ONLY = (
     "skip_unreadable",
     "center",
     "center_strength",
+    "language_dims",
     "extra_val",
 )
 
@@ -65,6 +68,11 @@ class TrainOptions(FitOptions):
     have no ``split`` field), e.g. queries in another language than the speech; the trained
     head's retrieval on each goes to ``metrics.json`` (``extra_val``), so choices like
     ``center`` can be made on validation data. They do not steer training.
+    ``language_dims``: remove the ``language_dims`` directions that separate the training
+    languages' captions (:func:`~clasp_ingest.model.clasp.language_basis`; rows need a
+    ``language``) from the text targets before training, and from every clip and query vector
+    after it (stored with the centring), so that a query prefers the clip that says what it
+    asks over clips merely in the query's language. 0 (the default) turns this off.
     """
 
     val_fraction: float = 0.1
@@ -75,6 +83,7 @@ class TrainOptions(FitOptions):
     skip_unreadable: bool = True
     center: bool = False
     center_strength: float = 1.0
+    language_dims: int = 0
     extra_val: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
@@ -82,6 +91,8 @@ class TrainOptions(FitOptions):
 
         super().__post_init__()
         Centering.check_strength(self.center_strength)
+        if self.language_dims < 0:
+            raise ConfigError(f"language_dims must be >= 0, got {self.language_dims}")
 
     def fit_options(self) -> FitOptions:
         fields = {k: v for k, v in asdict(self).items() if k not in _TRAIN_ONLY}
@@ -121,8 +132,18 @@ def train_fusion(
         read_manifest(manifest), val_fraction=opts.val_fraction, seed=opts.seed
     )
     log.info("training on %d pairs, validating on %d", len(train_rows), len(val_rows))
+    if opts.language_dims:
+        _check_languages(train_rows, opts.language_dims)
     train, val, unreadable = _features(model, train_rows, val_rows, out, opts, progress)
     model.centering = None  # a retrained head gets its own means (or none)
+    basis = None
+    if opts.language_dims:
+        from clasp_ingest.model.clasp import language_basis, project_out
+
+        languages = [row.language for row in train_rows if str(row.audio) not in set(unreadable)]
+        basis = language_basis(train.text, languages, opts.language_dims)
+        train = replace(train, text=project_out(train.text, basis))
+        val = replace(val, text=project_out(val.text, basis))
     fit = fit_head(
         model.fusion,
         train,
@@ -136,9 +157,11 @@ def train_fusion(
     from clasp_ingest.model.clasp import Centering, save_model
 
     if opts.center:
-        model.centering = Centering.fit(
-            model.embed_features(train.speech, train.spectrogram), train.text, opts.center_strength
-        )
+        audio = model.embed_features(train.speech, train.spectrogram)
+        model.centering = Centering.fit(audio, train.text, opts.center_strength, basis)
+    elif basis is not None:
+        zeros = np.zeros(model.dim, np.float32)
+        model.centering = Centering(zeros, zeros, basis)
 
     save_model(model, out, model_id=model_id)
     extra = {str(path): _extra_val(model, Path(path), opts, out, progress) for path in opts.extra_val}
@@ -224,6 +247,22 @@ def _features(
             f"no {part} clip could be decoded ({len(unreadable)} unreadable); check the manifest's audio",
         )
     return _take(features, slice(0, n)), _take(features, slice(n, None)), unreadable
+
+
+def _check_languages(rows: list[ManifestRow], dims: int) -> None:
+    """Refuse ``language_dims`` before any work when the rows cannot give that many directions."""
+    missing = next((row for row in rows if not row.language), None)
+    if missing is not None:
+        raise ConfigError(
+            f"language_dims needs a 'language' on every training row; manifest line {missing.line} "
+            f"({missing.audio}) has none"
+        )
+    languages = sorted({str(row.language) for row in rows})
+    if dims > len(languages) - 1:
+        raise ConfigError(
+            f"language_dims {dims} needs at least {dims + 1} training languages, the manifest has "
+            f"{len(languages)} ({', '.join(languages)})"
+        )
 
 
 def _take(features: FeatureSet, part: slice) -> FeatureSet:

@@ -36,6 +36,11 @@ def test_train_then_eval_json(tone_manifest: Path, tmp_path: Path) -> None:
     assert list(result) == list(RESULT_KEYS)
     assert result["candidates"] == 3 and result["n_queries"] == 3 and result["threshold"] == 0.5
 
+    args = ["eval", str(tone_manifest), "--model", str(out), "--distractors", str(tone_manifest)]
+    mixed = runner.invoke(app, [*args, "--distractor-split", "train", "--json", "-q"])
+    assert mixed.exit_code == 0, mixed.output
+    assert json.loads(mixed.stdout)["distractors"] == 6
+
 
 def test_errors_name_the_input(tmp_path: Path, tone_manifest: Path) -> None:
     runner = CliRunner()

@@ -15,7 +15,7 @@ import torch
 
 from clasp_ingest.errors import ConfigError
 from clasp_ingest.evaluation.evaluate import RESULT_KEYS, evaluate, sample_candidates
-from clasp_ingest.training.features import FeatureCache, compute_features, encoder_identity
+from clasp_ingest.training.features import FeatureCache, compute_features, encoder_identity, load_waveform
 from clasp_ingest.training.manifest import read_manifest
 from clasp_ingest.training.train import METRICS_FILE, TrainOptions, prepare_head, train_fusion
 
@@ -224,3 +224,28 @@ def test_centering_tensors_of_the_wrong_size_are_refused(tiny_model: Any, tmp_pa
     save_file(state, str(out / "fusion.safetensors"))
     with pytest.raises(ModelLoadError, match=r"centering tensors .* do not fit"):
         load_model(str(out), device="cpu")
+
+
+def test_distractors_join_the_candidates_but_ask_nothing(tiny_model: Any, tone_manifest: Path) -> None:
+    from clasp_ingest.evaluation.metrics import mrr, ranks
+
+    plain = evaluate(tiny_model, tone_manifest, "all", split="val")
+    mixed = evaluate(
+        tiny_model, tone_manifest, "all", split="val", distractors=tone_manifest, distractor_split="train"
+    )
+    assert mixed["n_queries"] == plain["n_queries"] == 3 and mixed["distractors"] == 6
+    # the same numbers by hand: 3 val captions against 3 val clips + 6 train clips
+    rows = read_manifest(tone_manifest)
+    val = [r for r in rows if r.split == "val"]
+    pool = val + [r for r in rows if r.split == "train"]
+    text = tiny_model.encode_text([r.text for r in val])
+    audio = tiny_model.encode_audio([load_waveform(r.audio) for r in pool])
+    sim = text @ audio.T
+    assert mixed["mrr"] == pytest.approx(mrr(sim), abs=1e-5)
+    assert mixed["mean_rank"] == pytest.approx(ranks(sim).mean(), abs=1e-5)
+    assert mixed["mrr"] <= plain["mrr"] + 1e-9  # more candidates can only push the right clip down
+    # clips of the evaluated split itself are not counted twice
+    same = evaluate(tiny_model, tone_manifest, "all", split="val", distractors=tone_manifest)
+    assert same["distractors"] == 0 and same["mrr"] == pytest.approx(plain["mrr"])
+    with pytest.raises(ConfigError, match="candidates='all'"):
+        evaluate(tiny_model, tone_manifest, 2, split="val", distractors=tone_manifest)
