@@ -1,7 +1,7 @@
 """Average trained fusion heads into one ("model soup"), then refit its centring.
 
 Heads trained from the same seeded initialisation with different recipes (batch size,
-learning rate) often average into a head better than either: clasp-mini v0.4 is the mean
+learning rate) often average into a head better than either: clasp-mini (since v0.4) is the mean
 of two such runs (see its model card). The heads must share the backbones and the fusion
 shape. Floating-point tensors are averaged; integer ones (BatchNorm's batch counters) are
 taken from the first head. Centring depends on the head's outputs, so it is refitted on a
@@ -9,7 +9,7 @@ manifest's training rows (``--center``) — or dropped. Language directions remo
 (``train --language-dims``) must be the same in every head and are kept.
 
     python -m clasp_ingest.training.average RUN_A RUN_B --out DIR --center train.jsonl \\
-        --cache-dir feat --model-id clasp-mini-v0.4
+        --cache-dir feat --model-id clasp-mini-v0.5
 """
 
 from __future__ import annotations

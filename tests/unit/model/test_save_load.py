@@ -154,5 +154,21 @@ def test_json_presets_are_named_by_file_and_version_their_model_id() -> None:
     mini = get_preset("clasp-mini")
     # the id stored in collections carries the head's version, so a collection made with an
     # older head (model id "clasp-mini") is refused instead of mixed with the new vectors
-    assert mini.model_id == "clasp-mini-v0.4"
+    assert mini.model_id == "clasp-mini-v0.5"
     assert "clasp-mini" in list_presets() and mini.model_id not in list_presets()
+
+
+def test_shipped_clasp_mini_head_removes_five_language_directions() -> None:
+    """v0.5 was trained with --language-dims 5: the basis ships beside the head, orthonormal,
+    and the stored means live outside its span (they were taken after the projection)."""
+    from importlib.resources import files
+
+    from safetensors.numpy import load_file
+
+    state = load_file(str(files("clasp_ingest") / "data" / "models" / "clasp-mini" / "fusion.safetensors"))
+    basis = state["centering.basis"].astype(np.float64)
+    assert basis.shape == (5, 384)
+    np.testing.assert_allclose(basis @ basis.T, np.eye(5), atol=1e-5)
+    for side in ("audio", "text"):
+        mean = state[f"centering.{side}"].astype(np.float64)
+        assert np.abs(basis @ mean).max() < 1e-5 * max(1.0, float(np.linalg.norm(mean)))
