@@ -8,7 +8,9 @@ to ``out_dir``:
 - ``fusion.safetensors`` + ``config.json`` (``save_model``; load with ``load_model(out_dir)``),
 - ``metrics.json`` (options, per-epoch losses, best epoch, temperature, validation retrieval
   metrics of the best head),
-- ``checkpoint/checkpoint.safetensors`` (every epoch; ``resume=True`` continues from it).
+- ``checkpoint/checkpoint.safetensors`` (every epoch; ``resume=True`` continues from it) and
+  ``checkpoint/targets.json`` (the ``language_dims`` its targets were made with; a resumed
+  run must use the same).
 
 Loss: ``contrastive`` is symmetric InfoNCE with ``logits = cos / T`` and a learnable
 ``T`` initialised at 0.07. The paper's notebook instead *multiplies* the similarities by a
@@ -30,7 +32,7 @@ from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.evaluation.metrics import hits_at_1, macro_f1, mean_rank, mrr
 from clasp_ingest.log import get_logger
 from clasp_ingest.training.features import FeatureCache, FeatureSet, ProgressFn, compute_features
-from clasp_ingest.training.loop import EpochStats, FitOptions, FitResult, fit_head
+from clasp_ingest.training.loop import CHECKPOINT_NAME, EpochStats, FitOptions, FitResult, fit_head
 from clasp_ingest.training.manifest import ManifestRow, read_manifest, split_train_val
 
 __all__ = ["METRICS_FILE", "TrainOptions", "TrainResult", "prepare_head", "train_fusion"]
@@ -134,13 +136,15 @@ def train_fusion(
     log.info("training on %d pairs, validating on %d", len(train_rows), len(val_rows))
     if opts.language_dims:
         _check_languages(train_rows, opts.language_dims)
+    _check_targets_of_checkpoint(out / "checkpoint", opts)
     train, val, unreadable = _features(model, train_rows, val_rows, out, opts, progress)
     model.centering = None  # a retrained head gets its own means (or none)
     basis = None
     if opts.language_dims:
         from clasp_ingest.model.clasp import language_basis, project_out
 
-        languages = [row.language for row in train_rows if str(row.audio) not in set(unreadable)]
+        left_out = set(unreadable)
+        languages = [row.language for row in train_rows if str(row.audio) not in left_out]
         basis = language_basis(train.text, languages, opts.language_dims)
         train = replace(train, text=project_out(train.text, basis))
         val = replace(val, text=project_out(val.text, basis))
@@ -263,6 +267,30 @@ def _check_languages(rows: list[ManifestRow], dims: int) -> None:
             f"language_dims {dims} needs at least {dims + 1} training languages, the manifest has "
             f"{len(languages)} ({', '.join(languages)})"
         )
+
+
+_TARGETS_FILE = "targets.json"
+
+
+def _check_targets_of_checkpoint(folder: Path, opts: TrainOptions) -> None:
+    """A resumed run must train on the same targets: refuse another ``language_dims``.
+
+    The checkpoint's own check covers the optimiser options; the targets are the train-level
+    ``language_dims``, recorded beside the checkpoint (absent: 0, as before the option).
+    """
+    marker = folder / _TARGETS_FILE
+    if (folder / CHECKPOINT_NAME).is_file():
+        if not opts.resume:
+            return  # fit_head refuses this folder; leave the earlier run's record alone
+        before = json.loads(marker.read_text()).get("language_dims", 0) if marker.is_file() else 0
+        if before != opts.language_dims:
+            raise ConfigError(
+                f"{folder} was trained with language_dims={before}; resume it with the same "
+                f"--language-dims or start in an empty output folder"
+            )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"language_dims": opts.language_dims}) + "\n")
 
 
 def _take(features: FeatureSet, part: slice) -> FeatureSet:

@@ -152,3 +152,23 @@ def test_basis_of_the_wrong_shape_is_refused(tiny_model: Any, tmp_path: Path) ->
     save_file(state, str(out / "fusion.safetensors"))
     with pytest.raises(ModelLoadError, match=r"centering.basis of \(k, 32\)"):
         load_model(str(out), device="cpu")
+
+
+def test_resume_refuses_other_language_dims(
+    tiny_model: Any, multilang_manifest: Path, tmp_path: Path
+) -> None:
+    prepare_head(tiny_model, seed=0)
+    out = tmp_path / "run"
+    train_fusion(tiny_model, multilang_manifest, out, replace(FAST, language_dims=2))
+    assert json.loads((out / "checkpoint" / "targets.json").read_text()) == {"language_dims": 2}
+    for dims in (0, 1):
+        with pytest.raises(ConfigError, match=r"trained with language_dims=2"):
+            train_fusion(tiny_model, multilang_manifest, out, replace(FAST, language_dims=dims, resume=True))
+    resumed = train_fusion(
+        tiny_model, multilang_manifest, out, replace(FAST, language_dims=2, resume=True, max_epochs=3)
+    )
+    assert resumed.fit.resumed_from == 2
+    # a refused fresh run into the folder leaves its record alone
+    with pytest.raises(ConfigError, match="resume"):
+        train_fusion(tiny_model, multilang_manifest, out, FAST)
+    assert json.loads((out / "checkpoint" / "targets.json").read_text()) == {"language_dims": 2}
