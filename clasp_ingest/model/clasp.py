@@ -105,6 +105,12 @@ class Centering:
             None if basis is None else np.asarray(basis, np.float32),
         )
 
+    @classmethod
+    def projection_only(cls, basis: np.ndarray) -> Centering:
+        """Remove ``basis``'s directions but subtract no means (``--language-dims`` without ``--center``)."""
+        zeros = np.zeros(basis.shape[1], np.float32)
+        return cls(zeros, zeros.copy(), np.asarray(basis, np.float32))
+
     def apply(self, x: np.ndarray, side: str) -> np.ndarray:
         """Unit rows of ``x`` (``side`` ``"audio"`` or ``"text"``): projected, centred, unit."""
         return _centred(project_out(x, self.basis), self.audio if side == "audio" else self.text)

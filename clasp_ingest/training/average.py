@@ -58,14 +58,6 @@ def average_heads(
     basis = first.centering.basis if first.centering is not None else None
     for path in model_dirs[1:]:
         config, head, centering = load_saved_head(path)
-        other = centering.basis if centering is not None else None
-        if (basis is None) != (other is None) or (
-            basis is not None and other is not None and not np.array_equal(basis, other)
-        ):
-            raise ConfigError(
-                f"{path}: its language directions (train --language-dims) differ from "
-                f"{model_dirs[0]}'s; average heads trained on one manifest with one setting"
-            )
         if config.fusion != first.config.fusion:
             raise ConfigError(
                 f"{path}: its fusion head ({config.fusion}) differs from {model_dirs[0]}'s "
@@ -75,6 +67,11 @@ def average_heads(
         if (config.speech, config.spectrogram, config.text, config.seed) != ours:
             raise ConfigError(
                 f"{path}: its backbones differ from {model_dirs[0]}'s; average heads of one model"
+            )
+        if not _same_basis(basis, centering.basis if centering is not None else None):
+            raise ConfigError(
+                f"{path}: its language directions (train --language-dims) differ from "
+                f"{model_dirs[0]}'s; average heads trained on one manifest with one setting"
             )
         states.append(head.state_dict())
     averaged = {
@@ -88,12 +85,15 @@ def average_heads(
     if center_manifest is not None:
         first.centering = _fit_centering(first, Path(center_manifest), cache_dir, center_strength, basis)
     elif basis is not None:  # the language directions stay; only the means need a manifest
-        zeros = np.zeros(first.dim, np.float32)
-        first.centering = Centering(zeros, zeros, basis)
+        first.centering = Centering.projection_only(basis)
     out = Path(out_dir)
     save_model(first, out, model_id=model_id)
     log.info("averaged %d heads into %s", len(model_dirs), out)
     return first
+
+
+def _same_basis(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is b if a is None or b is None else bool(np.array_equal(a, b))
 
 
 def _fit_centering(

@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.evaluation.metrics import hits_at_1, macro_f1, mean_rank, mrr
 from clasp_ingest.log import get_logger
@@ -164,8 +162,7 @@ def train_fusion(
         audio = model.embed_features(train.speech, train.spectrogram)
         model.centering = Centering.fit(audio, train.text, opts.center_strength, basis)
     elif basis is not None:
-        zeros = np.zeros(model.dim, np.float32)
-        model.centering = Centering(zeros, zeros, basis)
+        model.centering = Centering.projection_only(basis)
 
     save_model(model, out, model_id=model_id)
     extra = {str(path): _extra_val(model, Path(path), opts, out, progress) for path in opts.extra_val}
