@@ -67,6 +67,10 @@ def train_command(
     lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),
     batch_size: int = typer.Option(32, "--batch-size", help="Training batch (in-batch negatives)."),
     val_batch_size: int = typer.Option(16, "--val-batch-size", help="Validation batch."),
+    lr_step_epochs: int = typer.Option(
+        100, "--lr-step-epochs", help="Multiply the learning rate by --lr-gamma every this many epochs."
+    ),
+    lr_gamma: float = typer.Option(0.4, "--lr-gamma", help="Learning-rate factor of each step (0-1]."),
     epochs: int = typer.Option(100, "--epochs", help="Most epochs to run."),
     patience: int = typer.Option(
         10, "--patience", help="Stop after this many epochs without a better val loss."
@@ -118,6 +122,8 @@ def train_command(
             lr=lr,
             batch_size=batch_size,
             val_batch_size=val_batch_size,
+            lr_step_epochs=lr_step_epochs,
+            lr_gamma=lr_gamma,
             max_epochs=epochs,
             patience=patience,
             seed=seed,

@@ -20,12 +20,14 @@ def test_train_then_eval_json(tone_manifest: Path, tmp_path: Path) -> None:
         [
             "train", str(tone_manifest), "--out", str(out), "--model", "tiny-random", "--device", "cpu",
             "--fusion", "gating", "--loss", "huber", "--epochs", "2", "--batch-size", "6",
-            "--val-batch-size", "3", "--json", "--quiet",
+            "--val-batch-size", "3", "--lr", "1e-3", "--lr-step-epochs", "1", "--lr-gamma", "0.5",
+            "--json", "--quiet",
         ],
     )  # fmt: skip
     assert trained.exit_code == 0, trained.output
     metrics = json.loads(trained.stdout)
     assert metrics["epochs_run"] == 2 and metrics["options"]["loss"] == "huber"
+    assert [e["lr"] for e in metrics["history"]] == pytest.approx([1e-3, 5e-4])  # the step schedule
     assert json.loads((out / "config.json").read_text())["fusion"]["kind"] == "gating"
 
     evaluated = runner.invoke(
