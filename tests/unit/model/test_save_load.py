@@ -154,13 +154,14 @@ def test_json_presets_are_named_by_file_and_version_their_model_id() -> None:
     mini = get_preset("clasp-mini")
     # the id stored in collections carries the head's version, so a collection made with an
     # older head (model id "clasp-mini") is refused instead of mixed with the new vectors
-    assert mini.model_id == "clasp-mini-v0.5"
+    assert mini.model_id == "clasp-mini-v0.6"
     assert "clasp-mini" in list_presets() and mini.model_id not in list_presets()
 
 
 def test_shipped_clasp_mini_head_removes_five_language_directions() -> None:
-    """v0.5 was trained with --language-dims 5: the basis ships beside the head, orthonormal,
-    and the stored means live outside its span (they were taken after the projection)."""
+    """The shipped head (since v0.5) is trained with --language-dims 5: the basis ships beside
+    the head, orthonormal, and the stored means live outside its span (they were taken after
+    the projection)."""
     from importlib.resources import files
 
     from safetensors.numpy import load_file
