@@ -48,10 +48,32 @@ def _snapshot(qdrant: Path) -> dict[str, tuple[str, str, str, float, float, np.n
         }
 
 
+# Loaded by the CLI's interpreter (PYTHONPATH): when the pipeline logs that a batch of the
+# item is embedded (before it is written), the process prints a marker and stops itself, so
+# the SIGKILL always lands before the item can complete, however busy the machine is.
+_STOP_HOOK = """
+import logging, os, signal, sys
+
+class _StopHere(logging.Filter):
+    def filter(self, record):
+        if os.environ["CLASP_TEST_STOP_AT"] in record.getMessage():
+            sys.stderr.write("stopped for the kill\\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return True
+
+logging.getLogger("clasp_ingest.pipeline").addFilter(_StopHere())
+"""
+
+
 def _kill_during_second_item(
-    command: list[str], env: dict[str, str], second: str, timeout: float
+    command: list[str], env: dict[str, str], second: str, timeout: float, hook_dir: Path
 ) -> list[str]:
-    """Start the CLI, SIGKILL its process group once the 2nd batch of ``second`` is being embedded."""
+    """Start the CLI, SIGKILL its process group while the 2nd batch of ``second`` is unwritten."""
+    hook_dir.mkdir()
+    (hook_dir / "sitecustomize.py").write_text(_STOP_HOOK, encoding="utf-8")
+    path = os.pathsep.join(p for p in (str(hook_dir), env.get("PYTHONPATH", "")) if p)
+    env = {**env, "PYTHONPATH": path, "CLASP_TEST_STOP_AT": f"batch 2 of {second}:"}
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -61,7 +83,7 @@ def _kill_during_second_item(
     try:
         for line in process.stderr:
             seen.append(line)
-            if f"batch 2 of {second}" in line:
+            if line.startswith("stopped for the kill"):
                 break
             if time.monotonic() > deadline:
                 pytest.fail("the run never reached the second item:\n" + "".join(seen[-20:]))
@@ -82,7 +104,9 @@ def test_killed_run_then_rerun_gives_the_exact_point_set(tmp_path: Path) -> None
     home.mkdir()
     second = (folder / "b.wav").resolve().as_uri()
 
-    log = _kill_during_second_item(_cli(folder, qdrant, home, "-vv"), _env(home), second, timeout=300)
+    log = _kill_during_second_item(
+        _cli(folder, qdrant, home, "-vv"), _env(home), second, timeout=300, hook_dir=tmp_path / "hook"
+    )
     assert any("ingested " in line and "a.wav" in line for line in log)
     killed = _snapshot(qdrant)
     a_id = LocalConnector(folder / "a.wav").discover().__next__().media_id

@@ -66,7 +66,9 @@ def espeak(text: str, voice: str = "en", tmp: Path | None = None) -> np.ndarray:
     assert tmp is not None
     raw, wav = tmp / "raw.wav", tmp / "speech.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
-    subprocess.run(["sox", str(raw), "-r", str(SR), "-c", "1", str(wav)], check=True, capture_output=True)
+    # -R: sox dithers with a fixed seed, so the same text gives the same samples on every run
+    sox = ["sox", "-R", str(raw), "-r", str(SR), "-c", "1", str(wav)]
+    subprocess.run(sox, check=True, capture_output=True)
     audio, sr = sf.read(wav, dtype="float32")
     assert sr == SR
     return np.asarray(audio, dtype=np.float32)
