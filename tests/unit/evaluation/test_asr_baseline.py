@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from clasp_ingest.evaluation.asr_baseline import (
     parse_asr_name,
 )
 from clasp_ingest.model.base import AudioTextEncoder
+from tests.unit.pipeline.speech import speak_samples
 
 SR = 16_000
 _SPECIAL = [
@@ -175,22 +175,6 @@ def test_load_errors_name_the_fix(tiny_asr_dir: Path, tmp_path: Path) -> None:
         WhisperTranscriber(copy, options=AsrOptions(compute_type="float32"))
 
 
-def _espeak(text: str, voice: str, tmp: Path) -> np.ndarray:
-    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
-        pytest.skip("espeak-ng and sox are needed (make system-deps)")
-    import soundfile as sf
-
-    raw, wav = tmp / f"{voice}-raw.wav", tmp / f"{voice}.wav"
-    subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True, capture_output=True
-    )
-    # -R: sox dithers with a fixed seed, so the same text gives the same samples on every run
-    sox = ["sox", "-R", str(raw), "-r", str(SR), "-c", "1", str(wav)]
-    subprocess.run(sox, check=True, capture_output=True)
-    audio, _ = sf.read(wav, dtype="float32")
-    return np.asarray(audio, dtype=np.float32)
-
-
 def _overlap(reference: str, hypothesis: str) -> float:
     """Share of the reference's words found in the hypothesis (case and punctuation ignored)."""
     clean = str.maketrans("", "", ".,;:!?")
@@ -215,7 +199,7 @@ def test_real_whisper_base_transcribes_espeak(tmp_path: Path) -> None:
         # "-R") sometimes tipped it to Japanese
         ("de", "Wir fahren morgen mit dem Zug nach München."),
     ]
-    waves = [_espeak(text, voice, tmp_path) for voice, text in sentences]
+    waves = [speak_samples(text, voice, tmp_path, rate=150) for voice, text in sentences]
     audio = model.encode_audio(waves)
     for (_, text), heard in zip(sentences, model.last_transcripts, strict=True):
         assert _overlap(text, heard) >= 0.5, (text, heard)
@@ -239,7 +223,7 @@ def test_eval_command_accepts_asr_baseline(tmp_path: Path) -> None:
     texts = ["My brother bought a new car last week.", "Please open the window."]
     lines = []
     for i, text in enumerate(texts):
-        sf.write(tmp_path / f"{i}.wav", _espeak(text, "en", tmp_path), SR)
+        sf.write(tmp_path / f"{i}.wav", speak_samples(text, "en", tmp_path, rate=150), SR)
         lines.append(json.dumps({"audio": f"{i}.wav", "text": text, "split": "test"}))
     (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     args = ["eval", str(tmp_path / "m.jsonl"), "--model", "asr-baseline:beam2:en", "--json", "-q"]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.unit.pipeline.speech import speak_samples
 
 SR = 16_000
 
@@ -59,19 +59,8 @@ def tiny_whisper_hf(tiny_whisper_ct2: Path) -> object:
 
 def espeak(text: str, voice: str = "en", tmp: Path | None = None) -> np.ndarray:
     """16 kHz mono float32 speech from espeak-ng (resampled by sox)."""
-    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
-        pytest.skip("espeak-ng and sox are needed (make system-deps)")
-    import soundfile as sf
-
     assert tmp is not None
-    raw, wav = tmp / "raw.wav", tmp / "speech.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
-    # -R: sox dithers with a fixed seed, so the same text gives the same samples on every run
-    sox = ["sox", "-R", str(raw), "-r", str(SR), "-c", "1", str(wav)]
-    subprocess.run(sox, check=True, capture_output=True)
-    audio, sr = sf.read(wav, dtype="float32")
-    assert sr == SR
-    return np.asarray(audio, dtype=np.float32)
+    return speak_samples(text, voice, tmp)
 
 
 @pytest.fixture(scope="session")

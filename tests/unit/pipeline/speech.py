@@ -1,5 +1,6 @@
-"""Pipeline test helpers: espeak-ng speech made on the spot (sentences separated by clear
-pauses) and a connector whose first opens fail like a dropped connection."""
+"""Test helpers: espeak-ng speech made on the spot (files of sentences separated by clear
+pauses, or one sentence as 16 kHz samples) and a connector whose first opens fail like a
+dropped connection."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+import pytest
 from clasp_ingest.connectors import LocalConnector
 
 from clasp_ingest.media.decode import find_ffmpeg
@@ -34,6 +37,25 @@ def speak(path: Path, sentences: Sequence[str], *, voice: str = "en", pause_ms: 
         ["espeak-ng", "-m", "-v", voice, "-w", str(path), f"<speak>{ssml}</speak>"], check=True, timeout=60
     )
     return path
+
+
+def speak_samples(text: str, voice: str, tmp: Path, *, rate: int | None = None) -> np.ndarray:
+    """16 kHz mono float32 samples of ``text`` spoken by espeak-ng (``rate`` in words per
+    minute, espeak's default if None), resampled by sox; skips the test without the tools."""
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        pytest.skip("espeak-ng and sox are needed (make system-deps)")
+    import soundfile as sf
+
+    raw, wav = tmp / f"{voice}-raw.wav", tmp / f"{voice}.wav"
+    speed = [] if rate is None else ["-s", str(rate)]
+    subprocess.run(["espeak-ng", "-v", voice, *speed, "-w", str(raw), text], check=True, capture_output=True)
+    # -R: sox dithers with a fixed seed, so the same text gives the same samples on every run
+    subprocess.run(
+        ["sox", "-R", str(raw), "-r", "16000", "-c", "1", str(wav)], check=True, capture_output=True
+    )
+    audio, sr = sf.read(wav, dtype="float32")
+    assert sr == 16000
+    return np.asarray(audio, dtype=np.float32)
 
 
 def convert(source: Path, target: Path, *extra: str) -> Path:
