@@ -9,7 +9,7 @@ manifest's training rows (``--center``) — or dropped. Language directions remo
 (``train --language-dims``) must be the same in every head and are kept.
 
     python -m clasp_ingest.training.average RUN_A RUN_B --out DIR --center train.jsonl \\
-        --cache-dir feat --model-id clasp-mini-v0.6
+        --cache-dir feat --model-id clasp-mini-v0.7
 """
 
 from __future__ import annotations
