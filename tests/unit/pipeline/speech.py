@@ -15,6 +15,7 @@ import pytest
 from clasp_ingest.connectors import LocalConnector
 
 from clasp_ingest.media.decode import find_ffmpeg
+from clasp_ingest.model.base import SAMPLE_RATE
 from clasp_ingest.types import MediaRef
 
 SENTENCES = (
@@ -51,10 +52,10 @@ def speak_samples(text: str, voice: str, tmp: Path, *, rate: int | None = None) 
     subprocess.run(["espeak-ng", "-v", voice, *speed, "-w", str(raw), text], check=True, capture_output=True)
     # -R: sox dithers with a fixed seed, so the same text gives the same samples on every run
     subprocess.run(
-        ["sox", "-R", str(raw), "-r", "16000", "-c", "1", str(wav)], check=True, capture_output=True
+        ["sox", "-R", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", str(wav)], check=True, capture_output=True
     )
     audio, sr = sf.read(wav, dtype="float32")
-    assert sr == 16000
+    assert sr == SAMPLE_RATE
     return np.asarray(audio, dtype=np.float32)
 
 
