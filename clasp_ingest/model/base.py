@@ -12,7 +12,14 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["SAMPLE_RATE", "AudioTextEncoder", "SpectrogramEncoder", "SpeechEncoder", "TextEncoder"]
+__all__ = [
+    "SAMPLE_RATE",
+    "AudioTextEncoder",
+    "FrameSpeechEncoder",
+    "SpectrogramEncoder",
+    "SpeechEncoder",
+    "TextEncoder",
+]
 
 #: Every waveform handed to a model is 16 kHz mono float32 in [-1, 1].
 SAMPLE_RATE = 16_000
@@ -27,6 +34,15 @@ class SpeechEncoder(Protocol):
 
     def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """(n, dim) float32, pooled over the frames that cover real audio only."""
+        ...
+
+
+@runtime_checkable
+class FrameSpeechEncoder(SpeechEncoder, Protocol):
+    """A speech branch that also gives its frames, for heads that pool them (``speech_pool``)."""
+
+    def encode_frames(self, waveforms: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per clip, (frames, dim) float32 over real audio; their row mean is ``encode``'s vector."""
         ...
 
 

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ __all__ = [
     "load_model",
     "load_model_from_settings",
     "load_saved_head",
+    "pad_frames",
     "project_out",
     "save_fusion",
     "save_model",
@@ -60,6 +61,8 @@ def _check_waveforms(waveforms: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 CENTERING_PREFIX = "centering."
+#: Clips per forward pass when a head that pools frames embeds a whole FrameBank.
+FRAME_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -195,24 +198,45 @@ class ClaspModel:
     def dim(self) -> int:
         return self.config.dim
 
-    def embed_features(
-        self, speech_feats: np.ndarray | torch.Tensor, spec_feats: np.ndarray | torch.Tensor
-    ) -> np.ndarray:
-        """Fusion (in eval mode) + L2 norm of precomputed branch features: (n, dim) float32."""
+    @property
+    def speech_frames(self) -> bool:
+        """Whether the head pools the speech encoder's frames itself (``FusionSpec.speech_pool``)."""
+        return self.config.fusion.frames
+
+    def embed_features(self, speech_feats: Any, spec_feats: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Fusion (in eval mode) + L2 norm of precomputed branch features: (n, dim) float32.
+
+        ``speech_feats``: ``(n, dim)`` pooled vectors, or for a head that pools frames a
+        zero-padded ``(n, frames, dim)`` array or a :class:`~clasp_ingest.training.features.FrameBank`
+        (embedded in batches of ``FRAME_BATCH`` clips).
+        """
         if len(speech_feats) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         was_training = self.fusion.training
         self.fusion.eval()
         try:
             with torch.inference_mode():
-                fused = self.fusion(
-                    _as_tensor(speech_feats, self.device), _as_tensor(spec_feats, self.device)
-                )
-                fused = torch.nn.functional.normalize(fused.to(torch.float32), dim=-1)
+                if hasattr(speech_feats, "padded"):  # a FrameBank
+                    starts = range(0, len(speech_feats), FRAME_BATCH)
+                    fused = torch.cat(
+                        [
+                            self._fuse(
+                                speech_feats.padded(np.arange(i, min(i + FRAME_BATCH, len(speech_feats)))),
+                                spec_feats[i : i + FRAME_BATCH],
+                            )
+                            for i in starts
+                        ]
+                    )
+                else:
+                    fused = self._fuse(speech_feats, spec_feats)
         finally:
             self.fusion.train(was_training)
         audio = fused.cpu().numpy().astype(np.float32, copy=False)
         return self.centering.apply(audio, "audio") if self.centering is not None else audio
+
+    def _fuse(self, speech: np.ndarray | torch.Tensor, spec: np.ndarray | torch.Tensor) -> torch.Tensor:
+        fused = self.fusion(_as_tensor(speech, self.device), _as_tensor(spec, self.device))
+        return torch.nn.functional.normalize(fused.to(torch.float32), dim=-1)
 
     def embed_text_features(self, vectors: np.ndarray) -> np.ndarray:
         """Text-encoder outputs → the model's query vectors: L2 norm (and centring), float32."""
@@ -224,6 +248,9 @@ class ClaspModel:
         items = _check_waveforms(waveforms)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.speech_frames:
+            frames = self.speech.encode_frames(items)  # type: ignore[attr-defined]
+            return self.embed_features(pad_frames(frames), self.spectrogram.encode(items))
         return self.embed_features(self.speech.encode(items), self.spectrogram.encode(items))
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
@@ -238,12 +265,27 @@ class ClaspModel:
         return f"ClaspModel({self.model_id!r}, dim={self.dim}, device={self.runtime.device!r})"
 
 
+def pad_frames(clips: Sequence[np.ndarray]) -> np.ndarray:
+    """Clips' ``(frames, dim)`` arrays as one zero-padded float32 ``(n, longest, dim)`` array."""
+    longest = max((len(c) for c in clips), default=1)
+    out = np.zeros((len(clips), max(longest, 1), clips[0].shape[1] if clips else 0), np.float32)
+    for row, clip in enumerate(clips):
+        out[row, : len(clip)] = clip
+    return out
+
+
 def _fresh_fusion(config: ModelConfig, *, zero_bias: bool = False) -> torch.nn.Module:
     f = config.fusion
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         fusion = build_fusion(
-            f.kind, f.speech_dim, f.spec_dim, f.out_dim, normalize_inputs=f.normalize_inputs
+            f.kind,
+            f.speech_dim,
+            f.spec_dim,
+            f.out_dim,
+            normalize_inputs=f.normalize_inputs,
+            speech_pool=f.speech_pool,
+            pool_queries=f.pool_queries,
         )
     if zero_bias:
         # An untrained head with torch's default biases maps every input to nearly the same
@@ -361,6 +403,12 @@ def load_model(
     logger.info("loading model %s on %s (%s)", config.model_id, runtime.device, runtime.dtype)
     fusion, centering = _fusion_for(config, saved_dir, runtime)
     speech = build_component("speech", config.speech, runtime)
+    if config.fusion.frames and not callable(getattr(speech, "encode_frames", None)):
+        raise ModelLoadError(
+            f"model {config.model_id!r}: its head pools speech frames (speech_pool "
+            f"{config.fusion.speech_pool!r}) but the {config.speech.backend} speech encoder gives none; "
+            "use a speech backend with encode_frames (ct2-whisper, hf) or speech_pool 'mean'"
+        )
     spectrogram = build_component("spectrogram", config.spectrogram, runtime)
     text = build_component("text", config.text, runtime)
     return ClaspModel(config, speech, spectrogram, fusion, text, runtime, centering)

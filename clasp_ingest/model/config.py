@@ -23,6 +23,7 @@ __all__ = [
     "FusionSpec",
     "ModelConfig",
     "Runtime",
+    "SpeechPool",
 ]
 
 #: File names inside a directory written by ``save_model``.
@@ -31,6 +32,8 @@ FUSION_FILE = "fusion.safetensors"
 
 FusionKind = Literal["concat", "gating"]
 _FUSION_KINDS = ("concat", "gating")
+SpeechPool = Literal["mean", "attention"]
+_SPEECH_POOLS = ("mean", "attention")
 _DTYPES = ("auto", "fp32", "fp16", "bf16")
 
 
@@ -71,29 +74,50 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class FusionSpec:
-    """The fusion head: kind, its three dimensions (hidden sizes follow from ``out_dim``), and
-    whether branch features are L2-normalised first (as the paper's data was)."""
+    """The fusion head: kind, its three dimensions (hidden sizes follow from ``out_dim``),
+    whether branch features are L2-normalised first (as the paper's data was), and how the
+    speech encoder's frames become one vector.
+
+    ``speech_pool``: ``"mean"`` (the paper; the speech encoder pools) or ``"attention"``: the
+    head takes the encoder's frames and pools them itself with ``pool_queries`` learned
+    queries (:class:`~clasp_ingest.model.fusion.AttentionPool`), trained with the head.
+    ``speech_dim`` is the encoder's frame width either way.
+    """
 
     kind: FusionKind
     speech_dim: int
     spec_dim: int
     out_dim: int
     normalize_inputs: bool = True
+    speech_pool: SpeechPool = "mean"
+    pool_queries: int = 4
 
     def __post_init__(self) -> None:
         if self.kind not in _FUSION_KINDS:
             raise ConfigError(f"fusion kind {self.kind!r} is unknown; use one of {_FUSION_KINDS}")
         if min(self.speech_dim, self.spec_dim, self.out_dim) <= 0:
             raise ConfigError(f"fusion dimensions must be > 0, got {self}")
+        if self.speech_pool not in _SPEECH_POOLS:
+            raise ConfigError(f"speech pool {self.speech_pool!r} is unknown; use one of {_SPEECH_POOLS}")
+        if self.pool_queries < 1:
+            raise ConfigError(f"pool_queries must be >= 1, got {self.pool_queries}")
+
+    @property
+    def frames(self) -> bool:
+        """Whether the head takes speech frames (and pools them) instead of pooled vectors."""
+        return self.speech_pool != "mean"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "kind": self.kind,
             "speech_dim": self.speech_dim,
             "spec_dim": self.spec_dim,
             "out_dim": self.out_dim,
             "normalize_inputs": self.normalize_inputs,
         }
+        if self.frames:  # mean-pooled configs stay as they were written before the option
+            data.update(speech_pool=self.speech_pool, pool_queries=self.pool_queries)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FusionSpec:
@@ -103,6 +127,8 @@ class FusionSpec:
             int(data["spec_dim"]),
             int(data["out_dim"]),
             bool(data.get("normalize_inputs", True)),
+            data.get("speech_pool", "mean"),
+            int(data.get("pool_queries", 4)),
         )
 
 

@@ -19,6 +19,9 @@ and inference consistent; the flag is not part of the state dict.
 
 For another ``out_dim`` (clasp-mini: 384 or 512) every hidden width keeps the paper's ratio
 to 768: branch bottleneck ``3/4·d`` (576), mix hidden ``4/3·d`` (1024) and ``25/24·d`` (800).
+
+Not in the paper: ``PooledFusion`` puts an ``AttentionPool`` in front of either head, so the
+head takes the speech encoder's frames instead of their mean (``FusionSpec.speech_pool``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConcatFusion", "GatingFusion", "build_fusion", "hidden_sizes"]
+__all__ = ["AttentionPool", "ConcatFusion", "GatingFusion", "PooledFusion", "build_fusion", "hidden_sizes"]
 
 
 def hidden_sizes(out_dim: int) -> tuple[int, int, int]:
@@ -127,6 +130,43 @@ class GatingFusion(nn.Module):
         return weights[:, : self.out_dim] * speech + weights[:, self.out_dim :] * spec
 
 
+class AttentionPool(nn.Module):
+    """``queries`` learned queries, each a softmax-weighted mean of a clip's frames, concatenated.
+
+    Input: ``(batch, frames, dim)`` zero-padded frame tensors; a frame whose first 8 values
+    are all exactly zero is padding (encoder outputs after a layer norm never are; checking
+    8 values instead of all keeps the mask cheap). A 2-D ``(batch, dim)`` input is
+    one frame per clip. Output: ``(batch, queries * dim)``. The queries start at zero, where
+    every query's weights are uniform: an untrained pool is exactly mean pooling.
+    """
+
+    def __init__(self, dim: int, queries: int = 4) -> None:
+        super().__init__()
+        self.dim, self.queries = dim, queries
+        self.query = nn.Parameter(torch.zeros(queries, dim))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.ndim == 2:
+            frames = frames[:, None, :]
+        real = (frames[..., :8] != 0).any(dim=-1)  # (batch, frames); a real frame has no 8 exact zeros
+        real[:, 0] |= ~real.any(dim=1)  # an all-zero clip keeps one (zero) frame, not NaN weights
+        scores = frames @ self.query.T / self.dim**0.5  # (batch, frames, queries)
+        scores = scores.masked_fill(~real[..., None], torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=1)
+        return torch.einsum("btq,btd->bqd", weights, frames).reshape(len(frames), -1)
+
+
+class PooledFusion(nn.Module):
+    """``pool`` (frames → one vector) then ``fusion`` (that vector + spectrogram → text space)."""
+
+    def __init__(self, pool: AttentionPool, fusion: ConcatFusion | GatingFusion) -> None:
+        super().__init__()
+        self.pool, self.fusion = pool, fusion
+
+    def forward(self, speech_frames: torch.Tensor, spec_feats: torch.Tensor) -> torch.Tensor:
+        return self.fusion(self.pool(speech_frames), spec_feats)
+
+
 def build_fusion(
     kind: Literal["concat", "gating"],
     speech_dim: int,
@@ -134,8 +174,21 @@ def build_fusion(
     out_dim: int,
     *,
     normalize_inputs: bool = True,
-) -> ConcatFusion | GatingFusion:
-    """A fresh (randomly initialised) fusion head of the given kind."""
+    speech_pool: Literal["mean", "attention"] = "mean",
+    pool_queries: int = 4,
+) -> nn.Module:
+    """A fresh (randomly initialised) fusion head of the given kind.
+
+    With ``speech_pool="attention"`` it is a :class:`PooledFusion`: an :class:`AttentionPool`
+    of ``pool_queries`` queries over ``speech_dim``-wide frames in front of the head, whose
+    speech input is then ``pool_queries * speech_dim`` wide.
+    """
+    if speech_pool == "attention":
+        width = speech_dim * pool_queries
+        inner = build_fusion(kind, width, spec_dim, out_dim, normalize_inputs=normalize_inputs)
+        return PooledFusion(AttentionPool(speech_dim, pool_queries), inner)  # type: ignore[arg-type]
+    if speech_pool != "mean":
+        raise ValueError(f"speech pool {speech_pool!r} is unknown; use 'mean' or 'attention'")
     if kind == "concat":
         return ConcatFusion(speech_dim, spec_dim, out_dim, normalize_inputs=normalize_inputs)
     if kind == "gating":

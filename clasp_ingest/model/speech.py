@@ -74,8 +74,18 @@ class HFSpeechEncoder:
         if group:
             yield group
 
+    def encode_frames(self, waveforms: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per clip, the backbone's frames derived from real samples, (frames, dim) float32."""
+        out: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(waveforms)
+        for indices in self._batches(waveforms):
+            hidden, real = self._hidden([_prepare(waveforms[i], self.options.normalize) for i in indices])
+            for row, i in enumerate(indices):
+                out[i] = hidden[row][real[row]].cpu().numpy()
+        return out
+
     @torch.inference_mode()
-    def _encode_batch(self, items: list[np.ndarray]) -> np.ndarray:
+    def _hidden(self, items: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 ``last_hidden_state`` of a padded batch and the mask of its real frames."""
         lengths = torch.tensor([len(x) for x in items])
         batch = torch.zeros(len(items), int(lengths.max()))
         for row, wav in enumerate(items):
@@ -84,8 +94,12 @@ class HFSpeechEncoder:
         batch, mask = batch.to(self.device, self.dtype), mask.to(self.device)
         hidden = self.backbone(batch, attention_mask=mask).last_hidden_state
         frame_mask = self.backbone._get_feature_vector_attention_mask(hidden.shape[1], mask)
-        weights = frame_mask.to(torch.float32).unsqueeze(-1)
-        pooled = (hidden.to(torch.float32) * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return hidden.to(torch.float32), frame_mask.bool()
+
+    def _encode_batch(self, items: list[np.ndarray]) -> np.ndarray:
+        hidden, real = self._hidden(items)
+        weights = real.to(torch.float32).unsqueeze(-1)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return pooled.cpu().numpy()
 
 

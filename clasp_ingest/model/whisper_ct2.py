@@ -140,6 +140,7 @@ class _Window:
     item: int
     features: np.ndarray  # (n_mels, frames)
     real_frames: int  # encoder output frames that cover real audio
+    start: int = 0  # first sample of the window in the clip
 
 
 def _real_output_frames(n_samples: int) -> int:
@@ -162,7 +163,7 @@ def _windows(item: int, audio: np.ndarray, n_mels: int, mode: str) -> Iterator[_
         else:
             n = _trim_frames(len(piece))
             feats = log_mel_spectrogram(piece, n_mels, pad_to=n * HOP_LENGTH)[:, :n]
-        yield _Window(item, np.ascontiguousarray(feats), min(real, feats.shape[1] // 2))
+        yield _Window(item, np.ascontiguousarray(feats), min(real, feats.shape[1] // 2), start)
 
 
 def _batches(windows: list[_Window], batch_size: int) -> Iterator[list[_Window]]:
@@ -210,7 +211,8 @@ def load_ct2_whisper(
 
 
 class WhisperCT2SpeechEncoder:
-    """Mean-pooled Whisper encoder states (CTranslate2); implements ``SpeechEncoder``.
+    """Mean-pooled Whisper encoder states (CTranslate2); implements ``SpeechEncoder`` and
+    ``FrameSpeechEncoder`` (:meth:`encode_frames`: the states themselves).
 
     ``model_dir`` is a CTranslate2 Whisper directory, e.g. from
     :func:`clasp_ingest.model.assets.whisper_base_ct2_dir` (whisper-base: ``dim == 512``).
@@ -271,19 +273,34 @@ class WhisperCT2SpeechEncoder:
     def n_mels(self) -> int:
         return self._n_mels
 
-    def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        """(n, dim) float32: per clip, the mean encoder state over frames that cover real audio."""
-        sums = np.zeros((len(waveforms), self._dim), dtype=np.float64)
-        counts = np.zeros(len(waveforms), dtype=np.int64)
+    def _states(self, waveforms: Sequence[np.ndarray]) -> Iterator[tuple[_Window, np.ndarray]]:
+        """Each window of each clip with its encoder states over real audio, (frames, dim)."""
         windows = [
             w for i, wav in enumerate(waveforms) for w in _windows(i, wav, self._n_mels, self.options.window)
         ]
         for batch in _batches(windows, self.options.batch_size):
             states = self._run(np.stack([w.features for w in batch]))
             for w, s in zip(batch, states, strict=True):
-                sums[w.item] += s[: w.real_frames].sum(axis=0, dtype=np.float64)
-                counts[w.item] += w.real_frames
+                yield w, s[: w.real_frames]
+
+    def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, dim) float32: per clip, the mean encoder state over frames that cover real audio."""
+        sums = np.zeros((len(waveforms), self._dim), dtype=np.float64)
+        counts = np.zeros(len(waveforms), dtype=np.int64)
+        for w, states in self._states(waveforms):
+            sums[w.item] += states.sum(axis=0, dtype=np.float64)
+            counts[w.item] += len(states)
         return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+    def encode_frames(self, waveforms: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per clip, the encoder states over real audio in time order, (frames, dim) float32.
+
+        Their mean over rows is :meth:`encode`'s vector; a clip over 30 s joins its windows.
+        """
+        parts: list[dict[int, np.ndarray]] = [{} for _ in waveforms]
+        for w, states in self._states(waveforms):
+            parts[w.item][w.start] = states
+        return [np.concatenate([p[k] for k in sorted(p)]).astype(np.float32, copy=False) for p in parts]
 
 
 #: ``ComponentSpec.source`` value meaning "whisper-base from the registry packages".

@@ -61,6 +61,16 @@ def train_command(
     model: str | None = typer.Option(None, "--model", help="Preset or model folder (default: $CLASP_MODEL)."),
     loss: str = typer.Option("contrastive", "--loss", help="'contrastive' (CLASP) or 'huber' (LASP)."),
     fusion: str | None = typer.Option(None, "--fusion", help="'concat' or 'gating' (default: the model's)."),
+    speech_pool: str | None = typer.Option(
+        None,
+        "--speech-pool",
+        help="'mean' (the paper: the speech encoder's mean frame) or 'attention' (the head pools "
+        "the frames with learned queries; frames are cached, about 100 KB per second of audio). "
+        "Default: the model's.",
+    ),
+    pool_queries: int | None = typer.Option(
+        None, "--pool-queries", help="With --speech-pool attention: learned queries (default 4)."
+    ),
     fine_tune: bool = typer.Option(
         False, "--fine-tune", help="Start from the model's head, not a fresh one."
     ),
@@ -138,7 +148,14 @@ def train_command(
             extra_val=tuple(extra_val),
         )
         clasp = _load(model or settings.model, device or settings.device, settings.model_dir)
-        prepare_head(clasp, kind=fusion, fresh=not fine_tune, seed=seed)
+        prepare_head(
+            clasp,
+            kind=fusion,
+            fresh=not fine_tune,
+            seed=seed,
+            speech_pool=speech_pool,
+            pool_queries=pool_queries,
+        )
         with _progress(not quiet) as progress:
             result = train_fusion(clasp, manifest, out, options, progress=progress)
     except (ClaspIngestError, ValueError) as exc:

@@ -9,6 +9,9 @@ every epoch and every later run. Cache keys:
   features; stored as ``<root>/audio-<id>/<ab>/<sha256>.npz`` (arrays ``speech``,
   ``spectrogram``).
 - text: ``sha256(utf-8 text)`` under ``<root>/text-<id>/``, as ``.npy``.
+- speech frames (only for heads that pool frames themselves, ``FusionSpec.speech_pool``):
+  ``<root>/frames-<id>/<ab>/<sha256>.npy``, float16 ``(frames, dim)``. In memory all clips'
+  frames are one :class:`FrameBank`.
 
 Files are written to a temporary name and renamed, so a killed run leaves no torn entry.
 """
@@ -26,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from clasp_ingest.errors import MediaDecodeError
+from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.base import SpectrogramEncoder, SpeechEncoder, TextEncoder
 
@@ -34,6 +37,7 @@ __all__ = [
     "Backbones",
     "FeatureCache",
     "FeatureSet",
+    "FrameBank",
     "ProgressFn",
     "compute_features",
     "default_cache_dir",
@@ -60,11 +64,95 @@ class Backbones(Protocol):
     def text(self) -> TextEncoder: ...
 
 
+class FrameBank:
+    """Variable-length speech frames of many clips in one float16 array, indexed like rows.
+
+    Row ``i`` is ``frames[starts[i] : starts[i] + lengths[i]]``. Indexing with a slice, an
+    integer array or a boolean mask gives another bank over the same frames (no copy);
+    :meth:`padded` gives a zero-padded float32 ``(rows, longest, dim)`` batch, the input of
+    a head that pools frames (:class:`~clasp_ingest.model.fusion.PooledFusion`).
+    """
+
+    def __init__(self, frames: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
+        if frames.ndim != 2 or len(starts) != len(lengths):
+            raise ValueError(f"frames must be (n, dim) and starts/lengths aligned, got {frames.shape}")
+        self.frames = frames
+        self.starts = np.asarray(starts, np.int64)
+        self.lengths = np.asarray(lengths, np.int64)
+
+    @classmethod
+    def stack(cls, clips: Sequence[np.ndarray | Path]) -> FrameBank:
+        """One bank over ``clips``: ``(frames, dim)`` arrays or ``.npy`` files of them.
+
+        Files are read one at a time straight into the bank (a training set's frames can be
+        many GB); a clip given twice (the same array object or path) is stored once.
+        """
+        unique: dict[Any, np.ndarray | Path] = {}
+        for clip in clips:
+            unique.setdefault(_clip_key(clip), clip)
+        shapes = [_clip_shape(clip) for clip in unique.values()]
+        if not shapes:
+            raise ValueError("a frame bank needs at least one clip")
+        dims = {dim for _, dim in shapes}
+        if len(dims) != 1:
+            raise ValueError(f"clips have frames of different widths: {sorted(dims)}")
+        offsets = np.concatenate([[0], np.cumsum([n for n, _ in shapes])]).astype(np.int64)
+        frames = np.empty((int(offsets[-1]), dims.pop()), np.float16)
+        slot = {}
+        for i, (key, clip) in enumerate(unique.items()):
+            frames[offsets[i] : offsets[i + 1]] = np.load(clip) if isinstance(clip, Path) else clip
+            slot[key] = i
+        rows = [slot[_clip_key(clip)] for clip in clips]
+        return cls(frames, offsets[rows], np.diff(offsets)[rows])
+
+    @property
+    def dim(self) -> int:
+        return int(self.frames.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: Any) -> FrameBank:
+        return FrameBank(self.frames, self.starts[index], self.lengths[index])
+
+    def padded(self, rows: Any = None) -> np.ndarray:
+        """float32 ``(len(rows), longest, dim)``, each clip's frames first and zeros after."""
+        starts = self.starts if rows is None else self.starts[rows]
+        lengths = self.lengths if rows is None else self.lengths[rows]
+        out = np.zeros((len(starts), int(lengths.max(initial=1)), self.dim), np.float32)
+        for row, (start, length) in enumerate(zip(starts, lengths, strict=True)):
+            out[row, :length] = self.frames[start : start + length]
+        return out
+
+
+def _clip_key(clip: np.ndarray | Path) -> Any:
+    return clip if isinstance(clip, Path) else id(clip)
+
+
+def _clip_shape(clip: np.ndarray | Path) -> tuple[int, int]:
+    if isinstance(clip, Path):
+        with clip.open("rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            fmt = np.lib.format
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape = read(fh)[0]
+    else:
+        shape = clip.shape
+    if len(shape) != 2:
+        where = clip if isinstance(clip, Path) else "an array"
+        raise ValueError(f"speech frames must be (frames, dim), got {shape} in {where}")
+    return int(shape[0]), int(shape[1])
+
+
 @dataclass(frozen=True)
 class FeatureSet:
-    """Aligned per-item features: row ``i`` of each array belongs to the same clip/caption."""
+    """Aligned per-item features: row ``i`` of each array belongs to the same clip/caption.
 
-    speech: np.ndarray
+    ``speech`` is a ``(n, dim)`` array of pooled vectors, or a :class:`FrameBank` of each
+    clip's frames when the model's head pools them (``compute_features`` decides).
+    """
+
+    speech: np.ndarray | FrameBank
     spectrogram: np.ndarray
     text: np.ndarray
     unreadable: tuple[int, ...] = ()  # input positions left out (``compute_features(skip_unreadable=True)``)
@@ -141,6 +229,16 @@ class FeatureCache:
         if path is not None:
             _atomic_write(path, lambda fh: np.savez(fh, speech=speech, spectrogram=spectrogram))
 
+    def frames_file(self, identity: str, key: str) -> Path | None:
+        """The ``.npy`` file of a clip's cached speech frames (float16 ``(frames, dim)``), if any."""
+        path = self._path("frames", identity, key, ".npy")
+        return path if path is not None and path.is_file() else None
+
+    def put_frames(self, identity: str, key: str, frames: np.ndarray) -> None:
+        path = self._path("frames", identity, key, ".npy")
+        if path is not None:
+            _atomic_write(path, lambda fh: np.save(fh, np.asarray(frames, np.float16)))
+
     def get_text(self, identity: str, key: str) -> np.ndarray | None:
         path = self._path("text", identity, key, ".npy")
         if path is None or not path.is_file():
@@ -185,19 +283,34 @@ def compute_features(
 ) -> FeatureSet:
     """Speech, spectrogram and text features of aligned (audio, text) pairs, cached.
 
+    For a model whose head pools speech frames itself (``model.speech_frames``), ``speech``
+    is a :class:`FrameBank` of each clip's frames (the speech encoder needs
+    ``encode_frames``); otherwise an array of pooled vectors.
+
     An audio file that cannot be read or decoded raises, or with ``skip_unreadable`` is
     logged and left out: the result then holds the other pairs, in order, and lists the
     left-out positions in ``unreadable``.
     """
     if len(audio) != len(texts):
         raise ValueError(f"{len(audio)} audio files but {len(texts)} texts")
-    keys, found = _audio_features(model, audio, cache, batch_size, progress, loader, skip_unreadable)
+    frames = bool(getattr(model, "speech_frames", False))
+    if frames and not callable(getattr(model.speech, "encode_frames", None)):
+        raise ConfigError(
+            f"the model's head pools speech frames but its speech encoder "
+            f"{type(model.speech).__name__} gives none (no encode_frames); use speech_pool 'mean'"
+        )
+    keys, found = _audio_features(model, audio, cache, batch_size, progress, loader, skip_unreadable, frames)
     kept = [(i, key) for i, key in enumerate(keys) if key is not None]
     if audio and not kept:
         raise MediaDecodeError(str(audio[0]), f"none of the {len(audio)} audio files could be decoded")
     text = _text_features(model, [texts[i] for i, _ in kept], cache, batch_size, progress)
+    speech: np.ndarray | FrameBank
+    if frames:
+        speech = FrameBank.stack([found[key][2] for _, key in kept])
+    else:
+        speech = np.stack([found[key][0] for _, key in kept])
     return FeatureSet(
-        speech=np.stack([found[key][0] for _, key in kept]),
+        speech=speech,
         spectrogram=np.stack([found[key][1] for _, key in kept]),
         text=text,
         unreadable=tuple(i for i, key in enumerate(keys) if key is None),
@@ -222,19 +335,24 @@ def _audio_features(
     progress: ProgressFn | None,
     loader: Callable[[Path], np.ndarray],
     skip_unreadable: bool,
-) -> tuple[list[str | None], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Each path's content key (``None``: unreadable, skipped) and the features by key."""
+    frames: bool = False,
+) -> tuple[list[str | None], dict[str, tuple[Any, ...]]]:
+    """Each path's content key (``None``: unreadable, skipped) and its features by key:
+    (speech vector, spectrogram vector) and, with ``frames``, the speech frames (an array, or
+    the cache file holding them: :meth:`FrameBank.stack` reads those one at a time)."""
     identity = encoder_identity(model, "speech", "spectrogram")
+    frame_identity = encoder_identity(model, "speech")
     keys = [_content_key(path, skip_unreadable) for path in paths]
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    found: dict[str, tuple[Any, ...]] = {}
     missing: dict[str, Path] = {}
     for key, path in zip(keys, paths, strict=True):
         if key is not None and key not in found and key not in missing:
             hit = cache.get_audio(identity, key)
-            if hit is None:
+            clip = cache.frames_file(frame_identity, key) if frames and hit is not None else None
+            if hit is None or (frames and clip is None):
                 missing[key] = path
             else:
-                found[key] = hit
+                found[key] = hit if clip is None else (*hit, clip)
     log.info("audio features: %d cached, %d to compute", len(found), len(missing))
     done = len(paths) - len(missing)
     bad: set[str] = set()
@@ -250,10 +368,19 @@ def _audio_features(
                 bad.add(key)
         if loaded:
             waves = [wave for _, wave in loaded]
-            sp, sg = model.speech.encode(waves), model.spectrogram.encode(waves)
-            for (key, _), s, g in zip(loaded, sp, sg, strict=True):
-                found[key] = (np.asarray(s, np.float32), np.asarray(g, np.float32))
-                cache.put_audio(identity, key, *found[key])
+            sg = model.spectrogram.encode(waves)
+            if frames:
+                exact = model.speech.encode_frames(waves)  # type: ignore[attr-defined]
+                sp = [f.mean(0, dtype=np.float64) for f in exact]  # as encode() pools them
+                clips = [np.asarray(f, np.float16) for f in exact]
+            else:
+                sp = list(model.speech.encode(waves))
+            for j, ((key, _), s, g) in enumerate(zip(loaded, sp, sg, strict=True)):
+                vectors = (np.asarray(s, np.float32), np.asarray(g, np.float32))
+                cache.put_audio(identity, key, *vectors)
+                if frames:
+                    cache.put_frames(frame_identity, key, clips[j])
+                found[key] = (*vectors, clips[j]) if frames else vectors
         done += len(batch)
         if progress is not None:
             progress("audio features", min(done, len(paths)), len(paths))

@@ -6,6 +6,10 @@ step learning-rate schedule (the paper's ``StepLR``), early stopping on the vali
 (the best epoch's weights are kept), a checkpoint after every epoch so a killed run resumes
 where it stopped and ends with the same weights as an uninterrupted one: every epoch's
 shuffling and dropout draw from RNGs seeded by ``(seed, epoch)``, not by history.
+
+A head that pools speech frames (the speech features are a ``FrameBank``) trains on batches
+of clips of similar length (:func:`_length_grouped`), since each batch is padded to its
+longest clip.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch import nn
 
 from clasp_ingest.errors import ConfigError
 from clasp_ingest.log import get_logger
-from clasp_ingest.training.features import FeatureSet
+from clasp_ingest.training.features import FeatureSet, FrameBank
 from clasp_ingest.training.losses import LOSSES, build_loss
 
 __all__ = ["CHECKPOINT_NAME", "EpochStats", "FitOptions", "FitResult", "fit_head"]
@@ -192,7 +196,7 @@ def _temperature(loss: nn.Module) -> float | None:
 
 @dataclass(frozen=True)
 class _Tensors:
-    speech: torch.Tensor
+    speech: Any  # a tensor of pooled vectors, or a FrameBank (kept in host memory)
     spectrogram: torch.Tensor
     text: torch.Tensor
 
@@ -201,7 +205,8 @@ class _Tensors:
         def put(array: Any) -> torch.Tensor:
             return torch.as_tensor(array, dtype=torch.float32).to(device)
 
-        return cls(put(features.speech), put(features.spectrogram), put(features.text))
+        speech = features.speech if isinstance(features.speech, FrameBank) else put(features.speech)
+        return cls(speech, put(features.spectrogram), put(features.text))
 
     def __len__(self) -> int:
         return len(self.text)
@@ -211,7 +216,12 @@ class _Tensors:
         for start in range(0, len(index), size):
             chunk = index[start : start + size]
             if len(chunk) >= 2 or len(index) == 1:  # a 1-item batch breaks BatchNorm and InfoNCE
-                yield _Tensors(self.speech[chunk], self.spectrogram[chunk], self.text[chunk])
+                yield _Tensors(self._speech(chunk), self.spectrogram[chunk], self.text[chunk])
+
+    def _speech(self, chunk: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.speech, FrameBank):  # zero-padded frames of just this batch
+            return torch.from_numpy(self.speech.padded(chunk.numpy())).to(self.text.device)
+        return self.speech[chunk]
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -221,7 +231,10 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 def _run_epoch(state: _State, train: _Tensors, val: _Tensors, options: FitOptions) -> EpochStats:
     seed = _epoch_seed(options.seed, state.epoch)
     torch.manual_seed(seed)  # dropout draws
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train), generator=generator)
+    if isinstance(train.speech, FrameBank):
+        order = _length_grouped(order, torch.from_numpy(train.speech.lengths), options.batch_size, generator)
     lr = state.optimizer.param_groups[0]["lr"]
     train_loss = _train_pass(state, train.batches(options.batch_size, order))
     val_loss = evaluate_loss(state.head, state.loss, val.batches(options.val_batch_size))
@@ -238,6 +251,30 @@ def _run_epoch(state: _State, train: _Tensors, val: _Tensors, options: FitOption
     state.history.append(stats)
     log.info("epoch %d: train %.4f val %.4f (best %.4f)", state.epoch, train_loss, val_loss, state.best_val)
     return stats
+
+
+#: Batches whose clips are sorted by length together (frame inputs only, see _length_grouped).
+LENGTH_GROUP_BATCHES = 32
+
+
+def _length_grouped(
+    order: torch.Tensor, lengths: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``order`` with each run of ``LENGTH_GROUP_BATCHES`` batches sorted by clip length, and
+    those batches shuffled: a batch of frame sequences is padded to its longest clip, so
+    clips of like length share batches (about 2x less padding work on speech corpora). The
+    batches stay random draws of the epoch; only their length spread narrows.
+    """
+    group = batch_size * LENGTH_GROUP_BATCHES
+    parts = []
+    for start in range(0, len(order), group):
+        chunk = order[start : start + group]
+        parts.append(chunk[torch.argsort(lengths[chunk], stable=True)])
+    ordered = torch.cat(parts)
+    batches = list(torch.split(ordered, batch_size))
+    full = batches if len(ordered) % batch_size == 0 else batches[:-1]  # the short one stays last
+    shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+    return torch.cat(shuffled + batches[len(full) :])
 
 
 def _train_pass(state: _State, batches: Iterator[_Tensors]) -> float:

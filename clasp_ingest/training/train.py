@@ -181,11 +181,22 @@ def train_fusion(
     return result
 
 
-def prepare_head(model: Any, *, kind: str | None = None, fresh: bool = True, seed: int = 0) -> None:
+def prepare_head(
+    model: Any,
+    *,
+    kind: str | None = None,
+    fresh: bool = True,
+    seed: int = 0,
+    speech_pool: str | None = None,
+    pool_queries: int | None = None,
+) -> None:
     """Give ``model`` the head to train: a fresh seeded one (of ``kind``, default the model's).
 
-    With ``fresh=False`` the model's current head is fine-tuned (``kind`` must then match).
-    The model's config follows the head, so ``save_model`` writes the right ``config.json``.
+    ``speech_pool`` / ``pool_queries`` (default the model's): ``"attention"`` trains a head
+    that pools the speech encoder's frames with that many learned queries (the encoder needs
+    ``encode_frames``). With ``fresh=False`` the model's current head is fine-tuned (``kind``
+    and the pooling must then match). The model's config follows the head, so
+    ``save_model`` writes the right ``config.json``.
     """
     import torch
 
@@ -193,11 +204,22 @@ def prepare_head(model: Any, *, kind: str | None = None, fresh: bool = True, see
 
     config = model.config
     kind = kind or config.fusion.kind
+    pool = speech_pool or config.fusion.speech_pool
+    queries = pool_queries or config.fusion.pool_queries
     if not fresh:
-        if kind != config.fusion.kind:
-            raise ConfigError(f"cannot fine-tune a {config.fusion.kind} head as {kind}; train a fresh head")
+        have = (config.fusion.kind, config.fusion.speech_pool, config.fusion.pool_queries)
+        if (kind, pool, queries) != have:
+            raise ConfigError(
+                f"cannot fine-tune a {have[0]} head with {have[1]} speech pooling as {kind} with "
+                f"{pool} pooling; train a fresh head"
+            )
         return
-    fusion_spec = replace(config.fusion, kind=kind)  # validates the kind
+    fusion_spec = replace(config.fusion, kind=kind, speech_pool=pool, pool_queries=queries)  # validates
+    if fusion_spec.frames and not callable(getattr(model.speech, "encode_frames", None)):
+        raise ConfigError(
+            f"speech pool {pool!r} needs a speech encoder that gives frames; "
+            f"{type(model.speech).__name__} gives only pooled vectors"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = build_fusion(
@@ -206,6 +228,8 @@ def prepare_head(model: Any, *, kind: str | None = None, fresh: bool = True, see
             fusion_spec.spec_dim,
             fusion_spec.out_dim,
             normalize_inputs=fusion_spec.normalize_inputs,
+            speech_pool=fusion_spec.speech_pool,
+            pool_queries=fusion_spec.pool_queries,
         )
     model.config = replace(config, fusion=fusion_spec, weights=None)
     model.fusion = head.to(getattr(model, "device", "cpu")).eval()

@@ -113,3 +113,47 @@ def test_normalize_inputs_flag(kind: str) -> None:
         )
         torch.testing.assert_close(norm(a, b), norm(a * 5, b * 0.1))  # scale-free
         assert not torch.allclose(raw(a, b), norm(a, b))
+
+
+def test_untrained_attention_pool_is_mean_pooling_over_real_frames() -> None:
+    from clasp_ingest.model.fusion import AttentionPool
+
+    torch.manual_seed(0)
+    pool = AttentionPool(8, queries=3)
+    a, b = torch.randn(5, 8), torch.randn(2, 8)
+    padded = torch.zeros(2, 5, 8)
+    padded[0], padded[1, :2] = a, b
+    out = pool(padded)
+    assert out.shape == (2, 24)
+    for row, clip in ((0, a), (1, b)):
+        for q in range(3):  # every query gives the mean of the real frames, padding left out
+            torch.testing.assert_close(out[row, q * 8 : (q + 1) * 8], clip.mean(0))
+    torch.testing.assert_close(pool(a[None, :1, :]), pool(a[:1]))  # a 2-D input is one frame per clip
+
+
+def test_trained_attention_pool_ignores_padding_and_learns() -> None:
+    from clasp_ingest.model.fusion import AttentionPool
+
+    torch.manual_seed(1)
+    pool = AttentionPool(8, queries=2)
+    with torch.no_grad():
+        pool.query.normal_()
+    clip = torch.randn(1, 4, 8)
+    longer = torch.cat([clip, torch.zeros(1, 6, 8)], dim=1)
+    torch.testing.assert_close(pool(clip), pool(longer))
+    assert not torch.allclose(pool(clip)[0, :8], clip[0].mean(0))  # no longer a plain mean
+    pool(clip).sum().backward()
+    assert pool.query.grad is not None and pool.query.grad.abs().sum() > 0
+    assert torch.isfinite(pool(torch.zeros(2, 3, 8))).all()  # an all-zero clip: zeros, not NaN
+
+
+@pytest.mark.parametrize("kind", ["concat", "gating"])
+def test_build_fusion_with_attention_pooling(kind: str) -> None:
+    from clasp_ingest.model.fusion import AttentionPool, PooledFusion
+
+    head = build_fusion(kind, 16, 12, 24, speech_pool="attention", pool_queries=3)  # type: ignore[arg-type]
+    assert isinstance(head, PooledFusion) and isinstance(head.pool, AttentionPool)
+    assert head.fusion.speech_dim == 48 and head.pool.query.shape == (3, 16)
+    assert head.eval()(torch.randn(4, 7, 16), torch.randn(4, 12)).shape == (4, 24)
+    with pytest.raises(ValueError, match="speech pool"):
+        build_fusion(kind, 16, 12, 24, speech_pool="max")  # type: ignore[arg-type]

@@ -137,3 +137,33 @@ def test_build_speech_factory_from_a_ct2_dir(tiny_whisper_ct2: Path) -> None:
     enc = build_speech(spec, Runtime(device="cpu", batch_size=2))
     assert enc.dim == 32 and enc.options.window == "trim" and enc.options.batch_size == 2
     assert enc.encode([_noise(1.0, 0)]).shape == (1, 32)
+
+
+def test_frames_are_the_states_over_real_audio_in_time_order(
+    tiny_whisper_ct2: Path, tiny_whisper_hf: Any
+) -> None:
+    import torch
+
+    from clasp_ingest.model.base import FrameSpeechEncoder
+
+    enc = _encoder(tiny_whisper_ct2)
+    assert isinstance(enc, FrameSpeechEncoder)
+    audio = _noise(2.0, 3)  # 100 encoder frames
+    feats = log_mel_spectrogram(audio, 80, pad_to=CHUNK_SAMPLES)[:, :3000]
+    with torch.no_grad():
+        states = tiny_whisper_hf.model.encoder(torch.from_numpy(feats[None])).last_hidden_state[0].numpy()
+    (frames,) = enc.encode_frames([audio])
+    assert frames.shape == (100, 32) and frames.dtype == np.float32
+    np.testing.assert_allclose(frames, states[:100], atol=1e-4)
+
+
+def test_frames_of_a_batch_and_of_long_clips_average_to_encode(tiny_whisper_ct2: Path) -> None:
+    clips = [_noise(s, i) for i, s in enumerate([0.7, 41.0, 1.5, 0.05])]
+    enc = _encoder(tiny_whisper_ct2, window="trim", batch_size=3)
+    frames = enc.encode_frames(clips)
+    assert [len(f) for f in frames] == [35, 2050, 75, 3]
+    np.testing.assert_allclose(np.stack([f.mean(0) for f in frames]), enc.encode(clips), atol=1e-5)
+    # the long clip's frames are its two windows' frames, first window first
+    first, rest = enc.encode_frames([clips[1][:CHUNK_SAMPLES], clips[1][CHUNK_SAMPLES:]])
+    np.testing.assert_allclose(frames[1], np.concatenate([first, rest]), atol=1e-5)
+    assert enc.encode_frames([]) == []

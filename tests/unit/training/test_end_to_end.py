@@ -249,3 +249,86 @@ def test_distractors_join_the_candidates_but_ask_nothing(tiny_model: Any, tone_m
     assert same["distractors"] == 0 and same["mrr"] == pytest.approx(plain["mrr"])
     with pytest.raises(ConfigError, match="candidates='all'"):
         evaluate(tiny_model, tone_manifest, 2, split="val", distractors=tone_manifest)
+
+
+def test_attention_pooled_head_trains_saves_loads_and_every_route_agrees(
+    tiny_model: Any, tone_manifest: Path, tmp_path: Path
+) -> None:
+    from clasp_ingest.model import load_model
+    from clasp_ingest.model.fusion import PooledFusion
+    from clasp_ingest.training.features import FrameBank
+
+    prepare_head(tiny_model, seed=0, speech_pool="attention", pool_queries=2)
+    assert isinstance(tiny_model.fusion, PooledFusion) and tiny_model.speech_frames
+    out, cache = tmp_path / "pooled", tmp_path / "cache"
+    result = train_fusion(tiny_model, tone_manifest, out, replace(FAST, center=True, cache_dir=cache))
+    assert (result.n_train, result.n_val) == (6, 3)
+    assert len(list(cache.glob("frames-*/*/*.npy"))) == 9  # each train/val clip's frames, float16
+    assert json.loads((out / "config.json").read_text())["fusion"]["speech_pool"] == "attention"
+    assert tiny_model.fusion.pool.query.abs().sum() > 0  # the queries were trained
+
+    loaded = load_model(str(out), device="cpu")
+    assert isinstance(loaded.fusion, PooledFusion) and loaded.config.fusion.pool_queries == 2
+    rows = read_manifest(tone_manifest)
+    waves = [load_waveform(r.audio) for r in rows]
+    features = compute_features(
+        loaded, [r.audio for r in rows], [r.text for r in rows], cache=FeatureCache(cache)
+    )
+    assert isinstance(features.speech, FrameBank) and len(features.speech) == len(rows)
+    # the frame bank, the cached means and the waveform route give the same vectors
+    np.testing.assert_allclose(
+        loaded.embed_features(features.speech, features.spectrogram), loaded.encode_audio(waves), atol=1e-3
+    )
+    via_features = evaluate(loaded, tone_manifest, "all", split="val", cache_dir=cache)
+    via_towers = evaluate(_TwoTowers(loaded), tone_manifest, "all", split="val")
+    for key, value in result.val_metrics.items():
+        assert via_features[key] == pytest.approx(value, abs=1e-4)
+        assert via_towers[key] == pytest.approx(value, abs=2e-3)
+    with pytest.raises(ConfigError, match="fine-tune"):
+        prepare_head(loaded, fresh=False, speech_pool="mean")
+
+
+def test_frame_bank_stacks_arrays_and_files_once_each(tmp_path: Path) -> None:
+    from clasp_ingest.training.features import FrameBank
+
+    a, b = np.arange(6, dtype=np.float32).reshape(3, 2), np.full((2, 2), 7.0, np.float32)
+    np.save(tmp_path / "b.npy", b.astype(np.float16))
+    bank = FrameBank.stack([a, tmp_path / "b.npy", a, tmp_path / "b.npy"])
+    assert bank.frames.shape == (5, 2) and bank.frames.dtype == np.float16  # each clip stored once
+    assert bank.lengths.tolist() == [3, 2, 3, 2] and bank.starts.tolist() == [0, 3, 0, 3]
+    padded = bank.padded()
+    assert padded.shape == (4, 3, 2) and padded.dtype == np.float32
+    np.testing.assert_array_equal(padded[1], [[7, 7], [7, 7], [0, 0]])
+    np.testing.assert_array_equal(bank[np.array([False, False, True, False])].padded()[0], a)
+    assert len(bank[1:]) == 3 and bank[1:].padded(np.array([0])).shape == (1, 2, 2)
+    np.save(tmp_path / "bad.npy", np.zeros((2, 3), np.float16))
+    with pytest.raises(ValueError, match="different widths"):
+        FrameBank.stack([a, tmp_path / "bad.npy"])
+
+
+class _PooledOnly:
+    """A speech encoder that gives pooled vectors only (no ``encode_frames``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.dim, self._inner = inner.dim, inner
+
+    def encode(self, waveforms: Any) -> np.ndarray:
+        return np.asarray(self._inner.encode(waveforms))
+
+
+def test_a_pooling_head_needs_a_speech_encoder_with_frames(tiny_model: Any, tone_manifest: Path) -> None:
+    waves = [np.zeros(8000, np.float32) + 0.1, np.ones(4000, np.float32)]
+    frames = tiny_model.speech.encode_frames(waves)  # the hf backend gives frames
+    np.testing.assert_allclose(
+        np.stack([f.mean(0) for f in frames]), tiny_model.speech.encode(waves), atol=1e-5
+    )
+    pooled_only = SimpleNamespace(config=tiny_model.config, speech=_PooledOnly(tiny_model.speech))
+    with pytest.raises(ConfigError, match="needs a speech encoder that gives frames"):
+        prepare_head(pooled_only, speech_pool="attention")
+    prepare_head(tiny_model, seed=0, speech_pool="attention")
+    tiny_model.speech = _PooledOnly(tiny_model.speech)
+    rows = read_manifest(tone_manifest)[:2]
+    with pytest.raises(ConfigError, match="gives none"):
+        compute_features(
+            tiny_model, [r.audio for r in rows], [r.text for r in rows], cache=FeatureCache(None)
+        )
