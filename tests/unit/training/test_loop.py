@@ -110,3 +110,19 @@ def test_options_are_validated() -> None:
         FitOptions(batch_size=1)
     with pytest.raises(ConfigError, match="patience"):
         FitOptions(patience=0)
+
+
+def test_length_grouped_batches_are_a_permutation_of_like_lengths() -> None:
+    from clasp_ingest.training.loop import _length_grouped
+
+    lengths = torch.randint(1, 1000, (1000,), generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(1000, generator=torch.Generator().manual_seed(1))
+    grouped = _length_grouped(order, lengths, 64, torch.Generator().manual_seed(2))
+    assert sorted(grouped.tolist()) == list(range(1000))
+    again = _length_grouped(order, lengths, 64, torch.Generator().manual_seed(2))
+    assert torch.equal(grouped, again)  # seeded: a resumed epoch draws the same batches
+    spread = [int(lengths[b].max() - lengths[b].min()) for b in torch.split(grouped, 64)[:-1]]
+    random_spread = [int(lengths[b].max() - lengths[b].min()) for b in torch.split(order, 64)[:-1]]
+    assert max(spread) < min(random_spread)
+    tail = 1000 % 64  # one group of all 1000 here: the short batch holds the longest clips, last
+    assert lengths[grouped[-tail:]].min() >= lengths[grouped[:-tail]].max()
