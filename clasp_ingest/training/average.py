@@ -1,8 +1,8 @@
 """Average trained fusion heads into one ("model soup"), then refit its centring.
 
 Heads trained from the same seeded initialisation with different recipes (batch size,
-learning rate) often average into a head better than either: clasp-mini (since v0.4) is the mean
-of two such runs (see its model card). The heads must share the backbones and the fusion
+learning rate) often average into a head better than either: clasp-mini v0.4 to v0.7 were
+such means (see its model card). The heads must share the backbones and the fusion
 shape. Floating-point tensors are averaged; integer ones (BatchNorm's batch counters) are
 taken from the first head. Centring depends on the head's outputs, so it is refitted on a
 manifest's training rows (``--center``) — or dropped. Language directions removed in training

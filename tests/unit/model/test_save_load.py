@@ -154,7 +154,7 @@ def test_json_presets_are_named_by_file_and_version_their_model_id() -> None:
     mini = get_preset("clasp-mini")
     # the id stored in collections carries the head's version, so a collection made with an
     # older head (model id "clasp-mini") is refused instead of mixed with the new vectors
-    assert mini.model_id == "clasp-mini-v0.7"
+    assert mini.model_id == "clasp-mini-v0.8"
     assert "clasp-mini" in list_presets() and mini.model_id not in list_presets()
 
 
