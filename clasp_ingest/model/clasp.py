@@ -19,7 +19,7 @@ from clasp_ingest.errors import ConfigError, ModelLoadError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.backends import build_component
 from clasp_ingest.model.base import SpectrogramEncoder, SpeechEncoder, TextEncoder
-from clasp_ingest.model.config import CONFIG_FILE, FUSION_FILE, ModelConfig, Runtime
+from clasp_ingest.model.config import CONFIG_FILE, FUSION_FILE, FusionSpec, ModelConfig, Runtime
 from clasp_ingest.model.fusion import build_fusion
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ __all__ = [
     "project_out",
     "save_fusion",
     "save_model",
+    "seeded_head",
     "set_torch_threads",
 ]
 
@@ -274,19 +275,24 @@ def pad_frames(clips: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _fresh_fusion(config: ModelConfig, *, zero_bias: bool = False) -> torch.nn.Module:
-    f = config.fusion
+def seeded_head(spec: FusionSpec, seed: int) -> torch.nn.Module:
+    """A fresh head of ``spec`` (kind, dimensions, speech pooling), initialised from ``seed``
+    without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        fusion = build_fusion(
-            f.kind,
-            f.speech_dim,
-            f.spec_dim,
-            f.out_dim,
-            normalize_inputs=f.normalize_inputs,
-            speech_pool=f.speech_pool,
-            pool_queries=f.pool_queries,
+        torch.manual_seed(seed)
+        return build_fusion(
+            spec.kind,
+            spec.speech_dim,
+            spec.spec_dim,
+            spec.out_dim,
+            normalize_inputs=spec.normalize_inputs,
+            speech_pool=spec.speech_pool,
+            pool_queries=spec.pool_queries,
         )
+
+
+def _fresh_fusion(config: ModelConfig, *, zero_bias: bool = False) -> torch.nn.Module:
+    fusion = seeded_head(config.fusion, config.seed)
     if zero_bias:
         # An untrained head with torch's default biases maps every input to nearly the same
         # direction; zero biases keep random inputs apart (cosine ≈ 0.93-0.98, not 0.999).

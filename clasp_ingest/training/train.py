@@ -198,9 +198,7 @@ def prepare_head(
     and the pooling must then match). The model's config follows the head, so
     ``save_model`` writes the right ``config.json``.
     """
-    import torch
-
-    from clasp_ingest.model.fusion import build_fusion
+    from clasp_ingest.model.clasp import seeded_head
 
     config = model.config
     kind = kind or config.fusion.kind
@@ -220,17 +218,7 @@ def prepare_head(
             f"speech pool {pool!r} needs a speech encoder that gives frames; "
             f"{type(model.speech).__name__} gives only pooled vectors"
         )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        head = build_fusion(
-            kind,  # type: ignore[arg-type]
-            fusion_spec.speech_dim,
-            fusion_spec.spec_dim,
-            fusion_spec.out_dim,
-            normalize_inputs=fusion_spec.normalize_inputs,
-            speech_pool=fusion_spec.speech_pool,
-            pool_queries=fusion_spec.pool_queries,
-        )
+    head = seeded_head(fusion_spec, seed)
     model.config = replace(config, fusion=fusion_spec, weights=None)
     model.fusion = head.to(getattr(model, "device", "cpu")).eval()
 
