@@ -65,7 +65,7 @@ def train_command(
         None,
         "--speech-pool",
         help="'mean' (the paper: the speech encoder's mean frame) or 'attention' (the head pools "
-        "the frames with learned queries; frames are cached, about 100 KB per second of audio). "
+        "the frames with learned queries; frames are cached, about 50 KB per second of audio). "
         "Default: the model's.",
     ),
     pool_queries: int | None = typer.Option(
