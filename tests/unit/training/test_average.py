@@ -83,3 +83,26 @@ def test_partial_centring_scales_the_means(tone_manifest: Path, tmp_path: Path) 
         TrainOptions(center=True, center_strength=0.0)
     assert main([str(a), str(b), "--out", str(tmp_path / "z"), "--center", str(tone_manifest),
                  "--center-strength", "1.5"]) == 1  # fmt: skip
+
+
+def test_attention_pooled_heads_average_too(tone_manifest: Path, tmp_path: Path) -> None:
+    from clasp_ingest.model import load_model
+    from clasp_ingest.model.fusion import PooledFusion
+    from clasp_ingest.training.features import load_waveform
+
+    runs = []
+    for name, options in (("a", FAST), ("b", replace(FAST, lr=1e-3, batch_size=4))):
+        model = load_model("tiny-random", device="cpu")
+        prepare_head(model, kind="gating", seed=0, speech_pool="attention", pool_queries=2)
+        train_fusion(model, tone_manifest, tmp_path / name, replace(options, center=True))
+        runs.append(tmp_path / name)
+    out = tmp_path / "avg"
+    assert main([*map(str, runs), "--out", str(out), "--center", str(tone_manifest)]) == 0
+    avg = load_model(str(out), device="cpu")
+    assert isinstance(avg.fusion, PooledFusion) and avg.speech_frames
+    sa, sb = (load_model(str(p), device="cpu").fusion.state_dict() for p in runs)
+    torch.testing.assert_close(avg.fusion.pool.query, (sa["pool.query"] + sb["pool.query"]) / 2)
+    rows = [r for r in read_manifest(tone_manifest) if r.split == "train"]
+    avg.centering, kept = None, avg.centering
+    outputs = avg.encode_audio([load_waveform(r.audio) for r in rows])  # the frame route
+    assert kept is not None and np.allclose(kept.audio, outputs.mean(0), atol=1e-4)
