@@ -18,7 +18,7 @@ import torch
 from clasp_ingest.errors import ConfigError, ModelLoadError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.backends import build_component
-from clasp_ingest.model.base import SpectrogramEncoder, SpeechEncoder, TextEncoder
+from clasp_ingest.model.base import FrameSpeechEncoder, SpectrogramEncoder, SpeechEncoder, TextEncoder
 from clasp_ingest.model.config import CONFIG_FILE, FUSION_FILE, FusionSpec, ModelConfig, Runtime
 from clasp_ingest.model.fusion import build_fusion
 
@@ -269,7 +269,7 @@ class ClaspModel:
 def pad_frames(clips: Sequence[np.ndarray]) -> np.ndarray:
     """Clips' ``(frames, dim)`` arrays as one zero-padded float32 ``(n, longest, dim)`` array."""
     longest = max((len(c) for c in clips), default=1)
-    out = np.zeros((len(clips), max(longest, 1), clips[0].shape[1] if clips else 0), np.float32)
+    out = np.zeros((len(clips), longest, clips[0].shape[1] if clips else 0), np.float32)
     for row, clip in enumerate(clips):
         out[row, : len(clip)] = clip
     return out
@@ -409,7 +409,7 @@ def load_model(
     logger.info("loading model %s on %s (%s)", config.model_id, runtime.device, runtime.dtype)
     fusion, centering = _fusion_for(config, saved_dir, runtime)
     speech = build_component("speech", config.speech, runtime)
-    if config.fusion.frames and not callable(getattr(speech, "encode_frames", None)):
+    if config.fusion.frames and not isinstance(speech, FrameSpeechEncoder):
         raise ModelLoadError(
             f"model {config.model_id!r}: its head pools speech frames (speech_pool "
             f"{config.fusion.speech_pool!r}) but the {config.speech.backend} speech encoder gives none; "

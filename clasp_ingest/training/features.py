@@ -31,7 +31,7 @@ import numpy as np
 
 from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.log import get_logger
-from clasp_ingest.model.base import SpectrogramEncoder, SpeechEncoder, TextEncoder
+from clasp_ingest.model.base import FrameSpeechEncoder, SpectrogramEncoder, SpeechEncoder, TextEncoder
 
 __all__ = [
     "Backbones",
@@ -117,12 +117,11 @@ class FrameBank:
 
     def padded(self, rows: Any = None) -> np.ndarray:
         """float32 ``(len(rows), longest, dim)``, each clip's frames first and zeros after."""
+        from clasp_ingest.model.clasp import pad_frames
+
         starts = self.starts if rows is None else self.starts[rows]
         lengths = self.lengths if rows is None else self.lengths[rows]
-        out = np.zeros((len(starts), int(lengths.max(initial=1)), self.dim), np.float32)
-        for row, (start, length) in enumerate(zip(starts, lengths, strict=True)):
-            out[row, :length] = self.frames[start : start + length]
-        return out
+        return pad_frames([self.frames[s : s + n] for s, n in zip(starts, lengths, strict=True)])
 
 
 def _clip_key(clip: np.ndarray | Path) -> Any:
@@ -294,7 +293,7 @@ def compute_features(
     if len(audio) != len(texts):
         raise ValueError(f"{len(audio)} audio files but {len(texts)} texts")
     frames = bool(getattr(model, "speech_frames", False))
-    if frames and not callable(getattr(model.speech, "encode_frames", None)):
+    if frames and not isinstance(model.speech, FrameSpeechEncoder):
         raise ConfigError(
             f"the model's head pools speech frames but its speech encoder "
             f"{type(model.speech).__name__} gives none (no encode_frames); use speech_pool 'mean'"

@@ -198,6 +198,7 @@ def prepare_head(
     and the pooling must then match). The model's config follows the head, so
     ``save_model`` writes the right ``config.json``.
     """
+    from clasp_ingest.model.base import FrameSpeechEncoder
     from clasp_ingest.model.clasp import seeded_head
 
     config = model.config
@@ -213,7 +214,7 @@ def prepare_head(
             )
         return
     fusion_spec = replace(config.fusion, kind=kind, speech_pool=pool, pool_queries=queries)  # validates
-    if fusion_spec.frames and not callable(getattr(model.speech, "encode_frames", None)):
+    if fusion_spec.frames and not isinstance(model.speech, FrameSpeechEncoder):
         raise ConfigError(
             f"speech pool {pool!r} needs a speech encoder that gives frames; "
             f"{type(model.speech).__name__} gives only pooled vectors"
