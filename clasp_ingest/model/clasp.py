@@ -276,7 +276,7 @@ def pad_frames(clips: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def seeded_head(spec: FusionSpec, seed: int) -> torch.nn.Module:
-    """A fresh head of ``spec`` (kind, dimensions, speech pooling), initialised from ``seed``
+    """A fresh head of ``spec`` (kind, dimensions, speech pooling, ensemble), initialised from ``seed``
     without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -288,6 +288,7 @@ def seeded_head(spec: FusionSpec, seed: int) -> torch.nn.Module:
             normalize_inputs=spec.normalize_inputs,
             speech_pool=spec.speech_pool,
             pool_queries=spec.pool_queries,
+            ensemble=spec.ensemble,
         )
 
 

@@ -82,6 +82,10 @@ class FusionSpec:
     head takes the encoder's frames and pools them itself with ``pool_queries`` learned
     queries (:class:`~clasp_ingest.model.fusion.AttentionPool`), trained with the head.
     ``speech_dim`` is the encoder's frame width either way.
+
+    ``ensemble``: how many such heads the model runs side by side, their unit outputs summed
+    (:class:`~clasp_ingest.model.fusion.EnsembleFusion`; made from trained heads by
+    ``python -m clasp_ingest.training.average --ensemble``).
     """
 
     kind: FusionKind
@@ -91,6 +95,7 @@ class FusionSpec:
     normalize_inputs: bool = True
     speech_pool: SpeechPool = "mean"
     pool_queries: int = 4
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in _FUSION_KINDS:
@@ -101,6 +106,8 @@ class FusionSpec:
             raise ConfigError(f"speech pool {self.speech_pool!r} is unknown; use one of {_SPEECH_POOLS}")
         if self.pool_queries < 1:
             raise ConfigError(f"pool_queries must be >= 1, got {self.pool_queries}")
+        if self.ensemble < 1:
+            raise ConfigError(f"ensemble must be >= 1, got {self.ensemble}")
 
     @property
     def frames(self) -> bool:
@@ -117,6 +124,8 @@ class FusionSpec:
         }
         if self.frames:  # mean-pooled configs stay as they were written before the option
             data.update(speech_pool=self.speech_pool, pool_queries=self.pool_queries)
+        if self.ensemble > 1:
+            data["ensemble"] = self.ensemble
         return data
 
     @classmethod
@@ -129,6 +138,7 @@ class FusionSpec:
             bool(data.get("normalize_inputs", True)),
             data.get("speech_pool", "mean"),
             int(data.get("pool_queries", 4)),
+            int(data.get("ensemble", 1)),
         )
 
 

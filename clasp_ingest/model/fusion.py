@@ -32,7 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AttentionPool", "ConcatFusion", "GatingFusion", "PooledFusion", "build_fusion", "hidden_sizes"]
+__all__ = [
+    "AttentionPool",
+    "ConcatFusion",
+    "EnsembleFusion",
+    "GatingFusion",
+    "PooledFusion",
+    "build_fusion",
+    "hidden_sizes",
+]
 
 
 def hidden_sizes(out_dim: int) -> tuple[int, int, int]:
@@ -167,6 +175,26 @@ class PooledFusion(nn.Module):
         return self.fusion(self.pool(speech_frames), spec_feats)
 
 
+class EnsembleFusion(nn.Module):
+    """Several heads of one shape; the output is the sum of their unit outputs.
+
+    Heads trained separately (other learning rates, batch sizes) make different errors, and
+    the mean of their normalised outputs (the caller normalises the sum) ranks better than
+    either. Unlike averaging weights (``training.average``), it needs no shared start and
+    works when the weight average does not (clasp-mini v0.9's attention-pooled heads).
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least two heads, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, speech: torch.Tensor, spec_feats: torch.Tensor) -> torch.Tensor:
+        outs = [nn.functional.normalize(member(speech, spec_feats), dim=-1) for member in self.members]
+        return torch.stack(outs).sum(0)
+
+
 def build_fusion(
     kind: Literal["concat", "gating"],
     speech_dim: int,
@@ -176,13 +204,29 @@ def build_fusion(
     normalize_inputs: bool = True,
     speech_pool: Literal["mean", "attention"] = "mean",
     pool_queries: int = 4,
+    ensemble: int = 1,
 ) -> nn.Module:
     """A fresh (randomly initialised) fusion head of the given kind.
 
     With ``speech_pool="attention"`` it is a :class:`PooledFusion`: an :class:`AttentionPool`
     of ``pool_queries`` queries over ``speech_dim``-wide frames in front of the head, whose
-    speech input is then ``pool_queries * speech_dim`` wide.
+    speech input is then ``pool_queries * speech_dim`` wide. With ``ensemble`` > 1 it is an
+    :class:`EnsembleFusion` of that many such heads.
     """
+    if ensemble > 1:
+        members = [
+            build_fusion(
+                kind,
+                speech_dim,
+                spec_dim,
+                out_dim,
+                normalize_inputs=normalize_inputs,
+                speech_pool=speech_pool,
+                pool_queries=pool_queries,
+            )
+            for _ in range(ensemble)
+        ]
+        return EnsembleFusion(members)
     if speech_pool == "attention":
         width = speech_dim * pool_queries
         inner = build_fusion(kind, width, spec_dim, out_dim, normalize_inputs=normalize_inputs)

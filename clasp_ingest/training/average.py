@@ -1,15 +1,22 @@
-"""Average trained fusion heads into one ("model soup"), then refit its centring.
+"""Average trained fusion heads into one ("model soup") or join them as an ensemble, then refit its centring.
 
 Heads trained from the same seeded initialisation with different recipes (batch size,
 learning rate) often average into a head better than either: clasp-mini v0.4 to v0.7 were
-such means (see its model card). The heads must share the backbones and the fusion
-shape. Floating-point tensors are averaged; integer ones (BatchNorm's batch counters) are
-taken from the first head. Centring depends on the head's outputs, so it is refitted on a
-manifest's training rows (``--center``) — or dropped. Language directions removed in training
-(``train --language-dims``) must be the same in every head and are kept.
+such means (see its model card). Floating-point tensors are averaged; integer ones
+(BatchNorm's batch counters) are taken from the first head. With ``--ensemble`` the heads
+are kept whole and run side by side, their unit outputs summed
+(:class:`~clasp_ingest.model.fusion.EnsembleFusion`; clasp-mini v0.9): the model costs one
+head more per member, which is little next to the backbones, and works where the weight
+average does not (heads from different starts, or clasp-mini v0.9's attention-pooled ones).
+
+The heads must share the backbones and the fusion shape. Centring depends on the head's
+outputs, so it is refitted on a manifest's training rows (``--center``) — or dropped, as is
+a query bank (fit a new one afterwards with ``clasp_ingest.training.querybank``). Language
+directions removed in training (``train --language-dims``) must be the same in every head
+and are kept.
 
     python -m clasp_ingest.training.average RUN_A RUN_B --out DIR --center train.jsonl \\
-        --cache-dir feat --model-id clasp-mini-v0.7
+        --cache-dir feat --model-id clasp-mini-v0.7 [--ensemble]
 """
 
 from __future__ import annotations
@@ -39,21 +46,29 @@ def average_heads(
     cache_dir: Path | str | None = None,
     model_id: str | None = None,
     device: str = "cpu",
+    ensemble: bool = False,
 ) -> Any:
-    """Average the heads in ``model_dirs`` into the first one's model, save it to ``out_dir``.
+    """Average the heads in ``model_dirs`` into the first one's model (or, with ``ensemble``,
+    join them as an :class:`~clasp_ingest.model.fusion.EnsembleFusion`); save it to ``out_dir``.
 
     Only the first folder's backbones are loaded; the others contribute their head weights.
     """
+    from dataclasses import replace
+
     import torch
 
     from clasp_ingest.model import load_model
     from clasp_ingest.model.clasp import Centering, load_saved_head, save_model
+    from clasp_ingest.model.fusion import EnsembleFusion
 
     if center_manifest is not None:
         Centering.check_strength(center_strength)
     if len(model_dirs) < 2:
         raise ConfigError(f"averaging needs at least two trained heads, got {len(model_dirs)}")
     first = load_model(str(model_dirs[0]), device=device)
+    if first.config.fusion.ensemble > 1:
+        raise ConfigError(f"{model_dirs[0]} is an ensemble already; average or join single heads")
+    heads = [first.fusion]
     states = [first.fusion.state_dict()]
     basis = first.centering.basis if first.centering is not None else None
     for path in model_dirs[1:]:
@@ -73,14 +88,19 @@ def average_heads(
                 f"{path}: its language directions (train --language-dims) differ from "
                 f"{model_dirs[0]}'s; average heads trained on one manifest with one setting"
             )
+        heads.append(head.to(first.device, torch.float32).eval())
         states.append(head.state_dict())
-    averaged = {
-        key: torch.stack([state[key].float() for state in states]).mean(0).to(value.dtype)
-        if value.is_floating_point()
-        else value
-        for key, value in states[0].items()
-    }
-    first.fusion.load_state_dict(averaged)
+    if ensemble:
+        first.fusion = EnsembleFusion(heads).eval()
+        first.config = replace(first.config, fusion=replace(first.config.fusion, ensemble=len(heads)))
+    else:
+        averaged = {
+            key: torch.stack([state[key].float() for state in states]).mean(0).to(value.dtype)
+            if value.is_floating_point()
+            else value
+            for key, value in states[0].items()
+        }
+        first.fusion.load_state_dict(averaged)
     first.centering = None
     if center_manifest is not None:
         first.centering = _fit_centering(first, Path(center_manifest), cache_dir, center_strength, basis)
@@ -88,7 +108,7 @@ def average_heads(
         first.centering = Centering.projection_only(basis)
     out = Path(out_dir)
     save_model(first, out, model_id=model_id)
-    log.info("averaged %d heads into %s", len(model_dirs), out)
+    log.info("%s %d heads into %s", "joined" if ensemble else "averaged", len(model_dirs), out)
     return first
 
 
@@ -134,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--model-id", default=None, help="id of the averaged model (default: the first head's)"
     )
+    parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="keep the heads whole and sum their unit outputs instead of averaging weights",
+    )
     args = parser.parse_args(argv)
     try:
         average_heads(
@@ -143,11 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             center_strength=args.center_strength,
             cache_dir=args.cache_dir,
             model_id=args.model_id,
+            ensemble=args.ensemble,
         )
     except (ClaspIngestError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"averaged {len(args.heads)} heads into {args.out}")
+    print(f"{'joined' if args.ensemble else 'averaged'} {len(args.heads)} heads into {args.out}")
     return 0
 
 

@@ -157,3 +157,24 @@ def test_build_fusion_with_attention_pooling(kind: str) -> None:
     assert head.eval()(torch.randn(4, 7, 16), torch.randn(4, 12)).shape == (4, 24)
     with pytest.raises(ValueError, match="speech pool"):
         build_fusion(kind, 16, 12, 24, speech_pool="max")  # type: ignore[arg-type]
+
+
+def test_ensemble_of_pooled_heads_sums_unit_outputs_and_round_trips_its_spec() -> None:
+    from clasp_ingest.model.config import FusionSpec
+    from clasp_ingest.model.fusion import EnsembleFusion
+
+    torch.manual_seed(0)
+    head = build_fusion("gating", 8, 6, 4, speech_pool="attention", pool_queries=2, ensemble=3).eval()
+    assert isinstance(head, EnsembleFusion) and len(head.members) == 3
+    frames, spec = torch.randn(5, 7, 8), torch.randn(5, 6)
+    parts = [torch.nn.functional.normalize(m(frames, spec), dim=-1) for m in head.members]
+    torch.testing.assert_close(head(frames, spec), parts[0] + parts[1] + parts[2])
+    spec3 = FusionSpec("gating", 8, 6, 4, speech_pool="attention", pool_queries=2, ensemble=3)
+    assert spec3.to_dict()["ensemble"] == 3 and FusionSpec.from_dict(spec3.to_dict()) == spec3
+    assert "ensemble" not in FusionSpec("gating", 8, 6, 4).to_dict()  # single heads' configs unchanged
+    with pytest.raises(ValueError, match="at least two"):
+        EnsembleFusion([head.members[0]])
+    from clasp_ingest.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ensemble"):
+        FusionSpec("gating", 8, 6, 4, ensemble=0)

@@ -106,3 +106,31 @@ def test_attention_pooled_heads_average_too(tone_manifest: Path, tmp_path: Path)
     avg.centering, kept = None, avg.centering
     outputs = avg.encode_audio([load_waveform(r.audio) for r in rows])  # the frame route
     assert kept is not None and np.allclose(kept.audio, outputs.mean(0), atol=1e-4)
+
+
+def test_ensemble_sums_the_heads_unit_outputs(tone_manifest: Path, tmp_path: Path) -> None:
+    """``--ensemble`` keeps both heads whole: the model's (uncentred) audio vector is the unit
+    sum of the two heads' unit outputs (here heads from two different starts)."""
+    from clasp_ingest.model import load_model
+    from clasp_ingest.model.fusion import EnsembleFusion
+    from clasp_ingest.training.features import load_waveform
+
+    a, _ = _two_heads(tone_manifest, tmp_path)
+    other = load_model("tiny-random", device="cpu")
+    prepare_head(other, kind="gating", seed=1)
+    train_fusion(other, tone_manifest, tmp_path / "seed1", replace(FAST, center=True))
+    out = tmp_path / "ens"
+    assert main([str(a), str(tmp_path / "seed1"), "--out", str(out), "--ensemble",
+                 "--center", str(tone_manifest)]) == 0  # fmt: skip
+    ens = load_model(str(out), device="cpu")
+    assert isinstance(ens.fusion, EnsembleFusion) and len(ens.fusion.members) == 2
+    assert ens.config.fusion.ensemble == 2 and ens.dim == ens.config.dim
+    waves = [load_waveform(r.audio) for r in read_manifest(tone_manifest)]
+    singles = [load_model(str(p), device="cpu") for p in (a, tmp_path / "seed1")]
+    for model in (ens, *singles):
+        model.centering = None
+    parts = [m.encode_audio(waves) for m in singles]
+    expected = (parts[0] + parts[1]) / np.linalg.norm(parts[0] + parts[1], axis=1, keepdims=True)
+    np.testing.assert_allclose(ens.encode_audio(waves), expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="ensemble already"):
+        average_heads([out, a], tmp_path / "y", ensemble=True)
