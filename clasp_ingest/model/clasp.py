@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Centering",
     "ClaspModel",
+    "QueryBank",
     "language_basis",
     "load_fusion_weights",
     "load_model",
@@ -67,6 +68,76 @@ FRAME_BATCH = 256
 
 
 @dataclass(frozen=True)
+class QueryBank:
+    """Hubness correction from a bank of training captions, carried in one extra coordinate.
+
+    Some clips lie close to many queries ("hubs") and crowd the top of every result list,
+    most of all for queries in another language than the speech. As in CSLS (Conneau et al.,
+    2018) and query-bank normalisation (Bogolin et al., 2022), a clip's hubness ``r`` is the
+    mean cosine between it and its ``k`` nearest captions of ``texts`` (the model's own
+    centred vectors of training captions, ``(n, dim)`` unit rows), and its score against
+    every query is lowered by ``penalty = beta × (r − mean)`` (``mean``: the average ``r``
+    of training clips, so scores keep their scale).
+
+    Nearest-neighbour search can subtract a per-clip value only inside the vectors, so the
+    model's vectors gain a last coordinate: ``−penalty / scale`` on the audio side and
+    ``scale`` on the text side, both rows then L2-normalised. A query · clip dot product is
+    ``(cos − penalty) / (√(1 + scale²) · √(1 + (penalty / scale)²))``: the corrected score
+    times a constant per query and a per-clip factor within 0.4 % of 1 while ``|penalty| ≤
+    0.04`` (``scale`` 0.5). Stored in ``fusion.safetensors`` as ``centering.bank.texts``
+    (float16) and ``centering.bank.params`` (``k, beta, mean, scale``); fitted by
+    ``python -m clasp_ingest.training.querybank``.
+    """
+
+    texts: np.ndarray
+    k: int
+    beta: float
+    mean: float
+    scale: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.texts.ndim != 2 or not 1 <= self.k <= len(self.texts):
+            raise ConfigError(
+                f"query bank: k={self.k} needs 1..{len(self.texts)} bank rows (texts {self.texts.shape})"
+            )
+        if self.beta < 0 or self.scale <= 0:
+            raise ConfigError(f"query bank: beta must be >= 0 and scale > 0, got {self.beta}, {self.scale}")
+
+    def hubness(self, audio: np.ndarray, chunk: int = 1024) -> np.ndarray:
+        """``r`` of each unit row of ``audio``: mean cosine of its ``k`` nearest bank captions."""
+        audio = np.asarray(audio, np.float32)
+        texts = self.texts.astype(np.float32, copy=False)
+        out = np.empty(len(audio), np.float32)
+        for start in range(0, len(audio), chunk):
+            sims = audio[start : start + chunk] @ texts.T
+            out[start : start + chunk] = np.partition(sims, -self.k, axis=1)[:, -self.k :].mean(1)
+        return out
+
+    def penalty(self, audio: np.ndarray) -> np.ndarray:
+        """``beta × (r − mean)`` of each unit row of ``audio``."""
+        return (self.beta * (self.hubness(audio) - self.mean)).astype(np.float32)
+
+    def extend(self, x: np.ndarray, side: str) -> np.ndarray:
+        """Unit rows of ``x`` (centred model vectors) with the correction coordinate appended."""
+        n = len(x)
+        last = -self.penalty(x) / self.scale if side == "audio" else np.full(n, self.scale, np.float32)
+        return _unit(np.concatenate([x, last[:, None].astype(np.float32)], axis=1))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """``bank.texts`` (float16) and ``bank.params`` (``k, beta, mean, scale``)."""
+        params = np.array([self.k, self.beta, self.mean, self.scale], np.float32)
+        return {
+            "bank.texts": torch.from_numpy(np.array(self.texts, np.float16, copy=True)),
+            "bank.params": torch.from_numpy(params),
+        }
+
+    @classmethod
+    def from_tensors(cls, texts: torch.Tensor, params: torch.Tensor) -> QueryBank:
+        k, beta, mean, scale = (float(v) for v in params.float().tolist())
+        return cls(texts.float().numpy(), int(k), beta, mean, scale)
+
+
+@dataclass(frozen=True)
 class Centering:
     """Mean unit vectors of each side over the training pairs, subtracted before the final L2 norm.
 
@@ -87,6 +158,12 @@ class Centering:
     audio: np.ndarray
     text: np.ndarray
     basis: np.ndarray | None = None
+    bank: QueryBank | None = None
+
+    @property
+    def extra_dims(self) -> int:
+        """Coordinates added to the model's vectors (1 with a :class:`QueryBank`)."""
+        return 0 if self.bank is None else 1
 
     @staticmethod
     def check_strength(strength: float) -> None:
@@ -116,17 +193,22 @@ class Centering:
         return cls(zeros, zeros.copy(), np.asarray(basis, np.float32))
 
     def apply(self, x: np.ndarray, side: str) -> np.ndarray:
-        """Unit rows of ``x`` (``side`` ``"audio"`` or ``"text"``): projected, centred, unit."""
-        return _centred(project_out(x, self.basis), self.audio if side == "audio" else self.text)
+        """Unit rows of ``x`` (``side`` ``"audio"`` or ``"text"``): projected, centred, unit,
+        and with the query bank's coordinate appended when there is one."""
+        out = _centred(project_out(x, self.basis), self.audio if side == "audio" else self.text)
+        return out if self.bank is None else self.bank.extend(out, side)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         arrays = {"audio": self.audio, "text": self.text, "basis": self.basis}
         # copies: safetensors refuses tensors that share memory (e.g. one zero vector twice)
-        return {
+        out = {
             CENTERING_PREFIX + name: torch.from_numpy(np.array(value, np.float32, copy=True))
             for name, value in arrays.items()
             if value is not None
         }
+        if self.bank is not None:
+            out.update({CENTERING_PREFIX + name: value for name, value in self.bank.tensors().items()})
+        return out
 
 
 def language_basis(text: np.ndarray, languages: Sequence[str | None], dims: int) -> np.ndarray:
@@ -197,7 +279,8 @@ class ClaspModel:
 
     @property
     def dim(self) -> int:
-        return self.config.dim
+        """Width of the vectors: the text encoder's, plus one with a query bank."""
+        return self.config.dim + (self.centering.extra_dims if self.centering is not None else 0)
 
     @property
     def speech_frames(self) -> bool:
@@ -350,21 +433,33 @@ def _load_head(config: ModelConfig, path: Path) -> tuple[torch.nn.Module, Center
 
 def _centering_from(extra: Mapping[str, torch.Tensor], dim: int, path: Path) -> Centering:
     basis = extra.get("basis")
+    texts, params = extra.get("bank.texts"), extra.get("bank.params")
     if (
-        not {"audio", "text"} <= set(extra) <= {"audio", "text", "basis"}
+        not {"audio", "text"} <= set(extra) <= {"audio", "text", "basis", "bank.texts", "bank.params"}
         or extra["audio"].shape != (dim,)
         or extra["text"].shape != (dim,)
         or (basis is not None and (basis.ndim != 2 or basis.shape[1] != dim or not 0 < basis.shape[0] < dim))
+        or (texts is None) != (params is None)
+        or (texts is not None and (texts.ndim != 2 or texts.shape[1] != dim))
+        or (params is not None and params.shape != (4,))
     ):
         raise ModelLoadError(
             f"fusion weights {str(path)!r}: centering tensors {sorted(extra)} do not fit a {dim}-d "
             f"model; expected centering.audio and centering.text of ({dim},) and, optionally, "
-            f"centering.basis of (k, {dim})"
+            f"centering.basis of (k, {dim}) and centering.bank.texts (n, {dim}) with "
+            "centering.bank.params (4,)"
         )
+    bank = None
+    if texts is not None and params is not None:
+        try:
+            bank = QueryBank.from_tensors(texts, params)
+        except ConfigError as exc:
+            raise ModelLoadError(f"fusion weights {str(path)!r}: {exc}") from exc
     return Centering(
         extra["audio"].float().numpy(),
         extra["text"].float().numpy(),
         None if basis is None else basis.float().numpy(),
+        bank,
     )
 
 

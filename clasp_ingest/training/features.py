@@ -43,6 +43,7 @@ __all__ = [
     "default_cache_dir",
     "encoder_identity",
     "file_sha256",
+    "text_features",
 ]
 
 log = get_logger("training.features")
@@ -302,7 +303,7 @@ def compute_features(
     kept = [(i, key) for i, key in enumerate(keys) if key is not None]
     if audio and not kept:
         raise MediaDecodeError(str(audio[0]), f"none of the {len(audio)} audio files could be decoded")
-    text = _text_features(model, [texts[i] for i, _ in kept], cache, batch_size, progress)
+    text = text_features(model, [texts[i] for i, _ in kept], cache, batch_size, progress)
     speech: np.ndarray | FrameBank
     if frames:
         speech = FrameBank.stack([found[key][2] for _, key in kept])
@@ -386,13 +387,14 @@ def _audio_features(
     return [None if key in bad else key for key in keys], found
 
 
-def _text_features(
+def text_features(
     model: Backbones,
     texts: Sequence[str],
     cache: FeatureCache,
-    batch_size: int,
-    progress: ProgressFn | None,
+    batch_size: int = 32,
+    progress: ProgressFn | None = None,
 ) -> np.ndarray:
+    """``(n, dim)`` text-encoder outputs of ``texts``, read from or written to ``cache``."""
     identity = encoder_identity(model, "text")
     keys = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in texts]
     found: dict[str, np.ndarray] = {}
