@@ -416,6 +416,13 @@ def _load_head(config: ModelConfig, path: Path) -> tuple[torch.nn.Module, Center
         state = {k: v for k, v in state.items() if not k.startswith(CENTERING_PREFIX)}
         if extra:
             centering = _centering_from(extra, config.dim, path)
+        has_bank = centering is not None and centering.bank is not None
+        if has_bank != config.query_bank:
+            raise ModelLoadError(
+                f"fusion weights {str(path)!r} {'carry' if has_bank else 'lack'} a query bank but the "
+                f"config of {config.model_id!r} says query_bank={config.query_bank}; use the "
+                "config.json saved with these weights"
+            )
     else:
         from clasp_ingest.model.checkpoint import read_official_state_dict
 
@@ -560,7 +567,9 @@ def save_fusion(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = replace(config, weights=FUSION_FILE)
+    config = replace(
+        config, weights=FUSION_FILE, query_bank=centering is not None and centering.bank is not None
+    )
     state = {
         k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in fusion.state_dict().items()

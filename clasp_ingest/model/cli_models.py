@@ -32,7 +32,7 @@ def _rows(model_dir: Path | None) -> list[dict[str, object]]:
         rows.append(
             {
                 "name": name,
-                "dim": cfg.dim,
+                "dim": cfg.vector_dim,
                 "fusion": cfg.fusion.kind,
                 "speech": f"{cfg.speech.backend}:{cfg.speech.source}",
                 "spectrogram": f"{cfg.spectrogram.backend}:{cfg.spectrogram.source}",

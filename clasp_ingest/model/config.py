@@ -149,6 +149,10 @@ class ModelConfig:
     ``weights`` says where the fusion head's trained weights come from: a file source
     (``hf://repo/file``, a local path, ``pkg://package/relative/path``), or ``None`` for a
     seeded random head (``seed``), which only ``tiny-random`` and fresh training runs use.
+
+    ``query_bank``: the weights carry a query bank (hubness correction,
+    :class:`~clasp_ingest.model.clasp.QueryBank`), which adds one coordinate to the vectors:
+    ``vector_dim`` is then ``dim + 1``.
     """
 
     model_id: str
@@ -159,6 +163,7 @@ class ModelConfig:
     weights: str | None = None
     seed: int = 0
     description: str = ""
+    query_bank: bool = False
 
     def __post_init__(self) -> None:
         if not self.model_id:
@@ -177,10 +182,16 @@ class ModelConfig:
 
     @property
     def dim(self) -> int:
+        """The text encoder's width, which the head maps into."""
         return self.fusion.out_dim
 
+    @property
+    def vector_dim(self) -> int:
+        """The width of the model's vectors (what a collection stores)."""
+        return self.dim + int(self.query_bank)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "model_id": self.model_id,
             "speech": self.speech.to_dict(),
             "spectrogram": self.spectrogram.to_dict(),
@@ -190,6 +201,9 @@ class ModelConfig:
             "seed": self.seed,
             "description": self.description,
         }
+        if self.query_bank:  # configs without one stay as they were written before the option
+            data["query_bank"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
@@ -203,6 +217,7 @@ class ModelConfig:
                 weights=data.get("weights"),
                 seed=int(data.get("seed", 0)),
                 description=str(data.get("description", "")),
+                query_bank=bool(data.get("query_bank", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"invalid model config: missing or malformed field {exc}") from exc

@@ -85,6 +85,7 @@ def fit_query_bank(
     probe = QueryBank(bank_text, k, beta, 0.0, scale)
     mean = float(probe.hubness(audio).mean())
     model.centering = replace(base, bank=replace(probe, mean=mean))
+    model.config = replace(model.config, query_bank=True)
     log.info(
         "query bank: %d captions, k=%d, beta=%g, mean hubness %.4f over %d clips",
         len(chosen),

@@ -102,3 +102,24 @@ def test_malformed_bank_tensors_are_refused_at_load(
     save_file(state, str(weights))
     with pytest.raises(ModelLoadError, match=r"bank\.params"):
         load_model(str(tmp_path / "m"), device="cpu")
+
+
+def test_config_records_the_bank_and_must_agree_with_the_weights(
+    tiny_model: Any, tone_manifest: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from clasp_ingest.model import load_model
+    from clasp_ingest.model.clasp import save_model
+    from clasp_ingest.model.config import ModelConfig
+
+    save_model(fit_query_bank(tiny_model, tone_manifest, size=4, k=2), tmp_path / "m")
+    config_file = tmp_path / "m" / "config.json"
+    data = json.loads(config_file.read_text())
+    assert data["query_bank"] is True
+    config = ModelConfig.from_dict(data)
+    assert config.vector_dim == config.dim + 1 == load_model(str(tmp_path / "m"), device="cpu").dim
+    del data["query_bank"]
+    config_file.write_text(json.dumps(data))
+    with pytest.raises(ModelLoadError, match="query_bank=False"):
+        load_model(str(tmp_path / "m"), device="cpu")
