@@ -34,7 +34,7 @@ def test_demo_ingests_every_sample_and_answers_every_query(demo_run: tuple[int, 
 
 
 @pytest.mark.xfail(
-    reason="clasp-mini v0.8 puts the right span first for 7 of the 8 demo queries (see MODEL_CARD.md)",
+    reason="clasp-mini v0.9 puts the right span first for 7 of the 8 demo queries (see MODEL_CARD.md)",
     strict=False,
 )
 def test_demo_finds_the_right_span_first_for_every_query(demo_run: tuple[int, str]) -> None:
