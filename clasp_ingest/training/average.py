@@ -69,7 +69,6 @@ def average_heads(
     if first.config.fusion.ensemble > 1:
         raise ConfigError(f"{model_dirs[0]} is an ensemble already; average or join single heads")
     heads = [first.fusion]
-    states = [first.fusion.state_dict()]
     basis = first.centering.basis if first.centering is not None else None
     for path in model_dirs[1:]:
         config, head, centering = load_saved_head(path)
@@ -89,11 +88,11 @@ def average_heads(
                 f"{model_dirs[0]}'s; average heads trained on one manifest with one setting"
             )
         heads.append(head.to(first.device, torch.float32).eval())
-        states.append(head.state_dict())
     if ensemble:
         first.fusion = EnsembleFusion(heads).eval()
         first.config = replace(first.config, fusion=replace(first.config.fusion, ensemble=len(heads)))
     else:
+        states = [head.state_dict() for head in heads]
         averaged = {
             key: torch.stack([state[key].float() for state in states]).mean(0).to(value.dtype)
             if value.is_floating_point()

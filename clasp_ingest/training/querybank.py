@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ClaspIngestError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"query bank of {args.size} captions written with the model to {args.out}")
+    print(f"query bank of {len(model.centering.bank.texts)} captions written with the model to {args.out}")
     return 0
 
 
