@@ -28,7 +28,9 @@ eval-deps:
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	@avail=$$(df -Pk . | awk 'NR==2 {print int($$4/1048576)}'); [ "$$avail" -ge 9 ] || \
+	  echo "warning: $$avail GiB free here; the venv needs about 8 GiB (torch with its CUDA libraries)" >&2
+	$(BIN)/pip install -q --no-cache-dir -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
