@@ -74,6 +74,12 @@ def train_command(
     fine_tune: bool = typer.Option(
         False, "--fine-tune", help="Start from the model's head, not a fresh one."
     ),
+    temperature: float | None = typer.Option(
+        None,
+        "--temperature",
+        help="Starting temperature of the contrastive loss (learned from there). Default 0.07; "
+        "with --fine-tune of a trained folder, the one its run ended at (its metrics.json).",
+    ),
     lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),
     batch_size: int = typer.Option(32, "--batch-size", help="Training batch (in-batch negatives)."),
     val_batch_size: int = typer.Option(16, "--val-batch-size", help="Validation batch."),
@@ -123,12 +129,19 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train a CLASP fusion head on MANIFEST's (audio, text) pairs; backbones stay frozen."""
-    from clasp_ingest.training.train import METRICS_FILE, TrainOptions, prepare_head, train_fusion
+    from clasp_ingest.training.train import (
+        METRICS_FILE,
+        TrainOptions,
+        prepare_head,
+        start_temperature,
+        train_fusion,
+    )
 
     settings = _settings()
     try:
         options = TrainOptions(
             loss=loss,
+            temperature=start_temperature(temperature, fine_tune, model or settings.model),
             lr=lr,
             batch_size=batch_size,
             val_batch_size=val_batch_size,

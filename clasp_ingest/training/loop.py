@@ -31,7 +31,7 @@ from torch import nn
 from clasp_ingest.errors import ConfigError
 from clasp_ingest.log import get_logger
 from clasp_ingest.training.features import FeatureSet, FrameBank
-from clasp_ingest.training.losses import LOSSES, build_loss
+from clasp_ingest.training.losses import INIT_TEMPERATURE, LOSSES, build_loss
 
 __all__ = ["CHECKPOINT_NAME", "EpochStats", "FitOptions", "FitResult", "fit_head"]
 
@@ -61,6 +61,9 @@ class FitOptions:
     lr_gamma: float = 0.4
     #: Huber threshold of the ``huber`` loss (the notebook's ``train_the_model(delta=0.6)``).
     huber_delta: float = 0.6
+    #: Starting temperature of the ``contrastive`` loss (learned from there; at least 0.01).
+    #: Fine-tuning a trained head should start from the temperature it ended at.
+    temperature: float = INIT_TEMPERATURE
     seed: int = 0
     #: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
     device: str = "auto"
@@ -73,6 +76,8 @@ class FitOptions:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2 and self.loss == "contrastive":
             raise ConfigError("the contrastive loss needs batch_size >= 2 (in-batch negatives)")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if not self.lr > 0 or not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"need lr > 0 and 0 < lr_gamma <= 1, got {self.lr}, {self.lr_gamma}")
 
@@ -178,7 +183,9 @@ def _placement(module: nn.Module) -> dict[str, Any]:
 
 def _new_state(head: nn.Module, options: FitOptions, device: torch.device) -> _State:
     torch.manual_seed(options.seed)
-    loss = build_loss(options.loss, huber_delta=options.huber_delta).to(device)
+    loss = build_loss(options.loss, huber_delta=options.huber_delta, temperature=options.temperature).to(
+        device
+    )
     params = [p for p in (*head.parameters(), *loss.parameters()) if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=options.lr, weight_decay=options.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, options.lr_step_epochs, options.lr_gamma)
@@ -362,7 +369,9 @@ def _load_checkpoint(state: _State, options: FitOptions, path: Path) -> None:
 
     with safe_open(str(path), framework="pt") as fh:
         info = json.loads((fh.metadata() or {})["state"])
-    if info["options"] != json.loads(json.dumps(options.resume_key())):
+    # checkpoints from before the temperature option started at the default
+    stored = {"temperature": INIT_TEMPERATURE, **info["options"]}
+    if stored != json.loads(json.dumps(options.resume_key())):
         raise ConfigError(
             f"{path} was written with other training options {info['options']}; resume with the same "
             "options or start in an empty output folder"

@@ -23,19 +23,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LOSSES", "HuberEmbeddingLoss", "InfoNCELoss", "build_loss"]
+__all__ = ["INIT_TEMPERATURE", "LOSSES", "HuberEmbeddingLoss", "InfoNCELoss", "build_loss"]
 
 #: Loss names accepted by :func:`build_loss`.
 LOSSES = ("contrastive", "huber")
 
-_INIT_TEMPERATURE = 0.07
+#: Starting temperature of a fresh contrastive head (CLIP's 0.07).
+INIT_TEMPERATURE = 0.07
 _MIN_TEMPERATURE = 0.01
 
 
 class InfoNCELoss(nn.Module):
     """Symmetric InfoNCE with a learnable temperature (``logits = sim / T``)."""
 
-    def __init__(self, init_temperature: float = _INIT_TEMPERATURE, learnable: bool = True) -> None:
+    def __init__(self, init_temperature: float = INIT_TEMPERATURE, learnable: bool = True) -> None:
         super().__init__()
         if init_temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {init_temperature}")
@@ -74,10 +75,11 @@ class HuberEmbeddingLoss(nn.Module):
         return F.huber_loss(F.normalize(audio, dim=-1), F.normalize(text, dim=-1), delta=self.delta)
 
 
-def build_loss(name: str, *, huber_delta: float = 1.0) -> nn.Module:
-    """The loss module called ``name`` (one of :data:`LOSSES`)."""
+def build_loss(name: str, *, huber_delta: float = 1.0, temperature: float = INIT_TEMPERATURE) -> nn.Module:
+    """The loss module called ``name`` (one of :data:`LOSSES`); ``temperature``: the contrastive
+    loss's starting temperature."""
     if name == "contrastive":
-        return InfoNCELoss()
+        return InfoNCELoss(temperature)
     if name == "huber":
         return HuberEmbeddingLoss(huber_delta)
     raise ValueError(f"unknown loss {name!r}; use one of {LOSSES}")

@@ -181,6 +181,33 @@ def train_fusion(
     return result
 
 
+def start_temperature(explicit: float | None, fine_tune: bool, model_ref: str | Path | None) -> float:
+    """The contrastive loss's starting temperature for a run.
+
+    ``explicit`` when given; else, for a fine-tune of a model folder written by ``train``, the
+    temperature its run ended at (``metrics.json``), because restarting a trained head at
+    the fresh default (0.07, against clasp-mini's 0.01) throws away much of what it learned;
+    else the default.
+    """
+    from clasp_ingest.training.losses import INIT_TEMPERATURE
+
+    if explicit is not None:
+        return explicit
+    metrics = Path(model_ref) / METRICS_FILE if fine_tune and model_ref is not None else None
+    if metrics is None or not metrics.is_file():
+        return INIT_TEMPERATURE
+    try:
+        value = json.loads(metrics.read_text(encoding="utf-8")).get("temperature")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{metrics}: cannot read the run's temperature ({exc}); pass --temperature"
+        ) from None
+    if not isinstance(value, int | float) or value <= 0:
+        return INIT_TEMPERATURE
+    log.info("fine-tuning from %s's temperature %.4f (its metrics.json)", model_ref, value)
+    return float(value)
+
+
 def prepare_head(
     model: Any,
     *,

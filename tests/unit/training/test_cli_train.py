@@ -93,3 +93,50 @@ def test_extra_validation_manifest_is_reported_and_checked_first(tone_manifest: 
     )
     assert refused.exit_code == 1 and "test_only.jsonl" in refused.stderr and "'val'" in refused.stderr
     assert not (tmp_path / "no").exists()  # refused before any feature or checkpoint was written
+
+
+def test_fine_tune_starts_from_the_trained_runs_temperature(tone_manifest: Path, tmp_path: Path) -> None:
+    from clasp_ingest.training.losses import INIT_TEMPERATURE
+    from clasp_ingest.training.train import start_temperature
+
+    runner = CliRunner()
+    base = tmp_path / "base"
+    common = [
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "6",
+        "--val-batch-size",
+        "3",
+        "--json",
+        "-q",
+    ]
+    first = runner.invoke(
+        app, ["train", str(tone_manifest), "--out", str(base), "--model", "tiny-random", *common]
+    )
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["options"]["temperature"] == INIT_TEMPERATURE
+    metrics = json.loads((base / "metrics.json").read_text())
+    metrics["temperature"] = 0.0123  # as if the run had ended colder
+    (base / "metrics.json").write_text(json.dumps(metrics))
+    tuned = runner.invoke(
+        app,
+        [
+            "train",
+            str(tone_manifest),
+            "--out",
+            str(tmp_path / "ft"),
+            "--model",
+            str(base),
+            "--fine-tune",
+            *common,
+        ],
+    )
+    assert tuned.exit_code == 0, tuned.output
+    assert json.loads(tuned.stdout)["options"]["temperature"] == pytest.approx(0.0123)
+    # explicit beats the run's; a fresh head (no --fine-tune) and a preset start at the default
+    assert start_temperature(0.05, True, base) == 0.05
+    assert start_temperature(None, False, base) == INIT_TEMPERATURE
+    assert start_temperature(None, True, "tiny-random") == INIT_TEMPERATURE

@@ -110,6 +110,21 @@ def test_options_are_validated() -> None:
         FitOptions(batch_size=1)
     with pytest.raises(ConfigError, match="patience"):
         FitOptions(patience=0)
+    with pytest.raises(ConfigError, match="temperature"):
+        FitOptions(temperature=0.0)
+
+
+def test_contrastive_training_starts_from_the_given_temperature() -> None:
+    train, val = _paired(64, seed=0), _paired(16, seed=1)
+    runs = {
+        t: fit_head(_head(), train, val, FitOptions(lr=1e-4, max_epochs=1, temperature=t))
+        for t in (0.07, 0.02)
+    }
+    # one epoch at a small learning rate moves the learned temperature only a little
+    assert runs[0.07].history[0].temperature == pytest.approx(0.07, rel=0.05)
+    assert runs[0.02].history[0].temperature == pytest.approx(0.02, rel=0.05)
+    # a colder start sharpens the softmax: a different loss on the same pairs
+    assert runs[0.02].history[0].val_loss != pytest.approx(runs[0.07].history[0].val_loss, rel=1e-3)
 
 
 def test_length_grouped_batches_are_a_permutation_of_like_lengths() -> None:
