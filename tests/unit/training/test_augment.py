@@ -1,0 +1,79 @@
+"""Silence-padded training copies: real decoding (ffmpeg), real FLAC writing, the joint manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.training.augment import NOISE_RMS, augment_manifest, main, pad_clip
+from clasp_ingest.training.features import load_waveform
+from clasp_ingest.training.manifest import read_manifest, select_split
+
+from .conftest import SAMPLE_RATE
+
+
+def test_pad_clip_keeps_the_audio_between_faint_pauses() -> None:
+    audio = np.linspace(-0.5, 0.5, 800, dtype=np.float32)
+    out = pad_clip(audio, 0.25, 0.1, np.random.default_rng(0))
+    lead, trail = int(0.25 * SAMPLE_RATE), int(0.1 * SAMPLE_RATE)
+    assert len(out) == lead + len(audio) + trail
+    np.testing.assert_array_equal(out[lead : lead + len(audio)], audio)
+    pauses = np.concatenate([out[:lead], out[lead + len(audio) :]])
+    assert 0.5 * NOISE_RMS < float(np.sqrt(np.mean(pauses**2))) < 2 * NOISE_RMS
+    with pytest.raises(ConfigError, match=">= 0"):
+        pad_clip(audio, -0.1, 0.0, np.random.default_rng(0))
+
+
+def test_augment_writes_padded_copies_after_every_original_row(tone_manifest: Path, tmp_path: Path) -> None:
+    report = augment_manifest(
+        tone_manifest, tmp_path / "aug", count=4, lead=(0.1, 0.3), trail=(0.0, 0.2), seed=3
+    )
+    rows = read_manifest(report.manifest)
+    originals = read_manifest(tone_manifest)
+    assert report.rows == len(originals) == 12 and report.copies == 4 and report.skipped == 0
+    assert [(r.audio, r.text, r.split) for r in rows[:12]] == [(r.audio, r.text, r.split) for r in originals]
+    by_text = {r.text: r for r in select_split(originals, "train")}
+    added = 0.0
+    for copy in rows[12:]:
+        assert copy.split == "train" and copy.language == "en" and copy.audio.suffix == ".flac"
+        source = load_waveform(by_text[copy.text].audio)
+        padded = load_waveform(copy.audio)
+        extra = (len(padded) - len(source)) / SAMPLE_RATE
+        assert 0.1 - 1e-3 <= extra <= 0.5 + 1e-3
+        added += extra
+        # the tone itself is intact (16-bit rounding aside) somewhere inside the padded clip
+        start = int(np.argmax(np.abs(padded) > 0.05))
+        assert 0.1 * SAMPLE_RATE - 200 <= start <= 0.3 * SAMPLE_RATE + 200
+    assert added == pytest.approx(report.seconds_added, abs=0.01)
+    assert len({r.text for r in rows[12:]}) == 4  # drawn without replacement
+
+
+def test_augment_skips_an_undecodable_clip_and_keeps_going(tone_manifest: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(tone_manifest.parent, root)
+    (root / "clips" / "0.wav").write_bytes(b"RIFF not really a wave file")
+    report = augment_manifest(root / "manifest.jsonl", tmp_path / "aug", count=6, seed=0)
+    assert report.copies == 5 and report.skipped == 1
+    assert len(read_manifest(report.manifest)) == 12 + 5
+
+
+def test_augment_refuses_bad_arguments(tone_manifest: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="between 1 and the 6 train rows"):
+        augment_manifest(tone_manifest, tmp_path, count=7)
+    with pytest.raises(ConfigError, match="--lead"):
+        augment_manifest(tone_manifest, tmp_path, count=1, lead=(0.4, 0.1))
+
+
+def test_cli_prints_a_summary_and_exits_1_on_bad_input(
+    tone_manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([str(tone_manifest), "--out", str(tmp_path / "a"), "--count", "2", "--seed", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["copies"] == 2 and Path(summary["manifest"]).is_file()
+    assert main([str(tone_manifest), "--out", str(tmp_path / "b"), "--count", "99"]) == 1
+    assert "train rows" in capsys.readouterr().err
