@@ -136,6 +136,7 @@ def train_fusion(
         _check_languages(train_rows, opts.language_dims)
     _check_targets_of_checkpoint(out / "checkpoint", opts)
     train, val, unreadable = _features(model, train_rows, val_rows, out, opts, progress)
+    inherited = _inherited_basis(model, opts.language_dims)
     model.centering = None  # a retrained head gets its own means (or none)
     basis = None
     if opts.language_dims:
@@ -143,7 +144,9 @@ def train_fusion(
 
         left_out = set(unreadable)
         languages = [row.language for row in train_rows if str(row.audio) not in left_out]
-        basis = language_basis(train.text, languages, opts.language_dims)
+        basis = (
+            inherited if inherited is not None else language_basis(train.text, languages, opts.language_dims)
+        )
         train = replace(train, text=project_out(train.text, basis))
         val = replace(val, text=project_out(val.text, basis))
     fit = fit_head(
@@ -179,6 +182,22 @@ def train_fusion(
     )
     _write_metrics(out / METRICS_FILE, result, opts)
     return result
+
+
+def _inherited_basis(model: Any, dims: int) -> Any:
+    """The language basis a fine-tuned head keeps: its model's, when it has ``dims`` rows.
+
+    A head trained against targets without those directions goes on without the same ones
+    (a new manifest, e.g. with augmented copies, would shift them a little), and heads that
+    share a basis can still be averaged or ensembled. A fresh head (``prepare_head`` clears
+    ``config.weights``) gets the manifest's own.
+    """
+    centering = getattr(model, "centering", None)
+    basis = None if centering is None else centering.basis
+    if not dims or basis is None or model.config.weights is None or len(basis) != dims:
+        return None
+    log.info("fine-tuning keeps the model's %d language directions", dims)
+    return basis
 
 
 def start_temperature(explicit: float | None, fine_tune: bool, model_ref: str | Path | None) -> float:

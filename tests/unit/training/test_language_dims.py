@@ -136,6 +136,37 @@ def test_averaging_keeps_the_directions_and_refuses_a_mix(multilang_manifest: Pa
         average_heads([a, other], tmp_path / "mixed")
 
 
+def test_fine_tuning_keeps_the_models_directions(multilang_manifest: Path, tmp_path: Path) -> None:
+    """A fine-tune on another manifest keeps its model's basis (and so can be ensembled with it);
+    a fresh head on that manifest gets the manifest's own."""
+    from clasp_ingest.model import load_model
+
+    rows = [json.loads(line) for line in multilang_manifest.read_text(encoding="utf-8").splitlines()]
+    more = multilang_manifest.with_name("more.jsonl")  # one de clip three more times: other means
+    extra = 3 * [next(row for row in rows if row["split"] == "train" and row["language"] == "de")]
+    more.write_text("".join(json.dumps(row) + "\n" for row in rows + extra), encoding="utf-8")
+    opts = replace(FAST, center=True, language_dims=2)
+
+    base = load_model("tiny-random", device="cpu")
+    prepare_head(base, kind="gating", seed=0)
+    train_fusion(base, multilang_manifest, tmp_path / "base", opts)
+    kept = load_model(str(tmp_path / "base"), device="cpu")
+    assert kept.centering is not None and kept.centering.basis is not None
+    basis = kept.centering.basis.copy()
+
+    prepare_head(kept, fresh=False)
+    train_fusion(kept, more, tmp_path / "tuned", opts)
+    tuned = load_model(str(tmp_path / "tuned"), device="cpu").centering
+    assert tuned is not None and tuned.basis is not None and np.array_equal(tuned.basis, basis)
+    average_heads([tmp_path / "base", tmp_path / "tuned"], tmp_path / "ens", ensemble=True)
+
+    fresh = load_model("tiny-random", device="cpu")
+    prepare_head(fresh, kind="gating", seed=0)
+    train_fusion(fresh, more, tmp_path / "fresh", opts)
+    own = load_model(str(tmp_path / "fresh"), device="cpu").centering
+    assert own is not None and own.basis is not None and not np.allclose(own.basis, basis, atol=1e-4)
+
+
 def test_basis_of_the_wrong_shape_is_refused(tiny_model: Any, tmp_path: Path) -> None:
     from safetensors.torch import load_file, save_file
 
