@@ -6,7 +6,7 @@ segmenter's padding and the VAD's onset error, often 0.1-0.3 s). A head trained 
 clips alone scores a segment lower the more silence leads it. Training on padded copies as
 well teaches it to ignore that silence.
 
-    python -m clasp_ingest.training.augment MANIFEST --out DIR [--count N] \\
+    python -m clasp_ingest.training.augment MANIFEST --out DIR --count N \\
         [--lead 0.05 0.4] [--trail 0 0.3] [--seed 0]
 
 writes ``DIR/clips/NNNNNN.flac`` (``--count`` train rows drawn at random, each with a
