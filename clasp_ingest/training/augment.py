@@ -66,6 +66,11 @@ def _check_range(name: str, bounds: tuple[float, float]) -> None:
         raise ConfigError(f"--{name} needs 0 <= LOW <= HIGH seconds, got {low} {high}")
 
 
+def _as_row(audio: Path, text: str, language: str | None, split: str | None) -> dict[str, str]:
+    item = {"audio": str(audio), "text": text, "language": language, "split": split}
+    return {key: value for key, value in item.items() if value is not None}
+
+
 def augment_manifest(
     manifest: Path | str,
     out: Path | str,
@@ -76,7 +81,7 @@ def augment_manifest(
     seed: int = 0,
 ) -> AugmentReport:
     """Write ``count`` padded copies of random train rows of ``manifest`` and the joint manifest."""
-    from clasp_ingest.training.corpus import write_clip
+    from clasp_ingest.training.corpus import write_clip, write_jsonl
     from clasp_ingest.training.features import load_waveform
     from clasp_ingest.training.manifest import read_manifest, select_split
 
@@ -93,7 +98,7 @@ def augment_manifest(
     rng = np.random.default_rng(seed)
     picked = sorted(rng.choice(len(train), count, replace=False))
     report = AugmentReport(manifest=out / "manifest.jsonl", rows=len(rows))
-    copies: list[dict[str, str | None]] = []
+    copies: list[dict[str, str]] = []
     for number, index in enumerate(picked):
         row = train[index]
         try:
@@ -105,19 +110,12 @@ def augment_manifest(
         lead_s, trail_s = rng.uniform(*lead), rng.uniform(*trail)
         path = out / "clips" / f"{number:06d}.flac"
         write_clip(path, pad_clip(audio, lead_s, trail_s, rng))
-        copies.append(
-            {"audio": str(path.resolve()), "text": row.text, "language": row.language, "split": "train"}
-        )
+        copies.append(_as_row(path.resolve(), row.text, row.language, "train"))
         report.seconds_added += lead_s + trail_s
         if (number + 1) % 1000 == 0:
             log.info("augment: %d/%d clips", number + 1, count)
     report.copies = len(copies)
-    with report.manifest.open("w", encoding="utf-8") as fh:
-        for r in rows:
-            item = {"audio": str(r.audio), "text": r.text, "language": r.language, "split": r.split}
-            fh.write(json.dumps({k: v for k, v in item.items() if v is not None}, ensure_ascii=False) + "\n")
-        for c in copies:
-            fh.write(json.dumps({k: v for k, v in c.items() if v is not None}, ensure_ascii=False) + "\n")
+    write_jsonl(report.manifest, [*(_as_row(r.audio, r.text, r.language, r.split) for r in rows), *copies])
     return report
 
 

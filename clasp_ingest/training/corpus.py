@@ -57,6 +57,7 @@ __all__ = [
     "read_fortunes",
     "split_sentences",
     "write_clip",
+    "write_jsonl",
 ]
 
 log = get_logger("training.corpus")
@@ -514,7 +515,8 @@ def _gather_text(options: CorpusOptions) -> dict[str, list[str]]:
     return sentences
 
 
-def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """One JSON object per line (UTF-8, non-ASCII kept)."""
     with path.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -540,11 +542,11 @@ def build_corpus(options: CorpusOptions, out: Path) -> CorpusReport:
             (job.engine, report.by_engine),
         ):
             table[key] = table.get(key, 0) + 1
-    _write_jsonl(
+    write_jsonl(
         out / "manifest.jsonl",
         ({"audio": j.audio, "text": j.text, "language": j.language, "split": j.split} for j in jobs),
     )
-    _write_jsonl(out / "synthesis.jsonl", (asdict(j) for j in jobs))
+    write_jsonl(out / "synthesis.jsonl", (asdict(j) for j in jobs))
     report.wall_seconds = time.perf_counter() - start
     return report
 
