@@ -13,10 +13,11 @@ system-deps:
 	  echo "installing espeak-ng and sox (test fixtures)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox >/dev/null; }
 
-# Debian text + voices for `python -m clasp_ingest.training.corpus` (clasp-mini training corpus).
+# Debian text + voices for `python -m clasp_ingest.training.corpus` (clasp-mini training corpus);
+# wordnet-base: English glosses for `python -m clasp_ingest.training.wordnet_text`.
 corpus-deps:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox \
-	  fortunes fortunes-min fortunes-de fortunes-es fortunes-it fortunes-br fortunes-ru >/dev/null
+	  fortunes fortunes-min fortunes-de fortunes-es fortunes-it fortunes-br fortunes-ru wordnet-base >/dev/null
 
 # Real-speech evaluation data: Debian pocketsphinx-testdata (LibriVox + cards utterances) and
 # PyPI pytest-audioeval (27 clips, 9 languages); then python -m clasp_ingest.evaluation.datasets.
