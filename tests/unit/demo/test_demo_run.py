@@ -33,10 +33,6 @@ def test_demo_ingests_every_sample_and_answers_every_query(demo_run: tuple[int, 
     assert "librivox_austen.opus" in out
 
 
-@pytest.mark.xfail(
-    reason="clasp-mini v0.9 puts the right span first for 7 of the 8 demo queries (see MODEL_CARD.md)",
-    strict=False,
-)
 def test_demo_finds_the_right_span_first_for_every_query(demo_run: tuple[int, str]) -> None:
     _, out = demo_run
     n = len(demo.demo_queries())

@@ -154,7 +154,7 @@ def test_json_presets_are_named_by_file_and_version_their_model_id() -> None:
     mini = get_preset("clasp-mini")
     # the id stored in collections carries the head's version, so a collection made with an
     # older head (model id "clasp-mini") is refused instead of mixed with the new vectors
-    assert mini.model_id == "clasp-mini-v0.9"
+    assert mini.model_id == "clasp-mini-v0.10"
     assert "clasp-mini" in list_presets() and mini.model_id not in list_presets()
 
 
@@ -176,8 +176,9 @@ def test_shipped_clasp_mini_head_removes_five_language_directions() -> None:
 
 
 def test_shipped_clasp_mini_is_a_three_head_ensemble_with_a_query_bank() -> None:
-    """v0.9: three attention-pooled heads (``members.0`` … ``members.2``) and a bank of 6,000
-    training captions (k 20, beta 0.75) in the model's 384-d space; the preset says so."""
+    """Since v0.9: three attention-pooled heads (``members.0`` … ``members.2``) and a bank of
+    training captions (k 20, beta 0.75) in the model's 384-d space; the preset says so. v0.10's
+    bank holds the 4,748 training captions of its six-language fine-tuning corpus."""
     from importlib.resources import files
 
     from safetensors.numpy import load_file
@@ -187,7 +188,7 @@ def test_shipped_clasp_mini_is_a_three_head_ensemble_with_a_query_bank() -> None
     state = load_file(str(files("clasp_ingest") / "data" / "models" / "clasp-mini" / "fusion.safetensors"))
     assert {key.split(".")[1] for key in state if key.startswith("members.")} == {"0", "1", "2"}
     texts = state["centering.bank.texts"].astype(np.float64)
-    assert texts.shape == (6000, 384)
+    assert texts.shape == (4748, 384)
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=2e-3)  # fp16 unit rows
     k, beta, _mean, scale = state["centering.bank.params"].tolist()
     assert (k, beta, scale) == (20, 0.75, 0.5)
