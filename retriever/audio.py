@@ -1,9 +1,9 @@
-"""Write the audio of a returned span to a file (pydub + ffmpeg), for playback in RAG answers."""
+"""Write the audio of a returned span to a file (ffmpeg), for playback in RAG answers."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 from langchain_core.documents import Document
@@ -42,27 +42,33 @@ def save_span_audio(
     """Cut ``[start_s - pad_s, end_s + pad_s]`` of the span's source into ``out_path``.
 
     Only that stretch is decoded (ffmpeg seeks), so long media cost little. The format
-    defaults to ``out_path``'s suffix (``.wav``, ``.mp3``, ``.ogg``...).
+    defaults to ``out_path``'s suffix (``.wav``, ``.mp3``, ``.ogg``...), given to ffmpeg as
+    its output format (``-f``). Only ``ffmpeg`` is needed (the one of
+    :func:`~clasp_ingest.media.decode.find_ffmpeg`, e.g. imageio-ffmpeg's), not ``ffprobe``.
+    A failed cut raises :class:`~clasp_ingest.errors.MediaDecodeError` naming the source and
+    leaves no file at ``out_path``.
     """
-    from pydub import AudioSegment
-
     from clasp_ingest.media.decode import find_ffmpeg
 
     source, start_s, end_s = _span_of(span)
     start = max(0.0, start_s - pad_s)
     duration = end_s + pad_s - start
-
-    class _Segment(AudioSegment):
-        converter = find_ffmpeg(ffmpeg)  # per call, not a global pydub setting
-
     out_path = Path(out_path)
     fmt = audio_format or out_path.suffix.lstrip(".") or "wav"
-    try:
-        clip: Any = _Segment.from_file(_local_or_url(source), start_second=start, duration=duration)
-    except Exception as exc:
-        raise MediaDecodeError(
-            source, f"cannot cut {start:.3f}–{end_s + pad_s:.3f}s for playback: {exc}"
-        ) from exc
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    clip.export(str(out_path), format=fmt)
+    command = [
+        find_ffmpeg(ffmpeg),
+        *("-nostdin", "-hide_banner", "-loglevel", "error", "-y"),
+        *("-ss", f"{start:.3f}", "-t", f"{duration:.3f}", "-i", _local_or_url(source)),
+        *("-vn", "-f", fmt, str(out_path)),
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=600, check=False)
+        error = done.stderr.decode(errors="replace").strip().splitlines()[-1:] if done.returncode else None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        error = [str(exc)]
+    if error is not None:
+        out_path.unlink(missing_ok=True)
+        reason = error[0] if error else "ffmpeg failed"
+        raise MediaDecodeError(source, f"cannot cut {start:.3f}–{end_s + pad_s:.3f}s for playback: {reason}")
     return out_path

@@ -1,4 +1,4 @@
-"""Span playback files (pydub + real ffmpeg) and the ``search`` / ``store`` commands."""
+"""Span playback files (real ffmpeg, no ffprobe needed) and the ``search`` / ``store`` commands."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ def test_save_span_audio_reports_missing_media(tmp_path: Path) -> None:
     doc = Document("x", metadata={"source": str(tmp_path / "gone.wav"), "start_s": 0.0, "end_s": 1.0})
     with pytest.raises(MediaDecodeError, match=r"gone\.wav"):
         save_span_audio(doc, tmp_path / "out.wav")
+    assert not (tmp_path / "out.wav").exists()  # nothing half-written
     with pytest.raises(ValueError, match="lacks"):
         save_span_audio(Document("x", metadata={}), tmp_path / "out.wav")
 
