@@ -29,31 +29,28 @@ import numpy as np
 
 QUERY_LANGS = ("fr", "de", "es")
 PER_FILE = 8
-PAUSE_S = 1.0
-NOISE_RMS = 1e-4
-RATE = 16000
+PAUSE_S = 1.0  # of faint noise (augment.pad_clip) before every clip and after the last
 
 
 def _join(rows: list[Any], folder: Path, name: str, rng: np.random.Generator) -> list[dict[str, Any]]:
     import soundfile as sf
 
     from clasp_ingest.media.segment import segment_media
+    from clasp_ingest.model.base import SAMPLE_RATE
+    from clasp_ingest.training.augment import pad_clip
     from clasp_ingest.training.features import load_waveform
-
-    def pause() -> np.ndarray:
-        return (rng.standard_normal(int(PAUSE_S * RATE)) * NOISE_RMS).astype(np.float32)
 
     files = []
     for start in range(0, len(rows), PER_FILE):
         parts, spans, t = [], [], 0.0
         for row in rows[start : start + PER_FILE]:
             audio = load_waveform(row.audio)
-            parts += [pause(), audio]
-            spans.append((t + PAUSE_S, t + PAUSE_S + len(audio) / RATE))
+            parts.append(pad_clip(audio, PAUSE_S, 0.0, rng))
+            spans.append((t + PAUSE_S, t + PAUSE_S + len(audio) / SAMPLE_RATE))
             t = spans[-1][1]
-        parts.append(pause())
+        parts.append(pad_clip(np.zeros(0, np.float32), PAUSE_S, 0.0, rng))
         path = folder / f"{name}_{start // PER_FILE:03d}.wav"
-        sf.write(path, np.concatenate(parts), RATE)
+        sf.write(path, np.concatenate(parts), SAMPLE_RATE)
         segments = [(s.segment.start_s, s.segment.end_s, s.samples) for s in segment_media(path)]
         files.append({"spans": spans, "segments": segments})
     return files

@@ -64,11 +64,11 @@ def save_span_audio(
     ]
     try:
         done = subprocess.run(command, capture_output=True, timeout=600, check=False)
-        error = done.stderr.decode(errors="replace").strip().splitlines()[-1:] if done.returncode else None
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        reason = None if done.returncode == 0 else (lines or [f"ffmpeg exit code {done.returncode}"])[-1]
     except (OSError, subprocess.TimeoutExpired) as exc:
-        error = [str(exc)]
-    if error is not None:
+        reason = str(exc)
+    if reason is not None:
         out_path.unlink(missing_ok=True)
-        reason = error[0] if error else "ffmpeg failed"
         raise MediaDecodeError(source, f"cannot cut {start:.3f}–{end_s + pad_s:.3f}s for playback: {reason}")
     return out_path
