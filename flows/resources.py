@@ -77,13 +77,15 @@ class StoreSpec:
 
 
 def model_identity(spec: ModelSpec) -> tuple[str, int]:
-    """``(model_id, dim)`` of a preset or saved model, read from its config without loading weights."""
+    """``(model_id, vector width)`` of a preset or saved model, read from its config without loading
+    weights. The width is what a collection stores: ``ModelConfig.vector_dim`` (the text encoder's
+    width, plus one coordinate for a model with a query bank, e.g. 385 for clasp-mini)."""
     from clasp_ingest.model import get_preset
     from clasp_ingest.model.config import CONFIG_FILE, ModelConfig
 
     path = Path(spec.name).expanduser()
     config = ModelConfig.from_file(path / CONFIG_FILE) if path.is_dir() else get_preset(spec.name)
-    return config.model_id, config.dim
+    return config.model_id, config.vector_dim
 
 
 def cached_model(spec: ModelSpec) -> AudioTextEncoder:
