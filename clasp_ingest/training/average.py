@@ -58,7 +58,8 @@ def average_heads(
     import torch
 
     from clasp_ingest.model import load_model
-    from clasp_ingest.model.clasp import Centering, load_saved_head, save_model
+    from clasp_ingest.model.calibration import Centering
+    from clasp_ingest.model.clasp import load_saved_head, save_model
     from clasp_ingest.model.fusion import EnsembleFusion
 
     if center_manifest is not None:
@@ -119,7 +120,7 @@ def _fit_centering(
     model: Any, manifest: Path, cache_dir: Path | str | None, strength: float, basis: Any
 ) -> Any:
     """The averaged head's centring, from the manifest's training rows (as ``train --center``)."""
-    from clasp_ingest.model.clasp import Centering
+    from clasp_ingest.model.calibration import Centering
     from clasp_ingest.training.features import FeatureCache, compute_features
     from clasp_ingest.training.manifest import read_manifest, select_split
 

@@ -55,7 +55,7 @@ def fit_query_bank(
 
     A bank the model already has is replaced. Captions and clips are drawn with ``seed``.
     """
-    from clasp_ingest.model.clasp import Centering, QueryBank
+    from clasp_ingest.model.calibration import Centering, QueryBank
     from clasp_ingest.training.features import FeatureCache, compute_features, text_features
     from clasp_ingest.training.manifest import read_manifest, select_split
 

@@ -87,7 +87,7 @@ class TrainOptions(FitOptions):
     extra_val: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
-        from clasp_ingest.model.clasp import Centering
+        from clasp_ingest.model.calibration import Centering
 
         super().__post_init__()
         Centering.check_strength(self.center_strength)
@@ -140,7 +140,7 @@ def train_fusion(
     model.centering = None  # a retrained head gets its own means (or none)
     basis = None
     if opts.language_dims:
-        from clasp_ingest.model.clasp import language_basis, project_out
+        from clasp_ingest.model.calibration import language_basis, project_out
 
         left_out = set(unreadable)
         languages = [row.language for row in train_rows if str(row.audio) not in left_out]
@@ -159,7 +159,8 @@ def train_fusion(
         on_epoch=_with_progress(on_epoch, progress, opts.max_epochs),
     )
     model_id = opts.model_id or f"{model.model_id}-{out.resolve().name}"
-    from clasp_ingest.model.clasp import Centering, save_model
+    from clasp_ingest.model.calibration import Centering
+    from clasp_ingest.model.clasp import save_model
 
     if opts.center:
         audio = model.embed_features(train.speech, train.spectrogram)

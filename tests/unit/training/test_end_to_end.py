@@ -178,7 +178,7 @@ def test_centred_head_round_trips_and_every_route_agrees(
     tiny_model: Any, tone_manifest: Path, tmp_path: Path
 ) -> None:
     from clasp_ingest.model import load_model
-    from clasp_ingest.model.clasp import Centering
+    from clasp_ingest.model.calibration import Centering
 
     prepare_head(tiny_model, seed=0)
     out = tmp_path / "centred"

@@ -12,7 +12,7 @@ import pytest
 
 from clasp_ingest.errors import ConfigError
 from clasp_ingest.evaluation.evaluate import evaluate
-from clasp_ingest.model.clasp import Centering, language_basis, project_out
+from clasp_ingest.model.calibration import Centering, language_basis, project_out
 from clasp_ingest.training.average import average_heads
 from clasp_ingest.training.train import METRICS_FILE, TrainOptions, prepare_head, train_fusion
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clasp_ingest.errors import ConfigError, ModelLoadError
-from clasp_ingest.model.clasp import QueryBank
+from clasp_ingest.model.calibration import QueryBank
 from clasp_ingest.training.querybank import fit_query_bank, main
 from clasp_ingest.training.train import TrainOptions, train_fusion
 
