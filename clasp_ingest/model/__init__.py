@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from clasp_ingest.model.base import (
     SAMPLE_RATE,
     AudioTextEncoder,
+    QueryEncoder,
     SpectrogramEncoder,
     SpeechEncoder,
     TextEncoder,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         set_torch_threads,
     )
     from clasp_ingest.model.fusion import ConcatFusion, GatingFusion, build_fusion
+    from clasp_ingest.model.query import QueryModel, load_query_model
 
 __all__ = [
     "PRESETS",
@@ -40,6 +42,8 @@ __all__ = [
     "FusionSpec",
     "GatingFusion",
     "ModelConfig",
+    "QueryEncoder",
+    "QueryModel",
     "Runtime",
     "SpectrogramEncoder",
     "SpeechEncoder",
@@ -50,6 +54,7 @@ __all__ = [
     "list_presets",
     "load_model",
     "load_model_from_settings",
+    "load_query_model",
     "save_model",
     "set_torch_threads",
 ]
@@ -64,6 +69,8 @@ _LAZY = {
     "GatingFusion": "clasp_ingest.model.fusion",
     "build_fusion": "clasp_ingest.model.fusion",
     "import_official": "clasp_ingest.model.checkpoint",
+    "QueryModel": "clasp_ingest.model.query",
+    "load_query_model": "clasp_ingest.model.query",
 }
 
 

