@@ -89,4 +89,11 @@ def open_store(
 def _client_store(collection: str, write: WriteOptions | None, **kwargs: object) -> ServerStore:
     from qdrant_client import QdrantClient
 
-    return ServerStore(QdrantClient(**kwargs), collection, write=write, owns_client=True)  # type: ignore[arg-type]
+    where = str(kwargs.get("url") or kwargs.get("path") or kwargs.get("location"))
+    remote = kwargs.get("url") is not None
+    # qdrant-client checks the server version on a thread of its own and warns even when the
+    # server is down; ServerStore checks it on first contact instead (check_version).
+    client = QdrantClient(**kwargs, check_compatibility=False)  # type: ignore[arg-type]
+    return ServerStore(
+        client, collection, write=write, owns_client=True, location=where, check_version=remote
+    )

@@ -196,10 +196,15 @@ class StoredPoint:
 
 @dataclass(frozen=True)
 class CollectionIdentity:
-    """Which model made a collection's vectors, and their dimension."""
+    """Which model made a collection's vectors, and their dimension.
+
+    ``source``: the preset name or model directory the vectors were made with, a hint for
+    loading the same model to search (not part of the identity: equal ids and dims match).
+    """
 
     model_id: str
     dim: int
+    source: str | None = field(default=None, compare=False)
 
 
 def point_id(media_id: str, model_id: str, start_ms: int, end_ms: int) -> str:
@@ -325,10 +330,11 @@ def with_retry(
                 raise
             if attempt == options.attempts:
                 raise StoreError(
-                    f"{what} failed {attempt} times ({exc!r}); check that the Qdrant server is "
-                    "reachable and healthy, or raise WriteOptions.retry.attempts"
+                    f"{what} failed {attempt} times ({str(exc) or repr(exc)}); check that the Qdrant "
+                    "server is reachable and healthy and that the URL is right (--qdrant-url, "
+                    "CLASP_QDRANT_URL)"
                 ) from exc
-            log.warning("%s failed (%s); retry %d/%d in %.2fs", what, exc, attempt, options.attempts, delay)
+            log.info("%s failed (%s); retry %d/%d in %.2fs", what, exc, attempt, options.attempts, delay)
             sleep(delay)
             delay = min(delay * options.multiplier, options.max_s)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -347,6 +353,8 @@ class QdrantStore(abc.ABC):
 
     #: "edge" or "client"; set by subclasses.
     backend: str = ""
+    #: Where the store lives, for messages: a directory or a server URL; set by subclasses.
+    location: str = ""
 
     def __init__(self, collection: str = DEFAULT_COLLECTION, *, write: WriteOptions | None = None) -> None:
         if not collection:
@@ -417,11 +425,17 @@ class QdrantStore(abc.ABC):
     def exists(self) -> bool:
         return self.identity is not None
 
-    def ensure_collection(self, model_id: str, dim: int, *, recreate: bool = False) -> None:
-        """Create the collection for ``model_id``; raise if it exists for another model or dim."""
+    def ensure_collection(
+        self, model_id: str, dim: int, *, recreate: bool = False, source: str | None = None
+    ) -> bool:
+        """Create the collection for ``model_id``; raise if it exists for another model or dim.
+
+        ``source`` (the preset name or model directory) is recorded with a new collection.
+        Returns True when the collection was created by this call.
+        """
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
-        wanted = CollectionIdentity(model_id, dim)
+        wanted = CollectionIdentity(model_id, dim, source)
         current = self.identity
         if current is not None and current != wanted and recreate:
             log.warning("dropping collection %r (%s) to recreate it for %s", self.collection, current, wanted)
@@ -431,13 +445,14 @@ class QdrantStore(abc.ABC):
             self._create(wanted)
             self._identity = wanted
             log.info("created %s collection %r for %s (%d-d)", self.backend, self.collection, model_id, dim)
-            return
+            return True
         if current != wanted:
             raise CollectionMismatchError(
                 f"collection {self.collection!r} stores {current.dim}-d vectors of model "
                 f"{current.model_id!r}, but model {model_id!r} makes {dim}-d vectors; use another "
                 "collection (--collection NAME) or recreate it (--recreate; deletes its points) and re-ingest"
             )
+        return False
 
     def drop(self) -> None:
         """Delete the collection with all its points."""
@@ -445,19 +460,22 @@ class QdrantStore(abc.ABC):
             self._drop()
         self._identity = None
 
-    def _require_collection(self) -> CollectionIdentity:
+    def require_collection(self) -> CollectionIdentity:
+        """The collection's identity; ``StoreError`` naming the store when it does not exist."""
         identity = self.identity
         if identity is None:
             raise StoreError(
-                f"collection {self.collection!r} does not exist in this {self.backend} store; "
-                "ingest some media first or pass the right --collection / --qdrant-path / --qdrant-url"
+                f"collection {self.collection!r} does not exist in the {self.backend} store "
+                f"{self.location!r}; ingest some media first, or pass the right --collection / "
+                "--qdrant-path / --qdrant-url"
             )
         return identity
 
     # ----- writing
 
     def _retry(self, func: Callable[[], T], what: str) -> T:
-        return with_retry(func, options=self.write_options.retry, is_transient=self._is_transient, what=what)
+        where = f"{what} ({self.backend} store {self.location!r})"
+        return with_retry(func, options=self.write_options.retry, is_transient=self._is_transient, what=where)
 
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
         """Upsert ready-made points in batches with retries (used by export and bulk loads)."""
@@ -468,7 +486,7 @@ class QdrantStore(abc.ABC):
     def _points_for(
         self, ref: MediaRef, model_id: str, segments: Sequence[Segment], vectors: np.ndarray, now: str
     ) -> list[StoredPoint]:
-        identity = self._require_collection()
+        identity = self.require_collection()
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape != (len(segments), identity.dim):
             raise ValueError(
@@ -494,7 +512,7 @@ class QdrantStore(abc.ABC):
         to searches only once complete. On any error the points written for this version are
         removed and the error re-raised. Returns the number of points written.
         """
-        identity = self._require_collection()
+        identity = self.require_collection()
         if identity.model_id != model_id:
             raise CollectionMismatchError(
                 f"collection {self.collection!r} holds vectors of {identity.model_id!r}, not {model_id!r}; "
@@ -586,7 +604,7 @@ class QdrantStore(abc.ABC):
         return _match("state", STATE_COMPLETE) & (filters.where() if filters else Where())
 
     def _query_vector(self, vector: np.ndarray) -> list[float]:
-        identity = self._require_collection()
+        identity = self.require_collection()
         vec = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vec.shape[0] != identity.dim:
             raise ValueError(

@@ -86,6 +86,7 @@ class EdgeStore(QdrantStore):
     ) -> None:
         super().__init__(collection, write=write)
         self.path = Path(path)
+        self.location = str(self.path)
         self.options = options or EdgeOptions()
         self._dir = self.path / collection
         self._shard: qdrant_edge.EdgeShard | None = None
@@ -123,7 +124,7 @@ class EdgeStore(QdrantStore):
 
     def _require_shard(self) -> Any:
         if self._shard is None:
-            self._require_collection()
+            self.require_collection()
             raise StoreError(
                 f"the embedded store {str(self._dir)!r} is closed; open it again"
             )  # pragma: no cover
@@ -142,7 +143,10 @@ class EdgeStore(QdrantStore):
         if not file.exists():
             return None
         data = json.loads(file.read_text())
-        return CollectionIdentity(str(data["model_id"]), int(data["dim"]))
+        source = data.get("model_source")
+        return CollectionIdentity(
+            str(data["model_id"]), int(data["dim"]), None if source is None else str(source)
+        )
 
     def _create(self, identity: CollectionIdentity) -> None:
         qe = _edge()
@@ -158,6 +162,8 @@ class EdgeStore(QdrantStore):
             "vector": VECTOR_NAME,
             "distance": "cosine",
         }
+        if identity.source is not None:
+            data["model_source"] = identity.source
         (self._dir / _IDENTITY_FILE).write_text(json.dumps(data, indent=2))
 
     def _drop(self) -> None:

@@ -23,7 +23,7 @@ def export_collection(source: QdrantStore, target: QdrantStore, *, batch_size: i
             f"nothing to export: collection {source.collection!r} does not exist in the source store; "
             "check --qdrant-path and --collection"
         )
-    target.ensure_collection(identity.model_id, identity.dim)
+    target.ensure_collection(identity.model_id, identity.dim, source=identity.source)
     copied = 0
     batch = []
     with target.bulk():

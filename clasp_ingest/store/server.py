@@ -8,9 +8,10 @@ stands in for a server in tests.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from clasp_ingest.errors import StoreError
 from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["ServerStore"]
 
 log = get_logger("store.server")
+
+T = TypeVar("T")
 
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 #: Qdrant's default optimizer indexing threshold (KB), restored after a bulk ingest.
@@ -55,8 +58,12 @@ class ServerStore(QdrantStore):
         write: WriteOptions | None = None,
         hnsw_ef: int | None = None,
         owns_client: bool = False,
+        location: str = "qdrant-client",
+        check_version: bool = False,
     ) -> None:
         super().__init__(collection, write=write)
+        self.location = location
+        self._check_version = check_version
         self.client = client
         self.hnsw_ef = hnsw_ef
         self._owns_client = owns_client
@@ -69,21 +76,29 @@ class ServerStore(QdrantStore):
     # ----- collection
 
     def _read_identity(self) -> CollectionIdentity | None:
-        if not self.client.collection_exists(self.collection):
+        if self._check_version:
+            self._check_version = False
+            self._warn_if_incompatible()
+        exists = self._retry(lambda: self.client.collection_exists(self.collection), "reading collections")
+        if not exists:
             return None
-        config = self.client.get_collection(self.collection).config
+        config = self._retry(
+            lambda: self.client.get_collection(self.collection), "reading the collection"
+        ).config
         meta = config.metadata or {}
         vectors = config.params.vectors
         params = vectors.get(VECTOR_NAME) if isinstance(vectors, dict) else None
         dim = int(params.size) if params is not None else int(meta.get("clasp_dim", -1))
-        return CollectionIdentity(str(meta.get("clasp_model", "<unknown: not made by clasp-ingest>")), dim)
+        model = str(meta.get("clasp_model", "<unknown: not made by clasp-ingest>"))
+        source = meta.get("clasp_model_source")
+        return CollectionIdentity(model, dim, None if source is None else str(source))
 
     def _create(self, identity: CollectionIdentity) -> None:
         m = _models()
         self.client.create_collection(
             self.collection,
             vectors_config={VECTOR_NAME: m.VectorParams(size=identity.dim, distance=m.Distance.COSINE)},
-            metadata={"clasp_model": identity.model_id, "clasp_dim": identity.dim},
+            metadata=_identity_metadata(identity),
         )
         types = {"keyword": m.PayloadSchemaType.KEYWORD, "float": m.PayloadSchemaType.FLOAT,
                  "integer": m.PayloadSchemaType.INTEGER}  # fmt: skip
@@ -92,6 +107,23 @@ class ServerStore(QdrantStore):
             warnings.simplefilter("ignore", UserWarning)
             for key, kind in PAYLOAD_INDEXES.items():
                 self.client.create_payload_index(self.collection, key, types[kind], wait=True)
+
+    def _warn_if_incompatible(self) -> None:
+        """Warn when the server is outside qdrant-client's window (same major, minor ±1)."""
+        from importlib.metadata import version
+
+        from qdrant_client.common.version_check import is_compatible
+
+        server = self._retry(lambda: self.client.info(), "reading the server version").version
+        client = version("qdrant-client")
+        if not is_compatible(client, server):
+            log.warning(
+                "Qdrant server %s runs %s, outside the versions qdrant-client %s supports (same major "
+                "version, minor within 1); upgrade the server or install a matching qdrant-client",
+                self.location,
+                server,
+                client,
+            )
 
     def _drop(self) -> None:
         self.client.delete_collection(self.collection)
@@ -116,6 +148,22 @@ class ServerStore(QdrantStore):
         )
 
     # ----- primitives
+
+    def _retry(self, func: Callable[[], T], what: str) -> T:
+        from qdrant_client.http.exceptions import UnexpectedResponse
+
+        try:
+            return super()._retry(func, what)
+        except UnexpectedResponse as exc:
+            remedy = (
+                "check the API key (--api-key / CLASP_QDRANT_API_KEY)"
+                if exc.status_code in (401, 403)
+                else "see the server's log"
+            )
+            raise StoreError(
+                f"the Qdrant server {self.location!r} refused {what}: HTTP {exc.status_code} "
+                f"{exc.reason_phrase}; {remedy}"
+            ) from exc
 
     def _is_transient(self, exc: BaseException) -> bool:
         from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -217,6 +265,13 @@ class ServerStore(QdrantStore):
         diff = m.OptimizersConfigDiff(indexing_threshold=self._indexing_threshold)
         self.client.update_collection(self.collection, optimizers_config=diff)
         self._indexing_threshold = None
+
+
+def _identity_metadata(identity: CollectionIdentity) -> dict[str, Any]:
+    meta: dict[str, Any] = {"clasp_model": identity.model_id, "clasp_dim": identity.dim}
+    if identity.source is not None:
+        meta["clasp_model_source"] = identity.source
+    return meta
 
 
 def _is_transient_grpc(exc: BaseException) -> bool:
