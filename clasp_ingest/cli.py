@@ -1,23 +1,75 @@
 """The ``clasp-ingest`` command line. It owns output: progress bars, tables, ``--json``.
 
 Each capability keeps its commands next to its code in a ``cli_*`` module with a
-``register(app)`` function; this module only assembles them.
+``register(app)`` function; this module only assembles them and turns failures into one
+``error: ...`` line (the traceback only with ``-vv``) and a documented exit status.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from clasp_ingest import __version__
+from clasp_ingest.errors import ClaspIngestError
+from clasp_ingest.exitcodes import EXIT_ERROR, EXIT_INTERRUPTED
 
 __all__ = ["app", "main"]
 
+_EPILOG = (
+    "Exit status: 0 done; 1 error (one 'error: ...' line names the cause and the fix; -vv adds the "
+    "traceback); 2 bad usage; 3 ingest ran but some items failed (listed); 130 interrupted."
+)
+
+_verbosity = 0
+
+
+def _report(message: str) -> None:
+    if _verbosity >= 2:
+        traceback.print_exc()
+    typer.echo(f"error: {message}", err=True)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ClaspIngestError | ImportError):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename!r}" if exc.filename else ""
+        return f"{exc.strerror}:{where}"
+    detail = str(exc).strip().splitlines()
+    first = detail[0] if detail else ""
+    return (
+        f"unexpected {type(exc).__name__}: {first} (please report it with the output of the same "
+        "command run with -vv)"
+    )
+
+
+class _Group(TyperGroup):
+    """The root command group: every failure becomes one ``error:`` line and an exit status."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except KeyboardInterrupt:
+            _report("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            _report(_describe(exc))
+            raise typer.Exit(EXIT_ERROR) from None
+
+
 app = typer.Typer(
     name="clasp-ingest",
+    cls=_Group,
     help="Ingest spoken media into Qdrant with CLASP embeddings and search it by text in ~100 languages.",
+    epilog=_EPILOG,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -36,9 +88,11 @@ def _root(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
     verbose: int = typer.Option(
-        0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."
+        0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug and tracebacks)."
     ),
 ) -> None:
+    global _verbosity
+    _verbosity = verbose
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
@@ -55,7 +109,7 @@ def _registrars() -> list[Callable[[typer.Typer], None]]:
     from clasp_ingest.training.cli_train import register as register_training
 
     registrars.append(register_training)
-    from clasp_ingest.flows.cli_ingest import register as register_ingest
+    from clasp_ingest.cli_ingest import register as register_ingest
 
     registrars.append(register_ingest)
     from clasp_ingest.retriever.cli_search import register as register_search

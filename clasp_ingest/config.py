@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from clasp_ingest.media.decode import DecodeOptions
+    from clasp_ingest.media.segment import SegmenterOptions
 
 __all__ = ["Settings", "default_data_dir"]
 
@@ -49,3 +54,22 @@ class Settings(BaseSettings):
     qdrant_path: Path = Field(default_factory=lambda: default_data_dir() / "qdrant")
     qdrant_grpc: bool = False
     collection: str = "clasp_segments"
+
+    def segmenter_options(self, **overrides: float | None) -> SegmenterOptions:
+        """The segmenter's options from these settings; ``overrides`` that are not None win."""
+        from clasp_ingest.media.segment import SegmenterOptions
+
+        values: dict[str, float] = {
+            "min_segment_s": self.min_segment_s,
+            "max_segment_s": self.max_segment_s,
+            "min_pause_s": self.min_pause_s,
+            "speech_pad_s": self.speech_pad_s,
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return SegmenterOptions(**values)
+
+    def decode_options(self) -> DecodeOptions:
+        """ffmpeg and its stall timeout, from these settings."""
+        from clasp_ingest.media.decode import DecodeOptions
+
+        return DecodeOptions(ffmpeg=self.ffmpeg, read_timeout_s=self.read_timeout_s)

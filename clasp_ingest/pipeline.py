@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -31,7 +32,7 @@ from clasp_ingest.errors import (
     ModelLoadError,
     StoreError,
 )
-from clasp_ingest.model.base import SAMPLE_RATE, AudioTextEncoder
+from clasp_ingest.model.base import SAMPLE_RATE, AudioTextEncoder, Preloadable
 from clasp_ingest.types import MediaRef, Segment
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "StageTimes",
+    "collection_for",
     "describe_error",
     "discover_new",
     "failed_result",
@@ -498,6 +500,33 @@ def _with_retries(ref: MediaRef, options: PipelineOptions, run: Callable[[], Med
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@contextmanager
+def collection_for(
+    store: QdrantStore,
+    model_id: str,
+    dim: int,
+    *,
+    source: str | None = None,
+    recreate: bool = False,
+) -> Iterator[bool]:
+    """The collection for ``model_id`` (``dim``-d vectors) during a run; yields whether it is new.
+
+    ``recreate`` drops the collection first, whatever it holds. A collection this run
+    created is removed again when the run leaves it empty (a first run that failed, or found
+    nothing), so the next run starts from a clean store instead of an empty collection.
+    """
+    if recreate and store.exists():
+        log.warning("dropping collection %r (%d points) to recreate it", store.collection, store.count())
+        store.drop()
+    created = store.ensure_collection(model_id, dim, source=source)
+    try:
+        yield created
+    finally:
+        if created and store.exists() and store.count() == 0:
+            log.info("removing collection %r again: this run created it and stored nothing", store.collection)
+            store.drop()
+
+
 def ingest_source(
     connectors: Connector | Sequence[Connector],
     model: AudioTextEncoder,
@@ -505,25 +534,32 @@ def ingest_source(
     options: PipelineOptions | None = None,
     *,
     on_progress: ProgressCallback | None = None,
+    model_source: str | None = None,
+    recreate: bool = False,
 ) -> IngestSummary:
     """Ingest every new or changed item of one or more sources; skip items stored complete.
 
     A bad item fails alone (listed in the summary); transient failures are retried first.
     Raises only when the run cannot proceed (e.g. the collection belongs to another model).
+    ``model_source`` (preset name or model directory) is recorded with a new collection;
+    ``recreate`` drops the collection first (see :func:`collection_for`). A ``Preloadable``
+    model starts loading as soon as there is something to ingest.
     """
     opts = options or PipelineOptions()
     started = time.perf_counter()
     sources = [connectors] if not isinstance(connectors, Sequence) else list(connectors)
-    store.ensure_collection(model.model_id, model.dim)
-    todo, results, errors = discover_new(sources, store, force=opts.force)
-    log.info("%d items to ingest, %d unchanged", len(todo), len(results))
-    total = len(todo) + len(results)
-    _report(on_progress, total, results)
-    with store.bulk():
-        for connector, ref in todo:
-            run = lambda c=connector, r=ref: ingest_media(r, c, model, store, opts)  # noqa: E731
-            results.append(_with_retries(ref, opts, run))
-            _report(on_progress, total, results)
+    with collection_for(store, model.model_id, model.dim, source=model_source, recreate=recreate):
+        todo, results, errors = discover_new(sources, store, force=opts.force)
+        log.info("%d items to ingest, %d unchanged", len(todo), len(results))
+        if todo and isinstance(model, Preloadable):
+            model.preload()
+        total = len(todo) + len(results)
+        _report(on_progress, total, results)
+        with store.bulk():
+            for connector, ref in todo:
+                run = lambda c=connector, r=ref: ingest_media(r, c, model, store, opts)  # noqa: E731
+                results.append(_with_retries(ref, opts, run))
+                _report(on_progress, total, results)
     return IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started)
 
 

@@ -1,22 +1,57 @@
-"""``clasp-ingest search "QUERY"``: the best audio spans for a text query."""
+"""``clasp-ingest search "QUERY"``: the best audio spans for a text query.
+
+The query is embedded by the model the collection records (its preset name or model
+directory), unless ``--model`` (or ``CLASP_MODEL``) names one; only that model's text side
+loads (:func:`~clasp_ingest.model.load_query_model`), so a search starts in about a second.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from clasp_ingest.config import Settings
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from clasp_ingest.model.base import QueryEncoder
+    from clasp_ingest.store.base import QdrantStore
+
+__all__ = ["register", "search_model"]
+
+
+def search_model(store: QdrantStore, model: str | None, settings: Settings) -> QueryEncoder:
+    """The query encoder for ``store``'s collection: ``model`` if given, else the one it records.
+
+    Raises ``StoreError`` when the collection does not exist and ``CollectionMismatchError``
+    when the named model makes other vectors than the collection holds.
+    """
+    from clasp_ingest.errors import CollectionMismatchError
+    from clasp_ingest.model.query import find_model, load_query_model
+
+    identity = store.require_collection()
+    name = model or (settings.model if "model" in settings.model_fields_set else None)
+    if name is None:
+        name = find_model(identity.model_id, identity.source)
+    encoder = load_query_model(name, device=settings.device, model_dir=settings.model_dir)
+    if (encoder.model_id, encoder.dim) != (identity.model_id, identity.dim):
+        raise CollectionMismatchError(
+            f"collection {store.collection!r} holds {identity.dim}-d vectors of model {identity.model_id!r}, "
+            f"but model {name!r} makes {encoder.dim}-d vectors of {encoder.model_id!r}; drop --model "
+            "(and CLASP_MODEL) to search with the collection's own model"
+        )
+    return encoder
 
 
 def search(
     query: str = typer.Argument(..., help="What to look for, in any language."),
     k: int = typer.Option(5, "--k", "-k", min=1, help="Number of spans."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
-    model: str | None = typer.Option(None, help="Model preset or directory [default: settings]."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model preset or directory [default: the one the collection records]."
+    ),
     qdrant_path: Path | None = typer.Option(None, help="Embedded store directory [default: settings]."),
     qdrant_url: str | None = typer.Option(None, help="Qdrant server URL instead of the embedded store."),
     api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
@@ -29,16 +64,19 @@ def search(
     """Search the ingested media by text; prints source, span, score and a deep link."""
     from clasp_ingest.retriever import ClaspRetriever
 
-    from clasp_ingest.model import load_model
+    from clasp_ingest.errors import ConfigError
     from clasp_ingest.store import SearchFilter
     from clasp_ingest.store.cli_store import open_configured_store
 
+    if not query.strip():
+        raise ConfigError(
+            "the query is empty; say what to look for, e.g. clasp-ingest search 'photosynthesis'"
+        )
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
-    encoder = load_model(model or settings.model, device=settings.device, model_dir=settings.model_dir)
     with open_configured_store(qdrant_path, qdrant_url, api_key, collection) as store:
         retriever = ClaspRetriever(
             store=store,
-            model=encoder,
+            model=search_model(store, model, settings),
             k=k,
             filter=SearchFilter(media_id=media_id) if media_id else None,
             group_by_media=group,
@@ -46,8 +84,8 @@ def search(
             context=context,
         )
         docs = retriever.invoke(query)
-    keys = ("source", "media_id", "start_s", "end_s", "score", "url")
-    rows = [{key: doc.metadata[key] for key in keys} for doc in docs]
+    keys = ("source", "media_id", "title", "start_s", "end_s", "score", "url")
+    rows = [{key: doc.metadata.get(key) for key in keys} for doc in docs]
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False))
         return

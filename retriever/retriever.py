@@ -11,7 +11,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, SkipValidation
 
-from clasp_ingest.model.base import AudioTextEncoder
+from clasp_ingest.model.base import QueryEncoder
 from clasp_ingest.store.base import QdrantStore, SearchFilter, page_content, span_url
 from clasp_ingest.types import SpanHit
 
@@ -37,7 +37,7 @@ class ClaspRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     store: SkipValidation[QdrantStore]
-    model: SkipValidation[AudioTextEncoder]
+    model: SkipValidation[QueryEncoder]
     k: int = Field(4, ge=1)
     score_threshold: float | None = None
     filter: SearchFilter | dict[str, Any] | None = None

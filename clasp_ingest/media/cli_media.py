@@ -38,18 +38,14 @@ def segment_command(
 ) -> None:
     """Find the sentence-like speech segments of FILE (Silero VAD, streamed)."""
     from clasp_ingest.config import Settings
-    from clasp_ingest.media.decode import DecodeOptions
-    from clasp_ingest.media.segment import SegmenterOptions, segment_media
+    from clasp_ingest.media.segment import segment_media
 
     try:
         settings = Settings.model_validate({})
-        options = SegmenterOptions(
-            min_segment_s=settings.min_segment_s if min_s is None else min_s,
-            max_segment_s=settings.max_segment_s if max_s is None else max_s,
-            min_pause_s=settings.min_pause_s if min_pause_s is None else min_pause_s,
-            speech_pad_s=settings.speech_pad_s,
+        options = settings.segmenter_options(
+            min_segment_s=min_s, max_segment_s=max_s, min_pause_s=min_pause_s
         )
-        decode = DecodeOptions(ffmpeg=settings.ffmpeg, read_timeout_s=settings.read_timeout_s)
+        decode = settings.decode_options()
         spans = [
             (s.segment.start_s, s.segment.end_s) for s in segment_media(file, options=options, decode=decode)
         ]

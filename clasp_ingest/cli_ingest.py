@@ -1,0 +1,230 @@
+"""``clasp-ingest ingest SOURCE...``: the ingestion pipeline in this process, with a progress bar.
+
+Ad-hoc runs call :func:`clasp_ingest.pipeline.ingest_source` directly: no Prefect server.
+The model's config is read at once (to check the collection and skip unchanged items); its
+weights load in the background only when there is something to ingest, while the first
+item decodes. ``--flow`` runs the same work as the Prefect flow ``clasp-ingest`` instead
+(a temporary local Prefect API, or the server of ``PREFECT_API_URL``), as deployments do.
+
+Exit status: 0 when every item was ingested or unchanged; 3 when the run completed but some
+items or sources failed (they are listed); 1 when the run could not run (bad arguments,
+unknown model, a collection of another model, an unreachable or locked store).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+from clasp_ingest.config import Settings
+from clasp_ingest.exitcodes import EXIT_ERROR, EXIT_PARTIAL
+
+if TYPE_CHECKING:
+    from clasp_ingest.pipeline import IngestSummary, Progress
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``ingest`` command to the CLI."""
+    app.command("ingest")(ingest_command)
+
+
+def ingest_command(
+    sources: list[str] = typer.Argument(
+        ..., help="Paths, globs, http(s)/s3/gs URLs or RSS/Atom feed URLs.", show_default=False
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model preset or directory [CLASP_MODEL, default clasp-mini]."
+    ),
+    collection: str | None = typer.Option(
+        None, "--collection", "-c", help="Qdrant collection [CLASP_COLLECTION, default clasp_segments]."
+    ),
+    qdrant_path: Path | None = typer.Option(
+        None, "--qdrant-path", help="Embedded Qdrant directory [CLASP_QDRANT_PATH]."
+    ),
+    qdrant_url: str | None = typer.Option(
+        None, "--qdrant-url", help="Qdrant server URL [CLASP_QDRANT_URL] (key: CLASP_QDRANT_API_KEY)."
+    ),
+    feed: bool = typer.Option(
+        False, "--feed", help="Treat every SOURCE as an RSS/Atom feed (else detected)."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="'auto', 'cpu', 'cuda' or 'cuda:N' [CLASP_DEVICE]."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Segments per embedding batch."),
+    max_bytes: int | None = typer.Option(
+        None, "--max-bytes", min=1, help="Largest download accepted, in bytes."
+    ),
+    force: bool = typer.Option(False, "--force", help="Re-ingest items already stored at their version."),
+    recreate: bool = typer.Option(
+        False,
+        "--recreate",
+        help="Delete the collection first (all its points), e.g. when it was made by another model.",
+    ),
+    flow: bool = typer.Option(
+        False,
+        "--flow",
+        help="Run as the Prefect flow 'clasp-ingest' (as deployments do) instead of in-process.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Ingest new or changed media from SOURCE(s) into Qdrant (skips unchanged items)."""
+    if qdrant_path is not None and qdrant_url is not None:
+        _fail("give --qdrant-path or --qdrant-url, not both")
+    settings = Settings.model_validate({})  # reads CLASP_* like Settings()
+    run = _run_flow if flow else _run_pipeline
+    arguments: dict[str, Any] = {
+        "sources": list(sources),
+        "model": model or settings.model,
+        "collection": collection or settings.collection,
+        "qdrant_url": qdrant_url,
+        "qdrant_path": qdrant_path,
+        "feed": True if feed else None,
+        "device": device or settings.device,
+        "embed_batch_size": batch_size or settings.embed_batch_size,
+        "max_bytes": max_bytes,
+        "force": force,
+        "recreate": recreate,
+    }
+    summary = run(settings, arguments, show_progress=not as_json)
+    _print(summary, arguments, as_json)
+    if summary.source_errors and len(summary.source_errors) == len(sources) and not summary.results:
+        _fail("no source could be listed (see above)")
+    if summary.media_failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bool) -> IngestSummary:
+    from clasp_ingest.connectors import OpenOptions, connector_for
+    from clasp_ingest.model.deferred import DeferredModel
+    from clasp_ingest.pipeline import PipelineOptions, ingest_source
+    from clasp_ingest.store.cli_store import open_configured_store
+
+    model = DeferredModel(
+        args["model"],
+        device=args["device"],
+        dtype=settings.dtype,
+        model_dir=settings.model_dir,
+        batch_size=args["embed_batch_size"],
+        torch_threads=settings.torch_threads,
+    )
+    open_options = OpenOptions(max_bytes=args["max_bytes"]) if args["max_bytes"] else OpenOptions()
+    connectors = [connector_for(s, feed=args["feed"], open_options=open_options) for s in args["sources"]]
+    options = PipelineOptions(
+        embed_batch_size=args["embed_batch_size"],
+        segmenter=settings.segmenter_options(),
+        decode=settings.decode_options(),
+        force=args["force"],
+    )
+    with (
+        open_configured_store(args["qdrant_path"], args["qdrant_url"], None, args["collection"]) as store,
+        _progress(show_progress) as callback,
+    ):
+        return ingest_source(
+            connectors,
+            model,
+            store,
+            options,
+            on_progress=callback,
+            model_source=model.source,
+            recreate=args["recreate"],
+        )
+
+
+def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) -> IngestSummary:
+    import logging
+
+    from clasp_ingest.flows import ingest_source, listen_progress, prefect_runtime
+
+    if args["recreate"]:
+        from clasp_ingest.store.cli_store import open_configured_store
+
+        with open_configured_store(
+            args["qdrant_path"], args["qdrant_url"], None, args["collection"]
+        ) as store:
+            store.drop()
+    # Prefect re-configures the root logger (WARNING) when a run starts: pin our level (-v/-vv).
+    level = logging.getLogger().getEffectiveLevel()
+    logging.getLogger("clasp_ingest").setLevel(level)
+    for name in ("prefect", "httpx"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, level))
+    flow_args = {key: value for key, value in args.items() if key != "recreate"}
+    flow_args["qdrant_path"] = str(args["qdrant_path"]) if args["qdrant_path"] is not None else None
+    try:
+        with prefect_runtime(), _progress(show_progress) as callback, listen_progress(callback):
+            summary: IngestSummary = ingest_source(**flow_args)
+    except RuntimeError as exc:  # Prefect could not start its local API server
+        _fail(f"the Prefect flow could not start: {exc}; run without --flow to ingest in-process")
+    return summary
+
+
+class _progress:
+    """A rich progress bar on stderr fed by :class:`~clasp_ingest.pipeline.Progress` (or nothing)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Any:
+        if not self._enabled:
+            return lambda progress: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("ingest"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._bar.__enter__()
+        self._task = self._bar.add_task("listing sources", total=None)
+        return self._update
+
+    def _update(self, progress: Progress) -> None:
+        description = (
+            f"{progress.segments} segments, {progress.audio_s:.0f} s audio, {progress.failed} failed"
+        )
+        self._bar.update(self._task, total=progress.total, completed=progress.done, description=description)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def _print(summary: IngestSummary, args: dict[str, Any], as_json: bool) -> None:
+    data = summary.to_dict()
+    if as_json:
+        typer.echo(json.dumps({**data, "model": args["model"], "collection": args["collection"]}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"clasp-ingest → {args['collection']} ({args['model']})")
+    for column in ("ingested", "unchanged", "failed", "segments", "audio (s)", "wall (s)"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(data["media_ok"]),
+        str(data["media_skipped"]),
+        str(len(data["media_failed"])),
+        str(data["segments"]),
+        f"{data['audio_s']:.1f}",
+        f"{data['wall_s']:.1f}",
+    )
+    console = Console()
+    console.print(table)
+    for failure in data["media_failed"]:
+        console.print(f"[red]failed[/red] {failure['uri']}: {failure['error']}", markup=True, highlight=False)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_ERROR)

@@ -1,0 +1,15 @@
+"""Exit statuses of every ``clasp-ingest`` command (also in ``--help`` and the README)."""
+
+from __future__ import annotations
+
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE"]
+
+EXIT_OK = 0
+#: The command could not do its work: bad input, unknown model, wrong collection, unreachable store...
+EXIT_ERROR = 1
+#: A bad option or argument (click's usage errors).
+EXIT_USAGE = 2
+#: ``ingest`` ran, but some items or sources failed (they are listed in its output).
+EXIT_PARTIAL = 3
+#: Interrupted (Ctrl-C).
+EXIT_INTERRUPTED = 130
