@@ -110,7 +110,8 @@ def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bo
         dtype=settings.dtype,
         model_dir=settings.model_dir,
         batch_size=args["embed_batch_size"],
-        torch_threads=settings.torch_threads,
+        threads=settings.torch_threads,
+        engine=settings.engine,
     )
     open_options = OpenOptions(max_bytes=args["max_bytes"]) if args["max_bytes"] else OpenOptions()
     connectors = [connector_for(s, feed=args["feed"], open_options=open_options) for s in args["sources"]]

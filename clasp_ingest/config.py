@@ -29,13 +29,18 @@ class Settings(BaseSettings):
     model: str = Field("clasp-mini", description="Model preset name or a model directory.")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     dtype: str = Field("auto", description="'auto' (fp32 on CPU, bf16 on GPU), 'fp32', 'fp16', 'bf16'.")
+    engine: str = Field(
+        "auto",
+        description="'auto' (ONNX Runtime on the CPU for models it runs, e.g. clasp-mini; else torch), "
+        "'onnx' or 'torch'.",
+    )
     embed_batch_size: int = Field(16, ge=1)
     model_dir: Path | None = Field(None, description="Local directory searched for model files.")
     torch_threads: int | None = Field(
         None,
         ge=1,
-        description="torch CPU threads when a model loads; default: one less than the usable cores "
-        "(decoding runs beside embedding on a thread).",
+        description="CPU threads of the model (torch or ONNX Runtime); default: one less than the "
+        "usable cores (decoding runs beside embedding on a thread).",
     )
 
     # segmentation

@@ -180,12 +180,12 @@ def run(model_name: str, store_path: Path, k: int) -> tuple[list[QueryOutcome], 
     from rich.console import Console
 
     from clasp_ingest.config import Settings
-    from clasp_ingest.model import load_model, set_torch_threads
+    from clasp_ingest.model.inference import load_inference_model
 
     console = Console()
     started = time.perf_counter()
-    set_torch_threads(Settings.model_validate({}).torch_threads)
-    model = load_model(model_name)
+    settings = Settings.model_validate({})
+    model = load_inference_model(model_name, threads=settings.torch_threads, engine=settings.engine)
     console.print(f"loaded {model.model_id} in {time.perf_counter() - started:.1f} s")
     store, summary = _ingest(model, store_path)
     try:

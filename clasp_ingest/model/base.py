@@ -21,6 +21,8 @@ __all__ = [
     "SpectrogramEncoder",
     "SpeechEncoder",
     "TextEncoder",
+    "check_waveforms",
+    "pad_frames",
 ]
 
 #: Every waveform handed to a model is 16 kHz mono float32 in [-1, 1].
@@ -115,3 +117,26 @@ class AudioTextEncoder(Protocol):
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32, L2-normalised."""
         ...
+
+
+def check_waveforms(waveforms: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The waveforms as float32 arrays; ``ValueError`` naming the first that is not 1-D, non-empty
+    and finite."""
+    checked = []
+    for i, wav in enumerate(waveforms):
+        arr = np.asarray(wav, dtype=np.float32)
+        if arr.ndim != 1 or arr.size == 0:
+            raise ValueError(f"waveform {i} must be a non-empty 1-D 16 kHz mono array, got shape {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"waveform {i} contains NaN or inf samples; decode it again")
+        checked.append(arr)
+    return checked
+
+
+def pad_frames(clips: Sequence[np.ndarray]) -> np.ndarray:
+    """Clips' ``(frames, dim)`` arrays as one zero-padded float32 ``(n, longest, dim)`` array."""
+    longest = max((len(c) for c in clips), default=1)
+    out = np.zeros((len(clips), longest, clips[0].shape[1] if clips else 0), np.float32)
+    for row, clip in enumerate(clips):
+        out[row, : len(clip)] = clip
+    return out

@@ -17,7 +17,14 @@ import torch
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.backends import build_component
-from clasp_ingest.model.base import FrameSpeechEncoder, SpectrogramEncoder, SpeechEncoder, TextEncoder
+from clasp_ingest.model.base import (
+    FrameSpeechEncoder,
+    SpectrogramEncoder,
+    SpeechEncoder,
+    TextEncoder,
+    check_waveforms,
+    pad_frames,
+)
 from clasp_ingest.model.calibration import (
     CENTERING_PREFIX,
     Centering,
@@ -58,18 +65,6 @@ logger = get_logger("model")
 def _as_tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     t = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
     return t.to(device=device, dtype=torch.float32)
-
-
-def _check_waveforms(waveforms: Sequence[np.ndarray]) -> list[np.ndarray]:
-    checked = []
-    for i, wav in enumerate(waveforms):
-        arr = np.asarray(wav, dtype=np.float32)
-        if arr.ndim != 1 or arr.size == 0:
-            raise ValueError(f"waveform {i} must be a non-empty 1-D 16 kHz mono array, got shape {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"waveform {i} contains NaN or inf samples; decode it again")
-        checked.append(arr)
-    return checked
 
 
 #: Clips per forward pass when a head that pools frames embeds a whole FrameBank.
@@ -154,7 +149,7 @@ class ClaspModel:
 
     def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """16 kHz mono float32 waveforms → (n, dim) unit vectors."""
-        items = _check_waveforms(waveforms)
+        items = check_waveforms(waveforms)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.speech_frames:
@@ -172,15 +167,6 @@ class ClaspModel:
 
     def __repr__(self) -> str:
         return f"ClaspModel({self.model_id!r}, dim={self.dim}, device={self.runtime.device!r})"
-
-
-def pad_frames(clips: Sequence[np.ndarray]) -> np.ndarray:
-    """Clips' ``(frames, dim)`` arrays as one zero-padded float32 ``(n, longest, dim)`` array."""
-    longest = max((len(c) for c in clips), default=1)
-    out = np.zeros((len(clips), longest, clips[0].shape[1] if clips else 0), np.float32)
-    for row, clip in enumerate(clips):
-        out[row, : len(clip)] = clip
-    return out
 
 
 def seeded_head(spec: FusionSpec, seed: int) -> torch.nn.Module:

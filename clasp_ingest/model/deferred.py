@@ -21,7 +21,7 @@ from clasp_ingest.log import get_logger
 from clasp_ingest.model.query import resolve_model_config
 
 if TYPE_CHECKING:
-    from clasp_ingest.model.clasp import ClaspModel
+    from clasp_ingest.model.base import AudioTextEncoder
 
 __all__ = ["DeferredModel"]
 
@@ -29,7 +29,8 @@ logger = get_logger("model.deferred")
 
 
 class DeferredModel:
-    """An ``AudioTextEncoder`` (and ``Preloadable``) over :func:`~clasp_ingest.model.load_model`.
+    """An ``AudioTextEncoder`` (and ``Preloadable``) over
+    :func:`~clasp_ingest.model.inference.load_inference_model` (ONNX Runtime or torch).
 
     ``source`` is what it loads: the preset name, or the model directory as an absolute path
     (collections record it, so a search can load the same model).
@@ -43,14 +44,16 @@ class DeferredModel:
         dtype: str = "auto",
         model_dir: Path | None = None,
         batch_size: int = 8,
-        torch_threads: int | None = None,
+        threads: int | None = None,
+        engine: str = "auto",
     ) -> None:
         self.config, saved_dir = resolve_model_config(name_or_path)
         self.source = str(saved_dir.resolve()) if saved_dir is not None else name_or_path
-        self._args = (device, dtype, model_dir, batch_size, torch_threads)
+        self._options = {"device": device, "dtype": dtype, "model_dir": model_dir, "batch_size": batch_size,
+                         "threads": threads, "engine": engine}  # fmt: skip
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._model: ClaspModel | None = None
+        self._model: AudioTextEncoder | None = None
         self._error: BaseException | None = None
 
     @property
@@ -69,14 +72,10 @@ class DeferredModel:
                 self._thread.start()
 
     def _load(self) -> None:
-        from clasp_ingest.model.clasp import load_model, set_torch_threads
+        from clasp_ingest.model.inference import load_inference_model
 
-        device, dtype, model_dir, batch_size, threads = self._args
         try:
-            set_torch_threads(threads)
-            model = load_model(
-                self.source, device=device, dtype=dtype, model_dir=model_dir, batch_size=batch_size
-            )
+            model = load_inference_model(self.source, **self._options)  # type: ignore[arg-type]
             if (model.model_id, model.dim) != (self.model_id, self.dim):
                 raise ModelLoadError(
                     f"model {self.source!r} loaded as {model.model_id!r} ({model.dim}-d) but its config "
@@ -86,7 +85,7 @@ class DeferredModel:
         except BaseException as exc:  # re-raised in the thread that uses the model
             self._error = exc
 
-    def loaded(self) -> ClaspModel:
+    def loaded(self) -> AudioTextEncoder:
         """The loaded model (starts the load if needed and waits for it)."""
         self.preload()
         assert self._thread is not None  # set by preload

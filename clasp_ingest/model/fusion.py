@@ -157,11 +157,12 @@ class AttentionPool(nn.Module):
         if frames.ndim == 2:
             frames = frames[:, None, :]
         real = (frames[..., :8] != 0).any(dim=-1)  # (batch, frames); a real frame has no 8 exact zeros
-        real[:, 0] |= ~real.any(dim=1)  # an all-zero clip keeps one (zero) frame, not NaN weights
+        first = torch.arange(frames.shape[1], device=frames.device) == 0
+        real = real | (first & ~real.any(dim=1, keepdim=True))  # an all-zero clip keeps one (zero) frame
         scores = frames @ self.query.T / self.dim**0.5  # (batch, frames, queries)
         scores = scores.masked_fill(~real[..., None], torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=1)
-        return torch.einsum("btq,btd->bqd", weights, frames).reshape(len(frames), -1)
+        return torch.einsum("btq,btd->bqd", weights, frames).flatten(1)
 
 
 class PooledFusion(nn.Module):

@@ -8,7 +8,9 @@ tensors map one to one, in order and with equal shapes, onto timm's ``efficientn
 The weights come from TensorFlow, so timm's ``tf_efficientnet_lite0`` (same key names, TF
 "same" padding, BatchNorm eps 1e-3, inputs scaled to [-1, 1]) reproduces them best: on
 scikit-image's cat photo it gives class 285 at p=0.77 against p=0.49 with the PyTorch-style
-``efficientnet_lite0``. Both architectures accept this state dict.
+``efficientnet_lite0``. Both architectures accept this state dict. The network itself is
+:class:`~clasp_ingest.model.efficientnet_lite.EfficientNetLite` (timm's names and outputs,
+without importing timm, which takes seconds).
 """
 
 from __future__ import annotations
@@ -64,11 +66,16 @@ def map_state_dict(
     return mapped
 
 
-def _timm_shapes(arch: str) -> dict[str, torch.Size]:
-    import timm
+def _network(arch: str, num_classes: int) -> torch.nn.Module:
+    from clasp_ingest.model.efficientnet_lite import LITE0_ARCHS, EfficientNetLite
 
-    model = timm.create_model(arch, pretrained=False)
-    return {k: v.shape for k, v in model.state_dict().items()}
+    if arch not in LITE0_ARCHS:
+        raise ModelLoadError(f"Lite0 architecture {arch!r} is unknown; use one of {sorted(LITE0_ARCHS)}")
+    return EfficientNetLite(num_classes, tf_same=LITE0_ARCHS[arch])
+
+
+def _timm_shapes(arch: str) -> dict[str, torch.Size]:
+    return {k: v.shape for k, v in _network(arch, 1000).state_dict().items()}
 
 
 def lite0_state_dict(arch: str = LITE0_ARCH) -> OrderedDict[str, torch.Tensor]:
@@ -105,10 +112,8 @@ def create_lite0(num_classes: int = 0, arch: str = LITE0_ARCH) -> torch.nn.Modul
     ``num_classes=0`` (default) drops the classifier: the model returns pooled 1280-d features,
     as the spectrogram branch needs; ``num_classes=1000`` keeps the ImageNet classifier.
     """
-    import timm
-
     state = lite0_state_dict(arch)
-    model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+    model = _network(arch, num_classes)
     if num_classes == 0:
         state = OrderedDict((k, v) for k, v in state.items() if not k.startswith("classifier."))
     elif num_classes != 1000:
@@ -127,13 +132,8 @@ def build_spectrogram(spec: ComponentSpec, runtime: Runtime) -> NativeSpectrogra
     """
     from dataclasses import replace
 
-    from clasp_ingest.model.spectrogram import build_native_spectrogram
+    from clasp_ingest.model.spectrogram import native_encoder
 
     opts = {k: v for k, v in spec.options.items() if k not in ("weights", "pretrained")}
-    encoder = build_native_spectrogram(replace(spec, options=opts), runtime)
-    state = lite0_state_dict(spec.source)
-    encoder.cnn.load_state_dict(
-        {k: v for k, v in state.items() if not k.startswith("classifier.")}, strict=True
-    )
-    encoder.cnn.eval()
-    return encoder
+    cnn = create_lite0(num_classes=0, arch=spec.source)
+    return native_encoder(cnn, replace(spec, options=opts), runtime, image_size=(224, 224))

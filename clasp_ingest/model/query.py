@@ -27,7 +27,7 @@ from clasp_ingest.model.calibration import (
 )
 from clasp_ingest.model.config import CONFIG_FILE, FUSION_FILE, ModelConfig, Runtime
 
-__all__ = ["QueryModel", "find_model", "load_query_model", "resolve_model_config"]
+__all__ = ["QueryModel", "find_model", "load_query_model", "resolve_model_config", "weights_file"]
 
 logger = get_logger("model.query")
 
@@ -83,7 +83,8 @@ def resolve_model_config(name_or_path: str) -> tuple[ModelConfig, Path | None]:
     return get_preset(name_or_path), None
 
 
-def _weights_file(config: ModelConfig, saved_dir: Path | None, model_dir: Path | None) -> Path | None:
+def weights_file(config: ModelConfig, saved_dir: Path | None, model_dir: Path | None) -> Path | None:
+    """The fusion weights of a model: its directory's file, or its config's source resolved."""
     if saved_dir is not None:
         weights = saved_dir / FUSION_FILE
         if not weights.is_file():
@@ -120,7 +121,7 @@ def load_query_model(name_or_path: str, *, device: str = "auto", model_dir: Path
     ``device`` matters only for torch text encoders (``auto``: CUDA when present).
     """
     config, saved_dir = resolve_model_config(name_or_path)
-    centering = _read_centering(config, _weights_file(config, saved_dir, model_dir))
+    centering = _read_centering(config, weights_file(config, saved_dir, model_dir))
     if config.text.backend in _TORCH_FREE_TEXT:
         runtime = Runtime(device="cpu", model_dir=model_dir)
     else:

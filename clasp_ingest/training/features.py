@@ -118,7 +118,7 @@ class FrameBank:
 
     def padded(self, rows: Any = None) -> np.ndarray:
         """float32 ``(len(rows), longest, dim)``, each clip's frames first and zeros after."""
-        from clasp_ingest.model.clasp import pad_frames
+        from clasp_ingest.model.base import pad_frames
 
         starts = self.starts if rows is None else self.starts[rows]
         lengths = self.lengths if rows is None else self.lengths[rows]

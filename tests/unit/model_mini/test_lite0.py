@@ -79,3 +79,24 @@ def test_spectrogram_backend_factory() -> None:
     rng = np.random.default_rng(0)
     out = enc.encode([rng.standard_normal(16000).astype(np.float32) * 0.1 for _ in range(3)])
     assert out.shape == (3, 1280) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "efficientnet_lite0"])
+def test_our_network_is_timms(arch: str) -> None:
+    """Same parameter names and shapes as timm's, and the same outputs, without importing timm."""
+    timm = pytest.importorskip("timm")
+    ours = create_lite0(num_classes=1000, arch=arch)
+    theirs = timm.create_model(arch, pretrained=False, num_classes=1000).eval()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()
+    }
+    theirs.load_state_dict(ours.state_dict())
+    for size in ((224, 224), (201, 173)):  # odd sizes exercise TF "same" padding
+        x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+
+
+def test_unknown_architecture_is_refused() -> None:
+    with pytest.raises(ModelLoadError, match="'efficientnet_b0' is unknown"):
+        create_lite0(arch="efficientnet_b0")

