@@ -194,6 +194,10 @@ class _progress:
         description = (
             f"{progress.segments} segments, {progress.audio_s:.0f} s audio, {progress.failed} failed"
         )
+        if progress.current is not None:
+            name = progress.current.rstrip("/").rsplit("/", 1)[-1]
+            minutes = progress.current_position_s / 60
+            description += f"; {name} at {minutes:.1f} min, {progress.current_segments} segments"
         self._bar.update(self._task, total=progress.total, completed=progress.done, description=description)
 
     def __exit__(self, *exc: object) -> None:

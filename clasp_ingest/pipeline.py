@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EmbedFn",
     "IngestSummary",
+    "ItemProgress",
     "MediaResult",
     "PipelineOptions",
     "Progress",
@@ -67,6 +69,8 @@ T = TypeVar("T")
 MediaStatus = Literal["ok", "skipped", "failed"]
 #: Embeds a batch of 16 kHz waveforms: ``(n, dim)`` float32, L2-normalised.
 EmbedFn = Callable[[Sequence[np.ndarray]], np.ndarray]
+#: Told, during one item, the segments embedded so far and the media position reached (s).
+ItemProgress = Callable[[int, float], None]
 
 _PERMANENT: tuple[type[BaseException], ...] = (
     MediaDecodeError,
@@ -248,7 +252,8 @@ class IngestSummary:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a run stands; passed to the progress callback after each item."""
+    """Where a run stands; passed to the progress callback after each item and, with
+    ``current`` set, after each embedded batch of the item in progress."""
 
     total: int
     done: int
@@ -258,6 +263,9 @@ class Progress:
     segments: int
     audio_s: float
     last: MediaResult | None = None
+    current: str | None = None
+    current_segments: int = 0
+    current_position_s: float = 0.0
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -298,11 +306,20 @@ def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def _embedded(
-    speech: Iterable[SpeechSegment], embed: EmbedFn, batch_size: int, clock: _Clock, uri: str
+    speech: Iterable[SpeechSegment],
+    embed: EmbedFn,
+    batch_size: int,
+    clock: _Clock,
+    uri: str,
+    on_batch: ItemProgress | None,
 ) -> Iterator[tuple[list[Segment], np.ndarray]]:
+    done = 0
     for number, batch in enumerate(_batched(speech, batch_size), start=1):
         vectors = clock.time(lambda b=batch: embed([s.samples for s in b]))  # type: ignore[misc]
         log.debug("batch %d of %s: %d segments embedded, writing", number, uri, len(batch))
+        done += len(batch)
+        if on_batch is not None:
+            on_batch(done, batch[-1].segment.end_s)
         yield [s.segment for s in batch], vectors
 
 
@@ -381,11 +398,14 @@ def ingest_media(
     options: PipelineOptions | None = None,
     *,
     embed: EmbedFn | None = None,
+    on_batch: ItemProgress | None = None,
 ) -> MediaResult:
     """Decode, segment, embed and store one media item (version ``ref.fingerprint``).
 
     ``embed`` replaces ``model.encode_audio`` (the flows route batches through a GPU task).
-    Raises on failure; the store then holds the item's previous version, or nothing.
+    ``on_batch`` is called after each embedded batch with the segments so far and the media
+    position reached (seconds). Raises on failure; the store then holds the item's previous
+    version, or nothing.
     """
     opts = options or PipelineOptions()
     started = time.perf_counter()
@@ -399,6 +419,7 @@ def ingest_media(
             opts.embed_batch_size,
             embedding,
             ref.uri,
+            on_batch,
         )
         write_started = time.perf_counter()
         written = store.write_media(ref, model.model_id, batches)
@@ -557,7 +578,8 @@ def ingest_source(
         _report(on_progress, total, results)
         with store.bulk():
             for connector, ref in todo:
-                run = lambda c=connector, r=ref: ingest_media(r, c, model, store, opts)  # noqa: E731
+                on_batch = _item_reporter(on_progress, total, results, ref.uri)
+                run = partial(ingest_media, ref, connector, model, store, opts, on_batch=on_batch)
                 results.append(_with_retries(ref, opts, run))
                 _report(on_progress, total, results)
     return IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started)
@@ -580,3 +602,16 @@ def progress_of(total: int, results: Sequence[MediaResult]) -> Progress:
 def _report(callback: ProgressCallback | None, total: int, results: Sequence[MediaResult]) -> None:
     if callback is not None:
         callback(progress_of(total, results))
+
+
+def _item_reporter(
+    callback: ProgressCallback | None, total: int, results: Sequence[MediaResult], uri: str
+) -> ItemProgress | None:
+    if callback is None:
+        return None
+
+    def report(segments: int, position_s: float) -> None:
+        callback(replace(progress_of(total, results), current=uri, current_segments=segments,
+                         current_position_s=round(position_s, 3)))  # fmt: skip
+
+    return report

@@ -59,7 +59,15 @@ def test_folder_end_to_end(folder: Path, tiny_model: AudioTextEncoder, store: Qd
     for result in summary.results:
         assert store.count(SearchFilter(media_id=result.media_id)) == result.segments
         assert store.has_media(result.media_id, result.version)
-    assert [e.done for e in events] == [0, 1, 2, 3] and events[-1].segments == summary.segments
+    items = [e for e in events if e.current is None]
+    assert [e.done for e in items] == [0, 1, 2, 3] and events[-1].segments == summary.segments
+    during = [e for e in events if e.current is not None]  # after each embedded batch of an item
+    assert {e.current for e in during} == {r.uri for r in summary.results}
+    for result in summary.results:
+        mine = [e for e in during if e.current == result.uri]
+        assert mine[-1].current_segments == result.segments
+        positions = [e.current_position_s for e in mine]
+        assert positions == sorted(positions) and 0 < positions[-1] <= result.audio_s
     one = next(r for r in summary.results if r.uri.endswith("one.wav"))
     assert one.segments == 3  # three sentences, three spans
     hits = store.search(tiny_model.encode_text(["a fox"])[0], k=3)
