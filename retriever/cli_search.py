@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -92,15 +92,20 @@ def search(
     _print_table(query, rows)
 
 
-def _print_table(query: str, rows: list[dict[str, object]]) -> None:
+def _print_table(query: str, rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from clasp_ingest.store import format_timestamp
+
     table = Table(title=f"spans for {query!r}")
-    for column in ("score", "start_s", "end_s", "url"):
-        table.add_column(column)
+    table.add_column("score", justify="right")
+    table.add_column("span")
+    table.add_column("title")
+    table.add_column("link (source#t=start,end)", overflow="fold")
     for row in rows:
-        table.add_row(f"{row['score']:.3f}", str(row["start_s"]), str(row["end_s"]), str(row["url"]))
+        span = f"{format_timestamp(row['start_s'])}–{format_timestamp(row['end_s'])}"
+        table.add_row(f"{row['score']:.3f}", span, str(row["title"]), str(row["url"]))
     Console().print(table)
 
 
