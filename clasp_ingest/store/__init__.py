@@ -1,7 +1,7 @@
 """Qdrant storage of CLASP span vectors: an embedded engine (Qdrant Edge) or a Qdrant server.
 
 ``open_store`` picks the backend; both implement :class:`QdrantStore` and give the same
-results for the same operations.
+results for the same operations. Filters: :mod:`clasp_ingest.store.filters`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from clasp_ingest.store.base import (
     CollectionIdentity,
     QdrantStore,
     RetryOptions,
-    SearchFilter,
     StoredPoint,
     WriteOptions,
     build_payload,
@@ -25,19 +24,23 @@ from clasp_ingest.store.base import (
 )
 from clasp_ingest.store.edge import EdgeOptions, EdgeStore
 from clasp_ingest.store.export import export_collection
+from clasp_ingest.store.filters import Condition, FilterLike, SearchFilter, Where, to_where
 from clasp_ingest.store.server import ServerStore
 
 __all__ = [
     "DEFAULT_COLLECTION",
     "VECTOR_NAME",
     "CollectionIdentity",
+    "Condition",
     "EdgeOptions",
     "EdgeStore",
+    "FilterLike",
     "QdrantStore",
     "RetryOptions",
     "SearchFilter",
     "ServerStore",
     "StoredPoint",
+    "Where",
     "WriteOptions",
     "build_payload",
     "export_collection",
@@ -45,6 +48,7 @@ __all__ = [
     "open_store",
     "point_id",
     "span_url",
+    "to_where",
 ]
 
 _MEMORY = ":memory:"
