@@ -1,22 +1,19 @@
-"""Span playback files (real ffmpeg, no ffprobe needed) and the ``search`` / ``store`` commands."""
+"""Span playback files (real ffmpeg, no ffprobe needed)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from clasp_ingest.retriever import ClaspRetriever, save_span_audio
-from typer.testing import CliRunner
 
-from clasp_ingest.cli import app
 from clasp_ingest.errors import MediaDecodeError
 from clasp_ingest.media.decode import decode_audio
 from clasp_ingest.model.base import AudioTextEncoder
 from clasp_ingest.store import open_store
 from tests.fixtures_audio import SR, convert, tone, write_wav
-from tests.unit.retriever.conftest import SENTENCES, fill, media_ref, spans_of
+from tests.unit.retriever.conftest import media_ref, spans_of
 
 
 def _stepped_tone(path: Path) -> Path:
@@ -58,33 +55,3 @@ def test_save_span_audio_reports_missing_media(tmp_path: Path) -> None:
     assert not (tmp_path / "out.wav").exists()  # nothing half-written
     with pytest.raises(ValueError, match="lacks"):
         save_span_audio(Document("x", metadata={}), tmp_path / "out.wav")
-
-
-def test_search_and_store_commands(
-    tmp_path: Path, model: AudioTextEncoder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CLASP_QDRANT_PATH", str(tmp_path / "q"))
-    monkeypatch.setenv("CLASP_MODEL", "tiny-random")
-    monkeypatch.setenv("CLASP_DEVICE", "cpu")
-    with open_store(path=tmp_path / "q") as store:
-        fill(store, model)
-    runner = CliRunner()
-    result = runner.invoke(app, ["search", SENTENCES[7], "--k", "3", "--json"])
-    assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)
-    keys = {"source", "media_id", "title", "start_s", "end_s", "score", "url"}
-    assert len(rows) == 3 and set(rows[0]) == keys
-    assert rows[0]["url"] == "file:///media/podcast.mp3#t=3,5.5" and rows[0]["score"] > 0.999
-    table = runner.invoke(app, ["search", SENTENCES[7], "--k", "2"])
-    assert table.exit_code == 0 and "podcast.mp3#t=3,5.5" in table.stdout
-
-    info = runner.invoke(app, ["store", "info"])
-    expected = {"backend": "edge", "collection": "clasp_segments", "model": "tiny-random", "dim": model.dim}
-    assert json.loads(info.stdout) == {**expected, "points": 12}
-    exported = runner.invoke(app, ["store", "export", "--to", ":memory:"])
-    assert exported.exit_code == 0, exported.output
-    assert json.loads(exported.stdout) == {
-        "exported": 12,
-        "collection": "clasp_segments",
-        "target_points": 12,
-    }
