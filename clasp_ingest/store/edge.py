@@ -103,8 +103,8 @@ class EdgeStore(QdrantStore):
         except Exception as exc:
             if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
                 raise StoreError(
-                    f"the embedded Qdrant store {shard_dir!r} is open in another process; close it, or "
-                    "run a Qdrant server (--qdrant-url) for concurrent access"
+                    f"the embedded Qdrant store {shard_dir!r} is open in another process (or store "
+                    "object); close it, or run a Qdrant server (--qdrant-url) for concurrent access"
                 ) from exc
             raise StoreError(f"cannot open the embedded Qdrant store {shard_dir!r}: {exc}") from exc
 
