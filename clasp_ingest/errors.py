@@ -7,6 +7,7 @@ __all__ = [
     "CollectionMismatchError",
     "ConfigError",
     "ConnectorError",
+    "FilterError",
     "MediaDecodeError",
     "ModelLoadError",
     "StoreError",
@@ -19,6 +20,10 @@ class ClaspIngestError(Exception):
 
 class ConfigError(ClaspIngestError):
     """A setting or argument is invalid."""
+
+
+class FilterError(ConfigError, ValueError):
+    """A search filter uses unknown keys or something the store cannot express."""
 
 
 class MediaDecodeError(ClaspIngestError):

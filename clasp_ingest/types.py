@@ -66,7 +66,7 @@ class Segment:
 
 @dataclass(frozen=True)
 class SpanHit:
-    """A search result: one span of one media item."""
+    """A search result: one span of one media item (``point_id``: its Qdrant point's id)."""
 
     media_id: str
     source: str
@@ -76,3 +76,4 @@ class SpanHit:
     score: float
     url: str
     payload: dict[str, Any] = field(default_factory=dict)
+    point_id: str | None = None

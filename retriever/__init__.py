@@ -9,19 +9,30 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from clasp_ingest.retriever.audio import save_span_audio
+    from clasp_ingest.retriever.audio import ClipOptions, save_span_audio, span_clip
     from clasp_ingest.retriever.embeddings import ClaspTextEmbeddings
     from clasp_ingest.retriever.retriever import ClaspRetriever, span_document
     from clasp_ingest.retriever.spans import Span, merge_spans
 
-__all__ = ["ClaspRetriever", "ClaspTextEmbeddings", "Span", "merge_spans", "save_span_audio", "span_document"]
+__all__ = [
+    "ClaspRetriever",
+    "ClaspTextEmbeddings",
+    "ClipOptions",
+    "Span",
+    "merge_spans",
+    "save_span_audio",
+    "span_clip",
+    "span_document",
+]
 
 _HOMES = {
     "ClaspRetriever": "retriever",
     "ClaspTextEmbeddings": "embeddings",
+    "ClipOptions": "audio",
     "Span": "spans",
     "merge_spans": "spans",
     "save_span_audio": "audio",
+    "span_clip": "audio",
     "span_document": "retriever",
 }
 

@@ -1,17 +1,81 @@
-"""Write the audio of a returned span to a file (ffmpeg), for playback in RAG answers."""
+"""Playable clips of returned spans (for RAG answers): context around the span, fades, any format.
+
+ffmpeg decodes only the clip's stretch (it seeks, so long media cost little) to 16-bit PCM,
+which becomes a pydub ``AudioSegment`` (``AudioSegment(data=..., ...)``: pydub's own
+``from_file`` would need ``ffprobe``); pydub fades it and exports it, WAV by itself, other
+formats through the same ffmpeg (:func:`~clasp_ingest.media.decode.find_ffmpeg`, e.g.
+imageio-ffmpeg's). Only ``ffmpeg`` is needed, never ``ffprobe``.
+
+Sample rate: a clip is for listening, so it keeps the source's rate and channels (at most
+two) unless :class:`ClipOptions` asks for a rate or mono; the 16 kHz mono the pipeline
+embeds would sound muffled (nothing above 8 kHz).
+"""
 
 from __future__ import annotations
 
+import io
 import subprocess
+import warnings
+import wave
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from langchain_core.documents import Document
 
-from clasp_ingest.errors import MediaDecodeError
+from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.types import SpanHit
 
-__all__ = ["save_span_audio"]
+if TYPE_CHECKING:
+    from clasp_ingest.retriever.spans import Span
+
+__all__ = ["ClipOptions", "save_span_audio", "span_clip"]
+
+#: File suffixes whose ffmpeg muxer has another name.
+_MUXERS = {"m4a": "ipod", "aac": "adts", "oga": "ogg"}
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """How a span's clip is cut.
+
+    * ``context_s``: seconds of the media kept before and after the span (less at its ends);
+    * ``fade_s``: fade-in at the clip's start and fade-out at its end (at most half the clip);
+      the default only removes the click of a hard cut; ``fade_s=context_s`` fades the
+      context in and out around a span at full level;
+    * ``sample_rate``: ``None`` keeps the source's; ``16000`` is what the pipeline embeds;
+    * ``mono``: downmix; otherwise the source's channels (more than two are mixed to stereo);
+    * ``timeout_s``: the longest ffmpeg may take to decode the stretch.
+    """
+
+    context_s: float = 0.0
+    fade_s: float = 0.01
+    sample_rate: int | None = None
+    mono: bool = False
+    timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.context_s < 0 or self.fade_s < 0:
+            raise ConfigError(f"ClipOptions needs context_s >= 0 and fade_s >= 0, got {self}")
+        if self.sample_rate is not None and not 1000 <= self.sample_rate <= 384_000:
+            raise ConfigError(f"ClipOptions.sample_rate must be in 1000..384000 Hz, got {self.sample_rate}")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"ClipOptions.timeout_s must be > 0, got {self.timeout_s}")
+
+
+def _pydub() -> Any:
+    """pydub, imported without its import-time warnings (no ffmpeg on PATH: we pass ours)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "Couldn't find ffmpeg or avconv"
+            warnings.simplefilter("ignore", DeprecationWarning)  # audioop, Python 3.11-3.12
+            import pydub
+    except ImportError as exc:
+        raise ImportError(
+            f"span clips need pydub ({exc}): pip install pydub (and audioop-lts on Python >= 3.13)"
+        ) from None
+    return pydub
 
 
 def _local_or_url(source: str) -> str:
@@ -21,8 +85,8 @@ def _local_or_url(source: str) -> str:
     return source
 
 
-def _span_of(span: Document | SpanHit) -> tuple[str, float, float]:
-    if isinstance(span, SpanHit):
+def _span_of(span: Document | SpanHit | Span) -> tuple[str, float, float]:
+    if not isinstance(span, Document):
         return span.source, span.start_s, span.end_s
     meta = span.metadata
     try:
@@ -31,44 +95,107 @@ def _span_of(span: Document | SpanHit) -> tuple[str, float, float]:
         raise ValueError(f"document metadata lacks {exc}; pass a Document from ClaspRetriever") from None
 
 
-def save_span_audio(
-    span: Document | SpanHit,
-    out_path: Path,
-    *,
-    audio_format: str | None = None,
-    pad_s: float = 0.0,
-    ffmpeg: str | None = None,
-) -> Path:
-    """Cut ``[start_s - pad_s, end_s + pad_s]`` of the span's source into ``out_path``.
+def _decode_command(ffmpeg: str, source: str, start: float, duration: float, opts: ClipOptions) -> list[str]:
+    from clasp_ingest.media.decode import is_url
 
-    Only that stretch is decoded (ffmpeg seeks), so long media cost little. The format
-    defaults to ``out_path``'s suffix (``.wav``, ``.mp3``, ``.ogg``...), given to ffmpeg as
-    its output format (``-f``). Only ``ffmpeg`` is needed (the one of
-    :func:`~clasp_ingest.media.decode.find_ffmpeg`, e.g. imageio-ffmpeg's), not ``ffprobe``.
-    A failed cut raises :class:`~clasp_ingest.errors.MediaDecodeError` naming the source and
-    leaves no file at ``out_path``.
+    layouts = "mono" if opts.mono else "mono|stereo"
+    timeout = ["-rw_timeout", str(int(opts.timeout_s * 1_000_000))] if is_url(source) else []
+    rate = ["-ar", str(opts.sample_rate)] if opts.sample_rate else []
+    return [
+        *(ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", *timeout),
+        *("-ss", f"{start:.3f}", "-t", f"{duration:.3f}", "-i", _local_or_url(source)),
+        *("-vn", "-map", "0:a:0", "-af", f"aformat=sample_fmts=s16:channel_layouts={layouts}", *rate),
+        *("-f", "wav", "pipe:1"),
+    ]
+
+
+def _run_decoder(command: list[str], timeout_s: float) -> tuple[bytes, str | None]:
+    """ffmpeg's stdout, and the reason it failed (None when it did not)."""
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return b"", str(exc)
+    if done.returncode == 0:
+        return done.stdout, None
+    lines = done.stderr.decode(errors="replace").strip().splitlines()
+    return b"", (lines or [f"ffmpeg exit code {done.returncode}"])[-1]
+
+
+def _segment_from_wav(data: bytes) -> Any:
+    """A pydub AudioSegment from ffmpeg's piped 16-bit WAV (size fields unset: read to the end).
+
+    None when ``data`` holds no WAV (ffmpeg wrote nothing).
+    """
+    try:
+        with wave.open(io.BytesIO(data)) as wav:
+            channels, rate = wav.getnchannels(), wav.getframerate()
+            frames = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError):
+        return None
+    usable = len(frames) - len(frames) % (2 * channels)
+    return _pydub().AudioSegment(data=frames[:usable], sample_width=2, frame_rate=rate, channels=channels)
+
+
+def span_clip(
+    span: Document | SpanHit | Span, options: ClipOptions | None = None, *, ffmpeg: str | None = None
+) -> Any:
+    """The span's audio as a pydub ``AudioSegment``: ``options.context_s`` around it, faded.
+
+    Raises :class:`~clasp_ingest.errors.MediaDecodeError` naming the source when it cannot be
+    read or the span lies beyond its end.
     """
     from clasp_ingest.media.decode import find_ffmpeg
 
+    opts = options or ClipOptions()
     source, start_s, end_s = _span_of(span)
-    start = max(0.0, start_s - pad_s)
-    duration = end_s + pad_s - start
+    if end_s <= start_s:
+        raise ValueError(f"span of {source!r} needs end_s > start_s, got {start_s}..{end_s}")
+    start = max(0.0, start_s - opts.context_s)
+    stop = end_s + opts.context_s
+    command = _decode_command(find_ffmpeg(ffmpeg), source, start, stop - start, opts)
+    data, reason = _run_decoder(command, opts.timeout_s)
+    clip = _segment_from_wav(data) if reason is None else None
+    if clip is None or len(clip) == 0:
+        reason = reason or "no audio there; does the span lie beyond the end of the media?"
+        raise MediaDecodeError(source, f"cannot cut {start:.3f}–{stop:.3f}s for playback: {reason}")
+    fade_ms = min(round(opts.fade_s * 1000), len(clip) // 2)
+    return clip.fade_in(fade_ms).fade_out(fade_ms) if fade_ms else clip
+
+
+def save_span_audio(
+    span: Document | SpanHit | Span,
+    out_path: Path,
+    options: ClipOptions | None = None,
+    *,
+    audio_format: str | None = None,
+    ffmpeg: str | None = None,
+) -> Path:
+    """Write :func:`span_clip` to ``out_path``; returns it.
+
+    The format defaults to ``out_path``'s suffix (``.wav``, ``.mp3``, ``.ogg``, ``.opus``,
+    ``.flac``, ``.m4a``...). A source that cannot be read raises
+    :class:`~clasp_ingest.errors.MediaDecodeError`, a clip that cannot be written
+    :class:`~clasp_ingest.errors.ConfigError`; either names the source and leaves no file at
+    ``out_path``.
+    """
+    from clasp_ingest.media.decode import find_ffmpeg
+
     out_path = Path(out_path)
-    fmt = audio_format or out_path.suffix.lstrip(".") or "wav"
+    fmt = (audio_format or out_path.suffix.lstrip(".") or "wav").lower()
+    clip = span_clip(span, options, ffmpeg=ffmpeg)
+    clip.converter = find_ffmpeg(ffmpeg)  # pydub encodes non-WAV formats with this ffmpeg
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        find_ffmpeg(ffmpeg),
-        *("-nostdin", "-hide_banner", "-loglevel", "error", "-y"),
-        *("-ss", f"{start:.3f}", "-t", f"{duration:.3f}", "-i", _local_or_url(source)),
-        *("-vn", "-f", fmt, str(out_path)),
-    ]
+    partial = out_path.with_name(f".{out_path.name}.part")
     try:
-        done = subprocess.run(command, capture_output=True, timeout=600, check=False)
-        lines = done.stderr.decode(errors="replace").strip().splitlines()
-        reason = None if done.returncode == 0 else (lines or [f"ffmpeg exit code {done.returncode}"])[-1]
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        reason = str(exc)
-    if reason is not None:
-        out_path.unlink(missing_ok=True)
-        raise MediaDecodeError(source, f"cannot cut {start:.3f}–{end_s + pad_s:.3f}s for playback: {reason}")
+        with partial.open("wb") as handle:
+            clip.export(handle, format=_MUXERS.get(fmt, fmt))
+        partial.replace(out_path)
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise ConfigError(
+            f"cannot write the clip of {_span_of(span)[0]!r} as {fmt!r} to {str(out_path)!r} "
+            f"({lines[-1] if lines else repr(exc)}); use a format ffmpeg writes (wav, mp3, ogg, "
+            "opus, flac, m4a) and a writable folder"
+        ) from exc
     return out_path

@@ -9,40 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
+from clasp_ingest.retriever.loading import search_model
 
 from clasp_ingest.config import Settings
 
-if TYPE_CHECKING:
-    from clasp_ingest.model.base import QueryEncoder
-    from clasp_ingest.store.base import QdrantStore
-
 __all__ = ["register", "search_model"]
-
-
-def search_model(store: QdrantStore, model: str | None, settings: Settings) -> QueryEncoder:
-    """The query encoder for ``store``'s collection: ``model`` if given, else the one it records.
-
-    Raises ``StoreError`` when the collection does not exist and ``CollectionMismatchError``
-    when the named model makes other vectors than the collection holds.
-    """
-    from clasp_ingest.errors import CollectionMismatchError
-    from clasp_ingest.model.query import find_model, load_query_model
-
-    identity = store.require_collection()
-    name = model or (settings.model if "model" in settings.model_fields_set else None)
-    if name is None:
-        name = find_model(identity.model_id, identity.source)
-    encoder = load_query_model(name, device=settings.device, model_dir=settings.model_dir)
-    if (encoder.model_id, encoder.dim) != (identity.model_id, identity.dim):
-        raise CollectionMismatchError(
-            f"collection {store.collection!r} holds {identity.dim}-d vectors of model {identity.model_id!r}, "
-            f"but model {name!r} makes {encoder.dim}-d vectors of {encoder.model_id!r}; drop --model "
-            "(and CLASP_MODEL) to search with the collection's own model"
-        )
-    return encoder
 
 
 def search(

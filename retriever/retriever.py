@@ -3,58 +3,208 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
 
+from clasp_ingest.retriever.loading import query_model_for
 from clasp_ingest.retriever.spans import Span, merge_spans, span_from_hit
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field, SkipValidation
+from pydantic import ConfigDict, Field, PrivateAttr, SkipValidation, field_validator, model_validator
 
 from clasp_ingest.model.base import QueryEncoder
-from clasp_ingest.store.base import QdrantStore, SearchFilter, page_content, span_url
+from clasp_ingest.store.base import DEFAULT_COLLECTION, QdrantStore, page_content, span_url
+from clasp_ingest.store.filters import to_where
 from clasp_ingest.types import SpanHit
 
+if TYPE_CHECKING:
+    from clasp_ingest.config import Settings
+
 __all__ = ["ClaspRetriever", "span_document"]
+
+#: The search options: constructor fields, ``search_kwargs`` keys and per-call keyword arguments.
+OPTIONS = ("k", "score_threshold", "filter", "group_by_media", "merge", "merge_gap_s", "context")
+
+#: What LangChain habits map to here, for the message about an unknown argument.
+_HINTS = {
+    "top_k": "use k",
+    "search_type": "ClaspRetriever always ranks by similarity; give score_threshold to drop weak hits",
+    "fetch_k": "MMR is not supported",
+    "lambda_mult": "MMR is not supported",
+    "vectorstore": "pass store= (a clasp_ingest.store.QdrantStore) or use ClaspRetriever.from_path/from_url",
+    "embeddings": "pass model= (a query encoder) or use ClaspRetriever.from_path/from_url",
+}
+
+
+def _unknown(names: list[str], allowed: list[str], where: str) -> TypeError:
+    hints = "; ".join(f"{name}: {_HINTS[name]}" for name in names if name in _HINTS)
+    return TypeError(
+        f"ClaspRetriever got unknown {where} {names}; it takes {', '.join(allowed)}"
+        + (f" ({hints})" if hints else "")
+    )
 
 
 class ClaspRetriever(BaseRetriever):
     """Finds spoken spans for a text query with a CLASP model's text tower and a Qdrant store.
 
-    Each ``Document`` has ``page_content`` naming the span (``"<title> [hh:mm:ss.mmm–…]"``)
-    and ``metadata`` with ``source``, ``media_id``, ``title``, ``start_s``, ``end_s``,
-    ``score``, ``url`` (``source#t=start,end``) and ``segment_indices``.
+    Each ``Document`` has ``id`` = the Qdrant point id of its best-scoring segment,
+    ``page_content`` naming the span (``"<title> [hh:mm:ss.mmm–…]"``) and ``metadata`` with
+    ``source``, ``media_id``, ``title``, ``start_s``, ``end_s``, ``score``, ``url``
+    (``source#t=start,end``), ``segment_indices`` and ``point_ids`` (the segments it covers).
 
-    Options (also accepted per call: ``retriever.invoke(q, k=3, filter={...})``):
+    Options (also accepted in ``search_kwargs={...}``, LangChain's ``VectorStoreRetriever``
+    idiom, and per call: ``retriever.invoke(q, k=3, filter={...})``):
 
     * ``k`` – documents returned; ``score_threshold`` – drop hits scoring lower;
-    * ``filter`` – a :class:`SearchFilter` or a dict of its fields;
+    * ``filter`` – a :class:`~clasp_ingest.store.SearchFilter`, a dict of its fields, or a
+      ``qdrant_client.models.Filter`` on payload keys (``metadata.source``...; see
+      :mod:`clasp_ingest.store.filters` for what maps);
     * ``group_by_media`` – at most this many spans per media item;
     * ``merge`` – merge hits of one media item that overlap or are within ``merge_gap_s``;
     * ``context`` – widen each hit by this many neighbouring segments on each side.
+
+    Unknown arguments raise ``TypeError``. ``from_path`` / ``from_url`` / ``from_settings``
+    open the store and load the collection's query model in one line; the retriever then owns
+    that store: ``close()`` it, or use it in a ``with`` block. An embedded (Qdrant Edge) store
+    is open in one process (and one store object) at a time.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     store: SkipValidation[QdrantStore]
     model: SkipValidation[QueryEncoder]
     k: int = Field(4, ge=1)
     score_threshold: float | None = None
-    filter: SearchFilter | dict[str, Any] | None = None
+    filter: Any = None
     group_by_media: int | None = Field(None, ge=1)
     merge: bool = False
     merge_gap_s: float = Field(0.5, ge=0)
     context: int = Field(0, ge=0)
 
-    def _options(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        known = {"k", "score_threshold", "filter", "group_by_media", "merge", "merge_gap_s", "context"}
-        unknown = sorted(set(overrides) - known)
+    _owned_store: QdrantStore | None = PrivateAttr(default=None)
+
+    # ----- construction
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_arguments(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        cls._check_names(data)
+        return _with_search_kwargs(dict(data)) if "search_kwargs" in data else data
+
+    @classmethod
+    def _check_names(cls, arguments: Mapping[str, Any]) -> None:
+        allowed = sorted([*cls.model_fields, "search_kwargs"])
+        unknown = sorted(set(arguments) - set(allowed))
         if unknown:
-            raise TypeError(f"ClaspRetriever got unknown options {unknown}; use some of {sorted(known)}")
-        opts = {name: getattr(self, name) for name in known}
+            raise _unknown(unknown, allowed, "arguments")
+
+    @field_validator("filter")
+    @classmethod
+    def _valid_filter(cls, value: Any) -> Any:
+        to_where(value)  # raises FilterError (a ValueError) naming the unsupported part
+        return value
+
+    @classmethod
+    def from_path(
+        cls,
+        path: str | Path,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        model: str | None = None,
+        device: str = "auto",
+        model_dir: Path | None = None,
+        **options: Any,
+    ) -> Self:
+        """A retriever over the embedded store in ``path`` (or a qdrant-client folder).
+
+        The query model is the collection's own (``model``: a preset or directory instead).
+        """
+        from clasp_ingest.store import open_store
+
+        store = open_store(path=Path(path).expanduser(), collection=collection)
+        return cls._owning(store, model, device, model_dir, options)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        api_key: str | None = None,
+        collection: str = DEFAULT_COLLECTION,
+        prefer_grpc: bool = False,
+        model: str | None = None,
+        device: str = "auto",
+        model_dir: Path | None = None,
+        **options: Any,
+    ) -> Self:
+        """A retriever over a collection on a Qdrant server (``":memory:"``: an empty test store)."""
+        from clasp_ingest.store import open_store
+
+        store = open_store(url=url, api_key=api_key, prefer_grpc=prefer_grpc, collection=collection)
+        return cls._owning(store, model, device, model_dir, options)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **options: Any) -> Self:
+        """A retriever over the store ``CLASP_*`` settings name (``CLASP_QDRANT_URL`` wins over
+        ``CLASP_QDRANT_PATH``; ``CLASP_QDRANT_API_KEY``, ``CLASP_COLLECTION``), searched with
+        the collection's model unless ``CLASP_MODEL`` is set. ``options``: retriever options.
+        """
+        from clasp_ingest.config import Settings
+        from clasp_ingest.store import open_store
+
+        cfg = settings if settings is not None else Settings.model_validate({})  # reads CLASP_*
+        url = cfg.qdrant_url
+        store = open_store(url=url, path=None if url else cfg.qdrant_path, api_key=cfg.qdrant_api_key,
+                           prefer_grpc=cfg.qdrant_grpc, collection=cfg.collection)  # fmt: skip
+        model = cfg.model if "model" in cfg.model_fields_set else None
+        return cls._owning(store, model, cfg.device, cfg.model_dir, options)
+
+    @classmethod
+    def _owning(
+        cls,
+        store: QdrantStore,
+        model: str | None,
+        device: str,
+        model_dir: Path | None,
+        options: dict[str, Any],
+    ) -> Self:
+        try:
+            cls._check_names(options)  # fail before loading the model
+            encoder = query_model_for(store, model, device=device, model_dir=model_dir)
+            retriever = cls(store=store, model=encoder, **options)
+        except BaseException:
+            store.close()
+            raise
+        retriever._owned_store = store
+        return retriever
+
+    # ----- lifetime
+
+    def close(self) -> None:
+        """Close the store this retriever opened (``from_*``); a store passed in stays open."""
+        store, self._owned_store = self._owned_store, None
+        if store is not None:
+            store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- searching
+
+    def _options(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(overrides) - set(OPTIONS))
+        if unknown:
+            raise _unknown(unknown, list(OPTIONS), "options")
+        opts = {name: getattr(self, name) for name in OPTIONS}
         opts.update(overrides)
-        if isinstance(opts["filter"], dict):
-            opts["filter"] = SearchFilter.from_dict(opts["filter"])
+        opts["filter"] = to_where(opts["filter"])
         return opts
 
     def retrieve_spans(self, query: str, **overrides: Any) -> list[Span]:
@@ -104,7 +254,7 @@ class ClaspRetriever(BaseRetriever):
 
 
 def span_document(span: Span) -> Document:
-    """A LangChain Document for one span."""
+    """A LangChain Document for one span (``id``: the point of its best-scoring segment)."""
     url = span_url(span.source, span.start_s, span.end_s)
     metadata = {
         "source": span.source,
@@ -115,10 +265,27 @@ def span_document(span: Span) -> Document:
         "score": span.score,
         "url": url,
         "segment_indices": list(span.segment_indices),
+        "point_ids": list(span.point_ids),
     }
     for key in ("language", "version", "model"):
         if key in span.extra:
             metadata[key] = span.extra[key]
     return Document(
-        page_content=page_content(span.title, span.source, span.start_s, span.end_s), metadata=metadata
+        id=span.point_id,
+        page_content=page_content(span.title, span.source, span.start_s, span.end_s),
+        metadata=metadata,
     )
+
+
+def _with_search_kwargs(data: dict[str, Any]) -> dict[str, Any]:
+    """Move ``search_kwargs``' keys (LangChain's ``VectorStoreRetriever`` idiom) onto the options."""
+    search_kwargs = data.pop("search_kwargs") or {}
+    if not isinstance(search_kwargs, Mapping):
+        raise TypeError(f"search_kwargs must be a dict of options, got {type(search_kwargs).__name__}")
+    unknown = sorted(set(search_kwargs) - set(OPTIONS))
+    if unknown:
+        raise _unknown(unknown, list(OPTIONS), "search_kwargs keys")
+    twice = sorted(set(search_kwargs) & set(data))
+    if twice:
+        raise TypeError(f"ClaspRetriever got {twice} both as arguments and in search_kwargs; give each once")
+    return {**data, **search_kwargs}

@@ -12,7 +12,11 @@ __all__ = ["Span", "merge_spans", "span_from_hit"]
 
 @dataclass(frozen=True)
 class Span:
-    """A stretch of one media item answering a query; ``hits`` are the segments it covers."""
+    """A stretch of one media item answering a query, made of one or more stored segments.
+
+    ``point_id``: the Qdrant point of its best-scoring segment; ``point_ids[i]`` is the point
+    of segment ``segment_indices[i]`` (empty when the hits carried no ids).
+    """
 
     media_id: str
     source: str
@@ -22,19 +26,32 @@ class Span:
     score: float
     segment_indices: tuple[int, ...] = ()
     extra: dict[str, object] = field(default_factory=dict)
+    point_id: str | None = None
+    point_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.end_s <= self.start_s:
             raise ValueError(f"Span needs end_s > start_s, got {self.start_s}..{self.end_s}")
+        if self.point_ids and len(self.point_ids) != len(self.segment_indices):
+            raise ValueError(
+                f"Span has {len(self.point_ids)} point ids for {len(self.segment_indices)} segments"
+            )
 
 
 def _index(hit: SpanHit) -> int:
     return int(hit.payload.get("metadata", {}).get("segment_index", -1))
 
 
+def _ids_in_order(ids_by_index: dict[int, str | None]) -> tuple[str, ...]:
+    if any(pid is None for pid in ids_by_index.values()):
+        return ()
+    return tuple(str(ids_by_index[i]) for i in sorted(ids_by_index))
+
+
 def span_from_hit(hit: SpanHit, neighbours: Sequence[SpanHit] = ()) -> Span:
     """The span of ``hit``, widened to cover ``neighbours`` (its context segments)."""
     members = [hit, *neighbours]
+    ids_by_index = {_index(m): m.point_id for m in reversed(members)}  # the hit's own id wins
     meta = dict(hit.payload.get("metadata", {}))
     return Span(
         media_id=hit.media_id,
@@ -43,13 +60,19 @@ def span_from_hit(hit: SpanHit, neighbours: Sequence[SpanHit] = ()) -> Span:
         start_s=min(m.start_s for m in members),
         end_s=max(m.end_s for m in members),
         score=hit.score,
-        segment_indices=tuple(sorted({_index(m) for m in members})),
+        segment_indices=tuple(sorted(ids_by_index)),
         extra=meta,
+        point_id=hit.point_id,
+        point_ids=_ids_in_order(ids_by_index),
     )
 
 
 def _join(a: Span, b: Span) -> Span:
     best = a if a.score >= b.score else b
+    ids: dict[int, str | None] = dict.fromkeys((*a.segment_indices, *b.segment_indices))
+    if a.point_ids and b.point_ids:
+        ids.update(zip(b.segment_indices, b.point_ids, strict=True))
+        ids.update(zip(a.segment_indices, a.point_ids, strict=True))
     return Span(
         media_id=a.media_id,
         source=a.source,
@@ -57,8 +80,10 @@ def _join(a: Span, b: Span) -> Span:
         start_s=min(a.start_s, b.start_s),
         end_s=max(a.end_s, b.end_s),
         score=best.score,
-        segment_indices=tuple(sorted(set(a.segment_indices) | set(b.segment_indices))),
+        segment_indices=tuple(sorted(ids)),
         extra=best.extra,
+        point_id=best.point_id,
+        point_ids=_ids_in_order(ids),
     )
 
 

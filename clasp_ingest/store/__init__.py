@@ -1,21 +1,20 @@
 """Qdrant storage of CLASP span vectors: an embedded engine (Qdrant Edge) or a Qdrant server.
 
 ``open_store`` picks the backend; both implement :class:`QdrantStore` and give the same
-results for the same operations.
+results for the same operations. Filters: :mod:`clasp_ingest.store.filters`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from clasp_ingest.errors import ConfigError
+from clasp_ingest.errors import ConfigError, StoreError
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
     VECTOR_NAME,
     CollectionIdentity,
     QdrantStore,
     RetryOptions,
-    SearchFilter,
     StoredPoint,
     WriteOptions,
     build_payload,
@@ -24,27 +23,34 @@ from clasp_ingest.store.base import (
     span_url,
 )
 from clasp_ingest.store.edge import EdgeOptions, EdgeStore
-from clasp_ingest.store.export import export_collection
+from clasp_ingest.store.export import ExportReport, export_collection, export_to, is_client_folder
+from clasp_ingest.store.filters import Condition, FilterLike, SearchFilter, Where, to_where
 from clasp_ingest.store.server import ServerStore
 
 __all__ = [
     "DEFAULT_COLLECTION",
     "VECTOR_NAME",
     "CollectionIdentity",
+    "Condition",
     "EdgeOptions",
     "EdgeStore",
+    "ExportReport",
+    "FilterLike",
     "QdrantStore",
     "RetryOptions",
     "SearchFilter",
     "ServerStore",
     "StoredPoint",
+    "Where",
     "WriteOptions",
     "build_payload",
     "export_collection",
+    "export_to",
     "format_timestamp",
     "open_store",
     "point_id",
     "span_url",
+    "to_where",
 ]
 
 _MEMORY = ":memory:"
@@ -65,7 +71,9 @@ def open_store(
     """Open a store: ``url`` → a Qdrant server; ``path`` → Qdrant Edge in that directory.
 
     ``":memory:"`` (as url or path) → qdrant-client's in-memory local mode.
-    ``backend="client"`` with a ``path`` → qdrant-client's on-disk local mode instead of Edge.
+    ``backend="client"`` with a ``path`` → qdrant-client's on-disk local mode instead of Edge;
+    ``"auto"`` picks it too for a folder qdrant-client wrote (e.g. by ``store export --to PATH``).
+    Either embedded form allows one open store per folder at a time (one process).
     """
     if backend not in {"auto", "edge", "client"}:
         raise ConfigError(f"unknown store backend {backend!r}; use 'auto', 'edge' or 'client'")
@@ -81,7 +89,7 @@ def open_store(
         )
     if path is None:
         raise ConfigError("no store given: pass url= (Qdrant server) or path= (embedded directory)")
-    if backend == "client":
+    if backend == "client" or (backend == "auto" and is_client_folder(Path(path))):
         return _client_store(collection, write, path=str(path))
     return EdgeStore(Path(path), collection, options=edge, write=write)
 
@@ -93,7 +101,15 @@ def _client_store(collection: str, write: WriteOptions | None, **kwargs: object)
     remote = kwargs.get("url") is not None
     # qdrant-client checks the server version on a thread of its own and warns even when the
     # server is down; ServerStore checks it on first contact instead (check_version).
-    client = QdrantClient(**kwargs, check_compatibility=False)  # type: ignore[arg-type]
+    try:
+        client = QdrantClient(**kwargs, check_compatibility=False)  # type: ignore[arg-type]
+    except RuntimeError as exc:
+        if "already accessed" not in str(exc):
+            raise
+        raise StoreError(
+            f"the qdrant-client folder {where!r} is open in another process or client; close it "
+            "there, or serve the collection from a Qdrant server for concurrent access"
+        ) from None
     return ServerStore(
         client, collection, write=write, owns_client=True, location=where, check_version=remote
     )

@@ -30,6 +30,15 @@ import numpy as np
 
 from clasp_ingest.errors import CollectionMismatchError, StoreError
 from clasp_ingest.log import get_logger
+from clasp_ingest.store.filters import (
+    Condition,
+    FilterLike,
+    SearchFilter,
+    Where,
+    meta_equals,
+    meta_key,
+    to_where,
+)
 from clasp_ingest.types import MEDIA_NAMESPACE, MediaRef, Segment, SpanHit
 
 __all__ = [
@@ -88,97 +97,6 @@ _RESERVED = (
 )
 
 T = TypeVar("T")
-
-
-# --------------------------------------------------------------------------- filters
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One engine-neutral condition on a payload key: a match, a match-any, or a range."""
-
-    key: str
-    value: str | int | None = None
-    any_of: tuple[str, ...] | None = None
-    gte: float | None = None
-    lte: float | None = None
-
-    def __post_init__(self) -> None:
-        kinds = (
-            (self.value is not None)
-            + (self.any_of is not None)
-            + (self.gte is not None or self.lte is not None)
-        )
-        if kinds != 1:
-            raise ValueError(f"Condition on {self.key!r} needs exactly one of value, any_of, or a range")
-
-
-@dataclass(frozen=True)
-class Where:
-    """Conditions that must all hold, and conditions none of which may hold."""
-
-    must: tuple[Condition, ...] = ()
-    must_not: tuple[Condition, ...] = ()
-
-    def __and__(self, other: Where) -> Where:
-        return Where(self.must + other.must, self.must_not + other.must_not)
-
-    @property
-    def empty(self) -> bool:
-        return not self.must and not self.must_not
-
-
-def _meta(key: str) -> str:
-    return f"metadata.{key}"
-
-
-@dataclass(frozen=True)
-class SearchFilter:
-    """What a search may return: media items, sources, language, a time range.
-
-    ``start_s_gte``/``end_s_lte`` keep spans that lie inside the range. A tuple of media ids
-    or sources matches any of them.
-    """
-
-    media_id: str | tuple[str, ...] | None = None
-    source: str | tuple[str, ...] | None = None
-    language: str | None = None
-    start_s_gte: float | None = None
-    end_s_lte: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.start_s_gte is not None and self.end_s_lte is not None and self.end_s_lte < self.start_s_gte:
-            raise ValueError(f"SearchFilter time range is empty: {self.start_s_gte}..{self.end_s_lte}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SearchFilter:
-        """Build from a plain mapping (LangChain ``filter`` kwargs); unknown keys are an error."""
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown filter keys {unknown}; use some of {sorted(known)}")
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values)
-
-    def where(self) -> Where:
-        conds: list[Condition] = []
-        for key in ("media_id", "source"):
-            value = getattr(self, key)
-            if isinstance(value, tuple):
-                conds.append(Condition(_meta(key), any_of=value))
-            elif value is not None:
-                conds.append(Condition(_meta(key), value=value))
-        if self.language is not None:
-            conds.append(Condition(_meta("language"), value=self.language))
-        if self.start_s_gte is not None:
-            conds.append(Condition(_meta("start_s"), gte=self.start_s_gte))
-        if self.end_s_lte is not None:
-            conds.append(Condition(_meta("end_s"), lte=self.end_s_lte))
-        return Where(tuple(conds))
-
-
-def _match(key: str, value: str | int) -> Where:
-    return Where((Condition(_meta(key), value=value),))
 
 
 # --------------------------------------------------------------------------- points and payloads
@@ -280,6 +198,7 @@ def hit_from_point(point: StoredPoint) -> SpanHit:
         score=float(point.score),
         url=str(meta.get("url", "")),
         payload=point.payload,
+        point_id=point.id,
     )
 
 
@@ -518,7 +437,8 @@ class QdrantStore(abc.ABC):
                 f"collection {self.collection!r} holds vectors of {identity.model_id!r}, not {model_id!r}; "
                 "use another collection or recreate it"
             )
-        others = _match("media_id", ref.media_id) & Where(must_not=_match("version", ref.fingerprint).must)
+        same_version = meta_equals("version", ref.fingerprint)
+        others = meta_equals("media_id", ref.media_id) & Where(must_not=same_version.must)
         others_before = self._count(others)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         written = 0
@@ -526,7 +446,7 @@ class QdrantStore(abc.ABC):
             for segments, vectors in batches:
                 self.upsert_points(self._points_for(ref, model_id, segments, vectors, now))
                 written += len(segments)
-            this = _match("media_id", ref.media_id) & _match("version", ref.fingerprint)
+            this = meta_equals("media_id", ref.media_id) & meta_equals("version", ref.fingerprint)
             self._retry(lambda: self._set_state(this, STATE_COMPLETE), f"completing {ref.uri!r}")
             self._retry(lambda: self._delete(others), f"deleting old versions of {ref.uri!r}")
         except BaseException:
@@ -536,13 +456,13 @@ class QdrantStore(abc.ABC):
         return written
 
     def _rollback(self, ref: MediaRef, others: Where, others_before: int) -> None:
-        this = _match("media_id", ref.media_id) & _match("version", ref.fingerprint)
+        this = meta_equals("media_id", ref.media_id) & meta_equals("version", ref.fingerprint)
         try:
             self._delete(this)
             if self._count(others) != others_before:
                 # The new version overwrote spans of the old one: the old one is no longer whole.
                 log.warning("old version of %r was partly overwritten; removing it too", ref.uri)
-                self._delete(_match("media_id", ref.media_id))
+                self._delete(meta_equals("media_id", ref.media_id))
         except Exception:
             log.exception(
                 "could not roll back the partial write of %r; delete media %s", ref.uri, ref.media_id
@@ -565,11 +485,11 @@ class QdrantStore(abc.ABC):
 
     def delete_media(self, media_id: str) -> int:
         """Delete every point of one media item; returns how many there were."""
-        return self._delete_counted(_match("media_id", media_id), f"delete of media {media_id!r}")
+        return self._delete_counted(meta_equals("media_id", media_id), f"delete of media {media_id!r}")
 
     def delete_source(self, source: str) -> int:
         """Delete every point whose ``metadata.source`` is ``source``; returns how many."""
-        return self._delete_counted(_match("source", source), f"delete of source {source!r}")
+        return self._delete_counted(meta_equals("source", source), f"delete of source {source!r}")
 
     def _delete_counted(self, where: Where, what: str) -> int:
         if self.identity is None:
@@ -590,18 +510,23 @@ class QdrantStore(abc.ABC):
         """
         if self.identity is None:
             return False
-        where = _match("media_id", media_id) & _match("version", version) & _match("state", STATE_COMPLETE)
+        where = (
+            meta_equals("media_id", media_id)
+            & meta_equals("version", version)
+            & meta_equals("state", STATE_COMPLETE)
+        )
         complete = self._count(where)
-        return complete > 0 and complete == self._count(_match("media_id", media_id))
+        return complete > 0 and complete == self._count(meta_equals("media_id", media_id))
 
-    def count(self, filters: SearchFilter | None = None) -> int:
+    def count(self, filters: FilterLike | None = None) -> int:
         """Points matching ``filters`` (all versions and states)."""
+        where = to_where(filters)
         if self.identity is None:
             return 0
-        return self._count(filters.where() if filters else Where())
+        return self._count(where)
 
-    def _visible(self, filters: SearchFilter | None) -> Where:
-        return _match("state", STATE_COMPLETE) & (filters.where() if filters else Where())
+    def _visible(self, filters: FilterLike | None) -> Where:
+        return meta_equals("state", STATE_COMPLETE) & to_where(filters)
 
     def _query_vector(self, vector: np.ndarray) -> list[float]:
         identity = self.require_collection()
@@ -618,10 +543,14 @@ class QdrantStore(abc.ABC):
         vector: np.ndarray,
         *,
         k: int = 10,
-        filters: SearchFilter | None = None,
+        filters: FilterLike | None = None,
         score_threshold: float | None = None,
     ) -> list[SpanHit]:
-        """The ``k`` nearest complete spans to ``vector`` (cosine), best first."""
+        """The ``k`` nearest complete spans to ``vector`` (cosine), best first.
+
+        ``filters``: a :class:`SearchFilter`, a dict of its fields, a :class:`Where`, or a
+        ``qdrant_client.models.Filter`` (see :mod:`clasp_ingest.store.filters`).
+        """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         points = self._query(self._query_vector(vector), k, self._visible(filters), score_threshold)
@@ -633,7 +562,7 @@ class QdrantStore(abc.ABC):
         *,
         k: int = 10,
         group_size: int = 1,
-        filters: SearchFilter | None = None,
+        filters: FilterLike | None = None,
         score_threshold: float | None = None,
     ) -> list[SpanHit]:
         """Best ``group_size`` spans of each of the ``k`` best media items, grouped, best first."""
@@ -666,18 +595,18 @@ class QdrantStore(abc.ABC):
             group
             if exhausted or len(group) == group_size
             else self._query(
-                vector, group_size, where & _match("media_id", _media_of(group[0])), score_threshold
+                vector, group_size, where & meta_equals("media_id", _media_of(group[0])), score_threshold
             )
             for group in groups
         ]
 
     def iter_points(
-        self, filters: SearchFilter | None = None, *, batch_size: int = 256, with_vectors: bool = False
+        self, filters: FilterLike | None = None, *, batch_size: int = 256, with_vectors: bool = False
     ) -> Iterator[StoredPoint]:
         """Every point matching ``filters`` (any state), in id order, page by page."""
+        where = to_where(filters)
         if self.identity is None:
             return
-        where = filters.where() if filters else Where()
         offset: str | None = None
         while True:
             points, offset = self._scroll(where, batch_size, offset, with_vectors)
@@ -688,9 +617,9 @@ class QdrantStore(abc.ABC):
     def segments(self, media_id: str, first_index: int, last_index: int) -> list[SpanHit]:
         """Complete spans of ``media_id`` with ``first_index <= segment_index <= last_index``."""
         where = (
-            _match("media_id", media_id)
-            & _match("state", STATE_COMPLETE)
-            & Where((Condition(_meta("segment_index"), gte=first_index, lte=last_index),))
+            meta_equals("media_id", media_id)
+            & meta_equals("state", STATE_COMPLETE)
+            & Where((Condition(meta_key("segment_index"), gte=first_index, lte=last_index),))
         )
         points, _ = self._scroll(where, last_index - first_index + 1, None, False)
         hits = [hit_from_point(p) for p in points]

@@ -1,4 +1,4 @@
-"""``clasp-ingest store ...``: inspect an embedded collection and export it to a Qdrant server."""
+"""``clasp-ingest store ...``: inspect a collection; export an embedded one to a server or folder."""
 
 from __future__ import annotations
 
@@ -30,7 +30,10 @@ def open_configured_store(
                       collection=collection or settings.collection)  # fmt: skip
 
 
-store_app = typer.Typer(help="Inspect the vector store and copy it to a Qdrant server.", no_args_is_help=True)
+store_app = typer.Typer(
+    help="Inspect the vector store; copy it to a Qdrant server or a qdrant-client folder.",
+    no_args_is_help=True,
+)
 
 
 @store_app.command("info")
@@ -55,27 +58,36 @@ def info(
 
 @store_app.command("export")
 def export(
-    to: str = typer.Option(..., "--to", help="URL of the target Qdrant server (e.g. http://host:6333)."),
+    to: str = typer.Option(
+        ...,
+        "--to",
+        help="Target: a Qdrant server URL (http://host:6333), a local qdrant-client folder "
+        "(new, empty, or written before by qdrant-client), or :memory:.",
+    ),
     api_key: str | None = typer.Option(
         None, "--api-key", envvar="CLASP_EXPORT_API_KEY", help="API key of the target server."
     ),
-    grpc: bool = typer.Option(False, "--grpc", help="Talk gRPC to the target."),
+    grpc: bool = typer.Option(False, "--grpc", help="Talk gRPC to the target server."),
     qdrant_path: Path | None = typer.Option(None, help="Embedded store to read [default: settings]."),
     collection: str | None = typer.Option(None, help="Collection to copy [default: settings]."),
     to_collection: str | None = typer.Option(None, help="Name in the target [default: the same]."),
     batch_size: int = typer.Option(512, min=1, help="Points per request."),
 ) -> None:
-    """Copy an embedded collection (ids, vectors, payloads) into a Qdrant server."""
-    from clasp_ingest.store import export_collection, open_store
+    """Copy an embedded collection (ids, vectors, payloads, model identity) to a server or folder.
+
+    Running it again updates the copy (same point ids, no duplicates).
+    """
+    from dataclasses import asdict
+
+    from clasp_ingest.store import export_to, open_store
 
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
-    name = collection or settings.collection
-    source = open_store(path=qdrant_path or settings.qdrant_path, collection=name)
-    target = open_store(url=to, api_key=api_key, prefer_grpc=grpc, collection=to_collection or name)
-    with source, target:
-        copied = export_collection(source, target, batch_size=batch_size)
-        total = target.count()
-    typer.echo(json.dumps({"exported": copied, "collection": target.collection, "target_points": total}))
+    source_path = qdrant_path or settings.qdrant_path
+    with open_store(path=source_path, collection=collection or settings.collection) as source:
+        report = export_to(
+            source, to, collection=to_collection, api_key=api_key, prefer_grpc=grpc, batch_size=batch_size
+        )
+    typer.echo(json.dumps(asdict(report)))
 
 
 def register(app: typer.Typer) -> None:

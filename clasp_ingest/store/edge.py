@@ -24,12 +24,11 @@ from clasp_ingest.store.base import (
     PAYLOAD_INDEXES,
     VECTOR_NAME,
     CollectionIdentity,
-    Condition,
     QdrantStore,
     StoredPoint,
-    Where,
     WriteOptions,
 )
+from clasp_ingest.store.filters import Clause, Condition, Where
 
 if TYPE_CHECKING:
     import qdrant_edge
@@ -104,8 +103,8 @@ class EdgeStore(QdrantStore):
         except Exception as exc:
             if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
                 raise StoreError(
-                    f"the embedded Qdrant store {shard_dir!r} is open in another process; close it, or "
-                    "run a Qdrant server (--qdrant-url) for concurrent access"
+                    f"the embedded Qdrant store {shard_dir!r} is open in another process (or store "
+                    "object); close it, or run a Qdrant server (--qdrant-url) for concurrent access"
                 ) from exc
             raise StoreError(f"cannot open the embedded Qdrant store {shard_dir!r}: {exc}") from exc
 
@@ -180,16 +179,22 @@ class EdgeStore(QdrantStore):
             return qe.FieldCondition(cond.key, match=qe.MatchValue(cond.value))
         if cond.any_of is not None:
             return qe.FieldCondition(cond.key, match=qe.MatchAny(list(cond.any_of)))
-        return qe.FieldCondition(cond.key, range=qe.RangeFloat(gte=cond.gte, lte=cond.lte))
+        bounds = qe.RangeFloat(gte=cond.gte, gt=cond.gt, lte=cond.lte, lt=cond.lt)
+        return qe.FieldCondition(cond.key, range=bounds)
+
+    def _clauses(self, clauses: Sequence[Clause]) -> list[Any] | None:
+        built = [self._condition(c) if isinstance(c, Condition) else self._build(c) for c in clauses]
+        return built or None
+
+    def _build(self, where: Where) -> Any:
+        return _edge().Filter(
+            must=self._clauses(where.must),
+            must_not=self._clauses(where.must_not),
+            should=self._clauses(where.should),
+        )
 
     def _filter(self, where: Where) -> Any:
-        if where.empty:
-            return None
-        qe = _edge()
-        return qe.Filter(
-            must=[self._condition(c) for c in where.must] or None,
-            must_not=[self._condition(c) for c in where.must_not] or None,
-        )
+        return None if where.empty else self._build(where)
 
     # ----- primitives
 

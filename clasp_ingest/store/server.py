@@ -18,12 +18,11 @@ from clasp_ingest.store.base import (
     PAYLOAD_INDEXES,
     VECTOR_NAME,
     CollectionIdentity,
-    Condition,
     QdrantStore,
     StoredPoint,
-    Where,
     WriteOptions,
 )
+from clasp_ingest.store.filters import Clause, Condition, Where
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
@@ -136,16 +135,22 @@ class ServerStore(QdrantStore):
             return m.FieldCondition(key=cond.key, match=m.MatchValue(value=cond.value))
         if cond.any_of is not None:
             return m.FieldCondition(key=cond.key, match=m.MatchAny(any=list(cond.any_of)))
-        return m.FieldCondition(key=cond.key, range=m.Range(gte=cond.gte, lte=cond.lte))
+        bounds = m.Range(gte=cond.gte, gt=cond.gt, lte=cond.lte, lt=cond.lt)
+        return m.FieldCondition(key=cond.key, range=bounds)
+
+    def _clauses(self, clauses: Sequence[Clause]) -> list[Any] | None:
+        built = [self._condition(c) if isinstance(c, Condition) else self._build(c) for c in clauses]
+        return built or None
+
+    def _build(self, where: Where) -> models.Filter:
+        return _models().Filter(
+            must=self._clauses(where.must),
+            must_not=self._clauses(where.must_not),
+            should=self._clauses(where.should),
+        )
 
     def _filter(self, where: Where) -> models.Filter | None:
-        if where.empty:
-            return None
-        m = _models()
-        return m.Filter(
-            must=[self._condition(c) for c in where.must] or None,
-            must_not=[self._condition(c) for c in where.must_not] or None,
-        )
+        return None if where.empty else self._build(where)
 
     # ----- primitives
 

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 from clasp_ingest.retriever import ClaspRetriever
+from qdrant_client import models
 
 from clasp_ingest.model.base import AudioTextEncoder
 from clasp_ingest.store import QdrantStore
 from clasp_ingest.types import Segment, media_id_for
-from tests.unit.retriever.conftest import LECTURE, PODCAST, SENTENCES, media_ref
+from tests.unit.retriever.conftest import LECTURE, PODCAST, SENTENCES, media_ref, shared_store
 
 
 def test_documents_name_spans_with_deep_links(store: QdrantStore, model: AudioTextEncoder) -> None:
@@ -114,3 +115,85 @@ def test_ainvoke_does_not_block_the_event_loop(store: QdrantStore, model: AudioT
     ticks, contents = asyncio.run(main())
     assert ticks >= 10, ticks  # the loop kept running while the query was encoded and searched
     assert contents == [d.page_content for d in retriever.invoke(SENTENCES[5])]
+
+
+def _ids_by_index(store: QdrantStore, source: str) -> dict[int, str]:
+    points = store.iter_points({"source": source})
+    return {int(p.payload["metadata"]["segment_index"]): p.id for p in points}
+
+
+def test_document_ids_are_the_point_ids(store: QdrantStore, model: AudioTextEncoder) -> None:
+    lecture = _ids_by_index(store, LECTURE)
+    docs = ClaspRetriever(store=store, model=model, k=3).invoke(SENTENCES[3])
+    by_url = {p.payload["metadata"]["url"]: p.id for p in store.iter_points()}
+    assert [d.id for d in docs] == [by_url[d.metadata["url"]] for d in docs]
+    assert docs[0].id == lecture[3] and docs[0].metadata["point_ids"] == [lecture[3]]
+    wide = ClaspRetriever(store=store, model=model, k=1, context=1).invoke(SENTENCES[3])[0]
+    assert wide.id == lecture[3]  # the best-scoring point of the widened span
+    assert wide.metadata["point_ids"] == [lecture[2], lecture[3], lecture[4]]
+
+
+def test_a_merged_span_has_the_id_of_its_best_point(store: QdrantStore, model: AudioTextEncoder) -> None:
+    ref = media_ref("file:///media/seminar.wav")
+    segments = [Segment(ref.media_id, 0, 3.0, 5.5), Segment(ref.media_id, 1, 5.7, 8.5)]
+    topic = "quantum tunnelling explained slowly"
+    store.write_media(ref, model.model_id, [(segments, model.encode_text(["a second look at it", topic]))])
+    ids = _ids_by_index(store, ref.uri)
+    only = {"media_id": ref.media_id}
+    docs = ClaspRetriever(store=store, model=model, k=2, filter=only, merge=True).invoke(topic)
+    assert len(docs) == 1 and docs[0].metadata["segment_indices"] == [0, 1]
+    assert docs[0].metadata["point_ids"] == [ids[0], ids[1]]
+    assert docs[0].id == ids[1]  # the exact sentence scores best
+
+
+def test_unknown_arguments_raise_naming_the_allowed_ones(model: AudioTextEncoder) -> None:
+    store = shared_store()
+    with pytest.raises(TypeError, match=r"unknown arguments \['top_k'\]; it takes .*k, merge.*use k"):
+        ClaspRetriever(store=store, model=model, top_k=3)
+    with pytest.raises(TypeError, match=r"\['search_type'\].*always ranks by similarity"):
+        ClaspRetriever(store=store, model=model, search_type="mmr")
+    with pytest.raises(TypeError, match=r"unknown options \['top_k'\]"):
+        ClaspRetriever(store=store, model=model).invoke(SENTENCES[0], top_k=2)
+    with pytest.raises(ValueError, match="MatchText"):
+        bad = models.FieldCondition(key="metadata.title", match=models.MatchText(text="x"))
+        ClaspRetriever(store=store, model=model, filter=models.Filter(must=[bad]))
+
+
+def test_search_kwargs_map_onto_the_options(model: AudioTextEncoder) -> None:
+    store = shared_store()
+    kwargs = {"k": 2, "filter": {"language": "fr"}, "score_threshold": -1.0}
+    retriever = ClaspRetriever(store=store, model=model, search_kwargs=kwargs)
+    assert (retriever.k, retriever.filter, retriever.score_threshold) == (2, {"language": "fr"}, -1.0)
+    docs = retriever.invoke(SENTENCES[0])
+    assert len(docs) == 2 and {d.metadata["source"] for d in docs} == {PODCAST}
+    with pytest.raises(TypeError, match=r"\['fetch_k'\].*MMR is not supported"):
+        ClaspRetriever(store=store, model=model, search_kwargs={"fetch_k": 20})
+    with pytest.raises(TypeError, match=r"\['k'\] both as arguments and in search_kwargs"):
+        ClaspRetriever(store=store, model=model, k=3, search_kwargs={"k": 2})
+    with pytest.raises(TypeError, match="search_kwargs must be a dict"):
+        ClaspRetriever(store=store, model=model, search_kwargs=[("k", 2)])
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        ClaspRetriever(store=store, model=model, search_kwargs={"k": 0})
+
+
+def _field(key: str, value: str | int) -> models.FieldCondition:
+    return models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))
+
+
+def test_qdrant_filters_in_the_retriever(store: QdrantStore, model: AudioTextEncoder) -> None:
+    podcast_only = models.Filter(must=[_field("source", PODCAST)])
+    docs = ClaspRetriever(store=store, model=model, k=10, filter=podcast_only).invoke(SENTENCES[0])
+    assert len(docs) == 6 and {d.metadata["source"] for d in docs} == {PODCAST}
+    first_or_last = models.Filter(
+        should=[_field("segment_index", 0), _field("segment_index", 5)],
+        must_not=[_field("language", "fr")],
+    )
+    retriever = ClaspRetriever(store=store, model=model, k=10)
+    spans = {
+        (d.metadata["source"], d.metadata["start_s"]) for d in retriever.invoke("x", filter=first_or_last)
+    }
+    assert spans == {(LECTURE, 0.0), (LECTURE, 15.0)}
+    as_json = {"must": [{"key": "metadata.start_s", "range": {"gte": 12}}]}
+    late = retriever.invoke(SENTENCES[4], filter=as_json, group_by_media=1)
+    assert (late[0].metadata["source"], late[0].metadata["start_s"]) == (LECTURE, 12.0)
+    assert all(d.metadata["start_s"] >= 12 for d in late) and len(late) == 2

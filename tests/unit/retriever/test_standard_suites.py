@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,10 +10,10 @@ from clasp_ingest.retriever import ClaspRetriever, ClaspTextEmbeddings
 from langchain_qdrant import QdrantVectorStore
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests, RetrieversIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 from clasp_ingest.model.base import AudioTextEncoder
-from clasp_ingest.store import ServerStore
+from clasp_ingest.store import ServerStore, export_to, open_store
 from tests.unit.retriever.conftest import LECTURE, SENTENCES, fill, shared_store, tiny_model
 
 
@@ -89,3 +90,32 @@ def test_embeddings_are_the_text_tower(model: AudioTextEncoder) -> None:
         < 1e-5
     )
     assert emb.embed_documents([]) == []
+
+
+def test_langchain_qdrant_reads_an_exported_collection(tmp_path: Path, model: AudioTextEncoder) -> None:
+    """The README example: ``store export --to FOLDER``, then langchain-qdrant over that folder."""
+    with open_store(path=tmp_path / "edge") as edge:
+        edge.ensure_collection(model.model_id, model.dim, source="tiny-random")
+        fill(edge, model)
+        ours = ClaspRetriever(store=edge, model=model, k=1).invoke(SENTENCES[9])[0]
+        export_to(edge, str(tmp_path / "clasp-export"))
+    client = QdrantClient(path=str(tmp_path / "clasp-export"))
+    try:
+        vectorstore = QdrantVectorStore(
+            client=client,
+            collection_name="clasp_segments",
+            embedding=ClaspTextEmbeddings.from_client(client, "clasp_segments", device="cpu"),
+            vector_name="clasp",
+        )
+        doc, score = vectorstore.similarity_search_with_score(SENTENCES[9], k=3)[0]
+        assert doc.metadata["url"] == "file:///media/podcast.mp3#t=9,11.5" and score > 0.999
+        assert doc.metadata["_id"] == ours.id and doc.page_content == ours.page_content  # the same point
+        french = models.Filter(
+            must=[models.FieldCondition(key="metadata.language", match=models.MatchValue(value="fr"))]
+        )
+        english_query = vectorstore.as_retriever(search_kwargs={"k": 2, "filter": french}).invoke(
+            SENTENCES[1]
+        )
+        assert {d.metadata["language"] for d in english_query} == {"fr"}
+    finally:
+        client.close()

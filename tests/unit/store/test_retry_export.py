@@ -1,14 +1,15 @@
-"""Retries with backoff, and copying an embedded collection into a qdrant-client store."""
+"""Retries with backoff, and copying an embedded collection to a qdrant-client store or folder."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from clasp_ingest.errors import StoreError
-from clasp_ingest.store import RetryOptions, export_collection, open_store
+from clasp_ingest.errors import ConfigError, StoreError
+from clasp_ingest.store import ExportReport, RetryOptions, export_collection, export_to, open_store
 from clasp_ingest.store.base import with_retry
 from tests.unit.store.conftest import DIM, MODEL, make_media
 
@@ -73,3 +74,51 @@ def test_open_store_arguments(tmp_path: Path) -> None:
         open_store(path=tmp_path, backend="faiss")
     with open_store(path=tmp_path / "e") as edge, open_store(path=tmp_path / "c", backend="client") as local:
         assert isinstance(edge, EdgeStore) and isinstance(local, ServerStore)
+
+
+def test_export_to_a_qdrant_client_folder_is_idempotent_and_records_the_model(tmp_path: Path) -> None:
+    items = [make_media(f"file:///e{i}.wav", "v1", 30, seed=i) for i in range(2)]
+    folder = tmp_path / "copy"
+    with open_store(path=tmp_path / "edge") as edge:
+        edge.ensure_collection(MODEL, DIM, source="presets/test")
+        for item in items:
+            edge.write_media(item.ref, MODEL, item.batches())
+        first = export_to(edge, str(folder), collection="talks", batch_size=16)
+        again = export_to(edge, str(folder), collection="talks", batch_size=16)  # reopens the folder
+        assert first == again == ExportReport(60, "talks", str(folder), 60)
+        q = items[0].vectors[3]
+        expected = [(h.point_id, h.url) for h in edge.search(q, k=5)]
+    with open_store(path=folder, collection="talks") as copy:  # "auto" knows a qdrant-client folder
+        assert copy.backend == "client" and copy.identity is not None
+        assert (copy.identity.model_id, copy.identity.dim, copy.identity.source) == (
+            MODEL,
+            DIM,
+            "presets/test",
+        )
+        assert [(h.point_id, h.url) for h in copy.search(q, k=5)] == expected
+        with pytest.raises(StoreError, match="open in another process or client"):
+            open_store(path=folder, collection="talks")
+
+
+def test_export_targets_that_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.md").write_text("x")
+    with open_store(path=tmp_path / "edge") as edge:
+        with pytest.raises(StoreError, match="does not exist"):
+            export_to(edge, str(tmp_path / "never"))
+        assert not (tmp_path / "never").exists()  # nothing created for a missing source
+        edge.ensure_collection(MODEL, DIM)
+        refused = {
+            str(tmp_path / "file.txt"): "it is a file",
+            str(tmp_path / "notes"): "a non-empty folder",
+            str(tmp_path / "edge"): "an embedded (Qdrant Edge) store",
+            "qdrant.local:6333": "write the server URL as http://qdrant.local:6333",
+            "grpc://qdrant.local:6334": "starts with http:// or https://",
+        }
+        for target, message in refused.items():
+            with pytest.raises(ConfigError, match=re.escape(message)):
+                export_to(edge, target)
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        assert export_to(edge, str(empty)).exported == 0  # an empty folder is fine

@@ -204,14 +204,15 @@ def test_missing_collection(kind: str, tmp_path: Path) -> None:
 
 def test_interrupted_replace_is_not_taken_as_stored(store: QdrantStore) -> None:
     """A run killed after completing v2 but before deleting v1 must not skip the item."""
-    from clasp_ingest.store.base import STATE_COMPLETE, Where, _match
+    from clasp_ingest.store.base import STATE_COMPLETE
+    from clasp_ingest.store.filters import Where, meta_equals
 
     old = make_media("file:///a.wav", "v1", 10, seed=1)
     ingest(store, old)
     new = make_media("file:///a.wav", "v2", 6, seed=2, offset_s=0.5)
     store.upsert_points(store._points_for(new.ref, MODEL, new.segments, new.vectors, "now"))
     assert not store.has_media(new.ref.media_id, "v2")  # still being written
-    this: Where = _match("media_id", new.ref.media_id) & _match("version", "v2")
+    this: Where = meta_equals("media_id", new.ref.media_id) & meta_equals("version", "v2")
     store._set_state(this, STATE_COMPLETE)  # ... and the process died here
     assert not store.has_media(new.ref.media_id, "v2")
     assert not store.has_media(old.ref.media_id, "v1")

@@ -1,0 +1,291 @@
+"""Engine-neutral search filters, and what a caller may pass as one.
+
+Both engines (Qdrant Edge, qdrant-client) translate a :class:`Where` into their own filter.
+Callers describe a filter as a :class:`SearchFilter` (our fields), a plain dict of those
+fields, a ``qdrant_client.models.Filter`` (what langchain-qdrant users write), or its JSON
+form (a dict with ``must`` / ``should`` / ``must_not``); :func:`to_where` turns any of them
+into a :class:`Where`.
+
+From a qdrant-client ``Filter`` this maps: ``must`` / ``should`` / ``must_not`` (nested
+``Filter``\\ s too) of ``FieldCondition``\\ s with ``MatchValue`` (a string or integer),
+``MatchAny`` or ``Range`` on payload keys (``metadata.<key>`` or ``page_content``).
+Anything else (``min_should``, ``MatchExcept``, text matches, datetime ranges, geo, id, nested
+array, is-empty/null and values-count conditions) raises :class:`~clasp_ingest.errors.FilterError`
+naming the unsupported part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias, Union
+
+from clasp_ingest.errors import FilterError
+
+if TYPE_CHECKING:
+    from qdrant_client import models
+
+__all__ = [
+    "Clause",
+    "Condition",
+    "FilterLike",
+    "SearchFilter",
+    "Where",
+    "meta_equals",
+    "meta_key",
+    "to_where",
+    "where_from_qdrant",
+]
+
+#: The keys of a Qdrant filter in its JSON (REST) form.
+_QDRANT_KEYS = frozenset({"must", "should", "must_not", "min_should"})
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition on a payload key: a match, a match-any, or a range (``gt``/``gte``/``lt``/``lte``)."""
+
+    key: str
+    value: str | int | None = None
+    any_of: tuple[str, ...] | tuple[int, ...] | None = None
+    gte: float | None = None
+    lte: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+
+    def __post_init__(self) -> None:
+        ranged = any(bound is not None for bound in (self.gte, self.lte, self.gt, self.lt))
+        kinds = (self.value is not None) + (self.any_of is not None) + ranged
+        if kinds != 1:
+            raise ValueError(f"Condition on {self.key!r} needs exactly one of value, any_of, or a range")
+
+
+#: A member of a :class:`Where`: a condition, or a nested ``Where`` (a parenthesised group).
+Clause: TypeAlias = Union[Condition, "Where"]
+
+
+@dataclass(frozen=True)
+class Where:
+    """``must``: all hold; ``must_not``: none holds; ``should``: at least one holds (when given)."""
+
+    must: tuple[Clause, ...] = ()
+    must_not: tuple[Clause, ...] = ()
+    should: tuple[Clause, ...] = ()
+
+    def __and__(self, other: Where) -> Where:
+        if self.should and other.should:
+            return Where(must=(self, other))  # two "at least one of" groups stay separate
+        return Where(self.must + other.must, self.must_not + other.must_not, self.should or other.should)
+
+    @property
+    def empty(self) -> bool:
+        return not self.must and not self.must_not and not self.should
+
+
+def meta_key(key: str) -> str:
+    """The payload path of a span field: ``metadata.<key>``."""
+    return f"metadata.{key}"
+
+
+def meta_equals(key: str, value: str | int) -> Where:
+    """``metadata.<key> == value``."""
+    return Where((Condition(meta_key(key), value=value),))
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """What a search may return: media items, sources, language, a time range.
+
+    ``start_s_gte``/``end_s_lte`` keep spans that lie inside the range. A tuple of media ids
+    or sources matches any of them.
+    """
+
+    media_id: str | tuple[str, ...] | None = None
+    source: str | tuple[str, ...] | None = None
+    language: str | None = None
+    start_s_gte: float | None = None
+    end_s_lte: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.start_s_gte is not None and self.end_s_lte is not None and self.end_s_lte < self.start_s_gte:
+            raise ValueError(f"SearchFilter time range is empty: {self.start_s_gte}..{self.end_s_lte}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchFilter:
+        """Build from a plain mapping (LangChain ``filter`` kwargs); unknown keys are an error."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise FilterError(
+                f"unknown filter keys {unknown}; use some of {sorted(known)}, or pass a "
+                "qdrant_client.models.Filter (or its JSON form with must/should/must_not)"
+            )
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    def where(self) -> Where:
+        conds: list[Condition] = []
+        for key in ("media_id", "source"):
+            value = getattr(self, key)
+            if isinstance(value, tuple):
+                conds.append(Condition(meta_key(key), any_of=value))
+            elif value is not None:
+                conds.append(Condition(meta_key(key), value=value))
+        if self.language is not None:
+            conds.append(Condition(meta_key("language"), value=self.language))
+        if self.start_s_gte is not None:
+            conds.append(Condition(meta_key("start_s"), gte=self.start_s_gte))
+        if self.end_s_lte is not None:
+            conds.append(Condition(meta_key("end_s"), lte=self.end_s_lte))
+        return Where(tuple(conds))
+
+
+#: What a search, count or retriever accepts as a filter.
+FilterLike: TypeAlias = Union[SearchFilter, Where, "models.Filter", Mapping[str, Any]]
+
+
+def to_where(filters: FilterLike | None) -> Where:
+    """Any accepted filter form as a :class:`Where` (``None`` → no condition).
+
+    Raises :class:`~clasp_ingest.errors.FilterError` for an unknown form, unknown keys, or a
+    Qdrant filter using something the engines' common subset lacks.
+    """
+    if filters is None:
+        return Where()
+    if isinstance(filters, Where):
+        return filters
+    if isinstance(filters, SearchFilter):
+        return filters.where()
+    if isinstance(filters, Mapping):
+        if filters and set(filters) <= _QDRANT_KEYS:
+            return where_from_qdrant(_qdrant_filter_from_json(filters))
+        return SearchFilter.from_dict(filters).where()
+    from qdrant_client import models
+
+    if isinstance(filters, models.Filter):
+        return where_from_qdrant(filters)
+    raise FilterError(
+        f"a filter must be a SearchFilter, a dict of its fields, or a qdrant_client.models.Filter; "
+        f"got {type(filters).__name__}"
+    )
+
+
+def _qdrant_filter_from_json(data: Mapping[str, Any]) -> models.Filter:
+    from pydantic import ValidationError
+    from qdrant_client import models
+
+    try:
+        return models.Filter.model_validate(dict(data))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"] if isinstance(part, int) or part in _JSON_FIELDS)
+        raise FilterError(
+            f"not a valid Qdrant filter (JSON form): {where} = {first['input']!r} fits none of its "
+            "types; build it with qdrant_client.models.Filter to see why"
+        ) from None
+
+
+#: Field names of a Qdrant filter's JSON form (to shorten pydantic's error locations).
+_JSON_FIELDS = _QDRANT_KEYS | {"key", "match", "range", "value", "any", "except", "gt", "gte", "lt", "lte"}
+
+
+def where_from_qdrant(qfilter: models.Filter) -> Where:
+    """A qdrant-client ``Filter`` as a :class:`Where` (see the module doc for what maps)."""
+    return _where(qfilter, "filter")
+
+
+def _where(qfilter: models.Filter, path: str) -> Where:
+    if qfilter.min_should is not None:
+        _unsupported(f"{path}.min_should", "list the conditions under should (at least one must hold)")
+    return Where(
+        must=_clauses(qfilter.must, f"{path}.must"),
+        must_not=_clauses(qfilter.must_not, f"{path}.must_not"),
+        should=_clauses(qfilter.should, f"{path}.should"),
+    )
+
+
+def _clauses(items: Any, path: str) -> tuple[Clause, ...]:
+    if items is None:
+        return ()
+    listed = items if isinstance(items, list) else [items]
+    return tuple(_clause(item, f"{path}[{i}]") for i, item in enumerate(listed))
+
+
+def _clause(item: Any, path: str) -> Clause:
+    from qdrant_client import models
+
+    if isinstance(item, models.Filter):
+        return _where(item, path)
+    if isinstance(item, models.FieldCondition):
+        return _field(item, path)
+    return _unsupported(f"{path} ({type(item).__name__})", "use FieldConditions and nested Filters")
+
+
+def _field(cond: models.FieldCondition, path: str) -> Condition:
+    _check_key(cond.key, path)
+    others = [name for name in _OTHER_FIELD_TESTS if getattr(cond, name, None) is not None]
+    if others:
+        _unsupported(f"{path}.{others[0]} on {cond.key!r}", "use match (value or any) or range")
+    if cond.match is not None and cond.range is not None:
+        _unsupported(f"{path} on {cond.key!r} with both match and range", "use two conditions")
+    if cond.match is not None:
+        return _match_condition(cond.key, cond.match, path)
+    if cond.range is not None:
+        return _range_condition(cond.key, cond.range, path)
+    return _unsupported(f"{path} on {cond.key!r} without a match or range", "add match=... or range=...")
+
+
+#: FieldCondition tests other than ``match`` and ``range``, none of which is mapped.
+_OTHER_FIELD_TESTS = ("geo_bounding_box", "geo_radius", "geo_polygon", "values_count", "is_empty", "is_null")
+
+
+def _check_key(key: str, path: str) -> None:
+    if key != "page_content" and not key.startswith("metadata."):
+        raise FilterError(
+            f"filter key {key!r} ({path}) is not in the payload: clasp-ingest keeps span fields under "
+            f"'metadata.' (langchain-qdrant's layout); use 'metadata.{key}'"
+        )
+
+
+def _match_condition(key: str, match: Any, path: str) -> Condition:
+    from qdrant_client import models
+
+    if isinstance(match, models.MatchValue) and not isinstance(match.value, bool):
+        return Condition(key, value=match.value)
+    values = _plain_values(match.any) if isinstance(match, models.MatchAny) else None
+    if values is not None:
+        return Condition(key, any_of=values)
+    kind = type(match).__name__
+    if isinstance(match, models.MatchExcept):
+        return _unsupported(f"{path}.match ({kind}) on {key!r}", "put a MatchAny under must_not instead")
+    if isinstance(match, models.MatchValue | models.MatchAny):
+        return _unsupported(f"{path}.match on {key!r} with {match!r}", "match strings or integers")
+    return _unsupported(f"{path}.match ({kind}) on {key!r}", "use MatchValue or MatchAny")
+
+
+def _plain_values(values: list[Any]) -> tuple[str, ...] | tuple[int, ...] | None:
+    """``values`` as a tuple when all are strings or all integers (not booleans), else None."""
+    strings = tuple(v for v in values if isinstance(v, str))
+    integers = tuple(v for v in values if isinstance(v, int) and not isinstance(v, bool))
+    if values and len(strings) == len(values):
+        return strings
+    if values and len(integers) == len(values):
+        return integers
+    return None
+
+
+def _range_condition(key: str, bounds: Any, path: str) -> Condition:
+    from qdrant_client import models
+
+    if not isinstance(bounds, models.Range):
+        return _unsupported(f"{path}.range ({type(bounds).__name__}) on {key!r}", "use a numeric Range")
+    if all(b is None for b in (bounds.gte, bounds.gt, bounds.lte, bounds.lt)):
+        return _unsupported(f"{path}.range on {key!r} without bounds", "give gt, gte, lt or lte")
+    return Condition(key, gte=bounds.gte, gt=bounds.gt, lte=bounds.lte, lt=bounds.lt)
+
+
+def _unsupported(part: str, remedy: str) -> Any:
+    raise FilterError(
+        f"unsupported Qdrant filter part: {part}; clasp-ingest maps must/should/must_not with "
+        f"FieldCondition match (value, any) and range on payload keys; {remedy}"
+    )

@@ -1,0 +1,50 @@
+"""The query model a collection needs: the text side of the model that made its vectors.
+
+A collection records its model (id, dimension and the preset or directory it came from);
+:func:`query_model_for` loads only that model's text side
+(:func:`~clasp_ingest.model.load_query_model`: no torch for clasp-mini), or the model named
+instead, after checking that it makes the collection's vectors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from clasp_ingest.errors import CollectionMismatchError
+
+if TYPE_CHECKING:
+    from clasp_ingest.config import Settings
+    from clasp_ingest.model.base import QueryEncoder
+    from clasp_ingest.store.base import QdrantStore
+
+__all__ = ["query_model_for", "search_model"]
+
+
+def query_model_for(
+    store: QdrantStore, model: str | None = None, *, device: str = "auto", model_dir: Path | None = None
+) -> QueryEncoder:
+    """The query encoder for ``store``'s collection: ``model`` if given, else the one it records.
+
+    Raises ``StoreError`` when the collection does not exist, ``ModelLoadError`` when its
+    model cannot be found, and ``CollectionMismatchError`` when ``model`` makes other vectors
+    than the collection holds.
+    """
+    from clasp_ingest.model.query import find_model, load_query_model
+
+    identity = store.require_collection()
+    name = model or find_model(identity.model_id, identity.source)
+    encoder = load_query_model(name, device=device, model_dir=model_dir)
+    if (encoder.model_id, encoder.dim) != (identity.model_id, identity.dim):
+        raise CollectionMismatchError(
+            f"collection {store.collection!r} holds {identity.dim}-d vectors of model {identity.model_id!r}, "
+            f"but model {name!r} makes {encoder.dim}-d vectors of {encoder.model_id!r}; drop --model "
+            "(and CLASP_MODEL) to search with the collection's own model"
+        )
+    return encoder
+
+
+def search_model(store: QdrantStore, model: str | None, settings: Settings) -> QueryEncoder:
+    """:func:`query_model_for` with ``settings``: their model only when set (``CLASP_MODEL``)."""
+    name = model or (settings.model if "model" in settings.model_fields_set else None)
+    return query_model_for(store, name, device=settings.device, model_dir=settings.model_dir)

@@ -1,0 +1,104 @@
+"""Span clips: pydub over imageio-ffmpeg's lone ffmpeg (no ffprobe), with context and fades."""
+
+from __future__ import annotations
+
+import shutil
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clasp_ingest.retriever import ClipOptions, Span, save_span_audio, span_clip
+
+from clasp_ingest.errors import ConfigError, MediaDecodeError
+from clasp_ingest.media.decode import decode_audio
+from clasp_ingest.types import SpanHit
+from tests.fixtures_audio import SR, convert, tone, write_wav
+
+
+def _stepped_tone(path: Path, sr: int = SR) -> Path:
+    """Four seconds: 1 s of 220 Hz, 1 s of 440 Hz, 1 s of 880 Hz, 1 s of 1760 Hz."""
+    return write_wav(path, np.concatenate([tone(f, 1.0, sr=sr) for f in (220, 440, 880, 1760)]), sr=sr)
+
+
+def _dominant_hz(samples: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(samples))
+    return float(np.fft.rfftfreq(len(samples), 1 / SR)[spectrum.argmax()])
+
+
+def _rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+
+
+@pytest.fixture
+def only_imageio_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ffmpeg or ffprobe on PATH: everything runs on imageio-ffmpeg's lone ffmpeg binary."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert shutil.which("ffmpeg") is None and shutil.which("ffprobe") is None
+
+
+@pytest.fixture
+def stereo_steps(tmp_path: Path, only_imageio_ffmpeg: None) -> Path:
+    """The stepped tone as a 44.1 kHz stereo wav."""
+    mono = _stepped_tone(tmp_path / "steps-mono.wav", sr=44_100)
+    return convert(mono, tmp_path / "steps.wav", "-ac", "2")
+
+
+def _hit(source: Path, start_s: float, end_s: float) -> SpanHit:
+    return SpanHit("m", source.as_uri(), "steps", start_s, end_s, 1.0, "u")
+
+
+@pytest.mark.parametrize(
+    ("source_suffix", "clip_suffix"), [(".wav", ".wav"), (".mp3", ".mp3"), (".wav", ".ogg")]
+)
+def test_span_clip_has_context_and_fades(
+    stereo_steps: Path, tmp_path: Path, source_suffix: str, clip_suffix: str
+) -> None:
+    source = stereo_steps if source_suffix == ".wav" else convert(stereo_steps, tmp_path / "steps.mp3")
+    span = _hit(source, 1.1, 1.9)  # inside the 440 Hz second
+    out = save_span_audio(span, tmp_path / f"clip{clip_suffix}", ClipOptions(context_s=0.2, fade_s=0.2))
+    clip = decode_audio(out)
+    assert abs(len(clip) / SR - 1.2) < 0.06  # 0.9 .. 2.1 s
+    assert abs(_dominant_hz(clip[round(0.3 * SR) : round(0.9 * SR)]) - 440) < 10
+    middle = _rms(clip[round(0.4 * SR) : round(0.8 * SR)])
+    assert _rms(clip[: round(0.03 * SR)]) < 0.3 * middle  # faded in over the leading context
+    assert _rms(clip[round(1.15 * SR) : round(1.18 * SR)]) < 0.3 * middle  # ... and out
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_clips_keep_the_source_rate_unless_asked(stereo_steps: Path, tmp_path: Path) -> None:
+    span = _hit(stereo_steps, 1.1, 1.9)
+    kept = span_clip(span)
+    assert (kept.frame_rate, kept.channels, kept.sample_width) == (44_100, 2, 2)
+    assert abs(len(kept) - 800) <= 2  # milliseconds
+    small = span_clip(span, ClipOptions(sample_rate=16_000, mono=True))
+    assert (small.frame_rate, small.channels) == (16_000, 1)
+    with wave.open(str(save_span_audio(span, tmp_path / "clip.wav"))) as wav:
+        assert (wav.getframerate(), wav.getnchannels()) == (44_100, 2)
+    from_span = span_clip(Span("m", stereo_steps.as_uri(), "steps", 2.0, 2.5, 1.0), ClipOptions(mono=True))
+    assert abs(len(from_span) - 500) <= 2 and from_span.channels == 1  # what retrieve_spans returns
+    at_start = span_clip(_hit(stereo_steps, 0.1, 0.5), ClipOptions(context_s=1.0))
+    assert abs(len(at_start) - 1500) <= 2  # the context stops at the start of the media
+    hard = np.array(span_clip(span, ClipOptions(fade_s=0.0)).get_array_of_samples())
+    soft = np.array(span_clip(span).get_array_of_samples())  # the default 10 ms de-click fade
+    first_2ms = 2 * round(0.002 * 44_100)  # interleaved stereo samples
+    assert _rms(soft[:first_2ms]) < 0.3 * _rms(hard[:first_2ms])
+
+
+def test_clip_errors_name_the_source_and_leave_no_file(stereo_steps: Path, tmp_path: Path) -> None:
+    from langchain_core.documents import Document
+
+    gone = Document("x", metadata={"source": str(tmp_path / "gone.wav"), "start_s": 0.0, "end_s": 1.0})
+    with pytest.raises(MediaDecodeError, match=r"gone\.wav"):
+        save_span_audio(gone, tmp_path / "out.wav")
+    with pytest.raises(MediaDecodeError, match="beyond the end"):
+        save_span_audio(_hit(stereo_steps, 10.0, 12.0), tmp_path / "out.wav")
+    with pytest.raises(ValueError, match="lacks"):
+        save_span_audio(Document("x", metadata={}), tmp_path / "out.wav")
+    with pytest.raises(ConfigError, match=r"steps\.wav.*'nosuchformat'"):
+        save_span_audio(_hit(stereo_steps, 1.0, 2.0), tmp_path / "out.nosuchformat")
+    with pytest.raises(ConfigError, match="context_s"):
+        ClipOptions(context_s=-1.0)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("out", ".out"))) == []

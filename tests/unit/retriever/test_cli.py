@@ -1,0 +1,81 @@
+"""The ``search`` and ``store`` commands on real stores with the tiny-random model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clasp_ingest.cli import app
+from clasp_ingest.model.base import AudioTextEncoder
+from clasp_ingest.store import open_store
+from tests.unit.retriever.conftest import SENTENCES, fill
+
+
+def test_search_and_store_commands(
+    tmp_path: Path, model: AudioTextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLASP_QDRANT_PATH", str(tmp_path / "q"))
+    monkeypatch.setenv("CLASP_MODEL", "tiny-random")
+    monkeypatch.setenv("CLASP_DEVICE", "cpu")
+    with open_store(path=tmp_path / "q") as store:
+        fill(store, model)
+    runner = CliRunner()
+    result = runner.invoke(app, ["search", SENTENCES[7], "--k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    keys = {"source", "media_id", "title", "start_s", "end_s", "score", "url"}
+    assert len(rows) == 3 and set(rows[0]) == keys
+    assert rows[0]["url"] == "file:///media/podcast.mp3#t=3,5.5" and rows[0]["score"] > 0.999
+    table = runner.invoke(app, ["search", SENTENCES[7], "--k", "2"])
+    assert table.exit_code == 0 and "podcast.mp3#t=3,5.5" in table.stdout
+
+    info = runner.invoke(app, ["store", "info"])
+    expected = {"backend": "edge", "collection": "clasp_segments", "model": "tiny-random", "dim": model.dim}
+    assert json.loads(info.stdout) == {**expected, "points": 12}
+    exported = runner.invoke(app, ["store", "export", "--to", ":memory:"])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout) == {
+        "exported": 12,
+        "collection": "clasp_segments",
+        "target": ":memory:",
+        "target_points": 12,
+    }
+
+
+def test_store_export_to_a_folder(
+    tmp_path: Path, model: AudioTextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLASP_QDRANT_PATH", str(tmp_path / "q"))
+    monkeypatch.setenv("CLASP_DEVICE", "cpu")
+    with open_store(path=tmp_path / "q") as store:
+        store.ensure_collection(model.model_id, model.dim, source="tiny-random")
+        fill(store, model)
+    runner = CliRunner()
+    folder = tmp_path / "exported"
+    for _ in range(2):  # a second export updates the copy: no duplicates
+        done = runner.invoke(app, ["store", "export", "--to", str(folder), "--to-collection", "talks"])
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout) == {
+            "exported": 12, "collection": "talks", "target": str(folder), "target_points": 12,
+        }  # fmt: skip
+    with open_store(path=folder, collection="talks") as copy:  # a qdrant-client folder: found as such
+        assert copy.backend == "client" and copy.identity is not None
+        assert (copy.identity.model_id, copy.identity.dim, copy.identity.source) == (
+            "tiny-random", model.dim, "tiny-random",
+        )  # fmt: skip
+    found = runner.invoke(app, ["search", SENTENCES[7], "--k", "1", "--json",
+                                "--qdrant-path", str(folder), "--collection", "talks"])  # fmt: skip
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout)[0]["url"] == "file:///media/podcast.mp3#t=3,5.5"
+
+    for target, message in [
+        (str(tmp_path / "q"), "embedded (Qdrant Edge) store"),
+        ("localhost:6333", "http://localhost:6333"),
+        ("ftp://example.org/q", "http:// or https://"),
+    ]:
+        refused = runner.invoke(app, ["store", "export", "--to", target])
+        assert refused.exit_code == 1 and message in refused.stderr, refused.output
+        assert refused.stderr.count("error:") == 1

@@ -1,0 +1,100 @@
+"""One-line constructors: the store opened and the collection's query model loaded, then closed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clasp_ingest.retriever import ClaspRetriever, ClaspTextEmbeddings
+from qdrant_client import QdrantClient
+
+from clasp_ingest.errors import CollectionMismatchError, StoreError
+from clasp_ingest.model.base import AudioTextEncoder
+from clasp_ingest.model.query import QueryModel
+from clasp_ingest.store import ServerStore, export_to, open_store
+from tests.unit.retriever.conftest import SENTENCES, fill
+
+PODCAST_SECOND = "file:///media/podcast.mp3#t=3,5.5"  # SENTENCES[7]
+
+
+@pytest.fixture
+def edge_path(tmp_path: Path, model: AudioTextEncoder) -> Path:
+    path = tmp_path / "q"
+    with open_store(path=path, collection="talks") as store:
+        store.ensure_collection(model.model_id, model.dim, source="tiny-random")
+        fill(store, model)
+    return path
+
+
+def _reopens(path: Path, collection: str = "talks") -> bool:
+    with open_store(path=path, collection=collection) as store:
+        return store.count() == 12
+
+
+def test_from_path_loads_the_collections_query_model_and_owns_the_store(edge_path: Path) -> None:
+    with ClaspRetriever.from_path(edge_path, collection="talks", device="cpu", k=2) as retriever:
+        docs = retriever.invoke(SENTENCES[7])
+        assert len(docs) == 2 and docs[0].metadata["url"] == PODCAST_SECOND
+        assert isinstance(retriever.model, QueryModel) and retriever.model.model_id == "tiny-random"
+        with pytest.raises(StoreError, match="open in another process"):  # one open Edge store
+            open_store(path=edge_path, collection="talks")
+    assert _reopens(edge_path)  # closed on leaving the block
+    retriever.close()  # closing twice is harmless
+
+
+def test_a_failed_construction_closes_what_it_opened(edge_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"unknown arguments \['top_k'\]"):
+        ClaspRetriever.from_path(edge_path, collection="talks", device="cpu", top_k=3)
+    assert _reopens(edge_path)
+    with pytest.raises(StoreError, match="collection 'nope' does not exist"):
+        ClaspRetriever.from_path(edge_path, collection="nope")
+    with pytest.raises(CollectionMismatchError, match="drop --model"):
+        ClaspRetriever.from_path(edge_path, collection="talks", model="clasp-mini")
+    assert _reopens(edge_path)
+    with pytest.raises(StoreError, match="does not exist"):
+        ClaspRetriever.from_url(":memory:")
+
+
+def test_a_store_passed_in_stays_open(edge_path: Path, model: AudioTextEncoder) -> None:
+    with open_store(path=edge_path, collection="talks") as store:
+        with ClaspRetriever(store=store, model=model) as retriever:
+            assert retriever.invoke(SENTENCES[7])[0].metadata["url"] == PODCAST_SECOND
+        assert store.count() == 12  # still usable: it is the caller's
+
+
+def test_from_settings_reads_clasp_variables(edge_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLASP_QDRANT_PATH", str(edge_path))
+    monkeypatch.setenv("CLASP_COLLECTION", "talks")
+    monkeypatch.setenv("CLASP_DEVICE", "cpu")
+    monkeypatch.delenv("CLASP_MODEL", raising=False)
+    monkeypatch.delenv("CLASP_QDRANT_URL", raising=False)
+    with ClaspRetriever.from_settings(k=1, merge=True) as retriever:
+        assert retriever.k == 1 and retriever.merge
+        assert [d.metadata["url"] for d in retriever.invoke(SENTENCES[7])] == [PODCAST_SECOND]
+    monkeypatch.setenv("CLASP_MODEL", "clasp-mini")  # named explicitly: used, and checked
+    with pytest.raises(CollectionMismatchError, match="clasp-mini"):
+        ClaspRetriever.from_settings()
+    assert _reopens(edge_path)
+
+
+def test_text_embeddings_from_a_collection(edge_path: Path, model: AudioTextEncoder, tmp_path: Path) -> None:
+    expected = model.encode_text([SENTENCES[2]])[0]
+    from_path = ClaspTextEmbeddings.from_path(edge_path, "talks", device="cpu")
+    assert from_path.model_name == "tiny-random" and isinstance(from_path.model, QueryModel)
+    np.testing.assert_allclose(from_path.embed_query(SENTENCES[2]), expected, atol=1e-5)
+    assert _reopens(edge_path)  # the store was open only while the collection was read
+    with open_store(path=edge_path, collection="talks") as edge:
+        export_to(edge, str(tmp_path / "copy"))
+    client = QdrantClient(path=str(tmp_path / "copy"))
+    try:
+        from_client = ClaspTextEmbeddings.from_client(client, "talks", device="cpu")
+        np.testing.assert_allclose(from_client.embed_query(SENTENCES[2]), expected, atol=1e-5)
+        assert ServerStore(client, "talks").count() == 12  # the client is still open
+    finally:
+        client.close()
+
+
+def test_text_embeddings_load_only_the_text_side() -> None:
+    emb = ClaspTextEmbeddings(model_name="tiny-random", device="cpu")
+    assert isinstance(emb.model, QueryModel) and len(emb.embed_query("hello")) == emb.model.dim
