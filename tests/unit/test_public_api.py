@@ -15,6 +15,7 @@ def test_exported_members() -> None:
         "CollectionMismatchError",
         "ConfigError",
         "ConnectorError",
+        "FilterError",
         "MediaDecodeError",
         "MediaRef",
         "ModelLoadError",

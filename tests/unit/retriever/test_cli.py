@@ -29,7 +29,7 @@ def test_search_and_store_commands(
     keys = {"source", "media_id", "title", "start_s", "end_s", "score", "url"}
     assert len(rows) == 3 and set(rows[0]) == keys
     assert rows[0]["url"] == "file:///media/podcast.mp3#t=3,5.5" and rows[0]["score"] > 0.999
-    table = runner.invoke(app, ["search", SENTENCES[7], "--k", "2"])
+    table = runner.invoke(app, ["search", SENTENCES[7], "--k", "2"], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "podcast.mp3#t=3,5.5" in table.stdout
 
     info = runner.invoke(app, ["store", "info"])
