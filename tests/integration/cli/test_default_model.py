@@ -140,3 +140,17 @@ def test_the_flow_path_with_the_default_model(env: dict[str, str], tmp_path: Pat
     assert (summary["media_ok"], summary["segments"]) == (1, 9)
     hits = json.loads(cli(env, "search", TRAIN, "--json", "--k", "1").stdout)
     assert abs(hits[0]["start_s"] - TRAIN_SPAN[0]) < 0.5
+
+
+def test_the_langchain_retriever_with_the_default_model(env: dict[str, str], tmp_path: Path) -> None:
+    """A store the CLI filled, read by a LangChain user in one line (the collection's own model)."""
+    from clasp_ingest.retriever import ClaspRetriever
+
+    talk = shutil.copy(SAMPLES / "demo_en.opus", tmp_path / "talk.opus")
+    assert cli(env, "ingest", str(talk), "--qdrant-path", str(tmp_path / "q")).returncode == 0
+    with ClaspRetriever.from_path(tmp_path / "q", k=3) as retriever:
+        docs = retriever.invoke("Le train pour la montagne part de la gare centrale à huit heures et demie.")
+    assert len(docs) == 3 and docs[0].id and len({d.id for d in docs}) == 3
+    first = docs[0].metadata
+    assert abs(first["start_s"] - TRAIN_SPAN[0]) < 0.5 and first["source"] == talk.as_uri()
+    assert first["url"].startswith(f"{talk.as_uri()}#t=") and first["score"] >= docs[1].metadata["score"]
