@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_media import label, make_audio  # noqa: E402 - sibling bench script
+from bench_media import label, make_audio
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 1.1
@@ -78,7 +78,10 @@ def run_case(audio: Path, path: str, batch: int) -> dict[str, float]:
     return result
 
 
-def print_table(durations: list[int], paths: list[str], rows: dict[tuple[str, int], dict[str, float]]) -> None:
+Rows = dict[tuple[str, int], dict[str, float]]
+
+
+def print_table(durations: list[int], paths: list[str], rows: Rows) -> None:
     print(
         f"{'path':<9} | {'audio':>6} | {'segments':>8} | {'wall s':>7} | {'× real time':>11} | "
         f"{'peak RSS':>10} | {'server peak RSS':>15}"
@@ -110,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     durations = [int(d) for d in args.durations.split(",")]
     paths = args.paths.split(",")
-    rows: dict[tuple[str, int], dict[str, float]] = {}
+    rows: Rows = {}
     for seconds in durations:
         audio = make_audio(seconds, args.cache)
         for path in paths:
