@@ -6,7 +6,8 @@ on either path. Each case (path × length) runs in a fresh Python subprocess so 
 server (``prefect_runtime()``, a separate process, not counted; its peak is printed apart).
 The audio is the bundled speech sample looped to length by ffmpeg (``bench_media.make_audio``,
 cached under /tmp); the model is ``tiny-random`` so the table shows the orchestration's memory,
-not a model's. A 3 h file through the flow must stay within 1.1× the 10 min peak.
+not a model's; torch gets one thread less than the cores on both paths (as the CLI and the
+flows set it). A 3 h file through the flow must stay within 1.1× the 10 min peak.
 
     .venv/bin/python bench/bench_flow_memory.py [--durations 600,10800] [--paths pipeline,flow]
 """
@@ -38,10 +39,11 @@ args = dict(model="tiny-random", device="cpu", qdrant_path=str(work / "q"), embe
 server_kb = 0.0
 if mode == "pipeline":
     from clasp_ingest.connectors import LocalConnector
-    from clasp_ingest.model import load_model
+    from clasp_ingest.model import load_model, set_torch_threads
     from clasp_ingest.pipeline import PipelineOptions, ingest_source
     from clasp_ingest.store import open_store
 
+    set_torch_threads(None)  # one less than the cores, as the CLI and the flows do
     model = load_model("tiny-random", device="cpu")
     start = time.perf_counter()
     with open_store(path=work / "q") as store:

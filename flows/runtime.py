@@ -3,7 +3,8 @@
 With no ``PREFECT_API_URL``, :func:`prefect_runtime` starts a short-lived API server on
 loopback for the runs inside it (on Linux a :class:`~clasp_ingest.flows.server.TiedServer`,
 which the kernel kills if this process dies, even by SIGKILL; elsewhere Prefect's own
-ephemeral server) and stops it on the way out. It makes runs quiet and fast: no heartbeat
+ephemeral server) and stops it on the way out, once the logs and events still queued have
+been sent. It makes runs quiet and fast: no heartbeat
 thread, no server services that only matter to a UI (task-run recorder, event persister,
 triggers), no analytics, and a ``PREFECT_HOME`` under the clasp-ingest data directory unless
 one is set. Against a real server (``PREFECT_API_URL`` set) only the log level and analytics
@@ -88,9 +89,22 @@ def prefect_runtime(data_dir: Path | None = None) -> Iterator[RuntimeInfo]:
         try:
             server.start()
             with temporary_settings(updates={ps.PREFECT_API_URL: server.api_url}):
-                yield RuntimeInfo(server.api_url, server.pid)
+                try:
+                    yield RuntimeInfo(server.api_url, server.pid)
+                finally:
+                    _drain_to_api()
         finally:
             server.stop()
+
+
+def _drain_to_api(timeout_s: float = 10.0) -> None:
+    """Send the run logs and events still queued while the server is up (at exit, Prefect
+    would retry them against the stopped server for minutes)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout_s)
+    EventsWorker.drain_all(timeout=timeout_s)
 
 
 @contextmanager

@@ -17,15 +17,18 @@ import pytest
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 
 # Runs a flow under prefect_runtime() twice: the first run ends normally, the second sleeps.
-# Each prints its server's pid and API URL, then "running" from inside the flow.
+# Each prints its server's pid and API URL, then "running" from inside the flow, which also
+# logs a project line to the run's logs.
 _SCRIPT = """
-import sys, time
+import logging, sys, time
 from pathlib import Path
 from prefect import flow
-from clasp_ingest.flows import prefect_runtime
+from clasp_ingest.flows import prefect_runtime, run_logs
 
 @flow(log_prints=False)
 def waits(seconds: float) -> str:
+    with run_logs():
+        logging.getLogger("clasp_ingest.runtime_test").warning("flow %s running", seconds)
     print("running", flush=True)
     time.sleep(seconds)
     return "done"
@@ -115,9 +118,20 @@ def test_server_stops_with_the_context_and_dies_with_a_process_killed_by_sigkill
         assert _parent_of(second) == process.pid and _listening(port)
         os.kill(process.pid, signal.SIGKILL)  # the process alone, not its group
         process.wait(timeout=30)
-        assert _wait_until(lambda: _gone(second), timeout=15), f"server {second} outlived its killed parent"
-        assert not _listening(port)
+        # a killed process's threads (and its socket) can outlast its leader's zombie by a moment
+        stopped = _wait_until(lambda: _gone(second) and not _listening(port), timeout=15)
+        assert stopped, f"server {second} (port {port}) outlived its killed parent"
     finally:
         process.kill()
         if not _gone(second):
             os.kill(second, signal.SIGKILL)  # leave no server behind, even when the test fails
+    assert "flow 0.0 running" in _stored_logs(tmp_path, "clasp_ingest.runtime_test")  # sent before the stop
+
+
+def _stored_logs(data_dir: Path, logger: str) -> list[str]:
+    """Messages of ``logger`` in the database of the servers prefect_runtime() started."""
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "prefect" / "prefect.db") as db:
+        rows = db.execute("SELECT message FROM log WHERE name = ? ORDER BY timestamp", (logger,)).fetchall()
+    return [message for (message,) in rows]
