@@ -4,11 +4,10 @@ With no ``PREFECT_API_URL``, :func:`prefect_runtime` starts a short-lived API se
 loopback for the runs inside it (on Linux a :class:`~clasp_ingest.flows.server.TiedServer`,
 which the kernel kills if this process dies, even by SIGKILL; elsewhere Prefect's own
 ephemeral server) and stops it on the way out, once the logs and events still queued have
-been sent. It makes runs quiet and fast: no heartbeat
-thread, no server services that only matter to a UI (task-run recorder, event persister,
-triggers), no analytics, and a ``PREFECT_HOME`` under the clasp-ingest data directory unless
-one is set. Against a real server (``PREFECT_API_URL`` set) only the log level and analytics
-are touched.
+been sent. It makes runs quiet and fast: no heartbeat thread, no server services that only
+matter to a UI (task-run recorder, event persister, triggers), no analytics, and a
+``PREFECT_HOME`` under the clasp-ingest data directory unless one is set. Against a real
+server (``PREFECT_API_URL`` set) only the log level and analytics are touched.
 """
 
 from __future__ import annotations
