@@ -11,12 +11,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from clasp_ingest.flows.ingest import embed_batch, ingest_media, ingest_source, list_source
+    from clasp_ingest.flows.gpu import embed_batch
+    from clasp_ingest.flows.ingest import ingest_media, ingest_source, list_source
+    from clasp_ingest.flows.logs import run_logs
     from clasp_ingest.flows.resources import ModelSpec, StoreSpec, cached_model, cached_store
-    from clasp_ingest.flows.runtime import listen_progress, prefect_runtime
+    from clasp_ingest.flows.runtime import RuntimeInfo, listen_progress, prefect_runtime
 
 __all__ = [
     "ModelSpec",
+    "RuntimeInfo",
     "StoreSpec",
     "cached_model",
     "cached_store",
@@ -26,10 +29,11 @@ __all__ = [
     "list_source",
     "listen_progress",
     "prefect_runtime",
+    "run_logs",
 ]
 
 _LAZY = {
-    "embed_batch": "clasp_ingest.flows.ingest",
+    "embed_batch": "clasp_ingest.flows.gpu",
     "ingest_media": "clasp_ingest.flows.ingest",
     "ingest_source": "clasp_ingest.flows.ingest",
     "list_source": "clasp_ingest.flows.ingest",
@@ -38,6 +42,8 @@ _LAZY = {
     "cached_model": "clasp_ingest.flows.resources",
     "cached_store": "clasp_ingest.flows.resources",
     "listen_progress": "clasp_ingest.flows.runtime",
+    "RuntimeInfo": "clasp_ingest.flows.runtime",
+    "run_logs": "clasp_ingest.flows.logs",
     "prefect_runtime": "clasp_ingest.flows.runtime",
 }
 

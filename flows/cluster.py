@@ -2,9 +2,15 @@
 
 ``ingest_source_cluster`` runs :func:`~clasp_ingest.flows.ingest.ingest_source` as a subflow
 whose task runner is prefect-dask's ``DaskTaskRunner`` or prefect-ray's ``RayTaskRunner``,
-so ``ingest-media`` / ``embed-batch`` tasks run on the cluster's workers (each loads the
-model once, on its own GPU). Workers open the store themselves: use a Qdrant server
-(``qdrant_url`` / ``CLASP_QDRANT_URL``), not an embedded path, which one process owns.
+so the ``list-source`` and ``ingest-media`` tasks run on the cluster's workers. A task travels
+pickled with small specs only (model name, store URL, options); each worker process loads
+the model once, opens the store and makes its GPU slots itself (``flows.resources``,
+``flows.gpu``), and reads the Qdrant API key from its own environment.
+
+Workers open the store themselves: use a Qdrant server (``qdrant_url`` /
+``CLASP_QDRANT_URL``). An embedded path (``CLASP_QDRANT_PATH``) belongs to one process, so it
+serves only a cluster whose workers are threads of the flow's process
+(``LocalCluster(processes=False)``, as the tests run it).
 """
 
 from __future__ import annotations

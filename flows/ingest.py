@@ -5,13 +5,17 @@ per segment):
 
 - ``list-source``: one per source, retried on network errors;
 - ``ingest-media``: one per new or changed item; decodes and segments on the CPU of the
-  worker (streamed, decoding ahead on a thread), writes through ``QdrantStore.write_media``
-  (all or nothing); retried with exponential backoff when the failure is transient
-  (network, store), never for bad media;
-- ``embed-batch``: one per batch of segments, tagged ``gpu`` so a Prefect tag concurrency
-  limit (``prefect concurrency-limit create gpu 1``) bounds how many run at once across
-  workers; inside a process a semaphore allows ``CLASP_GPU_SLOTS`` (default 1) at a time.
+  worker (streamed, decoding ahead on a thread), embeds batch by batch, each batch holding a
+  GPU slot (:mod:`clasp_ingest.flows.gpu`: the ``gpu`` tag limit, ``prefect
+  concurrency-limit create gpu N``, across workers; ``CLASP_GPU_SLOTS`` inside a process),
+  writes through ``QdrantStore.write_media`` (all or nothing); retried with exponential
+  backoff when the failure is transient (network, store), never for bad media.
   The model is loaded once per worker process (:func:`~clasp_ingest.flows.resources.cached_model`).
+
+Batches are not tasks: a task run per batch kept every batch's waveforms alive until its
+item ended (memory grew with the length of the media). The project's log records reach the
+run's logs (:func:`~clasp_ingest.flows.logs.run_logs`). Nothing at module level holds a lock
+or a handle, so the tasks pickle for Dask/Ray workers (they build their resources there).
 
 The flow returns an :class:`~clasp_ingest.pipeline.IngestSummary`, publishes it as a table
 artifact (``clasp-ingest-summary``) and keeps a progress artifact up to date.
@@ -20,17 +24,16 @@ artifact (``clasp-ingest-summary``) and keeps a progress artifact up to date.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
-import numpy as np
 from clasp_ingest.connectors import Connector, OpenOptions, connector_for
+from clasp_ingest.flows.gpu import embed_batch, gpu_limit
+from clasp_ingest.flows.logs import run_logs
 from clasp_ingest.flows.resources import (
     ModelSpec,
     StoreSpec,
@@ -54,13 +57,12 @@ from clasp_ingest.pipeline import IngestSummary, MediaResult, PipelineOptions
 from clasp_ingest.store import QdrantStore
 from clasp_ingest.types import MediaRef
 
-__all__ = ["embed_batch", "ingest_media", "ingest_source", "list_source", "retry_if_transient"]
+__all__ = ["ingest_media", "ingest_source", "list_source", "retry_if_transient"]
 
 log = logging.getLogger("clasp_ingest.flows")
 
 SUMMARY_KEY = "clasp-ingest-summary"
 PROGRESS_KEY = "clasp-ingest-progress"
-_GPU_SLOTS = threading.BoundedSemaphore(max(1, int(os.environ.get("CLASP_GPU_SLOTS", "1"))))
 
 
 def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -79,15 +81,8 @@ def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any
 )
 def list_source(connector: Connector) -> list[MediaRef]:
     """Every media item of one source."""
-    return pipeline.list_source(connector)
-
-
-@task(name="embed-batch", tags=["gpu"], cache_policy=NO_CACHE, persist_result=False)
-def embed_batch(model: ModelSpec, waveforms: list[np.ndarray]) -> np.ndarray:
-    """Embed one batch of 16 kHz waveforms with the process's cached model."""
-    encoder = cached_model(model)
-    with _GPU_SLOTS:
-        return encoder.encode_audio(waveforms)
+    with run_logs():
+        return pipeline.list_source(connector)
 
 
 @task(
@@ -101,19 +96,26 @@ def embed_batch(model: ModelSpec, waveforms: list[np.ndarray]) -> np.ndarray:
     persist_result=False,
 )
 def ingest_media(
-    ref: MediaRef, connector: Connector, model: ModelSpec, store: StoreSpec, options: PipelineOptions
+    ref: MediaRef,
+    connector: Connector,
+    model: ModelSpec,
+    store: StoreSpec,
+    options: PipelineOptions,
+    gpu_limit: str | None = None,
 ) -> MediaResult:
-    """Decode, segment, embed (via ``embed-batch`` tasks) and store one media item."""
+    """Decode, segment, embed (each batch holding a GPU slot of ``gpu_limit``) and store one item."""
     from prefect.runtime import task_run
 
-    result = pipeline.ingest_media(
-        ref,
-        connector,
-        cached_model(model),
-        cached_store(store),
-        options,
-        embed=lambda waveforms: embed_batch(model, list(waveforms)),
-    )
+    with run_logs():
+        encoder = cached_model(model)
+        result = pipeline.ingest_media(
+            ref,
+            connector,
+            encoder,
+            cached_store(store),
+            options,
+            embed=lambda waveforms: embed_batch(encoder, waveforms, gpu_limit),
+        )
     return replace(result, attempts=int(task_run.run_count or 1))
 
 
@@ -227,36 +229,62 @@ def ingest_source(
     Bad items fail alone and are listed in the returned summary.
     """
     started = time.perf_counter()
-    settings = Settings.model_validate({})
-    model_spec = ModelSpec(
+    with run_logs():
+        settings = Settings.model_validate({})
+        model_spec = _model_spec(settings, model, device)
+        store_spec = _store_spec(settings, collection, qdrant_url, qdrant_path)
+        open_options = OpenOptions(max_bytes=max_bytes) if max_bytes else OpenOptions()
+        connectors = [connector_for(s, feed=feed, open_options=open_options) for s in _as_list(sources)]
+        options = PipelineOptions(embed_batch_size=embed_batch_size or settings.embed_batch_size, force=force)
+        task_ = ingest_media.with_options(
+            retries=retries, retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_s)
+        )
+        results, errors = _ingest_all(
+            connectors, _Work(model_spec, store_spec, options), task_, max(1, media_concurrency)
+        )
+        summary = IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started)
+        _publish(summary)
+    return summary
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What every ``ingest-media`` task of a run is given besides its item."""
+
+    model: ModelSpec
+    store: StoreSpec
+    options: PipelineOptions
+    gpu_limit: str | None = None
+
+
+def _model_spec(settings: Settings, model: str | None, device: str | None) -> ModelSpec:
+    return ModelSpec(
         model or settings.model,
         device or settings.device,
         settings.dtype,
+        model_dir=str(settings.model_dir) if settings.model_dir else None,
         torch_threads=settings.torch_threads,
     )
-    store_spec = _store_spec(settings, collection, qdrant_url, qdrant_path)
-    open_options = OpenOptions(max_bytes=max_bytes) if max_bytes else OpenOptions()
-    connectors = [connector_for(s, feed=feed, open_options=open_options) for s in _as_list(sources)]
-    options = PipelineOptions(embed_batch_size=embed_batch_size or settings.embed_batch_size, force=force)
-    store = cached_store(store_spec)
+
+
+def _ingest_all(
+    connectors: Sequence[Connector], work: _Work, task_: Task[Any, MediaResult], window: int
+) -> tuple[list[MediaResult], list[tuple[str, str]]]:
+    """List, skip what is stored, ingest the rest; ``(results, listing errors)``."""
+    store = cached_store(work.store)
+    errors: list[tuple[str, str]] = []
     try:
-        store.ensure_collection(*model_identity(model_spec))
-        errors: list[tuple[str, str]] = []
-        todo, skipped = pipeline.select_new(_listed(connectors, errors), store, force=force)
+        store.ensure_collection(*model_identity(work.model))
+        todo, skipped = pipeline.select_new(_listed(connectors, errors), store, force=work.options.force)
         log.info("%d media to ingest, %d unchanged", len(todo), len(skipped))
         tracker = _Tracker(len(todo) + len(skipped), skipped)
         if todo:
-            _check_model(cached_model(model_spec), store)  # loaded only when there is work
-            task_ = ingest_media.with_options(
-                retries=retries, retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_s)
-            )
+            _check_model(cached_model(work.model), store)  # loaded only when there is work
             with store.bulk():
-                _run_items(task_, todo, model_spec, store_spec, options, tracker, max(1, media_concurrency))
+                _run_items(task_, todo, replace(work, gpu_limit=gpu_limit()), tracker, window)
     finally:
-        release_store(store_spec)
-    summary = IngestSummary(tuple(tracker.results), tuple(errors), time.perf_counter() - started)
-    _publish(summary)
-    return summary
+        release_store(work.store)
+    return tracker.results, errors
 
 
 def _check_model(model: AudioTextEncoder, store: QdrantStore) -> None:
@@ -267,16 +295,14 @@ def _check_model(model: AudioTextEncoder, store: QdrantStore) -> None:
 def _run_items(
     task_: Task[Any, MediaResult],
     todo: Sequence[tuple[Connector, MediaRef]],
-    model: ModelSpec,
-    store: StoreSpec,
-    options: PipelineOptions,
+    work: _Work,
     tracker: _Tracker,
     window: int,
 ) -> None:
     """Submit items, keeping at most ``window`` in flight; results in submission order."""
     pending: deque[tuple[MediaRef, PrefectFuture[MediaResult], float]] = deque()
     for connector, ref in todo:
-        future = task_.submit(ref, connector, model, store, options)
+        future = task_.submit(ref, connector, work.model, work.store, work.options, work.gpu_limit)
         pending.append((ref, future, time.perf_counter()))
         if len(pending) >= window:
             tracker.add(_collect(*pending.popleft()))

@@ -1,24 +1,29 @@
-"""Prefect settings for local (ephemeral) runs and progress listeners.
+"""Prefect settings and a temporary API server for local runs; progress listeners.
 
-With no ``PREFECT_API_URL``, Prefect starts its own short-lived API server on loopback.
-:func:`prefect_runtime` makes that quiet and fast: no heartbeat thread, no server services
-that only matter to a UI (task-run recorder, event persister, triggers), no analytics, and
-a ``PREFECT_HOME`` under the clasp-ingest data directory unless one is set. Against a real
+With no ``PREFECT_API_URL``, :func:`prefect_runtime` starts a short-lived API server on
+loopback for the runs inside it (on Linux a :class:`~clasp_ingest.flows.server.TiedServer`,
+which the kernel kills if this process dies, even by SIGKILL; elsewhere Prefect's own
+ephemeral server) and stops it on the way out, once the logs and events still queued have
+been sent. It makes runs quiet and fast: no heartbeat thread, no server services that only
+matter to a UI (task-run recorder, event persister, triggers), no analytics, and a
+``PREFECT_HOME`` under the clasp-ingest data directory unless one is set. Against a real
 server (``PREFECT_API_URL`` set) only the log level and analytics are touched.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clasp_ingest.pipeline import Progress
 
-__all__ = ["emit_progress", "listen_progress", "prefect_runtime", "runtime_settings"]
+__all__ = ["RuntimeInfo", "emit_progress", "listen_progress", "prefect_runtime", "runtime_settings"]
 
 _LISTENERS: list[Callable[[Progress], None]] = []
 _LISTENERS_LOCK = threading.Lock()
@@ -54,13 +59,51 @@ def runtime_settings(data_dir: Path | None = None) -> dict[Any, Any]:
     return updates
 
 
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """Where flows inside :func:`prefect_runtime` report: the API, and the server it started (if any)."""
+
+    api_url: str | None
+    server_pid: int | None
+
+
 @contextmanager
-def prefect_runtime(data_dir: Path | None = None) -> Iterator[None]:
-    """Run flows inside this context for quiet, fast local runs (see the module doc)."""
+def prefect_runtime(data_dir: Path | None = None) -> Iterator[RuntimeInfo]:
+    """Run flows inside this context for quiet, fast local runs (see the module doc).
+
+    Without ``PREFECT_API_URL``, starts a temporary API server tied to this process (see
+    :class:`TiedServer`) and stops it on the way out; raises ``RuntimeError`` when it cannot start.
+    """
+    import prefect.settings as ps
     from prefect.settings import temporary_settings
 
     with temporary_settings(updates=runtime_settings(data_dir)):
-        yield
+        url = ps.PREFECT_API_URL.value()
+        if url or not sys.platform.startswith("linux"):
+            yield RuntimeInfo(url or None, None)  # elsewhere Prefect starts its own ephemeral server
+            return
+        from clasp_ingest.flows.server import TiedServer
+
+        server = TiedServer()
+        try:
+            server.start()
+            with temporary_settings(updates={ps.PREFECT_API_URL: server.api_url}):
+                try:
+                    yield RuntimeInfo(server.api_url, server.pid)
+                finally:
+                    _drain_to_api()
+        finally:
+            server.stop()
+
+
+def _drain_to_api(timeout_s: float = 10.0) -> None:
+    """Send the run logs and events still queued while the server is up (at exit, Prefect
+    would retry them against the stopped server for minutes)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout_s)
+    EventsWorker.drain_all(timeout=timeout_s)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.connectors.conftest import HttpSite, http_site  # noqa: F401 - fixture
+from tests.integration.connectors.conftest import HttpSite, http_site, s3_server  # noqa: F401 - fixtures
 from tests.unit.pipeline.conftest import speech_sources  # noqa: F401 - fixture
 
 

@@ -36,12 +36,16 @@ def _points(path: Path) -> dict[str, tuple[str, str, str]]:
 
 
 def _artifact(key: str) -> Any:
+    """The newest artifact of ``key`` (other tests' runs made some too)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
         )
     return found[0] if found else None
 

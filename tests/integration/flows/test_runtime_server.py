@@ -1,0 +1,137 @@
+"""``prefect_runtime()``'s temporary API server stops with its process: on a normal exit, and
+when the process is killed with SIGKILL (no orphaned server left behind)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+
+# Runs a flow under prefect_runtime() twice: the first run ends normally, the second sleeps.
+# Each prints its server's pid and API URL, then "running" from inside the flow, which also
+# logs a project line to the run's logs.
+_SCRIPT = """
+import logging, sys, time
+from pathlib import Path
+from prefect import flow
+from clasp_ingest.flows import prefect_runtime, run_logs
+
+@flow(log_prints=False)
+def waits(seconds: float) -> str:
+    with run_logs():
+        logging.getLogger("clasp_ingest.runtime_test").warning("flow %s running", seconds)
+    print("running", flush=True)
+    time.sleep(seconds)
+    return "done"
+
+for seconds in (0.0, 600.0):
+    with prefect_runtime(data_dir=Path(sys.argv[1])) as runtime:
+        print(runtime.server_pid, runtime.api_url, flush=True)
+        print(waits(seconds), flush=True)
+"""
+
+
+def _migrated_data_dir(tmp_path: Path) -> Path:
+    """A data dir whose Prefect database is a copy of the session harness's, already migrated
+    (a fresh database costs ~10 s of migrations on the first start)."""
+    import sqlite3
+
+    import prefect.settings as ps
+
+    url = str(ps.PREFECT_SERVER_DATABASE_CONNECTION_URL.value() or "")
+    home = tmp_path / "prefect"
+    home.mkdir()
+    if url.startswith("sqlite+aiosqlite:///"):
+        with (
+            sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as source,
+            sqlite3.connect(home / "prefect.db") as copy,
+        ):
+            source.backup(copy)
+    return tmp_path
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return {**env, "DO_NOT_TRACK": "1", "PREFECT_LOGGING_LEVEL": "WARNING"}
+
+
+def _start(data_dir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, str(data_dir)], env=_env(), stdout=subprocess.PIPE, text=True
+    )
+
+
+def _server_of(process: subprocess.Popen[str]) -> tuple[int, int]:
+    """The server's pid and port, read from the process once its flow runs."""
+    assert process.stdout is not None
+    pid_text, url = process.stdout.readline().split()
+    assert process.stdout.readline().strip() == "running"
+    return int(pid_text), int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie (dead, waiting for whoever adopted it to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_server_stops_with_the_context_and_dies_with_a_process_killed_by_sigkill(tmp_path: Path) -> None:
+    process = _start(_migrated_data_dir(tmp_path))
+    assert process.stdout is not None
+    first, first_port = _server_of(process)
+    assert _parent_of(first) == process.pid and _listening(first_port)
+    assert process.stdout.readline().strip() == "done"
+    second, port = _server_of(process)  # the process lives on, in its second run
+    try:
+        assert _gone(first) and not _listening(first_port)  # stopped when its context ended
+        assert _parent_of(second) == process.pid and _listening(port)
+        os.kill(process.pid, signal.SIGKILL)  # the process alone, not its group
+        process.wait(timeout=30)
+        # a killed process's threads (and its socket) can outlast its leader's zombie by a moment
+        stopped = _wait_until(lambda: _gone(second) and not _listening(port), timeout=15)
+        assert stopped, f"server {second} (port {port}) outlived its killed parent"
+    finally:
+        process.kill()
+        if not _gone(second):
+            os.kill(second, signal.SIGKILL)  # leave no server behind, even when the test fails
+    assert "flow 0.0 running" in _stored_logs(tmp_path, "clasp_ingest.runtime_test")  # sent before the stop
+
+
+def _stored_logs(data_dir: Path, logger: str) -> list[str]:
+    """Messages of ``logger`` in the database of the servers prefect_runtime() started."""
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "prefect" / "prefect.db") as db:
+        rows = db.execute("SELECT message FROM log WHERE name = ? ORDER BY timestamp", (logger,)).fetchall()
+    return [message for (message,) in rows]
