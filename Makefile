@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: corpus-deps eval-deps demo test lint typecheck unit integration bench system-deps clean
+.PHONY: corpus-deps eval-deps demo test lint typecheck unit integration bench system-deps clean constraints
 
 # Debian tools the tests use to make their own fixtures (speech, conversions).
 system-deps:
@@ -27,11 +27,11 @@ eval-deps:
 	  apertium-eng-spa >/dev/null
 	$(BIN)/pip install -q pytest-audioeval==0.1.3
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@avail=$$(df -Pk . | awk 'NR==2 {print int($$4/1048576)}'); [ "$$avail" -ge 9 ] || \
 	  echo "warning: $$avail GiB free here; the venv needs about 8 GiB (torch with its CUDA libraries)" >&2
-	$(BIN)/pip install -q --no-cache-dir -e '.[dev]'
+	$(BIN)/pip install -q --no-cache-dir -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -52,6 +52,11 @@ test: $(STAMP) system-deps lint typecheck
 
 bench: $(STAMP)
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f; done
+
+# The tested set, from the current venv (after changing a dependency: make constraints).
+constraints: $(STAMP)
+	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -vi '^clasp-ingest'; } > constraints.new
+	mv constraints.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,7 @@ running it again (items whose version is complete are skipped, the rest rewritte
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -350,7 +351,9 @@ def _prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
             if close is not None:
                 close()
 
-    thread = threading.Thread(target=produce, name="clasp-decode", daemon=True)
+    # the caller's context (e.g. a Prefect run's logger) follows the decoding thread
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(produce,), name="clasp-decode", daemon=True)
     thread.start()
     try:
         while True:

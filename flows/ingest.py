@@ -52,9 +52,7 @@ from prefect.tasks import Task, exponential_backoff
 
 from clasp_ingest import pipeline
 from clasp_ingest.config import Settings
-from clasp_ingest.model.base import AudioTextEncoder
 from clasp_ingest.pipeline import IngestSummary, MediaResult, PipelineOptions
-from clasp_ingest.store import QdrantStore
 from clasp_ingest.types import MediaRef
 
 __all__ = ["ingest_media", "ingest_source", "list_source", "retry_if_transient"]
@@ -264,6 +262,7 @@ def _model_spec(settings: Settings, model: str | None, device: str | None) -> Mo
         settings.dtype,
         model_dir=str(settings.model_dir) if settings.model_dir else None,
         torch_threads=settings.torch_threads,
+        engine=settings.engine,
     )
 
 
@@ -273,23 +272,18 @@ def _ingest_all(
     """List, skip what is stored, ingest the rest; ``(results, listing errors)``."""
     store = cached_store(work.store)
     errors: list[tuple[str, str]] = []
+    model_id, dim, source = model_identity(work.model)
     try:
-        store.ensure_collection(*model_identity(work.model))
-        todo, skipped = pipeline.select_new(_listed(connectors, errors), store, force=work.options.force)
-        log.info("%d media to ingest, %d unchanged", len(todo), len(skipped))
-        tracker = _Tracker(len(todo) + len(skipped), skipped)
-        if todo:
-            _check_model(cached_model(work.model), store)  # loaded only when there is work
-            with store.bulk():
-                _run_items(task_, todo, replace(work, gpu_limit=gpu_limit()), tracker, window)
+        with pipeline.collection_for(store, model_id, dim, source=source):
+            todo, skipped = pipeline.select_new(_listed(connectors, errors), store, force=work.options.force)
+            log.info("%d media to ingest, %d unchanged", len(todo), len(skipped))
+            tracker = _Tracker(len(todo) + len(skipped), skipped)
+            if todo:  # each worker process loads the model itself, and checks it against its config
+                with store.bulk():
+                    _run_items(task_, todo, replace(work, gpu_limit=gpu_limit()), tracker, window)
     finally:
         release_store(work.store)
     return tracker.results, errors
-
-
-def _check_model(model: AudioTextEncoder, store: QdrantStore) -> None:
-    """The loaded model must be the one the collection was checked against."""
-    store.ensure_collection(model.model_id, model.dim)
 
 
 def _run_items(

@@ -46,7 +46,8 @@ class ModelSpec:
     device: str = "auto"
     dtype: str = "auto"
     model_dir: str | None = None
-    torch_threads: int | None = None  # torch CPU threads; None = one less than the cores
+    torch_threads: int | None = None  # CPU threads (torch or ONNX Runtime); None = one less than the cores
+    engine: str = "auto"  # "auto": ONNX Runtime on the CPU for models it runs (clasp-mini), else torch
 
 
 @dataclass(frozen=True)
@@ -76,16 +77,17 @@ class StoreSpec:
         )
 
 
-def model_identity(spec: ModelSpec) -> tuple[str, int]:
-    """``(model_id, vector width)`` of a preset or saved model, read from its config without loading
-    weights. The width is what a collection stores: ``ModelConfig.vector_dim`` (the text encoder's
-    width, plus one coordinate for a model with a query bank, e.g. 385 for clasp-mini)."""
-    from clasp_ingest.model import get_preset
-    from clasp_ingest.model.config import CONFIG_FILE, ModelConfig
+def model_identity(spec: ModelSpec) -> tuple[str, int, str]:
+    """``(model_id, vector width, source)`` of a preset or saved model, read from its config
+    without loading weights. The width is what a collection stores: ``ModelConfig.vector_dim``
+    (the text encoder's width, plus one coordinate for a model with a query bank, e.g. 385 for
+    clasp-mini); the source (preset name, or the model folder's absolute path) is recorded
+    with a new collection so that searches load the same model."""
+    from clasp_ingest.model.query import resolve_model_config
 
-    path = Path(spec.name).expanduser()
-    config = ModelConfig.from_file(path / CONFIG_FILE) if path.is_dir() else get_preset(spec.name)
-    return config.model_id, config.vector_dim
+    config, saved_dir = resolve_model_config(spec.name)
+    source = str(saved_dir.resolve()) if saved_dir is not None else spec.name
+    return config.model_id, config.vector_dim, source
 
 
 def cached_model(spec: ModelSpec) -> AudioTextEncoder:
@@ -93,14 +95,21 @@ def cached_model(spec: ModelSpec) -> AudioTextEncoder:
     with _LOCK:
         model = _MODELS.get(spec)
         if model is None:
-            from clasp_ingest.model import load_model, set_torch_threads
+            from clasp_ingest.errors import ModelLoadError
+            from clasp_ingest.model.inference import load_inference_model
 
-            threads = set_torch_threads(spec.torch_threads)
-            log.info(
-                "loading model %s on %s, %d torch threads (once per process)", spec.name, spec.device, threads
-            )
+            log.info("loading model %s on %s (once per process)", spec.name, spec.device)
             model_dir = Path(spec.model_dir) if spec.model_dir else None
-            model = load_model(spec.name, device=spec.device, dtype=spec.dtype, model_dir=model_dir)
+            model = load_inference_model(
+                spec.name, device=spec.device, dtype=spec.dtype, model_dir=model_dir,
+                threads=spec.torch_threads, engine=spec.engine,
+            )  # fmt: skip
+            model_id, dim, _ = model_identity(spec)
+            if (model.model_id, model.dim) != (model_id, dim):
+                raise ModelLoadError(
+                    f"model {spec.name!r} loaded as {model.model_id!r} ({model.dim}-d) but its config says "
+                    f"{model_id!r} ({dim}-d); fix its config.json"
+                )
             _MODELS[spec] = model
         return model
 

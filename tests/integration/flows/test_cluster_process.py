@@ -34,7 +34,8 @@ def test_ingest_media_runs_in_a_dask_worker_process(folder: Path, tmp_path: Path
     store = StoreSpec("cluster", path=str(tmp_path / "q"))
     model = ModelSpec("tiny-random", device="cpu")
     with open_store(path=tmp_path / "q", collection="cluster") as opened:
-        opened.ensure_collection(*model_identity(model))
+        model_id, dim, source = model_identity(model)
+        opened.ensure_collection(model_id, dim, source=source)
     (ref,) = LocalConnector(folder / "one.wav").discover()
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
