@@ -3,8 +3,9 @@
 #   cpu: slim Python + ffmpeg + the package, every version pinned by constraints.txt;
 #   gpu: a CUDA PyTorch image + ffmpeg + the package, keeping the image's own torch and
 #        torchvision (docker/gpu-constraints.sh pins them and drops the CPU venv's CUDA wheels).
-# The package requires torch==2.14.1, so the GPU base image must carry torch 2.14.1 (any local
-# build label, e.g. +cu130); pick another CUDA flavour with --build-arg TORCH_IMAGE=...
+# The project is tested with torch 2.14.1 (constraints.txt; the package accepts torch>=2.5), so
+# the GPU base image carries torch 2.14.1 (any local build label, e.g. +cu130); pick another CUDA
+# flavour with --build-arg TORCH_IMAGE=...
 # Extras: s3/gcs sources, the Dask runner, and `reference` (librosa + matplotlib: the spectrogram
 # branch of clasp-official). Model weights are not baked in: clasp-mini's come with the package,
 # clasp-official's are fetched from Hugging Face on first use into the model-cache volume (or
