@@ -33,11 +33,10 @@ from clasp_ingest.model.calibration import (
     check_query_bank,
     language_basis,
     project_out,
-    unit_rows,
 )
 from clasp_ingest.model.config import CONFIG_FILE, FUSION_FILE, FusionSpec, ModelConfig, Runtime
 from clasp_ingest.model.fusion import build_fusion
-from clasp_ingest.model.query import resolve_model_config
+from clasp_ingest.model.query import QueryModel, resolve_model_config
 
 if TYPE_CHECKING:
     from clasp_ingest.config import Settings
@@ -142,10 +141,14 @@ class ClaspModel:
         fused = self.fusion(_as_tensor(speech, self.device), _as_tensor(spec, self.device))
         return torch.nn.functional.normalize(fused.to(torch.float32), dim=-1)
 
+    @property
+    def query(self) -> QueryModel:
+        """The text side (text encoder + calibration), which makes the model's query vectors."""
+        return QueryModel(self.config, self.text, self.centering)
+
     def embed_text_features(self, vectors: np.ndarray) -> np.ndarray:
         """Text-encoder outputs → the model's query vectors: L2 norm (and centring), float32."""
-        out = unit_rows(np.asarray(vectors, dtype=np.float32))
-        return self.centering.apply(out, "text") if self.centering is not None else out
+        return self.query.embed_text_features(vectors)
 
     def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """16 kHz mono float32 waveforms → (n, dim) unit vectors."""
@@ -158,12 +161,8 @@ class ClaspModel:
         return self.embed_features(self.speech.encode(items), self.spectrogram.encode(items))
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts → (n, dim) unit vectors of the frozen text encoder."""
-        if isinstance(texts, str):
-            raise TypeError("encode_text takes a sequence of strings; wrap a single text in a list")
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.embed_text_features(np.asarray(self.text.encode(list(texts)), dtype=np.float32))
+        """Texts → (n, dim) unit vectors of the frozen text encoder (calibrated)."""
+        return self.query.encode_text(texts)
 
     def __repr__(self) -> str:
         return f"ClaspModel({self.model_id!r}, dim={self.dim}, device={self.runtime.device!r})"

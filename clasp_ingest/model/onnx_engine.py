@@ -229,7 +229,7 @@ def _check_against(model: Any, out_dir: Path) -> None:
         (0.05 * rng.standard_normal(SAMPLE_RATE * 5)).astype(np.float32),
         (0.1 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32),
     ]
-    query = QueryModel(model.config, model.text, model.centering)
+    query = model.query
     onnx_model = _assemble(query, model.speech, out_dir, threads=1)
     worst = float(np.abs(onnx_model.encode_audio(probes) - model.encode_audio(probes)).max())
     if worst > _TOLERANCE:

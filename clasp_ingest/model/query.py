@@ -62,7 +62,11 @@ class QueryModel:
             raise TypeError("encode_text takes a sequence of strings; wrap a single text in a list")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = unit_rows(np.asarray(self.text.encode(list(texts)), dtype=np.float32))
+        return self.embed_text_features(np.asarray(self.text.encode(list(texts)), dtype=np.float32))
+
+    def embed_text_features(self, vectors: np.ndarray) -> np.ndarray:
+        """Text-encoder outputs → the model's query vectors: L2 norm (and calibration), float32."""
+        out = unit_rows(np.asarray(vectors, dtype=np.float32))
         return self.centering.apply(out, "text") if self.centering is not None else out
 
     def __repr__(self) -> str:
