@@ -7,6 +7,7 @@ names one combination (see ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -22,6 +23,7 @@ __all__ = [
     "SpeechEncoder",
     "TextEncoder",
     "check_waveforms",
+    "default_threads",
     "pad_frames",
 ]
 
@@ -140,3 +142,10 @@ def pad_frames(clips: Sequence[np.ndarray]) -> np.ndarray:
     for row, clip in enumerate(clips):
         out[row, : len(clip)] = clip
     return out
+
+
+def default_threads() -> int:
+    """CPU threads for a model's engine: one less than the usable cores, at least 1 (decoding
+    runs on a thread beside the embedding)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (usable or 1) - 1)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from clasp_ingest.model.base import (
     SpeechEncoder,
     TextEncoder,
     check_waveforms,
+    default_threads,
     pad_frames,
 )
 from clasp_ingest.model.calibration import (
@@ -292,8 +292,7 @@ def set_torch_threads(threads: int | None = None) -> int:
     not inside ``load_model``, so library users keep their own setting.
     """
     if threads is None:
-        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        threads = max(1, (usable or 1) - 1)
+        threads = default_threads()
     if threads < 1:
         raise ValueError(f"torch threads must be >= 1, got {threads}")
     if torch.get_num_threads() != threads:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import warnings
@@ -29,7 +28,7 @@ import numpy as np
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.backends import build_component
-from clasp_ingest.model.base import SAMPLE_RATE, SpeechEncoder, check_waveforms, pad_frames
+from clasp_ingest.model.base import SAMPLE_RATE, SpeechEncoder, check_waveforms, default_threads, pad_frames
 from clasp_ingest.model.config import ModelConfig, Runtime
 from clasp_ingest.model.logmel import LogMelOptions, log_mel_image, mel_filterbank
 from clasp_ingest.model.query import QueryModel, load_query_model, resolve_model_config
@@ -293,9 +292,4 @@ def load_onnx_model(
     runtime = Runtime(device="cpu", model_dir=model_dir, batch_size=batch_size)
     query = load_query_model(name_or_path, device="cpu", model_dir=model_dir)
     speech = build_component("speech", config.speech, runtime)
-    return _assemble(query, speech, folder, threads=threads or _default_threads())
-
-
-def _default_threads() -> int:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (usable or 1) - 1)
+    return _assemble(query, speech, folder, threads=threads or default_threads())
