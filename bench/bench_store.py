@@ -49,7 +49,7 @@ def media_batches(vectors: np.ndarray) -> list[tuple[MediaRef, list[Segment], np
         ref = MediaRef(uri, media_id_for(uri), "v1", title=f"talk {m}")
         chunk = vectors[start : start + PER_MEDIA]
         segs = [Segment(ref.media_id, i, 4.0 * i, 4.0 * i + 3.5) for i in range(len(chunk))]
-        ids = [point_id(ref.media_id, MODEL, s.start_ms, s.end_ms) for s in segs]
+        ids = [point_id(ref.media_id, MODEL, ref.fingerprint, s.start_ms, s.end_ms) for s in segs]
         items.append((ref, segs, chunk, ids))
     return items
 

@@ -231,7 +231,19 @@ class ModelConfig:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read model config {str(path)!r}: {exc}") from exc
-        return cls.from_dict(data)
+        config = cls.from_dict(data)
+        from clasp_ingest.model.backends import check_backend
+
+        for part, spec in (
+            ("speech", config.speech),
+            ("spectrogram", config.spectrogram),
+            ("text", config.text),
+        ):
+            try:
+                check_backend(part, spec.backend, model_dir=path.parent)  # type: ignore[arg-type]
+            except ConfigError as exc:
+                raise ConfigError(f"model config {str(path)!r}: {exc}") from None
+        return config
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import numpy as np
 
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.log import get_logger
-from clasp_ingest.model.backends import build_component
+from clasp_ingest.model.backends import build_component, factory_path
 from clasp_ingest.model.base import SAMPLE_RATE, SpeechEncoder, check_waveforms, default_threads, pad_frames
 from clasp_ingest.model.config import ModelConfig, Runtime
 from clasp_ingest.model.logmel import LogMelOptions, log_mel_image, mel_filterbank
@@ -58,7 +58,8 @@ _TOLERANCE = 1e-3
 
 def onnx_capable(config: ModelConfig) -> bool:
     """Whether the model runs on this engine: a CTranslate2 speech branch and a Lite0 CNN."""
-    return config.speech.backend in _SPEECH_BACKENDS and config.spectrogram.backend in _SPECTROGRAM_BACKENDS
+    spectrogram = factory_path("spectrogram", config.spectrogram.backend)
+    return config.speech.backend in _SPEECH_BACKENDS and spectrogram in _SPECTROGRAM_BACKENDS
 
 
 def _session(path: Path, threads: int) -> onnxruntime.InferenceSession:

@@ -16,7 +16,7 @@ import numpy as np
 
 from clasp_ingest.errors import ConfigError, ModelLoadError
 from clasp_ingest.log import get_logger
-from clasp_ingest.model.backends import build_component
+from clasp_ingest.model.backends import build_component, factory_path
 from clasp_ingest.model.base import TextEncoder
 from clasp_ingest.model.calibration import (
     CENTERING_PREFIX,
@@ -126,7 +126,7 @@ def load_query_model(name_or_path: str, *, device: str = "auto", model_dir: Path
     """
     config, saved_dir = resolve_model_config(name_or_path)
     centering = _read_centering(config, weights_file(config, saved_dir, model_dir))
-    if config.text.backend in _TORCH_FREE_TEXT:
+    if factory_path("text", config.text.backend) in _TORCH_FREE_TEXT:
         runtime = Runtime(device="cpu", model_dir=model_dir)
     else:
         runtime = Runtime.resolve(device, "auto", model_dir)

@@ -10,9 +10,13 @@ Replace protocol of one media item (``write_media``):
 2. mark that version ``"complete"`` (one payload update by filter);
 3. delete the item's points of any other version.
 
-Searches only see ``complete`` points, so a reader never sees a half-written version; a
-failure at any step deletes what was written for the new version (and, when the new
-version had overwritten spans of the old one, the damaged old version too).
+Point ids include the version, so a new version never overwrites a point of the old one
+(even where both have a span with the same boundaries): the old version stays whole and
+searchable until the new one is complete, whenever the writer dies. Searches only see
+``complete`` points, so a reader never sees a half-written version; a failure at any step
+deletes what was written for the new version. An item in which no speech was found is
+stored as one ``"empty"`` marker point (never returned by searches), so it is skipped while
+unchanged instead of being decoded again on every run.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from clasp_ingest.types import MEDIA_NAMESPACE, MediaRef, Segment, SpanHit
 __all__ = [
     "DEFAULT_COLLECTION",
     "STATE_COMPLETE",
+    "STATE_EMPTY",
     "STATE_WRITING",
     "VECTOR_NAME",
     "CollectionIdentity",
@@ -67,6 +72,8 @@ VECTOR_NAME = "clasp"
 DEFAULT_COLLECTION = "clasp_segments"
 STATE_WRITING = "writing"
 STATE_COMPLETE = "complete"
+#: The state of the one marker point of a media item in which no speech was found.
+STATE_EMPTY = "empty"
 
 #: Payload indexes every collection gets (key → "keyword" | "float" | "integer").
 PAYLOAD_INDEXES: dict[str, str] = {
@@ -125,9 +132,13 @@ class CollectionIdentity:
     source: str | None = field(default=None, compare=False)
 
 
-def point_id(media_id: str, model_id: str, start_ms: int, end_ms: int) -> str:
-    """Deterministic point id: re-ingesting the same span never duplicates it."""
-    return str(uuid.uuid5(MEDIA_NAMESPACE, f"{media_id}:{model_id}:{start_ms}:{end_ms}"))
+def point_id(media_id: str, model_id: str, version: str, start_ms: int, end_ms: int) -> str:
+    """Deterministic point id of a span of one version of a media item.
+
+    Re-ingesting the same version never duplicates a span; another version of the item gets
+    other ids, so writing it cannot overwrite the stored version's points.
+    """
+    return str(uuid.uuid5(MEDIA_NAMESPACE, f"{media_id}:{model_id}:{version}:{start_ms}:{end_ms}"))
 
 
 def format_timestamp(seconds: float) -> str:
@@ -185,6 +196,33 @@ def build_payload(ref: MediaRef, model_id: str, segment: Segment, ingested_at: s
         "page_content": page_content(ref.title, ref.uri, segment.start_s, segment.end_s),
         "metadata": meta,
     }
+
+
+def empty_marker(ref: MediaRef, model_id: str, dim: int, ingested_at: str) -> StoredPoint:
+    """The point recording that ``ref``'s version holds no speech (state ``"empty"``).
+
+    Its vector is a unit axis (the engines need one); searches never return it.
+    """
+    extra = {k: v for k, v in _json_safe(ref.metadata).items() if k not in _RESERVED}
+    meta: dict[str, Any] = {
+        **extra,
+        "media_id": ref.media_id,
+        "source": ref.uri,
+        "title": ref.title,
+        "start_s": 0.0,
+        "end_s": 0.0,
+        "duration_s": 0.0,
+        "segment_index": -1,
+        "url": ref.uri,
+        "version": ref.fingerprint,
+        "model": model_id,
+        "ingested_at": ingested_at,
+        "state": STATE_EMPTY,
+    }
+    vector = [0.0] * dim
+    vector[0] = 1.0
+    payload = {"page_content": f"{ref.title or ref.uri} (no speech found)", "metadata": meta}
+    return StoredPoint(point_id(ref.media_id, model_id, ref.fingerprint, -1, -1), payload, vector)
 
 
 def hit_from_point(point: StoredPoint) -> SpanHit:
@@ -418,7 +456,7 @@ class QdrantStore(abc.ABC):
         for seg, vec in zip(segments, vectors, strict=True):
             if seg.media_id != ref.media_id:
                 raise ValueError(f"segment of media {seg.media_id!r} passed with media {ref.media_id!r}")
-            pid = point_id(ref.media_id, model_id, seg.start_ms, seg.end_ms)
+            pid = point_id(ref.media_id, model_id, ref.fingerprint, seg.start_ms, seg.end_ms)
             points.append(StoredPoint(pid, build_payload(ref, model_id, seg, now), vec.tolist()))
         return points
 
@@ -428,8 +466,10 @@ class QdrantStore(abc.ABC):
         """Write one media item's version ``ref.fingerprint`` and replace any other version.
 
         Batches are upserted as they come (memory stays flat); the version becomes visible
-        to searches only once complete. On any error the points written for this version are
-        removed and the error re-raised. Returns the number of points written.
+        to searches only once complete. No batch at all (no speech) stores the item's
+        ``"empty"`` marker instead. On any error the points written for this version are
+        removed and the error re-raised; other versions are untouched until this one is
+        complete. Returns the number of spans written.
         """
         identity = self.require_collection()
         if identity.model_id != model_id:
@@ -437,32 +477,30 @@ class QdrantStore(abc.ABC):
                 f"collection {self.collection!r} holds vectors of {identity.model_id!r}, not {model_id!r}; "
                 "use another collection or recreate it"
             )
-        same_version = meta_equals("version", ref.fingerprint)
-        others = meta_equals("media_id", ref.media_id) & Where(must_not=same_version.must)
-        others_before = self._count(others)
+        this = meta_equals("media_id", ref.media_id) & meta_equals("version", ref.fingerprint)
+        others = meta_equals("media_id", ref.media_id) & Where(
+            must_not=meta_equals("version", ref.fingerprint).must
+        )
         now = datetime.now(UTC).isoformat(timespec="seconds")
         written = 0
         try:
             for segments, vectors in batches:
                 self.upsert_points(self._points_for(ref, model_id, segments, vectors, now))
                 written += len(segments)
-            this = meta_equals("media_id", ref.media_id) & meta_equals("version", ref.fingerprint)
-            self._retry(lambda: self._set_state(this, STATE_COMPLETE), f"completing {ref.uri!r}")
+            if written:
+                self._retry(lambda: self._set_state(this, STATE_COMPLETE), f"completing {ref.uri!r}")
+            else:
+                self.upsert_points([empty_marker(ref, model_id, identity.dim, now)])
             self._retry(lambda: self._delete(others), f"deleting old versions of {ref.uri!r}")
         except BaseException:
-            self._rollback(ref, others, others_before)
+            self._rollback(ref, this)
             raise
         log.debug("wrote %d points of %r (version %s)", written, ref.uri, ref.fingerprint)
         return written
 
-    def _rollback(self, ref: MediaRef, others: Where, others_before: int) -> None:
-        this = meta_equals("media_id", ref.media_id) & meta_equals("version", ref.fingerprint)
+    def _rollback(self, ref: MediaRef, this: Where) -> None:
         try:
             self._delete(this)
-            if self._count(others) != others_before:
-                # The new version overwrote spans of the old one: the old one is no longer whole.
-                log.warning("old version of %r was partly overwritten; removing it too", ref.uri)
-                self._delete(meta_equals("media_id", ref.media_id))
         except Exception:
             log.exception(
                 "could not roll back the partial write of %r; delete media %s", ref.uri, ref.media_id
@@ -504,19 +542,21 @@ class QdrantStore(abc.ABC):
     def has_media(self, media_id: str, version: str) -> bool:
         """True when ``media_id`` is stored completely at ``version`` and at no other (skip it).
 
-        Every point of the item must be that version and complete: a run killed between
-        completing a new version and deleting the old one, or half-way through marking it
-        complete, leaves the item to be written again (the rewrite is idempotent).
+        Every point of the item must be that version and complete (or the item's ``"empty"``
+        marker): a run killed between completing a new version and deleting the old one, or
+        half-way through marking it complete, leaves the item to be written again (the
+        rewrite is idempotent).
         """
         if self.identity is None:
             return False
+        states = (STATE_COMPLETE, STATE_EMPTY)
         where = (
             meta_equals("media_id", media_id)
             & meta_equals("version", version)
-            & meta_equals("state", STATE_COMPLETE)
+            & Where((Condition(meta_key("state"), any_of=states),))
         )
-        complete = self._count(where)
-        return complete > 0 and complete == self._count(meta_equals("media_id", media_id))
+        done = self._count(where)
+        return done > 0 and done == self._count(meta_equals("media_id", media_id))
 
     def count(self, filters: FilterLike | None = None) -> int:
         """Points matching ``filters`` (all versions and states)."""

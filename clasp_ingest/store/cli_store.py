@@ -43,7 +43,14 @@ def info(
     api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
     collection: str | None = typer.Option(None, help="Collection [default: settings]."),
 ) -> None:
-    """Print the collection's model, dimension and point count as JSON."""
+    """Print the collection's model, dimension and counts as JSON.
+
+    ``points``: every point (spans being written and markers of media without speech too);
+    ``spans``: the complete spans searches can return.
+    """
+    from clasp_ingest.store.base import STATE_COMPLETE
+    from clasp_ingest.store.filters import meta_equals
+
     with open_configured_store(qdrant_path, qdrant_url, api_key, collection) as store:
         identity = store.identity
         out = {
@@ -52,6 +59,7 @@ def info(
             "model": identity.model_id if identity else None,
             "dim": identity.dim if identity else None,
             "points": store.count(),
+            "spans": store.count(meta_equals("state", STATE_COMPLETE)),
         }
     typer.echo(json.dumps(out))
 

@@ -73,6 +73,7 @@ def test_first_ingest_search_and_rerun_with_the_default_model(env: dict[str, str
         "model": "clasp-mini-v0.10",
         "dim": 385,
         "points": 9,
+        "spans": 9,
     }
 
     found = cli(env, "search", TRAIN, "--json")

@@ -198,3 +198,19 @@ def test_prefetch_propagates_errors_and_stops_early() -> None:
     assert [next(stream) for _ in range(3)] == [1, 2, 3]
     stream.close()
     assert closed == [True]
+
+
+def test_media_without_speech_is_recorded_and_skipped_while_unchanged(
+    tmp_path: Path, tiny_model: AudioTextEncoder, store: QdrantStore
+) -> None:
+    from tests.fixtures_audio import write_wav
+
+    media = tmp_path / "quiet"
+    media.mkdir()
+    write_wav(media / "silence.wav", np.zeros(16_000 * 30, dtype=np.float32))
+    first = ingest_source(LocalConnector(media), tiny_model, store, FAST)
+    (result,) = first.results
+    assert result.status == "ok" and result.segments == 0 and result.audio_s == 30.0
+    assert store.count() == 1 and store.search(np.ones(tiny_model.dim, dtype=np.float32), k=5) == []
+    again = ingest_source(LocalConnector(media), tiny_model, store, FAST)
+    assert again.media_skipped == 1 and again.media_ok == 0 and again.results[0].audio_s == 0.0

@@ -34,7 +34,7 @@ def test_search_and_store_commands(
 
     info = runner.invoke(app, ["store", "info"])
     expected = {"backend": "edge", "collection": "clasp_segments", "model": "tiny-random", "dim": model.dim}
-    assert json.loads(info.stdout) == {**expected, "points": 12}
+    assert json.loads(info.stdout) == {**expected, "points": 12, "spans": 12}
     exported = runner.invoke(app, ["store", "export", "--to", ":memory:"])
     assert exported.exit_code == 0, exported.output
     assert json.loads(exported.stdout) == {

@@ -25,8 +25,8 @@ def test_point_ids_and_payload_layout(store: QdrantStore) -> None:
     ingest(store, a)
     points = {p.id: p for p in store.iter_points()}
     seg = a.segments[1]
-    expected_id = str(uuid.uuid5(MEDIA_NAMESPACE, f"{a.ref.media_id}:{MODEL}:{seg.start_ms}:{seg.end_ms}"))
-    assert expected_id == point_id(a.ref.media_id, MODEL, seg.start_ms, seg.end_ms)
+    expected_id = str(uuid.uuid5(MEDIA_NAMESPACE, f"{a.ref.media_id}:{MODEL}:v1:{seg.start_ms}:{seg.end_ms}"))
+    assert expected_id == point_id(a.ref.media_id, MODEL, a.ref.fingerprint, seg.start_ms, seg.end_ms)
     payload = points[expected_id].payload
     assert payload["page_content"] == "intro [00:00:02.000–00:00:03.500]"
     meta = payload["metadata"]
@@ -82,13 +82,44 @@ def test_failed_write_removes_the_new_version(store: QdrantStore) -> None:
     assert store.count(SearchFilter(media_id=fresh.ref.media_id)) == 0
 
 
-def test_failed_write_over_shared_spans_removes_the_damaged_item(store: QdrantStore) -> None:
+def test_a_new_version_sharing_spans_leaves_the_old_one_whole(store: QdrantStore) -> None:
     old = make_media("file:///a.wav", "v1", 30, seed=1)
     ingest(store, old)
-    new = make_media("file:///a.wav", "v2", 30, seed=2)  # same spans: overwrites v1's points
+    old_ids = {p.id for p in store.iter_points()}
+    new = make_media("file:///a.wav", "v2", 30, seed=2)  # the same span boundaries as v1
+    written: list[int] = []
+
+    def batches() -> Iterator[tuple[list[Segment], np.ndarray]]:
+        for i, batch in enumerate(new.batches()):
+            if i == 2:
+                # the writer is part-way through v2: v1 is whole and the only version searched
+                assert store.count(SearchFilter(media_id=old.ref.media_id)) == 30 + sum(written)
+                hits = store.search(old.vectors[0], k=50)
+                assert len(hits) == 30 and {h.point_id for h in hits} == old_ids
+                raise RuntimeError("encoder crashed")
+            written.append(len(batch[0]))
+            yield batch
+
     with pytest.raises(RuntimeError):
-        store.write_media(new.ref, MODEL, _failing(new, after=2))
-    assert store.count(SearchFilter(media_id=old.ref.media_id)) == 0  # absent rather than half-present
+        store.write_media(new.ref, MODEL, batches())
+    assert {p.id for p in store.iter_points()} == old_ids and store.has_media(old.ref.media_id, "v1")
+    ingest(store, new)
+    assert store.count() == 30 and store.has_media(new.ref.media_id, "v2")
+    assert not {p.id for p in store.iter_points()} & old_ids
+
+
+def test_media_without_speech_is_stored_as_an_invisible_marker(store: QdrantStore) -> None:
+    speech = make_media("file:///a.wav", "v1", 5, seed=1)
+    ingest(store, speech)
+    silent = make_media("file:///a.wav", "v2", 0, seed=2)  # the file became silent
+    assert store.write_media(silent.ref, MODEL, iter(())) == 0
+    assert store.has_media(silent.ref.media_id, "v2") and not store.has_media(silent.ref.media_id, "v1")
+    assert store.count() == 1 and store.search(speech.vectors[0], k=10) == []
+    (marker,) = store.iter_points()
+    assert marker.payload["metadata"]["state"] == "empty"
+    assert marker.payload["metadata"]["source"] == "file:///a.wav"
+    ingest(store, speech)  # speech again: the marker goes, the spans are back
+    assert store.count() == 5 and len(store.search(speech.vectors[0], k=10)) == 5
 
 
 def test_searches_do_not_see_a_version_being_written(store: QdrantStore) -> None:
