@@ -27,7 +27,8 @@ __all__ = [
 #: How to lift the check (named in every refusal).
 ALLOW_PRIVATE_HINT = "pass --allow-private-hosts (CLASP_ALLOW_PRIVATE_HOSTS=1) if you trust it"
 
-#: ``socket.getaddrinfo``-compatible: ``(host, port, family, type) -> [(family, type, proto, name, sockaddr)]``.
+#: ``socket.getaddrinfo``-compatible: ``(host, port, family, type)`` to ``[(family, type, proto,
+#: name, sockaddr)]``.
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")

@@ -154,7 +154,7 @@ class FeedConnector:
             "feed_url": self._shown,
             "feed_title": feed_title,
             "episode_title": title,
-            "guid": str(entry.get("id", "")),
+            "guid": redact_url(str(entry.get("id", ""))),
             "mime_type": str(enclosure.get("type", "")),
         }
         if published:
@@ -162,7 +162,7 @@ class FeedConnector:
         if length is not None:
             metadata["enclosure_length"] = length
         if entry.get("link"):
-            metadata["episode_link"] = str(entry.get("link"))
+            metadata["episode_link"] = redact_url(str(entry.get("link")))
         return MediaRef(
             uri=href,
             media_id=media_id_for(href),

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
@@ -159,13 +159,13 @@ def _cut(conn: http.client.HTTPConnection) -> None:
     """The watchdog at the deadline: shut the socket so a blocked read returns."""
     sock = conn.sock
     if sock is not None:
-        try:
+        with suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
-def _send(conn: http.client.HTTPConnection, url: str, method: str, budget: _Budget) -> http.client.HTTPResponse:
+def _send(
+    conn: http.client.HTTPConnection, url: str, method: str, budget: _Budget
+) -> http.client.HTTPResponse:
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
