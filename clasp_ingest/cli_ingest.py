@@ -72,8 +72,8 @@ def ingest_command(
         "--min-download-rate",
         min=0,
         metavar="BYTES_PER_S",
-        help="Slowest average rate over 30 s before a download is given up; 0: no minimum "
-        "[CLASP_MIN_DOWNLOAD_RATE, default 1024].",
+        help="Slowest average download rate over 30 s (CLASP_DOWNLOAD_RATE_WINDOW_S) before the item "
+        "fails; 0: no minimum [CLASP_MIN_DOWNLOAD_RATE, default 1024].",
     ),
     allow_private_hosts: bool = typer.Option(
         False,

@@ -103,7 +103,7 @@ def test_ctrl_c_stops_a_stuck_download_at_once(site: Hostile, env: dict[str, str
     assert list(Path(env["TMPDIR"]).glob("clasp-dl-*")) == []
 
 
-def test_remote_feed_cannot_lead_to_local_files_or_other_private_hosts(
+def test_remote_feed_cannot_lead_to_local_files_or_other_private_hosts_and_a_404_fails_alone(
     site: Hostile, env: dict[str, str], tmp_path: Path
 ) -> None:
     secret = shutil.copy(SAMPLES / "demo_en.opus", tmp_path / "secret.opus")
@@ -111,6 +111,7 @@ def test_remote_feed_cannot_lead_to_local_files_or_other_private_hosts(
     episodes = [
         Episode("Local", Path(secret).as_uri(), 100, mime="audio/ogg"),
         Episode("Other host", other, 100),
+        Episode("Gone", f"{site.base_url}/gone.opus", 100, mime="audio/ogg"),
         Episode("Good", f"{site.base_url}/talk.opus", 100, mime="audio/ogg"),
     ]
     (site.root / "show.rss").write_text(rss("Hostile Radio", episodes))
@@ -118,7 +119,8 @@ def test_remote_feed_cannot_lead_to_local_files_or_other_private_hosts(
     code, summary, _ = ingest(env, feed)
     assert code == 3 and summary["media_ok"] == 1
     errors = {item["uri"]: item["error"] for item in summary["media_failed"]}
-    assert set(errors) == {Path(secret).as_uri(), other}
+    assert set(errors) == {Path(secret).as_uri(), other, f"{site.base_url}/gone.opus"}
+    assert "does not exist (HTTP 404)" in errors[f"{site.base_url}/gone.opus"]
     assert "file://" in errors[Path(secret).as_uri()] and feed in errors[Path(secret).as_uri()]
     assert "loopback" in errors[other] and "--allow-private-hosts" in errors[other]
     assert list(Path(env["TMPDIR"]).glob("clasp-dl-*")) == []
@@ -152,7 +154,9 @@ def test_signed_url_reaches_neither_the_store_nor_the_output(
     assert SIGNATURE not in search.stdout
 
 
-def test_signed_url_stays_out_of_prefects_database(site: Hostile, env: dict[str, str], tmp_path: Path) -> None:
+def test_signed_url_stays_out_of_prefects_database(
+    site: Hostile, env: dict[str, str], tmp_path: Path
+) -> None:
     code, summary, stderr = ingest(env, _signed(site), "--flow")
     assert code == 0, stderr
     assert summary["media_ok"] == 1

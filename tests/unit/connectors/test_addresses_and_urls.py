@@ -86,7 +86,11 @@ SIGNED_S3 = (
 @pytest.mark.parametrize(
     ("url", "secrets", "kept"),
     [
-        (SIGNED_S3, ["AKIAIOSFODNN7EXAMPLE", "FQoGZXIvYXdzEBYaDJ", "fe5f80f77d5fa3beca038a248ff027"], "versionId=3"),
+        (
+            SIGNED_S3,
+            ["AKIAIOSFODNN7EXAMPLE", "FQoGZXIvYXdzEBYaDJ", "fe5f80f77d5fa3beca038a248ff027"],
+            "versionId=3",
+        ),
         (
             "https://storage.googleapis.com/b/a.wav?X-Goog-Algorithm=GOOG4-RSA-SHA256"
             "&X-Goog-Credential=sa%40p.iam.gserviceaccount.com&X-Goog-Signature=0a1b2c3d",
