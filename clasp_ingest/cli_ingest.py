@@ -14,7 +14,11 @@ unknown model, a collection of another model, an unreachable or locked store).
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -115,12 +119,34 @@ def ingest_command(
         "force": force,
         "recreate": recreate,
     }
-    summary = run(settings, arguments, show_progress=not as_json)
+    with _downloads_cut_on_ctrl_c():
+        summary = run(settings, arguments, show_progress=not as_json)
     _print(summary, arguments, as_json)
     if summary.source_errors and len(summary.source_errors) == len(sources) and not summary.results:
         _fail("no source could be listed (see above)")
     if summary.media_failed:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+@contextmanager
+def _downloads_cut_on_ctrl_c() -> Iterator[None]:
+    """Ctrl-C also cuts the downloads of worker threads (the flow's tasks), so it stops at once."""
+    import signal
+
+    from clasp_ingest.connectors.http import abort_downloads
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        abort_downloads()
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bool) -> IngestSummary:

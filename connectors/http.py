@@ -35,7 +35,16 @@ from clasp_ingest.connectors.urls import host_of, redact_url
 
 from clasp_ingest.errors import ConnectorError
 
-__all__ = ["HTTP_SCHEMES", "Target", "download", "fetch_bytes", "head", "index_links", "open_http"]
+__all__ = [
+    "HTTP_SCHEMES",
+    "Target",
+    "abort_downloads",
+    "download",
+    "fetch_bytes",
+    "head",
+    "index_links",
+    "open_http",
+]
 
 HTTP_SCHEMES = frozenset({"http", "https"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -43,6 +52,10 @@ _MAX_REDIRECTS = 5
 _HEADERS = {"User-Agent": "clasp-ingest", "Accept-Encoding": "identity", "Accept": "*/*"}
 _DEADLINE_FIX = "raise it with --download-deadline SECONDS (CLASP_DOWNLOAD_DEADLINE_S)"
 _RATE_FIX = "lower it with --min-download-rate BYTES_PER_S (CLASP_MIN_DOWNLOAD_RATE; 0: no minimum)"
+
+#: Requests in flight in any thread, so that :func:`abort_downloads` can cut them.
+_IN_FLIGHT: dict[http.client.HTTPConnection, _Budget] = {}
+_IN_FLIGHT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,7 @@ class _Budget:
         self.started = time.monotonic()
         self.ends = self.started + options.deadline_s
         self.total = 0
+        self.aborted = False
         self._marks: deque[tuple[float, int]] = deque([(self.started, 0)])
 
     def left(self) -> float:
@@ -98,7 +112,9 @@ class _Budget:
         return max(0.01, min(limits))
 
     def check(self) -> None:
-        """Raise when the deadline passed or the rate fell below the minimum."""
+        """Raise when aborted, when the deadline passed or the rate fell below the minimum."""
+        if self.aborted:
+            raise ConnectorError(f"{self.shown}: download interrupted")
         now = time.monotonic()
         if now >= self.ends:
             raise self.deadline_error()
@@ -155,6 +171,20 @@ def _connection(url: str, target: Target, budget: _Budget) -> http.client.HTTPCo
     return conn
 
 
+def abort_downloads() -> int:
+    """Cut every http(s) request in flight, in any thread (each fails "interrupted"); how many.
+
+    For a Ctrl-C handler: a download in a worker thread (a Prefect task) would otherwise
+    hold the process until one of its limits ends it.
+    """
+    with _IN_FLIGHT_LOCK:
+        flights = list(_IN_FLIGHT.items())
+    for conn, budget in flights:
+        budget.aborted = True
+        _cut(conn)
+    return len(flights)
+
+
 def _cut(conn: http.client.HTTPConnection) -> None:
     """The watchdog at the deadline: shut the socket so a blocked read returns."""
     sock = conn.sock
@@ -178,8 +208,7 @@ def _send(
     except TimeoutError:
         raise budget.stalled("answer") from None
     except (OSError, http.client.HTTPException) as exc:
-        if budget.left() <= 0:
-            raise budget.deadline_error() from None
+        budget.check()
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise ConnectorError(
             f"{budget.shown} cannot be reached ({reason}); check the URL and that its server is up"
@@ -217,6 +246,8 @@ def _response(
         watchdog = threading.Timer(max(0.0, budget.left()), _cut, (conn,))
         watchdog.daemon = True
         watchdog.start()
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT[conn] = budget
         try:
             response = _send(conn, url, method, budget)
             location = response.getheader("Location")
@@ -228,6 +259,8 @@ def _response(
             yield url, response, conn
             return
         finally:
+            with _IN_FLIGHT_LOCK:
+                _IN_FLIGHT.pop(conn, None)
             watchdog.cancel()
             conn.close()
     raise ConnectorError(f"{target.shown} redirects more than {_MAX_REDIRECTS} times; check the URL")
