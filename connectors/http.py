@@ -54,7 +54,7 @@ _DEADLINE_FIX = "raise it with --download-deadline SECONDS (CLASP_DOWNLOAD_DEADL
 _RATE_FIX = "lower it with --min-download-rate BYTES_PER_S (CLASP_MIN_DOWNLOAD_RATE; 0: no minimum)"
 
 #: Requests in flight in any thread, so that :func:`abort_downloads` can cut them.
-_IN_FLIGHT: dict[http.client.HTTPConnection, _Budget] = {}
+_IN_FLIGHT: set[_Budget] = set()
 _IN_FLIGHT_LOCK = threading.Lock()
 
 
@@ -84,6 +84,8 @@ class _Budget:
         self.ends = self.started + options.deadline_s
         self.total = 0
         self.aborted = False
+        #: The request's socket (``HTTPConnection.sock`` lets go of it once the response owns it).
+        self.sock: socket.socket | None = None
         self._marks: deque[tuple[float, int]] = deque([(self.started, 0)])
 
     def left(self) -> float:
@@ -178,16 +180,16 @@ def abort_downloads() -> int:
     hold the process until one of its limits ends it.
     """
     with _IN_FLIGHT_LOCK:
-        flights = list(_IN_FLIGHT.items())
-    for conn, budget in flights:
+        flights = list(_IN_FLIGHT)
+    for budget in flights:
         budget.aborted = True
-        _cut(conn)
+        _cut(budget)
     return len(flights)
 
 
-def _cut(conn: http.client.HTTPConnection) -> None:
-    """The watchdog at the deadline: shut the socket so a blocked read returns."""
-    sock = conn.sock
+def _cut(budget: _Budget) -> None:
+    """Shut the request's socket so that a blocked read returns (the deadline's watchdog, aborts)."""
+    sock = budget.sock
     if sock is not None:
         with suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
@@ -200,8 +202,8 @@ def _send(
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         conn.request(method, path, headers=_HEADERS)
-        if conn.sock is not None:
-            conn.sock.settimeout(budget.wait_s())
+        budget.sock = conn.sock
+        _wait_limit(budget)
         return conn.getresponse()
     except BlockedAddressError as exc:
         raise ConnectorError(f"refused {budget.shown}: {exc}") from None
@@ -213,6 +215,12 @@ def _send(
         raise ConnectorError(
             f"{budget.shown} cannot be reached ({reason}); check the URL and that its server is up"
         ) from None
+
+
+def _wait_limit(budget: _Budget) -> None:
+    """Let the next read on the request's socket block only until a limit can fail."""
+    if budget.sock is not None:
+        budget.sock.settimeout(budget.wait_s())
 
 
 def _check_status(response: http.client.HTTPResponse, budget: _Budget) -> None:
@@ -238,44 +246,42 @@ def _next_hop(url: str, location: str, budget: _Budget) -> str:
 @contextmanager
 def _response(
     target: Target, budget: _Budget, method: str = "GET"
-) -> Iterator[tuple[str, http.client.HTTPResponse, http.client.HTTPConnection]]:
-    """``(final url, response, connection)`` after redirects, status checked; closed on exit."""
+) -> Iterator[tuple[str, http.client.HTTPResponse]]:
+    """``(final url, response)`` after redirects, status checked; closed on exit."""
     url = target.url
     for _ in range(_MAX_REDIRECTS + 1):
         conn = _connection(url, target, budget)
-        watchdog = threading.Timer(max(0.0, budget.left()), _cut, (conn,))
+        watchdog = threading.Timer(max(0.0, budget.left()), _cut, (budget,))
         watchdog.daemon = True
         watchdog.start()
         with _IN_FLIGHT_LOCK:
-            _IN_FLIGHT[conn] = budget
+            _IN_FLIGHT.add(budget)
         try:
             response = _send(conn, url, method, budget)
             location = response.getheader("Location")
             if response.status in _REDIRECTS and location:
+                response.close()
                 url = _next_hop(url, location, budget)
                 budget.shown = f"{target.shown} (redirected to {redact_url(url)!r})"
                 continue
             _check_status(response, budget)
-            yield url, response, conn
+            try:
+                yield url, response
+            finally:
+                response.close()
             return
         finally:
             with _IN_FLIGHT_LOCK:
-                _IN_FLIGHT.pop(conn, None)
+                _IN_FLIGHT.discard(budget)
             watchdog.cancel()
             conn.close()
     raise ConnectorError(f"{target.shown} redirects more than {_MAX_REDIRECTS} times; check the URL")
 
 
-def _copy(
-    response: http.client.HTTPResponse,
-    conn: http.client.HTTPConnection,
-    writer: IO[bytes],
-    budget: _Budget,
-) -> int:
+def _copy(response: http.client.HTTPResponse, writer: IO[bytes], budget: _Budget) -> int:
     options = budget.options
     while True:
-        if conn.sock is not None:
-            conn.sock.settimeout(budget.wait_s())
+        _wait_limit(budget)
         try:
             chunk = response.read1(options.chunk_bytes)
         except TimeoutError:
@@ -302,11 +308,11 @@ def _copy(
 def download(target: Target, writer: IO[bytes], options: OpenOptions) -> int:
     """Stream ``target`` into ``writer`` within ``options``' limits; the byte count."""
     budget = _Budget(target, options)
-    with _response(target, budget) as (_, response, conn):
+    with _response(target, budget) as (_, response):
         length = response.getheader("Content-Length", "")
         if length.isdigit() and int(length) > options.max_bytes:
             raise MediaTooLargeError(budget.uri, options.max_bytes)
-        return _copy(response, conn, writer, budget)
+        return _copy(response, writer, budget)
 
 
 @contextmanager
@@ -330,12 +336,12 @@ def head(target: Target, options: OpenOptions) -> dict[str, Any]:
     """``ETag``, ``Last-Modified``, ``size`` and ``type`` of ``target`` (HEAD; GET if refused)."""
     budget = _Budget(target, options)
     try:
-        with _response(target, budget, "HEAD") as (url, response, _):
+        with _response(target, budget, "HEAD") as (url, response):
             return _info(url, response)
     except ConnectorError as exc:
         if "HTTP 405" not in str(exc) and "HTTP 501" not in str(exc):
             raise
-    with _response(target, _Budget(target, options)) as (url, response, _):
+    with _response(target, _Budget(target, options)) as (url, response):
         return _info(url, response)
 
 

@@ -79,16 +79,17 @@ def test_trickle_fails_on_the_deadline_and_the_rate_and_the_run_goes_on(
     assert list(Path(env["TMPDIR"]).glob("clasp-dl-*")) == []
 
 
-def test_ctrl_c_stops_a_stuck_download_at_once(site: Hostile, env: dict[str, str]) -> None:
+@pytest.mark.parametrize("flow", [[], ["--flow"]], ids=["in-process", "flow"])
+def test_ctrl_c_stops_a_stuck_download_at_once(site: Hostile, env: dict[str, str], flow: list[str]) -> None:
     process = subprocess.Popen(
-        [CLI, "ingest", f"{site.base_url}/trickle/slow.wav"],
+        [CLI, "ingest", f"{site.base_url}/trickle/slow.wav", *flow],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        assert site.got_body_request.wait(60), "the download never started"
+        assert site.got_body_request.wait(150), "the download never started"
         time.sleep(1.0)  # well inside the download
         assert list(Path(env["TMPDIR"]).glob("clasp-dl-*"))
         sent = time.monotonic()

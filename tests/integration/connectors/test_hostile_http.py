@@ -210,3 +210,32 @@ def test_signed_enclosures_are_redacted_and_errors_too(site: Hostile) -> None:
     with pytest.raises(ConnectorError) as info, FeedConnector(connector.source).open(bad):
         pass
     assert "missing.wav" in str(info.value) and SIGNATURE not in str(info.value)
+
+
+def test_abort_downloads_cuts_a_download_of_another_thread(site: Hostile) -> None:
+    """What Ctrl-C does for downloads in worker threads (the flow's tasks)."""
+    import io
+    import threading
+
+    from clasp_ingest.connectors.http import Target, abort_downloads, download
+
+    failures: list[tuple[str, float]] = []
+
+    def fetch() -> None:
+        target = Target(f"{site.base_url}/trickle/slow.wav", frozenset({"127.0.0.1"}))
+        try:
+            download(target, io.BytesIO(), OpenOptions())
+        except ConnectorError as exc:
+            failures.append((str(exc), time.monotonic()))
+
+    worker = threading.Thread(target=fetch)
+    worker.start()
+    assert site.got_body_request.wait(10)
+    time.sleep(0.3)
+    aborted_at = time.monotonic()
+    assert abort_downloads() == 1
+    worker.join(5)
+    ((message, failed_at),) = failures
+    assert "slow.wav': download interrupted" in message
+    assert failed_at - aborted_at < 0.5
+    assert abort_downloads() == 0
