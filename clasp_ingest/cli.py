@@ -7,10 +7,13 @@ Each capability keeps its commands next to its code in a ``cli_*`` module with a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -125,4 +128,19 @@ for _register in _registrars():
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == EXIT_INTERRUPTED:
+            _exit_at_once(EXIT_INTERRUPTED)
+        raise
+
+
+def _exit_at_once(status: int) -> NoReturn:
+    """Leave without the interpreter's teardown: after Ctrl-C the work is already unwound (temp
+    files gone, store closed), and the C++ destructors of torch/ONNX Runtime take 1-2 s more."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)

@@ -14,7 +14,11 @@ unknown model, a collection of another model, an unreachable or locked store).
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -23,9 +27,10 @@ from clasp_ingest.config import Settings
 from clasp_ingest.exitcodes import EXIT_ERROR, EXIT_PARTIAL
 
 if TYPE_CHECKING:
+    from clasp_ingest.connectors.base import OpenOptions
     from clasp_ingest.pipeline import IngestSummary, Progress
 
-__all__ = ["register"]
+__all__ = ["download_options", "register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -59,6 +64,27 @@ def ingest_command(
     max_bytes: int | None = typer.Option(
         None, "--max-bytes", min=1, help="Largest download accepted, in bytes."
     ),
+    download_deadline: float | None = typer.Option(
+        None,
+        "--download-deadline",
+        min=0.001,
+        metavar="SECONDS",
+        help="Longest time one download may take [CLASP_DOWNLOAD_DEADLINE_S, default 3600].",
+    ),
+    min_download_rate: float | None = typer.Option(
+        None,
+        "--min-download-rate",
+        min=0,
+        metavar="BYTES_PER_S",
+        help="Slowest average download rate over 30 s (CLASP_DOWNLOAD_RATE_WINDOW_S) before the item "
+        "fails; 0: no minimum [CLASP_MIN_DOWNLOAD_RATE, default 1024].",
+    ),
+    allow_private_hosts: bool = typer.Option(
+        False,
+        "--allow-private-hosts",
+        help="Let feeds, index pages and redirects lead to loopback/private/link-local hosts "
+        "(the URLs you give are always allowed) [CLASP_ALLOW_PRIVATE_HOSTS].",
+    ),
     force: bool = typer.Option(False, "--force", help="Re-ingest items already stored at their version."),
     recreate: bool = typer.Option(
         False,
@@ -87,10 +113,14 @@ def ingest_command(
         "device": device or settings.device,
         "embed_batch_size": batch_size or settings.embed_batch_size,
         "max_bytes": max_bytes,
+        "download_deadline_s": download_deadline,
+        "min_download_rate": min_download_rate,
+        "allow_private_hosts": True if allow_private_hosts else None,
         "force": force,
         "recreate": recreate,
     }
-    summary = run(settings, arguments, show_progress=not as_json)
+    with _downloads_cut_on_ctrl_c():
+        summary = run(settings, arguments, show_progress=not as_json)
     _print(summary, arguments, as_json)
     if summary.source_errors and len(summary.source_errors) == len(sources) and not summary.results:
         _fail("no source could be listed (see above)")
@@ -98,8 +128,29 @@ def ingest_command(
         raise typer.Exit(EXIT_PARTIAL)
 
 
+@contextmanager
+def _downloads_cut_on_ctrl_c() -> Iterator[None]:
+    """Ctrl-C also cuts the downloads of worker threads (the flow's tasks), so it stops at once."""
+    import signal
+
+    from clasp_ingest.connectors.http import abort_downloads
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        abort_downloads()
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bool) -> IngestSummary:
-    from clasp_ingest.connectors import OpenOptions, connector_for
+    from clasp_ingest.connectors import connector_for
     from clasp_ingest.model.deferred import DeferredModel
     from clasp_ingest.pipeline import PipelineOptions, ingest_source
     from clasp_ingest.store.cli_store import open_configured_store
@@ -113,7 +164,7 @@ def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bo
         threads=settings.torch_threads,
         engine=settings.engine,
     )
-    open_options = OpenOptions(max_bytes=args["max_bytes"]) if args["max_bytes"] else OpenOptions()
+    open_options = download_options(settings, args)
     connectors = [connector_for(s, feed=args["feed"], open_options=open_options) for s in args["sources"]]
     options = PipelineOptions(
         embed_batch_size=args["embed_batch_size"],
@@ -136,9 +187,20 @@ def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bo
         )
 
 
+def download_options(settings: Settings, args: dict[str, Any]) -> OpenOptions:
+    """The download limits of a run: the arguments given, else the settings."""
+    return settings.open_options(
+        max_bytes=args["max_bytes"],
+        deadline_s=args["download_deadline_s"],
+        min_rate_bytes_s=args["min_download_rate"],
+        allow_private_hosts=args["allow_private_hosts"],
+    )
+
+
 def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) -> IngestSummary:
     import logging
 
+    from clasp_ingest.connectors.urls import SecretUrl, redact_url
     from clasp_ingest.flows import ingest_source, listen_progress, prefect_runtime
 
     if args["recreate"]:
@@ -155,6 +217,8 @@ def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) 
         logging.getLogger(name).setLevel(max(logging.WARNING, level))
     flow_args = {key: value for key, value in args.items() if key != "recreate"}
     flow_args["qdrant_path"] = str(args["qdrant_path"]) if args["qdrant_path"] is not None else None
+    # Signed URLs travel as secrets: Prefect stores (and shows) them redacted.
+    flow_args["sources"] = [SecretUrl(s) if redact_url(s) != s else s for s in args["sources"]]
     try:
         with prefect_runtime(), _progress(show_progress) as callback, listen_progress(callback):
             summary: IngestSummary = ingest_source(**flow_args)

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from clasp_ingest.connectors.base import OpenOptions
     from clasp_ingest.media.decode import DecodeOptions
     from clasp_ingest.media.segment import SegmenterOptions
 
@@ -53,6 +54,18 @@ class Settings(BaseSettings):
     ffmpeg: str | None = Field(None, description="ffmpeg executable; default: PATH, then imageio-ffmpeg.")
     read_timeout_s: float = Field(60.0, gt=0)
 
+    # downloads (http(s), s3, gs, feeds)
+    download_deadline_s: float = Field(3600.0, gt=0, description="Longest time one download may take.")
+    min_download_rate: float = Field(
+        1024.0, ge=0, description="Slowest average download rate accepted (bytes/s; 0: no minimum)."
+    )
+    download_rate_window_s: float = Field(30.0, gt=0, description="Window of the average rate (s).")
+    allow_private_hosts: bool = Field(
+        False,
+        description="Let remote documents (feed enclosures, index links, redirects) lead to loopback, "
+        "private, link-local... addresses (the host you give is always allowed).",
+    )
+
     # store
     qdrant_url: str | None = None
     qdrant_api_key: str | None = None
@@ -72,6 +85,20 @@ class Settings(BaseSettings):
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return SegmenterOptions(**values)
+
+    def open_options(self, **overrides: float | bool | None) -> OpenOptions:
+        """Download limits from these settings; ``overrides`` (OpenOptions fields) not None win."""
+        from clasp_ingest.connectors.base import OpenOptions
+
+        values: dict[str, float | bool] = {
+            "read_timeout_s": self.read_timeout_s,
+            "deadline_s": self.download_deadline_s,
+            "min_rate_bytes_s": self.min_download_rate,
+            "rate_window_s": self.download_rate_window_s,
+            "allow_private_hosts": self.allow_private_hosts,
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return OpenOptions(**values)
 
     def decode_options(self) -> DecodeOptions:
         """ffmpeg and its stall timeout, from these settings."""

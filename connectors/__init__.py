@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,8 +17,12 @@ from clasp_ingest.connectors.base import (
     is_media_name,
 )
 from clasp_ingest.connectors.feed import FeedConnector, looks_like_feed_name
+from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, head
 from clasp_ingest.connectors.local import LocalConnector, path_of_uri
 from clasp_ingest.connectors.remote import REMOTE_SCHEMES, FsspecConnector, scheme_of
+from clasp_ingest.connectors.urls import SecretUrl, host_of, redact_url
+
+from clasp_ingest.errors import ConnectorError
 
 __all__ = [
     "MEDIA_EXTENSIONS",
@@ -29,7 +32,9 @@ __all__ = [
     "LocalConnector",
     "MediaTooLargeError",
     "OpenOptions",
+    "SecretUrl",
     "connector_for",
+    "redact_url",
 ]
 
 log = logging.getLogger("clasp_ingest.connectors")
@@ -51,7 +56,7 @@ def connector_for(
     """
     scheme = scheme_of(source)
     options = open_options or OpenOptions()
-    if feed or (feed is None and scheme in ("http", "https") and _is_feed(source, options)):
+    if feed or (feed is None and scheme in HTTP_SCHEMES and _is_feed(source, options)):
         return FeedConnector(source, storage_options=storage_options, open_options=options)
     if scheme in REMOTE_SCHEMES:
         return FsspecConnector(source, storage_options=storage_options, open_options=options)
@@ -70,10 +75,8 @@ def _is_feed(url: str, options: OpenOptions) -> bool:
 
 
 def _content_type(url: str, options: OpenOptions) -> str:
-    request = urllib.request.Request(url, method="HEAD")
     try:
-        with urllib.request.urlopen(request, timeout=options.connect_timeout_s) as response:
-            return str(response.headers.get("Content-Type", "")).split(";", 1)[0].strip().lower()
-    except OSError as exc:
-        log.debug("HEAD %s failed (%s); treating it as a media location", url, exc)
+        return str(head(Target(url, frozenset({host_of(url)})), options)["type"])
+    except ConnectorError as exc:
+        log.debug("HEAD %s failed (%s); treating it as a media location", redact_url(url), exc)
         return ""

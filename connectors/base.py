@@ -27,6 +27,7 @@ __all__ = [
     "copy_limited",
     "is_media_name",
     "temporary_download",
+    "temporary_target",
 ]
 
 log = logging.getLogger("clasp_ingest.connectors")
@@ -43,19 +44,34 @@ MEDIA_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True)
 class OpenOptions:
-    """Bounds of one download: size, connect and read timeouts, copy chunk, temp folder."""
+    """Bounds of one download, and where remote documents may lead.
+
+    ``deadline_s``: the whole download (connect, redirects, body) ends by then.
+    ``min_rate_bytes_s``: the average rate over any ``rate_window_s`` seconds must stay above
+    it (0: no minimum). ``read_timeout_s``: longest wait for the next bytes.
+    ``allow_private_hosts``: hosts reached from a remote document (feed enclosures, index
+    links, redirects) may be loopback/private/link-local...; the host the user gave always may.
+    ``follow_schemes``: URL schemes a remote feed's enclosures may use.
+    """
 
     max_bytes: int = 8 * 1024**3
     connect_timeout_s: float = 15.0
     read_timeout_s: float = 60.0
     chunk_bytes: int = 1024 * 1024
     temp_dir: Path | None = None
+    deadline_s: float = 3600.0
+    min_rate_bytes_s: float = 1024.0
+    rate_window_s: float = 30.0
+    allow_private_hosts: bool = False
+    follow_schemes: frozenset[str] = frozenset({"http", "https"})
 
     def __post_init__(self) -> None:
         if self.max_bytes <= 0:
             raise ValueError(f"OpenOptions.max_bytes must be > 0, got {self.max_bytes}")
-        if self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
-            raise ValueError("OpenOptions timeouts must be > 0 seconds")
+        if min(self.connect_timeout_s, self.read_timeout_s, self.deadline_s, self.rate_window_s) <= 0:
+            raise ValueError("OpenOptions timeouts, deadline_s and rate_window_s must be > 0 seconds")
+        if self.min_rate_bytes_s < 0:
+            raise ValueError(f"OpenOptions.min_rate_bytes_s must be >= 0, got {self.min_rate_bytes_s}")
         if self.chunk_bytes <= 0:
             raise ValueError(f"OpenOptions.chunk_bytes must be > 0, got {self.chunk_bytes}")
 
@@ -107,14 +123,20 @@ def copy_limited(reader: IO[bytes], writer: IO[bytes], uri: str, options: OpenOp
 
 
 @contextmanager
+def temporary_target(suffix: str, options: OpenOptions) -> Iterator[Path]:
+    """A path ``media<suffix>`` in a new temporary folder, removed on exit (also on Ctrl-C)."""
+    tmp_dir = tempfile.mkdtemp(prefix="clasp-dl-", dir=options.temp_dir)
+    try:
+        yield Path(tmp_dir) / f"media{suffix}"
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+@contextmanager
 def temporary_download(reader: IO[bytes], uri: str, suffix: str, options: OpenOptions) -> Iterator[str]:
     """Stream ``reader`` into a temporary file and yield its path; the file goes on exit."""
-    tmp_dir = tempfile.mkdtemp(prefix="clasp-dl-", dir=options.temp_dir)
-    target = Path(tmp_dir) / f"media{suffix}"
-    try:
+    with temporary_target(suffix, options) as target:
         with target.open("wb") as writer:
             size = copy_limited(reader, writer, uri, options)
         log.debug("downloaded %s (%d bytes) to %s", uri, size, target)
         yield str(target)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)

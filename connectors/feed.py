@@ -1,9 +1,17 @@
 """RSS/Atom podcast feeds: every episode's audio/video enclosure becomes a media item.
 
-The feed is fetched through fsspec (HTTP with the same timeouts and a size limit as media
-downloads; a local feed file also works) and parsed with feedparser. An episode's media id
-comes from its enclosure URL; its fingerprint from that URL, the enclosure length and the
-published date, so a re-published or re-encoded episode is ingested again.
+The feed is fetched like a media download (http(s) with the same limits, a size limit of
+its own; a local feed file or a bucket object through fsspec) and parsed with feedparser.
+An episode's media id comes from its enclosure URL (redacted: see
+:func:`~clasp_ingest.connectors.urls.redact_url`); its fingerprint from that URL, the
+enclosure length and the published date, so a re-published or re-encoded episode is
+ingested again.
+
+A feed read from the network never leads to local files: its enclosures must use a scheme
+of ``OpenOptions.follow_schemes`` (http(s)), and those on another host than the feed's
+must resolve to public addresses unless ``allow_private_hosts``. A refused enclosure fails
+alone, naming itself, the feed and the remedy. A local feed file (the user's own) may
+point at local files.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ from typing import Any
 from urllib.parse import urljoin
 
 from clasp_ingest.connectors.base import OpenOptions, copy_limited, is_media_name
-from clasp_ingest.connectors.remote import filesystem_for, open_remote
+from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, fetch_bytes, open_http
+from clasp_ingest.connectors.remote import REMOTE_SCHEMES, filesystem_for, open_remote, scheme_of
+from clasp_ingest.connectors.urls import REDACTED, host_of, redact_url
 
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
@@ -48,15 +58,19 @@ class FeedConnector:
         open_options: OpenOptions | None = None,
     ) -> None:
         self._url = url
+        self._shown = redact_url(url)
+        self._real: dict[str, str] = {}  # redacted enclosure uri -> real URL, in memory only
+        self._remote = scheme_of(url) in REMOTE_SCHEMES
+        self._trusted = frozenset({host_of(url)}) if scheme_of(url) in HTTP_SCHEMES else frozenset()
         self._storage_options = dict(storage_options or {})
         self._open_options = open_options or OpenOptions()
 
     @property
     def source(self) -> str:
-        return self._url
+        return self._shown
 
     def __repr__(self) -> str:
-        return f"FeedConnector({self._url!r})"
+        return f"FeedConnector({self._shown!r})"
 
     def discover(self) -> Iterator[MediaRef]:
         import feedparser
@@ -64,7 +78,7 @@ class FeedConnector:
         parsed = feedparser.parse(self._fetch())
         if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
             reason = parsed.get("bozo_exception", "not RSS or Atom")
-            raise ConnectorError(f"{self._url!r} is not a readable RSS/Atom feed: {reason}")
+            raise ConnectorError(f"{self._shown!r} is not a readable RSS/Atom feed: {reason}")
         feed_title = str(parsed.feed.get("title", ""))
         seen: set[str] = set()
         for entry in parsed.entries:
@@ -75,16 +89,42 @@ class FeedConnector:
 
     @contextmanager
     def open(self, ref: MediaRef) -> Iterator[str]:
+        url = self._real_url(ref.uri)
+        self._check_scheme(ref.uri, url)
         length = ref.metadata.get("enclosure_length")
+        if scheme_of(url) in HTTP_SCHEMES:
+            target = Target(url, self._trusted, via=f"enclosure of feed {self._shown!r}")
+            with open_http(target, self._open_options) as local:
+                yield local
+            return
         with open_remote(
-            ref.uri,
+            url,
             storage_options=self._storage_options,
             options=self._open_options,
             expected_size=length if isinstance(length, int) and length > 0 else None,
         ) as local:
             yield local
 
+    def _real_url(self, uri: str) -> str:
+        """The real URL of a listed (redacted) ``uri``; reads the feed again where this copy has not."""
+        if uri not in self._real and REDACTED in uri:
+            for _ in self.discover():
+                pass
+        return self._real.get(uri, uri)
+
+    def _check_scheme(self, uri: str, url: str) -> None:
+        scheme = scheme_of(url) or "file"
+        allowed = self._open_options.follow_schemes
+        if self._remote and scheme not in allowed:
+            raise ConnectorError(
+                f"refused {uri!r} (enclosure of feed {self._shown!r}): a feed read from the network "
+                f"may only lead to {'/'.join(sorted(allowed))} URLs, not {scheme}:// ones; "
+                "add the scheme to OpenOptions.follow_schemes if you trust the feed"
+            )
+
     def _fetch(self) -> bytes:
+        if scheme_of(self._url) in HTTP_SCHEMES:
+            return fetch_bytes(Target(self._url, self._trusted), self._open_options, FEED_MAX_BYTES)
         limits = OpenOptions(
             max_bytes=FEED_MAX_BYTES,
             connect_timeout_s=self._open_options.connect_timeout_s,
@@ -96,23 +136,25 @@ class FeedConnector:
             with fs.open(path, "rb", **({"block_size": 0} if "http" in fs.protocol else {})) as reader:
                 copy_limited(reader, buffer, self._url, limits)
         except FileNotFoundError as exc:
-            raise ConnectorError(f"feed {self._url!r} does not exist; check the URL") from exc
+            raise ConnectorError(f"feed {self._shown!r} does not exist; check the URL") from exc
         return buffer.getvalue()
 
     def _episode(self, entry: Any, feed_title: str) -> MediaRef | None:
         enclosure = _media_enclosure(entry)
         if enclosure is None:
             return None
-        href = urljoin(self._url, str(enclosure.get("href", "")))
+        real = urljoin(self._url, str(enclosure.get("href", "")))
+        href = redact_url(real)
+        self._real[href] = real
         length = _int_or_none(enclosure.get("length"))
         published = _iso_date(entry)
         title = str(entry.get("title", "")) or href.rsplit("/", 1)[-1]
         metadata: dict[str, Any] = {
             "connector": "feed",
-            "feed_url": self._url,
+            "feed_url": self._shown,
             "feed_title": feed_title,
             "episode_title": title,
-            "guid": str(entry.get("id", "")),
+            "guid": redact_url(str(entry.get("id", ""))),
             "mime_type": str(enclosure.get("type", "")),
         }
         if published:
@@ -120,7 +162,7 @@ class FeedConnector:
         if length is not None:
             metadata["enclosure_length"] = length
         if entry.get("link"):
-            metadata["episode_link"] = str(entry.get("link"))
+            metadata["episode_link"] = redact_url(str(entry.get("link")))
         return MediaRef(
             uri=href,
             media_id=media_id_for(href),

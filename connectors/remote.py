@@ -1,9 +1,13 @@
-"""fsspec sources: ``http(s)://`` files and index pages, ``s3://`` and ``gs://`` buckets/prefixes/globs.
+"""Remote sources: ``http(s)://`` files and index pages, ``s3://`` and ``gs://`` buckets/prefixes/globs.
 
 ``open()`` streams the object into a temporary file (bounded by :class:`OpenOptions`: size
-limit, connect and read timeouts) and yields its path, so ffmpeg always reads a local,
-seekable file whatever the protocol. Fingerprints: ETag when the server gives one (S3,
-GCS, most HTTP servers), otherwise Last-Modified + Content-Length.
+limit, connect and read timeouts, deadline, minimum rate) and yields its path, so ffmpeg
+always reads a local, seekable file whatever the protocol. Buckets go through fsspec;
+http(s) through :mod:`clasp_ingest.connectors.http` (interruptible, address-checked: the
+links of an index page on other hosts must be public unless ``allow_private_hosts``).
+Fingerprints: ETag when the server gives one (S3, GCS, most HTTP servers), otherwise
+Last-Modified + Content-Length. URLs are stored and shown redacted
+(:func:`~clasp_ingest.connectors.urls.redact_url`); the real one stays in the connector.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from clasp_ingest.connectors.base import MediaTooLargeError, OpenOptions, is_media_name, temporary_download
+from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, head, index_links, open_http
 from clasp_ingest.connectors.local import has_glob_magic
+from clasp_ingest.connectors.urls import REDACTED, host_of, redact_url
 
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
@@ -36,6 +42,9 @@ REMOTE_SCHEMES: Mapping[str, str | None] = {
     "gs": "gcs",
     "gcs": "gcs",
 }
+
+#: Largest HTML index page read.
+INDEX_MAX_BYTES = 16 * 1024 * 1024
 
 _QUOTE = '"'
 _VERSION_KEYS = ("ETag", "etag", "md5Hash", "Content-MD5", "Digest", "generation")
@@ -118,18 +127,25 @@ def open_remote(
     options: OpenOptions | None = None,
     expected_size: int | None = None,
 ) -> Iterator[str]:
-    """Download ``url`` into a temporary file (size-limited, with timeouts) and yield its path."""
+    """Download ``url`` into a temporary file (size-limited, with timeouts) and yield its path.
+
+    An http(s) ``url`` is one the user gave: its host is trusted as given.
+    """
     opts = options or OpenOptions()
     if expected_size is not None and expected_size > opts.max_bytes:
-        raise MediaTooLargeError(url, opts.max_bytes)
+        raise MediaTooLargeError(redact_url(url), opts.max_bytes)
+    if scheme_of(url) in HTTP_SCHEMES:
+        with open_http(Target(url, frozenset({host_of(url)})), opts) as local:
+            yield local
+        return
     fs, path = filesystem_for(url, storage_options, opts)
     streaming = {"block_size": 0} if _protocol(fs) in ("http", "https") else {}
     suffix = PurePosixPath(path.split("?", 1)[0]).suffix[:8]
     try:
         reader = fs.open(path, "rb", **streaming)
     except FileNotFoundError as exc:
-        raise ConnectorError(f"{url!r} does not exist (any more); check the URL") from exc
-    with reader, temporary_download(reader, url, suffix, opts) as local:
+        raise ConnectorError(f"{redact_url(url)!r} does not exist (any more); check the URL") from exc
+    with reader, temporary_download(reader, redact_url(url), suffix, opts) as local:
         yield local
 
 
@@ -144,19 +160,25 @@ class FsspecConnector:
         open_options: OpenOptions | None = None,
     ) -> None:
         if scheme_of(url) not in REMOTE_SCHEMES:
-            raise ConnectorError(f"{url!r} is not an http(s)://, s3:// or gs:// URL")
+            raise ConnectorError(f"{redact_url(url)!r} is not an http(s)://, s3:// or gs:// URL")
         self._url = url
+        self._shown = redact_url(url)
+        self._real: dict[str, str] = {self._shown: url}  # redacted uri -> real URL, in memory only
+        self._trusted = frozenset({host_of(url)})
         self._storage_options = dict(storage_options or {})
         self._open_options = open_options or OpenOptions()
 
     @property
     def source(self) -> str:
-        return self._url
+        return self._shown
 
     def __repr__(self) -> str:
-        return f"FsspecConnector({self._url!r})"
+        return f"FsspecConnector({self._shown!r})"
 
     def discover(self) -> Iterator[MediaRef]:
+        if scheme_of(self._url) in HTTP_SCHEMES:
+            yield from self._http_refs()
+            return
         fs, path = filesystem_for(self._url, self._storage_options, self._open_options)
         for name, info in sorted(self._listing(fs, path).items()):
             yield self._ref(fs, name, info)
@@ -164,13 +186,61 @@ class FsspecConnector:
     @contextmanager
     def open(self, ref: MediaRef) -> Iterator[str]:
         size = ref.metadata.get("size_bytes")
+        url = self._real_url(ref.uri)
+        if scheme_of(url) in HTTP_SCHEMES:
+            if isinstance(size, int) and size > self._open_options.max_bytes:
+                raise MediaTooLargeError(ref.uri, self._open_options.max_bytes)
+            with open_http(self._target(url), self._open_options) as local:
+                yield local
+            return
         with open_remote(
-            ref.uri,
+            url,
             storage_options=self._storage_options,
             options=self._open_options,
             expected_size=size if isinstance(size, int) else None,
         ) as local:
             yield local
+
+    def _real_url(self, uri: str) -> str:
+        """The real URL of a listed (redacted) ``uri``; lists again where this copy has not."""
+        if uri not in self._real and REDACTED in uri:
+            for _ in self.discover():
+                pass
+        return self._real.get(uri, uri)
+
+    def _target(self, url: str) -> Target:
+        via = "" if url == self._url else f"linked from {self._shown!r}"
+        return Target(url, self._trusted, via)
+
+    def _http_refs(self) -> Iterator[MediaRef]:
+        if is_media_name(self._url):
+            yield self._http_ref(self._url, head(self._target(self._url), self._open_options))
+            return
+        links = index_links(self._target(self._url), self._open_options, INDEX_MAX_BYTES)
+        for url in (link for link in links if is_media_name(link)):
+            try:
+                info = head(self._target(url), self._open_options)
+            except ConnectorError as exc:
+                log.warning("skipping a link of %s: %s", self._shown, exc)
+                continue
+            yield self._http_ref(url, info)
+
+    def _http_ref(self, url: str, info: dict[str, Any]) -> MediaRef:
+        uri = redact_url(url)
+        self._real[uri] = url
+        filename = PurePosixPath(url.split("?", 1)[0]).name
+        size = info.get("size")
+        return MediaRef(
+            uri=uri,
+            media_id=media_id_for(uri),
+            fingerprint=remote_fingerprint(uri, info),
+            title=PurePosixPath(filename).stem,
+            metadata={
+                "connector": scheme_of(uri),
+                "filename": filename,
+                **({"size_bytes": int(size)} if size is not None else {}),
+            },
+        )
 
     def _listing(self, fs: AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:
         try:
@@ -183,7 +253,7 @@ class FsspecConnector:
             else:
                 found = fs.find(path, detail=True)
         except FileNotFoundError as exc:
-            raise ConnectorError(f"{self._url!r} does not exist; check the URL") from exc
+            raise ConnectorError(f"{self._shown!r} does not exist; check the URL") from exc
         return {
             name: info
             for name, info in found.items()
@@ -191,7 +261,7 @@ class FsspecConnector:
         }
 
     def _ref(self, fs: AbstractFileSystem, name: str, info: dict[str, Any]) -> MediaRef:
-        uri = name if scheme_of(name) else fs.unstrip_protocol(name)
+        uri = redact_url(name if scheme_of(name) else fs.unstrip_protocol(name))
         if not any(info.get(key) for key in (*_VERSION_KEYS, *_TIME_KEYS)):
             info = {**info, **fs.info(name)}  # index-page entries carry no headers yet
         size = info.get("size")

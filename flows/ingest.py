@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
-from clasp_ingest.connectors import Connector, OpenOptions, connector_for
+from clasp_ingest.connectors import Connector, SecretUrl, connector_for
 from clasp_ingest.flows.gpu import embed_batch, gpu_limit
 from clasp_ingest.flows.logs import run_logs
 from clasp_ingest.flows.resources import (
@@ -49,6 +49,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.futures import PrefectFuture
 from prefect.states import State
 from prefect.tasks import Task, exponential_backoff
+from pydantic import SecretStr
 
 from clasp_ingest import pipeline
 from clasp_ingest.config import Settings
@@ -206,7 +207,7 @@ def _publish(summary: IngestSummary) -> None:
 
 @flow(name="clasp-ingest", persist_result=False, log_prints=False)
 def ingest_source(
-    sources: str | list[str],
+    sources: str | SecretUrl | list[str | SecretUrl],
     model: str | None = None,
     collection: str | None = None,
     qdrant_url: str | None = None,
@@ -219,19 +220,29 @@ def ingest_source(
     retry_delay_s: float = 2.0,
     max_bytes: int | None = None,
     force: bool = False,
+    download_deadline_s: float | None = None,
+    min_download_rate: float | None = None,
+    allow_private_hosts: bool | None = None,
 ) -> IngestSummary:
     """Ingest every new or changed media item of ``sources`` into a Qdrant collection.
 
     Unset arguments come from ``CLASP_*`` settings. ``media_concurrency`` items are in
     flight at once (share one store: keep 1 for an embedded store on one worker).
-    Bad items fail alone and are listed in the returned summary.
+    Bad items fail alone and are listed in the returned summary. A source given as a
+    :class:`~clasp_ingest.connectors.SecretUrl` (a signed URL) is stored by Prefect, and
+    shown everywhere, redacted; only the connector holds the real URL, in memory.
     """
     started = time.perf_counter()
     with run_logs():
         settings = Settings.model_validate({})
         model_spec = _model_spec(settings, model, device)
         store_spec = _store_spec(settings, collection, qdrant_url, qdrant_path)
-        open_options = OpenOptions(max_bytes=max_bytes) if max_bytes else OpenOptions()
+        open_options = settings.open_options(
+            max_bytes=max_bytes,
+            deadline_s=download_deadline_s,
+            min_rate_bytes_s=min_download_rate,
+            allow_private_hosts=allow_private_hosts,
+        )
         connectors = [connector_for(s, feed=feed, open_options=open_options) for s in _as_list(sources)]
         options = PipelineOptions(embed_batch_size=embed_batch_size or settings.embed_batch_size, force=force)
         task_ = ingest_media.with_options(
@@ -304,5 +315,6 @@ def _run_items(
         tracker.add(_collect(*pending.popleft()))
 
 
-def _as_list(sources: str | list[str]) -> list[str]:
-    return [sources] if isinstance(sources, str) else list(sources)
+def _as_list(sources: str | SecretUrl | list[str | SecretUrl]) -> list[str]:
+    items = sources if isinstance(sources, list) else [sources]
+    return [s.get_secret_value() if isinstance(s, SecretStr) else s for s in items]

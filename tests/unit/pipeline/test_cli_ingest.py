@@ -76,3 +76,12 @@ def test_help_documents_exit_codes_and_the_flow_switch() -> None:
     )
     ingest = CliRunner().invoke(app, ["ingest", "--help"])
     assert "--recreate" in ingest.output and "--flow" in ingest.output
+
+
+def test_help_documents_the_download_limits_and_the_address_check() -> None:
+    ingest = CliRunner().invoke(app, ["ingest", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(ingest.output.split())
+    for option in ("--download-deadline", "--min-download-rate", "--allow-private-hosts"):
+        assert option in text
+    for variable in ("CLASP_DOWNLOAD_DEADLINE_S", "CLASP_MIN_DOWNLOAD_RATE", "CLASP_ALLOW_PRIVATE_HOSTS"):
+        assert variable in text

@@ -1,0 +1,375 @@
+"""Plain http(s) requests of the connectors: streamed, bounded, interruptible, address-checked.
+
+Built on :mod:`http.client` in the calling thread. fsspec's HTTP ran on its own event-loop
+thread, where a trickling server kept a download alive for half an hour and Ctrl-C did not
+reach it; here every read waits at most until the next limit can fail (read timeout, the
+download's deadline, the minimum average rate), a watchdog cuts the socket at the deadline
+(also mid-headers), and SIGINT interrupts the read at once.
+
+Redirects are followed by hand (http(s) only, at most five), each hop's host checked at
+connect time unless the user typed it (:mod:`clasp_ingest.connectors.addresses`). Errors
+are :class:`~clasp_ingest.errors.ConnectorError` naming the URL, always redacted
+(:func:`~clasp_ingest.connectors.urls.redact_url`), and the limit or fix.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import math
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from html.parser import HTMLParser
+from pathlib import PurePosixPath
+from typing import IO, Any
+from urllib.parse import urljoin, urlsplit
+
+from clasp_ingest.connectors.addresses import BlockedAddressError, allowed_addresses
+from clasp_ingest.connectors.base import MediaTooLargeError, OpenOptions, temporary_target
+from clasp_ingest.connectors.urls import host_of, redact_url
+
+from clasp_ingest.errors import ConnectorError
+
+__all__ = [
+    "HTTP_SCHEMES",
+    "Target",
+    "abort_downloads",
+    "download",
+    "fetch_bytes",
+    "head",
+    "index_links",
+    "open_http",
+]
+
+HTTP_SCHEMES = frozenset({"http", "https"})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+_HEADERS = {"User-Agent": "clasp-ingest", "Accept-Encoding": "identity", "Accept": "*/*"}
+_DEADLINE_FIX = "raise it with --download-deadline SECONDS (CLASP_DOWNLOAD_DEADLINE_S)"
+_RATE_FIX = "lower it with --min-download-rate BYTES_PER_S (CLASP_MIN_DOWNLOAD_RATE; 0: no minimum)"
+
+#: Requests in flight in any thread, so that :func:`abort_downloads` can cut them.
+_IN_FLIGHT: set[_Budget] = set()
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Target:
+    """A URL to request: the real one (kept in memory only), the hosts the user typed, and
+    ``via`` (how the URL was reached, e.g. "enclosure of feed '...'") for error messages."""
+
+    url: str
+    trusted_hosts: frozenset[str] = frozenset()
+    via: str = ""
+
+    @property
+    def shown(self) -> str:
+        where = f" ({self.via})" if self.via else ""
+        return f"{redact_url(self.url)!r}{where}"
+
+
+class _Budget:
+    """The deadline and minimum average rate of one request, and the bytes received so far."""
+
+    def __init__(self, target: Target, options: OpenOptions) -> None:
+        self.shown = target.shown
+        self.uri = redact_url(target.url)
+        self.options = options
+        self.started = time.monotonic()
+        self.ends = self.started + options.deadline_s
+        self.total = 0
+        self.aborted = False
+        #: The request's socket (``HTTPConnection.sock`` lets go of it once the response owns it).
+        self.sock: socket.socket | None = None
+        self._marks: deque[tuple[float, int]] = deque([(self.started, 0)])
+
+    def left(self) -> float:
+        return self.ends - time.monotonic()
+
+    def add(self, count: int) -> None:
+        now = time.monotonic()
+        self.total += count
+        self._marks.append((now, self.total))
+        while len(self._marks) > 1 and self._marks[1][0] <= now - self.options.rate_window_s:
+            self._marks.popleft()
+
+    def rate_fails_at(self) -> float:
+        """When the minimum rate fails if nothing more arrives (``inf`` without a minimum)."""
+        window = self.options.rate_window_s
+        need = self.options.min_rate_bytes_s * window
+        if need <= 0:
+            return math.inf
+        first = next(t for t, count in self._marks if self.total - count < need)
+        return max(self.started + window, first + window)
+
+    def wait_s(self) -> float:
+        """How long the next read may block."""
+        now = time.monotonic()
+        limits = (self.options.read_timeout_s, self.ends - now, self.rate_fails_at() - now)
+        return max(0.01, min(limits))
+
+    def check(self) -> None:
+        """Raise when aborted, when the deadline passed or the rate fell below the minimum."""
+        if self.aborted:
+            raise ConnectorError(f"{self.shown}: download interrupted")
+        now = time.monotonic()
+        if now >= self.ends:
+            raise self.deadline_error()
+        if now >= self.rate_fails_at():
+            raise ConnectorError(
+                f"{self.shown}: slower than the minimum download rate of "
+                f"{self.options.min_rate_bytes_s:g} bytes/s over {self.options.rate_window_s:g} s "
+                f"({self.total} bytes in {now - self.started:.0f} s); {_RATE_FIX}"
+            )
+
+    def deadline_error(self) -> ConnectorError:
+        return ConnectorError(
+            f"{self.shown}: not downloaded within the {self.options.deadline_s:g} s download deadline "
+            f"({self.total} bytes received); {_DEADLINE_FIX}"
+        )
+
+    def stalled(self, what: str) -> ConnectorError:
+        """The error after a read timed out: whichever limit it was."""
+        self.check()
+        return ConnectorError(
+            f"{self.shown}: no {what} for {self.options.read_timeout_s:g} s (the server stalled); "
+            "try again later, or raise OpenOptions.read_timeout_s"
+        )
+
+
+def _connect(address: tuple[str, int], timeout: float, check: bool) -> socket.socket:
+    """``socket.create_connection`` to the addresses :func:`allowed_addresses` allows."""
+    host, port = address
+    last: OSError = OSError(f"{host} has no address")
+    for family, sockaddr in allowed_addresses(host, port, check=check):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        return sock
+    raise last
+
+
+def _connection(url: str, target: Target, budget: _Budget) -> http.client.HTTPConnection:
+    parts = urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    timeout = max(0.01, min(budget.options.connect_timeout_s, budget.left()))
+    conn = kind(parts.hostname or "", parts.port, timeout=timeout)
+    check = not budget.options.allow_private_hosts and host_of(url) not in target.trusted_hosts
+
+    def create(address: tuple[str, int], timeout: float, *_: Any) -> socket.socket:
+        return _connect(address, timeout, check)
+
+    conn._create_connection = create  # type: ignore[attr-defined]
+    return conn
+
+
+def abort_downloads() -> int:
+    """Cut every http(s) request in flight, in any thread (each fails "interrupted"); how many.
+
+    For a Ctrl-C handler: a download in a worker thread (a Prefect task) would otherwise
+    hold the process until one of its limits ends it.
+    """
+    with _IN_FLIGHT_LOCK:
+        flights = list(_IN_FLIGHT)
+    for budget in flights:
+        budget.aborted = True
+        _cut(budget)
+    return len(flights)
+
+
+def _cut(budget: _Budget) -> None:
+    """Shut the request's socket so that a blocked read returns (the deadline's watchdog, aborts)."""
+    sock = budget.sock
+    if sock is not None:
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _send(
+    conn: http.client.HTTPConnection, url: str, method: str, budget: _Budget
+) -> http.client.HTTPResponse:
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        conn.request(method, path, headers=_HEADERS)
+        budget.sock = conn.sock
+        _wait_limit(budget)
+        return conn.getresponse()
+    except BlockedAddressError as exc:
+        raise ConnectorError(f"refused {budget.shown}: {exc}") from None
+    except TimeoutError:
+        raise budget.stalled("answer") from None
+    except (OSError, http.client.HTTPException) as exc:
+        budget.check()
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ConnectorError(
+            f"{budget.shown} cannot be reached ({reason}); check the URL and that its server is up"
+        ) from None
+
+
+def _wait_limit(budget: _Budget) -> None:
+    """Let the next read on the request's socket block only until a limit can fail."""
+    if budget.sock is not None:
+        budget.sock.settimeout(budget.wait_s())
+
+
+def _check_status(response: http.client.HTTPResponse, budget: _Budget) -> None:
+    if response.status in (404, 410):
+        raise ConnectorError(f"{budget.shown} does not exist (HTTP {response.status}); check the URL")
+    if response.status >= 400:
+        raise ConnectorError(
+            f"{budget.shown} answered HTTP {response.status} {response.reason}; "
+            "check the URL and that it is readable without a login"
+        )
+
+
+def _next_hop(url: str, location: str, budget: _Budget) -> str:
+    target = urljoin(url, location)
+    scheme = urlsplit(target).scheme.lower()
+    if scheme not in HTTP_SCHEMES:
+        raise ConnectorError(
+            f"refused {budget.shown}: it redirects to a {scheme}:// URL; only http(s) redirects are followed"
+        )
+    return target
+
+
+@contextmanager
+def _response(
+    target: Target, budget: _Budget, method: str = "GET"
+) -> Iterator[tuple[str, http.client.HTTPResponse]]:
+    """``(final url, response)`` after redirects, status checked; closed on exit."""
+    url = target.url
+    for _ in range(_MAX_REDIRECTS + 1):
+        conn = _connection(url, target, budget)
+        watchdog = threading.Timer(max(0.0, budget.left()), _cut, (budget,))
+        watchdog.daemon = True
+        watchdog.start()
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT.add(budget)
+        try:
+            response = _send(conn, url, method, budget)
+            location = response.getheader("Location")
+            if response.status in _REDIRECTS and location:
+                response.close()
+                url = _next_hop(url, location, budget)
+                budget.shown = f"{target.shown} (redirected to {redact_url(url)!r})"
+                continue
+            _check_status(response, budget)
+            try:
+                yield url, response
+            finally:
+                response.close()
+            return
+        finally:
+            with _IN_FLIGHT_LOCK:
+                _IN_FLIGHT.discard(budget)
+            watchdog.cancel()
+            conn.close()
+    raise ConnectorError(f"{target.shown} redirects more than {_MAX_REDIRECTS} times; check the URL")
+
+
+def _copy(response: http.client.HTTPResponse, writer: IO[bytes], budget: _Budget) -> int:
+    options = budget.options
+    while True:
+        _wait_limit(budget)
+        try:
+            chunk = response.read1(options.chunk_bytes)
+        except TimeoutError:
+            raise budget.stalled("data") from None
+        except (OSError, http.client.HTTPException) as exc:
+            budget.check()
+            raise ConnectorError(f"{budget.shown}: the download broke off ({exc!r}); try again") from None
+        if not chunk:
+            break
+        if budget.total + len(chunk) > options.max_bytes:
+            raise MediaTooLargeError(budget.uri, options.max_bytes)
+        writer.write(chunk)
+        budget.add(len(chunk))
+        budget.check()
+    budget.check()  # the watchdog's cut reads as the end of the body
+    if response.length:
+        raise ConnectorError(
+            f"{budget.shown}: the server closed the connection after {budget.total} bytes, "
+            f"{response.length} bytes short of its Content-Length; try again"
+        )
+    return budget.total
+
+
+def download(target: Target, writer: IO[bytes], options: OpenOptions) -> int:
+    """Stream ``target`` into ``writer`` within ``options``' limits; the byte count."""
+    budget = _Budget(target, options)
+    with _response(target, budget) as (_, response):
+        length = response.getheader("Content-Length", "")
+        if length.isdigit() and int(length) > options.max_bytes:
+            raise MediaTooLargeError(budget.uri, options.max_bytes)
+        return _copy(response, writer, budget)
+
+
+@contextmanager
+def open_http(target: Target, options: OpenOptions) -> Iterator[str]:
+    """Download ``target`` into a temporary file and yield its path; the file goes on exit."""
+    suffix = PurePosixPath(urlsplit(target.url).path).suffix[:8]
+    with temporary_target(suffix, options) as path:
+        with path.open("wb") as writer:
+            download(target, writer, options)
+        yield str(path)
+
+
+def fetch_bytes(target: Target, options: OpenOptions, limit: int) -> bytes:
+    """The body of ``target`` (a feed, an index page), at most ``limit`` bytes."""
+    buffer = io.BytesIO()
+    download(target, buffer, replace(options, max_bytes=limit))
+    return buffer.getvalue()
+
+
+def head(target: Target, options: OpenOptions) -> dict[str, Any]:
+    """``ETag``, ``Last-Modified``, ``size`` and ``type`` of ``target`` (HEAD; GET if refused)."""
+    budget = _Budget(target, options)
+    try:
+        with _response(target, budget, "HEAD") as (url, response):
+            return _info(url, response)
+    except ConnectorError as exc:
+        if "HTTP 405" not in str(exc) and "HTTP 501" not in str(exc):
+            raise
+    with _response(target, _Budget(target, options)) as (url, response):
+        return _info(url, response)
+
+
+def _info(url: str, response: http.client.HTTPResponse) -> dict[str, Any]:
+    info: dict[str, Any] = {"name": url}
+    for key in ("ETag", "Last-Modified"):
+        if response.getheader(key):
+            info[key] = response.getheader(key)
+    length = response.getheader("Content-Length", "")
+    if length.isdigit():
+        info["size"] = int(length)
+    info["type"] = (response.getheader("Content-Type") or "").split(";", 1)[0].strip().lower()
+    return info
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs += [value for name, value in attrs if name == "href" and value]
+
+
+def index_links(target: Target, options: OpenOptions, limit: int) -> list[str]:
+    """The http(s) URLs an HTML index page links to (``<a href>``, resolved against the page)."""
+    parser = _Links()
+    parser.feed(fetch_bytes(target, options, limit).decode("utf-8", errors="replace"))
+    links = (urljoin(target.url, href.strip()) for href in parser.hrefs)
+    return sorted({link.split("#", 1)[0] for link in links if urlsplit(link).scheme in HTTP_SCHEMES})
