@@ -11,6 +11,7 @@ __all__ = [
     "MediaDecodeError",
     "ModelLoadError",
     "StoreError",
+    "TransientConnectorError",
 ]
 
 
@@ -53,3 +54,9 @@ class CollectionMismatchError(StoreError):
 
 class ConnectorError(ClaspIngestError):
     """A media source could not be listed or opened."""
+
+
+class TransientConnectorError(ConnectorError):
+    """A source failed in a way that may pass when tried again: the server could not be
+    reached, answered 429 or 5xx, or the connection broke off (other connector errors are
+    permanent: a missing file, a refused address, a limit that was hit)."""

@@ -33,6 +33,7 @@ from clasp_ingest.errors import (
     MediaDecodeError,
     ModelLoadError,
     StoreError,
+    TransientConnectorError,
 )
 from clasp_ingest.model.base import SAMPLE_RATE, AudioTextEncoder, Preloadable
 from clasp_ingest.types import MediaRef, Segment
@@ -99,6 +100,8 @@ _TRANSIENT_NAMES = (
 
 def is_transient(exc: BaseException) -> bool:
     """Whether retrying may help: network and store hiccups yes; bad media, bad config no."""
+    if isinstance(exc, TransientConnectorError):
+        return True
     if isinstance(exc, _PERMANENT):
         return False
     if isinstance(exc, _TRANSIENT):

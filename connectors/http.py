@@ -33,7 +33,7 @@ from clasp_ingest.connectors.addresses import BlockedAddressError, allowed_addre
 from clasp_ingest.connectors.base import MediaTooLargeError, OpenOptions, temporary_target
 from clasp_ingest.connectors.urls import host_of, redact_url
 
-from clasp_ingest.errors import ConnectorError
+from clasp_ingest.errors import ConnectorError, TransientConnectorError
 
 __all__ = [
     "HTTP_SCHEMES",
@@ -212,7 +212,7 @@ def _send(
     except (OSError, http.client.HTTPException) as exc:
         budget.check()
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise ConnectorError(
+        raise TransientConnectorError(
             f"{budget.shown} cannot be reached ({reason}); check the URL and that its server is up"
         ) from None
 
@@ -226,6 +226,11 @@ def _wait_limit(budget: _Budget) -> None:
 def _check_status(response: http.client.HTTPResponse, budget: _Budget) -> None:
     if response.status in (404, 410):
         raise ConnectorError(f"{budget.shown} does not exist (HTTP {response.status}); check the URL")
+    if response.status == 429 or response.status >= 500:
+        raise TransientConnectorError(
+            f"{budget.shown} answered HTTP {response.status} {response.reason}; the server is busy "
+            "or failing, try again later"
+        )
     if response.status >= 400:
         raise ConnectorError(
             f"{budget.shown} answered HTTP {response.status} {response.reason}; "
@@ -288,7 +293,9 @@ def _copy(response: http.client.HTTPResponse, writer: IO[bytes], budget: _Budget
             raise budget.stalled("data") from None
         except (OSError, http.client.HTTPException) as exc:
             budget.check()
-            raise ConnectorError(f"{budget.shown}: the download broke off ({exc!r}); try again") from None
+            raise TransientConnectorError(
+                f"{budget.shown}: the download broke off ({exc!r}); try again"
+            ) from None
         if not chunk:
             break
         if budget.total + len(chunk) > options.max_bytes:
