@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
+#: rich settings for one line per failed item or warning: no wrapping, no ``:emoji:`` codes.
+_ONE_LINE: dict[str, Any] = {"markup": True, "highlight": False, "emoji": False, "soft_wrap": True}
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``ingest`` command to the CLI."""
@@ -227,7 +230,9 @@ def _print(summary: IngestSummary, args: dict[str, Any], as_json: bool) -> None:
     console = Console()
     console.print(table)
     for failure in data["media_failed"]:
-        console.print(f"[red]failed[/red] {failure['uri']}: {failure['error']}", markup=True, highlight=False)
+        console.print(f"[red]failed[/red] {failure['uri']}: {failure['error']}", **_ONE_LINE)
+    for warning in data["media_warnings"]:
+        console.print(f"[yellow]warning[/yellow] {warning['uri']}: {warning['warning']}", **_ONE_LINE)
 
 
 def _fail(message: str) -> NoReturn:
