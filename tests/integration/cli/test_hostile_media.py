@@ -113,3 +113,23 @@ def test_the_flow_reports_the_same_warnings(hostile: Path, tmp_path: Path) -> No
     assert warnings[0]["warning"].startswith("ends early: the stream is truncated or corrupt after")
     in_process = json.loads(cli(*args, "--force").stdout)["media_warnings"]
     assert in_process == warnings
+
+
+def test_search_refuses_an_empty_query_and_cuts_a_long_one_with_one_warning(
+    hostile: Path, tmp_path: Path
+) -> None:
+    store = ["--qdrant-path", str(tmp_path / "q")]
+    assert cli(str(hostile / "talk.wav"), *store).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLASP_", "PREFECT_"))}
+
+    def search(query: str) -> subprocess.CompletedProcess[str]:
+        command = [CLI, "search", query, "--json", *store]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    empty = search("  ")
+    assert empty.returncode == 1 and empty.stderr.startswith("error: the query is empty")
+    long = search(("the library opens at nine in the morning " * 2500)[:100_000])
+    assert long.returncode == 0, long.stderr
+    assert len(json.loads(long.stdout)) > 0
+    [warning] = long.stderr.strip().splitlines()
+    assert warning.startswith("warning: a query of 100000 characters is longer than the 254-token limit")
