@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from clasp_ingest.connectors.local import path_of_uri
 from langchain_core.documents import Document
 
-from clasp_ingest.connectors.local import path_of_uri
 from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.types import SpanHit
 
