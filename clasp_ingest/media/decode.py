@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -223,8 +223,8 @@ class _FfmpegLog:
     lines of damage reports (decoding errors)."""
 
     def __init__(self, pipe: IO[bytes] | None) -> None:
-        self._errors: list[str] = []  # the first ones: the cause
-        self._warnings: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)  # the last ones
+        self._errors: list[str] = []
+        self._warnings: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
         self._lock = threading.Lock()
         self.declared_s: float | None = None
         self.has_video = False
@@ -244,22 +244,20 @@ class _FfmpegLog:
 
     def _take(self, line: str) -> None:
         match = _LEVEL_RE.match(line)
-        level, message = (match["level"], match["message"].strip()) if match else ("error", line)
-        if level in ("trace", "debug", "verbose", "info"):
+        level, message = (match["level"], match["message"].strip()) if match else ("", line)
+        if level in ("", "trace", "debug", "verbose", "info"):
             self._note_info(message)
+        if level not in ("", "warning", "error", "fatal", "panic"):
             return
         with self._lock:
-            kept = self._warnings if level == "warning" else self._errors
-            if (
-                message not in kept
-                and not message.startswith(_HINTS)
-                and len(self._errors) < _STDERR_TAIL_LINES
-            ):
-                kept.append(message)
-            if level != "warning" or _DAMAGE_RE.search(message):
+            if level in ("", "warning"):
+                _add_new(self._warnings, message)  # bounded: the last ones
+            elif len(self._errors) < _STDERR_TAIL_LINES and not message.startswith(_HINTS):
+                _add_new(self._errors, message)  # the first ones: the cause
+            if level in ("error", "fatal", "panic") or _DAMAGE_RE.search(message):
                 self.damage_count += 1
-                if len(self.damage) < 3 and message not in self.damage:
-                    self.damage.append(message)
+                if len(self.damage) < 3:
+                    _add_new(self.damage, message)
 
     def _note_info(self, message: str) -> None:
         duration = _DURATION_RE.match(message)
@@ -279,6 +277,11 @@ class _FfmpegLog:
         with self._lock:
             lines = self._errors or list(self._warnings)
             return " | ".join(lines[:_QUOTED_LINES])
+
+
+def _add_new(lines: MutableSequence[str], line: str) -> None:
+    if line not in lines:
+        lines.append(line)
 
 
 def _read_blocks(
