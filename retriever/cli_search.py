@@ -40,7 +40,10 @@ def search(
     merge: bool = typer.Option(False, help="Merge adjacent or overlapping hits."),
     context: int = typer.Option(0, min=0, help="Widen spans by this many neighbouring segments."),
 ) -> None:
-    """Search the ingested media by text; prints source, span, score and a deep link."""
+    """Search the ingested media by text; prints source, span, score and a deep link.
+
+    A query longer than the model's text encoder reads (clasp-mini: 512 tokens) is cut to that limit, with a warning.
+    """  # noqa: E501 - one paragraph of --help
     from clasp_ingest.retriever import ClaspRetriever
 
     from clasp_ingest.errors import ConfigError
