@@ -6,8 +6,9 @@ weights load in the background only when there is something to ingest, while the
 item decodes. ``--flow`` runs the same work as the Prefect flow ``clasp-ingest`` instead
 (a temporary local Prefect API, or the server of ``PREFECT_API_URL``), as deployments do.
 
-Exit status: 0 when every item was ingested or unchanged; 3 when the run completed but some
-items or sources failed (they are listed); 1 when the run could not run (bad arguments,
+Exit status: 0 when every item was ingested or unchanged (damaged items kept as far as
+they decode are listed as warnings); 3 when the run completed but some items or sources
+failed (they are listed); 1 when the run could not run (bad arguments,
 unknown model, a collection of another model, an unreachable or locked store).
 """
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from clasp_ingest.pipeline import IngestSummary, Progress
 
 __all__ = ["download_options", "register"]
+
+#: rich settings for one line per failed item or warning: no wrapping, no ``:emoji:`` codes.
+_ONE_LINE: dict[str, Any] = {"markup": True, "highlight": False, "emoji": False, "soft_wrap": True}
 
 
 def register(app: typer.Typer) -> None:
@@ -98,7 +102,10 @@ def ingest_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Ingest new or changed media from SOURCE(s) into Qdrant (skips unchanged items)."""
+    """Ingest new or changed media from SOURCE(s) into Qdrant (skips unchanged items).
+
+    A bad item fails alone (exit 3); a damaged one (a cut download) is ingested as far as it decodes and listed as a warning (media_warnings in --json).
+    """  # noqa: E501 - one paragraph of --help
     if qdrant_path is not None and qdrant_url is not None:
         _fail("give --qdrant-path or --qdrant-url, not both")
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
@@ -291,7 +298,9 @@ def _print(summary: IngestSummary, args: dict[str, Any], as_json: bool) -> None:
     console = Console()
     console.print(table)
     for failure in data["media_failed"]:
-        console.print(f"[red]failed[/red] {failure['uri']}: {failure['error']}", markup=True, highlight=False)
+        console.print(f"[red]failed[/red] {failure['uri']}: {failure['error']}", **_ONE_LINE)
+    for warning in data["media_warnings"]:
+        console.print(f"[yellow]warning[/yellow] {warning['uri']}: {warning['warning']}", **_ONE_LINE)
 
 
 def _fail(message: str) -> NoReturn:

@@ -101,7 +101,8 @@ class Settings(BaseSettings):
         return OpenOptions(**values)
 
     def decode_options(self) -> DecodeOptions:
-        """ffmpeg and its stall timeout, from these settings."""
+        """ffmpeg and its stall timeout, from these settings; damaged data (a truncated or
+        corrupt file) is decoded as far as it goes, with a warning (``strict=False``)."""
         from clasp_ingest.media.decode import DecodeOptions
 
-        return DecodeOptions(ffmpeg=self.ffmpeg, read_timeout_s=self.read_timeout_s)
+        return DecodeOptions(ffmpeg=self.ffmpeg, read_timeout_s=self.read_timeout_s, strict=False)

@@ -162,7 +162,8 @@ class StageTimes:
 
 @dataclass(frozen=True)
 class MediaResult:
-    """What happened to one media item."""
+    """What happened to one media item (``warnings``: damage that did not stop it, e.g. a
+    truncated file decoded as far as it goes)."""
 
     uri: str
     media_id: str
@@ -174,6 +175,7 @@ class MediaResult:
     error: str = ""
     attempts: int = 1
     times: StageTimes = field(default_factory=StageTimes)
+    warnings: tuple[str, ...] = ()
 
 
 def failed_result(
@@ -219,6 +221,11 @@ class IngestSummary:
         return [{"uri": uri, "error": error} for uri, error in self.source_errors] + failed
 
     @property
+    def media_warnings(self) -> list[dict[str, str]]:
+        """Warnings of items that were still ingested: ``[{"uri", "warning"}]``."""
+        return [{"uri": r.uri, "warning": w} for r in self.results for w in r.warnings]
+
+    @property
     def segments(self) -> int:
         return sum(r.segments for r in self.results)
 
@@ -239,6 +246,7 @@ class IngestSummary:
             "media_ok": self.media_ok,
             "media_skipped": self.media_skipped,
             "media_failed": self.media_failed,
+            "media_warnings": self.media_warnings,
             "segments": self.segments,
             "audio_s": self.audio_s,
             "wall_s": round(self.wall_s, 3),
@@ -382,14 +390,18 @@ def _drain(buffer: queue.Queue[tuple[str, Any]]) -> None:
 
 
 def _speech_of(
-    local: str, ref: MediaRef, options: PipelineOptions, samples: list[int]
+    local: str, ref: MediaRef, options: PipelineOptions, samples: list[int], warnings: list[str]
 ) -> Iterator[SpeechSegment]:
-    """Decode ``local`` (counting samples into ``samples[0]``) and segment it as it streams."""
-    from clasp_ingest.media.decode import stream_audio
+    """Decode ``local`` (counting samples into ``samples[0]``, collecting ``warnings`` on
+    damaged data) and segment it as it streams. Damaged data is kept and warned about unless
+    ``options.decode`` is strict."""
+    from clasp_ingest.media.decode import DecodeOptions, stream_audio
     from clasp_ingest.media.segment import segment_blocks
 
+    decode = options.decode or DecodeOptions(strict=False)
+
     def counted() -> Iterator[np.ndarray]:
-        for block in stream_audio(local, options.decode):
+        for block in stream_audio(local, decode, on_warning=warnings.append):
             samples[0] += len(block)
             yield block
 
@@ -417,8 +429,9 @@ def ingest_media(
     started = time.perf_counter()
     fetch, decode, embedding = _Clock(), _Clock(), _Clock()
     samples = [0]
+    warnings: list[str] = []
     with _opened(connector, ref, fetch) as local:
-        speech = _prefetched(_speech_of(local, ref, opts, samples), opts.prefetch_segments)
+        speech = _prefetched(_speech_of(local, ref, opts, samples, warnings), opts.prefetch_segments)
         batches = _embedded(
             _timed_iter(speech, decode),
             embed or model.encode_audio,
@@ -439,7 +452,17 @@ def ingest_media(
     )
     wall = time.perf_counter() - started
     log.info("ingested %s: %d segments, %.1f s of audio in %.2f s", ref.uri, written, audio_s, wall)
-    return MediaResult(ref.uri, ref.media_id, ref.fingerprint, "ok", written, audio_s, wall, times=times)
+    return MediaResult(
+        ref.uri,
+        ref.media_id,
+        ref.fingerprint,
+        "ok",
+        written,
+        audio_s,
+        wall,
+        times=times,
+        warnings=tuple(warnings),
+    )
 
 
 class _opened:

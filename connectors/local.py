@@ -2,27 +2,39 @@
 
 The fingerprint is ``size-mtime_ns``: cheap, and it changes whenever a file is rewritten
 (a ``touch`` alone also counts as a change). Content hashes are not computed.
+
+File names are bytes on Linux and need not be UTF-8 (``caf\\xe9.wav`` written by a Latin-1
+system). The URI percent-encodes the name's real bytes (``file:///.../caf%E9.wav``: valid
+text, a stable media id), :func:`path_of_uri` turns it back into the very same path, and
+the title and file name stored with the points show undecodable bytes as ``\\xe9`` escapes.
 """
 
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote_to_bytes, urlparse
 
 from clasp_ingest.connectors.base import is_media_name
 
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
 
-__all__ = ["LocalConnector", "has_glob_magic", "local_fingerprint", "path_of_uri"]
+__all__ = ["LocalConnector", "display_name", "has_glob_magic", "local_fingerprint", "path_of_uri"]
 
 
 def has_glob_magic(text: str) -> bool:
     """Whether a path contains glob characters (``*``, ``?``, ``[``)."""
     return glob.has_magic(text)
+
+
+def display_name(name: str) -> str:
+    """``name`` as valid UTF-8 text: bytes that are not UTF-8 (kept by Python as lone
+    surrogates) become ``\\xNN`` escapes, e.g. ``caf\\xe9.wav``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def local_fingerprint(path: Path) -> str:
@@ -52,7 +64,9 @@ class LocalConnector:
     def open(self, ref: MediaRef) -> Iterator[str]:
         path = path_of_uri(ref.uri)
         if not path.is_file():
-            raise ConnectorError(f"{str(path)!r} disappeared since it was listed; run the ingest again")
+            raise ConnectorError(
+                f"{display_name(str(path))!r} disappeared since it was listed; run the ingest again"
+            )
         yield str(path)
 
     def _paths(self) -> list[Path]:
@@ -75,13 +89,18 @@ class LocalConnector:
             uri=uri,
             media_id=media_id_for(uri),
             fingerprint=local_fingerprint(path),
-            title=path.stem,
-            metadata={"connector": "local", "filename": path.name, "size_bytes": path.stat().st_size},
+            title=display_name(path.stem),
+            metadata={
+                "connector": "local",
+                "filename": display_name(path.name),
+                "size_bytes": path.stat().st_size,
+            },
         )
 
 
 def path_of_uri(uri: str) -> Path:
-    """The local path of a ``file://`` URI (or a plain path)."""
+    """The local path of a ``file://`` URI (or a plain path); percent-escapes are the name's
+    bytes, which need not be UTF-8 (the inverse of :meth:`Path.as_uri`)."""
     if uri.startswith("file://"):
-        return Path(unquote(urlparse(uri).path))
+        return Path(os.fsdecode(unquote_to_bytes(urlparse(uri).path)))
     return Path(uri)

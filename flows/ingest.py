@@ -193,13 +193,15 @@ def _publish(summary: IngestSummary) -> None:
             "wall_s": round(r.wall_s, 2),
             "attempts": r.attempts,
             "error": r.error,
+            "warning": " | ".join(r.warnings),
         }
         for r in summary.results
     ] + [{"uri": uri, "status": "unlisted", "error": error} for uri, error in summary.source_errors]
     totals = summary.to_dict()
     description = (
         f"**{totals['media_ok']} ingested, {totals['media_skipped']} unchanged, "
-        f"{len(totals['media_failed'])} failed**; {totals['segments']} segments, "
+        f"{len(totals['media_failed'])} failed, {len(totals['media_warnings'])} warnings**; "
+        f"{totals['segments']} segments, "
         f"{totals['audio_s']:.1f} s of audio in {totals['wall_s']:.1f} s"
     )
     create_table_artifact(table=rows, key=SUMMARY_KEY, description=description)

@@ -20,8 +20,9 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
+from clasp_ingest.connectors.local import path_of_uri
 from langchain_core.documents import Document
 
 from clasp_ingest.errors import ConfigError, MediaDecodeError
@@ -79,9 +80,8 @@ def _pydub() -> Any:
 
 
 def _local_or_url(source: str) -> str:
-    parsed = urlparse(source)
-    if parsed.scheme == "file":
-        return unquote(parsed.path)
+    if urlparse(source).scheme == "file":
+        return str(path_of_uri(source))  # percent-escapes are the name's bytes (maybe not UTF-8)
     return source
 
 

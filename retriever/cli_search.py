@@ -3,11 +3,16 @@
 The query is embedded by the model the collection records (its preset name or model
 directory), unless ``--model`` (or ``CLASP_MODEL``) names one; only that model's text side
 loads (:func:`~clasp_ingest.model.load_query_model`), so a search starts in about a second.
+An empty query is refused; a query longer than the text encoder's token limit is cut to it,
+and one ``warning: ...`` line on stderr says so.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +40,10 @@ def search(
     merge: bool = typer.Option(False, help="Merge adjacent or overlapping hits."),
     context: int = typer.Option(0, min=0, help="Widen spans by this many neighbouring segments."),
 ) -> None:
-    """Search the ingested media by text; prints source, span, score and a deep link."""
+    """Search the ingested media by text; prints source, span, score and a deep link.
+
+    A query longer than the model's text encoder reads (clasp-mini: 512 tokens) is cut to that limit, with a warning.
+    """  # noqa: E501 - one paragraph of --help
     from clasp_ingest.retriever import ClaspRetriever
 
     from clasp_ingest.errors import ConfigError
@@ -57,13 +65,32 @@ def search(
             merge=merge,
             context=context,
         )
-        docs = retriever.invoke(query)
+        with _warnings_as_lines("clasp_ingest.model.query"):
+            docs = retriever.invoke(query)
     keys = ("source", "media_id", "title", "start_s", "end_s", "score", "url")
     rows = [{key: doc.metadata.get(key) for key in keys} for doc in docs]
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False))
         return
     _print_table(query, rows)
+
+
+@contextmanager
+def _warnings_as_lines(name: str) -> Iterator[None]:
+    """Warnings logged on logger ``name`` shown as ``warning: ...`` lines on stderr instead."""
+
+    def echo(record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        typer.echo(f"warning: {record.getMessage()}", err=True)
+        return False
+
+    logger = logging.getLogger(name)
+    logger.addFilter(echo)
+    try:
+        yield
+    finally:
+        logger.removeFilter(echo)
 
 
 def _print_table(query: str, rows: list[dict[str, Any]]) -> None:

@@ -211,8 +211,11 @@ class ClaspRetriever(BaseRetriever):
         """The answer spans, best first (the Documents are made from these).
 
         With ``merge``, the spans are those made of the best N hits, for the smallest N
-        (doubling from ``k``) that gives ``k`` spans or runs out of hits.
+        (doubling from ``k``) that gives ``k`` spans or runs out of hits. An empty query
+        raises ``ValueError``; a long one is cut to the text encoder's limit by the model.
         """
+        if not query.strip():
+            raise ValueError("the query is empty; say what to look for")
         opts = self._options(overrides)
         vector = self.model.encode_text([query])[0]
         fetch = opts["k"]

@@ -22,13 +22,16 @@ __all__ = [
     "SpokenTrack",
     "build_track",
     "convert",
+    "corrupt_middle",
     "mux_video",
     "noise",
     "read_wav",
     "require_espeak",
+    "surround_96k",
     "synth_speech",
     "tone",
     "trim_silence",
+    "truncate",
     "video_only",
     "write_wav",
 ]
@@ -177,3 +180,26 @@ def video_only(dst: Path, seconds: float = 2.0) -> Path:
     cmd = [find_ffmpeg(), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", video]
     subprocess.run([*cmd, "-c:v", "libx264", "-preset", "ultrafast", str(dst)], check=True)
     return dst
+
+
+def truncate(src: Path, dst: Path, fraction: float = 0.4) -> Path:
+    """The first ``fraction`` of ``src``'s bytes: a cut download."""
+    data = src.read_bytes()
+    dst.write_bytes(data[: int(len(data) * fraction)])
+    return dst
+
+
+def corrupt_middle(src: Path, dst: Path, at: float = 0.35, count: int = 3000, seed: int = 1) -> Path:
+    """``src`` with ``count`` random bytes written over it at ``at`` of its length (same size)."""
+    data = bytearray(src.read_bytes())
+    start = int(len(data) * at)
+    data[start : start + count] = (
+        np.random.default_rng(seed).integers(0, 256, count, dtype=np.uint8).tobytes()
+    )
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def surround_96k(src: Path, dst: Path) -> Path:
+    """``src`` as 8-channel (7.1) 96 kHz 24-bit wav."""
+    return convert(src, dst, "-af", "aformat=channel_layouts=7.1", "-ar", "96000", "-c:a", "pcm_s24le")

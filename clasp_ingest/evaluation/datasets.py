@@ -31,6 +31,7 @@ from pathlib import Path
 
 from clasp_ingest.errors import ConfigError
 from clasp_ingest.log import get_logger
+from clasp_ingest.training.manifest import manifest_lines
 
 __all__ = [
     "EVAL_SETS",
@@ -212,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         parser.exit(1, f"error: {exc}\n")
     for name, path in written.items():
-        n = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        n = sum(1 for _ in manifest_lines(path))
         sys.stdout.write(f"{name}\t{n} clips\t{path}\n")  # this entry point owns stdout
     return 0 if written else 1
 

@@ -5,6 +5,12 @@ fixed-size blocks (never the whole file), drain its stderr on a thread (keeping 
 tail, so ffmpeg never blocks on a full pipe), guard every read with a timeout and always
 reap the process.
 
+Damage: ffmpeg logs at ``level+info`` so every line carries its level. Decoding errors
+(``Header missing``, ``Invalid data found``, ``partial file``...) and a stream that ends well
+before the duration the container declares (a cut download) are *damage*: with
+``DecodeOptions.strict`` they raise; otherwise the audio decoded so far is kept and one
+warning per item goes to ``on_warning`` (and the log).
+
 Timestamps: the audio filter ``aresample=async=1:first_pts=0`` pads the start with
 silence when the audio stream begins after the start of the media (a video whose audio
 starts at an offset), so sample ``n`` of the output is at ``n / sample_rate`` seconds of
@@ -20,7 +26,7 @@ import shutil
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -30,21 +36,44 @@ import numpy as np
 from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.log import get_logger
 
-__all__ = ["DecodeOptions", "decode_audio", "find_ffmpeg", "is_url", "stream_audio"]
+__all__ = ["DecodeOptions", "decode_audio", "describe_damage", "find_ffmpeg", "is_url", "stream_audio"]
 
 logger = get_logger("media.decode")
 
 _URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _BYTES_PER_SAMPLE = 4  # f32le
 _STDERR_TAIL_LINES = 20
+#: ffmpeg lines quoted in an error message.
+_QUOTED_LINES = 3
+#: ffmpeg's advice to its own command-line users: not ours to give.
+_HINTS = ("To ignore this",)
+#: ``[context @ 0x...] [level] message``: the layout of ``-loglevel level+...``.
+_LEVEL_RE = re.compile(
+    r"^(?P<context>(?:\[[^\]]*\] )*?)"
+    r"\[(?P<level>trace|debug|verbose|info|warning|error|fatal|panic)\] (?P<message>.*)$"
+)
+_DURATION_RE = re.compile(r"^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_VIDEO_RE = re.compile(r"^\s*Stream #\d+:\d+.*: Video: (?!.*\(attached pic\))")
+#: Warning-level lines that mean damaged data (error-level lines always do).
+_DAMAGE_RE = re.compile(
+    r"invalid data|header missing|packet corrupt|corrupt|partial file|truncat|"
+    r"error while decoding|filesize and duration do not match|incomplete frame",
+    re.IGNORECASE,
+)
+#: Decoded audio this much shorter than the declared duration is a stream that ends early.
+_SHORTFALL_MIN_S = 1.0
+_SHORTFALL_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
     """How ffmpeg decodes a media item.
 
-    ``strict``: raise when ffmpeg reports decoding errors (a truncated or corrupt file)
-    even though it produced some audio; otherwise such errors are only logged.
+    ``strict``: raise when the data is damaged (ffmpeg reports decoding errors, or the
+    stream ends well before the duration the file declares: a truncated or corrupt file)
+    even though some audio decoded; otherwise keep that audio and report one warning
+    (``stream_audio``'s ``on_warning``, and the log). The ingest pipeline decodes with
+    ``strict=False`` unless given options that say otherwise.
     """
 
     sample_rate: int = 16_000
@@ -91,30 +120,44 @@ def is_url(source: str) -> bool:
 
 
 def stream_audio(
-    source: str | os.PathLike[str], options: DecodeOptions | None = None
+    source: str | os.PathLike[str],
+    options: DecodeOptions | None = None,
+    *,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield float32 mono blocks of ``options.block_s`` seconds (the last one shorter).
 
-    Raises :class:`MediaDecodeError` (naming ``source`` and quoting ffmpeg's stderr tail)
-    for a missing, empty, corrupt or audio-less input, or when a read stalls longer than
-    ``options.read_timeout_s``. The ffmpeg process is reaped when the generator finishes,
-    is closed early, or raises.
+    Raises :class:`MediaDecodeError` (naming ``source`` and quoting ffmpeg's errors) for a
+    missing, empty, corrupt or audio-less input, or when a read stalls longer than
+    ``options.read_timeout_s``. Damaged data that still decoded in part (a truncated or
+    corrupt file) raises after the last block with ``options.strict``; otherwise it is
+    logged and passed to ``on_warning`` as one line (e.g. ``"ends early: ..."``). The ffmpeg
+    process is reaped when the generator finishes, is closed early, or raises.
     """
     opts = options or DecodeOptions()
     name = _check_source(source)
     process = _start_ffmpeg(name, opts)
-    stderr = _StderrTail(process.stderr)
+    stderr = _FfmpegLog(process.stderr)
+    samples = 0
     try:
-        yield from _read_blocks(process, name, opts, stderr)
-        _check_exit(process, name, opts, stderr)
+        for block in _read_blocks(process, name, opts, stderr):
+            samples += block.size
+            yield block
+        _check_exit(process, name, stderr)
+        _check_damage(name, samples / opts.sample_rate, opts, stderr, on_warning)
     finally:
         _reap(process)
         stderr.join()
 
 
-def decode_audio(source: str | os.PathLike[str], options: DecodeOptions | None = None) -> np.ndarray:
+def decode_audio(
+    source: str | os.PathLike[str],
+    options: DecodeOptions | None = None,
+    *,
+    on_warning: Callable[[str], None] | None = None,
+) -> np.ndarray:
     """The whole clip as one float32 mono array (for short files: training, evaluation)."""
-    blocks = list(stream_audio(source, options))
+    blocks = list(stream_audio(source, options, on_warning=on_warning))
     if not blocks:
         return np.zeros(0, dtype=np.float32)
     return np.concatenate(blocks)
@@ -130,30 +173,37 @@ def _check_source(source: str | os.PathLike[str]) -> str:
     if path.is_dir():
         raise MediaDecodeError(name, "is a directory, not a media file")
     if path.is_file() and path.stat().st_size == 0:
-        raise MediaDecodeError(name, "the file is empty")
+        raise MediaDecodeError(name, "the file is empty (0 bytes); download or export it again")
     return name
 
 
 def _ffmpeg_args(source: str, opts: DecodeOptions) -> list[str]:
-    import ffmpeg  # ffmpeg-python: builds the command line
-
-    input_kwargs: dict[str, object] = {}
+    """The ffmpeg command line. Built by hand: ``source`` may hold the undecodable bytes of a
+    non-UTF-8 file name (surrogate escapes), which ``subprocess`` passes on as they are."""
+    args = [find_ffmpeg(opts.ffmpeg), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info"]
     if is_url(source):
         # ffmpeg's own I/O timeout (microseconds), so a stalled network read fails inside ffmpeg too.
-        input_kwargs["rw_timeout"] = int(opts.read_timeout_s * 1_000_000)
-    stream = ffmpeg.input(source, **input_kwargs).output(
+        args += ["-rw_timeout", str(int(opts.read_timeout_s * 1_000_000))]
+    elif not source.startswith("file:"):
+        source = f"file:{source}"  # a local name is never read as a protocol (``concat:``, ``subfile:``)
+    return [
+        *args,
+        "-i",
+        source,
+        "-map",
+        "0:a:0",
+        "-af",
+        "aresample=async=1:first_pts=0",
+        "-ac",
+        "1",
+        "-ar",
+        str(opts.sample_rate),
+        "-f",
+        "f32le",
+        "-acodec",
+        "pcm_f32le",
         "pipe:",
-        map="0:a:0",
-        af="aresample=async=1:first_pts=0",
-        ac=1,
-        ar=opts.sample_rate,
-        f="f32le",
-        acodec="pcm_f32le",
-    )
-    args: list[str] = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error").compile(
-        cmd=find_ffmpeg(opts.ffmpeg)
-    )
-    return args
+    ]
 
 
 def _start_ffmpeg(source: str, opts: DecodeOptions) -> subprocess.Popen[bytes]:
@@ -167,12 +217,19 @@ def _start_ffmpeg(source: str, opts: DecodeOptions) -> subprocess.Popen[bytes]:
         raise MediaDecodeError(source, f"cannot start ffmpeg ({exc}); set the ffmpeg path") from exc
 
 
-class _StderrTail:
-    """Drains a pipe on a daemon thread, keeping its last lines."""
+class _FfmpegLog:
+    """Drains ffmpeg's stderr on a daemon thread, keeping the declared duration, the first
+    errors (the cause; quoted in error messages), the last warnings, and the count and first
+    lines of damage reports (decoding errors)."""
 
     def __init__(self, pipe: IO[bytes] | None) -> None:
-        self._lines: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
+        self._errors: list[str] = []
+        self._warnings: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
         self._lock = threading.Lock()
+        self.declared_s: float | None = None
+        self.has_video = False
+        self.damage: list[str] = []
+        self.damage_count = 0
         self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
         self._thread.start()
 
@@ -183,22 +240,52 @@ class _StderrTail:
             for raw in pipe:
                 line = raw.decode("utf-8", "replace").strip()
                 if line:
-                    with self._lock:
-                        self._lines.append(line)
+                    self._take(line)
+
+    def _take(self, line: str) -> None:
+        match = _LEVEL_RE.match(line)
+        level, message = (match["level"], match["message"].strip()) if match else ("", line)
+        if level in ("", "trace", "debug", "verbose", "info"):
+            self._note_info(message)
+        if level not in ("", "warning", "error", "fatal", "panic"):
+            return
+        with self._lock:
+            if level in ("", "warning"):
+                _add_new(self._warnings, message)  # bounded: the last ones
+            elif len(self._errors) < _STDERR_TAIL_LINES and not message.startswith(_HINTS):
+                _add_new(self._errors, message)  # the first ones: the cause
+            if level in ("error", "fatal", "panic") or _DAMAGE_RE.search(message):
+                self.damage_count += 1
+                if len(self.damage) < 3:
+                    _add_new(self.damage, message)
+
+    def _note_info(self, message: str) -> None:
+        duration = _DURATION_RE.match(message)
+        if duration and self.declared_s is None:
+            hours, minutes, seconds = duration.groups()
+            self.declared_s = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        self.has_video = self.has_video or bool(_VIDEO_RE.match(message))
 
     def join(self, timeout: float = 5.0) -> None:
         self._thread.join(timeout)
 
     def text(self, wait: bool = True) -> str:
-        """The tail so far; ``wait`` for the pipe to end first (once ffmpeg has exited)."""
+        """ffmpeg's first errors (or, without any, its last warnings), one line; ``wait`` for
+        the pipe to end first (once ffmpeg has exited)."""
         if wait:
             self.join()
         with self._lock:
-            return " | ".join(self._lines)
+            lines = self._errors or list(self._warnings)
+            return " | ".join(lines[:_QUOTED_LINES])
+
+
+def _add_new(lines: MutableSequence[str], line: str) -> None:
+    if line not in lines:
+        lines.append(line)
 
 
 def _read_blocks(
-    process: subprocess.Popen[bytes], source: str, opts: DecodeOptions, stderr: _StderrTail
+    process: subprocess.Popen[bytes], source: str, opts: DecodeOptions, stderr: _FfmpegLog
 ) -> Iterator[np.ndarray]:
     assert process.stdout is not None  # set by Popen(stdout=PIPE)
     fd = process.stdout.fileno()
@@ -216,7 +303,7 @@ def _read_blocks(
         raise MediaDecodeError(source, "no audio samples decoded; is the file empty?", stderr.text())
 
 
-def _fill(fd: int, view: memoryview, source: str, opts: DecodeOptions, stderr: _StderrTail) -> int:
+def _fill(fd: int, view: memoryview, source: str, opts: DecodeOptions, stderr: _FfmpegLog) -> int:
     """Read into ``view`` until it is full or the pipe ends; the number of bytes read."""
     filled = 0
     while filled < len(view):
@@ -235,31 +322,76 @@ def _fill(fd: int, view: memoryview, source: str, opts: DecodeOptions, stderr: _
     return filled
 
 
-def _check_exit(
-    process: subprocess.Popen[bytes], source: str, opts: DecodeOptions, stderr: _StderrTail
-) -> None:
+def _check_exit(process: subprocess.Popen[bytes], source: str, stderr: _FfmpegLog) -> None:
     code = process.wait()
-    tail = stderr.text()
     if code != 0:
+        tail = stderr.text()
         raise MediaDecodeError(source, _reason(tail, code), tail)
-    if tail:
-        if opts.strict:
-            raise MediaDecodeError(
-                source,
-                "ffmpeg reported decoding errors (truncated or corrupt data?); use strict=False to accept",
-                tail,
-            )
-        logger.warning("decoding %s: ffmpeg reported errors: %s", source, tail)
+
+
+def _check_damage(
+    source: str,
+    decoded_s: float,
+    opts: DecodeOptions,
+    stderr: _FfmpegLog,
+    on_warning: Callable[[str], None] | None,
+) -> None:
+    """Raise (strict) or report a truncated or corrupt stream that still decoded in part.
+
+    A video's declared duration is not its audio's (a sound track may end before the
+    pictures), so there only decoding errors count."""
+    stderr.join()
+    declared_s = None if stderr.has_video else stderr.declared_s
+    if opts.strict:
+        damage = describe_damage(decoded_s, declared_s, stderr.damage_count)
+        if damage is not None:
+            raise MediaDecodeError(source, f"{damage}; use strict=False to keep what decodes", stderr.text())
+        return
+    damage = describe_damage(decoded_s, declared_s, stderr.damage_count, stderr.damage[:1])
+    if damage is None:
+        return
+    warning = f"{damage}; decoded what was readable"
+    logger.warning("decoding %s: %s", source, warning)
+    if on_warning is not None:
+        on_warning(warning)
+
+
+def describe_damage(
+    decoded_s: float, declared_s: float | None, problems: int, first: Sequence[str] = ()
+) -> str | None:
+    """One line on damaged data (``problems`` ffmpeg reported, the ``first`` of them quoted),
+    or ``None`` when the stream decoded whole."""
+    quoted = f" (ffmpeg: {problems} problem(s), first: {first[0]!r})" if first else ""
+    if declared_s is not None and declared_s - decoded_s > max(
+        _SHORTFALL_MIN_S, _SHORTFALL_FRACTION * declared_s
+    ):
+        return (
+            f"ends early: the stream is truncated or corrupt after {_clock(decoded_s)} "
+            f"of the {_clock(declared_s)} it declares{quoted}"
+        )
+    if problems:
+        return f"corrupt data: the audio may have gaps ({_clock(decoded_s)} decoded){quoted}"
+    return None
+
+
+def _clock(seconds: float) -> str:
+    """``HH:MM:SS.s``."""
+    tenths = round(seconds * 10)
+    minutes, tenth_seconds = divmod(tenths, 600)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:{tenth_seconds // 10:02d}.{tenth_seconds % 10}"
 
 
 def _reason(tail: str, code: int) -> str:
     lowered = tail.lower()
     if "matches no streams" in lowered:
-        return "the media has no audio stream"
+        return "the media has no audio stream (video only?); give a file with an audio track"
     if "no such file" in lowered:
         return "no such file or URL; check the source"
     if "invalid data" in lowered or "invalid argument" in lowered or "moov atom not found" in lowered:
-        return "not a readable media file (corrupt, truncated, or not audio/video)"
+        return (
+            "not a readable media file (corrupt, truncated, or not audio/video); "
+            "check that it plays, or download it again"
+        )
     return f"ffmpeg failed with exit code {code}"
 
 

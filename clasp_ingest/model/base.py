@@ -22,6 +22,7 @@ __all__ = [
     "SpectrogramEncoder",
     "SpeechEncoder",
     "TextEncoder",
+    "TokenLimited",
     "check_waveforms",
     "default_threads",
     "pad_frames",
@@ -73,6 +74,19 @@ class TextEncoder(Protocol):
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32, pooled/normalised as the encoder itself does."""
+        ...
+
+
+@runtime_checkable
+class TokenLimited(Protocol):
+    """A text encoder that reads at most ``max_tokens`` tokens of a text (special tokens and
+    prefixes included), and can count them."""
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def token_count(self, text: str) -> int:
+        """The tokens the encoder would feed for ``text``, uncut."""
         ...
 
 

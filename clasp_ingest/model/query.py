@@ -9,7 +9,7 @@ torch and loads in well under a second. Its vectors equal ``load_model(...).enco
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from clasp_ingest.errors import ConfigError, ModelLoadError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.backends import build_component, factory_path
-from clasp_ingest.model.base import TextEncoder
+from clasp_ingest.model.base import TextEncoder, TokenLimited
 from clasp_ingest.model.calibration import (
     CENTERING_PREFIX,
     Centering,
@@ -27,7 +27,14 @@ from clasp_ingest.model.calibration import (
 )
 from clasp_ingest.model.config import CONFIG_FILE, FUSION_FILE, ModelConfig, Runtime
 
-__all__ = ["QueryModel", "find_model", "load_query_model", "resolve_model_config", "weights_file"]
+__all__ = [
+    "QueryModel",
+    "cut_to_tokens",
+    "find_model",
+    "load_query_model",
+    "resolve_model_config",
+    "weights_file",
+]
 
 logger = get_logger("model.query")
 
@@ -57,12 +64,35 @@ class QueryModel:
         return self.config.dim + (self.centering.extra_dims if self.centering is not None else 0)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts → (n, dim) unit float32 rows, as ``ClaspModel.encode_text`` gives them."""
+        """Texts → (n, dim) unit float32 rows, as ``ClaspModel.encode_text`` gives them.
+
+        An empty (or blank) text raises ``ValueError``. A text longer than the text encoder's
+        token limit is cut to it, with a logged warning naming the limit.
+        """
         if isinstance(texts, str):
             raise TypeError("encode_text takes a sequence of strings; wrap a single text in a list")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.embed_text_features(np.asarray(self.text.encode(list(texts)), dtype=np.float32))
+        fitted = [self._fitted(text, number) for number, text in enumerate(texts)]
+        return self.embed_text_features(np.asarray(self.text.encode(fitted), dtype=np.float32))
+
+    def _fitted(self, text: str, number: int) -> str:
+        if not text.strip():
+            raise ValueError(f"text {number} is empty; say what to look for")
+        if not isinstance(self.text, TokenLimited):
+            return text
+        limit = self.text.max_tokens
+        cut = cut_to_tokens(text, self.text.token_count, limit)
+        if cut is not text:
+            logger.warning(
+                "a query of %d characters is longer than the %d-token limit of %s's text encoder; "
+                "only its first %d characters are searched",
+                len(text),
+                limit,
+                self.model_id,
+                len(cut),
+            )
+        return cut
 
     def embed_text_features(self, vectors: np.ndarray) -> np.ndarray:
         """Text-encoder outputs → the model's query vectors: L2 norm (and calibration), float32."""
@@ -71,6 +101,23 @@ class QueryModel:
 
     def __repr__(self) -> str:
         return f"QueryModel({self.model_id!r}, dim={self.dim})"
+
+
+def cut_to_tokens(text: str, count: Callable[[str], int], limit: int) -> str:
+    """``text`` itself when ``count(text) <= limit``, else its longest prefix within ``limit``
+    (cut at a space when one is near), found by doubling then bisecting on prefix lengths
+    (``count`` never runs on much more than the answer)."""
+    good, bad = 0, min(len(text), 4 * limit)
+    while count(text[:bad]) <= limit:
+        if bad == len(text):
+            return text
+        good, bad = bad, min(len(text), 2 * bad)
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if count(text[:middle]) <= limit else (good, middle)
+    cut = text[:good]
+    space = cut.rfind(" ")
+    return cut[:space] if space > 0.9 * len(cut) else cut
 
 
 def resolve_model_config(name_or_path: str) -> tuple[ModelConfig, Path | None]:

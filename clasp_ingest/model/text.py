@@ -40,6 +40,14 @@ class SentenceTransformerText:
     def dim(self) -> int:
         return _st_dim(self.model)
 
+    @property
+    def max_tokens(self) -> int:
+        """The model's ``max_seq_length`` (sentence-transformers cuts longer texts silently)."""
+        return int(self.model.max_seq_length)
+
+    def token_count(self, text: str) -> int:
+        return len(self.model.tokenizer(text, verbose=False)["input_ids"])
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -62,6 +70,13 @@ class HFMeanTextEncoder:
     @property
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
+
+    @property
+    def max_tokens(self) -> int:
+        return self.max_length
+
+    def token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, verbose=False)["input_ids"])
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str]) -> np.ndarray:

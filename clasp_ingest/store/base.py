@@ -167,33 +167,49 @@ def page_content(title: str, source: str, start_s: float, end_s: float) -> str:
 def _json_safe(metadata: dict[str, Any]) -> dict[str, Any]:
     safe: dict[str, Any] = {}
     for key, value in metadata.items():
-        if value is None or isinstance(value, str | int | float | bool | list | dict):
+        if isinstance(value, str):
+            safe[str(key)] = _utf8_text(value)
+        elif value is None or isinstance(value, int | float | bool | list | dict):
             safe[str(key)] = value
         else:
-            safe[str(key)] = str(value)
+            safe[str(key)] = _utf8_text(str(value))
     return safe
+
+
+def _utf8_text(text: str) -> str:
+    """``text`` as valid UTF-8 for a JSON payload: lone surrogates (the undecodable bytes of
+    a non-UTF-8 file name, kept by ``surrogateescape``) become ``\\xNN`` escapes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # other lone surrogates: ``\\udNNN``
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def build_payload(ref: MediaRef, model_id: str, segment: Segment, ingested_at: str) -> dict[str, Any]:
     """langchain-qdrant layout: ``{"page_content": ..., "metadata": {...}}``."""
     extra = {k: v for k, v in _json_safe(ref.metadata).items() if k not in _RESERVED}
+    title, source = _utf8_text(ref.title), _utf8_text(ref.uri)
     meta: dict[str, Any] = {
         **extra,
         "media_id": ref.media_id,
-        "source": ref.uri,
-        "title": ref.title,
+        "source": source,
+        "title": title,
         "start_s": round(segment.start_s, 3),
         "end_s": round(segment.end_s, 3),
         "duration_s": segment.duration_s,
         "segment_index": segment.index,
-        "url": span_url(ref.uri, segment.start_s, segment.end_s),
+        "url": span_url(source, segment.start_s, segment.end_s),
         "version": ref.fingerprint,
         "model": model_id,
         "ingested_at": ingested_at,
         "state": STATE_WRITING,
     }
     return {
-        "page_content": page_content(ref.title, ref.uri, segment.start_s, segment.end_s),
+        "page_content": page_content(title, source, segment.start_s, segment.end_s),
         "metadata": meta,
     }
 

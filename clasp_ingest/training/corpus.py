@@ -477,13 +477,14 @@ def _check_tools(options: CorpusOptions) -> bool:
 
 
 def _excluded_texts(manifests: Iterable[Path]) -> set[str]:
+    from clasp_ingest.training.manifest import read_manifest
+
     texts: set[str] = set()
     for path in manifests:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            texts.update(row.text for row in read_manifest(path, check_files=False))
         except OSError as exc:
             raise ConfigError(f"cannot read --exclude manifest {str(path)!r}: {exc}") from exc
-        texts.update(json.loads(line)["text"] for line in lines if line.strip())
     return texts
 
 

@@ -9,12 +9,17 @@ One JSON object per line::
 ``language`` (optional) is a free-form language tag. ``split`` (optional) is one of
 ``train``, ``val``, ``test``. Blank lines and lines starting with ``#`` are skipped.
 Every bad row raises :class:`~clasp_ingest.errors.ConfigError` naming the file and line.
+
+Rows are bounded: a line of more than :data:`MAX_LINE_BYTES` (1 MiB) is refused after
+reading at most that much of it (a manifest is read line by line, never whole), and so is a
+``text`` of more than :data:`MAX_TEXT_CHARS` characters (a clip's transcript or caption is
+far shorter; the text encoders read 512 tokens at most).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +28,24 @@ import numpy as np
 
 from clasp_ingest.errors import ConfigError
 
-__all__ = ["SPLITS", "ManifestRow", "read_manifest", "select_split", "split_train_val"]
+__all__ = [
+    "MAX_LINE_BYTES",
+    "MAX_TEXT_CHARS",
+    "SPLITS",
+    "ManifestRow",
+    "manifest_lines",
+    "read_manifest",
+    "select_split",
+    "split_train_val",
+]
 
 #: The split names a manifest row may carry.
 SPLITS = ("train", "val", "test")
 _KEYS = frozenset({"audio", "text", "language", "split"})
+#: The longest manifest line read (bytes, newline included).
+MAX_LINE_BYTES = 1024 * 1024
+#: The longest ``text`` of a row (characters).
+MAX_TEXT_CHARS = 10_000
 
 
 @dataclass(frozen=True)
@@ -52,14 +70,40 @@ def read_manifest(path: Path | str, *, check_files: bool = True) -> list[Manifes
     manifest = Path(path)
     if not manifest.is_file():
         raise ConfigError(f"manifest {str(manifest)!r} does not exist; pass a JSONL file")
-    rows: list[ManifestRow] = []
-    with manifest.open(encoding="utf-8") as fh:
-        for number, raw in enumerate(fh, start=1):
-            if raw.strip() and not raw.lstrip().startswith("#"):
-                rows.append(_parse_line(raw, number, manifest, check_files))
+    rows = [
+        _parse_line(raw, number, manifest, check_files)
+        for number, raw in manifest_lines(manifest)
+        if not raw.lstrip().startswith("#")
+    ]
     if not rows:
         raise ConfigError(f"manifest {str(manifest)!r} has no rows; add one JSON object per line")
     return rows
+
+
+def manifest_lines(path: Path | str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each non-blank line of a JSONL file, read line by line.
+
+    A line longer than ``max_line_bytes`` raises :class:`ConfigError` naming ``file:line``
+    and the limit, after reading at most ``max_line_bytes + 1`` bytes of it; so does a line
+    that is not UTF-8.
+    """
+    with Path(path).open("rb") as fh:
+        number = 0
+        while raw := fh.readline(max_line_bytes + 1):
+            number += 1
+            if len(raw) > max_line_bytes:
+                raise ConfigError(
+                    f"{path}:{number}: line longer than {max_line_bytes} bytes (the limit of a "
+                    "manifest row); shorten its text or split the row"
+                )
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConfigError(
+                    f"{path}:{number}: not UTF-8 ({exc.reason}); save the file as UTF-8"
+                ) from None
+            if text.strip():
+                yield number, text
 
 
 def _parse_line(raw: str, number: int, manifest: Path, check_files: bool) -> ManifestRow:
@@ -93,6 +137,11 @@ def _check_keys(obj: dict[str, Any], where: str) -> None:
     for key in ("audio", "text"):
         if not isinstance(obj.get(key), str) or not obj[key]:
             raise ConfigError(f"{where}: field {key!r} must be a non-empty string")
+    if len(obj["text"]) > MAX_TEXT_CHARS:
+        raise ConfigError(
+            f"{where}: 'text' has {len(obj['text'])} characters, more than the limit of {MAX_TEXT_CHARS}; "
+            "give the clip's own transcript or caption"
+        )
     for key in ("language", "split"):
         if key in obj and obj[key] is not None and not isinstance(obj[key], str):
             raise ConfigError(f"{where}: field {key!r} must be a string when present")

@@ -26,6 +26,7 @@ SUMMARY_KEYS = {
     "media_ok",
     "media_skipped",
     "media_failed",
+    "media_warnings",
     "segments",
     "audio_s",
     "wall_s",

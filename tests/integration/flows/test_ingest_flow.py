@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from clasp_ingest.flows.ingest import PROGRESS_KEY, SUMMARY_KEY
 from clasp_ingest.pipeline import PipelineOptions
 from clasp_ingest.store import SearchFilter, open_store
 from clasp_ingest.types import MediaRef
+from tests.fixtures_audio import convert, truncate
 from tests.integration.connectors.conftest import HttpSite
 from tests.integration.connectors.helpers import Episode, rss
 from tests.unit.pipeline.speech import SENTENCES, FlakyConnector, corrupt, speak
@@ -155,3 +157,18 @@ def test_media_task_retries_transient_not_permanent(folder: Path, tmp_path: Path
 def test_unlistable_source_is_reported(tmp_path: Path) -> None:
     summary = ingest_source([str(tmp_path / "nowhere")], qdrant_path=str(tmp_path / "q"), **ARGS)
     assert summary.media_ok == 0 and "nowhere" in summary.media_failed[0]["uri"]
+
+
+def test_a_truncated_file_is_ingested_with_a_warning_in_the_summary_artifact(
+    folder: Path, tmp_path: Path
+) -> None:
+    mp3 = convert(folder / "one.wav", tmp_path / "one.mp3", "-b:a", "32k")
+    truncate(mp3, folder / "cut.mp3", 0.4)
+    summary = ingest_source(str(folder), qdrant_path=str(tmp_path / "q"), **ARGS)
+    assert summary.media_ok == 4 and summary.media_failed == []
+    assert [Path(w["uri"]).name for w in summary.media_warnings] == ["cut.mp3"]
+    assert summary.to_dict()["media_warnings"] == summary.media_warnings
+    table = _artifact(SUMMARY_KEY)
+    assert table is not None and "1 warnings" in (table.description or "")
+    rows = {Path(row["uri"]).name: row for row in json.loads(table.data)}
+    assert rows["cut.mp3"]["warning"].startswith("ends early") and rows["one.wav"]["warning"] == ""

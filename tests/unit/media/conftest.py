@@ -63,6 +63,8 @@ def bad_inputs(media_dir: Path, short_track: SpokenTrack) -> dict[str, Path]:
     empty.write_bytes(b"")
     text = media_dir / "notes.mp3"
     text.write_text("These are meeting notes, not audio.\n" * 20)
+    random = media_dir / "random.mp3"
+    random.write_bytes(np.random.default_rng(7).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     mp3 = convert(short_track.path, media_dir / "whole.mp3")
     truncated = media_dir / "truncated.mp3"
     truncated.write_bytes(mp3.read_bytes()[:300])
@@ -71,6 +73,7 @@ def bad_inputs(media_dir: Path, short_track: SpokenTrack) -> dict[str, Path]:
     return {
         "empty": empty,
         "text": text,
+        "random": random,
         "truncated": truncated,
         "no_audio": silent_video,
         "missing": media_dir / "does_not_exist.wav",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -11,9 +12,29 @@ from typer.testing import CliRunner
 from clasp_ingest.cli import app
 from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.media import DecodeOptions, decode_audio, find_ffmpeg, stream_audio
-from tests.fixtures_audio import SR, SpokenTrack, convert, read_wav, tone, write_wav
+from clasp_ingest.media.decode import describe_damage
+from tests.fixtures_audio import (
+    SR,
+    SpokenTrack,
+    convert,
+    corrupt_middle,
+    read_wav,
+    surround_96k,
+    tone,
+    truncate,
+    write_wav,
+)
 
-BAD = ["empty", "text", "truncated", "no_audio", "missing"]
+BAD = ["empty", "text", "random", "truncated", "no_audio", "missing"]
+#: What each bad input's error says the trouble is, and the fix.
+BAD_REASONS = {
+    "empty": "empty (0 bytes); download or export it again",
+    "text": "not a readable media file",
+    "random": "check that it plays, or download it again",
+    "truncated": "cannot decode",
+    "no_audio": "no audio stream (video only?); give a file with an audio track",
+    "missing": "no such file; check the path",
+}
 
 
 def _children() -> set[int]:
@@ -69,9 +90,61 @@ def test_blocks_are_streamed_and_match_whole_decode(short_track: SpokenTrack) ->
 def test_formats_decode_to_the_same_length(
     variants: dict[str, Path], short_track: SpokenTrack, kind: str
 ) -> None:
-    audio = decode_audio(variants[kind])
+    warnings: list[str] = []
+    audio = decode_audio(variants[kind], on_warning=warnings.append)
     assert abs(audio.size / SR - short_track.duration_s) < 0.15
     assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.0
+    assert warnings == []  # a whole file is not "damaged" (a video's extra 0.5 s of pictures included)
+
+
+def test_eight_channel_96k_is_downmixed_to_16k_mono(short_track: SpokenTrack, tmp_path: Path) -> None:
+    surround = surround_96k(short_track.path, tmp_path / "surround.wav")
+    warnings: list[str] = []
+    audio = decode_audio(surround, on_warning=warnings.append)
+    assert abs(audio.size / SR - short_track.duration_s) < 0.05 and warnings == []
+    reference = read_wav(short_track.path)[: audio.size]
+    assert np.corrcoef(audio[: reference.size], reference)[0, 1] > 0.9  # the same speech, downmixed
+
+
+def test_truncated_mp3_decodes_as_far_as_it_goes_with_a_warning(
+    short_track: SpokenTrack, tmp_path: Path
+) -> None:
+    mp3 = convert(short_track.path, tmp_path / "whole.mp3", "-b:a", "32k")
+    cut = truncate(mp3, tmp_path / "cut.mp3", 0.4)
+    warnings: list[str] = []
+    audio = decode_audio(cut, DecodeOptions(strict=False), on_warning=warnings.append)
+    assert 0.3 < audio.size / SR / short_track.duration_s < 0.5  # what was there, decoded
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "ends early: the stream is truncated or corrupt after"
+    )
+    times = re.search(r"after 00:00:(\d\d\.\d) of the 00:00:(\d\d\.\d) it declares", warnings[0])
+    assert times is not None and warnings[0].endswith("; decoded what was readable")
+    assert float(times[1]) == pytest.approx(audio.size / SR, abs=0.06)
+    assert float(times[2]) == pytest.approx(short_track.duration_s, abs=0.2)
+    with pytest.raises(MediaDecodeError, match="ends early") as info:
+        decode_audio(cut)  # strict (the library's default)
+    assert cut.name in str(info.value)
+
+
+def test_mid_file_corruption_is_kept_with_a_warning(short_track: SpokenTrack, tmp_path: Path) -> None:
+    mp3 = convert(short_track.path, tmp_path / "whole.mp3", "-b:a", "32k")
+    damaged = corrupt_middle(mp3, tmp_path / "damaged.mp3")
+    warnings: list[str] = []
+    audio = decode_audio(damaged, DecodeOptions(strict=False), on_warning=warnings.append)
+    assert audio.size / SR > short_track.duration_s - 3.0
+    assert len(warnings) == 1 and "ffmpeg: " in warnings[0] and "problem(s), first: " in warnings[0]
+
+
+def test_describe_damage() -> None:
+    assert describe_damage(9.14, 9.14, 0) is None
+    assert describe_damage(9.0, 9.6, 0) is None  # within the tolerance (1 s or 1 %)
+    assert describe_damage(3.6, 9.14, 0) == (
+        "ends early: the stream is truncated or corrupt after 00:00:03.6 of the 00:00:09.1 it declares"
+    )
+    assert describe_damage(3725.0, None, 2, ["Header missing"]) == (
+        "corrupt data: the audio may have gaps (01:02:05.0 decoded) "
+        "(ffmpeg: 2 problem(s), first: 'Header missing')"
+    )
 
 
 def test_audio_offset_in_a_video_is_kept(short_track: SpokenTrack, tmp_path: Path) -> None:
@@ -92,8 +165,8 @@ def test_bad_input_raises_naming_the_file(bad_inputs: dict[str, Path], kind: str
     started = time.monotonic()
     with pytest.raises(MediaDecodeError) as info:
         decode_audio(path)
-    assert path.name in str(info.value)
-    assert info.value.source == str(path)
+    assert path.name in str(info.value) and BAD_REASONS[kind] in str(info.value)
+    assert info.value.source == str(path) and "\n" not in str(info.value)
     assert time.monotonic() - started < 10
 
 
@@ -145,7 +218,7 @@ def test_strict_mode_rejects_decoder_errors_and_lenient_mode_accepts(
     damaged = tmp_path / "damaged.mp3"
     middle = len(mp3) // 2
     damaged.write_bytes(mp3[:middle] + bytes(range(256)) * 8 + mp3[middle:])
-    with pytest.raises(MediaDecodeError, match="decoding errors"):
+    with pytest.raises(MediaDecodeError, match="corrupt data"):
         decode_audio(damaged)
     audio = decode_audio(damaged, DecodeOptions(strict=False))
     assert audio.size / SR > short_track.duration_s - 1.0

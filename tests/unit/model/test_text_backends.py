@@ -49,3 +49,19 @@ def test_sentence_transformers_offline_missing(monkeypatch: pytest.MonkeyPatch, 
         build_sentence_transformer(
             ComponentSpec("sentence-transformers", "sentence-transformers/LaBSE", 768), Runtime()
         )
+
+
+def test_sentence_transformers_token_limit_is_the_models_own(st_dir: Path) -> None:
+    from clasp_ingest.model.base import TokenLimited
+    from clasp_ingest.model.query import cut_to_tokens
+
+    enc = build_sentence_transformer(
+        ComponentSpec("sentence-transformers", "tiny-st", 24), Runtime(model_dir=st_dir)
+    )
+    assert isinstance(enc, TokenLimited) and 0 < enc.max_tokens <= 64
+    long = "a longer sentence here " * 200
+    cut = cut_to_tokens(long, enc.token_count, enc.max_tokens)
+    assert enc.token_count(cut) <= enc.max_tokens < enc.token_count(long) and long.startswith(cut)
+    # sentence-transformers reads no further than that limit: the longest prefix within it embeds the same
+    within = max(n for n in range(len(cut), len(cut) + 40) if enc.token_count(long[:n]) <= enc.max_tokens)
+    np.testing.assert_allclose(enc.encode([long])[0], enc.encode([long[:within]])[0], atol=1e-4)

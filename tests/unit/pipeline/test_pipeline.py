@@ -73,7 +73,15 @@ def test_folder_end_to_end(folder: Path, tiny_model: AudioTextEncoder, store: Qd
     hits = store.search(tiny_model.encode_text(["a fox"])[0], k=3)
     assert len(hits) == 3 and all(h.end_s > h.start_s for h in hits)
     json = summary.to_dict()
-    assert set(json) == {"media_ok", "media_skipped", "media_failed", "segments", "audio_s", "wall_s"}
+    assert set(json) == {
+        "media_ok",
+        "media_skipped",
+        "media_failed",
+        "media_warnings",
+        "segments",
+        "audio_s",
+        "wall_s",
+    }
 
 
 def test_rerun_is_a_noop_and_changed_file_is_replaced(

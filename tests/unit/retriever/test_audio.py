@@ -102,3 +102,13 @@ def test_clip_errors_name_the_source_and_leave_no_file(stereo_steps: Path, tmp_p
     with pytest.raises(ConfigError, match="context_s"):
         ClipOptions(context_s=-1.0)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("out", ".out"))) == []
+
+
+def test_a_clip_of_a_file_whose_name_is_not_utf8(stereo_steps: Path, tmp_path: Path) -> None:
+    import os
+
+    latin1 = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.wav"))
+    shutil.copy(stereo_steps, latin1)
+    assert "%E9" in latin1.as_uri()  # the URI stored with its points
+    clip = span_clip(_hit(latin1, 1.1, 1.9), ClipOptions(context_s=0.0, mono=True))
+    assert abs(len(clip) / 1000 - 0.8) < 0.05  # pydub lengths are in ms

@@ -197,3 +197,12 @@ def test_qdrant_filters_in_the_retriever(store: QdrantStore, model: AudioTextEnc
     late = retriever.invoke(SENTENCES[4], filter=as_json, group_by_media=1)
     assert (late[0].metadata["source"], late[0].metadata["start_s"]) == (LECTURE, 12.0)
     assert all(d.metadata["start_s"] >= 12 for d in late) and len(late) == 2
+
+
+@pytest.mark.parametrize("query", ["", "   \n"])
+def test_an_empty_query_is_refused(store: QdrantStore, model: AudioTextEncoder, query: str) -> None:
+    retriever = ClaspRetriever(store=store, model=model, k=3)
+    with pytest.raises(ValueError, match="the query is empty"):
+        retriever.invoke(query)
+    with pytest.raises(ValueError, match="the query is empty"):
+        asyncio.run(retriever.ainvoke(query))

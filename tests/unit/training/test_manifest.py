@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 
 from clasp_ingest.errors import ConfigError
-from clasp_ingest.training.manifest import ManifestRow, read_manifest, select_split, split_train_val
+from clasp_ingest.training.manifest import (
+    MAX_LINE_BYTES,
+    MAX_TEXT_CHARS,
+    ManifestRow,
+    manifest_lines,
+    read_manifest,
+    select_split,
+    split_train_val,
+)
 
 
 def _write(path: Path, lines: list[str]) -> Path:
@@ -89,3 +97,51 @@ def test_split_train_val_uses_val_rows_or_holds_out_seeded() -> None:
     assert first != split_train_val(unsplit, val_fraction=0.2, seed=4)
     with pytest.raises(ConfigError, match="at least 2"):
         split_train_val(_rows([None, None, None]), val_fraction=0.5, seed=0)
+
+
+_PEAK = """
+import resource, sys
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.training.manifest import read_manifest
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    read_manifest(sys.argv[1], check_files=False)
+except ConfigError as exc:
+    print(exc)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_a_50_mb_row_is_refused_naming_file_and_line_in_flat_memory(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    manifest = tmp_path / "huge.jsonl"
+    with manifest.open("w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"audio": "a.wav", "text": "fine"}) + "\n")
+        fh.write(json.dumps({"audio": "a.wav", "text": "word " * 10_000_000}) + "\n")  # 50 MB
+    run = subprocess.run(
+        [sys.executable, "-c", _PEAK, str(manifest)], capture_output=True, text=True, check=True
+    )
+    message, grown_mib = run.stdout.strip().splitlines()
+    assert message.startswith(f"{manifest}:2: line longer than {MAX_LINE_BYTES} bytes")
+    assert int(grown_mib) < 16  # the reader holds at most one bounded line (was ~180 MiB)
+
+
+def test_row_limits(tmp_path: Path) -> None:
+    long_text = _write(
+        tmp_path / "t.jsonl", [json.dumps({"audio": "a.wav", "text": "x" * (MAX_TEXT_CHARS + 1)})]
+    )
+    with pytest.raises(ConfigError, match=rf"t.jsonl:1: 'text' has {MAX_TEXT_CHARS + 1} characters"):
+        read_manifest(long_text, check_files=False)
+    at_limit = _write(tmp_path / "ok.jsonl", [json.dumps({"audio": "a.wav", "text": "x" * MAX_TEXT_CHARS})])
+    assert len(read_manifest(at_limit, check_files=False)[0].text) == MAX_TEXT_CHARS
+    latin1 = tmp_path / "l.jsonl"
+    latin1.write_bytes(b'{"audio": "a.wav", "text": "ok"}\n{"audio": "a.wav", "text": "caf\xe9"}\n')
+    with pytest.raises(ConfigError, match=r"l.jsonl:2: not UTF-8"):
+        read_manifest(latin1, check_files=False)
+    assert list(manifest_lines(at_limit, max_line_bytes=MAX_TEXT_CHARS + 40)) == [
+        (1, at_limit.read_text(encoding="utf-8"))
+    ]
+    with pytest.raises(ConfigError, match=r"ok.jsonl:1: line longer than 100 bytes"):
+        list(manifest_lines(at_limit, max_line_bytes=100))
