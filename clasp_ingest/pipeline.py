@@ -401,9 +401,15 @@ def _speech_of(
     decode = options.decode or DecodeOptions(strict=False)
 
     def counted() -> Iterator[np.ndarray]:
-        for block in stream_audio(local, decode, on_warning=warnings.append):
-            samples[0] += len(block)
-            yield block
+        try:
+            for block in stream_audio(local, decode, on_warning=warnings.append):
+                samples[0] += len(block)
+                yield block
+        except MediaDecodeError as exc:
+            if exc.source == local and not ref.uri.startswith("file:"):
+                # a download's temporary file: name what the user knows, the URL
+                raise MediaDecodeError(ref.uri, exc.reason, exc.stderr_tail) from None
+            raise
 
     yield from segment_blocks(counted(), media_id=ref.media_id, options=options.segmenter)
 
