@@ -9,6 +9,7 @@ the same corpus comes out on every machine. Nothing is downloaded.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from clasp_ingest.media.decode import find_ffmpeg
 
-__all__ = ["SAMPLES", "Corpus", "build_corpus", "ffmpeg"]
+__all__ = ["SAMPLES", "Corpus", "build_corpus", "ffmpeg", "huge_manifest"]
 
 SAMPLES = Path(__file__).resolve().parents[2] / "clasp_ingest" / "data" / "samples"
 EN, DE, ES = SAMPLES / "demo_en.opus", SAMPLES / "demo_de.opus", SAMPLES / "demo_es.opus"
@@ -151,3 +152,13 @@ def _changed_pair(folder: Path) -> tuple[Path, Path]:
     ffmpeg("-i", old, "-i", ES, "-filter_complex", "[1:a]aresample=16000,aformat=channel_layouts=mono[b];"
            "[0:a][b]concat=n=2:v=0:a=1", "-ac", "1", "-ar", "16000", new)  # fmt: skip
     return old, new
+
+
+def huge_manifest(path: Path, audio: Path, text: str) -> Path:
+    """A training manifest (JSONL) whose line 2 holds a 50 MB text."""
+    rows = [
+        {"audio": str(audio), "text": text, "split": "test"},
+        {"audio": str(audio), "text": "word " * 10_000_000, "split": "test"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path

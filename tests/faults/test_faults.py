@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,7 @@ import pytest
 
 from tests.faults.cli import Cli, Run, StoredPoint, kill_at, payloads, points, store_bytes
 from tests.faults.conftest import MixedRuns
-from tests.faults.corpus import Corpus
+from tests.faults.corpus import Corpus, huge_manifest
 from tests.faults.servers import Site, closed_port
 
 TINY = ("--model", "tiny-random", "--device", "cpu", "--batch-size", "2")
@@ -260,6 +261,17 @@ def test_a_100k_character_query_is_cut_with_a_warning(mixed: MixedRuns, cli: Cli
     warnings = run.lines("warning:")
     assert len(warnings) == 1, run.stderr[-2000:]
     assert not run.lines("error:")
+
+
+def test_a_manifest_row_of_50_mb_is_refused_naming_file_and_line(
+    corpus: Corpus, cli: Cli, tmp_path: Path
+) -> None:
+    manifest = huge_manifest(tmp_path / "manifest.jsonl", corpus.good["good"], QUERY)
+    run = cli.run("eval", str(manifest), "--model", "tiny-random", "--device", "cpu", "--json", "-q",
+                  timeout_s=30)  # fmt: skip
+    line = one_error_line(run)  # exit -9: still reading the row after 30 s
+    assert manifest.name in line and re.search(r"(:|line )2\b", line), line
+    assert run.peak_rss_mb < 1500, run.peak_rss_mb
 
 
 # --------------------------------------------------------------------------- a long file
