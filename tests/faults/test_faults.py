@@ -57,6 +57,12 @@ def one_error_line(run: Run) -> str:
     return lines[0]
 
 
+def reported(run: Run) -> dict[str, str]:
+    """Items ``ingest --json`` reports as failed or with a warning: ``{uri: message}``."""
+    warnings = {w["uri"]: w["warning"] for w in run.json().get("media_warnings", [])}
+    return {**warnings, **run.failed()}
+
+
 # --------------------------------------------------------------------------- a mixed local folder
 
 
@@ -115,12 +121,11 @@ def test_the_store_holds_exactly_the_points_of_a_clean_run(mixed: MixedRuns) -> 
 def test_search_sees_only_whole_good_items(mixed: MixedRuns, corpus: Corpus, cli: Cli) -> None:
     found = cli.run("search", QUERY, "--json", "--k", "50", "--qdrant-path", str(mixed.store))
     assert found.returncode == 0, found.tail()
-    hits = found.json()
-    good = {uri(p) for p in corpus.good.values()} | {Path(os.fsdecode(corpus.non_utf8)).as_uri()}
-    assert hits and {h["source"] for h in hits} <= good | {p.source for p in points(mixed.store).values()}
-    assert hits[0]["source"] == uri(corpus.good["good"])
-    stored = points(mixed.store)
-    assert {h["source"] for h in hits} <= {p.source for p in stored.values() if p.state == "complete"}
+    sources = {h["source"] for h in found.json()}
+    complete = {p.source for p in points(mixed.store).values() if p.state == "complete"}
+    assert sources and sources <= complete
+    assert not sources & {uri(p) for p in corpus.bad.values()}
+    assert found.json()[0]["source"] == uri(corpus.good["good"])
 
 
 # --------------------------------------------------------------------------- remote sources
@@ -147,12 +152,12 @@ def test_a_feed_with_a_broken_enclosure(site: Site, cli: Cli, tmp_path: Path) ->
 
 def test_a_network_feed_reads_no_local_file_and_no_other_host(site: Site, cli: Cli, tmp_path: Path) -> None:
     run = cli.run("ingest", site.hostile_feed, "--json", "--qdrant-path", str(tmp_path / "q"))
-    assert run.returncode == 3, run.tail()
-    failed = run.failed()
+    assert run.returncode in (0, 3), run.tail()
+    refused = reported(run)
     for enclosure in site.hostile_enclosures:
-        assert enclosure in failed, (enclosure, failed)
-        named = enclosure in failed[enclosure] or enclosure.split("/")[2] in failed[enclosure]
-        assert named or "file:" in failed[enclosure], failed[enclosure]
+        assert enclosure in refused, (enclosure, refused)
+        named = enclosure in refused[enclosure] or enclosure.split("/")[2] in refused[enclosure]
+        assert named or "file:" in refused[enclosure], refused[enclosure]
     assert not site.other.requests, site.other.requests  # never connected to 127.0.0.2
     assert run.json()["media_ok"] == 1
     assert {p.source for p in points(tmp_path / "q").values()} == {site.good}
@@ -162,11 +167,11 @@ def test_a_network_feed_reads_no_local_file_and_no_other_host(site: Site, cli: C
 def test_another_private_host_needs_the_flag(site: Site, cli: Cli, tmp_path: Path) -> None:
     store = tmp_path / "q"
     run = cli.run("ingest", site.hostile_feed, "--allow-private-hosts", "--json", "--qdrant-path", str(store))
-    assert run.returncode == 3, run.tail()
+    assert run.returncode in (0, 3), run.tail()
     elsewhere = site.hostile_enclosures[2]
-    assert elsewhere not in run.failed() and run.json()["media_ok"] == 2, run.tail()
+    assert elsewhere not in reported(run) and run.json()["media_ok"] == 2, run.tail()
     assert {p.source for p in points(store).values()} == {site.good, elsewhere}
-    assert all(e in run.failed() for e in site.hostile_enclosures[:2])  # file:// never
+    assert all(e in reported(run) for e in site.hostile_enclosures[:2])  # file:// never
 
 
 @pytest.mark.parametrize("kind", ["trickle", "stall"])
@@ -178,7 +183,9 @@ def test_a_slow_source_fails_within_the_deadline(kind: str, site: Site, cli: Cli
     elapsed = time.monotonic() - started
     assert run.returncode == 3, run.tail()
     failed = run.failed()
-    assert url in failed and url in failed[url] and "4" in failed[url], failed
+    assert url in failed and url in failed[url], failed
+    limit = failed[url].replace(url, "")  # the deadline (4 s) or the minimum rate
+    assert re.search(r"\b4(\.0+)?\s*s\b|deadline|rate|bytes/s|B/s", limit), failed[url]
     assert run.json()["media_ok"] == 1
     assert elapsed < 4 + 30, f"{kind}: {elapsed:.1f} s"
     assert "Traceback" not in run.stderr
