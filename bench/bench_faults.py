@@ -106,8 +106,8 @@ class _Bench:
 
 
 def _outcome(run: Run) -> str:
-    if run.returncode == -9:
-        return f"killed after {run.wall_s:.0f} s"
+    if run.killed:
+        return f"killed after {run.wall_s:.0f} s: {run.killed}"
     try:
         data = run.json()
     except ValueError:
@@ -128,10 +128,16 @@ def _message(run: Run, width: int = 120) -> str:
     if isinstance(data, dict):
         items = [f["error"] for f in data.get("media_failed", [])]
         text = "; ".join(items + [w["warning"] for w in data.get("media_warnings", [])])
-    lines = run.lines("error:") + run.lines("warning:") + run.lines("Error:")
+    lines = run.lines("error:") + run.lines("warning:")
     text = text or (lines[0] if lines else "")
-    text = text or next((line.strip() for line in run.stderr.splitlines() if line.strip()), "")
+    text = text or next((line for line in map(_unboxed, run.stderr.splitlines()) if line), "")
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _unboxed(line: str) -> str:
+    """A stderr line without click's usage-error box and hints ("" for those)."""
+    text = line.strip(" │╭╮╰╯─")
+    return "" if text.startswith(("Usage:", "Try ", "Error")) else text
 
 
 def _noted(row: Row, note: str) -> Row:
@@ -188,7 +194,7 @@ def _store_rows(bench: _Bench, good: Path) -> Iterator[Row]:
 
 def _manifest(bench: _Bench, corpus: Corpus, work: Path) -> Row:
     manifest = huge_manifest(work / "manifest.jsonl", corpus.good["good"], "a train to the mountains")
-    run = bench.cli.run("eval", str(manifest), *TINY[:4], "--json", "-q", timeout_s=60)
+    run = bench.cli.run("eval", str(manifest), *TINY[:4], "--json", "-q", timeout_s=60, max_rss_mb=3000)
     row = Row("training manifest, 50 MB text on line 2", _outcome(run), _message(run), "–")
     return _noted(row, f"peak RSS {run.peak_rss_mb:.0f} MB")
 

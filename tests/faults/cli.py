@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ class Run:
     stderr: str
     wall_s: float
     peak_rss_mb: float
+    killed: str = ""  # why the runner killed it ("" when it ended by itself)
 
     def json(self) -> Any:
         return json.loads(self.stdout)
@@ -47,7 +49,8 @@ class Run:
         return {f["uri"]: f["error"] for f in self.json()["media_failed"]}
 
     def tail(self) -> str:
-        return f"exit {self.returncode}\nstdout: {self.stdout[-1500:]}\nstderr: {self.stderr[-3000:]}"
+        killed = f" (killed: {self.killed})" if self.killed else ""
+        return f"exit {self.returncode}{killed}\nstdout: {self.stdout[-1500:]}\nstderr: {self.stderr[-3000:]}"
 
 
 @dataclass
@@ -80,27 +83,68 @@ class Cli:
             text=True, start_new_session=True, **popen,
         )  # fmt: skip
 
-    def run(self, *args: str | bytes, timeout_s: float = 300) -> Run:
-        """Run a command to the end (killed after ``timeout_s``); measures its wall time and peak RSS."""
+    def run(self, *args: str | bytes, timeout_s: float = 300, max_rss_mb: float = 4000) -> Run:
+        """Run a command to the end; measures its wall time and peak RSS.
+
+        The command is killed after ``timeout_s``, or as soon as its resident memory passes
+        ``max_rss_mb`` (a runaway must not take the machine down with it).
+        """
         self.home.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             started = time.monotonic()
             process = subprocess.Popen(
                 self.command(*args), env=self.env, cwd=ROOT, stdout=out, stderr=err, start_new_session=True
             )
-            timer = threading.Timer(timeout_s, os.killpg, (process.pid, signal.SIGKILL))
-            timer.start()
+            watchdog = _Watchdog(process.pid, timeout_s, max_rss_mb)
             try:
                 _, status, usage = os.wait4(process.pid, 0)
             finally:
-                timer.cancel()
+                watchdog.stop()
             process.returncode = os.waitstatus_to_exitcode(status)
             wall = time.monotonic() - started
             out.seek(0)
             err.seek(0)
             shown = tuple(a if isinstance(a, str) else os.fsdecode(a) for a in args)
             return Run(shown, process.returncode, _text(out.read()), _text(err.read()), wall,
-                       usage.ru_maxrss / 1024)  # fmt: skip
+                       usage.ru_maxrss / 1024, watchdog.reason)  # fmt: skip
+
+
+class _Watchdog:
+    """Kills a process group after ``timeout_s`` or when the leader's RSS passes ``max_rss_mb``."""
+
+    def __init__(self, pid: int, timeout_s: float, max_rss_mb: float) -> None:
+        self.reason = ""
+        self._pid, self._max_rss_mb = pid, max_rss_mb
+        self._deadline = time.monotonic() + timeout_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="fault-watchdog", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.1):
+            rss = _rss_mb(self._pid)
+            if time.monotonic() > self._deadline:
+                self.reason = "timed out"
+            elif rss > self._max_rss_mb:
+                self.reason = f"resident memory over {self._max_rss_mb:.0f} MB"
+            if self.reason:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._pid, signal.SIGKILL)
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _rss_mb(pid: int) -> float:
+    """Current resident memory of ``pid`` (0 when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return 0.0
+    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "VmRSS: 0 kB")
+    return int(line.split()[1]) / 1024
 
 
 def _text(data: bytes) -> str:

@@ -265,7 +265,7 @@ def test_an_empty_query_is_refused(mixed: MixedRuns, cli: Cli) -> None:
 def test_a_100k_character_query_is_cut_with_a_warning(mixed: MixedRuns, cli: Cli) -> None:
     query = ("train station mountains " * 5000)[:100_000]
     run = cli.run("search", query, "--json", "--qdrant-path", str(mixed.clean), timeout_s=30)
-    assert run.returncode == 0, run.tail()  # -9: still embedding the whole query after 30 s
+    assert run.returncode == 0, run.tail()
     assert len(run.json()) == 5
     warnings = run.lines("warning:")
     assert len(warnings) == 1, run.stderr[-2000:]
@@ -277,10 +277,9 @@ def test_a_manifest_row_of_50_mb_is_refused_naming_file_and_line(
 ) -> None:
     manifest = huge_manifest(tmp_path / "manifest.jsonl", corpus.good["good"], QUERY)
     run = cli.run("eval", str(manifest), "--model", "tiny-random", "--device", "cpu", "--json", "-q",
-                  timeout_s=30)  # fmt: skip
-    line = one_error_line(run)  # exit -9: still reading the row after 30 s
+                  timeout_s=30, max_rss_mb=1500)  # fmt: skip
+    line = one_error_line(run)
     assert manifest.name in line and re.search(r"(:|line )2\b", line), line
-    assert run.peak_rss_mb < 1500, run.peak_rss_mb
 
 
 # --------------------------------------------------------------------------- a long file
