@@ -10,7 +10,7 @@ store that first receives a good file, and prints a Markdown table:
 ``outcome`` is the exit status (for ``ingest --json`` with its counts) and the command's wall
 time; ``message`` the item's error or warning, else the first ``error:``/``warning:`` line;
 points are the store's count before → after the command (kill rows: before → after the kill
-→ after the re-run). A 2-core machine takes about 6 minutes.
+→ after the re-run). On a shared 2-core machine it takes 5 to 8 minutes.
 
     .venv/bin/python bench/bench_faults.py [--keep DIR]
 """
