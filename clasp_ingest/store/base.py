@@ -372,6 +372,10 @@ class QdrantStore(abc.ABC):
         skipped."""
 
     @abc.abstractmethod
+    def _retrieve(self, point_ids: Sequence[str]) -> list[StoredPoint]:
+        """The points with these ids that exist (payloads, no vectors), in any order."""
+
+    @abc.abstractmethod
     def _create_text_index(self, key: str) -> None:
         """Create a full-text payload index on ``key`` (idempotent)."""
 
@@ -711,6 +715,14 @@ class QdrantStore(abc.ABC):
             yield from points
             if offset is None:
                 return
+
+    def points(self, point_ids: Sequence[str]) -> list[StoredPoint]:
+        """The stored points with these ids (any state; missing ids are left out), in the given order."""
+        if not point_ids or self.identity is None:
+            return []
+        ids = list(point_ids)
+        found = {p.id: p for p in self._retry(lambda: self._retrieve(ids), "reading points")}
+        return [found[pid] for pid in point_ids if pid in found]
 
     def segments(self, media_id: str, first_index: int, last_index: int) -> list[SpanHit]:
         """Complete spans of ``media_id`` with ``first_index <= segment_index <= last_index``."""

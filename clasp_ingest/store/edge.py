@@ -221,6 +221,10 @@ class EdgeStore(QdrantStore):
         op = qe.UpdateOperation.set_payload_by_filter(has_ids, values, key=key)
         self._require_shard().update(op)
 
+    def _retrieve(self, point_ids: Sequence[str]) -> list[StoredPoint]:
+        records = self._require_shard().retrieve([uuid.UUID(pid) for pid in point_ids], True, False)
+        return [StoredPoint(str(r.id), dict(r.payload or {})) for r in records]
+
     def _create_text_index(self, key: str) -> None:
         qe = _edge()
         params = qe.TextIndexParams(tokenizer=qe.TokenizerType.Multilingual, lowercase=True)

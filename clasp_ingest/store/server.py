@@ -201,6 +201,11 @@ class ServerStore(QdrantStore):
         has_ids = m.Filter(must=[m.HasIdCondition(has_id=list(point_ids))])
         self.client.set_payload(self.collection, values, has_ids, key=key, wait=True)
 
+    def _retrieve(self, point_ids: Sequence[str]) -> list[StoredPoint]:
+        ids = list(point_ids)
+        records = self.client.retrieve(self.collection, ids, with_payload=True, with_vectors=False)
+        return [StoredPoint(str(r.id), dict(r.payload or {})) for r in records]
+
     def _create_text_index(self, key: str) -> None:
         m = _models()
         params = m.TextIndexParams(
