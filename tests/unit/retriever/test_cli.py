@@ -11,7 +11,10 @@ from typer.testing import CliRunner
 from clasp_ingest.cli import app
 from clasp_ingest.model.base import AudioTextEncoder
 from clasp_ingest.store import open_store
-from tests.unit.retriever.conftest import SENTENCES, fill
+from clasp_ingest.types import MediaRef, Segment
+from tests.unit.retriever.conftest import SENTENCES, SPOKEN, fill, fill_spoken
+
+Talk = tuple[MediaRef, list[Segment]]
 
 
 def test_search_and_store_commands(
@@ -80,3 +83,28 @@ def test_store_export_to_a_folder(
         refused = runner.invoke(app, ["store", "export", "--to", target])
         assert refused.exit_code == 1 and message in refused.stderr, refused.output
         assert refused.stderr.count("error:") == 1
+
+
+@pytest.mark.slow
+def test_search_transcribe_stores_words_that_later_searches_show(
+    tmp_path: Path, model: AudioTextEncoder, monkeypatch: pytest.MonkeyPatch, spoken_talk: Talk
+) -> None:
+    monkeypatch.setenv("CLASP_QDRANT_PATH", str(tmp_path / "q"))
+    monkeypatch.setenv("CLASP_MODEL", "tiny-random")
+    monkeypatch.setenv("CLASP_DEVICE", "cpu")
+    with open_store(path=tmp_path / "q") as store:
+        fill_spoken(store, model, spoken_talk)
+    runner = CliRunner()
+    plain = runner.invoke(app, ["search", SPOKEN[0], "--k", "1", "--json"])
+    assert plain.exit_code == 0, plain.output
+    assert json.loads(plain.stdout)[0]["text"] is None
+
+    first = runner.invoke(app, ["search", SPOKEN[0], "--k", "1", "--json", "--transcribe"])
+    assert first.exit_code == 0, first.output
+    row = json.loads(first.stdout)[0]
+    assert "photosynthesis" in row["text"].lower() and row["text_language"] == "en"
+
+    later = runner.invoke(app, ["search", SPOKEN[0], "--k", "1", "--json"])  # no --transcribe: stored
+    assert json.loads(later.stdout)[0]["text"] == row["text"]
+    table = runner.invoke(app, ["search", SPOKEN[0], "--k", "2"], env={"COLUMNS": "250"})
+    assert table.exit_code == 0 and "words" in table.stdout and row["text"][:20] in table.stdout
