@@ -149,3 +149,15 @@ def test_a_span_whose_source_is_gone_is_returned_without_words(
         doc = retriever.invoke("x")[0]
     assert doc.page_content == "gone [00:00:00.000–00:00:02.000]" and doc.metadata["transcript"] is None
     assert "no words for" in caplog.text and not unloadable.loaded
+
+
+def test_ingest_mode_never_transcribes_and_logs_spans_without_words(
+    spoken_store: QdrantStore, model: AudioTextEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    retriever = ClaspRetriever(store=spoken_store, model=model, k=2, transcribe="ingest")
+    docs = retriever.invoke(SPOKEN[1])
+    assert all(d.metadata["transcript"] is None for d in docs) and retriever.transcriber is None
+    assert "2 of 2 spans have no words" in caplog.text
+    ids = docs[0].metadata["point_ids"]
+    spoken_store.set_words(ids, "our train was late", language="en", model="ingest-time")
+    assert retriever.invoke(SPOKEN[1], k=1)[0].page_content == "our train was late"
