@@ -23,6 +23,12 @@ def test_nothing_loads_until_a_span_needs_words() -> None:
         transcriber.transcribe(np.zeros(16_000, dtype=np.float32))
 
 
+def test_a_hub_name_that_is_not_cached_fails_with_the_remedy(tmp_path: Path) -> None:
+    transcriber = Transcriber(TranscriberOptions(model="tiny.en", device="cpu"), cache_dir=tmp_path)
+    with pytest.raises(ModelLoadError, match=r"'tiny.en'.*Hugging Face Hub is reachable"):
+        transcriber.load()  # tests run offline (HF_HUB_OFFLINE=1, no sockets)
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("beam_size", 0), ("cpu_threads", -1), ("language", "e n"), ("device", "tpu"), ("model", "")],
