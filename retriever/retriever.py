@@ -111,6 +111,10 @@ class ClaspRetriever(BaseRetriever):
 
     # ----- construction
 
+    def model_post_init(self, context: Any, /) -> None:
+        if self.transcribe == "lazy" and self.transcriber is None:
+            self.transcriber = Transcriber()  # cheap: the model loads when a span needs words
+
     @model_validator(mode="before")
     @classmethod
     def _known_arguments(cls, data: Any) -> Any:
@@ -280,9 +284,7 @@ class ClaspRetriever(BaseRetriever):
         if self._lazy_words is None:
             from clasp_ingest.retriever.words import LazyWords
 
-            if self.transcriber is None:
-                self.transcriber = Transcriber()
-            self._lazy_words = LazyWords(self.store, self.transcriber)
+            self._lazy_words = LazyWords(self.store, self.transcriber or Transcriber())
         return self._lazy_words
 
     def _with_words(self, spans: list[Span], members: dict[str, SpanHit]) -> list[Span]:
@@ -296,6 +298,9 @@ class ClaspRetriever(BaseRetriever):
             return spans
         filled = []
         for span in spans:
+            if not span.point_ids:
+                filled.append(span)
+                continue
             texts = tuple(
                 words[pid].text if pid in words else text
                 for pid, text in zip(span.point_ids, span.texts, strict=True)
