@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import numpy as np
 from clasp_ingest.connectors.local import path_of_uri
 from langchain_core.documents import Document
 
@@ -31,7 +32,7 @@ from clasp_ingest.types import SpanHit
 if TYPE_CHECKING:
     from clasp_ingest.retriever.spans import Span
 
-__all__ = ["ClipOptions", "save_span_audio", "span_clip"]
+__all__ = ["ClipOptions", "save_span_audio", "span_clip", "span_samples"]
 
 #: File suffixes whose ffmpeg muxer has another name.
 _MUXERS = {"m4a": "ipod", "aac": "adts", "oga": "ogg"}
@@ -160,6 +161,40 @@ def span_clip(
         raise MediaDecodeError(source, f"cannot cut {start:.3f}–{stop:.3f}s for playback: {reason}")
     fade_ms = min(round(opts.fade_s * 1000), len(clip) // 2)
     return clip.fade_in(fade_ms).fade_out(fade_ms) if fade_ms else clip
+
+
+def span_samples(
+    span: Document | SpanHit | Span, *, ffmpeg: str | None = None, timeout_s: float = 120.0
+) -> np.ndarray:
+    """The span's audio as 16 kHz mono float32 (what Whisper reads), cut by ffmpeg's seek.
+
+    Only the span's stretch is decoded (``-ss``/``-t`` before the input: long media cost
+    little). Raises :class:`~clasp_ingest.errors.MediaDecodeError` like :func:`span_clip`.
+    """
+    from clasp_ingest.media.decode import find_ffmpeg
+
+    opts = ClipOptions(fade_s=0.0, sample_rate=16_000, mono=True, timeout_s=timeout_s)
+    source, start_s, end_s = _span_of(span)
+    if end_s <= start_s:
+        raise ValueError(f"span of {source!r} needs end_s > start_s, got {start_s}..{end_s}")
+    command = _decode_command(find_ffmpeg(ffmpeg), source, start_s, end_s - start_s, opts)
+    data, reason = _run_decoder(command, opts.timeout_s)
+    samples = _pcm_from_wav(data) if reason is None else None
+    if samples is None or samples.size == 0:
+        reason = reason or "no audio there; does the span lie beyond the end of the media?"
+        raise MediaDecodeError(source, f"cannot cut {start_s:.3f}–{end_s:.3f}s for transcription: {reason}")
+    return samples
+
+
+def _pcm_from_wav(data: bytes) -> np.ndarray | None:
+    """float32 samples of ffmpeg's piped 16-bit mono WAV; None when ``data`` holds no WAV."""
+    try:
+        with wave.open(io.BytesIO(data)) as wav:
+            frames = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError):
+        return None
+    usable = len(frames) - len(frames) % 2
+    return np.frombuffer(frames[:usable], dtype="<i2").astype(np.float32) / 32768.0
 
 
 def save_span_audio(

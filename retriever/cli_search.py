@@ -5,6 +5,10 @@ directory), unless ``--model`` (or ``CLASP_MODEL``) names one; only that model's
 loads (:func:`~clasp_ingest.model.load_query_model`), so a search starts in about a second.
 An empty query is refused; a query longer than the text encoder's token limit is cut to it,
 and one ``warning: ...`` line on stderr says so.
+
+``--transcribe`` also gives the words: each returned span without them is cut from its source,
+transcribed with Whisper (faster-whisper; the bundled Whisper-base unless ``--whisper-model``)
+and its words stored in the collection, so the next search shows them at once.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from clasp_ingest.retriever.loading import search_model
 
 from clasp_ingest.config import Settings
+
+if TYPE_CHECKING:
+    from clasp_ingest.transcribe import Transcriber
 
 __all__ = ["register", "search_model"]
 
@@ -39,8 +46,21 @@ def search(
     group: int | None = typer.Option(None, min=1, help="At most this many spans per media item."),
     merge: bool = typer.Option(False, help="Merge adjacent or overlapping hits."),
     context: int = typer.Option(0, min=0, help="Widen spans by this many neighbouring segments."),
+    transcribe: bool = typer.Option(
+        False,
+        "--transcribe",
+        help="Transcribe returned spans that have no words yet (Whisper) and store the words.",
+    ),
+    whisper_model: str = typer.Option(
+        "whisper-base",
+        help="Whisper model for --transcribe: 'whisper-base' (bundled), a CTranslate2 folder or a "
+        "faster-whisper model name.",
+    ),
+    translate: bool = typer.Option(
+        False, help="With --transcribe: also store an English translation of non-English spans."
+    ),
 ) -> None:
-    """Search the ingested media by text; prints source, span, score and a deep link.
+    """Search the ingested media by text; prints source, span, score, words and a deep link.
 
     A query longer than the model's text encoder reads (clasp-mini: 512 tokens) is cut to that limit, with a warning.
     """  # noqa: E501 - one paragraph of --help
@@ -64,11 +84,17 @@ def search(
             group_by_media=group,
             merge=merge,
             context=context,
+            transcribe="lazy" if transcribe else "never",
+            transcriber=_transcriber(whisper_model, translate, settings) if transcribe else None,
         )
         with _warnings_as_lines("clasp_ingest.model.query"):
             docs = retriever.invoke(query)
     keys = ("source", "media_id", "title", "start_s", "end_s", "score", "url")
-    rows = [{key: doc.metadata.get(key) for key in keys} for doc in docs]
+    rows = [
+        {**{key: doc.metadata.get(key) for key in keys}, "text": doc.metadata.get("transcript"),
+         "text_language": doc.metadata.get("transcript_language")}
+        for doc in docs
+    ]  # fmt: skip
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False))
         return
@@ -93,6 +119,12 @@ def _warnings_as_lines(name: str) -> Iterator[None]:
         logger.removeFilter(echo)
 
 
+def _transcriber(model: str, translate: bool, settings: Settings) -> Transcriber:
+    from clasp_ingest.transcribe import Transcriber, TranscriberOptions
+
+    return Transcriber(TranscriberOptions(model=model, device=settings.device, translate=translate))
+
+
 def _print_table(query: str, rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -103,10 +135,14 @@ def _print_table(query: str, rows: list[dict[str, Any]]) -> None:
     table.add_column("score", justify="right")
     table.add_column("span")
     table.add_column("title")
+    words = any(row["text"] is not None for row in rows)
+    if words:
+        table.add_column("words", overflow="fold")
     table.add_column("link (source#t=start,end)", overflow="fold")
     for row in rows:
         span = f"{format_timestamp(row['start_s'])}–{format_timestamp(row['end_s'])}"
-        table.add_row(f"{row['score']:.3f}", span, str(row["title"]), str(row["url"]))
+        text = [row["text"] or "–"] if words else []
+        table.add_row(f"{row['score']:.3f}", span, str(row["title"]), *text, str(row["url"]))
     Console().print(table)
 
 

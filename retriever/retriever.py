@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from clasp_ingest.retriever.loading import query_model_for
 from clasp_ingest.retriever.spans import Span, merge_spans, span_from_hit
@@ -14,15 +15,21 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr, SkipValidation, field_validator, model_validator
 
+from clasp_ingest.log import get_logger
 from clasp_ingest.model.base import QueryEncoder
-from clasp_ingest.store.base import DEFAULT_COLLECTION, QdrantStore, page_content, span_url
+from clasp_ingest.store.base import DEFAULT_COLLECTION, QdrantStore, page_content, span_url, words_metadata
 from clasp_ingest.store.filters import to_where
+from clasp_ingest.transcribe import Transcriber
 from clasp_ingest.types import SpanHit
 
 if TYPE_CHECKING:
+    from clasp_ingest.retriever.words import LazyWords
+
     from clasp_ingest.config import Settings
 
 __all__ = ["ClaspRetriever", "span_document"]
+
+log = get_logger("retriever")
 
 #: The search options: constructor fields, ``search_kwargs`` keys and per-call keyword arguments.
 OPTIONS = ("k", "score_threshold", "filter", "group_by_media", "merge", "merge_gap_s", "context")
@@ -50,9 +57,23 @@ class ClaspRetriever(BaseRetriever):
     """Finds spoken spans for a text query with a CLASP model's text tower and a Qdrant store.
 
     Each ``Document`` has ``id`` = the Qdrant point id of its best-scoring segment,
-    ``page_content`` naming the span (``"<title> [hh:mm:ss.mmm–…]"``) and ``metadata`` with
-    ``source``, ``media_id``, ``title``, ``start_s``, ``end_s``, ``score``, ``url``
-    (``source#t=start,end``), ``segment_indices`` and ``point_ids`` (the segments it covers).
+    ``page_content`` = the span's spoken words when its segments have been transcribed, else
+    a name for it (``"<title> [hh:mm:ss.mmm–…]"``), and ``metadata`` with ``source``,
+    ``media_id``, ``title``, ``start_s``, ``end_s``, ``score``, ``url``
+    (``source#t=start,end``), ``segment_indices`` and ``point_ids`` (the segments it covers),
+    ``transcript`` (the words, or None) and ``transcript_language``.
+
+    ``transcribe`` says where the words come from:
+
+    * ``"never"`` (default) – no transcription here; words stored earlier (by a ``"lazy"``
+      search) are returned. The default because ``"lazy"`` writes to the store, needs the
+      source media reachable from this process, and costs seconds per new span;
+    * ``"lazy"`` – each returned segment without words is cut from its source, transcribed by
+      ``transcriber`` (default: :class:`~clasp_ingest.transcribe.Transcriber`, the bundled
+      Whisper-base, loaded on first need) and its words written back to the store, so a later
+      search returns them at once;
+    * ``"ingest"`` – the words were stored at ingest; nothing is transcribed here, and a span
+      without words is logged.
 
     Options (also accepted in ``search_kwargs={...}``, LangChain's ``VectorStoreRetriever``
     idiom, and per call: ``retriever.invoke(q, k=3, filter={...})``):
@@ -82,10 +103,17 @@ class ClaspRetriever(BaseRetriever):
     merge: bool = False
     merge_gap_s: float = Field(0.5, ge=0)
     context: int = Field(0, ge=0)
+    transcribe: Literal["never", "lazy", "ingest"] = "never"
+    transcriber: SkipValidation[Transcriber] | None = None
 
     _owned_store: QdrantStore | None = PrivateAttr(default=None)
+    _lazy_words: LazyWords | None = PrivateAttr(default=None)
 
     # ----- construction
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.transcribe == "lazy" and self.transcriber is None:
+            self.transcriber = Transcriber()  # cheap: the model loads when a span needs words
 
     @model_validator(mode="before")
     @classmethod
@@ -218,15 +246,25 @@ class ClaspRetriever(BaseRetriever):
             raise ValueError("the query is empty; say what to look for")
         opts = self._options(overrides)
         vector = self.model.encode_text([query])[0]
+        spans, members = self._find_spans(vector, opts)
+        if self.transcribe == "lazy":
+            return self._with_words(spans, members)
+        if self.transcribe == "ingest":
+            _log_missing_words(spans)
+        return spans
+
+    def _find_spans(self, vector: Any, opts: dict[str, Any]) -> tuple[list[Span], dict[str, SpanHit]]:
+        """The answer spans and the hits they are made of (hits and context), by point id."""
         fetch = opts["k"]
         while True:
             hits = self._search(vector, fetch, opts)
-            spans = [self._widen(hit, opts["context"]) for hit in hits]
+            members: dict[str, SpanHit] = {}
+            spans = [self._widen(hit, opts["context"], members) for hit in hits]
             if not opts["merge"]:
-                return spans[: opts["k"]]
+                return spans[: opts["k"]], members
             spans = merge_spans(spans, max_gap_s=opts["merge_gap_s"])
             if len(spans) >= opts["k"] or len(hits) < fetch:
-                return spans[: opts["k"]]
+                return spans[: opts["k"]], members
             fetch *= 2
 
     def _search(self, vector: Any, fetch: int, opts: dict[str, Any]) -> list[SpanHit]:
@@ -236,12 +274,46 @@ class ClaspRetriever(BaseRetriever):
             return sorted(hits, key=lambda h: -h.score)
         return self.store.search(vector, k=fetch, **common)
 
-    def _widen(self, hit: SpanHit, context: int) -> Span:
-        if context == 0:
-            return span_from_hit(hit)
-        index = int(hit.payload.get("metadata", {}).get("segment_index", 0))
-        neighbours = self.store.segments(hit.media_id, max(0, index - context), index + context)
+    def _widen(self, hit: SpanHit, context: int, members: dict[str, SpanHit]) -> Span:
+        neighbours: list[SpanHit] = []
+        if context:
+            index = int(hit.payload.get("metadata", {}).get("segment_index", 0))
+            neighbours = self.store.segments(hit.media_id, max(0, index - context), index + context)
+        for member in (*neighbours, hit):
+            members[str(member.point_id)] = member
         return span_from_hit(hit, neighbours)
+
+    def _words(self) -> LazyWords:
+        if self._lazy_words is None:
+            from clasp_ingest.retriever.words import LazyWords
+
+            self._lazy_words = LazyWords(self.store, self.transcriber or Transcriber())
+        return self._lazy_words
+
+    def _with_words(self, spans: list[Span], members: dict[str, SpanHit]) -> list[Span]:
+        """``spans`` with the words of every segment, transcribing (and storing) missing ones."""
+        needed = [members[pid] for span in spans for pid in span.point_ids if pid in members]
+        words, report = self._words().fill(needed)
+        if report.transcribed or report.failed:
+            log.info("words: %d segments transcribed, %d stored, %d failed", report.transcribed,
+                     report.stored, report.failed)  # fmt: skip
+        if not words:
+            return spans
+        filled = []
+        for span in spans:
+            if not span.point_ids:
+                filled.append(span)
+                continue
+            texts = tuple(
+                words[pid].text if pid in words else text
+                for pid, text in zip(span.point_ids, span.texts, strict=True)
+            )
+            extra = dict(span.extra)
+            if span.point_id in words:
+                best = words[span.point_id]
+                extra.update(words_metadata(best.text, best.language, best.model, best.english))
+            filled.append(dataclasses.replace(span, texts=texts, extra=extra))
+        return filled
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
@@ -256,8 +328,22 @@ class ClaspRetriever(BaseRetriever):
         return [span_document(span) for span in spans]
 
 
+def _log_missing_words(spans: list[Span]) -> None:
+    missing = sum(span.transcript is None for span in spans)
+    if missing:
+        log.warning(
+            "%d of %d spans have no words stored although transcribe='ingest'; use transcribe='lazy' "
+            "to transcribe them at query time",
+            missing,
+            len(spans),
+        )
+
+
 def span_document(span: Span) -> Document:
-    """A LangChain Document for one span (``id``: the point of its best-scoring segment)."""
+    """A LangChain Document for one span (``id``: the point of its best-scoring segment).
+
+    ``page_content`` is the span's words when it has them, else ``"<title> [start–end]"``.
+    """
     url = span_url(span.source, span.start_s, span.end_s)
     metadata = {
         "source": span.source,
@@ -269,15 +355,14 @@ def span_document(span: Span) -> Document:
         "url": url,
         "segment_indices": list(span.segment_indices),
         "point_ids": list(span.point_ids),
+        "transcript": span.transcript,
+        "transcript_language": span.transcript_language,
     }
-    for key in ("language", "version", "model"):
+    for key in ("language", "version", "model", "transcript_en"):
         if key in span.extra:
             metadata[key] = span.extra[key]
-    return Document(
-        id=span.point_id,
-        page_content=page_content(span.title, span.source, span.start_s, span.end_s),
-        metadata=metadata,
-    )
+    named = page_content(span.title, span.source, span.start_s, span.end_s)
+    return Document(id=span.point_id, page_content=span.transcript or named, metadata=metadata)
 
 
 def _with_search_kwargs(data: dict[str, Any]) -> dict[str, Any]:

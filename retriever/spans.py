@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from clasp_ingest.store.base import transcript_of
 from clasp_ingest.types import SpanHit
 
 __all__ = ["Span", "merge_spans", "span_from_hit"]
@@ -15,7 +16,8 @@ class Span:
     """A stretch of one media item answering a query, made of one or more stored segments.
 
     ``point_id``: the Qdrant point of its best-scoring segment; ``point_ids[i]`` is the point
-    of segment ``segment_indices[i]`` (empty when the hits carried no ids).
+    of segment ``segment_indices[i]`` (empty when the hits carried no ids), and ``texts[i]``
+    its words (None where that segment has not been transcribed).
     """
 
     media_id: str
@@ -28,6 +30,19 @@ class Span:
     extra: dict[str, object] = field(default_factory=dict)
     point_id: str | None = None
     point_ids: tuple[str, ...] = ()
+    texts: tuple[str | None, ...] = ()
+
+    @property
+    def transcript(self) -> str | None:
+        """The words of the span's transcribed segments in time order; None when none has words."""
+        words = [text for text in self.texts if text]
+        return " ".join(words) if words else None
+
+    @property
+    def transcript_language(self) -> str | None:
+        """The language Whisper found in the best-scoring segment, when it was transcribed."""
+        language = self.extra.get("transcript_language")
+        return str(language) if language is not None else None
 
     def __post_init__(self) -> None:
         if self.end_s <= self.start_s:
@@ -36,6 +51,8 @@ class Span:
             raise ValueError(
                 f"Span has {len(self.point_ids)} point ids for {len(self.segment_indices)} segments"
             )
+        if self.texts and len(self.texts) != len(self.segment_indices):
+            raise ValueError(f"Span has {len(self.texts)} texts for {len(self.segment_indices)} segments")
 
 
 def _index(hit: SpanHit) -> int:
@@ -52,6 +69,7 @@ def span_from_hit(hit: SpanHit, neighbours: Sequence[SpanHit] = ()) -> Span:
     """The span of ``hit``, widened to cover ``neighbours`` (its context segments)."""
     members = [hit, *neighbours]
     ids_by_index = {_index(m): m.point_id for m in reversed(members)}  # the hit's own id wins
+    texts_by_index = {_index(m): transcript_of(m.payload) for m in reversed(members)}
     meta = dict(hit.payload.get("metadata", {}))
     return Span(
         media_id=hit.media_id,
@@ -64,6 +82,7 @@ def span_from_hit(hit: SpanHit, neighbours: Sequence[SpanHit] = ()) -> Span:
         extra=meta,
         point_id=hit.point_id,
         point_ids=_ids_in_order(ids_by_index),
+        texts=tuple(texts_by_index[i] for i in sorted(texts_by_index)),
     )
 
 
@@ -73,6 +92,7 @@ def _join(a: Span, b: Span) -> Span:
     if a.point_ids and b.point_ids:
         ids.update(zip(b.segment_indices, b.point_ids, strict=True))
         ids.update(zip(a.segment_indices, a.point_ids, strict=True))
+    texts = {**_texts_by_index(b), **_texts_by_index(a)}
     return Span(
         media_id=a.media_id,
         source=a.source,
@@ -84,7 +104,13 @@ def _join(a: Span, b: Span) -> Span:
         extra=best.extra,
         point_id=best.point_id,
         point_ids=_ids_in_order(ids),
+        texts=tuple(texts.get(i) for i in sorted(ids)),
     )
+
+
+def _texts_by_index(span: Span) -> dict[int, str | None]:
+    texts = span.texts or (None,) * len(span.segment_indices)
+    return dict(zip(span.segment_indices, texts, strict=True))
 
 
 def merge_spans(spans: Sequence[Span], *, max_gap_s: float = 0.5) -> list[Span]:

@@ -28,3 +28,13 @@ def _no_sockets() -> object:
     pytest_socket.disable_socket(allow_unix_socket=True)
     yield
     pytest_socket.enable_socket()
+
+
+@pytest.fixture(scope="session")
+def whisper() -> object:
+    """The bundled Whisper-base transcriber (faster-whisper), loaded once per session."""
+    from clasp_ingest.transcribe import Transcriber
+
+    transcriber = Transcriber()
+    transcriber.load()
+    return transcriber

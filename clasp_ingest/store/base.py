@@ -50,6 +50,7 @@ __all__ = [
     "STATE_COMPLETE",
     "STATE_EMPTY",
     "STATE_WRITING",
+    "TRANSCRIPT_KEY",
     "VECTOR_NAME",
     "CollectionIdentity",
     "Condition",
@@ -63,6 +64,7 @@ __all__ = [
     "format_timestamp",
     "point_id",
     "span_url",
+    "transcript_of",
     "with_retry",
 ]
 
@@ -86,6 +88,9 @@ PAYLOAD_INDEXES: dict[str, str] = {
     "metadata.end_s": "float",
     "metadata.segment_index": "integer",
 }
+
+#: The payload key of a span's words; it gets a full-text index (multilingual tokenizer).
+TRANSCRIPT_KEY = "metadata.transcript"
 
 #: Payload keys this project owns; connector metadata cannot override them.
 _RESERVED = (
@@ -256,6 +261,20 @@ def hit_from_point(point: StoredPoint) -> SpanHit:
     )
 
 
+def transcript_of(payload: dict[str, Any]) -> str | None:
+    """A point's words (``metadata.transcript``), or None when it has not been transcribed."""
+    text = payload.get("metadata", {}).get("transcript")
+    return text if isinstance(text, str) else None
+
+
+def words_metadata(text: str, language: str, model: str, english: str | None = None) -> dict[str, Any]:
+    """The ``metadata`` keys a transcribed point gains (``transcript_en``: the English translation)."""
+    values: dict[str, Any] = {"transcript": text, "transcript_language": language, "transcript_model": model}
+    if english is not None:
+        values["transcript_en"] = english
+    return values
+
+
 # --------------------------------------------------------------------------- retries
 
 
@@ -336,6 +355,7 @@ class QdrantStore(abc.ABC):
         self.write_options = write or WriteOptions()
         self._identity: CollectionIdentity | None = None
         self._bulk_depth = 0
+        self._text_indexed = False
 
     # ----- primitives a backend implements
 
@@ -360,6 +380,20 @@ class QdrantStore(abc.ABC):
     @abc.abstractmethod
     def _set_state(self, where: Where, state: str) -> None:
         """Set ``metadata.state`` on the points matching ``where``."""
+
+    @abc.abstractmethod
+    def _set_payload(self, point_ids: Sequence[str], values: dict[str, Any], key: str | None) -> None:
+        """Set ``values`` in the payload of the points ``point_ids`` (under ``key``, e.g.
+        ``"metadata"``, or at the top level when None); ids of points that no longer exist are
+        skipped."""
+
+    @abc.abstractmethod
+    def _retrieve(self, point_ids: Sequence[str]) -> list[StoredPoint]:
+        """The points with these ids that exist (payloads, no vectors), in any order."""
+
+    @abc.abstractmethod
+    def _create_text_index(self, key: str) -> None:
+        """Create a full-text payload index on ``key`` (idempotent)."""
 
     @abc.abstractmethod
     def _count(self, where: Where) -> int: ...
@@ -535,6 +569,34 @@ class QdrantStore(abc.ABC):
             if self._bulk_depth == 0:
                 self._end_bulk()
 
+    def set_words(
+        self,
+        point_ids: Sequence[str],
+        text: str,
+        *,
+        language: str,
+        model: str,
+        english: str | None = None,
+    ) -> None:
+        """Store the words of the points ``point_ids`` (the segments of one span).
+
+        ``page_content`` becomes ``text`` (title and times stay in ``metadata``); ``metadata``
+        gains ``transcript``, ``transcript_language``, ``transcript_model`` (and
+        ``transcript_en`` with ``english``). ``metadata.transcript`` is written last, so a
+        point that has it is complete. Points deleted meanwhile (a replaced version) are
+        skipped. The full-text index on ``metadata.transcript`` is created on first use.
+        """
+        if not point_ids:
+            return
+        self.require_collection()
+        if not self._text_indexed:
+            self._retry(lambda: self._create_text_index(TRANSCRIPT_KEY), "creating the transcript index")
+            self._text_indexed = True
+        ids = list(point_ids)
+        self._retry(lambda: self._set_payload(ids, {"page_content": text}, None), "storing words")
+        meta = words_metadata(text, language, model, english)
+        self._retry(lambda: self._set_payload(ids, meta, "metadata"), "storing words")
+
     # ----- deleting
 
     def delete_media(self, media_id: str) -> int:
@@ -669,6 +731,14 @@ class QdrantStore(abc.ABC):
             yield from points
             if offset is None:
                 return
+
+    def points(self, point_ids: Sequence[str]) -> list[StoredPoint]:
+        """The stored points with these ids (any state; missing ids are left out), in the given order."""
+        if not point_ids or self.identity is None:
+            return []
+        ids = list(point_ids)
+        found = {p.id: p for p in self._retry(lambda: self._retrieve(ids), "reading points")}
+        return [found[pid] for pid in point_ids if pid in found]
 
     def segments(self, media_id: str, first_index: int, last_index: int) -> list[SpanHit]:
         """Complete spans of ``media_id`` with ``first_index <= segment_index <= last_index``."""

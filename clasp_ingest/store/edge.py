@@ -22,6 +22,7 @@ from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
     PAYLOAD_INDEXES,
+    TRANSCRIPT_KEY,
     VECTOR_NAME,
     CollectionIdentity,
     QdrantStore,
@@ -155,6 +156,8 @@ class EdgeStore(QdrantStore):
                  "integer": qe.PayloadSchemaType.Integer}  # fmt: skip
         for key, kind in PAYLOAD_INDEXES.items():
             self._shard.update(qe.UpdateOperation.create_field_index(key, types[kind]))
+        self._create_text_index(TRANSCRIPT_KEY)
+        self._text_indexed = True
         data = {
             "model_id": identity.model_id,
             "dim": identity.dim,
@@ -211,6 +214,21 @@ class EdgeStore(QdrantStore):
         qe = _edge()
         op = qe.UpdateOperation.set_payload_by_filter(self._filter(where), {"state": state}, key="metadata")
         self._require_shard().update(op)
+
+    def _set_payload(self, point_ids: Sequence[str], values: dict[str, Any], key: str | None) -> None:
+        qe = _edge()
+        has_ids = qe.Filter(must=[qe.HasIdCondition({uuid.UUID(pid) for pid in point_ids})])
+        op = qe.UpdateOperation.set_payload_by_filter(has_ids, values, key=key)
+        self._require_shard().update(op)
+
+    def _retrieve(self, point_ids: Sequence[str]) -> list[StoredPoint]:
+        records = self._require_shard().retrieve([uuid.UUID(pid) for pid in point_ids], True, False)
+        return [StoredPoint(str(r.id), dict(r.payload or {})) for r in records]
+
+    def _create_text_index(self, key: str) -> None:
+        qe = _edge()
+        params = qe.TextIndexParams(tokenizer=qe.TokenizerType.Multilingual, lowercase=True)
+        self._require_shard().update(qe.UpdateOperation.create_field_index(key, params))
 
     def _count(self, where: Where) -> int:
         qe = _edge()

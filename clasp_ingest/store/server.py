@@ -16,6 +16,7 @@ from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
     PAYLOAD_INDEXES,
+    TRANSCRIPT_KEY,
     VECTOR_NAME,
     CollectionIdentity,
     QdrantStore,
@@ -106,6 +107,8 @@ class ServerStore(QdrantStore):
             warnings.simplefilter("ignore", UserWarning)
             for key, kind in PAYLOAD_INDEXES.items():
                 self.client.create_payload_index(self.collection, key, types[kind], wait=True)
+        self._create_text_index(TRANSCRIPT_KEY)
+        self._text_indexed = True
 
     def _warn_if_incompatible(self) -> None:
         """Warn when the server is outside qdrant-client's window (same major, minor ±1)."""
@@ -192,6 +195,25 @@ class ServerStore(QdrantStore):
     def _set_state(self, where: Where, state: str) -> None:
         selector = self._filter(where)
         self.client.set_payload(self.collection, {"state": state}, selector, key="metadata", wait=True)  # type: ignore[arg-type]
+
+    def _set_payload(self, point_ids: Sequence[str], values: dict[str, Any], key: str | None) -> None:
+        m = _models()
+        has_ids = m.Filter(must=[m.HasIdCondition(has_id=list(point_ids))])
+        self.client.set_payload(self.collection, values, has_ids, key=key, wait=True)
+
+    def _retrieve(self, point_ids: Sequence[str]) -> list[StoredPoint]:
+        ids = list(point_ids)
+        records = self.client.retrieve(self.collection, ids, with_payload=True, with_vectors=False)
+        return [StoredPoint(str(r.id), dict(r.payload or {})) for r in records]
+
+    def _create_text_index(self, key: str) -> None:
+        m = _models()
+        params = m.TextIndexParams(
+            type=m.TextIndexType.TEXT, tokenizer=m.TokenizerType.MULTILINGUAL, lowercase=True
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # local mode: indexes have no effect
+            self.client.create_payload_index(self.collection, key, params, wait=True)
 
     def _count(self, where: Where) -> int:
         return int(self.client.count(self.collection, count_filter=self._filter(where), exact=True).count)

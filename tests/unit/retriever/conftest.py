@@ -78,3 +78,35 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, model: AudioTextEncode
 
 def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x)
+
+
+#: What the spoken talk says, sentence by sentence (espeak-ng, English).
+SPOKEN = (
+    "Photosynthesis turns sunlight into chemical energy for plants.",
+    "Our train was delayed by twenty minutes because of the snow.",
+    "The bakery on the corner sells fresh bread every morning.",
+    "Engineers tested the bridge carefully before it was opened.",
+)
+
+
+@pytest.fixture(scope="session")
+def spoken_talk(tmp_path_factory: pytest.TempPathFactory) -> tuple[MediaRef, list[Segment]]:
+    """A real spoken file (espeak-ng) and one segment per sentence, at the sentence's times."""
+    from tests.fixtures_audio import build_track
+
+    path = tmp_path_factory.mktemp("talk") / "talk.wav"
+    track = build_track(SPOKEN, path, pauses=[0.8])
+    uri = path.as_uri()
+    ref = MediaRef(uri, media_id_for(uri), "v1", title="Spoken talk")
+    segments = [
+        Segment(ref.media_id, i, round(start - 0.1, 3), round(end + 0.1, 3))
+        for i, (start, end) in enumerate(track.spans)
+    ]
+    return ref, segments
+
+
+def fill_spoken(store: QdrantStore, model: AudioTextEncoder, talk: tuple[MediaRef, list[Segment]]) -> None:
+    """Store the talk's segments with the text vectors of their sentences (a query's best span is known)."""
+    ref, segments = talk
+    store.ensure_collection(model.model_id, model.dim)
+    store.write_media(ref, model.model_id, [(segments, model.encode_text(list(SPOKEN)))])

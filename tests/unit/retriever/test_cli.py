@@ -11,7 +11,10 @@ from typer.testing import CliRunner
 from clasp_ingest.cli import app
 from clasp_ingest.model.base import AudioTextEncoder
 from clasp_ingest.store import open_store
-from tests.unit.retriever.conftest import SENTENCES, fill
+from clasp_ingest.types import MediaRef, Segment
+from tests.unit.retriever.conftest import SENTENCES, SPOKEN, fill, fill_spoken
+
+Talk = tuple[MediaRef, list[Segment]]
 
 
 def test_search_and_store_commands(
@@ -26,8 +29,9 @@ def test_search_and_store_commands(
     result = runner.invoke(app, ["search", SENTENCES[7], "--k", "3", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    keys = {"source", "media_id", "title", "start_s", "end_s", "score", "url"}
+    keys = {"source", "media_id", "title", "start_s", "end_s", "score", "url", "text", "text_language"}
     assert len(rows) == 3 and set(rows[0]) == keys
+    assert rows[0]["text"] is None  # no words until a --transcribe search stores them
     assert rows[0]["url"] == "file:///media/podcast.mp3#t=3,5.5" and rows[0]["score"] > 0.999
     table = runner.invoke(app, ["search", SENTENCES[7], "--k", "2"], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "podcast.mp3#t=3,5.5" in table.stdout
@@ -79,3 +83,28 @@ def test_store_export_to_a_folder(
         refused = runner.invoke(app, ["store", "export", "--to", target])
         assert refused.exit_code == 1 and message in refused.stderr, refused.output
         assert refused.stderr.count("error:") == 1
+
+
+@pytest.mark.slow
+def test_search_transcribe_stores_words_that_later_searches_show(
+    tmp_path: Path, model: AudioTextEncoder, monkeypatch: pytest.MonkeyPatch, spoken_talk: Talk
+) -> None:
+    monkeypatch.setenv("CLASP_QDRANT_PATH", str(tmp_path / "q"))
+    monkeypatch.setenv("CLASP_MODEL", "tiny-random")
+    monkeypatch.setenv("CLASP_DEVICE", "cpu")
+    with open_store(path=tmp_path / "q") as store:
+        fill_spoken(store, model, spoken_talk)
+    runner = CliRunner()
+    plain = runner.invoke(app, ["search", SPOKEN[0], "--k", "1", "--json"])
+    assert plain.exit_code == 0, plain.output
+    assert json.loads(plain.stdout)[0]["text"] is None
+
+    first = runner.invoke(app, ["search", SPOKEN[0], "--k", "1", "--json", "--transcribe"])
+    assert first.exit_code == 0, first.output
+    row = json.loads(first.stdout)[0]
+    assert "photosynthesis" in row["text"].lower() and row["text_language"] == "en"
+
+    later = runner.invoke(app, ["search", SPOKEN[0], "--k", "1", "--json"])  # no --transcribe: stored
+    assert json.loads(later.stdout)[0]["text"] == row["text"]
+    table = runner.invoke(app, ["search", SPOKEN[0], "--k", "2"], env={"COLUMNS": "250"})
+    assert table.exit_code == 0 and "words" in table.stdout and row["text"][:20] in table.stdout

@@ -1,0 +1,219 @@
+"""Speech → words with faster-whisper (CTranslate2 Whisper), loaded on first use.
+
+:class:`Transcriber` turns one span's 16 kHz mono samples into a :class:`Transcript`: the
+words, the language Whisper detected for that span (or the one given), and the model that
+made them; optionally also Whisper's English translation of a non-English span.
+
+The default model is the bundled Whisper-base (CTranslate2, int8 on the CPU), re-joined from
+its registry packages by :func:`~clasp_ingest.model.assets.whisper_base_ct2_dir`: that folder
+holds ``model.bin``, ``config.json`` and ``tokenizer.json``, which is all faster-whisper reads
+offline (no ``preprocessor_config.json`` means Whisper's 80-mel defaults, right for base).
+``TranscriberOptions.model`` names any other faster-whisper model: a local CTranslate2 folder,
+or a hub name such as ``"small"`` or ``"large-v3"`` (downloaded by faster-whisper through the
+Hugging Face Hub, so only where the hub is reachable or the model is cached).
+
+Nothing loads at construction: the model loads when the first span needs words.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from clasp_ingest.errors import ConfigError, ModelLoadError
+from clasp_ingest.log import get_logger
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+__all__ = ["BUNDLED_MODEL", "Transcriber", "TranscriberOptions", "Transcript"]
+
+log = get_logger("transcribe")
+
+#: The model name meaning the bundled Whisper-base (CTranslate2 folder from registry packages).
+BUNDLED_MODEL = "whisper-base"
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class TranscriberOptions:
+    """Which Whisper model transcribes, where, and how.
+
+    * ``model``: ``"whisper-base"`` (bundled, offline), a CTranslate2 Whisper folder, or a
+      faster-whisper hub name (``"small"``, ``"large-v3"``, ``"org/repo"``);
+    * ``device``: ``"auto"`` (a GPU when CTranslate2 sees one, else the CPU), ``"cpu"``,
+      ``"cuda"`` or ``"cuda:N"``;
+    * ``compute_type``: CTranslate2's (``None``: ``int8`` on the CPU, ``float16`` on a GPU);
+    * ``language``: a Whisper code (``"en"``, ``"fr"``) for every span; ``None`` detects the
+      language of each span;
+    * ``translate``: also run Whisper's translate task on non-English spans (English text in
+      :attr:`Transcript.english`; a second decoding pass, so about twice the time);
+    * ``beam_size``: 1 is greedy (fastest, what query-time transcription wants);
+    * ``cpu_threads``: ``0`` uses every usable core.
+    """
+
+    model: str = BUNDLED_MODEL
+    device: str = "auto"
+    compute_type: str | None = None
+    language: str | None = None
+    translate: bool = False
+    beam_size: int = 1
+    cpu_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError(
+                "TranscriberOptions.model must name a model ('whisper-base', a folder or a hub name)"
+            )
+        if not 1 <= self.beam_size <= 10:
+            raise ConfigError(f"TranscriberOptions.beam_size must be 1 (greedy) to 10, got {self.beam_size}")
+        if self.cpu_threads < 0:
+            raise ConfigError(f"TranscriberOptions.cpu_threads must be >= 0, got {self.cpu_threads}")
+        if self.language is not None and not self.language.isalpha():
+            raise ConfigError(f"language={self.language!r} must be a Whisper code such as 'en' or 'fr'")
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"device={self.device!r} must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The words of one span: ``language`` is Whisper's code (detected or given), ``model`` the
+    transcriber's :attr:`~Transcriber.model_id`; ``english`` the translation when asked for
+    and the span is not English."""
+
+    text: str
+    language: str
+    model: str
+    english: str | None = None
+
+
+#: Greedy first; hotter retries only where Whisper's output looks wrong (repetitive, unlikely).
+_TEMPERATURES = (0.0, 0.2, 0.4)
+
+
+def _max_tokens(window_s: float) -> int:
+    """A cap on the tokens of one window: speech runs about 3–5 tokens a second, so twice
+    that with headroom ends a repetition loop (a known Whisper failure) early."""
+    return min(300, 16 + round(10 * window_s))
+
+
+def _usable_cores() -> int:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, usable or 1)
+
+
+def _device(name: str) -> tuple[str, int]:
+    """faster-whisper's (device, index) for ``name``; ``"auto"`` asks CTranslate2 for a GPU."""
+    if name == "auto":
+        import ctranslate2
+
+        return ("cuda", 0) if ctranslate2.get_cuda_device_count() > 0 else ("cpu", 0)
+    kind, _, index = name.partition(":")
+    if index and not index.isdigit():
+        raise ConfigError(f"device={name!r}: the GPU index must be a number, e.g. 'cuda:0'")
+    return kind, int(index or 0)
+
+
+class Transcriber:
+    """Whisper transcription of short spans (seconds to a few minutes) with faster-whisper.
+
+    Thread-safe: one model, loaded once (on the first :meth:`transcribe`), shared by threads;
+    CTranslate2 serialises the work on one model replica.
+    """
+
+    def __init__(self, options: TranscriberOptions | None = None, *, cache_dir: Path | None = None) -> None:
+        self.options = options or TranscriberOptions()
+        self._cache_dir = cache_dir
+        self._model: WhisperModel | None = None
+        self._load_lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        """What made the words (stored as ``metadata.transcript_model``)."""
+        return f"faster-whisper:{self.options.model}"
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def _model_path(self) -> str:
+        if self.options.model == BUNDLED_MODEL:
+            from clasp_ingest.model.assets import whisper_base_ct2_dir
+
+            return str(whisper_base_ct2_dir(self._cache_dir))
+        return self.options.model
+
+    def load(self) -> WhisperModel:
+        """The faster-whisper model, loaded on the first call (later calls return it)."""
+        with self._load_lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self) -> WhisperModel:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError:
+            raise ImportError(
+                "transcription needs faster-whisper: pip install 'faster-whisper>=1.2,<2'"
+            ) from None
+        opts = self.options
+        device, index = _device(opts.device)
+        compute = opts.compute_type or ("int8" if device == "cpu" else "float16")
+        path = self._model_path()
+        log.info("loading Whisper %s on %s (%s)", path, device, compute)
+        try:
+            return WhisperModel(
+                path,
+                device=device,
+                device_index=index,
+                compute_type=compute,
+                cpu_threads=opts.cpu_threads or _usable_cores(),
+                download_root=str(self._cache_dir) if self._cache_dir else None,
+            )
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot load the Whisper model {opts.model!r} for transcription ({exc}); name a "
+                "CTranslate2 Whisper folder, 'whisper-base' (bundled), or a faster-whisper model name "
+                "where the Hugging Face Hub is reachable"
+            ) from exc
+
+    def transcribe(self, samples_16k: np.ndarray, *, language: str | None = None) -> Transcript:
+        """The words of one span: ``samples_16k`` is 16 kHz mono audio (float32 in [-1, 1]).
+
+        ``language`` (else ``options.language``, else detected from the span) sets the
+        language Whisper writes. Empty or silent audio gives empty text.
+        """
+        audio = np.asarray(samples_16k, dtype=np.float32).reshape(-1)
+        model = self.load()
+        lang = language or self.options.language
+        text, detected = self._run(model, audio, lang, "transcribe")
+        english = None
+        if self.options.translate and detected != "en" and text:
+            english, _ = self._run(model, audio, detected, "translate")
+        return Transcript(text=text, language=detected, model=self.model_id, english=english)
+
+    def _run(
+        self, model: WhisperModel, audio: np.ndarray, language: str | None, task: str
+    ) -> tuple[str, str]:
+        if audio.size == 0:
+            return "", language or ""
+        window_s = min(audio.size / SAMPLE_RATE, 30.0)
+        segments, info = model.transcribe(
+            audio,
+            language=language,
+            task=task,
+            beam_size=self.options.beam_size,
+            temperature=_TEMPERATURES,
+            max_new_tokens=_max_tokens(window_s),
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            vad_filter=False,
+        )
+        text = " ".join(segment.text.strip() for segment in segments).strip()
+        return text, str(info.language)

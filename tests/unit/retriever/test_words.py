@@ -1,0 +1,163 @@
+"""Lazy transcripts: returned spans of real speech are transcribed once (faster-whisper) and the
+words written back, on both engines."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clasp_ingest.retriever import ClaspRetriever
+from clasp_ingest.retriever.audio import span_samples
+
+from clasp_ingest.errors import MediaDecodeError
+from clasp_ingest.model.base import AudioTextEncoder
+from clasp_ingest.store import QdrantStore, open_store
+from clasp_ingest.store.base import transcript_of
+from clasp_ingest.transcribe import Transcriber, Transcript
+from clasp_ingest.types import MediaRef, Segment, SpanHit
+from tests.unit.retriever.conftest import SPOKEN, fill_spoken
+
+Talk = tuple[MediaRef, list[Segment]]
+
+
+class Counting(Transcriber):
+    """The real transcriber (the session's loaded Whisper-base), counting the spans it transcribes."""
+
+    def __init__(self, loaded: Transcriber) -> None:
+        super().__init__(loaded.options)
+        self._model = loaded.load()
+        self.calls = 0
+        self._guard = threading.Lock()
+
+    def transcribe(self, samples_16k: np.ndarray, *, language: str | None = None) -> Transcript:
+        with self._guard:
+            self.calls += 1
+        return super().transcribe(samples_16k, language=language)
+
+
+def _words(text: str) -> set[str]:
+    return {w.strip(".,!?").lower() for w in text.split()}
+
+
+@pytest.fixture(params=["client", "edge"])
+def spoken_store(request: pytest.FixtureRequest, tmp_path: Path, model: AudioTextEncoder, spoken_talk: Talk):  # type: ignore[no-untyped-def]
+    target = open_store(url=":memory:") if request.param == "client" else open_store(path=tmp_path / "q")
+    with target:
+        fill_spoken(target, model, spoken_talk)
+        yield target
+
+
+@pytest.fixture
+def counting(whisper: Transcriber) -> Counting:
+    return Counting(whisper)
+
+
+def test_span_samples_cut_only_the_span(spoken_talk: Talk) -> None:
+    ref, segments = spoken_talk
+    seg = segments[1]
+    hit = SpanHit(ref.media_id, ref.uri, ref.title, seg.start_s, seg.end_s, 1.0, "")
+    samples = span_samples(hit)
+    assert samples.dtype == np.float32 and abs(samples.size / 16_000 - seg.duration_s) < 0.05
+    assert 0.01 < float(np.abs(samples).max()) <= 1.0
+    beyond = SpanHit(ref.media_id, ref.uri, ref.title, 900.0, 901.0, 1.0, "")
+    with pytest.raises(MediaDecodeError, match="beyond the end"):
+        span_samples(beyond)
+
+
+@pytest.mark.slow
+def test_lazy_search_transcribes_once_and_writes_the_words_back(
+    spoken_store: QdrantStore, model: AudioTextEncoder, counting: Counting
+) -> None:
+    retriever = ClaspRetriever(store=spoken_store, model=model, k=2, transcribe="lazy", transcriber=counting)
+
+    docs = retriever.invoke(SPOKEN[0])
+
+    assert counting.calls == 2  # the two returned spans, nothing else
+    top = docs[0]
+    assert {"photosynthesis", "sunlight", "plants"} <= _words(top.page_content)
+    assert top.metadata["transcript"] == top.page_content and top.metadata["transcript_language"] == "en"
+    assert top.metadata["title"] == "Spoken talk" and top.metadata["start_s"] > 0  # title and time kept
+    stored = spoken_store.points(top.metadata["point_ids"])[0].payload
+    assert stored["page_content"] == top.page_content
+    assert stored["metadata"]["transcript_model"] == "faster-whisper:whisper-base"
+    assert stored["metadata"]["title"] == "Spoken talk"
+
+    again = retriever.invoke(SPOKEN[0])
+    assert counting.calls == 2  # a later search returns the stored words without transcribing
+    assert [d.page_content for d in again] == [d.page_content for d in docs]
+    plain = ClaspRetriever(store=spoken_store, model=model, k=2).invoke(SPOKEN[0])  # "never"
+    assert [d.page_content for d in plain] == [d.page_content for d in docs]
+    untranscribed = [p for p in spoken_store.iter_points() if transcript_of(p.payload) is None]
+    assert len(untranscribed) == len(SPOKEN) - 2
+
+
+@pytest.mark.slow
+def test_concurrent_queries_transcribe_a_span_once(
+    spoken_store: QdrantStore, model: AudioTextEncoder, counting: Counting
+) -> None:
+    retrievers = [  # two retrievers over one store: the lock is per point, process-wide
+        ClaspRetriever(store=spoken_store, model=model, k=1, transcribe="lazy", transcriber=counting)
+        for _ in range(2)
+    ]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: retrievers[i % 2].invoke(SPOKEN[2]), range(4)))
+
+    assert counting.calls == 1
+    texts = {docs[0].page_content for docs in results}
+    assert len(texts) == 1
+    text = next(iter(texts))
+    assert {"corner", "sells"} <= _words(text), text
+
+
+@pytest.mark.slow
+def test_context_spans_join_the_words_of_their_segments_in_order(
+    spoken_store: QdrantStore, model: AudioTextEncoder, counting: Counting
+) -> None:
+    retriever = ClaspRetriever(store=spoken_store, model=model, k=1, context=1, transcribe="lazy",
+                               transcriber=counting)  # fmt: skip
+    doc = retriever.invoke(SPOKEN[1])[0]
+
+    assert doc.metadata["segment_indices"] == [0, 1, 2] and counting.calls == 3
+    text = doc.page_content.lower()
+    assert text.index("photosynthesis") < text.index("train") < text.index("corner")
+
+
+def test_never_does_not_transcribe_and_names_the_span(
+    spoken_store: QdrantStore, model: AudioTextEncoder
+) -> None:
+    retriever = ClaspRetriever(store=spoken_store, model=model, k=1)
+    assert retriever.transcribe == "never"
+    doc = retriever.invoke(SPOKEN[3])[0]
+    assert doc.page_content.startswith("Spoken talk [00:00:")
+    assert doc.metadata["transcript"] is None and doc.metadata["transcript_language"] is None
+    assert retriever.transcriber is None  # nothing was built or loaded
+
+
+def test_a_span_whose_source_is_gone_is_returned_without_words(
+    tmp_path: Path, model: AudioTextEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = (tmp_path / "deleted.wav").as_uri()
+    ref = MediaRef(gone, "m-gone", "v1", title="gone")
+    unloadable = Transcriber()  # never loads: there is nothing to transcribe
+    with open_store(url=":memory:") as store:
+        store.ensure_collection(model.model_id, model.dim)
+        store.write_media(ref, model.model_id, [([Segment("m-gone", 0, 0.0, 2.0)], model.encode_text(["x"]))])
+        retriever = ClaspRetriever(store=store, model=model, k=1, transcribe="lazy", transcriber=unloadable)
+        doc = retriever.invoke("x")[0]
+    assert doc.page_content == "gone [00:00:00.000–00:00:02.000]" and doc.metadata["transcript"] is None
+    assert "no words for" in caplog.text and not unloadable.loaded
+
+
+def test_ingest_mode_never_transcribes_and_logs_spans_without_words(
+    spoken_store: QdrantStore, model: AudioTextEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    retriever = ClaspRetriever(store=spoken_store, model=model, k=2, transcribe="ingest")
+    docs = retriever.invoke(SPOKEN[1])
+    assert all(d.metadata["transcript"] is None for d in docs) and retriever.transcriber is None
+    assert "2 of 2 spans have no words" in caplog.text
+    ids = docs[0].metadata["point_ids"]
+    spoken_store.set_words(ids, "our train was late", language="en", model="ingest-time")
+    assert retriever.invoke(SPOKEN[1], k=1)[0].page_content == "our train was late"
