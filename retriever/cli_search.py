@@ -126,24 +126,17 @@ def _transcriber(model: str, translate: bool, settings: Settings) -> Transcriber
 
 
 def _print_table(query: str, rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+    """One block per hit: rank, score, span and title; the link on a line of its own (never
+    wrapped, so it stays clickable); the words when the span has them."""
     from clasp_ingest.store import format_timestamp
 
-    table = Table(title=f"spans for {query!r}")
-    table.add_column("score", justify="right")
-    table.add_column("span")
-    table.add_column("title")
-    words = any(row["text"] is not None for row in rows)
-    if words:
-        table.add_column("words", overflow="fold")
-    table.add_column("link (source#t=start,end)", overflow="fold")
-    for row in rows:
+    typer.echo(f"{len(rows)} spans for {query!r}" if rows else f"no spans for {query!r}")
+    for rank, row in enumerate(rows, start=1):
         span = f"{format_timestamp(row['start_s'])}–{format_timestamp(row['end_s'])}"
-        text = [row["text"] or "–"] if words else []
-        table.add_row(f"{row['score']:.3f}", span, str(row["title"]), *text, str(row["url"]))
-    Console().print(table)
+        typer.echo(f"\n{rank:>2}. {row['score']:.3f}  {span}  {row['title']}")
+        typer.echo(f"    {row['url']}")
+        if row["text"]:
+            typer.echo(f"    \u201c{row['text']}\u201d")
 
 
 def register(app: typer.Typer) -> None:

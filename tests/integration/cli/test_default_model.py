@@ -33,7 +33,7 @@ SUMMARY_KEYS = {
     "model",
     "collection",
 }
-HIT_KEYS = {"source", "media_id", "title", "start_s", "end_s", "score", "url"}
+HIT_KEYS = {"source", "media_id", "title", "start_s", "end_s", "score", "url", "text", "text_language"}
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,14 @@ def test_first_ingest_search_and_rerun_with_the_default_model(env: dict[str, str
     assert abs(hits[0]["start_s"] - start) < 0.5 and abs(hits[0]["end_s"] - end) < 0.5, hits[0]
     assert hits[0]["url"] == f"{talk.as_uri()}#t={hits[0]['start_s']:g},{hits[0]['end_s']:g}"
     assert hits[0]["score"] > hits[1]["score"]
+    assert hits[0]["text"] is None  # no words until a search asks for them
+
+    words = cli(env, "search", TRAIN, "--k", "1", "--transcribe", "--json")
+    assert words.returncode == 0, words.stderr
+    (heard,) = json.loads(words.stdout)
+    assert "train" in heard["text"].lower() and heard["text_language"] == "en", heard
+    (kept,) = json.loads(cli(env, "search", TRAIN, "--k", "1", "--json").stdout)
+    assert kept["text"] == heard["text"]  # stored: the next search shows them without Whisper
 
     table = cli(env, "search", TRAIN)
     assert table.returncode == 0 and "talk.opus#t=" in table.stdout
