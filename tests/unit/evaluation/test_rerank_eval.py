@@ -57,7 +57,9 @@ def _stage(n: int, transcriber: Transcriber, weight: float) -> SecondStage:
 
 
 @pytest.mark.slow
-def test_eval_rerank_uses_the_words_and_transcribes_each_clip_once(manifest: Path, whisper: Transcriber) -> None:
+def test_eval_rerank_uses_the_words_and_transcribes_each_clip_once(
+    manifest: Path, whisper: Transcriber
+) -> None:
     from clasp_ingest.model import load_model
 
     model = load_model("tiny-random", device="cpu")  # a random first stage: only the words can rank
