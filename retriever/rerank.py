@@ -34,6 +34,7 @@ text weight wins. The set is small: read the differences as one or two queries.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -99,6 +100,7 @@ class TextScorer:
     def __init__(self, model: QueryEncoder, cache_size: int = 4096) -> None:
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._guard = threading.Lock()  # concurrent queries (threads, ainvoke) share the cache
         text = getattr(model, "text", None)
         self._query: Callable[[Sequence[str]], np.ndarray] = (
             text.encode if text is not None else model.encode_text
@@ -117,16 +119,17 @@ class TextScorer:
     def _text_vectors(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of ``texts``; the last ``cache_size`` distinct texts are kept in memory,
         so a repeated query (same candidates, words stored) encodes only the query."""
-        new = list(dict.fromkeys(t for t in texts if t not in self._vectors))
-        if new:
-            for text, vector in zip(new, _unit(self._passages(new)), strict=True):
-                self._vectors[text] = vector
-        out = np.stack([self._vectors[t] for t in texts])
-        for text in texts:
-            self._vectors.move_to_end(text)
-        while len(self._vectors) > self._cache_size:
-            self._vectors.popitem(last=False)
-        return out
+        with self._guard:
+            new = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+            if new:
+                for text, vector in zip(new, _unit(self._passages(new)), strict=True):
+                    self._vectors[text] = vector
+            out = np.stack([self._vectors[t] for t in texts])
+            for text in texts:
+                self._vectors.move_to_end(text)
+            while len(self._vectors) > self._cache_size:
+                self._vectors.popitem(last=False)
+            return out
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from clasp_ingest.retriever import ClaspRetriever
-from clasp_ingest.retriever.rerank import TEXT_WEIGHT, Fusion
+from clasp_ingest.retriever.rerank import TEXT_WEIGHT, Fusion, TextScorer
 from typer.testing import CliRunner
 
 from clasp_ingest.cli import app
@@ -85,6 +85,16 @@ def test_fusion_weights_move_between_the_two_rankings() -> None:
 def test_fusion_refuses_bad_settings(args: tuple[float, str]) -> None:
     with pytest.raises(ValueError, match=r"text_weight|method"):
         Fusion(*args)
+
+
+def test_text_scores_are_cosines_and_the_cache_changes_nothing(mini: QueryModel) -> None:
+    texts = [SPOKEN[1], None, SPOKEN[0], "  "]
+    fresh = TextScorer(mini).scores(SPOKEN[0], texts)
+    tiny = TextScorer(mini, cache_size=1)  # smaller than one call's texts
+    first, again = tiny.scores(SPOKEN[0], texts), tiny.scores(SPOKEN[0], texts)
+    assert np.isnan(fresh[[1, 3]]).all() and np.argmax(np.nan_to_num(fresh, nan=-1)) == 2
+    assert -1.0 <= fresh[0] < fresh[2] <= 1.0 + 1e-6
+    assert np.allclose(first, fresh, equal_nan=True) and np.allclose(again, fresh, equal_nan=True)
 
 
 @pytest.mark.parametrize("bad", [0, -3, True, "10", 2.5])
