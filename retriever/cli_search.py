@@ -9,6 +9,11 @@ and one ``warning: ...`` line on stderr says so.
 ``--transcribe`` also gives the words: each returned span without them is cut from its source,
 transcribed with Whisper (faster-whisper; the bundled Whisper-base unless ``--whisper-model``)
 and its words stored in the collection, so the next search shows them at once.
+
+``--rerank N`` ranks in two stages: CLASP finds the best N spans, their words are obtained as
+with ``--transcribe`` (only those without words are transcribed), scored against the query with
+the model's text tower, and the two scores fused; the best ``--k`` are shown by fused score
+(``--json`` rows gain ``clasp_score`` and ``text_score``).
 """
 
 from __future__ import annotations
@@ -51,10 +56,16 @@ def search(
         "--transcribe",
         help="Transcribe returned spans that have no words yet (Whisper) and store the words.",
     ),
+    rerank: int | None = typer.Option(
+        None,
+        "--rerank",
+        min=1,
+        help="Rerank CLASP's best N spans (N >= --k) by their words: implies --transcribe for those N.",
+    ),
     whisper_model: str = typer.Option(
         "whisper-base",
-        help="Whisper model for --transcribe: 'whisper-base' (bundled), a CTranslate2 folder or a "
-        "faster-whisper model name.",
+        help="Whisper model for --transcribe and --rerank: 'whisper-base' (bundled), a CTranslate2 "
+        "folder or a faster-whisper model name.",
     ),
     translate: bool = typer.Option(
         False, help="With --transcribe: also store an English translation of non-English spans."
@@ -74,6 +85,11 @@ def search(
         raise ConfigError(
             "the query is empty; say what to look for, e.g. clasp-ingest search 'photosynthesis'"
         )
+    if rerank is not None and rerank < k:
+        raise ConfigError(
+            f"--rerank {rerank} is smaller than --k {k}; give --rerank N >= --k (e.g. --rerank 10)"
+        )
+    words = transcribe or rerank is not None
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
     with open_configured_store(qdrant_path, qdrant_url, api_key, collection) as store:
         retriever = ClaspRetriever(
@@ -84,15 +100,17 @@ def search(
             group_by_media=group,
             merge=merge,
             context=context,
-            transcribe="lazy" if transcribe else "never",
-            transcriber=_transcriber(whisper_model, translate, settings) if transcribe else None,
+            rerank=rerank,
+            transcribe="lazy" if words else "never",
+            transcriber=_transcriber(whisper_model, translate, settings) if words else None,
         )
         with _warnings_as_lines("clasp_ingest.model.query"):
             docs = retriever.invoke(query)
     keys = ("source", "media_id", "title", "start_s", "end_s", "score", "url")
     rows = [
         {**{key: doc.metadata.get(key) for key in keys}, "text": doc.metadata.get("transcript"),
-         "text_language": doc.metadata.get("transcript_language")}
+         "text_language": doc.metadata.get("transcript_language"),
+         **({key: doc.metadata.get(key) for key in ("clasp_score", "text_score")} if rerank else {})}
         for doc in docs
     ]  # fmt: skip
     if as_json:
@@ -133,10 +151,16 @@ def _print_table(query: str, rows: list[dict[str, Any]]) -> None:
     typer.echo(f"{len(rows)} spans for {query!r}" if rows else f"no spans for {query!r}")
     for rank, row in enumerate(rows, start=1):
         span = f"{format_timestamp(row['start_s'])}–{format_timestamp(row['end_s'])}"
-        typer.echo(f"\n{rank:>2}. {row['score']:.3f}  {span}  {row['title']}")
+        scores = f" (clasp {_score(row.get('clasp_score'))}, words {_score(row.get('text_score'))})"
+        fused = scores if "text_score" in row else ""
+        typer.echo(f"\n{rank:>2}. {row['score']:.3f}{fused}  {span}  {row['title']}")
         typer.echo(f"    {row['url']}")
         if row["text"]:
             typer.echo(f"    \u201c{row['text']}\u201d")
+
+
+def _score(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def register(app: typer.Typer) -> None:

