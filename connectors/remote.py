@@ -229,18 +229,7 @@ class FsspecConnector:
         uri = redact_url(url)
         self._real[uri] = url
         filename = PurePosixPath(url.split("?", 1)[0]).name
-        size = info.get("size")
-        return MediaRef(
-            uri=uri,
-            media_id=media_id_for(uri),
-            fingerprint=remote_fingerprint(uri, info),
-            title=PurePosixPath(filename).stem,
-            metadata={
-                "connector": scheme_of(uri),
-                "filename": filename,
-                **({"size_bytes": int(size)} if size is not None else {}),
-            },
-        )
+        return _media_ref(uri, filename, info)
 
     def _listing(self, fs: AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:
         try:
@@ -264,16 +253,21 @@ class FsspecConnector:
         uri = redact_url(name if scheme_of(name) else fs.unstrip_protocol(name))
         if not any(info.get(key) for key in (*_VERSION_KEYS, *_TIME_KEYS)):
             info = {**info, **fs.info(name)}  # index-page entries carry no headers yet
-        size = info.get("size")
         filename = PurePosixPath(name.split("?", 1)[0]).name
-        return MediaRef(
-            uri=uri,
-            media_id=media_id_for(uri),
-            fingerprint=remote_fingerprint(uri, info),
-            title=PurePosixPath(filename).stem,
-            metadata={
-                "connector": scheme_of(uri),
-                "filename": filename,
-                **({"size_bytes": int(size)} if size is not None else {}),
-            },
-        )
+        return _media_ref(uri, filename, info)
+
+
+def _media_ref(uri: str, filename: str, info: dict[str, Any]) -> MediaRef:
+    """The item ``uri`` (already redacted) named ``filename``, versioned by its ``info`` headers."""
+    size = info.get("size")
+    return MediaRef(
+        uri=uri,
+        media_id=media_id_for(uri),
+        fingerprint=remote_fingerprint(uri, info),
+        title=PurePosixPath(filename).stem,
+        metadata={
+            "connector": scheme_of(uri),
+            "filename": filename,
+            **({"size_bytes": int(size)} if size is not None else {}),
+        },
+    )

@@ -4,6 +4,7 @@ text vectors of known sentences, so that a query's best span is known exactly.""
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from clasp_ingest.model.base import AudioTextEncoder
 from clasp_ingest.store import QdrantStore, open_store
+from clasp_ingest.transcribe import Transcriber, Transcript
 from clasp_ingest.types import MediaRef, Segment, media_id_for
 
 SENTENCES = [
@@ -110,3 +112,18 @@ def fill_spoken(store: QdrantStore, model: AudioTextEncoder, talk: tuple[MediaRe
     ref, segments = talk
     store.ensure_collection(model.model_id, model.dim)
     store.write_media(ref, model.model_id, [(segments, model.encode_text(list(SPOKEN)))])
+
+
+class Counting(Transcriber):
+    """The real transcriber (the session's loaded Whisper-base), counting the spans it transcribes."""
+
+    def __init__(self, loaded: Transcriber) -> None:
+        super().__init__(loaded.options)
+        self._model = loaded.load()
+        self.calls = 0
+        self._guard = threading.Lock()
+
+    def transcribe(self, samples_16k: np.ndarray, *, language: str | None = None) -> Transcript:
+        with self._guard:
+            self.calls += 1
+        return super().transcribe(samples_16k, language=language)

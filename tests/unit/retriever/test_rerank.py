@@ -9,7 +9,6 @@ vector leaning the wrong way: segment ``i`` carries clasp-mini's vectors of sent
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,26 +21,11 @@ from typer.testing import CliRunner
 from clasp_ingest.cli import app
 from clasp_ingest.model.query import QueryModel, load_query_model
 from clasp_ingest.store import QdrantStore, open_store
-from clasp_ingest.transcribe import Transcriber, Transcript
+from clasp_ingest.transcribe import Transcriber
 from clasp_ingest.types import MediaRef, Segment
-from tests.unit.retriever.conftest import SPOKEN
+from tests.unit.retriever.conftest import SPOKEN, Counting
 
 Talk = tuple[MediaRef, list[Segment]]
-
-
-class Counting(Transcriber):
-    """The real transcriber (the session's loaded Whisper-base), counting the spans it transcribes."""
-
-    def __init__(self, loaded: Transcriber) -> None:
-        super().__init__(loaded.options)
-        self._model = loaded.load()
-        self.calls = 0
-        self._guard = threading.Lock()
-
-    def transcribe(self, samples_16k: np.ndarray, *, language: str | None = None) -> Transcript:
-        with self._guard:
-            self.calls += 1
-        return super().transcribe(samples_16k, language=language)
 
 
 @pytest.fixture(scope="module")

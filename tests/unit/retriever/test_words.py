@@ -3,7 +3,6 @@ words written back, on both engines."""
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,26 +15,11 @@ from clasp_ingest.errors import MediaDecodeError
 from clasp_ingest.model.base import AudioTextEncoder
 from clasp_ingest.store import QdrantStore, open_store
 from clasp_ingest.store.base import transcript_of
-from clasp_ingest.transcribe import Transcriber, Transcript
+from clasp_ingest.transcribe import Transcriber
 from clasp_ingest.types import MediaRef, Segment, SpanHit
-from tests.unit.retriever.conftest import SPOKEN, fill_spoken
+from tests.unit.retriever.conftest import SPOKEN, Counting, fill_spoken
 
 Talk = tuple[MediaRef, list[Segment]]
-
-
-class Counting(Transcriber):
-    """The real transcriber (the session's loaded Whisper-base), counting the spans it transcribes."""
-
-    def __init__(self, loaded: Transcriber) -> None:
-        super().__init__(loaded.options)
-        self._model = loaded.load()
-        self.calls = 0
-        self._guard = threading.Lock()
-
-    def transcribe(self, samples_16k: np.ndarray, *, language: str | None = None) -> Transcript:
-        with self._guard:
-            self.calls += 1
-        return super().transcribe(samples_16k, language=language)
 
 
 def _words(text: str) -> set[str]:
