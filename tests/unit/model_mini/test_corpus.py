@@ -234,3 +234,78 @@ def test_add_text_refuses_unknown_files_languages_and_bad_syntax(fortunes_root: 
             == 2
         )
     assert not out.exists()
+
+
+def test_kokoro_fraction_zero_keeps_every_existing_plan() -> None:
+    opts = CorpusOptions(n=120, seed=7, languages=("en", "de", "es"))
+    assert plan_corpus(opts, _sentences(200), piper=True) == plan_corpus(
+        opts, _sentences(200), piper=True, kokoro=True
+    )
+
+
+def test_kokoro_reads_its_share_of_its_languages_with_seeded_voices() -> None:
+    opts = CorpusOptions(n=300, seed=7, languages=("en", "de", "es"), kokoro_fraction=0.5)
+    plan = plan_corpus(opts, _sentences(200), piper=True, kokoro=True)
+    assert plan == plan_corpus(opts, _sentences(200), piper=True, kokoro=True)
+    kokoro = [j for j in plan if j.engine == "kokoro"]
+    assert {j.language for j in kokoro} == {"en", "es"}  # German is not one of Kokoro's languages
+    share = len(kokoro) / sum(j.language in ("en", "es") for j in plan)
+    assert 0.35 < share < 0.65
+    assert len({j.voice for j in kokoro}) > 20 and all(j.voice.startswith("kokoro:") for j in kokoro)
+    assert {j.rate for j in kokoro} <= {0.85, 0.92, 1.0, 1.08, 1.15}
+    with pytest.raises(ConfigError, match="kokoro_fraction"):
+        CorpusOptions(n=5, kokoro_fraction=1.5)
+
+
+def test_kokoro_voice_names_round_trip_and_bad_mixes_are_refused() -> None:
+    import random
+
+    from clasp_ingest.training.kokoro import KokoroVoice, random_voice
+
+    voice = random_voice(random.Random(3))
+    assert KokoroVoice.parse(voice.name, voice.speed).name == voice.name
+    with pytest.raises(ConfigError, match="styles"):
+        KokoroVoice((("jf_nobody", 1.0),))
+    with pytest.raises(ConfigError, match="not a Kokoro voice"):
+        KokoroVoice.parse("kokoro:jf_alpha")
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng needed (make system-deps)")
+def test_english_ipa_gets_kokoros_own_symbols() -> None:
+    from clasp_ingest.training.kokoro import ipa_phonemes
+
+    ipa = ipa_phonemes("The brown cow joined my train.", "en-us")
+    assert "A" in ipa and "W" in ipa and "Y" in ipa and "I" in ipa  # train, brown/cow, joined, my
+    assert "eɪ" not in ipa and "aʊ" not in ipa
+    assert "ˈ" in ipa  # stress marks are Kokoro symbols too
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng needed (make system-deps)")
+def test_kokoro_speech_is_heard_by_whisper() -> None:
+    """Real Kokoro-82M output, 16 kHz, recognisable: Whisper-base writes the sentence back."""
+    from clasp_ingest.training.kokoro import Kokoro, KokoroVoice
+    from clasp_ingest.transcribe import Transcriber, TranscriberOptions
+
+    voice = KokoroVoice((("jf_alpha", 0.5), ("jm_kumo", 0.5)))
+    audio = Kokoro(threads=2).speak("The library opens early on every weekday.", "en-us", voice)
+    assert audio.dtype == np.float32 and 1.5 < len(audio) / 16_000 < 6
+    words = Transcriber(TranscriberOptions(language="en")).transcribe(audio).text.lower()
+    assert "library" in words and "opens early" in words, words
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng needed (make system-deps)")
+def test_build_with_kokoro_writes_its_clips_and_records_the_voice(
+    fortunes_root: Path, tmp_path: Path
+) -> None:
+    import soundfile as sf
+
+    opts = CorpusOptions(
+        n=3, seed=1, languages=("en", "es"), fortunes_root=fortunes_root, kokoro_fraction=1.0, workers=1
+    )
+    report = build_corpus(opts, tmp_path / "k")
+    assert report.by_engine == {"kokoro": 3}
+    meta = [json.loads(x) for x in (tmp_path / "k" / "synthesis.jsonl").read_text().splitlines()]
+    assert all(m["engine"] == "kokoro" and m["voice"].startswith("kokoro:") for m in meta)
+    for m in meta:
+        audio, sr = sf.read(tmp_path / "k" / m["audio"], dtype="float32")
+        assert sr == 16_000 and 0.5 < len(audio) / sr < 15 and np.abs(audio).max() > 0.05
