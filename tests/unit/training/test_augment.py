@@ -77,3 +77,66 @@ def test_cli_prints_a_summary_and_exits_1_on_bad_input(
     assert summary["copies"] == 2 and Path(summary["manifest"]).is_file()
     assert main([str(tone_manifest), "--out", str(tmp_path / "b"), "--count", "99"]) == 1
     assert "train rows" in capsys.readouterr().err
+
+
+def _band_energy(audio: np.ndarray, low: float, high: float) -> float:
+    spectrum = np.abs(np.fft.rfft(audio)) ** 2
+    freqs = np.fft.rfftfreq(len(audio), 1 / SAMPLE_RATE)
+    return float(spectrum[(freqs >= low) & (freqs < high)].sum() / spectrum.sum())
+
+
+@pytest.mark.parametrize("codec", ["mulaw", "alaw", "g726", "amr", "opus"])
+def test_telephone_channel_keeps_the_voice_band_and_drops_the_rest(codec: str) -> None:
+    """Real ffmpeg codecs: a 1 kHz tone survives, a 6 kHz tone (above the phone band) is gone."""
+    from clasp_ingest.training.augment import telephone
+
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    audio = (0.3 * np.sin(2 * np.pi * 1000 * t) + 0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+    out = telephone(audio, codec)
+    assert out.dtype == np.float32 and abs(len(out) - len(audio)) < 0.1 * SAMPLE_RATE
+    middle = out[2000:-2000]
+    assert _band_energy(middle, 900, 1100) > 0.5
+    assert _band_energy(middle, 5000, 7000) < 0.01
+
+
+def test_noise_is_mixed_at_the_asked_snr_in_seeded_colours() -> None:
+    from clasp_ingest.training.augment import add_noise, coloured_noise
+
+    rng = np.random.default_rng(0)
+    speech = (0.1 * np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32)
+    for colour in ("white", "pink", "brown"):
+        noise = coloured_noise(SAMPLE_RATE, colour, rng)
+        assert abs(float(np.sqrt(np.mean(noise**2))) - 1.0) < 1e-3
+        mixed = add_noise(speech, noise, 10.0)
+        added = mixed - speech
+        snr = 10 * np.log10(np.mean(speech**2) / np.mean(added**2))
+        assert abs(snr - 10.0) < 0.1, (colour, snr)
+    low = _band_energy(coloured_noise(SAMPLE_RATE, "brown", rng), 0, 500)
+    assert low > _band_energy(coloured_noise(SAMPLE_RATE, "white", rng), 0, 500) * 5
+    np.testing.assert_array_equal(
+        coloured_noise(100, "pink", np.random.default_rng(4)),
+        coloured_noise(100, "pink", np.random.default_rng(4)),
+    )
+
+
+def test_augment_with_channels_records_them_and_is_reproducible(tone_manifest: Path, tmp_path: Path) -> None:
+    kwargs = {"count": 4, "seed": 3, "telephone_share": 1.0, "codecs": ("amr",), "noise_share": 0.5}
+    a = augment_manifest(tone_manifest, tmp_path / "a", **kwargs)  # type: ignore[arg-type]
+    assert a.telephone == 4 and 0 <= a.noisy <= 4
+    log = [json.loads(x) for x in (tmp_path / "a" / "augment.jsonl").read_text().splitlines()]
+    assert len(log) == 4 and all(entry["codec"] == "amr" for entry in log)
+    assert sum("snr_db" in entry for entry in log) == a.noisy
+    augment_manifest(tone_manifest, tmp_path / "b", **kwargs)  # type: ignore[arg-type]
+    for name in sorted(p.name for p in (tmp_path / "a" / "clips").iterdir()):
+        assert (tmp_path / "a" / "clips" / name).read_bytes() == (
+            tmp_path / "b" / "clips" / name
+        ).read_bytes()
+    # the padding draws are the ones a run without channels makes
+    plain = augment_manifest(tone_manifest, tmp_path / "c", count=4, seed=3)
+    plain_log = [json.loads(x) for x in (tmp_path / "c" / "augment.jsonl").read_text().splitlines()]
+    assert plain.telephone == plain.noisy == 0
+    assert [e["lead_s"] for e in plain_log] == [e["lead_s"] for e in log]
+    with pytest.raises(ConfigError, match="codecs"):
+        augment_manifest(tone_manifest, tmp_path / "d", count=1, codecs=("gsm",))
+    with pytest.raises(ConfigError, match="share"):
+        augment_manifest(tone_manifest, tmp_path / "d", count=1, telephone_share=2.0)
