@@ -19,7 +19,7 @@
   small fish's actor (ids ``*-m-*``) is ``test``, unseen in ``train``/``val``; the other roles
   (big fish ``*-v-*`` and minor characters; whether one actor voices several minor roles is not
   recorded) go to ``val`` (a seeded 15 %) and ``train``. Lines whose English has fewer than
-  four words, and repeats of a text already taken, are left out.
+  four words, repeats of a text already taken, and recordings without audio are left out.
 
 Every set becomes a manifest (JSONL, a ``split`` per row, ``"test"`` unless said above, see
 :mod:`clasp_ingest.training.manifest`) whose ``audio`` paths point at the installed files,
@@ -191,6 +191,17 @@ def festvox_ru_clips(root: Path = FESTVOX_RU) -> list[EvalClip]:
     return clips
 
 
+def _has_samples(path: Path) -> bool:
+    """Whether ``path`` declares any audio (two fillets-ng-data-nl recordings are empty Ogg
+    headers that no decoder gets a sample from), read from the header, without decoding."""
+    import soundfile as sf
+
+    try:
+        return int(sf.info(str(path)).frames) > 0
+    except (RuntimeError, sf.LibsndfileError):
+        return False
+
+
 def _lua_unescape(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text)
 
@@ -223,6 +234,9 @@ def fillets_clips(language: str, query: str | None = None, root: Path = FILLETS_
         for line_id, (english, spoken) in _fillets_lines(script).items():
             audio = root / "sound" / level / language / f"{line_id}.ogg"
             if not audio.is_file() or len(english.split()) < 4 or not spoken:
+                continue
+            if not _has_samples(audio):
+                log.warning("skipping %s: the recording holds no audio", audio)
                 continue
             keys = {english.casefold(), spoken.casefold()}
             if keys & seen:

@@ -250,3 +250,12 @@ dialogStr("Das ist das Wrack des Flugzeugs.")
     assert [(c.clip_id, c.text, c.language) for c in clips] == [
         ("cs/airplane/let-v-vrak0", "Das ist das Wrack des Flugzeugs.", "de")
     ]
+
+
+def test_fillets_leaves_out_recordings_without_audio(tmp_path: Path) -> None:
+    from clasp_ingest.evaluation.datasets import fillets_clips
+
+    root = _fillets_tree(tmp_path)
+    (root / "sound" / "airplane" / "cs" / "let-v-vrak0.ogg").write_bytes(b"OggS\x00not really")
+    kept = [c.clip_id for c in fillets_clips("cs", root=root)]
+    assert kept == ["cs/airplane/let-m-divna", "cs/airplane/let-v-vrak1"]  # vrak1's English is free now
