@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
@@ -68,6 +68,7 @@ __all__ = [
     "build_payload",
     "format_timestamp",
     "point_id",
+    "rrf_score",
     "span_url",
     "transcript_of",
     "with_retry",
@@ -80,9 +81,13 @@ VECTOR_NAME = "clasp"
 TEXT_VECTOR = "text"
 #: The sparse vector of a span's words (hashed word unigrams, IDF applied by Qdrant).
 WORDS_VECTOR = "words"
-#: Reciprocal rank fusion's constant: a point's fused score is the sum over the lists it is in
-#: of ``1 / (RRF_K + rank)`` (rank from 0), Qdrant's formula and default ``k``.
+#: Reciprocal rank fusion (Qdrant's formula): a point's fused score is the sum, over the rankings
+#: it is in, of ``1 / ((rank + 1) / weight + k - 1)`` (rank from 0; ``1 / (k + rank)`` at weight
+#: 1). ``k`` is Qdrant's default.
 RRF_K = 2
+#: The weights of the ``clasp``, ``text`` and ``words`` rankings: equal, Qdrant's default (no
+#: weighting was better on both the bundled samples and real speech: bench/bench_hybrid.py --grid).
+RRF_WEIGHTS = (1.0, 1.0, 1.0)
 DEFAULT_COLLECTION = "clasp_segments"
 STATE_WRITING = "writing"
 STATE_COMPLETE = "complete"
@@ -330,11 +335,24 @@ Batch = tuple[Sequence[Segment], np.ndarray] | tuple[Sequence[Segment], np.ndarr
 @dataclass(frozen=True)
 class HybridQuery:
     """One query for hybrid search: the model's query vector (``clasp``), the text tower's
-    query vector of the same text (``text``) and its words (``words``)."""
+    query vector of the same text (``text``) and its words (``words``); the fusion's ``k``
+    and the ``weights`` of the three rankings (``clasp``, ``text``, ``words``)."""
 
     clasp: list[float]
     text: list[float]
     words: SparseWords
+    k: int = RRF_K
+    weights: tuple[float, float, float] = RRF_WEIGHTS
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or len(self.weights) != 3 or min(self.weights) <= 0:
+            raise ValueError(f"RRF needs k >= 1 and three positive weights, got k={self.k}, {self.weights}")
+
+
+def rrf_score(ranks: Sequence[int | None], k: int = RRF_K, weights: Sequence[float] = RRF_WEIGHTS) -> float:
+    """The fused score of a point at ``ranks`` (from 0; None: not in that ranking) — what both
+    engines compute."""
+    return sum(1.0 / ((r + 1) / w + k - 1) for r, w in zip(ranks, weights, strict=True) if r is not None)
 
 
 # --------------------------------------------------------------------------- retries
@@ -470,7 +488,8 @@ class QdrantStore(abc.ABC):
         self, query: HybridQuery, limit: int, prefetch: int, where: Where, score_threshold: float | None
     ) -> list[StoredPoint]:
         """One Query API call: ``prefetch`` candidates from each of the ``clasp``, ``text`` and
-        ``words`` vectors (``score_threshold`` on the ``clasp`` one), fused by RRF (``RRF_K``)."""
+        ``words`` vectors (``score_threshold`` on the ``clasp`` one; no ``words`` one when the
+        query has no words), fused by RRF with ``query.k`` and ``query.weights``."""
 
     @abc.abstractmethod
     def _scroll(
@@ -789,7 +808,7 @@ class QdrantStore(abc.ABC):
         audio vectors), ``text`` (the words' dense vectors) and ``words`` (sparse, IDF).
 
         One Query API call (prefetch + RRF) on both engines. A hit's ``score`` is its fused
-        score: ``sum(1 / (RRF_K + rank))`` over the rankings it is in, rank from 0.
+        score (:func:`rrf_score`; ``query.k`` and ``query.weights``).
         ``score_threshold`` applies to the ``clasp`` ranking. Spans without words are found
         through ``clasp`` only. Raises ``StoreError`` when the collection has no word vectors.
         """
@@ -808,7 +827,7 @@ class QdrantStore(abc.ABC):
                 f"{self.collection!r} stores {identity.text_dim}-d text vectors"
             )
         clasp = self._query_vector(np.asarray(query.clasp))
-        wanted = HybridQuery(clasp, [float(x) for x in query.text], query.words)
+        wanted = replace(query, clasp=clasp, text=[float(x) for x in query.text])
         depth = prefetch if prefetch is not None else max(4 * k, 20)
         points = self._query_hybrid(wanted, k, max(depth, k), self._visible(filters), score_threshold)
         return [hit_from_point(p) for p in points]

@@ -22,7 +22,6 @@ from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
     PAYLOAD_INDEXES,
-    RRF_K,
     TEXT_VECTOR,
     TRANSCRIPT_KEY,
     VECTOR_NAME,
@@ -307,7 +306,11 @@ class EdgeStore(QdrantStore):
         if query.words:
             stages.append(qe.Prefetch(prefetch, qe.Query.Nearest(words, using=WORDS_VECTOR), filter=flt))
         request = qe.QueryRequest(
-            limit=limit, prefetches=stages, query=qe.Fusion.Rrf(k=RRF_K), filter=flt, with_payload=True
+            limit=limit,
+            prefetches=stages,
+            query=qe.Fusion.Rrf(k=query.k, weights=list(query.weights[: len(stages)])),
+            filter=flt,
+            with_payload=True,
         )
         found = self._require_shard().query(request)
         return [StoredPoint(str(p.id), dict(p.payload or {}), score=float(p.score)) for p in found]

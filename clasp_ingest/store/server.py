@@ -16,7 +16,6 @@ from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
     PAYLOAD_INDEXES,
-    RRF_K,
     TEXT_VECTOR,
     TRANSCRIPT_KEY,
     VECTOR_NAME,
@@ -266,7 +265,7 @@ class ServerStore(QdrantStore):
         response = self.client.query_points(
             self.collection,
             prefetch=stages,
-            query=m.RrfQuery(rrf=m.Rrf(k=RRF_K)),
+            query=m.RrfQuery(rrf=m.Rrf(k=query.k, weights=list(query.weights[: len(stages)]))),
             limit=limit,
             query_filter=flt,
             with_payload=True,

@@ -13,7 +13,7 @@ import pytest
 from clasp_ingest.errors import CollectionMismatchError, StoreError
 from clasp_ingest.pipeline import collection_for
 from clasp_ingest.store import QdrantStore, export_collection, open_store
-from clasp_ingest.store.base import RRF_K, HybridQuery, page_content, transcript_of, words_metadata
+from clasp_ingest.store.base import RRF_K, HybridQuery, page_content, rrf_score, transcript_of, words_metadata
 from clasp_ingest.words import SpanWords, query_words, sparse_words
 from tests.unit.store.conftest import DIM, MODEL, Media, make_media, open_backend, unit_rows
 
@@ -89,12 +89,15 @@ def _rank(order: list[int], i: int) -> int | None:
     return order.index(i) if i in order else None
 
 
-def test_hybrid_score_is_rrf_of_the_three_rankings(hybrid: QdrantStore) -> None:
+@pytest.mark.parametrize("k, weights", [(RRF_K, (1.0, 1.0, 1.0)), (5, (2.0, 1.0, 0.5))])
+def test_hybrid_score_is_rrf_of_the_three_rankings(
+    hybrid: QdrantStore, k: int, weights: tuple[float, float, float]
+) -> None:
     media, words = write_with_words(hybrid)
     # the clasp and text parts point at span 0; the words part names a word spoken only in span 3
     text_query = np.asarray(words[0].dense) + 0.3 * np.asarray(words[4].dense)
     text_query /= np.linalg.norm(text_query)
-    query = HybridQuery(media.vectors[0].tolist(), text_query.tolist(), query_words("galaxy"))
+    query = HybridQuery(media.vectors[0].tolist(), text_query.tolist(), query_words("galaxy"), k, weights)
     hits = hybrid.search_hybrid(query, k=5)
 
     clasp_order = [int(h.payload["metadata"]["segment_index"]) for h in hybrid.search(media.vectors[0], k=5)]
@@ -106,9 +109,11 @@ def test_hybrid_score_is_rrf_of_the_three_rankings(hybrid: QdrantStore) -> None:
     assert set(by_index) == set(range(len(TEXTS)))
     for i, score in by_index.items():
         ranks = [_rank(order, i) for order in (clasp_order, text_order, word_order)]
-        expected = sum(1.0 / (RRF_K + r) for r in ranks if r is not None)
-        assert score == pytest.approx(expected, rel=1e-5), (i, ranks)
-    assert [int(h.payload["metadata"]["segment_index"]) for h in hits][:2] == [0, 3]
+        assert score == pytest.approx(rrf_score(ranks, k, weights), rel=1e-5), (i, ranks)
+        if weights == (1.0, 1.0, 1.0):
+            assert score == pytest.approx(sum(1.0 / (k + r) for r in ranks if r is not None), rel=1e-5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert {int(h.payload["metadata"]["segment_index"]) for h in hits[:2]} == {0, 3}
 
 
 def test_hybrid_search_sees_complete_spans_only_and_honours_filters(hybrid: QdrantStore) -> None:
