@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from clasp_ingest.media.decode import DecodeOptions
     from clasp_ingest.media.segment import SegmenterOptions, SpeechSegment
     from clasp_ingest.store import QdrantStore
+    from clasp_ingest.store.base import Batch
+    from clasp_ingest.transcribe import TranscriberOptions
+    from clasp_ingest.words import SpanWords
 
 __all__ = [
     "EmbedFn",
@@ -63,6 +66,7 @@ __all__ = [
     "list_source",
     "progress_of",
     "select_new",
+    "text_dim_for",
 ]
 
 log = logging.getLogger("clasp_ingest.pipeline")
@@ -120,6 +124,9 @@ class PipelineOptions:
     embeds (0 decodes inline). ``retries``/``retry_delay_s``: plain-Python retries of
     transient failures in :func:`ingest_source` (the Prefect flows use task retries instead;
     the delay doubles after each try). ``force``: re-ingest items already stored complete.
+    ``transcribe``: also store words (``ingest --transcribe``): each item is transcribed once,
+    whole, by this Whisper (:mod:`clasp_ingest.words`), and every span gets its words and the
+    ``text``/``words`` vectors; the collection must have them (a new one gets them).
     """
 
     embed_batch_size: int = 16
@@ -129,6 +136,7 @@ class PipelineOptions:
     retries: int = 2
     retry_delay_s: float = 1.0
     force: bool = False
+    transcribe: TranscriberOptions | None = None
 
     def __post_init__(self) -> None:
         if self.embed_batch_size < 1:
@@ -144,12 +152,14 @@ class PipelineOptions:
 
 @dataclass(frozen=True)
 class StageTimes:
-    """Wall seconds per stage of one item: fetch (download/open), decode+segment, embed, upsert."""
+    """Wall seconds per stage of one item: fetch (download/open), decode+segment, embed, upsert,
+    and (``transcribe``) words: the whole-file transcription and the word vectors."""
 
     fetch_s: float = 0.0
     decode_segment_s: float = 0.0
     embed_s: float = 0.0
     upsert_s: float = 0.0
+    words_s: float = 0.0
 
     def __add__(self, other: StageTimes) -> StageTimes:
         return StageTimes(
@@ -157,6 +167,7 @@ class StageTimes:
             self.decode_segment_s + other.decode_segment_s,
             self.embed_s + other.embed_s,
             self.upsert_s + other.upsert_s,
+            self.words_s + other.words_s,
         )
 
 
@@ -414,6 +425,32 @@ def _speech_of(
     yield from segment_blocks(counted(), media_id=ref.media_id, options=options.segmenter)
 
 
+def _media_words(
+    local: str, ref: MediaRef, model: AudioTextEncoder, options: PipelineOptions
+) -> Callable[[Sequence[Segment]], list[SpanWords]]:
+    """What gives each batch of ``ref``'s segments their words: the file, transcribed once,
+    whole, here, then cut into the spans as they come."""
+    from clasp_ingest.media.decode import DecodeOptions, stream_audio
+    from clasp_ingest.words import SpanWordsMaker, TextTower, shared_transcriber, transcribe_media
+
+    if options.transcribe is None:  # pragma: no cover - the caller checks
+        raise ConfigError("no transcriber options")
+    transcriber = shared_transcriber(options.transcribe)
+    blocks = stream_audio(local, options.decode or DecodeOptions(strict=False))
+    media = transcribe_media(blocks, transcriber)
+    log.debug("%s: %d words heard (%s)", ref.uri, len(media.words), media.language)
+    return SpanWordsMaker(media, TextTower(model))
+
+
+def _with_words(
+    batches: Iterable[tuple[list[Segment], np.ndarray]],
+    words: Callable[[Sequence[Segment]], list[SpanWords]],
+    clock: _Clock,
+) -> Iterator[Batch]:
+    for segments, vectors in batches:
+        yield segments, vectors, clock.time(lambda s=segments: words(s))  # type: ignore[misc]
+
+
 def ingest_media(
     ref: MediaRef,
     connector: Connector,
@@ -433,12 +470,13 @@ def ingest_media(
     """
     opts = options or PipelineOptions()
     started = time.perf_counter()
-    fetch, decode, embedding = _Clock(), _Clock(), _Clock()
+    fetch, decode, embedding, hearing, wording = _Clock(), _Clock(), _Clock(), _Clock(), _Clock()
     samples = [0]
     warnings: list[str] = []
     with _opened(connector, ref, fetch) as local:
+        cut = hearing.time(lambda: _media_words(local, ref, model, opts)) if opts.transcribe else None
         speech = _prefetched(_speech_of(local, ref, opts, samples, warnings), opts.prefetch_segments)
-        batches = _embedded(
+        batches: Iterable[Batch] = _embedded(
             _timed_iter(speech, decode),
             embed or model.encode_audio,
             opts.embed_batch_size,
@@ -446,6 +484,8 @@ def ingest_media(
             ref.uri,
             on_batch,
         )
+        if cut is not None:
+            batches = _with_words(batches, cut, wording)  # type: ignore[arg-type]
         write_started = time.perf_counter()
         written = store.write_media(ref, model.model_id, batches)
         write_s = time.perf_counter() - write_started
@@ -454,7 +494,8 @@ def ingest_media(
         fetch.seconds,
         decode.seconds,
         embedding.seconds,
-        max(0.0, write_s - decode.seconds - embedding.seconds),
+        max(0.0, write_s - decode.seconds - embedding.seconds - wording.seconds),
+        hearing.seconds + wording.seconds,
     )
     wall = time.perf_counter() - started
     log.info("ingested %s: %d segments, %.1f s of audio in %.2f s", ref.uri, written, audio_s, wall)
@@ -564,8 +605,13 @@ def collection_for(
     *,
     source: str | None = None,
     recreate: bool = False,
+    text_dim: int | None = None,
 ) -> Iterator[bool]:
     """The collection for ``model_id`` (``dim``-d vectors) during a run; yields whether it is new.
+
+    ``text_dim``: the run stores words (``--transcribe``), so the collection must have the word
+    vectors (``text_dim``-d ``text`` and sparse ``words``); an existing one without them is
+    refused before anything is written (unless ``recreate``).
 
     ``recreate`` drops the collection first, whatever it holds. A collection this run
     created is removed again when the run leaves it empty (a first run that failed, or found
@@ -574,7 +620,7 @@ def collection_for(
     if recreate and store.exists():
         log.warning("dropping collection %r (%d points) to recreate it", store.collection, store.count())
         store.drop()
-    created = store.ensure_collection(model_id, dim, source=source)
+    created = store.ensure_collection(model_id, dim, source=source, text_dim=text_dim)
     try:
         yield created
     finally:
@@ -599,12 +645,16 @@ def ingest_source(
     Raises only when the run cannot proceed (e.g. the collection belongs to another model).
     ``model_source`` (preset name or model directory) is recorded with a new collection;
     ``recreate`` drops the collection first (see :func:`collection_for`). A ``Preloadable``
-    model starts loading as soon as there is something to ingest.
+    model starts loading as soon as there is something to ingest. With
+    ``options.transcribe`` every item's words are stored too (see :class:`PipelineOptions`).
     """
     opts = options or PipelineOptions()
     started = time.perf_counter()
     sources = [connectors] if not isinstance(connectors, Sequence) else list(connectors)
-    with collection_for(store, model.model_id, model.dim, source=model_source, recreate=recreate):
+    text_dim = text_dim_for(model) if opts.transcribe else None
+    with collection_for(
+        store, model.model_id, model.dim, source=model_source, recreate=recreate, text_dim=text_dim
+    ):
         todo, results, errors = discover_new(sources, store, force=opts.force)
         log.info("%d items to ingest, %d unchanged", len(todo), len(results))
         if todo and isinstance(model, Preloadable):
@@ -618,6 +668,14 @@ def ingest_source(
                 results.append(_with_retries(ref, opts, run))
                 _report(on_progress, total, results)
     return IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started)
+
+
+def text_dim_for(model: Any) -> int:
+    """The width of the ``text`` vectors ``model``'s text tower makes (from its config when it
+    has one, so a deferred model is not loaded for it)."""
+    from clasp_ingest.words import TextTower
+
+    return TextTower(model).dim
 
 
 def progress_of(total: int, results: Sequence[MediaResult]) -> Progress:

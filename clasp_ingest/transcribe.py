@@ -31,7 +31,7 @@ from clasp_ingest.log import get_logger
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
-__all__ = ["BUNDLED_MODEL", "Transcriber", "TranscriberOptions", "Transcript"]
+__all__ = ["BUNDLED_MODEL", "TimedWord", "Transcriber", "TranscriberOptions", "Transcript"]
 
 log = get_logger("transcribe")
 
@@ -90,6 +90,22 @@ class Transcript:
     language: str
     model: str
     english: str | None = None
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    """One word Whisper heard, with its time in seconds from the start of the media.
+
+    ``text`` keeps Whisper's spacing (a leading space before a word of a spaced script), so
+    the words of a span join with ``"".join``."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+    @property
+    def middle_s(self) -> float:
+        return (self.start_s + self.end_s) / 2
 
 
 #: Greedy first; hotter retries only where Whisper's output looks wrong (repetitive, unlikely).
@@ -197,6 +213,40 @@ class Transcriber:
         if self.options.translate and detected != "en" and text:
             english, _ = self._run(model, audio, detected, "translate")
         return Transcript(text=text, language=detected, model=self.model_id, english=english)
+
+    def transcribe_words(
+        self, samples_16k: np.ndarray, *, offset_s: float = 0.0, language: str | None = None
+    ) -> tuple[list[TimedWord], str]:
+        """The timed words of a long stretch of audio (a whole file, or a window of one) and its
+        language: one faster-whisper pass with word timestamps (Whisper's 30 s windows, each
+        conditioned on the previous one's text), the way an ASR route transcribes a file. A
+        window is decoded again, hotter, only when its text repeats itself (Whisper's
+        compression-ratio test), not merely for low confidence (common on synthetic or noisy
+        speech, and each retry costs a whole decoding).
+
+        ``offset_s`` is added to every time (the window's start in the media).
+        """
+        audio = np.asarray(samples_16k, dtype=np.float32).reshape(-1)
+        lang = language or self.options.language
+        if audio.size == 0:
+            return [], lang or ""
+        segments, info = self.load().transcribe(
+            audio,
+            language=lang,
+            task="transcribe",
+            beam_size=self.options.beam_size,
+            temperature=_TEMPERATURES,
+            log_prob_threshold=None,  # retry hotter only on repetition: low confidence is common
+            word_timestamps=True,
+            vad_filter=False,
+        )
+        words = [
+            TimedWord(round(offset_s + w.start, 3), round(offset_s + max(w.end, w.start), 3), w.word)
+            for segment in segments
+            for w in segment.words or ()
+            if w.word.strip()
+        ]
+        return words, str(info.language)
 
     def _run(
         self, model: WhisperModel, audio: np.ndarray, language: str | None, task: str

@@ -54,6 +54,7 @@ from pydantic import SecretStr
 from clasp_ingest import pipeline
 from clasp_ingest.config import Settings
 from clasp_ingest.pipeline import IngestSummary, MediaResult, PipelineOptions
+from clasp_ingest.transcribe import TranscriberOptions
 from clasp_ingest.types import MediaRef
 
 __all__ = ["ingest_media", "ingest_source", "list_source", "retry_if_transient"]
@@ -225,6 +226,8 @@ def ingest_source(
     download_deadline_s: float | None = None,
     min_download_rate: float | None = None,
     allow_private_hosts: bool | None = None,
+    transcribe: bool = False,
+    whisper_model: str = "whisper-base",
 ) -> IngestSummary:
     """Ingest every new or changed media item of ``sources`` into a Qdrant collection.
 
@@ -233,6 +236,8 @@ def ingest_source(
     Bad items fail alone and are listed in the returned summary. A source given as a
     :class:`~clasp_ingest.connectors.SecretUrl` (a signed URL) is stored by Prefect, and
     shown everywhere, redacted; only the connector holds the real URL, in memory.
+    ``transcribe``: also store each item's words and word vectors (``ingest --transcribe``;
+    each worker loads ``whisper_model`` once), for hybrid search.
     """
     started = time.perf_counter()
     with run_logs():
@@ -246,7 +251,10 @@ def ingest_source(
             allow_private_hosts=allow_private_hosts,
         )
         connectors = [connector_for(s, feed=feed, open_options=open_options) for s in _as_list(sources)]
-        options = PipelineOptions(embed_batch_size=embed_batch_size or settings.embed_batch_size, force=force)
+        words = TranscriberOptions(model=whisper_model, device=model_spec.device) if transcribe else None
+        options = PipelineOptions(
+            embed_batch_size=embed_batch_size or settings.embed_batch_size, force=force, transcribe=words
+        )
         task_ = ingest_media.with_options(
             retries=retries, retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_s)
         )
@@ -279,6 +287,14 @@ def _model_spec(settings: Settings, model: str | None, device: str | None) -> Mo
     )
 
 
+def _text_dim(spec: ModelSpec) -> int:
+    """The width of the model's text vectors, from its config (no weights loaded)."""
+    from clasp_ingest.model.query import resolve_model_config
+
+    config, _ = resolve_model_config(spec.name)
+    return int(config.text.dim)
+
+
 def _ingest_all(
     connectors: Sequence[Connector], work: _Work, task_: Task[Any, MediaResult], window: int
 ) -> tuple[list[MediaResult], list[tuple[str, str]]]:
@@ -286,8 +302,9 @@ def _ingest_all(
     store = cached_store(work.store)
     errors: list[tuple[str, str]] = []
     model_id, dim, source = model_identity(work.model)
+    text_dim = _text_dim(work.model) if work.options.transcribe else None
     try:
-        with pipeline.collection_for(store, model_id, dim, source=source):
+        with pipeline.collection_for(store, model_id, dim, source=source, text_dim=text_dim):
             todo, skipped = pipeline.select_new(_listed(connectors, errors), store, force=work.options.force)
             log.info("%d media to ingest, %d unchanged", len(todo), len(skipped))
             tracker = _Tracker(len(todo) + len(skipped), skipped)

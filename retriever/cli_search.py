@@ -14,6 +14,12 @@ and its words stored in the collection, so the next search shows them at once.
 with ``--transcribe`` (only those without words are transcribed), scored against the query with
 the model's text tower, and the two scores fused; the best ``--k`` are shown by fused score
 (``--json`` rows gain ``clasp_score`` and ``text_score``).
+
+``--hybrid`` searches a collection ingested with ``ingest --transcribe``: one Qdrant Query API
+call with three prefetches (the ``clasp`` vectors; the words' dense ``text`` vectors, the
+model's text tower; their sparse ``words`` vectors, IDF by Qdrant) fused by reciprocal rank
+fusion, on both engines (Qdrant Edge 0.9 and qdrant-client/servers run it natively); the
+score shown is the fused one. A collection without word vectors is refused with the remedy.
 """
 
 from __future__ import annotations
@@ -62,6 +68,12 @@ def search(
         min=1,
         help="Rerank CLASP's best N spans (N >= --k) by their words: implies --transcribe for those N.",
     ),
+    hybrid: bool = typer.Option(
+        False,
+        "--hybrid",
+        help="Hybrid search of a collection ingested with --transcribe: one Qdrant query fusing the "
+        "CLASP, text and sparse words rankings by RRF (both engines). Not with --rerank or --group.",
+    ),
     whisper_model: str = typer.Option(
         "whisper-base",
         help="Whisper model for --transcribe and --rerank: 'whisper-base' (bundled), a CTranslate2 "
@@ -89,6 +101,11 @@ def search(
         raise ConfigError(
             f"--rerank {rerank} is smaller than --k {k}; give --rerank N >= --k (e.g. --rerank 10)"
         )
+    if hybrid and (rerank is not None or group is not None):
+        raise ConfigError(
+            "--hybrid ranks by the stored words already; drop --rerank and --group, "
+            "or search without --hybrid"
+        )
     words = transcribe or rerank is not None
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
     with open_configured_store(qdrant_path, qdrant_url, api_key, collection) as store:
@@ -101,6 +118,7 @@ def search(
             merge=merge,
             context=context,
             rerank=rerank,
+            hybrid=hybrid,
             transcribe="lazy" if words else "never",
             transcriber=_transcriber(whisper_model, translate, settings) if words else None,
         )

@@ -17,7 +17,14 @@ from pydantic import ConfigDict, Field, PrivateAttr, SkipValidation, field_valid
 
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.base import QueryEncoder
-from clasp_ingest.store.base import DEFAULT_COLLECTION, QdrantStore, page_content, span_url, words_metadata
+from clasp_ingest.store.base import (
+    DEFAULT_COLLECTION,
+    HybridQuery,
+    QdrantStore,
+    page_content,
+    span_url,
+    words_metadata,
+)
 from clasp_ingest.store.filters import to_where
 from clasp_ingest.transcribe import Transcriber
 from clasp_ingest.types import SpanHit
@@ -27,13 +34,24 @@ if TYPE_CHECKING:
     from clasp_ingest.retriever.words import LazyWords
 
     from clasp_ingest.config import Settings
+    from clasp_ingest.words import TextTower
 
 __all__ = ["ClaspRetriever", "span_document"]
 
 log = get_logger("retriever")
 
 #: The search options: constructor fields, ``search_kwargs`` keys and per-call keyword arguments.
-OPTIONS = ("k", "score_threshold", "filter", "group_by_media", "merge", "merge_gap_s", "context", "rerank")
+OPTIONS = (
+    "k",
+    "score_threshold",
+    "filter",
+    "group_by_media",
+    "merge",
+    "merge_gap_s",
+    "context",
+    "rerank",
+    "hybrid",
+)
 
 #: What LangChain habits map to here, for the message about an unknown argument.
 _HINTS = {
@@ -91,7 +109,15 @@ class ClaspRetriever(BaseRetriever):
       ``transcribe`` says), scored against the query with the model's text tower, and the two
       scores fused (:mod:`clasp_ingest.retriever.rerank`); the best ``k`` by fused score are
       returned, with ``metadata["score"]`` the fused score and ``clasp_score``/``text_score``
-      beside it. ``score_threshold`` applies to the CLASP score.
+      beside it. ``score_threshold`` applies to the CLASP score;
+    * ``hybrid`` – for a collection ingested with words (``ingest --transcribe``): one Qdrant
+      Query API call fuses three rankings by reciprocal rank fusion (prefetch + RRF, on both
+      engines): the CLASP vectors, the words' dense ``text`` vectors (the model's text tower:
+      ``"query: "`` on the query, ``"passage: "`` on the words) and their sparse ``words``
+      vectors (BM25 weights, IDF applied by Qdrant); see
+      :meth:`~clasp_ingest.store.QdrantStore.search_hybrid`. ``metadata["score"]`` is the fused
+      score. A collection without word vectors raises ``StoreError``; not combined with
+      ``rerank`` or ``group_by_media`` (``ValueError``).
 
     Unknown arguments raise ``TypeError``. ``from_path`` / ``from_url`` / ``from_settings``
     open the store and load the collection's query model in one line; the retriever then owns
@@ -111,12 +137,14 @@ class ClaspRetriever(BaseRetriever):
     merge_gap_s: float = Field(0.5, ge=0)
     context: int = Field(0, ge=0)
     rerank: int | None = Field(None, ge=1, strict=True)
+    hybrid: bool = False
     transcribe: Literal["never", "lazy", "ingest"] = "never"
     transcriber: SkipValidation[Transcriber] | None = None
 
     _owned_store: QdrantStore | None = PrivateAttr(default=None)
     _lazy_words: LazyWords | None = PrivateAttr(default=None)
     _scorer: TextScorer | None = PrivateAttr(default=None)
+    _tower: TextTower | None = PrivateAttr(default=None)
 
     # ----- construction
 
@@ -142,6 +170,7 @@ class ClaspRetriever(BaseRetriever):
     @model_validator(mode="after")
     def _valid_rerank(self) -> Self:
         _check_rerank(self.rerank, self.k)
+        _check_hybrid(self.hybrid, self.rerank, self.group_by_media)
         return self
 
     @field_validator("filter")
@@ -248,6 +277,7 @@ class ClaspRetriever(BaseRetriever):
         opts.update(overrides)
         opts["filter"] = to_where(opts["filter"])
         _check_rerank(opts["rerank"], opts["k"])
+        _check_hybrid(opts["hybrid"], opts["rerank"], opts["group_by_media"])
         return opts
 
     def retrieve_spans(self, query: str, **overrides: Any) -> list[Span]:
@@ -260,7 +290,9 @@ class ClaspRetriever(BaseRetriever):
         if not query.strip():
             raise ValueError("the query is empty; say what to look for")
         opts = self._options(overrides)
-        vector = self.model.encode_text([query])[0]
+        vector: Any = self.model.encode_text([query])[0]
+        if opts["hybrid"]:
+            vector = self._hybrid_query(query, vector)
         if opts["rerank"] is not None:
             return self._reranked(query, vector, opts)
         spans, members = self._find_spans(vector, opts)
@@ -294,8 +326,18 @@ class ClaspRetriever(BaseRetriever):
                 return spans[: opts["k"]], members
             fetch *= 2
 
+    def _hybrid_query(self, query: str, vector: Any) -> HybridQuery:
+        from clasp_ingest.words import TextTower, query_words
+
+        if self._tower is None:
+            self._tower = TextTower(self.model)
+        text = self._tower.queries([query])[0]
+        return HybridQuery([float(x) for x in vector], [float(x) for x in text], query_words(query))
+
     def _search(self, vector: Any, fetch: int, opts: dict[str, Any]) -> list[SpanHit]:
         common = {"filters": opts["filter"], "score_threshold": opts["score_threshold"]}
+        if isinstance(vector, HybridQuery):
+            return self.store.search_hybrid(vector, k=fetch, **common)
         if opts["group_by_media"]:
             hits = self.store.search_groups(vector, k=fetch, group_size=opts["group_by_media"], **common)
             return sorted(hits, key=lambda h: -h.score)
@@ -364,6 +406,18 @@ def _check_rerank(rerank: Any, k: Any) -> None:
         raise ValueError(
             f"rerank={rerank} is smaller than k={k}: the second stage reorders CLASP's best rerank "
             f"spans and returns k of them; give rerank >= k (e.g. rerank={max(10, k)})"
+        )
+
+
+def _check_hybrid(hybrid: bool, rerank: int | None, group_by_media: int | None) -> None:
+    if hybrid and rerank is not None:
+        raise ValueError(
+            "hybrid and rerank are two ways of ranking by the words; use one: hybrid=True for a "
+            "collection ingested with --transcribe, rerank=N (transcribing lazily) for any other"
+        )
+    if hybrid and group_by_media is not None:
+        raise ValueError(
+            "hybrid search does not group by media; drop group_by_media, or search without hybrid"
         )
 
 

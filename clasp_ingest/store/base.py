@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
@@ -44,16 +44,21 @@ from clasp_ingest.store.filters import (
     to_where,
 )
 from clasp_ingest.types import MEDIA_NAMESPACE, MediaRef, Segment, SpanHit
+from clasp_ingest.words import SpanWords, SparseWords
 
 __all__ = [
     "DEFAULT_COLLECTION",
     "STATE_COMPLETE",
     "STATE_EMPTY",
     "STATE_WRITING",
+    "TEXT_VECTOR",
     "TRANSCRIPT_KEY",
     "VECTOR_NAME",
+    "WORDS_VECTOR",
+    "Batch",
     "CollectionIdentity",
     "Condition",
+    "HybridQuery",
     "QdrantStore",
     "RetryOptions",
     "SearchFilter",
@@ -63,6 +68,7 @@ __all__ = [
     "build_payload",
     "format_timestamp",
     "point_id",
+    "rrf_score",
     "span_url",
     "transcript_of",
     "with_retry",
@@ -71,6 +77,17 @@ __all__ = [
 log = get_logger("store")
 
 VECTOR_NAME = "clasp"
+#: The dense vector of a span's words (the model's text tower, passage mode); ingest --transcribe.
+TEXT_VECTOR = "text"
+#: The sparse vector of a span's words (hashed word unigrams, IDF applied by Qdrant).
+WORDS_VECTOR = "words"
+#: Reciprocal rank fusion (Qdrant's formula): a point's fused score is the sum, over the rankings
+#: it is in, of ``1 / ((rank + 1) / weight + k - 1)`` (rank from 0; ``1 / (k + rank)`` at weight
+#: 1). ``k`` is Qdrant's default.
+RRF_K = 2
+#: The weights of the ``clasp``, ``text`` and ``words`` rankings: equal, Qdrant's default (no
+#: weighting was better on both the bundled samples and real speech: bench/bench_hybrid.py --grid).
+RRF_WEIGHTS = (1.0, 1.0, 1.0)
 DEFAULT_COLLECTION = "clasp_segments"
 STATE_WRITING = "writing"
 STATE_COMPLETE = "complete"
@@ -116,12 +133,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class StoredPoint:
-    """A point as the engines return it (ids as strings; vector only when asked for)."""
+    """A point as the engines return it (ids as strings; vector only when asked for).
+
+    ``text_vector`` and ``sparse``: the word vectors of a span transcribed at ingest (written
+    only into a collection that has them)."""
 
     id: str
     payload: dict[str, Any]
     vector: list[float] | None = None
     score: float = 0.0
+    text_vector: list[float] | None = None
+    sparse: SparseWords | None = None
 
 
 @dataclass(frozen=True)
@@ -130,11 +152,14 @@ class CollectionIdentity:
 
     ``source``: the preset name or model directory the vectors were made with, a hint for
     loading the same model to search (not part of the identity: equal ids and dims match).
+    ``text_dim``: the width of the collection's ``text`` vector when it has the word vectors
+    (``text`` dense and ``words`` sparse; made by ``ingest --transcribe``), else None.
     """
 
     model_id: str
     dim: int
     source: str | None = field(default=None, compare=False)
+    text_dim: int | None = field(default=None, compare=False)
 
 
 def point_id(media_id: str, model_id: str, version: str, start_ms: int, end_ms: int) -> str:
@@ -261,6 +286,22 @@ def hit_from_point(point: StoredPoint) -> SpanHit:
     )
 
 
+def point_from_record(record: Any, with_vectors: bool) -> StoredPoint:
+    """An engine's record (``id``, ``payload``, ``vector``: a dict by vector name, a sparse one
+    with ``indices`` and ``values``) as a :class:`StoredPoint`, with its ``clasp`` vector and
+    word vectors when ``with_vectors``."""
+    payload = dict(record.payload or {})
+    vectors = record.vector if with_vectors and isinstance(record.vector, dict) else {}
+    clasp, text, sparse = vectors.get(VECTOR_NAME), vectors.get(TEXT_VECTOR), vectors.get(WORDS_VECTOR)
+    return StoredPoint(
+        str(record.id),
+        payload,
+        [float(x) for x in clasp] if clasp is not None else None,
+        text_vector=[float(x) for x in text] if text is not None else None,
+        sparse=SparseWords(tuple(sparse.indices), tuple(sparse.values)) if sparse is not None else None,
+    )
+
+
 def transcript_of(payload: dict[str, Any]) -> str | None:
     """A point's words (``metadata.transcript``), or None when it has not been transcribed."""
     text = payload.get("metadata", {}).get("transcript")
@@ -273,6 +314,45 @@ def words_metadata(text: str, language: str, model: str, english: str | None = N
     if english is not None:
         values["transcript_en"] = english
     return values
+
+
+def with_words(point: StoredPoint, words: SpanWords) -> StoredPoint:
+    """``point`` with a span's ingest-time words: the payload keys lazy transcription writes
+    (``page_content`` becomes the words when any were heard) and the two word vectors."""
+    meta = {**point.payload["metadata"], **words_metadata(words.text, words.language, words.model)}
+    payload = {**point.payload, "metadata": meta}
+    if words.text:
+        payload["page_content"] = words.text
+    dense = list(words.dense) if words.dense is not None else None
+    return StoredPoint(point.id, payload, point.vector, text_vector=dense, sparse=words.sparse or None)
+
+
+#: What ``write_media`` takes per batch: segments and their vectors (and, with ingest-time
+#: words, each segment's :class:`~clasp_ingest.words.SpanWords`).
+Batch = tuple[Sequence[Segment], np.ndarray] | tuple[Sequence[Segment], np.ndarray, Sequence[SpanWords]]
+
+
+@dataclass(frozen=True)
+class HybridQuery:
+    """One query for hybrid search: the model's query vector (``clasp``), the text tower's
+    query vector of the same text (``text``) and its words (``words``); the fusion's ``k``
+    and the ``weights`` of the three rankings (``clasp``, ``text``, ``words``)."""
+
+    clasp: list[float]
+    text: list[float]
+    words: SparseWords
+    k: int = RRF_K
+    weights: tuple[float, float, float] = RRF_WEIGHTS
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or len(self.weights) != 3 or min(self.weights) <= 0:
+            raise ValueError(f"RRF needs k >= 1 and three positive weights, got k={self.k}, {self.weights}")
+
+
+def rrf_score(ranks: Sequence[int | None], k: int = RRF_K, weights: Sequence[float] = RRF_WEIGHTS) -> float:
+    """The fused score of a point at ``ranks`` (from 0; None: not in that ranking) — what both
+    engines compute."""
+    return sum(1.0 / ((r + 1) / w + k - 1) for r, w in zip(ranks, weights, strict=True) if r is not None)
 
 
 # --------------------------------------------------------------------------- retries
@@ -404,6 +484,14 @@ class QdrantStore(abc.ABC):
     ) -> list[StoredPoint]: ...
 
     @abc.abstractmethod
+    def _query_hybrid(
+        self, query: HybridQuery, limit: int, prefetch: int, where: Where, score_threshold: float | None
+    ) -> list[StoredPoint]:
+        """One Query API call: ``prefetch`` candidates from each of the ``clasp``, ``text`` and
+        ``words`` vectors (``score_threshold`` on the ``clasp`` one; no ``words`` one when the
+        query has no words), fused by RRF with ``query.k`` and ``query.weights``."""
+
+    @abc.abstractmethod
     def _scroll(
         self, where: Where, limit: int, offset: str | None, with_vectors: bool
     ) -> tuple[list[StoredPoint], str | None]: ...
@@ -432,19 +520,35 @@ class QdrantStore(abc.ABC):
     def exists(self) -> bool:
         return self.identity is not None
 
+    @property
+    def has_word_vectors(self) -> bool:
+        """True when the collection has the ``text`` and ``words`` vectors (hybrid search)."""
+        identity = self.identity
+        return identity is not None and identity.text_dim is not None
+
     def ensure_collection(
-        self, model_id: str, dim: int, *, recreate: bool = False, source: str | None = None
+        self,
+        model_id: str,
+        dim: int,
+        *,
+        recreate: bool = False,
+        source: str | None = None,
+        text_dim: int | None = None,
     ) -> bool:
         """Create the collection for ``model_id``; raise if it exists for another model or dim.
 
         ``source`` (the preset name or model directory) is recorded with a new collection.
-        Returns True when the collection was created by this call.
+        ``text_dim``: the collection must have the word vectors (``text``, ``text_dim`` wide,
+        and sparse ``words``): a new one gets them, an existing one without them is refused
+        (``CollectionMismatchError``; nothing is written). Returns True when the collection
+        was created by this call.
         """
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
-        wanted = CollectionIdentity(model_id, dim, source)
+        wanted = CollectionIdentity(model_id, dim, source, text_dim)
         current = self.identity
-        if current is not None and current != wanted and recreate:
+        lacks_words = current is not None and text_dim is not None and current.text_dim != text_dim
+        if current is not None and (current != wanted or lacks_words) and recreate:
             log.warning("dropping collection %r (%s) to recreate it for %s", self.collection, current, wanted)
             self._drop()
             current = None
@@ -459,6 +563,8 @@ class QdrantStore(abc.ABC):
                 f"{current.model_id!r}, but model {model_id!r} makes {dim}-d vectors; use another "
                 "collection (--collection NAME) or recreate it (--recreate; deletes its points) and re-ingest"
             )
+        if text_dim is not None and current.text_dim != text_dim:
+            raise CollectionMismatchError(_no_word_vectors(self.collection, current.text_dim, text_dim))
         return False
 
     def drop(self) -> None:
@@ -491,9 +597,17 @@ class QdrantStore(abc.ABC):
             self._retry(lambda c=chunk: self._upsert(c), f"upsert of {len(chunk)} points")  # type: ignore[misc]
 
     def _points_for(
-        self, ref: MediaRef, model_id: str, segments: Sequence[Segment], vectors: np.ndarray, now: str
+        self,
+        ref: MediaRef,
+        model_id: str,
+        segments: Sequence[Segment],
+        vectors: np.ndarray,
+        now: str,
+        words: Sequence[SpanWords] | None = None,
     ) -> list[StoredPoint]:
         identity = self.require_collection()
+        if words is not None and len(words) != len(segments):
+            raise ValueError(f"{ref.uri!r}: {len(words)} span words for {len(segments)} segments")
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape != (len(segments), identity.dim):
             raise ValueError(
@@ -508,12 +622,15 @@ class QdrantStore(abc.ABC):
                 raise ValueError(f"segment of media {seg.media_id!r} passed with media {ref.media_id!r}")
             pid = point_id(ref.media_id, model_id, ref.fingerprint, seg.start_ms, seg.end_ms)
             points.append(StoredPoint(pid, build_payload(ref, model_id, seg, now), vec.tolist()))
+        if words is not None:
+            points = [with_words(p, w) for p, w in zip(points, words, strict=True)]
         return points
 
-    def write_media(
-        self, ref: MediaRef, model_id: str, batches: Iterable[tuple[Sequence[Segment], np.ndarray]]
-    ) -> int:
+    def write_media(self, ref: MediaRef, model_id: str, batches: Iterable[Batch]) -> int:
         """Write one media item's version ``ref.fingerprint`` and replace any other version.
+
+        A batch is ``(segments, vectors)``, or ``(segments, vectors, words)`` with each
+        segment's ingest-time words (the collection must have the word vectors).
 
         Batches are upserted as they come (memory stays flat); the version becomes visible
         to searches only once complete. No batch at all (no speech) stores the item's
@@ -534,8 +651,11 @@ class QdrantStore(abc.ABC):
         now = datetime.now(UTC).isoformat(timespec="seconds")
         written = 0
         try:
-            for segments, vectors in batches:
-                self.upsert_points(self._points_for(ref, model_id, segments, vectors, now))
+            for segments, vectors, *words in batches:
+                if words and identity.text_dim is None:
+                    raise CollectionMismatchError(_no_word_vectors(self.collection, None, -1))
+                points = self._points_for(ref, model_id, segments, vectors, now, words[0] if words else None)
+                self.upsert_points(points)
                 written += len(segments)
             if written:
                 self._retry(lambda: self._set_state(this, STATE_COMPLETE), f"completing {ref.uri!r}")
@@ -674,6 +794,44 @@ class QdrantStore(abc.ABC):
         points = self._query(self._query_vector(vector), k, self._visible(filters), score_threshold)
         return [hit_from_point(p) for p in points]
 
+    def search_hybrid(
+        self,
+        query: HybridQuery,
+        *,
+        k: int = 10,
+        prefetch: int | None = None,
+        filters: FilterLike | None = None,
+        score_threshold: float | None = None,
+    ) -> list[SpanHit]:
+        """Hybrid search: the ``k`` best complete spans by reciprocal rank fusion of three
+        rankings, each of ``prefetch`` candidates (default ``max(4 k, 20)``): ``clasp`` (the
+        audio vectors), ``text`` (the words' dense vectors) and ``words`` (sparse, IDF).
+
+        One Query API call (prefetch + RRF) on both engines. A hit's ``score`` is its fused
+        score (:func:`rrf_score`; ``query.k`` and ``query.weights``).
+        ``score_threshold`` applies to the ``clasp`` ranking. Spans without words are found
+        through ``clasp`` only. Raises ``StoreError`` when the collection has no word vectors.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        identity = self.require_collection()
+        if identity.text_dim is None:
+            raise StoreError(
+                f"collection {self.collection!r} has no word vectors, so it cannot be searched "
+                "hybrid; search it without --hybrid (or use --rerank N), or ingest into a new "
+                "collection with 'clasp-ingest ingest --transcribe --collection NAME'"
+            )
+        if len(query.text) != identity.text_dim:
+            raise ValueError(
+                f"the query's text vector has {len(query.text)} dims but collection "
+                f"{self.collection!r} stores {identity.text_dim}-d text vectors"
+            )
+        clasp = self._query_vector(np.asarray(query.clasp))
+        wanted = replace(query, clasp=clasp, text=[float(x) for x in query.text])
+        depth = prefetch if prefetch is not None else max(4 * k, 20)
+        points = self._query_hybrid(wanted, k, max(depth, k), self._visible(filters), score_threshold)
+        return [hit_from_point(p) for p in points]
+
     def search_groups(
         self,
         vector: np.ndarray,
@@ -758,6 +916,20 @@ class QdrantStore(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _no_word_vectors(collection: str, have: int | None, want: int) -> str:
+    if have is None:
+        return (
+            f"collection {collection!r} has no word vectors (it was made without --transcribe), so "
+            "ingest --transcribe cannot store words there; ingest into a new collection "
+            "(--collection NAME) or recreate this one (--recreate; deletes its points) and re-ingest "
+            "everything with --transcribe. Nothing was written"
+        )
+    return (
+        f"collection {collection!r} stores {have}-d text vectors, but the model's text encoder makes "
+        f"{want}-d ones; use another collection (--collection NAME) or --recreate"
+    )
 
 
 def _group(points: Sequence[StoredPoint], k: int, group_size: int) -> list[list[StoredPoint]]:

