@@ -184,6 +184,7 @@ def edge_options(args: argparse.Namespace) -> EdgeOptions:
         "hnsw_ef": args.ef,
         "quantization": None if args.quantization == "none" else args.quantization,
         "optimize_every": args.optimize_every,
+        "index_threshold": args.index_threshold,
     }
     return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
@@ -215,6 +216,7 @@ def main() -> None:
         help="cached real embeddings (bench/model_vectors.py), built when missing",
     )
     parser.add_argument("--json", action="store_true", help="one JSON row per line instead of a table")
+    parser.add_argument("--index-threshold", type=int, help="Edge index_threshold (exact search below)")
     parser.add_argument("--m", type=int, help="Edge hnsw_m (default: EdgeOptions)")
     parser.add_argument("--ef-construct", type=int, help="Edge hnsw_ef_construct")
     parser.add_argument("--ef", type=int, help="Edge hnsw_ef")

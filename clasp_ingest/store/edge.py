@@ -48,28 +48,30 @@ SEGMENT_INDEX_POINTS = 20_000
 
 @dataclass(frozen=True)
 class EdgeOptions:
-    """Index policy of an embedded collection, by its size (measured on 2 cores, 385-d
-    clasp-mini vectors, text queries; ``bench/bench_store.py``).
+    """Index policy of an embedded collection, by its size (measured on 2 busy cores, 385-d
+    clasp-mini-like vectors, text queries; ``bench/bench_store.py`` and README *Search at scale*).
 
     - Below ``index_threshold`` points (150k) every search is exact: brute force scans 100k
-      points in about 10 ms with perfect recall, and nothing has to be built, so a collection
-      is ready the moment its points are written.
-    - At or above it, :meth:`EdgeStore.optimize` (called when a :meth:`~QdrantStore.bulk`
-      ingest ends, or every ``optimize_every`` new points during one) builds HNSW graphs,
-      searched with beam width ``hnsw_ef``. Text queries sit far from the speech vectors
-      they look for (the model's text-speech gap), which a graph walk finds hard: the
-      defaults ``hnsw_m=32``, ``hnsw_ef_construct=200``, ``hnsw_ef=2048`` are what reached
-      recall@10 0.94 at 100k (16 / 100 / 1024: 0.88).
-    - ``payload_m=0``: no extra payload-aware graphs (they made a 100k build take ~10 min).
-      Searches filter either on nearly every point (``state``), which the main graph
-      serves, or on one media item or source, which the payload index serves exactly.
-    - ``quantization="int8"`` keeps an int8 copy of the vectors in RAM for the graph walk
-      and rescores the best ``oversampling`` × k with the full vectors: half the search time
-      at equal ``hnsw_ef`` but lower recall (0.90 vs 0.94 at 100k, ef 2048), so it is off
-      by default; binary quantization loses almost everything on these vectors (0.08).
+      points in about 10-15 ms with perfect recall, and nothing has to be built, so a
+      collection is ready the moment its points are written.
+    - At or above it, :meth:`EdgeStore.optimize` builds HNSW graphs: every
+      ``optimize_every`` new points during a :meth:`~QdrantStore.bulk` ingest (each step
+      indexes the new segments; the index is ready when the load ends) and when it ends.
+      Searches use beam width ``hnsw_ef``. Text queries sit far from the speech vectors they
+      look for (the model's text-speech gap), which a graph walk finds hard: the defaults
+      ``hnsw_m=32``, ``hnsw_ef_construct=200``, ``hnsw_ef=2048`` reached recall@10 0.94 at
+      100k and 0.91-0.92 at 200k, at 5-11 ms a search.
+    - ``payload_m=0``: no payload-aware extra links (no filter here needs them: searches
+      filter either on nearly every point (``state``), which the main graph serves, or on
+      one media item or source, which the payload index serves exactly).
+    - ``quantization="int8"`` keeps an int8 copy of the vectors in RAM and rescores the best
+      ``oversampling`` × k with the full vectors: about half the search time at equal
+      ``hnsw_ef`` but lower recall (0.90 vs 0.94 at 100k, ef 2048), so it is off by default.
+      (Binary quantization lost almost everything on these vectors: recall 0.08.)
 
     HNSW and quantization settings are written when a collection is created; a collection
-    made with other settings keeps its own (search-time settings follow these options).
+    made with other settings keeps its own (search-time settings follow these options), and
+    opening it logs how to rebuild it (``--recreate``).
     """
 
     index_threshold: int = 150_000
@@ -79,7 +81,7 @@ class EdgeOptions:
     payload_m: int = 0
     quantization: str | None = None
     oversampling: float = 2.0
-    optimize_every: int | None = None
+    optimize_every: int | None = 50_000
     max_search_threads: int | None = None
 
     def __post_init__(self) -> None:

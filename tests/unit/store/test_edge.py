@@ -75,7 +75,7 @@ def test_default_policy_is_exact_up_to_150k_then_a_wide_hnsw_without_payload_gra
         200,
         2048,
     )
-    assert opts.payload_m == 0 and opts.quantization is None
+    assert opts.payload_m == 0 and opts.quantization is None and opts.optimize_every == 50_000
     assert opts.segment_index_points == 20_000
     assert EdgeOptions(index_threshold=1500).segment_index_points == 1500
     for bad in ({"payload_m": -1}, {"quantization": "binary"}, {"oversampling": 0.5}, {"optimize_every": 0}):
