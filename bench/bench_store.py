@@ -235,7 +235,8 @@ def main() -> None:
                     sphere_vectors(n, DIM, seed=1), sphere_vectors(nq, DIM, seed=2),
                     model_vectors(args.base, 2, nq)[2])  # fmt: skip
                 for engine in args.engines:
-                    q = data if engine == "edge" else tuple(d[: args.client_queries] for d in data)
+                    cq = args.queries if engine == "edge" else args.client_queries
+                    q = (data[0], data[1][:cq], data[2][:cq])
                     row = run(engine, kind, q, options, encoders, Path(tmp))  # type: ignore[arg-type]
                     rows.append(row)
                     print(json.dumps(row) if args.json else f"done: {engine} {kind} {n}", flush=True)

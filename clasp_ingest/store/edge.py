@@ -59,8 +59,8 @@ class EdgeOptions:
       indexes the new segments; the index is ready when the load ends) and when it ends.
       Searches use beam width ``hnsw_ef``. Text queries sit far from the speech vectors they
       look for (the model's text-speech gap), which a graph walk finds hard: the defaults
-      ``hnsw_m=32``, ``hnsw_ef_construct=200``, ``hnsw_ef=2048`` reached recall@10 0.94 at
-      100k and 0.91-0.92 at 200k, at 5-11 ms a search.
+      ``hnsw_m=32``, ``hnsw_ef_construct=200``, ``hnsw_ef=2048`` reached recall@10 0.96 at
+      100k and 0.91-0.92 at 200k, at 9-15 ms a search on busy cores.
     - ``payload_m=0``: no payload-aware extra links (no filter here needs them: searches
       filter either on nearly every point (``state``), which the main graph serves, or on
       one media item or source, which the payload index serves exactly).
