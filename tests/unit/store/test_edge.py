@@ -59,3 +59,85 @@ def test_small_collections_are_exact_and_large_ones_get_hnsw_with_good_recall(tm
     store.close()
     with EdgeStore(tmp_path) as reopened:
         assert reopened.indexed and reopened.count() == 3000
+
+
+def _write(store: EdgeStore, vectors: np.ndarray, per_media: int = 300, first: int = 0) -> None:
+    for i in range(len(vectors) // per_media):
+        item = make_media(f"file:///m{first + i}.wav", "v1", per_media, seed=i)
+        store.write_media(item.ref, MODEL, [(item.segments, vectors[i * per_media : (i + 1) * per_media])])
+
+
+def test_default_policy_is_exact_up_to_150k_then_a_wide_hnsw_without_payload_graphs() -> None:
+    opts = EdgeOptions()
+    assert (opts.index_threshold, opts.hnsw_m, opts.hnsw_ef_construct, opts.hnsw_ef) == (
+        150_000,
+        32,
+        200,
+        2048,
+    )
+    assert opts.payload_m == 0 and opts.quantization is None and opts.optimize_every == 50_000
+    assert opts.segment_index_points == 20_000
+    assert EdgeOptions(index_threshold=1500).segment_index_points == 1500
+    for bad in ({"payload_m": -1}, {"quantization": "binary"}, {"oversampling": 0.5}, {"optimize_every": 0}):
+        with pytest.raises(ValueError, match="invalid EdgeOptions"):
+            EdgeOptions(**bad)  # type: ignore[arg-type]
+
+
+def test_a_new_collection_is_written_with_the_options_hnsw_and_quantization(tmp_path: Path) -> None:
+    opts = EdgeOptions(index_threshold=1500, hnsw_m=12, hnsw_ef_construct=64, quantization="int8")
+    with EdgeStore(tmp_path, options=opts) as store:
+        store.ensure_collection(MODEL, DIM)
+        config = store.index_config()
+    assert config["hnsw"]["m"] == 12 and config["hnsw"]["ef_construct"] == 64
+    assert config["hnsw"]["payload_m"] == 0
+    assert config["quantization"]["scalar"]["type"] == "int8"
+    with EdgeStore(tmp_path) as plain:  # other options later: the collection keeps its own
+        assert plain.index_config() == config
+
+
+def test_search_params_follow_the_size_policy(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path, options=EdgeOptions(index_threshold=1500, hnsw_ef=96, oversampling=3.0))
+    store.ensure_collection(MODEL, DIM)
+    with store.bulk():
+        _write(store, _clustered(1200, seed=5), per_media=300)
+    assert not store.indexed and store._search_params().exact  # below the threshold: exact
+    with store.bulk():
+        _write(store, _clustered(600, seed=6)[:300], per_media=300)  # same media ids: replaced
+        item = make_media("file:///extra.wav", "v1", 600, seed=9)
+        store.write_media(item.ref, MODEL, [(item.segments, _clustered(600, seed=7))])
+    params = store._search_params()
+    assert store.indexed and not params.exact and params.hnsw_ef == 96
+    assert params.quantization.rescore and params.quantization.oversampling == 3.0
+    store.close()
+
+
+def test_optimize_every_builds_the_index_during_a_bulk_ingest(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path, options=EdgeOptions(index_threshold=1500, optimize_every=900))
+    store.ensure_collection(MODEL, DIM)
+    vectors = _clustered(3000, seed=8)
+    with store.bulk():
+        _write(store, vectors[:1800])
+        assert store.indexed  # built at 1,800 points, before the ingest ends
+        assert store._require_shard().info().indexed_vectors_count > 0
+        _write(store, vectors[1800:], first=6)
+    assert store.indexed and store.count() == 3000
+    store.close()
+
+
+def test_a_collection_made_with_other_hnsw_settings_keeps_them_and_stays_searchable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = EdgeOptions(index_threshold=1500, hnsw_m=16, hnsw_ef_construct=128, payload_m=16)
+    store = EdgeStore(tmp_path, options=old)
+    store.ensure_collection(MODEL, DIM)
+    vectors = _clustered(1800, seed=10)
+    with store.bulk():
+        _write(store, vectors)
+    assert store.indexed
+    store.close()
+    with caplog.at_level("INFO", logger="clasp_ingest.store.edge"):
+        reopened = EdgeStore(tmp_path, options=EdgeOptions(index_threshold=1500))
+    assert "keeps the HNSW settings it was made with" in caplog.text and "--recreate" in caplog.text
+    with reopened:
+        assert reopened.indexed and reopened.index_config()["hnsw"]["m"] == 16
+        assert reopened.search(vectors[7], k=1)[0].score == pytest.approx(1.0, abs=1e-5)
