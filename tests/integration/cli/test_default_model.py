@@ -68,6 +68,7 @@ def test_first_ingest_search_and_rerun_with_the_default_model(env: dict[str, str
     assert (summary["model"], summary["collection"]) == ("clasp-mini", "clasp_segments")
 
     info = json.loads(cli(env, "store", "info").stdout)
+    index = info.pop("index")
     assert info == {
         "backend": "edge",
         "collection": "clasp_segments",
@@ -75,7 +76,9 @@ def test_first_ingest_search_and_rerun_with_the_default_model(env: dict[str, str
         "dim": 385,
         "points": 9,
         "spans": 9,
+        "search": "exact",  # a small collection is searched exactly
     }
+    assert index["hnsw"]["m"] == 32 and index["quantization"] is None  # the settings it was made with
 
     found = cli(env, "search", TRAIN, "--json")
     assert found.returncode == 0, found.stderr
