@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,11 +141,17 @@ class ClaspModel:
         fused = self.fusion(_as_tensor(speech, self.device), _as_tensor(spec, self.device))
         return torch.nn.functional.normalize(fused.to(torch.float32), dim=-1)
 
-    @functools.cached_property
+    @property
     def query(self) -> QueryModel:
         """The text side (text encoder + calibration), which makes the model's query vectors
-        (one object, so its cache of recent queries serves every ``encode_text`` call)."""
-        return QueryModel(self.config, self.text, self.centering)
+        (one object, so its cache of recent queries serves every ``encode_text`` call; a new
+        one, with an empty cache, once ``text`` or ``centering`` is replaced, as fitting a
+        query bank does)."""
+        current: QueryModel | None = self.__dict__.get("_query_model")
+        if current is None or current.text is not self.text or current.centering is not self.centering:
+            current = QueryModel(self.config, self.text, self.centering)
+            self.__dict__["_query_model"] = current
+        return current
 
     def embed_text_features(self, vectors: np.ndarray) -> np.ndarray:
         """Text-encoder outputs → the model's query vectors: L2 norm (and centring), float32."""

@@ -73,9 +73,10 @@ def test_fitted_bank_saves_loads_and_widens_the_vectors(
     # ranking follows cos − penalty: the corrected scores, up to per-row factors near 1
     corrected = base_text @ base_audio.T - bank.penalty(base_audio)[None, :]
     assert np.array_equal(np.argmax(text @ audio.T, axis=1), np.argmax(corrected, axis=1))
-    # the mean penalty over the training clips it was fitted on is zero
+    # the mean penalty over the training clips it was fitted on is zero (up to the fp16 bank
+    # texts saved with the model: 1.2e-5 on an AVX2 EPYC, against penalties of about 0.02)
     train = [w for w, r in zip(waves, rows, strict=True) if r.split == "train"]
-    assert abs(float(bank.penalty(plain.encode_audio(train)).mean())) < 1e-5
+    assert abs(float(bank.penalty(plain.encode_audio(train)).mean())) < 1e-4
     # refitting replaces the bank instead of stacking a second coordinate
     again = fit_query_bank(model, tone_manifest, size=3, k=1)
     assert again.dim == plain.dim + 1 and again.centering.bank.texts.shape == (3, plain.dim)
