@@ -43,6 +43,7 @@ import numpy as np
 from clasp_ingest.retriever.rerank import TEXT_WEIGHT, Fusion, TextScorer
 
 from clasp_ingest.evaluation.evaluate import _embeddings
+from clasp_ingest.evaluation.rerank import rank_after_rerank
 from clasp_ingest.training.features import load_waveform
 from clasp_ingest.training.manifest import read_manifest, select_split
 from clasp_ingest.transcribe import Transcriber, TranscriberOptions
@@ -73,18 +74,12 @@ def ranks_of(sim: np.ndarray) -> np.ndarray:
 
 def reranked(clasp: np.ndarray, text: np.ndarray, n: int, fusion: Fusion) -> np.ndarray:
     """Ranks after reordering each query's CLASP top ``n`` by the fused score."""
-    out = np.empty(len(clasp), dtype=np.int64)
-    for i in range(len(clasp)):
-        sim = clasp[i]
-        top = np.argsort(-sim, kind="stable")[:n]
-        if i not in top:
-            out[i] = 1 + int(np.sum(sim > sim[i]))
-            continue
-        found = text[i, top]
-        fused = fusion.fuse(sim[top], np.where(np.isnan(found), sim[top], found))
-        order = top[np.argsort(-fused, kind="stable")]
-        out[i] = 1 + int(np.flatnonzero(order == i)[0])
-    return out
+    return np.array(
+        [
+            rank_after_rerank(clasp[i], i, n, lambda top, i=i: text[i, top], fusion.fuse)
+            for i in range(len(clasp))
+        ]
+    )
 
 
 def metrics(ranked: np.ndarray) -> dict[str, float]:

@@ -46,18 +46,11 @@ def recordings() -> list[tuple[Path, str]]:
 
 
 def audio_windows(files: list[Path], n: int, seed: int) -> list[np.ndarray]:
+    from clasp_ingest.evaluation.vectors import audio_windows as windows
     from clasp_ingest.media import decode_audio
 
-    rng = np.random.default_rng(seed)
     audio = [decode_audio(f) for f in files]
-    audio = [a for a in audio if len(a) >= SR]
-    out = []
-    for _ in range(n):
-        clip = audio[int(rng.integers(len(audio)))]
-        length = min(len(clip), int(rng.uniform(1.5, 8.0) * SR))
-        start = int(rng.integers(0, len(clip) - length + 1))
-        out.append(clip[start : start + length])
-    return out
+    return windows([a for a in audio if len(a) >= SR], n, np.random.default_rng(seed))
 
 
 def text_windows(texts: list[str], n: int, seed: int) -> list[str]:

@@ -19,7 +19,7 @@ import numpy as np
 from clasp_ingest.log import get_logger
 from clasp_ingest.transcribe import Transcriber
 
-__all__ = ["ClipWords", "SecondStage", "reranked_ranks"]
+__all__ = ["ClipWords", "SecondStage", "rank_after_rerank", "reranked_ranks"]
 
 log = get_logger("evaluation.rerank")
 
@@ -68,13 +68,28 @@ def reranked_ranks(
     """The rank of each query's own clip (query ``i`` ↔ clip ``i``) after the second stage."""
     out = np.empty(len(queries), dtype=np.int64)
     for i, query in enumerate(queries):
-        sim = audio @ text[i]
-        top = np.argsort(-sim, kind="stable")[: stage.n]
-        if i not in top:
-            out[i] = 1 + int(np.sum(sim > sim[i]))
-            continue
-        found = stage.score_texts(query, words.texts([int(c) for c in top]))
-        fused = stage.fuse(sim[top], np.where(np.isnan(found), sim[top], found))
-        order = top[np.argsort(-fused, kind="stable")]
-        out[i] = 1 + int(np.flatnonzero(order == i)[0])
+
+        def scores(top: list[int], query: str = query) -> np.ndarray:
+            return stage.score_texts(query, words.texts(top))
+
+        out[i] = rank_after_rerank(audio @ text[i], i, stage.n, scores, stage.fuse)
     return out
+
+
+def rank_after_rerank(
+    sim: np.ndarray,
+    own: int,
+    n: int,
+    text_scores: Callable[[list[int]], np.ndarray],
+    fuse: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> int:
+    """The 1-based rank of candidate ``own`` when the best ``n`` of first-stage scores ``sim`` are
+    reordered by ``fuse(clasp, text)`` (``text_scores(top)``: NaN = no words, which keeps the
+    CLASP score); outside the top ``n`` its first-stage rank."""
+    top = np.argsort(-sim, kind="stable")[:n]
+    if own not in top:
+        return 1 + int(np.sum(sim > sim[own]))
+    found = np.asarray(text_scores([int(c) for c in top]), dtype=np.float64)
+    fused = fuse(sim[top], np.where(np.isnan(found), sim[top], found))
+    order = top[np.argsort(-fused, kind="stable")]
+    return 1 + int(np.flatnonzero(order == own)[0])

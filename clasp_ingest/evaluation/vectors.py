@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["expand_vectors", "sphere_vectors"]
+__all__ = ["audio_windows", "expand_vectors", "sphere_vectors"]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def audio_windows(clips: list[np.ndarray], count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``count`` seeded windows of 1.5-8 s (or the whole clip when shorter) from random ``clips``
+    (16 kHz): the span lengths ingestion cuts, for model-like audio vectors."""
+    out = []
+    for _ in range(count):
+        clip = clips[int(rng.integers(len(clips)))]
+        length = min(len(clip), int(rng.uniform(1.5, 8.0) * 16_000))
+        start = int(rng.integers(0, len(clip) - length + 1))
+        out.append(clip[start : start + length])
+    return out
 
 
 def sphere_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -14,27 +14,19 @@ import numpy as np
 import pytest
 
 from clasp_ingest.demo import samples_dir
-from clasp_ingest.evaluation.vectors import expand_vectors
+from clasp_ingest.evaluation.vectors import audio_windows, expand_vectors
 from clasp_ingest.media import decode_audio
 from clasp_ingest.store import EdgeOptions, EdgeStore, point_id
 from clasp_ingest.types import MediaRef, Segment, media_id_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SR = 16_000
 N = 30_000
 PER_MEDIA = 1000
 
 
 def _audio_windows(count: int, rng: np.random.Generator) -> list[np.ndarray]:
-    clips = [decode_audio(f) for f in sorted(samples_dir().glob("*.opus"))]
-    out = []
-    for _ in range(count):
-        clip = clips[int(rng.integers(len(clips)))]
-        length = min(len(clip), int(rng.uniform(1.5, 8.0) * SR))
-        start = int(rng.integers(0, len(clip) - length + 1))
-        out.append(clip[start : start + length])
-    return out
+    return audio_windows([decode_audio(f) for f in sorted(samples_dir().glob("*.opus"))], count, rng)
 
 
 def _phrases(count: int, rng: np.random.Generator) -> list[str]:
