@@ -11,12 +11,16 @@ average does not (heads from different starts, or clasp-mini v0.9's attention-po
 
 The heads must share the backbones and the fusion shape. Centring depends on the head's
 outputs, so it is refitted on a manifest's training rows (``--center``) — or dropped, as is
-a query bank (fit a new one afterwards with ``clasp_ingest.training.querybank``). Language
+a query bank (fit a new one afterwards with ``clasp_ingest.training.querybank``). ``--weights``
+makes a weighted mean: a fine-tuned model and the model it started from, e.g. ``--weights 0.3
+0.7``, interpolate between the two (weight-space ensembling, "WiSE-FT"), which keeps more of the
+start's abilities than the fine-tuned head alone; such models may be ensembles already (member
+*i* is averaged with member *i*). Language
 directions removed in training (``train --language-dims``) must be the same in every head
 and are kept.
 
     python -m clasp_ingest.training.average RUN_A RUN_B --out DIR --center train.jsonl \\
-        --cache-dir feat --model-id clasp-mini-v0.7 [--ensemble]
+        --cache-dir feat --model-id clasp-mini-v0.7 [--ensemble | --weights 0.5 0.5]
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ def average_heads(
     model_id: str | None = None,
     device: str = "cpu",
     ensemble: bool = False,
+    weights: Sequence[float] | None = None,
 ) -> Any:
     """Average the heads in ``model_dirs`` into the first one's model (or, with ``ensemble``,
     join them as an :class:`~clasp_ingest.model.fusion.EnsembleFusion`); save it to ``out_dir``.
@@ -66,9 +71,13 @@ def average_heads(
         Centering.check_strength(center_strength)
     if len(model_dirs) < 2:
         raise ConfigError(f"averaging needs at least two trained heads, got {len(model_dirs)}")
+    shares = _shares(weights, len(model_dirs), ensemble)
     first = load_model(str(model_dirs[0]), device=device)
-    if first.config.fusion.ensemble > 1:
-        raise ConfigError(f"{model_dirs[0]} is an ensemble already; average or join single heads")
+    if first.config.fusion.ensemble > 1 and (ensemble or weights is None):
+        raise ConfigError(
+            f"{model_dirs[0]} is an ensemble already; join single heads, or interpolate ensembles "
+            "of one shape with --weights"
+        )
     heads = [first.fusion]
     basis = first.centering.basis if first.centering is not None else None
     for path in model_dirs[1:]:
@@ -94,8 +103,11 @@ def average_heads(
         first.config = replace(first.config, fusion=replace(first.config.fusion, ensemble=len(heads)))
     else:
         states = [head.state_dict() for head in heads]
+        share = torch.tensor(shares, dtype=torch.float32, device=first.device)
         averaged = {
-            key: torch.stack([state[key].float() for state in states]).mean(0).to(value.dtype)
+            key: torch.einsum("h,h...->...", share, torch.stack([state[key].float() for state in states])).to(
+                value.dtype
+            )
             if value.is_floating_point()
             else value
             for key, value in states[0].items()
@@ -110,6 +122,21 @@ def average_heads(
     save_model(first, out, model_id=model_id)
     log.info("%s %d heads into %s", "joined" if ensemble else "averaged", len(model_dirs), out)
     return first
+
+
+def _shares(weights: Sequence[float] | None, n: int, ensemble: bool) -> list[float]:
+    """Each head's share of the mean: equal, or ``weights`` scaled to sum to 1."""
+    if weights is None:
+        return [1.0 / n] * n
+    if ensemble:
+        raise ConfigError(
+            "--weights averages heads; an --ensemble keeps them whole, so give one or the other"
+        )
+    if len(weights) != n or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ConfigError(
+            f"--weights needs one non-negative weight per head ({n}), not all zero; got {list(weights)}"
+        )
+    return [w / sum(weights) for w in weights]
 
 
 def _same_basis(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -159,6 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="keep the heads whole and sum their unit outputs instead of averaging weights",
     )
+    parser.add_argument(
+        "--weights",
+        type=float,
+        nargs="+",
+        default=None,
+        help="one weight per head for a weighted mean (scaled to sum to 1); heads may then be "
+        "ensembles of one shape, e.g. a fine-tuned model and the model it started from",
+    )
     args = parser.parse_args(argv)
     try:
         average_heads(
@@ -169,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache_dir=args.cache_dir,
             model_id=args.model_id,
             ensemble=args.ensemble,
+            weights=args.weights,
         )
     except (ClaspIngestError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

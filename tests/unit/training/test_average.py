@@ -134,3 +134,34 @@ def test_ensemble_sums_the_heads_unit_outputs(tone_manifest: Path, tmp_path: Pat
     np.testing.assert_allclose(ens.encode_audio(waves), expected, atol=1e-5)
     with pytest.raises(ConfigError, match="ensemble already"):
         average_heads([out, a], tmp_path / "y", ensemble=True)
+
+
+def test_weights_interpolate_heads_and_ensembles_of_one_shape(tone_manifest: Path, tmp_path: Path) -> None:
+    """``--weights`` makes a weighted mean (scaled to sum to 1); ensembles of one shape are
+    interpolated member by member (a fine-tuned model and the one it started from)."""
+    from clasp_ingest.model import load_model
+
+    a, b = _two_heads(tone_manifest, tmp_path)
+    assert main([str(a), str(b), "--out", str(tmp_path / "w"), "--weights", "1", "3"]) == 0
+    sa, sb = (load_model(str(p), device="cpu").fusion.state_dict() for p in (a, b))
+    for key, value in load_model(str(tmp_path / "w"), device="cpu").fusion.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.25 * sa[key] + 0.75 * sb[key], atol=1e-6), key
+    for name, order in (("ab", [a, b]), ("ba", [b, a])):
+        assert main([*map(str, order), "--out", str(tmp_path / name), "--ensemble"]) == 0
+    out = tmp_path / "wise"
+    assert (
+        main([str(tmp_path / "ab"), str(tmp_path / "ba"), "--out", str(out), "--weights", "0.8", "0.2"]) == 0
+    )
+    wise = load_model(str(out), device="cpu")
+    assert wise.config.fusion.ensemble == 2
+    state = wise.fusion.state_dict()
+    key = next(k for k, v in sa.items() if v.is_floating_point())
+    torch.testing.assert_close(state[f"members.0.{key}"], 0.8 * sa[key] + 0.2 * sb[key])
+    torch.testing.assert_close(state[f"members.1.{key}"], 0.8 * sb[key] + 0.2 * sa[key])
+    with pytest.raises(ConfigError, match="ensemble already"):
+        average_heads([tmp_path / "ab", tmp_path / "ba"], tmp_path / "x")  # equal mean of ensembles
+    for bad in (["1"], ["-1", "2"], ["0", "0"]):
+        assert main([str(a), str(b), "--out", str(tmp_path / "bad"), "--weights", *bad]) == 1
+    with pytest.raises(ConfigError, match="give one or the other"):
+        average_heads([a, b], tmp_path / "x", ensemble=True, weights=[1, 1])
