@@ -15,7 +15,10 @@ excluded):
 Printed: audio seconds, wall seconds, × real time, and each route's wall time over
 clasp-ingest's. Needs ``festvox-ru`` (``make eval-deps``) or ``--audio FILE``.
 
-    .venv/bin/python bench/bench_ingest_vs_asr.py [--minutes 10] [--model clasp-mini] [--beams 1,5]
+``--model`` may be given more than once (e.g. a speech-only model beside clasp-mini: the
+spectrogram ablation); ratios are against the first. ``--beams ''`` skips the ASR route.
+
+    .venv/bin/python bench/bench_ingest_vs_asr.py [--minutes 10] [--model clasp-mini ...] [--beams 1,5]
 """
 
 from __future__ import annotations
@@ -100,7 +103,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--audio", type=Path, help="a long speech file instead of festvox-ru")
-    parser.add_argument("--model", default="clasp-mini")
+    parser.add_argument(
+        "--model", action="append", help="preset or model folder (repeatable; default: clasp-mini)"
+    )
     parser.add_argument("--beams", default="1,5", help="faster-whisper beam sizes for the ASR route")
     args = parser.parse_args()
     from clasp_ingest.flows.resources import ModelSpec, cached_model
@@ -113,15 +118,18 @@ def main() -> None:
         from clasp_ingest.media.decode import decode_audio
 
         seconds = len(decode_audio(str(audio))) / SR
-        model = cached_model(ModelSpec(args.model, device="cpu"))
-        model.encode_audio([np.zeros(SR * 4, dtype=np.float32)] * 2)  # warm-up
+        names = args.model or ["clasp-mini"]
+        models = [cached_model(ModelSpec(name, device="cpu")) for name in names]
+        for model in models:
+            model.encode_audio([np.zeros(SR * 4, dtype=np.float32)] * 2)  # warm-up
         whisper = Transcriber(TranscriberOptions(device="cpu")).load()
         list(whisper.transcribe(np.zeros(SR * 2, dtype=np.float32), beam_size=1)[0])  # warm-up
         rows = []
-        wall, n = clasp_route(model, audio, root / "q-clasp")
-        rows.append((f"clasp-ingest ({args.model})", wall, n))
-        base = wall
-        for beam in (int(b) for b in args.beams.split(",")):
+        for i, (name, model) in enumerate(zip(names, models, strict=True)):
+            wall, n = clasp_route(model, audio, root / f"q-clasp{i}")
+            rows.append((f"clasp-ingest ({name})", wall, n))
+        base, model = rows[0][1], models[0]
+        for beam in (int(b) for b in args.beams.split(",") if b.strip()):
             wall, n = asr_route(model, whisper, audio, root / f"q-asr{beam}", beam)
             rows.append((f"ASR route (Whisper-base whole file, beam {beam})", wall, n))
         print(f"audio: {audio.name}, {seconds:.0f} s of speech")

@@ -18,7 +18,11 @@ Then, without transcribing again:
   asymmetric use, as the rerank stage scores words);
 * ``rerank N``: CLASP's top N reordered by :class:`~clasp_ingest.retriever.rerank.Fusion` of the
   CLASP cosine and :class:`~clasp_ingest.retriever.rerank.TextScorer`'s text score, for every
-  fusion in ``--grid`` (``weighted``/``zscore``/``rrf`` × text weights) or only the shipped one.
+  fusion in ``--grid`` (``weighted``/``zscore``/``rrf`` × text weights) or only the shipped one;
+* ``hybrid``: ingest-time words, as ``ingest --transcribe`` stores them (each clip one span of
+  one media item in a fresh embedded Qdrant: its CLASP vector, the words' dense text vector and
+  sparse word vector), searched as ``search --hybrid`` does (``QdrantStore.search_hybrid``: one
+  Query API call, three prefetches fused by RRF); its MRR counts the top 10 only (MRR@10).
 
 ``--grid`` is how :data:`clasp_ingest.retriever.rerank.TEXT_WEIGHT` and the method were chosen:
 run it on the ``val`` splits (other actors, other sentences than ``test``), then report the
@@ -34,6 +38,7 @@ import argparse
 import hashlib
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,7 +132,45 @@ def evaluate_set(
             result[f"rerank{n}:{fusion.method}:{fusion.text_weight:g}"] = metrics(
                 reranked(clasp, text_scores, n, fusion)
             )
+    if args.hybrid:
+        with tempfile.TemporaryDirectory(prefix="rerank-real-hybrid-") as tmp:
+            ranked = hybrid_ranks(model, queries, text_emb, audio_emb, words, Path(tmp) / "store")
+        result["hybrid"] = {
+            "hits@1": float(np.mean(ranked == 1)),
+            "mrr": float(np.mean((ranked <= 10) / ranked)),
+        }
     return result
+
+
+def hybrid_ranks(model: Any, queries: list[str], query_emb: np.ndarray, audio_emb: np.ndarray,
+                 words: list[str], folder: Path, k: int = 10) -> np.ndarray:  # fmt: skip
+    """Rank of clip ``i`` for query ``i`` by hybrid search in a real store (``k + 1``: not in top ``k``)."""
+    from clasp_ingest.store import EdgeStore
+    from clasp_ingest.store.base import HybridQuery
+    from clasp_ingest.types import MediaRef, Segment, media_id_for
+    from clasp_ingest.words import SpanWords, TextTower, query_words, sparse_words
+
+    tower = TextTower(model)
+    dense = tower.passages([w or "." for w in words])
+    uri = f"file:///bench-rerank-real/{folder.name}"  # fixed: point ids (RRF ties) do not vary by run
+    ref = MediaRef(uri, media_id_for(uri), "v1", title=folder.name)
+    segments = [Segment(ref.media_id, i, 10.0 * i, 10.0 * i + 5.0) for i in range(len(words))]
+    spans = [
+        SpanWords(w, "", "whisper-base", tuple(map(float, d)) if w else None, sparse_words(w) if w else None)
+        for w, d in zip(words, dense, strict=True)
+    ]
+    ranks = np.full(len(queries), k + 1)
+    store = EdgeStore(folder)
+    with store:
+        store.ensure_collection(model.model_id, audio_emb.shape[1], text_dim=tower.dim)
+        store.write_media(ref, model.model_id, [(segments, audio_emb, spans)])
+        text_q = tower.queries(queries)
+        for i, q in enumerate(queries):
+            query = HybridQuery(query_emb[i].tolist(), text_q[i].tolist(), query_words(q))
+            starts = [round(h.start_s / 10.0) for h in store.search_hybrid(query, k=k)]
+            if i in starts:
+                ranks[i] = starts.index(i) + 1
+    return ranks
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -144,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path(".cache/bench_rerank_real"))
     parser.add_argument("--limit", type=int, help="at most N clips per set (a seeded sample)")
     parser.add_argument("--json", action="store_true", help="one JSON object per set")
+    parser.add_argument(
+        "--hybrid", action="store_true", help="also ingest-time words + hybrid search (a real store per set)"
+    )
     args = parser.parse_args(argv)
     args.rerank = args.rerank or [10, 30]
     from clasp_ingest.model import load_model
