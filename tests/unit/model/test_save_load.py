@@ -194,24 +194,25 @@ def test_shipped_clasp_mini_is_a_three_head_ensemble_with_a_query_bank() -> None
     assert (k, beta, scale) == (20, 0.75, 0.5)
 
 
-def test_clasp_mini_real_is_its_own_model_on_clasp_minis_backbones() -> None:
-    """The opt-in real-speech candidate: same backbones, text tower and space as clasp-mini,
-    its own heads and model id (its collections are not mixed with clasp-mini's)."""
+def test_clasp_mini_real_is_its_own_speech_only_model_on_clasp_minis_backbones() -> None:
+    """The opt-in real-speech model: clasp-mini's speech encoder, text tower, head shape and
+    space, no spectrogram branch (backend ``none``), its own heads and model id (its
+    collections are not mixed with clasp-mini's)."""
+    from clasp_ingest.model.spectrogram import NoSpectrogram
+
     mini, real = get_preset("clasp-mini"), get_preset("clasp-mini-real")
-    assert real.model_id == "clasp-mini-real-v0.1" and real.model_id != mini.model_id
-    assert (real.speech, real.spectrogram, real.text, real.fusion) == (
-        mini.speech,
-        mini.spectrogram,
-        mini.text,
-        mini.fusion,
-    )
+    assert real.model_id == "clasp-mini-real-v0.2" and real.model_id != mini.model_id
+    assert (real.speech, real.text, real.fusion) == (mini.speech, mini.text, mini.fusion)
+    assert real.spectrogram.backend == "none" and mini.spectrogram.backend != "none"
     assert real.weights != mini.weights and real.query_bank
+    model = load_model("clasp-mini-real", device="cpu")
+    assert isinstance(model.spectrogram, NoSpectrogram) and model.dim == 385
 
 
 def test_clasp_mini_real_finds_unseen_actors_lines() -> None:
     """40 real clips of the Czech test actor (never trained on; Debian fillets-ng-data-cs)
     against their English originals (cross-lingual): the fine-tuned heads put more clips' own
-    line first than v0.10 does (2026-12-03: 14 vs 10 of 40)."""
+    line first than v0.10 does (2026-12-03, v0.2: 15 vs 10 of 40; v0.1: 14)."""
     from clasp_ingest.evaluation.datasets import FILLETS_DATA, fillets_clips
     from clasp_ingest.training.features import load_waveform
 
