@@ -14,8 +14,8 @@ outputs, so it is refitted on a manifest's training rows (``--center``) — or d
 a query bank (fit a new one afterwards with ``clasp_ingest.training.querybank``). ``--weights``
 makes a weighted mean: a fine-tuned model and the model it started from, e.g. ``--weights 0.3
 0.7``, interpolate between the two (weight-space ensembling, "WiSE-FT"), which keeps more of the
-start's abilities than the fine-tuned head alone; such models may be ensembles already (member
-*i* is averaged with member *i*). Language
+start's abilities than the fine-tuned head alone. Averaged heads may be ensembles of one shape
+(member *i* is averaged with member *i*). Language
 directions removed in training (``train --language-dims``) must be the same in every head
 and are kept.
 
@@ -73,11 +73,8 @@ def average_heads(
         raise ConfigError(f"averaging needs at least two trained heads, got {len(model_dirs)}")
     shares = _shares(weights, len(model_dirs), ensemble)
     first = load_model(str(model_dirs[0]), device=device)
-    if first.config.fusion.ensemble > 1 and (ensemble or weights is None):
-        raise ConfigError(
-            f"{model_dirs[0]} is an ensemble already; join single heads, or interpolate ensembles "
-            "of one shape with --weights"
-        )
+    if ensemble and first.config.fusion.ensemble > 1:
+        raise ConfigError(f"{model_dirs[0]} is an ensemble already; join single heads")
     heads = [first.fusion]
     basis = first.centering.basis if first.centering is not None else None
     for path in model_dirs[1:]:
@@ -191,8 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         nargs="+",
         default=None,
-        help="one weight per head for a weighted mean (scaled to sum to 1); heads may then be "
-        "ensembles of one shape, e.g. a fine-tuned model and the model it started from",
+        help="one weight per head for a weighted mean (scaled to sum to 1), e.g. a fine-tuned "
+        "model and the model it started from",
     )
     args = parser.parse_args(argv)
     try:

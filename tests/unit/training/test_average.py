@@ -138,7 +138,7 @@ def test_ensemble_sums_the_heads_unit_outputs(tone_manifest: Path, tmp_path: Pat
 
 def test_weights_interpolate_heads_and_ensembles_of_one_shape(tone_manifest: Path, tmp_path: Path) -> None:
     """``--weights`` makes a weighted mean (scaled to sum to 1); ensembles of one shape are
-    interpolated member by member (a fine-tuned model and the one it started from)."""
+    averaged member by member (a fine-tuned model and the one it started from)."""
     from clasp_ingest.model import load_model
 
     a, b = _two_heads(tone_manifest, tmp_path)
@@ -159,8 +159,10 @@ def test_weights_interpolate_heads_and_ensembles_of_one_shape(tone_manifest: Pat
     key = next(k for k, v in sa.items() if v.is_floating_point())
     torch.testing.assert_close(state[f"members.0.{key}"], 0.8 * sa[key] + 0.2 * sb[key])
     torch.testing.assert_close(state[f"members.1.{key}"], 0.8 * sb[key] + 0.2 * sa[key])
+    equal = average_heads([tmp_path / "ab", tmp_path / "ba"], tmp_path / "eq").fusion.state_dict()
+    torch.testing.assert_close(equal[f"members.0.{key}"], (sa[key] + sb[key]) / 2)
     with pytest.raises(ConfigError, match="ensemble already"):
-        average_heads([tmp_path / "ab", tmp_path / "ba"], tmp_path / "x")  # equal mean of ensembles
+        average_heads([tmp_path / "ab", a], tmp_path / "x", ensemble=True)  # no ensemble of ensembles
     for bad in (["1"], ["-1", "2"], ["0", "0"]):
         assert main([str(a), str(b), "--out", str(tmp_path / "bad"), "--weights", *bad]) == 1
     with pytest.raises(ConfigError, match="give one or the other"):
