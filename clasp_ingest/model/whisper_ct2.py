@@ -15,11 +15,11 @@ features differ from ``"full"``; a head trained on one must be used with the sam
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -40,9 +40,11 @@ __all__ = [
     "WhisperCT2Options",
     "WhisperCT2SpeechEncoder",
     "build_speech",
+    "clip_parts",
     "load_ct2_whisper",
     "log_mel_spectrogram",
     "mel_filters",
+    "window_states",
 ]
 
 log = get_logger("model.whisper_ct2")
@@ -176,6 +178,39 @@ def _batches(windows: list[_Window], batch_size: int) -> Iterator[list[_Window]]
             yield group[i : i + batch_size]
 
 
+class _Rows(Protocol):
+    def __getitem__(self, index: slice, /) -> Any: ...
+
+
+StatesT = TypeVar("StatesT", bound=_Rows)
+
+
+def window_states(
+    waveforms: Sequence[np.ndarray],
+    n_mels: int,
+    options: WhisperCT2Options,
+    run: Callable[[np.ndarray], Iterable[StatesT]],
+) -> Iterator[tuple[_Window, StatesT]]:
+    """Each window of each clip with its encoder states over real audio, (frames, dim).
+
+    ``run`` maps a (batch, n_mels, frames) float32 batch of windows to one state array per window
+    (CTranslate2 here, torch in :mod:`clasp_ingest.model.whisper_torch`).
+    """
+    windows = [w for i, wav in enumerate(waveforms) for w in _windows(i, wav, n_mels, options.window)]
+    for batch in _batches(windows, options.batch_size):
+        states = run(np.stack([w.features for w in batch]))
+        for w, s in zip(batch, states, strict=True):
+            yield w, s[: w.real_frames]
+
+
+def clip_parts(n_clips: int, states: Iterable[tuple[_Window, StatesT]]) -> list[list[StatesT]]:
+    """Per clip, its windows' states in time order (to be concatenated)."""
+    parts: list[dict[int, StatesT]] = [{} for _ in range(n_clips)]
+    for w, s in states:
+        parts[w.item][w.start] = s
+    return [[p[k] for k in sorted(p)] for p in parts]
+
+
 def load_ct2_whisper(
     model_dir: Path,
     *,
@@ -275,13 +310,7 @@ class WhisperCT2SpeechEncoder:
 
     def _states(self, waveforms: Sequence[np.ndarray]) -> Iterator[tuple[_Window, np.ndarray]]:
         """Each window of each clip with its encoder states over real audio, (frames, dim)."""
-        windows = [
-            w for i, wav in enumerate(waveforms) for w in _windows(i, wav, self._n_mels, self.options.window)
-        ]
-        for batch in _batches(windows, self.options.batch_size):
-            states = self._run(np.stack([w.features for w in batch]))
-            for w, s in zip(batch, states, strict=True):
-                yield w, s[: w.real_frames]
+        return window_states(waveforms, self._n_mels, self.options, self._run)
 
     def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """(n, dim) float32: per clip, the mean encoder state over frames that cover real audio."""
@@ -297,10 +326,8 @@ class WhisperCT2SpeechEncoder:
 
         Their mean over rows is :meth:`encode`'s vector; a clip over 30 s joins its windows.
         """
-        parts: list[dict[int, np.ndarray]] = [{} for _ in waveforms]
-        for w, states in self._states(waveforms):
-            parts[w.item][w.start] = states
-        return [np.concatenate([p[k] for k in sorted(p)]).astype(np.float32, copy=False) for p in parts]
+        parts = clip_parts(len(waveforms), self._states(waveforms))
+        return [np.concatenate(p).astype(np.float32, copy=False) for p in parts]
 
 
 #: ``ComponentSpec.source`` value meaning "whisper-base from the registry packages".
