@@ -1,0 +1,169 @@
+"""Read CTranslate2's ``model.bin`` into numpy arrays (CTranslate2's own API exposes no weights).
+
+The layout, as ``ctranslate2/specs/model_spec.py`` writes it (binary version 6, little-endian):
+``u32`` version, string spec name, ``u32`` spec revision, ``u32`` variable count; per variable a
+string name, ``u8`` rank, rank x ``u32`` dims, ``u8`` dtype id, ``u32`` byte count and the raw
+bytes; then ``u32`` alias count and (alias, target) string pairs. A string is a ``u16`` length
+that counts a trailing NUL, the UTF-8 bytes and the NUL. Variables are sorted by name; a quantised
+weight ``x/weight`` has its scales in ``x/weight_scale`` (int8: one per output row, int16: one).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from io import BufferedReader
+from pathlib import Path
+
+import numpy as np
+
+from clasp_ingest.errors import ModelLoadError
+
+__all__ = ["BINARY_VERSION", "CT2Model", "dequantize", "read_ct2_model"]
+
+#: The one format version this reader knows (``CURRENT_BINARY_VERSION`` of ctranslate2 4.x).
+BINARY_VERSION = 6
+
+# Type ids in the order of CTranslate2's DataType enum; bfloat16 is read as its raw 16 bits.
+_DTYPES: tuple[tuple[str, np.dtype], ...] = (
+    ("float32", np.dtype("<f4")),
+    ("int8", np.dtype("i1")),
+    ("int16", np.dtype("<i2")),
+    ("int32", np.dtype("<i4")),
+    ("float16", np.dtype("<f2")),
+    ("bfloat16", np.dtype("<u2")),
+)
+_BFLOAT16 = 5
+
+
+@dataclass(frozen=True)
+class CT2Model:
+    """The variables of one ``model.bin`` (aliases resolved), keyed by their ``/``-joined names."""
+
+    path: Path
+    spec: str
+    revision: int
+    variables: Mapping[str, np.ndarray]
+
+    def float32(self, name: str) -> np.ndarray:
+        """Variable ``name`` as float32, dequantised with ``<name>_scale`` when it has one."""
+        value = self.variables.get(name)
+        if value is None:
+            raise ModelLoadError(f"{self.path} has no variable {name!r}; is it another kind of {self.spec}?")
+        if f"{name}_zero" in self.variables:
+            raise ModelLoadError(
+                f"{self.path}: {name!r} is pre-quantised with zero points (AWQ); re-convert the model "
+                "without --quantization awq"
+            )
+        scale = self.variables.get(f"{name}_scale")
+        return value.astype(np.float32) if scale is None else dequantize(value, scale)
+
+
+def dequantize(value: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """CTranslate2 stores ``round(w * scale)``: a scalar scale or one per leading-axis row."""
+    scale = np.asarray(scale, dtype=np.float32)
+    if scale.ndim == 1:
+        scale = scale.reshape(-1, *([1] * (value.ndim - 1)))
+    return value.astype(np.float32) / scale
+
+
+class _Reader:
+    """Little-endian fields of an open ``model.bin``; a short read is a truncated file."""
+
+    def __init__(self, stream: BufferedReader, path: Path) -> None:
+        self.stream = stream
+        self.path = path
+
+    def read(self, n: int) -> bytes:
+        data = self.stream.read(n)
+        if len(data) != n:
+            raise ModelLoadError(f"{self.path} is truncated; re-join or re-convert the model")
+        return data
+
+    def uint(self, fmt: str) -> int:
+        return int(struct.unpack(f"<{fmt}", self.read(struct.calcsize(fmt)))[0])
+
+    def string(self) -> str:
+        return self.read(self.uint("H"))[:-1].decode("utf-8")
+
+    def skip(self, n: int) -> None:
+        self.stream.seek(n, 1)
+
+
+def _array(raw: bytes | bytearray, shape: tuple[int, ...], type_id: int) -> np.ndarray:
+    value = np.frombuffer(raw, dtype=_DTYPES[type_id][1]).reshape(shape)
+    if type_id == _BFLOAT16:
+        return (value.astype(np.uint32) << 16).view(np.float32)
+    return value
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """Where one variable's bytes lie in the file."""
+
+    shape: tuple[int, ...]
+    type_id: int
+    offset: int
+    n_bytes: int
+
+
+def _entry(r: _Reader) -> tuple[str, _Entry]:
+    """One variable's header; its bytes are skipped (read later if wanted)."""
+    name = r.string()
+    shape = tuple(r.uint("I") for _ in range(r.uint("B")))
+    type_id, n_bytes = r.uint("B"), r.uint("I")
+    if type_id >= len(_DTYPES):
+        raise ModelLoadError(f"{r.path}: variable {name!r} has unknown dtype id {type_id}")
+    if n_bytes != int(np.prod(shape, dtype=np.int64)) * _DTYPES[type_id][1].itemsize:
+        raise ModelLoadError(f"{r.path}: variable {name!r} holds {n_bytes} bytes, not a {shape} array")
+    offset = r.stream.tell()
+    r.skip(n_bytes)
+    return name, _Entry(shape, type_id, offset, n_bytes)
+
+
+def _load(r: _Reader, entry: _Entry) -> np.ndarray:
+    r.stream.seek(entry.offset)
+    raw = bytearray(entry.n_bytes)  # writable, so torch.from_numpy needs no copy
+    if r.stream.readinto(raw) != entry.n_bytes:
+        raise ModelLoadError(f"{r.path} is truncated; re-join or re-convert the model")
+    return _array(raw, entry.shape, entry.type_id)
+
+
+def _version(r: _Reader) -> int:
+    version = r.uint("I")
+    if version != BINARY_VERSION:
+        raise ModelLoadError(
+            f"{r.path} is CTranslate2 binary format version {version}; this reader knows version "
+            f"{BINARY_VERSION} only; re-convert it with ct2-transformers-converter from ctranslate2 4.x"
+        )
+    return version
+
+
+def _alias(r: _Reader) -> tuple[str, str]:
+    return r.string(), r.string()
+
+
+def read_ct2_model(model_dir: Path, keep: Callable[[str], bool] = lambda name: True) -> CT2Model:
+    """The variables of ``model_dir/model.bin`` whose name ``keep`` accepts (others are skipped).
+
+    An alias (a variable equal to an earlier one, stored once) may point anywhere: in a model with
+    zero biases, ``encoder/conv1/bias`` can be an alias of a decoder bias, which is then read too.
+    """
+    path = Path(model_dir) / "model.bin"
+    if not path.is_file():
+        raise ModelLoadError(
+            f"{model_dir} is not a CTranslate2 model (no model.bin); use "
+            "clasp_ingest.model.assets.whisper_base_ct2_dir() or convert one with ct2-transformers-converter"
+        )
+    with path.open("rb") as stream:
+        r = _Reader(stream, path)
+        _version(r)
+        spec, revision = r.string(), r.uint("I")
+        index = dict(_entry(r) for _ in range(r.uint("I")))
+        aliases = {alias: target for alias, target in (_alias(r) for _ in range(r.uint("I"))) if keep(alias)}
+        wanted = {name for name in index if keep(name)} | {t for t in aliases.values() if t in index}
+        loaded = {name: _load(r, index[name]) for name in sorted(wanted, key=lambda n: index[n].offset)}
+    variables = {name: loaded[name] for name in index if keep(name)}
+    variables |= {alias: loaded[target] for alias, target in aliases.items() if target in loaded}
+    return CT2Model(path, spec, revision, variables)
