@@ -26,6 +26,7 @@ from clasp_ingest.model.whisper_torch import (
 )
 
 SR = 16_000
+_LEVELS = {"int8": 127, "int16": 1024}  # CT2 maps a row's (int8) or the weight's (int16) max |w| there
 SAMPLES = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples"
 
 
@@ -76,7 +77,9 @@ def test_a_full_window_equals_transformers_whisper_encoder(
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(("quantization", "atol"), [("float16", 1e-3), ("bfloat16", 8e-3), ("int8", 0.0)])
+@pytest.mark.parametrize(
+    ("quantization", "atol"), [("float16", 1e-3), ("bfloat16", 8e-3), ("int8", 0.0), ("int16", 0.0)]
+)
 def test_stored_dtypes_are_read_back(
     tiny_whisper_ct2: Path, tmp_path: Path, quantization: str, atol: float
 ) -> None:
@@ -91,11 +94,21 @@ def test_stored_dtypes_are_read_back(
     assert ours.keys() == ref.keys()
     for key, value in ours.items():
         step = 0.0
-        if quantization == "int8" and key.endswith("weight") and "norm" not in key and "embed" not in key:
-            step = float(np.abs(ref[key]).max()) / 127  # at most half a quantisation step off
+        if quantization in _LEVELS and key.endswith("weight") and "norm" not in key and "embed" not in key:
+            step = float(np.abs(ref[key]).max()) / _LEVELS[quantization]  # half a quantisation step off
         np.testing.assert_allclose(value, ref[key], atol=atol + step, rtol=0, err_msg=key)
-    if quantization == "int8":
-        assert model.variables["encoder/layer_0/ffn/linear_0/weight"].dtype == np.int8
+    if quantization in _LEVELS:
+        assert model.variables["encoder/layer_0/ffn/linear_0/weight"].dtype == np.dtype(quantization)
+
+
+def test_bfloat16_encoder_runs_close(tiny_whisper_ct2: Path) -> None:
+    clips, opts = [_noise(1.3, 7)], WhisperCT2Options(window="trim")
+    half = load_torch_whisper_encoder(tiny_whisper_ct2, dtype=torch.bfloat16)
+    assert next(half.parameters()).dtype == torch.bfloat16
+    with torch.no_grad():
+        (low,) = [f.float().numpy() for f in encode_frames_torch(half, clips, opts)]
+    (ref,) = _torch_frames(load_torch_whisper_encoder(tiny_whisper_ct2), clips, opts)
+    assert _cosines(low, ref).min() > 0.99
 
 
 def test_trainable_top_layers(tiny_whisper_ct2: Path) -> None:
