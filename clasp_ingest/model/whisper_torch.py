@@ -107,14 +107,14 @@ def whisper_config(model: CT2Model) -> WhisperConfig:
     from transformers import WhisperConfig
 
     _check_whisper(model)
-    dim, n_mels, _ = model.variables["encoder/conv1/weight"].shape
+    dim, n_mels, _ = model.float32("encoder/conv1/weight").shape
     return WhisperConfig(
         num_mel_bins=int(n_mels),
         d_model=int(dim),
         encoder_layers=_n_layers(model),
-        encoder_attention_heads=int(model.variables["encoder/num_heads"]),
-        encoder_ffn_dim=int(model.variables["encoder/layer_0/ffn/linear_0/weight"].shape[0]),
-        max_source_positions=int(model.variables["encoder/position_encodings/encodings"].shape[0]),
+        encoder_attention_heads=int(model.float32("encoder/num_heads")),
+        encoder_ffn_dim=int(model.float32("encoder/layer_0/ffn/linear_0/bias").shape[0]),
+        max_source_positions=int(model.float32("encoder/position_encodings/encodings").shape[0]),
         dropout=0.0,
         attention_dropout=0.0,
         activation_dropout=0.0,
