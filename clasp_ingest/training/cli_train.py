@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from clasp_ingest.errors import ClaspIngestError
+from clasp_ingest.errors import ClaspIngestError, ConfigError
 
 __all__ = ["register"]
 
@@ -117,6 +117,16 @@ def train_command(
         help="Another validation manifest (its 'val' rows), e.g. other-language queries; "
         "the head's retrieval on it goes to metrics.json. Repeatable.",
     ),
+    anchor: list[Path] = typer.Option(
+        [],
+        "--anchor",
+        help="With --fine-tune: a manifest of anchor clips (their text unused); the start head's "
+        "output on each is kept as a target, so the fine-tune keeps what it did there (e.g. "
+        "synthetic cross-lingual speech while learning recorded speech). Repeatable.",
+    ),
+    anchor_weight: float = typer.Option(
+        10.0, "--anchor-weight", help="With --anchor: weight of the anchor term (mean 1 - cosine)."
+    ),
     skip_unreadable: bool = typer.Option(
         True,
         "--skip-unreadable/--strict-audio",
@@ -159,7 +169,11 @@ def train_command(
             center_strength=center_strength,
             language_dims=language_dims,
             extra_val=tuple(extra_val),
+            anchor=tuple(anchor),
+            anchor_weight=anchor_weight if anchor else 0.0,
         )
+        if anchor and not fine_tune:
+            raise ConfigError("--anchor keeps the start head's outputs; it needs --fine-tune")
         clasp = _load(model or settings.model, device or settings.device, settings.model_dir)
         prepare_head(
             clasp,

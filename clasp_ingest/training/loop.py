@@ -7,6 +7,12 @@ step learning-rate schedule (the paper's ``StepLR``), early stopping on the vali
 where it stopped and ends with the same weights as an uninterrupted one: every epoch's
 shuffling and dropout draw from RNGs seeded by ``(seed, epoch)``, not by history.
 
+With ``anchor`` clips (:func:`fit_head`), every training batch also takes a batch of them and
+adds ``anchor_weight`` × the mean cosine distance between the head's output and a fixed target
+per clip, normally the start head's own output on that clip: fine-tuning on new data
+(recorded speech) then keeps what the start head did on the anchors (synthetic speech,
+cross-lingual behaviour) instead of drifting from it ("learning without forgetting").
+
 A head that pools speech frames (the speech features are a ``FrameBank``) trains on batches
 of clips of similar length (:func:`_length_grouped`), since each batch is padded to its
 longest clip.
@@ -33,7 +39,7 @@ from clasp_ingest.log import get_logger
 from clasp_ingest.training.features import FeatureSet, FrameBank
 from clasp_ingest.training.losses import INIT_TEMPERATURE, LOSSES, build_loss
 
-__all__ = ["CHECKPOINT_NAME", "EpochStats", "FitOptions", "FitResult", "fit_head"]
+__all__ = ["CHECKPOINT_NAME", "EpochStats", "FitOptions", "FitResult", "anchor_distance", "fit_head"]
 
 log = get_logger("training")
 
@@ -67,6 +73,8 @@ class FitOptions:
     seed: int = 0
     #: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
     device: str = "auto"
+    #: Weight of the anchor term (0: off; used only when ``fit_head`` gets anchors).
+    anchor_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -78,6 +86,8 @@ class FitOptions:
             raise ConfigError("the contrastive loss needs batch_size >= 2 (in-batch negatives)")
         if not self.temperature > 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not self.anchor_weight >= 0:
+            raise ConfigError(f"anchor_weight must be >= 0, got {self.anchor_weight}")
         if not self.lr > 0 or not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"need lr > 0 and 0 < lr_gamma <= 1, got {self.lr}, {self.lr_gamma}")
 
@@ -139,17 +149,26 @@ def fit_head(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    anchor: FeatureSet | None = None,
 ) -> FitResult:
-    """Fit ``head`` in place; return the result. It ends holding the best validation epoch."""
+    """Fit ``head`` in place; return the result. It ends holding the best validation epoch.
+
+    ``anchor``: clips whose ``text`` holds each clip's target output (e.g. the start head's
+    L2-normalised output on it); weighted by ``options.anchor_weight`` (module docstring).
+    The validation loss, and so early stopping, is the main loss alone.
+    """
     if len(train) < 2 or len(val) < 1:
         raise ConfigError(f"need >= 2 training and >= 1 validation items, got {len(train)}, {len(val)}")
+    if anchor is not None and len(anchor) < 2:
+        raise ConfigError(f"need >= 2 anchor clips, got {len(anchor)}")
     device = _device(options.device)
     original = _placement(head)
     state = _new_state(head.to(device=device, dtype=torch.float32), options, device)
     resumed_from = _maybe_resume(state, options, checkpoint_dir, resume)
     data = _Tensors.of(train, device), _Tensors.of(val, device)
+    anchors = None if anchor is None or options.anchor_weight == 0 else _Tensors.of(anchor, device)
     while state.epoch < options.max_epochs and state.bad_epochs < options.patience:
-        stats = _run_epoch(state, data[0], data[1], options)
+        stats = _run_epoch(state, data[0], data[1], options, anchors)
         if checkpoint_dir is not None:
             _save_checkpoint(state, options, checkpoint_dir)
         if on_epoch is not None:
@@ -235,15 +254,20 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**63)
 
 
-def _run_epoch(state: _State, train: _Tensors, val: _Tensors, options: FitOptions) -> EpochStats:
+def _run_epoch(
+    state: _State, train: _Tensors, val: _Tensors, options: FitOptions, anchors: _Tensors | None = None
+) -> EpochStats:
     seed = _epoch_seed(options.seed, state.epoch)
     torch.manual_seed(seed)  # dropout draws
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(train), generator=generator)
-    if isinstance(train.speech, FrameBank):
-        order = _length_grouped(order, torch.from_numpy(train.speech.lengths), options.batch_size, generator)
+    order = _shuffled(train, options.batch_size, generator)
+    anchor_batches = None
+    if anchors is not None:
+        anchor_batches = _endless(anchors, options.batch_size, torch.Generator().manual_seed(seed + 1))
     lr = state.optimizer.param_groups[0]["lr"]
-    train_loss = _train_pass(state, train.batches(options.batch_size, order))
+    train_loss = _train_pass(
+        state, train.batches(options.batch_size, order), anchor_batches, options.anchor_weight
+    )
     val_loss = evaluate_loss(state.head, state.loss, val.batches(options.val_batch_size))
     state.scheduler.step()
     state.epoch += 1
@@ -258,6 +282,19 @@ def _run_epoch(state: _State, train: _Tensors, val: _Tensors, options: FitOption
     state.history.append(stats)
     log.info("epoch %d: train %.4f val %.4f (best %.4f)", state.epoch, train_loss, val_loss, state.best_val)
     return stats
+
+
+def _shuffled(data: _Tensors, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    order = torch.randperm(len(data), generator=generator)
+    if isinstance(data.speech, FrameBank):
+        order = _length_grouped(order, torch.from_numpy(data.speech.lengths), batch_size, generator)
+    return order
+
+
+def _endless(data: _Tensors, batch_size: int, generator: torch.Generator) -> Iterator[_Tensors]:
+    """Batches of ``data`` for ever, reshuffled on every pass (the anchor clips)."""
+    while True:
+        yield from data.batches(batch_size, _shuffled(data, batch_size, generator))
 
 
 #: Batches whose clips are sorted by length together (frame inputs only, see _length_grouped).
@@ -284,16 +321,32 @@ def _length_grouped(
     return torch.cat(shuffled + batches[len(full) :])
 
 
-def _train_pass(state: _State, batches: Iterator[_Tensors]) -> float:
+def _train_pass(
+    state: _State,
+    batches: Iterator[_Tensors],
+    anchors: Iterator[_Tensors] | None = None,
+    anchor_weight: float = 0.0,
+) -> float:
+    """One epoch of steps; returns the mean main loss (the anchor term is not in it)."""
     state.head.train()
     total, count = 0.0, 0
     for batch in batches:
-        loss = state.loss(state.head(batch.speech, batch.spectrogram), batch.text)
+        main = state.loss(state.head(batch.speech, batch.spectrogram), batch.text)
+        loss = main
+        if anchors is not None:
+            held = next(anchors)
+            output = state.head(held.speech, held.spectrogram)
+            loss = main + anchor_weight * anchor_distance(output, held.text)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
-        total, count = total + float(loss.detach()), count + 1
+        total, count = total + float(main.detach()), count + 1
     return total / max(count, 1)
+
+
+def anchor_distance(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cosine distance ``1 - cos`` between a head's outputs and their anchor targets."""
+    return (1 - torch.nn.functional.cosine_similarity(output, target, dim=-1)).mean()
 
 
 @torch.no_grad()
@@ -369,8 +422,8 @@ def _load_checkpoint(state: _State, options: FitOptions, path: Path) -> None:
 
     with safe_open(str(path), framework="pt") as fh:
         info = json.loads((fh.metadata() or {})["state"])
-    # checkpoints from before the temperature option started at the default
-    stored = {"temperature": INIT_TEMPERATURE, **info["options"]}
+    # checkpoints from before the temperature / anchor options ran with their defaults
+    stored = {"temperature": INIT_TEMPERATURE, "anchor_weight": 0.0, **info["options"]}
     if stored != json.loads(json.dumps(options.resume_key())):
         raise ConfigError(
             f"{path} was written with other training options {info['options']}; resume with the same "

@@ -50,6 +50,7 @@ _TRAIN_ONLY = (
     "center_strength",
     "language_dims",
     "extra_val",
+    "anchor",
 )
 
 
@@ -68,6 +69,10 @@ class TrainOptions(FitOptions):
     have no ``split`` field), e.g. queries in another language than the speech; the trained
     head's retrieval on each goes to ``metrics.json`` (``extra_val``), so choices like
     ``center`` can be made on validation data. They do not steer training.
+    ``anchor``: manifests of anchor clips (every row; their ``text`` is not used): the start
+    head's output on each is computed before training and held as a target with weight
+    ``anchor_weight`` (see :mod:`clasp_ingest.training.loop`), so a fine-tune keeps what the
+    start head did on them. Meant for ``--fine-tune`` (a fresh head's outputs are noise).
     ``language_dims``: remove the ``language_dims`` directions that separate the training
     languages' captions (:func:`~clasp_ingest.model.clasp.language_basis`; rows need a
     ``language``) from the text targets before training, and from every clip and query vector
@@ -85,6 +90,7 @@ class TrainOptions(FitOptions):
     center_strength: float = 1.0
     language_dims: int = 0
     extra_val: tuple[Path, ...] = ()
+    anchor: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         from clasp_ingest.model.calibration import Centering
@@ -93,6 +99,8 @@ class TrainOptions(FitOptions):
         Centering.check_strength(self.center_strength)
         if self.language_dims < 0:
             raise ConfigError(f"language_dims must be >= 0, got {self.language_dims}")
+        if self.anchor and self.anchor_weight == 0:
+            raise ConfigError("anchor manifests need anchor_weight > 0 (--anchor-weight)")
 
     def fit_options(self) -> FitOptions:
         fields = {k: v for k, v in asdict(self).items() if k not in _TRAIN_ONLY}
@@ -138,6 +146,7 @@ def train_fusion(
     train, val, unreadable = _features(model, train_rows, val_rows, out, opts, progress)
     inherited = _inherited_basis(model, opts.language_dims)
     model.centering = None  # a retrained head gets its own means (or none)
+    anchor = _anchor_targets(model, opts, out, progress) if opts.anchor else None
     basis = None
     if opts.language_dims:
         from clasp_ingest.model.calibration import language_basis, project_out
@@ -157,6 +166,7 @@ def train_fusion(
         checkpoint_dir=out / "checkpoint",
         resume=opts.resume,
         on_epoch=_with_progress(on_epoch, progress, opts.max_epochs),
+        anchor=anchor,
     )
     model_id = opts.model_id or f"{model.model_id}-{out.resolve().name}"
     from clasp_ingest.model.calibration import Centering
@@ -183,6 +193,26 @@ def train_fusion(
     )
     _write_metrics(out / METRICS_FILE, result, opts)
     return result
+
+
+def _anchor_targets(model: Any, opts: TrainOptions, out: Path, progress: ProgressFn | None) -> FeatureSet:
+    """The anchor clips' features, with the start head's normalised outputs as their targets."""
+    rows = [row for path in opts.anchor for row in read_manifest(path)]
+    features = compute_features(
+        model,
+        [row.audio for row in rows],
+        [row.text for row in rows],
+        cache=FeatureCache(opts.cache_dir or out / ".features"),
+        batch_size=opts.feature_batch_size,
+        progress=progress,
+        skip_unreadable=opts.skip_unreadable,
+    )
+    if features.unreadable:
+        left_out = len(features.unreadable)
+        log.warning("%d of %d anchor clips could not be decoded and were left out", left_out, len(rows))
+    targets = model.embed_features(features.speech, features.spectrogram)  # centering is None here
+    log.info("anchoring the fine-tune on %d clips (weight %g)", len(targets), opts.anchor_weight)
+    return replace(features, text=targets)
 
 
 def _inherited_basis(model: Any, dims: int) -> Any:

@@ -11,6 +11,9 @@ from typer.testing import CliRunner
 from clasp_ingest.cli import app
 from clasp_ingest.evaluation.evaluate import RESULT_KEYS
 
+#: A quick run: one epoch of tiny batches on the CPU, metrics JSON on stdout.
+ONE_EPOCH = ["--device", "cpu", "--epochs", "1", "--batch-size", "6", "--val-batch-size", "3", "--json", "-q"]
+
 
 def test_train_then_eval_json(tone_manifest: Path, tmp_path: Path) -> None:
     runner = CliRunner()
@@ -89,7 +92,15 @@ def test_extra_validation_manifest_is_reported_and_checked_first(tone_manifest: 
     test_only.write_text("".join(json.dumps({**r, "split": "test"}) + "\n" for r in rows), "utf-8")
     refused = runner.invoke(
         app,
-        ["train", str(tone_manifest), "--out", str(tmp_path / "no"), "--extra-val", str(test_only), *common],
+        [
+            "train",
+            str(tone_manifest),
+            "--out",
+            str(tmp_path / "no"),
+            "--extra-val",
+            str(test_only),
+            *common,
+        ],
     )
     assert refused.exit_code == 1 and "test_only.jsonl" in refused.stderr and "'val'" in refused.stderr
     assert not (tmp_path / "no").exists()  # refused before any feature or checkpoint was written
@@ -101,20 +112,8 @@ def test_fine_tune_starts_from_the_trained_runs_temperature(tone_manifest: Path,
 
     runner = CliRunner()
     base = tmp_path / "base"
-    common = [
-        "--device",
-        "cpu",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "6",
-        "--val-batch-size",
-        "3",
-        "--json",
-        "-q",
-    ]
     first = runner.invoke(
-        app, ["train", str(tone_manifest), "--out", str(base), "--model", "tiny-random", *common]
+        app, ["train", str(tone_manifest), "--out", str(base), "--model", "tiny-random", *ONE_EPOCH]
     )
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout)["options"]["temperature"] == INIT_TEMPERATURE
@@ -131,7 +130,7 @@ def test_fine_tune_starts_from_the_trained_runs_temperature(tone_manifest: Path,
             "--model",
             str(base),
             "--fine-tune",
-            *common,
+            *ONE_EPOCH,
         ],
     )
     assert tuned.exit_code == 0, tuned.output
@@ -140,3 +139,14 @@ def test_fine_tune_starts_from_the_trained_runs_temperature(tone_manifest: Path,
     assert start_temperature(0.05, True, base) == 0.05
     assert start_temperature(None, False, base) == INIT_TEMPERATURE
     assert start_temperature(None, True, "tiny-random") == INIT_TEMPERATURE
+
+
+def test_anchor_needs_a_fine_tune_and_runs_with_one(tone_manifest: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["train", str(tone_manifest), "--model", "tiny-random", "--anchor", str(tone_manifest)]
+    refused = runner.invoke(app, [*args, "--out", str(tmp_path / "fresh"), *ONE_EPOCH])
+    assert refused.exit_code == 1 and "--fine-tune" in refused.stderr
+    tuned = runner.invoke(app, [*args, "--out", str(tmp_path / "ft"), "--fine-tune", *ONE_EPOCH])
+    assert tuned.exit_code == 0, tuned.output
+    options = json.loads(tuned.stdout)["options"]
+    assert options["anchor_weight"] == 10.0 and options["anchor"] == [str(tone_manifest)]
