@@ -127,6 +127,12 @@ def train_command(
     anchor_weight: float = typer.Option(
         10.0, "--anchor-weight", help="With --anchor: weight of the anchor term (mean 1 - cosine)."
     ),
+    freeze_batchnorm: bool = typer.Option(
+        False,
+        "--freeze-batchnorm",
+        help="Keep the head's BatchNorm statistics as they are (for fine-tunes on other data; "
+        "with --anchor, so that the anchors' outputs can stay put).",
+    ),
     skip_unreadable: bool = typer.Option(
         True,
         "--skip-unreadable/--strict-audio",
@@ -171,6 +177,7 @@ def train_command(
             extra_val=tuple(extra_val),
             anchor=tuple(anchor),
             anchor_weight=anchor_weight if anchor else 0.0,
+            freeze_batchnorm=freeze_batchnorm,
         )
         if anchor and not fine_tune:
             raise ConfigError("--anchor keeps the start head's outputs; it needs --fine-tune")

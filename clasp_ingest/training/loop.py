@@ -75,6 +75,11 @@ class FitOptions:
     device: str = "auto"
     #: Weight of the anchor term (0: off; used only when ``fit_head`` gets anchors).
     anchor_weight: float = 0.0
+    #: Keep BatchNorm layers in eval mode while training: they normalise with the running
+    #: statistics the head came with and do not update them (their scale and shift still
+    #: train). For fine-tunes on data of another kind, whose batch statistics would otherwise
+    #: shift the head's output on everything, anchors included.
+    freeze_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -266,7 +271,11 @@ def _run_epoch(
         anchor_batches = _endless(anchors, options.batch_size, torch.Generator().manual_seed(seed + 1))
     lr = state.optimizer.param_groups[0]["lr"]
     train_loss = _train_pass(
-        state, train.batches(options.batch_size, order), anchor_batches, options.anchor_weight
+        state,
+        train.batches(options.batch_size, order),
+        anchor_batches,
+        options.anchor_weight,
+        freeze_batchnorm=options.freeze_batchnorm,
     )
     val_loss = evaluate_loss(state.head, state.loss, val.batches(options.val_batch_size))
     state.scheduler.step()
@@ -326,9 +335,15 @@ def _train_pass(
     batches: Iterator[_Tensors],
     anchors: Iterator[_Tensors] | None = None,
     anchor_weight: float = 0.0,
+    *,
+    freeze_batchnorm: bool = False,
 ) -> float:
     """One epoch of steps; returns the mean main loss (the anchor term is not in it)."""
     state.head.train()
+    if freeze_batchnorm:
+        for module in state.head.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     total, count = 0.0, 0
     for batch in batches:
         main = state.loss(state.head(batch.speech, batch.spectrogram), batch.text)
@@ -423,7 +438,12 @@ def _load_checkpoint(state: _State, options: FitOptions, path: Path) -> None:
     with safe_open(str(path), framework="pt") as fh:
         info = json.loads((fh.metadata() or {})["state"])
     # checkpoints from before the temperature / anchor options ran with their defaults
-    stored = {"temperature": INIT_TEMPERATURE, "anchor_weight": 0.0, **info["options"]}
+    stored = {
+        "temperature": INIT_TEMPERATURE,
+        "anchor_weight": 0.0,
+        "freeze_batchnorm": False,
+        **info["options"],
+    }
     if stored != json.loads(json.dumps(options.resume_key())):
         raise ConfigError(
             f"{path} was written with other training options {info['options']}; resume with the same "

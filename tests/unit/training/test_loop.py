@@ -179,3 +179,17 @@ def test_anchor_options_are_checked() -> None:
     train, val = _paired(16, seed=0), _paired(8, seed=1)
     with pytest.raises(ConfigError, match="anchor clips"):
         fit_head(_head(), train, val, FitOptions(max_epochs=1, anchor_weight=1.0), anchor=_paired(1, seed=2))
+
+
+def test_frozen_batchnorm_keeps_its_statistics_and_still_trains() -> None:
+    train, val = _paired(64, seed=0), _paired(16, seed=1)
+    stats: dict[bool, list[torch.Tensor]] = {}
+    for frozen in (False, True):
+        head = _head("gating")
+        before = [b.clone() for n, b in head.named_buffers() if n.endswith(("running_mean", "running_var"))]
+        weights = [p.detach().clone() for p in head.parameters()]
+        fit_head(head, train, val, FitOptions(lr=3e-3, max_epochs=3, freeze_batchnorm=frozen))
+        after = [b for n, b in head.named_buffers() if n.endswith(("running_mean", "running_var"))]
+        assert before and not all(torch.equal(w, p) for w, p in zip(weights, head.parameters(), strict=True))
+        stats[frozen] = [torch.equal(x, y) for x, y in zip(before, after, strict=True)]
+    assert all(stats[True]) and not any(stats[False])
