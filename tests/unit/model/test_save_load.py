@@ -154,7 +154,7 @@ def test_json_presets_are_named_by_file_and_version_their_model_id() -> None:
     mini = get_preset("clasp-mini")
     # the id stored in collections carries the head's version, so a collection made with an
     # older head (model id "clasp-mini") is refused instead of mixed with the new vectors
-    assert mini.model_id == "clasp-mini-v0.10"
+    assert mini.model_id == "clasp-mini-v0.11"
     assert "clasp-mini" in list_presets() and mini.model_id not in list_presets()
 
 
@@ -178,7 +178,7 @@ def test_shipped_clasp_mini_head_removes_five_language_directions() -> None:
 def test_shipped_clasp_mini_is_a_three_head_ensemble_with_a_query_bank() -> None:
     """Since v0.9: three attention-pooled heads (``members.0`` … ``members.2``) and a bank of
     training captions (k 20, beta 0.75) in the model's 384-d space; the preset says so. v0.10's
-    bank holds the 4,748 training captions of its six-language fine-tuning corpus."""
+    bank, kept by v0.11, holds the 4,748 training captions of its six-language fine-tuning corpus."""
     from importlib.resources import files
 
     from safetensors.numpy import load_file
@@ -209,20 +209,21 @@ def test_clasp_mini_real_is_its_own_speech_only_model_on_clasp_minis_backbones()
     assert isinstance(model.spectrogram, NoSpectrogram) and model.dim == 385
 
 
-def test_clasp_mini_real_finds_unseen_actors_lines() -> None:
-    """40 real clips of the Czech test actor (never trained on; Debian fillets-ng-data-cs)
-    against their English originals (cross-lingual): the fine-tuned heads put more clips' own
-    line first than v0.10 does (2026-12-03, v0.2: 15 vs 10 of 40; v0.1: 14)."""
+def test_shipped_models_find_unseen_actors_lines() -> None:
+    """80 real clips of the Czech test actor (never trained on; Debian fillets-ng-data-cs),
+    each clip's Czech line as the query, every clip a candidate (chance: 1 of 80). Both
+    models were fine-tuned on the other actors' lines; 2026-12-03: clasp-mini v0.11 46,
+    clasp-mini-real v0.2 48."""
     from clasp_ingest.evaluation.datasets import FILLETS_DATA, fillets_clips
     from clasp_ingest.training.features import load_waveform
 
     if not (FILLETS_DATA / "sound").is_dir():
         pytest.skip("fillets-ng-data-cs not installed (make eval-deps)")
-    clips = [c for c in fillets_clips("cs", "en") if c.split == "test"][:40]
+    clips = [c for c in fillets_clips("cs", "cs") if c.split == "test"][:80]
     waves = [load_waveform(c.audio) for c in clips]
     hits = {}
     for name in ("clasp-mini", "clasp-mini-real"):
         model = load_model(name, device="cpu")
         scores = model.encode_text([c.text for c in clips]) @ model.encode_audio(waves).T
         hits[name] = int(np.sum(np.argmax(scores, axis=1) == np.arange(len(clips))))
-    assert hits["clasp-mini-real"] > hits["clasp-mini"], hits
+    assert min(hits.values()) >= 40, hits
