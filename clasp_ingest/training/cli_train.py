@@ -125,7 +125,7 @@ def train_command(
         "synthetic cross-lingual speech while learning recorded speech). Repeatable.",
     ),
     anchor_weight: float = typer.Option(
-        10.0, "--anchor-weight", help="With --anchor: weight of the anchor term (mean 1 - cosine)."
+        50.0, "--anchor-weight", help="With --anchor: weight of the anchor term (mean 1 - cosine)."
     ),
     freeze_batchnorm: bool = typer.Option(
         False,

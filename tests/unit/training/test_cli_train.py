@@ -149,4 +149,4 @@ def test_anchor_needs_a_fine_tune_and_runs_with_one(tone_manifest: Path, tmp_pat
     tuned = runner.invoke(app, [*args, "--out", str(tmp_path / "ft"), "--fine-tune", *ONE_EPOCH])
     assert tuned.exit_code == 0, tuned.output
     options = json.loads(tuned.stdout)["options"]
-    assert options["anchor_weight"] == 10.0 and options["anchor"] == [str(tone_manifest)]
+    assert options["anchor_weight"] == 50.0 and options["anchor"] == [str(tone_manifest)]
