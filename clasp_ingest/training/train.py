@@ -198,15 +198,7 @@ def train_fusion(
 def _anchor_targets(model: Any, opts: TrainOptions, out: Path, progress: ProgressFn | None) -> FeatureSet:
     """The anchor clips' features, with the start head's normalised outputs as their targets."""
     rows = [row for path in opts.anchor for row in read_manifest(path)]
-    features = compute_features(
-        model,
-        [row.audio for row in rows],
-        [row.text for row in rows],
-        cache=FeatureCache(opts.cache_dir or out / ".features"),
-        batch_size=opts.feature_batch_size,
-        progress=progress,
-        skip_unreadable=opts.skip_unreadable,
-    )
+    features = _row_features(model, rows, out, opts, progress)
     if features.unreadable:
         left_out = len(features.unreadable)
         log.warning("%d of %d anchor clips could not be decoded and were left out", left_out, len(rows))
@@ -301,6 +293,21 @@ def prepare_head(
     model.fusion = head.to(getattr(model, "device", "cpu")).eval()
 
 
+def _row_features(
+    model: Any, rows: list[ManifestRow], out: Path, opts: TrainOptions, progress: ProgressFn | None
+) -> FeatureSet:
+    """Features of manifest rows through the run's cache (``--cache-dir``, else ``out/.features``)."""
+    return compute_features(
+        model,
+        [row.audio for row in rows],
+        [row.text for row in rows],
+        cache=FeatureCache(opts.cache_dir or out / ".features"),
+        batch_size=opts.feature_batch_size,
+        progress=progress,
+        skip_unreadable=opts.skip_unreadable,
+    )
+
+
 def _features(
     model: Any,
     train_rows: list[ManifestRow],
@@ -311,16 +318,7 @@ def _features(
 ) -> tuple[FeatureSet, FeatureSet, tuple[str, ...]]:
     """Train and val features; clips that cannot be decoded are left out (or raise)."""
     rows = train_rows + val_rows
-    cache = FeatureCache(opts.cache_dir or out / ".features")
-    features = compute_features(
-        model,
-        [row.audio for row in rows],
-        [row.text for row in rows],
-        cache=cache,
-        batch_size=opts.feature_batch_size,
-        progress=progress,
-        skip_unreadable=opts.skip_unreadable,
-    )
+    features = _row_features(model, rows, out, opts, progress)
     unreadable = tuple(str(rows[i].audio) for i in features.unreadable)
     if unreadable:
         log.warning(

@@ -165,9 +165,7 @@ def test_anchor_clips_keep_the_start_heads_outputs() -> None:
     for weight in (0.0, 20.0):
         head = copy.deepcopy(start)
         options = FitOptions(lr=3e-3, max_epochs=8, patience=8, anchor_weight=weight)
-        result = fit_head(head, new, _paired(32, seed=4), options, anchor=anchors)
-        # the reported losses are the main loss alone
-        assert all(s.train_loss > 0 for s in result.history)
+        fit_head(head, new, _paired(32, seed=4), options, anchor=anchors)
         kept[weight] = float(1 - anchor_distance(_outputs(head, old_val), _outputs(start, old_val)))
     drift = {w: 1 - cos for w, cos in kept.items()}  # measured: 0.077 without, 0.010 with
     assert drift[0.0] > 0.03 and drift[20.0] < 0.3 * drift[0.0]
