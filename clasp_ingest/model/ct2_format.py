@@ -10,7 +10,9 @@ weight ``x/weight`` has its scales in ``x/weight_scale`` (int8: one per output r
 
 from __future__ import annotations
 
+import shutil
 import struct
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from io import BufferedReader
@@ -20,7 +22,7 @@ import numpy as np
 
 from clasp_ingest.errors import ModelLoadError
 
-__all__ = ["BINARY_VERSION", "CT2Model", "dequantize", "read_ct2_model"]
+__all__ = ["BINARY_VERSION", "CT2Model", "dequantize", "patch_ct2_model", "read_ct2_model"]
 
 #: The one format version this reader knows (``CURRENT_BINARY_VERSION`` of ctranslate2 4.x).
 BINARY_VERSION = 6
@@ -167,3 +169,91 @@ def read_ct2_model(model_dir: Path, keep: Callable[[str], bool] = lambda name: T
     variables = {name: loaded[name] for name in index if keep(name)}
     variables |= {alias: loaded[target] for alias, target in aliases.items() if target in loaded}
     return CT2Model(path, spec, revision, variables)
+
+
+def _index(path: Path) -> tuple[str, int, dict[str, _Entry], dict[str, str]]:
+    """Spec name, revision, where each variable's bytes lie in ``path`` (a ``model.bin``), aliases."""
+    with path.open("rb") as stream:
+        r = _Reader(stream, path)
+        _version(r)
+        spec, revision = r.string(), r.uint("I")
+        index = dict(_entry(r) for _ in range(r.uint("I")))
+        aliases = dict(_alias(r) for _ in range(r.uint("I")))
+    return spec, revision, index, aliases
+
+
+def _stored(name: str, value: np.ndarray, entry: _Entry, path: Path) -> bytes:
+    """``value`` in ``entry``'s dtype (a float type; a quantised weight would need new scales)."""
+    kind, dtype = _DTYPES[entry.type_id]
+    if tuple(value.shape) != entry.shape:
+        raise ModelLoadError(f"{path}: {name!r} is {entry.shape}, the replacement {tuple(value.shape)}")
+    if kind not in ("float32", "float16", "bfloat16"):
+        raise ModelLoadError(
+            f"{path}: {name!r} is stored as {kind}; patching needs a float model (convert it with "
+            "--quantization float16 or none)"
+        )
+    value = np.ascontiguousarray(value, dtype=np.float32)
+    if entry.type_id == _BFLOAT16:
+        bits = value.view(np.uint32).astype(np.uint64)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16  # round to nearest even
+        return rounded.astype("<u2").tobytes()
+    return value.astype(dtype).tobytes()
+
+
+def _string_bytes(text: str) -> bytes:
+    data = text.encode("utf-8") + b"\0"
+    return struct.pack("<H", len(data)) + data
+
+
+def patch_ct2_model(source_dir: Path, out_dir: Path, replacements: Mapping[str, np.ndarray]) -> Path:
+    """Copy the CTranslate2 model in ``source_dir`` to ``out_dir`` with some variables replaced.
+
+    Each replacement must have the variable's shape and is stored in the variable's own float
+    dtype. A replaced alias gets its own bytes; aliases of a replaced variable keep the old value
+    (they become variables of their own). Other files of the folder are copied. The copy is
+    written to a temporary folder and renamed, so ``out_dir`` is whole or absent.
+    """
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    src = source_dir / "model.bin"
+    if not src.is_file():
+        raise ModelLoadError(f"{source_dir} is not a CTranslate2 model (no model.bin)")
+    spec, revision, index, aliases = _index(src)
+    entries = dict(index)  # name -> where its bytes are (aliases resolved to their target's)
+    entries |= {alias: index[target] for alias, target in aliases.items() if target in index}
+    new: dict[str, bytes] = {}
+    for name, value in replacements.items():
+        if name not in entries:
+            raise ModelLoadError(f"{src}: cannot replace {name!r}: it does not exist in this model")
+        new[name] = _stored(name, value, entries[name], src)
+    # an alias stays an alias only when neither it nor its target changes
+    kept = {a: t for a, t in aliases.items() if a not in new and t not in new and t in index}
+    own = sorted(n for n in entries if n not in kept)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        for item in source_dir.iterdir():
+            if item.is_file() and not item.name.startswith(".") and item.name != "model.bin":
+                shutil.copyfile(item, tmp / item.name)
+        with src.open("rb") as reader, (tmp / "model.bin").open("wb") as out:
+            out.write(struct.pack("<I", BINARY_VERSION) + _string_bytes(spec))
+            out.write(struct.pack("<II", revision, len(own)))
+            for name in own:
+                entry = entries[name]
+                if name in new:
+                    data = new[name]
+                else:
+                    reader.seek(entry.offset)
+                    data = reader.read(entry.n_bytes)
+                out.write(_string_bytes(name) + struct.pack("<B", len(entry.shape)))
+                out.write(struct.pack(f"<{len(entry.shape)}I", *entry.shape))
+                out.write(struct.pack("<BI", entry.type_id, len(data)) + data)
+            out.write(struct.pack("<I", len(kept)))
+            for alias, target in kept.items():
+                out.write(_string_bytes(alias) + _string_bytes(target))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.replace(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -44,6 +44,7 @@ __all__ = [
     "load_ct2_whisper",
     "log_mel_spectrogram",
     "mel_filters",
+    "patched_whisper_dir",
     "window_states",
 ]
 
@@ -343,7 +344,9 @@ def build_speech(spec: ComponentSpec, runtime: Runtime) -> WhisperCT2SpeechEncod
     """Backend ``ct2-whisper``: ``spec.source`` is ``"whisper-base"`` (registry packages) or a CT2 dir.
 
     ``spec.options``: ``compute_type`` (default int8 on CPU, float16 on CUDA), ``window``
-    (``"full"``/``"trim"``), ``intra_threads``, ``cache_dir`` (where whisper-base is re-joined).
+    (``"full"``/``"trim"``), ``intra_threads``, ``cache_dir`` (where whisper-base is re-joined),
+    ``top_layers`` (a file of fine-tuned top encoder layers, ``pkg://``, a path or one in the model
+    dir; see :func:`patched_whisper_dir`).
     """
     opts = dict(spec.options)
     device, index = _split_device(runtime.device)
@@ -354,12 +357,34 @@ def build_speech(spec: ComponentSpec, runtime: Runtime) -> WhisperCT2SpeechEncod
         intra_threads=int(opts.get("intra_threads", 0)),
         device_index=index,
     )
+    cache = Path(opts["cache_dir"]) if opts.get("cache_dir") else None
     if spec.source == PACKAGED_WHISPER_BASE:
-        cache = opts.get("cache_dir")
-        return WhisperCT2SpeechEncoder.from_packages(
-            Path(cache) if cache else None, device=device, compute_type=compute_type, options=options
-        )
-    path = Path(spec.source).expanduser()
-    if not path.is_dir() and runtime.model_dir is not None:
-        path = runtime.model_dir / spec.source
+        from clasp_ingest.model.assets import whisper_base_ct2_dir
+
+        path = whisper_base_ct2_dir(cache)
+    else:
+        path = Path(spec.source).expanduser()
+        if not path.is_dir() and runtime.model_dir is not None:
+            path = runtime.model_dir / spec.source
+    if opts.get("top_layers"):
+        from clasp_ingest.model.hub import resolve_file
+
+        path = patched_whisper_dir(path, resolve_file(str(opts["top_layers"]), runtime.model_dir), cache)
     return WhisperCT2SpeechEncoder(path, device=device, compute_type=compute_type, options=options)
+
+
+def patched_whisper_dir(base_dir: Path, top_layers: Path, cache_dir: Path | None = None) -> Path:
+    """``base_dir``'s CTranslate2 Whisper with the encoder variables of ``top_layers`` (a safetensors
+    file of fine-tuned top layers, CTranslate2 names) written in; made once under ``cache_dir``
+    (default :func:`~clasp_ingest.model.assets.default_cache_dir`), named by the file's hash."""
+    from safetensors.numpy import load_file
+
+    from clasp_ingest.model.assets import default_cache_dir, file_sha256
+    from clasp_ingest.model.ct2_format import patch_ct2_model
+
+    digest = file_sha256(top_layers)[:16]
+    target = (cache_dir or default_cache_dir()) / f"{Path(base_dir).name}-top-{digest}"
+    if (target / "model.bin").is_file():
+        return target
+    log.info("writing the fine-tuned top layers of %s into %s", top_layers, target)
+    return patch_ct2_model(Path(base_dir), target, load_file(str(top_layers)))

@@ -11,6 +11,14 @@ int8/int16 weights (with their scales) are all turned into ``dtype``.
 it takes both window modes of :class:`~clasp_ingest.model.whisper_ct2.WhisperCT2SpeechEncoder`;
 :func:`encode_frames_torch` feeds it that encoder's windows and returns its per-clip frames as
 tensors (with gradients when enabled).
+
+Fine-tuning the top layers without running the whole encoder every step:
+:class:`WhisperTorchFrames` is a frame speech encoder that stops *below* the top layers (its
+frames, computed once and cached like any features, are what those layers read);
+:class:`TopLayersFusion` puts the top layers and the final norm in front of a head, so training
+updates both; :func:`top_layers_ct2` turns the trained layers back into CTranslate2 variables,
+which :func:`~clasp_ingest.model.ct2_format.patch_ct2_model` writes into a copy of the model
+that ingestion then runs as before (``ct2-whisper`` with ``options.top_layers``).
 """
 
 from __future__ import annotations
@@ -33,10 +41,13 @@ if TYPE_CHECKING:
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 __all__ = [
+    "TopLayersFusion",
     "WhisperTorchEncoder",
+    "WhisperTorchFrames",
     "encode_frames_torch",
     "encoder_state_dict",
     "load_torch_whisper_encoder",
+    "top_layers_ct2",
     "whisper_config",
 ]
 
@@ -71,16 +82,17 @@ class WhisperTorchEncoder(nn.Module):
     def layers(self) -> nn.ModuleList:
         return self.encoder.layers
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, stop: int | None = None) -> torch.Tensor:
+        """Encoder states; with ``stop`` the hidden states entering layer ``stop`` (no final norm)."""
         enc = self.encoder
         x = nn.functional.gelu(enc.conv1(features))
         x = nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)
         if x.shape[1] > enc.embed_positions.num_embeddings:
             raise ValueError(f"{features.shape[-1]} mel frames exceed Whisper's 30 s window")
         x = x + enc.embed_positions.weight[: x.shape[1]]
-        for layer in enc.layers:
+        for layer in enc.layers[:stop]:
             x = layer(x, None)
-        return enc.layer_norm(x)
+        return x if stop is not None else enc.layer_norm(x)
 
 
 def _check_whisper(model: CT2Model) -> None:
@@ -216,3 +228,98 @@ def encode_frames_torch(
 
     states = window_states(waveforms, encoder.n_mels, options, run)
     return [torch.cat(p) for p in clip_parts(len(waveforms), states)]
+
+
+class WhisperTorchFrames:
+    """A frame speech encoder (``encode`` / ``encode_frames``) giving the hidden states that enter
+    encoder layer ``stop`` (float32, the windows of ``options``): the input of the top
+    ``len(layers) - stop`` layers that :class:`TopLayersFusion` trains."""
+
+    def __init__(self, encoder: WhisperTorchEncoder, stop: int, options: WhisperCT2Options) -> None:
+        if not 0 < stop < len(encoder.layers):
+            raise ConfigError(f"stop={stop} must be in 1..{len(encoder.layers) - 1}")
+        self.encoder, self.stop, self.options = encoder, stop, options
+        self.dtype = next(encoder.parameters()).dtype
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def encode_frames(self, waveforms: Sequence[np.ndarray]) -> list[np.ndarray]:
+        param = next(self.encoder.parameters())
+
+        def run(features: np.ndarray) -> np.ndarray:
+            batch = torch.from_numpy(features).to(device=param.device, dtype=param.dtype)
+            return self.encoder(batch, stop=self.stop).float().cpu().numpy()
+
+        with torch.inference_mode():
+            states = window_states(waveforms, self.encoder.n_mels, self.options, run)
+            parts = clip_parts(len(waveforms), states)
+        return [np.concatenate(p).astype(np.float32, copy=False) for p in parts]
+
+    def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        return np.stack([f.mean(axis=0) for f in self.encode_frames(waveforms)])
+
+
+class TopLayersFusion(nn.Module):
+    """Whisper's top encoder layers + final norm in front of a frame-pooling head.
+
+    Input: zero-padded ``(batch, frames, dim)`` hidden states from :class:`WhisperTorchFrames`
+    (a padded frame is all zeros, as :class:`~clasp_ingest.model.fusion.AttentionPool` assumes);
+    padded frames are masked out of the attention and zeroed again after the norm, so each clip's
+    real frames come out as the whole encoder would give them, then ``head`` pools and fuses.
+    """
+
+    def __init__(self, layers: nn.ModuleList, norm: nn.LayerNorm, head: nn.Module) -> None:
+        super().__init__()
+        self.layers, self.norm, self.head = layers, norm, head
+
+    def forward(self, frames: torch.Tensor, spec_feats: torch.Tensor) -> torch.Tensor:
+        real = (frames[..., :8] != 0).any(dim=-1)  # (batch, frames)
+        blocked = torch.zeros(real.shape, dtype=frames.dtype, device=frames.device)
+        blocked = blocked.masked_fill(~real, torch.finfo(frames.dtype).min)[:, None, None, :]
+        x = frames
+        for layer in self.layers:
+            x = layer(x, blocked)
+        x = self.norm(x) * real[..., None]
+        return self.head(x, spec_feats)
+
+
+def top_layers_fusion(encoder: WhisperTorchEncoder, n_top: int, head: nn.Module) -> TopLayersFusion:
+    """``head`` behind the top ``n_top`` layers and the final norm of ``encoder`` (trainable copies)."""
+    import copy
+
+    n_layers = len(encoder.layers)
+    if not 0 < n_top < n_layers:
+        raise ConfigError(f"top layers {n_top} must be in 1..{n_layers - 1}")
+    layers = copy.deepcopy(encoder.layers[n_layers - n_top :]).float().requires_grad_(True)
+    norm = copy.deepcopy(encoder.encoder.layer_norm).float().requires_grad_(True)
+    return TopLayersFusion(layers, norm, head)
+
+
+def top_layers_ct2(fusion: TopLayersFusion, n_layers: int) -> dict[str, np.ndarray]:
+    """The trained top layers and final norm as CTranslate2 ``encoder/`` variables (float32),
+    for an encoder of ``n_layers`` layers (the inverse of :func:`encoder_state_dict`)."""
+
+    def arr(t: torch.Tensor) -> np.ndarray:
+        return t.detach().float().cpu().numpy()
+
+    norm = fusion.norm.state_dict()
+    out = {"encoder/layer_norm/gamma": arr(norm["weight"]), "encoder/layer_norm/beta": arr(norm["bias"])}
+    linears = {"self_attention/linear_1": "self_attn.out_proj", "ffn/linear_0": "fc1", "ffn/linear_1": "fc2"}
+    norms = {"self_attention/layer_norm": "self_attn_layer_norm", "ffn/layer_norm": "final_layer_norm"}
+    for i, layer in enumerate(fusion.layers, start=n_layers - len(fusion.layers)):
+        src, w = f"encoder/layer_{i}", layer.state_dict()
+        qkv = [w[f"self_attn.{p}_proj.weight"] for p in "qkv"]
+        out[f"{src}/self_attention/linear_0/weight"] = arr(torch.cat(qkv))
+        q_bias, v_bias = w["self_attn.q_proj.bias"], w["self_attn.v_proj.bias"]
+        fused_bias = torch.cat([q_bias, torch.zeros_like(q_bias), v_bias])  # Whisper's k has no bias
+        out[f"{src}/self_attention/linear_0/bias"] = arr(fused_bias)
+        for ct2, hf in linears.items():
+            out[f"{src}/{ct2}/weight"], out[f"{src}/{ct2}/bias"] = (
+                arr(w[f"{hf}.weight"]),
+                arr(w[f"{hf}.bias"]),
+            )
+        for ct2, hf in norms.items():
+            out[f"{src}/{ct2}/gamma"], out[f"{src}/{ct2}/beta"] = arr(w[f"{hf}.weight"]), arr(w[f"{hf}.bias"])
+    return out

@@ -133,6 +133,15 @@ def train_command(
         help="Keep the head's BatchNorm statistics as they are (for fine-tunes on other data; "
         "with --anchor, so that the anchors' outputs can stay put).",
     ),
+    whisper_top_layers: int = typer.Option(
+        0,
+        "--whisper-top-layers",
+        min=0,
+        help="Also train the top N layers of the model's Whisper encoder (ct2-whisper with a "
+        "frame-pooling head, e.g. clasp-mini); they are saved beside the head "
+        "(whisper_top.safetensors) and written into the encoder's CTranslate2 copy when the model "
+        "loads. 0: the encoder stays frozen.",
+    ),
     skip_unreadable: bool = typer.Option(
         True,
         "--skip-unreadable/--strict-audio",
@@ -144,7 +153,8 @@ def train_command(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train a CLASP fusion head on MANIFEST's (audio, text) pairs; backbones stay frozen."""
+    """Train a CLASP fusion head on MANIFEST's (audio, text) pairs; backbones stay frozen (except
+    the top Whisper layers with --whisper-top-layers)."""
     from clasp_ingest.training.train import (
         METRICS_FILE,
         TrainOptions,
@@ -178,6 +188,7 @@ def train_command(
             anchor=tuple(anchor),
             anchor_weight=anchor_weight if anchor else 0.0,
             freeze_batchnorm=freeze_batchnorm,
+            whisper_top_layers=whisper_top_layers,
         )
         if anchor and not fine_tune:
             raise ConfigError("--anchor keeps the start head's outputs; it needs --fine-tune")

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.evaluation.metrics import hits_at_1, macro_f1, mean_rank, mrr
 from clasp_ingest.log import get_logger
@@ -51,6 +53,7 @@ _TRAIN_ONLY = (
     "language_dims",
     "extra_val",
     "anchor",
+    "whisper_top_layers",
 )
 
 
@@ -73,6 +76,11 @@ class TrainOptions(FitOptions):
     head's output on each is computed before training and held as a target with weight
     ``anchor_weight`` (see :mod:`clasp_ingest.training.loop`), so a fine-tune keeps what the
     start head did on them. Meant for ``--fine-tune`` (a fresh head's outputs are noise).
+    ``whisper_top_layers``: also train the top that many layers of a ``ct2-whisper`` speech
+    encoder (with its final norm) under a frame-pooling head (:mod:`clasp_ingest.model.whisper_torch`):
+    features are the hidden states entering those layers (PyTorch, cached), and the trained layers
+    are saved as ``whisper_top.safetensors``, which the saved model's speech encoder writes into
+    its CTranslate2 copy (``options.top_layers``). 0 (the default) keeps the encoder frozen.
     ``language_dims``: remove the ``language_dims`` directions that separate the training
     languages' captions (:func:`~clasp_ingest.model.clasp.language_basis`; rows need a
     ``language``) from the text targets before training, and from every clip and query vector
@@ -91,6 +99,7 @@ class TrainOptions(FitOptions):
     language_dims: int = 0
     extra_val: tuple[Path, ...] = ()
     anchor: tuple[Path, ...] = ()
+    whisper_top_layers: int = 0
 
     def __post_init__(self) -> None:
         from clasp_ingest.model.calibration import Centering
@@ -99,6 +108,8 @@ class TrainOptions(FitOptions):
         Centering.check_strength(self.center_strength)
         if self.language_dims < 0:
             raise ConfigError(f"language_dims must be >= 0, got {self.language_dims}")
+        if self.whisper_top_layers < 0:
+            raise ConfigError(f"whisper_top_layers must be >= 0, got {self.whisper_top_layers}")
         if self.anchor and self.anchor_weight == 0:
             raise ConfigError("anchor manifests need anchor_weight > 0 (--anchor-weight)")
 
@@ -143,6 +154,7 @@ def train_fusion(
     if opts.language_dims:
         _check_languages(train_rows, opts.language_dims)
     _check_targets_of_checkpoint(out / "checkpoint", opts)
+    deploy = _open_top_layers(model, opts.whisper_top_layers, opts.feature_batch_size)
     train, val, unreadable = _features(model, train_rows, val_rows, out, opts, progress)
     inherited = _inherited_basis(model, opts.language_dims)
     model.centering = None  # a retrained head gets its own means (or none)
@@ -178,6 +190,9 @@ def train_fusion(
     elif basis is not None:
         model.centering = Centering.projection_only(basis)
 
+    val_metrics = _retrieval(model, val, 0.5)
+    if deploy is not None:
+        _close_top_layers(model, deploy, out)
     save_model(model, out, model_id=model_id)
     extra = {str(path): _extra_val(model, Path(path), opts, out, progress) for path in opts.extra_val}
     result = TrainResult(
@@ -186,7 +201,7 @@ def train_fusion(
         fit,
         len(train),
         len(val),
-        _retrieval(model, val, 0.5),
+        val_metrics,
         time.perf_counter() - started,
         unreadable,
         extra,
@@ -205,6 +220,66 @@ def _anchor_targets(model: Any, opts: TrainOptions, out: Path, progress: Progres
     targets = model.embed_features(features.speech, features.spectrogram)  # centering is None here
     log.info("anchoring the fine-tune on %d clips (weight %g)", len(targets), opts.anchor_weight)
     return replace(features, text=targets)
+
+
+#: The trained top Whisper layers of a ``whisper_top_layers`` run, in its output folder.
+WHISPER_TOP_FILE = "whisper_top.safetensors"
+
+
+def _open_top_layers(model: Any, n_top: int, batch_size: int) -> Any:
+    """For ``whisper_top_layers``: make ``model`` read the hidden states below its speech encoder's
+    top ``n_top`` layers and train those layers with its head. Returns the config to restore."""
+    if not n_top:
+        return None
+    from clasp_ingest.model.config import ComponentSpec
+    from clasp_ingest.model.whisper_ct2 import WhisperCT2Options, WhisperCT2SpeechEncoder
+    from clasp_ingest.model.whisper_torch import (
+        WhisperTorchFrames,
+        load_torch_whisper_encoder,
+        top_layers_fusion,
+    )
+
+    config = model.config
+    if not isinstance(model.speech, WhisperCT2SpeechEncoder) or not config.fusion.frames:
+        raise ConfigError(
+            "training the top Whisper layers needs a ct2-whisper speech encoder and a head that pools "
+            f"its frames (speech_pool 'attention'); {config.model_id!r} has {config.speech.backend} "
+            f"with speech_pool {config.fusion.speech_pool!r}"
+        )
+    encoder = load_torch_whisper_encoder(model.speech.model_dir)
+    n_layers = len(encoder.layers)
+    window = model.speech.options.window
+    frames = WhisperTorchFrames(
+        encoder, n_layers - n_top, WhisperCT2Options(window=window, batch_size=batch_size)
+    )
+    # the cache must not mix these states with the encoder's outputs: another spec, another key
+    below = ComponentSpec("whisper-torch-below-top", str(model.speech.model_dir), encoder.dim,
+                          {"stop": n_layers - n_top, "window": window})  # fmt: skip
+    log.info("training the top %d of %d Whisper layers with the head", n_top, n_layers)
+    model.speech = frames
+    model.fusion = top_layers_fusion(encoder, n_top, model.fusion).to(model.device)
+    restore = config
+    model.config = replace(config, speech=below)
+    return restore, n_layers
+
+
+def _close_top_layers(model: Any, deploy: Any, out: Path) -> None:
+    """Save the trained top layers to ``out`` and give ``model`` back its CTranslate2 encoder, now
+    with those layers (the head alone stays in ``model.fusion``)."""
+    from safetensors.numpy import save_file
+
+    from clasp_ingest.model.backends import build_component
+    from clasp_ingest.model.whisper_torch import top_layers_ct2
+
+    config, n_layers = deploy
+    out.mkdir(parents=True, exist_ok=True)
+    top_file = out / WHISPER_TOP_FILE
+    variables = top_layers_ct2(model.fusion, n_layers)
+    save_file({k: v.astype(np.float16) for k, v in variables.items()}, str(top_file))
+    options = dict(config.speech.options) | {"top_layers": str(top_file.resolve())}
+    model.config = replace(config, speech=replace(config.speech, options=options))
+    model.fusion = model.fusion.head
+    model.speech = build_component("speech", model.config.speech, model.runtime)
 
 
 def _inherited_basis(model: Any, dims: int) -> Any:
