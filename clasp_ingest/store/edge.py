@@ -435,6 +435,11 @@ class EdgeStore(QdrantStore):
         return True
 
     @property
+    def segment_count(self) -> int:
+        """How many segments the shard holds now (each is searched, and indexed, on its own)."""
+        return int(self._require_shard().info().segments_count)
+
+    @property
     def indexed(self) -> bool:
         """True when searches use the HNSW graph (approximate) rather than exact scoring."""
         return self._indexed
