@@ -154,7 +154,7 @@ def test_json_presets_are_named_by_file_and_version_their_model_id() -> None:
     mini = get_preset("clasp-mini")
     # the id stored in collections carries the head's version, so a collection made with an
     # older head (model id "clasp-mini") is refused instead of mixed with the new vectors
-    assert mini.model_id == "clasp-mini-v0.11"
+    assert mini.model_id == "clasp-mini-v0.12"
     assert "clasp-mini" in list_presets() and mini.model_id not in list_presets()
 
 
@@ -194,15 +194,41 @@ def test_shipped_clasp_mini_is_a_three_head_ensemble_with_a_query_bank() -> None
     assert (k, beta, scale) == (20, 0.75, 0.5)
 
 
+def test_shipped_clasp_mini_runs_its_trained_whisper_top_layer() -> None:
+    """v0.12 trained Whisper-base's top encoder layer and final norm with its heads; loading
+    the preset writes them into a cached copy of the CTranslate2 model, which ingestion runs."""
+    from importlib.resources import files
+
+    from safetensors.numpy import load_file
+
+    from clasp_ingest.model.assets import whisper_base_ct2_dir
+    from clasp_ingest.model.ct2_format import read_ct2_model
+
+    top = load_file(str(files("clasp_ingest") / "data" / "models" / "clasp-mini" / "whisper_top.safetensors"))
+    assert sorted({key.split("/")[1] for key in top}) == ["layer_5", "layer_norm"]
+    model = load_model("clasp-mini", device="cpu")
+    assert model.speech.model_dir != whisper_base_ct2_dir()
+    written = read_ct2_model(model.speech.model_dir, keep=lambda name: name in top).variables
+    base = read_ct2_model(whisper_base_ct2_dir(), keep=lambda name: name in top).variables
+    for name, value in top.items():
+        np.testing.assert_array_equal(written[name], value)
+    moved = max(float(np.abs(written[n].astype(np.float32) - base[n].astype(np.float32)).max()) for n in top)
+    assert moved > 1e-3
+
+
 def test_clasp_mini_real_is_its_own_speech_only_model_on_clasp_minis_backbones() -> None:
-    """The opt-in real-speech model: clasp-mini's speech encoder, text tower, head shape and
-    space, no spectrogram branch (backend ``none``), its own heads and model id (its
-    collections are not mixed with clasp-mini's)."""
+    """The opt-in real-speech model: clasp-mini's speech encoder (without the top layer v0.12
+    trained), text tower, head shape and space, no spectrogram branch (backend ``none``), its
+    own heads and model id (its collections are not mixed with clasp-mini's)."""
+    from dataclasses import replace
+
     from clasp_ingest.model.spectrogram import NoSpectrogram
 
     mini, real = get_preset("clasp-mini"), get_preset("clasp-mini-real")
     assert real.model_id == "clasp-mini-real-v0.2" and real.model_id != mini.model_id
-    assert (real.speech, real.text, real.fusion) == (mini.speech, mini.text, mini.fusion)
+    plain = {k: v for k, v in mini.speech.options.items() if k != "top_layers"}
+    assert "top_layers" in mini.speech.options and real.speech == replace(mini.speech, options=plain)
+    assert (real.text, real.fusion) == (mini.text, mini.fusion)
     assert real.spectrogram.backend == "none" and mini.spectrogram.backend != "none"
     assert real.weights != mini.weights and real.query_bank
     model = load_model("clasp-mini-real", device="cpu")
@@ -212,7 +238,7 @@ def test_clasp_mini_real_is_its_own_speech_only_model_on_clasp_minis_backbones()
 def test_shipped_models_find_unseen_actors_lines() -> None:
     """80 real clips of the Czech test actor (never trained on; Debian fillets-ng-data-cs),
     each clip's Czech line as the query, every clip a candidate (chance: 1 of 80). Both
-    models were fine-tuned on the other actors' lines; 2026-12-03: clasp-mini v0.11 46,
+    models were fine-tuned on the other actors' lines; 2026-12-03: clasp-mini v0.12 47 (v0.11 46),
     clasp-mini-real v0.2 48."""
     from clasp_ingest.evaluation.datasets import FILLETS_DATA, fillets_clips
     from clasp_ingest.training.features import load_waveform
