@@ -200,8 +200,12 @@ def test_ctrl_c_during_a_trickling_download_stops_at_once(site: Site, cli: Cli, 
     process = cli.start("ingest", site.trickle, "--json", "--qdrant-path", str(tmp_path / "q"))
     try:
         assert site.server.wait_for(urlsplit(site.trickle).path, timeout_s=120), "the download never started"
-        time.sleep(1.0)  # a few bytes in
+        # the temporary file appears once the response headers are in (later on a busy machine)
+        deadline = time.monotonic() + 60
+        while not list(temp.glob("clasp-dl-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert list(temp.glob("clasp-dl-*")), "no download in progress"
+        time.sleep(0.5)  # a few bytes in
         os.kill(process.pid, signal.SIGINT)
         sent = time.monotonic()
         try:

@@ -90,8 +90,11 @@ def test_ctrl_c_stops_a_stuck_download_at_once(site: Hostile, env: dict[str, str
     )
     try:
         assert site.got_body_request.wait(150), "the download never started"
-        time.sleep(1.0)  # well inside the download
+        deadline = time.monotonic() + 60  # the temporary file appears once the headers are in
+        while not list(Path(env["TMPDIR"]).glob("clasp-dl-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert list(Path(env["TMPDIR"]).glob("clasp-dl-*"))
+        time.sleep(0.5)  # well inside the download
         sent = time.monotonic()
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=10)
