@@ -4,6 +4,7 @@ encoding), recall@10 against exact numpy search, RSS; Qdrant Edge and qdrant-cli
     .venv/bin/python bench/bench_store.py --n 100000 --json             # Edge, both vector kinds
     .venv/bin/python bench/bench_store.py --n 100000 --engines edge client --vectors model
     .venv/bin/python bench/bench_store.py --n 30000 --m 16 --ef 64 --quantization none   # a variant
+    .venv/bin/python bench/bench_store.py --n 200000 --vectors model --ef-sweep 1024 2048 4096
 
 Vectors (385-d, clasp-mini's width):
 
@@ -164,15 +165,13 @@ def load(store: QdrantStore, vectors: np.ndarray) -> tuple[dict[str, int], float
 
 
 def run(engine: str, kind: str, data: tuple[np.ndarray, np.ndarray, list[str]], options: EdgeOptions,
-        encoders: tuple[QueryModel, QueryModel] | None, workdir: Path) -> dict[str, Any]:  # fmt: skip
+        encoders: tuple[QueryModel, QueryModel] | None, workdir: Path,
+        ef_sweep: Sequence[int] = ()) -> dict[str, Any]:  # fmt: skip
     vectors, queries, phrases = data
     truth = exact_top(vectors, queries)
     before = rss_mb()
-    store = (
-        EdgeStore(workdir / f"{engine}-{kind}-{len(vectors)}", options=options)
-        if engine == "edge"
-        else open_store(url=":memory:")
-    )
+    path = workdir / f"{engine}-{kind}-{len(vectors)}"
+    store = EdgeStore(path, options=options) if engine == "edge" else open_store(url=":memory:")
     store.ensure_collection(MODEL, DIM)
     with store:
         index_of, load_s, build_s = load(store, vectors)
@@ -185,7 +184,20 @@ def run(engine: str, kind: str, data: tuple[np.ndarray, np.ndarray, list[str]], 
             row["index"] = "hnsw" if store.indexed else "exact"
             row["segments"] = store.segment_count
             row["edge"] = asdict(options)
+    if engine == "edge" and row.get("index") == "hnsw" and ef_sweep:
+        row["ef_sweep"] = [
+            sweep_row(path, replace(options, hnsw_ef=ef), queries, truth, index_of) for ef in ef_sweep
+        ]
     return row
+
+
+def sweep_row(path: Path, options: EdgeOptions, queries: np.ndarray, truth: Truth,
+              index_of: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+    """The same built collection reopened with ``options.hnsw_ef``: recall and search time alone."""
+    with EdgeStore(path, options=options) as store:
+        stats = query_stats(store, queries, truth, index_of, [], None)
+    keep = ("recall_at_10", "recall_at_10_eps", "p50_ms", "p99_ms")
+    return {"hnsw_ef": options.hnsw_ef} | {k: stats[k] for k in keep}
 
 
 def query_encoders() -> tuple[QueryModel, QueryModel] | None:
@@ -246,6 +258,13 @@ def main() -> None:
     parser.add_argument(
         "--optimize-every", type=int, help="Edge optimize_every (index steps during the load)"
     )
+    parser.add_argument(
+        "--ef-sweep",
+        type=int,
+        nargs="+",
+        default=[],
+        help="after an HNSW row, reopen its collection with each hnsw_ef and measure recall and search time",
+    )
     args = parser.parse_args()
     options, encoders = edge_options(args), query_encoders()
     rows = []
@@ -259,11 +278,18 @@ def main() -> None:
                 for engine in args.engines:
                     cq = args.queries if engine == "edge" else args.client_queries
                     q = (data[0], data[1][:cq], data[2][:cq])
-                    row = run(engine, kind, q, options, encoders, Path(tmp))  # type: ignore[arg-type]
+                    row = run(engine, kind, q, options, encoders, Path(tmp), args.ef_sweep)  # type: ignore[arg-type]
                     rows.append(row)
                     print(json.dumps(row) if args.json else f"done: {engine} {kind} {n}", flush=True)
     if not args.json:
         print_table(rows)
+        sweeps = [(r, s) for r in rows for s in r.get("ef_sweep", [])]
+        if sweeps:
+            print("\n| engine | vectors | n | hnsw_ef | recall_at_10 | recall_at_10_eps | p50_ms | p99_ms |")
+            print("|---|---|---|---|---|---|---|---|")
+            for r, s in sweeps:
+                cells = [r["engine"], r["vectors"], r["n"], *s.values()]
+                print("| " + " | ".join(str(c) for c in cells) + " |")
 
 
 if __name__ == "__main__":
