@@ -158,13 +158,11 @@ def read_ct2_model(model_dir: Path, keep: Callable[[str], bool] = lambda name: T
             f"{model_dir} is not a CTranslate2 model (no model.bin); use "
             "clasp_ingest.model.assets.whisper_base_ct2_dir() or convert one with ct2-transformers-converter"
         )
+    spec, revision, index, all_aliases = _index(path)
+    aliases = {alias: target for alias, target in all_aliases.items() if keep(alias)}
+    wanted = {name for name in index if keep(name)} | {t for t in aliases.values() if t in index}
     with path.open("rb") as stream:
         r = _Reader(stream, path)
-        _version(r)
-        spec, revision = r.string(), r.uint("I")
-        index = dict(_entry(r) for _ in range(r.uint("I")))
-        aliases = {alias: target for alias, target in (_alias(r) for _ in range(r.uint("I"))) if keep(alias)}
-        wanted = {name for name in index if keep(name)} | {t for t in aliases.values() if t in index}
         loaded = {name: _load(r, index[name]) for name in sorted(wanted, key=lambda n: index[n].offset)}
     variables = {name: loaded[name] for name in index if keep(name)}
     variables |= {alias: loaded[target] for alias, target in aliases.items() if target in loaded}

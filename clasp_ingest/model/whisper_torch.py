@@ -151,16 +151,27 @@ def _attention(model: CT2Model, src: str, dst: str) -> dict[str, np.ndarray]:
     bq, _, bv = np.split(model.float32(f"{src}/linear_0/bias"), 3)
     state = {f"{dst}.q_proj.weight": q, f"{dst}.k_proj.weight": k, f"{dst}.v_proj.weight": v}
     state |= {f"{dst}.q_proj.bias": bq, f"{dst}.v_proj.bias": bv}
-    return state | _linear(model, f"{src}/linear_1", f"{dst}.out_proj")
+    return state
+
+
+#: An encoder layer's CTranslate2 linears and norms (under ``encoder/layer_i/``) and their names in
+#: transformers' ``WhisperEncoderLayer`` (the fused q/k/v projection is handled on its own).
+_LAYER_LINEARS = {
+    "self_attention/linear_1": "self_attn.out_proj",
+    "ffn/linear_0": "fc1",
+    "ffn/linear_1": "fc2",
+}
+_LAYER_NORMS = {"self_attention/layer_norm": "self_attn_layer_norm", "ffn/layer_norm": "final_layer_norm"}
 
 
 def _layer_state(model: CT2Model, i: int) -> dict[str, np.ndarray]:
     src, dst = f"encoder/layer_{i}", f"layers.{i}"
     state = _attention(model, f"{src}/self_attention", f"{dst}.self_attn")
-    state |= _norm(model, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
-    state |= _linear(model, f"{src}/ffn/linear_0", f"{dst}.fc1")
-    state |= _linear(model, f"{src}/ffn/linear_1", f"{dst}.fc2")
-    return state | _norm(model, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm")
+    for ct2, hf in _LAYER_LINEARS.items():
+        state |= _linear(model, f"{src}/{ct2}", f"{dst}.{hf}")
+    for ct2, hf in _LAYER_NORMS.items():
+        state |= _norm(model, f"{src}/{ct2}", f"{dst}.{hf}")
+    return state
 
 
 def encoder_state_dict(model: CT2Model) -> dict[str, np.ndarray]:
@@ -239,7 +250,6 @@ class WhisperTorchFrames:
         if not 0 < stop < len(encoder.layers):
             raise ConfigError(f"stop={stop} must be in 1..{len(encoder.layers) - 1}")
         self.encoder, self.stop, self.options = encoder, stop, options
-        self.dtype = next(encoder.parameters()).dtype
 
     @property
     def dim(self) -> int:
@@ -306,8 +316,6 @@ def top_layers_ct2(fusion: TopLayersFusion, n_layers: int) -> dict[str, np.ndarr
 
     norm = fusion.norm.state_dict()
     out = {"encoder/layer_norm/gamma": arr(norm["weight"]), "encoder/layer_norm/beta": arr(norm["bias"])}
-    linears = {"self_attention/linear_1": "self_attn.out_proj", "ffn/linear_0": "fc1", "ffn/linear_1": "fc2"}
-    norms = {"self_attention/layer_norm": "self_attn_layer_norm", "ffn/layer_norm": "final_layer_norm"}
     for i, layer in enumerate(fusion.layers, start=n_layers - len(fusion.layers)):
         src, w = f"encoder/layer_{i}", layer.state_dict()
         qkv = [w[f"self_attn.{p}_proj.weight"] for p in "qkv"]
@@ -315,11 +323,11 @@ def top_layers_ct2(fusion: TopLayersFusion, n_layers: int) -> dict[str, np.ndarr
         q_bias, v_bias = w["self_attn.q_proj.bias"], w["self_attn.v_proj.bias"]
         fused_bias = torch.cat([q_bias, torch.zeros_like(q_bias), v_bias])  # Whisper's k has no bias
         out[f"{src}/self_attention/linear_0/bias"] = arr(fused_bias)
-        for ct2, hf in linears.items():
+        for ct2, hf in _LAYER_LINEARS.items():
             out[f"{src}/{ct2}/weight"], out[f"{src}/{ct2}/bias"] = (
                 arr(w[f"{hf}.weight"]),
                 arr(w[f"{hf}.bias"]),
             )
-        for ct2, hf in norms.items():
+        for ct2, hf in _LAYER_NORMS.items():
             out[f"{src}/{ct2}/gamma"], out[f"{src}/{ct2}/beta"] = arr(w[f"{hf}.weight"]), arr(w[f"{hf}.bias"])
     return out
