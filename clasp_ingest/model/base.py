@@ -158,8 +158,13 @@ def pad_frames(clips: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, usable or 1)
+
+
 def default_threads() -> int:
     """CPU threads for a model's engine: one less than the usable cores, at least 1 (decoding
     runs on a thread beside the embedding)."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (usable or 1) - 1)
+    return max(1, usable_cores() - 1)

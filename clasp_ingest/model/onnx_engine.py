@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,14 @@ import numpy as np
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.backends import build_component, factory_path
-from clasp_ingest.model.base import SAMPLE_RATE, SpeechEncoder, check_waveforms, default_threads, pad_frames
+from clasp_ingest.model.base import (
+    SAMPLE_RATE,
+    SpeechEncoder,
+    check_waveforms,
+    default_threads,
+    pad_frames,
+    usable_cores,
+)
 from clasp_ingest.model.config import ModelConfig, Runtime
 from clasp_ingest.model.logmel import LogMelOptions, log_mel_image, mel_filterbank
 from clasp_ingest.model.query import QueryModel, load_query_model, resolve_model_config
@@ -99,7 +107,15 @@ class OnnxSpectrogramEncoder:
 
 
 class OnnxClaspModel:
-    """An ``AudioTextEncoder`` on ONNX Runtime: same vectors as the torch ``ClaspModel``."""
+    """An ``AudioTextEncoder`` on ONNX Runtime: same vectors as the torch ``ClaspModel``.
+
+    ``parallel_branches``: the spectrogram branch (log-mel images and the CNN) runs on a helper
+    thread while the speech branch (CTranslate2) runs on the caller's; the vectors are the same.
+    Default: when the process may use two cores or more. Both engines release the GIL, and on
+    2 cores CTranslate2 gains nothing from a second thread on clips of a few seconds, so one
+    thread each plus the decoding thread keeps both cores busy (``bench/bench_ingest_vs_asr.py``;
+    README, "Speed").
+    """
 
     def __init__(
         self,
@@ -107,12 +123,23 @@ class OnnxClaspModel:
         speech: SpeechEncoder,
         spectrogram: OnnxSpectrogramEncoder,
         head: onnxruntime.InferenceSession,
+        *,
+        parallel_branches: bool | None = None,
     ) -> None:
         self.query = query
         self.config = query.config
         self.speech = speech
         self.spectrogram = spectrogram
         self.head = head
+        if parallel_branches is None:
+            parallel_branches = usable_cores() >= 2
+        self._branch = (
+            ThreadPoolExecutor(1, thread_name_prefix="clasp-spectrogram") if parallel_branches else None
+        )
+
+    @property
+    def parallel_branches(self) -> bool:
+        return self._branch is not None
 
     @property
     def model_id(self) -> str:
@@ -127,11 +154,20 @@ class OnnxClaspModel:
         items = check_waveforms(waveforms)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self.config.fusion.frames:
-            speech = pad_frames(self.speech.encode_frames(items))  # type: ignore[attr-defined]
-        else:
-            speech = self.speech.encode(items)
-        fused = self.head.run(None, {"speech": speech, "spec": self.spectrogram.encode(items)})[0]
+        images: Future[np.ndarray] | None = None
+        if self._branch is not None:
+            images = self._branch.submit(self.spectrogram.encode, items)
+        try:
+            if self.config.fusion.frames:
+                speech = pad_frames(self.speech.encode_frames(items))  # type: ignore[attr-defined]
+            else:
+                speech = self.speech.encode(items)
+        except BaseException:
+            if images is not None:
+                images.cancel()  # if it has not started; a running one ends on its own
+            raise
+        spec = images.result() if images is not None else self.spectrogram.encode(items)
+        fused = self.head.run(None, {"speech": speech, "spec": spec})[0]
         centering = self.query.centering
         return centering.apply(fused, "audio") if centering is not None else fused
 

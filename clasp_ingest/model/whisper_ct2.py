@@ -25,7 +25,7 @@ import numpy as np
 
 from clasp_ingest.errors import ConfigError, ModelLoadError
 from clasp_ingest.log import get_logger
-from clasp_ingest.model.base import SAMPLE_RATE
+from clasp_ingest.model.base import SAMPLE_RATE, default_threads
 
 if TYPE_CHECKING:
     import ctranslate2
@@ -344,9 +344,11 @@ def build_speech(spec: ComponentSpec, runtime: Runtime) -> WhisperCT2SpeechEncod
     """Backend ``ct2-whisper``: ``spec.source`` is ``"whisper-base"`` (registry packages) or a CT2 dir.
 
     ``spec.options``: ``compute_type`` (default int8 on CPU, float16 on CUDA), ``window``
-    (``"full"``/``"trim"``), ``intra_threads``, ``cache_dir`` (where whisper-base is re-joined),
-    ``top_layers`` (a file of fine-tuned top encoder layers, ``pkg://``, a path or one in the model
-    dir; see :func:`patched_whisper_dir`).
+    (``"full"``/``"trim"``), ``intra_threads`` (default on CPU one less than the usable cores, as
+    the other engines: on 2 cores one thread, which embedded as fast as two on clips of a few
+    seconds and left the decoding thread its core; 0 lets CTranslate2 choose), ``cache_dir``
+    (where whisper-base is re-joined), ``top_layers`` (a file of fine-tuned top encoder layers,
+    ``pkg://``, a path or one in the model dir; see :func:`patched_whisper_dir`).
     """
     opts = dict(spec.options)
     device, index = _split_device(runtime.device)
@@ -354,7 +356,7 @@ def build_speech(spec: ComponentSpec, runtime: Runtime) -> WhisperCT2SpeechEncod
     options = WhisperCT2Options(
         window=opts.get("window", "full"),
         batch_size=runtime.batch_size,
-        intra_threads=int(opts.get("intra_threads", 0)),
+        intra_threads=int(opts.get("intra_threads", default_threads() if device == "cpu" else 0)),
         device_index=index,
     )
     cache = Path(opts["cache_dir"]) if opts.get("cache_dir") else None

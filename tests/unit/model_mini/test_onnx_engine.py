@@ -97,3 +97,23 @@ def test_meta_records_the_image_options(cache: Path) -> None:
     (folder,) = (cache / "clasp-ingest" / "onnx").iterdir()
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["model_id"] == "clasp-mini-v0.12" and meta["logmel"]["image_size"] == [224, 224]
+
+
+def test_the_branches_on_two_threads_give_the_same_vectors_and_errors(
+    cache: Path, clips: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clasp_ingest.model.onnx_engine import OnnxClaspModel, OnnxSpectrogramEncoder, load_onnx_model
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    model = load_onnx_model("clasp-mini")
+    parts = (model.query, model.speech, model.spectrogram, model.head)
+    together = OnnxClaspModel(*parts, parallel_branches=True)
+    in_turn = OnnxClaspModel(*parts, parallel_branches=False)
+    assert together.parallel_branches and not in_turn.parallel_branches
+    assert np.array_equal(together.encode_audio(clips), in_turn.encode_audio(clips))
+    # a CNN session that cannot take the images (the head's graph): its error reaches the caller
+    broken = OnnxSpectrogramEncoder(model.head, model.spectrogram.dim, model.spectrogram.options)
+    failing = OnnxClaspModel(model.query, model.speech, broken, model.head, parallel_branches=True)
+    with pytest.raises(Exception, match="images"):
+        failing.encode_audio(clips[:2])
+    assert np.array_equal(together.encode_audio(clips[:2]), in_turn.encode_audio(clips[:2]))
