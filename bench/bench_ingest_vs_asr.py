@@ -20,7 +20,8 @@ clasp-ingest's. ``--repeat N`` runs every route N times, interleaved, and compar
 ``--model`` may be given more than once (e.g. a speech-only model beside clasp-mini: the
 spectrogram ablation); ratios are against the first. ``--beams ''`` skips the ASR route.
 
-    .venv/bin/python bench/bench_ingest_vs_asr.py [--minutes 10] [--model clasp-mini ...] [--beams 1,5] [--repeat 3]
+    .venv/bin/python bench/bench_ingest_vs_asr.py [--minutes 10] [--model clasp-mini ...] \\
+        [--beams 1,5] [--repeat 3]
 """
 
 from __future__ import annotations
