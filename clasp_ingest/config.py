@@ -41,7 +41,7 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="CPU threads of the model (torch or ONNX Runtime); default: one less than the "
-        "usable cores (decoding runs beside embedding on a thread).",
+        "usable cores (decoding runs beside embedding on a thread); `train`: every usable core.",
     )
 
     # segmentation

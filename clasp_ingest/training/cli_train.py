@@ -193,6 +193,7 @@ def train_command(
         if anchor and not fine_tune:
             raise ConfigError("--anchor keeps the start head's outputs; it needs --fine-tune")
         clasp = _load(model or settings.model, device or settings.device, settings.model_dir)
+        _training_threads(settings.torch_threads)
         prepare_head(
             clasp,
             kind=fusion,
@@ -209,6 +210,20 @@ def train_command(
         typer.echo((result.out_dir / METRICS_FILE).read_text(encoding="utf-8").strip())
     else:
         _print_train_summary(result)
+
+
+def _training_threads(threads: int | None) -> int:
+    """Torch's CPU threads for training: ``threads`` ($CLASP_TORCH_THREADS) or every usable core.
+
+    Called after the model loads: CTranslate2 sets OpenMP's thread count for the whole process
+    when it loads (``intra_threads``, one less than the cores by default, because ingestion
+    decodes beside it), and torch shares that runtime, so training would run on one core of two.
+    Training has no decoding thread beside it.
+    """
+    from clasp_ingest.model.base import usable_cores
+    from clasp_ingest.model.clasp import set_torch_threads
+
+    return set_torch_threads(threads or usable_cores())
 
 
 def _load(name: str, device: str, model_dir: Path | None) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,28 @@ def test_anchor_needs_a_fine_tune_and_runs_with_one(tone_manifest: Path, tmp_pat
     assert tuned.exit_code == 0, tuned.output
     options = json.loads(tuned.stdout)["options"]
     assert options["anchor_weight"] == 50.0 and options["anchor"] == [str(tone_manifest)]
+
+
+@pytest.fixture
+def restore_torch_threads() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("restore_torch_threads")
+def test_training_takes_every_core_after_ctranslate2_narrowed_openmp() -> None:
+    """Loading a CTranslate2 Whisper sets OpenMP's thread count for the whole process (one less
+    than the cores, for ingestion); torch shares that runtime, so `train` must widen it again."""
+    import torch
+
+    from clasp_ingest.model import load_model
+    from clasp_ingest.model.base import default_threads, usable_cores
+    from clasp_ingest.training.cli_train import _training_threads
+
+    load_model("clasp-mini-real", device="cpu")
+    assert torch.get_num_threads() == default_threads()  # what CTranslate2 left behind
+    assert _training_threads(None) == usable_cores() == torch.get_num_threads()
+    assert _training_threads(1) == 1 == torch.get_num_threads()  # $CLASP_TORCH_THREADS wins
