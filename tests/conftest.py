@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,13 @@ def whisper() -> object:
     transcriber = Transcriber()
     transcriber.load()
     return transcriber
+
+
+@pytest.fixture
+def restore_torch_threads() -> Iterator[None]:
+    """Put torch's CPU thread count back after a test that sets it (it is process-wide)."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

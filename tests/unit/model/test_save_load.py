@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -125,13 +124,6 @@ def test_load_model_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_model_from_settings(Settings())
     assert model.model_id == "tiny-random" and model.runtime.batch_size == 3
     assert model.runtime.device == "cpu" and model.runtime.dtype == "fp32"
-
-
-@pytest.fixture
-def restore_torch_threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.usefixtures("restore_torch_threads")

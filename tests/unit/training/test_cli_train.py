@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -151,15 +150,6 @@ def test_anchor_needs_a_fine_tune_and_runs_with_one(tone_manifest: Path, tmp_pat
     assert tuned.exit_code == 0, tuned.output
     options = json.loads(tuned.stdout)["options"]
     assert options["anchor_weight"] == 50.0 and options["anchor"] == [str(tone_manifest)]
-
-
-@pytest.fixture
-def restore_torch_threads() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.usefixtures("restore_torch_threads")
