@@ -34,7 +34,14 @@ from clasp_ingest.model.calibration import (
     language_basis,
     project_out,
 )
-from clasp_ingest.model.config import CONFIG_FILE, FUSION_FILE, FusionSpec, ModelConfig, Runtime
+from clasp_ingest.model.config import (
+    CONFIG_FILE,
+    FUSION_FILE,
+    TOP_LAYERS_FILE,
+    FusionSpec,
+    ModelConfig,
+    Runtime,
+)
 from clasp_ingest.model.fusion import build_fusion
 from clasp_ingest.model.query import QueryModel, resolve_model_config
 
@@ -322,6 +329,25 @@ def load_model_from_settings(settings: Settings) -> ClaspModel:
     )
 
 
+def _with_local_top_layers(config: ModelConfig, out_dir: Path) -> ModelConfig:
+    """``config`` with its fine-tuned top Whisper layers (a local ``speech.options.top_layers``
+    file) copied into ``out_dir`` and named relative to it, so the saved folder is whole and can
+    move; package (``pkg://``) and hub sources stay references like the backbones."""
+    import shutil
+    from dataclasses import replace
+
+    top = config.speech.options.get("top_layers")
+    if not isinstance(top, str) or "://" in top:
+        return config
+    source, target = Path(top).expanduser(), out_dir / TOP_LAYERS_FILE
+    if not source.is_file():
+        raise ModelLoadError(f"fine-tuned Whisper layers {top!r} do not exist; cannot save the model")
+    if source.resolve() != target.resolve():
+        shutil.copyfile(source, target)
+    options = dict(config.speech.options) | {"top_layers": TOP_LAYERS_FILE}
+    return replace(config, speech=replace(config.speech, options=options))
+
+
 def save_fusion(
     config: ModelConfig, fusion: torch.nn.Module, out_dir: Path, centering: Centering | None = None
 ) -> Path:
@@ -333,7 +359,9 @@ def save_fusion(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = replace(
-        config, weights=FUSION_FILE, query_bank=centering is not None and centering.bank is not None
+        _with_local_top_layers(config, out_dir),
+        weights=FUSION_FILE,
+        query_bank=centering is not None and centering.bank is not None,
     )
     state = {
         k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous()

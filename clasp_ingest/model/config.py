@@ -29,6 +29,8 @@ __all__ = [
 #: File names inside a directory written by ``save_model``.
 CONFIG_FILE = "config.json"
 FUSION_FILE = "fusion.safetensors"
+#: Fine-tuned top Whisper encoder layers saved beside a head (``speech.options.top_layers``).
+TOP_LAYERS_FILE = "whisper_top.safetensors"
 
 FusionKind = Literal["concat", "gating"]
 _FUSION_KINDS = ("concat", "gating")

@@ -168,10 +168,23 @@ def resolve_model_config(name_or_path: str) -> tuple[ModelConfig, Path | None]:
             raise ModelLoadError(
                 f"model directory {name_or_path!r} has no {CONFIG_FILE}; was it saved by save_model?"
             )
-        return ModelConfig.from_file(path / CONFIG_FILE), path
+        return _anchored(ModelConfig.from_file(path / CONFIG_FILE), path), path
     from clasp_ingest.model.presets import get_preset
 
     return get_preset(name_or_path), None
+
+
+def _anchored(config: ModelConfig, saved_dir: Path) -> ModelConfig:
+    """``config`` with a relative ``speech.options.top_layers`` (the fine-tuned Whisper layers a
+    ``train --whisper-top-layers`` run saves beside its head) made a path inside ``saved_dir``, so
+    a model folder keeps working wherever it is moved or copied."""
+    from dataclasses import replace
+
+    top = config.speech.options.get("top_layers")
+    if not isinstance(top, str) or "://" in top or Path(top).expanduser().is_absolute():
+        return config
+    options = dict(config.speech.options) | {"top_layers": str(saved_dir.resolve() / top)}
+    return replace(config, speech=replace(config.speech, options=options))
 
 
 def weights_file(config: ModelConfig, saved_dir: Path | None, model_dir: Path | None) -> Path | None:

@@ -222,10 +222,6 @@ def _anchor_targets(model: Any, opts: TrainOptions, out: Path, progress: Progres
     return replace(features, text=targets)
 
 
-#: The trained top Whisper layers of a ``whisper_top_layers`` run, in its output folder.
-WHISPER_TOP_FILE = "whisper_top.safetensors"
-
-
 def _open_top_layers(model: Any, n_top: int, batch_size: int) -> Any:
     """For ``whisper_top_layers``: make ``model`` read the hidden states below its speech encoder's
     top ``n_top`` layers and train those layers with its head. Returns the config to restore."""
@@ -269,13 +265,15 @@ def _close_top_layers(model: Any, deploy: Any, out: Path) -> None:
     from safetensors.numpy import save_file
 
     from clasp_ingest.model.backends import build_component
+    from clasp_ingest.model.config import TOP_LAYERS_FILE
     from clasp_ingest.model.whisper_torch import top_layers_ct2
 
     config, n_layers = deploy
     out.mkdir(parents=True, exist_ok=True)
-    top_file = out / WHISPER_TOP_FILE
+    top_file = out / TOP_LAYERS_FILE
     variables = top_layers_ct2(model.fusion, n_layers)
     save_file({k: v.astype(np.float16) for k, v in variables.items()}, str(top_file))
+    # an absolute path while training goes on; save_model writes it relative to the folder
     options = dict(config.speech.options) | {"top_layers": str(top_file.resolve())}
     model.config = replace(config, speech=replace(config.speech, options=options))
     model.fusion = model.fusion.head

@@ -122,7 +122,7 @@ def speech_manifest(tmp_path: Path) -> Path:
 def test_train_top_layers_then_load_the_model(
     whisper_head_model: Path, speech_manifest: Path, tiny_whisper_ct2: Path, tmp_path: Path
 ) -> None:
-    from clasp_ingest.model import load_model
+    from clasp_ingest.model import load_model, save_model
 
     out = tmp_path / "trained"
     args = ["train", str(speech_manifest), "--out", str(out), "--model", str(whisper_head_model),
@@ -134,7 +134,7 @@ def test_train_top_layers_then_load_the_model(
     assert json.loads(result.stdout)["options"]["whisper_top_layers"] == 1
     config = json.loads((out / "config.json").read_text())
     top_file = out / "whisper_top.safetensors"
-    assert config["speech"]["options"]["top_layers"] == str(top_file.resolve())
+    assert config["speech"]["options"]["top_layers"] == "whisper_top.safetensors"  # the folder's own
     assert config["speech"]["source"] == str(tiny_whisper_ct2)  # the encoder it patches
 
     top = load_file(str(top_file))
@@ -148,6 +148,18 @@ def test_train_top_layers_then_load_the_model(
     moved = max(float(np.abs(written[n] - start[n]).max()) for n in top)
     assert moved > 1e-3  # the layer did train
     assert model.encode_audio([_noise(1.0, 5)]).shape == (1, model.dim)
+
+    # the folder is whole: moved, it loads the same layers; saved again, it takes them along
+    moved_dir = out.rename(tmp_path / "moved")
+    again = load_model(str(moved_dir), device="cpu")
+    assert again.speech.model_dir == model.speech.model_dir  # same layers, same patched copy
+    copy = save_model(again, tmp_path / "copy")
+    assert (copy / "whisper_top.safetensors").read_bytes() == (
+        moved_dir / "whisper_top.safetensors"
+    ).read_bytes()
+    assert json.loads((copy / "config.json").read_text())["speech"]["options"]["top_layers"] == (
+        "whisper_top.safetensors"
+    )
 
 
 def test_top_layers_need_a_whisper_frame_model(speech_manifest: Path, tmp_path: Path) -> None:
