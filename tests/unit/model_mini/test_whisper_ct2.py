@@ -102,7 +102,9 @@ def test_missing_model_dir_names_the_remedy(tmp_path: Path) -> None:
         WhisperCT2SpeechEncoder(tmp_path)
 
 
-@pytest.mark.parametrize("kw", [{"window": "half"}, {"batch_size": 0}, {"intra_threads": -1}])
+@pytest.mark.parametrize(
+    "kw", [{"window": "half"}, {"batch_size": 0}, {"intra_threads": -1}, {"inter_threads": 0}]
+)
 def test_bad_options_rejected(kw: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         WhisperCT2Options(**kw)
@@ -155,6 +157,31 @@ def test_frames_are_the_states_over_real_audio_in_time_order(
     (frames,) = enc.encode_frames([audio])
     assert frames.shape == (100, 32) and frames.dtype == np.float32
     np.testing.assert_allclose(frames, states[:100], atol=1e-4)
+
+
+def test_batches_run_at_once_give_the_same_frames_in_the_same_order(tiny_whisper_ct2: Path) -> None:
+    """``inter_threads`` 2 (the CPU default on two or more cores) encodes two batches at once; each
+    clip still gets exactly its own states, as when the batches run one after another."""
+    clips = [_noise(s, i) for i, s in enumerate([0.7, 41.0, 1.5, 0.05, 3.2, 0.7, 2.0])]
+    one = _encoder(tiny_whisper_ct2, window="trim", batch_size=2).encode_frames(clips)
+    two = _encoder(tiny_whisper_ct2, window="trim", batch_size=2, inter_threads=2).encode_frames(clips)
+    assert len(one) == len(two) == len(clips)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cpu_default_runs_two_batches_at_once_within_the_cores(tiny_whisper_ct2: Path) -> None:
+    from clasp_ingest.model.base import default_threads, usable_cores
+    from clasp_ingest.model.config import ComponentSpec, Runtime
+    from clasp_ingest.model.whisper_ct2 import build_speech
+
+    spec = ComponentSpec("ct2-whisper", str(tiny_whisper_ct2), 32, {"compute_type": "float32"})
+    opts = build_speech(spec, Runtime(device="cpu")).options
+    assert opts.inter_threads == (2 if usable_cores() >= 2 else 1)
+    assert opts.intra_threads == max(1, default_threads() // opts.inter_threads)
+    pinned = ComponentSpec("ct2-whisper", str(tiny_whisper_ct2), 32, {"inter_threads": 1, "intra_threads": 3})
+    pinned_opts = build_speech(pinned, Runtime(device="cpu")).options
+    assert (pinned_opts.inter_threads, pinned_opts.intra_threads) == (1, 3)
 
 
 def test_frames_of_a_batch_and_of_long_clips_average_to_encode(tiny_whisper_ct2: Path) -> None:
