@@ -87,7 +87,9 @@ def _power_spectrogram(wav: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     count = 1 + (x.size - n_fft) // hop
     frames = np.lib.stride_tricks.as_strided(x, (count, n_fft), (x.strides[0] * hop, x.strides[0]))
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-    spectrum = np.fft.rfft(frames * window, axis=1)
+    import scipy.fft  # float32 pocketfft: ~8x numpy's for these 400-point frames
+
+    spectrum = scipy.fft.rfft(frames * window, axis=1)
     return (spectrum.real**2 + spectrum.imag**2).astype(np.float32).T
 
 

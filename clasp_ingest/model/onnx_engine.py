@@ -111,10 +111,11 @@ class OnnxClaspModel:
 
     ``parallel_branches``: the spectrogram branch (log-mel images and the CNN) runs on a helper
     thread while the speech branch (CTranslate2) runs on the caller's; the vectors are the same.
-    Default: when the process may use two cores or more. Both engines release the GIL, and on
-    2 cores CTranslate2 gains nothing from a second thread on clips of a few seconds, so one
-    thread each plus the decoding thread keeps both cores busy (``bench/bench_ingest_vs_asr.py``;
-    README, "Engines and start-up").
+    Default: when the process may use two cores or more. Both engines release the GIL; on 2
+    cores CTranslate2 gains nothing from a second thread inside a batch of a few seconds' clips,
+    but runs two one-thread batches at once (``inter_threads``), which with this thread and the
+    decoding thread keeps both cores busy (``bench/bench_ingest_vs_asr.py``; README, "Engines
+    and start-up").
     """
 
     def __init__(
