@@ -43,7 +43,7 @@ from clasp_ingest.model.config import (
     Runtime,
 )
 from clasp_ingest.model.fusion import build_fusion
-from clasp_ingest.model.query import QueryModel, resolve_model_config
+from clasp_ingest.model.query import QueryModel, local_top_layers, resolve_model_config
 
 if TYPE_CHECKING:
     from clasp_ingest.config import Settings
@@ -336,8 +336,8 @@ def _with_local_top_layers(config: ModelConfig, out_dir: Path) -> ModelConfig:
     import shutil
     from dataclasses import replace
 
-    top = config.speech.options.get("top_layers")
-    if not isinstance(top, str) or "://" in top:
+    top = local_top_layers(config)
+    if top is None:
         return config
     source, target = Path(top).expanduser(), out_dir / TOP_LAYERS_FILE
     if not source.is_file():

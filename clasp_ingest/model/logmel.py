@@ -19,7 +19,7 @@ import numpy as np
 
 from clasp_ingest.model.base import SAMPLE_RATE
 
-__all__ = ["LogMelOptions", "log_mel_image", "mel_filterbank", "resize_matrix"]
+__all__ = ["LogMelOptions", "frames_power", "log_mel_image", "mel_filterbank", "resize_matrix"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -87,10 +87,19 @@ def _power_spectrogram(wav: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     count = 1 + (x.size - n_fft) // hop
     frames = np.lib.stride_tricks.as_strided(x, (count, n_fft), (x.strides[0] * hop, x.strides[0]))
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-    import scipy.fft  # float32 pocketfft: ~8x numpy's for these 400-point frames
+    return frames_power(frames, window).T
 
-    spectrum = scipy.fft.rfft(frames * window, axis=1)
-    return (spectrum.real**2 + spectrum.imag**2).astype(np.float32).T
+
+def frames_power(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """(frames, n_fft // 2 + 1) float32 power spectrum of ``frames`` (rows) times ``window``.
+
+    scipy's float32 pocketfft: about 8x numpy's for 400-point frames (imported here, 0.3 s,
+    so text-only loads such as a search never pay for it).
+    """
+    import scipy.fft
+
+    spectrum = scipy.fft.rfft(frames * window, axis=-1)
+    return (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
 
 
 def log_mel_image(wav: np.ndarray, options: LogMelOptions, filterbank: np.ndarray) -> np.ndarray:

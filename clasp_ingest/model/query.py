@@ -174,14 +174,20 @@ def resolve_model_config(name_or_path: str) -> tuple[ModelConfig, Path | None]:
     return get_preset(name_or_path), None
 
 
+def local_top_layers(config: ModelConfig) -> str | None:
+    """``speech.options.top_layers`` when it names a local file, not a ``pkg://`` or hub source."""
+    top = config.speech.options.get("top_layers")
+    return top if isinstance(top, str) and "://" not in top else None
+
+
 def _anchored(config: ModelConfig, saved_dir: Path) -> ModelConfig:
     """``config`` with a relative ``speech.options.top_layers`` (the fine-tuned Whisper layers a
     ``train --whisper-top-layers`` run saves beside its head) made a path inside ``saved_dir``, so
     a model folder keeps working wherever it is moved or copied."""
     from dataclasses import replace
 
-    top = config.speech.options.get("top_layers")
-    if not isinstance(top, str) or "://" in top or Path(top).expanduser().is_absolute():
+    top = local_top_layers(config)
+    if top is None or Path(top).expanduser().is_absolute():
         return config
     options = dict(config.speech.options) | {"top_layers": str(saved_dir.resolve() / top)}
     return replace(config, speech=replace(config.speech, options=options))
