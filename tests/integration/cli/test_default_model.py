@@ -72,7 +72,7 @@ def test_first_ingest_search_and_rerun_with_the_default_model(env: dict[str, str
     assert info == {
         "backend": "edge",
         "collection": "clasp_segments",
-        "model": "clasp-mini-v0.12",
+        "model": "clasp-mini-v0.13",
         "dim": 385,
         "points": 9,
         "spans": 9,
@@ -132,7 +132,7 @@ def test_errors_are_one_line_naming_the_cause_and_the_fix(env: dict[str, str], t
     talk = shutil.copy(SAMPLES / "demo_de.opus", tmp_path / "rede.opus")
     assert cli(env, "ingest", str(talk)).returncode == 0
     other = _one_error_line(cli(env, "ingest", str(talk), "--model", "tiny-random"))
-    assert "clasp-mini-v0.12" in other and "--recreate" in other
+    assert "clasp-mini-v0.13" in other and "--recreate" in other
     wrong = _one_error_line(cli(env, "search", "Katze", "--model", "tiny-random"))
     assert "drop --model" in wrong
 

@@ -44,9 +44,9 @@ def test_the_default_models_text_side_needs_no_torch() -> None:
 
 
 def test_find_model(tmp_path: object) -> None:
-    assert find_model("clasp-mini-v0.12") == "clasp-mini"
+    assert find_model("clasp-mini-v0.13") == "clasp-mini"
     assert find_model("tiny-random", "tiny-random") == "tiny-random"
-    assert find_model("clasp-mini-v0.12", "/no/such/dir") == "clasp-mini"  # a stale hint falls back
+    assert find_model("clasp-mini-v0.13", "/no/such/dir") == "clasp-mini"  # a stale hint falls back
     with pytest.raises(ModelLoadError, match=r"'clasp-mini-v0.10'.*pass --model"):
         find_model("clasp-mini-v0.10")
 

@@ -146,7 +146,7 @@ def test_json_presets_are_named_by_file_and_version_their_model_id() -> None:
     mini = get_preset("clasp-mini")
     # the id stored in collections carries the head's version, so a collection made with an
     # older head (model id "clasp-mini") is refused instead of mixed with the new vectors
-    assert mini.model_id == "clasp-mini-v0.12"
+    assert mini.model_id == "clasp-mini-v0.13"
     assert "clasp-mini" in list_presets() and mini.model_id not in list_presets()
 
 
@@ -186,8 +186,8 @@ def test_shipped_clasp_mini_is_a_three_head_ensemble_with_a_query_bank() -> None
     assert (k, beta, scale) == (20, 0.75, 0.5)
 
 
-def test_shipped_clasp_mini_runs_its_trained_whisper_top_layer() -> None:
-    """v0.12 trained Whisper-base's top encoder layer and final norm with its heads; loading
+def test_shipped_clasp_mini_runs_its_trained_whisper_top_layers() -> None:
+    """v0.13 trained Whisper-base's top two encoder layers and final norm with its heads; loading
     the preset writes them into a cached copy of the CTranslate2 model, which ingestion runs."""
     from importlib.resources import files
 
@@ -197,7 +197,7 @@ def test_shipped_clasp_mini_runs_its_trained_whisper_top_layer() -> None:
     from clasp_ingest.model.ct2_format import read_ct2_model
 
     top = load_file(str(files("clasp_ingest") / "data" / "models" / "clasp-mini" / "whisper_top.safetensors"))
-    assert sorted({key.split("/")[1] for key in top}) == ["layer_5", "layer_norm"]
+    assert sorted({key.split("/")[1] for key in top}) == ["layer_4", "layer_5", "layer_norm"]
     model = load_model("clasp-mini", device="cpu")
     assert model.speech.model_dir != whisper_base_ct2_dir()
     written = read_ct2_model(model.speech.model_dir, keep=lambda name: name in top).variables
@@ -210,7 +210,7 @@ def test_shipped_clasp_mini_runs_its_trained_whisper_top_layer() -> None:
 
 def test_clasp_mini_real_is_its_own_speech_only_model_on_clasp_minis_backbones() -> None:
     """The opt-in real-speech model: clasp-mini's Whisper-base encoder with its own fine-tuned top
-    layers (two, where clasp-mini v0.12 trained one), text tower, head shape and space, no
+    layers (two, as clasp-mini v0.13 has its own two), text tower, head shape and space, no
     spectrogram branch (backend ``none``), its own heads and model id (its collections are not
     mixed with clasp-mini's)."""
     from dataclasses import replace
@@ -232,8 +232,8 @@ def test_clasp_mini_real_is_its_own_speech_only_model_on_clasp_minis_backbones()
 def test_shipped_models_find_unseen_actors_lines() -> None:
     """80 real clips of the Czech test actor (never trained on; Debian fillets-ng-data-cs),
     each clip's Czech line as the query, every clip a candidate (chance: 1 of 80). Both
-    models were fine-tuned on the other actors' lines; 2026-12-03: clasp-mini v0.12 47 (v0.11 46),
-    clasp-mini-real v0.3 43 (v0.2 48; on all 578 test clips v0.3 0.450 HITS@1, v0.2 0.377)."""
+    models were fine-tuned on the other actors' lines; clasp-mini v0.13 46 (2026-12-04; v0.12 47,
+    v0.11 46), clasp-mini-real v0.3 43 (v0.2 48; on all 578 test clips v0.3 0.450 HITS@1, v0.2 0.377)."""
     from clasp_ingest.evaluation.datasets import FILLETS_DATA, fillets_clips
     from clasp_ingest.training.features import load_waveform
 
