@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from clasp_ingest.model import get_preset
 from tests.unit.pipeline.speech import corrupt
 
 SAMPLES = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples"
 CLI = str(Path(sys.executable).with_name("clasp-ingest"))
+MINI_ID = get_preset("clasp-mini").model_id  # the versioned id its collections record
 TRAIN = "Our train to the mountains leaves the central station at half past eight."
 TRAIN_SPAN = (10.456, 15.067)  # demo.json: where demo_en.opus says it
 SUMMARY_KEYS = {
@@ -72,7 +74,7 @@ def test_first_ingest_search_and_rerun_with_the_default_model(env: dict[str, str
     assert info == {
         "backend": "edge",
         "collection": "clasp_segments",
-        "model": "clasp-mini-v0.13",
+        "model": MINI_ID,
         "dim": 385,
         "points": 9,
         "spans": 9,
@@ -132,7 +134,7 @@ def test_errors_are_one_line_naming_the_cause_and_the_fix(env: dict[str, str], t
     talk = shutil.copy(SAMPLES / "demo_de.opus", tmp_path / "rede.opus")
     assert cli(env, "ingest", str(talk)).returncode == 0
     other = _one_error_line(cli(env, "ingest", str(talk), "--model", "tiny-random"))
-    assert "clasp-mini-v0.13" in other and "--recreate" in other
+    assert MINI_ID in other and "--recreate" in other
     wrong = _one_error_line(cli(env, "search", "Katze", "--model", "tiny-random"))
     assert "drop --model" in wrong
 

@@ -12,7 +12,7 @@ import pytest
 
 from clasp_ingest.store import open_store
 from clasp_ingest.store.base import transcript_of
-from tests.integration.cli.test_default_model import SAMPLES, cli
+from tests.integration.cli.test_default_model import MINI_ID, SAMPLES, cli
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +94,7 @@ def test_ingest_transcribe_refuses_a_collection_without_word_vectors(
 ) -> None:
     folder = tmp_path / "store"
     with open_store(path=folder) as store:  # a collection made without --transcribe
-        store.ensure_collection("clasp-mini-v0.13", 385, source="clasp-mini")
+        store.ensure_collection(MINI_ID, 385, source="clasp-mini")
     run = cli(env, "ingest", str(SAMPLES / "demo_es.opus"), "--transcribe", "--qdrant-path", str(folder))
     assert run.returncode == 1
     assert "no word vectors" in run.stderr and "--recreate" in run.stderr, run.stderr

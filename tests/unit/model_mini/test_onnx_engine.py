@@ -42,7 +42,7 @@ def test_exported_model_gives_the_torch_vectors(
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     onnx_model = load_onnx_model("clasp-mini")
     exports = list((cache / "clasp-ingest" / "onnx").iterdir())
-    assert len(exports) == 1 and exports[0].name.startswith("clasp-mini-v0.13-")
+    assert len(exports) == 1 and exports[0].name.startswith(get_preset("clasp-mini").model_id + "-")
     assert {p.name for p in exports[0].iterdir()} == {"head.onnx", "spectrogram.onnx", "meta.json"}
     torch_model = load_model("clasp-mini", device="cpu")
     ours, theirs = onnx_model.encode_audio(clips), torch_model.encode_audio(clips)
@@ -96,7 +96,8 @@ def test_models_it_cannot_run_are_refused() -> None:
 def test_meta_records_the_image_options(cache: Path) -> None:
     (folder,) = (cache / "clasp-ingest" / "onnx").iterdir()
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["model_id"] == "clasp-mini-v0.13" and meta["logmel"]["image_size"] == [224, 224]
+    assert meta["model_id"] == get_preset("clasp-mini").model_id
+    assert meta["logmel"]["image_size"] == [224, 224]
 
 
 def test_the_branches_on_two_threads_give_the_same_vectors_and_errors(
