@@ -18,7 +18,9 @@ clasp-ingest's. ``--repeat N`` runs every route N times, interleaved, and compar
 (``make eval-deps``) or ``--audio FILE``.
 
 ``--model`` may be given more than once (e.g. a speech-only model beside clasp-mini: the
-spectrogram ablation); ratios are against the first. ``--beams ''`` skips the ASR route.
+spectrogram ablation); ratios are against the first. ``--float32-cnn`` adds each ONNX model
+with its float32 spectrogram CNN instead of the int8 one (the int8 ablation). ``--beams ''``
+skips the ASR route.
 
     .venv/bin/python bench/bench_ingest_vs_asr.py [--minutes 10] [--model clasp-mini ...] \\
         [--beams 1,5] [--repeat 3]
@@ -116,6 +118,9 @@ def main() -> None:
     )
     parser.add_argument("--beams", default="1,5", help="faster-whisper beam sizes for the ASR route")
     parser.add_argument(
+        "--float32-cnn", action="store_true", help="also each ONNX model with its float32 CNN"
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="runs of every route, interleaved; the median is compared"
     )
     args = parser.parse_args()
@@ -131,6 +136,8 @@ def main() -> None:
         seconds = len(decode_audio(str(audio))) / SR
         names = args.model or ["clasp-mini"]
         models = [cached_model(ModelSpec(name, device="cpu")) for name in names]
+        if args.float32_cnn:
+            names, models = _with_float32_cnn(names, models)
         for model in models:
             model.encode_audio([np.zeros(SR * 4, dtype=np.float32)] * 2)  # warm-up
         whisper = Transcriber(TranscriberOptions(device="cpu")).load()
@@ -159,6 +166,18 @@ def main() -> None:
             runs = ", ".join(f"{w:.1f}" for w in walls[name])
             ratio = f"{seconds / wall:.0f}× | {wall / base:.1f}"
             print(f"| {name} | {points[name]} | {wall:.1f} | {runs} | {ratio} |")
+
+
+def _with_float32_cnn(names: list[str], models: list[object]) -> tuple[list[str], list[object]]:
+    """Beside every ONNX model whose CNN runs in int8, the same model with the float32 CNN."""
+    from clasp_ingest.model.onnx_engine import OnnxClaspModel, load_onnx_model
+
+    out_names, out_models = list(names), list(models)
+    for name, model in zip(names, models, strict=True):
+        if isinstance(model, OnnxClaspModel) and model.spectrogram.int8:
+            out_names.append(f"{name}, float32 CNN")
+            out_models.append(load_onnx_model(name, int8=False))
+    return out_names, out_models
 
 
 if __name__ == "__main__":

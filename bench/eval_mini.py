@@ -167,10 +167,10 @@ def _among(result: dict[str, object]) -> str:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from clasp_ingest.evaluation.evaluate import evaluate
-    from clasp_ingest.model import load_model
+    from clasp_ingest.model.inference import load_inference_model
 
     started = time.perf_counter()
-    model = load_model(args.model, device="cpu")
+    model = load_inference_model(args.model, device="cpu", engine=args.engine)
     print(f"loaded {model.model_id} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     print("| set | queries | HITS@1 | MRR | mean rank | Macro-F1 |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -216,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     r = sub.add_parser("run")
     r.add_argument("manifests", type=Path, nargs="+")
     r.add_argument("--model", default="clasp-mini")
+    r.add_argument("--engine", default="torch", choices=("auto", "torch", "onnx"), help="default torch")
     r.add_argument("--cache-dir", type=Path, default=None)
     r.add_argument("--split", default="test")
     r.add_argument("--threshold", type=float, default=0.5)
