@@ -19,7 +19,9 @@ Recorded speech is rarely studio-clean, so two more effects can be drawn per cop
 seeded stream: with both at 0 the copies are exactly what they were before these existed):
 
 * ``--telephone SHARE``: that share of the copies goes through a telephone channel with real
-  codecs, by ffmpeg: 300–3,400 Hz band, 8 kHz, then one of ``--codecs`` (default all):
+  codecs, by ffmpeg: 300–3,400 Hz band, 8 kHz, then one of ``--codecs`` (default: all that the
+  installed ffmpeg encodes; Debian 12's has no AMR encoder, so there ``amr`` is left out with a
+  warning, and asking for it is an error):
   ``mulaw`` / ``alaw`` (G.711), ``g726`` (32 kb/s ADPCM), ``amr`` (AMR-NB 7.95 kb/s, GSM
   phones), ``opus`` (8 kb/s), decoded back to 16 kHz;
 * ``--noise SHARE``: that share gets background noise at a signal-to-noise ratio drawn from
@@ -33,7 +35,9 @@ seeded stream: with both at 0 the copies are exactly what they were before these
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -114,11 +118,47 @@ def _ffmpeg(args: Sequence[str], data: bytes, what: str) -> bytes:
     return proc.stdout
 
 
+@functools.cache
+def _encoders(ffmpeg: str) -> frozenset[str]:
+    """The audio encoders ``ffmpeg`` was built with (``ffmpeg -encoders``: flags, name, text)."""
+    proc = subprocess.run([ffmpeg, "-hide_banner", "-encoders"], capture_output=True, text=True, check=False)
+    rows = (line.split() for line in proc.stdout.splitlines())
+    return frozenset(row[1] for row in rows if len(row) > 1 and row[0].startswith("A"))
+
+
+def missing_codecs(codecs: Sequence[str]) -> list[str]:
+    """Those of ``codecs`` whose encoder the installed ffmpeg lacks."""
+    from clasp_ingest.media.decode import find_ffmpeg
+
+    have = _encoders(find_ffmpeg())
+    return [codec for codec in codecs if CODECS[codec][1] not in have]
+
+
+def _check_codecs(codecs: Sequence[str]) -> None:
+    unknown = [c for c in codecs if c not in CODECS]
+    if unknown or not codecs:
+        raise ConfigError(f"--codecs {list(codecs)}: choose from {sorted(CODECS)}")
+    missing = missing_codecs(codecs)
+    if missing:
+        encoders = ", ".join(CODECS[c][1] for c in missing)
+        raise ConfigError(
+            f"codecs {missing}: this ffmpeg has no {encoders} encoder; leave them out of --codecs "
+            "or install an ffmpeg built with them"
+        )
+
+
+def available_codecs() -> tuple[str, ...]:
+    """Every telephone codec the installed ffmpeg encodes (a warning names the others)."""
+    missing = missing_codecs(tuple(CODECS))
+    if missing:
+        log.warning("this ffmpeg cannot encode %s; the telephone channel leaves them out", missing)
+    return tuple(c for c in CODECS if c not in missing)
+
+
 def telephone(audio: np.ndarray, codec: str) -> np.ndarray:
     """``audio`` (16 kHz mono) through a telephone channel: 300–3,400 Hz, 8 kHz, ``codec``, back to
     16 kHz (same length give or take the codec's frame padding)."""
-    if codec not in CODECS:
-        raise ConfigError(f"codec {codec!r} is not one of {sorted(CODECS)}")
+    _check_codecs([codec])
     pcm = np.clip(np.asarray(audio, np.float32), -1.0, 1.0).tobytes()
     encoded = _ffmpeg(
         ["-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "pipe:0",
@@ -219,7 +259,7 @@ def augment_manifest(
     trail: tuple[float, float] = (0.0, 0.3),
     seed: int = 0,
     telephone_share: float = 0.0,
-    codecs: Sequence[str] = tuple(CODECS),
+    codecs: Sequence[str] | None = None,
     noise_share: float = 0.0,
     snr: tuple[float, float] = (5.0, 20.0),
     noise_dir: Path | None = None,
@@ -233,9 +273,10 @@ def augment_manifest(
     _check_range("trail", trail)
     _check_share("telephone", telephone_share)
     _check_share("noise", noise_share)
-    unknown = [c for c in codecs if c not in CODECS]
-    if unknown or not codecs:
-        raise ConfigError(f"--codecs {list(codecs)}: choose from {sorted(CODECS)}")
+    if codecs is None:
+        codecs = available_codecs() if telephone_share > 0 else tuple(CODECS)
+    else:
+        _check_codecs(codecs)
     if snr[0] > snr[1]:
         raise ConfigError(f"--snr needs LOW <= HIGH dB, got {snr[0]} {snr[1]}")
     backgrounds = _noise_files(noise_dir) if noise_share > 0 else []
@@ -304,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--telephone", type=float, default=0.0, help="share of copies sent through a phone codec"
     )
     parser.add_argument(
-        "--codecs", default=",".join(CODECS), help=f"comma-separated, from {','.join(CODECS)}"
+        "--codecs",
+        help=f"comma-separated, from {','.join(CODECS)} (default: those the installed ffmpeg encodes)",
     )
     parser.add_argument("--noise", type=float, default=0.0, help="share of copies given background noise")
     parser.add_argument("--snr", type=float, nargs=2, default=(5.0, 20.0), metavar=("LOW", "HIGH"))
@@ -321,7 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             trail=tuple(args.trail),
             seed=args.seed,
             telephone_share=args.telephone,
-            codecs=tuple(c.strip() for c in args.codecs.split(",") if c.strip()),
+            codecs=None
+            if args.codecs is None
+            else tuple(c.strip() for c in args.codecs.split(",") if c.strip()),
             noise_share=args.noise,
             snr=tuple(args.snr),
             noise_dir=args.noise_dir,

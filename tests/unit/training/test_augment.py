@@ -88,8 +88,10 @@ def _band_energy(audio: np.ndarray, low: float, high: float) -> float:
 @pytest.mark.parametrize("codec", ["mulaw", "alaw", "g726", "amr", "opus"])
 def test_telephone_channel_keeps_the_voice_band_and_drops_the_rest(codec: str) -> None:
     """Real ffmpeg codecs: a 1 kHz tone survives, a 6 kHz tone (above the phone band) is gone."""
-    from clasp_ingest.training.augment import telephone
+    from clasp_ingest.training.augment import missing_codecs, telephone
 
+    if missing_codecs([codec]):  # Debian 12's ffmpeg has no AMR encoder (libopencore_amrnb)
+        pytest.skip(f"this ffmpeg cannot encode {codec}")
     t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
     audio = (0.3 * np.sin(2 * np.pi * 1000 * t) + 0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
     out = telephone(audio, codec)
@@ -120,11 +122,11 @@ def test_noise_is_mixed_at_the_asked_snr_in_seeded_colours() -> None:
 
 
 def test_augment_with_channels_records_them_and_is_reproducible(tone_manifest: Path, tmp_path: Path) -> None:
-    kwargs = {"count": 4, "seed": 3, "telephone_share": 1.0, "codecs": ("amr",), "noise_share": 0.5}
+    kwargs = {"count": 4, "seed": 3, "telephone_share": 1.0, "codecs": ("opus",), "noise_share": 0.5}
     a = augment_manifest(tone_manifest, tmp_path / "a", **kwargs)  # type: ignore[arg-type]
     assert a.telephone == 4 and 0 <= a.noisy <= 4
     log = [json.loads(x) for x in (tmp_path / "a" / "augment.jsonl").read_text().splitlines()]
-    assert len(log) == 4 and all(entry["codec"] == "amr" for entry in log)
+    assert len(log) == 4 and all(entry["codec"] == "opus" for entry in log)
     assert sum("snr_db" in entry for entry in log) == a.noisy
     augment_manifest(tone_manifest, tmp_path / "b", **kwargs)  # type: ignore[arg-type]
     for name in sorted(p.name for p in (tmp_path / "a" / "clips").iterdir()):
@@ -140,3 +142,26 @@ def test_augment_with_channels_records_them_and_is_reproducible(tone_manifest: P
         augment_manifest(tone_manifest, tmp_path / "d", count=1, codecs=("gsm",))
     with pytest.raises(ConfigError, match="share"):
         augment_manifest(tone_manifest, tmp_path / "d", count=1, telephone_share=2.0)
+
+
+def test_codecs_this_ffmpeg_cannot_encode_are_refused_or_left_out(
+    tone_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ffmpeg without an encoder (made one here: ``-encoders`` of a build without libopus)."""
+    from clasp_ingest.training import augment
+
+    real = augment._encoders
+
+    def without_opus(ffmpeg: str) -> frozenset[str]:
+        return real(ffmpeg) - {"libopus"}
+
+    monkeypatch.setattr(augment, "_encoders", without_opus)
+    assert augment.missing_codecs(["opus", "mulaw"]) == ["opus"]
+    with pytest.raises(ConfigError, match=r"codecs \['opus'\]: this ffmpeg has no libopus encoder"):
+        augment.telephone(np.zeros(SAMPLE_RATE, np.float32), "opus")
+    with pytest.raises(ConfigError, match="libopus"):
+        augment_manifest(tone_manifest, tmp_path / "a", count=1, telephone_share=1.0, codecs=("opus",))
+    assert "opus" not in augment.available_codecs()
+    augment_manifest(tone_manifest, tmp_path / "b", count=4, seed=3, telephone_share=1.0)
+    log = [json.loads(x) for x in (tmp_path / "b" / "augment.jsonl").read_text().splitlines()]
+    assert len(log) == 4 and {e["codec"] for e in log} <= set(augment.available_codecs())
