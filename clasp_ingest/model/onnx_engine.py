@@ -267,6 +267,14 @@ def _quantized(out_dir: Path, ranges: Path) -> bool:
     except ModelLoadError as exc:
         logger.warning("keeping the float32 CNN: %s", exc)
         return False
+    except (ImportError, TypeError, ValueError, RuntimeError) as exc:  # an ONNX Runtime without
+        # quantize_static(calibration_cache_path=...) (before 1.27) or its quantization tools
+        logger.warning(
+            "keeping the float32 CNN: this ONNX Runtime cannot quantize it from stored ranges (%s); "
+            "onnxruntime>=1.27 can", exc,
+        )  # fmt: skip
+        (out_dir / CNN_INT8_FILE).unlink(missing_ok=True)
+        return False
     return True
 
 

@@ -91,3 +91,26 @@ def test_the_shipped_ranges_cover_clasp_minis_cnn(tmp_path: Path) -> None:
     data = json.loads(ranges.read_text())["data"]
     assert len(data) > 90  # every Conv input and output of EfficientNet-Lite0
     assert all(v["lowest"]["data"][0] <= v["highest"]["data"][0] for v in data.values())
+
+
+def test_an_onnx_runtime_that_cannot_quantize_leaves_the_float32_cnn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ONNX Runtime before 1.27 has no ``quantize_static(calibration_cache_path=...)``: its
+    TypeError (here raised by a stand-in for that older quantizer) must not stop the export."""
+    from clasp_ingest.model import int8, onnx_engine
+
+    fp32 = _cnn(tmp_path / "spectrogram.onnx")
+    ranges = calibrate(fp32, _images(8, seed=1), tmp_path / "ranges.json")
+
+    def old_quantizer(*args: object, **kwargs: object) -> None:
+        raise TypeError("quantize_static() got an unexpected keyword argument 'calibration_cache_path'")
+
+    monkeypatch.setattr(int8, "quantize", old_quantizer)
+    with caplog.at_level("WARNING", logger="clasp_ingest"):
+        assert onnx_engine._quantized(tmp_path, ranges) is False
+    assert "onnxruntime>=1.27" in caplog.text and "keeping the float32 CNN" in caplog.text
+    assert not (tmp_path / "spectrogram.int8.onnx").exists()
+    monkeypatch.undo()
+    assert onnx_engine._quantized(tmp_path, ranges) is True  # the real quantizer
+    assert (tmp_path / "spectrogram.int8.onnx").is_file()
