@@ -3,7 +3,9 @@
 ``engine="auto"`` picks ONNX Runtime (:mod:`~clasp_ingest.model.onnx_engine`) for a model it
 can run (clasp-mini) when the model runs on the CPU, and torch (:func:`load_model`) for
 everything else: GPUs, the official HuBERT/EfficientNet-B7 models, training. Both give the
-same vectors (to about 1e-6); ONNX Runtime starts without importing torch.
+same vectors (to about 1e-6) except where ONNX Runtime runs clasp-mini's CNN in int8 (cosine to
+torch's 0.994 or more; :mod:`~clasp_ingest.model.int8`); ONNX Runtime starts without importing
+torch.
 """
 
 from __future__ import annotations
