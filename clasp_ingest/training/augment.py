@@ -106,8 +106,6 @@ def pad_clip(audio: np.ndarray, lead_s: float, trail_s: float, rng: np.random.Ge
 
 
 def _ffmpeg(args: Sequence[str], data: bytes, what: str) -> bytes:
-    import subprocess
-
     from clasp_ingest.media.decode import find_ffmpeg
 
     proc = subprocess.run(
