@@ -5,6 +5,8 @@ encoding), recall@10 against exact numpy search, RSS; Qdrant Edge and qdrant-cli
     .venv/bin/python bench/bench_store.py --n 100000 --engines edge client --vectors model
     .venv/bin/python bench/bench_store.py --n 30000 --m 16 --ef 64 --quantization none   # a variant
     .venv/bin/python bench/bench_store.py --n 200000 --vectors model --ef-sweep 1024 2048 4096
+    .venv/bin/python bench/bench_store.py --n 200000 --vectors model --quantization int8 \
+        --ef-sweep 2048 4096 --oversampling-sweep 2 8 32
 
 Vectors (385-d, clasp-mini's width):
 
@@ -166,7 +168,8 @@ def load(store: QdrantStore, vectors: np.ndarray) -> tuple[dict[str, int], float
 
 def run(engine: str, kind: str, data: tuple[np.ndarray, np.ndarray, list[str]], options: EdgeOptions,
         encoders: tuple[QueryModel, QueryModel] | None, workdir: Path,
-        ef_sweep: Sequence[int] = ()) -> dict[str, Any]:  # fmt: skip
+        ef_sweep: Sequence[int] = (),
+        oversampling_sweep: Sequence[float] = ()) -> dict[str, Any]:  # fmt: skip
     vectors, queries, phrases = data
     truth = exact_top(vectors, queries)
     before = rss_mb()
@@ -185,19 +188,22 @@ def run(engine: str, kind: str, data: tuple[np.ndarray, np.ndarray, list[str]], 
             row["segments"] = store.segment_count
             row["edge"] = asdict(options)
     if engine == "edge" and row.get("index") == "hnsw" and ef_sweep:
+        grid = [(ef, o) for ef in ef_sweep for o in (oversampling_sweep or [options.oversampling])]
         row["ef_sweep"] = [
-            sweep_row(path, replace(options, hnsw_ef=ef), queries, truth, index_of) for ef in ef_sweep
+            sweep_row(path, replace(options, hnsw_ef=ef, oversampling=o), queries, truth, index_of)
+            for ef, o in grid
         ]
     return row
 
 
 def sweep_row(path: Path, options: EdgeOptions, queries: np.ndarray, truth: Truth,
               index_of: dict[str, int]) -> dict[str, Any]:  # fmt: skip
-    """The same built collection reopened with ``options.hnsw_ef``: recall and search time alone."""
+    """The same built collection reopened with ``options.hnsw_ef`` (and ``oversampling``, which
+    matters for an int8 collection only): recall and search time alone."""
     with EdgeStore(path, options=options) as store:
         stats = query_stats(store, queries, truth, index_of, [], None)
     keep = ("recall_at_10", "recall_at_10_eps", "p50_ms", "p99_ms")
-    return {"hnsw_ef": options.hnsw_ef} | {k: stats[k] for k in keep}
+    return {"hnsw_ef": options.hnsw_ef, "oversampling": options.oversampling} | {k: stats[k] for k in keep}
 
 
 def query_encoders() -> tuple[QueryModel, QueryModel] | None:
@@ -265,6 +271,13 @@ def main() -> None:
         default=[],
         help="after an HNSW row, reopen its collection with each hnsw_ef and measure recall and search time",
     )
+    parser.add_argument(
+        "--oversampling-sweep",
+        type=float,
+        nargs="+",
+        default=[],
+        help="with --quantization int8 and --ef-sweep: each hnsw_ef with each of these oversampling factors",
+    )
     args = parser.parse_args()
     options, encoders = edge_options(args), query_encoders()
     rows = []
@@ -278,15 +291,17 @@ def main() -> None:
                 for engine in args.engines:
                     cq = args.queries if engine == "edge" else args.client_queries
                     q = (data[0], data[1][:cq], data[2][:cq])
-                    row = run(engine, kind, q, options, encoders, Path(tmp), args.ef_sweep)  # type: ignore[arg-type]
+                    row = run(engine, kind, q, options, encoders, Path(tmp), args.ef_sweep,  # type: ignore[arg-type]
+                              args.oversampling_sweep)  # fmt: skip
                     rows.append(row)
                     print(json.dumps(row) if args.json else f"done: {engine} {kind} {n}", flush=True)
     if not args.json:
         print_table(rows)
         sweeps = [(r, s) for r in rows for s in r.get("ef_sweep", [])]
         if sweeps:
-            print("\n| engine | vectors | n | hnsw_ef | recall_at_10 | recall_at_10_eps | p50_ms | p99_ms |")
-            print("|---|---|---|---|---|---|---|---|")
+            cols = ["engine", "vectors", "n", "hnsw_ef", "oversampling", "recall_at_10", "recall_at_10_eps"]
+            print("\n| " + " | ".join([*cols, "p50_ms", "p99_ms"]) + " |")
+            print("|---|---|---|---|---|---|---|---|---|")
             for r, s in sweeps:
                 cells = [r["engine"], r["vectors"], r["n"], *s.values()]
                 print("| " + " | ".join(str(c) for c in cells) + " |")

