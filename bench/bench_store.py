@@ -222,11 +222,13 @@ def edge_options(args: argparse.Namespace) -> EdgeOptions:
         "hnsw_m": args.m,
         "hnsw_ef_construct": args.ef_construct,
         "hnsw_ef": args.ef,
-        "quantization": None if args.quantization == "none" else args.quantization,
+        "quantization": args.quantization,
+        "oversampling": args.oversampling,
         "optimize_every": args.optimize_every,
         "index_threshold": args.index_threshold,
     }
-    return replace(base, **{k: v for k, v in changes.items() if v is not None})
+    options = replace(base, **{k: v for k, v in changes.items() if v is not None})
+    return replace(options, quantization=None) if args.quantization == "none" else options
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -261,6 +263,7 @@ def main() -> None:
     parser.add_argument("--ef-construct", type=int, help="Edge hnsw_ef_construct")
     parser.add_argument("--ef", type=int, help="Edge hnsw_ef")
     parser.add_argument("--quantization", choices=["int8", "none"], help="Edge quantization")
+    parser.add_argument("--oversampling", type=float, help="Edge oversampling (int8 collections)")
     parser.add_argument(
         "--optimize-every", type=int, help="Edge optimize_every (index steps during the load)"
     )

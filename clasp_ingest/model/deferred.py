@@ -65,10 +65,16 @@ class DeferredModel:
         return self.config.vector_dim
 
     def preload(self) -> None:
-        """Start loading the weights on a background thread (once; returns at once)."""
+        """Start loading the weights on a background thread (once; returns at once).
+
+        The thread is not a daemon: a run that ends while the weights still load (every item
+        failed to decode at once) waits for the load before the interpreter exits. A daemon
+        thread left inside a native constructor (ONNX Runtime, CTranslate2) when the process
+        tears down aborts it ("terminate called without an active exception", exit -6).
+        """
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._load, name="clasp-model-load", daemon=True)
+                self._thread = threading.Thread(target=self._load, name="clasp-model-load", daemon=False)
                 self._thread.start()
 
     def _load(self) -> None:

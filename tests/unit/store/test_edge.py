@@ -73,9 +73,10 @@ def test_default_policy_is_exact_up_to_150k_then_a_wide_hnsw_without_payload_gra
         150_000,
         32,
         200,
-        2048,
+        4096,
     )
-    assert opts.payload_m == 0 and opts.quantization is None and opts.optimize_every == 50_000
+    assert opts.payload_m == 0 and opts.optimize_every == 50_000
+    assert (opts.quantization, opts.oversampling) == ("int8", 8.0)
     assert opts.segment_index_points == 20_000
     assert EdgeOptions(index_threshold=1500).segment_index_points == 1500
     for bad in ({"payload_m": -1}, {"quantization": "binary"}, {"oversampling": 0.5}, {"optimize_every": 0}):
@@ -127,7 +128,8 @@ def test_optimize_every_builds_the_index_during_a_bulk_ingest(tmp_path: Path) ->
 def test_a_collection_made_with_other_hnsw_settings_keeps_them_and_stays_searchable(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    old = EdgeOptions(index_threshold=1500, hnsw_m=16, hnsw_ef_construct=128, payload_m=16)
+    # the defaults before int8 quantization, with another graph
+    old = EdgeOptions(index_threshold=1500, hnsw_m=16, hnsw_ef_construct=128, payload_m=16, quantization=None)
     store = EdgeStore(tmp_path, options=old)
     store.ensure_collection(MODEL, DIM)
     vectors = _clustered(1800, seed=10)
@@ -137,7 +139,34 @@ def test_a_collection_made_with_other_hnsw_settings_keeps_them_and_stays_searcha
     store.close()
     with caplog.at_level("INFO", logger="clasp_ingest.store.edge"):
         reopened = EdgeStore(tmp_path, options=EdgeOptions(index_threshold=1500))
-    assert "keeps the HNSW settings it was made with" in caplog.text and "--recreate" in caplog.text
+    assert "keeps the index settings it was made with" in caplog.text and "--recreate" in caplog.text
+    assert "'quantization': None" in caplog.text
     with reopened:
         assert reopened.indexed and reopened.index_config()["hnsw"]["m"] == 16
+        assert reopened.index_config()["quantization"] is None
         assert reopened.search(vectors[7], k=1)[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_int8_collections_search_exactly_below_the_threshold_and_rescore_above(tmp_path: Path) -> None:
+    vectors = _clustered(2400, seed=12)
+    queries = _clustered(30, seed=13)
+    with EdgeStore(tmp_path, options=EdgeOptions(index_threshold=1500, hnsw_ef=256)) as store:
+        store.ensure_collection(MODEL, DIM)
+        assert store.index_config()["quantization"]["scalar"]["type"] == "int8"  # the default
+        with store.bulk():
+            _write(store, vectors[:1200])
+        assert not store.indexed
+        for q in queries[:10]:  # exact: the full vectors' scores, not the int8 copy's
+            exact = np.sort(vectors[:1200] @ q)[::-1][:10]
+            np.testing.assert_allclose([h.score for h in store.search(q, k=10)], exact, atol=1e-5)
+        with store.bulk():
+            _write(store, vectors[1200:], first=4)
+        assert store.indexed
+        recall = []
+        for q in queries:  # graph walk on int8, the best 80 rescored: the scores are the full vectors'
+            hits = store.search(q, k=10)
+            full = vectors @ q
+            rows = [int(h.title[1:]) * 300 + h.payload["metadata"]["segment_index"] for h in hits]
+            np.testing.assert_allclose([h.score for h in hits], full[rows], atol=1e-5)
+            recall.append(len(set(rows) & set(np.argsort(-full)[:10].tolist())) / 10)
+        assert np.mean(recall) >= 0.95, np.mean(recall)
