@@ -187,6 +187,7 @@ def run(engine: str, kind: str, data: tuple[np.ndarray, np.ndarray, list[str]], 
             row["index"] = "hnsw" if store.indexed else "exact"
             row["segments"] = store.segment_count
             row["edge"] = asdict(options)
+            row["search_ef"] = options.search_ef(len(vectors))
     if engine == "edge" and row.get("index") == "hnsw" and ef_sweep:
         grid = [(ef, o) for ef in ef_sweep for o in (oversampling_sweep or [options.oversampling])]
         row["ef_sweep"] = [

@@ -63,7 +63,12 @@ class EdgeOptions:
       indexes the new segments; the index is ready when the load ends) and when it ends.
       Searches use beam width ``hnsw_ef``. Text queries sit far from the speech vectors they
       look for (the model's text-speech gap), which a graph walk finds hard: the graph is wide
-      (``hnsw_m=32``, ``hnsw_ef_construct=200``) and the beam wider (``hnsw_ef=4096``).
+      (``hnsw_m=32``, ``hnsw_ef_construct=200``) and the beam wider, by the collection's size
+      (``hnsw_ef=None``, :meth:`search_ef`): 4096 below ``wide_ef_points`` (300k), 6144 from
+      there. Measured with the int8 copy below: ef 4096 gave recall@10 0.951 at 200k points but
+      0.937 at 1M, where 6144 gave 0.958 (22.5 ms against 15.7 ms); the switch at 300k lies
+      between the two measured sizes and was not measured itself. A number sets one beam for
+      every size.
     - ``payload_m=0``: no payload-aware extra links (no filter here needs them: searches
       filter either on nearly every point (``state``), which the main graph serves, or on
       one media item or source, which the payload index serves exactly).
@@ -85,18 +90,20 @@ class EdgeOptions:
     index_threshold: int = 150_000
     hnsw_m: int = 32
     hnsw_ef_construct: int = 200
-    hnsw_ef: int = 4096
+    hnsw_ef: int | None = None
     payload_m: int = 0
     quantization: str | None = "int8"
     oversampling: float = 8.0
     optimize_every: int | None = 50_000
     max_search_threads: int | None = None
+    wide_ef_points: int = 300_000
 
     def __post_init__(self) -> None:
         if (
             self.index_threshold < 1
             or self.hnsw_m < 2
-            or self.hnsw_ef < 1
+            or (self.hnsw_ef is not None and self.hnsw_ef < 1)
+            or self.wide_ef_points < 1
             or self.hnsw_ef_construct < 4
             or self.payload_m < 0
             or self.quantization not in (None, "int8")
@@ -104,6 +111,12 @@ class EdgeOptions:
             or (self.optimize_every is not None and self.optimize_every < 1)
         ):
             raise ValueError(f"invalid EdgeOptions: {self}")
+
+    def search_ef(self, points: int) -> int:
+        """The HNSW beam for a collection of ``points``: ``hnsw_ef`` when set, else by size."""
+        if self.hnsw_ef is not None:
+            return self.hnsw_ef
+        return 6144 if points >= self.wide_ef_points else 4096
 
     @property
     def segment_index_points(self) -> int:
@@ -142,9 +155,11 @@ class EdgeStore(QdrantStore):
         self._shard: qdrant_edge.EdgeShard | None = None
         self._indexed = False
         self._unindexed = 0  # points written in this bulk ingest since the index was last built
+        self._indexed_points = 0  # the collection's size when it was opened or last indexed
         if (self._dir / _IDENTITY_FILE).exists():
             self._shard = self._open(_edge().EdgeShard.load, None)
             self._indexed = self._hnsw_built()
+            self._indexed_points = int(self._shard.info().points_count)
             self._note_other_settings()
 
     # ----- lifecycle
@@ -360,7 +375,7 @@ class EdgeStore(QdrantStore):
         if not self._indexed:
             return qe.SearchParams(exact=True)
         quant = qe.QuantizationSearchParams(rescore=True, oversampling=self.options.oversampling)
-        return qe.SearchParams(hnsw_ef=self.options.hnsw_ef, quantization=quant)
+        return qe.SearchParams(hnsw_ef=self.options.search_ef(self._indexed_points), quantization=quant)
 
     def _query(
         self, vector: list[float], limit: int, where: Where, score_threshold: float | None
@@ -438,6 +453,7 @@ class EdgeStore(QdrantStore):
         self._shard.optimize()
         self._shard.flush()
         self._indexed = True
+        self._indexed_points = n
         return True
 
     @property

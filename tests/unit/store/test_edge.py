@@ -73,13 +73,17 @@ def test_default_policy_is_exact_up_to_150k_then_a_wide_hnsw_without_payload_gra
         150_000,
         32,
         200,
-        4096,
+        None,
     )
+    assert (opts.search_ef(200_000), opts.search_ef(299_999), opts.search_ef(1_000_000)) == (4096, 4096, 6144)
+    assert EdgeOptions(hnsw_ef=96).search_ef(1_000_000) == 96  # a number sets one beam for every size
     assert opts.payload_m == 0 and opts.optimize_every == 50_000
     assert (opts.quantization, opts.oversampling) == ("int8", 8.0)
     assert opts.segment_index_points == 20_000
     assert EdgeOptions(index_threshold=1500).segment_index_points == 1500
-    for bad in ({"payload_m": -1}, {"quantization": "binary"}, {"oversampling": 0.5}, {"optimize_every": 0}):
+    bad_options = ({"payload_m": -1}, {"quantization": "binary"}, {"oversampling": 0.5},
+                   {"optimize_every": 0}, {"hnsw_ef": 0}, {"wide_ef_points": 0})  # fmt: skip
+    for bad in bad_options:
         with pytest.raises(ValueError, match="invalid EdgeOptions"):
             EdgeOptions(**bad)  # type: ignore[arg-type]
 
@@ -170,3 +174,17 @@ def test_int8_collections_search_exactly_below_the_threshold_and_rescore_above(t
             np.testing.assert_allclose([h.score for h in hits], full[rows], atol=1e-5)
             recall.append(len(set(rows) & set(np.argsort(-full)[:10].tolist())) / 10)
         assert np.mean(recall) >= 0.95, np.mean(recall)
+
+
+def test_the_beam_widens_with_the_collection_and_is_read_again_on_reopening(tmp_path: Path) -> None:
+    opts = EdgeOptions(index_threshold=1500, wide_ef_points=2000)
+    with EdgeStore(tmp_path, options=opts) as store:
+        store.ensure_collection(MODEL, DIM)
+        with store.bulk():
+            _write(store, _clustered(1800, seed=14))
+        assert store.indexed and store._search_params().hnsw_ef == 4096  # 1,800 points
+        with store.bulk():
+            _write(store, _clustered(600, seed=15), first=6)
+        assert store._search_params().hnsw_ef == 6144  # 2,400 points
+    with EdgeStore(tmp_path, options=opts) as reopened:
+        assert reopened._search_params().hnsw_ef == 6144
