@@ -19,8 +19,10 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.log import get_logger
@@ -95,6 +97,21 @@ def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/clasp-ingest`` (``~/.cache/clasp-ingest`` when unset)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "clasp-ingest"
+
+
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Write ``path`` through ``write(binary file)`` into a temporary file beside it, then rename:
+    a reader sees the old file or the whole new one, never a part (the temporary file is removed
+    when ``write`` fails)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def file_sha256(path: Path) -> str:

