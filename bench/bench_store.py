@@ -47,8 +47,9 @@ from typing import Any
 import numpy as np
 
 from clasp_ingest.evaluation.vectors import expand_vectors, sphere_vectors
-from clasp_ingest.model.query import QueryModel, load_query_model
+from clasp_ingest.model.query import QueryModel, load_query_model, query_sample
 from clasp_ingest.store import EdgeOptions, EdgeStore, QdrantStore, open_store, point_id
+from clasp_ingest.store.metric import QueryMetric
 from clasp_ingest.types import MediaRef, Segment, media_id_for
 
 MODEL = "bench"
@@ -169,13 +170,14 @@ def load(store: QdrantStore, vectors: np.ndarray) -> tuple[dict[str, int], float
 def run(engine: str, kind: str, data: tuple[np.ndarray, np.ndarray, list[str]], options: EdgeOptions,
         encoders: tuple[QueryModel, QueryModel] | None, workdir: Path,
         ef_sweep: Sequence[int] = (),
-        oversampling_sweep: Sequence[float] = ()) -> dict[str, Any]:  # fmt: skip
+        oversampling_sweep: Sequence[float] = (),
+        metric: QueryMetric | None = None) -> dict[str, Any]:  # fmt: skip
     vectors, queries, phrases = data
     truth = exact_top(vectors, queries)
     before = rss_mb()
     path = workdir / f"{engine}-{kind}-{len(vectors)}"
     store = EdgeStore(path, options=options) if engine == "edge" else open_store(url=":memory:")
-    store.ensure_collection(MODEL, DIM)
+    store.ensure_collection(MODEL, DIM, query_metric=metric)
     with store:
         index_of, load_s, build_s = load(store, vectors)
         row = {"n": len(vectors), "vectors": kind, "engine": engine}
@@ -185,9 +187,10 @@ def run(engine: str, kind: str, data: tuple[np.ndarray, np.ndarray, list[str]], 
                 "store_rss_mb": round(rss_mb() - before)}  # fmt: skip
         if isinstance(store, EdgeStore):
             row["index"] = "hnsw" if store.indexed else "exact"
+            row["graph"] = "query" if metric is not None else "plain"
             row["segments"] = store.segment_count
             row["edge"] = asdict(options)
-            row["search_ef"] = options.search_ef(len(vectors))
+            row["search_ef"] = options.search_ef(len(vectors), graph=metric is not None)
     if engine == "edge" and row.get("index") == "hnsw" and ef_sweep:
         grid = [(ef, o) for ef in ef_sweep for o in (oversampling_sweep or [options.oversampling])]
         row["ef_sweep"] = [
@@ -264,6 +267,13 @@ def main() -> None:
     parser.add_argument("--ef-construct", type=int, help="Edge hnsw_ef_construct")
     parser.add_argument("--ef", type=int, help="Edge hnsw_ef")
     parser.add_argument("--quantization", choices=["int8", "none"], help="Edge quantization")
+    parser.add_argument(
+        "--graph",
+        choices=["query", "plain"],
+        default="query",
+        help="Edge graph space: query-aware (clasp-mini's query metric, as ingest makes it) "
+        "or the plain vectors",
+    )
     parser.add_argument("--oversampling", type=float, help="Edge oversampling (int8 collections)")
     parser.add_argument(
         "--optimize-every", type=int, help="Edge optimize_every (index steps during the load)"
@@ -284,6 +294,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     options, encoders = edge_options(args), query_encoders()
+    sample = query_sample("clasp-mini") if args.graph == "query" else None
+    metric = QueryMetric.fit(sample) if sample is not None else None
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         for n in args.n:
@@ -296,7 +308,7 @@ def main() -> None:
                     cq = args.queries if engine == "edge" else args.client_queries
                     q = (data[0], data[1][:cq], data[2][:cq])
                     row = run(engine, kind, q, options, encoders, Path(tmp), args.ef_sweep,  # type: ignore[arg-type]
-                              args.oversampling_sweep)  # fmt: skip
+                              args.oversampling_sweep, metric)  # fmt: skip
                     rows.append(row)
                     print(json.dumps(row) if args.json else f"done: {engine} {kind} {n}", flush=True)
     if not args.json:

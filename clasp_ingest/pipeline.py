@@ -36,6 +36,7 @@ from clasp_ingest.errors import (
     TransientConnectorError,
 )
 from clasp_ingest.model.base import SAMPLE_RATE, AudioTextEncoder, Preloadable
+from clasp_ingest.store.metric import QueryMetric
 from clasp_ingest.types import MediaRef, Segment
 
 if TYPE_CHECKING:
@@ -606,6 +607,7 @@ def collection_for(
     source: str | None = None,
     recreate: bool = False,
     text_dim: int | None = None,
+    query_metric: QueryMetric | None = None,
 ) -> Iterator[bool]:
     """The collection for ``model_id`` (``dim``-d vectors) during a run; yields whether it is new.
 
@@ -616,17 +618,30 @@ def collection_for(
     ``recreate`` drops the collection first, whatever it holds. A collection this run
     created is removed again when the run leaves it empty (a first run that failed, or found
     nothing), so the next run starts from a clean store instead of an empty collection.
+    ``query_metric``: a new embedded collection's graph space (:func:`query_metric_for`).
     """
     if recreate and store.exists():
         log.warning("dropping collection %r (%d points) to recreate it", store.collection, store.count())
         store.drop()
-    created = store.ensure_collection(model_id, dim, source=source, text_dim=text_dim)
+    created = store.ensure_collection(
+        model_id, dim, source=source, text_dim=text_dim, query_metric=query_metric
+    )
     try:
         yield created
     finally:
         if created and store.exists() and store.count() == 0:
             log.info("removing collection %r again: this run created it and stored nothing", store.collection)
             store.drop()
+
+
+def query_metric_for(model: AudioTextEncoder) -> QueryMetric | None:
+    """The query-aware graph space of ``model``'s collections: fitted on its query bank (a
+    model without one, e.g. the official CLASP weights, gets None: a plain graph)."""
+    sample_of = getattr(model, "query_sample", None)
+    sample = sample_of() if callable(sample_of) else None
+    if sample is None or sample.shape[1] != model.dim:
+        return None
+    return QueryMetric.fit(sample)
 
 
 def ingest_source(
@@ -652,9 +667,11 @@ def ingest_source(
     started = time.perf_counter()
     sources = [connectors] if not isinstance(connectors, Sequence) else list(connectors)
     text_dim = text_dim_for(model) if opts.transcribe else None
+    metric = query_metric_for(model) if recreate or not store.exists() else None
     with collection_for(
-        store, model.model_id, model.dim, source=model_source, recreate=recreate, text_dim=text_dim
-    ):
+        store, model.model_id, model.dim, source=model_source, recreate=recreate, text_dim=text_dim,
+        query_metric=metric,
+    ):  # fmt: skip
         todo, results, errors = discover_new(sources, store, force=opts.force)
         log.info("%d items to ingest, %d unchanged", len(todo), len(results))
         if todo and isinstance(model, Preloadable):

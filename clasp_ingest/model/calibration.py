@@ -137,6 +137,14 @@ class Centering:
         """Coordinates added to the model's vectors (1 with a :class:`QueryBank`)."""
         return 0 if self.bank is None else 1
 
+    def query_sample(self) -> np.ndarray | None:
+        """The query bank's captions as the model's query vectors (bank coordinate included),
+        or None without a bank: a sample of what queries look like, for the store's
+        query-aware graph (:class:`clasp_ingest.store.metric.QueryMetric`)."""
+        if self.bank is None:
+            return None
+        return self.bank.extend(np.asarray(self.bank.texts, np.float32), "text")
+
     @staticmethod
     def check_strength(strength: float) -> None:
         """Raise unless ``0 < strength <= 1`` (callers check before long work, ``fit`` again)."""

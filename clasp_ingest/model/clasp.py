@@ -108,6 +108,10 @@ class ClaspModel:
         """Width of the vectors: the text encoder's, plus one with a query bank."""
         return self.config.dim + (self.centering.extra_dims if self.centering is not None else 0)
 
+    def query_sample(self) -> np.ndarray | None:
+        """The query bank as query vectors (:meth:`Centering.query_sample`), or None."""
+        return None if self.centering is None else self.centering.query_sample()
+
     @property
     def speech_frames(self) -> bool:
         """Whether the head pools the speech encoder's frames itself (``FusionSpec.speech_pool``)."""

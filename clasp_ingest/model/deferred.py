@@ -102,6 +102,13 @@ class DeferredModel:
             raise ModelLoadError(f"model {self.source!r} did not load")
         return self._model
 
+    def query_sample(self) -> np.ndarray | None:
+        """The model's query bank as query vectors, read from its weights file without loading
+        the model (:func:`~clasp_ingest.model.query.query_sample`)."""
+        from clasp_ingest.model.query import query_sample
+
+        return query_sample(self.source, model_dir=self._options["model_dir"])  # type: ignore[arg-type]
+
     def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         return self.loaded().encode_audio(waveforms)
 

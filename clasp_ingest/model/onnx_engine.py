@@ -154,6 +154,10 @@ class OnnxClaspModel:
     def parallel_branches(self) -> bool:
         return self._branch is not None
 
+    def query_sample(self) -> np.ndarray | None:
+        """The query bank as query vectors (:meth:`Centering.query_sample`), or None."""
+        return None if self.query.centering is None else self.query.centering.query_sample()
+
     @property
     def model_id(self) -> str:
         return self.config.model_id

@@ -226,6 +226,17 @@ def _read_centering(config: ModelConfig, weights: Path | None) -> Centering | No
     return centering
 
 
+def query_sample(name_or_path: str, *, model_dir: Path | None = None) -> np.ndarray | None:
+    """A sample of the model's query vectors (its query bank, see :meth:`Centering.query_sample`)
+    read from its weights file alone (no encoder is loaded; nothing is downloaded: None unless
+    the weights are a local or packaged safetensors file), or None when it has no bank."""
+    config, saved_dir = resolve_model_config(name_or_path)
+    if saved_dir is None and (config.weights is None or config.weights.startswith("hf://")):
+        return None
+    centering = _read_centering(config, weights_file(config, saved_dir, model_dir))
+    return None if centering is None else centering.query_sample()
+
+
 def load_query_model(name_or_path: str, *, device: str = "auto", model_dir: Path | None = None) -> QueryModel:
     """The text side of a preset or saved model: its text encoder and calibration only.
 

@@ -43,6 +43,7 @@ from clasp_ingest.store.filters import (
     meta_key,
     to_where,
 )
+from clasp_ingest.store.metric import QueryMetric
 from clasp_ingest.types import MEDIA_NAMESPACE, MediaRef, Segment, SpanHit
 from clasp_ingest.words import SpanWords, SparseWords
 
@@ -444,8 +445,9 @@ class QdrantStore(abc.ABC):
         """The stored identity, or None when the collection does not exist."""
 
     @abc.abstractmethod
-    def _create(self, identity: CollectionIdentity) -> None:
-        """Create the collection (named cosine vector, payload indexes, identity)."""
+    def _create(self, identity: CollectionIdentity, query_metric: QueryMetric | None = None) -> None:
+        """Create the collection (named cosine vector, payload indexes, identity); a backend
+        may use ``query_metric`` for its graph."""
 
     @abc.abstractmethod
     def _drop(self) -> None:
@@ -534,10 +536,14 @@ class QdrantStore(abc.ABC):
         recreate: bool = False,
         source: str | None = None,
         text_dim: int | None = None,
+        query_metric: QueryMetric | None = None,
     ) -> bool:
         """Create the collection for ``model_id``; raise if it exists for another model or dim.
 
         ``source`` (the preset name or model directory) is recorded with a new collection.
+        ``query_metric`` (the model's, :func:`clasp_ingest.store.metric.QueryMetric.fit` on its
+        query bank): a new embedded collection builds its HNSW graph in that query-aware space
+        (a server collection, or an existing one, keeps its plain graph).
         ``text_dim``: the collection must have the word vectors (``text``, ``text_dim`` wide,
         and sparse ``words``): a new one gets them, an existing one without them is refused
         (``CollectionMismatchError``; nothing is written). Returns True when the collection
@@ -553,7 +559,7 @@ class QdrantStore(abc.ABC):
             self._drop()
             current = None
         if current is None:
-            self._create(wanted)
+            self._create(wanted, query_metric)
             self._identity = wanted
             log.info("created %s collection %r for %s (%d-d)", self.backend, self.collection, model_id, dim)
             return True

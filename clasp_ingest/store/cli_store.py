@@ -48,7 +48,8 @@ def info(
     ``points``: every point (spans being written and markers of media without speech too);
     ``spans``: the complete spans searches can return. For the embedded store also
     ``search`` (``"exact"`` or ``"hnsw"``) and ``index``: the collection's own HNSW and
-    quantization settings.
+    quantization settings, and ``graph``: the vector its HNSW graph is built on
+    (``clasp_graph``: the model's query-aware space; ``clasp``: its plain vectors).
     """
     from clasp_ingest.store.base import STATE_COMPLETE
     from clasp_ingest.store.edge import EdgeStore

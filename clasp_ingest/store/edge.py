@@ -10,12 +10,15 @@ small and builds HNSW after a large ingest (see :class:`EdgeOptions`).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from clasp_ingest.errors import StoreError
 from clasp_ingest.log import get_logger
@@ -34,6 +37,7 @@ from clasp_ingest.store.base import (
     point_from_record,
 )
 from clasp_ingest.store.filters import Clause, Condition, Where
+from clasp_ingest.store.metric import QueryMetric
 
 if TYPE_CHECKING:
     import qdrant_edge
@@ -43,6 +47,11 @@ __all__ = ["EdgeOptions", "EdgeStore"]
 log = get_logger("store.edge")
 
 _IDENTITY_FILE = "collection.json"
+_METRIC_FILE = "query_metric.npz"
+
+#: The named vector a collection with a query metric builds its graph on (see
+#: :class:`~clasp_ingest.store.metric.QueryMetric`); ``clasp`` keeps the model's vectors.
+GRAPH_VECTOR = "clasp_graph"
 
 
 #: Segments of at least this many points get an HNSW graph when the index is built, and a
@@ -61,30 +70,43 @@ class EdgeOptions:
     - At or above it, :meth:`EdgeStore.optimize` builds HNSW graphs: every
       ``optimize_every`` new points during a :meth:`~QdrantStore.bulk` ingest (each step
       indexes the new segments; the index is ready when the load ends) and when it ends.
-      Searches use beam width ``hnsw_ef``. Text queries sit far from the speech vectors they
-      look for (the model's text-speech gap), which a graph walk finds hard: the graph is wide
-      (``hnsw_m=32``, ``hnsw_ef_construct=200``) and the beam wider, by the collection's size
-      (``hnsw_ef=None``, :meth:`search_ef`): 4096 below ``wide_ef_points`` (300k), 6144 from
-      there. Measured with the int8 copy below: ef 4096 gave recall@10 0.951 at 200k points but
-      0.937 at 1M, where 6144 gave 0.958 (22.5 ms against 15.7 ms); the switch at 300k lies
-      between the two measured sizes and was not measured itself. A number sets one beam for
-      every size.
+    - Graph space: a collection made with the model's query metric (``ensure_collection(...,
+      query_metric=...)``; ingest does it for models with a query bank, clasp-mini among them)
+      builds its graph on ``clasp_graph``, the query-aware space of
+      :class:`~clasp_ingest.store.metric.QueryMetric` (the same ranking; points linked by how
+      differently queries score them). The walk scores the full graph vectors (an int8 copy
+      lost most of the recall, 0.37 at 200k: the extra coordinate takes the quantization
+      range) with a beam of 512 at every size, and the best ``oversampling`` × k candidates
+      are rescored with the model's vectors (``clasp``, which has no graph of its own). 2 cores,
+      clasp-mini-like vectors, text queries (2026-12-04): 200k points, recall@10 0.98 at ef
+      512 (0.948 at 256); 1M points (5 segments), 0.955 / 0.980 / 0.993 / 0.997 at ef 256 / 512
+      / 1024 / 2048, search p50 13 ms at ef 1024 against 0.956 in 22 ms for the plain graph at
+      ef 6144. Collections without a metric (older ones, models without a bank) keep:
+    - the plain graph of the model's vectors. Text queries sit far from the speech vectors
+      they look for (the model's text-speech gap), which that walk finds hard: the graph is
+      wide (``hnsw_m=32``, ``hnsw_ef_construct=200``) and the beam wider, by the collection's
+      size (``hnsw_ef=None``, :meth:`search_ef`): 4096 below ``wide_ef_points`` (300k), 6144
+      from there. Measured with the int8 copy below: ef 4096 gave recall@10 0.951 at 200k
+      points but 0.937 at 1M, where 6144 gave 0.958 (22.5 ms against 15.7 ms); the switch at
+      300k lies between the two measured sizes and was not measured itself. A number
+      (``hnsw_ef``) sets one beam for every size and both graphs.
     - ``payload_m=0``: no payload-aware extra links (no filter here needs them: searches
       filter either on nearly every point (``state``), which the main graph serves, or on
       one media item or source, which the payload index serves exactly).
-    - ``quantization="int8"``: an int8 copy of the vectors in RAM (385 bytes a point) that the
-      graph walk scores, then the best ``oversampling`` × k (80 for k = 10) rescored with the
-      full vectors. With ``oversampling=8`` it lost no recall against the full vectors and
-      halved the search time (2 cores, clasp-mini-like vectors, text queries, 2026-12-04):
+    - ``quantization="int8"`` (the plain graph, and the word vectors' ``text`` graph): an int8
+      copy of the vectors in RAM (385 bytes a point) that the graph walk scores, then the best
+      ``oversampling`` × k (80 for k = 10) rescored with the full vectors. With
+      ``oversampling=8`` it lost no recall against the full vectors and halved the search time
+      (2 cores, clasp-mini-like vectors, text queries, 2026-12-04):
       200k points, ef 4096: recall@10 0.951 in 7.8 ms against 0.942 in 10.5 ms; 1M points,
       ef 4096: 0.937 (0.969 within 1e-3 of the 10th score) in 15.6 ms, where the full vectors
       took 30 ms for 0.949 on an earlier base. With ``oversampling=2`` the rescoring missed
       neighbours (0.893 at 200k). Exact searches (below ``index_threshold``) score the full
       vectors. Binary quantization lost almost everything on these vectors (recall 0.08).
 
-    HNSW and quantization settings are written when a collection is created; a collection
-    made with other settings keeps its own (search-time settings follow these options), and
-    opening it logs how to rebuild it (``--recreate``).
+    HNSW and quantization settings and the graph space are written when a collection is
+    created; a collection made with other settings keeps its own (search-time settings follow
+    these options), and opening it logs how to rebuild it (``--recreate``).
     """
 
     index_threshold: int = 150_000
@@ -112,10 +134,13 @@ class EdgeOptions:
         ):
             raise ValueError(f"invalid EdgeOptions: {self}")
 
-    def search_ef(self, points: int) -> int:
-        """The HNSW beam for a collection of ``points``: ``hnsw_ef`` when set, else by size."""
+    def search_ef(self, points: int, *, graph: bool = False) -> int:
+        """The HNSW beam for a collection of ``points``: ``hnsw_ef`` when set, else by size for
+        the plain graph, and 512 for the query-aware one (``graph``), which needs far less."""
         if self.hnsw_ef is not None:
             return self.hnsw_ef
+        if graph:
+            return 512
         return 6144 if points >= self.wide_ef_points else 4096
 
     @property
@@ -156,7 +181,10 @@ class EdgeStore(QdrantStore):
         self._indexed = False
         self._unindexed = 0  # points written in this bulk ingest since the index was last built
         self._indexed_points = 0  # the collection's size when it was opened or last indexed
+        self._metric: QueryMetric | None = None
         if (self._dir / _IDENTITY_FILE).exists():
+            if (self._dir / _METRIC_FILE).exists():
+                self._metric = QueryMetric.load(self._dir / _METRIC_FILE)
             self._shard = self._open(_edge().EdgeShard.load, None)
             self._indexed = self._hnsw_built()
             self._indexed_points = int(self._shard.info().points_count)
@@ -186,14 +214,28 @@ class EdgeStore(QdrantStore):
                 ) from exc
             raise StoreError(f"cannot open the embedded Qdrant store {shard_dir!r}: {exc}") from exc
 
-    def _config(self, dim: int, text_dim: int | None) -> Any:
+    def _config(self, dim: int, text_dim: int | None, metric: QueryMetric | None) -> Any:
         qe = _edge()
         opts = self.options
         threshold_kb = max(1, opts.segment_index_points * dim * 4 // 1024)
+        quantization = self._quantization()
         vectors = {VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+        if metric is not None:
+            # the graph and the int8 copy belong to the graph vector; ``clasp`` (the model's
+            # vectors) only scores exactly: below the index threshold and the rescoring
+            no_graph = qe.HnswIndexConfig(m=0, ef_construct=opts.hnsw_ef_construct,
+                                          full_scan_threshold=threshold_kb, payload_m=0)  # fmt: skip
+            vectors[VECTOR_NAME] = qe.EdgeVectorParams(
+                size=dim, distance=qe.Distance.Cosine, hnsw_config=no_graph
+            )
+            vectors[GRAPH_VECTOR] = qe.EdgeVectorParams(size=dim + 1, distance=qe.Distance.Cosine)
         sparse = None
         if text_dim is not None:
-            vectors[TEXT_VECTOR] = qe.EdgeVectorParams(size=text_dim, distance=qe.Distance.Cosine)
+            vectors[TEXT_VECTOR] = qe.EdgeVectorParams(
+                size=text_dim,
+                distance=qe.Distance.Cosine,
+                quantization_config=quantization if metric is not None else None,
+            )
             sparse = {WORDS_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
         return qe.EdgeConfig(
             vectors=vectors,
@@ -204,16 +246,22 @@ class EdgeStore(QdrantStore):
                 full_scan_threshold=threshold_kb,
                 payload_m=opts.payload_m,
             ),
-            quantization_config=self._quantization(),
+            quantization_config=quantization if metric is None else None,
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=threshold_kb),
             max_search_threads=opts.max_search_threads,
         )
 
     def index_config(self) -> dict[str, Any]:
-        """The collection's own HNSW and quantization settings (as written when it was made)."""
+        """The collection's own HNSW and quantization settings (as written when it was made), and
+        ``graph``: the vector its graph is built on (``clasp_graph``, the query-aware space of
+        :class:`~clasp_ingest.store.metric.QueryMetric`, or ``clasp``, the model's vectors)."""
         file = self._dir / "shard" / "edge_config.json"
         data = json.loads(file.read_text()) if file.is_file() else {}
-        return {"hnsw": data.get("hnsw_config"), "quantization": data.get("quantization_config")}
+        return {
+            "hnsw": data.get("hnsw_config"),
+            "quantization": data.get("quantization_config"),
+            "graph": GRAPH_VECTOR if self._metric is not None else VECTOR_NAME,
+        }
 
     def _note_other_settings(self) -> None:
         config = self.index_config()
@@ -222,6 +270,9 @@ class EdgeStore(QdrantStore):
                   "payload_m": self.options.payload_m, "quantization": self.options.quantization}  # fmt: skip
         have = {key: hnsw.get(key) for key in ("m", "ef_construct", "payload_m")}
         have["quantization"] = (quant.get("scalar") or {}).get("type")
+        if self._metric is not None:  # the query-aware graph scores full vectors: no int8 copy
+            wanted.pop("quantization")
+            have.pop("quantization")
         if have != wanted:
             log.info(
                 "collection %r keeps the index settings it was made with (%s; current defaults %s); "
@@ -267,10 +318,15 @@ class EdgeStore(QdrantStore):
             None if text_dim is None else int(text_dim),
         )
 
-    def _create(self, identity: CollectionIdentity) -> None:
+    def _create(self, identity: CollectionIdentity, query_metric: QueryMetric | None = None) -> None:
         qe = _edge()
+        if query_metric is not None and query_metric.dim != identity.dim:
+            raise ValueError(
+                f"a query metric for {query_metric.dim}-d vectors cannot index {identity.dim}-d ones"
+            )
         self._dir.mkdir(parents=True, exist_ok=True)
-        self._shard = self._open(qe.EdgeShard.create, self._config(identity.dim, identity.text_dim))
+        config = self._config(identity.dim, identity.text_dim, query_metric)
+        self._shard = self._open(qe.EdgeShard.create, config)
         types = {"keyword": qe.PayloadSchemaType.Keyword, "float": qe.PayloadSchemaType.Float,
                  "integer": qe.PayloadSchemaType.Integer}  # fmt: skip
         for key, kind in PAYLOAD_INDEXES.items():
@@ -287,9 +343,14 @@ class EdgeStore(QdrantStore):
             data["model_source"] = identity.source
         if identity.text_dim is not None:
             data.update(text_vector=TEXT_VECTOR, text_dim=identity.text_dim, sparse_vector=WORDS_VECTOR)
+        if query_metric is not None:
+            query_metric.save(self._dir / _METRIC_FILE)
+            data.update(graph_vector=GRAPH_VECTOR, query_metric=_METRIC_FILE)
+        self._metric = query_metric
         (self._dir / _IDENTITY_FILE).write_text(json.dumps(data, indent=2))
 
     def _drop(self) -> None:
+        self._metric = None
         if self._shard is not None:
             self._shard.close()
             self._shard = None
@@ -324,7 +385,14 @@ class EdgeStore(QdrantStore):
 
     def _upsert(self, points: Sequence[StoredPoint]) -> None:
         qe = _edge()
-        batch = [qe.Point(uuid.UUID(p.id), self._vectors(p), p.payload) for p in points]
+        vectors = [self._vectors(p) for p in points]
+        if self._metric is not None and points:
+            graph = self._metric.points(np.array([p.vector for p in points], np.float32))
+            for named, row in zip(vectors, graph, strict=True):
+                named[GRAPH_VECTOR] = row.tolist()
+        batch = [
+            qe.Point(uuid.UUID(p.id), named, p.payload) for p, named in zip(points, vectors, strict=True)
+        ]
         self._require_shard().update(qe.UpdateOperation.upsert_points(batch))
         self._unindexed += len(batch)
         every = self.options.optimize_every
@@ -370,24 +438,45 @@ class EdgeStore(QdrantStore):
         qe = _edge()
         return int(self._require_shard().count(qe.CountRequest(exact=True, filter=self._filter(where))))
 
-    def _search_params(self) -> Any:
+    def _search_params(self, graph: bool = False) -> Any:
+        """Exact below the index threshold; else the beam for the collection's size, and the
+        int8 copy's best ``oversampling`` × k rescored with the full vectors. ``graph``: the
+        walk of the graph vector, whose candidates the ``clasp`` stage rescores."""
         qe = _edge()
         if not self._indexed:
             return qe.SearchParams(exact=True)
+        ef = self.options.search_ef(self._indexed_points, graph=graph)
+        if graph:
+            return qe.SearchParams(hnsw_ef=ef, quantization=qe.QuantizationSearchParams(rescore=False))
         quant = qe.QuantizationSearchParams(rescore=True, oversampling=self.options.oversampling)
-        return qe.SearchParams(hnsw_ef=self.options.search_ef(self._indexed_points), quantization=quant)
+        return qe.SearchParams(hnsw_ef=ef, quantization=quant)
+
+    def _graph_stage(self, vector: Sequence[float], limit: int, flt: Any) -> list[Any] | None:
+        """The prefetch of ``oversampling`` × ``limit`` candidates from the query-aware graph,
+        or None when the collection has none (or searches exactly)."""
+        if self._metric is None or not self._indexed:
+            return None
+        qe = _edge()
+        pool = max(limit, math.ceil(self.options.oversampling * limit))
+        walk = qe.Query.Nearest(
+            self._metric.query(np.asarray(vector, np.float32)).tolist(), using=GRAPH_VECTOR
+        )
+        return [qe.Prefetch(pool, walk, params=self._search_params(graph=True), filter=flt)]
 
     def _query(
         self, vector: list[float], limit: int, where: Where, score_threshold: float | None
     ) -> list[StoredPoint]:
         qe = _edge()
+        flt = self._filter(where)
+        stages = self._graph_stage(vector, limit, flt)
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(vector, using=VECTOR_NAME),
-            filter=self._filter(where),
+            prefetches=stages,
+            filter=flt,
             with_payload=True,
             score_threshold=score_threshold,
-            params=self._search_params(),
+            params=None if stages else self._search_params(),
         )
         found = self._require_shard().query(request)
         return [StoredPoint(str(p.id), dict(p.payload or {}), score=float(p.score)) for p in found]
@@ -398,9 +487,10 @@ class EdgeStore(QdrantStore):
         qe = _edge()
         flt, params = self._filter(where), self._search_params()
         words = qe.SparseVector(list(query.words.indices), list(query.words.values))
+        graph = self._graph_stage(query.clasp, prefetch, flt)
         stages = [
-            qe.Prefetch(prefetch, qe.Query.Nearest(query.clasp, using=VECTOR_NAME), params=params,
-                        filter=flt, score_threshold=score_threshold),
+            qe.Prefetch(prefetch, qe.Query.Nearest(query.clasp, using=VECTOR_NAME), prefetches=graph,
+                        params=None if graph else params, filter=flt, score_threshold=score_threshold),
             qe.Prefetch(prefetch, qe.Query.Nearest(query.text, using=TEXT_VECTOR), params=params, filter=flt),
         ]  # fmt: skip
         if query.words:
@@ -455,6 +545,11 @@ class EdgeStore(QdrantStore):
         self._indexed = True
         self._indexed_points = n
         return True
+
+    @property
+    def query_metric(self) -> QueryMetric | None:
+        """The collection's graph space (None: the plain graph of the model's vectors)."""
+        return self._metric
 
     @property
     def segment_count(self) -> int:

@@ -38,7 +38,8 @@ def export_collection(source: QdrantStore, target: QdrantStore, *, batch_size: i
 
     The target collection is created for the source's model (id, dimension and source are
     recorded like clasp-ingest's own collections, with the word vectors when the source has
-    them), or must already be for it (``CollectionMismatchError`` otherwise). Copying again is
+    them, and an embedded source's query-aware graph space when the target is embedded too),
+    or must already be for it (``CollectionMismatchError`` otherwise). Copying again is
     idempotent (same point ids).
     """
     identity = source.identity
@@ -48,7 +49,11 @@ def export_collection(source: QdrantStore, target: QdrantStore, *, batch_size: i
             f"{source.backend} store {source.location!r}; check --qdrant-path and --collection"
         )
     target.ensure_collection(
-        identity.model_id, identity.dim, source=identity.source, text_dim=identity.text_dim
+        identity.model_id,
+        identity.dim,
+        source=identity.source,
+        text_dim=identity.text_dim,
+        query_metric=getattr(source, "query_metric", None),  # an embedded source's graph space
     )
     copied = 0
     batch: list[StoredPoint] = []

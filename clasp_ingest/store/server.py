@@ -28,6 +28,7 @@ from clasp_ingest.store.base import (
     point_from_record,
 )
 from clasp_ingest.store.filters import Clause, Condition, Where
+from clasp_ingest.store.metric import QueryMetric
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
@@ -100,8 +101,8 @@ class ServerStore(QdrantStore):
         text_dim = int(text.size) if text is not None and has_words else None
         return CollectionIdentity(model, dim, None if source is None else str(source), text_dim)
 
-    def _create(self, identity: CollectionIdentity) -> None:
-        m = _models()
+    def _create(self, identity: CollectionIdentity, query_metric: QueryMetric | None = None) -> None:
+        m = _models()  # a server collection keeps Qdrant's own graph: query_metric is not used
         vectors = {VECTOR_NAME: m.VectorParams(size=identity.dim, distance=m.Distance.COSINE)}
         sparse = None
         if identity.text_dim is not None:

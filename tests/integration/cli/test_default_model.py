@@ -80,7 +80,7 @@ def test_first_ingest_search_and_rerun_with_the_default_model(env: dict[str, str
         "spans": 9,
         "search": "exact",  # a small collection is searched exactly
     }
-    assert index["hnsw"]["m"] == 32 and index["quantization"]["scalar"]["type"] == "int8"  # made with
+    assert index["hnsw"]["m"] == 32 and index["graph"] == "clasp_graph"  # the query-aware graph
 
     found = cli(env, "search", TRAIN, "--json")
     assert found.returncode == 0, found.stderr

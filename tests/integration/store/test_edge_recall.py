@@ -16,7 +16,9 @@ import pytest
 from clasp_ingest.demo import samples_dir
 from clasp_ingest.evaluation.vectors import audio_windows, expand_vectors
 from clasp_ingest.media import decode_audio
+from clasp_ingest.model.query import query_sample
 from clasp_ingest.store import EdgeOptions, EdgeStore, point_id
+from clasp_ingest.store.metric import QueryMetric
 from clasp_ingest.types import MediaRef, Segment, media_id_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,10 +53,25 @@ def _model_like() -> tuple[np.ndarray, np.ndarray]:
     return expand_vectors(audio, N, seed=1), model.encode_text(_phrases(60, rng))
 
 
-def test_hnsw_recall_at_10_on_30k_model_like_points(tmp_path: Path) -> None:
-    points, queries = _model_like()
+@pytest.fixture(scope="module")
+def model_like() -> tuple[np.ndarray, np.ndarray]:
+    return _model_like()
+
+
+@pytest.mark.parametrize("graph", ["query", "plain"])
+def test_hnsw_recall_at_10_on_30k_model_like_points(
+    tmp_path: Path, model_like: tuple[np.ndarray, np.ndarray], graph: str
+) -> None:
+    """Both graphs: the query-aware one new collections of clasp-mini get (its query bank's
+    metric) and the plain one of older collections and models without a bank."""
+    points, queries = model_like
+    metric = None
+    if graph == "query":
+        sample = query_sample("clasp-mini")
+        assert sample is not None and sample.shape[1] == points.shape[1]
+        metric = QueryMetric.fit(sample)
     store = EdgeStore(tmp_path, options=EdgeOptions(index_threshold=20_000))
-    store.ensure_collection("clasp-mini-test", points.shape[1])
+    store.ensure_collection("clasp-mini-test", points.shape[1], query_metric=metric)
     row_of: dict[str, int] = {}
     with store, store.bulk():
         for m, first in enumerate(range(0, N, PER_MEDIA)):
@@ -66,6 +83,7 @@ def test_hnsw_recall_at_10_on_30k_model_like_points(tmp_path: Path) -> None:
                 row_of[point_id(ref.media_id, "clasp-mini-test", "v1", s.start_ms, s.end_ms)] = i
     with EdgeStore(tmp_path, options=EdgeOptions(index_threshold=20_000)) as store:
         assert store.indexed and store._search_params().exact is False
+        assert store.index_config()["graph"] == ("clasp_graph" if graph == "query" else "clasp")
         recall = []
         for q in queries:
             exact = set(np.argsort(-(points @ q))[:10].tolist())

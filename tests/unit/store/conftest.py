@@ -56,3 +56,25 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QdrantStor
     with open_backend(request.param, tmp_path, edge=EdgeOptions(index_threshold=10_000)) as s:
         s.ensure_collection(MODEL, DIM)
         yield s
+
+
+def write_items(store: QdrantStore, vectors: np.ndarray, per_media: int = 300, first: int = 0) -> None:
+    """``vectors`` as media items ``file:///m{first + i}.wav`` of ``per_media`` spans each."""
+    for i in range(len(vectors) // per_media):
+        item = make_media(f"file:///m{first + i}.wav", "v1", per_media, seed=i)
+        store.write_media(item.ref, MODEL, [(item.segments, vectors[i * per_media : (i + 1) * per_media])])
+
+
+def rescored_recall(
+    store: QdrantStore, vectors: np.ndarray, queries: np.ndarray, per_media: int = 300
+) -> float:
+    """Mean recall@10 of ``store``'s searches against exact numpy search over ``vectors`` (written
+    by :func:`write_items`), asserting that every hit's score is its full vector's cosine."""
+    recall = []
+    for q in queries:
+        hits = store.search(q, k=10)
+        full = vectors @ q
+        rows = [int(h.title[1:]) * per_media + h.payload["metadata"]["segment_index"] for h in hits]
+        np.testing.assert_allclose([h.score for h in hits], full[rows], atol=1e-5)
+        recall.append(len(set(rows) & set(np.argsort(-full)[:10].tolist())) / 10)
+    return float(np.mean(recall))
