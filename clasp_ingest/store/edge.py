@@ -183,8 +183,8 @@ class EdgeStore(QdrantStore):
         self._indexed_points = 0  # the collection's size when it was opened or last indexed
         self._metric: QueryMetric | None = None
         if (self._dir / _IDENTITY_FILE).exists():
-            if (self._dir / _METRIC_FILE).exists():
-                self._metric = QueryMetric.load(self._dir / _METRIC_FILE)
+            if "query_metric" in json.loads((self._dir / _IDENTITY_FILE).read_text()):
+                self._metric = QueryMetric.load(self._dir / _METRIC_FILE)  # a missing file: StoreError
             self._shard = self._open(_edge().EdgeShard.load, None)
             self._indexed = self._hnsw_built()
             self._indexed_points = int(self._shard.info().points_count)

@@ -117,6 +117,15 @@ def test_a_collection_with_a_metric_walks_its_graph_and_rescores_with_the_model_
             )
 
 
+def test_a_collection_whose_metric_file_is_lost_is_refused_with_the_remedy(tmp_path: Path) -> None:
+    with EdgeStore(tmp_path) as store:
+        store.ensure_collection(MODEL, DIM, query_metric=QueryMetric.fit(_queries(100, seed=12)))
+        lost = tmp_path / store.collection / "query_metric.npz"
+    lost.unlink()
+    with pytest.raises(StoreError, match=r"query_metric\.npz.*--recreate"):
+        EdgeStore(tmp_path)
+
+
 def test_a_metric_for_other_vectors_is_refused_before_anything_is_made(tmp_path: Path) -> None:
     with EdgeStore(tmp_path) as store:
         with pytest.raises(ValueError, match="8-d vectors cannot index 16-d"):
