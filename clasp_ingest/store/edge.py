@@ -221,8 +221,9 @@ class EdgeStore(QdrantStore):
         quantization = self._quantization()
         vectors = {VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
         if metric is not None:
-            # the graph and the int8 copy belong to the graph vector; ``clasp`` (the model's
-            # vectors) only scores exactly: below the index threshold and the rescoring
+            # the graph belongs to the graph vector (full vectors: an int8 copy lost the walk);
+            # ``clasp`` (the model's vectors) only scores exactly: below the index threshold
+            # and in the rescoring
             no_graph = qe.HnswIndexConfig(m=0, ef_construct=opts.hnsw_ef_construct,
                                           full_scan_threshold=threshold_kb, payload_m=0)  # fmt: skip
             vectors[VECTOR_NAME] = qe.EdgeVectorParams(
