@@ -442,13 +442,13 @@ class EdgeStore(QdrantStore):
     def _search_params(self, graph: bool = False) -> Any:
         """Exact below the index threshold; else the beam for the collection's size, and the
         int8 copy's best ``oversampling`` × k rescored with the full vectors. ``graph``: the
-        walk of the graph vector, whose candidates the ``clasp`` stage rescores."""
+        walk of the graph vector (its beam only), whose candidates the ``clasp`` stage rescores."""
         qe = _edge()
         if not self._indexed:
             return qe.SearchParams(exact=True)
         ef = self.options.search_ef(self._indexed_points, graph=graph)
-        if graph:
-            return qe.SearchParams(hnsw_ef=ef, quantization=qe.QuantizationSearchParams(rescore=False))
+        if graph:  # full graph vectors (no int8 copy); the ``clasp`` stage rescores
+            return qe.SearchParams(hnsw_ef=ef)
         quant = qe.QuantizationSearchParams(rescore=True, oversampling=self.options.oversampling)
         return qe.SearchParams(hnsw_ef=ef, quantization=quant)
 
