@@ -127,6 +127,12 @@ def train_command(
     anchor_weight: float = typer.Option(
         50.0, "--anchor-weight", help="With --anchor: weight of the anchor term (mean 1 - cosine)."
     ),
+    anchor_model: str | None = typer.Option(
+        None,
+        "--anchor-model",
+        help="With --anchor: take the targets from this model's head (preset or folder) instead of "
+        "the start head's, e.g. the same model with its spectrogram branch for a speech-only start.",
+    ),
     freeze_batchnorm: bool = typer.Option(
         False,
         "--freeze-batchnorm",
@@ -187,6 +193,7 @@ def train_command(
             extra_val=tuple(extra_val),
             anchor=tuple(anchor),
             anchor_weight=anchor_weight if anchor else 0.0,
+            anchor_model=anchor_model,
             freeze_batchnorm=freeze_batchnorm,
             whisper_top_layers=whisper_top_layers,
         )

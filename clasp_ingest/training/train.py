@@ -53,6 +53,7 @@ _TRAIN_ONLY = (
     "language_dims",
     "extra_val",
     "anchor",
+    "anchor_model",
     "whisper_top_layers",
 )
 
@@ -76,6 +77,10 @@ class TrainOptions(FitOptions):
     head's output on each is computed before training and held as a target with weight
     ``anchor_weight`` (see :mod:`clasp_ingest.training.loop`), so a fine-tune keeps what the
     start head did on them. Meant for ``--fine-tune`` (a fresh head's outputs are noise).
+    ``anchor_model``: take the anchor targets from this model (a preset or folder, loaded on the
+    training device) instead of the start head: a model whose head outputs live in the start's
+    space, e.g. the same model with its spectrogram branch while the start has none (a
+    speech-only student held to its teacher on the anchor clips).
     ``whisper_top_layers``: also train the top that many layers of a ``ct2-whisper`` speech
     encoder (with its final norm) under a frame-pooling head (:mod:`clasp_ingest.model.whisper_torch`):
     features are the hidden states entering those layers (PyTorch, cached), and the trained layers
@@ -99,6 +104,7 @@ class TrainOptions(FitOptions):
     language_dims: int = 0
     extra_val: tuple[Path, ...] = ()
     anchor: tuple[Path, ...] = ()
+    anchor_model: str | None = None
     whisper_top_layers: int = 0
 
     def __post_init__(self) -> None:
@@ -112,6 +118,8 @@ class TrainOptions(FitOptions):
             raise ConfigError(f"whisper_top_layers must be >= 0, got {self.whisper_top_layers}")
         if self.anchor and self.anchor_weight == 0:
             raise ConfigError("anchor manifests need anchor_weight > 0 (--anchor-weight)")
+        if self.anchor_model is not None and not self.anchor:
+            raise ConfigError("anchor_model (--anchor-model) gives the targets of anchor clips; add --anchor")
 
     def fit_options(self) -> FitOptions:
         fields = {k: v for k, v in asdict(self).items() if k not in _TRAIN_ONLY}
@@ -211,15 +219,46 @@ def train_fusion(
 
 
 def _anchor_targets(model: Any, opts: TrainOptions, out: Path, progress: ProgressFn | None) -> FeatureSet:
-    """The anchor clips' features, with the start head's normalised outputs as their targets."""
+    """The anchor clips' features, with the start head's normalised outputs as their targets
+    (or ``opts.anchor_model``'s head's)."""
     rows = [row for path in opts.anchor for row in read_manifest(path)]
     features = _row_features(model, rows, out, opts, progress)
     if features.unreadable:
         left_out = len(features.unreadable)
         log.warning("%d of %d anchor clips could not be decoded and were left out", left_out, len(rows))
-    targets = model.embed_features(features.speech, features.spectrogram)  # centering is None here
+    if opts.anchor_model is None:
+        targets = model.embed_features(features.speech, features.spectrogram)  # centering is None here
+    else:
+        targets = _teacher_targets(model, opts.anchor_model, rows, features, out, opts, progress)
     log.info("anchoring the fine-tune on %d clips (weight %g)", len(targets), opts.anchor_weight)
     return replace(features, text=targets)
+
+
+def _teacher_targets(
+    model: Any,
+    name: str,
+    rows: list[ManifestRow],
+    features: FeatureSet,
+    out: Path,
+    opts: TrainOptions,
+    progress: ProgressFn | None,
+) -> np.ndarray:
+    """``name``'s head outputs (before its centring) on the anchor clips, checked to be in the
+    start head's space (same width) and to cover the same clips."""
+    from clasp_ingest.model import load_model
+
+    teacher = load_model(name, device=str(model.device))
+    teacher.centering = None  # targets are head outputs, as the start head's own would be
+    if teacher.dim != model.dim:
+        raise ConfigError(
+            f"--anchor-model {name!r} makes {teacher.dim}-d head outputs, the trained model's head "
+            f"{model.dim}-d; anchor to a model of the same output space"
+        )
+    held = _row_features(teacher, rows, out, opts, progress)
+    if held.unreadable != features.unreadable:
+        raise ConfigError(f"--anchor-model {name!r} could not read the same anchor clips as the model")
+    log.info("anchor targets from %s", teacher.model_id)
+    return teacher.embed_features(held.speech, held.spectrogram)
 
 
 def _open_top_layers(model: Any, n_top: int, batch_size: int) -> Any:

@@ -44,3 +44,45 @@ def test_speech_only_head_trains_and_ranks_by_speech_alone(tone_manifest: Path, 
     direct /= np.linalg.norm(direct, axis=1, keepdims=True)
     np.testing.assert_allclose(vectors, direct, atol=1e-5)
     assert not np.allclose(vectors[0], vectors[1], atol=1e-4)  # clips differ by their speech alone
+
+
+def test_speech_only_student_is_anchored_to_its_teacher(tone_manifest: Path, tmp_path: Path) -> None:
+    """``anchor_model`` (``--anchor-model``): the anchor targets are another model's head outputs
+    (here the full model with its spectrogram branch), and training pulls the student towards them."""
+    import pytest
+
+    from clasp_ingest.errors import ConfigError
+    from clasp_ingest.training.train import _anchor_targets
+
+    teacher = load_model("tiny-random", device="cpu")
+    prepare_head(teacher, kind="gating", seed=1)  # another head: targets far from the student's own
+    teacher_dir = save_model(teacher, tmp_path / "teacher")
+    tiny = load_model("tiny-random", device="cpu")
+    no_spec = ComponentSpec("none", "none", tiny.config.spectrogram.dim, {})
+    tiny.config = replace(tiny.config, spectrogram=no_spec, model_id="tiny-speech-only")
+    student = load_model(str(save_model(tiny, tmp_path / "start")), device="cpu")
+    options = TrainOptions(lr=3e-3, batch_size=6, val_batch_size=3, max_epochs=3, patience=3, device="cpu",
+                           anchor=(tone_manifest,), anchor_weight=50.0, freeze_batchnorm=True,
+                           anchor_model=str(teacher_dir), cache_dir=tmp_path / "feat")  # fmt: skip
+
+    teacher = load_model(str(teacher_dir), device="cpu")
+    waves = [load_waveform(row.audio) for row in read_manifest(tone_manifest)]
+    expected = teacher.embed_features(teacher.speech.encode(waves), teacher.spectrogram.encode(waves))
+    held = _anchor_targets(student, options, tmp_path / "run", None)
+    np.testing.assert_allclose(held.text, expected, atol=1e-5)
+    own = student.embed_features(held.speech, held.spectrogram)
+    assert not np.allclose(own, expected, atol=1e-2)  # not the start head's own outputs
+
+    def agreement(run: str, opts: TrainOptions) -> float:
+        model = load_model(str(tmp_path / "start"), device="cpu")
+        train_fusion(model, tone_manifest, tmp_path / run, opts)
+        out = load_model(str(tmp_path / run), device="cpu").encode_audio(waves)
+        return float(np.mean(np.sum(out * expected, axis=1)))
+
+    # the same fine-tune held to its own start instead: it ends farther from the teacher
+    to_teacher = agreement("to-teacher", options)
+    to_itself = agreement("to-itself", replace(options, anchor_model=None))
+    assert to_teacher > to_itself + 0.1, (to_teacher, to_itself)
+
+    with pytest.raises(ConfigError, match="--anchor"):
+        TrainOptions(anchor_model=str(teacher_dir))
