@@ -6,15 +6,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
+from clasp_ingest.errors import ConfigError
 from clasp_ingest.model import load_model
 from clasp_ingest.model.clasp import save_model
 from clasp_ingest.model.config import ComponentSpec
 from clasp_ingest.model.spectrogram import NoSpectrogram
 from clasp_ingest.training.features import encoder_identity, load_waveform
 from clasp_ingest.training.manifest import read_manifest
-from clasp_ingest.training.train import TrainOptions, prepare_head, train_fusion
+from clasp_ingest.training.train import TrainOptions, _anchor_targets, prepare_head, train_fusion
 
 
 def test_speech_only_head_trains_and_ranks_by_speech_alone(tone_manifest: Path, tmp_path: Path) -> None:
@@ -49,14 +51,9 @@ def test_speech_only_head_trains_and_ranks_by_speech_alone(tone_manifest: Path, 
 def test_speech_only_student_is_anchored_to_its_teacher(tone_manifest: Path, tmp_path: Path) -> None:
     """``anchor_model`` (``--anchor-model``): the anchor targets are another model's head outputs
     (here the full model with its spectrogram branch), and training pulls the student towards them."""
-    import pytest
-
-    from clasp_ingest.errors import ConfigError
-    from clasp_ingest.training.train import _anchor_targets
-
-    teacher = load_model("tiny-random", device="cpu")
-    prepare_head(teacher, kind="gating", seed=1)  # another head: targets far from the student's own
-    teacher_dir = save_model(teacher, tmp_path / "teacher")
+    other = load_model("tiny-random", device="cpu")
+    prepare_head(other, kind="gating", seed=1)  # another head: targets far from the student's own
+    teacher_dir = save_model(other, tmp_path / "teacher")
     tiny = load_model("tiny-random", device="cpu")
     no_spec = ComponentSpec("none", "none", tiny.config.spectrogram.dim, {})
     tiny.config = replace(tiny.config, spectrogram=no_spec, model_id="tiny-speech-only")
