@@ -202,8 +202,9 @@ def test_collection_mismatch_is_reported(store: QdrantStore) -> None:
         CollectionMismatchError, match=r"stores 16-d vectors of model 'test-model'.*--collection"
     ):
         store.ensure_collection("other-model", 32)
-    with pytest.raises(CollectionMismatchError, match="other-model"):
+    with pytest.raises(CollectionMismatchError, match="other-model") as refused:
         store.ensure_collection("other-model", DIM)
+    assert "--model" not in str(refused.value)  # no source recorded: nothing to name
     a = make_media("file:///a.wav", "v1", 3, seed=1)
     with pytest.raises(CollectionMismatchError):
         store.write_media(a.ref, "other-model", a.batches())
@@ -212,6 +213,15 @@ def test_collection_mismatch_is_reported(store: QdrantStore) -> None:
     ingest(store, a)
     store.ensure_collection("other-model", 32, recreate=True)
     assert store.count() == 0 and store.identity is not None and store.identity.dim == 32
+
+
+def test_a_mismatch_names_the_model_that_made_the_collection(tmp_path: Path) -> None:
+    with open_backend("edge", tmp_path) as store:
+        store.ensure_collection(MODEL, DIM, source="the-preset")
+        with pytest.raises(
+            CollectionMismatchError, match=r"add to it with the model that made it \(--model the-preset\)"
+        ):
+            store.ensure_collection("other-model", DIM, source="other-preset")
 
 
 def test_bad_vectors_are_rejected(store: QdrantStore) -> None:
