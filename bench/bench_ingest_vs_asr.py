@@ -174,7 +174,7 @@ def _with_float32_cnn(names: list[str], models: list[object]) -> tuple[list[str]
 
     out_names, out_models = list(names), list(models)
     for name, model in zip(names, models, strict=True):
-        if isinstance(model, OnnxClaspModel) and model.spectrogram.int8:
+        if isinstance(model, OnnxClaspModel) and model.spectrogram is not None and model.spectrogram.int8:
             out_names.append(f"{name}, float32 CNN")
             out_models.append(load_onnx_model(name, int8=False))
     return out_names, out_models

@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Activation ranges for the int8 spectrogram CNN.")
     parser.add_argument("manifests", type=Path, nargs="+", help="speech manifests (JSONL)")
     parser.add_argument("--out", type=Path, required=True, help="ranges file (JSON) to write")
-    parser.add_argument("--model", default="clasp-mini", help="preset or model folder (its CNN)")
+    parser.add_argument("--model", default="clasp-mini-spec", help="preset or model folder (its CNN)")
     parser.add_argument("--split", default="train", help="rows of this split only (default train)")
     parser.add_argument("--per-manifest", type=int, default=64, help="clips drawn from each manifest")
     parser.add_argument("--seed", type=int, default=0)
@@ -172,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="clasp-export-") as tmp:
         folder = export_onnx(args.model, Path(tmp), int8=False)
         o = exported_logmel(folder)
+        if o is None:
+            parser.error(f"model {args.model!r} has no spectrogram CNN to calibrate")
         bank = mel_filterbank(o.n_fft, o.n_mels, o.f_min, o.f_max, SAMPLE_RATE)
         images = (log_mel_image(load_waveform(path), o, bank) for path in clips)
         calibrate(folder / CNN_FILE, images, args.out)

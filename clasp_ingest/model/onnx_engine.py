@@ -1,15 +1,16 @@
 """CPU inference without torch: a CLASP model's networks exported once to ONNX, run by ONNX Runtime.
 
 For a model whose speech branch is CTranslate2 Whisper and whose spectrogram CNN is
-EfficientNet-Lite0 (clasp-mini), everything torch does at inference is two small networks:
-the CNN and the fusion head. :func:`load_onnx_model` exports both with torch the first time
+EfficientNet-Lite0 (clasp-mini-spec) or absent (backend ``none``: clasp-mini, clasp-mini-real),
+everything torch does at inference is at most two small networks: the CNN and the fusion
+head. :func:`load_onnx_model` exports them with torch the first time
 (a few seconds, checked against the torch model on probe clips) into
 ``~/.cache/clasp-ingest/onnx/<model id>-<key>/`` (``key``: a hash of the head's weights, the
 CNN's weights, the config and this module's export version) and from then on loads them
 with ONNX Runtime, which with CTranslate2, numpy (:mod:`~clasp_ingest.model.logmel`) and the
 text encoder makes a model that starts in well under a second and never imports torch.
 With the float32 CNN, vectors equal the torch model's to about 1e-5; a model that names int8
-ranges (clasp-mini: ``spectrogram.options.int8_ranges``) runs its CNN in int8
+ranges (clasp-mini-spec: ``spectrogram.options.int8_ranges``) runs its CNN in int8
 (:mod:`~clasp_ingest.model.int8`, about 2.5× faster), which moves vectors a little (cosine to
 torch's 0.994 or more on the demo clips; tests/unit/model_mini/test_onnx_engine.py).
 """
@@ -61,7 +62,10 @@ logger = get_logger("model.onnx")
 #: Bump when the exported graphs change, so caches built by older code are not reused.
 EXPORT_VERSION = 2
 _SPEECH_BACKENDS = frozenset({"ct2-whisper"})
-_SPECTROGRAM_BACKENDS = frozenset({"clasp_ingest.model.lite0:build_spectrogram"})
+_LITE0 = "clasp_ingest.model.lite0:build_spectrogram"
+#: A speech-only model's spectrogram backend: no CNN is exported, its feature is zeros.
+_NO_SPECTROGRAM = "clasp_ingest.model.spectrogram:build_no_spectrogram"
+_SPECTROGRAM_BACKENDS = frozenset({_LITE0, _NO_SPECTROGRAM})
 _HEAD, _META = "head.onnx", "meta.json"
 #: The exported CNN (float32) and its int8 version (when the model names int8 ranges).
 CNN_FILE, CNN_INT8_FILE = "spectrogram.onnx", "spectrogram.int8.onnx"
@@ -72,7 +76,7 @@ _INT8_MIN_COSINE = 0.98
 
 
 def onnx_capable(config: ModelConfig) -> bool:
-    """Whether the model runs on this engine: a CTranslate2 speech branch and a Lite0 CNN."""
+    """Whether the model runs on this engine: a CTranslate2 speech branch and a Lite0 CNN or none."""
     spectrogram = factory_path("spectrogram", config.spectrogram.backend)
     return config.speech.backend in _SPEECH_BACKENDS and spectrogram in _SPECTROGRAM_BACKENDS
 
@@ -123,18 +127,19 @@ class OnnxClaspModel:
 
     ``parallel_branches``: the spectrogram branch (log-mel images and the CNN) runs on a helper
     thread while the speech branch (CTranslate2) runs on the caller's; the vectors are the same.
-    Default: when the process may use two cores or more. Both engines release the GIL; on 2
-    cores CTranslate2 gains nothing from a second thread inside a batch of a few seconds' clips,
-    but runs two one-thread batches at once (``inter_threads``), which with this thread and the
-    decoding thread keeps both cores busy (``bench/bench_ingest_vs_asr.py``; README, "Engines
-    and start-up").
+    Default: when the process may use two cores or more and the model has a CNN
+    (``spectrogram`` None: a speech-only model, whose spectrogram feature is zeros). Both
+    engines release the GIL; on 2 cores CTranslate2 gains nothing from a second thread inside a
+    batch of a few seconds' clips, but runs two one-thread batches at once (``inter_threads``),
+    which with this thread and the decoding thread keeps both cores busy
+    (``bench/bench_ingest_vs_asr.py``; README, "Engines and start-up").
     """
 
     def __init__(
         self,
         query: QueryModel,
         speech: SpeechEncoder,
-        spectrogram: OnnxSpectrogramEncoder,
+        spectrogram: OnnxSpectrogramEncoder | None,
         head: onnxruntime.InferenceSession,
         *,
         parallel_branches: bool | None = None,
@@ -144,7 +149,9 @@ class OnnxClaspModel:
         self.speech = speech
         self.spectrogram = spectrogram
         self.head = head
-        if parallel_branches is None:
+        if spectrogram is None:
+            parallel_branches = False
+        elif parallel_branches is None:
             parallel_branches = usable_cores() >= 2
         self._branch = (
             ThreadPoolExecutor(1, thread_name_prefix="clasp-spectrogram") if parallel_branches else None
@@ -172,7 +179,7 @@ class OnnxClaspModel:
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         images: Future[np.ndarray] | None = None
-        if self._branch is not None:
+        if self._branch is not None and self.spectrogram is not None:
             images = self._branch.submit(self.spectrogram.encode, items)
         try:
             if self.config.fusion.frames:
@@ -183,17 +190,22 @@ class OnnxClaspModel:
             if images is not None:
                 images.cancel()  # if it has not started; a running one ends on its own
             raise
-        spec = images.result() if images is not None else self.spectrogram.encode(items)
+        spec = images.result() if images is not None else self._spectrogram_features(items)
         fused = self.head.run(None, {"speech": speech, "spec": spec})[0]
         centering = self.query.centering
         return centering.apply(fused, "audio") if centering is not None else fused
+
+    def _spectrogram_features(self, items: list[np.ndarray]) -> np.ndarray:
+        if self.spectrogram is None:
+            return np.zeros((len(items), self.config.fusion.spec_dim), dtype=np.float32)
+        return self.spectrogram.encode(items)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts → (n, dim) unit query vectors."""
         return self.query.encode_text(texts)
 
     def __repr__(self) -> str:
-        cnn = "int8" if self.spectrogram.int8 else "float32"
+        cnn = "none" if self.spectrogram is None else "int8" if self.spectrogram.int8 else "float32"
         return f"OnnxClaspModel({self.model_id!r}, dim={self.dim}, cnn={cnn})"
 
 
@@ -231,8 +243,8 @@ def export_onnx(
 ) -> Path:
     """Export the head and the CNN of a model (loaded with torch) to ``out_dir`` and check them.
 
-    Needs torch and the ``onnx`` package. Writes ``head.onnx``, ``spectrogram.onnx`` and
-    ``meta.json``; with ``int8`` and a model that names int8 ranges, also the int8 CNN
+    Needs torch and the ``onnx`` package. Writes ``head.onnx``, ``spectrogram.onnx`` (not for a
+    speech-only model) and ``meta.json``; with ``int8`` and a model that names int8 ranges, also the int8 CNN
     (:mod:`~clasp_ingest.model.int8`), unless the ranges do not fit this export (then a warning
     and the float32 CNN). Raises ``ModelLoadError`` when the exported graphs disagree with torch.
     """
@@ -248,18 +260,21 @@ def export_onnx(
     head = _unit_head(model.fusion).eval()
     _export(head, (speech, torch.randn(2, fusion.spec_dim)), out_dir / _HEAD, ["speech", "spec"], "fused",
             {"speech": speech_axes, "spec": {0: "n"}, "fused": {0: "n"}})  # fmt: skip
-    options: LogMelOptions = model.spectrogram.options  # type: ignore[attr-defined]
-    images = torch.randn(2, 3, *options.image_size)
-    cnn = model.spectrogram.cnn  # type: ignore[attr-defined]
-    _export(
-        cnn, (images,), out_dir / CNN_FILE, ["images"], "features", {"images": {0: "n"}, "features": {0: "n"}}
-    )
-    meta = {"model_id": model.model_id, "export_version": EXPORT_VERSION, "logmel": asdict(options)}
+    meta: dict[str, Any] = {"model_id": model.model_id, "export_version": EXPORT_VERSION, "logmel": None}
+    if factory_path("spectrogram", model.config.spectrogram.backend) != _NO_SPECTROGRAM:
+        options: LogMelOptions = model.spectrogram.options  # type: ignore[attr-defined]
+        images = torch.randn(2, 3, *options.image_size)
+        cnn = model.spectrogram.cnn  # type: ignore[attr-defined]
+        _export(
+            cnn, (images,), out_dir / CNN_FILE, ["images"], "features",
+            {"images": {0: "n"}, "features": {0: "n"}},
+        )  # fmt: skip
+        meta["logmel"] = asdict(options)
     (out_dir / _META).write_text(json.dumps(meta, indent=2))
     probes = _probes()
     reference = model.encode_audio(probes)
     _check_against(model, out_dir, probes, reference)
-    ranges = int8_ranges(model.config, model_dir) if int8 else None
+    ranges = int8_ranges(model.config, model_dir) if int8 and meta["logmel"] else None
     if ranges is not None and _quantized(out_dir, ranges):
         _check_int8(model, out_dir, probes, reference)
     return out_dir
@@ -349,9 +364,11 @@ def _check_int8(model: Any, out_dir: Path, probes: list[np.ndarray], reference: 
     logger.info("int8 CNN of %s checked: smallest cosine to torch %.4f", model.model_id, cosine.min())
 
 
-def exported_logmel(folder: Path) -> LogMelOptions:
-    """The log-mel image options an export was made with (its ``meta.json``)."""
+def exported_logmel(folder: Path) -> LogMelOptions | None:
+    """The log-mel image options an export was made with (its ``meta.json``); None: no CNN."""
     logmel = json.loads((folder / _META).read_text())["logmel"]
+    if logmel is None:
+        return None
     for key in ("image_size", "mean", "std"):
         logmel[key] = tuple(logmel[key])
     return LogMelOptions(**logmel)
@@ -361,9 +378,12 @@ def _assemble(
     query: QueryModel, speech: SpeechEncoder, folder: Path, *, threads: int, int8: bool = True
 ) -> OnnxClaspModel:
     """The model from an export folder; its int8 CNN when there is one and ``int8``."""
-    int8 = int8 and (folder / CNN_INT8_FILE).is_file()
-    session = _session(folder / (CNN_INT8_FILE if int8 else CNN_FILE), threads)
-    cnn = OnnxSpectrogramEncoder(session, query.config.fusion.spec_dim, exported_logmel(folder), int8=int8)
+    options = exported_logmel(folder)
+    cnn = None
+    if options is not None:
+        int8 = int8 and (folder / CNN_INT8_FILE).is_file()
+        session = _session(folder / (CNN_INT8_FILE if int8 else CNN_FILE), threads)
+        cnn = OnnxSpectrogramEncoder(session, query.config.fusion.spec_dim, options, int8=int8)
     return OnnxClaspModel(query, speech, cnn, _session(folder / _HEAD, threads))
 
 

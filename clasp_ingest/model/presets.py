@@ -3,7 +3,7 @@
 Built-in presets are defined here. More presets plug in as JSON files (a ``ModelConfig``
 dict) placed in ``clasp_ingest/model/preset_files/`` — e.g. ``clasp-mini.json`` — found at
 lookup time, so adding one touches no Python code. A JSON preset is named by its file name;
-its ``model_id`` may add a version (``clasp-mini`` → ``clasp-mini-v0.13``), and since a
+its ``model_id`` may add a version (``clasp-mini`` → ``clasp-mini-v1``), and since a
 collection records the model id of its vectors, a collection made with an older head is
 refused rather than mixed with the new head's vectors.
 """

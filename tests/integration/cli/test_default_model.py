@@ -147,6 +147,26 @@ def test_errors_are_one_line_naming_the_cause_and_the_fix(env: dict[str, str], t
     assert "http://127.0.0.1:9" in unreachable
 
 
+def test_a_collection_of_the_previous_default_still_searches_and_is_not_mixed(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A store filled before v1 (clasp-mini v0.13, now the preset clasp-mini-spec): a search loads
+    that model by itself; the default model's ingest into it is refused, naming the way to add."""
+    old = get_preset("clasp-mini-spec").model_id
+    assert old == "clasp-mini-v0.13" != MINI_ID
+    talk = shutil.copy(SAMPLES / "demo_en.opus", tmp_path / "talk.opus")
+    assert cli(env, "ingest", str(talk), "--model", "clasp-mini-spec").returncode == 0
+    assert json.loads(cli(env, "store", "info").stdout)["model"] == old
+    hits = json.loads(cli(env, "search", TRAIN, "--json", "--k", "1").stdout)
+    assert abs(hits[0]["start_s"] - TRAIN_SPAN[0]) < 0.5
+    later = shutil.copy(SAMPLES / "demo_de.opus", tmp_path / "rede.opus")
+    refused = _one_error_line(cli(env, "ingest", str(later)))
+    assert old in refused and MINI_ID in refused and "--model clasp-mini-spec" in refused
+    added = cli(env, "ingest", str(later), "--model", "clasp-mini-spec", "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(cli(env, "store", "info").stdout)["points"] == 9 + json.loads(added.stdout)["segments"]
+
+
 def test_the_flow_path_with_the_default_model(env: dict[str, str], tmp_path: Path) -> None:
     talk = shutil.copy(SAMPLES / "demo_en.opus", tmp_path / "talk.opus")
     run = cli(env, "ingest", str(talk), "--flow", "--json")

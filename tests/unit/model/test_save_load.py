@@ -13,6 +13,7 @@ from clasp_ingest.errors import ConfigError, ModelLoadError
 from clasp_ingest.model import ClaspModel, ModelConfig, get_preset, list_presets, load_model, save_model
 from clasp_ingest.model.config import ComponentSpec, FusionSpec, Runtime
 from clasp_ingest.model.hub import resolve_file
+from clasp_ingest.model.query import find_model
 
 
 def test_safetensors_round_trip(tiny: ClaspModel, clips: list[np.ndarray], tmp_path: Path) -> None:
@@ -145,9 +146,16 @@ def test_load_model_from_settings_sets_torch_threads(monkeypatch: pytest.MonkeyP
 def test_json_presets_are_named_by_file_and_version_their_model_id() -> None:
     mini = get_preset("clasp-mini")
     # the id stored in collections carries the head's version, so a collection made with an
-    # older head (model id "clasp-mini") is refused instead of mixed with the new vectors
-    assert mini.model_id == "clasp-mini-v0.13"
+    # older head (model id "clasp-mini-v0.13") is refused instead of mixed with the new vectors
+    assert mini.model_id == "clasp-mini-v1"
     assert "clasp-mini" in list_presets() and mini.model_id not in list_presets()
+    # v0.13, the default before v1, stays as clasp-mini-spec: its collections keep their model
+    spec = get_preset("clasp-mini-spec")
+    assert spec.model_id == "clasp-mini-v0.13" and spec.spectrogram.backend != "none"
+    assert mini.spectrogram.backend == "none" and (mini.speech, mini.text, mini.fusion) == (
+        spec.speech, spec.text, spec.fusion
+    )  # fmt: skip
+    assert find_model("clasp-mini-v0.13") == "clasp-mini-spec"
 
 
 def test_shipped_clasp_mini_head_removes_five_language_directions() -> None:
@@ -210,14 +218,14 @@ def test_shipped_clasp_mini_runs_its_trained_whisper_top_layers() -> None:
 
 def test_clasp_mini_real_is_its_own_speech_only_model_on_clasp_minis_backbones() -> None:
     """The opt-in real-speech model: clasp-mini's Whisper-base encoder with its own fine-tuned top
-    layers (two, as clasp-mini v0.13 has its own two), text tower, head shape and space, no
-    spectrogram branch (backend ``none``), its own heads and model id (its collections are not
-    mixed with clasp-mini's)."""
+    layers (two, as clasp-mini v0.13, kept as clasp-mini-spec, has its own two), text tower, head
+    shape and space, no spectrogram branch (backend ``none``, as clasp-mini v1), its own heads and
+    model id (its collections are not mixed with clasp-mini's)."""
     from dataclasses import replace
 
     from clasp_ingest.model.spectrogram import NoSpectrogram
 
-    mini, real = get_preset("clasp-mini"), get_preset("clasp-mini-real")
+    mini, real = get_preset("clasp-mini-spec"), get_preset("clasp-mini-real")
     assert real.model_id == "clasp-mini-real-v0.3" and real.model_id != mini.model_id
     own = real.speech.options["top_layers"]
     assert own != mini.speech.options["top_layers"] and own.startswith("pkg://")
@@ -225,6 +233,7 @@ def test_clasp_mini_real_is_its_own_speech_only_model_on_clasp_minis_backbones()
     assert (real.text, real.fusion) == (mini.text, mini.fusion)
     assert real.spectrogram.backend == "none" and mini.spectrogram.backend != "none"
     assert real.weights != mini.weights and real.query_bank
+    assert real.weights != get_preset("clasp-mini").weights
     model = load_model("clasp-mini-real", device="cpu")
     assert isinstance(model.spectrogram, NoSpectrogram) and model.dim == 385
 
@@ -232,8 +241,9 @@ def test_clasp_mini_real_is_its_own_speech_only_model_on_clasp_minis_backbones()
 def test_shipped_models_find_unseen_actors_lines() -> None:
     """80 real clips of the Czech test actor (never trained on; Debian fillets-ng-data-cs),
     each clip's Czech line as the query, every clip a candidate (chance: 1 of 80). Both
-    models were fine-tuned on the other actors' lines; clasp-mini v0.13 46 (2026-12-04; v0.12 47,
-    v0.11 46), clasp-mini-real v0.3 43 (v0.2 48; on all 578 test clips v0.3 0.450 HITS@1, v0.2 0.377)."""
+    models were fine-tuned on the other actors' lines; clasp-mini v1 52 (2026-12-04), v0.13 (now
+    clasp-mini-spec) 45 that day (46 the day before; v0.12 47, v0.11 46), clasp-mini-real v0.3 43
+    (v0.2 48; on all 578 test clips v0.3 0.450 HITS@1, v0.2 0.377, v1 0.441, v0.13 0.388)."""
     from clasp_ingest.evaluation.datasets import FILLETS_DATA, fillets_clips
     from clasp_ingest.training.features import load_waveform
 
