@@ -623,15 +623,38 @@ def collection_for(
     if recreate and store.exists():
         log.warning("dropping collection %r (%d points) to recreate it", store.collection, store.count())
         store.drop()
-    created = store.ensure_collection(
-        model_id, dim, source=source, text_dim=text_dim, query_metric=query_metric
-    )
+    try:
+        created = store.ensure_collection(
+            model_id, dim, source=source, text_dim=text_dim, query_metric=query_metric
+        )
+    except CollectionMismatchError as exc:
+        maker = _maker_of(store)
+        if maker is None or maker == source:
+            raise
+        raise CollectionMismatchError(
+            f"{exc}; or add to it with --model {maker}, the model that made it"
+        ) from None
     try:
         yield created
     finally:
         if created and store.exists() and store.count() == 0:
             log.info("removing collection %r again: this run created it and stored nothing", store.collection)
             store.drop()
+
+
+def _maker_of(store: QdrantStore) -> str | None:
+    """The preset or model folder that makes the vectors of ``store``'s collection, if one does
+    (its recorded source may be stale: ``clasp-mini`` made ``clasp-mini-v0.13`` vectors before
+    v1; that model is now the preset ``clasp-mini-spec``)."""
+    from clasp_ingest.model.query import find_model
+
+    identity = store.identity
+    if identity is None:
+        return None
+    try:
+        return find_model(identity.model_id, identity.source)
+    except (ModelLoadError, ConfigError):
+        return None
 
 
 def query_metric_for(model: AudioTextEncoder) -> QueryMetric | None:

@@ -564,12 +564,9 @@ class QdrantStore(abc.ABC):
             log.info("created %s collection %r for %s (%d-d)", self.backend, self.collection, model_id, dim)
             return True
         if current != wanted:
-            same = ""
-            if current.source:
-                same = f"add to it with the model that made it (--model {current.source}), "
             raise CollectionMismatchError(
                 f"collection {self.collection!r} stores {current.dim}-d vectors of model "
-                f"{current.model_id!r}, but model {model_id!r} makes {dim}-d vectors; {same}use another "
+                f"{current.model_id!r}, but model {model_id!r} makes {dim}-d vectors; use another "
                 "collection (--collection NAME) or recreate it (--recreate; deletes its points) and re-ingest"
             )
         if text_dim is not None and current.text_dim != text_dim:
