@@ -62,10 +62,9 @@ logger = get_logger("model.onnx")
 #: Bump when the exported graphs change, so caches built by older code are not reused.
 EXPORT_VERSION = 2
 _SPEECH_BACKENDS = frozenset({"ct2-whisper"})
-_LITE0 = "clasp_ingest.model.lite0:build_spectrogram"
 #: A speech-only model's spectrogram backend: no CNN is exported, its feature is zeros.
-_NO_SPECTROGRAM = "clasp_ingest.model.spectrogram:build_no_spectrogram"
-_SPECTROGRAM_BACKENDS = frozenset({_LITE0, _NO_SPECTROGRAM})
+_NO_SPECTROGRAM = factory_path("spectrogram", "none")
+_SPECTROGRAM_BACKENDS = frozenset({factory_path("spectrogram", "lite0"), _NO_SPECTROGRAM})
 _HEAD, _META = "head.onnx", "meta.json"
 #: The exported CNN (float32) and its int8 version (when the model names int8 ranges).
 CNN_FILE, CNN_INT8_FILE = "spectrogram.onnx", "spectrogram.int8.onnx"
@@ -179,8 +178,8 @@ class OnnxClaspModel:
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         images: Future[np.ndarray] | None = None
-        if self._branch is not None and self.spectrogram is not None:
-            images = self._branch.submit(self.spectrogram.encode, items)
+        if self._branch is not None:
+            images = self._branch.submit(self._spectrogram_features, items)
         try:
             if self.config.fusion.frames:
                 speech = pad_frames(self.speech.encode_frames(items))  # type: ignore[attr-defined]
