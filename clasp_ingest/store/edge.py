@@ -389,11 +389,10 @@ class EdgeStore(QdrantStore):
         vectors = [self._vectors(p) for p in points]
         if self._metric is not None and points:
             graph = self._metric.points(np.array([p.vector for p in points], np.float32))
-            for named, row in zip(vectors, graph, strict=True):
-                named[GRAPH_VECTOR] = row.tolist()
-        batch = [
-            qe.Point(uuid.UUID(p.id), named, p.payload) for p, named in zip(points, vectors, strict=True)
-        ]
+            for named, row in zip(vectors, graph.tolist(), strict=True):
+                named[GRAPH_VECTOR] = row
+        # ids go in as text: the engine parses them as UUIDs (as ``uuid.UUID`` would, faster)
+        batch = [qe.Point(p.id, named, p.payload) for p, named in zip(points, vectors, strict=True)]
         self._require_shard().update(qe.UpdateOperation.upsert_points(batch))
         self._unindexed += len(batch)
         every = self.options.optimize_every

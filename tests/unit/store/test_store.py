@@ -38,6 +38,23 @@ def test_point_ids_and_payload_layout(store: QdrantStore) -> None:
     assert meta["language"] == "en" and meta["state"] == "complete" and meta["ingested_at"]
 
 
+@pytest.mark.parametrize(
+    ("model", "version", "start_ms", "end_ms"),
+    [
+        ("clasp-mini-v1", "sha256:9f2c", 0, 1),
+        ("/home/ana/modèles/clasp-été", "2026-12-05T10:00:00+00:00", 3_599_999, 36_000_000),
+        ("模型", "v" * 300, 12, 13),
+    ],
+)
+def test_point_ids_are_the_uuid5_of_the_span_for_any_text(
+    model: str, version: str, start_ms: int, end_ms: int
+) -> None:
+    # ids must never change between releases: a changed id would duplicate every span on re-ingest
+    media_id = str(uuid.uuid5(MEDIA_NAMESPACE, "file:///talks/ünïcode.mp3"))
+    name = f"{media_id}:{model}:{version}:{start_ms}:{end_ms}"
+    assert point_id(media_id, model, version, start_ms, end_ms) == str(uuid.uuid5(MEDIA_NAMESPACE, name))
+
+
 def test_reingest_same_media_is_idempotent(store: QdrantStore) -> None:
     a = make_media("file:///a.wav", "v1", 20, seed=1)
     ingest(store, a)
