@@ -1,8 +1,11 @@
 """Store at scale: upsert points/s, index build, query p50/p99 (search alone and with text
-encoding), recall@10 against exact numpy search, RSS; Qdrant Edge and qdrant-client local mode.
+encoding), recall@10 against exact numpy search, RSS; Qdrant Edge and qdrant-client (``client``:
+local mode in memory, or with ``QDRANT_URL`` (and ``QDRANT_API_KEY``) set, that Qdrant server,
+in a collection of its own that is dropped afterwards; then every query is run).
 
     .venv/bin/python bench/bench_store.py --n 100000 --json             # Edge, both vector kinds
     .venv/bin/python bench/bench_store.py --n 100000 --engines edge client --vectors model
+    QDRANT_URL=http://localhost:6333 .venv/bin/python bench/bench_store.py --n 1000000 --engines client
     .venv/bin/python bench/bench_store.py --n 30000 --m 16 --ef 64 --quantization none   # a variant
     .venv/bin/python bench/bench_store.py --n 200000 --vectors model --ef-sweep 1024 2048 4096
     .venv/bin/python bench/bench_store.py --n 200000 --vectors model --quantization int8 \
@@ -37,8 +40,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -176,11 +181,17 @@ def run(engine: str, kind: str, data: tuple[np.ndarray, np.ndarray, list[str]], 
     truth = exact_top(vectors, queries)
     before = rss_mb()
     path = workdir / f"{engine}-{kind}-{len(vectors)}"
-    store = EdgeStore(path, options=options) if engine == "edge" else open_store(url=":memory:")
+    store = EdgeStore(path, options=options) if engine == "edge" else client_store()
     store.ensure_collection(MODEL, DIM, query_metric=metric)
     with store:
-        index_of, load_s, build_s = load(store, vectors)
+        try:
+            index_of, load_s, build_s = load(store, vectors)
+        except BaseException:
+            drop_server_collection(store)
+            raise
         row = {"n": len(vectors), "vectors": kind, "engine": engine}
+        if engine == "client":
+            row["client"] = server_url() or "local mode, in memory"
         row |= query_stats(store, queries, truth, index_of, phrases, encoders)
         row |= {"build_s": round(build_s, 1), "load_s": round(load_s, 1),
                 "upsert_per_s": round(len(vectors) / load_s), "rss_mb": round(rss_mb()),
@@ -191,6 +202,7 @@ def run(engine: str, kind: str, data: tuple[np.ndarray, np.ndarray, list[str]], 
             row["segments"] = store.segment_count
             row["edge"] = asdict(options)
             row["search_ef"] = options.search_ef(len(vectors), graph=metric is not None)
+        drop_server_collection(store)
     if engine == "edge" and row.get("index") == "hnsw" and ef_sweep:
         grid = [(ef, o) for ef in ef_sweep for o in (oversampling_sweep or [options.oversampling])]
         row["ef_sweep"] = [
@@ -198,6 +210,28 @@ def run(engine: str, kind: str, data: tuple[np.ndarray, np.ndarray, list[str]], 
             for ef, o in grid
         ]
     return row
+
+
+def server_url() -> str | None:
+    """The Qdrant server the ``client`` engine runs against (``QDRANT_URL``), if any."""
+    return os.environ.get("QDRANT_URL") or None
+
+
+def client_store() -> QdrantStore:
+    """qdrant-client against ``QDRANT_URL`` (a collection of its own, dropped afterwards), else
+    its local mode in memory."""
+    url = server_url()
+    if url is None:
+        return open_store(url=":memory:")
+    name = f"clasp_bench_{uuid.uuid4().hex[:12]}"
+    return open_store(url=url, api_key=os.environ.get("QDRANT_API_KEY") or None, collection=name)
+
+
+def drop_server_collection(store: QdrantStore) -> None:
+    """A server keeps what the bench wrote: remove its collection (local and Edge stores are
+    temporary anyway)."""
+    if not isinstance(store, EdgeStore) and server_url() is not None:
+        store.drop()
 
 
 def sweep_row(path: Path, options: EdgeOptions, queries: np.ndarray, truth: Truth,
@@ -253,7 +287,7 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=["edge"], choices=["edge", "client"])
     parser.add_argument("--queries", type=int, default=200, help="queries per row (Edge)")
     parser.add_argument(
-        "--client-queries", type=int, default=20, help="queries for qdrant-client (brute force)"
+        "--client-queries", type=int, default=20, help="queries for qdrant-client's local mode (brute force)"
     )
     parser.add_argument(
         "--base",
@@ -305,7 +339,7 @@ def main() -> None:
                     sphere_vectors(n, DIM, seed=1), sphere_vectors(nq, DIM, seed=2),
                     model_vectors(args.base, 2, nq)[2])  # fmt: skip
                 for engine in args.engines:
-                    cq = args.queries if engine == "edge" else args.client_queries
+                    cq = args.queries if engine == "edge" or server_url() else args.client_queries
                     q = (data[0], data[1][:cq], data[2][:cq])
                     row = run(engine, kind, q, options, encoders, Path(tmp), args.ef_sweep,  # type: ignore[arg-type]
                               args.oversampling_sweep, metric)  # fmt: skip
