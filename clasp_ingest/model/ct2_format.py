@@ -22,7 +22,15 @@ import numpy as np
 
 from clasp_ingest.errors import ModelLoadError
 
-__all__ = ["BINARY_VERSION", "CT2Model", "dequantize", "patch_ct2_model", "read_ct2_model"]
+__all__ = [
+    "BINARY_VERSION",
+    "CT2Model",
+    "dequantize",
+    "encoder_layer_count",
+    "encoder_layers_below",
+    "patch_ct2_model",
+    "read_ct2_model",
+]
 
 #: The one format version this reader knows (``CURRENT_BINARY_VERSION`` of ctranslate2 4.x).
 BINARY_VERSION = 6
@@ -203,8 +211,15 @@ def _string_bytes(text: str) -> bytes:
     return struct.pack("<H", len(data)) + data
 
 
-def patch_ct2_model(source_dir: Path, out_dir: Path, replacements: Mapping[str, np.ndarray]) -> Path:
-    """Copy the CTranslate2 model in ``source_dir`` to ``out_dir`` with some variables replaced.
+def patch_ct2_model(
+    source_dir: Path,
+    out_dir: Path,
+    replacements: Mapping[str, np.ndarray],
+    *,
+    drop: Callable[[str], bool] | None = None,
+) -> Path:
+    """Copy the CTranslate2 model in ``source_dir`` to ``out_dir`` with some variables replaced
+    (and those for which ``drop(name)`` is true left out).
 
     Each replacement must have the variable's shape and is stored in the variable's own float
     dtype. A replaced alias gets its own bytes; aliases of a replaced variable keep the old value
@@ -216,15 +231,16 @@ def patch_ct2_model(source_dir: Path, out_dir: Path, replacements: Mapping[str, 
     if not src.is_file():
         raise ModelLoadError(f"{source_dir} is not a CTranslate2 model (no model.bin)")
     spec, revision, index, aliases = _index(src)
-    entries = dict(index)  # name -> where its bytes are (aliases resolved to their target's)
-    entries |= {alias: index[target] for alias, target in aliases.items() if target in index}
+    gone = drop or (lambda name: False)
+    entries = {n: e for n, e in index.items() if not gone(n)}  # name -> where its bytes are
+    entries |= {a: index[t] for a, t in aliases.items() if t in index and not gone(a)}  # aliases resolved
     new: dict[str, bytes] = {}
     for name, value in replacements.items():
         if name not in entries:
             raise ModelLoadError(f"{src}: cannot replace {name!r}: it does not exist in this model")
         new[name] = _stored(name, value, entries[name], src)
-    # an alias stays an alias only when neither it nor its target changes
-    kept = {a: t for a, t in aliases.items() if a not in new and t not in new and t in index}
+    # an alias stays an alias only when neither it nor its target changes (or is left out)
+    kept = {a: t for a, t in aliases.items() if {a, t} <= entries.keys() and not {a, t} & new.keys()}
     own = sorted(n for n in entries if n not in kept)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
@@ -255,3 +271,28 @@ def patch_ct2_model(source_dir: Path, out_dir: Path, replacements: Mapping[str, 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def encoder_layers_below(layers: int) -> Callable[[str], bool]:
+    """A ``drop`` for :func:`patch_ct2_model` that leaves out encoder layers ``layers`` and up
+    (CTranslate2 counts an encoder's layers by the ``encoder/layer_N`` variables it finds; the
+    final ``encoder/layer_norm`` stays and then normalises layer ``layers - 1``'s output)."""
+    if layers < 1:
+        raise ValueError(f"an encoder needs at least one layer, got {layers}")
+
+    def drop(name: str) -> bool:
+        head, _, rest = name.partition("encoder/layer_")
+        number = rest.partition("/")[0]
+        return head == "" and number.isdigit() and int(number) >= layers
+
+    return drop
+
+
+def encoder_layer_count(model_dir: Path) -> int:
+    """How many ``encoder/layer_N`` layers the model in ``model_dir`` has (0: no encoder)."""
+    path = Path(model_dir) / "model.bin"
+    if not path.is_file():
+        raise ModelLoadError(f"{model_dir} is not a CTranslate2 model (no model.bin)")
+    _, _, index, aliases = _index(path)
+    parts = (name.split("/") for name in [*index, *aliases])
+    return len({p[1] for p in parts if p[0] == "encoder" and p[1].removeprefix("layer_").isdigit()})

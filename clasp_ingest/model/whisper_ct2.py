@@ -376,7 +376,9 @@ def build_speech(spec: ComponentSpec, runtime: Runtime) -> WhisperCT2SpeechEncod
     by ``inter_threads``, at least 1, so on 2 cores one: the decoding thread keeps a core while
     it runs; 0 lets CTranslate2 choose), ``cache_dir``
     (where whisper-base is re-joined), ``top_layers`` (a file of fine-tuned top encoder layers,
-    ``pkg://``, a path or one in the model dir; see :func:`patched_whisper_dir`).
+    ``pkg://``, a path or one in the model dir; see :func:`patched_whisper_dir`), ``encoder_layers``
+    (run only the first that many encoder layers, after ``top_layers`` is written in; see
+    :func:`truncated_whisper_dir`).
     """
     opts = dict(spec.options)
     device, index = _split_device(runtime.device)
@@ -404,7 +406,28 @@ def build_speech(spec: ComponentSpec, runtime: Runtime) -> WhisperCT2SpeechEncod
         from clasp_ingest.model.hub import resolve_file
 
         path = patched_whisper_dir(path, resolve_file(str(opts["top_layers"]), runtime.model_dir), cache)
+    if opts.get("encoder_layers") is not None:
+        path = truncated_whisper_dir(path, int(opts["encoder_layers"]), cache)
     return WhisperCT2SpeechEncoder(path, device=device, compute_type=compute_type, options=options)
+
+
+def truncated_whisper_dir(base_dir: Path, layers: int, cache_dir: Path | None = None) -> Path:
+    """``base_dir``'s CTranslate2 Whisper with only its first ``layers`` encoder layers (the final
+    layer norm kept): an encoder that costs ``layers`` / 6 of Whisper-base's transformer work.
+    Made once under ``cache_dir`` (default :func:`~clasp_ingest.model.assets.default_cache_dir`);
+    ``base_dir`` itself when it has no more layers than that."""
+    from clasp_ingest.model.assets import default_cache_dir
+    from clasp_ingest.model.ct2_format import encoder_layer_count, encoder_layers_below, patch_ct2_model
+
+    if layers < 1:
+        raise ConfigError(f"encoder_layers must be >= 1, got {layers}")
+    if layers >= encoder_layer_count(Path(base_dir)):
+        return Path(base_dir)
+    target = (cache_dir or default_cache_dir()) / f"{Path(base_dir).name}-{layers}L"
+    if (target / "model.bin").is_file():
+        return target
+    log.info("writing the first %d encoder layers of %s into %s", layers, base_dir, target)
+    return patch_ct2_model(Path(base_dir), target, {}, drop=encoder_layers_below(layers))
 
 
 def patched_whisper_dir(base_dir: Path, top_layers: Path, cache_dir: Path | None = None) -> Path:

@@ -15,8 +15,12 @@ from typer.testing import CliRunner
 from clasp_ingest.cli import app
 from clasp_ingest.errors import ConfigError, ModelLoadError
 from clasp_ingest.model.base import pad_frames
-from clasp_ingest.model.ct2_format import patch_ct2_model, read_ct2_model
-from clasp_ingest.model.whisper_ct2 import WhisperCT2Options, WhisperCT2SpeechEncoder
+from clasp_ingest.model.ct2_format import encoder_layer_count, patch_ct2_model, read_ct2_model
+from clasp_ingest.model.whisper_ct2 import (
+    WhisperCT2Options,
+    WhisperCT2SpeechEncoder,
+    truncated_whisper_dir,
+)
 from clasp_ingest.model.whisper_torch import (
     WhisperTorchFrames,
     load_torch_whisper_encoder,
@@ -76,6 +80,26 @@ def test_trained_layers_written_into_ct2(tiny_whisper_ct2: Path, tmp_path: Path)
     for i, frames in enumerate(got):
         np.testing.assert_allclose(frames, want[i, : len(frames)], atol=1e-4)
         assert np.abs(frames - before.encode_frames(_clips())[i]).max() > 0.05
+
+
+def test_a_truncated_encoder_is_its_first_layers_then_the_final_norm(
+    tiny_whisper_ct2: Path, tmp_path: Path
+) -> None:
+    short = truncated_whisper_dir(tiny_whisper_ct2, 1, tmp_path)
+    assert (encoder_layer_count(tiny_whisper_ct2), encoder_layer_count(short)) == (2, 1)
+    assert truncated_whisper_dir(tiny_whisper_ct2, 1, tmp_path) == short  # made once
+    enc = load_torch_whisper_encoder(tiny_whisper_ct2)
+    with torch.no_grad():
+        below = WhisperTorchFrames(enc, 1, TRIM).encode_frames(_clips())
+        want = [enc.encoder.layer_norm(torch.from_numpy(b)).numpy() for b in below]
+    got = WhisperCT2SpeechEncoder(short, compute_type="float32", options=TRIM).encode_frames(_clips())
+    whole = WhisperCT2SpeechEncoder(tiny_whisper_ct2, compute_type="float32", options=TRIM)
+    for g, w, full in zip(got, want, whole.encode_frames(_clips()), strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-4)
+        assert np.abs(g - full).max() > 0.05  # the second layer did something, and is gone
+    assert truncated_whisper_dir(tiny_whisper_ct2, 2, tmp_path) == tiny_whisper_ct2  # nothing to cut
+    with pytest.raises(ConfigError, match="encoder_layers must be >= 1"):
+        truncated_whisper_dir(tiny_whisper_ct2, 0, tmp_path)
 
 
 def test_patch_refuses_what_does_not_fit(tiny_whisper_ct2: Path, tmp_path: Path) -> None:
