@@ -186,23 +186,21 @@ def run(engine: str, kind: str, data: tuple[np.ndarray, np.ndarray, list[str]], 
     with store:
         try:
             index_of, load_s, build_s = load(store, vectors)
-        except BaseException:
+            row = {"n": len(vectors), "vectors": kind, "engine": engine}
+            if engine == "client":
+                row["client"] = server_url() or "local mode, in memory"
+            row |= query_stats(store, queries, truth, index_of, phrases, encoders)
+            row |= {"build_s": round(build_s, 1), "load_s": round(load_s, 1),
+                    "upsert_per_s": round(len(vectors) / load_s), "rss_mb": round(rss_mb()),
+                    "store_rss_mb": round(rss_mb() - before)}  # fmt: skip
+            if isinstance(store, EdgeStore):
+                row["index"] = "hnsw" if store.indexed else "exact"
+                row["graph"] = "query" if metric is not None else "plain"
+                row["segments"] = store.segment_count
+                row["edge"] = asdict(options)
+                row["search_ef"] = options.search_ef(len(vectors), graph=metric is not None)
+        finally:  # a server keeps what was written; the other stores are temporary
             drop_server_collection(store)
-            raise
-        row = {"n": len(vectors), "vectors": kind, "engine": engine}
-        if engine == "client":
-            row["client"] = server_url() or "local mode, in memory"
-        row |= query_stats(store, queries, truth, index_of, phrases, encoders)
-        row |= {"build_s": round(build_s, 1), "load_s": round(load_s, 1),
-                "upsert_per_s": round(len(vectors) / load_s), "rss_mb": round(rss_mb()),
-                "store_rss_mb": round(rss_mb() - before)}  # fmt: skip
-        if isinstance(store, EdgeStore):
-            row["index"] = "hnsw" if store.indexed else "exact"
-            row["graph"] = "query" if metric is not None else "plain"
-            row["segments"] = store.segment_count
-            row["edge"] = asdict(options)
-            row["search_ef"] = options.search_ef(len(vectors), graph=metric is not None)
-        drop_server_collection(store)
     if engine == "edge" and row.get("index") == "hnsw" and ef_sweep:
         grid = [(ef, o) for ef in ef_sweep for o in (oversampling_sweep or [options.oversampling])]
         row["ef_sweep"] = [

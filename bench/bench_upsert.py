@@ -31,28 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_store import DIM, MODEL, PER_MEDIA, media_items  # this folder (bench/)
 
 from clasp_ingest.evaluation.vectors import sphere_vectors
-from clasp_ingest.store import EdgeStore
+from clasp_ingest.store import EdgeStore, WriteOptions
 from clasp_ingest.store.base import PAYLOAD_INDEXES, STATE_COMPLETE
 from clasp_ingest.store.edge import GRAPH_VECTOR
 from clasp_ingest.store.filters import meta_equals
 from clasp_ingest.store.metric import QueryMetric
-from clasp_ingest.types import MediaRef, Segment, media_id_for
 
-MODEL = "bench"
-DIM = 385
-PER_MEDIA = 1000
-BATCH = 256  # WriteOptions.batch_size
-
-
-def media_items(n: int) -> Iterator[tuple[MediaRef, list[Segment], slice]]:
-    for first in range(0, n, PER_MEDIA):
-        uri = f"file:///archive/lecture-{first // PER_MEDIA:05d}.mp3"
-        ref = MediaRef(uri, media_id_for(uri), "v1", title=f"Lecture {first // PER_MEDIA}")
-        count = min(PER_MEDIA, n - first)
-        segs = [Segment(ref.media_id, i, 2.0 * i, 2.0 * i + 1.5) for i in range(count)]
-        yield ref, segs, slice(first, first + count)
+BATCH = WriteOptions().batch_size
 
 
 def fresh(workdir: Path, name: str, metric: QueryMetric | None) -> EdgeStore:
@@ -90,7 +78,7 @@ def steps(store: EdgeStore, vectors: np.ndarray, metric: QueryMetric | None) -> 
                 batch = [qe.Point(p.id, v, p.payload) for p, v in zip(chunk, named, strict=True)]
             with timed("engine upsert"):
                 shard.update(qe.UpdateOperation.upsert_points(batch))
-        this = store._filter(meta_equals("media_id", ref.media_id) & meta_equals("version", "v1"))
+        this = store._filter(meta_equals("media_id", ref.media_id) & meta_equals("version", ref.fingerprint))
         op = qe.UpdateOperation.set_payload_by_filter(this, {"state": STATE_COMPLETE}, key="metadata")
         with timed("completion"):
             shard.update(op)

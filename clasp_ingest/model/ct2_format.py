@@ -281,11 +281,18 @@ def encoder_layers_below(layers: int) -> Callable[[str], bool]:
         raise ValueError(f"an encoder needs at least one layer, got {layers}")
 
     def drop(name: str) -> bool:
-        head, _, rest = name.partition("encoder/layer_")
-        number = rest.partition("/")[0]
-        return head == "" and number.isdigit() and int(number) >= layers
+        number = _encoder_layer(name)
+        return number is not None and number >= layers
 
     return drop
+
+
+def _encoder_layer(name: str) -> int | None:
+    """N for a variable of ``encoder/layer_N/...``, else None."""
+    parts = name.split("/")
+    if len(parts) < 3 or parts[0] != "encoder" or not parts[1].removeprefix("layer_").isdigit():
+        return None
+    return int(parts[1].removeprefix("layer_"))
 
 
 def encoder_layer_count(model_dir: Path) -> int:
@@ -294,5 +301,4 @@ def encoder_layer_count(model_dir: Path) -> int:
     if not path.is_file():
         raise ModelLoadError(f"{model_dir} is not a CTranslate2 model (no model.bin)")
     _, _, index, aliases = _index(path)
-    parts = (name.split("/") for name in [*index, *aliases])
-    return len({p[1] for p in parts if p[0] == "encoder" and p[1].removeprefix("layer_").isdigit()})
+    return len({n for n in map(_encoder_layer, [*index, *aliases]) if n is not None})

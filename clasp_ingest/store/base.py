@@ -244,7 +244,6 @@ class PayloadMaker:
     def __init__(self, ref: MediaRef, model_id: str, ingested_at: str) -> None:
         extra = {k: v for k, v in _json_safe(ref.metadata).items() if k not in _RESERVED}
         self._title, self._source = _utf8_text(ref.title), _utf8_text(ref.uri)
-        self._name = self._title or self._source
         # the key order of the payload as stored: shared keys, then the span's, then the rest
         self._head = {**extra, "media_id": ref.media_id, "source": self._source, "title": self._title}
         self._tail = {"version": ref.fingerprint, "model": model_id, "ingested_at": ingested_at,
@@ -261,10 +260,7 @@ class PayloadMaker:
             "url": span_url(self._source, start, end),
             **self._tail,
         }
-        return {
-            "page_content": f"{self._name} [{format_timestamp(start)}–{format_timestamp(end)}]",
-            "metadata": meta,
-        }
+        return {"page_content": page_content(self._title, self._source, start, end), "metadata": meta}
 
 
 def empty_marker(ref: MediaRef, model_id: str, dim: int, ingested_at: str) -> StoredPoint:
@@ -645,12 +641,11 @@ class QdrantStore(abc.ABC):
         if not np.isfinite(vectors).all():
             raise ValueError(f"{ref.uri!r}: the model produced non-finite vectors; check the model and input")
         payload = PayloadMaker(ref, model_id, now)
-        prefix = f"{ref.media_id}:{model_id}:{ref.fingerprint}:"
         points = []
         for seg, vec in zip(segments, vectors.tolist(), strict=True):
             if seg.media_id != ref.media_id:
                 raise ValueError(f"segment of media {seg.media_id!r} passed with media {ref.media_id!r}")
-            pid = _uuid5_text(_NAMESPACE_BYTES, f"{prefix}{seg.start_ms}:{seg.end_ms}")
+            pid = point_id(ref.media_id, model_id, ref.fingerprint, seg.start_ms, seg.end_ms)
             points.append(StoredPoint(pid, payload(seg), vec))
         if words is not None:
             points = [with_words(p, w) for p, w in zip(points, words, strict=True)]
