@@ -567,10 +567,14 @@ def discover_new(
     errors: list[tuple[str, str]] = []
     for connector in connectors:
         try:
-            listed += [(connector, ref) for ref in list_source(connector)]
+            refs = list_source(connector)
         except (ClaspIngestError, OSError, ImportError) as exc:
             log.error("cannot list %s: %s", connector.source, exc)
             errors.append((connector.source, describe_error(exc)))
+            continue
+        if not refs:
+            log.warning("%s lists no media file; nothing to ingest from it", connector.source)
+        listed += [(connector, ref) for ref in refs]
     todo, skipped = select_new(listed, store, force=force)
     return todo, skipped, errors
 

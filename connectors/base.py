@@ -25,6 +25,7 @@ __all__ = [
     "MediaTooLargeError",
     "OpenOptions",
     "copy_limited",
+    "has_media_suffix",
     "is_media_name",
     "temporary_download",
     "temporary_target",
@@ -107,8 +108,14 @@ class Connector(Protocol):
 
 
 def is_media_name(name: str) -> bool:
-    """Whether a file name or URL path ends with a media extension."""
-    return PurePosixPath(name.split("?", 1)[0].split("#", 1)[0]).suffix.lower() in MEDIA_EXTENSIONS
+    """Whether a URL's path ends with a media extension (its ``?query`` and ``#fragment`` aside)."""
+    return has_media_suffix(name.split("?", 1)[0].split("#", 1)[0])
+
+
+def has_media_suffix(name: str) -> bool:
+    """Whether a file or object name ends with a media extension; ``?`` and ``#`` are part of
+    such names (``What? Why.mp3``), unlike in a URL."""
+    return PurePosixPath(name).suffix.lower() in MEDIA_EXTENSIONS
 
 
 def copy_limited(reader: IO[bytes], writer: IO[bytes], uri: str, options: OpenOptions) -> int:

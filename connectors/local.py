@@ -1,5 +1,11 @@
 """Local files: a folder (recursive), a single file, or a glob pattern.
 
+A location that exists as a file or folder is taken literally, so names with glob characters
+(``Talk [abc123].mp4``, ``Lecture 3 [2019]/``) are found; only a location that does not exist
+is read as a pattern (``glob.escape`` a pattern's literal part to match such names). Under a
+folder, hidden files and folders (``._talk.mp3`` from macOS, ``.Trash/``) are skipped, as a
+glob's ``*`` skips them; a hidden file named on its own is ingested.
+
 The fingerprint is ``size-mtime_ns``: cheap, and it changes whenever a file is rewritten
 (a ``touch`` alone also counts as a change). Content hashes are not computed.
 
@@ -18,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote_to_bytes, urlparse
 
-from clasp_ingest.connectors.base import is_media_name
+from clasp_ingest.connectors.base import has_media_suffix
 
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
@@ -29,6 +35,12 @@ __all__ = ["LocalConnector", "display_name", "has_glob_magic", "local_fingerprin
 def has_glob_magic(text: str) -> bool:
     """Whether a path contains glob characters (``*``, ``?``, ``[``)."""
     return glob.has_magic(text)
+
+
+def _hidden(relative: Path) -> bool:
+    """Whether a path under a folder source is hidden (a part starts with ``.``): macOS's ``._x.mp3``
+    shadows, ``.Trash``, ``.git``; skipped as a shell's or a glob's ``*`` skips them."""
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def display_name(name: str) -> str:
@@ -70,16 +82,18 @@ class LocalConnector:
         yield str(path)
 
     def _paths(self) -> list[Path]:
+        # A path that exists is that path, even where its name holds glob characters:
+        # ``Talk [abc123].mp4`` (yt-dlp's default name) is a file, not the pattern ``[abc123]``.
         location = Path(self._location).expanduser()
-        if has_glob_magic(self._location):
-            matches = glob.glob(str(location), recursive=True)  # noqa: PTH207 - absolute patterns
-            found = [Path(p) for p in matches]
-            return sorted(p.resolve() for p in found if p.is_file() and is_media_name(p.name))
         if location.is_file():
             return [location.resolve()]
         if location.is_dir():
-            found = list(location.rglob("*"))
-            return sorted(p.resolve() for p in found if p.is_file() and is_media_name(p.name))
+            found = [p for p in location.rglob("*") if not _hidden(p.relative_to(location))]
+            return sorted(p.resolve() for p in found if p.is_file() and has_media_suffix(p.name))
+        if has_glob_magic(self._location):
+            matches = glob.glob(str(location), recursive=True)  # noqa: PTH207 - absolute patterns
+            found = [Path(p) for p in matches]
+            return sorted(p.resolve() for p in found if p.is_file() and has_media_suffix(p.name))
         raise ConnectorError(f"{self._location!r} is neither a file, a folder nor a glob that exists")
 
     @staticmethod

@@ -18,7 +18,13 @@ from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from clasp_ingest.connectors.base import MediaTooLargeError, OpenOptions, is_media_name, temporary_download
+from clasp_ingest.connectors.base import (
+    MediaTooLargeError,
+    OpenOptions,
+    has_media_suffix,
+    is_media_name,
+    temporary_download,
+)
 from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, head, index_links, open_http
 from clasp_ingest.connectors.local import has_glob_magic
 from clasp_ingest.connectors.urls import REDACTED, host_of, redact_url
@@ -233,9 +239,9 @@ class FsspecConnector:
 
     def _listing(self, fs: AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:
         try:
-            if has_glob_magic(path):
+            if has_glob_magic(path) and not fs.exists(path):  # an existing name is itself
                 found: dict[str, dict[str, Any]] = fs.glob(path, detail=True)
-            elif is_media_name(path):
+            elif has_media_suffix(path) or is_media_name(path):  # a key may hold '?'; '?versionId=' too
                 found = {path: fs.info(path)}
             elif _protocol(fs) in ("http", "https"):
                 found = {entry["name"]: entry for entry in fs.ls(path, detail=True)}
@@ -246,15 +252,15 @@ class FsspecConnector:
         return {
             name: info
             for name, info in found.items()
-            if info.get("type", "file") == "file" and is_media_name(name)
+            if info.get("type", "file") == "file" and has_media_suffix(name)
         }
 
     def _ref(self, fs: AbstractFileSystem, name: str, info: dict[str, Any]) -> MediaRef:
         uri = redact_url(name if scheme_of(name) else fs.unstrip_protocol(name))
         if not any(info.get(key) for key in (*_VERSION_KEYS, *_TIME_KEYS)):
             info = {**info, **fs.info(name)}  # index-page entries carry no headers yet
-        filename = PurePosixPath(name.split("?", 1)[0]).name
-        return _media_ref(uri, filename, info)
+        key = name.split("?", 1)[0] if scheme_of(name) else name  # a bucket key may hold '?'
+        return _media_ref(uri, PurePosixPath(key).name, info)
 
 
 def _media_ref(uri: str, filename: str, info: dict[str, Any]) -> MediaRef:

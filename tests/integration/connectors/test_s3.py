@@ -56,3 +56,23 @@ def test_open_downloads_object_and_etag_tracks_content(
     (after,) = connector.discover()
     assert after.media_id == before.media_id
     assert after.fingerprint != before.fingerprint
+
+
+def test_keys_with_glob_characters_are_objects_not_patterns(s3_server: S3Server, tmp_path: Path) -> None:
+    client = s3_server.client()
+    client.create_bucket(Bucket="odd-names")
+    for key in ("Talk [dQw4w9WgXcQ].wav", "What? Why.wav", "course [2019]/one.wav", "course 1.wav"):
+        client.upload_file(str(write_tone(tmp_path / "tone.wav")), "odd-names", key)
+    options = s3_server.storage_options
+
+    def titles(url: str) -> list[str]:
+        return [r.title for r in connector_for(url, storage_options=options).discover()]
+
+    assert titles("s3://odd-names/Talk [dQw4w9WgXcQ].wav") == ["Talk [dQw4w9WgXcQ]"]
+    assert titles("s3://odd-names/What? Why.wav") == ["What? Why"]
+    connector = connector_for("s3://odd-names/What? Why.wav", storage_options=options)
+    (ref,) = connector.discover()
+    with connector.open(ref) as local:
+        assert Path(local).read_bytes() == (tmp_path / "tone.wav").read_bytes()
+    assert titles("s3://odd-names/course [2019]") == ["one"]
+    assert titles("s3://odd-names/course [0-9].wav") == ["course 1"]  # no such key: a pattern

@@ -49,6 +49,27 @@ def test_glob_and_single_file(folder: Path) -> None:
     assert [r.title for r in LocalConnector(folder / "b.wav").discover()] == ["b"]
 
 
+def test_hidden_files_under_a_folder_are_skipped_unless_named(tmp_path: Path) -> None:
+    root = tmp_path / ".archive"  # the source itself may live in a hidden folder
+    write_tone(root / "talk.wav")
+    shadow = write_tone(root / "._talk.wav")  # macOS AppleDouble shadow: not audio on Linux
+    write_tone(root / ".Trash" / "old.wav")
+    assert [r.title for r in LocalConnector(root).discover()] == ["talk"]
+    assert [r.title for r in LocalConnector(shadow).discover()] == ["._talk"]
+
+
+def test_existing_names_with_glob_characters_are_taken_literally(tmp_path: Path) -> None:
+    course = tmp_path / "course [2019]"
+    talk = write_tone(course / "Talk [dQw4w9WgXcQ].wav")
+    write_tone(course / "Q&A *live*?.wav")
+    write_tone(tmp_path / "course 1.wav")  # what "course [2019]" would match as a pattern's prefix
+    assert [r.title for r in LocalConnector(talk).discover()] == ["Talk [dQw4w9WgXcQ]"]
+    assert [r.title for r in LocalConnector(course).discover()] == ["Q&A *live*?", "Talk [dQw4w9WgXcQ]"]
+    # a name that does not exist is still a pattern
+    assert [r.title for r in LocalConnector(tmp_path / "course [0-9].wav").discover()] == ["course 1"]
+    assert [r.title for r in LocalConnector(tmp_path / "nothing [x].wav").discover()] == []
+
+
 def test_fingerprint_changes_on_rewrite_media_id_does_not(folder: Path) -> None:
     path = folder / "b.wav"
     (before,) = LocalConnector(path).discover()
