@@ -47,22 +47,22 @@ def ingest_command(
         ..., help="Paths, globs, http(s)/s3/gs URLs or RSS/Atom feed URLs.", show_default=False
     ),
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Model preset or directory [CLASP_MODEL, default clasp-mini]."
+        None, "--model", "-m", help="Model preset or directory (CLASP_MODEL, default clasp-mini)."
     ),
     collection: str | None = typer.Option(
-        None, "--collection", "-c", help="Qdrant collection [CLASP_COLLECTION, default clasp_segments]."
+        None, "--collection", "-c", help="Qdrant collection (CLASP_COLLECTION, default clasp_segments)."
     ),
     qdrant_path: Path | None = typer.Option(
-        None, "--qdrant-path", help="Embedded Qdrant directory [CLASP_QDRANT_PATH]."
+        None, "--qdrant-path", help="Embedded Qdrant directory (CLASP_QDRANT_PATH)."
     ),
     qdrant_url: str | None = typer.Option(
-        None, "--qdrant-url", help="Qdrant server URL [CLASP_QDRANT_URL] (key: CLASP_QDRANT_API_KEY)."
+        None, "--qdrant-url", help="Qdrant server URL (CLASP_QDRANT_URL; key: CLASP_QDRANT_API_KEY)."
     ),
     feed: bool = typer.Option(
         False, "--feed", help="Treat every SOURCE as an RSS/Atom feed (else detected)."
     ),
     device: str | None = typer.Option(
-        None, "--device", help="'auto', 'cpu', 'cuda' or 'cuda:N' [CLASP_DEVICE]."
+        None, "--device", help="'auto', 'cpu', 'cuda' or 'cuda:N' (CLASP_DEVICE)."
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Segments per embedding batch."),
     max_bytes: int | None = typer.Option(
@@ -73,7 +73,7 @@ def ingest_command(
         "--download-deadline",
         min=0.001,
         metavar="SECONDS",
-        help="Longest time one download may take [CLASP_DOWNLOAD_DEADLINE_S, default 3600].",
+        help="Longest time one download may take (CLASP_DOWNLOAD_DEADLINE_S, default 3600).",
     ),
     min_download_rate: float | None = typer.Option(
         None,
@@ -274,7 +274,7 @@ class _progress:
             TextColumn("ingest"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,
@@ -304,9 +304,10 @@ def _print(summary: IngestSummary, args: dict[str, Any], as_json: bool) -> None:
         typer.echo(json.dumps({**data, "model": args["model"], "collection": args["collection"]}))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"clasp-ingest → {args['collection']} ({args['model']})")
+    table = Table(title=escape(f"clasp-ingest → {args['collection']} ({args['model']})"))
     for column in ("ingested", "unchanged", "failed", "segments", "audio (s)", "wall (s)"):
         table.add_column(column, justify="right")
     table.add_row(
@@ -320,9 +321,10 @@ def _print(summary: IngestSummary, args: dict[str, Any], as_json: bool) -> None:
     console = Console()
     console.print(table)
     for failure in data["media_failed"]:
-        console.print(f"[red]failed[/red] {failure['uri']}: {failure['error']}", **_ONE_LINE)
+        console.print(f"[red]failed[/red] {escape(failure['uri'])}: {escape(failure['error'])}", **_ONE_LINE)
     for warning in data["media_warnings"]:
-        console.print(f"[yellow]warning[/yellow] {warning['uri']}: {warning['warning']}", **_ONE_LINE)
+        line = f"[yellow]warning[/yellow] {escape(warning['uri'])}: {escape(warning['warning'])}"
+        console.print(line, **_ONE_LINE)
 
 
 def _fail(message: str) -> NoReturn:

@@ -135,6 +135,7 @@ def _ingest(model: AudioTextEncoder, store_path: Path) -> tuple[QdrantStore, Any
 
 
 def _print_results(console: Any, outcomes: Sequence[QueryOutcome]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     spans = {
@@ -142,17 +143,18 @@ def _print_results(console: Any, outcomes: Sequence[QueryOutcome]) -> None:
     }
     for out in outcomes:
         mark = "[green]✓ right span first[/]" if out.correct else "[red]✗ right span not first[/]"
-        table = Table(title=f"[{out.query.language}] {out.query.text}  {mark}", title_justify="left")
+        title = escape(f"[{out.query.language}] {out.query.text}")
+        table = Table(title=f"{title}  {mark}", title_justify="left")
         for column in ("#", "source", "start (s)", "end (s)", "score", "spoken there"):
             table.add_column(column, justify="left" if column in ("source", "spoken there") else "right")
         for rank, hit in enumerate(out.hits, 1):
             table.add_row(
                 str(rank),
-                Path(hit.source).name,
+                escape(Path(hit.source).name),
                 f"{hit.start_s:.2f}",
                 f"{hit.end_s:.2f}",
                 f"{hit.score:.3f}",
-                _heard(hit, spans),
+                escape(_heard(hit, spans)),
             )
         console.print(table)
 
@@ -178,6 +180,7 @@ def run(model_name: str, store_path: Path, k: int) -> tuple[list[QueryOutcome], 
     Returns the query outcomes and the number of samples that failed to ingest.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from clasp_ingest.config import Settings
     from clasp_ingest.model.inference import load_inference_model
@@ -195,7 +198,7 @@ def run(model_name: str, store_path: Path, k: int) -> tuple[list[QueryOutcome], 
         )
         failed = [r for r in summary.results if r.status == "failed"]
         for result in failed:
-            console.print(f"[red]failed[/] {result.uri}: {result.error}")
+            console.print(f"[red]failed[/] {escape(result.uri)}: {escape(str(result.error))}")
         outcomes = run_queries(model, store, demo_queries(), k)
     finally:
         store.close()

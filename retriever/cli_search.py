@@ -47,12 +47,12 @@ def search(
     k: int = typer.Option(5, "--k", "-k", min=1, help="Number of spans."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Model preset or directory [default: the one the collection records]."
+        None, "--model", "-m", help="Model preset or directory (default: the one the collection records)."
     ),
-    qdrant_path: Path | None = typer.Option(None, help="Embedded store directory [default: settings]."),
+    qdrant_path: Path | None = typer.Option(None, help="Embedded store directory (default: settings)."),
     qdrant_url: str | None = typer.Option(None, help="Qdrant server URL instead of the embedded store."),
     api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
-    collection: str | None = typer.Option(None, help="Collection [default: settings]."),
+    collection: str | None = typer.Option(None, help="Collection (default: settings)."),
     media_id: str | None = typer.Option(None, help="Only this media item."),
     group: int | None = typer.Option(None, min=1, help="At most this many spans per media item."),
     merge: bool = typer.Option(False, help="Merge adjacent or overlapping hits."),

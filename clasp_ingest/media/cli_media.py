@@ -23,17 +23,17 @@ def segment_command(
     min_s: float | None = typer.Option(
         None,
         "--min-s",
-        help="Shortest segment (s); shorter fragments merge. [default: CLASP_MIN_SEGMENT_S or 1.0]",
+        help="Shortest segment (s); shorter fragments merge (default: CLASP_MIN_SEGMENT_S or 1.0).",
     ),
     max_s: float | None = typer.Option(
         None,
         "--max-s",
-        help="Longest segment (s); longer speech is split. [default: CLASP_MAX_SEGMENT_S or 15.0]",
+        help="Longest segment (s); longer speech is split (default: CLASP_MAX_SEGMENT_S or 15.0).",
     ),
     min_pause_s: float | None = typer.Option(
         None,
         "--min-pause-s",
-        help="Shortest pause (s) that ends a segment. [default: CLASP_MIN_PAUSE_S or 0.3]",
+        help="Shortest pause (s) that ends a segment (default: CLASP_MIN_PAUSE_S or 0.3).",
     ),
 ) -> None:
     """Find the sentence-like speech segments of FILE (Silero VAD, streamed)."""
@@ -64,9 +64,10 @@ def _one_line(text: str) -> str:
 
 def _print_table(title: str, spans: list[tuple[float, float]]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{title}: {len(spans)} segments")
+    table = Table(title=escape(f"{title}: {len(spans)} segments"))
     for column in ("#", "start", "end", "duration (s)"):
         table.add_column(column, justify="right")
     for index, (start, end) in enumerate(spans):

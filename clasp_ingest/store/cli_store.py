@@ -38,10 +38,10 @@ store_app = typer.Typer(
 
 @store_app.command("info")
 def info(
-    qdrant_path: Path | None = typer.Option(None, help="Embedded store directory [default: settings]."),
+    qdrant_path: Path | None = typer.Option(None, help="Embedded store directory (default: settings)."),
     qdrant_url: str | None = typer.Option(None, help="Qdrant server URL instead of the embedded store."),
     api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
-    collection: str | None = typer.Option(None, help="Collection [default: settings]."),
+    collection: str | None = typer.Option(None, help="Collection (default: settings)."),
 ) -> None:
     """Print the collection's model, dimension and counts as JSON.
 
@@ -83,9 +83,9 @@ def export(
         None, "--api-key", envvar="CLASP_EXPORT_API_KEY", help="API key of the target server."
     ),
     grpc: bool = typer.Option(False, "--grpc", help="Talk gRPC to the target server."),
-    qdrant_path: Path | None = typer.Option(None, help="Embedded store to read [default: settings]."),
-    collection: str | None = typer.Option(None, help="Collection to copy [default: settings]."),
-    to_collection: str | None = typer.Option(None, help="Name in the target [default: the same]."),
+    qdrant_path: Path | None = typer.Option(None, help="Embedded store to read (default: settings)."),
+    collection: str | None = typer.Option(None, help="Collection to copy (default: settings)."),
+    to_collection: str | None = typer.Option(None, help="Name in the target (default: the same)."),
     batch_size: int = typer.Option(512, min=1, help="Points per request."),
 ) -> None:
     """Copy an embedded collection (ids, vectors, payloads, model identity) to a server or folder.

@@ -36,7 +36,12 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         tasks: dict[str, Any] = {}
 
@@ -252,10 +257,11 @@ def _load_eval(name: str, device: str, model_dir: Path | None) -> Any:
 
 def _print_train_summary(result: Any) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     fit = result.fit
-    table = Table(title=f"{result.model_id} → {result.out_dir}")
+    table = Table(title=escape(f"{result.model_id} → {result.out_dir}"))
     table.add_column("epoch", justify="right")
     table.add_column("train loss", justify="right")
     table.add_column("val loss", justify="right")
@@ -272,10 +278,11 @@ def _print_train_summary(result: Any) -> None:
     console.print("validation retrieval: " + ", ".join(f"{k} {v:.4f}" for k, v in result.val_metrics.items()))
     for manifest, metrics in result.extra_val.items():
         if "error" in metrics:
-            console.print(f"[yellow]{manifest}: not evaluated[/] ({metrics['error']})")
+            reason = escape(f"({metrics['error']})")
+            console.print(f"[yellow]{escape(str(manifest))}: not evaluated[/] {reason}")
             continue
         console.print(
-            f"{manifest} ({metrics['n_queries']} queries): "
+            escape(f"{manifest} ({metrics['n_queries']} queries): ")
             + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "n_queries")
         )
     if result.unreadable:
@@ -360,9 +367,10 @@ def eval_command(
         typer.echo(json.dumps({key: result[key] for key in keys}))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{clasp.model_id} on {manifest.name} ({split})")
+    table = Table(title=escape(f"{clasp.model_id} on {manifest.name} ({split})"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in keys:

@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import typer
+from rich.text import Text
 
 import clasp_ingest
 from clasp_ingest import Segment
@@ -56,3 +60,26 @@ def test_cli_version_and_help() -> None:
     )
     assert "clasp-ingest" in helped.stdout or "Usage" in helped.stdout
     assert "segment" in helped.stdout
+
+
+def _commands(command: Any, path: str = "clasp-ingest") -> Iterator[tuple[str, Any]]:
+    """Every command under ``command`` (typer's own click: its groups have ``.commands``)."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, f"{path} {name}")
+
+
+def test_every_help_text_survives_rich_markup() -> None:
+    """Typer renders help with rich markup: a ``[default: x]`` in a help string would vanish from
+    ``--help`` (it reads as a style tag). Every text shown must render as it is written."""
+    from clasp_ingest.cli import app
+
+    shown: list[tuple[str, str]] = []
+    for path, command in _commands(typer.main.get_command(app)):
+        shown += [(path, text) for text in (command.help, command.epilog) if text]
+        shown += [
+            (f"{path} {param.name}", param.help) for param in command.params if getattr(param, "help", None)
+        ]
+    assert len(shown) > 100
+    eaten = [(where, text) for where, text in shown if Text.from_markup(text).plain != text]
+    assert eaten == []

@@ -118,6 +118,29 @@ def test_a_first_run_that_stores_nothing_leaves_no_collection(env: dict[str, str
     assert json.loads(cli(env, "store", "info").stdout)["model"] is None
 
 
+def test_names_with_brackets_are_files_and_are_printed_as_they_are(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """yt-dlp names files ``Title [id].ext``: such a file or folder is ingested, not read as a glob,
+    and the summary prints names and errors verbatim (no rich markup taken from them)."""
+    folder = tmp_path / "course [2019]"
+    folder.mkdir()
+    talk = shutil.copy(SAMPLES / "demo_en.opus", folder / "Talk [dQw4w9WgXcQ].opus")
+    corrupt(folder / "broken [red].mp3")
+    odd = corrupt(tmp_path / "odd[" / "x].mp3")  # the path holds "[/x]", a closing markup tag
+    run = cli(env, "ingest", str(folder), str(odd))
+    assert run.returncode == 3, run.stderr  # the run completed; two items failed
+    assert "unexpected" not in run.stderr
+    failed = [line for line in run.stdout.splitlines() if line.startswith("failed ")]
+    assert len(failed) == 2 and "broken [red].mp3" in failed[0] and "odd[/x].mp3" in failed[1], run.stdout
+
+    single = cli(env, "ingest", str(talk), "--json")
+    assert single.returncode == 0 and json.loads(single.stdout)["media_skipped"] == 1, single.stderr
+    hits = json.loads(cli(env, "search", TRAIN, "--json").stdout)
+    assert hits[0]["title"] == "Talk [dQw4w9WgXcQ]"
+    assert (hits[0]["start_s"], hits[0]["end_s"]) == pytest.approx(TRAIN_SPAN, abs=0.5)
+
+
 def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
