@@ -491,6 +491,8 @@ def ingest_media(
         written = store.write_media(ref, model.model_id, batches)
         write_s = time.perf_counter() - write_started
     audio_s = round(samples[0] / SAMPLE_RATE, 3)
+    if written == 0:
+        warnings.append(f"no speech found in its {audio_s:.1f} s of audio; nothing of it can be searched")
     times = StageTimes(
         fetch.seconds,
         decode.seconds,

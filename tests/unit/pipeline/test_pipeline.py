@@ -219,6 +219,8 @@ def test_media_without_speech_is_recorded_and_skipped_while_unchanged(
     first = ingest_source(LocalConnector(media), tiny_model, store, FAST)
     (result,) = first.results
     assert result.status == "ok" and result.segments == 0 and result.audio_s == 30.0
+    assert result.warnings == ("no speech found in its 30.0 s of audio; nothing of it can be searched",)
+    assert first.media_warnings == [{"uri": result.uri, "warning": result.warnings[0]}]
     assert store.count() == 1 and store.search(np.ones(tiny_model.dim, dtype=np.float32), k=5) == []
     again = ingest_source(LocalConnector(media), tiny_model, store, FAST)
     assert again.media_skipped == 1 and again.media_ok == 0 and again.results[0].audio_s == 0.0
