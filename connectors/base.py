@@ -36,9 +36,10 @@ log = logging.getLogger("clasp_ingest.connectors")
 #: File name endings treated as media by folder, bucket and index listings.
 MEDIA_EXTENSIONS = frozenset(
     {
-        ".3gp", ".aac", ".aif", ".aiff", ".amr", ".avi", ".flac", ".m4a", ".m4b", ".m4v", ".mka",
-        ".mkv", ".mov", ".mp2", ".mp3", ".mp4", ".mpeg", ".mpg", ".mpga", ".oga", ".ogg", ".ogv",
-        ".opus", ".spx", ".ts", ".wav", ".weba", ".webm", ".wma", ".wmv",
+        ".3g2", ".3gp", ".aac", ".aif", ".aiff", ".amr", ".ape", ".asf", ".avi", ".caf", ".flac",
+        ".flv", ".m2ts", ".m4a", ".m4b", ".m4v", ".mka", ".mkv", ".mov", ".mp2", ".mp3", ".mp4",
+        ".mpeg", ".mpg", ".mpga", ".mts", ".mxf", ".oga", ".ogg", ".ogv", ".opus", ".spx", ".ts",
+        ".vob", ".wav", ".weba", ".webm", ".wma", ".wmv", ".wv",
     }
 )  # fmt: skip
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clasp_ingest.connectors.base import is_media_name
 from typer.testing import CliRunner
 
 from clasp_ingest.cli import app
@@ -243,3 +244,32 @@ def test_every_ffmpeg_keeps_the_audio_offset(ffmpeg: str, short_track: SpokenTra
     plain, shifted = decode_audio(short_track.path, options), decode_audio(late, options)
     onsets = [float(np.nonzero(np.abs(x) > 0.05)[0][0]) / SR for x in (plain, shifted)]
     assert onsets[1] - onsets[0] == pytest.approx(1.5, abs=0.05)
+
+
+#: Containers listed as media (connectors.base.MEDIA_EXTENSIONS) beyond the fixture's: ffmpeg args.
+MORE_CONTAINERS = {
+    "flv": ("-c:a", "libmp3lame", "-ar", "44100"),  # Flash video's audio-only form
+    "mts": ("-f", "mpegts", "-c:a", "mp2"),  # camcorders (AVCHD)
+    "caf": (
+        "-c:a",
+        "pcm_s16be",
+    ),  # Apple Core Audio
+    "vob": ("-f", "vob", "-c:a", "mp2"),  # DVD
+    "3g2": ("-c:a", "aac"),  # phones
+    "asf": ("-c:a", "wmav2"),  # Windows Media
+    "wv": ("-c:a", "wavpack"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MORE_CONTAINERS))
+def test_every_listed_container_is_media_and_decodes(
+    short_track: SpokenTrack, tmp_path: Path, kind: str
+) -> None:
+
+    from tests.fixtures_audio import convert
+
+    path = convert(short_track.path, tmp_path / f"talk.{kind}", *MORE_CONTAINERS[kind])
+    assert is_media_name(path.name)
+    audio = decode_audio(path)
+    assert abs(audio.size / SR - short_track.duration_s) < 0.15
+    assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.0
