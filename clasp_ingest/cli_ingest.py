@@ -205,7 +205,7 @@ def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bo
         open_configured_store(args["qdrant_path"], args["qdrant_url"], None, args["collection"]) as store,
         _progress(show_progress) as callback,
     ):
-        return ingest_source(
+        summary = ingest_source(
             connectors,
             model,
             store,
@@ -214,6 +214,8 @@ def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bo
             model_source=model.source,
             recreate=args["recreate"],
         )
+    model.settle()  # not on Ctrl-C: that leaves at once
+    return summary
 
 
 def download_options(settings: Settings, args: dict[str, Any]) -> OpenOptions:

@@ -91,6 +91,18 @@ class DeferredModel:
         except BaseException as exc:  # re-raised in the thread that uses the model
             self._error = exc
 
+    def settle(self) -> None:
+        """Wait for a load that was started to end; its error, if any, stays for the first use.
+
+        A command calls it before it returns when no item needed the model (all failed or
+        were unchanged): a load still running once the interpreter tears down cannot start
+        threads (the one-time ONNX export fails with "cannot schedule new futures after
+        interpreter shutdown"), so it would warn, fall back to torch and cache nothing.
+        """
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+
     def loaded(self) -> AudioTextEncoder:
         """The loaded model (starts the load if needed and waits for it)."""
         self.preload()

@@ -141,6 +141,19 @@ def test_names_with_brackets_are_files_and_are_printed_as_they_are(
     assert (hits[0]["start_s"], hits[0]["end_s"]) == pytest.approx(TRAIN_SPAN, abs=0.5)
 
 
+def test_a_first_run_whose_items_all_fail_still_builds_the_model_cache(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The model loads in the background while the first item decodes; a run that ends first
+    waits for it instead of tearing down under it (which failed the one-time ONNX export with a
+    'using torch' warning and cached nothing)."""
+    fresh = {**env, "XDG_CACHE_HOME": str(tmp_path / "fresh-cache")}
+    run = cli(fresh, "ingest", str(corrupt(tmp_path / "broken.mp3")), "--json")
+    assert run.returncode == 3, run.stderr
+    assert "WARNING" not in run.stderr and "torch" not in run.stderr, run.stderr
+    assert list((tmp_path / "fresh-cache" / "clasp-ingest" / "onnx").glob(f"{MINI_ID}-*/*.onnx"))
+
+
 def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
