@@ -63,6 +63,7 @@ __all__ = [
     "QdrantStore",
     "RetryOptions",
     "SearchFilter",
+    "StoredMedia",
     "StoredPoint",
     "Where",
     "WriteOptions",
@@ -231,6 +232,24 @@ def _utf8_text(text: str) -> str:
         except UnicodeEncodeError:  # other lone surrogates: ``\\udNNN``
             return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+@dataclass(frozen=True)
+class StoredMedia:
+    """One stored version of a media item (``clasp-ingest store list``).
+
+    ``state``: ``"complete"`` (searchable), ``"empty"`` (no speech found) or ``"writing"``
+    (being written, or left by a run that stopped; the next run rewrites it); ``spans``: its
+    searchable spans."""
+
+    media_id: str
+    source: str
+    title: str
+    version: str
+    model: str
+    ingested_at: str
+    state: str
+    spans: int
 
 
 def build_payload(ref: MediaRef, model_id: str, segment: Segment, ingested_at: str) -> dict[str, Any]:
@@ -780,6 +799,32 @@ class QdrantStore(abc.ABC):
         )
         done = self._count(where)
         return done > 0 and done == self._count(meta_equals("media_id", media_id))
+
+    def media(self) -> list[StoredMedia]:
+        """Every stored media item version, by source: one scroll over the first point of each
+        version (its ``segment_index`` 0, or the ``"empty"`` marker's -1) and two counts each."""
+        if self.identity is None:
+            return []
+        found = []
+        for point in self.iter_points(Where((Condition(meta_key("segment_index"), lte=0),))):
+            meta = point.payload.get("metadata", {})
+            media_id, version = str(meta.get("media_id", "")), str(meta.get("version", ""))
+            this = meta_equals("media_id", media_id) & meta_equals("version", version)
+            spans = self._count(this & meta_equals("state", STATE_COMPLETE))
+            writing = self._count(this & meta_equals("state", STATE_WRITING))
+            found.append(
+                StoredMedia(
+                    media_id=media_id,
+                    source=str(meta.get("source", "")),
+                    title=str(meta.get("title") or ""),
+                    version=version,
+                    model=str(meta.get("model", "")),
+                    ingested_at=str(meta.get("ingested_at", "")),
+                    state=STATE_WRITING if writing else str(meta.get("state", "")),
+                    spans=spans,
+                )
+            )
+        return sorted(found, key=lambda m: (m.source, m.ingested_at, m.version))
 
     def count(self, filters: FilterLike | None = None) -> int:
         """Points matching ``filters`` (all versions and states)."""

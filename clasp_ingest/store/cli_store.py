@@ -1,4 +1,5 @@
-"""``clasp-ingest store ...``: inspect a collection; export an embedded one to a server or folder."""
+"""``clasp-ingest store ...``: inspect a collection, list and delete its media items, export an
+embedded one to a server or folder."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def open_configured_store(
 
 
 store_app = typer.Typer(
-    help="Inspect the vector store; copy it to a Qdrant server or a qdrant-client folder.",
+    help="Inspect the vector store, list or delete its media items, copy it to a Qdrant server or folder.",
     no_args_is_help=True,
 )
 
@@ -69,6 +70,97 @@ def info(
             out["search"] = "hnsw" if store.indexed else "exact"
             out["index"] = store.index_config()
     typer.echo(json.dumps(out))
+
+
+@store_app.command("list")
+def list_media(
+    qdrant_path: Path | None = typer.Option(None, help="Embedded store directory (default: settings)."),
+    qdrant_url: str | None = typer.Option(None, help="Qdrant server URL instead of the embedded store."),
+    api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
+    collection: str | None = typer.Option(None, help="Collection (default: settings)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines."),
+) -> None:
+    """List the stored media items: searchable spans, state, when ingested, source.
+
+    State ``complete``: searchable; ``empty``: no speech was found in it; ``writing``: being
+    written, or left by a run that stopped (the next ingest of it rewrites it).
+    """
+    from dataclasses import asdict
+
+    with open_configured_store(qdrant_path, qdrant_url, api_key, collection) as store:
+        store.require_collection()
+        items = store.media()
+    if as_json:
+        typer.echo(json.dumps([asdict(item) for item in items], ensure_ascii=False))
+        return
+    for item in items:
+        typer.echo(f"{item.spans:>6}  {item.state:<8}  {item.ingested_at[:19]}  {item.source}")
+    spans = sum(item.spans for item in items)
+    noun = "media item" if len(items) == 1 else "media items"
+    typer.echo(f"{len(items)} {noun}, {spans} searchable spans in {store.collection!r}")
+
+
+@store_app.command("delete")
+def delete_media(
+    targets: list[str] = typer.Argument(
+        ...,
+        help="What to delete: a media id, a source URI as 'store list' prints it, or a local "
+        "file or folder (every item stored from under it).",
+        show_default=False,
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking."),
+    qdrant_path: Path | None = typer.Option(None, help="Embedded store directory (default: settings)."),
+    qdrant_url: str | None = typer.Option(None, help="Qdrant server URL instead of the embedded store."),
+    api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
+    collection: str | None = typer.Option(None, help="Collection (default: settings)."),
+) -> None:
+    """Delete media items (every version, every span) from the collection; prints JSON.
+
+    Nothing is deleted when a target matches no stored item. A later ingest of a deleted file
+    stores it again.
+    """
+    import sys
+
+    with open_configured_store(qdrant_path, qdrant_url, api_key, collection) as store:
+        store.require_collection()
+        items = store.media()
+        chosen: dict[str, str] = {}  # media id -> source
+        for target in targets:
+            matched = {item.media_id: item.source for item in items if _matches(item, target)}
+            if not matched:
+                typer.echo(
+                    f"error: {target!r} matches no media item stored in {store.collection!r}; "
+                    "'clasp-ingest store list' shows them",
+                    err=True,
+                )
+                raise typer.Exit(1)
+            chosen.update(matched)
+        if not yes:
+            if not sys.stdin.isatty():
+                typer.echo(
+                    f"error: would delete {len(chosen)} media items; add --yes to delete them", err=True
+                )
+                raise typer.Exit(1)
+            for source in sorted(set(chosen.values())):
+                typer.echo(source)
+            typer.confirm(f"Delete these {len(chosen)} media items?", abort=True)
+        deleted = [
+            {"media_id": media_id, "source": source, "points": store.delete_media(media_id)}
+            for media_id, source in sorted(chosen.items(), key=lambda kv: kv[1])
+        ]
+    typer.echo(
+        json.dumps({"deleted": deleted, "points": sum(d["points"] for d in deleted)}, ensure_ascii=False)
+    )
+
+
+def _matches(item: Any, target: str) -> bool:
+    """Whether ``target`` (media id, source URI, or a local file or folder) names ``item``."""
+    if target in (item.media_id, item.source):
+        return True
+    if "://" in target:
+        return False
+    uri = Path(target).expanduser().resolve().as_uri()
+    return bool(item.source == uri or item.source.startswith(uri.rstrip("/") + "/"))
 
 
 @store_app.command("export")

@@ -154,6 +154,39 @@ def test_a_first_run_whose_items_all_fail_still_builds_the_model_cache(
     assert list((tmp_path / "fresh-cache" / "clasp-ingest" / "onnx").glob(f"{MINI_ID}-*/*.onnx"))
 
 
+def test_store_list_and_delete(env: dict[str, str], tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    talk = shutil.copy(SAMPLES / "demo_en.opus", media / "talk.opus")
+    rede = shutil.copy(SAMPLES / "demo_de.opus", media / "rede.opus")
+    assert cli(env, "ingest", str(media)).returncode == 0
+    listed = json.loads(cli(env, "store", "list", "--json").stdout)
+    assert [(i["source"], i["state"], i["model"]) for i in listed] == [
+        (rede.as_uri(), "complete", MINI_ID),
+        (talk.as_uri(), "complete", MINI_ID),
+    ]
+    assert listed[1]["spans"] == 9 and listed[1]["title"] == "talk"
+    lines = cli(env, "store", "list").stdout.splitlines()
+    assert lines[-1] == f"2 media items, {listed[0]['spans'] + 9} searchable spans in 'clasp_segments'"
+
+    unknown = cli(env, "store", "delete", str(tmp_path / "elsewhere.opus"), "--yes")
+    assert unknown.returncode == 1 and "matches no media item" in unknown.stderr
+    unasked = cli(env, "store", "delete", str(talk))  # no --yes and no terminal to ask on
+    assert unasked.returncode == 1 and "--yes" in unasked.stderr
+    deleted = cli(env, "store", "delete", str(talk), "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    assert json.loads(deleted.stdout)["points"] == 9
+    assert [i["source"] for i in json.loads(cli(env, "store", "list", "--json").stdout)] == [rede.as_uri()]
+    hits = json.loads(cli(env, "search", TRAIN, "--json").stdout)
+    assert hits and all(h["source"] == rede.as_uri() for h in hits)
+
+    gone = cli(env, "store", "delete", str(media), "-y")  # a folder: everything stored from under it
+    assert gone.returncode == 0 and json.loads(gone.stdout)["deleted"][0]["source"] == rede.as_uri()
+    assert json.loads(cli(env, "store", "info").stdout)["points"] == 0
+    again = json.loads(cli(env, "ingest", str(media), "--json").stdout)
+    assert again["media_ok"] == 2  # deleted items are ingested again
+
+
 def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr

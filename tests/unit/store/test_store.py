@@ -293,3 +293,34 @@ def test_a_run_into_another_models_collection_names_the_model_that_made_it(tmp_p
         ):
             pytest.fail("the run must not start")  # pragma: no cover
         assert "add to it" not in str(refused.value)  # no model makes those vectors: nothing to name
+
+
+def test_media_lists_each_stored_version_with_its_state_and_spans(store: QdrantStore) -> None:
+    assert store.media() == []
+    a, b = make_media("file:///a.wav", "v1", 9, seed=1), make_media("file:///b.wav", "v1", 3, seed=2)
+    ingest(store, a, b)
+    silent = make_media("file:///c.wav", "v1", 0, seed=3)
+    store.write_media(silent.ref, MODEL, iter(()))
+    half = make_media("file:///d.wav", "v1", 20, seed=4)
+    with pytest.raises(RuntimeError):
+        store.write_media(half.ref, MODEL, _failing(half, after=2))  # a failed write leaves nothing
+    new_a = make_media("file:///a.wav", "v2", 14, seed=5)
+
+    def stopped() -> Iterator[tuple[list[Segment], np.ndarray]]:
+        yield from new_a.batches()[:1]
+        rows = store.media()  # while v2's first batch is written: v1 whole, v2 being written
+        assert [(m.version, m.state, m.spans) for m in rows if m.source == "file:///a.wav"] == [
+            ("v1", "complete", 9),
+            ("v2", "writing", 0),
+        ]
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError):
+        store.write_media(new_a.ref, MODEL, stopped())
+    rows = store.media()
+    assert [(m.source, m.title, m.version, m.state, m.spans) for m in rows] == [
+        ("file:///a.wav", "a", "v1", "complete", 9),
+        ("file:///b.wav", "b", "v1", "complete", 3),
+        ("file:///c.wav", "c", "v1", "empty", 0),
+    ]
+    assert rows[0].media_id == a.ref.media_id and rows[0].model == MODEL and rows[0].ingested_at
