@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,6 +31,12 @@ def open_configured_store(
                       collection=collection or settings.collection)  # fmt: skip
 
 
+#: The options that name the store, shared by the commands that open it.
+StorePath = Annotated[Path | None, typer.Option(help="Embedded store directory (default: settings).")]
+StoreUrl = Annotated[str | None, typer.Option(help="Qdrant server URL instead of the embedded store.")]
+StoreKey = Annotated[str | None, typer.Option(envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key.")]
+StoreCollection = Annotated[str | None, typer.Option(help="Collection (default: settings).")]
+
 store_app = typer.Typer(
     help="Inspect the vector store, list or delete its media items, copy it to a Qdrant server or folder.",
     no_args_is_help=True,
@@ -39,10 +45,10 @@ store_app = typer.Typer(
 
 @store_app.command("info")
 def info(
-    qdrant_path: Path | None = typer.Option(None, help="Embedded store directory (default: settings)."),
-    qdrant_url: str | None = typer.Option(None, help="Qdrant server URL instead of the embedded store."),
-    api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
-    collection: str | None = typer.Option(None, help="Collection (default: settings)."),
+    qdrant_path: StorePath = None,
+    qdrant_url: StoreUrl = None,
+    api_key: StoreKey = None,
+    collection: StoreCollection = None,
 ) -> None:
     """Print the collection's model, dimension and counts as JSON.
 
@@ -74,15 +80,15 @@ def info(
 
 @store_app.command("list")
 def list_media(
-    qdrant_path: Path | None = typer.Option(None, help="Embedded store directory (default: settings)."),
-    qdrant_url: str | None = typer.Option(None, help="Qdrant server URL instead of the embedded store."),
-    api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
-    collection: str | None = typer.Option(None, help="Collection (default: settings)."),
+    qdrant_path: StorePath = None,
+    qdrant_url: StoreUrl = None,
+    api_key: StoreKey = None,
+    collection: StoreCollection = None,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines."),
 ) -> None:
     """List the stored media items: searchable spans, state, when ingested, source.
 
-    State ``complete``: searchable; ``empty``: no speech was found in it; ``writing``: being
+    State "complete": searchable; "empty": no speech was found in it; "writing": being
     written, or left by a run that stopped (the next ingest of it rewrites it).
     """
     from dataclasses import asdict
@@ -109,10 +115,10 @@ def delete_media(
         show_default=False,
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking."),
-    qdrant_path: Path | None = typer.Option(None, help="Embedded store directory (default: settings)."),
-    qdrant_url: str | None = typer.Option(None, help="Qdrant server URL instead of the embedded store."),
-    api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
-    collection: str | None = typer.Option(None, help="Collection (default: settings)."),
+    qdrant_path: StorePath = None,
+    qdrant_url: StoreUrl = None,
+    api_key: StoreKey = None,
+    collection: StoreCollection = None,
 ) -> None:
     """Delete media items (every version, every span) from the collection; prints JSON.
 
