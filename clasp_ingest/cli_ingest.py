@@ -90,6 +90,13 @@ def ingest_command(
         "(the URLs you give are always allowed) [CLASP_ALLOW_PRIVATE_HOSTS].",
     ),
     force: bool = typer.Option(False, "--force", help="Re-ingest items already stored at their version."),
+    prune: bool = typer.Option(
+        False,
+        "--prune",
+        help="Also delete the stored items that a folder or bucket-prefix SOURCE no longer lists "
+        "(files deleted or moved away). Globs, feeds and index pages are not pruned; a source "
+        "that cannot be listed is not touched.",
+    ),
     recreate: bool = typer.Option(
         False,
         "--recreate",
@@ -140,6 +147,7 @@ def ingest_command(
         "min_download_rate": min_download_rate,
         "allow_private_hosts": True if allow_private_hosts else None,
         "force": force,
+        "prune": prune,
         "recreate": recreate,
         "transcribe": transcribe,
         "whisper_model": whisper_model,
@@ -197,6 +205,7 @@ def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bo
         segmenter=settings.segmenter_options(),
         decode=settings.decode_options(),
         force=args["force"],
+        prune=args["prune"],
         transcribe=TranscriberOptions(model=args["whisper_model"], device=args["device"])
         if args["transcribe"]
         else None,
@@ -324,6 +333,8 @@ def _print(summary: IngestSummary, args: dict[str, Any], as_json: bool) -> None:
     console.print(table)
     for failure in data["media_failed"]:
         console.print(f"[red]failed[/red] {escape(failure['uri'])}: {escape(failure['error'])}", **_ONE_LINE)
+    for uri in data["media_pruned"]:
+        console.print(f"[cyan]pruned[/cyan] {escape(uri)}: no longer in its source", **_ONE_LINE)
     for warning in data["media_warnings"]:
         line = f"[yellow]warning[/yellow] {escape(warning['uri'])}: {escape(warning['warning'])}"
         console.print(line, **_ONE_LINE)

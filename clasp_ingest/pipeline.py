@@ -66,6 +66,7 @@ __all__ = [
     "is_transient",
     "list_source",
     "progress_of",
+    "prune_unlisted",
     "select_new",
     "text_dim_for",
 ]
@@ -128,6 +129,8 @@ class PipelineOptions:
     ``transcribe``: also store words (``ingest --transcribe``): each item is transcribed once,
     whole, by this Whisper (:mod:`clasp_ingest.words`), and every span gets its words and the
     ``text``/``words`` vectors; the collection must have them (a new one gets them).
+    ``prune``: delete the stored items a folder or bucket-prefix source no longer lists
+    (:func:`prune_unlisted`; ``ingest --prune``).
     """
 
     embed_batch_size: int = 16
@@ -138,6 +141,7 @@ class PipelineOptions:
     retry_delay_s: float = 1.0
     force: bool = False
     transcribe: TranscriberOptions | None = None
+    prune: bool = False
 
     def __post_init__(self) -> None:
         if self.embed_batch_size < 1:
@@ -217,6 +221,7 @@ class IngestSummary:
     results: tuple[MediaResult, ...] = ()
     source_errors: tuple[tuple[str, str], ...] = ()
     wall_s: float = 0.0
+    pruned: tuple[str, ...] = ()  # sources of items deleted as no longer listed (--prune)
 
     @property
     def media_ok(self) -> int:
@@ -259,6 +264,7 @@ class IngestSummary:
             "media_skipped": self.media_skipped,
             "media_failed": self.media_failed,
             "media_warnings": self.media_warnings,
+            "media_pruned": list(self.pruned),
             "segments": self.segments,
             "audio_s": self.audio_s,
             "wall_s": round(self.wall_s, 3),
@@ -271,6 +277,7 @@ class IngestSummary:
             tuple(r for s in items for r in s.results),
             tuple(e for s in items for e in s.source_errors),
             wall_s,
+            tuple(uri for s in items for uri in s.pruned),
         )
 
 
@@ -559,11 +566,17 @@ def select_new(
 
 
 def discover_new(
-    connectors: Sequence[Connector], store: QdrantStore, *, force: bool = False
+    connectors: Sequence[Connector],
+    store: QdrantStore,
+    *,
+    force: bool = False,
+    pruned: list[str] | None = None,
 ) -> tuple[list[tuple[Connector, MediaRef]], list[MediaResult], list[tuple[str, str]]]:
     """List every source; split into items to ingest, items already stored, and listing errors.
 
-    Sources that fail to list are reported (``(source, error)``), not raised.
+    Sources that fail to list are reported (``(source, error)``), not raised. With ``pruned``
+    (a list), each source that listed is pruned (:func:`prune_unlisted`) and the sources of the
+    deleted items are appended to it.
     """
     listed: list[tuple[Connector, MediaRef]] = []
     errors: list[tuple[str, str]] = []
@@ -577,8 +590,36 @@ def discover_new(
         if not refs:
             log.warning("%s lists no media file; nothing to ingest from it", connector.source)
         listed += [(connector, ref) for ref in refs]
+        if pruned is not None:
+            pruned += prune_unlisted(store, connector, refs)
     todo, skipped = select_new(listed, store, force=force)
     return todo, skipped, errors
+
+
+def prune_unlisted(store: QdrantStore, connector: Connector, refs: Sequence[MediaRef]) -> list[str]:
+    """Delete the stored items that ``connector``'s source covers but its listing ``refs`` no
+    longer has (files deleted or moved away); returns their sources.
+
+    Only a source with a ``prune_scope`` (a local folder or file, a bucket prefix) is pruned:
+    the stored items under it are its own. Globs, feeds (old episodes drop off a feed) and HTTP
+    index pages are left as they are, with a warning. Call it only after a listing succeeded.
+    """
+    scope_of = getattr(connector, "prune_scope", None)
+    scope = scope_of() if scope_of is not None else None
+    if scope is None:
+        log.warning("not pruning %s: only folders and bucket prefixes are pruned", connector.source)
+        return []
+    listed = {ref.media_id for ref in refs}
+    gone = {
+        item.media_id: item.source
+        for item in store.media()
+        if (item.source == scope or item.source.startswith(scope.rstrip("/") + "/"))
+        and item.media_id not in listed
+    }
+    for media_id, source in sorted(gone.items(), key=lambda kv: kv[1]):
+        store.delete_media(media_id)
+        log.warning("pruned %s: %s no longer lists it", source, connector.source)
+    return sorted(set(gone.values()))
 
 
 def _with_retries(ref: MediaRef, options: PipelineOptions, run: Callable[[], MediaResult]) -> MediaResult:
@@ -701,7 +742,8 @@ def ingest_source(
         store, model.model_id, model.dim, source=model_source, recreate=recreate, text_dim=text_dim,
         query_metric=metric,
     ):  # fmt: skip
-        todo, results, errors = discover_new(sources, store, force=opts.force)
+        pruned: list[str] | None = [] if opts.prune else None
+        todo, results, errors = discover_new(sources, store, force=opts.force, pruned=pruned)
         log.info("%d items to ingest, %d unchanged", len(todo), len(results))
         if todo and isinstance(model, Preloadable):
             model.preload()
@@ -713,7 +755,7 @@ def ingest_source(
                 run = partial(ingest_media, ref, connector, model, store, opts, on_batch=on_batch)
                 results.append(_with_retries(ref, opts, run))
                 _report(on_progress, total, results)
-    return IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started)
+    return IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started, tuple(pruned or ()))
 
 
 def text_dim_for(model: Any) -> int:

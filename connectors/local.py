@@ -81,6 +81,16 @@ class LocalConnector:
             )
         yield str(path)
 
+    def prune_scope(self) -> str | None:
+        """The URI every item of this source starts with, and nothing else stored from outside
+        it does: a folder's URI with ``/`` (or an existing file's URI); ``None`` for a glob."""
+        location = Path(self._location).expanduser()
+        if location.is_dir():
+            return location.resolve().as_uri().rstrip("/") + "/"
+        if location.is_file():
+            return location.resolve().as_uri()
+        return None
+
     def _paths(self) -> list[Path]:
         # A path that exists is that path, even where its name holds glob characters:
         # ``Talk [abc123].mp4`` (yt-dlp's default name) is a file, not the pattern ``[abc123]``.

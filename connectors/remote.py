@@ -207,6 +207,13 @@ class FsspecConnector:
         ) as local:
             yield local
 
+    def prune_scope(self) -> str | None:
+        """A bucket prefix's URI with ``/`` (a single object's URI); ``None`` for a glob or an
+        HTTP index page (what it links to is not under it)."""
+        if scheme_of(self._url) in HTTP_SCHEMES or has_glob_magic(self._url.split("://", 1)[1]):
+            return None
+        return self._shown if is_media_name(self._shown) else self._shown.rstrip("/") + "/"
+
     def _real_url(self, uri: str) -> str:
         """The real URL of a listed (redacted) ``uri``; lists again where this copy has not."""
         if uri not in self._real and REDACTED in uri:

@@ -61,6 +61,7 @@ def ingest_source_cluster(
     device: str | None = None,
     embed_batch_size: int | None = None,
     force: bool = False,
+    prune: bool = False,
 ) -> IngestSummary:
     """Ingest ``sources`` with ``media_concurrency`` items in flight across a Dask/Ray cluster."""
     subflow = ingest_source.with_options(task_runner=cluster_task_runner(runner, address))
@@ -74,4 +75,5 @@ def ingest_source_cluster(
         embed_batch_size=embed_batch_size,
         media_concurrency=media_concurrency,
         force=force,
+        prune=prune,
     )

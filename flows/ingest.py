@@ -54,6 +54,7 @@ from pydantic import SecretStr
 from clasp_ingest import pipeline
 from clasp_ingest.config import Settings
 from clasp_ingest.pipeline import IngestSummary, MediaResult, PipelineOptions
+from clasp_ingest.store import QdrantStore
 from clasp_ingest.transcribe import TranscriberOptions
 from clasp_ingest.types import MediaRef
 
@@ -169,14 +170,21 @@ def _collect(ref: MediaRef, future: PrefectFuture[MediaResult], started: float) 
 
 
 def _listed(
-    connectors: Sequence[Connector], errors: list[tuple[str, str]]
+    connectors: Sequence[Connector],
+    errors: list[tuple[str, str]],
+    store: QdrantStore,
+    pruned: list[str] | None = None,
 ) -> list[tuple[Connector, MediaRef]]:
+    """Every listed item; listing errors into ``errors``; with ``pruned``, each source that
+    listed is pruned (:func:`~clasp_ingest.pipeline.prune_unlisted`) into it."""
     futures = [(c, list_source.submit(c)) for c in connectors]
     listed: list[tuple[Connector, MediaRef]] = []
     for connector, future in futures:
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, list):
             listed += [(connector, ref) for ref in outcome]
+            if pruned is not None:
+                pruned += pipeline.prune_unlisted(store, connector, outcome)
         else:
             errors.append((connector.source, pipeline.describe_error(outcome)))
     return listed
@@ -223,6 +231,7 @@ def ingest_source(
     retry_delay_s: float = 2.0,
     max_bytes: int | None = None,
     force: bool = False,
+    prune: bool = False,
     download_deadline_s: float | None = None,
     min_download_rate: float | None = None,
     allow_private_hosts: bool | None = None,
@@ -237,7 +246,8 @@ def ingest_source(
     :class:`~clasp_ingest.connectors.SecretUrl` (a signed URL) is stored by Prefect, and
     shown everywhere, redacted; only the connector holds the real URL, in memory.
     ``transcribe``: also store each item's words and word vectors (``ingest --transcribe``;
-    each worker loads ``whisper_model`` once), for hybrid search.
+    each worker loads ``whisper_model`` once), for hybrid search. ``prune``: also delete the
+    stored items a folder or bucket-prefix source no longer lists (``ingest --prune``).
     """
     started = time.perf_counter()
     with run_logs():
@@ -253,15 +263,18 @@ def ingest_source(
         connectors = [connector_for(s, feed=feed, open_options=open_options) for s in _as_list(sources)]
         words = TranscriberOptions(model=whisper_model, device=model_spec.device) if transcribe else None
         options = PipelineOptions(
-            embed_batch_size=embed_batch_size or settings.embed_batch_size, force=force, transcribe=words
+            embed_batch_size=embed_batch_size or settings.embed_batch_size,
+            force=force,
+            transcribe=words,
+            prune=prune,
         )
         task_ = ingest_media.with_options(
             retries=retries, retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_s)
         )
-        results, errors = _ingest_all(
+        results, errors, pruned = _ingest_all(
             connectors, _Work(model_spec, store_spec, options), task_, max(1, media_concurrency)
         )
-        summary = IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started)
+        summary = IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started, tuple(pruned))
         _publish(summary)
     return summary
 
@@ -297,15 +310,18 @@ def _text_dim(spec: ModelSpec) -> int:
 
 def _ingest_all(
     connectors: Sequence[Connector], work: _Work, task_: Task[Any, MediaResult], window: int
-) -> tuple[list[MediaResult], list[tuple[str, str]]]:
-    """List, skip what is stored, ingest the rest; ``(results, listing errors)``."""
+) -> tuple[list[MediaResult], list[tuple[str, str]], list[str]]:
+    """Prune if asked, list, skip what is stored, ingest the rest; ``(results, listing errors,
+    pruned sources)``."""
     store = cached_store(work.store)
     errors: list[tuple[str, str]] = []
+    pruned: list[str] = []
     model_id, dim, source = model_identity(work.model)
     text_dim = _text_dim(work.model) if work.options.transcribe else None
     try:
         with pipeline.collection_for(store, model_id, dim, source=source, text_dim=text_dim):
-            todo, skipped = pipeline.select_new(_listed(connectors, errors), store, force=work.options.force)
+            listed = _listed(connectors, errors, store, pruned if work.options.prune else None)
+            todo, skipped = pipeline.select_new(listed, store, force=work.options.force)
             log.info("%d media to ingest, %d unchanged", len(todo), len(skipped))
             tracker = _Tracker(len(todo) + len(skipped), skipped)
             if todo:  # each worker process loads the model itself, and checks it against its config
@@ -313,7 +329,7 @@ def _ingest_all(
                     _run_items(task_, todo, replace(work, gpu_limit=gpu_limit()), tracker, window)
     finally:
         release_store(work.store)
-    return tracker.results, errors
+    return tracker.results, errors, pruned
 
 
 def _run_items(

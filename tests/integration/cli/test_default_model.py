@@ -29,6 +29,7 @@ SUMMARY_KEYS = {
     "media_skipped",
     "media_failed",
     "media_warnings",
+    "media_pruned",
     "segments",
     "audio_s",
     "wall_s",
@@ -185,6 +186,11 @@ def test_store_list_and_delete(env: dict[str, str], tmp_path: Path) -> None:
     assert json.loads(cli(env, "store", "info").stdout)["points"] == 0
     again = json.loads(cli(env, "ingest", str(media), "--json").stdout)
     assert again["media_ok"] == 2  # deleted items are ingested again
+
+    rede.rename(tmp_path / "rede.opus")  # moved away: --prune deletes it from the store
+    pruned = cli(env, "ingest", str(media), "--prune")
+    assert pruned.returncode == 0 and f"pruned {rede.as_uri()}: no longer in its source" in pruned.stdout
+    assert [i["source"] for i in json.loads(cli(env, "store", "list", "--json").stdout)] == [talk.as_uri()]
 
 
 def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:

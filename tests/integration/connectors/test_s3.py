@@ -76,3 +76,35 @@ def test_keys_with_glob_characters_are_objects_not_patterns(s3_server: S3Server,
         assert Path(local).read_bytes() == (tmp_path / "tone.wav").read_bytes()
     assert titles("s3://odd-names/course [2019]") == ["one"]
     assert titles("s3://odd-names/course [0-9].wav") == ["course 1"]  # no such key: a pattern
+
+
+def test_prune_deletes_the_objects_a_prefix_no_longer_lists(s3_server: S3Server, tmp_path: Path) -> None:
+    import numpy as np
+
+    from clasp_ingest.pipeline import prune_unlisted
+    from clasp_ingest.store import open_store
+    from clasp_ingest.types import Segment
+
+    client = s3_server.client()
+    client.create_bucket(Bucket="pruned")
+    for key in ("talks/a.wav", "talks/b.wav", "talks-old/c.wav"):
+        client.upload_file(str(write_tone(tmp_path / "tone.wav")), "pruned", key)
+    options = {**s3_server.storage_options, "skip_instance_cache": True}
+    prefix, sibling = (
+        connector_for(f"s3://pruned/{p}", storage_options=options) for p in ("talks", "talks-old")
+    )
+    assert prefix.prune_scope() == "s3://pruned/talks/"  # type: ignore[attr-defined]
+    assert connector_for("s3://pruned/talks/*.wav", storage_options=options).prune_scope() is None  # type: ignore[attr-defined]
+    with open_store(path=tmp_path / "q") as store:
+        store.ensure_collection("m", 4)
+        for ref in [*prefix.discover(), *sibling.discover()]:
+            store.write_media(
+                ref, "m", [([Segment(ref.media_id, 0, 0.0, 0.3)], np.eye(1, 4, dtype=np.float32))]
+            )
+        client.delete_object(Bucket="pruned", Key="talks/a.wav")
+        fresh = connector_for("s3://pruned/talks", storage_options=options)
+        assert prune_unlisted(store, fresh, list(fresh.discover())) == ["s3://pruned/talks/a.wav"]
+        assert [item.source for item in store.media()] == [
+            "s3://pruned/talks-old/c.wav",
+            "s3://pruned/talks/b.wav",
+        ]

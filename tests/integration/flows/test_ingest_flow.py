@@ -88,6 +88,13 @@ def test_folder_end_to_end_rerun_change_and_bad_media(folder: Path, tmp_path: Pa
     one = next(r for r in third.results if r.uri.endswith("one.wav"))
     with open_store(path=qdrant) as store:
         assert store.count(SearchFilter(media_id=one.media_id)) == one.segments == 3
+        assert changed.resolve().as_uri() in {item.source for item in store.media()}  # kept: no --prune
+
+    fourth = ingest_source(str(folder), qdrant_path=str(qdrant), prune=True, **ARGS)
+    assert fourth.pruned == (changed.resolve().as_uri(),) and fourth.media_skipped == 3
+    with open_store(path=qdrant) as store:
+        assert changed.resolve().as_uri() not in {item.source for item in store.media()}
+        assert store.count() == sum(item.spans for item in store.media())
 
 
 def test_http_folder_and_feed_sources(

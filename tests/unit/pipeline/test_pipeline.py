@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,7 @@ def test_folder_end_to_end(folder: Path, tiny_model: AudioTextEncoder, store: Qd
         "media_skipped",
         "media_failed",
         "media_warnings",
+        "media_pruned",
         "segments",
         "audio_s",
         "wall_s",
@@ -102,6 +104,41 @@ def test_rerun_is_a_noop_and_changed_file_is_replaced(
     assert store.count(SearchFilter(media_id=result.media_id)) == result.segments == 1
     assert all(len(v) == 1 for v in _versions(store).values())
     assert store.count() == first.segments - 3 + 1
+
+
+def test_prune_deletes_what_a_folder_no_longer_lists_and_nothing_else(
+    folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(folder / "one.wav", elsewhere / "one.wav")
+    sibling = tmp_path / "media-old"  # a folder whose name starts with the source's name
+    sibling.mkdir()
+    shutil.copy(folder / "one.wav", sibling / "x.wav")
+    for source in (folder, elsewhere, sibling):
+        assert ingest_source(LocalConnector(source), tiny_model, store, FAST).media_ok >= 1
+    before = {item.source: item.spans for item in store.media()}
+    assert len(before) == 5
+
+    gone = folder / "one.wav"
+    gone.rename(tmp_path / "moved-away.wav")
+    plain = ingest_source(LocalConnector(folder), tiny_model, store, FAST)
+    assert plain.pruned == () and {m.source for m in store.media()} == set(before)
+
+    pruning = replace(FAST, prune=True)
+    pruned = ingest_source(LocalConnector(folder), tiny_model, store, pruning)
+    assert pruned.pruned == (gone.resolve().as_uri(),) and pruned.to_dict()["media_pruned"] == [gone.as_uri()]
+    assert (pruned.media_ok, pruned.media_skipped) == (0, 2)
+    after = {item.source: item.spans for item in store.media()}
+    assert after == {uri: n for uri, n in before.items() if uri != gone.as_uri()}
+    assert store.count() == sum(after.values())
+
+    # a source that cannot be listed, a glob and a single file prune nothing
+    shutil.rmtree(elsewhere)
+    glob_source = LocalConnector(str(sibling / "*.mp3"))  # lists nothing that is stored
+    quiet = ingest_source([LocalConnector(elsewhere), glob_source], tiny_model, store, pruning)
+    assert quiet.pruned == () and len(quiet.source_errors) == 1
+    assert {item.source for item in store.media()} == set(after)
 
 
 def test_corrupt_file_fails_alone(folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore) -> None:
