@@ -182,6 +182,8 @@ def _listed(
     for connector, future in futures:
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, list):
+            if not outcome:
+                log.warning("%s lists no media file; nothing to ingest from it", connector.source)
             listed += [(connector, ref) for ref in outcome]
             if pruned is not None:
                 pruned += pipeline.prune_unlisted(store, connector, outcome)
