@@ -95,7 +95,7 @@ def ingest_command(
         "--prune",
         help="Also delete the stored items that a folder or bucket-prefix SOURCE no longer lists "
         "(files deleted or moved away). Globs, feeds and index pages are not pruned; a source "
-        "that cannot be listed is not touched.",
+        "that cannot be listed or lists nothing (an unmounted share) is not touched.",
     ),
     recreate: bool = typer.Option(
         False,

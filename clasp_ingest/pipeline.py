@@ -602,7 +602,8 @@ def prune_unlisted(store: QdrantStore, connector: Connector, refs: Sequence[Medi
 
     Only a source with a ``prune_scope`` (a local folder or file, a bucket prefix) is pruned:
     the stored items under it are its own. Globs, feeds (old episodes drop off a feed) and HTTP
-    index pages are left as they are, with a warning. Call it only after a listing succeeded.
+    index pages are left as they are, with a warning, and so is a source that lists nothing (an
+    unmounted share is an empty folder). Call it only after a listing succeeded.
     """
     scope_of = getattr(connector, "prune_scope", None)
     scope = scope_of() if scope_of is not None else None
@@ -610,6 +611,11 @@ def prune_unlisted(store: QdrantStore, connector: Connector, refs: Sequence[Medi
         log.warning("not pruning %s: only folders and bucket prefixes are pruned", connector.source)
         return []
     listed = {ref.media_id for ref in refs}
+    if not listed:  # an unmounted share is an empty folder: never read that as "all deleted"
+        log.warning(
+            "not pruning %s: it lists nothing (unmounted?); 'store delete' removes items", connector.source
+        )
+        return []
     gone = {
         item.media_id: item.source
         for item in store.media()

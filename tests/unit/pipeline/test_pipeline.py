@@ -133,7 +133,12 @@ def test_prune_deletes_what_a_folder_no_longer_lists_and_nothing_else(
     assert after == {uri: n for uri, n in before.items() if uri != gone.as_uri()}
     assert store.count() == sum(after.values())
 
-    # a source that cannot be listed, a glob and a single file prune nothing
+    # a folder that lists nothing (an unmounted share), a source that cannot be listed and a
+    # glob prune nothing
+    for child in sibling.iterdir():
+        child.rename(tmp_path / f"away-{child.name}")
+    empty = ingest_source(LocalConnector(sibling), tiny_model, store, pruning)
+    assert empty.pruned == () and {item.source for item in store.media()} == set(after)
     shutil.rmtree(elsewhere)
     glob_source = LocalConnector(str(sibling / "*.mp3"))  # lists nothing that is stored
     quiet = ingest_source([LocalConnector(elsewhere), glob_source], tiny_model, store, pruning)
