@@ -88,6 +88,10 @@ def filesystem_for(
 ) -> tuple[AbstractFileSystem, str]:
     """The fsspec filesystem and in-filesystem path of a URL, with timeouts set.
 
+    fsspec keeps a filesystem, and the listings it made, for the life of the process; callers
+    that list or open invalidate them first, so that a long-lived worker (a Dask worker, a
+    served flow) ingesting the same prefix every hour sees what was added or deleted since.
+
     Raises ImportError with the pip command when the protocol's backend is not installed.
     """
     import fsspec.core
@@ -145,6 +149,7 @@ def open_remote(
             yield local
         return
     fs, path = filesystem_for(url, storage_options, opts)
+    fs.invalidate_cache(path)  # an object added since this process listed (filesystem_for)
     streaming = {"block_size": 0} if _protocol(fs) in ("http", "https") else {}
     suffix = PurePosixPath(path.split("?", 1)[0]).suffix[:8]
     try:
@@ -186,6 +191,7 @@ class FsspecConnector:
             yield from self._http_refs()
             return
         fs, path = filesystem_for(self._url, self._storage_options, self._open_options)
+        fs.invalidate_cache()  # what was added or deleted since this process last listed
         for name, info in sorted(self._listing(fs, path).items()):
             yield self._ref(fs, name, info)
 

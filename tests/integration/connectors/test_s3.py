@@ -108,3 +108,24 @@ def test_prune_deletes_the_objects_a_prefix_no_longer_lists(s3_server: S3Server,
             "s3://pruned/talks-old/c.wav",
             "s3://pruned/talks/b.wav",
         ]
+
+
+def test_an_object_added_after_a_listing_opens_in_the_same_process(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """fsspec keeps a filesystem, and the listings it made, for the life of the process: a worker
+    that ingests the same prefix every hour must open what was added since its last run."""
+    client = s3_server.client()
+    client.create_bucket(Bucket="growing")
+    client.upload_file(str(write_tone(tmp_path / "a.wav")), "growing", "in/a.wav")
+    first = connector_for("s3://growing/in", storage_options=s3_server.storage_options)
+    (a,) = first.discover()
+    with first.open(a) as local:
+        assert Path(local).stat().st_size > 0
+    client.upload_file(str(write_tone(tmp_path / "b.wav", 0.7)), "growing", "in/b.wav")
+    client.delete_object(Bucket="growing", Key="in/a.wav")
+    later = connector_for("s3://growing/in", storage_options=s3_server.storage_options)
+    (b,) = later.discover()
+    assert b.title == "b"
+    with later.open(b) as local:
+        assert Path(local).read_bytes() == (tmp_path / "b.wav").read_bytes()
