@@ -181,3 +181,19 @@ def test_deployment_runs_its_entrypoint_with_its_parameters(
     _searchable(collection, qdrant, model_name, official_dir, summary.segments)
     if "address" in parameters:  # the tasks ran on the Dask cluster's worker
         assert {"list_source", "ingest_media"} <= set(dask_cluster.scheduler.task_prefixes)
+    if parameters.get("prune"):  # an object moved within the prefix: the old key leaves the collection
+        with open_store(path=qdrant, collection=collection) as store:
+            first = store.media()[0].source
+        bucket, _, key = first.removeprefix("s3://").partition("/")
+        moved = key.replace(".", "-moved.", 1)
+        client = s3_server.client()
+        client.copy_object(Bucket=bucket, Key=moved, CopySource={"Bucket": bucket, "Key": key})
+        client.delete_object(Bucket=bucket, Key=key)
+        try:
+            again = flow(**parameters)
+        finally:  # the bucket as the other deployments expect it
+            client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": moved})
+            client.delete_object(Bucket=bucket, Key=moved)
+        assert again.pruned == (first,) and again.media_ok == 1
+        with open_store(path=qdrant, collection=collection) as store:
+            assert [item.source for item in store.media()] == [f"s3://{bucket}/{moved}"]
