@@ -53,7 +53,12 @@ def search(
     qdrant_url: str | None = typer.Option(None, help="Qdrant server URL instead of the embedded store."),
     api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
     collection: str | None = typer.Option(None, help="Collection (default: settings)."),
-    media_id: str | None = typer.Option(None, help="Only this media item."),
+    media_id: str | None = typer.Option(
+        None,
+        "--media-id",
+        help="Only this media item: its media id, its source URI ('store list' prints them) "
+        "or its local file.",
+    ),
     group: int | None = typer.Option(None, min=1, help="At most this many spans per media item."),
     merge: bool = typer.Option(False, help="Merge adjacent or overlapping hits."),
     context: int = typer.Option(0, min=0, help="Widen spans by this many neighbouring segments."),
@@ -113,7 +118,7 @@ def search(
             store=store,
             model=search_model(store, model, settings),
             k=k,
-            filter=SearchFilter(media_id=media_id) if media_id else None,
+            filter=SearchFilter(media_id=_media_id(media_id)) if media_id else None,
             group_by_media=group,
             merge=merge,
             context=context,
@@ -184,3 +189,18 @@ def _score(value: float | None) -> str:
 def register(app: typer.Typer) -> None:
     """Add the top-level ``search`` command."""
     app.command("search")(search)
+
+
+def _media_id(given: str) -> str:
+    """The media id ``--media-id`` names: a media id as it is, else that of a source URI or of a
+    local file (its ``file://`` URI, as the local connector makes it)."""
+    import uuid
+
+    from clasp_ingest.types import media_id_for
+
+    try:
+        return str(uuid.UUID(given))
+    except ValueError:
+        pass
+    uri = given if "://" in given else Path(given).expanduser().resolve().as_uri()
+    return media_id_for(uri)

@@ -167,6 +167,9 @@ def test_store_list_and_delete(env: dict[str, str], tmp_path: Path) -> None:
         (talk.as_uri(), "complete", MINI_ID),
     ]
     assert listed[1]["spans"] == 9 and listed[1]["title"] == "talk"
+    for given in (str(talk), talk.as_uri(), listed[1]["media_id"]):  # --media-id: any of the three
+        only = json.loads(cli(env, "search", TRAIN, "--media-id", given, "--json").stdout)
+        assert len(only) == 5 and {h["source"] for h in only} == {talk.as_uri()}
     lines = cli(env, "store", "list").stdout.splitlines()
     assert lines[-1] == f"2 media items, {listed[0]['spans'] + 9} searchable spans in 'clasp_segments'"
 
