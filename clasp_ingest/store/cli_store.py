@@ -4,6 +4,8 @@ embedded one to a server or folder."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -196,11 +198,42 @@ def export(
 
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
     source_path = qdrant_path or settings.qdrant_path
-    with open_store(path=source_path, collection=collection or settings.collection) as source:
+    with (
+        open_store(path=source_path, collection=collection or settings.collection) as source,
+        _points_bar("export") as progress,
+    ):
         report = export_to(
-            source, to, collection=to_collection, api_key=api_key, prefer_grpc=grpc, batch_size=batch_size
+            source,
+            to,
+            collection=to_collection,
+            api_key=api_key,
+            prefer_grpc=grpc,
+            batch_size=batch_size,
+            on_progress=progress,
         )
     typer.echo(json.dumps(asdict(report)))
+
+
+@contextmanager
+def _points_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient progress bar on stderr for a copy of points: ``update(done, total)``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("points"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 def register(app: typer.Typer) -> None:

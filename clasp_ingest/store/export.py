@@ -8,6 +8,7 @@ many processes, and to langchain-qdrant; a local qdrant-client folder is readabl
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,16 @@ class ExportReport:
     target_points: int
 
 
-def export_collection(source: QdrantStore, target: QdrantStore, *, batch_size: int = 512) -> int:
+def export_collection(
+    source: QdrantStore,
+    target: QdrantStore,
+    *,
+    batch_size: int = 512,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Copy every point of ``source`` (ids, vectors, payloads) into ``target``; returns the count.
+
+    ``on_progress(copied, total)`` is called before the first batch and after each one.
 
     The target collection is created for the source's model (id, dimension and source are
     recorded like clasp-ingest's own collections, with the word vectors when the source has
@@ -56,7 +65,10 @@ def export_collection(source: QdrantStore, target: QdrantStore, *, batch_size: i
         query_metric=getattr(source, "query_metric", None),  # an embedded source's graph space
     )
     copied = 0
+    total = source.count()
     batch: list[StoredPoint] = []
+    if on_progress is not None:
+        on_progress(copied, total)
     with target.bulk():
         for point in source.iter_points(batch_size=batch_size, with_vectors=True):
             batch.append(point)
@@ -64,9 +76,13 @@ def export_collection(source: QdrantStore, target: QdrantStore, *, batch_size: i
                 target.upsert_points(batch)
                 copied += len(batch)
                 batch = []
+                if on_progress is not None:
+                    on_progress(copied, total)
         if batch:
             target.upsert_points(batch)
             copied += len(batch)
+            if on_progress is not None:
+                on_progress(copied, total)
     log.info("exported %d points of %r to %s", copied, source.collection, target.location)
     return copied
 
@@ -142,6 +158,7 @@ def export_to(
     api_key: str | None = None,
     prefer_grpc: bool = False,
     batch_size: int = 512,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ExportReport:
     """Copy ``source``'s collection to ``to`` (see :func:`open_export_target`) as ``collection``.
 
@@ -150,5 +167,5 @@ def export_to(
     source.require_collection()
     name = collection or source.collection
     with open_export_target(to, collection=name, api_key=api_key, prefer_grpc=prefer_grpc) as target:
-        copied = export_collection(source, target, batch_size=batch_size)
+        copied = export_collection(source, target, batch_size=batch_size, on_progress=on_progress)
         return ExportReport(copied, target.collection, target.location, target.count())

@@ -52,7 +52,9 @@ def test_export_copies_an_embedded_collection(tmp_path: Path) -> None:
         edge.ensure_collection(MODEL, DIM)
         for item in items:
             edge.write_media(item.ref, MODEL, item.batches())
-        assert export_collection(edge, target, batch_size=32) == 120
+        seen: list[tuple[int, int]] = []
+        assert export_collection(edge, target, batch_size=32, on_progress=lambda *p: seen.append(p)) == 120
+        assert seen == [(0, 120), (32, 120), (64, 120), (96, 120), (120, 120)]
         assert export_collection(edge, target, batch_size=32) == 120  # idempotent
         assert target.count() == 120 and target.identity == edge.identity
         q = items[1].vectors[5]
