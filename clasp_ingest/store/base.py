@@ -32,7 +32,7 @@ from typing import Any, Self, TypeVar
 
 import numpy as np
 
-from clasp_ingest.errors import CollectionMismatchError, StoreError
+from clasp_ingest.errors import CollectionMismatchError, ConfigError, StoreError
 from clasp_ingest.log import get_logger
 from clasp_ingest.store.filters import (
     Condition,
@@ -68,6 +68,7 @@ __all__ = [
     "Where",
     "WriteOptions",
     "build_payload",
+    "check_collection_name",
     "format_timestamp",
     "point_id",
     "rrf_score",
@@ -232,6 +233,23 @@ def _utf8_text(text: str) -> str:
         except UnicodeEncodeError:  # other lone surrogates: ``\\udNNN``
             return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+#: Characters a collection name may not hold: a path separator or what Qdrant refuses.
+_NAME_FORBIDDEN = frozenset('/\\<>:"|?*') | {chr(c) for c in range(32)} | {chr(127)}
+
+
+def check_collection_name(name: str) -> None:
+    """Refuse a collection name that is not one plain name (``ConfigError``): empty, over 255
+    characters, starting with ``.`` (``..`` would leave the embedded store's directory), or
+    holding ``/``, ``\\``, ``<>:"|?*`` or a control character."""
+    bad = sorted({c for c in name if c in _NAME_FORBIDDEN})
+    if not name or len(name) > 255 or name.startswith(".") or bad:
+        why = f"holds {''.join(bad)!r}" if bad else "must be 1-255 characters, not starting with '.'"
+        raise ConfigError(
+            f"collection name {name!r} {why}; use letters, digits, '_', '-' or '.' "
+            "(--collection, CLASP_COLLECTION)"
+        )
 
 
 @dataclass(frozen=True)
@@ -467,8 +485,7 @@ class QdrantStore(abc.ABC):
     location: str = ""
 
     def __init__(self, collection: str = DEFAULT_COLLECTION, *, write: WriteOptions | None = None) -> None:
-        if not collection:
-            raise ValueError("collection name must not be empty")
+        check_collection_name(collection)
         self.collection = collection
         self.write_options = write or WriteOptions()
         self._identity: CollectionIdentity | None = None

@@ -209,6 +209,10 @@ def test_errors_are_one_line_naming_the_cause_and_the_fix(env: dict[str, str], t
     unknown = _one_error_line(cli(env, "ingest", str(SAMPLES / "demo_en.opus"), "--model", "clasp-nano"))
     assert "'clasp-nano'" in unknown and "clasp-mini" in unknown
 
+    outside = _one_error_line(cli(env, "ingest", str(SAMPLES / "demo_en.opus"), "--collection", "../x"))
+    assert "collection name '../x' holds '/'" in outside and "--collection" in outside
+    assert not (default_store(env).parent / "x").exists()
+
     talk = shutil.copy(SAMPLES / "demo_de.opus", tmp_path / "rede.opus")
     assert cli(env, "ingest", str(talk)).returncode == 0
     other = _one_error_line(cli(env, "ingest", str(talk), "--model", "tiny-random"))
