@@ -170,6 +170,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self.model_id:
             raise ConfigError("ModelConfig.model_id must not be empty")
+        if self.model_id.startswith(".") or any(c in "/\\" or ord(c) < 32 for c in self.model_id):
+            raise ConfigError(
+                f"model id {self.model_id!r} is not one plain name (it names cache folders): no '/', "
+                "'\\' or control characters, not starting with '.'; fix the model's config.json"
+            )
         pairs = (
             ("speech", self.speech.dim, self.fusion.speech_dim),
             ("spectrogram", self.spectrogram.dim, self.fusion.spec_dim),

@@ -257,3 +257,15 @@ def test_shipped_models_find_unseen_actors_lines() -> None:
         scores = model.encode_text([c.text for c in clips]) @ model.encode_audio(waves).T
         hits[name] = int(np.sum(np.argmax(scores, axis=1) == np.arange(len(clips))))
     assert min(hits.values()) >= 40, hits
+
+
+def test_a_model_id_that_would_leave_the_cache_folder_is_refused(tiny: ClaspModel, tmp_path: Path) -> None:
+    """A model id names cache folders (the ONNX export): a model folder whose config.json says
+    '../../x' is refused when read, with the file to fix."""
+    saved = save_model(tiny, tmp_path / "m", model_id="tiny-ok")
+    config = json.loads((saved / "config.json").read_text())
+    (saved / "config.json").write_text(json.dumps({**config, "model_id": "../../escaped"}))
+    with pytest.raises(
+        ConfigError, match=r"model id '\.\./\.\./escaped' is not one plain name.*config\.json"
+    ):
+        load_model(str(saved), device="cpu")
