@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     qdrant_path: Path = Field(default_factory=lambda: default_data_dir() / "qdrant")
     qdrant_grpc: bool = False
     collection: str = "clasp_segments"
+
+    @field_validator("qdrant_path", "model_dir")
+    @classmethod
+    def _home(cls, value: Path | None) -> Path | None:
+        """``~`` in a path from the environment means the home folder, as in a shell (an
+        unexpanded ``CLASP_QDRANT_PATH=~/store`` made a folder named ``~``)."""
+        return value.expanduser() if value is not None else None
 
     def segmenter_options(self, **overrides: float | None) -> SegmenterOptions:
         """The segmenter's options from these settings; ``overrides`` that are not None win."""

@@ -91,9 +91,10 @@ def open_store(
         )
     if path is None:
         raise ConfigError("no store given: pass url= (Qdrant server) or path= (embedded directory)")
-    if backend == "client" or (backend == "auto" and is_client_folder(Path(path))):
-        return _client_store(collection, write, path=str(path))
-    return EdgeStore(Path(path), collection, options=edge, write=write)
+    folder = Path(path).expanduser()  # '~/store' as a shell would read it, also when quoted
+    if backend == "client" or (backend == "auto" and is_client_folder(folder)):
+        return _client_store(collection, write, path=str(folder))
+    return EdgeStore(folder, collection, options=edge, write=write)
 
 
 def _client_store(collection: str, write: WriteOptions | None, **kwargs: object) -> ServerStore:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,6 +49,23 @@ def test_settings_env_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = clasp_ingest.Settings()
     assert settings.collection == "lectures"
     assert settings.max_segment_s == 12.5
+
+
+def test_a_tilde_in_a_store_or_model_path_is_the_home_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As a shell reads it, also where nothing expanded it (a quoted value, an env file)."""
+    from clasp_ingest.store import open_store
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLASP_QDRANT_PATH", "~/store")
+    monkeypatch.setenv("CLASP_MODEL_DIR", "~/models")
+    settings = clasp_ingest.Settings()
+    assert (settings.qdrant_path, settings.model_dir) == (tmp_path / "home/store", tmp_path / "home/models")
+    with open_store(path="~/store") as store:
+        store.ensure_collection("m", 4)
+    assert (tmp_path / "home/store/clasp_segments").is_dir() and not (tmp_path / "~").exists()
 
 
 def test_cli_version_and_help() -> None:
