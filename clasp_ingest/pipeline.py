@@ -624,7 +624,7 @@ def prune_unlisted(store: QdrantStore, connector: Connector, refs: Sequence[Medi
     }
     for media_id, source in sorted(gone.items(), key=lambda kv: kv[1]):
         store.delete_media(media_id)
-        log.warning("pruned %s: %s no longer lists it", source, connector.source)
+        log.info("pruned %s: %s no longer lists it", source, connector.source)
     return sorted(set(gone.values()))
 
 

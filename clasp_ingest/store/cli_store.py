@@ -14,7 +14,7 @@ import typer
 from clasp_ingest.config import Settings
 
 if TYPE_CHECKING:
-    from clasp_ingest.store.base import QdrantStore
+    from clasp_ingest.store.base import QdrantStore, StoredMedia
 
 __all__ = ["open_configured_store", "register"]
 
@@ -161,7 +161,7 @@ def delete_media(
     )
 
 
-def _matches(item: Any, target: str) -> bool:
+def _matches(item: StoredMedia, target: str) -> bool:
     """Whether ``target`` (media id, source URI, or a local file or folder) names ``item``."""
     if target in (item.media_id, item.source):
         return True
