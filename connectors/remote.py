@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from clasp_ingest.connectors.base import (
     MediaTooLargeError,
@@ -247,7 +248,8 @@ class FsspecConnector:
     def _http_ref(self, url: str, info: dict[str, Any]) -> MediaRef:
         uri = redact_url(url)
         self._real[uri] = url
-        filename = PurePosixPath(url.split("?", 1)[0]).name
+        # the name as people read it: 'talk [draft].opus', not 'talk%20%5Bdraft%5D.opus'
+        filename = unquote(PurePosixPath(urlsplit(url).path).name, errors="backslashreplace")
         return _media_ref(uri, filename, info)
 
     def _listing(self, fs: AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:

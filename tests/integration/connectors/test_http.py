@@ -58,6 +58,15 @@ def test_index_page_lists_only_media(site: HttpSite) -> None:
     assert all(r.metadata["size_bytes"] > 0 for r in refs)
 
 
+def test_a_percent_encoded_name_is_titled_as_people_read_it(site: HttpSite) -> None:
+    write_tone(site.root / "odd" / "talk [draft] ü.wav", 0.3)
+    (ref,) = FsspecConnector(f"{site.base_url}/odd/").discover()  # http.server quotes the link
+    assert ref.uri == f"{site.base_url}/odd/talk%20%5Bdraft%5D%20%C3%BC.wav"
+    assert (ref.title, ref.metadata["filename"]) == ("talk [draft] ü", "talk [draft] ü.wav")
+    (single,) = FsspecConnector(ref.uri).discover()
+    assert single.title == "talk [draft] ü" and single.media_id == ref.media_id
+
+
 def test_open_streams_identical_bytes_and_cleans_up(site: HttpSite) -> None:
     connector = FsspecConnector(f"{site.base_url}/talks/b.wav")
     (ref,) = connector.discover()
