@@ -241,11 +241,11 @@ _NAME_FORBIDDEN = frozenset('/\\<>:"|?*') | {chr(c) for c in range(32)} | {chr(1
 
 def check_collection_name(name: str) -> None:
     """Refuse a collection name that is not one plain name (``ConfigError``): empty, over 255
-    characters, starting with ``.`` (``..`` would leave the embedded store's directory), or
-    holding ``/``, ``\\``, ``<>:"|?*`` or a control character."""
+    characters, ``.`` or ``..`` (the embedded store's directory or the one above it), or holding
+    ``/``, ``\\``, ``<>:"|?*`` or a control character (Qdrant's own rule for new names)."""
     bad = sorted({c for c in name if c in _NAME_FORBIDDEN})
-    if not name or len(name) > 255 or name.startswith(".") or bad:
-        why = f"holds {''.join(bad)!r}" if bad else "must be 1-255 characters, not starting with '.'"
+    if not name or len(name) > 255 or name in (".", "..") or bad:
+        why = f"holds {''.join(bad)!r}" if bad else "must be 1-255 characters, not '.' or '..'"
         raise ConfigError(
             f"collection name {name!r} {why}; use letters, digits, '_', '-' or '.' "
             "(--collection, CLASP_COLLECTION)"
