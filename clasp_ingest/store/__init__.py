@@ -92,6 +92,11 @@ def open_store(
     if path is None:
         raise ConfigError("no store given: pass url= (Qdrant server) or path= (embedded directory)")
     folder = Path(path).expanduser()  # '~/store' as a shell would read it, also when quoted
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"the embedded store {str(folder)!r} is a file, not a folder; give a folder "
+            "(--qdrant-path, CLASP_QDRANT_PATH) or a server (--qdrant-url)"
+        )
     if backend == "client" or (backend == "auto" and is_client_folder(folder)):
         return _client_store(collection, write, path=str(folder))
     return EdgeStore(folder, collection, options=edge, write=write)

@@ -55,6 +55,7 @@ def test_a_tilde_in_a_store_or_model_path_is_the_home_folder(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """As a shell reads it, also where nothing expanded it (a quoted value, an env file)."""
+    from clasp_ingest.errors import ConfigError
     from clasp_ingest.store import open_store
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -66,6 +67,9 @@ def test_a_tilde_in_a_store_or_model_path_is_the_home_folder(
     with open_store(path="~/store") as store:
         store.ensure_collection("m", 4)
     assert (tmp_path / "home/store/clasp_segments").is_dir() and not (tmp_path / "~").exists()
+    (tmp_path / "home/file").write_text("not a store")
+    with pytest.raises(ConfigError, match=r"store '.*home/file' is a file, not a folder; give a folder"):
+        open_store(path="~/file")
 
 
 def test_cli_version_and_help() -> None:
