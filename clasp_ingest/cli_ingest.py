@@ -15,6 +15,7 @@ unknown model, a collection of another model, an unreachable or locked store).
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -153,7 +154,8 @@ def ingest_command(
         "whisper_model": whisper_model,
     }
     with _downloads_cut_on_ctrl_c():
-        summary = run(settings, arguments, show_progress=not as_json)
+        # the bar is for a terminal: a log file or pipe (a scheduled job) gets no blank lines from it
+        summary = run(settings, arguments, show_progress=not as_json and sys.stderr.isatty())
     _print(summary, arguments, as_json)
     if summary.source_errors and len(summary.source_errors) == len(sources) and not summary.results:
         _fail("no source could be listed (see above)")
