@@ -216,7 +216,13 @@ def export(
 
 @contextmanager
 def _points_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A transient progress bar on stderr for a copy of points: ``update(done, total)``."""
+    """A transient progress bar on stderr, when it is a terminal, for a copy of points:
+    ``update(done, total)``."""
+    import sys
+
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
