@@ -69,6 +69,7 @@ __all__ = [
     "prune_unlisted",
     "select_new",
     "text_dim_for",
+    "took_listing",
 ]
 
 log = logging.getLogger("clasp_ingest.pipeline")
@@ -587,13 +588,22 @@ def discover_new(
             log.error("cannot list %s: %s", connector.source, exc)
             errors.append((connector.source, describe_error(exc)))
             continue
-        if not refs:
-            log.warning("%s lists no media file; nothing to ingest from it", connector.source)
-        listed += [(connector, ref) for ref in refs]
-        if pruned is not None:
-            pruned += prune_unlisted(store, connector, refs)
+        listed += took_listing(store, connector, refs, pruned)
     todo, skipped = select_new(listed, store, force=force)
     return todo, skipped, errors
+
+
+def took_listing(
+    store: QdrantStore, connector: Connector, refs: list[MediaRef], pruned: list[str] | None
+) -> list[tuple[Connector, MediaRef]]:
+    """What a run does with a source that listed (in-process and in the flows): warn when it
+    lists nothing, prune it when ``pruned`` is a list (the deleted sources are appended), and
+    pair its items with it."""
+    if not refs:
+        log.warning("%s lists no media file; nothing to ingest from it", connector.source)
+    if pruned is not None:
+        pruned += prune_unlisted(store, connector, refs)
+    return [(connector, ref) for ref in refs]
 
 
 def prune_unlisted(store: QdrantStore, connector: Connector, refs: Sequence[MediaRef]) -> list[str]:
@@ -605,6 +615,8 @@ def prune_unlisted(store: QdrantStore, connector: Connector, refs: Sequence[Medi
     index pages are left as they are, with a warning, and so is a source that lists nothing (an
     unmounted share is an empty folder). Call it only after a listing succeeded.
     """
+    from clasp_ingest.connectors.base import is_within
+
     scope_of = getattr(connector, "prune_scope", None)
     scope = scope_of() if scope_of is not None else None
     if scope is None:
@@ -619,8 +631,7 @@ def prune_unlisted(store: QdrantStore, connector: Connector, refs: Sequence[Medi
     gone = {
         item.media_id: item.source
         for item in store.media()
-        if (item.source == scope or item.source.startswith(scope.rstrip("/") + "/"))
-        and item.media_id not in listed
+        if is_within(item.source, scope) and item.media_id not in listed
     }
     for media_id, source in sorted(gone.items(), key=lambda kv: kv[1]):
         store.delete_media(media_id)

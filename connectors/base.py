@@ -27,6 +27,7 @@ __all__ = [
     "copy_limited",
     "has_media_suffix",
     "is_media_name",
+    "is_within",
     "temporary_download",
     "temporary_target",
 ]
@@ -111,6 +112,12 @@ class Connector(Protocol):
 def is_media_name(name: str) -> bool:
     """Whether a URL's path ends with a media extension (its ``?query`` and ``#fragment`` aside)."""
     return has_media_suffix(name.split("?", 1)[0].split("#", 1)[0])
+
+
+def is_within(uri: str, scope: str) -> bool:
+    """Whether ``uri`` is ``scope`` or lies under it (a folder or bucket-prefix URI, with or
+    without its trailing ``/``; ``.../talks-old/x`` is not under ``.../talks``)."""
+    return uri == scope or uri.startswith(scope.rstrip("/") + "/")
 
 
 def has_media_suffix(name: str) -> bool:

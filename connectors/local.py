@@ -29,7 +29,14 @@ from clasp_ingest.connectors.base import has_media_suffix
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
 
-__all__ = ["LocalConnector", "display_name", "has_glob_magic", "local_fingerprint", "path_of_uri"]
+__all__ = [
+    "LocalConnector",
+    "display_name",
+    "has_glob_magic",
+    "local_fingerprint",
+    "local_uri",
+    "path_of_uri",
+]
 
 
 def has_glob_magic(text: str) -> bool:
@@ -41,6 +48,12 @@ def _hidden(relative: Path) -> bool:
     """Whether a path under a folder source is hidden (a part starts with ``.``): macOS's ``._x.mp3``
     shadows, ``.Trash``, ``.git``; skipped as a shell's or a glob's ``*`` skips them."""
     return any(part.startswith(".") for part in relative.parts)
+
+
+def local_uri(path: str | Path) -> str:
+    """The ``file://`` URI of a local path as this connector records it (``~`` expanded,
+    resolved: the same file always has the same URI, hence the same media id)."""
+    return Path(path).expanduser().resolve().as_uri()
 
 
 def display_name(name: str) -> str:
@@ -86,9 +99,9 @@ class LocalConnector:
         it does: a folder's URI with ``/`` (or an existing file's URI); ``None`` for a glob."""
         location = Path(self._location).expanduser()
         if location.is_dir():
-            return location.resolve().as_uri().rstrip("/") + "/"
+            return local_uri(location).rstrip("/") + "/"
         if location.is_file():
-            return location.resolve().as_uri()
+            return local_uri(location)
         return None
 
     def _paths(self) -> list[Path]:

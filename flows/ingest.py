@@ -175,18 +175,14 @@ def _listed(
     store: QdrantStore,
     pruned: list[str] | None = None,
 ) -> list[tuple[Connector, MediaRef]]:
-    """Every listed item; listing errors into ``errors``; with ``pruned``, each source that
-    listed is pruned (:func:`~clasp_ingest.pipeline.prune_unlisted`) into it."""
+    """Every listed item; listing errors into ``errors``; each source that listed is handled by
+    :func:`~clasp_ingest.pipeline.took_listing` (pruned into ``pruned`` when that is a list)."""
     futures = [(c, list_source.submit(c)) for c in connectors]
     listed: list[tuple[Connector, MediaRef]] = []
     for connector, future in futures:
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, list):
-            if not outcome:
-                log.warning("%s lists no media file; nothing to ingest from it", connector.source)
-            listed += [(connector, ref) for ref in outcome]
-            if pruned is not None:
-                pruned += pipeline.prune_unlisted(store, connector, outcome)
+            listed += pipeline.took_listing(store, connector, outcome, pruned)
         else:
             errors.append((connector.source, pipeline.describe_error(outcome)))
     return listed

@@ -202,5 +202,6 @@ def _media_id(given: str) -> str:
         return str(uuid.UUID(given))
     except ValueError:
         pass
-    uri = given if "://" in given else Path(given).expanduser().resolve().as_uri()
-    return media_id_for(uri)
+    from clasp_ingest.connectors.local import local_uri
+
+    return media_id_for(given if "://" in given else local_uri(given))

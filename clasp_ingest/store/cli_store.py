@@ -165,10 +165,10 @@ def _matches(item: StoredMedia, target: str) -> bool:
     """Whether ``target`` (media id, source URI, or a local file or folder) names ``item``."""
     if target in (item.media_id, item.source):
         return True
-    if "://" in target:
-        return False
-    uri = Path(target).expanduser().resolve().as_uri()
-    return bool(item.source == uri or item.source.startswith(uri.rstrip("/") + "/"))
+    from clasp_ingest.connectors.base import is_within
+    from clasp_ingest.connectors.local import local_uri
+
+    return "://" not in target and is_within(item.source, local_uri(target))
 
 
 @store_app.command("export")
