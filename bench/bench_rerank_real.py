@@ -24,6 +24,10 @@ Then, without transcribing again:
   sparse word vector), searched as ``search --hybrid`` does (``QdrantStore.search_hybrid``: one
   Query API call, three prefetches fused by RRF); its MRR counts the top 10 only (MRR@10).
 
+Every method is also compared with each ASR variant query by query: the queries only one of
+the two ranks first and McNemar's exact two-sided p (``clasp_ingest.evaluation.metrics.
+paired_hits``; JSON key ``paired``), so a Hits@1 gap can be told from noise.
+
 ``--grid`` is how :data:`clasp_ingest.retriever.rerank.TEXT_WEIGHT` and the method were chosen:
 run it on the ``val`` splits (other actors, other sentences than ``test``), then report the
 shipped fusion on ``test``.
@@ -48,6 +52,7 @@ import numpy as np
 from clasp_ingest.retriever.rerank import TEXT_WEIGHT, Fusion, TextScorer
 
 from clasp_ingest.evaluation.evaluate import _embeddings
+from clasp_ingest.evaluation.metrics import paired_hits
 from clasp_ingest.evaluation.rerank import rank_after_rerank
 from clasp_ingest.training.features import load_waveform
 from clasp_ingest.training.manifest import read_manifest, select_split
@@ -117,28 +122,34 @@ def evaluate_set(
     q = _unit(model.text.encode(queries))
     t = _unit(model.text.encode([w or "." for w in words]))
     t_passage = _unit(model.text.encode_passages([w or "." for w in words]))
+    ranked = {"clasp": ranks_of(clasp), "asr": ranks_of(q @ t.T), "asr-passage": ranks_of(q @ t_passage.T)}
     result: dict[str, Any] = {
         "set": f"{Path(path).stem}:{split}",
         "n": len(rows),
-        "clasp": metrics(ranks_of(clasp)),
-        "asr": metrics(ranks_of(q @ t.T)),
-        "asr-passage": metrics(ranks_of(q @ t_passage.T)),
-        "recall@10": float(np.mean(ranks_of(clasp) <= 10)),
-        "recall@30": float(np.mean(ranks_of(clasp) <= 30)),
+        **{name: metrics(r) for name, r in ranked.items()},
+        "recall@10": float(np.mean(ranked["clasp"] <= 10)),
+        "recall@30": float(np.mean(ranked["clasp"] <= 30)),
     }
     fusions = [Fusion(w, m) for m in METHODS for w in WEIGHTS] if args.grid else [Fusion()]
     for n in args.rerank:
         for fusion in fusions:
-            result[f"rerank{n}:{fusion.method}:{fusion.text_weight:g}"] = metrics(
-                reranked(clasp, text_scores, n, fusion)
-            )
+            name = f"rerank{n}:{fusion.method}:{fusion.text_weight:g}"
+            ranked[name] = reranked(clasp, text_scores, n, fusion)
+            result[name] = metrics(ranked[name])
     if args.hybrid:
         with tempfile.TemporaryDirectory(prefix="rerank-real-hybrid-") as tmp:
-            ranked = hybrid_ranks(model, queries, text_emb, audio_emb, words, Path(tmp) / "store")
+            ranked["hybrid"] = hybrid_ranks(model, queries, text_emb, audio_emb, words, Path(tmp) / "store")
         result["hybrid"] = {
-            "hits@1": float(np.mean(ranked == 1)),
-            "mrr": float(np.mean((ranked <= 10) / ranked)),
+            "hits@1": float(np.mean(ranked["hybrid"] == 1)),
+            "mrr": float(np.mean((ranked["hybrid"] <= 10) / ranked["hybrid"])),
         }
+    # each method against each ASR variant, query by query (McNemar's exact test on Hits@1)
+    result["paired"] = {
+        f"{name} vs {asr}": paired_hits(r, ranked[asr]).to_dict()
+        for name, r in ranked.items()
+        if not name.startswith("asr")
+        for asr in ("asr", "asr-passage")
+    }
     return result
 
 
@@ -202,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for result in results:
             print(json.dumps(result))
         return 0
-    columns = [k for k in results[0] if isinstance(results[0][k], dict)]
+    columns = [k for k in results[0] if isinstance(results[0][k], dict) and k != "paired"]
     if args.grid:
         print(f"{'fusion':28s} " + " ".join(f"{r['set'][:22]:>22s}" for r in results) + "   mean H@1")
         for col in columns:
@@ -225,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             + f" | {r['recall@10']:.2f} | {r['recall@30']:.2f} |"
         )
     print(f"(HITS@1 / MRR; shipped fusion: weighted, text weight {TEXT_WEIGHT})")
+    print("\nQuery by query (first only for the method / first only for the ASR variant, two-sided p):")
+    for r in results:
+        paired = r["paired"].items()
+        cells = [f"{pair}: +{v['a_only']} / -{v['b_only']} (p {v['p']:.2g})" for pair, v in paired]
+        print(f"- {r['set']}: " + "; ".join(cells))
     return 0
 
 

@@ -12,6 +12,10 @@ notebook:
   last among the sampled candidates, so a tie counts as a miss; we use that rule for both
   protocols.)
 - **MRR**: mean of ``1 / rank``. **Mean rank**: mean of ``rank``.
+- **Paired Hits@1** (:func:`paired_hits`): two methods ranked on the same queries; the
+  queries only one of them gets first, and the exact two-sided sign test (McNemar's exact
+  test) of whether those discordant queries split evenly — how likely a Hits@1 gap this large
+  is when neither method is better.
 - **Macro-F1** at a cosine ``threshold``: every (query, candidate) pair is one binary
   decision, predicted positive when ``sim >= threshold`` and truly positive when the
   candidate is the query's own. Over all pairs of all queries pooled together, F1 is
@@ -24,11 +28,22 @@ notebook:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Confusion", "confusion", "hits_at_1", "macro_f1", "mean_rank", "mrr", "ranks"]
+__all__ = [
+    "Confusion",
+    "PairedHits",
+    "confusion",
+    "hits_at_1",
+    "macro_f1",
+    "mean_rank",
+    "mrr",
+    "paired_hits",
+    "ranks",
+]
 
 
 def _checked(sim: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +89,32 @@ def mrr(sim: np.ndarray, labels: np.ndarray | None = None) -> float:
 def mean_rank(sim: np.ndarray, labels: np.ndarray | None = None) -> float:
     """Mean rank of the true candidates (1 is best)."""
     return float(np.mean(ranks(sim, labels)))
+
+
+@dataclass(frozen=True)
+class PairedHits:
+    """Hits@1 of methods A and B on the same queries, compared query by query."""
+
+    n: int
+    a_only: int  # queries A ranks first and B does not
+    b_only: int  # queries B ranks first and A does not
+    p_value: float  # exact two-sided sign test on the a_only + b_only discordant queries
+
+    def to_dict(self) -> dict[str, float]:
+        return {"n": self.n, "a_only": self.a_only, "b_only": self.b_only, "p": self.p_value}
+
+
+def paired_hits(a_ranks: np.ndarray, b_ranks: np.ndarray) -> PairedHits:
+    """Compare two methods' 1-based ranks of the same queries' true candidates (McNemar's exact
+    test: under "neither is better" each discordant query is A's with probability 1/2)."""
+    a = np.asarray(a_ranks).reshape(-1) == 1
+    b = np.asarray(b_ranks).reshape(-1) == 1
+    if a.shape != b.shape:
+        raise ValueError(f"ranks of {a.size} and {b.size} queries: compare the same queries")
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(b & ~a))
+    n, low = a_only + b_only, min(a_only, b_only)
+    tail = sum(math.comb(n, k) for k in range(low + 1)) / 2.0**n if n else 1.0
+    return PairedHits(int(a.size), a_only, b_only, min(1.0, 2.0 * tail))
 
 
 def confusion(sim: np.ndarray, threshold: float = 0.5, labels: np.ndarray | None = None) -> Confusion:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clasp_ingest.evaluation.metrics import hits_at_1, macro_f1, mean_rank, mrr, ranks
+from clasp_ingest.evaluation.metrics import hits_at_1, macro_f1, mean_rank, mrr, paired_hits, ranks
 
 # Rows are text queries, columns audio candidates; the true candidate is on the diagonal.
 SIM = np.array(
@@ -86,3 +86,21 @@ def test_bad_inputs_are_rejected() -> None:
         ranks(np.zeros((2, 3)), np.array([0, 3]))
     with pytest.raises(ValueError, match="diagonal"):
         ranks(np.zeros((3, 2)))
+
+
+def test_paired_hits_counts_discordant_queries_and_gives_the_exact_sign_test() -> None:
+    # 12 queries: both first on 2, A alone on 9, B alone on 1, neither on 0
+    a = np.array([1, 1] + [1] * 9 + [3])
+    b = np.array([1, 1] + [2] * 9 + [1])
+    result = paired_hits(a, b)
+    assert (result.n, result.a_only, result.b_only) == (12, 9, 1)
+    # P(X <= 1 | n=10, 1/2) = 11/1024, two-sided
+    assert result.p_value == pytest.approx(22 / 1024)
+    assert paired_hits(b, a).p_value == pytest.approx(result.p_value)
+    even = paired_hits(np.array([1, 2, 1, 2]), np.array([2, 1, 2, 1]))
+    assert (even.a_only, even.b_only, even.p_value) == (2, 2, 1.0)
+    same = paired_hits(np.array([1, 5]), np.array([1, 7]))
+    assert (same.a_only, same.b_only, same.p_value) == (0, 0, 1.0)
+    assert result.to_dict() == {"n": 12, "a_only": 9, "b_only": 1, "p": pytest.approx(22 / 1024)}
+    with pytest.raises(ValueError, match="same queries"):
+        paired_hits(np.array([1, 2]), np.array([1]))
