@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -70,6 +71,7 @@ __all__ = [
     "build_payload",
     "check_collection_name",
     "format_timestamp",
+    "fused_order",
     "point_id",
     "rrf_score",
     "span_url",
@@ -403,6 +405,19 @@ class HybridQuery:
     def __post_init__(self) -> None:
         if self.k < 1 or len(self.weights) != 3 or min(self.weights) <= 0:
             raise ValueError(f"RRF needs k >= 1 and three positive weights, got k={self.k}, {self.weights}")
+
+
+def fused_order(points: Sequence[StoredPoint], clasp: Sequence[float]) -> list[StoredPoint]:
+    """``points`` by fused score, ties by the cosine of their ``clasp`` vector to the query's
+    (the model's own judgement), then by id: the same order on every call and either engine.
+    The engines break RRF ties in no fixed order, so without this the same search on the same
+    store returned its tied spans shuffled from one call to the next."""
+    query = np.asarray(clasp, dtype=np.float64)
+
+    def cosine(p: StoredPoint) -> float:
+        return float(np.dot(np.asarray(p.vector, dtype=np.float64), query)) if p.vector else -math.inf
+
+    return sorted(points, key=lambda p: (-p.score, -cosine(p), p.id))
 
 
 def rrf_score(ranks: Sequence[int | None], k: int = RRF_K, weights: Sequence[float] = RRF_WEIGHTS) -> float:
@@ -895,7 +910,9 @@ class QdrantStore(abc.ABC):
         audio vectors), ``text`` (the words' dense vectors) and ``words`` (sparse, IDF).
 
         One Query API call (prefetch + RRF) on both engines. A hit's ``score`` is its fused
-        score (:func:`rrf_score`; ``query.k`` and ``query.weights``).
+        score (:func:`rrf_score`; ``query.k`` and ``query.weights``); equal scores are ordered
+        by the ``clasp`` cosine, then the point id (:func:`fused_order`), so a search returns the
+        same order every time.
         ``score_threshold`` applies to the ``clasp`` ranking. Spans without words are found
         through ``clasp`` only. Raises ``StoreError`` when the collection has no word vectors.
         """
@@ -915,9 +932,12 @@ class QdrantStore(abc.ABC):
             )
         clasp = self._query_vector(np.asarray(query.clasp))
         wanted = replace(query, clasp=clasp, text=[float(x) for x in query.text])
-        depth = prefetch if prefetch is not None else max(4 * k, 20)
-        points = self._query_hybrid(wanted, k, max(depth, k), self._visible(filters), score_threshold)
-        return [hit_from_point(p) for p in points]
+        depth = max(prefetch if prefetch is not None else max(4 * k, 20), k)
+        # every candidate, so that points tied at the k-th place are all seen (RRF with equal
+        # weights ties often: first in one ranking only scores the same in any of them)
+        every = depth * (3 if wanted.words else 2)
+        points = self._query_hybrid(wanted, every, depth, self._visible(filters), score_threshold)
+        return [hit_from_point(p) for p in fused_order(points, clasp)[:k]]
 
     def search_groups(
         self,

@@ -14,7 +14,7 @@ import math
 import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -501,9 +501,10 @@ class EdgeStore(QdrantStore):
             query=qe.Fusion.Rrf(k=query.k, weights=list(query.weights[: len(stages)])),
             filter=flt,
             with_payload=True,
+            with_vector=[VECTOR_NAME],
         )
         found = self._require_shard().query(request)
-        return [StoredPoint(str(p.id), dict(p.payload or {}), score=float(p.score)) for p in found]
+        return [replace(point_from_record(p, True), score=float(p.score)) for p in found]
 
     def _scroll(
         self, where: Where, limit: int, offset: str | None, with_vectors: bool

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from clasp_ingest.errors import StoreError
@@ -270,8 +271,9 @@ class ServerStore(QdrantStore):
             limit=limit,
             query_filter=flt,
             with_payload=True,
+            with_vectors=[VECTOR_NAME],
         )
-        return [StoredPoint(str(p.id), dict(p.payload or {}), score=float(p.score)) for p in response.points]
+        return [replace(point_from_record(p, True), score=float(p.score)) for p in response.points]
 
     def _query_groups(
         self, vector: list[float], k: int, group_size: int, where: Where, score_threshold: float | None

@@ -13,7 +13,16 @@ import pytest
 from clasp_ingest.errors import CollectionMismatchError, StoreError
 from clasp_ingest.pipeline import collection_for
 from clasp_ingest.store import QdrantStore, export_collection, open_store
-from clasp_ingest.store.base import RRF_K, HybridQuery, page_content, rrf_score, transcript_of, words_metadata
+from clasp_ingest.store.base import (
+    RRF_K,
+    HybridQuery,
+    StoredPoint,
+    fused_order,
+    page_content,
+    rrf_score,
+    transcript_of,
+    words_metadata,
+)
 from clasp_ingest.words import SpanWords, query_words, sparse_words
 from tests.unit.store.conftest import DIM, MODEL, Media, make_media, open_backend, unit_rows
 
@@ -114,6 +123,32 @@ def test_hybrid_score_is_rrf_of_the_three_rankings(
             assert score == pytest.approx(sum(1.0 / (k + r) for r in ranks if r is not None), rel=1e-5)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert {int(h.payload["metadata"]["segment_index"]) for h in hits[:2]} == {0, 3}
+
+
+def test_spans_tied_in_the_fusion_come_in_the_same_order_every_time(hybrid: QdrantStore) -> None:
+    # one candidate per ranking: span 0 first by clasp, span 1 by text, span 3 by words, so all
+    # three score 1/k; the engines order such ties arbitrarily, call by call, so a search for
+    # the best one returned any of the three
+    media, words = write_with_words(hybrid)
+    query = HybridQuery(media.vectors[0].tolist(), list(words[1].dense or ()), query_words("galaxy"))
+    for _ in range(12):
+        hits = hybrid.search_hybrid(query, k=1, prefetch=1)
+        assert len(hits) == 1 and hits[0].score == pytest.approx(1.0 / RRF_K)
+        assert int(hits[0].payload["metadata"]["segment_index"]) == 0  # the clasp-closest of the tie
+
+
+def test_fused_order_breaks_ties_by_clasp_cosine_then_id() -> None:
+    def point(pid: str, score: float, vector: list[float] | None) -> StoredPoint:
+        return StoredPoint(pid, {}, vector, score)
+
+    points = [
+        point("b", 0.5, [0.0, 1.0]),
+        point("a", 0.5, [0.0, 1.0]),  # same score and cosine as "b": the id decides
+        point("c", 0.5, [1.0, 0.0]),  # closest to the query
+        point("d", 0.9, [-1.0, 0.0]),  # best fused score, whatever its cosine
+        point("e", 0.5, None),  # no vector: after the tied ones that have one
+    ]
+    assert [p.id for p in fused_order(points, [1.0, 0.0])] == ["d", "c", "a", "b", "e"]
 
 
 def test_hybrid_search_sees_complete_spans_only_and_honours_filters(hybrid: QdrantStore) -> None:
