@@ -933,10 +933,13 @@ class QdrantStore(abc.ABC):
         clasp = self._query_vector(np.asarray(query.clasp))
         wanted = replace(query, clasp=clasp, text=[float(x) for x in query.text])
         depth = max(prefetch if prefetch is not None else max(4 * k, 20), k)
-        # every candidate, so that points tied at the k-th place are all seen (RRF with equal
-        # weights ties often: first in one ranking only scores the same in any of them)
-        every = depth * (3 if wanted.words else 2)
-        points = self._query_hybrid(wanted, every, depth, self._visible(filters), score_threshold)
+        # RRF with equal weights ties often (first in one ranking only scores the same in any),
+        # so fetch past k until the points tied at the k-th place are all seen
+        every, where = depth * (3 if wanted.words else 2), self._visible(filters)
+        limit = min(every, 2 * k)
+        points = self._query_hybrid(wanted, limit, depth, where, score_threshold)
+        if limit < every and len(points) == limit and points[-1].score >= points[k - 1].score:
+            points = self._query_hybrid(wanted, every, depth, where, score_threshold)
         return [hit_from_point(p) for p in fused_order(points, clasp)[:k]]
 
     def search_groups(
