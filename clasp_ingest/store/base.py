@@ -909,7 +909,8 @@ class QdrantStore(abc.ABC):
         rankings, each of ``prefetch`` candidates (default ``max(4 k, 20)``): ``clasp`` (the
         audio vectors), ``text`` (the words' dense vectors) and ``words`` (sparse, IDF).
 
-        One Query API call (prefetch + RRF) on both engines. A hit's ``score`` is its fused
+        One Query API call (prefetch + RRF) on both engines, a second fetching every candidate
+        when the spans tied at the ``k``-th place run past ``2 k``. A hit's ``score`` is its fused
         score (:func:`rrf_score`; ``query.k`` and ``query.weights``); equal scores are ordered
         by the ``clasp`` cosine, then the point id (:func:`fused_order`), so a search returns the
         same order every time.
