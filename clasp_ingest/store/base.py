@@ -936,8 +936,7 @@ class QdrantStore(abc.ABC):
         depth = max(prefetch if prefetch is not None else max(4 * k, 20), k)
         # RRF with equal weights ties often (first in one ranking only scores the same in any),
         # so fetch past k until the points tied at the k-th place are all seen
-        every, where = depth * (3 if wanted.words else 2), self._visible(filters)
-        limit = min(every, 2 * k)
+        every, where, limit = depth * (3 if wanted.words else 2), self._visible(filters), 2 * k
         points = self._query_hybrid(wanted, limit, depth, where, score_threshold)
         if limit < every and len(points) == limit and points[-1].score >= points[k - 1].score:
             points = self._query_hybrid(wanted, every, depth, where, score_threshold)

@@ -64,11 +64,10 @@ def export_collection(
         text_dim=identity.text_dim,
         query_metric=getattr(source, "query_metric", None),  # an embedded source's graph space
     )
-    copied = 0
-    total = source.count()
+    copied, total = 0, source.count()
+    report = on_progress or (lambda done, total: None)
+    report(copied, total)
     batch: list[StoredPoint] = []
-    if on_progress is not None:
-        on_progress(copied, total)
     with target.bulk():
         for point in source.iter_points(batch_size=batch_size, with_vectors=True):
             batch.append(point)
@@ -76,13 +75,11 @@ def export_collection(
                 target.upsert_points(batch)
                 copied += len(batch)
                 batch = []
-                if on_progress is not None:
-                    on_progress(copied, total)
+                report(copied, total)
         if batch:
             target.upsert_points(batch)
             copied += len(batch)
-            if on_progress is not None:
-                on_progress(copied, total)
+            report(copied, total)
     log.info("exported %d points of %r to %s", copied, source.collection, target.location)
     return copied
 
