@@ -54,6 +54,13 @@ class Counting(Transcriber):
             self.calls += 1
         return super().transcribe(samples_16k, language=language)
 
+    def transcribe_many(
+        self, spans: Sequence[np.ndarray], *, language: str | None = None
+    ) -> list[Transcript]:
+        with self._guard:
+            self.calls += len(spans)
+        return super().transcribe_many(spans, language=language)
+
 
 def sentence_queries() -> list[DemoQuery]:
     """Each bundled sentence's own text, as a query for its own span."""

@@ -27,6 +27,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,13 @@ class Counting(Transcriber):
         with self._guard:
             self.calls += 1
         return super().transcribe(samples_16k, language=language)
+
+    def transcribe_many(
+        self, spans: Sequence[np.ndarray], *, language: str | None = None
+    ) -> list[Transcript]:
+        with self._guard:
+            self.calls += len(spans)
+        return super().transcribe_many(spans, language=language)
 
 
 def _cut(source: Path, start_s: float, end_s: float) -> np.ndarray:

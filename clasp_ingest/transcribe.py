@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -214,6 +215,44 @@ class Transcriber:
             english, _ = self._run(model, audio, detected, "translate")
         return Transcript(text=text, language=detected, model=self.model_id, english=english)
 
+    def transcribe_many(
+        self, spans: Sequence[np.ndarray], *, language: str | None = None
+    ) -> list[Transcript]:
+        """The words of several spans, as :meth:`transcribe` gives them one by one, faster.
+
+        Spans of at most 30 s share the work (:func:`_shared_pass`): each is encoded once
+        (:meth:`transcribe` encodes a span twice when it detects the language: once to
+        detect, once to decode), the languages are read from those encodings, and the spans
+        are decoded in one greedy batch, the retries at higher temperatures in batches too.
+        Longer spans, and every span when ``beam_size > 1``, are transcribed as
+        :meth:`transcribe` does. The words can differ from :meth:`transcribe`'s where Whisper
+        is unsure (a retry samples at random; on the CPU a batch's arithmetic differs from
+        a single span's in the last bits, which can tip a near-tie between two tokens).
+        """
+        audios = [np.asarray(s, dtype=np.float32).reshape(-1) for s in spans]
+        if not audios:
+            return []
+        model = self.load()
+        lang = language or self.options.language
+        texts: list[tuple[str, str] | None] = [None] * len(audios)
+        shared = [
+            i
+            for i, audio in enumerate(audios)
+            if 0 < audio.size <= 30 * SAMPLE_RATE and self.options.beam_size == 1
+        ]
+        for start in range(0, len(shared), _SHARED_BATCH):
+            chunk = shared[start : start + _SHARED_BATCH]
+            for i, done in zip(chunk, _shared_pass(model, [audios[i] for i in chunk], lang), strict=True):
+                texts[i] = done
+        out: list[Transcript] = []
+        for audio, shared_result in zip(audios, texts, strict=True):
+            text, detected = shared_result or self._run(model, audio, lang, "transcribe")
+            english = None
+            if self.options.translate and detected != "en" and text:
+                english, _ = self._run(model, audio, detected, "translate")
+            out.append(Transcript(text=text, language=detected, model=self.model_id, english=english))
+        return out
+
     def transcribe_words(
         self, samples_16k: np.ndarray, *, offset_s: float = 0.0, language: str | None = None
     ) -> tuple[list[TimedWord], str]:
@@ -267,3 +306,113 @@ class Transcriber:
         )
         text = " ".join(segment.text.strip() for segment in segments).strip()
         return text, str(info.language)
+
+
+#: Spans decoded together by :meth:`Transcriber.transcribe_many` (encoder outputs of 30 s
+#: windows, 3 MB each in float32, are held for the batch).
+_SHARED_BATCH = 16
+#: faster-whisper's defaults, which :meth:`Transcriber._run` keeps: a retry when the text
+#: compresses better than this (repetition) or its mean token log-probability is lower;
+#: silence when the no-speech probability is higher (and the log-probability low); samples
+#: drawn at a retry's temperature.
+_COMPRESSION_RATIO_MAX = 2.4
+_LOG_PROB_MIN = -1.0
+_NO_SPEECH_MIN = 0.6
+_BEST_OF = 5
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    text: str
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+def _shared_pass(
+    model: WhisperModel, audios: Sequence[np.ndarray], language: str | None
+) -> list[tuple[str, str]]:
+    """``(text, language)`` of each span of at most 30 s, as faster-whisper's ``transcribe``
+    gives it for one 30 s window, with the work shared.
+
+    Each span is encoded once, as faster-whisper encodes it to detect its language (its
+    log-mel frames padded to a 30 s window; faster-whisper decodes from the same frames less
+    the last one, so a second encoding); the languages are detected from those encodings and
+    the spans decoded in one greedy batch. The spans whose text would make faster-whisper
+    retry (repetitive, or a low mean log-probability that is not silence) are decoded again
+    together at the next of :data:`_TEMPERATURES` (best of five samples), and so on; a span
+    that fails at every temperature keeps its most likely non-repetitive decoding, and a
+    silent one gets empty text: faster-whisper's rules. The batch decodes up to the longest
+    span's token cap (:func:`_max_tokens`) and cuts each span's tokens at its own cap.
+    """
+    import ctranslate2
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens, pad_or_trim
+
+    extractor = model.feature_extractor
+    encoded = []
+    for audio in audios:  # one at a time: batching 30 s windows is no faster on the CPU
+        # the window faster-whisper detects the language from (it decodes from the same
+        # frames less the last one, which only the padding fills)
+        window = pad_or_trim(extractor(audio)[:, : extractor.nb_max_frames])
+        encoded.append(np.asarray(model.encode(window)))
+    frames = np.concatenate(encoded)
+    encoder_output = ctranslate2.StorageView.from_array(np.ascontiguousarray(frames))
+    if language is None:
+        languages = [str(ranked[0][0])[2:-2] for ranked in model.model.detect_language(encoder_output)]
+    else:
+        languages = [language] * len(audios)
+    tokenizers = [
+        Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=lang)
+        for lang in languages
+    ]
+    prompts = [model.get_prompt(tokenizer, [], without_timestamps=True) for tokenizer in tokenizers]
+    caps = [_max_tokens(min(audio.size / SAMPLE_RATE, 30.0)) for audio in audios]
+    suppress = list(get_suppressed_tokens(tokenizers[0], [-1]) or ())
+    tried: list[list[_Decoded]] = [[] for _ in audios]
+    chosen: dict[int, _Decoded] = {}
+    pending = list(range(len(audios)))
+    for temperature in _TEMPERATURES:
+        sampling = {} if temperature == 0 else {
+            "num_hypotheses": _BEST_OF, "sampling_topk": 0, "sampling_temperature": temperature,
+        }  # fmt: skip
+        if len(pending) < len(audios):  # a retry: only the spans that need one
+            encoder_output = ctranslate2.StorageView.from_array(np.ascontiguousarray(frames[pending]))
+        results = model.model.generate(
+            encoder_output,
+            [prompts[i] for i in pending],
+            beam_size=1,
+            max_length=len(prompts[0]) + max(caps[i] for i in pending),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=suppress,
+            **sampling,
+        )
+        retry = []
+        for i, result in zip(pending, results, strict=True):
+            tokens = result.sequences_ids[0]
+            text = tokenizers[i].decode(tokens[: caps[i]]).strip()
+            got = _Decoded(
+                text, result.scores[0] * len(tokens) / (len(tokens) + 1), get_compression_ratio(text),
+                result.no_speech_prob,
+            )  # fmt: skip
+            tried[i].append(got)
+            silent = got.no_speech_prob > _NO_SPEECH_MIN and got.avg_logprob < _LOG_PROB_MIN
+            unsure = got.compression_ratio > _COMPRESSION_RATIO_MAX or got.avg_logprob < _LOG_PROB_MIN
+            if unsure and not silent:
+                retry.append(i)
+            else:
+                chosen[i] = got
+        pending = retry
+        if not pending:
+            break
+    for i in pending:  # failed at every temperature
+        plain = [d for d in tried[i] if d.compression_ratio <= _COMPRESSION_RATIO_MAX]
+        chosen[i] = max(plain or tried[i], key=lambda d: d.avg_logprob)
+    out = []
+    for i, lang in enumerate(languages):
+        got = chosen[i]
+        skipped = got.no_speech_prob > _NO_SPEECH_MIN and not got.avg_logprob > _LOG_PROB_MIN
+        out.append(("" if skipped else got.text, lang))
+    return out

@@ -2,16 +2,17 @@
 
 :class:`LazyWords` takes the segments a search returned; each one whose point has no
 ``metadata.transcript`` is cut from its source (ffmpeg decodes only that stretch,
-:func:`~clasp_ingest.retriever.audio.span_samples`), transcribed
-(:class:`~clasp_ingest.transcribe.Transcriber`) and its point's payload updated
-(:meth:`~clasp_ingest.store.QdrantStore.set_words`), so later searches return the words
-without transcribing again.
+:func:`~clasp_ingest.retriever.audio.span_samples`); the cut spans are transcribed together
+(:meth:`~clasp_ingest.transcribe.Transcriber.transcribe_many`: each encoded once, decoded in
+one batch) and each point's payload updated (:meth:`~clasp_ingest.store.QdrantStore.set_words`),
+so later searches return the words without transcribing again.
 
 Concurrency: an in-process lock per point (keyed by store, collection and point id, shared by
 every :class:`LazyWords` of the process) makes concurrent queries (threads, ``ainvoke``,
 several retrievers over one store) wait for a segment another query is transcribing instead
-of transcribing it again: once it holds the lock it reads the point again and takes the words
-stored meanwhile. Two processes searching one server store at once can still both transcribe
+of transcribing it again: once it holds the locks of its segments (taken in one order, so two
+queries never wait on each other) it reads each point again and takes the words stored
+meanwhile. Two processes searching one server store at once can still both transcribe
 a segment (the same words, written twice); an embedded store is open in one process only.
 """
 
@@ -19,9 +20,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 from clasp_ingest.retriever.audio import span_samples
 
 from clasp_ingest.errors import MediaDecodeError
@@ -92,42 +94,44 @@ class LazyWords:
     def fill(self, hits: Sequence[SpanHit]) -> tuple[dict[str, Transcript], WordsReport]:
         """Words for every hit without them, by point id (each point once), and what was done.
 
-        A segment whose source cannot be read is logged and left without words (a search
-        still returns it).
+        The hits that need words are transcribed together
+        (:meth:`~clasp_ingest.transcribe.Transcriber.transcribe_many`: each span encoded
+        once, decoded in one batch). A segment whose source cannot be read is logged and
+        left without words (a search still returns it).
         """
         found: dict[str, Transcript] = {}
-        stored = failed = transcribed = 0
-        for hit in _distinct(hits):
-            if transcript_of(hit.payload) is not None:
-                stored += 1
-                continue
-            words, fresh = self._words_for(hit)
-            if words is None:
-                failed += 1
-                continue
-            found[str(hit.point_id)] = words
-            transcribed += fresh
-            stored += not fresh
+        distinct = _distinct(hits)
+        pending = [hit for hit in distinct if transcript_of(hit.payload) is None]
+        stored = len(distinct) - len(pending)
+        failed = transcribed = 0
+        keys = {str(hit.point_id): self._key(str(hit.point_id)) for hit in pending}
+        with ExitStack() as held:
+            for pid in sorted(keys, key=keys.__getitem__):  # one order: no two queries deadlock
+                held.enter_context(_LOCKS.hold(keys[pid]))
+            cut: list[tuple[SpanHit, np.ndarray]] = []
+            for hit in pending:
+                pid = str(hit.point_id)
+                done = self._stored_words(pid)  # another query may have stored them meanwhile
+                if done is not None:
+                    found[pid], stored = done, stored + 1
+                    continue
+                try:
+                    cut.append((hit, span_samples(hit, ffmpeg=self.ffmpeg, timeout_s=self.timeout_s)))
+                except MediaDecodeError as exc:
+                    log.warning("no words for %s %.3f–%.3fs: %s", hit.source, hit.start_s, hit.end_s, exc)
+                    failed += 1
+            if cut:
+                heard = self.transcriber.transcribe_many([samples for _, samples in cut])
+                for (hit, _), words in zip(cut, heard, strict=True):
+                    pid = str(hit.point_id)
+                    self.store.set_words(
+                        [pid], words.text, language=words.language, model=words.model, english=words.english
+                    )
+                    found[pid], transcribed = words, transcribed + 1
         return found, WordsReport(transcribed=transcribed, stored=stored, failed=failed)
 
-    def _words_for(self, hit: SpanHit) -> tuple[Transcript | None, bool]:
-        """The hit's words and whether this call transcribed them (False: another query did)."""
-        pid = str(hit.point_id)
-        key = f"{self.store.backend}:{self.store.location}/{self.store.collection}/{pid}"
-        with _LOCKS.hold(key):
-            done = self._stored_words(pid)
-            if done is not None:
-                return done, False
-            try:
-                samples = span_samples(hit, ffmpeg=self.ffmpeg, timeout_s=self.timeout_s)
-            except MediaDecodeError as exc:
-                log.warning("no words for %s %.3f–%.3fs: %s", hit.source, hit.start_s, hit.end_s, exc)
-                return None, False
-            words = self.transcriber.transcribe(samples)
-            self.store.set_words(
-                [pid], words.text, language=words.language, model=words.model, english=words.english
-            )
-            return words, True
+    def _key(self, pid: str) -> str:
+        return f"{self.store.backend}:{self.store.location}/{self.store.collection}/{pid}"
 
     def _stored_words(self, pid: str) -> Transcript | None:
         """The point's words when another query stored them after this search read it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +127,10 @@ class Counting(Transcriber):
         with self._guard:
             self.calls += 1
         return super().transcribe(samples_16k, language=language)
+
+    def transcribe_many(
+        self, spans: Sequence[np.ndarray], *, language: str | None = None
+    ) -> list[Transcript]:
+        with self._guard:
+            self.calls += len(spans)
+        return super().transcribe_many(spans, language=language)

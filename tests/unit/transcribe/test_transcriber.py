@@ -62,3 +62,30 @@ def test_translate_adds_english_for_a_german_span(tmp_path: Path) -> None:
     assert got.language == "de" and {"zug", "minuten"} & _words(got.text)
     assert got.english is not None and "minutes" in _words(got.english)  # espeak's German: rough
     assert transcriber.transcribe(audio, language="de").language == "de"
+
+
+@pytest.mark.slow
+def test_spans_transcribed_together_get_the_words_each_alone_gets(
+    whisper: Transcriber, tmp_path: Path
+) -> None:
+    spans = [
+        read_wav(synth_speech("The library opens at nine in the morning.", tmp_path / "en.wav")),
+        read_wav(synth_speech("Der Zug kam zu spät.", tmp_path / "de.wav", voice="de")),
+        np.zeros(16_000, dtype=np.float32),  # a second of silence
+        read_wav(synth_speech("El museo cierra los lunes.", tmp_path / "es.wav", voice="es")),
+        np.zeros(0, dtype=np.float32),
+    ]
+
+    together = whisper.transcribe_many(spans)
+    alone = [whisper.transcribe(span) for span in spans]
+
+    # the same languages and words; case and punctuation may differ (the batch decodes from
+    # the window the language was detected from, one log-mel frame longer)
+    assert [t.language for t in together] == [a.language for a in alone]
+    assert [_words(t.text) for t in together] == [_words(a.text) for a in alone]
+    assert [t.language for t in together[:2]] == ["en", "de"] and together[3].language == "es"
+    assert {"library", "morning"} <= _words(together[0].text) and together[4].text == ""
+    assert all(t.model == "faster-whisper:whisper-base" and t.english is None for t in together)
+    given = whisper.transcribe_many(spans[:2], language="de")
+    assert [t.language for t in given] == ["de", "de"] and given[1].text == together[1].text
+    assert whisper.transcribe_many([]) == []
