@@ -358,7 +358,9 @@ def _shared_pass(
         encoded.append(np.asarray(model.encode(window)))
     frames = np.concatenate(encoded)
     encoder_output = ctranslate2.StorageView.from_array(np.ascontiguousarray(frames))
-    if language is None:
+    if not model.model.is_multilingual:  # an English-only model (``*.en``): nothing to detect
+        languages = ["en"] * len(audios)
+    elif language is None:
         languages = [str(ranked[0][0])[2:-2] for ranked in model.model.detect_language(encoder_output)]
     else:
         languages = [language] * len(audios)
