@@ -25,39 +25,17 @@ import os
 import shutil
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_rerank import Counting  # this folder (bench/)
 
-from clasp_ingest.transcribe import Transcriber, TranscriberOptions, Transcript
+from clasp_ingest.transcribe import Transcriber, TranscriberOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "clasp_ingest" / "data" / "samples"
-
-
-class Counting(Transcriber):
-    """The real transcriber, counting the spans it transcribes."""
-
-    def __init__(self, options: TranscriberOptions) -> None:
-        super().__init__(options)
-        self.calls = 0
-        self._guard = threading.Lock()
-
-    def transcribe(self, samples_16k: np.ndarray, *, language: str | None = None) -> Transcript:
-        with self._guard:
-            self.calls += 1
-        return super().transcribe(samples_16k, language=language)
-
-    def transcribe_many(
-        self, spans: Sequence[np.ndarray], *, language: str | None = None
-    ) -> list[Transcript]:
-        with self._guard:
-            self.calls += len(spans)
-        return super().transcribe_many(spans, language=language)
 
 
 def _cut(source: Path, start_s: float, end_s: float) -> np.ndarray:

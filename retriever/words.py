@@ -108,12 +108,12 @@ class LazyWords:
         with ExitStack() as held:
             for pid in sorted(keys, key=keys.__getitem__):  # one order: no two queries deadlock
                 held.enter_context(_LOCKS.hold(keys[pid]))
+            meanwhile = self._stored_words(list(keys))  # stored by another query since the search
+            found.update(meanwhile)
+            stored += len(meanwhile)
             cut: list[tuple[SpanHit, np.ndarray]] = []
             for hit in pending:
-                pid = str(hit.point_id)
-                done = self._stored_words(pid)  # another query may have stored them meanwhile
-                if done is not None:
-                    found[pid], stored = done, stored + 1
+                if str(hit.point_id) in meanwhile:
                     continue
                 try:
                     cut.append((hit, span_samples(hit, ffmpeg=self.ffmpeg, timeout_s=self.timeout_s)))
@@ -133,16 +133,17 @@ class LazyWords:
     def _key(self, pid: str) -> str:
         return f"{self.store.backend}:{self.store.location}/{self.store.collection}/{pid}"
 
-    def _stored_words(self, pid: str) -> Transcript | None:
-        """The point's words when another query stored them after this search read it."""
-        for point in self.store.points([pid]):
+    def _stored_words(self, pids: list[str]) -> dict[str, Transcript]:
+        """The words of those points that another query stored after this search read them."""
+        words: dict[str, Transcript] = {}
+        for point in self.store.points(pids):
             text = transcript_of(point.payload)
             if text is not None:
                 meta = point.payload["metadata"]
-                english = meta.get("transcript_en")
-                return Transcript(text, str(meta.get("transcript_language", "")),
-                                  str(meta.get("transcript_model", "")), english)  # fmt: skip
-        return None
+                words[str(point.id)] = Transcript(text, str(meta.get("transcript_language", "")),
+                                                  str(meta.get("transcript_model", "")),
+                                                  meta.get("transcript_en"))  # fmt: skip
+        return words
 
 
 def _distinct(hits: Sequence[SpanHit]) -> list[SpanHit]:
