@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         description="'auto' (ONNX Runtime on the CPU for models it runs, e.g. clasp-mini; else torch), "
         "'onnx' or 'torch'.",
     )
-    embed_batch_size: int = Field(16, ge=1)
+    embed_batch_size: int = Field(32, ge=1, description="Segments per embedding batch.")
     model_dir: Path | None = Field(None, description="Local directory searched for model files.")
     torch_threads: int | None = Field(
         None,

@@ -134,7 +134,7 @@ class PipelineOptions:
     (:func:`prune_unlisted`; ``ingest --prune``).
     """
 
-    embed_batch_size: int = 16
+    embed_batch_size: int = 32
     segmenter: SegmenterOptions | None = None
     decode: DecodeOptions | None = None
     prefetch_segments: int = 32

@@ -72,6 +72,9 @@ CNN_FILE, CNN_INT8_FILE = "spectrogram.onnx", "spectrogram.int8.onnx"
 _TOLERANCE = 1e-3
 #: Smallest cosine between a probe's vector with the int8 CNN and the torch model's.
 _INT8_MIN_COSINE = 0.98
+#: Clips per run of the head: it pads a run's frames to its longest clip, so runs take clips
+#: of similar length (sorted), few at a time; a large batch then costs no padding.
+HEAD_RUN = 16
 
 
 def onnx_capable(config: ModelConfig) -> bool:
@@ -181,8 +184,9 @@ class OnnxClaspModel:
         if self._branch is not None:
             images = self._branch.submit(self._spectrogram_features, items)
         try:
+            speech: np.ndarray | list[np.ndarray]
             if self.config.fusion.frames:
-                speech = pad_frames(self.speech.encode_frames(items))  # type: ignore[attr-defined]
+                speech = self.speech.encode_frames(items)  # type: ignore[attr-defined]
             else:
                 speech = self.speech.encode(items)
         except BaseException:
@@ -190,9 +194,26 @@ class OnnxClaspModel:
                 images.cancel()  # if it has not started; a running one ends on its own
             raise
         spec = images.result() if images is not None else self._spectrogram_features(items)
-        fused = self.head.run(None, {"speech": speech, "spec": spec})[0]
+        fused = self._run_head(speech, spec)
         centering = self.query.centering
         return centering.apply(fused, "audio") if centering is not None else fused
+
+    def _run_head(self, speech: np.ndarray | list[np.ndarray], spec: np.ndarray) -> np.ndarray:
+        """The head over pooled features, or over each clip's frames in runs of ``HEAD_RUN``
+        clips of similar length (zero-padded to the run's longest, which the pool masks)."""
+        if isinstance(speech, np.ndarray):
+            return np.asarray(self.head.run(None, {"speech": speech, "spec": spec})[0])
+        order = sorted(range(len(speech)), key=lambda i: len(speech[i]))
+        out: np.ndarray | None = None
+        for start in range(0, len(order), HEAD_RUN):
+            rows = order[start : start + HEAD_RUN]
+            frames = pad_frames([speech[i] for i in rows])
+            fused = self.head.run(None, {"speech": frames, "spec": spec[rows]})[0]
+            if out is None:
+                out = np.empty((len(speech), fused.shape[1]), dtype=fused.dtype)
+            out[rows] = fused
+        assert out is not None  # encode_audio returns early for no clips
+        return out
 
     def _spectrogram_features(self, items: list[np.ndarray]) -> np.ndarray:
         if self.spectrogram is None:

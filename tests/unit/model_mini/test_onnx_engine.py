@@ -87,7 +87,7 @@ def test_the_default_int8_cnn_stays_close_to_torch(cache: Path, clips: list[np.n
 def test_the_speech_only_default_exports_its_head_alone(cache: Path, clips: list[np.ndarray]) -> None:
     """clasp-mini v1 has no spectrogram CNN (backend none): the export is head.onnx and meta.json,
     the head gets zeros for the image feature as the torch model's does, and no helper thread runs."""
-    from clasp_ingest.model import load_model
+    from clasp_ingest.model import load_model, onnx_engine
     from clasp_ingest.model.onnx_engine import load_onnx_model
 
     with pytest.MonkeyPatch.context() as patch:
@@ -103,6 +103,11 @@ def test_the_speech_only_default_exports_its_head_alone(cache: Path, clips: list
     assert np.abs(ours - theirs).max() < 1e-5
     one_by_one = np.concatenate([onnx_model.encode_audio([clip]) for clip in clips[:3]])
     assert np.abs(one_by_one - ours[:3]).max() < 1e-5
+    assert len({len(clip) for clip in clips}) > 4
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(onnx_engine, "HEAD_RUN", 2)  # the head in runs of two clips, sorted by length
+        in_runs = onnx_model.encode_audio(clips)
+    assert np.abs(in_runs - ours).max() < 1e-5  # each vector back in its clip's row
 
 
 def _op_types(path: Path) -> set[str]:
