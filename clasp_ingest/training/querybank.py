@@ -12,6 +12,12 @@ on the same manifest and cache nothing needs decoding again. Run it last: averag
 The saved model's vectors have one more coordinate than the text encoder's (see
 ``QueryBank``), so collections made with the model without a bank must be re-ingested;
 its model id should change too (``--model-id``).
+
+``--add-captions M2`` keeps the model's bank and adds every distinct caption of ``M2``'s train
+rows to it (no draw; ``--size`` unused, ``k``/``beta`` as given), then refits ``mean`` over
+``--audio-sample`` clips of ``--manifest``'s train rows: a bank fitted on one domain (clasp-mini's
+synthetic clips) learns the hubs of another (recorded speech, clasp-mini v1.1) without losing
+its own captions. Clips' hubness changes, so the model id must change too.
 """
 
 from __future__ import annotations
@@ -50,10 +56,13 @@ def fit_query_bank(
     scale: float = 0.5,
     audio_sample: int = DEFAULT_AUDIO_SAMPLE,
     seed: int = 0,
+    add_captions: Path | str | None = None,
 ) -> Any:
     """Give ``model`` (a ``ClaspModel``) a query bank from ``manifest``'s training rows; return it.
 
     A bank the model already has is replaced. Captions and clips are drawn with ``seed``.
+    With ``add_captions`` (a manifest) the model's bank is kept and every distinct caption of
+    that manifest's training rows is added; only the clips for ``mean`` are drawn.
     """
     from clasp_ingest.model.calibration import Centering, QueryBank
     from clasp_ingest.training.features import FeatureCache, compute_features, text_features
@@ -64,11 +73,21 @@ def fit_query_bank(
     rows = select_split(read_manifest(manifest), "train")
     if not rows:
         raise ConfigError(f"{manifest}: no training rows to draw a query bank from")
-    texts = sorted({row.text for row in rows})
-    if k > min(size, len(texts)):
-        raise ConfigError(f"k={k} needs at least {k} bank captions; {manifest} gives {min(size, len(texts))}")
     rng = np.random.default_rng(seed)
-    chosen = [texts[i] for i in sorted(rng.choice(len(texts), min(size, len(texts)), replace=False))]
+    kept = model.centering.bank if model.centering is not None else None
+    if add_captions is not None:
+        if kept is None:
+            raise ConfigError(f"--add-captions adds to the model's query bank; {model.model_id!r} has none")
+        chosen = sorted({row.text for row in select_split(read_manifest(add_captions), "train")})
+        if not chosen:
+            raise ConfigError(f"{add_captions}: no training rows to take captions from")
+        available = len(kept.texts) + len(chosen)
+    else:
+        texts = sorted({row.text for row in rows})
+        chosen = [texts[i] for i in sorted(rng.choice(len(texts), min(size, len(texts)), replace=False))]
+        available = len(chosen)
+    if k > available:
+        raise ConfigError(f"k={k} needs at least {k} bank captions; {manifest} gives {available}")
     clips = [rows[i] for i in sorted(rng.choice(len(rows), min(audio_sample, len(rows)), replace=False))]
     cache = FeatureCache(Path(cache_dir) if cache_dir is not None else None)
     base = model.centering
@@ -82,13 +101,15 @@ def fit_query_bank(
     )
     audio = model.embed_features(features.speech, features.spectrogram)
     bank_text = model.embed_text_features(text_features(model, chosen, cache))
+    if add_captions is not None and kept is not None:
+        bank_text = np.concatenate([kept.texts.astype(np.float32), np.asarray(bank_text, np.float32)])
     probe = QueryBank(bank_text, k, beta, 0.0, scale)
     mean = float(probe.hubness(audio).mean())
     model.centering = replace(base, bank=replace(probe, mean=mean))
     model.config = replace(model.config, query_bank=True)
     log.info(
         "query bank: %d captions, k=%d, beta=%g, mean hubness %.4f over %d clips",
-        len(chosen),
+        len(bank_text),
         k,
         beta,
         mean,
@@ -110,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--beta", type=float, default=DEFAULT_BETA, help="weight of the correction")
     parser.add_argument("--audio-sample", type=int, default=DEFAULT_AUDIO_SAMPLE, help="clips for the mean")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    parser.add_argument(
+        "--add-captions",
+        type=Path,
+        default=None,
+        help="keep the model's bank and add every caption of this manifest's train rows",
+    )
     parser.add_argument("--model-id", default=None, help="id of the saved model (default: unchanged)")
     args = parser.parse_args(argv)
     try:
@@ -125,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             beta=args.beta,
             audio_sample=args.audio_sample,
             seed=args.seed,
+            add_captions=args.add_captions,
         )
         save_model(model, args.out, model_id=args.model_id)
     except (ClaspIngestError, ValueError) as exc:

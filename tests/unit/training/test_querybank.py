@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,38 @@ def test_config_records_the_bank_and_must_agree_with_the_weights(
     config_file.write_text(json.dumps(data))
     with pytest.raises(ModelLoadError, match="query_bank=False"):
         load_model(str(tmp_path / "m"), device="cpu")
+
+
+def test_added_captions_extend_the_bank_it_keeps(
+    tiny_model: Any, tone_manifest: Path, tmp_path: Path
+) -> None:
+    """``--add-captions``: the model's bank stays, first, and every distinct caption of the
+    other manifest's train rows follows it; ``mean`` is refitted over the new bank."""
+    from clasp_ingest.model import load_model
+    from clasp_ingest.training.features import FeatureCache, text_features
+    from clasp_ingest.training.manifest import read_manifest, select_split
+
+    with pytest.raises(ConfigError, match="has none"):
+        fit_query_bank(tiny_model, tone_manifest, k=2, add_captions=tone_manifest)
+    first = fit_query_bank(tiny_model, tone_manifest, size=4, k=2)
+    kept = first.centering.bank
+    captions = {row.text for row in select_split(read_manifest(tone_manifest), "train")}
+    assert len(captions) > 4
+    out = tmp_path / "added"
+    assert main([str(_saved(first, tmp_path / "first")), "--manifest", str(tone_manifest),
+                 "--add-captions", str(tone_manifest), "--k", "3", "--out", str(out)]) == 0  # fmt: skip
+    bank = load_model(str(out), device="cpu").centering.bank
+    assert bank.texts.shape == (4 + len(captions), first.dim - 1) and bank.k == 3
+    np.testing.assert_allclose(bank.texts[:4], kept.texts, atol=1e-3)  # fp16 on disk
+    # every added row is one of the captions' vectors, each caption once
+    with_bank, first.centering = first.centering, replace(first.centering, bank=None)
+    added = first.embed_text_features(text_features(first, sorted(captions), FeatureCache(None)))
+    first.centering = with_bank
+    np.testing.assert_allclose(bank.texts[4:], added, atol=1e-3)
+    assert bank.mean != kept.mean
+
+
+def _saved(model: Any, folder: Path) -> Path:
+    from clasp_ingest.model.clasp import save_model
+
+    return save_model(model, folder)
