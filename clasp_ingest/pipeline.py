@@ -716,7 +716,7 @@ def _maker_of(store: QdrantStore) -> str | None:
     if identity is None:
         return None
     try:
-        return find_model(identity.model_id, identity.source)
+        return find_model(identity.model_id, identity.source, exact=True)
     except (ModelLoadError, ConfigError):
         return None
 

@@ -30,12 +30,12 @@ def query_model_for(
     model cannot be found, and ``CollectionMismatchError`` when ``model`` makes other vectors
     than the collection holds.
     """
-    from clasp_ingest.model.query import find_model, load_query_model
+    from clasp_ingest.model.query import find_model, load_query_model, searches
 
     identity = store.require_collection()
     name = model or find_model(identity.model_id, identity.source)
     encoder = load_query_model(name, device=device, model_dir=model_dir)
-    if (encoder.model_id, encoder.dim) != (identity.model_id, identity.dim):
+    if not searches(encoder.config, identity.model_id) or encoder.dim != identity.dim:
         raise CollectionMismatchError(
             f"collection {store.collection!r} holds {identity.dim}-d vectors of model {identity.model_id!r}, "
             f"but model {name!r} makes {encoder.dim}-d vectors of {encoder.model_id!r}; drop --model "

@@ -155,6 +155,11 @@ class ModelConfig:
     ``query_bank``: the weights carry a query bank (hubness correction,
     :class:`~clasp_ingest.model.clasp.QueryBank`), which adds one coordinate to the vectors:
     ``vector_dim`` is then ``dim + 1``.
+
+    ``searches``: ids of older models whose collections this model's queries search exactly
+    (the same text side: encoder, centring, language basis and bank scale; e.g. clasp-mini
+    v1.1, which changed only the clips' bank penalty, searches v1's). Adding to such a
+    collection stays refused: its audio vectors differ.
     """
 
     model_id: str
@@ -166,6 +171,7 @@ class ModelConfig:
     seed: int = 0
     description: str = ""
     query_bank: bool = False
+    searches: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.model_id:
@@ -210,6 +216,8 @@ class ModelConfig:
         }
         if self.query_bank:  # configs without one stay as they were written before the option
             data["query_bank"] = True
+        if self.searches:
+            data["searches"] = list(self.searches)
         return data
 
     @classmethod
@@ -225,6 +233,7 @@ class ModelConfig:
                 seed=int(data.get("seed", 0)),
                 description=str(data.get("description", "")),
                 query_bank=bool(data.get("query_bank", False)),
+                searches=tuple(str(model_id) for model_id in data.get("searches", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"invalid model config: missing or malformed field {exc}") from exc

@@ -252,11 +252,18 @@ def load_query_model(name_or_path: str, *, device: str = "auto", model_dir: Path
     return QueryModel(config, build_component("text", config.text, runtime), centering)
 
 
-def find_model(model_id: str, source: str | None = None) -> str:
+def searches(config: ModelConfig, model_id: str) -> bool:
+    """Whether a model of ``config`` makes the query vectors of ``model_id``'s collections."""
+    return model_id == config.model_id or model_id in config.searches
+
+
+def find_model(model_id: str, source: str | None = None, *, exact: bool = False) -> str:
     """The preset name or model directory that makes vectors of ``model_id``.
 
     ``source`` (what a collection recorded: a preset name or a directory) is tried first;
-    then the presets whose ``model_id`` it is. Raises ``ModelLoadError`` naming the remedy.
+    then the presets whose ``model_id`` it is, then, unless ``exact`` (a model to add to the
+    collection, not only to search it), those that search its collections
+    (``ModelConfig.searches``). Raises ``ModelLoadError`` naming the remedy.
     """
     from clasp_ingest.model.presets import list_presets
 
@@ -265,10 +272,14 @@ def find_model(model_id: str, source: str | None = None) -> str:
             config, _ = resolve_model_config(source)
         except (ModelLoadError, ConfigError):
             config = None
-        if config is not None and config.model_id == model_id:
+        if config is not None and (config.model_id == model_id or (not exact and searches(config, model_id))):
             return source
-    for name, preset in list_presets().items():
+    presets = list_presets()
+    for name, preset in presets.items():
         if preset.model_id == model_id:
+            return name
+    for name, preset in presets.items():
+        if not exact and model_id in preset.searches:
             return name
     where = f" (made from {source!r}, which is gone or now holds another model)" if source else ""
     raise ModelLoadError(

