@@ -147,7 +147,7 @@ def test_json_presets_are_named_by_file_and_version_their_model_id() -> None:
     mini = get_preset("clasp-mini")
     # the id stored in collections carries the head's version, so a collection made with an
     # older head (model id "clasp-mini-v0.13") is refused instead of mixed with the new vectors
-    assert mini.model_id == "clasp-mini-v1"
+    assert mini.model_id == "clasp-mini-v1.1"
     assert "clasp-mini" in list_presets() and mini.model_id not in list_presets()
     # v0.13, the default before v1, stays as clasp-mini-spec: its collections keep their model
     spec = get_preset("clasp-mini-spec")
@@ -178,7 +178,8 @@ def test_shipped_clasp_mini_head_removes_five_language_directions() -> None:
 def test_shipped_clasp_mini_is_a_three_head_ensemble_with_a_query_bank() -> None:
     """Since v0.9: three attention-pooled heads (``members.0`` … ``members.2``) and a bank of
     training captions (k 20, beta 0.75) in the model's 384-d space; the preset says so. v0.10's
-    bank, kept by v0.11, holds the 4,748 training captions of its six-language fine-tuning corpus."""
+    bank, kept to v1, holds the 4,748 training captions of its six-language fine-tuning corpus;
+    v1.1 added the 4,787 captions of its recorded-speech training rows after them."""
     from importlib.resources import files
 
     from safetensors.numpy import load_file
@@ -188,7 +189,7 @@ def test_shipped_clasp_mini_is_a_three_head_ensemble_with_a_query_bank() -> None
     state = load_file(str(files("clasp_ingest") / "data" / "models" / "clasp-mini" / "fusion.safetensors"))
     assert {key.split(".")[1] for key in state if key.startswith("members.")} == {"0", "1", "2"}
     texts = state["centering.bank.texts"].astype(np.float64)
-    assert texts.shape == (4748, 384)
+    assert texts.shape == (4748 + 4787, 384)
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=2e-3)  # fp16 unit rows
     k, beta, _mean, scale = state["centering.bank.params"].tolist()
     assert (k, beta, scale) == (20, 0.75, 0.5)
@@ -241,9 +242,10 @@ def test_clasp_mini_real_is_its_own_speech_only_model_on_clasp_minis_backbones()
 def test_shipped_models_find_unseen_actors_lines() -> None:
     """80 real clips of the Czech test actor (never trained on; Debian fillets-ng-data-cs),
     each clip's Czech line as the query, every clip a candidate (chance: 1 of 80). Both
-    models were fine-tuned on the other actors' lines; clasp-mini v1 52 (2026-12-04), v0.13 (now
-    clasp-mini-spec) 45 that day (46 the day before; v0.12 47, v0.11 46), clasp-mini-real v0.3 43
-    (v0.2 48; on all 578 test clips v0.3 0.450 HITS@1, v0.2 0.377, v1 0.441, v0.13 0.388)."""
+    models were fine-tuned on the other actors' lines; clasp-mini v1.1 50 (2026-12-05), v1 52
+    (2026-12-04), v0.13 (now clasp-mini-spec) 45 that day (46 the day before; v0.12 47, v0.11 46),
+    clasp-mini-real v0.3 43 (v0.2 48; on all 578 test clips v0.3 0.450 HITS@1, v0.2 0.377, v1.1
+    0.455, v1 0.441, v0.13 0.388)."""
     from clasp_ingest.evaluation.datasets import FILLETS_DATA, fillets_clips
     from clasp_ingest.training.features import load_waveform
 
