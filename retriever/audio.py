@@ -14,6 +14,7 @@ embeds would sound muffled (nothing above 8 kHz).
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import warnings
 import wave
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
-from clasp_ingest.connectors.local import path_of_uri
+from clasp_ingest.connectors.local import local_fingerprint, path_of_uri
 from langchain_core.documents import Document
 
 from clasp_ingest.errors import ConfigError, MediaDecodeError
@@ -32,7 +33,11 @@ from clasp_ingest.types import SpanHit
 if TYPE_CHECKING:
     from clasp_ingest.retriever.spans import Span
 
-__all__ = ["ClipOptions", "save_span_audio", "span_clip", "span_samples"]
+__all__ = ["ClipOptions", "check_unchanged", "save_span_audio", "span_clip", "span_samples"]
+
+#: The local connector's fingerprint, ``size-mtime_ns``
+#: (:func:`~clasp_ingest.connectors.local.local_fingerprint`).
+_LOCAL_VERSION = re.compile(r"\d+-\d+")
 
 #: File suffixes whose ffmpeg muxer has another name.
 _MUXERS = {"m4a": "ipod", "aac": "adts", "oga": "ogg"}
@@ -96,6 +101,44 @@ def _span_of(span: Document | SpanHit | Span) -> tuple[str, float, float]:
         raise ValueError(f"document metadata lacks {exc}; pass a Document from ClaspRetriever") from None
 
 
+def _stored_version(span: Document | SpanHit | Span) -> str | None:
+    """The ``version`` (fingerprint) of the media the span was ingested from, if it carries one."""
+    if isinstance(span, Document):
+        version = span.metadata.get("version")
+    elif isinstance(span, SpanHit):
+        version = span.payload.get("metadata", {}).get("version")
+    else:
+        version = span.extra.get("version")
+    return str(version) if version else None
+
+
+def check_unchanged(span: Document | SpanHit | Span) -> None:
+    """Raise :class:`~clasp_ingest.errors.MediaDecodeError` when the span's local file changed.
+
+    A span's times hold for the version of the file that was ingested (its ``size-mtime_ns``
+    fingerprint, payload ``version``); a file rewritten since may hold other audio there, so
+    cutting it would play, or transcribe and store, the wrong words. Remote sources and
+    versions of another form (a ``MediaRef`` a library user made) are not checked; a missing
+    file is left to the decoder to report.
+    """
+    source, start_s, end_s = _span_of(span)
+    version = _stored_version(span)
+    if version is None or not _LOCAL_VERSION.fullmatch(version) or urlparse(source).scheme != "file":
+        return
+    path = path_of_uri(source)
+    try:
+        now = local_fingerprint(path)
+    except OSError:
+        return
+    if now != version:
+        raise MediaDecodeError(
+            source,
+            f"the file changed since it was ingested (size-mtime {version}, now {now}), so "
+            f"{start_s:.3f}–{end_s:.3f}s may hold other audio; ingest it again "
+            f"(clasp-ingest ingest '{path}') and search again",
+        )
+
+
 def _decode_command(ffmpeg: str, source: str, start: float, duration: float, opts: ClipOptions) -> list[str]:
     from clasp_ingest.media.decode import is_url
 
@@ -149,6 +192,7 @@ def span_clip(
 
     opts = options or ClipOptions()
     source, start_s, end_s = _span_of(span)
+    check_unchanged(span)
     if end_s <= start_s:
         raise ValueError(f"span of {source!r} needs end_s > start_s, got {start_s}..{end_s}")
     start = max(0.0, start_s - opts.context_s)
@@ -175,6 +219,7 @@ def span_samples(
 
     opts = ClipOptions(fade_s=0.0, sample_rate=16_000, mono=True, timeout_s=timeout_s)
     source, start_s, end_s = _span_of(span)
+    check_unchanged(span)
     if end_s <= start_s:
         raise ValueError(f"span of {source!r} needs end_s > start_s, got {start_s}..{end_s}")
     command = _decode_command(find_ffmpeg(ffmpeg), source, start_s, end_s - start_s, opts)

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from clasp_ingest.retriever.loading import query_model_for
 from clasp_ingest.retriever.spans import Span, merge_spans, span_from_hit
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field, PrivateAttr, SkipValidation, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SkipValidation,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.base import QueryEncoder
@@ -274,7 +284,7 @@ class ClaspRetriever(BaseRetriever):
         if unknown:
             raise _unknown(unknown, list(OPTIONS), "options")
         opts = {name: getattr(self, name) for name in OPTIONS}
-        opts.update(overrides)
+        opts.update({name: _valid_option(name, value) for name, value in overrides.items()})
         opts["filter"] = to_where(opts["filter"])
         _check_rerank(opts["rerank"], opts["k"])
         _check_hybrid(opts["hybrid"], opts["rerank"], opts["group_by_media"])
@@ -287,6 +297,8 @@ class ClaspRetriever(BaseRetriever):
         (doubling from ``k``) that gives ``k`` spans or runs out of hits. An empty query
         raises ``ValueError``; a long one is cut to the text encoder's limit by the model.
         """
+        if not isinstance(query, str):
+            raise TypeError(f"the query must be text (str), got {type(query).__name__}")
         if not query.strip():
             raise ValueError("the query is empty; say what to look for")
         opts = self._options(overrides)
@@ -364,8 +376,8 @@ class ClaspRetriever(BaseRetriever):
         needed = [members[pid] for span in spans for pid in span.point_ids if pid in members]
         words, report = self._words().fill(needed)
         if report.transcribed or report.failed:
-            log.info("words: %d segments transcribed, %d stored, %d failed", report.transcribed,
-                     report.stored, report.failed)  # fmt: skip
+            log.info("words: %d segments transcribed and stored now, %d had words already, %d failed",
+                     report.transcribed, report.stored, report.failed)  # fmt: skip
         if not words:
             return spans
         filled = []
@@ -395,6 +407,20 @@ class ClaspRetriever(BaseRetriever):
         # Encoding and searching are blocking (torch, the engine): run them off the event loop.
         spans = await asyncio.to_thread(self.retrieve_spans, query, **kwargs)
         return [span_document(span) for span in spans]
+
+
+@functools.cache
+def _option_adapter(name: str) -> TypeAdapter[Any]:
+    field = ClaspRetriever.model_fields[name]
+    return TypeAdapter(Annotated[field.annotation, field])  # type: ignore[arg-type]
+
+
+def _valid_option(name: str, value: Any) -> Any:
+    """A per-call override checked as the constructor checks that option (type, bounds)."""
+    try:
+        return _option_adapter(name).validate_python(value)
+    except ValidationError as exc:
+        raise ValueError(f"option {name}={value!r}: {exc.errors()[0]['msg']}") from None
 
 
 def _check_rerank(rerank: Any, k: Any) -> None:

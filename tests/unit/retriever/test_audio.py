@@ -112,3 +112,27 @@ def test_a_clip_of_a_file_whose_name_is_not_utf8(stereo_steps: Path, tmp_path: P
     assert "%E9" in latin1.as_uri()  # the URI stored with its points
     clip = span_clip(_hit(latin1, 1.1, 1.9), ClipOptions(context_s=0.0, mono=True))
     assert abs(len(clip) / 1000 - 0.8) < 0.05  # pydub lengths are in ms
+
+
+def test_a_span_of_a_file_changed_since_ingest_is_refused(stereo_steps: Path) -> None:
+    from clasp_ingest.connectors.local import local_fingerprint
+    from clasp_ingest.retriever.audio import span_samples
+    from langchain_core.documents import Document
+
+    version = local_fingerprint(stereo_steps)  # what the local connector stored as "version"
+    meta = {"source": stereo_steps.as_uri(), "start_s": 1.0, "end_s": 2.0, "version": version}
+    hit = SpanHit("m", stereo_steps.as_uri(), "steps", 1.0, 2.0, 1.0, "u", payload={"metadata": meta})
+    as_doc = Document(page_content="steps", metadata=meta)
+    as_span = Span("m", stereo_steps.as_uri(), "steps", 1.0, 2.0, 1.0, extra=meta)
+    assert span_samples(hit).size and len(span_clip(as_doc)) and len(span_clip(as_span))
+
+    _stepped_tone(stereo_steps)  # rewritten: other audio (44.1 kHz stereo -> 16 kHz mono) at these times
+    for span in (hit, as_doc, as_span):
+        with pytest.raises(
+            MediaDecodeError, match=r"steps\.wav.*changed since it was ingested.*ingest it again"
+        ):
+            span_clip(span)
+    with pytest.raises(MediaDecodeError, match="changed since it was ingested"):
+        span_samples(hit)
+    other = {**meta, "version": "v1"}  # a fingerprint of another form (a library user's MediaRef)
+    assert len(span_clip(Document(page_content="steps", metadata=other)))

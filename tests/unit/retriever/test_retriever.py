@@ -46,6 +46,20 @@ def test_per_call_options_filters_and_threshold(store: QdrantStore, model: Audio
         retriever.invoke(SENTENCES[0], top_k=2)
     with pytest.raises(ValueError, match="unknown filter keys"):
         retriever.invoke(SENTENCES[0], filter={"speaker": "x"})
+    # per-call options are checked as the constructor checks them
+    for bad in (
+        {"context": -1},
+        {"group_by_media": 0},
+        {"merge_gap_s": -1},
+        {"score_threshold": "x"},
+        {"k": 0},
+    ):
+        ((name, value),) = bad.items()
+        with pytest.raises(ValueError, match=f"option {name}={value!r}: "):
+            retriever.invoke(SENTENCES[0], **bad)
+    assert len(retriever.invoke(SENTENCES[0], k="2")) == 2  # coerced like ClaspRetriever(k="2")
+    with pytest.raises(TypeError, match="the query must be text"):
+        retriever.invoke(None)  # type: ignore[arg-type]
 
 
 def test_group_by_media_caps_spans_per_item(store: QdrantStore, model: AudioTextEncoder) -> None:

@@ -135,6 +135,27 @@ def test_a_span_whose_source_is_gone_is_returned_without_words(
     assert "no words for" in caplog.text and not unloadable.loaded
 
 
+def test_a_span_of_a_file_changed_since_ingest_gets_no_words(
+    tmp_path: Path, model: AudioTextEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    from clasp_ingest.connectors.local import local_fingerprint
+
+    from tests.fixtures_audio import tone, write_wav
+
+    path = write_wav(tmp_path / "talk.wav", tone(440, 3.0))
+    ref = MediaRef(path.as_uri(), "m-talk", local_fingerprint(path), title="talk")
+    unloadable = Transcriber()  # never loads: the only span's file changed
+    with open_store(url=":memory:") as store:
+        store.ensure_collection(model.model_id, model.dim)
+        store.write_media(ref, model.model_id, [([Segment("m-talk", 0, 0.0, 2.0)], model.encode_text(["x"]))])
+        write_wav(path, tone(880, 5.0))  # rewritten after ingest, not ingested again
+        retriever = ClaspRetriever(store=store, model=model, k=1, transcribe="lazy", transcriber=unloadable)
+        doc = retriever.invoke("x")[0]
+        assert transcript_of(next(iter(store.iter_points())).payload) is None  # nothing stored
+    assert doc.metadata["transcript"] is None and not unloadable.loaded
+    assert "changed since it was ingested" in caplog.text
+
+
 def test_ingest_mode_never_transcribes_and_logs_spans_without_words(
     spoken_store: QdrantStore, model: AudioTextEncoder, caplog: pytest.LogCaptureFixture
 ) -> None:
