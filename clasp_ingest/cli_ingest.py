@@ -15,6 +15,7 @@ unknown model, a collection of another model, an unreachable or locked store).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 from collections.abc import Iterator
@@ -240,8 +241,6 @@ def download_options(settings: Settings, args: dict[str, Any]) -> OpenOptions:
 
 
 def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) -> IngestSummary:
-    import logging
-
     from clasp_ingest.connectors.urls import SecretUrl, redact_url
     from clasp_ingest.flows import ingest_source, listen_progress, prefect_runtime
 
@@ -257,6 +256,8 @@ def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) 
     logging.getLogger("clasp_ingest").setLevel(level)
     for name in ("prefect", "httpx"):
         logging.getLogger(name).setLevel(max(logging.WARNING, level))
+    if level > logging.DEBUG:  # Ctrl-C: "error: interrupted" says it (the run's state says Crashed)
+        logging.getLogger("prefect.flow_runs").addFilter(_not_the_interrupt_crash)
     flow_args = {key: value for key, value in args.items() if key != "recreate"}
     flow_args["qdrant_path"] = str(args["qdrant_path"]) if args["qdrant_path"] is not None else None
     # Signed URLs travel as secrets: Prefect stores (and shows) them redacted.
@@ -267,6 +268,10 @@ def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) 
     except RuntimeError as exc:  # Prefect could not start its local API server
         _fail(f"the Prefect flow could not start: {exc}; run without --flow to ingest in-process")
     return summary
+
+
+def _not_the_interrupt_crash(record: logging.LogRecord) -> bool:
+    return "aborted by an interrupt signal" not in record.getMessage()
 
 
 class _progress:

@@ -56,6 +56,10 @@ class ConnectorError(ClaspIngestError):
     """A media source could not be listed or opened."""
 
 
+class IngestInterrupted(ClaspIngestError):
+    """The run was interrupted (Ctrl-C) while this item was being ingested; nothing of it was kept."""
+
+
 class TransientConnectorError(ConnectorError):
     """A source failed in a way that may pass when tried again: the server could not be
     reached, answered 429 or 5xx, or the connection broke off (other connector errors are

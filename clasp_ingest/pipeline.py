@@ -30,6 +30,7 @@ from clasp_ingest.errors import (
     CollectionMismatchError,
     ConfigError,
     ConnectorError,
+    IngestInterrupted,
     MediaDecodeError,
     ModelLoadError,
     StoreError,
@@ -82,6 +83,7 @@ EmbedFn = Callable[[Sequence[np.ndarray]], np.ndarray]
 ItemProgress = Callable[[int, float], None]
 
 _PERMANENT: tuple[type[BaseException], ...] = (
+    IngestInterrupted,
     MediaDecodeError,
     ConnectorError,
     CollectionMismatchError,
@@ -337,6 +339,28 @@ def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+#: Set while an interrupted run waits for the items other threads are ingesting (the flow's tasks).
+_STOPPING = threading.Event()
+
+
+@contextmanager
+def items_stopping() -> Iterator[None]:
+    """While inside, every item being ingested, in any thread, stops before its next batch with
+    :class:`~clasp_ingest.errors.IngestInterrupted` (its partial write rolled back), and an
+    item that starts stops at once. A flow interrupted by Ctrl-C waits in here for its tasks
+    before it closes the store under them."""
+    _STOPPING.set()
+    try:
+        yield
+    finally:
+        _STOPPING.clear()
+
+
+def _check_not_stopping(uri: str) -> None:
+    if _STOPPING.is_set():
+        raise IngestInterrupted(f"{uri}: the run was interrupted; nothing of this item was kept")
+
+
 def _embedded(
     speech: Iterable[SpeechSegment],
     embed: EmbedFn,
@@ -347,6 +371,7 @@ def _embedded(
 ) -> Iterator[tuple[list[Segment], np.ndarray]]:
     done = 0
     for number, batch in enumerate(_batched(speech, batch_size), start=1):
+        _check_not_stopping(uri)
         vectors = clock.time(lambda b=batch: embed([s.samples for s in b]))  # type: ignore[misc]
         log.debug("batch %d of %s: %d segments embedded, writing", number, uri, len(batch))
         done += len(batch)
@@ -478,6 +503,7 @@ def ingest_media(
     version, or nothing.
     """
     opts = options or PipelineOptions()
+    _check_not_stopping(ref.uri)
     started = time.perf_counter()
     fetch, decode, embedding, hearing, wording = _Clock(), _Clock(), _Clock(), _Clock(), _Clock()
     samples = [0]

@@ -53,6 +53,7 @@ from pydantic import SecretStr
 
 from clasp_ingest import pipeline
 from clasp_ingest.config import Settings
+from clasp_ingest.errors import IngestInterrupted
 from clasp_ingest.pipeline import IngestSummary, MediaResult, PipelineOptions
 from clasp_ingest.store import QdrantStore
 from clasp_ingest.transcribe import TranscriberOptions
@@ -64,6 +65,9 @@ log = logging.getLogger("clasp_ingest.flows")
 
 SUMMARY_KEY = "clasp-ingest-summary"
 PROGRESS_KEY = "clasp-ingest-progress"
+#: How long an interrupted flow waits for its running media tasks to stop (each stops before
+#: its next batch, so a few seconds; a whole-file transcription in ``--transcribe`` runs on).
+STOP_WAIT_S = 30.0
 
 
 def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -107,16 +111,21 @@ def ingest_media(
     """Decode, segment, embed (each batch holding a GPU slot of ``gpu_limit``) and store one item."""
     from prefect.runtime import task_run
 
+    started = time.perf_counter()
     with run_logs():
         encoder = cached_model(model)
-        result = pipeline.ingest_media(
-            ref,
-            connector,
-            encoder,
-            cached_store(store),
-            options,
-            embed=lambda waveforms: embed_batch(encoder, waveforms, gpu_limit),
-        )
+        try:
+            result = pipeline.ingest_media(
+                ref,
+                connector,
+                encoder,
+                cached_store(store),
+                options,
+                embed=lambda waveforms: embed_batch(encoder, waveforms, gpu_limit),
+            )
+        except IngestInterrupted as exc:  # the flow was interrupted: not this item's failure
+            log.info("%s", exc)
+            result = pipeline.failed_result(ref, exc, wall_s=time.perf_counter() - started)
     return replace(result, attempts=int(task_run.run_count or 1))
 
 
@@ -337,15 +346,35 @@ def _run_items(
     tracker: _Tracker,
     window: int,
 ) -> None:
-    """Submit items, keeping at most ``window`` in flight; results in submission order."""
+    """Submit items, keeping at most ``window`` in flight; results in submission order.
+
+    Interrupted (Ctrl-C), it stops the items in flight and waits for them (each rolls back its
+    partial write) before the caller closes the store under them.
+    """
     pending: deque[tuple[MediaRef, PrefectFuture[MediaResult], float]] = deque()
-    for connector, ref in todo:
-        future = task_.submit(ref, connector, work.model, work.store, work.options, work.gpu_limit)
-        pending.append((ref, future, time.perf_counter()))
-        if len(pending) >= window:
-            tracker.add(_collect(*pending.popleft()))
-    while pending:
-        tracker.add(_collect(*pending.popleft()))
+    try:
+        for connector, ref in todo:
+            future = task_.submit(ref, connector, work.model, work.store, work.options, work.gpu_limit)
+            pending.append((ref, future, time.perf_counter()))
+            if len(pending) >= window:
+                tracker.add(_collect(*pending[0]))
+                pending.popleft()
+        while pending:
+            tracker.add(_collect(*pending[0]))
+            pending.popleft()
+    except BaseException:
+        _stop_all([future for _, future, _ in pending])
+        raise
+
+
+def _stop_all(futures: Sequence[PrefectFuture[MediaResult]]) -> None:
+    """Stop the items still running and wait (at most ``STOP_WAIT_S``) until they have."""
+    deadline = time.monotonic() + STOP_WAIT_S
+    with pipeline.items_stopping():
+        for future in futures:
+            future.wait(max(0.0, deadline - time.monotonic()))
+    if any(future.state.is_running() for future in futures):
+        log.warning("media items still running after %.0f s; the next run completes them", STOP_WAIT_S)
 
 
 def _as_list(sources: str | SecretUrl | list[str | SecretUrl]) -> list[str]:

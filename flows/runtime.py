@@ -77,7 +77,7 @@ def prefect_runtime(data_dir: Path | None = None) -> Iterator[RuntimeInfo]:
     import prefect.settings as ps
     from prefect.settings import temporary_settings
 
-    with temporary_settings(updates=runtime_settings(data_dir)):
+    with temporary_settings(updates=runtime_settings(data_dir)), _prefect_logs_quiet():
         url = ps.PREFECT_API_URL.value()
         if url or not sys.platform.startswith("linux"):
             yield RuntimeInfo(url or None, None)  # elsewhere Prefect starts its own ephemeral server
@@ -94,6 +94,21 @@ def prefect_runtime(data_dir: Path | None = None) -> Iterator[RuntimeInfo]:
                     _drain_to_api()
         finally:
             server.stop()
+
+
+@contextmanager
+def _prefect_logs_quiet() -> Iterator[None]:
+    """Prefect's loggers at WARNING inside (``PREFECT_LOGGING_LEVEL`` acts only where Prefect
+    configures logging, at its import: too early for a setting made here)."""
+    import logging
+
+    prefect_logger = logging.getLogger("prefect")
+    level = prefect_logger.level
+    prefect_logger.setLevel(max(logging.WARNING, prefect_logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        prefect_logger.setLevel(level)
 
 
 def _drain_to_api(timeout_s: float = 10.0) -> None:

@@ -747,10 +747,13 @@ class QdrantStore(abc.ABC):
     def _rollback(self, ref: MediaRef, this: Where) -> None:
         try:
             self._delete(this)
-        except Exception:
-            log.exception(
-                "could not roll back the partial write of %r; delete media %s", ref.uri, ref.media_id
-            )
+        except Exception as exc:
+            log.error(
+                "could not roll back the partial write of %r (%s); no search returns its points (state "
+                "'writing'), and the next ingest of it replaces them (or: clasp-ingest store delete %s)",
+                ref.uri, exc, ref.media_id,
+            )  # fmt: skip
+            log.debug("rollback of %r", ref.uri, exc_info=True)
 
     @contextmanager
     def bulk(self) -> Iterator[Self]:

@@ -259,6 +259,50 @@ def test_the_flow_path_with_the_default_model(env: dict[str, str], tmp_path: Pat
     assert abs(hits[0]["start_s"] - TRAIN_SPAN[0]) < 0.5
 
 
+def test_ctrl_c_in_the_middle_of_a_flow_item_keeps_nothing_of_it(env: dict[str, str], tmp_path: Path) -> None:
+    """The flow's media task is stopped and rolled back before the store is closed under it."""
+    import signal
+    import threading
+
+    from clasp_ingest.media.decode import find_ffmpeg
+
+    long = tmp_path / "long.wav"  # demo_en.opus eight times: 72 segments, three batches
+    loop = ["-stream_loop", "7", "-i", str(SAMPLES / "demo_en.opus"), "-ac", "1", "-ar", "16000"]
+    subprocess.run([find_ffmpeg(None), "-loglevel", "error", *loop, str(long)], check=True)
+    process = subprocess.Popen(
+        [CLI, "-vv", "ingest", str(long), "--flow", "--json"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    writing = threading.Event()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if "embedded, writing" in line:
+                writing.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert writing.wait(240), "".join(lines[-20:])  # the first batch is being written
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    reader.join(10)
+    stderr = "".join(lines)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "error: interrupted" in stderr and "could not roll back" not in stderr
+    assert "the run was interrupted; nothing of this item was kept" in stderr  # stopped mid-item
+    info = json.loads(cli(env, "store", "info").stdout)
+    assert info["points"] == 0  # no half-written item (the collection this run made is gone again)
+
+    again = cli(env, "ingest", str(long), "--flow", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["media_ok"] == 1, again.stderr
+
+
 def test_the_langchain_retriever_with_the_default_model(env: dict[str, str], tmp_path: Path) -> None:
     """A store the CLI filled, read by a LangChain user in one line (the collection's own model)."""
     from clasp_ingest.retriever import ClaspRetriever

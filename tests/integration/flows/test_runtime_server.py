@@ -135,3 +135,21 @@ def _stored_logs(data_dir: Path, logger: str) -> list[str]:
     with sqlite3.connect(data_dir / "prefect" / "prefect.db") as db:
         rows = db.execute("SELECT message FROM log WHERE name = ? ORDER BY timestamp", (logger,)).fetchall()
     return [message for (message,) in rows]
+
+
+def test_runs_inside_are_quiet_without_any_logging_setting(tmp_path: Path) -> None:
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom prefect import flow\n"
+        "from clasp_ingest.flows import prefect_runtime\n"
+        "@flow\ndef hello() -> str:\n    return 'hello'\n"
+        "with prefect_runtime(data_dir=Path(sys.argv[1])):\n    print(hello(), flush=True)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}  # Prefect's INFO default
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(_migrated_data_dir(tmp_path))],
+        env={**env, "DO_NOT_TRACK": "1"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip() == "hello", run.stderr[-2000:]
+    assert "Beginning flow run" not in run.stderr and "Finished in state" not in run.stderr, run.stderr[
+        -2000:
+    ]

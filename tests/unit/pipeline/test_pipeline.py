@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from clasp_ingest.connectors import LocalConnector
 
-from clasp_ingest.errors import CollectionMismatchError, MediaDecodeError, StoreError
+from clasp_ingest.errors import CollectionMismatchError, IngestInterrupted, MediaDecodeError, StoreError
 from clasp_ingest.model.base import AudioTextEncoder
 from clasp_ingest.pipeline import (
     PipelineOptions,
@@ -21,6 +21,7 @@ from clasp_ingest.pipeline import (
     ingest_media,
     ingest_source,
     is_transient,
+    items_stopping,
 )
 from clasp_ingest.store import QdrantStore, SearchFilter, open_store
 from tests.unit.pipeline.speech import SENTENCES, FlakyConnector, corrupt, speak
@@ -189,6 +190,29 @@ def test_failure_mid_write_leaves_nothing(
     with pytest.raises(RuntimeError, match="GPU"):
         ingest_media(ref, LocalConnector(folder), tiny_model, store, FAST, embed=embed_then_fail)
     assert store.count() == 0 and not store.has_media(ref.media_id, ref.fingerprint)
+
+
+def test_items_stop_at_their_next_batch_while_a_run_is_stopping(
+    folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore
+) -> None:
+    store.ensure_collection(tiny_model.model_id, tiny_model.dim)
+    (ref,) = LocalConnector(folder / "one.wav").discover()
+    stopping = items_stopping()
+
+    def embed_then_interrupted(waves: object) -> np.ndarray:
+        stopping.__enter__()  # Ctrl-C in the flow's thread while this item's first batch is written
+        return tiny_model.encode_audio(waves)  # type: ignore[arg-type]
+
+    try:
+        with pytest.raises(IngestInterrupted, match=r"one\.wav.*nothing of this item was kept"):
+            ingest_media(ref, LocalConnector(folder), tiny_model, store, FAST, embed=embed_then_interrupted)
+        assert store.count() == 0  # its first batch was rolled back
+        with pytest.raises(IngestInterrupted):  # an item that starts now stops at once
+            ingest_media(ref, LocalConnector(folder), tiny_model, store, FAST)
+    finally:
+        stopping.__exit__(None, None, None)
+    assert not is_transient(IngestInterrupted("x"))  # never retried
+    assert ingest_media(ref, LocalConnector(folder), tiny_model, store, FAST).segments > 0  # cleared
 
 
 def test_collection_of_another_model_stops_the_run(
