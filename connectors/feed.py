@@ -5,7 +5,8 @@ its own; a local feed file or a bucket object through fsspec) and parsed with fe
 An episode's media id comes from its enclosure URL (redacted: see
 :func:`~clasp_ingest.connectors.urls.redact_url`); its fingerprint from that URL, the
 enclosure length and the published date, so a re-published or re-encoded episode is
-ingested again.
+ingested again. The feed's declared language (``<language>``, e.g. ``en-us``) becomes each
+episode's ``metadata.language`` (``en``), which search filters match.
 
 A feed read from the network never leads to local files: its enclosures must use a scheme
 of ``OpenOptions.follow_schemes`` (http(s)), and those on another host than the feed's
@@ -31,7 +32,7 @@ from clasp_ingest.connectors.urls import REDACTED, host_of, redact_url
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
 
-__all__ = ["FEED_MAX_BYTES", "FeedConnector", "looks_like_feed_name"]
+__all__ = ["FEED_MAX_BYTES", "FeedConnector", "feed_language", "looks_like_feed_name"]
 
 #: Largest feed document read (feeds with thousands of episodes stay well under this).
 FEED_MAX_BYTES = 64 * 1024 * 1024
@@ -80,9 +81,10 @@ class FeedConnector:
             reason = parsed.get("bozo_exception", "not RSS or Atom")
             raise ConnectorError(f"{self._shown!r} is not a readable RSS/Atom feed: {reason}")
         feed_title = str(parsed.feed.get("title", ""))
+        language = feed_language(parsed.feed.get("language"))
         seen: set[str] = set()
         for entry in parsed.entries:
-            ref = self._episode(entry, feed_title)
+            ref = self._episode(entry, feed_title, language)
             if ref is not None and ref.media_id not in seen:
                 seen.add(ref.media_id)
                 yield ref
@@ -139,7 +141,7 @@ class FeedConnector:
             raise ConnectorError(f"feed {self._shown!r} does not exist; check the URL") from exc
         return buffer.getvalue()
 
-    def _episode(self, entry: Any, feed_title: str) -> MediaRef | None:
+    def _episode(self, entry: Any, feed_title: str, language: str | None) -> MediaRef | None:
         enclosure = _media_enclosure(entry)
         if enclosure is None:
             return None
@@ -159,6 +161,8 @@ class FeedConnector:
         }
         if published:
             metadata["published"] = published
+        if language:
+            metadata["language"] = language
         if length is not None:
             metadata["enclosure_length"] = length
         if entry.get("link"):
@@ -170,6 +174,14 @@ class FeedConnector:
             title=title,
             metadata=metadata,
         )
+
+
+def feed_language(tag: Any) -> str | None:
+    """A feed's declared language (RSS ``<language>``, Atom ``xml:lang``) as its primary
+    subtag in lower case (``en-US`` → ``en``, ``pt_BR`` → ``pt``), the form
+    ``SearchFilter(language=...)`` matches; None when absent or not a language tag."""
+    primary = str(tag or "").strip().replace("_", "-").split("-", 1)[0].lower()
+    return primary if 2 <= len(primary) <= 3 and primary.isascii() and primary.isalpha() else None
 
 
 def _media_enclosure(entry: Any) -> Mapping[str, Any] | None:

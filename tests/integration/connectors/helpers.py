@@ -29,8 +29,8 @@ class Episode:
     guid: str = ""
 
 
-def rss(feed_title: str, episodes: Sequence[Episode]) -> str:
-    """An RSS 2.0 podcast document with one enclosure per episode."""
+def rss(feed_title: str, episodes: Sequence[Episode], language: str | None = None) -> str:
+    """An RSS 2.0 podcast document with one enclosure per episode (and ``<language>``, if given)."""
     items = "".join(
         f"<item><title>{escape(e.title)}</title><guid>{escape(e.guid or e.url)}</guid>"
         f"<pubDate>{e.published}</pubDate>"
@@ -40,5 +40,6 @@ def rss(feed_title: str, episodes: Sequence[Episode]) -> str:
     return (
         '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
         f"<title>{escape(feed_title)}</title><link>http://example.invalid/</link>"
-        f"<description>test</description>{items}</channel></rss>"
+        f"<description>test</description>"
+        f"{f'<language>{escape(language)}</language>' if language else ''}{items}</channel></rss>"
     )

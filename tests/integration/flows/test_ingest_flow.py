@@ -108,7 +108,7 @@ def test_http_folder_and_feed_sources(
         Episode(f"Ep {n}", f"{http_site.base_url}/flowshow/{n}", (shows / n).stat().st_size)
         for n in ("one.wav", "two.mp3")
     ]
-    (shows / "feed.xml").write_text(rss("Flow Radio", episodes))
+    (shows / "feed.xml").write_text(rss("Flow Radio", episodes, language="de-DE"))
     qdrant = tmp_path / "q"
 
     by_http = ingest_source(
@@ -122,6 +122,9 @@ def test_http_folder_and_feed_sources(
     with open_store(path=qdrant, collection="feed") as store:
         meta = next(iter(store.iter_points())).payload["metadata"]
         assert meta["feed_title"] == "Flow Radio" and meta["episode_title"].startswith("Ep ")
+        assert meta["language"] == "de"  # the feed's <language>, which filters match
+        assert store.count(SearchFilter(language="de")) == store.count() > 0
+        assert store.count(SearchFilter(language="en")) == 0
     again = ingest_source(
         f"{http_site.base_url}/flowshow/feed.xml", qdrant_path=str(qdrant), collection="feed", **ARGS
     )

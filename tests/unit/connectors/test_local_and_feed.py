@@ -17,6 +17,7 @@ from clasp_ingest.connectors import (
     connector_for,
 )
 from clasp_ingest.connectors.base import copy_limited, is_media_name
+from clasp_ingest.connectors.feed import feed_language
 from clasp_ingest.connectors.remote import filesystem_for, remote_fingerprint
 
 from clasp_ingest.errors import ConnectorError
@@ -112,6 +113,24 @@ def test_feed_file_episodes(tmp_path: Path) -> None:
     assert [r.title for r in refs] == ["First"]
     assert refs[0].metadata["feed_title"] == "Local Show"
     assert refs[0].fingerprint == f"{audio.as_uri()}|{audio.stat().st_size}|2025-06-03T09:00:00Z"
+    assert "language" not in refs[0].metadata  # the feed declares none
+
+
+def test_feed_language_becomes_each_episodes_language(tmp_path: Path) -> None:
+    audio = write_tone(tmp_path / "ep.wav")
+    feed = tmp_path / "feed.xml"
+    feed.write_text(rss("Émission", [Episode("Un", audio.as_uri(), audio.stat().st_size)], language="fr-CA"))
+    (ref,) = FeedConnector(str(feed)).discover()
+    assert ref.metadata["language"] == "fr"
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [("en-us", "en"), ("EN", "en"), ("pt_BR", "pt"), ("haw", "haw"), ("", None), (None, None),
+     ("english", None), ("e1", None), ("x-klingon", None)],
+)  # fmt: skip
+def test_feed_language_is_the_primary_subtag(tag: str | None, expected: str | None) -> None:
+    assert feed_language(tag) == expected
 
 
 def test_connector_for_dispatch_without_network(folder: Path) -> None:
