@@ -18,6 +18,7 @@ import re
 import subprocess
 import warnings
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,10 @@ __all__ = ["ClipOptions", "check_unchanged", "save_span_audio", "span_clip", "sp
 #: The local connector's fingerprint, ``size-mtime_ns``
 #: (:func:`~clasp_ingest.connectors.local.local_fingerprint`).
 _LOCAL_VERSION = re.compile(r"\d+-\d+")
+
+#: A cut may be this much shorter than its span (ffmpeg's seek and frame rounding, a span that
+#: ends a few milliseconds past the media's last sample); shorter is a failed cut.
+SHORT_CUT_S = 0.25
 
 #: File suffixes whose ffmpeg muxer has another name.
 _MUXERS = {"m4a": "ipod", "aac": "adts", "oga": "ogg"}
@@ -139,30 +144,93 @@ def check_unchanged(span: Document | SpanHit | Span) -> None:
         )
 
 
-def _decode_command(ffmpeg: str, source: str, start: float, duration: float, opts: ClipOptions) -> list[str]:
+def _decode_command(
+    ffmpeg: str, source: str, start: float, duration: float, opts: ClipOptions, *, sequential: bool = False
+) -> list[str]:
+    """ffmpeg seeking to ``start`` in the input; ``sequential``: reading the input from its
+    start and dropping what comes before ``start`` (no seek: for servers without byte ranges)."""
     from clasp_ingest.media.decode import is_url
 
     layouts = "mono" if opts.mono else "mono|stereo"
     timeout = ["-rw_timeout", str(int(opts.timeout_s * 1_000_000))] if is_url(source) else []
     rate = ["-ar", str(opts.sample_rate)] if opts.sample_rate else []
+    window = ("-ss", f"{start:.3f}", "-t", f"{duration:.3f}")
+    given = (
+        ("-seekable", "0", "-i", _local_or_url(source), *window)
+        if sequential
+        else (*window, "-i", _local_or_url(source))
+    )
     return [
-        *(ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", *timeout),
-        *("-ss", f"{start:.3f}", "-t", f"{duration:.3f}", "-i", _local_or_url(source)),
+        *(ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", *timeout, *given),
         *("-vn", "-map", "0:a:0", "-af", f"aformat=sample_fmts=s16:channel_layouts={layouts}", *rate),
         *("-f", "wav", "pipe:1"),
     ]
 
 
-def _run_decoder(command: list[str], timeout_s: float) -> tuple[bytes, str | None]:
-    """ffmpeg's stdout, and the reason it failed (None when it did not)."""
+def _cut(
+    source: str,
+    start: float,
+    duration: float,
+    covers_s: float,
+    opts: ClipOptions,
+    ffmpeg: str | None,
+    parse: Callable[[bytes], Any],
+    length_s: Callable[[Any], float],
+) -> tuple[Any, str | None]:
+    """The parsed cut and None, or None and why it failed. A url whose cut falls short of
+    ``covers_s`` seconds is read once more from its start (its server may not allow seeking)."""
+    from clasp_ingest.media.decode import find_ffmpeg, is_url
+
+    exe = find_ffmpeg(ffmpeg)
+    for sequential in (False, True) if is_url(source) else (False,):
+        decoded = _run_decoder(
+            _decode_command(exe, source, start, duration, opts, sequential=sequential), opts.timeout_s
+        )
+        parsed = parse(decoded.data) if decoded.reason is None else None
+        reason = _shortfall(decoded, length_s(parsed) if parsed is not None else 0.0, covers_s)
+        if reason is None:
+            return parsed, None
+    return None, reason
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """ffmpeg's stdout, the reason it failed (None when it did not) and its last error line."""
+
+    data: bytes
+    reason: str | None
+    note: str = ""
+
+
+def _run_decoder(command: list[str], timeout_s: float) -> _Decoded:
     try:
         done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return b"", str(exc)
-    if done.returncode == 0:
-        return done.stdout, None
+        return _Decoded(b"", str(exc))
     lines = done.stderr.decode(errors="replace").strip().splitlines()
-    return b"", (lines or [f"ffmpeg exit code {done.returncode}"])[-1]
+    if done.returncode == 0:
+        return _Decoded(done.stdout, None, lines[-1] if lines else "")
+    return _Decoded(b"", (lines or [f"ffmpeg exit code {done.returncode}"])[-1])
+
+
+def _shortfall(decoded: _Decoded, got_s: float, want_s: float) -> str | None:
+    """Why the cut is unusable: no audio, or less than the span (None when it covers it).
+
+    ffmpeg can end a cut early and still exit 0, e.g. over http from a server that ignores
+    byte ranges ("Stream ends prematurely"): playing or transcribing that would give (and
+    store) the words of a part of the span only.
+    """
+    if decoded.reason is not None:
+        return decoded.reason
+    said = f" (ffmpeg: {decoded.note})" if decoded.note else ""
+    if got_s <= 0 and not said:
+        return "no audio there; does the span lie beyond the end of the media?"
+    if got_s < want_s - SHORT_CUT_S:
+        return (
+            f"ffmpeg gave {got_s:.2f} s of the {want_s:.2f} s asked for{said}; the media may be "
+            "damaged there, or its server may not allow seeking (http byte ranges)"
+        )
+    return None
 
 
 def _segment_from_wav(data: bytes) -> Any:
@@ -188,7 +256,6 @@ def span_clip(
     Raises :class:`~clasp_ingest.errors.MediaDecodeError` naming the source when it cannot be
     read or the span lies beyond its end.
     """
-    from clasp_ingest.media.decode import find_ffmpeg
 
     opts = options or ClipOptions()
     source, start_s, end_s = _span_of(span)
@@ -197,11 +264,9 @@ def span_clip(
         raise ValueError(f"span of {source!r} needs end_s > start_s, got {start_s}..{end_s}")
     start = max(0.0, start_s - opts.context_s)
     stop = end_s + opts.context_s
-    command = _decode_command(find_ffmpeg(ffmpeg), source, start, stop - start, opts)
-    data, reason = _run_decoder(command, opts.timeout_s)
-    clip = _segment_from_wav(data) if reason is None else None
-    if clip is None or len(clip) == 0:
-        reason = reason or "no audio there; does the span lie beyond the end of the media?"
+    # the clip must cover the span; the context after it may run short (the media's end)
+    clip, reason = _cut(source, start, stop - start, end_s - start, opts, ffmpeg, _segment_from_wav, _ms_to_s)
+    if clip is None:
         raise MediaDecodeError(source, f"cannot cut {start:.3f}–{stop:.3f}s for playback: {reason}")
     fade_ms = min(round(opts.fade_s * 1000), len(clip) // 2)
     return clip.fade_in(fade_ms).fade_out(fade_ms) if fade_ms else clip
@@ -215,20 +280,25 @@ def span_samples(
     Only the span's stretch is decoded (``-ss``/``-t`` before the input: long media cost
     little). Raises :class:`~clasp_ingest.errors.MediaDecodeError` like :func:`span_clip`.
     """
-    from clasp_ingest.media.decode import find_ffmpeg
 
     opts = ClipOptions(fade_s=0.0, sample_rate=16_000, mono=True, timeout_s=timeout_s)
     source, start_s, end_s = _span_of(span)
     check_unchanged(span)
     if end_s <= start_s:
         raise ValueError(f"span of {source!r} needs end_s > start_s, got {start_s}..{end_s}")
-    command = _decode_command(find_ffmpeg(ffmpeg), source, start_s, end_s - start_s, opts)
-    data, reason = _run_decoder(command, opts.timeout_s)
-    samples = _pcm_from_wav(data) if reason is None else None
-    if samples is None or samples.size == 0:
-        reason = reason or "no audio there; does the span lie beyond the end of the media?"
+    duration = end_s - start_s
+    samples, reason = _cut(source, start_s, duration, duration, opts, ffmpeg, _pcm_from_wav, _seconds_at_16k)
+    if samples is None:
         raise MediaDecodeError(source, f"cannot cut {start_s:.3f}–{end_s:.3f}s for transcription: {reason}")
     return samples
+
+
+def _ms_to_s(clip: Any) -> float:
+    return len(clip) / 1000
+
+
+def _seconds_at_16k(samples: np.ndarray) -> float:
+    return samples.size / 16_000
 
 
 def _pcm_from_wav(data: bytes) -> np.ndarray | None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from clasp_ingest.connectors import (
     FeedConnector,
@@ -168,3 +169,24 @@ def test_read_timeout_bounds_a_stalled_download(stalling_server: str) -> None:
     with pytest.raises(ConnectorError, match=r"slow\.wav'.*no data for 0\.5 s"), connector.open(ref):
         pass
     assert time.monotonic() - started < 10
+
+
+def test_a_span_on_a_server_without_byte_ranges_is_cut_whole(site: HttpSite) -> None:
+    """http.server ignores Range: ffmpeg's seek then ends the cut early (exit 0); the cut is read
+    again from the start, so words and clips are those of the whole span."""
+    import shutil
+
+    from clasp_ingest.retriever.audio import span_samples
+
+    from clasp_ingest.types import SpanHit
+
+    samples_dir = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples"
+    shutil.copy(samples_dir / "demo_en.opus", site.root / "talk.opus")
+    url = f"{site.base_url}/talk.opus"
+    local = SpanHit("m", (samples_dir / "demo_en.opus").as_uri(), "talk", 32.7, 37.188, 1.0, "")
+    remote = SpanHit("m", url, "talk", 32.7, 37.188, 1.0, "")
+    want = span_samples(local)
+    got = span_samples(remote)
+    assert abs(got.size - want.size) < 160 and abs(want.size / 16_000 - 4.488) < 0.05
+    corr = np.corrcoef(got[: want.size][:8000], want[: got.size][:8000])[0, 1]
+    assert corr > 0.9  # the same audio, not another stretch

@@ -136,3 +136,20 @@ def test_a_span_of_a_file_changed_since_ingest_is_refused(stereo_steps: Path) ->
         span_samples(hit)
     other = {**meta, "version": "v1"}  # a fingerprint of another form (a library user's MediaRef)
     assert len(span_clip(Document(page_content="steps", metadata=other)))
+
+
+def test_a_cut_shorter_than_its_span_is_refused(stereo_steps: Path, tmp_path: Path) -> None:
+    from clasp_ingest.retriever.audio import span_samples
+
+    from tests.fixtures_audio import truncate
+
+    cut = truncate(stereo_steps, tmp_path / "cut.wav", fraction=0.5)  # the header still says 4 s; 2 s remain
+    assert len(span_clip(_hit(cut, 1.0, 1.8))) == 800  # inside what remains
+    for make in (lambda hit: span_clip(hit), span_samples):  # the span straddles the end of the data
+        short = r"cut\.wav.*ffmpeg gave 0\.[45]\d s of the 1\.50 s asked for"
+        with pytest.raises(MediaDecodeError, match=short):
+            make(_hit(cut, 1.5, 3.0))
+    with pytest.raises(MediaDecodeError, match=r"no audio there.*beyond the end"):
+        span_samples(_hit(cut, 2.5, 3.5))
+    context = span_clip(_hit(cut, 1.0, 1.8), ClipOptions(context_s=0.5))  # the context may run short
+    assert len(context) == 1500
