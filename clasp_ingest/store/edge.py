@@ -9,8 +9,10 @@ small and builds HNSW after a large ingest (see :class:`EdgeOptions`).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -159,6 +161,13 @@ def _edge() -> Any:
     return qdrant_edge
 
 
+def _in_use(where: str) -> str:
+    return (
+        f"the embedded Qdrant store {where!r} is open in another process (or store object); "
+        "close it, or run a Qdrant server (--qdrant-url) for concurrent access"
+    )
+
+
 class EdgeStore(QdrantStore):
     """A collection in a Qdrant Edge shard on local disk (one process at a time)."""
 
@@ -182,13 +191,21 @@ class EdgeStore(QdrantStore):
         self._unindexed = 0  # points written in this bulk ingest since the index was last built
         self._indexed_points = 0  # the collection's size when it was opened or last indexed
         self._metric: QueryMetric | None = None
+        self._lock_fd: int | None = None
+        if self._dir.is_dir():  # made, or being made by another process (which holds the lock)
+            self._lock()
         if (self._dir / _IDENTITY_FILE).exists():
-            if "query_metric" in json.loads((self._dir / _IDENTITY_FILE).read_text()):
-                self._metric = QueryMetric.load(self._dir / _METRIC_FILE)  # a missing file: StoreError
-            self._shard = self._open(_edge().EdgeShard.load, None)
-            self._indexed = self._hnsw_built()
-            self._indexed_points = int(self._shard.info().points_count)
-            self._note_other_settings()
+            self._load()
+
+    def _load(self) -> None:
+        """Open the existing collection's shard (and its query metric)."""
+        self._lock()
+        if "query_metric" in json.loads((self._dir / _IDENTITY_FILE).read_text()):
+            self._metric = QueryMetric.load(self._dir / _METRIC_FILE)  # a missing file: StoreError
+        self._shard = self._open(_edge().EdgeShard.load, None)
+        self._indexed = self._hnsw_built()
+        self._indexed_points = int(self._shard.info().points_count)
+        self._note_other_settings()
 
     # ----- lifecycle
 
@@ -202,16 +219,37 @@ class EdgeStore(QdrantStore):
         has_words = qe.Filter(must=[qe.HasVectorCondition(WORDS_VECTOR)])
         return indexed > int(self._require_shard().count(qe.CountRequest(exact=True, filter=has_words)))
 
+    def _lock(self) -> None:
+        """Hold ``.<collection>.lock`` beside the collection (flock) while this store is open, so a
+        second process (or store object) is refused at once, also while the collection is being
+        created (the shard's own lock exists only once it is)."""
+        if self._lock_fd is not None:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / f".{self.collection}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreError(_in_use(str(self._dir))) from None
+        self._lock_fd = fd
+
+    def __del__(self) -> None:  # a store dropped unclosed lets others in (the shard's own lock goes too)
+        if getattr(self, "_lock_fd", None) is not None:  # (not when __init__ failed before setting it)
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
     def _open(self, opener: Any, config: Any) -> Any:
         shard_dir = str(self._dir / "shard")
         try:
             return opener(shard_dir) if config is None else opener(shard_dir, config)
         except Exception as exc:
             if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
-                raise StoreError(
-                    f"the embedded Qdrant store {shard_dir!r} is open in another process (or store "
-                    "object); close it, or run a Qdrant server (--qdrant-url) for concurrent access"
-                ) from exc
+                raise StoreError(_in_use(shard_dir)) from exc
             raise StoreError(f"cannot open the embedded Qdrant store {shard_dir!r}: {exc}") from exc
 
     def _config(self, dim: int, text_dim: int | None, metric: QueryMetric | None) -> Any:
@@ -298,10 +336,13 @@ class EdgeStore(QdrantStore):
         return self._shard
 
     def close(self) -> None:
-        if self._shard is not None:
-            self._shard.flush()
-            self._shard.close()
-            self._shard = None
+        try:
+            if self._shard is not None:
+                self._shard.flush()
+                self._shard.close()
+                self._shard = None
+        finally:
+            self._unlock()
 
     # ----- collection
 
@@ -309,6 +350,8 @@ class EdgeStore(QdrantStore):
         file = self._dir / _IDENTITY_FILE
         if not file.exists():
             return None
+        if self._shard is None and self._lock_fd is None:  # made since this store was opened
+            self._load()
         data = json.loads(file.read_text())
         source = data.get("model_source")
         text_dim = data.get("text_dim")
@@ -325,6 +368,7 @@ class EdgeStore(QdrantStore):
             raise ValueError(
                 f"a query metric for {query_metric.dim}-d vectors cannot index {identity.dim}-d ones"
             )
+        self._lock()
         self._dir.mkdir(parents=True, exist_ok=True)
         config = self._config(identity.dim, identity.text_dim, query_metric)
         self._shard = self._open(qe.EdgeShard.create, config)

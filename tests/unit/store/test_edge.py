@@ -31,6 +31,17 @@ def test_second_open_of_a_path_is_refused_with_a_remedy(tmp_path: Path) -> None:
             open_store(path=tmp_path)
 
 
+def test_two_stores_making_one_collection_at_once_the_second_is_refused(tmp_path: Path) -> None:
+    with open_store(path=tmp_path / "q") as first, open_store(path=tmp_path / "q") as second:
+        # neither found the collection; the first makes it, the second then finds it being made
+        first.ensure_collection(MODEL, DIM)
+        with pytest.raises(StoreError, match=r"open in another process.*--qdrant-url"):
+            second.ensure_collection(MODEL, DIM)
+    with open_store(path=tmp_path / "q") as again:  # closed: open to the next one
+        assert again.identity is not None and again.identity.model_id == MODEL
+    assert sorted(p.name for p in (tmp_path / "q").iterdir()) == [".clasp_segments.lock", "clasp_segments"]
+
+
 def _clustered(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((40, DIM))
