@@ -39,6 +39,16 @@ def _report(message: str) -> None:
 
 
 def _describe(exc: BaseException) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError) and exc.title == "Settings":  # a CLASP_* variable
+        problems = [
+            f"CLASP_{'_'.join(str(part) for part in e['loc']).upper()}={e.get('input')!r}: {e['msg']}"
+            if e["loc"]
+            else f"CLASP_* settings: {e['msg']}"
+            for e in exc.errors()
+        ]
+        return "; ".join(problems) + "; fix the variable or unset it"
     if isinstance(exc, ClaspIngestError | ImportError):
         return str(exc) or type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror:

@@ -19,6 +19,7 @@ on the audio, not on how it is cut into blocks.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -55,6 +56,10 @@ class SegmenterOptions:
     max_merge_gap_s: float = 1.0
 
     def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, float):
+                self._check(math.isfinite(value), f"{item.name} must be a finite number, got {value}")
         self._check(0.0 < self.threshold < 1.0, f"threshold must be in (0, 1), got {self.threshold}")
         low = self.stop_threshold
         self._check(0.0 < low <= self.threshold, f"neg_threshold must be in (0, threshold], got {low}")

@@ -58,6 +58,24 @@ def test_options_validate() -> None:
     with pytest.raises(ConfigError, match="min_pause_s"):
         SegmenterOptions(min_pause_s=0)
     assert SegmenterOptions(threshold=0.6).stop_threshold == pytest.approx(0.45)
+    for name in ("max_segment_s", "min_pause_s", "threshold"):
+        with pytest.raises(ConfigError, match=f"{name} must be a finite number, got inf"):
+            SegmenterOptions(**{name: float("inf")})
+
+
+def test_a_bad_clasp_variable_is_one_error_line_naming_it(
+    variants: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLASP_MAX_SEGMENT_S", "abc")
+    bad = CliRunner().invoke(app, ["segment", str(variants["wav"])])
+    assert bad.exit_code == 1, bad.output
+    assert bad.stderr.strip() == (
+        "error: CLASP_MAX_SEGMENT_S='abc': Input should be a valid number, unable to parse string as a "
+        "number; fix the variable or unset it"
+    )
+    monkeypatch.setenv("CLASP_MAX_SEGMENT_S", "inf")
+    inf = CliRunner().invoke(app, ["segment", str(variants["wav"])])
+    assert inf.exit_code == 1 and "max_segment_s must be a finite number" in inf.stderr, inf.output
 
 
 def test_sentences_are_found(long_track: SpokenTrack, long_segments: list[SpeechSegment]) -> None:
