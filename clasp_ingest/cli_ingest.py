@@ -154,6 +154,9 @@ def ingest_command(
         "transcribe": transcribe,
         "whisper_model": whisper_model,
     }
+    from clasp_ingest.model.inference import check_runtime
+
+    check_runtime(arguments["device"], settings.engine)  # before anything (--recreate drops first)
     with _downloads_cut_on_ctrl_c():
         # the bar is for a terminal: a log file or pipe (a scheduled job) gets no blank lines from it
         summary = run(settings, arguments, show_progress=not as_json and sys.stderr.isatty())

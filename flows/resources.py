@@ -49,6 +49,11 @@ class ModelSpec:
     torch_threads: int | None = None  # CPU threads (torch or ONNX Runtime); None = one less than the cores
     engine: str = "auto"  # "auto": ONNX Runtime on the CPU for models it runs (clasp-mini), else torch
 
+    def __post_init__(self) -> None:
+        from clasp_ingest.model.inference import check_runtime
+
+        check_runtime(self.device, self.engine)  # a bad one fails the run at once, not every item
+
 
 @dataclass(frozen=True)
 class StoreSpec:

@@ -47,6 +47,9 @@ class DeferredModel:
         threads: int | None = None,
         engine: str = "auto",
     ) -> None:
+        from clasp_ingest.model.inference import check_runtime
+
+        check_runtime(device, engine)
         self.config, saved_dir = resolve_model_config(name_or_path)
         self.source = str(saved_dir.resolve()) if saved_dir is not None else name_or_path
         self._options = {"device": device, "dtype": dtype, "model_dir": model_dir, "batch_size": batch_size,

@@ -10,6 +10,7 @@ torch.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +19,7 @@ from clasp_ingest.log import get_logger
 from clasp_ingest.model.base import AudioTextEncoder
 from clasp_ingest.model.config import ModelConfig
 
-__all__ = ["ENGINES", "Engine", "choose_engine", "load_inference_model"]
+__all__ = ["ENGINES", "Engine", "check_runtime", "choose_engine", "load_inference_model"]
 
 logger = get_logger("model.inference")
 
@@ -26,13 +27,36 @@ Engine = Literal["auto", "torch", "onnx"]
 ENGINES: tuple[str, ...] = ("auto", "torch", "onnx")
 
 
-def _cuda_present() -> bool:
-    """Whether a CUDA device is visible, asked of CTranslate2 (cheap) rather than torch (seconds)."""
+def _cuda_count() -> int:
+    """CUDA devices visible, asked of CTranslate2 (cheap) rather than torch (seconds)."""
     try:
         import ctranslate2
     except ImportError:  # pragma: no cover - a core dependency
-        return False
-    return int(ctranslate2.get_cuda_device_count()) > 0
+        return 0
+    return int(ctranslate2.get_cuda_device_count())
+
+
+def _cuda_present() -> bool:
+    return _cuda_count() > 0
+
+
+def check_runtime(device: str, engine: str = "auto") -> None:
+    """Refuse an unknown device or engine, or a CUDA device this machine lacks, before any work
+    (a run would otherwise fail on every item, after ``--recreate`` had dropped the collection)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ConfigError(
+            f"device {device!r} is unknown; use 'auto', 'cpu', 'cuda' or 'cuda:N' (--device, CLASP_DEVICE)"
+        )
+    if engine not in ENGINES:
+        raise ConfigError(f"engine {engine!r} is unknown; use one of {', '.join(ENGINES)} (CLASP_ENGINE)")
+    if device.startswith("cuda"):
+        count = _cuda_count()
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ConfigError(
+                f"device {device!r}: this machine has {count} CUDA device(s) visible; use --device cpu "
+                "(or auto, which takes a GPU when there is one)"
+            )
 
 
 def choose_engine(config: ModelConfig, device: str, engine: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from clasp_ingest.cli import app
@@ -54,6 +55,37 @@ def test_ingest_then_recreate_and_exit_codes(tmp_path: Path, speech_sources: dic
     assert again.exit_code == 0, again.output
     with open_store(path=tmp_path / "q") as opened:  # only the second file's points are left
         assert opened.count() == json.loads(again.stdout)["segments"]
+
+
+def test_a_bad_device_or_engine_fails_the_run_before_recreate_drops_anything(
+    tmp_path: Path, speech_sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ["--qdrant-path", str(tmp_path / "q")]
+    assert _ingest(str(speech_sources["one.wav"]), *store).exit_code == 0
+    with open_store(path=tmp_path / "q") as opened:
+        kept = opened.count()
+    runs = {
+        "device 'bogus' is unknown; use 'auto', 'cpu', 'cuda' or 'cuda:N'": ["--device", "bogus"],
+        "device 'cuda:7': this machine has": ["--device", "cuda:7"],  # no machine here has eight GPUs
+    }
+    for message, device in runs.items():
+        args = [
+            "ingest",
+            str(speech_sources["two.mp3"]),
+            *store,
+            "--model",
+            "tiny-random",
+            "--recreate",
+            *device,
+        ]
+        run = CliRunner().invoke(app, args)
+        assert run.exit_code == 1 and message in run.stderr, run.output
+    monkeypatch.setenv("CLASP_ENGINE", "tensorrt")
+    for flow in ([], ["--flow"]):
+        run = _ingest(str(speech_sources["two.mp3"]), *store, "--recreate", *flow)
+        assert run.exit_code == 1 and "engine 'tensorrt' is unknown" in run.stderr, run.output
+    with open_store(path=tmp_path / "q") as opened:
+        assert opened.count() == kept  # nothing dropped
 
 
 def test_a_run_that_stores_nothing_removes_the_collection_it_created(tmp_path: Path) -> None:
