@@ -96,7 +96,7 @@ def ingest_command(
         False,
         "--prune",
         help="Also delete the stored items that a folder or bucket-prefix SOURCE no longer lists "
-        "(files deleted or moved away). Globs, feeds and index pages are not pruned; a source "
+        "(files deleted or moved away; a local file still there stays). Globs, feeds and index pages are not pruned; a source "
         "that cannot be listed or lists nothing (an unmounted share) is not touched.",
     ),
     recreate: bool = typer.Option(

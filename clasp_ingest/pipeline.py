@@ -634,7 +634,8 @@ def took_listing(
 
 def prune_unlisted(store: QdrantStore, connector: Connector, refs: Sequence[MediaRef]) -> list[str]:
     """Delete the stored items that ``connector``'s source covers but its listing ``refs`` no
-    longer has (files deleted or moved away); returns their sources.
+    longer has (files deleted or moved away: a local file that is still there stays, e.g. a
+    hidden one ingested by name); returns their sources.
 
     Only a source with a ``prune_scope`` (a local folder or file, a bucket prefix) is pruned:
     the stored items under it are its own. Globs, feeds (old episodes drop off a feed) and HTTP
@@ -657,12 +658,22 @@ def prune_unlisted(store: QdrantStore, connector: Connector, refs: Sequence[Medi
     gone = {
         item.media_id: item.source
         for item in store.media()
-        if is_within(item.source, scope) and item.media_id not in listed
+        if is_within(item.source, scope) and item.media_id not in listed and not _file_exists(item.source)
     }
     for media_id, source in sorted(gone.items(), key=lambda kv: kv[1]):
         store.delete_media(media_id)
         log.info("pruned %s: %s no longer lists it", source, connector.source)
     return sorted(set(gone.values()))
+
+
+def _file_exists(source: str) -> bool:
+    """Whether ``source`` is a local file that is still there (a folder does not list hidden
+    files, yet one ingested by name must not be pruned)."""
+    from urllib.parse import urlparse
+
+    from clasp_ingest.connectors.local import path_of_uri
+
+    return urlparse(source).scheme == "file" and path_of_uri(source).is_file()
 
 
 def _with_retries(ref: MediaRef, options: PipelineOptions, run: Callable[[], MediaResult]) -> MediaResult:

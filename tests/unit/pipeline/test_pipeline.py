@@ -118,9 +118,12 @@ def test_prune_deletes_what_a_folder_no_longer_lists_and_nothing_else(
     shutil.copy(folder / "one.wav", sibling / "x.wav")
     for source in (folder, elsewhere, sibling):
         assert ingest_source(LocalConnector(source), tiny_model, store, FAST).media_ok >= 1
-    before = {item.source: item.spans for item in store.media()}
-    assert len(before) == 5
+    assert len(store.media()) == 5
 
+    hidden = Path(shutil.copy(folder / "one.wav", folder / ".hidden.wav"))  # a folder does not list it
+    assert ingest_source(LocalConnector(hidden), tiny_model, store, FAST).media_ok == 1  # ingested by name
+    before = {item.source: item.spans for item in store.media()}
+    assert hidden.as_uri() in before  # and kept by the prune below: the file is still there
     gone = folder / "one.wav"
     gone.rename(tmp_path / "moved-away.wav")
     plain = ingest_source(LocalConnector(folder), tiny_model, store, FAST)
