@@ -96,8 +96,9 @@ def ingest_command(
         False,
         "--prune",
         help="Also delete the stored items that a folder or bucket-prefix SOURCE no longer lists "
-        "(files deleted or moved away; a local file still there stays). Globs, feeds and index pages are not pruned; a source "
-        "that cannot be listed or lists nothing (an unmounted share) is not touched.",
+        "(files deleted or moved away; a local file still there stays). Globs, feeds and index "
+        "pages are not pruned; a source that cannot be listed or lists nothing (an unmounted share) "
+        "is not touched.",
     ),
     recreate: bool = typer.Option(
         False,
