@@ -17,6 +17,7 @@ state dict is used: it is loaded into a fresh :class:`ConcatFusion`/:class:`Gati
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,17 +84,38 @@ def _safe_globals() -> list[Any]:
 
 def _unpickle(path: Path) -> Any:
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
+        with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Detected pickle protocol 4 ...": ours to say
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = _unpickling_detail(exc)
+        if "GLOBAL" not in detail and "global" not in detail:  # an opcode torch.save never writes
+            raise ModelLoadError(
+                f"cannot read {str(path)!r}: it is not a PyTorch checkpoint ({detail}); the paper's "
+                "weights are files torch.save wrote (.pt/.pkl), e.g. those of llm-lab/CLASP"
+            ) from None
         raise ModelLoadError(
             f"refusing to load {str(path)!r}: it needs something a fusion checkpoint never contains "
-            f"({first}); only tensors, torch.nn layers and the paper's HubertLabseConcat/HubertLabseGating "
+            f"({detail}); only tensors, torch.nn layers and the paper's HubertLabseConcat/HubertLabseGating "
             f"are allowed. Do not load this file with plain torch.load"
         ) from None
     except (OSError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise ModelLoadError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
+
+
+def _unpickling_detail(exc: pickle.UnpicklingError) -> str:
+    """What torch's safe unpickler refused (e.g. "Unsupported operand 149", "Trying to load
+    unsupported GLOBAL posix.system ..."), without its advice to load the file unsafely."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    kept = [
+        line
+        for line in lines
+        if not line.startswith(
+            ("Weights only load failed", "Please file an issue", "Check the documentation")
+        )
+        and "weights_only" not in line
+    ]
+    return kept[0] if kept else type(exc).__name__
 
 
 def _kind_of(obj: Any, state: Mapping[str, torch.Tensor]) -> tuple[FusionKind, str]:
