@@ -71,6 +71,8 @@ def evaluate(
     rank are then the reranked ones (Macro-F1 stays the first stage's: it thresholds cosines),
     and the result gains ``"rerank"`` (N) and ``"transcribed"`` (clips transcribed).
     """
+    if not -1.0 <= threshold <= 1.0:  # also NaN
+        raise ConfigError(f"threshold {threshold} is not a cosine; give one in [-1, 1] (--threshold)")
     rows = select_split(read_manifest(manifest), split)
     n_candidates = _check_candidates(candidates, len(rows))
     extra: list[ManifestRow] = []

@@ -45,6 +45,9 @@ def test_train_then_eval_json(tone_manifest: Path, tmp_path: Path) -> None:
     mixed = runner.invoke(app, [*args, "--distractor-split", "train", "--json", "-q"])
     assert mixed.exit_code == 0, mixed.output
     assert json.loads(mixed.stdout)["distractors"] == 6
+    for bad in ("nan", "5"):  # NaN made invalid JSON; a cosine is never above 1
+        refused = runner.invoke(app, [*args[:4], "--threshold", bad, "-q"])
+        assert refused.exit_code == 1 and "is not a cosine; give one in [-1, 1]" in refused.stderr
 
 
 def test_errors_name_the_input(tmp_path: Path, tone_manifest: Path) -> None:
