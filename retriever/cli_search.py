@@ -166,12 +166,18 @@ def _transcriber(model: str, translate: bool, settings: Settings) -> Transcriber
     return Transcriber(TranscriberOptions(model=model, device=settings.device, translate=translate))
 
 
+#: Characters of the query repeated in the table's first line.
+_SHOWN_QUERY = 100
+
+
 def _print_table(query: str, rows: list[dict[str, Any]]) -> None:
     """One block per hit: rank, score, span and title; the link on a line of its own (never
     wrapped, so it stays clickable); the words when the span has them."""
     from clasp_ingest.store import format_timestamp
 
-    typer.echo(f"{len(rows)} spans for {query!r}" if rows else f"no spans for {query!r}")
+    shown = query if len(query) <= _SHOWN_QUERY else query[: _SHOWN_QUERY - 1] + "…"
+    spans = "span" if len(rows) == 1 else "spans"
+    typer.echo(f"{len(rows)} {spans} for {shown!r}" if rows else f"no spans for {shown!r}")
     for rank, row in enumerate(rows, start=1):
         span = f"{format_timestamp(row['start_s'])}–{format_timestamp(row['end_s'])}"
         scores = f" (clasp {_score(row.get('clasp_score'))}, words {_score(row.get('text_score'))})"

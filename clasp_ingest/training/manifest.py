@@ -68,6 +68,8 @@ class ManifestRow:
 def read_manifest(path: Path | str, *, check_files: bool = True) -> list[ManifestRow]:
     """Every row of the JSONL manifest at ``path``, validated, audio paths made absolute."""
     manifest = Path(path)
+    if manifest.is_dir():
+        raise ConfigError(f"manifest {str(manifest)!r} is a folder; pass the JSONL file in it")
     if not manifest.is_file():
         raise ConfigError(f"manifest {str(manifest)!r} does not exist; pass a JSONL file")
     rows = [

@@ -35,6 +35,10 @@ def test_search_and_store_commands(
     assert rows[0]["url"] == "file:///media/podcast.mp3#t=3,5.5" and rows[0]["score"] > 0.999
     table = runner.invoke(app, ["search", SENTENCES[7], "--k", "2"], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "podcast.mp3#t=3,5.5" in table.stdout
+    assert table.stdout.startswith(f"2 spans for {SENTENCES[7]!r}")
+    one = runner.invoke(app, ["search", SENTENCES[7] + " and more" * 40, "--k", "1"])
+    head = one.stdout.splitlines()[0]
+    assert one.exit_code == 0 and head.startswith("1 span for '") and len(head) < 130, head  # the query cut
 
     info = runner.invoke(app, ["store", "info"])
     expected = {"backend": "edge", "collection": "clasp_segments", "model": "tiny-random", "dim": model.dim}

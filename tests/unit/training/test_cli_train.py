@@ -54,6 +54,8 @@ def test_errors_name_the_input(tmp_path: Path, tone_manifest: Path) -> None:
     runner = CliRunner()
     missing = runner.invoke(app, ["eval", str(tmp_path / "none.jsonl"), "--model", "tiny-random", "-q"])
     assert missing.exit_code == 1 and "none.jsonl" in missing.stderr and "does not exist" in missing.stderr
+    folder = runner.invoke(app, ["eval", str(tmp_path), "--model", "tiny-random", "-q"])
+    assert folder.exit_code == 1 and "is a folder; pass the JSONL file in it" in folder.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"audio": "x.wav"}\n', encoding="utf-8")
     refused = runner.invoke(
