@@ -73,6 +73,9 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             _report("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:  # the reader went away (| head): nothing left to say to it
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(EXIT_ERROR) from None
         except Exception as exc:
             _report(_describe(exc))
             raise typer.Exit(EXIT_ERROR) from None

@@ -54,12 +54,8 @@ def info(
 ) -> None:
     """Print the collection's model, dimension and counts as JSON.
 
-    ``points``: every point (spans being written and markers of media without speech too);
-    ``spans``: the complete spans searches can return. For the embedded store also
-    ``search`` (``"exact"`` or ``"hnsw"``) and ``index``: the collection's own HNSW and
-    quantization settings, and ``graph``: the vector its HNSW graph is built on
-    (``clasp_graph``: the model's query-aware space; ``clasp``: its plain vectors).
-    """
+    "points": every point (spans being written and markers of media without speech too); "spans": the complete spans searches can return. For the embedded store also "search" ("exact" or "hnsw") and "index": the collection's own HNSW and quantization settings, and "graph": the vector its HNSW graph is built on ("clasp_graph": the model's query-aware space; "clasp": its plain vectors). A collection that does not exist: "model" null, 0 points.
+    """  # noqa: E501 - one paragraph of --help
     from clasp_ingest.store.base import STATE_COMPLETE
     from clasp_ingest.store.edge import EdgeStore
     from clasp_ingest.store.filters import meta_equals
