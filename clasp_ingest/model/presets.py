@@ -82,6 +82,7 @@ def get_preset(name: str) -> ModelConfig:
     presets = list_presets()
     if name not in presets:
         raise ConfigError(
-            f"model {name!r} is neither a preset ({', '.join(sorted(presets))}) nor a model directory"
+            f"model {name!r} is neither a preset ({', '.join(sorted(presets))}) nor a model directory; "
+            "name a preset (clasp-ingest models list) or the folder of a trained model"
         )
     return presets[name]
