@@ -171,7 +171,9 @@ def _check_source(source: str | os.PathLike[str]) -> str:
     if not path.exists():
         raise MediaDecodeError(name, "no such file; check the path")
     if path.is_dir():
-        raise MediaDecodeError(name, "is a directory, not a media file; give a file in it (ingest takes folders)")
+        raise MediaDecodeError(
+            name, "is a directory, not a media file; give a file in it (ingest takes folders)"
+        )
     if path.is_file() and path.stat().st_size == 0:
         raise MediaDecodeError(name, "the file is empty (0 bytes); download or export it again")
     return name
