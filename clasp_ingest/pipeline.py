@@ -13,6 +13,7 @@ running it again (items whose version is complete are skipped, the rest rewritte
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
 import queue
 import threading
@@ -435,19 +436,25 @@ def _drain(buffer: queue.Queue[tuple[str, Any]]) -> None:
 
 
 def _speech_of(
-    local: str, ref: MediaRef, options: PipelineOptions, samples: list[int], warnings: list[str]
+    local: str,
+    ref: MediaRef,
+    options: PipelineOptions,
+    samples: list[int],
+    warnings: list[str],
+    languages: list[str] | None = None,
 ) -> Iterator[SpeechSegment]:
     """Decode ``local`` (counting samples into ``samples[0]``, collecting ``warnings`` on
-    damaged data) and segment it as it streams. Damaged data is kept and warned about unless
-    ``options.decode`` is strict."""
+    damaged data, and the audio track's language tag into ``languages``) and segment it as it
+    streams. Damaged data is kept and warned about unless ``options.decode`` is strict."""
     from clasp_ingest.media.decode import DecodeOptions, stream_audio
     from clasp_ingest.media.segment import segment_blocks
 
     decode = options.decode or DecodeOptions(strict=False)
+    on_language = languages.append if languages is not None else None
 
     def counted() -> Iterator[np.ndarray]:
         try:
-            for block in stream_audio(local, decode, on_warning=warnings.append):
+            for block in stream_audio(local, decode, on_warning=warnings.append, on_language=on_language):
                 samples[0] += len(block)
                 yield block
         except MediaDecodeError as exc:
@@ -508,9 +515,12 @@ def ingest_media(
     fetch, decode, embedding, hearing, wording = _Clock(), _Clock(), _Clock(), _Clock(), _Clock()
     samples = [0]
     warnings: list[str] = []
+    languages: list[str] = []
     with _opened(connector, ref, fetch) as local:
         cut = hearing.time(lambda: _media_words(local, ref, model, opts)) if opts.transcribe else None
-        speech = _prefetched(_speech_of(local, ref, opts, samples, warnings), opts.prefetch_segments)
+        speech = _prefetched(
+            _speech_of(local, ref, opts, samples, warnings, languages), opts.prefetch_segments
+        )
         batches: Iterable[Batch] = _embedded(
             _timed_iter(speech, decode),
             embed or model.encode_audio,
@@ -522,7 +532,13 @@ def ingest_media(
         if cut is not None:
             batches = _with_words(batches, cut, wording)  # type: ignore[arg-type]
         write_started = time.perf_counter()
-        written = store.write_media(ref, model.model_id, batches)
+        # the first batch comes before the write begins: by then the decoder has read the
+        # audio track's language tag, which the item's points carry (unless its source named one)
+        pending = iter(batches)
+        first = list(itertools.islice(pending, 1))
+        written = store.write_media(
+            _with_language(ref, languages), model.model_id, itertools.chain(first, pending)
+        )
         write_s = time.perf_counter() - write_started
     audio_s = round(samples[0] / SAMPLE_RATE, 3)
     if written == 0:
@@ -547,6 +563,16 @@ def ingest_media(
         times=times,
         warnings=tuple(warnings),
     )
+
+
+def _with_language(ref: MediaRef, tags: Sequence[str]) -> MediaRef:
+    """``ref`` with ``metadata["language"]`` from its audio track's tag, where it had none."""
+    from clasp_ingest.media.languages import two_letter
+
+    language = two_letter(tags[0]) if tags else None
+    if language is None or ref.metadata.get("language"):
+        return ref
+    return replace(ref, metadata={**ref.metadata, "language": language})
 
 
 class _opened:

@@ -54,6 +54,9 @@ _LEVEL_RE = re.compile(
 )
 _DURATION_RE = re.compile(r"^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _VIDEO_RE = re.compile(r"^\s*Stream #\d+:\d+.*: Video: (?!.*\(attached pic\))")
+#: An audio stream's header line with its language tag, e.g. ``Stream #0:1[0x2](eng): Audio: aac``.
+_AUDIO_LANGUAGE_RE = re.compile(r"^\s*Stream #0:\d+(?:\[0x[0-9a-f]+\])?\((?P<tag>[a-z]{2,3})\): Audio: ")
+_AUDIO_RE = re.compile(r"^\s*Stream #0:\d+.*: Audio: ")
 #: Warning-level lines that mean damaged data (error-level lines always do).
 _DAMAGE_RE = re.compile(
     r"invalid data|header missing|packet corrupt|corrupt|partial file|truncat|"
@@ -124,6 +127,7 @@ def stream_audio(
     options: DecodeOptions | None = None,
     *,
     on_warning: Callable[[str], None] | None = None,
+    on_language: Callable[[str], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield float32 mono blocks of ``options.block_s`` seconds (the last one shorter).
 
@@ -133,6 +137,9 @@ def stream_audio(
     corrupt file) raises after the last block with ``options.strict``; otherwise it is
     logged and passed to ``on_warning`` as one line (e.g. ``"ends early: ..."``). The ffmpeg
     process is reaped when the generator finishes, is closed early, or raises.
+
+    ``on_language`` gets the language tag of the audio stream decoded (the container's, e.g.
+    ``eng`` for a film's track; none for most audio files), once, with the first block.
     """
     opts = options or DecodeOptions()
     name = _check_source(source)
@@ -141,6 +148,10 @@ def stream_audio(
     samples = 0
     try:
         for block in _read_blocks(process, name, opts, stderr):
+            # ffmpeg logs the input's streams before it writes audio; its log is read on a thread
+            first = samples == 0 and on_language is not None
+            if first and stderr.audio_seen.wait(2.0) and stderr.audio_language and on_language:
+                on_language(stderr.audio_language)
             samples += block.size
             yield block
         _check_exit(process, name, stderr)
@@ -230,6 +241,8 @@ class _FfmpegLog:
         self._lock = threading.Lock()
         self.declared_s: float | None = None
         self.has_video = False
+        self.audio_seen = threading.Event()  # the first audio stream's header line was read
+        self.audio_language: str | None = None  # that stream's language tag (the one decoded)
         self.damage: list[str] = []
         self.damage_count = 0
         self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
@@ -267,6 +280,10 @@ class _FfmpegLog:
             hours, minutes, seconds = duration.groups()
             self.declared_s = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
         self.has_video = self.has_video or bool(_VIDEO_RE.match(message))
+        if not self.audio_seen.is_set() and _AUDIO_RE.match(message):
+            tagged = _AUDIO_LANGUAGE_RE.match(message)
+            self.audio_language = tagged["tag"] if tagged else None
+            self.audio_seen.set()
 
     def join(self, timeout: float = 5.0) -> None:
         self._thread.join(timeout)

@@ -218,6 +218,36 @@ def test_items_stop_at_their_next_batch_while_a_run_is_stopping(
     assert ingest_media(ref, LocalConnector(folder), tiny_model, store, FAST).segments > 0  # cleared
 
 
+def test_the_audio_tracks_language_tag_becomes_the_items_language(
+    folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore, tmp_path: Path
+) -> None:
+    from clasp_ingest.types import MediaRef
+    from tests.fixtures_audio import convert
+
+    films = tmp_path / "films"
+    films.mkdir()
+    convert(folder / "one.wav", films / "film.mkv", "-c:a", "libopus", "-metadata:s:a:0", "language=fre")
+    convert(folder / "one.wav", films / "clip.mp4", "-c:a", "aac", "-metadata:s:a:0", "language=und")
+    assert ingest_source(LocalConnector(films), tiny_model, store, FAST).media_ok == 2
+    languages = {
+        p.payload["metadata"]["title"]: p.payload["metadata"].get("language") for p in store.iter_points()
+    }
+    assert languages == {"film": "fr", "clip": None}  # "und": no language
+    assert store.count(SearchFilter(language="fr")) == store.count(
+        SearchFilter(source=(films / "film.mkv").as_uri())
+    )
+
+    # a language the source declared (a feed's, your connector's) is kept
+    (ref,) = LocalConnector(films / "film.mkv").discover()
+    declared = MediaRef(ref.uri, ref.media_id, "v2", ref.title, metadata={"language": "en"})
+    ingest_media(declared, LocalConnector(films), tiny_model, store, FAST)
+    assert {
+        p.payload["metadata"].get("language")
+        for p in store.iter_points()
+        if p.payload["metadata"]["title"] == "film"
+    } == {"en"}
+
+
 def test_collection_of_another_model_stops_the_run(
     folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore
 ) -> None:

@@ -1,0 +1,40 @@
+"""Language tags of media streams as the two-letter codes search filters use.
+
+Containers tag audio tracks with ISO 639-2 codes (``eng``, ``fre``/``fra``, ``ger``/``deu``);
+feeds and :class:`~clasp_ingest.store.SearchFilter` use ISO 639-1 (``en``, ``fr``, ``de``).
+:func:`two_letter` maps the languages of this table (the ones with a 639-1 code that media
+commonly carry) and keeps any other three-letter code as it is, so it still filters.
+"""
+
+from __future__ import annotations
+
+__all__ = ["two_letter"]
+
+#: ISO 639-2 (bibliographic and terminological forms) -> ISO 639-1.
+_ISO639_2_TO_1 = {
+    "afr": "af", "alb": "sq", "sqi": "sq", "amh": "am", "ara": "ar", "arm": "hy", "hye": "hy",
+    "aze": "az", "baq": "eu", "eus": "eu", "bel": "be", "ben": "bn", "bos": "bs", "bre": "br",
+    "bul": "bg", "bur": "my", "mya": "my", "cat": "ca", "chi": "zh", "zho": "zh", "hrv": "hr",
+    "cze": "cs", "ces": "cs", "dan": "da", "dut": "nl", "nld": "nl", "eng": "en", "epo": "eo",
+    "est": "et", "fin": "fi", "fre": "fr", "fra": "fr", "glg": "gl", "geo": "ka", "kat": "ka",
+    "ger": "de", "deu": "de", "gre": "el", "ell": "el", "guj": "gu", "heb": "he", "hin": "hi",
+    "hun": "hu", "ice": "is", "isl": "is", "ind": "id", "gle": "ga", "ita": "it", "jpn": "ja",
+    "kan": "kn", "kaz": "kk", "khm": "km", "kor": "ko", "kur": "ku", "lao": "lo", "lat": "la",
+    "lav": "lv", "lit": "lt", "ltz": "lb", "mac": "mk", "mkd": "mk", "may": "ms", "msa": "ms",
+    "mal": "ml", "mlt": "mt", "mar": "mr", "mon": "mn", "nep": "ne", "nor": "no", "nob": "nb",
+    "nno": "nn", "per": "fa", "fas": "fa", "pol": "pl", "por": "pt", "pan": "pa", "rum": "ro",
+    "ron": "ro", "rus": "ru", "srp": "sr", "sin": "si", "slo": "sk", "slk": "sk", "slv": "sl",
+    "som": "so", "spa": "es", "swa": "sw", "swe": "sv", "tgl": "tl", "tam": "ta", "tel": "te",
+    "tha": "th", "tib": "bo", "bod": "bo", "tur": "tr", "ukr": "uk", "urd": "ur", "uzb": "uz",
+    "vie": "vi", "wel": "cy", "cym": "cy", "yid": "yi", "yor": "yo", "zul": "zu", "fil": "tl",
+}  # fmt: skip
+#: Tags that name no language: undetermined, several, none, not coded.
+_NO_LANGUAGE = frozenset({"und", "mul", "zxx", "mis", "qaa"})
+
+
+def two_letter(tag: str | None) -> str | None:
+    """``tag`` (ISO 639-1 or 639-2, any case) as ISO 639-1 where it has one; None for no language."""
+    code = (tag or "").strip().lower()
+    if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()) or code in _NO_LANGUAGE:
+        return None
+    return _ISO639_2_TO_1.get(code, code)
