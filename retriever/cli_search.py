@@ -129,6 +129,12 @@ def search(
         )
         with _warnings_as_lines("clasp_ingest.model.query"):
             docs = retriever.invoke(query)
+        if not docs and media_id and store.count(retriever.filter) == 0:
+            typer.echo(
+                f"warning: no stored item matches --media-id {media_id!r}; 'clasp-ingest store list' "
+                "shows the sources and media ids stored",
+                err=True,
+            )
     keys = ("source", "media_id", "title", "start_s", "end_s", "score", "url")
     rows = [
         {**{key: doc.metadata.get(key) for key in keys}, "text": doc.metadata.get("transcript"),

@@ -39,6 +39,9 @@ def test_search_and_store_commands(
     one = runner.invoke(app, ["search", SENTENCES[7] + " and more" * 40, "--k", "1"])
     head = one.stdout.splitlines()[0]
     assert one.exit_code == 0 and head.startswith("1 span for '") and len(head) < 130, head  # the query cut
+    nothing = runner.invoke(app, ["search", SENTENCES[7], "--media-id", "/media/nowhere.wav"])
+    assert nothing.exit_code == 0 and nothing.stdout.startswith("no spans for")
+    assert "no stored item matches --media-id '/media/nowhere.wav'" in nothing.stderr
 
     info = runner.invoke(app, ["store", "info"])
     expected = {"backend": "edge", "collection": "clasp_segments", "model": "tiny-random", "dim": model.dim}
