@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
+# the function, bound after its submodule (of the same name) is imported: the package attribute
+# stays the function whichever of the two is imported first (no torch is imported here)
+from clasp_ingest.evaluation.evaluate import evaluate
 from clasp_ingest.evaluation.metrics import hits_at_1, macro_f1, mean_rank, mrr, ranks
 
-if TYPE_CHECKING:
-    from clasp_ingest.evaluation.evaluate import evaluate
-
 __all__ = ["evaluate", "hits_at_1", "macro_f1", "mean_rank", "mrr", "ranks"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "evaluate":
-        return importlib.import_module("clasp_ingest.evaluation.evaluate").evaluate
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
