@@ -69,7 +69,7 @@ def _download(repo: str, filename: str) -> Path:
     except Exception as exc:  # network, auth, missing file: all end the same way
         raise ModelLoadError(
             f"cannot download {filename!r} from hub repo {repo!r}: {exc}; download it by hand and pass "
-            "its folder as --model-dir (or CLASP_MODEL_DIR)"
+            "its folder as CLASP_MODEL_DIR (model_dir= in Python)"
         ) from exc
 
 
@@ -101,10 +101,15 @@ def resolve_file(source: str, model_dir: Path | None = None, *, download: bool =
     if found is not None:
         return found
     if not download or hub_offline():
+        where = (
+            f"the model directory {str(model_dir)!r}"
+            if model_dir is not None
+            else "a model directory (none set)"
+        )
         raise ModelLoadError(
-            f"{filename!r} of hub repo {repo!r} is not in the model directory ({model_dir}) nor in the "
+            f"{filename!r} of hub repo {repo!r} is not in {where} nor in the "
             f"Hugging Face cache and downloads are off (HF_HUB_OFFLINE); fetch it with "
-            f"`huggingface-cli download {repo} {filename}` or put it in --model-dir"
+            f"`huggingface-cli download {repo} {filename}`, or put it in a folder named by CLASP_MODEL_DIR"
         )
     logger.info("downloading %s from %s", filename, repo)
     return _download(repo, filename)
@@ -153,6 +158,7 @@ def load_pretrained(auto_class: str, model_id: str, model_dir: Path | None, **kw
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"cannot load {model_id!r} with transformers.{auto_class}: {exc}. Put the model folder in "
-            f"--model-dir (CLASP_MODEL_DIR), or allow hub downloads (unset HF_HUB_OFFLINE), or run "
+            f"a folder named by CLASP_MODEL_DIR (model_dir= in Python), or allow hub downloads (unset "
+            f"HF_HUB_OFFLINE), or run "
             f"`huggingface-cli download {model_id}`"
         ) from exc
