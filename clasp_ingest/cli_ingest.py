@@ -260,8 +260,8 @@ def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) 
     logging.getLogger("clasp_ingest").setLevel(level)
     for name in ("prefect", "httpx"):
         logging.getLogger(name).setLevel(max(logging.WARNING, level))
-    if level > logging.DEBUG:  # Ctrl-C: "error: interrupted" says it (the run's state says Crashed)
-        logging.getLogger("prefect.flow_runs").addFilter(_not_the_interrupt_crash)
+    if level > logging.DEBUG:  # the one "error:" line says it (the run's state says Failed/Crashed)
+        logging.getLogger("prefect.flow_runs").addFilter(_not_said_again)
     flow_args = {key: value for key, value in args.items() if key != "recreate"}
     flow_args["qdrant_path"] = str(args["qdrant_path"]) if args["qdrant_path"] is not None else None
     # Signed URLs travel as secrets: Prefect stores (and shows) them redacted.
@@ -274,8 +274,13 @@ def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) 
     return summary
 
 
-def _not_the_interrupt_crash(record: logging.LogRecord) -> bool:
-    return "aborted by an interrupt signal" not in record.getMessage()
+def _not_said_again(record: logging.LogRecord) -> bool:
+    """Drop the flow's own report of the exception (with its traceback) or of Ctrl-C that ends
+    the run: the command prints it as its one ``error:`` line."""
+    message = record.getMessage()
+    return "aborted by an interrupt signal" not in message and not message.startswith(
+        "Encountered exception during execution"
+    )
 
 
 class _progress:

@@ -708,6 +708,8 @@ def _with_retries(ref: MediaRef, options: PipelineOptions, run: Callable[[], Med
     for attempt in range(1, options.retries + 2):
         try:
             return replace(run(), attempts=attempt)
+        except ModelLoadError:
+            raise  # the model, not this item: every item would fail the same way; the run stops
         except Exception as exc:
             if attempt > options.retries or not is_transient(exc):
                 log.error("failed to ingest %s: %s", ref.uri, exc)

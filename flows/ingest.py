@@ -53,7 +53,7 @@ from pydantic import SecretStr
 
 from clasp_ingest import pipeline
 from clasp_ingest.config import Settings
-from clasp_ingest.errors import IngestInterrupted
+from clasp_ingest.errors import IngestInterrupted, ModelLoadError
 from clasp_ingest.pipeline import IngestSummary, MediaResult, PipelineOptions
 from clasp_ingest.store import QdrantStore
 from clasp_ingest.transcribe import TranscriberOptions
@@ -173,6 +173,8 @@ def _collect(ref: MediaRef, future: PrefectFuture[MediaResult], started: float) 
     outcome = future.result(raise_on_failure=False)
     if isinstance(outcome, MediaResult):
         return outcome
+    if isinstance(outcome, ModelLoadError):
+        raise outcome  # the model, not this item: the run stops (its other tasks are stopped)
     exc = outcome if isinstance(outcome, BaseException) else RuntimeError(str(outcome))
     log.error("failed to ingest %s: %s", ref.uri, exc)
     return pipeline.failed_result(ref, exc, wall_s=time.perf_counter() - started)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from clasp_ingest.connectors import LocalConnector
 from clasp_ingest.flows import ModelSpec, StoreSpec, ingest_media, ingest_source
 from clasp_ingest.flows.ingest import PROGRESS_KEY, SUMMARY_KEY
@@ -162,6 +163,18 @@ def test_media_task_retries_transient_not_permanent(folder: Path, tmp_path: Path
         assert state.is_failed() and len(calls) == 1  # bad media: no retry
     finally:
         release_store(spec)
+
+
+def test_a_model_that_cannot_load_stops_the_run(folder: Path, tmp_path: Path) -> None:
+    """Every item would fail the same way: the run stops with the model's error instead (the
+    CLI's exit 1), and the collection it made is removed again."""
+    from clasp_ingest.errors import ModelLoadError
+
+    offline = {**ARGS, "model": "clasp-official"}  # its weights are on the hub (HF_HUB_OFFLINE here)
+    with pytest.raises(ModelLoadError, match="CLASP_MODEL_DIR"):
+        ingest_source(str(folder), qdrant_path=str(tmp_path / "q"), **offline)
+    with open_store(path=tmp_path / "q") as store:
+        assert not store.exists()
 
 
 def test_unlistable_source_is_reported(tmp_path: Path) -> None:

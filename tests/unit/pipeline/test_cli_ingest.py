@@ -88,6 +88,16 @@ def test_a_bad_device_or_engine_fails_the_run_before_recreate_drops_anything(
         assert opened.count() == kept  # nothing dropped
 
 
+def test_a_model_that_cannot_load_is_one_error_not_a_failure_per_item(
+    tmp_path: Path, speech_sources: dict[str, Path]
+) -> None:
+    sources = [str(speech_sources["one.wav"]), str(speech_sources["two.mp3"])]
+    args = ["ingest", *sources, "--model", "clasp-official", "--qdrant-path", str(tmp_path / "q")]
+    run = CliRunner().invoke(app, args)  # its weights are on the hub; HF_HUB_OFFLINE here
+    assert run.exit_code == 1, run.output
+    assert run.stderr.count("error:") == 1 and "CLASP_MODEL_DIR" in run.stderr and "failed" not in run.stdout
+
+
 def test_a_run_that_stores_nothing_removes_the_collection_it_created(tmp_path: Path) -> None:
     broken = corrupt(tmp_path / "bad" / "broken.mp3")
     run = _ingest(str(broken.parent), "--qdrant-path", str(tmp_path / "q"))
