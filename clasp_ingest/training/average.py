@@ -116,6 +116,7 @@ def average_heads(
     elif basis is not None:  # the language directions stay; only the means need a manifest
         first.centering = Centering.projection_only(basis)
     out = Path(out_dir)
+    first.config = replace(first.config, searches=())  # new heads: queries of their own
     save_model(first, out, model_id=model_id)
     log.info("%s %d heads into %s", "joined" if ensemble else "averaged", len(model_dirs), out)
     return first

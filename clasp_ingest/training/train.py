@@ -201,6 +201,11 @@ def train_fusion(
     val_metrics = _retrieval(model, val, 0.5)
     if deploy is not None:
         _close_top_layers(model, deploy, out)
+    # a new model: not the base's description, and its queries search only its own collections
+    base = model.config
+    model.config = replace(
+        base, description=f"{base.model_id} with heads trained by clasp-ingest train", searches=()
+    )
     save_model(model, out, model_id=model_id)
     extra = {str(path): _extra_val(model, Path(path), opts, out, progress) for path in opts.extra_val}
     result = TrainResult(

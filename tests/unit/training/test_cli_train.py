@@ -171,3 +171,22 @@ def test_training_takes_every_core_after_ctranslate2_narrowed_openmp() -> None:
     assert torch.get_num_threads() == default_threads()  # what CTranslate2 left behind
     assert _training_threads(None) == usable_cores() == torch.get_num_threads()
     assert _training_threads(1) == 1 == torch.get_num_threads()  # $CLASP_TORCH_THREADS wins
+
+
+def test_a_trained_folder_is_a_new_model_that_searches_only_its_own_collections(
+    tone_manifest: Path, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from clasp_ingest.model import load_model
+    from clasp_ingest.model.clasp import save_model
+
+    base = load_model("tiny-random", device="cpu")
+    base.config = replace(base.config, searches=("tiny-random-v0",), description="the base model")
+    save_model(base, tmp_path / "base", model_id="tiny-random-v1")  # a model that searches an older one's
+    out = tmp_path / "trained"
+    args = ["train", str(tone_manifest), "--out", str(out), "--model", str(tmp_path / "base"), *ONE_EPOCH]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert "searches" not in config and config["model_id"] == "tiny-random-v1-trained"
+    assert config["description"] == "tiny-random-v1 with heads trained by clasp-ingest train"
