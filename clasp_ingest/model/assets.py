@@ -99,13 +99,29 @@ def default_cache_dir() -> Path:
     return Path(base) / "clasp-ingest"
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once at import (reading it means setting it for a moment).
+_UMASK = _read_umask()
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file (0644 under the usual umask); ``mkstemp`` gives 0600."""
+    return 0o666 & ~_UMASK
+
+
 def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write ``path`` through ``write(binary file)`` into a temporary file beside it, then rename:
     a reader sees the old file or the whole new one, never a part (the temporary file is removed
-    when ``write`` fails)."""
+    when ``write`` fails). The file gets the mode a plain ``open()`` would give it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
         Path(tmp).replace(path)

@@ -360,6 +360,8 @@ def save_fusion(
 
     from safetensors.torch import save_file
 
+    from clasp_ingest.model.assets import new_file_mode
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = replace(
@@ -374,6 +376,7 @@ def save_fusion(
     if centering is not None:
         state.update(centering.tensors())
     save_file(state, str(out_dir / FUSION_FILE), metadata={"format": "pt", "model_id": config.model_id})
+    (out_dir / FUSION_FILE).chmod(new_file_mode())  # safetensors writes 0600; config.json is 0644
     (out_dir / CONFIG_FILE).write_text(config.to_json() + "\n", encoding="utf-8")
     return out_dir
 

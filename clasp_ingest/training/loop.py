@@ -36,6 +36,7 @@ from torch import nn
 
 from clasp_ingest.errors import ConfigError
 from clasp_ingest.log import get_logger
+from clasp_ingest.model.assets import new_file_mode
 from clasp_ingest.training.features import FeatureSet, FrameBank
 from clasp_ingest.training.losses import INIT_TEMPERATURE, LOSSES, build_loss
 
@@ -397,6 +398,7 @@ def _save_checkpoint(state: _State, options: FitOptions, folder: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
     os.close(fd)
     save_file(tensors, tmp, metadata={"state": json.dumps(info)})
+    Path(tmp).chmod(new_file_mode())  # safetensors writes 0600
     Path(tmp).replace(folder / CHECKPOINT_NAME)
 
 

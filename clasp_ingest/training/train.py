@@ -308,6 +308,7 @@ def _close_top_layers(model: Any, deploy: Any, out: Path) -> None:
     with those layers (the head alone stays in ``model.fusion``)."""
     from safetensors.numpy import save_file
 
+    from clasp_ingest.model.assets import new_file_mode
     from clasp_ingest.model.backends import build_component
     from clasp_ingest.model.config import TOP_LAYERS_FILE
     from clasp_ingest.model.whisper_torch import top_layers_ct2
@@ -317,6 +318,7 @@ def _close_top_layers(model: Any, deploy: Any, out: Path) -> None:
     top_file = out / TOP_LAYERS_FILE
     variables = top_layers_ct2(model.fusion, n_layers)
     save_file({k: v.astype(np.float16) for k, v in variables.items()}, str(top_file))
+    top_file.chmod(new_file_mode())  # safetensors writes 0600
     # an absolute path while training goes on; save_model writes it relative to the folder
     options = dict(config.speech.options) | {"top_layers": str(top_file.resolve())}
     model.config = replace(config, speech=replace(config.speech, options=options))

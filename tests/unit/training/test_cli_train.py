@@ -190,3 +190,5 @@ def test_a_trained_folder_is_a_new_model_that_searches_only_its_own_collections(
     config = json.loads((out / "config.json").read_text())
     assert "searches" not in config and config["model_id"] == "tiny-random-v1-trained"
     assert config["description"] == "tiny-random-v1 with heads trained by clasp-ingest train"
+    modes = {f.name: f.stat().st_mode & 0o777 for f in out.iterdir() if f.is_file()}
+    assert modes["fusion.safetensors"] == modes["config.json"], modes  # safetensors alone wrote 0600
