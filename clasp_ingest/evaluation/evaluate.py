@@ -131,7 +131,7 @@ def _check_candidates(candidates: str | int, n_rows: int) -> int | None:
     if not 2 <= candidates <= n_rows:
         raise ConfigError(
             f"candidates={candidates} needs 2..{n_rows} (the split has {n_rows} clips); "
-            "use a smaller number or 'all'"
+            f"give a number in that range or 'all'"
         )
     return candidates
 

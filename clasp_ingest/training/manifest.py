@@ -137,8 +137,12 @@ def _check_keys(obj: dict[str, Any], where: str) -> None:
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(_KEYS)}")
     for key in ("audio", "text"):
-        if not isinstance(obj.get(key), str) or not obj[key]:
+        if not isinstance(obj.get(key), str) or not obj[key].strip():
             raise ConfigError(f"{where}: field {key!r} must be a non-empty string")
+    if obj.get("split") is not None and obj["split"] not in SPLITS:
+        raise ConfigError(
+            f"{where}: split {obj['split']!r} is not one of {', '.join(SPLITS)}; use one of those"
+        )
     if len(obj["text"]) > MAX_TEXT_CHARS:
         raise ConfigError(
             f"{where}: 'text' has {len(obj['text'])} characters, more than the limit of {MAX_TEXT_CHARS}; "
