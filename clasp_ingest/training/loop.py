@@ -427,7 +427,7 @@ def _maybe_resume(state: _State, options: FitOptions, folder: Path | None, resum
     if not resume:
         raise ConfigError(
             f"{path} holds a checkpoint from an earlier run; pass resume (--resume) to continue it "
-            "or choose an empty output folder"
+            "or choose another output folder"
         )
     _load_checkpoint(state, options, path)
     log.info("resuming after epoch %d (best %.4f at epoch %d)", state.epoch, state.best_val, state.best_epoch)

@@ -153,6 +153,8 @@ def train_fusion(
     """Fit ``model.fusion`` (a ``ClaspModel``) on the manifest's pairs; save it to ``out_dir``."""
     opts = options or TrainOptions()
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; give a folder for the trained model (a new one)")
     started = time.perf_counter()
     _check_extra_val(opts.extra_val)
     train_rows, val_rows = split_train_val(

@@ -56,6 +56,11 @@ def test_errors_name_the_input(tmp_path: Path, tone_manifest: Path) -> None:
     assert missing.exit_code == 1 and "none.jsonl" in missing.stderr and "does not exist" in missing.stderr
     folder = runner.invoke(app, ["eval", str(tmp_path), "--model", "tiny-random", "-q"])
     assert folder.exit_code == 1 and "is a folder; pass the JSONL file in it" in folder.stderr
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    args = ["train", str(tone_manifest), "--out", str(a_file), "--model", "tiny-random", "-q"]
+    onto_file = runner.invoke(app, args)
+    assert onto_file.exit_code == 1 and "is a file; give a folder for the trained model" in onto_file.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"audio": "x.wav"}\n', encoding="utf-8")
     refused = runner.invoke(
