@@ -192,8 +192,10 @@ def run(model_name: str, store_path: Path, k: int) -> tuple[list[QueryOutcome], 
     console.print(f"loaded {model.model_id} in {time.perf_counter() - started:.1f} s")
     store, summary = _ingest(model, store_path)
     try:
+        skipped = summary.media_skipped
+        unchanged = f" ({skipped} unchanged, already in the store)" if skipped else ""
         console.print(
-            f"ingested {summary.media_ok} files, {summary.segments} segments, "
+            f"ingested {summary.media_ok} files{unchanged}, {summary.segments} segments, "
             f"{summary.audio_s:.1f} s of audio in {summary.wall_s:.1f} s"
         )
         failed = [r for r in summary.results if r.status == "failed"]
