@@ -1,4 +1,4 @@
-"""clasp-mini against the ASR baseline on real speech (and a synthetic held-out sample).
+r"""clasp-mini against the ASR baseline on real speech (and a synthetic held-out sample).
 
 Sets: ``librivox`` and ``sphinx-cards`` (Debian pocketsphinx-testdata), ``audioeval``
 (PyPI pytest-audioeval, 27 clips in 9 languages, queries in each clip's own language), and

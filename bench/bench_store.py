@@ -1,4 +1,4 @@
-"""Store at scale: upsert points/s, index build, query p50/p99 (search alone and with text
+r"""Store at scale: upsert points/s, index build, query p50/p99 (search alone and with text
 encoding), recall@10 against exact numpy search, RSS; Qdrant Edge and qdrant-client (``client``:
 local mode in memory, or with ``QDRANT_URL`` (and ``QDRANT_API_KEY``) set, that Qdrant server,
 in a collection of its own that is dropped afterwards; then every query is run).

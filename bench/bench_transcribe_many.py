@@ -1,4 +1,4 @@
-"""Spans transcribed one by one against together: ``Transcriber.transcribe`` vs ``transcribe_many``.
+r"""Spans transcribed one by one against together: ``Transcriber.transcribe`` vs ``transcribe_many``.
 
 A lazy search and a ``rerank=N`` query transcribe the spans they return that have no words
 yet; since 2026-12-05 they hand them to :meth:`~clasp_ingest.transcribe.Transcriber.

@@ -107,6 +107,14 @@ class SearchFilter:
     end_s_lte: float | None = None
 
     def __post_init__(self) -> None:
+        for key in ("media_id", "source"):  # one, or several in any collection (kept as a tuple)
+            value = getattr(self, key)
+            if isinstance(value, list | set | frozenset):
+                value = tuple(value)
+                object.__setattr__(self, key, value)
+            several = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+            if value is not None and not isinstance(value, str) and not several:
+                raise FilterError(f"SearchFilter {key} must be a string or strings, got {value!r}")
         if self.start_s_gte is not None and self.end_s_lte is not None and self.end_s_lte < self.start_s_gte:
             raise ValueError(f"SearchFilter time range is empty: {self.start_s_gte}..{self.end_s_lte}")
 

@@ -32,6 +32,9 @@ def test_exported_members() -> None:
     ]
     for name in clasp_ingest.__all__:
         assert hasattr(clasp_ingest, name)
+    from clasp_ingest.media import MediaDecodeError  # what the README's media section says it raises
+
+    assert MediaDecodeError is clasp_ingest.MediaDecodeError
 
 
 def test_segment_validates() -> None:

@@ -147,3 +147,12 @@ def test_the_store_refuses_a_bad_filter_before_searching(store: QdrantStore) -> 
         store.search(make_media("file:///q.wav", "v1", 1, seed=1).vectors[0], filters=bad)
     with pytest.raises(FilterError, match="MatchText"):
         store.count(bad)
+
+
+def test_a_search_filter_takes_several_ids_in_any_collection(store: QdrantStore) -> None:
+    as_list = SearchFilter(source=["file:///b.wav", "file:///c.wav"])  # the engines want a tuple
+    assert as_list == SearchFilter(source=("file:///b.wav", "file:///c.wav"))
+    assert store.count(as_list) == store.count(SearchFilter(source=tuple(B_OR_C)))
+    assert SearchFilter(media_id={"m1"}).media_id == ("m1",)
+    with pytest.raises(FilterError, match="media_id must be a string or strings, got 3"):
+        SearchFilter(media_id=3)  # type: ignore[arg-type]
