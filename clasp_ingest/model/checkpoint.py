@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from clasp_ingest.errors import ModelLoadError
+from clasp_ingest.errors import ConfigError, ModelLoadError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.config import FusionKind
 
@@ -178,6 +178,12 @@ def import_official(
     from clasp_ingest.model.presets import get_preset
 
     path = Path(path)
+    held = [name for name in ("config.json", "fusion.safetensors") if (Path(out_dir) / name).exists()]
+    if held:
+        raise ConfigError(
+            f"{str(out_dir)!r} holds a model already ({', '.join(held)}); choose another --out, or "
+            "delete that folder first"
+        )
     ckpt = read_official_state_dict(path)
     base = get_preset(preset or _preset_for(path, ckpt.kind))
     if base.fusion.kind != ckpt.kind:

@@ -77,7 +77,9 @@ def list_command(
 @models_app.command("import")
 def import_command(
     path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A paper checkpoint (.pt)."),
-    out: Path = typer.Option(..., "--out", help="Directory to write fusion.safetensors + config.json."),
+    out: Path = typer.Option(
+        ..., "--out", help="Directory to write fusion.safetensors + config.json (not one holding a model)."
+    ),
     preset: str | None = typer.Option(None, help="Preset whose backbones the head belongs to."),
     model_id: str | None = typer.Option(None, "--model-id", help="Name stored with the vectors."),
 ) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from clasp_ingest.errors import ModelLoadError
+from clasp_ingest.errors import ConfigError, ModelLoadError
 from clasp_ingest.model.checkpoint import import_official, read_official_state_dict
 from clasp_ingest.model.clasp import load_fusion_weights
 from clasp_ingest.model.config import ModelConfig
@@ -47,6 +47,10 @@ def test_import_paper_pickle(paper_dir: Path, tmp_path: Path, kind: str, cls: ty
     np.testing.assert_allclose(
         _outputs(fusion, paper_dir), np.load(paper_dir / f"{kind}_expected.npy"), atol=1e-5
     )
+    before = (out / "fusion.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match=r"holds a model already.*choose another --out"):
+        import_official(paper_dir / f"{kind}.pt", out)  # an import never overwrites a model folder
+    assert (out / "fusion.safetensors").read_bytes() == before
 
 
 @pytest.mark.parametrize("name", ["evil.pt", "evil_nested.pt"])
