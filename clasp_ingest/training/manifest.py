@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from clasp_ingest.errors import ConfigError
+from clasp_ingest.log import get_logger
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -46,6 +47,9 @@ _KEYS = frozenset({"audio", "text", "language", "split"})
 MAX_LINE_BYTES = 1024 * 1024
 #: The longest ``text`` of a row (characters).
 MAX_TEXT_CHARS = 10_000
+
+
+log = get_logger("training.manifest")
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,23 @@ def read_manifest(path: Path | str, *, check_files: bool = True) -> list[Manifes
     ]
     if not rows:
         raise ConfigError(f"manifest {str(manifest)!r} has no rows; add one JSON object per line")
+    _warn_repeats(rows, manifest)
     return rows
+
+
+def _warn_repeats(rows: Sequence[ManifestRow], manifest: Path) -> None:
+    """Log rows that repeat an earlier one (same audio, text and split): they count twice in
+    training, and in evaluation the copies tie with each other (a tie is not a hit)."""
+    first: dict[tuple[Path, str, str | None], int] = {}
+    repeats = []
+    for row in rows:
+        seen = first.setdefault((row.audio, row.text, row.split), row.line)
+        if seen != row.line:
+            repeats.append((row.line, seen))
+    if repeats:
+        shown = ", ".join(f"line {line} repeats line {seen}" for line, seen in repeats[:3])
+        more = f" and {len(repeats) - 3} more" if len(repeats) > 3 else ""
+        log.warning("%s: %d repeated rows (%s%s); remove them", manifest, len(repeats), shown, more)
 
 
 def manifest_lines(path: Path | str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str]]:

@@ -146,3 +146,11 @@ def test_row_limits(tmp_path: Path) -> None:
     ]
     with pytest.raises(ConfigError, match=r"ok.jsonl:1: line longer than 100 bytes"):
         list(manifest_lines(at_limit, max_line_bytes=100))
+
+
+def test_repeated_rows_are_warned_about(clips: Path, caplog: pytest.LogCaptureFixture) -> None:
+    row = json.dumps({"audio": "clips/a.wav", "text": "hello", "split": "test"})
+    other = json.dumps({"audio": "clips/a.wav", "text": "hello", "split": "train"})  # another split
+    rows = read_manifest(_write(clips / "m.jsonl", [row, other, row]))
+    assert len(rows) == 3  # kept: the warning says to remove them
+    assert "m.jsonl: 1 repeated rows (line 3 repeats line 1); remove them" in caplog.text
