@@ -177,11 +177,12 @@ class FeedConnector:
 
 
 def feed_language(tag: Any) -> str | None:
-    """A feed's declared language (RSS ``<language>``, Atom ``xml:lang``) as its primary
-    subtag in lower case (``en-US`` → ``en``, ``pt_BR`` → ``pt``), the form
+    """A feed's declared language (RSS ``<language>``, Atom ``xml:lang``) as the two-letter code
+    of its primary subtag (``en-US`` → ``en``, ``pt_BR`` → ``pt``, ``eng`` → ``en``), the form
     ``SearchFilter(language=...)`` matches; None when absent or not a language tag."""
-    primary = str(tag or "").strip().replace("_", "-").split("-", 1)[0].lower()
-    return primary if 2 <= len(primary) <= 3 and primary.isascii() and primary.isalpha() else None
+    from clasp_ingest.media.languages import two_letter
+
+    return two_letter(str(tag or "").strip().replace("_", "-").split("-", 1)[0])
 
 
 def _media_enclosure(entry: Any) -> Mapping[str, Any] | None:

@@ -256,7 +256,6 @@ def span_clip(
     Raises :class:`~clasp_ingest.errors.MediaDecodeError` naming the source when it cannot be
     read or the span lies beyond its end.
     """
-
     opts = options or ClipOptions()
     source, start_s, end_s = _span_of(span)
     check_unchanged(span)
@@ -280,7 +279,6 @@ def span_samples(
     Only the span's stretch is decoded (``-ss``/``-t`` before the input: long media cost
     little). Raises :class:`~clasp_ingest.errors.MediaDecodeError` like :func:`span_clip`.
     """
-
     opts = ClipOptions(fade_s=0.0, sample_rate=16_000, mono=True, timeout_s=timeout_s)
     source, start_s, end_s = _span_of(span)
     check_unchanged(span)

@@ -149,9 +149,10 @@ def stream_audio(
     try:
         for block in _read_blocks(process, name, opts, stderr):
             # ffmpeg logs the input's streams before it writes audio; its log is read on a thread
-            first = samples == 0 and on_language is not None
-            if first and stderr.audio_seen.wait(2.0) and stderr.audio_language and on_language:
-                on_language(stderr.audio_language)
+            if samples == 0 and on_language is not None and stderr.audio_seen.wait(2.0):
+                language = stderr.audio_language
+                if language:
+                    on_language(language)
             samples += block.size
             yield block
         _check_exit(process, name, stderr)

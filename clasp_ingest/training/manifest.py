@@ -64,9 +64,9 @@ class ManifestRow:
 
     def __post_init__(self) -> None:
         if not self.text.strip():
-            raise ValueError(f"manifest line {self.line}: 'text' must not be empty")
+            raise ValueError("field 'text' must be a non-empty string")
         if self.split is not None and self.split not in SPLITS:
-            raise ValueError(f"manifest line {self.line}: split {self.split!r} is not one of {SPLITS}")
+            raise ValueError(f"split {self.split!r} is not one of {', '.join(SPLITS)}; use one of those")
 
 
 def read_manifest(path: Path | str, *, check_files: bool = True) -> list[ManifestRow]:
@@ -157,12 +157,8 @@ def _check_keys(obj: dict[str, Any], where: str) -> None:
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(_KEYS)}")
     for key in ("audio", "text"):
-        if not isinstance(obj.get(key), str) or not obj[key].strip():
+        if not isinstance(obj.get(key), str) or not obj[key]:
             raise ConfigError(f"{where}: field {key!r} must be a non-empty string")
-    if obj.get("split") is not None and obj["split"] not in SPLITS:
-        raise ConfigError(
-            f"{where}: split {obj['split']!r} is not one of {', '.join(SPLITS)}; use one of those"
-        )
     if len(obj["text"]) > MAX_TEXT_CHARS:
         raise ConfigError(
             f"{where}: 'text' has {len(obj['text'])} characters, more than the limit of {MAX_TEXT_CHARS}; "
