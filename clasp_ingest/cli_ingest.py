@@ -60,8 +60,12 @@ def ingest_command(
     qdrant_url: str | None = typer.Option(
         None, "--qdrant-url", help="Qdrant server URL (CLASP_QDRANT_URL; key: CLASP_QDRANT_API_KEY)."
     ),
-    feed: bool = typer.Option(
-        False, "--feed", help="Treat every SOURCE as an RSS/Atom feed (else detected)."
+    feed: bool | None = typer.Option(
+        None,
+        "--feed/--no-feed",
+        help="Treat every SOURCE as an RSS/Atom feed, or as no feed (else detected from the URL "
+        "and its Content-Type).",
+        show_default=False,
     ),
     device: str | None = typer.Option(
         None, "--device", help="'auto', 'cpu', 'cuda' or 'cuda:N' (CLASP_DEVICE)."
@@ -142,7 +146,7 @@ def ingest_command(
         "collection": collection or settings.collection,
         "qdrant_url": qdrant_url,
         "qdrant_path": qdrant_path,
-        "feed": True if feed else None,
+        "feed": feed,
         "device": device or settings.device,
         "embed_batch_size": batch_size or settings.embed_batch_size,
         "max_bytes": max_bytes,

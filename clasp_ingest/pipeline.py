@@ -600,10 +600,14 @@ def list_source(connector: Connector) -> list[MediaRef]:
 def select_new(
     listed: Iterable[tuple[Connector, MediaRef]], store: QdrantStore, *, force: bool = False
 ) -> tuple[list[tuple[Connector, MediaRef]], list[MediaResult]]:
-    """Split items into those to ingest and those stored complete at their version (skipped).
+    """Split items into those to ingest and the results known without ingesting: items stored
+    complete at their version (skipped), and items the listing found but could not read
+    (failed, e.g. an index page's link whose HEAD failed; ``connectors.base.LISTING_ERROR``).
 
     An item listed twice (by two sources) is kept once.
     """
+    from clasp_ingest.connectors.base import LISTING_ERROR
+
     todo: list[tuple[Connector, MediaRef]] = []
     skipped: list[MediaResult] = []
     seen: set[str] = set()
@@ -611,7 +615,11 @@ def select_new(
         if ref.media_id in seen:
             continue
         seen.add(ref.media_id)
-        if not force and store.has_media(ref.media_id, ref.fingerprint):
+        error = ref.metadata.get(LISTING_ERROR)
+        if error:
+            log.error("failed to ingest %s: %s", ref.uri, error)
+            skipped.append(MediaResult(ref.uri, ref.media_id, "", "failed", error=str(error), attempts=0))
+        elif not force and store.has_media(ref.media_id, ref.fingerprint):
             skipped.append(MediaResult(ref.uri, ref.media_id, ref.fingerprint, "skipped", attempts=0))
         else:
             todo.append((connector, ref))
@@ -624,25 +632,50 @@ def discover_new(
     *,
     force: bool = False,
     pruned: list[str] | None = None,
+    retries: int = 0,
+    retry_delay_s: float = 1.0,
 ) -> tuple[list[tuple[Connector, MediaRef]], list[MediaResult], list[tuple[str, str]]]:
-    """List every source; split into items to ingest, items already stored, and listing errors.
+    """List every source; split into items to ingest, results known without ingesting
+    (:func:`select_new`), and listing errors.
 
-    Sources that fail to list are reported (``(source, error)``), not raised. With ``pruned``
-    (a list), each source that listed is pruned (:func:`prune_unlisted`) and the sources of the
-    deleted items are appended to it.
+    A source whose listing fails transiently (a 503, a dropped connection) is listed again up
+    to ``retries`` times, ``retry_delay_s`` apart (doubling), as the flows' listing task is.
+    Sources that still fail are reported (``(source, error)``), not raised, whatever the error:
+    the other sources go on. With ``pruned`` (a list), each source that listed is pruned
+    (:func:`prune_unlisted`) and the sources of the deleted items are appended to it.
     """
     listed: list[tuple[Connector, MediaRef]] = []
     errors: list[tuple[str, str]] = []
     for connector in connectors:
         try:
-            refs = list_source(connector)
-        except (ClaspIngestError, OSError, ImportError) as exc:
-            log.error("cannot list %s: %s", connector.source, exc)
+            refs = _listed_with_retries(connector, retries, retry_delay_s)
+        except Exception as exc:
+            log.error("cannot list %s: %s", connector.source, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             errors.append((connector.source, describe_error(exc)))
             continue
         listed += took_listing(store, connector, refs, pruned)
     todo, skipped = select_new(listed, store, force=force)
     return todo, skipped, errors
+
+
+def _listed_with_retries(connector: Connector, retries: int, delay: float) -> list[MediaRef]:
+    for attempt in range(1, retries + 2):
+        try:
+            return list_source(connector)
+        except Exception as exc:
+            if attempt > retries or not is_transient(exc):
+                raise
+            log.warning(
+                "listing %s failed (%s); retry %d/%d in %.1f s",
+                connector.source,
+                exc,
+                attempt,
+                retries,
+                delay,
+            )
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def took_listing(
@@ -825,8 +858,11 @@ def ingest_source(
         query_metric=metric,
     ):  # fmt: skip
         pruned: list[str] | None = [] if opts.prune else None
-        todo, results, errors = discover_new(sources, store, force=opts.force, pruned=pruned)
-        log.info("%d items to ingest, %d unchanged", len(todo), len(results))
+        todo, results, errors = discover_new(
+            sources, store, force=opts.force, pruned=pruned, retries=opts.retries,
+            retry_delay_s=opts.retry_delay_s,
+        )  # fmt: skip
+        log.info("%d items to ingest, %d unchanged", len(todo), sum(r.status == "skipped" for r in results))
         if todo and isinstance(model, Preloadable):
             model.preload()
         total = len(todo) + len(results)

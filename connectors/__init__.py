@@ -40,6 +40,7 @@ __all__ = [
 log = logging.getLogger("clasp_ingest.connectors")
 
 _FEED_TYPES = ("rss", "atom", "/xml", "+xml")
+_PAGE_TYPES = frozenset({"application/xhtml+xml"})
 
 
 def connector_for(
@@ -51,8 +52,9 @@ def connector_for(
 ) -> Connector:
     """The connector for a path, glob, ``file://``/``http(s)://``/``s3://``/``gs://`` URL or feed.
 
-    ``feed=None`` detects feeds: a URL whose path says so (``.rss``, ``.xml``, ``/feed``...)
-    or, for other non-media HTTP URLs, a ``Content-Type`` of RSS/Atom/XML.
+    ``feed=None`` detects feeds, among http(s) URLs without a media extension: a path that
+    says so (``.rss``, ``.xml``, a ``feed``/``rss``/``atom`` folder...) or else a
+    ``Content-Type`` of RSS/Atom/XML. ``feed=False``: never a feed.
     """
     scheme = scheme_of(source)
     options = open_options or OpenOptions()
@@ -66,11 +68,13 @@ def connector_for(
 
 
 def _is_feed(url: str, options: OpenOptions) -> bool:
+    if is_media_name(url):  # '/feeds/ep.mp3' is an episode
+        return False
     if looks_like_feed_name(url):
         return True
-    if is_media_name(url):
-        return False
     content_type = _content_type(url, options)
+    if content_type in _PAGE_TYPES:  # an XHTML index page
+        return False
     return content_type.endswith(_FEED_TYPES) or "rss" in content_type
 
 

@@ -20,6 +20,7 @@ from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef
 
 __all__ = [
+    "LISTING_ERROR",
     "MEDIA_EXTENSIONS",
     "Connector",
     "MediaTooLargeError",
@@ -30,6 +31,7 @@ __all__ = [
     "is_within",
     "temporary_download",
     "temporary_target",
+    "unreadable_ref",
 ]
 
 log = logging.getLogger("clasp_ingest.connectors")
@@ -43,6 +45,19 @@ MEDIA_EXTENSIONS = frozenset(
         ".vob", ".wav", ".weba", ".webm", ".wma", ".wmv", ".wv",
     }
 )  # fmt: skip
+
+
+#: ``MediaRef.metadata`` key of an item found while listing whose details could not be read (an
+#: index page's link whose HEAD failed): the run reports it failed, naming the error, and
+#: ingests the source's other items.
+LISTING_ERROR = "listing_error"
+
+
+def unreadable_ref(uri: str, error: str) -> MediaRef:
+    """The listed item ``uri`` (redacted) that failed with ``error`` before it could be versioned."""
+    from clasp_ingest.types import media_id_for
+
+    return MediaRef(uri=uri, media_id=media_id_for(uri), fingerprint="", metadata={LISTING_ERROR: error})
 
 
 @dataclass(frozen=True)

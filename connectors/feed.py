@@ -38,14 +38,22 @@ __all__ = ["FEED_MAX_BYTES", "FeedConnector", "feed_language", "looks_like_feed_
 FEED_MAX_BYTES = 64 * 1024 * 1024
 
 _FEED_SUFFIXES = (".rss", ".atom", ".xml")
-_FEED_WORDS = ("/feed", "/rss", "/atom", "format=rss", "feed=")
+_FEED_FOLDERS = frozenset({"feed", "rss", "atom"})
+_FEED_QUERY_WORDS = ("format=rss", "feed=")
 
 
 def looks_like_feed_name(url: str) -> bool:
-    """Whether a URL's path says "feed" (``.rss``, ``.xml``, ``/feed``, ``/rss`` ...)."""
+    """Whether a URL's path says "feed": it ends with ``.rss``/``.atom``/``.xml`` or has a
+    ``feed``, ``rss`` or ``atom`` folder (``/feed``, ``/podcast/rss/``; not ``/feedback``), or
+    its query asks for one (``?format=rss``)."""
     lowered = url.lower().split("#", 1)[0]
-    path = lowered.split("?", 1)[0]
-    return path.endswith(_FEED_SUFFIXES) or any(word in lowered for word in _FEED_WORDS)
+    path, _, query = lowered.partition("?")
+    folders = path.split("://", 1)[-1].split("/")[1:]
+    return (
+        path.endswith(_FEED_SUFFIXES)
+        or any(folder in _FEED_FOLDERS for folder in folders)
+        or any(word in query for word in _FEED_QUERY_WORDS)
+    )
 
 
 class FeedConnector:
@@ -79,7 +87,10 @@ class FeedConnector:
         parsed = feedparser.parse(self._fetch())
         if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
             reason = parsed.get("bozo_exception", "not RSS or Atom")
-            raise ConnectorError(f"{self._shown!r} is not a readable RSS/Atom feed: {reason}")
+            raise ConnectorError(
+                f"{self._shown!r} is not a readable RSS/Atom feed ({reason}); check that the URL is "
+                "the feed itself, not its web page (a page of media links: --no-feed)"
+            )
         feed_title = str(parsed.feed.get("title", ""))
         language = feed_language(parsed.feed.get("language"))
         seen: set[str] = set()
@@ -146,6 +157,8 @@ class FeedConnector:
         if enclosure is None:
             return None
         real = urljoin(self._url, str(enclosure.get("href", "")))
+        if scheme_of(real) in HTTP_SCHEMES:
+            real = real.split("#", 1)[0]  # never sent; the item's links add their own '#t=
         href = redact_url(real)
         self._real[href] = real
         length = _int_or_none(enclosure.get("length"))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 from typing import IO, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from clasp_ingest.connectors.addresses import BlockedAddressError, allowed_addresses
 from clasp_ingest.connectors.base import MediaTooLargeError, OpenOptions, temporary_target
@@ -37,6 +37,8 @@ from clasp_ingest.errors import ConnectorError, TransientConnectorError
 
 __all__ = [
     "HTTP_SCHEMES",
+    "HttpStatusError",
+    "RefusedError",
     "Target",
     "abort_downloads",
     "download",
@@ -44,6 +46,7 @@ __all__ = [
     "head",
     "index_links",
     "open_http",
+    "request_path",
 ]
 
 HTTP_SCHEMES = frozenset({"http", "https"})
@@ -52,6 +55,13 @@ _MAX_REDIRECTS = 5
 _HEADERS = {"User-Agent": "clasp-ingest", "Accept-Encoding": "identity", "Accept": "*/*"}
 _DEADLINE_FIX = "raise it with --download-deadline SECONDS (CLASP_DOWNLOAD_DEADLINE_S)"
 _RATE_FIX = "lower it with --min-download-rate BYTES_PER_S (CLASP_MIN_DOWNLOAD_RATE; 0: no minimum)"
+#: Statuses of a HEAD that a GET may still pass: servers that refuse HEAD (405, 501) and signed
+#: URLs valid for GET only (S3/GCS answer a HEAD of a presigned GET URL with 403 or 400).
+_HEAD_REFUSED = frozenset({400, 403, 405, 501})
+#: What a request line may carry as it is; everything else is percent-encoded (UTF-8), as
+#: browsers do: RFC 3986's reserved and unreserved characters, and '%' (escapes already there).
+_PATH_SAFE = "/:@!$&'()*+,;=~%"
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 #: Requests in flight in any thread, so that :func:`abort_downloads` can cut them.
 _IN_FLIGHT: set[_Budget] = set()
@@ -71,6 +81,18 @@ class Target:
     def shown(self) -> str:
         where = f" ({self.via})" if self.via else ""
         return f"{redact_url(self.url)!r}{where}"
+
+
+class HttpStatusError(ConnectorError):
+    """A non-redirect, non-2xx answer (``status``)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RefusedError(ConnectorError):
+    """A request not sent: its host resolves to a refused address, or a redirect left http(s)."""
 
 
 class _Budget:
@@ -198,15 +220,15 @@ def _cut(budget: _Budget) -> None:
 def _send(
     conn: http.client.HTTPConnection, url: str, method: str, budget: _Budget
 ) -> http.client.HTTPResponse:
-    parts = urlsplit(url)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        conn.request(method, path, headers=_HEADERS)
+        conn.request(method, request_path(url), headers=_HEADERS)
         budget.sock = conn.sock
         _wait_limit(budget)
-        return conn.getresponse()
+        response = conn.getresponse()
     except BlockedAddressError as exc:
-        raise ConnectorError(f"refused {budget.shown}: {exc}") from None
+        raise RefusedError(f"refused {budget.shown}: {exc}") from None
+    except http.client.InvalidURL:  # its text quotes the URL unredacted
+        raise ConnectorError(f"{budget.shown} is not a valid http(s) URL; check it") from None
     except TimeoutError:
         raise budget.stalled("answer") from None
     except (OSError, http.client.HTTPException) as exc:
@@ -215,6 +237,17 @@ def _send(
         raise TransientConnectorError(
             f"{budget.shown} cannot be reached ({reason}); check the URL and that its server is up"
         ) from None
+    budget.check()  # the deadline's watchdog may have cut the headers short
+    return response
+
+
+def request_path(url: str) -> str:
+    """The request target of ``url``: its path and query, percent-encoded where they hold
+    characters a request line cannot (``/café talk.opus`` → ``/caf%C3%A9%20talk.opus``);
+    escapes already there stay as they are."""
+    parts = urlsplit(url)
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    return path + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")
 
 
 def _wait_limit(budget: _Budget) -> None:
@@ -224,25 +257,32 @@ def _wait_limit(budget: _Budget) -> None:
 
 
 def _check_status(response: http.client.HTTPResponse, budget: _Budget) -> None:
-    if response.status in (404, 410):
-        raise ConnectorError(f"{budget.shown} does not exist (HTTP {response.status}); check the URL")
-    if response.status == 429 or response.status >= 500:
-        raise TransientConnectorError(
-            f"{budget.shown} answered HTTP {response.status} {response.reason}; the server is busy "
-            "or failing, try again later"
+    status = response.status
+    if status in (404, 410):
+        raise HttpStatusError(f"{budget.shown} does not exist (HTTP {status}); check the URL", status)
+    if status == 429 or status >= 500:
+        raise _TransientStatusError(
+            f"{budget.shown} answered HTTP {status} {response.reason}; the server is busy "
+            "or failing, try again later",
+            status,
         )
-    if response.status >= 400:
-        raise ConnectorError(
-            f"{budget.shown} answered HTTP {response.status} {response.reason}; "
-            "check the URL and that it is readable without a login"
+    if status >= 400:
+        raise HttpStatusError(
+            f"{budget.shown} answered HTTP {status} {response.reason}; "
+            "check the URL and that it is readable without a login",
+            status,
         )
+
+
+class _TransientStatusError(HttpStatusError, TransientConnectorError):
+    """A 429 or 5xx answer: worth another try later."""
 
 
 def _next_hop(url: str, location: str, budget: _Budget) -> str:
     target = urljoin(url, location)
     scheme = urlsplit(target).scheme.lower()
     if scheme not in HTTP_SCHEMES:
-        raise ConnectorError(
+        raise RefusedError(
             f"refused {budget.shown}: it redirects to a {scheme}:// URL; only http(s) redirects are followed"
         )
     return target
@@ -305,7 +345,7 @@ def _copy(response: http.client.HTTPResponse, writer: IO[bytes], budget: _Budget
         budget.check()
     budget.check()  # the watchdog's cut reads as the end of the body
     if response.length:
-        raise ConnectorError(
+        raise TransientConnectorError(
             f"{budget.shown}: the server closed the connection after {budget.total} bytes, "
             f"{response.length} bytes short of its Content-Length; try again"
         )
@@ -335,7 +375,13 @@ def open_http(target: Target, options: OpenOptions) -> Iterator[str]:
 def fetch_bytes(target: Target, options: OpenOptions, limit: int) -> bytes:
     """The body of ``target`` (a feed, an index page), at most ``limit`` bytes."""
     buffer = io.BytesIO()
-    download(target, buffer, replace(options, max_bytes=limit))
+    try:
+        download(target, buffer, replace(options, max_bytes=limit))
+    except MediaTooLargeError:  # its remedy (--max-bytes) is for media, not for this limit
+        raise ConnectorError(
+            f"{target.shown} is larger than {limit} bytes, the most read of a feed or index page; "
+            "give the media URLs themselves as sources"
+        ) from None
     return buffer.getvalue()
 
 
@@ -345,8 +391,8 @@ def head(target: Target, options: OpenOptions) -> dict[str, Any]:
     try:
         with _response(target, budget, "HEAD") as (url, response):
             return _info(url, response)
-    except ConnectorError as exc:
-        if "HTTP 405" not in str(exc) and "HTTP 501" not in str(exc):
+    except HttpStatusError as exc:
+        if exc.status not in _HEAD_REFUSED:
             raise
     with _response(target, _Budget(target, options)) as (url, response):
         return _info(url, response)

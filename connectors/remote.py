@@ -25,8 +25,9 @@ from clasp_ingest.connectors.base import (
     has_media_suffix,
     is_media_name,
     temporary_download,
+    unreadable_ref,
 )
-from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, head, index_links, open_http
+from clasp_ingest.connectors.http import HTTP_SCHEMES, RefusedError, Target, head, index_links, open_http
 from clasp_ingest.connectors.local import has_glob_magic
 from clasp_ingest.connectors.urls import REDACTED, host_of, redact_url
 
@@ -54,6 +55,9 @@ REMOTE_SCHEMES: Mapping[str, str | None] = {
 INDEX_MAX_BYTES = 16 * 1024 * 1024
 
 _QUOTE = '"'
+#: Content types that make an http(s) URL without a media extension a media file (else it
+#: is read as an index page).
+_MEDIA_TYPES = ("audio/", "video/", "application/ogg", "application/mp4", "application/x-matroska")
 _VERSION_KEYS = ("ETag", "etag", "md5Hash", "Content-MD5", "Digest", "generation")
 _TIME_KEYS = ("Last-Modified", "LastModified", "updated", "mtime")
 
@@ -173,6 +177,8 @@ class FsspecConnector:
     ) -> None:
         if scheme_of(url) not in REMOTE_SCHEMES:
             raise ConnectorError(f"{redact_url(url)!r} is not an http(s)://, s3:// or gs:// URL")
+        if scheme_of(url) in HTTP_SCHEMES:
+            url = url.split("#", 1)[0]  # a fragment never reaches the server (and links add '#t=')
         self._url = url
         self._shown = redact_url(url)
         self._real: dict[str, str] = {self._shown: url}  # redacted uri -> real URL, in memory only
@@ -233,17 +239,19 @@ class FsspecConnector:
         return Target(url, self._trusted, via)
 
     def _http_refs(self) -> Iterator[MediaRef]:
-        if is_media_name(self._url):
-            yield self._http_ref(self._url, head(self._target(self._url), self._open_options))
+        info = None if is_media_name(self._url) else head(self._target(self._url), self._open_options)
+        if info is None or str(info.get("type", "")).startswith(_MEDIA_TYPES):
+            # a media file, by its name or (``/download?id=7``) by its Content-Type
+            yield self._http_ref(self._url, info or head(self._target(self._url), self._open_options))
             return
         links = index_links(self._target(self._url), self._open_options, INDEX_MAX_BYTES)
         for url in (link for link in links if is_media_name(link)):
             try:
-                info = head(self._target(url), self._open_options)
-            except ConnectorError as exc:
+                yield self._http_ref(url, head(self._target(url), self._open_options))
+            except RefusedError as exc:
                 log.warning("skipping a link of %s: %s", self._shown, exc)
-                continue
-            yield self._http_ref(url, info)
+            except ConnectorError as exc:  # fails alone, listed with the run's failures
+                yield unreadable_ref(redact_url(url), str(exc))
 
     def _http_ref(self, url: str, info: dict[str, Any]) -> MediaRef:
         uri = redact_url(url)

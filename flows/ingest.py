@@ -331,7 +331,9 @@ def _ingest_all(
         with pipeline.collection_for(store, model_id, dim, source=source, text_dim=text_dim):
             listed = _listed(connectors, errors, store, pruned if work.options.prune else None)
             todo, skipped = pipeline.select_new(listed, store, force=work.options.force)
-            log.info("%d media to ingest, %d unchanged", len(todo), len(skipped))
+            log.info(
+                "%d media to ingest, %d unchanged", len(todo), sum(r.status == "skipped" for r in skipped)
+            )
             tracker = _Tracker(len(todo) + len(skipped), skipped)
             if todo:  # each worker process loads the model itself, and checks it against its config
                 with store.bulk():

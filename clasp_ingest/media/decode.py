@@ -407,12 +407,17 @@ def _reason(tail: str, code: int) -> str:
         return "the media has no audio stream (video only?); give a file with an audio track"
     if "no such file" in lowered:
         return "no such file or URL; check the source"
-    if "invalid data" in lowered or "invalid argument" in lowered or "moov atom not found" in lowered:
+    if any(
+        word in lowered for word in ("invalid data", "invalid argument", "moov atom not found", "end of file")
+    ):
         return (
             "not a readable media file (corrupt, truncated, or not audio/video); "
             "check that it plays, or download it again"
         )
-    return f"ffmpeg failed with exit code {code}"
+    return (
+        f"ffmpeg failed with exit code {code}; check that the file plays, "
+        "or convert it (ffmpeg -i FILE out.wav) and give that"
+    )
 
 
 def _reap(process: subprocess.Popen[bytes]) -> None:

@@ -203,8 +203,9 @@ def _seconds_text(seconds: float) -> str:
 
 
 def span_url(source: str, start_s: float, end_s: float) -> str:
-    """A media-fragment deep link: ``source#t=start,end`` (seconds)."""
-    return f"{source}#t={_seconds_text(start_s)},{_seconds_text(end_s)}"
+    """A media-fragment deep link: ``source#t=start,end`` (seconds; a fragment ``source``
+    already has is replaced)."""
+    return f"{source.split('#', 1)[0]}#t={_seconds_text(start_s)},{_seconds_text(end_s)}"
 
 
 def page_content(title: str, source: str, start_s: float, end_s: float) -> str:

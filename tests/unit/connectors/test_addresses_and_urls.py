@@ -160,3 +160,62 @@ def test_settings_give_the_download_options(monkeypatch: pytest.MonkeyPatch) -> 
         OpenOptions(deadline_s=0)
     with pytest.raises(ValueError, match="min_rate_bytes_s"):
         OpenOptions(min_rate_bytes_s=-1)
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("http://h/café talk.opus", "/caf%C3%A9%20talk.opus"),
+        ("http://h/caf%C3%A9.opus?a=1&b=é", "/caf%C3%A9.opus?a=1&b=%C3%A9"),  # escapes stay as they are
+        ("http://h/a.opus?token=x y#frag", "/a.opus?token=x%20y"),  # a fragment is never sent
+        ("http://h", "/"),
+        ("http://h/line\nbreak.opus", "/linebreak.opus"),  # urlsplit drops tabs and newlines, as browsers do
+        ("http://h/a\x7fb.opus", "/a%7Fb.opus"),
+        ("http://h/s3/k.mp3?X-Amz-Signature=ab%2Bc&x=/y", "/s3/k.mp3?X-Amz-Signature=ab%2Bc&x=/y"),
+    ],
+)
+def test_request_path_percent_encodes_what_a_request_line_cannot_carry(url: str, target: str) -> None:
+    from clasp_ingest.connectors.http import request_path
+
+    assert request_path(url) == target
+
+
+@pytest.mark.parametrize(
+    ("url", "feed"),
+    [
+        ("http://h/feed", True),
+        ("http://h/podcast/rss/", True),
+        ("http://h/show/atom", True),
+        ("http://h/episodes.xml", True),
+        ("http://h/list?format=rss", True),
+        ("http://h/feedback-talks.html", False),
+        ("http://h/feeds/index.html", False),
+        ("http://h/rss-archive/", False),
+        ("http://h/talks/", False),
+    ],
+)
+def test_feed_names_are_whole_folders_suffixes_or_queries(url: str, feed: bool) -> None:
+    from clasp_ingest.connectors.feed import looks_like_feed_name
+
+    assert looks_like_feed_name(url) is feed
+
+
+def test_media_names_are_never_read_as_feeds_and_no_feed_forces_it() -> None:
+    from clasp_ingest.connectors import FsspecConnector
+
+    # decided without a request: a media extension wins over a 'feed' folder; --no-feed wins
+    assert isinstance(connector_for_offline("http://h/feeds/ep.mp3"), FsspecConnector)
+    assert isinstance(connector_for_offline("http://h/feed", feed=False), FsspecConnector)
+
+
+def connector_for_offline(url: str, feed: bool | None = None) -> object:
+    from clasp_ingest.connectors import connector_for
+
+    return connector_for(url, feed=feed)
+
+
+def test_span_links_replace_a_fragment_the_source_has() -> None:
+    from clasp_ingest.store import span_url
+
+    assert span_url("http://h/a.opus?v=1#frag", 10.012, 13.5) == "http://h/a.opus?v=1#t=10.012,13.5"
+    assert span_url("file:///x/a%23b.opus", 1, 2) == "file:///x/a%23b.opus#t=1,2"
