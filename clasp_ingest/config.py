@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,8 +30,10 @@ class Settings(BaseSettings):
     # model
     model: str = Field("clasp-mini", description="Model preset name or a model directory.")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    dtype: str = Field("auto", description="'auto' (fp32 on CPU, bf16 on GPU), 'fp32', 'fp16', 'bf16'.")
-    engine: str = Field(
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="'auto' (fp32 on CPU, bf16 on GPU), 'fp32', 'fp16', 'bf16'."
+    )
+    engine: Literal["auto", "onnx", "torch"] = Field(
         "auto",
         description="'auto' (ONNX Runtime on the CPU for models it runs, e.g. clasp-mini; else torch), "
         "'onnx' or 'torch'.",
@@ -72,6 +75,13 @@ class Settings(BaseSettings):
     qdrant_path: Path = Field(default_factory=lambda: default_data_dir() / "qdrant")
     qdrant_grpc: bool = False
     collection: str = "clasp_segments"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            raise ValueError("use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return value
 
     @field_validator("qdrant_path", "model_dir")
     @classmethod

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -830,7 +831,7 @@ def query_metric_for(model: AudioTextEncoder) -> QueryMetric | None:
 
 
 def ingest_source(
-    connectors: Connector | Sequence[Connector],
+    connectors: Connector | Iterable[Connector] | str | os.PathLike[str],
     model: AudioTextEncoder,
     store: QdrantStore,
     options: PipelineOptions | None = None,
@@ -841,8 +842,10 @@ def ingest_source(
 ) -> IngestSummary:
     """Ingest every new or changed item of one or more sources; skip items stored complete.
 
-    A bad item fails alone (listed in the summary); transient failures are retried first.
-    Raises only when the run cannot proceed (e.g. the collection belongs to another model).
+    ``connectors``: one connector or several (any iterable); paths and URLs are made into
+    connectors as the CLI does. A bad item fails alone (listed in the summary); transient
+    failures are retried first. Raises only when the run cannot proceed (e.g. the collection
+    belongs to another model).
     ``model_source`` (preset name or model directory) is recorded with a new collection;
     ``recreate`` drops the collection first (see :func:`collection_for`). A ``Preloadable``
     model starts loading as soon as there is something to ingest. With
@@ -850,7 +853,7 @@ def ingest_source(
     """
     opts = options or PipelineOptions()
     started = time.perf_counter()
-    sources = [connectors] if not isinstance(connectors, Sequence) else list(connectors)
+    sources = _connectors(connectors)
     text_dim = text_dim_for(model) if opts.transcribe else None
     metric = query_metric_for(model) if recreate or not store.exists() else None
     with collection_for(
@@ -874,6 +877,28 @@ def ingest_source(
                 results.append(_with_retries(ref, opts, run))
                 _report(on_progress, total, results)
     return IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started, tuple(pruned or ()))
+
+
+def _connectors(given: Any) -> list[Connector]:
+    """One connector or any iterable of them (a list, a generator); a path or URL, or several,
+    become connectors as the CLI makes them (:func:`~clasp_ingest.connectors.connector_for`)."""
+    from clasp_ingest.connectors import connector_for
+
+    items = (
+        [given] if isinstance(given, str | os.PathLike) or not isinstance(given, Iterable) else list(given)
+    )
+    connectors: list[Connector] = []
+    for item in items:
+        if isinstance(item, str | os.PathLike):
+            connectors.append(connector_for(str(item)))
+        elif callable(getattr(item, "discover", None)) and callable(getattr(item, "open", None)):
+            connectors.append(item)
+        else:
+            raise TypeError(
+                f"ingest_source needs connectors (or paths/URLs), got {item!r}; "
+                "make one with clasp_ingest.connectors.connector_for(SOURCE)"
+            )
+    return connectors
 
 
 def text_dim_for(model: Any) -> int:

@@ -123,14 +123,23 @@ def check_unchanged(span: Document | SpanHit | Span) -> None:
     A span's times hold for the version of the file that was ingested (its ``size-mtime_ns``
     fingerprint, payload ``version``); a file rewritten since may hold other audio there, so
     cutting it would play, or transcribe and store, the wrong words. Remote sources and
-    versions of another form (a ``MediaRef`` a library user made) are not checked; a missing
-    file is left to the decoder to report.
+    versions of another form (a ``MediaRef`` a library user made) are not checked. A local file
+    that is gone (moved or deleted since) raises too, naming the remedy.
     """
     source, start_s, end_s = _span_of(span)
-    version = _stored_version(span)
-    if version is None or not _LOCAL_VERSION.fullmatch(version) or urlparse(source).scheme != "file":
+    if urlparse(source).scheme != "file":
         return
     path = path_of_uri(source)
+    if not path.exists():
+        raise MediaDecodeError(
+            source,
+            "the file is no longer there (moved or deleted since it was ingested); ingest it from "
+            "where it is now (clasp-ingest ingest NEW_PATH) and search again, or remove its spans "
+            f"(clasp-ingest store delete '{source}')",
+        )
+    version = _stored_version(span)
+    if version is None or not _LOCAL_VERSION.fullmatch(version):
+        return
     try:
         now = local_fingerprint(path)
     except OSError:

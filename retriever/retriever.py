@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from clasp_ingest.errors import CollectionMismatchError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.base import QueryEncoder
 from clasp_ingest.store.base import (
@@ -161,6 +162,7 @@ class ClaspRetriever(BaseRetriever):
     def model_post_init(self, context: Any, /) -> None:
         if self.transcribe == "lazy" and self.transcriber is None:
             self.transcriber = Transcriber()  # cheap: the model loads when a span needs words
+        _check_model(self.store, self.model)
 
     @model_validator(mode="before")
     @classmethod
@@ -265,6 +267,13 @@ class ClaspRetriever(BaseRetriever):
 
     # ----- lifetime
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (``update`` applied) that shares this retriever's store without owning it:
+        closing the copy leaves the store open for this one."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._owned_store = None
+        return copy
+
     def close(self) -> None:
         """Close the store this retriever opened (``from_*``); a store passed in stays open."""
         store, self._owned_store = self._owned_store, None
@@ -358,8 +367,13 @@ class ClaspRetriever(BaseRetriever):
     def _widen(self, hit: SpanHit, context: int, members: dict[str, SpanHit]) -> Span:
         neighbours: list[SpanHit] = []
         if context:
-            index = int(hit.payload.get("metadata", {}).get("segment_index", 0))
-            neighbours = self.store.segments(hit.media_id, max(0, index - context), index + context)
+            meta = hit.payload.get("metadata", {})
+            index = int(meta.get("segment_index", 0))
+            version = meta.get("version")
+            neighbours = self.store.segments(
+                hit.media_id, max(0, index - context), index + context,
+                version=str(version) if version is not None else None,
+            )  # fmt: skip
         for member in (*neighbours, hit):
             members[str(member.point_id)] = member
         return span_from_hit(hit, neighbours)
@@ -455,6 +469,28 @@ def _log_missing_words(spans: list[Span]) -> None:
             "to transcribe them at query time",
             missing,
             len(spans),
+        )
+
+
+def _check_model(store: QdrantStore, model: Any) -> None:
+    """Refuse a query model that makes other vectors than ``store``'s collection holds (one of
+    the same width would search, and return nonsense); a collection made later is checked by
+    the store when it is written."""
+    from clasp_ingest.model.query import searches
+
+    identity = store.identity
+    if identity is None:
+        return
+    config = getattr(model, "config", None)
+    model_id = getattr(model, "model_id", None)
+    fits = (
+        searches(config, identity.model_id) if config is not None else model_id in (None, identity.model_id)
+    )
+    if not fits or getattr(model, "dim", identity.dim) != identity.dim:
+        raise CollectionMismatchError(
+            f"collection {store.collection!r} holds vectors of model {identity.model_id!r}, but the "
+            f"query model is {model_id!r}; use the collection's own model "
+            "(ClaspRetriever.from_path/from_url/from_settings load it)"
         )
 
 

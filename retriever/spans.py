@@ -34,7 +34,10 @@ class Span:
 
     @property
     def transcript(self) -> str | None:
-        """The words of the span's transcribed segments in time order; None when none has words."""
+        """The span's words in time order, once every segment of it is transcribed; None before
+        (a neighbour's words alone would pass for the whole span's) or when none has words."""
+        if not self.texts or any(text is None for text in self.texts):
+            return None
         words = [text for text in self.texts if text]
         return " ".join(words) if words else None
 

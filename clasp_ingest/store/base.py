@@ -1012,13 +1012,19 @@ class QdrantStore(abc.ABC):
         found = {p.id: p for p in self._retry(lambda: self._retrieve(ids), "reading points")}
         return [found[pid] for pid in point_ids if pid in found]
 
-    def segments(self, media_id: str, first_index: int, last_index: int) -> list[SpanHit]:
-        """Complete spans of ``media_id`` with ``first_index <= segment_index <= last_index``."""
+    def segments(
+        self, media_id: str, first_index: int, last_index: int, *, version: str | None = None
+    ) -> list[SpanHit]:
+        """Complete spans of ``media_id`` with ``first_index <= segment_index <= last_index``
+        (of its ``version`` only, when given: a hit's neighbours, even where a replace was cut
+        short between completing the new version and deleting the old one)."""
         where = (
             meta_equals("media_id", media_id)
             & meta_equals("state", STATE_COMPLETE)
             & Where((Condition(meta_key("segment_index"), gte=first_index, lte=last_index),))
         )
+        if version is not None:
+            where = where & meta_equals("version", version)
         points, _ = self._scroll(where, last_index - first_index + 1, None, False)
         hits = [hit_from_point(p) for p in points]
         return sorted(hits, key=lambda h: int(h.payload["metadata"]["segment_index"]))

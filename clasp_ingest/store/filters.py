@@ -16,6 +16,7 @@ naming the unsupported part.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, Union
@@ -37,6 +38,8 @@ __all__ = [
     "where_from_qdrant",
 ]
 
+#: SearchFilter's fields that match text: one value, or any of several.
+_TEXT_KEYS = ("media_id", "source", "language")
 #: The keys of a Qdrant filter in its JSON (REST) form.
 _QDRANT_KEYS = frozenset({"must", "should", "must_not", "min_should"})
 
@@ -96,18 +99,18 @@ def meta_equals(key: str, value: str | int) -> Where:
 class SearchFilter:
     """What a search may return: media items, sources, language, a time range.
 
-    ``start_s_gte``/``end_s_lte`` keep spans that lie inside the range. A tuple of media ids
-    or sources matches any of them.
+    ``start_s_gte``/``end_s_lte`` (seconds) keep spans that lie inside the range. Several media
+    ids, sources or languages (a tuple, list or set) match any of them.
     """
 
     media_id: str | tuple[str, ...] | None = None
     source: str | tuple[str, ...] | None = None
-    language: str | None = None
+    language: str | tuple[str, ...] | None = None
     start_s_gte: float | None = None
     end_s_lte: float | None = None
 
     def __post_init__(self) -> None:
-        for key in ("media_id", "source"):  # one, or several in any collection (kept as a tuple)
+        for key in _TEXT_KEYS:  # one, or several in any collection (kept as a tuple)
             value = getattr(self, key)
             if isinstance(value, list | set | frozenset):
                 value = tuple(value)
@@ -115,8 +118,13 @@ class SearchFilter:
             several = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
             if value is not None and not isinstance(value, str) and not several:
                 raise FilterError(f"SearchFilter {key} must be a string or strings, got {value!r}")
+        for key in ("start_s_gte", "end_s_lte"):
+            value = getattr(self, key)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and not (number and math.isfinite(value)):
+                raise FilterError(f"SearchFilter {key} must be a number of seconds, got {value!r}")
         if self.start_s_gte is not None and self.end_s_lte is not None and self.end_s_lte < self.start_s_gte:
-            raise ValueError(f"SearchFilter time range is empty: {self.start_s_gte}..{self.end_s_lte}")
+            raise FilterError(f"SearchFilter time range is empty: {self.start_s_gte}..{self.end_s_lte}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchFilter:
@@ -133,14 +141,12 @@ class SearchFilter:
 
     def where(self) -> Where:
         conds: list[Condition] = []
-        for key in ("media_id", "source"):
+        for key in _TEXT_KEYS:
             value = getattr(self, key)
             if isinstance(value, tuple):
                 conds.append(Condition(meta_key(key), any_of=value))
             elif value is not None:
                 conds.append(Condition(meta_key(key), value=value))
-        if self.language is not None:
-            conds.append(Condition(meta_key("language"), value=self.language))
         if self.start_s_gte is not None:
             conds.append(Condition(meta_key("start_s"), gte=self.start_s_gte))
         if self.end_s_lte is not None:

@@ -83,7 +83,7 @@ def test_a_bad_device_or_engine_fails_the_run_before_recreate_drops_anything(
     monkeypatch.setenv("CLASP_ENGINE", "tensorrt")
     for flow in ([], ["--flow"]):
         run = _ingest(str(speech_sources["two.mp3"]), *store, "--recreate", *flow)
-        assert run.exit_code == 1 and "engine 'tensorrt' is unknown" in run.stderr, run.output
+        assert run.exit_code == 1 and "CLASP_ENGINE='tensorrt'" in run.stderr, run.output
     with open_store(path=tmp_path / "q") as opened:
         assert opened.count() == kept  # nothing dropped
 
@@ -127,3 +127,23 @@ def test_help_documents_the_download_limits_and_the_address_check() -> None:
         assert option in text
     for variable in ("CLASP_DOWNLOAD_DEADLINE_S", "CLASP_MIN_DOWNLOAD_RATE", "CLASP_ALLOW_PRIVATE_HOSTS"):
         assert variable in text
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("CLASP_DTYPE", "fp8", "'auto', 'fp32', 'fp16' or 'bf16'"),
+        ("CLASP_DEVICE", "tpu", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+        ("CLASP_ENGINE", "gpu", "'auto', 'onnx' or 'torch'"),
+    ],
+)
+def test_bad_runtime_variables_are_refused_by_settings(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
+    from pydantic import ValidationError
+
+    from clasp_ingest.config import Settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=named):
+        Settings()

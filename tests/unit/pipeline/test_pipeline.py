@@ -323,3 +323,15 @@ def test_media_without_speech_is_recorded_and_skipped_while_unchanged(
     assert store.count() == 1 and store.search(np.ones(tiny_model.dim, dtype=np.float32), k=5) == []
     again = ingest_source(LocalConnector(media), tiny_model, store, FAST)
     assert again.media_skipped == 1 and again.media_ok == 0 and again.results[0].audio_s == 0.0
+
+
+def test_sources_may_be_any_iterable_of_connectors_or_paths(
+    folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore
+) -> None:
+    files = sorted(folder.iterdir())[:2]
+    summary = ingest_source((LocalConnector(f) for f in files), tiny_model, store, FAST)  # a generator
+    assert summary.media_ok == 2
+    assert ingest_source(str(files[0]), tiny_model, store, FAST).media_skipped == 1  # a path is a source
+    assert ingest_source({files[1]}, tiny_model, store, FAST).media_skipped == 1
+    with pytest.raises(TypeError, match=r"ingest_source needs connectors.*connector_for"):
+        ingest_source([3], tiny_model, store, FAST)  # type: ignore[list-item]

@@ -138,6 +138,15 @@ def test_a_span_of_a_file_changed_since_ingest_is_refused(stereo_steps: Path) ->
     assert len(span_clip(Document(page_content="steps", metadata=other)))
 
 
+def test_a_span_of_a_file_moved_away_names_the_remedy(stereo_steps: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "moved.wav"
+    moved.write_bytes(stereo_steps.read_bytes())
+    meta = {"source": moved.as_uri(), "start_s": 1.0, "end_s": 2.0, "version": "v1"}
+    moved.unlink()
+    with pytest.raises(MediaDecodeError, match=r"no longer there.*ingest it from where it is now"):
+        span_clip(Span("m", moved.as_uri(), "moved", 1.0, 2.0, 1.0, extra=meta))
+
+
 def test_a_cut_shorter_than_its_span_is_refused(stereo_steps: Path, tmp_path: Path) -> None:
     from clasp_ingest.retriever.audio import span_samples
 

@@ -98,3 +98,23 @@ def test_text_embeddings_from_a_collection(edge_path: Path, model: AudioTextEnco
 def test_text_embeddings_load_only_the_text_side() -> None:
     emb = ClaspTextEmbeddings(model_name="tiny-random", device="cpu")
     assert isinstance(emb.model, QueryModel) and len(emb.embed_query("hello")) == emb.model.dim
+
+
+def test_a_query_model_of_another_model_is_refused_even_at_the_same_width(
+    edge_path: Path, model: AudioTextEncoder
+) -> None:
+    import dataclasses
+
+    other = QueryModel(dataclasses.replace(model.config, model_id="someone-else"), model.text, None)  # type: ignore[attr-defined]
+    with open_store(path=edge_path, collection="talks") as store:
+        assert other.dim == model.dim
+        with pytest.raises(CollectionMismatchError, match="'someone-else'"):
+            ClaspRetriever(store=store, model=other)
+        ClaspRetriever(store=store, model=model)  # its own model: fine
+
+
+def test_a_copy_shares_the_store_without_closing_it(edge_path: Path) -> None:
+    with ClaspRetriever.from_path(edge_path, collection="talks") as retriever:
+        with retriever.model_copy(update={"k": 2}) as variant:
+            assert len(variant.invoke(SENTENCES[7])) == 2
+        assert len(retriever.invoke(SENTENCES[7])) == 4  # still open

@@ -220,3 +220,14 @@ def test_an_empty_query_is_refused(store: QdrantStore, model: AudioTextEncoder, 
         retriever.invoke(query)
     with pytest.raises(ValueError, match="the query is empty"):
         asyncio.run(retriever.ainvoke(query))
+
+
+def test_a_span_has_words_only_once_every_segment_has_them() -> None:
+    from clasp_ingest.retriever import Span
+
+    def span(*texts: str | None) -> Span:
+        return Span("m", "file:///a.wav", "a", 0.0, 9.0, 0.5, tuple(range(len(texts))), texts=texts)
+
+    assert span("one.", None, "three.").transcript is None  # partial words would pass for the span's
+    assert span("one.", "", "three.").transcript == "one. three."  # a silent segment has no words
+    assert span(None).transcript is None and span("").transcript is None

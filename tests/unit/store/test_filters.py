@@ -156,3 +156,19 @@ def test_a_search_filter_takes_several_ids_in_any_collection(store: QdrantStore)
     assert SearchFilter(media_id={"m1"}).media_id == ("m1",)
     with pytest.raises(FilterError, match="media_id must be a string or strings, got 3"):
         SearchFilter(media_id=3)  # type: ignore[arg-type]
+
+
+def test_several_languages_match_any_and_bad_values_are_refused_by_name(store: QdrantStore) -> None:
+    _fill(store)
+    assert store.count(SearchFilter(language=["en", "fr"])) == 16  # a (en) and c (fr), 8 spans each
+    assert store.count({"language": ["es"]}) == 16
+    for bad, named in (
+        ({"start_s_gte": "10"}, "start_s_gte must be a number of seconds, got '10'"),
+        ({"end_s_lte": float("nan")}, "end_s_lte must be a number of seconds"),
+        ({"start_s_gte": True}, "start_s_gte must be a number of seconds"),
+        ({"language": 7}, "language must be a string or strings, got 7"),
+    ):
+        with pytest.raises(FilterError, match=named):
+            to_where(bad)
+    with pytest.raises(FilterError, match="time range is empty"):
+        SearchFilter(start_s_gte=5, end_s_lte=1)

@@ -211,6 +211,8 @@ def test_segments_in_index_order(store: QdrantStore) -> None:
     spans = store.segments(a.ref.media_id, 3, 5)
     assert [h.payload["metadata"]["segment_index"] for h in spans] == [3, 4, 5]
     assert [h.start_s for h in spans] == [6.0, 8.0, 10.0]
+    assert len(store.segments(a.ref.media_id, 3, 5, version="v1")) == 3
+    assert store.segments(a.ref.media_id, 3, 5, version="v2") == []  # a hit's neighbours: its version only
 
 
 def test_collection_mismatch_is_reported(store: QdrantStore) -> None:
