@@ -157,7 +157,8 @@ def convert(src: Path, dst: Path, *args: str) -> Path:
 
 
 def mux_video(audio: Path, dst: Path, audio_offset_s: float = 0.0, seconds: float | None = None) -> Path:
-    """A video (tiny colour frames; H.264+AAC, or VP9+Opus for .webm) with ``audio`` as its track.
+    """A video (tiny colour frames; H.264+AAC, VP9+Opus for .webm, MPEG-2+MP2 for .mpg) with
+    ``audio`` as its track.
 
     ``audio_offset_s`` makes the audio stream start that late in the container.
     """
@@ -165,10 +166,10 @@ def mux_video(audio: Path, dst: Path, audio_offset_s: float = 0.0, seconds: floa
     video = f"color=c=blue:s=64x64:r=10:d={duration:.3f}"
     offset = ["-itsoffset", f"{audio_offset_s:.3f}"] if audio_offset_s else []
     cmd = [find_ffmpeg(), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", video, *offset]
-    codecs = (
-        ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-c:a", "libopus"] if dst.suffix == ".webm" else []
-    )
-    codecs = codecs or ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"]
+    codecs = {
+        ".webm": ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-c:a", "libopus"],
+        ".mpg": ["-c:v", "mpeg2video", "-c:a", "mp2"],  # an MPEG program stream (DVD-like)
+    }.get(dst.suffix, ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
     cmd += ["-i", str(audio), *codecs, str(dst)]
     subprocess.run(cmd, check=True)
     return dst

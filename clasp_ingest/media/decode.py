@@ -14,7 +14,10 @@ warning per item goes to ``on_warning`` (and the log).
 Timestamps: the audio filter ``aresample=async=1:first_pts=0`` pads the start with
 silence when the audio stream begins after the start of the media (a video whose audio
 starts at an offset), so sample ``n`` of the output is at ``n / sample_rate`` seconds of
-the media timeline.
+the media timeline. MPEG transport and program streams (``.ts``, ``.m2ts``, ``.mpg``,
+``.vob``...) need more: ffmpeg moves their start to that of the streams it uses, so there
+the video streams are copied to a null output too (no decoding), and the start stays the
+media's.
 """
 
 from __future__ import annotations
@@ -36,7 +39,15 @@ import numpy as np
 from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.log import get_logger
 
-__all__ = ["DecodeOptions", "decode_audio", "describe_damage", "find_ffmpeg", "is_url", "stream_audio"]
+__all__ = [
+    "DecodeOptions",
+    "decode_audio",
+    "describe_damage",
+    "find_ffmpeg",
+    "is_mpeg_stream",
+    "is_url",
+    "stream_audio",
+]
 
 logger = get_logger("media.decode")
 
@@ -62,6 +73,18 @@ _DAMAGE_RE = re.compile(
     r"invalid data|header missing|packet corrupt|corrupt|partial file|truncat|"
     r"error while decoding|filesize and duration do not match|incomplete frame",
     re.IGNORECASE,
+)
+#: Durations ffmpeg guessed (from the bitrate and file size) rather than read: not declared.
+_ESTIMATED = "Estimating duration from bitrate"
+#: A WAV of unknown length (written to a pipe); its last packet is short, which ffmpeg calls
+#: corrupt: no damage there.
+_OPEN_ENDED_WAV = "Ignoring maximum wav data size"
+_OPEN_ENDED_NOISE = ("packet corrupt", "corrupt input packet")
+#: An input too short for the resampler to give a sample (e.g. 1 ms at 48 kHz): no audio, no error.
+_NOTHING_FILTERED = "No filtered frames for output stream"
+#: MPEG-TS/PS names: see the module's "Timestamps".
+_MPEG_STREAM_SUFFIXES = frozenset(
+    {".ts", ".m2ts", ".mts", ".m2t", ".tp", ".trp", ".mpg", ".mpeg", ".m2p", ".vob", ".mod", ".tod"}
 )
 #: Decoded audio this much shorter than the declared duration is a stream that ends early.
 _SHORTFALL_MIN_S = 1.0
@@ -200,6 +223,10 @@ def _ffmpeg_args(source: str, opts: DecodeOptions) -> list[str]:
         args += ["-rw_timeout", str(int(opts.read_timeout_s * 1_000_000))]
     elif not source.startswith("file:"):
         source = f"file:{source}"  # a local name is never read as a protocol (``concat:``, ``subfile:``)
+    mpeg = is_mpeg_stream(source)
+    # the videos of an MPEG stream copied to nowhere keep its start time (module docstring); the
+    # audio too, so that output never lacks a stream (older ffmpeg refuses an empty one)
+    keep_start = ["-map", "0:a:0", "-map", "0:v?", "-c", "copy", "-f", "null", "-"] if mpeg else []
     return [
         *args,
         "-i",
@@ -217,7 +244,26 @@ def _ffmpeg_args(source: str, opts: DecodeOptions) -> list[str]:
         "-acodec",
         "pcm_f32le",
         "pipe:",
+        *keep_start,
     ]
+
+
+def is_mpeg_stream(source: str) -> bool:
+    """Whether ``source`` is an MPEG transport or program stream, by its name or (a local file)
+    its first bytes: TS sync bytes every 188 (or M2TS 192) bytes, or a PS pack header."""
+    path = source.removeprefix("file:")
+    if Path(path.split("?", 1)[0]).suffix.lower() in _MPEG_STREAM_SUFFIXES:
+        return True
+    if is_url(path) or not Path(path).is_file():  # a FIFO or device would block the read
+        return False
+    try:
+        with Path(path).open("rb") as file:
+            head = file.read(4 + 3 * 192)
+    except OSError:
+        return False
+    ts = len(head) >= 377 and head[0] == head[188] == head[376] == 0x47
+    m2ts = len(head) >= 389 and head[4] == head[196] == head[388] == 0x47
+    return ts or m2ts or head.startswith(b"\x00\x00\x01\xba")
 
 
 def _start_ffmpeg(source: str, opts: DecodeOptions) -> subprocess.Popen[bytes]:
@@ -246,6 +292,9 @@ class _FfmpegLog:
         self.audio_language: str | None = None  # that stream's language tag (the one decoded)
         self.damage: list[str] = []
         self.damage_count = 0
+        self.duration_estimated = False  # ffmpeg guessed the duration: nothing was declared
+        self.open_ended_wav = False
+        self.nothing_filtered = False
         self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
         self._thread.start()
 
@@ -264,6 +313,11 @@ class _FfmpegLog:
         if level in ("", "trace", "debug", "verbose", "info"):
             self._note_info(message)
         if level not in ("", "warning", "error", "fatal", "panic"):
+            return
+        self.duration_estimated = self.duration_estimated or message.startswith(_ESTIMATED)
+        self.open_ended_wav = self.open_ended_wav or message.startswith(_OPEN_ENDED_WAV)
+        self.nothing_filtered = self.nothing_filtered or message.startswith(_NOTHING_FILTERED)
+        if self.open_ended_wav and message.lower().startswith(_OPEN_ENDED_NOISE):
             return
         with self._lock:
             if level in ("", "warning"):
@@ -320,7 +374,14 @@ def _read_blocks(
         if filled < opts.block_bytes:
             break
     if total == 0 and process.wait() == 0:
-        raise MediaDecodeError(source, "no audio samples decoded; is the file empty?", stderr.text())
+        stderr.join()
+        if not stderr.nothing_filtered:  # else: audio too short to resample, i.e. none
+            raise MediaDecodeError(
+                source,
+                "no audio samples decoded (an audio track without sound data); check that the file "
+                "plays, or export it again",
+                stderr.text(),
+            )
 
 
 def _fill(fd: int, view: memoryview, source: str, opts: DecodeOptions, stderr: _FfmpegLog) -> int:
@@ -361,7 +422,7 @@ def _check_damage(
     A video's declared duration is not its audio's (a sound track may end before the
     pictures), so there only decoding errors count."""
     stderr.join()
-    declared_s = None if stderr.has_video else stderr.declared_s
+    declared_s = None if stderr.has_video or stderr.duration_estimated else stderr.declared_s
     if opts.strict:
         damage = describe_damage(decoded_s, declared_s, stderr.damage_count)
         if damage is not None:
