@@ -28,6 +28,7 @@ import typer
 
 from clasp_ingest.config import Settings
 from clasp_ingest.exitcodes import EXIT_ERROR, EXIT_PARTIAL
+from clasp_ingest.store.cli_store import MAX_BATCH, collection_name, server_url, store_folder
 
 if TYPE_CHECKING:
     from clasp_ingest.connectors.base import OpenOptions
@@ -52,13 +53,20 @@ def ingest_command(
         None, "--model", "-m", help="Model preset or directory (CLASP_MODEL, default clasp-mini)."
     ),
     collection: str | None = typer.Option(
-        None, "--collection", "-c", help="Qdrant collection (CLASP_COLLECTION, default clasp_segments)."
+        None,
+        "--collection",
+        "-c",
+        parser=collection_name,
+        help="Qdrant collection (CLASP_COLLECTION, default clasp_segments).",
     ),
     qdrant_path: Path | None = typer.Option(
-        None, "--qdrant-path", help="Embedded Qdrant directory (CLASP_QDRANT_PATH)."
+        None, "--qdrant-path", parser=store_folder, help="Embedded Qdrant directory (CLASP_QDRANT_PATH)."
     ),
     qdrant_url: str | None = typer.Option(
-        None, "--qdrant-url", help="Qdrant server URL (CLASP_QDRANT_URL; key: CLASP_QDRANT_API_KEY)."
+        None,
+        "--qdrant-url",
+        parser=server_url,
+        help="Qdrant server URL (CLASP_QDRANT_URL; key: CLASP_QDRANT_API_KEY).",
     ),
     feed: bool | None = typer.Option(
         None,
@@ -70,7 +78,9 @@ def ingest_command(
     device: str | None = typer.Option(
         None, "--device", help="'auto', 'cpu', 'cuda' or 'cuda:N' (CLASP_DEVICE)."
     ),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Segments per embedding batch."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, max=MAX_BATCH, help="Segments per embedding batch."
+    ),
     max_bytes: int | None = typer.Option(
         None, "--max-bytes", min=1, help="Largest download accepted, in bytes."
     ),
@@ -139,11 +149,12 @@ def ingest_command(
     if qdrant_path is not None and qdrant_url is not None:
         _fail("give --qdrant-path or --qdrant-url, not both")
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
+    settings.segmenter_options()  # CLASP_*_S values that do not fit together fail before anything
     run = _run_flow if flow else _run_pipeline
     arguments: dict[str, Any] = {
         "sources": list(sources),
         "model": model or settings.model,
-        "collection": collection or settings.collection,
+        "collection": settings.collection if collection is None else collection,
         "qdrant_url": qdrant_url,
         "qdrant_path": qdrant_path,
         "feed": feed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -11,10 +12,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from clasp_ingest.connectors.base import OpenOptions
+    from clasp_ingest.errors import ConfigError
     from clasp_ingest.media.decode import DecodeOptions
-    from clasp_ingest.media.segment import SegmenterOptions
+    from clasp_ingest.media.segment import SegmenterOptions, SegmenterOptionsError
 
 __all__ = ["Settings", "default_data_dir"]
+
+#: The settings that become :class:`~clasp_ingest.media.segment.SegmenterOptions` fields.
+_SEGMENTER_FIELDS = ("min_segment_s", "max_segment_s", "min_pause_s", "speech_pad_s")
+#: What each of them is, for messages.
+_SEGMENTER_MEANING = {
+    "min_segment_s": "the shortest segment",
+    "max_segment_s": "the longest segment",
+    "min_pause_s": "the shortest pause that ends a segment",
+    "speech_pad_s": "the padding around speech",
+}
 
 
 def default_data_dir() -> Path:
@@ -47,11 +59,11 @@ class Settings(BaseSettings):
         "usable cores (decoding runs beside embedding on a thread); `train`: every usable core.",
     )
 
-    # segmentation
-    min_segment_s: float = Field(1.0, gt=0)
-    max_segment_s: float = Field(15.0, gt=0)
-    min_pause_s: float = Field(0.3, ge=0)
-    speech_pad_s: float = Field(0.1, ge=0)
+    # segmentation (seconds; max_segment_s >= 2 × min_segment_s + 2 × speech_pad_s)
+    min_segment_s: float = Field(1.0, gt=0, allow_inf_nan=False)
+    max_segment_s: float = Field(15.0, gt=0, allow_inf_nan=False)
+    min_pause_s: float = Field(0.3, gt=0, allow_inf_nan=False)
+    speech_pad_s: float = Field(0.1, ge=0, allow_inf_nan=False)
 
     # media
     ffmpeg: str | None = Field(None, description="ffmpeg executable; default: PATH, then imageio-ffmpeg.")
@@ -90,18 +102,25 @@ class Settings(BaseSettings):
         unexpanded ``CLASP_QDRANT_PATH=~/store`` made a folder named ``~``)."""
         return value.expanduser() if value is not None else None
 
-    def segmenter_options(self, **overrides: float | None) -> SegmenterOptions:
-        """The segmenter's options from these settings; ``overrides`` that are not None win."""
-        from clasp_ingest.media.segment import SegmenterOptions
+    def segmenter_options(
+        self, *, flags: Mapping[str, str] | None = None, **overrides: float | None
+    ) -> SegmenterOptions:
+        """The segmenter's options from these settings; ``overrides`` that are not None win.
 
-        values: dict[str, float] = {
-            "min_segment_s": self.min_segment_s,
-            "max_segment_s": self.max_segment_s,
-            "min_pause_s": self.min_pause_s,
-            "speech_pad_s": self.speech_pad_s,
-        }
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return SegmenterOptions(**values)
+        ``flags``: the command-line option of each override (``{"min_segment_s": "--min-s"}``).
+        Values that do not fit raise ``ConfigError`` naming where each came from (the option,
+        the ``CLASP_*`` variable, or the default) and the remedy; ``BadOptionError`` when one
+        of them is a command-line option (bad usage).
+        """
+        from clasp_ingest.media.segment import SegmenterOptions, SegmenterOptionsError
+
+        values: dict[str, float] = {name: getattr(self, name) for name in _SEGMENTER_FIELDS}
+        given = {key: value for key, value in overrides.items() if value is not None}
+        values.update(given)
+        try:
+            return SegmenterOptions(**values)
+        except SegmenterOptionsError as exc:
+            raise _Origins(values, dict(flags or {}), set(given), self.model_fields_set).error(exc) from None
 
     def open_options(self, **overrides: float | bool | None) -> OpenOptions:
         """Download limits from these settings; ``overrides`` (OpenOptions fields) not None win."""
@@ -123,3 +142,51 @@ class Settings(BaseSettings):
         from clasp_ingest.media.decode import DecodeOptions
 
         return DecodeOptions(ffmpeg=self.ffmpeg, read_timeout_s=self.read_timeout_s, strict=False)
+
+
+class _Origins:
+    """Where each segmenter value came from, for the message of a bad one: an override (``given``;
+    the command-line option ``flags`` names for its field, if any), a ``CLASP_*`` variable
+    (``from_env``: the fields the environment set) or the default."""
+
+    def __init__(
+        self, values: dict[str, float], flags: dict[str, str], given: set[str], from_env: set[str]
+    ) -> None:
+        self.values, self.flags, self.given, self.from_env = values, flags, given, from_env
+
+    def knob(self, field: str) -> str:
+        """What the user changes: how they set the value (option, override or variable), else
+        the command's option, else the variable."""
+        variable = f"CLASP_{field.upper()}"
+        if field in self.given:
+            return self.flags.get(field, field)
+        return variable if field in self.from_env else self.flags.get(field, variable)
+
+    def origin(self, field: str) -> str:
+        """How the value was set, e.g. ``--max-s 1``, ``CLASP_MAX_SEGMENT_S=1``, ``1 s by default``."""
+        value = f"{self.values[field]:g}"
+        if field in self.given and field in self.flags:
+            return f"{self.flags[field]} {value}"
+        if field in self.given or field in self.from_env:
+            return f"{self.knob(field)}={value}"
+        return f"{value} s by default"
+
+    def error(self, exc: SegmenterOptionsError) -> ConfigError:
+        """``exc`` in the user's terms; ``BadOptionError`` when a command-line option is involved."""
+        from clasp_ingest.errors import BadOptionError, ConfigError
+
+        if exc.minimum is not None:  # max_segment_s too short for the others
+            involved: tuple[str, ...] = ("max_segment_s", "min_segment_s", "speech_pad_s")
+            message = (
+                f"the longest segment ({self.origin('max_segment_s')}) must be at least 2 × the "
+                f"shortest ({self.origin('min_segment_s')}) + 2 × the padding around speech "
+                f"({self.origin('speech_pad_s')}) = {exc.minimum:g} s, so long speech can be split; "
+                f"raise {self.knob('max_segment_s')} to {exc.minimum:g} or more, or lower "
+                f"{self.knob('min_segment_s')}"
+            )
+        else:
+            involved = (exc.field,)
+            meaning = _SEGMENTER_MEANING.get(exc.field, exc.field)
+            message = f"{self.origin(exc.field)}: {meaning} (s) {exc.rule}; change {self.knob(exc.field)}"
+        options = [self.flags[field] for field in involved if field in self.given and field in self.flags]
+        return BadOptionError(message, options[0]) if options else ConfigError(message)

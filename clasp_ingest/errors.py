@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BadOptionError",
     "ClaspIngestError",
     "CollectionMismatchError",
     "ConfigError",
@@ -21,6 +22,15 @@ class ClaspIngestError(Exception):
 
 class ConfigError(ClaspIngestError):
     """A setting or argument is invalid."""
+
+
+class BadOptionError(ConfigError):
+    """A value given on the command line (``option``, e.g. ``--min-s``) is invalid: the command
+    reports it as bad usage (exit status 2)."""
+
+    def __init__(self, message: str, option: str) -> None:
+        self.option = option
+        super().__init__(message)
 
 
 class FilterError(ConfigError, ValueError):

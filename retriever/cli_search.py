@@ -28,40 +28,49 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from clasp_ingest.retriever.loading import search_model
 
 from clasp_ingest.config import Settings
+from clasp_ingest.store.cli_store import StoreCollection, StoreKey, StorePath, StoreUrl
 
 if TYPE_CHECKING:
     from clasp_ingest.transcribe import Transcriber
 
-__all__ = ["register", "search_model"]
+__all__ = ["MAX_CONTEXT", "MAX_SPANS", "register", "search_model"]
+
+#: The most spans ``--k``, ``--rerank`` and ``--group`` may ask for.
+MAX_SPANS = 10_000
+#: The most neighbouring segments ``--context`` may add on each side.
+MAX_CONTEXT = 1_000
 
 
 def search(
     query: str = typer.Argument(..., help="What to look for, in any language."),
-    k: int = typer.Option(5, "--k", "-k", min=1, help="Number of spans."),
+    k: int = typer.Option(5, "--k", "-k", min=1, max=MAX_SPANS, help="Number of spans."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
     model: str | None = typer.Option(
         None, "--model", "-m", help="Model preset or directory (default: the one the collection records)."
     ),
-    qdrant_path: Path | None = typer.Option(None, help="Embedded store directory (default: settings)."),
-    qdrant_url: str | None = typer.Option(None, help="Qdrant server URL instead of the embedded store."),
-    api_key: str | None = typer.Option(None, envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key."),
-    collection: str | None = typer.Option(None, help="Collection (default: settings)."),
+    qdrant_path: StorePath = None,
+    qdrant_url: StoreUrl = None,
+    api_key: StoreKey = None,
+    collection: StoreCollection = None,
     media_id: str | None = typer.Option(
         None,
         "--media-id",
         help="Only this media item: its media id, its source URI ('store list' prints them) "
         "or its local file.",
     ),
-    group: int | None = typer.Option(None, min=1, help="At most this many spans per media item."),
+    group: int | None = typer.Option(
+        None, min=1, max=MAX_SPANS, help="At most this many spans per media item."
+    ),
     merge: bool = typer.Option(False, help="Merge adjacent or overlapping hits."),
-    context: int = typer.Option(0, min=0, help="Widen spans by this many neighbouring segments."),
+    context: int = typer.Option(
+        0, min=0, max=MAX_CONTEXT, help="Widen spans by this many neighbouring segments."
+    ),
     transcribe: bool = typer.Option(
         False,
         "--transcribe",
@@ -71,6 +80,7 @@ def search(
         None,
         "--rerank",
         min=1,
+        max=MAX_SPANS,
         help="Rerank CLASP's best N spans (N >= --k) by their words: implies --transcribe for those N.",
     ),
     hybrid: bool = typer.Option(

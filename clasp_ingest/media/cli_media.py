@@ -7,9 +7,12 @@ from pathlib import Path
 
 import typer
 
-from clasp_ingest.errors import ClaspIngestError
+from clasp_ingest.errors import BadOptionError, ClaspIngestError
 
 __all__ = ["register"]
+
+#: The options of ``segment`` that set segmenter values, by SegmenterOptions field.
+_FLAGS = {"min_segment_s": "--min-s", "max_segment_s": "--max-s", "min_pause_s": "--min-pause-s"}
 
 
 def register(app: typer.Typer) -> None:
@@ -36,16 +39,22 @@ def segment_command(
         help="Shortest pause (s) that ends a segment (default: CLASP_MIN_PAUSE_S or 0.3).",
     ),
 ) -> None:
-    """Find the sentence-like speech segments of FILE (Silero VAD, streamed)."""
+    """Find the sentence-like speech segments of FILE (Silero VAD, streamed).
+
+    --max-s must be at least 2 × --min-s + 2 × the padding around speech (CLASP_SPEECH_PAD_S, 0.1 s).
+    """
     from clasp_ingest.config import Settings
     from clasp_ingest.media.segment import segment_media
 
+    settings = Settings.model_validate({})  # a bad CLASP_* value: one error line, exit 1
     try:
-        settings = Settings.model_validate({})
         options = settings.segmenter_options(
-            min_segment_s=min_s, max_segment_s=max_s, min_pause_s=min_pause_s
+            flags=_FLAGS, min_segment_s=min_s, max_segment_s=max_s, min_pause_s=min_pause_s
         )
-        decode = settings.decode_options()
+    except BadOptionError as exc:  # bad usage: exit 2 (a bad CLASP_* value goes on: exit 1)
+        raise typer.BadParameter(str(exc)) from None
+    decode = settings.decode_options()
+    try:
         spans = [
             (s.segment.start_s, s.segment.end_s) for s in segment_media(file, options=options, decode=decode)
         ]

@@ -34,12 +34,22 @@ from clasp_ingest.media.decode import DecodeOptions, stream_audio
 from clasp_ingest.media.vad import FRAME_SAMPLES, VAD_SAMPLE_RATE, StreamingVad
 from clasp_ingest.types import Segment
 
-__all__ = ["SegmenterOptions", "SpeechSegment", "segment_blocks", "segment_media"]
+__all__ = ["SegmenterOptions", "SegmenterOptionsError", "SpeechSegment", "segment_blocks", "segment_media"]
 
 _FPS = VAD_SAMPLE_RATE / FRAME_SAMPLES  # 31.25 frames per second
 _SMOOTH_FRAMES = 5  # ≈ 160 ms: the energy window that finds a pause between words
 _CENTRE_DB = 1.0  # dB of quietness traded for cutting in the middle of the allowed window
 _MS = VAD_SAMPLE_RATE // 1000  # samples per millisecond
+
+
+class SegmenterOptionsError(ConfigError):
+    """A :class:`SegmenterOptions` value that breaks a rule: ``field`` is the one to change,
+    ``value`` its value, ``rule`` what it must be; ``minimum``: the least ``max_segment_s`` may be
+    with the other values (when it is too short for them)."""
+
+    def __init__(self, field: str, value: float | None, rule: str, minimum: float | None = None) -> None:
+        self.field, self.value, self.rule, self.minimum = field, value, rule, minimum
+        super().__init__(f"SegmenterOptions: {field} {rule}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -56,29 +66,33 @@ class SegmenterOptions:
     max_merge_gap_s: float = 1.0
 
     def __post_init__(self) -> None:
+        """Raise :class:`SegmenterOptionsError` for a value out of range."""
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if isinstance(value, float):
-                self._check(math.isfinite(value), f"{item.name} must be a finite number, got {value}")
-        self._check(0.0 < self.threshold < 1.0, f"threshold must be in (0, 1), got {self.threshold}")
+                self._check(math.isfinite(value), item.name, "must be a finite number")
+        self._check(0.0 < self.threshold < 1.0, "threshold", "must be in (0, 1)")
         low = self.stop_threshold
-        self._check(0.0 < low <= self.threshold, f"neg_threshold must be in (0, threshold], got {low}")
-        self._check(self.min_segment_s > 0, f"min_segment_s must be > 0, got {self.min_segment_s}")
-        self._check(self.min_pause_s > 0, f"min_pause_s must be > 0, got {self.min_pause_s}")
-        self._check(self.speech_pad_s >= 0, f"speech_pad_s must be >= 0, got {self.speech_pad_s}")
-        self._check(self.min_speech_s >= 0, f"min_speech_s must be >= 0, got {self.min_speech_s}")
-        self._check(self.max_merge_gap_s >= 0, f"max_merge_gap_s must be >= 0, got {self.max_merge_gap_s}")
-        core = self.max_segment_s - 2 * self.speech_pad_s
-        self._check(
-            core >= 2 * self.min_segment_s,
-            f"max_segment_s ({self.max_segment_s}) must be at least 2 × min_segment_s + 2 × speech_pad_s "
-            f"({2 * self.min_segment_s + 2 * self.speech_pad_s:g}) so long speech can be split",
-        )
+        self._check(0.0 < low <= self.threshold, "neg_threshold", "must be in (0, threshold]")
+        self._check(self.min_segment_s > 0, "min_segment_s", "must be > 0")
+        self._check(self.min_pause_s > 0, "min_pause_s", "must be > 0")
+        self._check(self.speech_pad_s >= 0, "speech_pad_s", "must be >= 0")
+        self._check(self.min_speech_s >= 0, "min_speech_s", "must be >= 0")
+        self._check(self.max_merge_gap_s >= 0, "max_merge_gap_s", "must be >= 0")
+        least = 2 * self.min_segment_s + 2 * self.speech_pad_s
+        if self.max_segment_s - 2 * self.speech_pad_s < 2 * self.min_segment_s:
+            raise SegmenterOptionsError(
+                "max_segment_s",
+                self.max_segment_s,
+                f"must be at least 2 × min_segment_s + 2 × speech_pad_s ({least:g}) so long speech "
+                "can be split",
+                minimum=least,
+            )
 
-    @staticmethod
-    def _check(ok: bool, message: str) -> None:
+    def _check(self, ok: bool, field: str, rule: str) -> None:
         if not ok:
-            raise ConfigError(f"SegmenterOptions: {message}")
+            value = self.stop_threshold if field == "neg_threshold" else getattr(self, field)
+            raise SegmenterOptionsError(field, value, rule)
 
     @property
     def stop_threshold(self) -> float:

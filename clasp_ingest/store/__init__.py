@@ -7,6 +7,7 @@ results for the same operations. Filters: :mod:`clasp_ingest.store.filters`.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from clasp_ingest.errors import ConfigError, StoreError
 from clasp_ingest.store.base import (
@@ -17,6 +18,7 @@ from clasp_ingest.store.base import (
     RetryOptions,
     StoredMedia,
     StoredPoint,
+    StoreNames,
     WriteOptions,
     build_payload,
     format_timestamp,
@@ -41,6 +43,7 @@ __all__ = [
     "RetryOptions",
     "SearchFilter",
     "ServerStore",
+    "StoreNames",
     "StoredMedia",
     "StoredPoint",
     "Where",
@@ -69,6 +72,7 @@ def open_store(
     edge: EdgeOptions | None = None,
     write: WriteOptions | None = None,
     timeout_s: int = 30,
+    names: StoreNames | None = None,
 ) -> QdrantStore:
     """Open a store: ``url`` → a Qdrant server; ``path`` → Qdrant Edge in that directory.
 
@@ -76,22 +80,33 @@ def open_store(
     ``backend="client"`` with a ``path`` → qdrant-client's on-disk local mode instead of Edge;
     ``"auto"`` picks it too for a folder qdrant-client wrote (e.g. by ``store export --to PATH``).
     Either embedded form allows one open store per folder at a time (one process).
+    ``names``: the options the user named the store with, for messages (default: ``--qdrant-url``,
+    ``CLASP_QDRANT_URL``...); a malformed ``url`` is a ``ConfigError`` naming the URL and them.
     """
     if backend not in {"auto", "edge", "client"}:
         raise ConfigError(f"unknown store backend {backend!r}; use 'auto', 'edge' or 'client'")
     if url is not None and path is not None:
         raise ConfigError("give either a Qdrant url or an embedded path, not both")
+    names = names or StoreNames()
+    store: QdrantStore
     if _MEMORY in (url, str(path) if path is not None else None):
-        return _client_store(collection, write, location=_MEMORY)
-    if url is not None:
+        store = _client_store(collection, write, location=_MEMORY)
+    elif url is not None:
         if backend == "edge":
             raise ConfigError(f"backend 'edge' needs a path, got url {url!r}")
-        return _client_store(
-            collection, write, url=url, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout_s
-        )
-    if path is None:
+        store = _server_store(url, collection, write, names, api_key, prefer_grpc, timeout_s)
+    elif path is None:
         raise ConfigError("no store given: pass url= (Qdrant server) or path= (embedded directory)")
-    folder = Path(path).expanduser()  # '~/store' as a shell would read it, also when quoted
+    else:
+        store = _embedded_store(Path(path), collection, backend, edge, write)
+    store.names = names
+    return store
+
+
+def _embedded_store(
+    path: Path, collection: str, backend: str, edge: EdgeOptions | None, write: WriteOptions | None
+) -> QdrantStore:
+    folder = path.expanduser()  # '~/store' as a shell would read it, also when quoted
     if folder.exists() and not folder.is_dir():
         raise ConfigError(
             f"the embedded store {str(folder)!r} is a file, not a folder; give a folder "
@@ -100,6 +115,34 @@ def open_store(
     if backend == "client" or (backend == "auto" and is_client_folder(folder)):
         return _client_store(collection, write, path=str(folder))
     return EdgeStore(folder, collection, options=edge, write=write)
+
+
+def _server_store(
+    url: str,
+    collection: str,
+    write: WriteOptions | None,
+    names: StoreNames,
+    api_key: str | None,
+    prefer_grpc: bool,
+    timeout_s: int,
+) -> ServerStore:
+    """The store of the Qdrant server at ``url``; a malformed URL (no host, a port out of range,
+    a space in the host...) is a ``ConfigError`` naming the URL and ``names.url``."""
+    remedy = f"give the server's URL, e.g. http://localhost:6333 ({names.url})"
+    if not url.strip():
+        raise ConfigError(f"the Qdrant URL is empty; {remedy}")
+    try:
+        parts = urlsplit(url)
+        if "://" in url and not parts.hostname:
+            raise ValueError("no host")
+        parts.port  # noqa: B018 - a port out of range raises ValueError
+        return _client_store(
+            collection, write, url=url, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout_s
+        )
+    except ValueError as exc:  # urllib's and urllib3's parse errors (LocationParseError)
+        why = str(exc).removeprefix("Failed to parse: ")
+        detail = "" if why == url else f" ({why})"
+        raise ConfigError(f"the Qdrant URL {url!r} is not valid{detail}; {remedy}") from None
 
 
 def _client_store(collection: str, write: WriteOptions | None, **kwargs: object) -> ServerStore:

@@ -64,6 +64,7 @@ __all__ = [
     "QdrantStore",
     "RetryOptions",
     "SearchFilter",
+    "StoreNames",
     "StoredMedia",
     "StoredPoint",
     "Where",
@@ -242,17 +243,24 @@ def _utf8_text(text: str) -> str:
 _NAME_FORBIDDEN = frozenset('/\\<>:"|?*') | {chr(c) for c in range(32)} | {chr(127)}
 
 
-def check_collection_name(name: str) -> None:
+def check_collection_name(name: str, *, option: str = "--collection, CLASP_COLLECTION") -> None:
     """Refuse a collection name that is not one plain name (``ConfigError``): empty, over 255
     characters, ``.`` or ``..`` (the embedded store's directory or the one above it), or holding
-    ``/``, ``\\``, ``<>:"|?*`` or a control character (Qdrant's own rule for new names)."""
+    ``/``, ``\\``, ``<>:"|?*`` or a control character (Qdrant's own rule for new names).
+    ``option``: what the user set the name with, for the message."""
     bad = sorted({c for c in name if c in _NAME_FORBIDDEN})
     if not name or len(name) > 255 or name in (".", "..") or bad:
         why = f"holds {''.join(bad)!r}" if bad else "must be 1-255 characters, not '.' or '..'"
-        raise ConfigError(
-            f"collection name {name!r} {why}; use letters, digits, '_', '-' or '.' "
-            "(--collection, CLASP_COLLECTION)"
-        )
+        raise ConfigError(f"collection name {name!r} {why}; use letters, digits, '_', '-' or '.' ({option})")
+
+
+@dataclass(frozen=True)
+class StoreNames:
+    """How the user named a store, for its messages: the options and variables of its URL and of
+    its API key (``store export`` names its target with ``--to``)."""
+
+    url: str = "--qdrant-url, CLASP_QDRANT_URL"
+    api_key: str = "--api-key / CLASP_QDRANT_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -463,8 +471,10 @@ def with_retry(
     is_transient: Callable[[BaseException], bool],
     what: str,
     sleep: Callable[[float], None] = time.sleep,
+    url_option: str = StoreNames.url,
 ) -> T:
-    """Call ``func``; on a transient error wait and try again, up to ``options.attempts``."""
+    """Call ``func``; on a transient error wait and try again, up to ``options.attempts``
+    (``url_option``: where the user gave the server's URL, named when the attempts run out)."""
     delay = options.initial_s
     for attempt in range(1, options.attempts + 1):
         try:
@@ -475,8 +485,7 @@ def with_retry(
             if attempt == options.attempts:
                 raise StoreError(
                     f"{what} failed {attempt} times ({str(exc) or repr(exc)}); check that the Qdrant "
-                    "server is reachable and healthy and that the URL is right (--qdrant-url, "
-                    "CLASP_QDRANT_URL)"
+                    f"server is reachable and healthy and that the URL is right ({url_option})"
                 ) from exc
             log.info("%s failed (%s); retry %d/%d in %.2fs", what, exc, attempt, options.attempts, delay)
             sleep(delay)
@@ -499,6 +508,8 @@ class QdrantStore(abc.ABC):
     backend: str = ""
     #: Where the store lives, for messages: a directory or a server URL; set by subclasses.
     location: str = ""
+    #: The options that named the store, for messages (``open_store(names=...)`` sets others).
+    names: StoreNames = StoreNames()
 
     def __init__(self, collection: str = DEFAULT_COLLECTION, *, write: WriteOptions | None = None) -> None:
         check_collection_name(collection)
@@ -664,7 +675,13 @@ class QdrantStore(abc.ABC):
 
     def _retry(self, func: Callable[[], T], what: str) -> T:
         where = f"{what} ({self.backend} store {self.location!r})"
-        return with_retry(func, options=self.write_options.retry, is_transient=self._is_transient, what=where)
+        return with_retry(
+            func,
+            options=self.write_options.retry,
+            is_transient=self._is_transient,
+            what=where,
+            url_option=self.names.url,
+        )
 
     def upsert_points(self, points: Sequence[StoredPoint]) -> None:
         """Upsert ready-made points in batches with retries (used by export and bulk loads)."""
@@ -802,6 +819,11 @@ class QdrantStore(abc.ABC):
     def delete_media(self, media_id: str) -> int:
         """Delete every point of one media item; returns how many there were."""
         return self._delete_counted(meta_equals("media_id", media_id), f"delete of media {media_id!r}")
+
+    def delete_version(self, media_id: str, version: str) -> int:
+        """Delete every point of one version of a media item; returns how many there were."""
+        where = meta_equals("media_id", media_id) & meta_equals("version", version)
+        return self._delete_counted(where, f"delete of media {media_id!r} version {version!r}")
 
     def delete_source(self, source: str) -> int:
         """Delete every point whose ``metadata.source`` is ``source``; returns how many."""

@@ -16,7 +16,11 @@ from clasp_ingest.config import Settings
 if TYPE_CHECKING:
     from clasp_ingest.store.base import QdrantStore, StoredMedia
 
-__all__ = ["open_configured_store", "register"]
+__all__ = ["MAX_BATCH", "collection_name", "open_configured_store", "register", "server_url", "store_folder"]
+
+#: The most points (or segments) one request or batch may hold: far above what helps, far
+#: below what overflows an engine's integers.
+MAX_BATCH = 65_536
 
 
 def open_configured_store(
@@ -26,18 +30,46 @@ def open_configured_store(
     from clasp_ingest.store import open_store
 
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
-    url = qdrant_url or settings.qdrant_url
+    url = qdrant_url if qdrant_url is not None else settings.qdrant_url
     path = None if url else qdrant_path or settings.qdrant_path
     key = api_key or settings.qdrant_api_key
+    name = settings.collection if collection is None else collection
     return open_store(url=url, path=path, api_key=key, prefer_grpc=settings.qdrant_grpc,
-                      collection=collection or settings.collection)  # fmt: skip
+                      collection=name)  # fmt: skip
+
+
+def _refuse_empty(value: str, remedy: str) -> str:
+    if not value.strip():
+        raise typer.BadParameter(f"the value is empty; {remedy}")
+    return value
+
+
+def store_folder(value: str) -> Path:
+    """``--qdrant-path``: a folder; an empty value is bad usage (it would be the current folder)."""
+    return Path(_refuse_empty(value, "give the store's folder, or leave the option out (CLASP_QDRANT_PATH)"))
+
+
+def server_url(value: str) -> str:
+    """``--qdrant-url``: an empty value is bad usage (it would fall back to the embedded store)."""
+    return _refuse_empty(value, "give the server's URL (http://host:6333), or leave the option out")
+
+
+def collection_name(value: str) -> str:
+    """``--collection``: an empty value is bad usage (it would fall back to the default)."""
+    return _refuse_empty(value, "give a collection name, or leave the option out (CLASP_COLLECTION)")
 
 
 #: The options that name the store, shared by the commands that open it.
-StorePath = Annotated[Path | None, typer.Option(help="Embedded store directory (default: settings).")]
-StoreUrl = Annotated[str | None, typer.Option(help="Qdrant server URL instead of the embedded store.")]
+StorePath = Annotated[
+    Path | None, typer.Option(parser=store_folder, help="Embedded store directory (default: settings).")
+]
+StoreUrl = Annotated[
+    str | None, typer.Option(parser=server_url, help="Qdrant server URL instead of the embedded store.")
+]
 StoreKey = Annotated[str | None, typer.Option(envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key.")]
-StoreCollection = Annotated[str | None, typer.Option(help="Collection (default: settings).")]
+StoreCollection = Annotated[
+    str | None, typer.Option(parser=collection_name, help="Collection (default: settings).")
+]
 
 store_app = typer.Typer(
     help="Inspect the vector store, list or delete its media items, copy it to a Qdrant server or folder.",
@@ -179,23 +211,32 @@ def export(
         None, "--api-key", envvar="CLASP_EXPORT_API_KEY", help="API key of the target server."
     ),
     grpc: bool = typer.Option(False, "--grpc", help="Talk gRPC to the target server."),
-    qdrant_path: Path | None = typer.Option(None, help="Embedded store to read (default: settings)."),
-    collection: str | None = typer.Option(None, help="Collection to copy (default: settings)."),
-    to_collection: str | None = typer.Option(None, help="Name in the target (default: the same)."),
-    batch_size: int = typer.Option(512, min=1, help="Points per request."),
+    qdrant_path: Path | None = typer.Option(
+        None, parser=store_folder, help="Embedded store to read (default: settings)."
+    ),
+    collection: str | None = typer.Option(
+        None, parser=collection_name, help="Collection to copy (default: settings)."
+    ),
+    to_collection: str | None = typer.Option(
+        None,
+        parser=lambda value: _refuse_empty(value, "give a name, or leave the option out for the source's"),
+        help="Name in the target (default: the same).",
+    ),
+    batch_size: int = typer.Option(512, min=1, max=MAX_BATCH, help="Points per request."),
 ) -> None:
-    """Copy an embedded collection (ids, vectors, payloads, model identity) to a server or folder.
+    """Copy an embedded collection (ids, vectors, payloads, model identity) to a server or folder; prints JSON.
 
-    Running it again updates the copy (same point ids, no duplicates).
-    """
+    Running it again updates the copy without duplicates: it mirrors the source's media items, so an item deleted from the source, or the old version of a changed one, is removed from the target too ("removed": points removed). Points still being written in the source are not copied.
+    """  # noqa: E501 - paragraphs of --help
     from dataclasses import asdict
 
     from clasp_ingest.store import export_to, open_store
 
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
     source_path = qdrant_path or settings.qdrant_path
+    name = settings.collection if collection is None else collection
     with (
-        open_store(path=source_path, collection=collection or settings.collection) as source,
+        open_store(path=source_path, collection=name) as source,
         _points_bar("export") as progress,
     ):
         report = export_to(

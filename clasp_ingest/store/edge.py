@@ -10,6 +10,7 @@ small and builds HNSW after a large ingest (see :class:`EdgeOptions`).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -168,6 +169,24 @@ def _in_use(where: str) -> str:
     )
 
 
+#: The longest file name (bytes) of common file systems (ext4, XFS, APFS, NTFS: 255).
+_NAME_MAX = 255
+
+
+def lock_name(collection: str) -> str:
+    """The file name of a collection's lock: ``.<collection>.lock``, or, where that would be too
+    long for a file name (a collection name of 250-255 characters, or fewer multi-byte ones),
+    ``.<first 200 characters>~<sha256 of the name, 16 hex digits>.lock``, still one per name."""
+    name = f".{collection}.lock"
+    if len(os.fsencode(name)) <= _NAME_MAX:
+        return name
+    digest = hashlib.sha256(collection.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    head = collection[:200]
+    while len(os.fsencode(f".{head}~{digest}.lock")) > _NAME_MAX:
+        head = head[:-1]
+    return f".{head}~{digest}.lock"
+
+
 class EdgeStore(QdrantStore):
     """A collection in a Qdrant Edge shard on local disk (one process at a time)."""
 
@@ -220,13 +239,13 @@ class EdgeStore(QdrantStore):
         return indexed > int(self._require_shard().count(qe.CountRequest(exact=True, filter=has_words)))
 
     def _lock(self) -> None:
-        """Hold ``.<collection>.lock`` beside the collection (flock) while this store is open, so a
-        second process (or store object) is refused at once, also while the collection is being
-        created (the shard's own lock exists only once it is)."""
+        """Hold ``.<collection>.lock`` (:func:`lock_name`) beside the collection (flock) while this
+        store is open, so a second process (or store object) is refused at once, also while the
+        collection is being created (the shard's own lock exists only once it is)."""
         if self._lock_fd is not None:
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / f".{self.collection}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path / lock_name(self.collection), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

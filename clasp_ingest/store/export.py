@@ -12,9 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clasp_ingest.errors import ConfigError, StoreError
+from clasp_ingest.errors import CollectionMismatchError, ConfigError, StoreError
 from clasp_ingest.log import get_logger
-from clasp_ingest.store.base import QdrantStore, StoredPoint
+from clasp_ingest.store.base import (
+    STATE_WRITING,
+    CollectionIdentity,
+    QdrantStore,
+    StoredPoint,
+    StoreNames,
+    check_collection_name,
+)
 
 __all__ = ["ExportReport", "export_collection", "export_to", "open_export_target"]
 
@@ -22,16 +29,24 @@ log = get_logger("store.export")
 
 _MEMORY = ":memory:"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:\d+$")
+#: How ``store export`` names its target, for the target store's messages.
+_TARGET = StoreNames(url="--to", api_key="--api-key / CLASP_EXPORT_API_KEY")
 
 
 @dataclass(frozen=True)
 class ExportReport:
-    """What an export did: points copied, the target collection and store, its point count."""
+    """What an export did: points copied, the target collection and store, its point count, and
+    the points removed from the target (item versions the source no longer holds complete)."""
 
     exported: int
     collection: str
     target: str
     target_points: int
+    removed: int = 0
+
+
+#: An item version: ``(media_id, version)`` of a point's payload.
+_Version = tuple[str, str]
 
 
 def export_collection(
@@ -41,22 +56,36 @@ def export_collection(
     batch_size: int = 512,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Copy every point of ``source`` (ids, vectors, payloads) into ``target``; returns the count.
+    """Make ``target`` a copy of ``source`` (ids, vectors, payloads); returns the points copied.
 
-    ``on_progress(copied, total)`` is called before the first batch and after each one.
+    ``on_progress(read, total)`` is called before the first batch and after each one.
 
     The target collection is created for the source's model (id, dimension and source are
     recorded like clasp-ingest's own collections, with the word vectors when the source has
     them, and an embedded source's query-aware graph space when the target is embedded too),
-    or must already be for it (``CollectionMismatchError`` otherwise). Copying again is
-    idempotent (same point ids).
+    or must already be for it (``CollectionMismatchError`` otherwise, before anything is
+    written). The copy mirrors the source's media items: points being written in the source
+    (state ``"writing"``) are not copied, and every point of an item version the source does
+    not hold complete is deleted from the target afterwards (an item deleted or changed since
+    the last export). Copying again is idempotent (same point ids).
     """
+    return _mirror(source, target, batch_size, on_progress)[0]
+
+
+def _mirror(
+    source: QdrantStore,
+    target: QdrantStore,
+    batch_size: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[int, int]:
+    """:func:`export_collection`; returns the points copied and the points removed from the target."""
     identity = source.identity
     if identity is None:
         raise StoreError(
             f"nothing to export: collection {source.collection!r} does not exist in the "
             f"{source.backend} store {source.location!r}; check --qdrant-path and --collection"
         )
+    _check_target(source, target, identity)
     target.ensure_collection(
         identity.model_id,
         identity.dim,
@@ -64,24 +93,68 @@ def export_collection(
         text_dim=identity.text_dim,
         query_metric=getattr(source, "query_metric", None),  # an embedded source's graph space
     )
-    copied, total = 0, source.count()
-    report = on_progress or (lambda done, total: None)
-    report(copied, total)
+    copied, complete = _copy_points(source, target, batch_size, on_progress or (lambda done, total: None))
+    removed = _remove_other_versions(target, complete)
+    log.info(
+        "exported %d points of %r to %s; removed %d points there of item versions the source no "
+        "longer holds", copied, source.collection, target.location, removed,
+    )  # fmt: skip
+    return copied, removed
+
+
+def _check_target(source: QdrantStore, target: QdrantStore, identity: CollectionIdentity) -> None:
+    """Refuse a target collection made for another model (or without the source's word vectors)."""
+    current = target.identity
+    if current is None or (current == identity and identity.text_dim in (None, current.text_dim)):
+        return
+    held = f"{current.dim}-d vectors of model {current.model_id!r}"
+    if current == identity:  # the same model, but the source's word vectors do not fit
+        held += f" {'without' if current.text_dim is None else 'with other'} word vectors"
+    raise CollectionMismatchError(
+        f"cannot export {source.collection!r} ({identity.dim}-d vectors of model {identity.model_id!r}) "
+        f"to collection {target.collection!r} in {target.location!r}: it holds {held}; export to "
+        "another collection (--to-collection NAME) or target (--to), or delete that collection there"
+    )
+
+
+def _copy_points(
+    source: QdrantStore, target: QdrantStore, batch_size: int, report: Callable[[int, int], None]
+) -> tuple[int, set[_Version]]:
+    """Upsert the source's points that are not being written; returns how many, and the item
+    versions the source holds complete (every point ``"complete"``, or the ``"empty"`` marker).
+    ``report(read, total)`` follows the points read."""
+    read, copied, total = 0, 0, source.count()
+    seen: set[_Version] = set()
+    writing: set[_Version] = set()
+    report(read, total)
     batch: list[StoredPoint] = []
     with target.bulk():
         for point in source.iter_points(batch_size=batch_size, with_vectors=True):
-            batch.append(point)
-            if len(batch) == batch_size:
+            version, state = _version_of(point)
+            (writing if state == STATE_WRITING else seen).add(version)
+            if state != STATE_WRITING:
+                batch.append(point)
+            read += 1
+            if read % batch_size == 0:
                 target.upsert_points(batch)
-                copied += len(batch)
-                batch = []
-                report(copied, total)
-        if batch:
+                copied, batch = copied + len(batch), []
+                report(read, total)
+        if read % batch_size:
             target.upsert_points(batch)
             copied += len(batch)
-            report(copied, total)
-    log.info("exported %d points of %r to %s", copied, source.collection, target.location)
-    return copied
+            report(read, total)
+    return copied, seen - writing
+
+
+def _version_of(point: StoredPoint) -> tuple[_Version, str]:
+    meta = point.payload.get("metadata", {})
+    return (str(meta.get("media_id", "")), str(meta.get("version", ""))), str(meta.get("state", ""))
+
+
+def _remove_other_versions(target: QdrantStore, keep: set[_Version]) -> int:
+    """Delete every point of ``target`` whose item version is not in ``keep``; returns how many."""
+    stale = {_version_of(point)[0] for point in target.iter_points()} - keep
+    return sum(target.delete_version(media_id, version) for media_id, version in sorted(stale))
 
 
 def open_export_target(
@@ -96,15 +169,17 @@ def open_export_target(
     from clasp_ingest.store import open_store
 
     if "://" in to:
-        return open_store(
-            url=_server_url(to), api_key=api_key, prefer_grpc=prefer_grpc, collection=collection
+        url = _server_url(to)
+        store = open_store(
+            url=url, api_key=api_key, prefer_grpc=prefer_grpc, collection=collection, names=_TARGET
         )
-    if to == _MEMORY:
-        return open_store(url=_MEMORY, collection=collection)
-    if api_key or prefer_grpc:
-        log.warning("--api-key and --grpc apply to a Qdrant server; ignored for the folder %s", to)
-    folder = _export_folder(to)
-    return open_store(path=folder, backend="client", collection=collection)
+    elif to == _MEMORY:
+        store = open_store(url=_MEMORY, collection=collection, names=_TARGET)
+    else:
+        if api_key or prefer_grpc:
+            log.warning("--api-key and --grpc apply to a Qdrant server; ignored for the folder %s", to)
+        store = open_store(path=_export_folder(to), backend="client", collection=collection, names=_TARGET)
+    return store
 
 
 def _server_url(to: str) -> str:
@@ -157,12 +232,16 @@ def export_to(
     batch_size: int = 512,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ExportReport:
-    """Copy ``source``'s collection to ``to`` (see :func:`open_export_target`) as ``collection``.
+    """Copy ``source``'s collection to ``to`` (see :func:`open_export_target`) as ``collection``
+    (default: the source's name), mirroring it (see :func:`export_collection`).
 
-    The source must hold the collection (checked before the target is opened or created).
+    The source must hold the collection, and ``collection`` must be a valid name (both checked
+    before the target is opened or created). Errors name the ``store export`` options
+    (``--to``, ``--to-collection``, ``--api-key``).
     """
     source.require_collection()
-    name = collection or source.collection
+    name = source.collection if collection is None else collection
+    check_collection_name(name, option="--to-collection")
     with open_export_target(to, collection=name, api_key=api_key, prefer_grpc=prefer_grpc) as target:
-        copied = export_collection(source, target, batch_size=batch_size, on_progress=on_progress)
-        return ExportReport(copied, target.collection, target.location, target.count())
+        copied, removed = _mirror(source, target, batch_size, on_progress)
+        return ExportReport(copied, target.collection, target.location, target.count(), removed)

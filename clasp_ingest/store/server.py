@@ -179,7 +179,7 @@ class ServerStore(QdrantStore):
             return super()._retry(func, what)
         except UnexpectedResponse as exc:
             remedy = (
-                "check the API key (--api-key / CLASP_QDRANT_API_KEY)"
+                f"check the API key ({self.names.api_key})"
                 if exc.status_code in (401, 403)
                 else "see the server's log"
             )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from clasp_ingest.cli import app
 from clasp_ingest.errors import ConfigError
@@ -75,7 +75,46 @@ def test_a_bad_clasp_variable_is_one_error_line_naming_it(
     )
     monkeypatch.setenv("CLASP_MAX_SEGMENT_S", "inf")
     inf = CliRunner().invoke(app, ["segment", str(variants["wav"])])
-    assert inf.exit_code == 1 and "max_segment_s must be a finite number" in inf.stderr, inf.output
+    assert inf.exit_code == 1 and "CLASP_MAX_SEGMENT_S='inf': Input should be a finite number" in inf.stderr
+
+
+def _said(result: Result) -> str:
+    """A usage error's text without typer's box and line breaks."""
+    return " ".join(result.output.replace("│", " ").split())
+
+
+def test_bad_segmenter_values_name_the_option_or_variable_not_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    runner, missing = CliRunner(), str(tmp_path / "talk.wav")  # refused before the file is read
+    for args, message in [
+        (["--min-s", "0"], "--min-s 0: the shortest segment (s) must be > 0; change --min-s"),
+        (["--min-pause-s", "nan"], "--min-pause-s nan: the shortest pause that ends a segment (s) must be a"),
+        (
+            ["--max-s", "1"],
+            "the longest segment (--max-s 1) must be at least 2 × the shortest (1 s by default) + 2 × the "
+            "padding around speech (0.1 s by default) = 2.2 s, so long speech can be split; raise --max-s "
+            "to 2.2 or more, or lower --min-s",
+        ),
+    ]:
+        bad = runner.invoke(app, ["segment", missing, *args])
+        assert bad.exit_code == 2 and message in _said(bad), bad.output
+        assert "talk.wav" not in bad.output and "SegmenterOptions" not in bad.output
+    monkeypatch.setenv("CLASP_MIN_PAUSE_S", "0")
+    pause = runner.invoke(app, ["segment", missing])
+    assert pause.exit_code == 1 and pause.stderr == (
+        "error: CLASP_MIN_PAUSE_S='0': Input should be greater than 0; fix the variable or unset it\n"
+    )
+    monkeypatch.delenv("CLASP_MIN_PAUSE_S")
+    monkeypatch.setenv("CLASP_MAX_SEGMENT_S", "1")
+    short = runner.invoke(app, ["segment", missing])
+    assert short.exit_code == 1 and short.stderr == (
+        "error: the longest segment (CLASP_MAX_SEGMENT_S=1) must be at least 2 × the shortest (1 s by "
+        "default) + 2 × the padding around speech (0.1 s by default) = 2.2 s, so long speech can be split; "
+        "raise CLASP_MAX_SEGMENT_S to 2.2 or more, or lower --min-s\n"
+    )
+    mixed = runner.invoke(app, ["segment", missing, "--min-s", "0.6"])  # still too long for max 1 s
+    assert mixed.exit_code == 2 and "(--min-s 0.6)" in _said(mixed)
 
 
 def test_sentences_are_found(long_track: SpokenTrack, long_segments: list[SpeechSegment]) -> None:
@@ -223,7 +262,7 @@ def test_cli_table_and_options(variants: dict[str, Path]) -> None:
     result = CliRunner().invoke(app, ["segment", str(variants["wav"]), "--min-s", "0.5", "--max-s", "10"])
     assert result.exit_code == 0 and "4 segments" in result.stdout
     bad = CliRunner().invoke(app, ["segment", str(variants["wav"]), "--min-s", "6", "--max-s", "10"])
-    assert bad.exit_code == 1 and "max_segment_s" in bad.stderr
+    assert bad.exit_code == 2 and "(--max-s 10) must be at least" in _said(bad), bad.output
 
 
 def test_silence_file_is_valid_input(tmp_path: Path) -> None:

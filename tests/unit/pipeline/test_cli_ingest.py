@@ -147,3 +147,23 @@ def test_bad_runtime_variables_are_refused_by_settings(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=named):
         Settings()
+
+
+def test_segmenter_variables_that_do_not_fit_and_empty_store_options_fail_before_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLASP_MAX_SEGMENT_S", "1")
+    short = _ingest("talk.wav", "--qdrant-path", str(tmp_path / "q"))
+    assert short.exit_code == 1 and short.stderr.startswith(
+        "error: the longest segment (CLASP_MAX_SEGMENT_S=1) must be at least 2 × the shortest"
+    )
+    assert "raise CLASP_MAX_SEGMENT_S to 2.2 or more, or lower CLASP_MIN_SEGMENT_S" in short.stderr
+    monkeypatch.delenv("CLASP_MAX_SEGMENT_S")
+    for option in ("--qdrant-path", "--collection", "--qdrant-url"):
+        empty = _ingest("talk.wav", option, "")
+        said = " ".join(empty.output.replace("│", " ").split())
+        assert empty.exit_code == 2 and f"'{option}'" in said and "the value is empty" in said, empty.output
+    url = _ingest("talk.wav", "--qdrant-url", "http://qdrant host:6333")
+    assert url.exit_code == 1 and url.stderr.startswith("error: the Qdrant URL 'http://qdrant host:6333'")
+    assert list(tmp_path.iterdir()) == []  # no store made anywhere

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from clasp_ingest.cli import app
 from clasp_ingest.model.base import AudioTextEncoder
@@ -55,6 +55,7 @@ def test_search_and_store_commands(
         "collection": "clasp_segments",
         "target": ":memory:",
         "target_points": 12,
+        "removed": 0,
     }
 
 
@@ -72,7 +73,7 @@ def test_store_export_to_a_folder(
         done = runner.invoke(app, ["store", "export", "--to", str(folder), "--to-collection", "talks"])
         assert done.exit_code == 0, done.output
         assert json.loads(done.stdout) == {
-            "exported": 12, "collection": "talks", "target": str(folder), "target_points": 12,
+            "exported": 12, "collection": "talks", "target": str(folder), "target_points": 12, "removed": 0,
         }  # fmt: skip
     with open_store(path=folder, collection="talks") as copy:  # a qdrant-client folder: found as such
         assert copy.backend == "client" and copy.identity is not None
@@ -117,3 +118,51 @@ def test_search_transcribe_stores_words_that_later_searches_show(
     assert json.loads(later.stdout)[0]["text"] == row["text"]
     table = runner.invoke(app, ["search", SPOKEN[0], "--k", "2"], env={"COLUMNS": "250"})
     assert table.exit_code == 0 and f"\u201c{row['text']}\u201d" in table.stdout
+
+
+def _said(result: Result) -> str:
+    """A usage error's text without typer's box and line breaks."""
+    return " ".join(result.output.replace("│", " ").split())
+
+
+def test_out_of_range_numbers_and_empty_store_options_are_bad_usage(
+    tmp_path: Path, model: AudioTextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLASP_QDRANT_PATH", str(tmp_path / "q"))
+    with open_store(path=tmp_path / "q") as store:
+        fill(store, model)
+    runner = CliRunner()
+    huge = "18446744073709551616"
+    for option in ("--k", "--context", "--rerank", "--group"):
+        result = runner.invoke(app, ["search", SENTENCES[7], option, huge])
+        assert result.exit_code == 2 and "less than or equal to" in _said(result), (option, result.output)
+        assert "OverflowError" not in result.output
+    empty = {
+        ("search", SENTENCES[7], "--collection", ""): "--collection",
+        ("search", SENTENCES[7], "--qdrant-path", ""): "--qdrant-path",
+        ("store", "info", "--collection", ""): "--collection",
+        ("store", "list", "--qdrant-path", ""): "--qdrant-path",
+        ("store", "info", "--qdrant-url", ""): "--qdrant-url",
+        ("store", "export", "--to", "copy", "--to-collection", ""): "--to-collection",
+        ("store", "export", "--to", "copy", "--qdrant-path", ""): "--qdrant-path",
+    }
+    for args, option in empty.items():
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 2 and f"'{option}': the value is empty" in _said(result), result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]  # nothing made in the current folder
+    big = runner.invoke(app, ["store", "export", "--to", "copy", "--batch-size", huge])
+    assert big.exit_code == 2 and "less than or equal to 65536" in _said(big)
+
+
+def test_a_malformed_qdrant_url_is_one_error_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(app, ["store", "info", "--qdrant-url", "http://127.0.0.1:99999"])
+    assert bad.exit_code == 1 and bad.stderr == (
+        "error: the Qdrant URL 'http://127.0.0.1:99999' is not valid (Port out of range 0-65535); give "
+        "the server's URL, e.g. http://localhost:6333 (--qdrant-url, CLASP_QDRANT_URL)\n"
+    )
+    monkeypatch.setenv("CLASP_QDRANT_URL", "http://qdrant host:6333")
+    env = runner.invoke(app, ["search", "hi"])
+    assert env.exit_code == 1 and env.stderr.startswith("error: the Qdrant URL 'http://qdrant host:6333'")
+    assert env.stderr.count("\n") == 1 and "CLASP_QDRANT_URL" in env.stderr

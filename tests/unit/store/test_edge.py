@@ -191,3 +191,19 @@ def test_the_beam_widens_with_the_collection_and_is_read_again_on_reopening(tmp_
         assert store._search_params().hnsw_ef == 6144  # 2,400 points
     with EdgeStore(tmp_path, options=opts) as reopened:
         assert reopened._search_params().hnsw_ef == 6144
+
+
+@pytest.mark.parametrize("length", [249, 250, 255])
+def test_collection_names_up_to_255_characters_work_and_stay_locked(tmp_path: Path, length: int) -> None:
+    name = "c" * length
+    a = make_media("file:///a.wav", "v1", 4, seed=1)
+    with open_store(path=tmp_path, collection=name) as store:
+        store.ensure_collection(MODEL, DIM)
+        store.write_media(a.ref, MODEL, a.batches())
+        with pytest.raises(StoreError, match="open in another process"):
+            open_store(path=tmp_path, collection=name)
+    with open_store(path=tmp_path, collection=name) as store:
+        assert store.count() == 4
+    locks = [p.name for p in tmp_path.iterdir() if p.name.endswith(".lock")]
+    assert len(locks) == 1 and len(locks[0]) <= 255
+    assert locks == [f".{name}.lock"] if length <= 249 else locks[0].startswith(".ccc")

@@ -8,10 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clasp_ingest.errors import ConfigError, StoreError
-from clasp_ingest.store import ExportReport, RetryOptions, export_collection, export_to, open_store
+from clasp_ingest.errors import CollectionMismatchError, ConfigError, StoreError
+from clasp_ingest.store import (
+    ExportReport,
+    QdrantStore,
+    RetryOptions,
+    StoreNames,
+    export_collection,
+    export_to,
+    open_store,
+)
 from clasp_ingest.store.base import with_retry
-from tests.unit.store.conftest import DIM, MODEL, make_media
+from clasp_ingest.store.export import open_export_target
+from tests.unit.store.conftest import DIM, MODEL, Media, make_media
 
 
 class Flaky:
@@ -124,3 +133,83 @@ def test_export_targets_that_are_refused(tmp_path: Path) -> None:
         empty = tmp_path / "empty"
         empty.mkdir()
         assert export_to(edge, str(empty)).exported == 0  # an empty folder is fine
+
+
+def _versions(store: QdrantStore) -> list[tuple[str, str, str, int]]:
+    return [(m.source, m.version, m.state, m.spans) for m in store.media()]
+
+
+def _change_and_delete(edge: QdrantStore, items: list[Media]) -> None:
+    """items[0] changes (v2 replaces v1), items[1] is deleted, items[2] is left half-written."""
+    changed = make_media(items[0].ref.uri, "v2", 12, seed=7)
+    edge.write_media(changed.ref, MODEL, changed.batches())
+    edge.delete_media(items[1].ref.media_id)
+    half = make_media(items[2].ref.uri, "v2", 5, seed=8)  # a run killed while writing v2
+    edge.upsert_points(edge._points_for(half.ref, MODEL, half.segments, half.vectors, "2026-01-01"))
+
+
+@pytest.mark.parametrize("kind", ["folder", "memory"])
+def test_export_again_mirrors_changed_deleted_and_half_written_items(tmp_path: Path, kind: str) -> None:
+    items = [make_media(f"file:///m{i}.wav", "v1", 10, seed=i) for i in range(3)]
+    with open_store(path=tmp_path / "edge") as edge:
+        edge.ensure_collection(MODEL, DIM)
+        for item in items:
+            edge.write_media(item.ref, MODEL, item.batches())
+        if kind == "folder":  # a new qdrant-client store object on each export, as the CLI does
+            folder = str(tmp_path / "copy")
+            assert export_to(edge, folder).removed == 0
+            _change_and_delete(edge, items)
+            report = export_to(edge, folder)
+            assert (report.exported, report.target_points, report.removed) == (22, 22, 20)
+            with open_store(path=Path(folder)) as copy:
+                mirrored, hits = _versions(copy), copy.search(items[0].vectors[0], k=30)
+        else:
+            with open_store(url=":memory:") as copy:
+                assert export_collection(edge, copy) == 30
+                _change_and_delete(edge, items)
+                assert export_collection(edge, copy) == 22  # the half-written v2 is not copied
+                mirrored, hits = _versions(copy), copy.search(items[0].vectors[0], k=30)
+        expected = [(m.source, m.version, m.state, m.spans) for m in edge.media() if m.state != "writing"]
+    assert (
+        mirrored
+        == expected
+        == [("file:///m0.wav", "v2", "complete", 12), ("file:///m2.wav", "v1", "complete", 10)]
+    )
+    assert len(hits) == 22 and len({(h.media_id, h.start_s) for h in hits}) == 22  # each span once
+
+
+def test_export_refuses_a_target_of_another_model_naming_the_export_options(tmp_path: Path) -> None:
+    with open_store(path=tmp_path / "other", backend="client") as other:
+        other.ensure_collection("another-model", 8)
+    with open_store(path=tmp_path / "edge") as edge:
+        edge.ensure_collection(MODEL, DIM)
+        message = (
+            f"to collection 'clasp_segments' in '{tmp_path / 'other'}': it holds 8-d vectors of model "
+            "'another-model'; export to another collection (--to-collection NAME) or target (--to)"
+        )
+        with pytest.raises(CollectionMismatchError, match=re.escape(message)):
+            export_to(edge, str(tmp_path / "other"))
+        for name, why in [("../x", "holds '/'"), ("", "must be 1-255 characters")]:
+            with pytest.raises(ConfigError, match=re.escape(why) + r".*\(--to-collection\)$"):
+                export_to(edge, str(tmp_path / "never"), collection=name)
+        assert not (tmp_path / "never").exists()  # refused before the target was made
+        target = open_export_target("http://127.0.0.1:9", collection="c")  # no request made yet
+        assert target.names.url == "--to"
+        target.close()
+    with pytest.raises(StoreError, match=re.escape("the URL is right (--to)")):
+        with_retry(Flaky(5, ConnectionError()), options=RetryOptions(attempts=2), is_transient=lambda e: True,
+                   what="upsert", sleep=lambda s: None, url_option="--to")  # fmt: skip
+
+
+def test_a_malformed_qdrant_url_is_a_config_error_naming_it() -> None:
+    for url, why in [
+        ("http://127.0.0.1:99999", "Port out of range"),
+        ("http://127.0.0.1:70000", "Port out of range"),
+        ("http://qdrant host:6333", "invalid character ' '"),
+        ("http://:6333", "no host"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(f"the Qdrant URL {url!r} is not valid")) as error:
+            open_store(url=url)
+        assert why in str(error.value) and str(error.value).endswith("(--qdrant-url, CLASP_QDRANT_URL)")
+    with pytest.raises(ConfigError, match=r"the Qdrant URL is empty; .*\(--to\)$"):
+        open_store(url=" ", names=StoreNames(url="--to"))
