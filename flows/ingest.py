@@ -53,7 +53,7 @@ from pydantic import SecretStr
 
 from clasp_ingest import pipeline
 from clasp_ingest.config import Settings
-from clasp_ingest.errors import IngestInterrupted, ModelLoadError
+from clasp_ingest.errors import ConfigError, IngestInterrupted, ModelLoadError
 from clasp_ingest.pipeline import IngestSummary, MediaResult, PipelineOptions
 from clasp_ingest.store import QdrantStore
 from clasp_ingest.transcribe import TranscriberOptions
@@ -130,10 +130,14 @@ def ingest_media(
 
 
 def _store_spec(settings: Settings, collection: str | None, url: str | None, path: str | None) -> StoreSpec:
+    for name, value in (("collection", collection), ("qdrant_url", url), ("qdrant_path", path)):
+        if value is not None and not value.strip():
+            raise ConfigError(f"the flow's {name} parameter is empty; give one, or leave it out (None)")
     if url is None and path is None:
         url = settings.qdrant_url
         path = None if url else str(settings.qdrant_path)
-    return StoreSpec(collection or settings.collection, url=url, path=path, prefer_grpc=settings.qdrant_grpc)
+    name = collection if collection is not None else settings.collection
+    return StoreSpec(name, url=url, path=path, prefer_grpc=settings.qdrant_grpc)
 
 
 class _Tracker:

@@ -167,3 +167,16 @@ def test_segmenter_variables_that_do_not_fit_and_empty_store_options_fail_before
     url = _ingest("talk.wav", "--qdrant-url", "http://qdrant host:6333")
     assert url.exit_code == 1 and url.stderr.startswith("error: the Qdrant URL 'http://qdrant host:6333'")
     assert list(tmp_path.iterdir()) == []  # no store made anywhere
+
+
+def test_the_flow_refuses_empty_store_parameters() -> None:
+    from clasp_ingest.flows.ingest import _store_spec
+
+    from clasp_ingest.config import Settings
+    from clasp_ingest.errors import ConfigError
+
+    settings = Settings()
+    assert _store_spec(settings, None, None, "/tmp/q").collection == settings.collection
+    for collection, url, path in (("", None, None), (None, " ", None), (None, None, "")):
+        with pytest.raises(ConfigError, match="parameter is empty"):
+            _store_spec(settings, collection, url, path)
