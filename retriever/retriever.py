@@ -337,15 +337,15 @@ class ClaspRetriever(BaseRetriever):
         """The answer spans and the hits they are made of (hits and context), by point id."""
         fetch = opts["k"]
         while True:
-            hits = self._search(vector, fetch, opts)
+            found = self._search(vector, fetch, opts)
+            hits = _newest_versions(found)
             members: dict[str, SpanHit] = {}
             spans = [self._widen(hit, opts["context"], members) for hit in hits]
-            if not opts["merge"]:
+            if opts["merge"]:
+                spans = merge_spans(spans, max_gap_s=opts["merge_gap_s"])
+            if len(spans) >= opts["k"] or len(found) < fetch:
                 return spans[: opts["k"]], members
-            spans = merge_spans(spans, max_gap_s=opts["merge_gap_s"])
-            if len(spans) >= opts["k"] or len(hits) < fetch:
-                return spans[: opts["k"]], members
-            fetch *= 2
+            fetch *= 2  # merged spans, or an item's older version dropped: look further
 
     def _hybrid_query(self, query: str, vector: Any) -> HybridQuery:
         from clasp_ingest.words import TextTower, query_words
@@ -358,11 +358,13 @@ class ClaspRetriever(BaseRetriever):
     def _search(self, vector: Any, fetch: int, opts: dict[str, Any]) -> list[SpanHit]:
         common = {"filters": opts["filter"], "score_threshold": opts["score_threshold"]}
         if isinstance(vector, HybridQuery):
-            return self.store.search_hybrid(vector, k=fetch, **common)
-        if opts["group_by_media"]:
+            hits = self.store.search_hybrid(vector, k=fetch, **common)
+        elif opts["group_by_media"]:
             hits = self.store.search_groups(vector, k=fetch, group_size=opts["group_by_media"], **common)
-            return sorted(hits, key=lambda h: -h.score)
-        return self.store.search(vector, k=fetch, **common)
+            hits = sorted(hits, key=lambda h: -h.score)
+        else:
+            hits = self.store.search(vector, k=fetch, **common)
+        return hits
 
     def _widen(self, hit: SpanHit, context: int, members: dict[str, SpanHit]) -> Span:
         neighbours: list[SpanHit] = []
@@ -470,6 +472,21 @@ def _log_missing_words(spans: list[Span]) -> None:
             missing,
             len(spans),
         )
+
+
+def _newest_versions(hits: list[SpanHit]) -> list[SpanHit]:
+    """``hits`` without those of an item's older version where its newer one is among them too
+    (a replace cut short between completing the new version and deleting the old one leaves
+    both searchable until the next ingest of the item: the same span would come twice)."""
+
+    def age(hit: SpanHit) -> tuple[str, str]:
+        meta = hit.payload.get("metadata", {})
+        return str(meta.get("ingested_at", "")), str(meta.get("version", ""))
+
+    newest: dict[str, tuple[str, str]] = {}
+    for hit in hits:
+        newest[hit.media_id] = max(newest.get(hit.media_id, age(hit)), age(hit))
+    return [hit for hit in hits if age(hit)[1] == newest[hit.media_id][1]]
 
 
 def _check_model(store: QdrantStore, model: Any) -> None:

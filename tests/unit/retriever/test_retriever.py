@@ -231,3 +231,28 @@ def test_a_span_has_words_only_once_every_segment_has_them() -> None:
     assert span("one.", None, "three.").transcript is None  # partial words would pass for the span's
     assert span("one.", "", "three.").transcript == "one. three."  # a silent segment has no words
     assert span(None).transcript is None and span("").transcript is None
+
+
+def test_a_replace_cut_short_does_not_return_spans_twice(store: QdrantStore, model: AudioTextEncoder) -> None:
+    """Killed between completing a new version and deleting the old one, the store holds both
+    complete until the next ingest: a search returns the newer one's spans, once, and a span's
+    context comes from its own version."""
+    import dataclasses
+    import uuid
+
+    from clasp_ingest.store import SearchFilter
+    from clasp_ingest.types import media_id_for
+
+    lecture = SearchFilter(media_id=media_id_for(LECTURE))
+    old = list(store.iter_points(filters=lecture, with_vectors=True))
+    newer = []
+    for point in old:
+        meta = {**point.payload["metadata"], "version": "v2", "ingested_at": "2999-01-01T00:00:00+00:00"}
+        payload = {**point.payload, "metadata": meta}
+        newer.append(dataclasses.replace(point, id=str(uuid.uuid4()), payload=payload))
+    store.upsert_points(newer)
+    assert store.count(lecture) == 2 * len(old)
+    docs = ClaspRetriever(store=store, model=model, k=4, context=1, filter=lecture).invoke(SENTENCES[3])
+    assert len({d.id for d in docs}) == len(docs) == 4  # four segments, each once
+    assert {d.metadata["version"] for d in docs} == {"v2"}
+    assert all(pid in {p.id for p in newer} for d in docs for pid in d.metadata["point_ids"])
