@@ -173,6 +173,8 @@ def ingest_command(
     from clasp_ingest.model.inference import check_runtime
 
     check_runtime(arguments["device"], settings.engine)  # before anything (--recreate drops first)
+    if not as_json and logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        _say_failures_once()
     with _downloads_cut_on_ctrl_c():
         # the bar is for a terminal: a log file or pipe (a scheduled job) gets no blank lines from it
         summary = run(settings, arguments, show_progress=not as_json and sys.stderr.isatty())
@@ -287,6 +289,21 @@ def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) 
     except RuntimeError as exc:  # Prefect could not start its local API server
         _fail(f"the Prefect flow could not start: {exc}; run without --flow to ingest in-process")
     return summary
+
+
+def _say_failures_once() -> None:
+    """The table lists every failed item and source with its error at the end: their log lines
+    would say each twice (``-v`` keeps them, with ``--json`` they are the only lines on stderr)."""
+    for name in ("clasp_ingest.pipeline", "clasp_ingest.flows"):
+        logger = logging.getLogger(name)
+        if _not_listed_later not in logger.filters:
+            logger.addFilter(_not_listed_later)
+
+
+def _not_listed_later(record: logging.LogRecord) -> bool:
+    return not (
+        record.levelno >= logging.ERROR and str(record.msg).startswith(("failed to ingest", "cannot list"))
+    )
 
 
 def _not_said_again(record: logging.LogRecord) -> bool:
