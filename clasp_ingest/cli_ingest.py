@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -262,6 +263,9 @@ def download_options(settings: Settings, args: dict[str, Any]) -> OpenOptions:
 
 
 def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) -> IngestSummary:
+    # Prefect's client usage data (its notice and events) is off unless the user chose otherwise;
+    # set before Prefect is imported, which records its first import
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     from clasp_ingest.connectors.urls import SecretUrl, redact_url
     from clasp_ingest.flows import ingest_source, listen_progress, prefect_runtime
 

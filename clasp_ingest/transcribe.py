@@ -113,6 +113,25 @@ class TimedWord:
 _TEMPERATURES = (0.0, 0.2, 0.4)
 
 
+def _one_line(exc: BaseException) -> str:
+    """``exc``'s text on one line (the Hub's errors span several)."""
+    return " ".join((str(exc) or repr(exc)).split())
+
+
+#: Audio quieter than this (RMS, full scale 1) is silence to language detection: -45 dBFS.
+_SILENCE_RMS = 10 ** (-45 / 20)
+
+
+def _first_sound(audio: np.ndarray, frame: int = SAMPLE_RATE // 10) -> int:
+    """The first sample of the first 0.1 s frame louder than silence (0 when none is)."""
+    usable = audio.size - audio.size % frame
+    if usable == 0:
+        return 0
+    rms = np.sqrt(np.mean(np.square(audio[:usable].reshape(-1, frame), dtype=np.float64), axis=1))
+    loud = np.flatnonzero(rms > _SILENCE_RMS)
+    return int(loud[0]) * frame if loud.size else 0
+
+
 def _max_tokens(window_s: float) -> int:
     """A cap on the tokens of one window: speech runs about 3–5 tokens a second, so twice
     that with headroom ends a repetition loop (a known Whisper failure) early."""
@@ -195,7 +214,7 @@ class Transcriber:
             )
         except Exception as exc:
             raise ModelLoadError(
-                f"cannot load the Whisper model {opts.model!r} for transcription ({exc}); name a "
+                f"cannot load the Whisper model {opts.model!r} for transcription ({_one_line(exc)}); name a "
                 "CTranslate2 Whisper folder, 'whisper-base' (bundled), or a faster-whisper model name "
                 "where the Hugging Face Hub is reachable"
             ) from exc
@@ -258,10 +277,11 @@ class Transcriber:
     ) -> tuple[list[TimedWord], str]:
         """The timed words of a long stretch of audio (a whole file, or a window of one) and its
         language: one faster-whisper pass with word timestamps (Whisper's 30 s windows, each
-        conditioned on the previous one's text), the way an ASR route transcribes a file. A
-        window is decoded again, hotter, only when its text repeats itself (Whisper's
-        compression-ratio test), not merely for low confidence (common on synthetic or noisy
-        speech, and each retry costs a whole decoding).
+        conditioned on the previous one's text), the way an ASR route transcribes a file, with
+        faster-whisper's thresholds: a window is decoded again, hotter, when its text repeats
+        itself or its words are unsure (mean log-probability below -1), and skipped as silence
+        only when Whisper finds no speech there and is unsure of its words too. The language,
+        unless given, is detected from the first sound (a silent opening is skipped).
 
         ``offset_s`` is added to every time (the window's start in the media).
         """
@@ -269,13 +289,19 @@ class Transcriber:
         lang = language or self.options.language
         if audio.size == 0:
             return [], lang or ""
+        if lang is None:  # from the first sound, not a silent opening (Whisper reads its first 30 s)
+            lang = self.load().detect_language(audio[_first_sound(audio) :])[0]
         segments, info = self.load().transcribe(
             audio,
             language=lang,
             task="transcribe",
             beam_size=self.options.beam_size,
             temperature=_TEMPERATURES,
-            log_prob_threshold=None,  # retry hotter only on repetition: low confidence is common
+            # faster-whisper's own thresholds: without the log-prob one, a window Whisper
+            # guessed to be "no speech" was dropped however sure its words (speech after a long
+            # silence, a file's last sentence); never dropping one made it loop on silence
+            log_prob_threshold=-1.0,
+            no_speech_threshold=0.6,
             word_timestamps=True,
             vad_filter=False,
         )
@@ -394,7 +420,8 @@ def _shared_pass(
         retry = []
         for i, result in zip(pending, results, strict=True):
             tokens = result.sequences_ids[0]
-            text = tokenizers[i].decode(tokens[: caps[i]]).strip()
+            # a cap can cut a character's bytes in two: no U+FFFD at the end of stored words
+            text = tokenizers[i].decode(tokens[: caps[i]]).strip().rstrip("\ufffd").strip()
             got = _Decoded(
                 text, result.scores[0] * len(tokens) / (len(tokens) + 1), get_compression_ratio(text),
                 result.no_speech_prob,

@@ -5,7 +5,8 @@ loopback for the runs inside it (on Linux a :class:`~clasp_ingest.flows.server.T
 which the kernel kills if this process dies, even by SIGKILL; elsewhere Prefect's own
 ephemeral server) and stops it on the way out, once the logs and events still queued have
 been sent. It makes runs quiet and fast: no heartbeat thread, no server services that only
-matter to a UI (task-run recorder, event persister, triggers), no analytics, and a
+matter to a UI (task-run recorder, event persister, triggers), no analytics (server and
+client: ``DO_NOT_TRACK=1`` unless set), and a
 ``PREFECT_HOME`` under the clasp-ingest data directory unless one is set. Against a real
 server (``PREFECT_API_URL`` set) only the log level and analytics are touched.
 """
@@ -30,7 +31,10 @@ _LISTENERS_LOCK = threading.Lock()
 
 
 def runtime_settings(data_dir: Path | None = None) -> dict[Any, Any]:
-    """The Prefect setting updates :func:`prefect_runtime` applies (creates PREFECT_HOME)."""
+    """The Prefect setting updates :func:`prefect_runtime` applies (creates PREFECT_HOME); also
+    ``DO_NOT_TRACK=1`` in this process's environment unless set (Prefect's client usage data,
+    which no setting turns off)."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     import prefect.settings as ps
 
     updates: dict[Any, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,16 @@ def test_a_failed_item_is_said_once_in_the_table(
     assert not [r for r in caplog.records if "not a readable media file" in r.getMessage()]  # no log line too
     as_json = _ingest(str(bad), "--qdrant-path", str(tmp_path / "q"))
     assert "not a readable media file" in json.loads(as_json.stdout)["media_failed"][0]["error"]
+
+
+def test_prefect_usage_data_is_off_unless_the_user_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clasp_ingest.flows.runtime import runtime_settings
+
+    monkeypatch.delenv("DO_NOT_TRACK", raising=False)
+    runtime_settings(tmp_path)
+    assert os.environ["DO_NOT_TRACK"] == "1"
+    monkeypatch.setenv("DO_NOT_TRACK", "0")
+    runtime_settings(tmp_path)
+    assert os.environ["DO_NOT_TRACK"] == "0"
