@@ -235,6 +235,8 @@ def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bo
         if args["transcribe"]
         else None,
     )
+    if args["recreate"]:
+        _check_transcriber(args)  # before the drop
     with (
         open_configured_store(args["qdrant_path"], args["qdrant_url"], None, args["collection"]) as store,
         _progress(show_progress) as callback,
@@ -250,6 +252,16 @@ def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bo
         )
     model.settle()  # not on Ctrl-C: that leaves at once
     return summary
+
+
+def _check_transcriber(args: dict[str, Any]) -> None:
+    """With ``--transcribe``, load the Whisper model now (it is shared with the run's items): a
+    bad ``--whisper-model`` then fails before ``--recreate`` drops the collection."""
+    if args["transcribe"]:
+        from clasp_ingest.transcribe import TranscriberOptions
+        from clasp_ingest.words import shared_transcriber
+
+        shared_transcriber(TranscriberOptions(model=args["whisper_model"], device=args["device"])).load()
 
 
 def download_options(settings: Settings, args: dict[str, Any]) -> OpenOptions:
@@ -270,7 +282,11 @@ def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) 
     from clasp_ingest.flows import ingest_source, listen_progress, prefect_runtime
 
     if args["recreate"]:
+        from clasp_ingest.model.query import resolve_model_config
         from clasp_ingest.store.cli_store import open_configured_store
+
+        resolve_model_config(args["model"])  # an unknown model fails here, before the drop
+        _check_transcriber(args)
 
         with open_configured_store(
             args["qdrant_path"], args["qdrant_url"], None, args["collection"]

@@ -207,3 +207,23 @@ def test_prefect_usage_data_is_off_unless_the_user_chose(
     monkeypatch.setenv("DO_NOT_TRACK", "0")
     runtime_settings(tmp_path)
     assert os.environ["DO_NOT_TRACK"] == "0"
+
+
+def test_recreate_drops_nothing_when_a_model_cannot_load(
+    tmp_path: Path, speech_sources: dict[str, Path]
+) -> None:
+    store = ["--qdrant-path", str(tmp_path / "q")]
+    assert _ingest(str(speech_sources["one.wav"]), *store).exit_code == 0
+    with open_store(path=tmp_path / "q") as opened:
+        kept = opened.count()
+    source = str(speech_sources["two.mp3"])
+    whisper = _ingest(
+        source, *store, "--recreate", "--transcribe", "--whisper-model", str(tmp_path / "no-whisper")
+    )
+    assert whisper.exit_code == 1 and "cannot load the Whisper model" in whisper.stderr, whisper.output
+    run = CliRunner().invoke(
+        app, ["ingest", source, *store, "--recreate", "--flow", "--model", str(tmp_path / "no-model")]
+    )
+    assert run.exit_code == 1 and "no-model" in run.stderr, run.output
+    with open_store(path=tmp_path / "q") as opened:
+        assert opened.count() == kept  # nothing dropped
