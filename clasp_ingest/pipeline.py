@@ -599,11 +599,17 @@ def list_source(connector: Connector) -> list[MediaRef]:
 
 
 def select_new(
-    listed: Iterable[tuple[Connector, MediaRef]], store: QdrantStore, *, force: bool = False
+    listed: Iterable[tuple[Connector, MediaRef]],
+    store: QdrantStore,
+    *,
+    force: bool = False,
+    words: bool = False,
 ) -> tuple[list[tuple[Connector, MediaRef]], list[MediaResult]]:
     """Split items into those to ingest and the results known without ingesting: items stored
-    complete at their version (skipped), and items the listing found but could not read
-    (failed, e.g. an index page's link whose HEAD failed; ``connectors.base.LISTING_ERROR``).
+    complete at their version (skipped; with ``words``, a run that stores words, only where
+    they have them: an item ingested without ``--transcribe`` is ingested again, with words),
+    and items the listing found but could not read (failed, e.g. an index page's link whose
+    HEAD failed; ``connectors.base.LISTING_ERROR``).
 
     An item listed twice (by two sources) is kept once.
     """
@@ -620,7 +626,11 @@ def select_new(
         if error:
             log.error("failed to ingest %s: %s", ref.uri, error)
             skipped.append(MediaResult(ref.uri, ref.media_id, "", "failed", error=str(error), attempts=0))
-        elif not force and store.has_media(ref.media_id, ref.fingerprint):
+        elif (
+            not force
+            and store.has_media(ref.media_id, ref.fingerprint)
+            and (not words or store.has_words(ref.media_id, ref.fingerprint))
+        ):
             skipped.append(MediaResult(ref.uri, ref.media_id, ref.fingerprint, "skipped", attempts=0))
         else:
             todo.append((connector, ref))
@@ -635,6 +645,7 @@ def discover_new(
     pruned: list[str] | None = None,
     retries: int = 0,
     retry_delay_s: float = 1.0,
+    words: bool = False,
 ) -> tuple[list[tuple[Connector, MediaRef]], list[MediaResult], list[tuple[str, str]]]:
     """List every source; split into items to ingest, results known without ingesting
     (:func:`select_new`), and listing errors.
@@ -655,7 +666,7 @@ def discover_new(
             errors.append((connector.source, describe_error(exc)))
             continue
         listed += took_listing(store, connector, refs, pruned)
-    todo, skipped = select_new(listed, store, force=force)
+    todo, skipped = select_new(listed, store, force=force, words=words)
     return todo, skipped, errors
 
 
@@ -863,7 +874,7 @@ def ingest_source(
         pruned: list[str] | None = [] if opts.prune else None
         todo, results, errors = discover_new(
             sources, store, force=opts.force, pruned=pruned, retries=opts.retries,
-            retry_delay_s=opts.retry_delay_s,
+            retry_delay_s=opts.retry_delay_s, words=opts.transcribe is not None,
         )  # fmt: skip
         log.info("%d items to ingest, %d unchanged", len(todo), sum(r.status == "skipped" for r in results))
         if todo and isinstance(model, Preloadable):

@@ -334,7 +334,9 @@ def _ingest_all(
     try:
         with pipeline.collection_for(store, model_id, dim, source=source, text_dim=text_dim):
             listed = _listed(connectors, errors, store, pruned if work.options.prune else None)
-            todo, skipped = pipeline.select_new(listed, store, force=work.options.force)
+            todo, skipped = pipeline.select_new(
+                listed, store, force=work.options.force, words=work.options.transcribe is not None
+            )
             log.info(
                 "%d media to ingest, %d unchanged", len(todo), sum(r.status == "skipped" for r in skipped)
             )

@@ -858,6 +858,17 @@ class QdrantStore(abc.ABC):
         done = self._count(where)
         return done > 0 and done == self._count(meta_equals("media_id", media_id))
 
+    def has_words(self, media_id: str, version: str) -> bool:
+        """True when every complete span of ``media_id`` at ``version`` has its words
+        (``metadata.transcript``, ``""`` where nothing was heard): ingested with
+        ``--transcribe``, or every span transcribed since."""
+        where = (
+            meta_equals("media_id", media_id)
+            & meta_equals("version", version)
+            & meta_equals("state", STATE_COMPLETE)
+        )
+        return all(transcript_of(point.payload) is not None for point in self.iter_points(where))
+
     def media(self) -> list[StoredMedia]:
         """Every stored media item version, by source: one scroll over the first point of each
         version (its ``segment_index`` 0, or the ``"empty"`` marker's -1) and two counts each."""

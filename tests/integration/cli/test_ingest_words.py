@@ -100,3 +100,23 @@ def test_ingest_transcribe_refuses_a_collection_without_word_vectors(
     assert "no word vectors" in run.stderr and "--recreate" in run.stderr, run.stderr
     with open_store(path=folder) as store:
         assert store.count() == 0 and not store.has_word_vectors
+
+
+def test_ingest_transcribe_gives_words_to_an_item_stored_without_them(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = str(tmp_path / "store")
+    talk = tmp_path / "talk.opus"
+    shutil.copy(SAMPLES / "demo_es.opus", talk)
+    assert (
+        cli(env, "ingest", str(SAMPLES / "demo_de.opus"), "--transcribe", "--qdrant-path", folder).returncode
+        == 0
+    )
+    assert cli(env, "ingest", str(talk), "--qdrant-path", folder).returncode == 0  # no words: allowed
+    again = cli(env, "ingest", str(talk), "--transcribe", "--qdrant-path", folder, "--json")
+    assert json.loads(again.stdout)["media_ok"] == 1, again.stdout  # was "unchanged", still without words
+    with open_store(path=Path(folder)) as store:
+        points = [p for p in store.iter_points() if p.payload["metadata"]["source"] == talk.as_uri()]
+        assert points and all(transcript_of(p.payload) is not None for p in points)
+    unchanged = cli(env, "ingest", str(talk), "--transcribe", "--qdrant-path", folder, "--json")
+    assert json.loads(unchanged.stdout)["media_skipped"] == 1
