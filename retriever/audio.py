@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import re
 import subprocess
+import time
 import warnings
 import wave
 from collections.abc import Callable
@@ -28,7 +29,7 @@ import numpy as np
 from clasp_ingest.connectors.local import local_fingerprint, path_of_uri
 from langchain_core.documents import Document
 
-from clasp_ingest.errors import ConfigError, MediaDecodeError
+from clasp_ingest.errors import ClaspIngestError, ConfigError, MediaDecodeError
 from clasp_ingest.types import SpanHit
 
 if TYPE_CHECKING:
@@ -118,16 +119,22 @@ def _stored_version(span: Document | SpanHit | Span) -> str | None:
 
 
 def check_unchanged(span: Document | SpanHit | Span) -> None:
-    """Raise :class:`~clasp_ingest.errors.MediaDecodeError` when the span's local file changed.
+    """Raise :class:`~clasp_ingest.errors.MediaDecodeError` when the span's media changed.
 
-    A span's times hold for the version of the file that was ingested (its ``size-mtime_ns``
-    fingerprint, payload ``version``); a file rewritten since may hold other audio there, so
-    cutting it would play, or transcribe and store, the wrong words. Remote sources and
-    versions of another form (a ``MediaRef`` a library user made) are not checked. A local file
-    that is gone (moved or deleted since) raises too, naming the remedy.
+    A span's times hold for the version of the file that was ingested (payload ``version``: a
+    local file's ``size-mtime_ns``, an http(s) file's ETag or Last-Modified and size); a file
+    rewritten since may hold other audio there, so cutting it would play, or transcribe and
+    store, the wrong words. A local file that is gone (moved or deleted since) raises too,
+    naming the remedy; an http(s) source is asked for its version (a HEAD, remembered for a
+    minute). Buckets, signed (redacted) URLs and versions of another form (a ``MediaRef`` a
+    library user made) are not checked.
     """
     source, start_s, end_s = _span_of(span)
-    if urlparse(source).scheme != "file":
+    scheme = urlparse(source).scheme
+    if scheme in ("http", "https"):
+        _check_remote_unchanged(source, _stored_version(span), start_s, end_s)
+        return
+    if scheme != "file":
         return
     path = path_of_uri(source)
     if not path.exists():
@@ -150,6 +157,41 @@ def check_unchanged(span: Document | SpanHit | Span) -> None:
             f"the file changed since it was ingested (size-mtime {version}, now {now}), so "
             f"{start_s:.3f}–{end_s:.3f}s may hold other audio; ingest it again "
             f"(clasp-ingest ingest '{path}') and search again",
+        )
+
+
+#: How long a remote source's checked version is trusted (one search cuts many spans of it).
+_REMOTE_CHECK_TTL_S = 60.0
+_REMOTE_CHECKED: dict[str, tuple[float, str | None]] = {}
+
+
+def _check_remote_unchanged(source: str, version: str | None, start_s: float, end_s: float) -> None:
+    """The http(s) form of :func:`check_unchanged`: the version (ETag, or Last-Modified and size)
+    the server reports now (a HEAD, remembered for a minute) against the stored one. A URL
+    stored redacted (signed), a version of another form, or a server that does not answer is
+    not checked here (the cut reports what fails)."""
+    from clasp_ingest.connectors.base import OpenOptions
+    from clasp_ingest.connectors.http import Target, head
+    from clasp_ingest.connectors.remote import remote_fingerprint
+    from clasp_ingest.connectors.urls import REDACTED, host_of
+
+    if version is None or REDACTED in source or not version.startswith(("etag:", "last-modified:", "size:")):
+        return
+    now = time.monotonic()
+    checked_at, current = _REMOTE_CHECKED.get(source, (-_REMOTE_CHECK_TTL_S, None))
+    if now - checked_at >= _REMOTE_CHECK_TTL_S:
+        try:
+            asked = head(Target(source, frozenset({host_of(source)})), OpenOptions(deadline_s=15.0))
+            current = remote_fingerprint(source, asked)
+        except (ClaspIngestError, OSError, ValueError):  # unreachable, or no version: the cut will say
+            current = None
+        _REMOTE_CHECKED[source] = (now, current)
+    if current is not None and current != version:
+        raise MediaDecodeError(
+            source,
+            f"the file changed on its server since it was ingested ({version}, now {current}), so "
+            f"{start_s:.3f}–{end_s:.3f}s may hold other audio; ingest it again "
+            f"(clasp-ingest ingest '{source}') and search again",
         )
 
 

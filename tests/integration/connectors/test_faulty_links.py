@@ -17,7 +17,7 @@ from clasp_ingest.connectors import FsspecConnector, OpenOptions, connector_for
 from clasp_ingest.connectors.base import LISTING_ERROR
 from clasp_ingest.connectors.http import Target, fetch_bytes, head
 
-from clasp_ingest.errors import ConnectorError, TransientConnectorError
+from clasp_ingest.errors import ConnectorError, MediaDecodeError, TransientConnectorError
 from clasp_ingest.pipeline import discover_new, is_transient
 from clasp_ingest.store import open_store
 from clasp_ingest.types import MediaRef
@@ -231,3 +231,20 @@ def test_a_page_over_its_limit_names_the_right_remedy(site: _Site) -> None:
     with pytest.raises(ConnectorError, match="the most read of a feed or index page") as info:
         fetch_bytes(_trusted(page), OpenOptions(), 1000)
     assert "--max-bytes" not in str(info.value) and not is_transient(info.value)
+
+
+def test_a_span_of_a_url_changed_on_its_server_is_not_cut(site: _Site) -> None:
+    from clasp_ingest.retriever import Span, audio
+
+    url = f"{site.base_url}/b.wav"
+    (ref,) = _listed(url)
+    span = Span(ref.media_id, url, "b", 0.0, 0.2, 0.5, extra={"version": ref.fingerprint})
+    audio.check_unchanged(span)  # as ingested: fine
+    (site.root / "b.wav").write_bytes((site.root / "a.wav").read_bytes() + b"\0" * 100)  # other audio
+    audio.check_unchanged(span)  # its version is remembered for a minute: no request per span
+    audio._REMOTE_CHECKED.clear()
+    with pytest.raises(
+        MediaDecodeError, match=r"changed on its server since it was ingested.*ingest it again"
+    ):
+        audio.check_unchanged(span)
+    assert sum(r == "HEAD /b.wav" for r in site.requests) == 3  # the listing's, and two checks
