@@ -174,9 +174,8 @@ def ingest_command(
     from clasp_ingest.model.inference import check_runtime
 
     check_runtime(arguments["device"], settings.engine)  # before anything (--recreate drops first)
-    if not as_json and logging.getLogger().getEffectiveLevel() >= logging.WARNING:
-        _say_failures_once()
-    with _downloads_cut_on_ctrl_c():
+    quiet = not as_json and logging.getLogger().getEffectiveLevel() >= logging.WARNING
+    with _downloads_cut_on_ctrl_c(), _failures_said_once(quiet):
         # the bar is for a terminal: a log file or pipe (a scheduled job) gets no blank lines from it
         summary = run(settings, arguments, show_progress=not as_json and sys.stderr.isatty())
     _print(summary, arguments, as_json)
@@ -311,19 +310,26 @@ def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) 
     return summary
 
 
-def _say_failures_once() -> None:
+@contextmanager
+def _failures_said_once(enabled: bool) -> Iterator[None]:
     """The table lists every failed item and source with its error at the end: their log lines
-    would say each twice (``-v`` keeps them, with ``--json`` they are the only lines on stderr)."""
-    for name in ("clasp_ingest.pipeline", "clasp_ingest.flows"):
-        logger = logging.getLogger(name)
-        if _not_listed_later not in logger.filters:
-            logger.addFilter(_not_listed_later)
+    on the terminal would say each twice. Only the console's handlers drop them, for this run
+    (``-v`` keeps them; with ``--json`` they are the only lines on stderr; a Prefect server's
+    run log keeps them)."""
+    handlers = list(logging.getLogger().handlers) if enabled else []
+    for handler in handlers:
+        handler.addFilter(_not_listed_later)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(_not_listed_later)
 
 
 def _not_listed_later(record: logging.LogRecord) -> bool:
-    return not (
-        record.levelno >= logging.ERROR and str(record.msg).startswith(("failed to ingest", "cannot list"))
-    )
+    listed = record.name in ("clasp_ingest.pipeline", "clasp_ingest.flows")
+    said_later = listed and str(record.msg).startswith(("failed to ingest", "cannot list"))
+    return not (record.levelno >= logging.ERROR and said_later)
 
 
 def _not_said_again(record: logging.LogRecord) -> bool:

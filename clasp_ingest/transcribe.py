@@ -289,9 +289,11 @@ class Transcriber:
         lang = language or self.options.language
         if audio.size == 0:
             return [], lang or ""
-        if lang is None:  # from the first sound, not a silent opening (Whisper reads its first 30 s)
-            lang = self.load().detect_language(audio[_first_sound(audio) :])[0]
-        segments, info = self.load().transcribe(
+        model = self.load()
+        if lang is None and model.model.is_multilingual:  # an English-only model detects nothing
+            # from the first sound, not a silent opening (Whisper would read its first 30 s)
+            lang = model.detect_language(audio[_first_sound(audio) :])[0]
+        segments, info = model.transcribe(
             audio,
             language=lang,
             task="transcribe",

@@ -424,5 +424,12 @@ def index_links(target: Target, options: OpenOptions, limit: int) -> list[str]:
     """The http(s) URLs an HTML index page links to (``<a href>``, resolved against the page)."""
     parser = _Links()
     parser.feed(fetch_bytes(target, options, limit).decode("utf-8", errors="replace"))
-    links = (urljoin(target.url, href.strip()) for href in parser.hrefs)
-    return sorted({link.split("#", 1)[0] for link in links if urlsplit(link).scheme in HTTP_SCHEMES})
+    links = []
+    for href in parser.hrefs:
+        try:
+            link = urljoin(target.url, href.strip())
+            if urlsplit(link).scheme in HTTP_SCHEMES:
+                links.append(link.split("#", 1)[0])
+        except ValueError:  # "http://[::1/x" and the like: not a link anyone can follow
+            continue
+    return sorted(set(links))

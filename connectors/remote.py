@@ -57,7 +57,10 @@ INDEX_MAX_BYTES = 16 * 1024 * 1024
 _QUOTE = '"'
 #: Content types that make an http(s) URL without a media extension a media file (else it
 #: is read as an index page).
-_MEDIA_TYPES = ("audio/", "video/", "application/ogg", "application/mp4", "application/x-matroska")
+_MEDIA_TYPES = (
+    "audio/", "video/", "application/ogg", "application/mp4", "application/x-matroska",
+    "application/octet-stream",  # what many download endpoints send for any file
+)  # fmt: skip
 _VERSION_KEYS = ("ETag", "etag", "md5Hash", "Content-MD5", "Digest", "generation")
 _TIME_KEYS = ("Last-Modified", "LastModified", "updated", "mtime")
 
@@ -252,6 +255,11 @@ class FsspecConnector:
                 log.warning("skipping a link of %s: %s", self._shown, exc)
             except ConnectorError as exc:  # fails alone, listed with the run's failures
                 yield unreadable_ref(redact_url(url), str(exc))
+            except ValueError as exc:  # a bad port or host name (UnicodeError too)
+                shown = redact_url(url)
+                yield unreadable_ref(
+                    shown, f"{shown!r} (linked from {self._shown!r}) is not a valid URL ({exc})"
+                )
 
     def _http_ref(self, url: str, info: dict[str, Any]) -> MediaRef:
         uri = redact_url(url)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import re
 import subprocess
+import threading
 import time
 import warnings
 import wave
@@ -163,6 +164,8 @@ def check_unchanged(span: Document | SpanHit | Span) -> None:
 #: How long a remote source's checked version is trusted (one search cuts many spans of it).
 _REMOTE_CHECK_TTL_S = 60.0
 _REMOTE_CHECKED: dict[str, tuple[float, str | None]] = {}
+_REMOTE_CHECKED_MAX = 1024
+_REMOTE_LOCK = threading.Lock()
 
 
 def _check_remote_unchanged(source: str, version: str | None, start_s: float, end_s: float) -> None:
@@ -170,22 +173,12 @@ def _check_remote_unchanged(source: str, version: str | None, start_s: float, en
     the server reports now (a HEAD, remembered for a minute) against the stored one. A URL
     stored redacted (signed), a version of another form, or a server that does not answer is
     not checked here (the cut reports what fails)."""
-    from clasp_ingest.connectors.base import OpenOptions
-    from clasp_ingest.connectors.http import Target, head
-    from clasp_ingest.connectors.remote import remote_fingerprint
-    from clasp_ingest.connectors.urls import REDACTED, host_of
+    from clasp_ingest.connectors.urls import REDACTED
 
     if version is None or REDACTED in source or not version.startswith(("etag:", "last-modified:", "size:")):
         return
-    now = time.monotonic()
-    checked_at, current = _REMOTE_CHECKED.get(source, (-_REMOTE_CHECK_TTL_S, None))
-    if now - checked_at >= _REMOTE_CHECK_TTL_S:
-        try:
-            asked = head(Target(source, frozenset({host_of(source)})), OpenOptions(deadline_s=15.0))
-            current = remote_fingerprint(source, asked)
-        except (ClaspIngestError, OSError, ValueError):  # unreachable, or no version: the cut will say
-            current = None
-        _REMOTE_CHECKED[source] = (now, current)
+    with _REMOTE_LOCK:  # one HEAD per source however many threads cut its spans
+        current = _remote_version(source)
     if current is not None and current != version:
         raise MediaDecodeError(
             source,
@@ -193,6 +186,33 @@ def _check_remote_unchanged(source: str, version: str | None, start_s: float, en
             f"{start_s:.3f}–{end_s:.3f}s may hold other audio; ingest it again "
             f"(clasp-ingest ingest '{source}') and search again",
         )
+
+
+def _remote_version(source: str) -> str | None:
+    """What the server of ``source`` reports as its version now (remembered for a minute), or
+    None when it does not answer with one. Call with ``_REMOTE_LOCK`` held."""
+    from clasp_ingest.connectors.base import OpenOptions
+    from clasp_ingest.connectors.http import Target, head
+    from clasp_ingest.connectors.remote import remote_fingerprint
+    from clasp_ingest.connectors.urls import host_of
+
+    now = time.monotonic()
+    checked = _REMOTE_CHECKED.get(source)
+    if checked is not None and now - checked[0] < _REMOTE_CHECK_TTL_S:
+        return checked[1]
+    try:
+        current: str | None = remote_fingerprint(
+            source, head(Target(source, frozenset({host_of(source)})), OpenOptions(deadline_s=15.0))
+        )
+    except (ClaspIngestError, OSError, ValueError):  # unreachable, or no version: the cut will say
+        current = None
+    if len(_REMOTE_CHECKED) >= _REMOTE_CHECKED_MAX:  # a long-lived process: keep what is fresh
+        for stale in [key for key, (at, _) in _REMOTE_CHECKED.items() if now - at >= _REMOTE_CHECK_TTL_S]:
+            del _REMOTE_CHECKED[stale]
+        if len(_REMOTE_CHECKED) >= _REMOTE_CHECKED_MAX:
+            _REMOTE_CHECKED.clear()
+    _REMOTE_CHECKED[source] = (now, current)
+    return current
 
 
 def _decode_command(

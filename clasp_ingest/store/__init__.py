@@ -140,9 +140,12 @@ def _server_store(
             collection, write, url=url, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout_s
         )
     except ValueError as exc:  # urllib's and urllib3's parse errors (LocationParseError)
+        from clasp_ingest.connectors.urls import redact_url
+
         why = str(exc).removeprefix("Failed to parse: ")
-        detail = "" if why == url else f" ({why})"
-        raise ConfigError(f"the Qdrant URL {url!r} is not valid{detail}; {remedy}") from None
+        shown = redact_url(url)
+        detail = "" if why == url else f" ({why.replace(url, shown)})"
+        raise ConfigError(f"the Qdrant URL {shown!r} is not valid{detail}; {remedy}") from None
 
 
 def _client_store(collection: str, write: WriteOptions | None, **kwargs: object) -> ServerStore:

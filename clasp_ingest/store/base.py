@@ -204,9 +204,11 @@ def _seconds_text(seconds: float) -> str:
 
 
 def span_url(source: str, start_s: float, end_s: float) -> str:
-    """A media-fragment deep link: ``source#t=start,end`` (seconds; a fragment ``source``
-    already has is replaced)."""
-    return f"{source.split('#', 1)[0]}#t={_seconds_text(start_s)},{_seconds_text(end_s)}"
+    """A media-fragment deep link: ``source#t=start,end`` (seconds; the fragment of an http(s)
+    ``source`` is replaced: elsewhere ``#`` may be part of a name, e.g. an S3 key)."""
+    if source.lower().startswith(("http://", "https://")):
+        source = source.split("#", 1)[0]
+    return f"{source}#t={_seconds_text(start_s)},{_seconds_text(end_s)}"
 
 
 def page_content(title: str, source: str, start_s: float, end_s: float) -> str:
@@ -249,8 +251,8 @@ def check_collection_name(name: str, *, option: str = "--collection, CLASP_COLLE
     ``/``, ``\\``, ``<>:"|?*`` or a control character (Qdrant's own rule for new names).
     ``option``: what the user set the name with, for the message."""
     bad = sorted({c for c in name if c in _NAME_FORBIDDEN})
-    if not name or len(name) > 255 or name in (".", "..") or bad:
-        why = f"holds {''.join(bad)!r}" if bad else "must be 1-255 characters, not '.' or '..'"
+    if not name or len(name.encode("utf-8", "surrogatepass")) > 255 or name in (".", "..") or bad:
+        why = f"holds {''.join(bad)!r}" if bad else "must be 1-255 bytes (UTF-8), not '.' or '..'"
         raise ConfigError(f"collection name {name!r} {why}; use letters, digits, '_', '-' or '.' ({option})")
 
 
@@ -859,15 +861,21 @@ class QdrantStore(abc.ABC):
         return done > 0 and done == self._count(meta_equals("media_id", media_id))
 
     def has_words(self, media_id: str, version: str) -> bool:
-        """True when every complete span of ``media_id`` at ``version`` has its words
-        (``metadata.transcript``, ``""`` where nothing was heard): ingested with
-        ``--transcribe``, or every span transcribed since."""
+        """True when the complete spans of ``media_id`` at ``version`` have their words
+        (``metadata.transcript``, ``""`` where nothing was heard), as ``--transcribe`` stores
+        them: judged by its first and last span (a count and one small scroll, not every
+        payload; lazy words rarely reach both ends of an item and nothing between)."""
         where = (
             meta_equals("media_id", media_id)
             & meta_equals("version", version)
             & meta_equals("state", STATE_COMPLETE)
         )
-        return all(transcript_of(point.payload) is not None for point in self.iter_points(where))
+        spans = self._count(where)
+        if spans == 0:  # the "empty" marker: nothing to transcribe
+            return True
+        ends = where & Where((Condition(meta_key("segment_index"), any_of=(0, spans - 1)),))
+        points, _ = self._scroll(ends, 2, None, False)
+        return bool(points) and all(transcript_of(point.payload) is not None for point in points)
 
     def media(self) -> list[StoredMedia]:
         """Every stored media item version, by source: one scroll over the first point of each

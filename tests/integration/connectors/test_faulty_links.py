@@ -69,6 +69,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._slow_headers()
         elif path == "/download":
             self._file("a.wav", body)
+        elif path == "/blob":
+            self._file("a.wav", body, content_type="application/octet-stream")
         elif name.endswith(".html"):
             self._send((self.site.root / name).read_bytes(), "text/html", body)
         else:
@@ -79,14 +81,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def _file(self, name: str, body: bool, *, version: bool = True, cut: bool = False) -> None:
+    def _file(
+        self,
+        name: str,
+        body: bool,
+        *,
+        version: bool = True,
+        cut: bool = False,
+        content_type: str = "audio/wav",
+    ) -> None:
         path = self.site.root / name
         if not path.is_file():
             self._status(404)
             return
         data = path.read_bytes()
         self.send_response(200)
-        self.send_header("Content-Type", "audio/wav")
+        self.send_header("Content-Type", content_type)
         if version:
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Last-Modified", _LAST_MODIFIED)
@@ -197,6 +207,16 @@ def test_head_refused_falls_back_to_get(site: _Site) -> None:
 def test_an_extensionless_media_url_is_media_by_its_content_type(site: _Site) -> None:
     (ref,) = _listed(f"{site.base_url}/download?id=7")
     assert ref.uri == f"{site.base_url}/download?id=7" and LISTING_ERROR not in ref.metadata
+    (blob,) = _listed(f"{site.base_url}/blob?id=8")  # what many download endpoints send
+    assert LISTING_ERROR not in blob.metadata
+
+
+def test_a_malformed_link_fails_alone_and_an_unparsable_one_is_skipped(site: _Site) -> None:
+    page = _page(site, "odd.html", "/a.wav", "http://127.0.0.1:99999/bad.wav", "http://[::1/x.wav")
+    refs = {r.uri: r for r in _listed(page)}  # nothing is sent to port 99999: it is refused as invalid
+    assert LISTING_ERROR not in refs[f"{site.base_url}/a.wav"].metadata
+    assert "is not a valid URL" in refs["http://127.0.0.1:99999/bad.wav"].metadata[LISTING_ERROR]
+    assert len(refs) == 2
 
 
 def test_a_media_url_in_a_feeds_folder_is_media(site: _Site) -> None:

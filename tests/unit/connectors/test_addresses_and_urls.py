@@ -219,3 +219,4 @@ def test_span_links_replace_a_fragment_the_source_has() -> None:
 
     assert span_url("http://h/a.opus?v=1#frag", 10.012, 13.5) == "http://h/a.opus?v=1#t=10.012,13.5"
     assert span_url("file:///x/a%23b.opus", 1, 2) == "file:///x/a%23b.opus#t=1,2"
+    assert span_url("s3://b/Episode #12.mp3", 1, 2) == "s3://b/Episode #12.mp3#t=1,2"  # '#' in a key

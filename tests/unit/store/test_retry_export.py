@@ -189,7 +189,7 @@ def test_export_refuses_a_target_of_another_model_naming_the_export_options(tmp_
         )
         with pytest.raises(CollectionMismatchError, match=re.escape(message)):
             export_to(edge, str(tmp_path / "other"))
-        for name, why in [("../x", "holds '/'"), ("", "must be 1-255 characters")]:
+        for name, why in [("../x", "holds '/'"), ("", "must be 1-255 bytes")]:
             with pytest.raises(ConfigError, match=re.escape(why) + r".*\(--to-collection\)$"):
                 export_to(edge, str(tmp_path / "never"), collection=name)
         assert not (tmp_path / "never").exists()  # refused before the target was made

@@ -64,3 +64,14 @@ def test_edge_has_a_full_text_index_on_the_transcript(tmp_path: Path) -> None:
         words = qe.Filter(must=[qe.FieldCondition("metadata.transcript", match=qe.MatchText("sunlight"))])
         assert shard.count(qe.CountRequest(exact=True, filter=words)) == 1
         assert sum(transcript_of(p.payload) is not None for p in store.iter_points()) == 2
+
+
+def test_an_item_has_words_when_its_spans_were_transcribed_at_both_ends(store: QdrantStore) -> None:
+    item = make_media("file:///w.wav", "v1", 5, seed=3)
+    store.write_media(item.ref, MODEL, item.batches())
+    ids = {p.payload["metadata"]["segment_index"]: p.id for p in store.iter_points()}
+    assert not store.has_words(item.ref.media_id, "v1")
+    store.set_words([ids[2]], "middle words", language="en", model="m")  # lazy words on one span
+    assert not store.has_words(item.ref.media_id, "v1")
+    store.set_words([ids[i] for i in range(5)], "", language="en", model="m")  # every span: heard nothing
+    assert store.has_words(item.ref.media_id, "v1")
