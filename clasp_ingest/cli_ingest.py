@@ -327,9 +327,14 @@ def _failures_said_once(enabled: bool) -> Iterator[None]:
 
 
 def _not_listed_later(record: logging.LogRecord) -> bool:
-    listed = record.name in ("clasp_ingest.pipeline", "clasp_ingest.flows")
-    said_later = listed and str(record.msg).startswith(("failed to ingest", "cannot list"))
-    return not (record.levelno >= logging.ERROR and said_later)
+    if record.levelno < logging.ERROR:
+        return True
+    if record.name in ("clasp_ingest.pipeline", "clasp_ingest.flows"):
+        return not str(record.msg).startswith(("failed to ingest", "cannot list"))
+    # with --flow, Prefect's report of a task that failed for good (the item's error again)
+    return not (
+        record.name == "prefect.task_runs" and record.getMessage().startswith("Finished in state Failed")
+    )
 
 
 def _not_said_again(record: logging.LogRecord) -> bool:
