@@ -9,16 +9,16 @@ instead, after checking that it makes the collection's vectors.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clasp_ingest.errors import CollectionMismatchError
 
 if TYPE_CHECKING:
     from clasp_ingest.config import Settings
     from clasp_ingest.model.base import QueryEncoder
-    from clasp_ingest.store.base import QdrantStore
+    from clasp_ingest.store.base import CollectionIdentity, QdrantStore
 
-__all__ = ["query_model_for", "search_model"]
+__all__ = ["fits_collection", "query_model_for", "search_model"]
 
 
 def query_model_for(
@@ -30,18 +30,32 @@ def query_model_for(
     model cannot be found, and ``CollectionMismatchError`` when ``model`` makes other vectors
     than the collection holds.
     """
-    from clasp_ingest.model.query import find_model, load_query_model, searches
+    from clasp_ingest.model.query import find_model, load_query_model
 
     identity = store.require_collection()
     name = model or find_model(identity.model_id, identity.source)
     encoder = load_query_model(name, device=device, model_dir=model_dir)
-    if not searches(encoder.config, identity.model_id) or encoder.dim != identity.dim:
+    if not fits_collection(identity, encoder):
         raise CollectionMismatchError(
             f"collection {store.collection!r} holds {identity.dim}-d vectors of model {identity.model_id!r}, "
             f"but model {name!r} makes {encoder.dim}-d vectors of {encoder.model_id!r}; drop --model "
             "(and CLASP_MODEL) to search with the collection's own model"
         )
     return encoder
+
+
+def fits_collection(identity: CollectionIdentity, model: Any) -> bool:
+    """Whether ``model`` makes the query vectors of a collection of ``identity``: its config
+    searches that model id (:func:`~clasp_ingest.model.query.searches`; a model without a
+    config, its ``model_id`` if it has one) and its width matches."""
+    from clasp_ingest.model.query import searches
+
+    config = getattr(model, "config", None)
+    if config is not None:
+        fits = searches(config, identity.model_id)
+    else:
+        fits = getattr(model, "model_id", None) in (None, identity.model_id)
+    return fits and getattr(model, "dim", identity.dim) == identity.dim
 
 
 def search_model(store: QdrantStore, model: str | None, settings: Settings) -> QueryEncoder:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from clasp_ingest.retriever.loading import query_model_for
+from clasp_ingest.retriever.loading import fits_collection, query_model_for
 from clasp_ingest.retriever.spans import Span, merge_spans, span_from_hit
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -493,20 +493,11 @@ def _check_model(store: QdrantStore, model: Any) -> None:
     """Refuse a query model that makes other vectors than ``store``'s collection holds (one of
     the same width would search, and return nonsense); a collection made later is checked by
     the store when it is written."""
-    from clasp_ingest.model.query import searches
-
     identity = store.identity
-    if identity is None:
-        return
-    config = getattr(model, "config", None)
-    model_id = getattr(model, "model_id", None)
-    fits = (
-        searches(config, identity.model_id) if config is not None else model_id in (None, identity.model_id)
-    )
-    if not fits or getattr(model, "dim", identity.dim) != identity.dim:
+    if identity is not None and not fits_collection(identity, model):
         raise CollectionMismatchError(
             f"collection {store.collection!r} holds vectors of model {identity.model_id!r}, but the "
-            f"query model is {model_id!r}; use the collection's own model "
+            f"query model is {getattr(model, 'model_id', None)!r}; use the collection's own model "
             "(ClaspRetriever.from_path/from_url/from_settings load it)"
         )
 

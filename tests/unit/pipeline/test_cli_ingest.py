@@ -189,11 +189,13 @@ def test_a_failed_item_is_said_once_in_the_table(
     bad = tmp_path / "bad.mp3"
     bad.write_text("not audio")
     args = ["ingest", str(bad), str(speech_sources["one.wav"]), "--qdrant-path", str(tmp_path / "q")]
-    for flow in ([], ["--flow"]):
-        caplog.clear()
-        run = CliRunner().invoke(app, [*args, "--model", "tiny-random", "--device", "cpu", "--force", *flow])
-        assert run.exit_code == 3 and run.stdout.count("not a readable media file") == 1, run.output
-        assert not [r for r in caplog.records if "not a readable media file" in r.getMessage()]  # no log line
+    run = CliRunner().invoke(app, [*args, "--model", "tiny-random", "--device", "cpu"])
+    assert run.exit_code == 3 and run.stdout.count("not a readable media file") == 1, run.output
+    assert not [r for r in caplog.records if "not a readable media file" in r.getMessage()]  # no log line
+    # with --flow the table lists it once too (Prefect's own console line never reaches pytest's
+    # log capture, so its filter was checked by hand)
+    flow = CliRunner().invoke(app, [*args, "--model", "tiny-random", "--device", "cpu", "--force", "--flow"])
+    assert flow.exit_code == 3 and flow.stdout.count("not a readable media file") == 1, flow.output
     as_json = _ingest(str(bad), "--qdrant-path", str(tmp_path / "q"))
     assert "not a readable media file" in json.loads(as_json.stdout)["media_failed"][0]["error"]
 
