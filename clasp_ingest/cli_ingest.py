@@ -29,6 +29,7 @@ import typer
 
 from clasp_ingest.config import Settings
 from clasp_ingest.exitcodes import EXIT_ERROR, EXIT_PARTIAL
+from clasp_ingest.log import one_line
 from clasp_ingest.store.cli_store import MAX_BATCH, collection_name, server_url, store_folder
 
 if TYPE_CHECKING:
@@ -378,7 +379,7 @@ class _progress:
             f"{progress.segments} segments, {progress.audio_s:.0f} s audio, {progress.failed} failed"
         )
         if progress.current is not None:
-            name = progress.current.rstrip("/").rsplit("/", 1)[-1]
+            name = one_line(progress.current.rstrip("/").rsplit("/", 1)[-1])
             minutes = progress.current_position_s / 60
             description += f"; {name} at {minutes:.1f} min, {progress.current_segments} segments"
         self._bar.update(self._task, total=progress.total, completed=progress.done, description=description)
@@ -410,12 +411,16 @@ def _print(summary: IngestSummary, args: dict[str, Any], as_json: bool) -> None:
     )
     console = Console()
     console.print(table)
+
+    def shown(text: str) -> str:
+        return escape(one_line(text))
+
     for failure in data["media_failed"]:
-        console.print(f"[red]failed[/red] {escape(failure['uri'])}: {escape(failure['error'])}", **_ONE_LINE)
+        console.print(f"[red]failed[/red] {shown(failure['uri'])}: {shown(failure['error'])}", **_ONE_LINE)
     for uri in data["media_pruned"]:
-        console.print(f"[cyan]pruned[/cyan] {escape(uri)}: no longer in its source", **_ONE_LINE)
+        console.print(f"[cyan]pruned[/cyan] {shown(uri)}: no longer in its source", **_ONE_LINE)
     for warning in data["media_warnings"]:
-        line = f"[yellow]warning[/yellow] {escape(warning['uri'])}: {escape(warning['warning'])}"
+        line = f"[yellow]warning[/yellow] {shown(warning['uri'])}: {shown(warning['warning'])}"
         console.print(line, **_ONE_LINE)
 
 

@@ -189,19 +189,20 @@ _SHOWN_QUERY = 100
 def _print_table(query: str, rows: list[dict[str, Any]]) -> None:
     """One block per hit: rank, score, span and title; the link on a line of its own (never
     wrapped, so it stays clickable); the words when the span has them."""
+    from clasp_ingest.log import one_line
     from clasp_ingest.store import format_timestamp
 
     shown = query if len(query) <= _SHOWN_QUERY else query[: _SHOWN_QUERY - 1] + "…"
     spans = "span" if len(rows) == 1 else "spans"
-    typer.echo(f"{len(rows)} {spans} for {shown!r}" if rows else f"no spans for {shown!r}")
+    typer.echo(f"{len(rows)} {spans} for {shown!r}" if rows else f"no spans for {shown!r}")  # repr: one line
     for rank, row in enumerate(rows, start=1):
         span = f"{format_timestamp(row['start_s'])}–{format_timestamp(row['end_s'])}"
         scores = f" (clasp {_score(row.get('clasp_score'))}, words {_score(row.get('text_score'))})"
         fused = scores if "text_score" in row else ""
-        typer.echo(f"\n{rank:>2}. {row['score']:.3f}{fused}  {span}  {row['title']}")
-        typer.echo(f"    {row['url']}")
+        typer.echo(f"\n{rank:>2}. {row['score']:.3f}{fused}  {span}  {one_line(row['title'])}")
+        typer.echo(f"    {one_line(row['url'])}")
         if row["text"]:
-            typer.echo(f"    \u201c{row['text']}\u201d")
+            typer.echo(f"    \u201c{one_line(row['text'])}\u201d")
 
 
 def _score(value: float | None) -> str:

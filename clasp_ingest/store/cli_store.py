@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from clasp_ingest.config import Settings
+from clasp_ingest.log import one_line
 
 if TYPE_CHECKING:
     from clasp_ingest.store.base import QdrantStore, StoredMedia
@@ -130,7 +131,7 @@ def list_media(
         typer.echo(json.dumps([asdict(item) for item in items], ensure_ascii=False))
         return
     for item in items:
-        typer.echo(f"{item.spans:>6}  {item.state:<8}  {item.ingested_at[:19]}  {item.source}")
+        typer.echo(f"{item.spans:>6}  {item.state:<8}  {item.ingested_at[:19]}  {one_line(item.source)}")
     spans = sum(item.spans for item in items)
     noun = "media item" if len(items) == 1 else "media items"
     typer.echo(f"{len(items)} {noun}, {spans} searchable spans in {store.collection!r}")
@@ -178,7 +179,7 @@ def delete_media(
                 )
                 raise typer.Exit(1)
             for source in sorted(set(chosen.values())):
-                typer.echo(source)
+                typer.echo(one_line(source))
             typer.confirm(f"Delete these {len(chosen)} media items?", abort=True)
         deleted = [
             {"media_id": media_id, "source": source, "points": store.delete_media(media_id)}

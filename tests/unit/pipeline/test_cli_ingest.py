@@ -231,3 +231,25 @@ def test_recreate_drops_nothing_when_a_model_cannot_load(
     assert run.exit_code == 1 and "no-model" in run.stderr, run.output
     with open_store(path=tmp_path / "q") as opened:
         assert opened.count() == kept  # nothing dropped
+
+
+def test_control_characters_in_a_file_name_stay_on_one_printed_line(
+    tmp_path: Path, speech_sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    odd = tmp_path / "two\nlines\x1b[2J.wav"  # a newline and a clear-screen escape
+    odd.write_bytes(speech_sources["one.wav"].read_bytes())
+    broken = tmp_path / "bad\nname.mp3"
+    broken.write_text("not audio")
+    monkeypatch.setenv("CLASP_MODEL", "tiny-random")
+    monkeypatch.setenv("CLASP_DEVICE", "cpu")
+    store = ["--qdrant-path", str(tmp_path / "q")]
+    runner = CliRunner()
+    ingest = runner.invoke(app, ["ingest", str(odd), str(broken), *store], env={"COLUMNS": "300"})
+    assert ingest.exit_code == 3, ingest.output
+    failed = [line for line in ingest.stdout.splitlines() if line.startswith("failed")]
+    assert len(failed) == 1 and "bad\\nname.mp3" in failed[0], ingest.stdout
+    table = runner.invoke(app, ["search", "anything", *store, "--k", "1"], env={"COLUMNS": "300"})
+    assert table.exit_code == 0 and "\x1b" not in table.stdout, table.output
+    assert "two\\nlines\\x1b[2J" in table.stdout.splitlines()[2], table.stdout  # the hit's own line
+    listed = runner.invoke(app, ["store", "list", *store])
+    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2, listed.stdout
