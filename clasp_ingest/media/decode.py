@@ -288,6 +288,8 @@ class _FfmpegLog:
         self._lock = threading.Lock()
         self.declared_s: float | None = None
         self.has_video = False
+        self.audio_streams = 0  # the input's audio streams (only the first is decoded)
+        self._in_input = False  # reading the "Input #0" stream list, not an output's
         self.audio_seen = threading.Event()  # the first audio stream's header line was read
         self.audio_language: str | None = None  # that stream's language tag (the one decoded)
         self.damage: list[str] = []
@@ -335,6 +337,10 @@ class _FfmpegLog:
             hours, minutes, seconds = duration.groups()
             self.declared_s = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
         self.has_video = self.has_video or bool(_VIDEO_RE.match(message))
+        if message.startswith(("Input #", "Output #")):
+            self._in_input = message.startswith("Input #")
+        if self._in_input and _AUDIO_RE.match(message):
+            self.audio_streams += 1
         if not self.audio_seen.is_set() and _AUDIO_RE.match(message):
             tagged = _AUDIO_LANGUAGE_RE.match(message)
             self.audio_language = tagged["tag"] if tagged else None
@@ -420,9 +426,11 @@ def _check_damage(
     """Raise (strict) or report a truncated or corrupt stream that still decoded in part.
 
     A video's declared duration is not its audio's (a sound track may end before the
-    pictures), so there only decoding errors count."""
+    pictures), nor is that of a file with several audio tracks the first track's, so there
+    only decoding errors count."""
     stderr.join()
-    declared_s = None if stderr.has_video or stderr.duration_estimated else stderr.declared_s
+    whole_file = stderr.has_video or stderr.audio_streams > 1 or stderr.duration_estimated
+    declared_s = None if whole_file else stderr.declared_s
     if opts.strict:
         damage = describe_damage(decoded_s, declared_s, stderr.damage_count)
         if damage is not None:

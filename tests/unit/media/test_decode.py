@@ -321,3 +321,18 @@ def test_audio_too_short_to_resample_is_no_audio_not_an_error(
     blip = tmp_path / "blip48k.wav"
     _ffmpeg("-i", str(short_track.path), "-ar", "48000", "-t", "0.001", str(blip))
     assert decode_audio(blip).size < 16  # was: "no audio samples decoded; is the file empty?"
+
+
+def test_a_second_longer_audio_track_is_not_damage(short_track: SpokenTrack, tmp_path: Path) -> None:
+    """The container's duration is its longest track's; the first track, decoded, ends before."""
+    film = tmp_path / "two_tracks.mkv"
+    longer = ["-f", "lavfi", "-t", str(short_track.duration_s + 20), "-i", "sine=f=300:r=16000"]
+    _ffmpeg("-i", str(short_track.path), *longer, "-map", "0:a", "-map", "1:a", "-c:a", "flac", str(film))
+    audio = decode_audio(film, DecodeOptions(strict=True))  # raised "ends early"
+    assert audio.size / SR == pytest.approx(short_track.duration_s, abs=0.1)  # the first track
+    np.testing.assert_allclose(audio, decode_audio(short_track.path), atol=2e-3)
+    cut = truncate(
+        convert(short_track.path, tmp_path / "whole.mp3", "-b:a", "32k"), tmp_path / "cut.mp3", 0.4
+    )
+    with pytest.raises(MediaDecodeError, match="ends early"):
+        decode_audio(cut)  # one track: a shortfall still counts
