@@ -347,6 +347,22 @@ def _not_said_again(record: logging.LogRecord) -> bool:
     )
 
 
+#: Characters of the current item's name the progress line shows, and of its bar.
+_SHOWN_NAME = 40
+_BAR_WIDTH = 16
+
+
+def _shown_name(uri: str, width: int = _SHOWN_NAME) -> str:
+    """The last part of an item's URI path as its name reads (``%20`` a space; no query, which
+    may hold a token), cut to fit the line."""
+    from urllib.parse import unquote, urlsplit
+
+    path = urlsplit(uri).path if "://" in uri else uri
+    name = one_line(unquote(path.rstrip("/").rsplit("/", 1)[-1], errors="backslashreplace"))
+    width = min(width, _SHOWN_NAME)
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
 class _progress:
     """A rich progress bar on stderr fed by :class:`~clasp_ingest.pipeline.Progress` (or nothing)."""
 
@@ -361,12 +377,12 @@ class _progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self._bar = Progress(
+        self._bar = Progress(  # the description last, cut to the terminal's width in _update
             TextColumn("ingest"),
-            BarColumn(),
+            BarColumn(bar_width=_BAR_WIDTH),
             MofNCompleteColumn(),
-            TextColumn("{task.description}", markup=False),
             TimeElapsedColumn(),
+            TextColumn("{task.description}", markup=False),
             console=Console(stderr=True),
             transient=True,
         )
@@ -375,13 +391,19 @@ class _progress:
         return self._update
 
     def _update(self, progress: Progress) -> None:
+        # what the other columns take: "ingest", the bar, "done/total", "0:00:00", one space between
+        count = len(f"{progress.done}/{progress.total}")
+        room = max(16, self._bar.console.width - (len("ingest") + _BAR_WIDTH + count + 7 + 4) - 1)
         description = (
             f"{progress.segments} segments, {progress.audio_s:.0f} s audio, {progress.failed} failed"
         )
-        if progress.current is not None:
-            name = one_line(progress.current.rstrip("/").rsplit("/", 1)[-1])
-            minutes = progress.current_position_s / 60
-            description += f"; {name} at {minutes:.1f} min, {progress.current_segments} segments"
+        if progress.current is not None:  # where the item in progress is: first, so it stays in view
+            head = f"{progress.current_position_s / 60:.1f} min into "
+            tail = f" ({progress.current_segments} segments); {description}"
+            name = _shown_name(progress.current, max(12, room - len(head) - len(tail)))
+            description = head + name + tail
+        if len(description) > room:
+            description = description[: room - 1] + "…"
         self._bar.update(self._task, total=progress.total, completed=progress.done, description=description)
 
     def __exit__(self, *exc: object) -> None:

@@ -253,3 +253,22 @@ def test_control_characters_in_a_file_name_stay_on_one_printed_line(
     assert "two\\nlines\\x1b[2J" in table.stdout.splitlines()[2], table.stdout  # the hit's own line
     listed = runner.invoke(app, ["store", "list", *store])
     assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2, listed.stdout
+
+
+def test_the_progress_line_names_the_item_readably_and_fits_the_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clasp_ingest.cli_ingest import _progress, _shown_name
+    from clasp_ingest.pipeline import Progress
+
+    uri = "file:///talks/Lecture%2007%20-%20Introduction%20to%20Thermodynamics%20(2024).mp3"
+    assert _shown_name(uri, 80) == "Lecture 07 - Introduction to Thermodyna…"  # 40 characters at most
+    assert _shown_name("https://h/a%0Ab.mp3?X-Amz-Signature=secret") == "a\\nb.mp3"  # no query
+    monkeypatch.setenv("COLUMNS", "80")
+    with _progress(True) as update:
+        bar = update.__self__
+        update(Progress(1, 0, 0, 0, 0, 0, 0.0, current=uri, current_segments=288, current_position_s=1704))
+        line = bar._bar.tasks[0].description
+        assert line.startswith("28.4 min into Lecture 07") and len(line) <= 80 - 37, line
+        update(Progress(1, 1, 1, 0, 0, 305, 1802.0))
+        assert bar._bar.tasks[0].description == "305 segments, 1802 s audio, 0 failed"
