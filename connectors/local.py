@@ -4,7 +4,10 @@ A location that exists as a file or folder is taken literally, so names with glo
 (``Talk [abc123].mp4``, ``Lecture 3 [2019]/``) are found; only a location that does not exist
 is read as a pattern (``glob.escape`` a pattern's literal part to match such names). Under a
 folder, hidden files and folders (``._talk.mp3`` from macOS, ``.Trash/``) are skipped, as a
-glob's ``*`` skips them; a hidden file named on its own is ingested.
+glob's ``*`` skips them; a hidden file named on its own is ingested. Symbolic links to files
+and folders are followed (each folder once, so a link back up does not loop); a link with a
+media name that leads nowhere (broken, or looping) and a sub-folder that cannot be listed are
+listed as items that fail, naming the remedy, while the rest of the source is ingested.
 
 The fingerprint is ``size-mtime_ns``: cheap, and it changes whenever a file is rewritten
 (a ``touch`` alone also counts as a change). Content hashes are not computed.
@@ -17,6 +20,7 @@ the title and file name stored with the points show undecodable bytes as ``\\xe9
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 from collections.abc import Iterator
@@ -24,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote_to_bytes, urlparse
 
-from clasp_ingest.connectors.base import has_media_suffix
+from clasp_ingest.connectors.base import has_media_suffix, unreadable_ref
 
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
@@ -44,10 +48,57 @@ def has_glob_magic(text: str) -> bool:
     return glob.has_magic(text)
 
 
-def _hidden(relative: Path) -> bool:
-    """Whether a path under a folder source is hidden (a part starts with ``.``): macOS's ``._x.mp3``
-    shadows, ``.Trash``, ``.git``; skipped as a shell's or a glob's ``*`` skips them."""
-    return any(part.startswith(".") for part in relative.parts)
+def _broken_link(path: Path) -> str:
+    """Why the symbolic link ``path`` leads to no file, with the remedy."""
+    try:
+        target = str(path.readlink())
+    except OSError:
+        target = "?"
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"is a symbolic link that loops (to {display_name(target)!r}); fix or remove the link"
+    missing = display_name(target)
+    return f"is a broken symbolic link (to {missing!r}, which does not exist); fix or remove the link"
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why a listed media name is no file to read (a broken or looping symbolic link), or ``None``."""
+    return _broken_link(path) if path.is_symlink() and not path.exists() else None
+
+
+def _folder_entries(folder: Path) -> list[tuple[Path, str | None]]:
+    """Media files under ``folder`` (symbolic links to files and folders followed, each folder
+    once; hidden names skipped), with broken links and folders that cannot be listed as
+    problems."""
+    found: list[tuple[Path, str | None]] = []
+    seen: set[tuple[int, int]] = set()
+
+    def unlisted(exc: OSError) -> None:
+        name = display_name(str(exc.filename))
+        found.append(
+            (
+                Path(str(exc.filename)),
+                f"folder {name!r} cannot be listed ({exc.strerror}); check its permissions",
+            )
+        )
+
+    for root, dirs, names in os.walk(folder, onerror=unlisted, followlinks=True):
+        stat = Path(root).stat()
+        if (stat.st_dev, stat.st_ino) in seen:  # a link back up, or a second link to one folder
+            dirs[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in names:
+            if name.startswith(".") or not has_media_suffix(name):
+                continue
+            path = Path(root, name)
+            problem = _unreadable(path)
+            if problem is not None or path.is_file():
+                found.append((path, problem))
+    return found
 
 
 def local_uri(path: str | Path) -> str:
@@ -82,8 +133,8 @@ class LocalConnector:
         return f"LocalConnector({self._location!r})"
 
     def discover(self) -> Iterator[MediaRef]:
-        for path in self._paths():
-            yield self._ref(path)
+        for path, problem in self._entries():
+            yield self._ref(path) if problem is None else unreadable_ref(path.absolute().as_uri(), problem)
 
     @contextmanager
     def open(self, ref: MediaRef) -> Iterator[str]:
@@ -104,20 +155,28 @@ class LocalConnector:
             return local_uri(location)
         return None
 
-    def _paths(self) -> list[Path]:
+    def _entries(self) -> list[tuple[Path, str | None]]:
+        """Each media file found (resolved), or a media-named entry that cannot be read with why
+        (a broken symbolic link, a folder that cannot be listed): that one fails alone."""
         # A path that exists is that path, even where its name holds glob characters:
         # ``Talk [abc123].mp4`` (yt-dlp's default name) is a file, not the pattern ``[abc123]``.
         location = Path(self._location).expanduser()
         if location.is_file():
-            return [location.resolve()]
+            return [(location.resolve(), None)]
         if location.is_dir():
-            found = [p for p in location.rglob("*") if not _hidden(p.relative_to(location))]
-            return sorted(p.resolve() for p in found if p.is_file() and has_media_suffix(p.name))
-        if has_glob_magic(self._location):
+            found = _folder_entries(location)
+        elif has_glob_magic(self._location):
             matches = glob.glob(str(location), recursive=True)  # noqa: PTH207 - absolute patterns
-            found = [Path(p) for p in matches]
-            return sorted(p.resolve() for p in found if p.is_file() and has_media_suffix(p.name))
-        raise ConnectorError(f"{self._location!r} is neither a file, a folder nor a glob that exists")
+            found = [(Path(p), _unreadable(Path(p))) for p in matches if has_media_suffix(Path(p).name)]
+            found = [(p, problem) for p, problem in found if problem is not None or p.is_file()]
+        elif location.is_symlink():
+            raise ConnectorError(f"{self._location!r} {_broken_link(location)}")
+        else:
+            raise ConnectorError(
+                f"{self._location!r} is neither a file, a folder nor a glob that exists; check the path"
+            )
+        entries = {(p.resolve() if problem is None else p.absolute()): problem for p, problem in found}
+        return sorted(entries.items(), key=lambda entry: entry[0])
 
     @staticmethod
     def _ref(path: Path) -> MediaRef:

@@ -59,6 +59,30 @@ def test_hidden_files_under_a_folder_are_skipped_unless_named(tmp_path: Path) ->
     assert [r.title for r in LocalConnector(shadow).discover()] == ["._talk"]
 
 
+def test_symbolic_links_are_followed_and_broken_ones_fail_alone(tmp_path: Path) -> None:
+    from clasp_ingest.connectors.base import LISTING_ERROR
+
+    library, elsewhere = tmp_path / "library", tmp_path / "elsewhere"
+    write_tone(library / "talk.wav")
+    write_tone(elsewhere / "linked" / "guest.wav")
+    (library / "guests").symlink_to(elsewhere / "linked")  # a linked folder is entered
+    (library / "guests" / "up").symlink_to(library)  # a link back up is entered once only
+    (library / "gone.wav").symlink_to(tmp_path / "deleted.wav")
+    (library / "loop.mp3").symlink_to("loop.mp3")
+    (library / "notes.txt").symlink_to(tmp_path / "nothing.txt")  # no media name: not listed
+    refs = {Path(r.uri).name: r for r in LocalConnector(library).discover()}
+    assert sorted(refs) == ["gone.wav", "guest.wav", "loop.mp3", "talk.wav"]
+    assert refs["guest.wav"].uri == (elsewhere / "linked" / "guest.wav").as_uri()  # resolved
+    assert "broken symbolic link" in refs["gone.wav"].metadata[LISTING_ERROR]
+    assert "deleted.wav" in refs["gone.wav"].metadata[LISTING_ERROR]
+    assert "loops" in refs["loop.mp3"].metadata[LISTING_ERROR]
+    assert LISTING_ERROR not in refs["talk.wav"].metadata
+    with pytest.raises(ConnectorError, match="broken symbolic link .*fix or remove the link"):
+        list(LocalConnector(library / "gone.wav").discover())
+    globbed = {Path(r.uri).name for r in LocalConnector(str(library / "*.wav")).discover()}
+    assert globbed == {"gone.wav", "talk.wav"}
+
+
 def test_existing_names_with_glob_characters_are_taken_literally(tmp_path: Path) -> None:
     course = tmp_path / "course [2019]"
     talk = write_tone(course / "Talk [dQw4w9WgXcQ].wav")
