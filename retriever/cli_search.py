@@ -67,9 +67,21 @@ def search(
     group: int | None = typer.Option(
         None, min=1, max=MAX_SPANS, help="At most this many spans per media item."
     ),
-    merge: bool = typer.Option(False, help="Merge adjacent or overlapping hits."),
+    merge: bool = typer.Option(
+        False, help="Merge hits of one item that overlap or lie within --merge-gap seconds of each other."
+    ),
+    merge_gap: float = typer.Option(
+        0.5,
+        min=0.0,
+        max=3600.0,
+        help="With --merge: the longest pause between two hits that are joined (the pause between "
+        "two sentences is often about 1 s).",
+    ),
     context: int = typer.Option(
-        0, min=0, max=MAX_CONTEXT, help="Widen spans by this many neighbouring segments."
+        0,
+        min=0,
+        max=MAX_CONTEXT,
+        help="Widen spans by this many neighbouring segments (overlapping ones come back as one).",
     ),
     transcribe: bool = typer.Option(
         False,
@@ -131,6 +143,7 @@ def search(
             filter=SearchFilter(media_id=_media_id(media_id)) if media_id else None,
             group_by_media=group,
             merge=merge,
+            merge_gap_s=merge_gap,
             context=context,
             rerank=rerank,
             hybrid=hybrid,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from clasp_ingest.retriever.loading import fits_collection, query_model_for
-from clasp_ingest.retriever.spans import Span, merge_spans, span_from_hit
+from clasp_ingest.retriever.spans import Span, fold_shared, merge_spans, span_from_hit
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -114,7 +114,8 @@ class ClaspRetriever(BaseRetriever):
       :mod:`clasp_ingest.store.filters` for what maps);
     * ``group_by_media`` – at most this many spans per media item;
     * ``merge`` – merge hits of one media item that overlap or are within ``merge_gap_s``;
-    * ``context`` – widen each hit by this many neighbouring segments on each side;
+    * ``context`` – widen each hit by this many neighbouring segments on each side (hits whose
+      widened spans share a segment come back as one span);
     * ``rerank`` – two-stage ranking: CLASP finds the best ``rerank`` spans (``>= k``), their
       words are obtained as with ``"lazy"`` (transcribed and stored once, whatever
       ``transcribe`` says), scored against the query with the model's text tower, and the two
@@ -343,6 +344,8 @@ class ClaspRetriever(BaseRetriever):
             spans = [self._widen(hit, opts["context"], members) for hit in hits]
             if opts["merge"]:
                 spans = merge_spans(spans, max_gap_s=opts["merge_gap_s"])
+            elif opts["context"]:
+                spans = fold_shared(spans)  # widened hits that overlap: one span
             if len(spans) >= opts["k"] or len(found) < fetch:
                 return spans[: opts["k"]], members
             fetch *= 2  # merged spans, or an item's older version dropped: look further

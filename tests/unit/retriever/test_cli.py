@@ -39,6 +39,15 @@ def test_search_and_store_commands(
     one = runner.invoke(app, ["search", SENTENCES[7] + " and more" * 40, "--k", "1"])
     head = one.stdout.splitlines()[0]
     assert one.exit_code == 0 and head.startswith("1 span for '") and len(head) < 130, head  # the query cut
+
+    def merged(gap: str) -> list[dict[str, float]]:
+        args = ["search", SENTENCES[7], "--k", "2", "--media-id", "file:///media/podcast.mp3", "--json"]
+        found = runner.invoke(app, [*args, "--merge", "--merge-gap", gap])
+        assert found.exit_code == 0, found.output
+        return [{"start_s": row["start_s"], "end_s": row["end_s"]} for row in json.loads(found.stdout)]
+
+    assert [row["end_s"] - row["start_s"] for row in merged("0")] == [2.5, 2.5]  # segments 0.5 s apart
+    assert merged("100") == [{"start_s": 0.0, "end_s": 17.5}]  # the whole podcast, one span
     nothing = runner.invoke(app, ["search", SENTENCES[7], "--media-id", "/media/nowhere.wav"])
     assert nothing.exit_code == 0 and nothing.stdout.startswith("no spans for")
     assert "no stored item matches --media-id '/media/nowhere.wav'" in nothing.stderr

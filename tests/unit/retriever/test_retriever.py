@@ -78,6 +78,24 @@ def test_context_window_widens_by_neighbours(store: QdrantStore, model: AudioTex
     assert edge.metadata["segment_indices"] == [0, 1, 2] and edge.metadata["start_s"] == 0.0
 
 
+def test_hits_whose_contexts_overlap_come_back_once(store: QdrantStore, model: AudioTextEncoder) -> None:
+    from clasp_ingest.retriever.spans import Span, fold_shared
+
+    docs = ClaspRetriever(store=store, model=model, k=3, context=1).invoke(SENTENCES[3])
+    segments = [(d.metadata["media_id"], i) for d in docs for i in d.metadata["segment_indices"]]
+    assert len(docs) == 3 and len(segments) == len(set(segments))  # no audio twice
+    assert docs[0].metadata["segment_indices"][0] <= 3 <= docs[0].metadata["segment_indices"][-1]
+    assert [d.metadata["score"] for d in docs] == sorted((d.metadata["score"] for d in docs), reverse=True)
+
+    def span(score: float, *indices: int, media: str = "m") -> Span:
+        return Span(media, "s", "t", float(indices[0]), indices[-1] + 1.0, score, segment_indices=indices)
+
+    folded = fold_shared([span(0.9, 1, 2, 3), span(0.5, 7, 8), span(0.7, 3, 4, 5), span(0.6, 5, 6, 7)])
+    assert [(s.score, s.segment_indices) for s in folded] == [(0.9, tuple(range(1, 9)))]  # a chain
+    apart = fold_shared([span(0.9, 1, 2), span(0.8, 3, 4), span(0.7, 2, 3, media="other")])
+    assert [s.segment_indices for s in apart] == [(1, 2), (3, 4), (2, 3)]  # touching, or another item
+
+
 def test_adjacent_hits_merge_into_one_span(store: QdrantStore, model: AudioTextEncoder) -> None:
     ref = media_ref("file:///media/seminar.wav")
     segments = [
@@ -253,6 +271,7 @@ def test_a_replace_cut_short_does_not_return_spans_twice(store: QdrantStore, mod
     store.upsert_points(newer)
     assert store.count(lecture) == 2 * len(old)
     docs = ClaspRetriever(store=store, model=model, k=4, context=1, filter=lecture).invoke(SENTENCES[3])
-    assert len({d.id for d in docs}) == len(docs) == 4  # four segments, each once
+    ids = [pid for d in docs for pid in d.metadata["point_ids"]]
+    assert len(ids) == len(set(ids)) == len(old)  # every segment once (overlapping contexts folded)
     assert {d.metadata["version"] for d in docs} == {"v2"}
     assert all(pid in {p.id for p in newer} for d in docs for pid in d.metadata["point_ids"])
