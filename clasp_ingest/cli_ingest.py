@@ -47,9 +47,22 @@ def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest_command)
 
 
+def _sources_named(values: list[str]) -> list[str]:
+    """An empty SOURCE (an unset ``$INBOX``) is bad usage: it would be the current folder."""
+    if any(not value for value in values):
+        raise typer.BadParameter(
+            "a SOURCE is empty (an unset variable?); give a file, folder, glob or URL ('.' for "
+            "the current folder)"
+        )
+    return values
+
+
 def ingest_command(
     sources: list[str] = typer.Argument(
-        ..., help="Paths, globs, http(s)/s3/gs URLs or RSS/Atom feed URLs.", show_default=False
+        ...,
+        help="Paths, globs, http(s)/s3/gs URLs or RSS/Atom feed URLs.",
+        show_default=False,
+        callback=_sources_named,
     ),
     model: str | None = typer.Option(
         None, "--model", "-m", help="Model preset or directory (CLASP_MODEL, default clasp-mini)."

@@ -22,7 +22,7 @@ from clasp_ingest.connectors.local import LocalConnector, path_of_uri
 from clasp_ingest.connectors.remote import REMOTE_SCHEMES, FsspecConnector, scheme_of
 from clasp_ingest.connectors.urls import SecretUrl, host_of, redact_url
 
-from clasp_ingest.errors import ConnectorError
+from clasp_ingest.errors import ConfigError, ConnectorError
 
 __all__ = [
     "MEDIA_EXTENSIONS",
@@ -56,6 +56,11 @@ def connector_for(
     says so (``.rss``, ``.xml``, a ``feed``/``rss``/``atom`` folder...) or else a
     ``Content-Type`` of RSS/Atom/XML. ``feed=False``: never a feed.
     """
+    if not source:  # Path("") is the current folder: an unset variable would ingest it
+        raise ConfigError(
+            "a source is empty (an unset variable?); give a file, folder, glob or URL ('.' for the "
+            "current folder)"
+        )
     scheme = scheme_of(source)
     options = open_options or OpenOptions()
     if feed or (feed is None and scheme in HTTP_SCHEMES and _is_feed(source, options)):

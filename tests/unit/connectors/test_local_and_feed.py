@@ -115,6 +115,22 @@ def test_open_yields_the_path_and_reports_vanished_files(folder: Path) -> None:
         pass
 
 
+def test_an_empty_source_is_refused_not_the_current_folder(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from clasp_ingest.cli import app
+    from clasp_ingest.errors import ConfigError
+
+    monkeypatch.chdir(folder)  # holds media: "" would have listed them
+    with pytest.raises(ConfigError, match="a source is empty"):
+        connector_for("")
+    run = CliRunner().invoke(app, ["ingest", "", "--qdrant-path", str(folder / "q")])
+    assert run.exit_code == 2 and "a SOURCE is empty" in run.output, run.output
+    assert not (folder / "q").exists()
+
+
 def test_missing_location_names_it(tmp_path: Path) -> None:
     with pytest.raises(ConnectorError, match="nowhere"):
         list(LocalConnector(tmp_path / "nowhere").discover())
