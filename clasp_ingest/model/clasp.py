@@ -239,7 +239,10 @@ def _load_head(config: ModelConfig, path: Path) -> tuple[torch.nn.Module, Center
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        from clasp_ingest.model.hub import readable_weights
+
+        with readable_weights(path):
+            state = load_file(str(path))
         extra = {k[len(CENTERING_PREFIX) :]: v for k, v in state.items() if k.startswith(CENTERING_PREFIX)}
         state = {k: v for k, v in state.items() if not k.startswith(CENTERING_PREFIX)}
         if extra:

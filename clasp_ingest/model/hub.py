@@ -15,6 +15,8 @@ hub unless ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is set. Failures raise
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -161,4 +163,20 @@ def load_pretrained(auto_class: str, model_id: str, model_dir: Path | None, **kw
             f"a folder named by CLASP_MODEL_DIR (model_dir= in Python), or allow hub downloads (unset "
             f"HF_HUB_OFFLINE), or run "
             f"`huggingface-cli download {model_id}`"
+        ) from exc
+
+
+@contextmanager
+def readable_weights(path: Path | str) -> Iterator[None]:
+    """Reading the weights file ``path`` inside: a file that is cut short, damaged or not
+    safetensors at all raises ``ModelLoadError`` naming it and the remedy (not the reader's own
+    error, which names neither)."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as exc:
+        raise ModelLoadError(
+            f"the weights file {str(path)!r} cannot be read ({exc}): it is cut short or damaged; "
+            "copy the model folder again, or reinstall the package that ships it"
         ) from exc

@@ -215,7 +215,9 @@ def _read_centering(config: ModelConfig, weights: Path | None) -> Centering | No
     else:
         from safetensors import safe_open
 
-        with safe_open(str(weights), framework="np") as file:
+        from clasp_ingest.model.hub import readable_weights
+
+        with readable_weights(weights), safe_open(str(weights), framework="np") as file:
             extra = {
                 key[len(CENTERING_PREFIX) :]: file.get_tensor(key)
                 for key in file.keys()  # noqa: SIM118 - safe_open is not a mapping

@@ -85,7 +85,10 @@ def _load_weights(cnn: torch.nn.Module, source: str, runtime: Runtime) -> None:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        from clasp_ingest.model.hub import readable_weights
+
+        with readable_weights(path):
+            state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
     missing, _unexpected = cnn.load_state_dict(state, strict=False)

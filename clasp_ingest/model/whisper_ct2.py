@@ -444,4 +444,8 @@ def patched_whisper_dir(base_dir: Path, top_layers: Path, cache_dir: Path | None
     if (target / "model.bin").is_file():
         return target
     log.info("writing the fine-tuned top layers of %s into %s", top_layers, target)
-    return patch_ct2_model(Path(base_dir), target, load_file(str(top_layers)))
+    from clasp_ingest.model.hub import readable_weights
+
+    with readable_weights(top_layers):
+        layers = load_file(str(top_layers))
+    return patch_ct2_model(Path(base_dir), target, layers)

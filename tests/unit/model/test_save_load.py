@@ -271,3 +271,20 @@ def test_a_model_id_that_would_leave_the_cache_folder_is_refused(tiny: ClaspMode
         ConfigError, match=r"model id '\.\./\.\./escaped' is not one plain name.*config\.json"
     ):
         load_model(str(saved), device="cpu")
+
+
+@pytest.mark.parametrize("kept", [0, 200, None])  # empty, cut in the header, cut in the tensors
+def test_damaged_weights_are_a_model_load_error_naming_the_file(
+    tiny: ClaspModel, tmp_path: Path, kept: int | None
+) -> None:
+    from clasp_ingest.model.query import load_query_model
+
+    saved = save_model(tiny, tmp_path / "m", model_id="tiny-cut")
+    weights = saved / "fusion.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2 if kept is None else kept])
+    for load in (load_model, load_query_model):
+        with pytest.raises(
+            ModelLoadError, match=r"fusion\.safetensors' cannot be read .*cut short or damaged"
+        ):
+            load(str(saved), device="cpu")
