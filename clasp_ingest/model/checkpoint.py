@@ -99,7 +99,15 @@ def _unpickle(path: Path) -> Any:
             f"({detail}); only tensors, torch.nn layers and the paper's HubertLabseConcat/HubertLabseGating "
             f"are allowed. Do not load this file with plain torch.load"
         ) from None
-    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except (EOFError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        # an empty file (EOFError with no message), or bytes the unpickler reads as opcodes it
+        # then trips over (text starting with 'h' or 'j': KeyError 101)
+        raise ModelLoadError(
+            f"cannot read {str(path)!r}: it is not a PyTorch checkpoint (empty, cut short or another "
+            f"kind of file: {type(exc).__name__}); the paper's weights are files torch.save wrote "
+            "(.pt/.pkl), e.g. those of llm-lab/CLASP"
+        ) from None
+    except (OSError, RuntimeError, zipfile.BadZipFile, ValueError) as exc:
         raise ModelLoadError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
 
 

@@ -78,6 +78,10 @@ def test_refuses_plain_pickle_and_garbage(tmp_path: Path) -> None:
     random.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     with pytest.raises(ModelLoadError, match=r"random\.pkl.*not a PyTorch checkpoint \(Unsupported operand"):
         read_official_state_dict(random)
+    for name, data in (("empty.pt", b""), ("hello.pt", b"hello world\n"), ("j.pt", b"just text\n")):
+        (tmp_path / name).write_bytes(data)  # EOFError without a message; KeyError 101 / 106
+        with pytest.raises(ModelLoadError, match=rf"{name}.*not a PyTorch checkpoint \(empty, cut short"):
+            read_official_state_dict(tmp_path / name)
     assert not marker.exists()
 
 
