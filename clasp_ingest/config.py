@@ -95,6 +95,20 @@ class Settings(BaseSettings):
             raise ValueError("use 'auto', 'cpu', 'cuda' or 'cuda:N'")
         return value
 
+    @field_validator("ffmpeg")
+    @classmethod
+    def _ffmpeg(cls, value: str | None) -> str | None:
+        """A named ffmpeg that is no program fails every command at once, not every item."""
+        import shutil
+
+        if not value:
+            return None
+        if shutil.which(str(Path(value).expanduser())) is None:
+            raise ValueError(
+                "no ffmpeg program there; give its path, or leave it unset (PATH, then imageio-ffmpeg)"
+            )
+        return value
+
     @field_validator("qdrant_path", "model_dir")
     @classmethod
     def _home(cls, value: Path | None) -> Path | None:

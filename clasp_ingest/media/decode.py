@@ -122,12 +122,16 @@ class DecodeOptions:
 
 
 def find_ffmpeg(explicit: str | None = None) -> str:
-    """The ffmpeg executable: ``explicit``, else ``ffmpeg`` on PATH, else imageio-ffmpeg's."""
-    if explicit:
-        found = shutil.which(explicit)
+    """The ffmpeg executable: ``explicit``, else ``CLASP_FFMPEG``, else ``ffmpeg`` on PATH, else
+    imageio-ffmpeg's (every cut, clip and decode uses the same one)."""
+    named = explicit or os.environ.get("CLASP_FFMPEG") or None
+    if named:
+        found = shutil.which(str(Path(named).expanduser()))
         if found is None:
+            where = "" if explicit else " (CLASP_FFMPEG)"
             raise ConfigError(
-                f"ffmpeg executable {explicit!r} not found; pass a valid path or leave it unset"
+                f"ffmpeg executable {named!r}{where} not found; give the path of an ffmpeg program or "
+                "leave it unset (ffmpeg on PATH, then imageio-ffmpeg's)"
             )
         return found
     on_path = shutil.which("ffmpeg")

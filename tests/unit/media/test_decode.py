@@ -336,3 +336,25 @@ def test_a_second_longer_audio_track_is_not_damage(short_track: SpokenTrack, tmp
     )
     with pytest.raises(MediaDecodeError, match="ends early"):
         decode_audio(cut)  # one track: a shortfall still counts
+
+
+def test_clasp_ffmpeg_names_the_ffmpeg_everywhere_and_a_bad_one_fails_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_track: SpokenTrack
+) -> None:
+    from pydantic import ValidationError
+
+    from clasp_ingest.config import Settings
+
+    log = tmp_path / "calls.log"
+    wrapper = tmp_path / "ffmpeg-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {find_ffmpeg()} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CLASP_FFMPEG", str(wrapper))
+    assert find_ffmpeg() == str(wrapper)  # what cuts and clips use when given no ffmpeg
+    assert decode_audio(short_track.path).size > 0 and log.read_text().count("\n") == 1
+    assert Settings().ffmpeg == str(wrapper)
+    monkeypatch.setenv("CLASP_FFMPEG", str(tmp_path / "nowhere" / "ffmpeg"))
+    with pytest.raises(ConfigError, match=r"ffmpeg'? \(CLASP_FFMPEG\) not found"):
+        find_ffmpeg()
+    with pytest.raises(ValidationError, match="no ffmpeg program there"):
+        Settings()
