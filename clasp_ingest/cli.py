@@ -104,7 +104,11 @@ def _root(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
     verbose: int = typer.Option(
-        0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug and tracebacks)."
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        help="More log output: -v info, -vv debug and tracebacks (a flag: repeat it, before the command).",
     ),
 ) -> None:
     global _verbosity

@@ -94,7 +94,11 @@ def ingest_command(
         None, "--device", help="'auto', 'cpu', 'cuda' or 'cuda:N' (CLASP_DEVICE)."
     ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, max=MAX_BATCH, help="Segments per embedding batch."
+        None,
+        "--batch-size",
+        min=1,
+        max=MAX_BATCH,
+        help="Segments per embedding batch (CLASP_EMBED_BATCH_SIZE, default 32).",
     ),
     max_bytes: int | None = typer.Option(
         None, "--max-bytes", min=1, help="Largest download accepted, in bytes."
@@ -139,7 +143,7 @@ def ingest_command(
         "--transcribe",
         help="Also store the words: each file is transcribed once, whole (Whisper), and every span "
         "gets its words (metadata.transcript) and 'text' + sparse 'words' vectors for search "
-        "--hybrid. About 5x the ingest time on 2 CPU cores (more for many short files). "
+        "--hybrid. About 3-5x the ingest time on 2 CPU cores (more for many short files). "
         "Needs a collection made with --transcribe "
         "(a new one is; an existing one without word vectors is refused: use --collection NAME or "
         "--recreate).",

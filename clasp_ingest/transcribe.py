@@ -182,7 +182,14 @@ class Transcriber:
             from clasp_ingest.model.assets import whisper_base_ct2_dir
 
             return str(whisper_base_ct2_dir(self._cache_dir))
-        return self.options.model
+        name = self.options.model
+        if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().is_dir():
+            # a path, not a hub name: faster-whisper would report the hub's repo-id rules instead
+            raise ModelLoadError(
+                f"cannot load the Whisper model {name!r} for transcription: no such folder; name a "
+                "CTranslate2 Whisper folder, 'whisper-base' (bundled), or a faster-whisper model name"
+            )
+        return str(Path(name).expanduser()) if name.startswith("~") else name
 
     def load(self) -> WhisperModel:
         """The faster-whisper model, loaded on the first call (later calls return it)."""

@@ -160,7 +160,7 @@ class _Budget:
         self.check()
         return ConnectorError(
             f"{self.shown}: no {what} for {self.options.read_timeout_s:g} s (the server stalled); "
-            "try again later, or raise OpenOptions.read_timeout_s"
+            "try again later, or raise CLASP_READ_TIMEOUT_S (OpenOptions.read_timeout_s)"
         )
 
 

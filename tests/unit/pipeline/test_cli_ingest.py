@@ -225,6 +225,7 @@ def test_recreate_drops_nothing_when_a_model_cannot_load(
         source, *store, "--recreate", "--transcribe", "--whisper-model", str(tmp_path / "no-whisper")
     )
     assert whisper.exit_code == 1 and "cannot load the Whisper model" in whisper.stderr, whisper.output
+    assert "no such folder" in whisper.stderr and "Repo id" not in whisper.stderr  # not the hub's rules
     run = CliRunner().invoke(
         app, ["ingest", source, *store, "--recreate", "--flow", "--model", str(tmp_path / "no-model")]
     )
