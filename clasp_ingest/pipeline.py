@@ -795,7 +795,11 @@ def collection_for(
     ``query_metric``: a new embedded collection's graph space (:func:`query_metric_for`).
     """
     if recreate and store.exists():
-        log.warning("dropping collection %r (%d points) to recreate it", store.collection, store.count())
+        try:
+            held = f"{store.count()} points"
+        except StoreError:  # damaged past counting: dropping is what repairs it
+            held = "damaged"
+        log.warning("dropping collection %r (%s) to recreate it", store.collection, held)
         store.drop()
     try:
         created = store.ensure_collection(

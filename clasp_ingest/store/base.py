@@ -258,11 +258,13 @@ def check_collection_name(name: str, *, option: str = "--collection, CLASP_COLLE
 
 @dataclass(frozen=True)
 class StoreNames:
-    """How the user named a store, for its messages: the options and variables of its URL and of
-    its API key (``store export`` names its target with ``--to``)."""
+    """How the user named a store, for its messages: the options and variables of its URL, of
+    its API key, and those that choose the store and collection (``store export`` reads its
+    source with ``--qdrant-path`` and names its target with ``--to``)."""
 
     url: str = "--qdrant-url, CLASP_QDRANT_URL"
     api_key: str = "--api-key / CLASP_QDRANT_API_KEY"
+    store: str = "--collection / --qdrant-path / --qdrant-url"
 
 
 @dataclass(frozen=True)
@@ -658,7 +660,7 @@ class QdrantStore(abc.ABC):
 
     def drop(self) -> None:
         """Delete the collection with all its points."""
-        if self.identity is not None:
+        if self.exists():
             self._drop()
         self._identity = None
 
@@ -668,8 +670,7 @@ class QdrantStore(abc.ABC):
         if identity is None:
             raise StoreError(
                 f"collection {self.collection!r} does not exist in the {self.backend} store "
-                f"{self.location!r}; ingest some media first, or pass the right --collection / "
-                "--qdrant-path / --qdrant-url"
+                f"{self.location!r}; ingest some media first, or pass the right {self.names.store}"
             )
         return identity
 
@@ -906,7 +907,7 @@ class QdrantStore(abc.ABC):
     def count(self, filters: FilterLike | None = None) -> int:
         """Points matching ``filters`` (all versions and states)."""
         where = to_where(filters)
-        if self.identity is None:
+        if not self.exists():
             return 0
         return self._count(where)
 

@@ -132,9 +132,17 @@ def list_media(
         return
     for item in items:
         typer.echo(f"{item.spans:>6}  {item.state:<8}  {item.ingested_at[:19]}  {one_line(item.source)}")
+    typer.echo(_list_summary(items, store.collection))
+
+
+def _list_summary(items: list[StoredMedia], collection: str) -> str:
+    """``N media items, S searchable spans in 'collection'``; the versions too where an item has
+    several (a new one being written beside the stored one, or left by a run that stopped)."""
+    media = len({item.media_id for item in items})
+    noun = "media item" if media == 1 else "media items"
+    versions = f" ({len(items)} versions)" if len(items) != media else ""
     spans = sum(item.spans for item in items)
-    noun = "media item" if len(items) == 1 else "media items"
-    typer.echo(f"{len(items)} {noun}, {spans} searchable spans in {store.collection!r}")
+    return f"{media} {noun}{versions}, {spans} searchable spans in {collection!r}"
 
 
 @store_app.command("delete")
@@ -231,13 +239,14 @@ def export(
     """  # noqa: E501 - paragraphs of --help
     from dataclasses import asdict
 
-    from clasp_ingest.store import export_to, open_store
+    from clasp_ingest.store import StoreNames, export_to, open_store
 
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
     source_path = qdrant_path or settings.qdrant_path
     name = settings.collection if collection is None else collection
+    source_names = StoreNames(store="--collection / --qdrant-path")  # its errors name its own options
     with (
-        open_store(path=source_path, collection=name) as source,
+        open_store(path=source_path, collection=name, names=source_names) as source,
         _points_bar("export") as progress,
     ):
         report = export_to(

@@ -1,7 +1,11 @@
 """Qdrant Edge backend: Qdrant's embedded engine in a directory on disk, no server.
 
 Layout under ``path``: ``<collection>/shard/`` (the Edge shard) and
-``<collection>/collection.json`` (which model made the vectors, and their dimension).
+``<collection>/collection.json`` (which model made the vectors, and their dimension), written
+last when a collection is made (the shard is built as ``shard.partial`` and renamed first), so a
+collection folder without it is one whose making was cut off: the next create replaces it.
+Damaged files are reported (:class:`StoreError`) naming the collection and the remedy;
+``drop`` (``ingest --recreate``) still removes such a collection when its shard opens.
 Qdrant Edge (``qdrant-edge-py`` 0.9, beta) allows one process per path and builds HNSW
 indexes only when asked (``optimize()``); this backend keeps a collection exact while it is
 small and builds HNSW after a large ingest (see :class:`EdgeOptions`).
@@ -9,17 +13,20 @@ small and builds HNSW after a large ingest (see :class:`EdgeOptions`).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -42,15 +49,20 @@ from clasp_ingest.store.base import (
 from clasp_ingest.store.filters import Clause, Condition, Where
 from clasp_ingest.store.metric import QueryMetric
 
-if TYPE_CHECKING:
-    import qdrant_edge
-
 __all__ = ["EdgeOptions", "EdgeStore"]
 
 log = get_logger("store.edge")
 
 _IDENTITY_FILE = "collection.json"
 _METRIC_FILE = "query_metric.npz"
+_SHARD = "shard"
+#: Where a collection's shard is built (and put before it is deleted): never a complete one.
+_PARTIAL_SHARD = "shard.partial"
+_PATH_OPTIONS = "--qdrant-path, CLASP_QDRANT_PATH"
+#: Engine calls that write (for messages).
+_WRITES = frozenset({"update", "flush", "optimize", "close"})
+#: How the engine's errors of its storage (unreadable files...) begin; others are bad requests.
+_ENGINE_SERVICE_ERROR = "Service runtime error"
 
 #: The named vector a collection with a query metric builds its graph on (see
 #: :class:`~clasp_ingest.store.metric.QueryMetric`); ``clasp`` keeps the model's vectors.
@@ -169,6 +181,67 @@ def _in_use(where: str) -> str:
     )
 
 
+def _not_writable(where: Path, why: str) -> str:
+    return (
+        f"the embedded Qdrant store {str(where)!r} is not writable ({why}); Qdrant Edge writes to "
+        "its folder even to search: make it writable, or copy the folder to a writable place and "
+        f"pass that ({_PATH_OPTIONS})"
+    )
+
+
+def _engine_errno(exc: Exception) -> int | None:
+    """The OS error number an engine message carries (``... (os error 30)``), if any."""
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest of ``path`` and its parents that exists as something other than a folder."""
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+class _Damage(Exception):
+    """A file of an embedded collection cannot be read (the message says which and why)."""
+
+
+class _DamagedCollection(StoreError):
+    """The engine failed reading or writing an open shard's files."""
+
+
+class _ShardError(StoreError):
+    """The engine could not open or make a shard (not for a lock, nor a read-only folder)."""
+
+
+class _Shard:
+    """An Edge shard whose failures (the engine raises bare ``Exception``) become the
+    :class:`StoreError` that ``failed(operation, error)`` makes."""
+
+    def __init__(self, shard: Any, failed: Callable[[str, Exception], Exception]) -> None:
+        self._shard = shard
+        self._failed = failed
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._shard, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except Exception as exc:
+                raise self._failed(name, exc) from exc
+
+        return call
+
+
 #: The longest file name (bytes) of common file systems (ext4, XFS, APFS, NTFS: 255).
 _NAME_MAX = 255
 
@@ -185,6 +258,38 @@ def lock_name(collection: str) -> str:
     while len(os.fsencode(f".{head}~{digest}.lock")) > _NAME_MAX:
         head = head[:-1]
     return f".{head}~{digest}.lock"
+
+
+def _identity_data(identity: CollectionIdentity, query_metric: QueryMetric | None) -> dict[str, Any]:
+    """The content of a collection's ``collection.json``."""
+    data: dict[str, Any] = {
+        "model_id": identity.model_id,
+        "dim": identity.dim,
+        "vector": VECTOR_NAME,
+        "distance": "cosine",
+    }
+    if identity.source is not None:
+        data["model_source"] = identity.source
+    if identity.text_dim is not None:
+        data.update(text_vector=TEXT_VECTOR, text_dim=identity.text_dim, sparse_vector=WORDS_VECTOR)
+    if query_metric is not None:
+        data.update(graph_vector=GRAPH_VECTOR, query_metric=_METRIC_FILE)
+    return data
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a temporary file, synced, then renamed over it)."""
+    partial = path.with_name(f"{path.name}.partial")
+    with partial.open("w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    partial.replace(path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 class EdgeStore(QdrantStore):
@@ -205,26 +310,125 @@ class EdgeStore(QdrantStore):
         self.location = str(self.path)
         self.options = options or EdgeOptions()
         self._dir = self.path / collection
-        self._shard: qdrant_edge.EdgeShard | None = None
+        self._shard: _Shard | None = None
         self._indexed = False
         self._unindexed = 0  # points written in this bulk ingest since the index was last built
         self._indexed_points = 0  # the collection's size when it was opened or last indexed
         self._metric: QueryMetric | None = None
         self._lock_fd: int | None = None
+        #: Why the collection cannot be used (its files are damaged): raised by what reads it.
+        self._damage: str | None = None
+        if self._dir.exists() and not self._dir.is_dir():
+            raise StoreError(
+                f"the embedded store {self.location!r} holds a file {str(self._dir)!r} where collection "
+                f"{collection!r} keeps its folder; move or delete that file, or use another collection "
+                "(--collection NAME)"
+            )
         if self._dir.is_dir():  # made, or being made by another process (which holds the lock)
             self._lock()
-        if (self._dir / _IDENTITY_FILE).exists():
-            self._load()
+            if (self._dir / _IDENTITY_FILE).exists():
+                self._load()
+            else:
+                self._check_unfinished()
 
     def _load(self) -> None:
-        """Open the existing collection's shard (and its query metric)."""
+        """Open the existing collection's shard (and its query metric). Damage is kept in
+        ``_damage``, not raised, so that ``drop`` (``--recreate``) can still remove it."""
         self._lock()
-        if "query_metric" in json.loads((self._dir / _IDENTITY_FILE).read_text()):
-            self._metric = QueryMetric.load(self._dir / _METRIC_FILE)  # a missing file: StoreError
-        self._shard = self._open(_edge().EdgeShard.load, None)
-        self._indexed = self._hnsw_built()
-        self._indexed_points = int(self._shard.info().points_count)
+        try:
+            self._shard = self._load_shard()
+            if self._stored()[1]:
+                self._metric = self._load_metric()
+            self._indexed = self._hnsw_built()
+            self._indexed_points = int(self._shard.info().points_count)
+        except _Damage as exc:
+            self._damage = self._damaged(str(exc))
+            return
+        except _DamagedCollection as exc:  # the shard opened, but reading it failed
+            self._damage = str(exc)
+            return
         self._note_other_settings()
+
+    def _check_unfinished(self) -> None:
+        """A collection folder without its ``collection.json``: the leftover of a create that was
+        cut off (no shard, or one without points; the next create replaces it), or a collection
+        that lost that file (damaged)."""
+        if not (self._dir / _SHARD).is_dir():
+            return
+        try:
+            shard = self._load_shard()
+            points = int(shard.info().points_count)
+        except (_Damage, _DamagedCollection) as exc:
+            self._damage = self._damaged(f"{_IDENTITY_FILE} is missing and {exc}")
+            return
+        if points == 0:
+            shard.close()
+            return
+        self._shard = shard
+        self._damage = self._damaged(f"{_IDENTITY_FILE} is missing (its shard holds {points} points)")
+
+    def _stored(self) -> tuple[CollectionIdentity, bool]:
+        """The identity ``collection.json`` records, and whether the collection has a query
+        metric; ``_Damage`` when the file cannot be read."""
+        try:
+            data = json.loads((self._dir / _IDENTITY_FILE).read_text(encoding="utf-8"))
+            source, text_dim = data.get("model_source"), data.get("text_dim")
+            identity = CollectionIdentity(
+                str(data["model_id"]),
+                int(data["dim"]),
+                None if source is None else str(source),
+                None if text_dim is None else int(text_dim),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise _Damage(f"{_IDENTITY_FILE} cannot be read ({_first_line(exc)})") from exc
+        return identity, "query_metric" in data
+
+    def _load_metric(self) -> QueryMetric:
+        try:
+            return QueryMetric.load(self._dir / _METRIC_FILE)
+        except StoreError as exc:
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            raise _Damage(f"{_METRIC_FILE} cannot be read ({_first_line(cause)})") from exc
+
+    def _load_shard(self) -> _Shard:
+        """The collection's shard; ``_Damage`` when the engine cannot open it for another reason
+        than a lock or a read-only folder (those are ``StoreError``)."""
+        try:
+            return self._open(_edge().EdgeShard.load, None)
+        except _ShardError as exc:
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            raise _Damage(f"its shard cannot be opened ({_first_line(cause)})") from exc
+
+    def _damaged(self, detail: str) -> str:
+        """The message of a damaged collection, with the remedies (``drop`` removes it whatever
+        state its files are in)."""
+        folder = str(self._dir)
+        remedy = (
+            f"ingest again with --recreate (deletes the collection and makes it anew), or delete the "
+            f"folder {folder!r}"
+        )
+        where = f"the embedded collection {self.collection!r} in {self.location!r}"
+        return f"{where} is damaged: {detail}; {remedy}"
+
+    def _engine_error(self, operation: str, exc: Exception) -> Exception:
+        """What a failed engine call of an open shard means: a :class:`StoreError` for a file that
+        cannot be read or written; anything else (a bad request: a bug here) as it was."""
+        number = _engine_errno(exc)
+        if number in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return StoreError(_not_writable(self.path, os.strerror(number)))
+        if number in (errno.ENOSPC, errno.EDQUOT):
+            return StoreError(
+                f"the disk of the embedded store {self.location!r} is full ({_first_line(exc)}); "
+                "free space there and run the command again"
+            )
+        if number is None and not str(exc).startswith(_ENGINE_SERVICE_ERROR):
+            return exc
+        doing = "writing to" if operation in _WRITES else "reading"
+        return _DamagedCollection(self._damaged(f"{doing} it failed ({_first_line(exc)})"))
+
+    def exists(self) -> bool:
+        """True when the collection exists, also when it is damaged (``drop`` removes it)."""
+        return self._damage is not None or super().exists()
 
     # ----- lifecycle
 
@@ -244,14 +448,32 @@ class EdgeStore(QdrantStore):
         collection is being created (the shard's own lock exists only once it is)."""
         if self._lock_fd is not None:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / lock_name(self.collection), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / lock_name(self.collection), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(self._unusable_folder(exc)) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
             raise StoreError(_in_use(str(self._dir))) from None
         self._lock_fd = fd
+
+    def _unusable_folder(self, exc: OSError) -> str:
+        """What an OS error making the store's folder or lock file means, and the remedy."""
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return _not_writable(self.path, exc.strerror or str(exc))
+        blocker = _file_in_the_way(self.path)
+        if blocker is not None:
+            return (
+                f"the embedded store {self.location!r} cannot be made: {str(blocker)!r} is a file, not "
+                f"a folder; give a folder ({_PATH_OPTIONS}) or a server (--qdrant-url)"
+            )
+        return (
+            f"cannot use the embedded store folder {self.location!r} ({_first_line(exc)}); give a "
+            f"folder you can write to ({_PATH_OPTIONS}) or a server (--qdrant-url)"
+        )
 
     def __del__(self) -> None:  # a store dropped unclosed lets others in (the shard's own lock goes too)
         if getattr(self, "_lock_fd", None) is not None:  # (not when __init__ failed before setting it)
@@ -262,14 +484,18 @@ class EdgeStore(QdrantStore):
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
 
-    def _open(self, opener: Any, config: Any) -> Any:
-        shard_dir = str(self._dir / "shard")
+    def _open(self, opener: Any, config: Any, folder: str = _SHARD) -> _Shard:
+        shard_dir = str(self._dir / folder)
         try:
-            return opener(shard_dir) if config is None else opener(shard_dir, config)
+            shard = opener(shard_dir) if config is None else opener(shard_dir, config)
         except Exception as exc:
-            if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
+            if "WouldBlock" in str(exc) or re.search(r"\block(ed)?\b", str(exc).lower()):
                 raise StoreError(_in_use(shard_dir)) from exc
-            raise StoreError(f"cannot open the embedded Qdrant store {shard_dir!r}: {exc}") from exc
+            number = _engine_errno(exc)
+            if number in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise StoreError(_not_writable(self.path, os.strerror(number))) from exc
+            raise _ShardError(f"cannot open the embedded Qdrant store {shard_dir!r}: {exc}") from exc
+        return _Shard(shard, self._engine_error)
 
     def _config(self, dim: int, text_dim: int | None, metric: QueryMetric | None) -> Any:
         qe = _edge()
@@ -348,6 +574,8 @@ class EdgeStore(QdrantStore):
 
     def _require_shard(self) -> Any:
         if self._shard is None:
+            if self._damage is not None:
+                raise StoreError(self._damage)
             self.require_collection()
             raise StoreError(
                 f"the embedded store {str(self._dir)!r} is closed; open it again"
@@ -367,58 +595,105 @@ class EdgeStore(QdrantStore):
 
     def _read_identity(self) -> CollectionIdentity | None:
         file = self._dir / _IDENTITY_FILE
+        if self._damage is None and self._lock_fd is None and file.exists():
+            self._load()  # made since this store was opened
+        if self._damage is not None:
+            raise StoreError(self._damage)
         if not file.exists():
             return None
-        if self._shard is None and self._lock_fd is None:  # made since this store was opened
-            self._load()
-        data = json.loads(file.read_text())
-        source = data.get("model_source")
-        text_dim = data.get("text_dim")
-        return CollectionIdentity(
-            str(data["model_id"]),
-            int(data["dim"]),
-            None if source is None else str(source),
-            None if text_dim is None else int(text_dim),
+        try:
+            return self._stored()[0]
+        except _Damage as exc:
+            self._damage = self._damaged(str(exc))
+            raise StoreError(self._damage) from exc
+
+    def ensure_collection(
+        self,
+        model_id: str,
+        dim: int,
+        *,
+        recreate: bool = False,
+        source: str | None = None,
+        text_dim: int | None = None,
+        query_metric: QueryMetric | None = None,
+    ) -> bool:
+        """As :meth:`QdrantStore.ensure_collection`; ``recreate`` also replaces a damaged collection."""
+        if recreate and self._damage is not None:
+            log.warning("dropping the damaged collection %r to recreate it", self.collection)
+            self.drop()
+        return super().ensure_collection(
+            model_id, dim, recreate=recreate, source=source, text_dim=text_dim, query_metric=query_metric
         )
 
     def _create(self, identity: CollectionIdentity, query_metric: QueryMetric | None = None) -> None:
-        qe = _edge()
+        """Make the collection: the shard is built as ``shard.partial``, renamed ``shard`` once
+        complete, and ``collection.json`` is written last, so a create cut off at any point (kill,
+        power loss, Ctrl-C) leaves a folder without it, which the next create replaces."""
         if query_metric is not None and query_metric.dim != identity.dim:
             raise ValueError(
                 f"a query metric for {query_metric.dim}-d vectors cannot index {identity.dim}-d ones"
             )
         self._lock()
-        self._dir.mkdir(parents=True, exist_ok=True)
+        if self._dir.exists():  # no collection.json (or it would not be made): a cut-off create
+            log.warning(
+                "removing the half-made collection folder %r (a create of it was cut off) to make it again",
+                str(self._dir),
+            )
+            self._remove_folder()
+        try:
+            self._dir.mkdir()
+            self._build_collection(identity, query_metric)
+        except BaseException:
+            self._close_shard()
+            with contextlib.suppress(OSError):
+                self._remove_folder()
+            raise
+        self._shard = self._open(_edge().EdgeShard.load, None)
+        self._metric = query_metric
+
+    def _build_collection(self, identity: CollectionIdentity, query_metric: QueryMetric | None) -> None:
+        """Build the collection's files in its (new) folder; ``collection.json`` last."""
+        qe = _edge()
         config = self._config(identity.dim, identity.text_dim, query_metric)
-        self._shard = self._open(qe.EdgeShard.create, config)
+        self._shard = self._open(qe.EdgeShard.create, config, _PARTIAL_SHARD)
         types = {"keyword": qe.PayloadSchemaType.Keyword, "float": qe.PayloadSchemaType.Float,
                  "integer": qe.PayloadSchemaType.Integer}  # fmt: skip
         for key, kind in PAYLOAD_INDEXES.items():
             self._shard.update(qe.UpdateOperation.create_field_index(key, types[kind]))
         self._create_text_index(TRANSCRIPT_KEY)
         self._text_indexed = True
-        data = {
-            "model_id": identity.model_id,
-            "dim": identity.dim,
-            "vector": VECTOR_NAME,
-            "distance": "cosine",
-        }
-        if identity.source is not None:
-            data["model_source"] = identity.source
-        if identity.text_dim is not None:
-            data.update(text_vector=TEXT_VECTOR, text_dim=identity.text_dim, sparse_vector=WORDS_VECTOR)
         if query_metric is not None:
             query_metric.save(self._dir / _METRIC_FILE)
-            data.update(graph_vector=GRAPH_VECTOR, query_metric=_METRIC_FILE)
-        self._metric = query_metric
-        (self._dir / _IDENTITY_FILE).write_text(json.dumps(data, indent=2))
+        self._shard.flush()
+        self._shard.close()
+        self._shard = None
+        (self._dir / _PARTIAL_SHARD).rename(self._dir / _SHARD)
+        data = _identity_data(identity, query_metric)
+        _write_durably(self._dir / _IDENTITY_FILE, json.dumps(data, indent=2))
+
+    def _close_shard(self) -> None:
+        """Close the shard, if open, whatever state its files are in (it is being removed)."""
+        if self._shard is not None:
+            shard, self._shard = self._shard, None
+            with contextlib.suppress(StoreError):
+                shard.flush()
+                shard.close()
+
+    def _remove_folder(self) -> None:
+        """Delete the collection's folder so that a run cut off meanwhile leaves one that the next
+        create replaces: ``collection.json`` goes first, then the shard is put aside."""
+        (self._dir / _IDENTITY_FILE).unlink(missing_ok=True)
+        if (self._dir / _SHARD).is_dir():
+            shutil.rmtree(self._dir / _PARTIAL_SHARD, ignore_errors=True)
+            (self._dir / _SHARD).rename(self._dir / _PARTIAL_SHARD)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def _drop(self) -> None:
         self._metric = None
-        if self._shard is not None:
-            self._shard.close()
-            self._shard = None
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self._damage = None
+        self._close_shard()
+        if self._dir.is_dir():
+            self._remove_folder()
 
     # ----- filters
 

@@ -30,7 +30,7 @@ log = get_logger("store.export")
 _MEMORY = ":memory:"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:\d+$")
 #: How ``store export`` names its target, for the target store's messages.
-_TARGET = StoreNames(url="--to", api_key="--api-key / CLASP_EXPORT_API_KEY")
+_TARGET = StoreNames(url="--to", api_key="--api-key / CLASP_EXPORT_API_KEY", store="--to-collection / --to")
 
 
 @dataclass(frozen=True)

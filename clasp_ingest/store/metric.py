@@ -26,6 +26,7 @@ at 1M points: recall@10 0.98 at ef 512 and 0.993 at ef 1024 (13 ms), against 0.9
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,12 +99,13 @@ class QueryMetric:
 
     @classmethod
     def load(cls, path: Path) -> QueryMetric:
+        """The metric :meth:`save` wrote; ``StoreError`` when the file is missing or damaged."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 if int(data["version"]) != _VERSION:
                     raise ValueError(f"version {int(data['version'])}, this clasp-ingest reads {_VERSION}")
                 return cls.from_matrix(data["matrix"])
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise StoreError(
                 f"cannot read the query metric {str(path)!r} of an embedded collection: {exc}; "
                 "re-ingest into a new collection (--recreate)"

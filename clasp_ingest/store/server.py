@@ -7,6 +7,7 @@ stands in for a server in tests.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -131,7 +132,7 @@ class ServerStore(QdrantStore):
 
         from qdrant_client.common.version_check import is_compatible
 
-        server = self._retry(lambda: self.client.info(), "reading the server version").version
+        server = self._server_version()
         client = version("qdrant-client")
         if not is_compatible(client, server):
             log.warning(
@@ -141,6 +142,28 @@ class ServerStore(QdrantStore):
                 server,
                 client,
             )
+
+    def _server_version(self) -> str:
+        """The server's version (its first contact): ``StoreError`` naming the URL when what
+        answers there is not a Qdrant server (a web page, other JSON, or 404 at its root)."""
+        from qdrant_client.http.exceptions import UnexpectedResponse
+
+        what = "reading the server version"
+        try:
+            return str(self._retry(lambda: self.client.info(), what).version)
+        except StoreError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, UnexpectedResponse) and cause.status_code == 404):
+                raise
+            raise StoreError(self._not_qdrant(what, f"HTTP 404 {cause.reason_phrase}")) from exc
+
+    def _not_qdrant(self, what: str, detail: str) -> str:
+        from clasp_ingest.connectors.urls import redact_url
+
+        return (
+            f"{redact_url(self.location)!r} did not answer as a Qdrant server ({what}: {detail}); check "
+            f"the URL ({self.names.url}): it should be a Qdrant server's address, e.g. http://localhost:6333"
+        )
 
     def _drop(self) -> None:
         self.client.delete_collection(self.collection)
@@ -173,10 +196,15 @@ class ServerStore(QdrantStore):
     # ----- primitives
 
     def _retry(self, func: Callable[[], T], what: str) -> T:
-        from qdrant_client.http.exceptions import UnexpectedResponse
+        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
         try:
             return super()._retry(func, what)
+        except (json.JSONDecodeError, ResponseHandlingException) as exc:  # an answer, but not Qdrant's
+            source = exc.source if isinstance(exc, ResponseHandlingException) else exc
+            lines = str(source).strip().splitlines()
+            detail = f"{type(source).__name__}: {lines[0]}" if lines else type(source).__name__
+            raise StoreError(self._not_qdrant(what, detail)) from exc
         except UnexpectedResponse as exc:
             remedy = (
                 f"check the API key ({self.names.api_key})"
@@ -191,8 +219,8 @@ class ServerStore(QdrantStore):
     def _is_transient(self, exc: BaseException) -> bool:
         from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-        if isinstance(exc, ResponseHandlingException):
-            return True  # connection refused / reset / timeout
+        if isinstance(exc, ResponseHandlingException):  # connection refused / reset / timeout,
+            return not isinstance(exc.source, ValueError)  # not an answer that does not parse
         if isinstance(exc, UnexpectedResponse):
             return exc.status_code in _TRANSIENT_STATUS
         return _is_transient_grpc(exc)

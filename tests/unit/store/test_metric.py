@@ -122,8 +122,8 @@ def test_a_collection_whose_metric_file_is_lost_is_refused_with_the_remedy(tmp_p
         store.ensure_collection(MODEL, DIM, query_metric=QueryMetric.fit(_queries(100, seed=12)))
         lost = tmp_path / store.collection / "query_metric.npz"
     lost.unlink()
-    with pytest.raises(StoreError, match=r"query_metric\.npz.*--recreate"):
-        EdgeStore(tmp_path)
+    with EdgeStore(tmp_path) as store, pytest.raises(StoreError, match=r"query_metric\.npz.*--recreate"):
+        store.identity  # noqa: B018 - opening reads it; using it says what is wrong (drop still works)
 
 
 def test_a_metric_for_other_vectors_is_refused_before_anything_is_made(tmp_path: Path) -> None:
