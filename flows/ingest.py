@@ -1,6 +1,6 @@
 """Prefect flows over :mod:`clasp_ingest.pipeline`: list → skip unchanged → ingest each item.
 
-Task layout (one task per source listing, per media item and per embedding batch, never
+Task layout (one task per source listing and per media item; never per embedding batch or
 per segment):
 
 - ``list-source``: one per source, retried on network errors;
@@ -18,7 +18,13 @@ run's logs (:func:`~clasp_ingest.flows.logs.run_logs`). Nothing at module level 
 or a handle, so the tasks pickle for Dask/Ray workers (they build their resources there).
 
 The flow returns an :class:`~clasp_ingest.pipeline.IngestSummary`, publishes it as a table
-artifact (``clasp-ingest-summary``) and keeps a progress artifact up to date.
+artifact (``clasp-ingest-summary``) and keeps a progress artifact up to date. It fails (the run
+ends Failed) when no source could be listed, so that a scheduled run over a missing inbox does
+not stay green; a run whose every item failed completes, and its last line says so.
+
+Interrupted (Ctrl-C) or cancelled, the run stops its items itself: a terminal and Prefect's
+cancellation signal the whole process group, but each item's ffmpeg runs in a group of its own
+(:mod:`clasp_ingest.media.decode`), so none is reported as a file that cannot be decoded.
 """
 
 from __future__ import annotations
@@ -53,7 +59,12 @@ from pydantic import SecretStr
 
 from clasp_ingest import pipeline
 from clasp_ingest.config import Settings
-from clasp_ingest.errors import ConfigError, IngestInterrupted, ModelLoadError
+from clasp_ingest.errors import (
+    ConfigError,
+    ConnectorError,
+    IngestInterrupted,
+    ModelLoadError,
+)
 from clasp_ingest.pipeline import IngestSummary, MediaResult, PipelineOptions
 from clasp_ingest.store import QdrantStore
 from clasp_ingest.transcribe import TranscriberOptions
@@ -261,9 +272,15 @@ def ingest_source(
     ``transcribe``: also store each item's words and word vectors (``ingest --transcribe``;
     each worker loads ``whisper_model`` once), for hybrid search. ``prune``: also delete the
     stored items a folder or bucket-prefix source no longer lists (``ingest --prune``).
+
+    Raises :class:`~clasp_ingest.errors.ConnectorError` (the run fails) when no source could be
+    listed, after publishing the summary; a run whose every item failed completes, its last
+    log line saying so.
     """
     started = time.perf_counter()
     with run_logs():
+        given = _as_list(sources)
+        _check_parameters(given, embed_batch_size)
         settings = Settings.model_validate({})
         model_spec = _model_spec(settings, model, device)
         store_spec = _store_spec(settings, collection, qdrant_url, qdrant_path)
@@ -273,10 +290,10 @@ def ingest_source(
             min_rate_bytes_s=min_download_rate,
             allow_private_hosts=allow_private_hosts,
         )
-        connectors = [connector_for(s, feed=feed, open_options=open_options) for s in _as_list(sources)]
+        connectors = [connector_for(s, feed=feed, open_options=open_options) for s in given]
         words = TranscriberOptions(model=whisper_model, device=model_spec.device) if transcribe else None
         options = PipelineOptions(
-            embed_batch_size=embed_batch_size or settings.embed_batch_size,
+            embed_batch_size=settings.embed_batch_size if embed_batch_size is None else embed_batch_size,
             force=force,
             transcribe=words,
             prune=prune,
@@ -289,7 +306,50 @@ def ingest_source(
         )
         summary = IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started, tuple(pruned))
         _publish(summary)
+        _conclude(summary, len(connectors))
     return summary
+
+
+def _check_parameters(sources: Sequence[str], embed_batch_size: int | None) -> None:
+    """Refuse parameters that cannot make a run (before anything is opened)."""
+    if not sources:
+        raise ConfigError(
+            "the flow's sources parameter is an empty list; give at least one folder, file, glob or URL"
+        )
+    if embed_batch_size is not None and embed_batch_size < 1:
+        raise ConfigError(
+            f"the flow's embed_batch_size parameter is {embed_batch_size}; give a number of segments "
+            "per batch of at least 1, or leave it out (None) for CLASP_EMBED_BATCH_SIZE"
+        )
+
+
+def _conclude(summary: IngestSummary, sources: int) -> None:
+    """Fail the run when no source could be listed; else log its outcome as its last line."""
+    if summary.source_errors and len(summary.source_errors) == sources:
+        errors = "; ".join(
+            error if source in error else f"{source}: {error}" for source, error in summary.source_errors
+        )
+        raise ConnectorError(
+            f"no source could be listed ({errors}); check that each source exists and can be reached "
+            "(a mounted folder, the URL, the bucket's credentials), or give other sources"
+        )
+    failed = sum(r.status == "failed" for r in summary.results)
+    if failed and summary.media_ok == 0:  # "failed to ingest": the CLI lists failures in its table
+        log.error(
+            "failed to ingest every new or changed item (%d failed, %d unchanged): nothing was stored; "
+            "see the %s artifact for each item's error",
+            failed,
+            summary.media_skipped,
+            SUMMARY_KEY,
+        )
+        return
+    log.info(
+        "%d ingested, %d unchanged, %d failed, %d source(s) not listed",
+        summary.media_ok,
+        summary.media_skipped,
+        failed,
+        len(summary.source_errors),
+    )
 
 
 @dataclass(frozen=True)

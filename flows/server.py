@@ -8,6 +8,11 @@ cause, the server gets SIGKILL. Its database is SQLite, whose transactions survi
 
 The death signal follows the starting *thread*: start it from a thread that outlives the
 runs (``prefect_runtime()`` does, as a context manager).
+
+The child runs in a session (process group) of its own: a terminal's Ctrl-C, which goes to
+the whole foreground process group, reaches only the process that started it, which then ends
+its runs (they still report to the server) and stops the server on the way out. Without that,
+Ctrl-C killed the server first and the interrupted run failed talking to it.
 """
 
 from __future__ import annotations
@@ -65,4 +70,5 @@ class TiedServer(SubprocessASGIServer):
             **get_current_settings().to_environment_variables(exclude_unset=True),
         }
         command = [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *self._uvicorn_args()]
-        return subprocess.Popen(command, env=env)
+        # its own session: the terminal's SIGINT to the foreground group is the parent's alone
+        return subprocess.Popen(command, env=env, start_new_session=True)

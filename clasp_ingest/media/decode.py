@@ -274,8 +274,11 @@ def _start_ffmpeg(source: str, opts: DecodeOptions) -> subprocess.Popen[bytes]:
     args = _ffmpeg_args(source, opts)
     logger.debug("decoding %s: %s", source, " ".join(args))
     try:
+        # its own process group: a terminal's Ctrl-C and Prefect's cancellation signal the whole
+        # group, and an ffmpeg stopped by them read as a file that cannot be decoded; the run
+        # stops it itself (_reap), and it ends on a broken pipe if this process dies
         return subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0
         )
     except OSError as exc:
         raise MediaDecodeError(source, f"cannot start ffmpeg ({exc}); set the ffmpeg path") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from clasp_ingest.connectors import LocalConnector
 from clasp_ingest.flows import ModelSpec, StoreSpec, ingest_media, ingest_source
 from clasp_ingest.flows.ingest import PROGRESS_KEY, SUMMARY_KEY
 
+from clasp_ingest.errors import ConfigError, ConnectorError
 from clasp_ingest.pipeline import PipelineOptions
 from clasp_ingest.store import SearchFilter, open_store
 from clasp_ingest.types import MediaRef
@@ -177,9 +179,53 @@ def test_a_model_that_cannot_load_stops_the_run(folder: Path, tmp_path: Path) ->
         assert not store.exists()
 
 
-def test_unlistable_source_is_reported(tmp_path: Path) -> None:
-    summary = ingest_source([str(tmp_path / "nowhere")], qdrant_path=str(tmp_path / "q"), **ARGS)
-    assert summary.media_ok == 0 and "nowhere" in summary.media_failed[0]["uri"]
+def test_unlistable_source_is_reported(folder: Path, tmp_path: Path) -> None:
+    summary = ingest_source([str(tmp_path / "nowhere"), str(folder)], qdrant_path=str(tmp_path / "q"), **ARGS)
+    assert summary.media_ok == 3 and "nowhere" in summary.media_failed[0]["uri"]
+
+
+def test_a_run_that_could_list_no_source_fails(tmp_path: Path) -> None:
+    """A scheduled run over a missing inbox must not stay green: the run fails, naming the source
+    and the remedy, after publishing its summary (the unlisted source's row)."""
+    missing = tmp_path / "inbox"
+    state = ingest_source([str(missing)], qdrant_path=str(tmp_path / "q"), return_state=True, **ARGS)
+    assert state.is_failed()
+    with pytest.raises(ConnectorError, match="no source could be listed") as raised:
+        state.result()
+    assert str(missing) in str(raised.value) and "check that each source exists" in str(raised.value)
+    table = _artifact(SUMMARY_KEY)
+    assert table is not None and [row["status"] for row in json.loads(table.data)] == ["unlisted"]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"sources": []}, "the flow's sources parameter is an empty list"),
+        ({"embed_batch_size": -5}, "the flow's embed_batch_size parameter is -5"),
+        ({"embed_batch_size": 0}, "the flow's embed_batch_size parameter is 0"),
+    ],
+    ids=["no-sources", "negative-batch", "zero-batch"],
+)
+def test_parameters_that_cannot_make_a_run_are_refused(
+    parameters: dict[str, Any], message: str, folder: Path, tmp_path: Path
+) -> None:
+    arguments = {**ARGS, "sources": str(folder), **parameters}
+    with pytest.raises(ConfigError, match=message):
+        ingest_source(qdrant_path=str(tmp_path / "q"), **arguments)
+    assert not (tmp_path / "q").exists()  # refused before the store was opened
+
+
+def test_a_run_whose_every_item_failed_says_so_last(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bad = tmp_path / "bad"
+    corrupt(bad / "one.mp3")
+    corrupt(bad / "two.mp3")
+    caplog.set_level(logging.INFO, logger="clasp_ingest")
+    state = ingest_source(str(bad), qdrant_path=str(tmp_path / "q"), return_state=True, **ARGS)
+    assert state.is_completed() and len(state.result().media_failed) == 2
+    ours = [r for r in caplog.records if r.name.startswith("clasp_ingest")]
+    assert ours[-1].levelno == logging.ERROR, [r.getMessage() for r in ours[-3:]]
+    last = ours[-1].getMessage()
+    assert last.startswith("failed to ingest every new or changed item (2 failed, 0 unchanged)"), last
 
 
 def test_a_truncated_file_is_ingested_with_a_warning_in_the_summary_artifact(

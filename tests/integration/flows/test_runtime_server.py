@@ -153,3 +153,64 @@ def test_runs_inside_are_quiet_without_any_logging_setting(tmp_path: Path) -> No
     assert "Beginning flow run" not in run.stderr and "Finished in state" not in run.stderr, run.stderr[
         -2000:
     ]
+
+
+def _children(pid: int) -> list[int]:
+    stats = Path("/proc").glob("[0-9]*/stat")
+    return [int(stat.parent.name) for stat in stats if _parent_or_none(stat) == pid]
+
+
+def _parent_or_none(stat: Path) -> int | None:
+    try:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_interrupts_an_ingest_flow(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the whole foreground process group: the temporary API server
+    must not die of it before the interrupted run has reported (exit 130, as plain ingest)."""
+    from clasp_ingest.media.decode import find_ffmpeg
+
+    sample = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples" / "demo_en.opus"
+    long = tmp_path / "long.wav"
+    loop = ["-stream_loop", "7", "-i", str(sample), "-ac", "1", "-ar", "16000"]
+    subprocess.run([find_ffmpeg(None), "-loglevel", "error", *loop, str(long)], check=True)
+    home = _migrated_data_dir(tmp_path) / "prefect"
+    command = [
+        sys.executable, "-m", "clasp_ingest", "-vv", "ingest", str(long), "--flow", "--model", "tiny-random",
+        "--device", "cpu", "--batch-size", "2", "--qdrant-path", str(tmp_path / "q"),
+    ]  # fmt: skip
+    env = {**_env(), "PREFECT_HOME": str(home), "CLASP_DTYPE": "fp32"}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )  # its own group, as a terminal's foreground job
+    lines: list[str] = []
+    assert process.stderr is not None
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if "embedded, writing" in line:  # an item is mid-way
+                break
+        else:
+            pytest.fail("the run ended before it could be interrupted:\n" + "".join(lines[-20:]))
+        servers = [pid for pid in _children(process.pid) if "uvicorn" in _cmdline(pid)]
+        os.killpg(process.pid, signal.SIGINT)
+        _, rest = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    stderr = "".join(lines) + rest
+    assert process.returncode == 130, stderr[-3000:]
+    assert "error: interrupted" in stderr and "unexpected" not in stderr, stderr[-3000:]
+    assert "Unable to connect" not in stderr and "cannot decode" not in stderr, stderr[-3000:]
+    assert len(servers) == 1 and _wait_until(lambda: _gone(servers[0]), timeout=15)  # stopped on the way out

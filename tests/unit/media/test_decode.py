@@ -358,3 +358,25 @@ def test_clasp_ffmpeg_names_the_ffmpeg_everywhere_and_a_bad_one_fails_at_once(
         find_ffmpeg()
     with pytest.raises(ValidationError, match="no ffmpeg program there"):
         Settings()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds ffmpeg through /proc")
+def test_ffmpeg_runs_in_a_process_group_of_its_own(short_track: SpokenTrack) -> None:
+    """A terminal's Ctrl-C and Prefect's cancellation signal the whole process group: an ffmpeg
+    in ours died with the run's signal, and its item read as a file that cannot be decoded."""
+    blocks = stream_audio(short_track.path, DecodeOptions(block_s=0.1))
+    next(blocks)  # ffmpeg is running
+    try:
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue
+            fields = text[text.rindex(")") + 2 :].split()
+            if "ffmpeg" in text[text.index("(") : text.rindex(")")] and int(fields[1]) == os.getpid():
+                children.append(int(stat.parent.name))
+        assert len(children) == 1
+        assert os.getpgid(children[0]) == children[0] != os.getpgrp()
+    finally:
+        blocks.close()
