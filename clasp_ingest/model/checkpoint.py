@@ -108,7 +108,18 @@ def _unpickle(path: Path) -> Any:
             "(.pt/.pkl), e.g. those of llm-lab/CLASP"
         ) from None
     except (OSError, RuntimeError, zipfile.BadZipFile, ValueError) as exc:
-        raise ModelLoadError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
+        raise ModelLoadError(
+            f"cannot read checkpoint {str(path)!r}: it is cut short, damaged or not a PyTorch checkpoint "
+            f"({_first_sentence(exc)}); download or copy it again"
+        ) from exc
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """The reader's own words, up to their first full stop (torch appends paragraphs of advice)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = text.removeprefix("[enforce fail at inline_container.cc:180] . ")
+    end = text.find(". ")
+    return text if end < 0 else text[:end]
 
 
 def _unpickling_detail(exc: pickle.UnpicklingError) -> str:
@@ -123,10 +134,11 @@ def _unpickling_detail(exc: pickle.UnpicklingError) -> str:
         )
         and "weights_only" not in line
     ]
-    return kept[0] if kept else type(exc).__name__
+    detail = kept[0] if kept else type(exc).__name__
+    return detail.split(" Please use `torch.serialization.add_safe_globals", 1)[0]  # not advice to follow
 
 
-def _kind_of(obj: Any, state: Mapping[str, torch.Tensor]) -> tuple[FusionKind, str]:
+def _kind_of(obj: Any, state: Mapping[str, torch.Tensor], path: Path) -> tuple[FusionKind, str]:
     if isinstance(obj, _PickledConcat):
         return "concat", "HubertLabseConcat"
     if isinstance(obj, _PickledGating):
@@ -136,8 +148,9 @@ def _kind_of(obj: Any, state: Mapping[str, torch.Tensor]) -> tuple[FusionKind, s
     if "text_seq.0.weight" in state and "weight.0.weight" in state:
         return "gating", "state_dict"
     raise ModelLoadError(
-        f"checkpoint holds a {type(obj).__name__} that is neither HubertLabseConcat, HubertLabseGating "
-        "nor a state dict of one; it is not a CLASP fusion checkpoint"
+        f"{str(path)!r} holds a {type(obj).__name__} that is neither HubertLabseConcat, HubertLabseGating "
+        "nor a state dict of one: it is not a CLASP fusion checkpoint; import the paper's .pt/.pkl "
+        "files (e.g. those of llm-lab/CLASP)"
     )
 
 
@@ -153,7 +166,7 @@ def read_official_state_dict(path: Path) -> OfficialCheckpoint:
     """Read a paper checkpoint (pickled module or state dict) without executing its code."""
     obj = _unpickle(Path(path))
     state = _state_of(obj)
-    kind, class_name = _kind_of(obj, state)
+    kind, class_name = _kind_of(obj, state, Path(path))
     speech_key = "audio_seq.0.weight" if kind == "concat" else "text_seq.0.weight"
     try:
         out_dim, speech_dim = state[speech_key].shape

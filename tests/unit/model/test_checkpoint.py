@@ -85,6 +85,30 @@ def test_refuses_plain_pickle_and_garbage(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def test_damaged_foreign_and_unfit_files_are_named_with_a_remedy(tmp_path: Path) -> None:
+    import fractions
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "notorch.pt", "w") as archive:
+        archive.writestr("hello.txt", "hi")
+    torch.save({"w": torch.zeros(3)}, tmp_path / "whole.pt")
+    whole = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
+    for name in ("notorch.pt", "cut.pt"):
+        with pytest.raises(
+            ModelLoadError, match=rf"{name}'.*damaged or not a PyTorch checkpoint.*copy it again"
+        ) as info:
+            read_official_state_dict(tmp_path / name)
+        assert "miniz" not in str(info.value) and "enforce fail" not in str(info.value)
+    torch.save(torch.nn.Linear(4, 4).state_dict(), tmp_path / "linear_state.pt")
+    with pytest.raises(ModelLoadError, match=r"linear_state\.pt' holds a OrderedDict .*not a CLASP fusion"):
+        read_official_state_dict(tmp_path / "linear_state.pt")
+    torch.save({"w": fractions.Fraction(1, 3)}, tmp_path / "fraction.pt")
+    with pytest.raises(ModelLoadError, match=r"fractions\.Fraction") as refused:
+        read_official_state_dict(tmp_path / "fraction.pt")
+    assert "add_safe_globals" not in str(refused.value)  # torch's advice to allow it is not ours
+
+
 def test_refuses_foreign_module(tmp_path: Path) -> None:
     path = tmp_path / "linear.pt"
     torch.save(torch.nn.Linear(3, 3), path)
