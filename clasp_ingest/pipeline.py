@@ -810,7 +810,7 @@ def collection_for(
         if maker is None or maker == source:
             raise
         raise CollectionMismatchError(
-            f"{exc}; or add to it with --model {maker}, the model that made it"
+            f"{exc}; or add to it with {store.names.model.format(maker)}, the model that made it"
         ) from None
     try:
         yield created

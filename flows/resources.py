@@ -19,7 +19,7 @@ from clasp_ingest.errors import ConfigError
 
 if TYPE_CHECKING:
     from clasp_ingest.model.base import AudioTextEncoder
-    from clasp_ingest.store import QdrantStore
+    from clasp_ingest.store import QdrantStore, StoreNames
 
 __all__ = [
     "ModelSpec",
@@ -79,7 +79,23 @@ class StoreSpec:
             api_key=api_key,
             prefer_grpc=self.prefer_grpc,
             collection=self.collection,
+            names=flow_names(),
         )
+
+
+def flow_names() -> StoreNames:
+    """How a flow run's messages name what the user changes: its parameters (a flow cannot
+    recreate a collection; the CLI does it once)."""
+    from clasp_ingest.store import StoreNames
+
+    return StoreNames(
+        url="the flow's qdrant_url parameter, or CLASP_QDRANT_URL",
+        api_key="CLASP_QDRANT_API_KEY",
+        store="the flow's collection / qdrant_path / qdrant_url parameters",
+        collection="the flow's collection parameter",
+        recreate="once, with 'clasp-ingest ingest SOURCE --collection NAME --recreate'",
+        model="the flow's model parameter set to {}",
+    )
 
 
 def model_identity(spec: ModelSpec) -> tuple[str, int, str]:

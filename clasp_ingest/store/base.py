@@ -265,6 +265,11 @@ class StoreNames:
     url: str = "--qdrant-url, CLASP_QDRANT_URL"
     api_key: str = "--api-key / CLASP_QDRANT_API_KEY"
     store: str = "--collection / --qdrant-path / --qdrant-url"
+    #: How a run names another collection, recreates one, and picks a model (a flow has
+    #: parameters, and no way to recreate).
+    collection: str = "--collection NAME"
+    recreate: str = "--recreate"
+    model: str = "--model {}"
 
 
 @dataclass(frozen=True)
@@ -652,10 +657,13 @@ class QdrantStore(abc.ABC):
             raise CollectionMismatchError(
                 f"collection {self.collection!r} stores {current.dim}-d vectors of model "
                 f"{current.model_id!r}, but model {model_id!r} makes {dim}-d vectors; use another "
-                "collection (--collection NAME) or recreate it (--recreate; deletes its points) and re-ingest"
+                f"collection ({self.names.collection}) or recreate it ({self.names.recreate}; deletes its "
+                "points) and re-ingest"
             )
         if text_dim is not None and current.text_dim != text_dim:
-            raise CollectionMismatchError(_no_word_vectors(self.collection, current.text_dim, text_dim))
+            raise CollectionMismatchError(
+                _no_word_vectors(self.collection, current.text_dim, text_dim, self.names)
+            )
         return False
 
     def drop(self) -> None:
@@ -750,7 +758,7 @@ class QdrantStore(abc.ABC):
         try:
             for segments, vectors, *words in batches:
                 if words and identity.text_dim is None:
-                    raise CollectionMismatchError(_no_word_vectors(self.collection, None, -1))
+                    raise CollectionMismatchError(_no_word_vectors(self.collection, None, -1, self.names))
                 points = self._points_for(ref, model_id, segments, vectors, now, words[0] if words else None)
                 self.upsert_points(points)
                 written += len(segments)
@@ -1080,17 +1088,17 @@ class QdrantStore(abc.ABC):
         self.close()
 
 
-def _no_word_vectors(collection: str, have: int | None, want: int) -> str:
+def _no_word_vectors(collection: str, have: int | None, want: int, names: StoreNames) -> str:
     if have is None:
         return (
             f"collection {collection!r} has no word vectors (it was made without --transcribe), so "
-            "ingest --transcribe cannot store words there; ingest into a new collection "
-            "(--collection NAME) or recreate this one (--recreate; deletes its points) and re-ingest "
-            "everything with --transcribe. Nothing was written"
+            f"ingest --transcribe cannot store words there; ingest into a new collection "
+            f"({names.collection}) or recreate this one ({names.recreate}; deletes its points) and "
+            "re-ingest everything with --transcribe. Nothing was written"
         )
     return (
         f"collection {collection!r} stores {have}-d text vectors, but the model's text encoder makes "
-        f"{want}-d ones; use another collection (--collection NAME) or --recreate"
+        f"{want}-d ones; use another collection ({names.collection}) or recreate it ({names.recreate})"
     )
 
 

@@ -179,6 +179,22 @@ def test_a_model_that_cannot_load_stops_the_run(folder: Path, tmp_path: Path) ->
         assert not store.exists()
 
 
+def test_a_collection_of_another_model_names_the_flows_parameters(folder: Path, tmp_path: Path) -> None:
+    """A flow has parameters, not --collection/--recreate/--model, and cannot recreate."""
+    from clasp_ingest.errors import CollectionMismatchError
+
+    with open_store(path=tmp_path / "q", collection="other") as store:
+        store.ensure_collection("someone-elses-model", 7)
+    with pytest.raises(CollectionMismatchError) as refused:
+        ingest_source(str(folder), qdrant_path=str(tmp_path / "q"), collection="other", **ARGS)
+    said = str(refused.value)
+    assert (
+        "the flow's collection parameter" in said
+        and "'clasp-ingest ingest SOURCE --collection NAME --recreate'" in said
+    )
+    assert "(--collection NAME)" not in said and "--model" not in said
+
+
 def test_unlistable_source_is_reported(folder: Path, tmp_path: Path) -> None:
     summary = ingest_source([str(tmp_path / "nowhere"), str(folder)], qdrant_path=str(tmp_path / "q"), **ARGS)
     assert summary.media_ok == 3 and "nowhere" in summary.media_failed[0]["uri"]
