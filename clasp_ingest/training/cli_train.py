@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,21 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
             bar.update(tasks[stage], completed=done, total=total)
 
         yield update
+
+
+def _device_named(value: str | None) -> str | None:
+    """An unknown ``--device`` is bad usage, refused before the model loads (as CLASP_DEVICE is)."""
+    if value is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise typer.BadParameter(f"{value!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return value
+
+
+def _runtime(device: str) -> str:
+    """``device``, refused when it names a CUDA device this machine lacks (before any work)."""
+    from clasp_ingest.model.inference import check_runtime
+
+    check_runtime(device)
+    return device
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -159,7 +175,10 @@ def train_command(
         help="Leave out clips that cannot be decoded (listed in metrics.json), or stop at the first.",
     ),
     device: str | None = typer.Option(
-        None, "--device", help="'auto', 'cpu', 'cuda' (default: $CLASP_DEVICE)."
+        None,
+        "--device",
+        help="'auto', 'cpu', 'cuda' or 'cuda:N' (default: $CLASP_DEVICE).",
+        callback=_device_named,
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -204,7 +223,7 @@ def train_command(
         )
         if anchor and not fine_tune:
             raise ConfigError("--anchor keeps the start head's outputs; it needs --fine-tune")
-        clasp = _load(model or settings.model, device or settings.device, settings.model_dir)
+        clasp = _load(model or settings.model, _runtime(device or settings.device), settings.model_dir)
         _training_threads(settings.torch_threads)
         prepare_head(
             clasp,
@@ -323,7 +342,10 @@ def eval_command(
         None, "--distractor-split", help="Split of --distractors (default: --split)."
     ),
     device: str | None = typer.Option(
-        None, "--device", help="'auto', 'cpu', 'cuda' (default: $CLASP_DEVICE)."
+        None,
+        "--device",
+        help="'auto', 'cpu', 'cuda' or 'cuda:N' (default: $CLASP_DEVICE).",
+        callback=_device_named,
     ),
     rerank: int | None = typer.Option(
         None,
@@ -344,7 +366,7 @@ def eval_command(
 
     settings = _settings()
     try:
-        clasp = _load_eval(model or settings.model, device or settings.device, settings.model_dir)
+        clasp = _load_eval(model or settings.model, _runtime(device or settings.device), settings.model_dir)
         with _progress(not quiet) as progress:
             result = evaluate(
                 clasp,

@@ -348,7 +348,7 @@ def _audio_features(
         loaded: list[tuple[str, np.ndarray]] = []
         for key, path in batch:
             try:
-                loaded.append((key, loader(path)))
+                loaded.append((key, _samples(loader, path)))
             except (MediaDecodeError, OSError) as exc:
                 if not skip_unreadable:
                     raise
@@ -373,6 +373,17 @@ def _audio_features(
         if progress is not None:
             progress("audio features", min(done, len(paths)), len(paths))
     return [None if key in bad else key for key in keys], found
+
+
+def _samples(loader: Callable[[Path], np.ndarray], path: Path) -> np.ndarray:
+    """``loader(path)``; a clip without a single sample (a 0-second file) is as unreadable as one
+    that does not decode: it has nothing to embed."""
+    wave = loader(path)
+    if len(wave) == 0:
+        raise MediaDecodeError(
+            str(path), "it holds no audio samples (0 seconds); remove it or give a longer clip"
+        )
+    return wave
 
 
 def text_features(

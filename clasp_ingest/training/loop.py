@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -40,12 +41,32 @@ from clasp_ingest.model.assets import new_file_mode
 from clasp_ingest.training.features import FeatureSet, FrameBank
 from clasp_ingest.training.losses import INIT_TEMPERATURE, LOSSES, build_loss
 
-__all__ = ["CHECKPOINT_NAME", "EpochStats", "FitOptions", "FitResult", "anchor_distance", "fit_head"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "EpochStats",
+    "FitOptions",
+    "FitResult",
+    "anchor_distance",
+    "check_checkpoint",
+    "fit_head",
+    "option_name",
+]
 
 log = get_logger("training")
 
 #: File the per-epoch checkpoint is written to inside the checkpoint folder.
 CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+#: Fields of the training options whose ``clasp-ingest train`` option is not ``--<field>``.
+_OPTIONS = {"max_epochs": "--epochs"}
+
+
+def option_name(field_name: str) -> str:
+    """How an error names a training option: the command-line flag, then the field
+    (``--epochs (max_epochs)``), so both CLI and library callers recognise it."""
+    flag = _OPTIONS.get(field_name, "--" + field_name.replace("_", "-"))
+    return flag if flag[2:] == field_name else f"{flag} ({field_name})"
 
 
 @dataclass(frozen=True)
@@ -84,18 +105,23 @@ class FitOptions:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ConfigError(f"unknown loss {self.loss!r}; use one of {LOSSES}")
+            raise ConfigError(f"unknown loss {self.loss!r} (--loss); use one of {', '.join(LOSSES)}")
         for name in ("batch_size", "val_batch_size", "max_epochs", "patience", "lr_step_epochs"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{option_name(name)} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2 and self.loss == "contrastive":
-            raise ConfigError("the contrastive loss needs batch_size >= 2 (in-batch negatives)")
+            raise ConfigError(
+                f"the contrastive loss needs {option_name('batch_size')} >= 2 (in-batch negatives), "
+                f"got {self.batch_size}"
+            )
         if not self.temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+            raise ConfigError(f"{option_name('temperature')} must be > 0, got {self.temperature}")
         if not self.anchor_weight >= 0:
-            raise ConfigError(f"anchor_weight must be >= 0, got {self.anchor_weight}")
-        if not self.lr > 0 or not 0 < self.lr_gamma <= 1:
-            raise ConfigError(f"need lr > 0 and 0 < lr_gamma <= 1, got {self.lr}, {self.lr_gamma}")
+            raise ConfigError(f"{option_name('anchor_weight')} must be >= 0, got {self.anchor_weight}")
+        if not self.lr > 0:
+            raise ConfigError(f"{option_name('lr')} must be > 0, got {self.lr}")
+        if not 0 < self.lr_gamma <= 1:
+            raise ConfigError(f"{option_name('lr_gamma')} must be in (0, 1], got {self.lr_gamma}")
 
     def resume_key(self) -> dict[str, Any]:
         """Options that must match for a checkpoint to be resumed (not epochs/patience/device)."""
@@ -156,12 +182,16 @@ def fit_head(
     resume: bool = False,
     on_epoch: Callable[[EpochStats], None] | None = None,
     anchor: FeatureSet | None = None,
+    identity: Mapping[str, str] | None = None,
 ) -> FitResult:
     """Fit ``head`` in place; return the result. It ends holding the best validation epoch.
 
     ``anchor``: clips whose ``text`` holds each clip's target output (e.g. the start head's
     L2-normalised output on it); weighted by ``options.anchor_weight`` (module docstring).
     The validation loss, and so early stopping, is the main loss alone.
+    ``identity``: what else a resumed run must share with the one that wrote the checkpoint
+    (e.g. the model and the training rows, as short descriptions); stored in the checkpoint
+    and compared on resume (:func:`check_checkpoint`).
     """
     if len(train) < 2 or len(val) < 1:
         raise ConfigError(f"need >= 2 training and >= 1 validation items, got {len(train)}, {len(val)}")
@@ -170,13 +200,13 @@ def fit_head(
     device = _device(options.device)
     original = _placement(head)
     state = _new_state(head.to(device=device, dtype=torch.float32), options, device)
-    resumed_from = _maybe_resume(state, options, checkpoint_dir, resume)
+    resumed_from = _maybe_resume(state, options, checkpoint_dir, resume, identity or {})
     data = _Tensors.of(train, device), _Tensors.of(val, device)
     anchors = None if anchor is None or options.anchor_weight == 0 else _Tensors.of(anchor, device)
     while state.epoch < options.max_epochs and state.bad_epochs < options.patience:
         stats = _run_epoch(state, data[0], data[1], options, anchors)
         if checkpoint_dir is not None:
-            _save_checkpoint(state, options, checkpoint_dir)
+            _save_checkpoint(state, options, checkpoint_dir, identity or {})
         if on_epoch is not None:
             on_epoch(stats)
     head.load_state_dict(state.best_head)
@@ -378,7 +408,7 @@ def evaluate_loss(head: nn.Module, loss_fn: nn.Module, batches: Iterator[_Tensor
 # --- checkpoints ---------------------------------------------------------------------
 
 
-def _save_checkpoint(state: _State, options: FitOptions, folder: Path) -> None:
+def _save_checkpoint(state: _State, options: FitOptions, folder: Path, identity: Mapping[str, str]) -> None:
     tensors, meta = _flatten_optimizer(state.optimizer.state_dict())
     tensors.update(_prefixed("head.", state.head.state_dict()))
     tensors.update(_prefixed("loss.", state.loss.state_dict()))
@@ -393,6 +423,7 @@ def _save_checkpoint(state: _State, options: FitOptions, folder: Path) -> None:
         "optimizer": meta,
         "scheduler": state.scheduler.state_dict(),
         "options": options.resume_key(),
+        "identity": dict(identity),
     }
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
@@ -418,27 +449,37 @@ def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dic
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def _maybe_resume(state: _State, options: FitOptions, folder: Path | None, resume: bool) -> int | None:
-    path = None if folder is None else folder / CHECKPOINT_NAME
-    if path is None or not path.is_file():
+def _maybe_resume(
+    state: _State, options: FitOptions, folder: Path | None, resume: bool, identity: Mapping[str, str]
+) -> int | None:
+    info = None if folder is None else check_checkpoint(folder, options, resume=resume, identity=identity)
+    if folder is None or info is None:
         if resume:
             log.warning("nothing to resume in %s; starting from epoch 0", folder)
+        return None
+    _load_checkpoint(state, info, folder / CHECKPOINT_NAME)
+    log.info("resuming after epoch %d (best %.4f at epoch %d)", state.epoch, state.best_val, state.best_epoch)
+    return state.epoch
+
+
+def check_checkpoint(
+    folder: Path, options: FitOptions, *, resume: bool, identity: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
+    """Refuse, before any work, a checkpoint in ``folder`` that this run may not continue.
+
+    Without ``resume`` any checkpoint is refused (it is an earlier run's); with it, one written
+    with other options (:meth:`FitOptions.resume_key`) or another ``identity`` (see
+    :func:`fit_head`) is. Returns the checkpoint's state, ``None`` when there is none.
+    """
+    path = folder / CHECKPOINT_NAME
+    if not path.is_file():
         return None
     if not resume:
         raise ConfigError(
             f"{path} holds a checkpoint from an earlier run; pass resume (--resume) to continue it "
             "or choose another output folder"
         )
-    _load_checkpoint(state, options, path)
-    log.info("resuming after epoch %d (best %.4f at epoch %d)", state.epoch, state.best_val, state.best_epoch)
-    return state.epoch
-
-
-def _load_checkpoint(state: _State, options: FitOptions, path: Path) -> None:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as fh:
-        info = json.loads((fh.metadata() or {})["state"])
+    info = _checkpoint_state(path)
     # checkpoints from before the temperature / anchor options ran with their defaults
     stored = {
         "temperature": INIT_TEMPERATURE,
@@ -446,14 +487,51 @@ def _load_checkpoint(state: _State, options: FitOptions, path: Path) -> None:
         "freeze_batchnorm": False,
         **info["options"],
     }
-    if stored != json.loads(json.dumps(options.resume_key())):
+    changed = _changes(stored, json.loads(json.dumps(options.resume_key())), option_name)
+    # checkpoints from before the identity was stored cannot be checked for it
+    before = info.get("identity")
+    if before is not None and identity is not None:
+        changed += _changes(before, dict(identity), str)
+    if changed:
         raise ConfigError(
-            f"{path} was written with other training options {info['options']}; resume with the same "
-            "options or start in an empty output folder"
+            f"{path} was written with other training options ({'; '.join(changed)}); resume with the "
+            "same options or start in an empty output folder"
         )
+    return info
+
+
+def _checkpoint_state(path: Path) -> dict[str, Any]:
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            info: dict[str, Any] = json.loads((fh.metadata() or {})["state"])
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+        raise ConfigError(
+            f"{path} is not a readable training checkpoint ({exc}); start in an empty output folder"
+        ) from None
+    return info
+
+
+def _changes(before: Mapping[str, Any], now: Mapping[str, Any], name: Callable[[str], str]) -> list[str]:
+    """``"NAME: A then, B now"`` for each key whose value differs."""
+    keys = sorted(set(before) | set(now))
+    return [
+        f"{name(key)}: {before.get(key)!r} then, {now.get(key)!r} now"
+        for key in keys
+        if before.get(key) != now.get(key)
+    ]
+
+
+def _load_checkpoint(state: _State, info: dict[str, Any], path: Path) -> None:
     tensors = load_file(str(path), device=str(next(state.head.parameters()).device))
-    state.head.load_state_dict(_unprefixed("head.", tensors))
-    state.loss.load_state_dict(_unprefixed("loss.", tensors))
+    try:
+        state.head.load_state_dict(_unprefixed("head.", tensors))
+        state.loss.load_state_dict(_unprefixed("loss.", tensors))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"{path} holds a head of another shape than this model's ({first}); resume with the "
+            "--model that wrote it or start in an empty output folder"
+        ) from None
     state.best_head, state.best_loss = _unprefixed("best_head.", tensors), _unprefixed("best_loss.", tensors)
     state.optimizer.load_state_dict(_unflatten_optimizer(tensors, info["optimizer"]))
     state.scheduler.load_state_dict(info["scheduler"])

@@ -174,16 +174,24 @@ def _resolve_audio(value: str, base: Path, where: str, check_files: bool) -> Pat
     if not audio.is_absolute():
         audio = base / audio
     audio = audio.resolve()
+    if check_files and audio.is_dir():
+        raise ConfigError(
+            f"{where}: audio {str(audio)!r} is a folder, not a file; give one audio file per row"
+        )
     if check_files and not audio.is_file():
         raise ConfigError(f"{where}: audio file {str(audio)!r} does not exist; fix the path in the manifest")
     return audio
 
 
 def select_split(rows: Sequence[ManifestRow], split: str) -> list[ManifestRow]:
-    """Rows of ``split``; a manifest with no ``split`` field at all counts as one big split."""
+    """Rows of ``split``; a manifest with no ``split`` field at all counts as one big split.
+
+    In a manifest that marks some rows, the unmarked ones are training rows (as
+    :func:`split_train_val` takes them): ``"train"`` selects them with the rows marked so.
+    """
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {SPLITS}")
-    chosen = [row for row in rows if row.split == split]
+    chosen = [row for row in rows if row.split == split or (split == "train" and row.split is None)]
     if chosen:
         return chosen
     if all(row.split is None for row in rows):
@@ -217,7 +225,7 @@ def _hold_out(
     rows: list[ManifestRow], val_fraction: float, seed: int
 ) -> tuple[list[ManifestRow], list[ManifestRow]]:
     if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise ConfigError(f"--val-fraction (val_fraction) must be in (0, 1), got {val_fraction}")
     n_val = max(2, round(len(rows) * val_fraction))
     order = np.random.default_rng(seed).permutation(len(rows))
     held = set(order[:n_val].tolist())

@@ -19,7 +19,10 @@ fixed 0.07; we deliberately divide (see :mod:`clasp_ingest.training.losses`).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -32,7 +35,15 @@ from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.evaluation.metrics import hits_at_1, macro_f1, mean_rank, mrr
 from clasp_ingest.log import get_logger
 from clasp_ingest.training.features import FeatureCache, FeatureSet, ProgressFn, compute_features
-from clasp_ingest.training.loop import CHECKPOINT_NAME, EpochStats, FitOptions, FitResult, fit_head
+from clasp_ingest.training.loop import (
+    CHECKPOINT_NAME,
+    EpochStats,
+    FitOptions,
+    FitResult,
+    check_checkpoint,
+    fit_head,
+    option_name,
+)
 from clasp_ingest.training.manifest import ManifestRow, read_manifest, split_train_val
 
 __all__ = ["METRICS_FILE", "TrainOptions", "TrainResult", "prepare_head", "train_fusion"]
@@ -108,16 +119,17 @@ class TrainOptions(FitOptions):
     whisper_top_layers: int = 0
 
     def __post_init__(self) -> None:
-        from clasp_ingest.model.calibration import Centering
-
         super().__post_init__()
-        Centering.check_strength(self.center_strength)
-        if self.language_dims < 0:
-            raise ConfigError(f"language_dims must be >= 0, got {self.language_dims}")
-        if self.whisper_top_layers < 0:
-            raise ConfigError(f"whisper_top_layers must be >= 0, got {self.whisper_top_layers}")
+        if not 0.0 < self.center_strength <= 1.0:
+            name = option_name("center_strength")
+            raise ConfigError(f"{name} must be in (0, 1], got {self.center_strength}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"{option_name('val_fraction')} must be in (0, 1), got {self.val_fraction}")
+        for name in ("language_dims", "whisper_top_layers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{option_name(name)} must be >= 0, got {getattr(self, name)}")
         if self.anchor and self.anchor_weight == 0:
-            raise ConfigError("anchor manifests need anchor_weight > 0 (--anchor-weight)")
+            raise ConfigError(f"anchor manifests (--anchor) need {option_name('anchor_weight')} > 0")
         if self.anchor_model is not None and not self.anchor:
             raise ConfigError("anchor_model (--anchor-model) gives the targets of anchor clips; add --anchor")
 
@@ -153,8 +165,7 @@ def train_fusion(
     """Fit ``model.fusion`` (a ``ClaspModel``) on the manifest's pairs; save it to ``out_dir``."""
     opts = options or TrainOptions()
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file; give a folder for the trained model (a new one)")
+    _check_out(out, opts.resume)
     started = time.perf_counter()
     _check_extra_val(opts.extra_val)
     train_rows, val_rows = split_train_val(
@@ -163,6 +174,11 @@ def train_fusion(
     log.info("training on %d pairs, validating on %d", len(train_rows), len(val_rows))
     if opts.language_dims:
         _check_languages(train_rows, opts.language_dims)
+    identity = _run_identity(model, train_rows, val_rows, opts)
+    check_checkpoint(out / "checkpoint", opts.fit_options(), resume=opts.resume, identity=identity)
+    if opts.cache_dir is not None:
+        _writable_folder(opts.cache_dir, "--cache-dir", "the feature cache")
+    _writable_folder(out, "--out", "the trained model")
     _check_targets_of_checkpoint(out / "checkpoint", opts)
     deploy = _open_top_layers(model, opts.whisper_top_layers, opts.feature_batch_size)
     train, val, unreadable = _features(model, train_rows, val_rows, out, opts, progress)
@@ -189,6 +205,7 @@ def train_fusion(
         resume=opts.resume,
         on_epoch=_with_progress(on_epoch, progress, opts.max_epochs),
         anchor=anchor,
+        identity=identity,
     )
     model_id = opts.model_id or f"{model.model_id}-{out.resolve().name}"
     from clasp_ingest.model.calibration import Centering
@@ -223,6 +240,70 @@ def train_fusion(
     )
     _write_metrics(out / METRICS_FILE, result, opts)
     return result
+
+
+#: Files that make a folder a saved model (``save_model``); ``train`` does not write over them.
+_MODEL_FILES = ("config.json", "fusion.safetensors", "whisper_top.safetensors")
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    """Refuse an ``--out`` that is a file, or a folder that holds a model already, unless it is
+    this run's own: resumed from the checkpoint beside it (:func:`check_checkpoint` then makes
+    sure the checkpoint is this run's)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; give a folder for the trained model (a new one)")
+    held = [name for name in _MODEL_FILES if (out / name).exists()]
+    if held and not (resume and (out / "checkpoint" / CHECKPOINT_NAME).is_file()):
+        raise ConfigError(
+            f"--out {str(out)!r} holds a model already ({', '.join(held)}); choose another --out, "
+            "or delete that folder first"
+        )
+
+
+def _writable_folder(path: Path, option: str, what: str) -> None:
+    """Make ``path`` (a folder, with its parents) and check that a file can be written there,
+    so that a bad ``option`` fails before any work, naming itself."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {str(path)!r} is a file; give a folder for {what}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
+        os.close(fd)
+        Path(probe).unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"{option} {str(path)!r} cannot hold {what} ({reason}); give a folder you can write to"
+        ) from None
+
+
+def _run_identity(
+    model: Any, train_rows: list[ManifestRow], val_rows: list[ManifestRow], opts: TrainOptions
+) -> dict[str, str]:
+    """What a resumed run must share with the one that wrote its checkpoint, besides the fit
+    options: the model (its backbones and head shape) and the rows it trains and validates on."""
+    from clasp_ingest.training.features import encoder_identity
+
+    fusion = json.dumps(model.config.fusion.to_dict(), sort_keys=True)
+    backbones = encoder_identity(model, "speech", "spectrogram", "text")
+    top = f", top {opts.whisper_top_layers} Whisper layers" if opts.whisper_top_layers else ""
+    identity = {
+        "--model": f"backbones {backbones}, head {fusion}{top}",
+        "manifest rows": _rows_digest({"train": train_rows, "val": val_rows}),
+    }
+    if opts.anchor:
+        identity["--anchor"] = _rows_digest({"anchor": [r for p in opts.anchor for r in read_manifest(p)]})
+    return identity
+
+
+def _rows_digest(parts: dict[str, list[ManifestRow]]) -> str:
+    """``"N train / M val, sha256 …"``: counts and a hash of each row's audio path, text and role."""
+    digest = hashlib.sha256()
+    for role, rows in parts.items():
+        for row in rows:
+            digest.update(json.dumps([role, str(row.audio), row.text]).encode("utf-8"))
+    counts = " / ".join(f"{len(rows)} {role}" for role, rows in parts.items())
+    return f"{counts}, sha256 {digest.hexdigest()[:16]}"
 
 
 def _anchor_targets(model: Any, opts: TrainOptions, out: Path, progress: ProgressFn | None) -> FeatureSet:
@@ -298,11 +379,28 @@ def _open_top_layers(model: Any, n_top: int, batch_size: int) -> Any:
     below = ComponentSpec("whisper-torch-below-top", str(model.speech.model_dir), encoder.dim,
                           {"stop": n_layers - n_top, "window": window})  # fmt: skip
     log.info("training the top %d of %d Whisper layers with the head", n_top, n_layers)
+    kept = _start_top_layers(config, model.runtime.model_dir)
     model.speech = frames
     model.fusion = top_layers_fusion(encoder, n_top, model.fusion).to(model.device)
     restore = config
     model.config = replace(config, speech=below)
-    return restore, n_layers
+    return restore, n_layers, kept
+
+
+def _start_top_layers(config: Any, model_dir: Path | None) -> dict[str, np.ndarray]:
+    """The start model's own trained Whisper variables (its ``top_layers`` file), read before
+    anything is written: the saved file keeps those the run does not train (layers below the
+    top ``N``), or the saved model would load them as stock Whisper."""
+    top = config.speech.options.get("top_layers")
+    if not top:
+        return {}
+    from safetensors.numpy import load_file
+
+    from clasp_ingest.model.hub import readable_weights, resolve_file
+
+    path = resolve_file(str(top), model_dir)
+    with readable_weights(path):
+        return dict(load_file(str(path)))
 
 
 def _close_top_layers(model: Any, deploy: Any, out: Path) -> None:
@@ -315,10 +413,14 @@ def _close_top_layers(model: Any, deploy: Any, out: Path) -> None:
     from clasp_ingest.model.config import TOP_LAYERS_FILE
     from clasp_ingest.model.whisper_torch import top_layers_ct2
 
-    config, n_layers = deploy
+    config, n_layers, kept = deploy
     out.mkdir(parents=True, exist_ok=True)
     top_file = out / TOP_LAYERS_FILE
-    variables = top_layers_ct2(model.fusion, n_layers)
+    trained = top_layers_ct2(model.fusion, n_layers)
+    below = sorted({name.split("/")[1] for name in kept.keys() - trained.keys()})
+    if below:
+        log.info("keeping the start model's trained Whisper variables of %s", ", ".join(below))
+    variables = kept | trained
     save_file({k: v.astype(np.float16) for k, v in variables.items()}, str(top_file))
     top_file.chmod(new_file_mode())  # safetensors writes 0600
     # an absolute path while training goes on; save_model writes it relative to the folder
@@ -394,7 +496,9 @@ def prepare_head(
     config = model.config
     kind = kind or config.fusion.kind
     pool = speech_pool or config.fusion.speech_pool
-    queries = pool_queries or config.fusion.pool_queries
+    if pool_queries is not None and pool_queries < 1:
+        raise ConfigError(f"{option_name('pool_queries')} must be >= 1, got {pool_queries}")
+    queries = config.fusion.pool_queries if pool_queries is None else pool_queries
     if not fresh:
         have = (config.fusion.kind, config.fusion.speech_pool, config.fusion.pool_queries)
         if (kind, pool, queries) != have:
@@ -464,13 +568,15 @@ def _check_languages(rows: list[ManifestRow], dims: int) -> None:
     missing = next((row for row in rows if not row.language), None)
     if missing is not None:
         raise ConfigError(
-            f"language_dims needs a 'language' on every training row; manifest line {missing.line} "
+            f"{option_name('language_dims')} needs a 'language' on every training row; manifest line "
+            f"{missing.line} "
             f"({missing.audio}) has none"
         )
     languages = sorted({str(row.language) for row in rows})
     if dims > len(languages) - 1:
         raise ConfigError(
-            f"language_dims {dims} needs at least {dims + 1} training languages, the manifest has "
+            f"{option_name('language_dims')} {dims} needs at least {dims + 1} training languages, "
+            "the manifest has "
             f"{len(languages)} ({', '.join(languages)})"
         )
 

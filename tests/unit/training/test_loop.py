@@ -107,7 +107,7 @@ def test_checkpoint_guards(tmp_path: Path) -> None:
 def test_options_are_validated() -> None:
     with pytest.raises(ConfigError, match="unknown loss"):
         FitOptions(loss="mse")
-    with pytest.raises(ConfigError, match="batch_size >= 2"):
+    with pytest.raises(ConfigError, match=r"--batch-size \(batch_size\) >= 2"):
         FitOptions(batch_size=1)
     with pytest.raises(ConfigError, match="patience"):
         FitOptions(patience=0)

@@ -87,6 +87,13 @@ def test_select_split() -> None:
         select_split(rows, "val")
 
 
+def test_unmarked_rows_are_training_rows_for_train_and_for_select_split() -> None:
+    rows = _rows(["train", "val", "val", None, "test"])
+    assert [r.line for r in select_split(rows, "train")] == [1, 4]
+    assert select_split(rows, "train") == split_train_val(rows, val_fraction=0.1, seed=0)[0]
+    assert [r.line for r in select_split(rows, "test")] == [5]  # never a test or val row
+
+
 def test_split_train_val_uses_val_rows_or_holds_out_seeded() -> None:
     rows = _rows(["train", "train", "val", "val", "test", None])
     train, val = split_train_val(rows, val_fraction=0.1, seed=0)
