@@ -81,7 +81,7 @@ def search(
         0,
         min=0,
         max=MAX_CONTEXT,
-        help="Widen spans by this many neighbouring segments (overlapping ones come back as one).",
+        help="Widen spans by this many neighbouring segments (not over a better span: no audio twice).",
     ),
     transcribe: bool = typer.Option(
         False,

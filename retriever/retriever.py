@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from clasp_ingest.retriever.loading import fits_collection, query_model_for
-from clasp_ingest.retriever.spans import Span, fold_shared, merge_spans, span_from_hit
+from clasp_ingest.retriever.spans import Span, merge_spans, span_from_hit
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -114,8 +114,8 @@ class ClaspRetriever(BaseRetriever):
       :mod:`clasp_ingest.store.filters` for what maps);
     * ``group_by_media`` – at most this many spans per media item;
     * ``merge`` – merge hits of one media item that overlap or are within ``merge_gap_s``;
-    * ``context`` – widen each hit by this many neighbouring segments on each side (hits whose
-      widened spans share a segment come back as one span);
+    * ``context`` – widen each hit by this many neighbouring segments on each side, but not over
+      a better hit's span (a hit inside one is left out: no audio comes back twice);
     * ``rerank`` – two-stage ranking: CLASP finds the best ``rerank`` spans (``>= k``), their
       words are obtained as with ``"lazy"`` (transcribed and stored once, whatever
       ``transcribe`` says), scored against the query with the model's text tower, and the two
@@ -341,11 +341,15 @@ class ClaspRetriever(BaseRetriever):
             found = self._search(vector, fetch, opts)
             hits = _newest_versions(found)
             members: dict[str, SpanHit] = {}
-            spans = [self._widen(hit, opts["context"], members) for hit in hits]
+            taken: dict[str, list[int]] = {}  # media id -> segments in a better hit's span, sorted
+            spans = []
+            for hit in hits:  # with merge, overlapping widened hits are merged instead
+                exclusive = [] if opts["merge"] else taken.setdefault(hit.media_id, [])
+                span = self._widen(hit, opts["context"], members, exclusive)
+                if span is not None:
+                    spans.append(span)
             if opts["merge"]:
                 spans = merge_spans(spans, max_gap_s=opts["merge_gap_s"])
-            elif opts["context"]:
-                spans = fold_shared(spans)  # widened hits that overlap: one span
             if len(spans) >= opts["k"] or len(found) < fetch:
                 return spans[: opts["k"]], members
             fetch *= 2  # merged spans, or an item's older version dropped: look further
@@ -369,19 +373,35 @@ class ClaspRetriever(BaseRetriever):
             hits = self.store.search(vector, k=fetch, **common)
         return hits
 
-    def _widen(self, hit: SpanHit, context: int, members: dict[str, SpanHit]) -> Span:
+    def _widen(
+        self, hit: SpanHit, context: int, members: dict[str, SpanHit], taken: list[int]
+    ) -> Span | None:
+        """``hit``'s span, widened by ``context`` segments on each side but not over the segments
+        ``taken`` by better hits' spans of its item (which it then also takes): no audio comes
+        back twice, and spans do not chain into one. ``None`` when the hit's own segment is
+        taken (it lies in a better hit's context)."""
+        import bisect
+
+        meta = hit.payload.get("metadata", {})
+        index = int(meta.get("segment_index", 0))
+        at = bisect.bisect_left(taken, index)
+        if at < len(taken) and taken[at] == index:
+            return None
         neighbours: list[SpanHit] = []
         if context:
-            meta = hit.payload.get("metadata", {})
-            index = int(meta.get("segment_index", 0))
             version = meta.get("version")
+            low = taken[at - 1] + 1 if at > 0 else 0  # the free stretch around the hit
+            high = taken[at] - 1 if at < len(taken) else index + context
             neighbours = self.store.segments(
-                hit.media_id, max(0, index - context), index + context,
+                hit.media_id, max(0, index - context, low), min(index + context, high),
                 version=str(version) if version is not None else None,
             )  # fmt: skip
         for member in (*neighbours, hit):
             members[str(member.point_id)] = member
-        return span_from_hit(hit, neighbours)
+        span = span_from_hit(hit, neighbours)
+        for i in span.segment_indices:
+            bisect.insort(taken, i)
+        return span
 
     def _words(self) -> LazyWords:
         if self._lazy_words is None:

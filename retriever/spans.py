@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from clasp_ingest.store.base import transcript_of
 from clasp_ingest.types import SpanHit
 
-__all__ = ["Span", "fold_shared", "merge_spans", "span_from_hit"]
+__all__ = ["Span", "merge_spans", "span_from_hit"]
 
 
 @dataclass(frozen=True)
@@ -136,30 +136,6 @@ def merge_spans(spans: Sequence[Span], *, max_gap_s: float = 0.5) -> list[Span]:
                 current = span
         merged.append(current)
     return sorted(merged, key=_by_score)
-
-
-def fold_shared(spans: Sequence[Span]) -> list[Span]:
-    """Spans best first, where a span sharing a segment with a better one of the same media item
-    (a hit inside another hit's ``context``) is folded into it: no audio comes back twice.
-    Unlike :func:`merge_spans`, spans that only touch or lie close stay apart."""
-    kept: list[Span | None] = []
-    slot_of: dict[tuple[str, int], int] = {}  # (media id, segment index) -> position in kept
-    for span in sorted(spans, key=_by_score):
-        keys = [(span.media_id, i) for i in span.segment_indices]
-        shared = sorted({slot_of[key] for key in keys if key in slot_of})
-        joined = span
-        for position in shared:  # better spans first: the result takes the best one's place
-            better = kept[position]
-            if better is not None:
-                joined = _join(better, joined)
-            kept[position] = None
-        if shared:
-            kept[shared[0]] = joined
-        else:
-            kept.append(joined)
-        for i in joined.segment_indices:
-            slot_of[(joined.media_id, i)] = shared[0] if shared else len(kept) - 1
-    return [span for span in kept if span is not None]
 
 
 _by_score: Callable[[Span], tuple[float, str, float]] = lambda s: (-s.score, s.media_id, s.start_s)  # noqa: E731

@@ -78,22 +78,28 @@ def test_context_window_widens_by_neighbours(store: QdrantStore, model: AudioTex
     assert edge.metadata["segment_indices"] == [0, 1, 2] and edge.metadata["start_s"] == 0.0
 
 
-def test_hits_whose_contexts_overlap_come_back_once(store: QdrantStore, model: AudioTextEncoder) -> None:
-    from clasp_ingest.retriever.spans import Span, fold_shared
-
+def test_hits_whose_contexts_overlap_come_back_once_and_never_chain(
+    store: QdrantStore, model: AudioTextEncoder
+) -> None:
     docs = ClaspRetriever(store=store, model=model, k=3, context=1).invoke(SENTENCES[3])
     segments = [(d.metadata["media_id"], i) for d in docs for i in d.metadata["segment_indices"]]
     assert len(docs) == 3 and len(segments) == len(set(segments))  # no audio twice
-    assert docs[0].metadata["segment_indices"][0] <= 3 <= docs[0].metadata["segment_indices"][-1]
+    assert docs[0].metadata["segment_indices"] == [2, 3, 4]  # the best hit keeps its whole context
     assert [d.metadata["score"] for d in docs] == sorted((d.metadata["score"] for d in docs), reverse=True)
-
-    def span(score: float, *indices: int, media: str = "m") -> Span:
-        return Span(media, "s", "t", float(indices[0]), indices[-1] + 1.0, score, segment_indices=indices)
-
-    folded = fold_shared([span(0.9, 1, 2, 3), span(0.5, 7, 8), span(0.7, 3, 4, 5), span(0.6, 5, 6, 7)])
-    assert [(s.score, s.segment_indices) for s in folded] == [(0.9, tuple(range(1, 9)))]  # a chain
-    apart = fold_shared([span(0.9, 1, 2), span(0.8, 3, 4), span(0.7, 2, 3, media="other")])
-    assert [s.segment_indices for s in apart] == [(1, 2), (3, 4), (2, 3)]  # touching, or another item
+    # a long item whose every segment matches: k spans of at most 2 * context + 1 segments each,
+    # not one span over the whole item (better spans bridged by the context of worse hits)
+    ref = media_ref("file:///media/long-talk.wav")
+    n, topic = 40, "the same topic all along"
+    segments_of = [Segment(ref.media_id, i, 3.0 * i, 3.0 * i + 2.5) for i in range(n)]
+    rng = np.random.default_rng(0)
+    base = model.encode_text([topic])[0]
+    vectors = np.stack([base + 0.05 * rng.standard_normal(base.shape) for _ in range(n)]).astype(np.float32)
+    store.write_media(ref, model.model_id, [(segments_of, vectors)])
+    only = {"media_id": ref.media_id}
+    wide = ClaspRetriever(store=store, model=model, k=6, context=2, filter=only).invoke(topic)
+    taken = [i for d in wide for i in d.metadata["segment_indices"]]
+    assert len(wide) == 6 and len(taken) == len(set(taken))
+    assert all(len(d.metadata["segment_indices"]) <= 5 for d in wide)
 
 
 def test_adjacent_hits_merge_into_one_span(store: QdrantStore, model: AudioTextEncoder) -> None:
