@@ -115,6 +115,19 @@ def _root(
     _verbosity = verbose
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # the console's (not a test's capture)
+            handler.setFormatter(_OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Log lines whose message (a file name with a newline or a terminal escape in it) is
+    written with escapes (:func:`clasp_ingest.log.one_line`); a traceback (``-vv``) keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from clasp_ingest.log import one_line
+
+        return one_line(super().formatMessage(record))
 
 
 def _registrars() -> list[Callable[[typer.Typer], None]]:

@@ -237,7 +237,10 @@ class _Shard:
             try:
                 return method(*args, **kwargs)
             except Exception as exc:
-                raise self._failed(name, exc) from exc
+                failed = self._failed(name, exc)
+                if failed is exc:  # not the storage's: as the engine raised it
+                    raise
+                raise failed from exc
 
         return call
 
@@ -585,9 +588,11 @@ class EdgeStore(QdrantStore):
     def close(self) -> None:
         try:
             if self._shard is not None:
-                self._shard.flush()
-                self._shard.close()
-                self._shard = None
+                shard, self._shard = self._shard, None
+                try:
+                    shard.flush()  # a full disk says so here, and the shard is closed still
+                finally:
+                    shard.close()
         finally:
             self._unlock()
 
@@ -675,8 +680,9 @@ class EdgeStore(QdrantStore):
         """Close the shard, if open, whatever state its files are in (it is being removed)."""
         if self._shard is not None:
             shard, self._shard = self._shard, None
-            with contextlib.suppress(StoreError):
+            with contextlib.suppress(StoreError):  # a damaged or full store: close it anyway
                 shard.flush()
+            with contextlib.suppress(StoreError):
                 shard.close()
 
     def _remove_folder(self) -> None:

@@ -123,8 +123,8 @@ class TrainOptions(FitOptions):
         if not 0.0 < self.center_strength <= 1.0:
             name = option_name("center_strength")
             raise ConfigError(f"{name} must be in (0, 1], got {self.center_strength}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"{option_name('val_fraction')} must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.val_fraction < 1.0:  # 0: only rows marked "val" validate
+            raise ConfigError(f"{option_name('val_fraction')} must be in [0, 1), got {self.val_fraction}")
         for name in ("language_dims", "whisper_top_layers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{option_name(name)} must be >= 0, got {getattr(self, name)}")

@@ -273,3 +273,15 @@ def test_the_progress_line_names_the_item_readably_and_fits_the_terminal(
         assert line.startswith("28.4 min into Lecture 07") and len(line) <= 80 - 37, line
         update(Progress(1, 1, 1, 0, 0, 305, 1802.0))
         assert bar._bar.tasks[0].description == "305 segments, 1802 s audio, 0 failed"
+
+
+def test_log_lines_write_control_characters_as_escapes() -> None:
+    import logging
+
+    from clasp_ingest.cli import _OneLineFormatter
+
+    record = logging.LogRecord(
+        "clasp_ingest.pipeline", logging.WARNING, __file__, 1, "%s lists no media", ("a\nb\x1b[31m",), None
+    )
+    line = _OneLineFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert line == "WARNING clasp_ingest.pipeline: a\\nb\\x1b[31m lists no media"

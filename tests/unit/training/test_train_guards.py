@@ -157,7 +157,7 @@ def test_option_errors_name_the_command_line_option() -> None:
         "--val-batch-size": {"val_batch_size": 0},
         "--lr-gamma": {"lr_gamma": 1.5},
         "--lr ": {"lr": 0.0},
-        "--val-fraction": {"val_fraction": 0.0},
+        "--val-fraction": {"val_fraction": 1.0},  # (0: only rows marked "val" validate)
         "--center-strength": {"center_strength": 2.0},
         "--whisper-top-layers": {"whisper_top_layers": -1},
     }
