@@ -280,7 +280,7 @@ def ingest_source(
     started = time.perf_counter()
     with run_logs():
         given = _as_list(sources)
-        _check_parameters(given, embed_batch_size)
+        _check_parameters(given, embed_batch_size, media_concurrency)
         settings = Settings.model_validate({})
         model_spec = _model_spec(settings, model, device)
         store_spec = _store_spec(settings, collection, qdrant_url, qdrant_path)
@@ -302,7 +302,7 @@ def ingest_source(
             retries=retries, retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_s)
         )
         results, errors, pruned = _ingest_all(
-            connectors, _Work(model_spec, store_spec, options), task_, max(1, media_concurrency)
+            connectors, _Work(model_spec, store_spec, options), task_, media_concurrency
         )
         summary = IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started, tuple(pruned))
         _publish(summary)
@@ -310,7 +310,7 @@ def ingest_source(
     return summary
 
 
-def _check_parameters(sources: Sequence[str], embed_batch_size: int | None) -> None:
+def _check_parameters(sources: Sequence[str], embed_batch_size: int | None, media_concurrency: int) -> None:
     """Refuse parameters that cannot make a run (before anything is opened)."""
     if not sources:
         raise ConfigError(
@@ -320,6 +320,11 @@ def _check_parameters(sources: Sequence[str], embed_batch_size: int | None) -> N
         raise ConfigError(
             f"the flow's embed_batch_size parameter is {embed_batch_size}; give a number of segments "
             "per batch of at least 1, or leave it out (None) for CLASP_EMBED_BATCH_SIZE"
+        )
+    if media_concurrency < 1:
+        raise ConfigError(
+            f"the flow's media_concurrency parameter is {media_concurrency}; give the number of media "
+            "items to ingest at once, at least 1"
         )
 
 

@@ -219,8 +219,9 @@ def test_a_run_that_could_list_no_source_fails(tmp_path: Path) -> None:
         ({"sources": []}, "the flow's sources parameter is an empty list"),
         ({"embed_batch_size": -5}, "the flow's embed_batch_size parameter is -5"),
         ({"embed_batch_size": 0}, "the flow's embed_batch_size parameter is 0"),
+        ({"media_concurrency": 0}, "the flow's media_concurrency parameter is 0"),
     ],
-    ids=["no-sources", "negative-batch", "zero-batch"],
+    ids=["no-sources", "negative-batch", "zero-batch", "no-concurrency"],
 )
 def test_parameters_that_cannot_make_a_run_are_refused(
     parameters: dict[str, Any], message: str, folder: Path, tmp_path: Path
