@@ -197,7 +197,7 @@ def ingest_command(
         # the bar is for a terminal: a log file or pipe (a scheduled job) gets no blank lines from it
         summary = run(settings, arguments, show_progress=not as_json and sys.stderr.isatty())
     _print(summary, arguments, as_json)
-    if summary.source_errors and len(summary.source_errors) == len(sources) and not summary.results:
+    if summary.no_source_listed(len(sources)):
         _fail("no source could be listed (see above)")
     if summary.media_failed:
         raise typer.Exit(EXIT_PARTIAL)

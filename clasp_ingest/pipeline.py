@@ -236,6 +236,10 @@ class IngestSummary:
     def media_skipped(self) -> int:
         return sum(r.status == "skipped" for r in self.results)
 
+    def no_source_listed(self, sources: int) -> bool:
+        """Whether every one of the run's ``sources`` failed to list (nothing could be done)."""
+        return bool(self.source_errors) and len(self.source_errors) == sources
+
     @property
     def media_failed(self) -> list[dict[str, str]]:
         """Failed items and sources that could not be listed: ``[{"uri", "error"}]``."""

@@ -330,7 +330,7 @@ def _check_parameters(sources: Sequence[str], embed_batch_size: int | None, medi
 
 def _conclude(summary: IngestSummary, sources: int) -> None:
     """Fail the run when no source could be listed; else log its outcome as its last line."""
-    if summary.source_errors and len(summary.source_errors) == sources:
+    if summary.no_source_listed(sources):
         errors = "; ".join(
             error if source in error else f"{source}: {error}" for source, error in summary.source_errors
         )

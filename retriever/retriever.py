@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import functools
 from collections.abc import Mapping
@@ -380,8 +381,6 @@ class ClaspRetriever(BaseRetriever):
         ``taken`` by better hits' spans of its item (which it then also takes): no audio comes
         back twice, and spans do not chain into one. ``None`` when the hit's own segment is
         taken (it lies in a better hit's context)."""
-        import bisect
-
         meta = hit.payload.get("metadata", {})
         index = int(meta.get("segment_index", 0))
         at = bisect.bisect_left(taken, index)

@@ -196,10 +196,11 @@ def import_official(
     from dataclasses import replace
 
     from clasp_ingest.model.clasp import load_fusion_weights, save_fusion
+    from clasp_ingest.model.config import saved_model_files
     from clasp_ingest.model.presets import get_preset
 
     path = Path(path)
-    held = [name for name in ("config.json", "fusion.safetensors") if (Path(out_dir) / name).exists()]
+    held = saved_model_files(Path(out_dir))
     if held:
         raise ConfigError(
             f"{str(out_dir)!r} holds a model already ({', '.join(held)}); choose another --out, or "

@@ -24,6 +24,7 @@ __all__ = [
     "ModelConfig",
     "Runtime",
     "SpeechPool",
+    "saved_model_files",
 ]
 
 #: File names inside a directory written by ``save_model``.
@@ -31,6 +32,13 @@ CONFIG_FILE = "config.json"
 FUSION_FILE = "fusion.safetensors"
 #: Fine-tuned top Whisper encoder layers saved beside a head (``speech.options.top_layers``).
 TOP_LAYERS_FILE = "whisper_top.safetensors"
+
+
+def saved_model_files(folder: Path) -> list[str]:
+    """The files of a saved model already in ``folder`` (what ``models import`` and ``train``
+    refuse to write over)."""
+    return [name for name in (CONFIG_FILE, FUSION_FILE, TOP_LAYERS_FILE) if (folder / name).exists()]
+
 
 FusionKind = Literal["concat", "gating"]
 _FUSION_KINDS = ("concat", "gating")

@@ -242,17 +242,15 @@ def train_fusion(
     return result
 
 
-#: Files that make a folder a saved model (``save_model``); ``train`` does not write over them.
-_MODEL_FILES = ("config.json", "fusion.safetensors", "whisper_top.safetensors")
-
-
 def _check_out(out: Path, resume: bool) -> None:
     """Refuse an ``--out`` that is a file, or a folder that holds a model already, unless it is
     this run's own: resumed from the checkpoint beside it (:func:`check_checkpoint` then makes
     sure the checkpoint is this run's)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a file; give a folder for the trained model (a new one)")
-    held = [name for name in _MODEL_FILES if (out / name).exists()]
+    from clasp_ingest.model.config import saved_model_files
+
+    held = saved_model_files(out)
     if held and not (resume and (out / "checkpoint" / CHECKPOINT_NAME).is_file()):
         raise ConfigError(
             f"--out {str(out)!r} holds a model already ({', '.join(held)}); choose another --out, "
