@@ -220,10 +220,13 @@ def _decode_command(
 ) -> list[str]:
     """ffmpeg seeking to ``start`` in the input; ``sequential``: reading the input from its
     start and dropping what comes before ``start`` (no seek: for servers without byte ranges)."""
-    from clasp_ingest.media.decode import is_url
+    from clasp_ingest.media.decode import demuxer_whitelist, is_url
 
     layouts = "mono" if opts.mono else "mono|stereo"
-    timeout = ["-rw_timeout", str(int(opts.timeout_s * 1_000_000))] if is_url(source) else []
+    reading = ["-rw_timeout", str(int(opts.timeout_s * 1_000_000))] if is_url(source) else []
+    # never a playlist's or manifest's demuxer: it would open what it names (media.decode)
+    allowed = demuxer_whitelist(ffmpeg)
+    reading += ["-format_whitelist", allowed] if allowed is not None else []
     rate = ["-ar", str(opts.sample_rate)] if opts.sample_rate else []
     window = ("-ss", f"{start:.3f}", "-t", f"{duration:.3f}")
     given = (
@@ -232,7 +235,7 @@ def _decode_command(
         else (*window, "-i", _local_or_url(source))
     )
     return [
-        *(ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", *timeout, *given),
+        *(ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", *reading, *given),
         *("-vn", "-map", "0:a:0", "-af", f"aformat=sample_fmts=s16:channel_layouts={layouts}", *rate),
         *("-f", "wav", "pipe:1"),
     ]

@@ -204,3 +204,21 @@ def corrupt_middle(src: Path, dst: Path, at: float = 0.35, count: int = 3000, se
 def surround_96k(src: Path, dst: Path) -> Path:
     """``src`` as 8-channel (7.1) 96 kHz 24-bit wav."""
     return convert(src, dst, "-af", "aformat=channel_layouts=7.1", "-ar", "96000", "-c:a", "pcm_s24le")
+
+
+def referencing_texts(ts: Path, m4a: Path) -> dict[str, str]:
+    """Files that make ffmpeg open another file: an HLS playlist naming ``ts``, a DASH manifest
+    naming ``m4a`` (by ``file://`` URL), an ffconcat list naming ``m4a`` (by its bare name,
+    beside it) and an SDP description (RTP on a local port)."""
+    return {
+        "hls": f"#EXTM3U\n#EXT-X-TARGETDURATION:60\n#EXTINF:60,\n{ts}\n#EXT-X-ENDLIST\n",
+        "dash": (
+            '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" '
+            'profiles="urn:mpeg:dash:profile:isoff-on-demand:2011" mediaPresentationDuration="PT60S">'
+            '<Period><AdaptationSet mimeType="audio/mp4"><Representation id="a" bandwidth="64000" '
+            f'codecs="mp4a.40.2"><BaseURL>{m4a.as_uri()}</BaseURL><SegmentBase/></Representation>'
+            "</AdaptationSet></Period></MPD>\n"
+        ),
+        "ffconcat": f"ffconcat version 1.0\nfile {m4a.name}\n",
+        "sdp": "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 9 RTP/AVP 0\n",
+    }

@@ -22,6 +22,7 @@ media's.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import select
@@ -40,8 +41,10 @@ from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.log import get_logger
 
 __all__ = [
+    "REFERENCING_DEMUXERS",
     "DecodeOptions",
     "decode_audio",
+    "demuxer_whitelist",
     "describe_damage",
     "find_ffmpeg",
     "is_mpeg_stream",
@@ -144,6 +147,42 @@ def find_ffmpeg(explicit: str | None = None) -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
+#: Demuxers that open other files or addresses named in their input (playlists, manifests,
+#: stream descriptions, scripts): never used for a local file (module docstring).
+REFERENCING_DEMUXERS = frozenset(
+    {
+        "applehttp", "avisynth", "concat", "dash", "hls", "imf", "rtp", "rtsp", "sdp",
+        "vapoursynth", "webm_dash_manifest",
+    }
+)  # fmt: skip
+_DEMUXER_LINE_RE = re.compile(r"^\s*D\S*\s+(\S+)")
+_WHITELIST_RE = re.compile(r"(Format not on whitelist) '[^']*'")
+
+
+@functools.lru_cache(maxsize=8)
+def demuxer_whitelist(ffmpeg: str) -> str | None:
+    """The demuxers of ``ffmpeg`` minus :data:`REFERENCING_DEMUXERS`, comma-separated, for
+    ``-format_whitelist``; ``None`` when it cannot list them (then it decodes as it would)."""
+    try:
+        listing = subprocess.run(
+            [ffmpeg, "-hide_banner", "-demuxers"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.warning("could not list the demuxers of %s (%s); playlists are not refused", ffmpeg, exc)
+        return None
+    _, _, table = listing.partition("--\n")
+    names = []
+    for line in table.splitlines():
+        match = _DEMUXER_LINE_RE.match(line)
+        # one entry may have several names ("hls,applehttp"): a match on any one admits it
+        if match and not REFERENCING_DEMUXERS.intersection(match[1].split(",")):
+            names.append(match[1])
+    if not names:
+        logger.warning("%s listed no demuxers; playlists are not refused", ffmpeg)
+        return None
+    return ",".join(names)
+
+
 def is_url(source: str) -> bool:
     """True for ``scheme://...`` sources that ffmpeg opens itself (http, https, rtmp...)."""
     return bool(_URL_RE.match(source)) and not source.startswith("file://")
@@ -225,8 +264,12 @@ def _ffmpeg_args(source: str, opts: DecodeOptions) -> list[str]:
     if is_url(source):
         # ffmpeg's own I/O timeout (microseconds), so a stalled network read fails inside ffmpeg too.
         args += ["-rw_timeout", str(int(opts.read_timeout_s * 1_000_000))]
-    elif not source.startswith("file:"):
-        source = f"file:{source}"  # a local name is never read as a protocol (``concat:``, ``subfile:``)
+    else:
+        if not source.startswith("file:"):
+            source = f"file:{source}"  # a local name is never read as a protocol (``concat:``, ``subfile:``)
+        allowed = demuxer_whitelist(args[0])
+        if allowed is not None:
+            args += ["-format_whitelist", allowed]
     mpeg = is_mpeg_stream(source)
     # the videos of an MPEG stream copied to nowhere keep its start time (module docstring); the
     # audio too, so that output never lacks a stream (older ffmpeg refuses an empty one)
@@ -419,7 +462,7 @@ def _fill(fd: int, view: memoryview, source: str, opts: DecodeOptions, stderr: _
 def _check_exit(process: subprocess.Popen[bytes], source: str, stderr: _FfmpegLog) -> None:
     code = process.wait()
     if code != 0:
-        tail = stderr.text()
+        tail = _WHITELIST_RE.sub(r"\1", stderr.text())
         raise MediaDecodeError(source, _reason(tail, code), tail)
 
 
@@ -479,6 +522,11 @@ def _clock(seconds: float) -> str:
 
 def _reason(tail: str, code: int) -> str:
     lowered = tail.lower()
+    if "format not on whitelist" in lowered:
+        return (
+            "a playlist or stream description (HLS, DASH, IMF, SDP or ffconcat), not a media file: "
+            "it names other files or addresses, which are not opened; give the media file itself"
+        )
     if "matches no streams" in lowered:
         return "the media has no audio stream (video only?); give a file with an audio track"
     if "no such file" in lowered:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures_audio import referencing_texts
 from tests.integration.connectors.helpers import Episode, rss
 from tests.integration.connectors.hostile import Hostile, hostile_server
 
@@ -173,3 +174,34 @@ def test_signed_url_stays_out_of_prefects_database(
         assert "X-Amz-Signature=REDACTED" in parameters
     assert SIGNATURE not in _store_text(prefect_home)
     assert SIGNATURE not in _store_text(tmp_path / "qdrant")
+
+
+def test_a_served_playlist_cannot_make_ffmpeg_read_a_local_file(
+    site: Hostile, env: dict[str, str], tmp_path: Path
+) -> None:
+    # a DASH manifest served as talk.mp4, or an HLS playlist as a feed's episode, named a media
+    # file of the ingesting machine, and ffmpeg decoded it into the store under the URL (anyone
+    # who could search the collection could then play it)
+    secret = tmp_path / "secret.ts"
+    source = SAMPLES / "demo_en.opus"
+    subprocess.run([_ffmpeg(), "-nostdin", "-v", "error", "-i", source, "-c:a", "aac", secret], check=True)
+    texts = referencing_texts(secret, secret)
+    (site.root / "lecture.mp4").write_text(texts["dash"])
+    (site.root / "ep1.m3u8").write_text(texts["hls"])
+    episode = f"{site.base_url}/ep1.m3u8"
+    (site.root / "show.rss").write_text(rss("Radio", [Episode("Live", episode, 100, mime="audio/mpeg")]))
+    manifest = f"{site.base_url}/lecture.mp4"
+    code, summary, _ = ingest(env, manifest, f"{site.base_url}/show.rss", f"{site.base_url}/talk.opus")
+    assert code == 3 and summary["media_ok"] == 1 and summary["segments"] > 0, summary
+    errors = {item["uri"]: item["error"] for item in summary["media_failed"]}
+    assert set(errors) == {manifest, episode}, summary
+    assert all("a playlist or stream description" in error for error in errors.values())
+    listed = subprocess.run([CLI, "store", "list", "--json"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0 and "talk.opus" in listed.stdout
+    assert "lecture" not in listed.stdout and "ep1" not in listed.stdout
+
+
+def _ffmpeg() -> str:
+    from clasp_ingest.media.decode import find_ffmpeg
+
+    return find_ffmpeg()

@@ -20,6 +20,7 @@ from tests.fixtures_audio import (
     convert,
     corrupt_middle,
     read_wav,
+    referencing_texts,
     surround_96k,
     tone,
     truncate,
@@ -351,7 +352,9 @@ def test_clasp_ffmpeg_names_the_ffmpeg_everywhere_and_a_bad_one_fails_at_once(
     wrapper.chmod(0o755)
     monkeypatch.setenv("CLASP_FFMPEG", str(wrapper))
     assert find_ffmpeg() == str(wrapper)  # what cuts and clips use when given no ffmpeg
-    assert decode_audio(short_track.path).size > 0 and log.read_text().count("\n") == 1
+    assert decode_audio(short_track.path).size > 0
+    calls = log.read_text().splitlines()  # its demuxers listed once (the whitelist), then the decode
+    assert calls[0] == "-hide_banner -demuxers" and len(calls) == 2 and "pcm_f32le" in calls[1]
     assert Settings().ffmpeg == str(wrapper)
     monkeypatch.setenv("CLASP_FFMPEG", str(tmp_path / "nowhere" / "ffmpeg"))
     with pytest.raises(ConfigError, match=r"ffmpeg'? \(CLASP_FFMPEG\) not found"):
@@ -380,3 +383,34 @@ def test_ffmpeg_runs_in_a_process_group_of_its_own(short_track: SpokenTrack) -> 
         assert os.getpgid(children[0]) == children[0] != os.getpgrp()
     finally:
         blocks.close()
+
+
+#: The name each referencing file gets: a manifest may carry any media name.
+_REFERENCE_NAMES = {"hls": "talk.m3u8", "dash": "talk.mp4", "ffconcat": "talk.mp3", "sdp": "talk.sdp"}
+
+
+@pytest.mark.parametrize("kind", ["hls", "dash", "ffconcat", "sdp"])
+def test_a_playlist_or_manifest_is_refused_and_what_it_names_is_not_read(
+    kind: str, short_track: SpokenTrack, tmp_path: Path
+) -> None:
+    # each of these decoded the file it names (or opened RTP ports) before: a downloaded or
+    # dropped-in file could have put any media file of this machine into the store
+    ts = convert(short_track.path, tmp_path / "elsewhere.ts", "-c:a", "aac")
+    m4a = convert(short_track.path, tmp_path / "elsewhere.m4a", "-c:a", "aac")
+    path = tmp_path / _REFERENCE_NAMES[kind]
+    path.write_text(referencing_texts(ts, m4a)[kind])
+    with pytest.raises(MediaDecodeError) as info:
+        decode_audio(path)
+    message = str(info.value)
+    assert path.name in message and "a playlist or stream description" in message
+    assert "give the media file itself" in message and len(message) < 600  # not ffmpeg's whole list
+
+
+def test_the_demuxer_whitelist_leaves_out_exactly_the_referencing_ones() -> None:
+    from clasp_ingest.media.decode import REFERENCING_DEMUXERS, demuxer_whitelist
+
+    allowed = demuxer_whitelist(find_ffmpeg()) or ""
+    names = set(allowed.replace(",", " ").split())
+    assert {"mov", "mp4", "matroska", "ogg", "mp3", "wav", "flac", "aac", "mpegts", "asf"} <= names
+    assert not names & REFERENCING_DEMUXERS
+    assert demuxer_whitelist("/no/such/ffmpeg") is None  # then decoding fails on its own, naming it
