@@ -41,6 +41,7 @@ __all__ = [
     "RefusedError",
     "Target",
     "abort_downloads",
+    "connect_checked",
     "download",
     "fetch_bytes",
     "head",
@@ -164,7 +165,7 @@ class _Budget:
         )
 
 
-def _connect(address: tuple[str, int], timeout: float, check: bool) -> socket.socket:
+def connect_checked(address: tuple[str, int], timeout: float, check: bool) -> socket.socket:
     """``socket.create_connection`` to the addresses :func:`allowed_addresses` allows."""
     host, port = address
     last: OSError = OSError(f"{host} has no address")
@@ -189,7 +190,7 @@ def _connection(url: str, target: Target, budget: _Budget) -> http.client.HTTPCo
     check = not budget.options.allow_private_hosts and host_of(url) not in target.trusted_hosts
 
     def create(address: tuple[str, int], timeout: float, *_: Any) -> socket.socket:
-        return _connect(address, timeout, check)
+        return connect_checked(address, timeout, check)
 
     conn._create_connection = create  # type: ignore[attr-defined]
     return conn

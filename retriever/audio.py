@@ -216,14 +216,25 @@ def _remote_version(source: str) -> str | None:
 
 
 def _decode_command(
-    ffmpeg: str, source: str, start: float, duration: float, opts: ClipOptions, *, sequential: bool = False
+    ffmpeg: str,
+    source: str,
+    start: float,
+    duration: float,
+    opts: ClipOptions,
+    *,
+    sequential: bool = False,
+    proxy: str | None = None,
 ) -> list[str]:
     """ffmpeg seeking to ``start`` in the input; ``sequential``: reading the input from its
-    start and dropping what comes before ``start`` (no seek: for servers without byte ranges)."""
+    start and dropping what comes before ``start`` (no seek: for servers without byte ranges);
+    ``proxy``: the :class:`~clasp_ingest.connectors.proxy.GuardedProxy` an http(s) read goes
+    through."""
     from clasp_ingest.media.decode import demuxer_whitelist, is_url
 
     layouts = "mono" if opts.mono else "mono|stereo"
     reading = ["-rw_timeout", str(int(opts.timeout_s * 1_000_000))] if is_url(source) else []
+    if proxy is not None:
+        reading += ["-http_proxy", proxy, "-protocol_whitelist", "http,https,httpproxy,tcp,tls"]
     # never a playlist's or manifest's demuxer: it would open what it names (media.decode)
     allowed = demuxer_whitelist(ffmpeg)
     reading += ["-format_whitelist", allowed] if allowed is not None else []
@@ -252,14 +263,46 @@ def _cut(
     length_s: Callable[[Any], float],
 ) -> tuple[Any, str | None]:
     """The parsed cut and None, or None and why it failed. A url whose cut falls short of
-    ``covers_s`` seconds is read once more from its start (its server may not allow seeking)."""
-    from clasp_ingest.media.decode import find_ffmpeg, is_url
+    ``covers_s`` seconds is read once more from its start (its server may not allow seeking).
+    An http(s) source is read through a :class:`~clasp_ingest.connectors.proxy.GuardedProxy`,
+    so a redirect or a changed DNS answer cannot lead ffmpeg to a private address."""
+    from clasp_ingest.connectors.proxy import GuardedProxy
+
+    from clasp_ingest.media.decode import find_ffmpeg
 
     exe = find_ffmpeg(ffmpeg)
-    for sequential in (False, True) if is_url(source) else (False,):
-        decoded = _run_decoder(
-            _decode_command(exe, source, start, duration, opts, sequential=sequential), opts.timeout_s
+    if urlparse(source).scheme.lower() not in ("http", "https"):
+        return _cut_with(exe, source, start, duration, covers_s, opts, parse, length_s, None)
+    guard = GuardedProxy(source, timeout_s=opts.timeout_s)
+    with guard as proxy:
+        parsed, reason = _cut_with(exe, source, start, duration, covers_s, opts, parse, length_s, proxy)
+    if reason is not None and guard.refused:
+        refused = guard.refused[0]
+        where = refused.host if refused.host == refused.address else f"{refused.host} ({refused.address})"
+        reason = (
+            f"the server sent the read to {where}, a {refused.problem} address, refused; "
+            "set CLASP_ALLOW_PRIVATE_HOSTS=1 if you trust it"
         )
+    return parsed, reason
+
+
+def _cut_with(
+    exe: str,
+    source: str,
+    start: float,
+    duration: float,
+    covers_s: float,
+    opts: ClipOptions,
+    parse: Callable[[bytes], Any],
+    length_s: Callable[[Any], float],
+    proxy: str | None,
+) -> tuple[Any, str | None]:
+    from clasp_ingest.media.decode import is_url
+
+    reason: str | None = None
+    for sequential in (False, True) if is_url(source) else (False,):
+        command = _decode_command(exe, source, start, duration, opts, sequential=sequential, proxy=proxy)
+        decoded = _run_decoder(command, opts.timeout_s)
         parsed = parse(decoded.data) if decoded.reason is None else None
         reason = _shortfall(decoded, length_s(parsed) if parsed is not None else 0.0, covers_s)
         if reason is None:

@@ -1,0 +1,159 @@
+"""A loopback HTTP proxy that holds ffmpeg to the connectors' address rules.
+
+A span of an http(s) source is cut by ffmpeg reading the URL itself (it seeks with byte
+ranges instead of downloading the whole file). ffmpeg follows redirects and resolves hosts on
+its own, so a server that redirects a stored URL elsewhere, or a name that now resolves to
+another address, would reach any host this machine can: a cloud metadata service, a LAN
+admin page. ffmpeg is therefore given ``-http_proxy`` pointing at a :class:`GuardedProxy`
+on 127.0.0.1, which makes each connection itself: the source's own host as the ingest
+allowed it (:mod:`clasp_ingest.connectors.addresses`: the host you give is trusted), every
+other host only at public addresses unless private hosts are allowed. Plain http requests
+are forwarded (``Connection: close``, one request per connection); https goes through
+``CONNECT`` to the checked address, the TLS end to end between ffmpeg and the server.
+A refused request is answered 403 and kept in :attr:`GuardedProxy.refused`.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import socketserver
+import threading
+from types import TracebackType
+from urllib.parse import urlsplit
+
+from clasp_ingest.connectors.addresses import BlockedAddressError
+from clasp_ingest.connectors.http import connect_checked
+from clasp_ingest.connectors.urls import host_of
+
+__all__ = ["GuardedProxy", "private_hosts_allowed"]
+
+_HEAD_LIMIT = 64 * 1024
+_CHUNK = 64 * 1024
+_HOP_HEADERS = ("connection", "proxy-connection", "proxy-authorization", "keep-alive")
+
+
+def private_hosts_allowed() -> bool:
+    """``CLASP_ALLOW_PRIVATE_HOSTS`` as the settings read it (1, true, yes, on)."""
+    return os.environ.get("CLASP_ALLOW_PRIVATE_HOSTS", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    guard: GuardedProxy
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        client: socket.socket = self.request
+        client.settimeout(self.server.guard.timeout_s)
+        try:
+            head = _read_head(client)
+            if head is None:
+                return
+            method, target, version, headers = head
+            if method.upper() == "CONNECT":
+                host, _, port = target.rpartition(":")
+                upstream = self.server.guard.connect(host.strip("[]"), int(port or 443))
+                if upstream is None:
+                    return _refuse(client, version)
+                client.sendall(f"{version} 200 Connection established\r\n\r\n".encode("latin-1"))
+            else:
+                parts = urlsplit(target)
+                if parts.scheme != "http" or not parts.hostname:
+                    return _refuse(client, version)
+                upstream = self.server.guard.connect(parts.hostname, parts.port or 80)
+                if upstream is None:
+                    return _refuse(client, version)
+                path = parts.path or "/"
+                kept = [line for line in headers if line.split(":", 1)[0].strip().lower() not in _HOP_HEADERS]
+                request = [f"{method} {path}{'?' + parts.query if parts.query else ''} {version}", *kept]
+                upstream.sendall(("\r\n".join([*request, "Connection: close", "", ""])).encode("latin-1"))
+            with upstream:
+                _pipe(client, upstream, self.server.guard.timeout_s)
+        except (OSError, ValueError):
+            return  # ffmpeg sees the connection end and reports the read error
+
+
+def _read_head(client: socket.socket) -> tuple[str, str, str, list[str]] | None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = client.recv(4096)
+        if not chunk or len(data) > _HEAD_LIMIT:
+            return None
+        data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    first, *headers = head.split("\r\n")
+    method, target, version = first.split(" ", 2)
+    return method, target, version, headers
+
+
+def _refuse(client: socket.socket, version: str) -> None:
+    body = b"refused by clasp-ingest: not an address this source may lead to\n"
+    head = f"{version} 403 Forbidden\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    client.sendall(head.encode("latin-1") + body)
+
+
+def _pipe(one: socket.socket, other: socket.socket, timeout_s: float) -> None:
+    """Copy bytes both ways until either side closes or nothing moves for ``timeout_s``."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(one, selectors.EVENT_READ, other)
+        selector.register(other, selectors.EVENT_READ, one)
+        while True:
+            ready = selector.select(timeout_s)
+            if not ready:
+                return
+            for key, _ in ready:
+                data = key.fileobj.recv(_CHUNK)  # type: ignore[union-attr]
+                if not data:
+                    return
+                key.data.sendall(data)
+
+
+class GuardedProxy:
+    """``with GuardedProxy(url) as proxy_url:`` a proxy on 127.0.0.1 for ffmpeg's reads of ``url``.
+
+    ``url``'s own host is trusted (it was given, or allowed, when it was ingested); any other
+    host must resolve to public addresses only, unless ``allow_private`` (default:
+    ``CLASP_ALLOW_PRIVATE_HOSTS``)."""
+
+    def __init__(self, url: str, *, allow_private: bool | None = None, timeout_s: float = 60.0) -> None:
+        self.trusted = frozenset({host_of(url)})
+        self.allow_private = private_hosts_allowed() if allow_private is None else allow_private
+        self.timeout_s = timeout_s
+        self.refused: list[BlockedAddressError] = []
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def connect(self, host: str, port: int) -> socket.socket | None:
+        """A connection to ``host:port`` at an allowed address, or None (the refusal in ``refused``)."""
+        check = not self.allow_private and host.lower() not in self.trusted
+        try:
+            return connect_checked((host, port), self.timeout_s, check)
+        except BlockedAddressError as exc:
+            self.refused.append(exc)
+            return None
+
+    def __enter__(self) -> str:
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.guard = self
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="clasp-proxy", daemon=True)
+        self._thread.start()
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __repr__(self) -> str:
+        return f"GuardedProxy(trusted={sorted(self.trusted)}, allow_private={self.allow_private})"

@@ -1,0 +1,113 @@
+"""A span of an http(s) source is cut by ffmpeg through a :class:`GuardedProxy`: a redirect (or a
+new DNS answer) cannot take ffmpeg to an address the connectors would refuse. Loopback servers
+only: the source on 127.0.0.1 (its host is trusted, as a typed URL is), the "internal" one on
+127.0.0.2 (another loopback host, which a redirect may not reach)."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from clasp_ingest.retriever.audio import span_samples
+from clasp_ingest.retriever.spans import Span
+
+from clasp_ingest.errors import MediaDecodeError
+from tests.integration.connectors.hostile import Hostile, hostile_server
+
+SAMPLES = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Hostile]:
+    root = tmp_path / "site"
+    root.mkdir()
+    shutil.copy(SAMPLES / "demo_en.opus", root / "talk.opus")
+    with hostile_server(root) as server:
+        yield server
+
+
+@pytest.fixture
+def internal(tmp_path: Path) -> Iterator[Hostile]:
+    try:
+        socket.create_server(("127.0.0.2", 0)).close()
+    except OSError:
+        pytest.skip("127.0.0.2 is not a usable loopback address here")
+    root = tmp_path / "internal"
+    root.mkdir()
+    shutil.copy(SAMPLES / "demo_en.opus", root / "admin.opus")
+    with hostile_server(root, host="127.0.0.2") as server:
+        yield server
+
+
+def _span(url: str) -> Span:
+    return Span(media_id="talk", source=url, title="talk", start_s=32.7, end_s=37.188, score=1.0)
+
+
+def test_a_redirect_to_another_private_host_is_refused_and_never_reached(
+    site: Hostile, internal: Hostile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLASP_ALLOW_PRIVATE_HOSTS", raising=False)
+    plain = span_samples(_span(f"{site.base_url}/talk.opus"))
+    assert abs(plain.size / 16_000 - 4.488) < 0.05 and np.abs(plain).max() > 0.05
+
+    # before: ffmpeg followed the redirect itself and sent its GET to the internal host
+    redirected = f"{site.base_url}/redirect?to={internal.base_url}/admin.opus"
+    with pytest.raises(MediaDecodeError) as info:
+        span_samples(_span(redirected))
+    message = str(info.value)
+    assert "the server sent the read to 127.0.0.2, a loopback address, refused" in message
+    assert "CLASP_ALLOW_PRIVATE_HOSTS=1" in message
+    assert internal.requests == []
+
+    monkeypatch.setenv("CLASP_ALLOW_PRIVATE_HOSTS", "1")  # the user trusts the LAN: followed
+    allowed = span_samples(_span(redirected))
+    assert allowed.size == plain.size and internal.requests
+
+
+@contextmanager
+def _https_server(root: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An https server of ``root`` whose self-signed certificate ffmpeg trusts (SSL_CERT_FILE)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl program for a self-signed certificate")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    names = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run([*openssl, *names, "-keyout", key, "-out", cert], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # ffmpeg verifies the server's certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    def make(*args: Any, **kwargs: Any) -> Quiet:
+        return Quiet(*args, directory=str(root), **kwargs)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_https_source_is_cut_through_the_proxys_tunnel(
+    site: Hostile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _https_server(site.root, tmp_path, monkeypatch) as base:
+        samples = span_samples(_span(f"{base}/talk.opus"))
+    assert abs(samples.size / 16_000 - 4.488) < 0.05 and np.abs(samples).max() > 0.05
