@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -224,11 +225,13 @@ class _ShardError(StoreError):
 
 class _Shard:
     """An Edge shard whose failures (the engine raises bare ``Exception``) become the
-    :class:`StoreError` that ``failed(operation, error)`` makes."""
+    :class:`StoreError` that ``failed(operation, error)`` makes. ``failed`` is held weakly (a
+    store's own method): a strong one made a cycle, so a store dropped unclosed kept its
+    folder locked until the garbage collector ran (a retriever made twice in a row failed)."""
 
     def __init__(self, shard: Any, failed: Callable[[str, Exception], Exception]) -> None:
         self._shard = shard
-        self._failed = failed
+        self._failed = weakref.WeakMethod(failed)
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._shard, name)
@@ -237,7 +240,8 @@ class _Shard:
             try:
                 return method(*args, **kwargs)
             except Exception as exc:
-                failed = self._failed(name, exc)
+                explain = self._failed()
+                failed = exc if explain is None else explain(name, exc)
                 if failed is exc:  # not the storage's: as the engine raised it
                     raise
                 raise failed from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,25 @@ def test_second_open_of_a_path_is_refused_with_a_remedy(tmp_path: Path) -> None:
         store.ensure_collection(MODEL, DIM)
         with pytest.raises(StoreError, match=r"open in another process.*--qdrant-url"):
             open_store(path=tmp_path)
+
+
+def test_a_store_dropped_unclosed_lets_the_next_open_in_without_the_garbage_collector(
+    tmp_path: Path,
+) -> None:
+    # ClaspRetriever.from_path(...).invoke(q) twice in a row: the first store, dropped unclosed,
+    # held its lock through a cycle (its shard wrapper kept a bound method of it) until gc ran
+    a = make_media("file:///a.wav", "v1", 3, seed=1)
+    with open_store(path=tmp_path) as store:
+        store.ensure_collection(MODEL, DIM)
+        store.write_media(a.ref, MODEL, a.batches())
+    gc.disable()
+    try:
+        for _ in range(2):
+            store = open_store(path=tmp_path)
+            assert store.search(a.vectors[1], k=1)[0].start_s == 2.0
+            del store
+    finally:
+        gc.enable()
 
 
 def test_two_stores_making_one_collection_at_once_the_second_is_refused(tmp_path: Path) -> None:
