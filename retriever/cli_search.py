@@ -229,15 +229,7 @@ def register(app: typer.Typer) -> None:
 
 def _media_id(given: str) -> str:
     """The media id ``--media-id`` names: a media id as it is, else that of a source URI or of a
-    local file (its ``file://`` URI, as the local connector makes it)."""
-    import uuid
+    local file (its ``file://`` URI, as the local connector makes it, even once deleted)."""
+    from clasp_ingest.store.filters import stored_form
 
-    from clasp_ingest.types import media_id_for
-
-    try:
-        return str(uuid.UUID(given))
-    except ValueError:
-        pass
-    from clasp_ingest.connectors.local import local_uri
-
-    return media_id_for(given if "://" in given else local_uri(given))
+    return stored_form("media_id", given, path_if_unknown=True)

@@ -39,7 +39,7 @@ def query_model_for(
         raise CollectionMismatchError(
             f"collection {store.collection!r} holds {identity.dim}-d vectors of model {identity.model_id!r}, "
             f"but model {name!r} makes {encoder.dim}-d vectors of {encoder.model_id!r}; drop --model "
-            "(and CLASP_MODEL) to search with the collection's own model"
+            "(and CLASP_MODEL; in Python the model argument) to search with the collection's own model"
         )
     return encoder
 

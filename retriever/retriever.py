@@ -6,6 +6,8 @@ import asyncio
 import bisect
 import dataclasses
 import functools
+import re
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
@@ -16,6 +18,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, Callba
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import (
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -26,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from clasp_ingest.errors import CollectionMismatchError
+from clasp_ingest.errors import CollectionMismatchError, ConfigError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.base import QueryEncoder
 from clasp_ingest.store.base import (
@@ -82,6 +85,16 @@ def _unknown(names: list[str], allowed: list[str], where: str) -> TypeError:
         f"ClaspRetriever got unknown {where} {names}; it takes {', '.join(allowed)}"
         + (f" ({hints})" if hints else "")
     )
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # an int to Python: k=True searched for one span
+        raise ValueError("a number is needed, not True/False")
+    return value
+
+
+#: A whole number of spans or segments: "2" is read as 2 (settings from text), True is refused.
+_Count = Annotated[int, BeforeValidator(_not_bool)]
 
 
 class ClaspRetriever(BaseRetriever):
@@ -142,13 +155,13 @@ class ClaspRetriever(BaseRetriever):
 
     store: SkipValidation[QdrantStore]
     model: SkipValidation[QueryEncoder]
-    k: int = Field(4, ge=1)
+    k: _Count = Field(4, ge=1)
     score_threshold: float | None = None
     filter: Any = None
-    group_by_media: int | None = Field(None, ge=1)
+    group_by_media: _Count | None = Field(None, ge=1)
     merge: bool = False
     merge_gap_s: float = Field(0.5, ge=0)
-    context: int = Field(0, ge=0)
+    context: _Count = Field(0, ge=0)
     rerank: int | None = Field(None, ge=1, strict=True)
     hybrid: bool = False
     transcribe: Literal["never", "lazy", "ingest"] = "never"
@@ -162,6 +175,7 @@ class ClaspRetriever(BaseRetriever):
     # ----- construction
 
     def model_post_init(self, context: Any, /) -> None:
+        _check_parts(self.store, self.model)
         if self.transcribe == "lazy" and self.transcriber is None:
             self.transcriber = Transcriber()  # cheap: the model loads when a span needs words
         _check_model(self.store, self.model)
@@ -259,6 +273,8 @@ class ClaspRetriever(BaseRetriever):
     ) -> Self:
         try:
             cls._check_names(options)  # fail before loading the model
+            if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(device)):
+                raise ConfigError(f"device={device!r} is unknown; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
             encoder = query_model_for(store, model, device=device, model_dir=model_dir)
             retriever = cls(store=store, model=encoder, **options)
         except BaseException:
@@ -310,7 +326,8 @@ class ClaspRetriever(BaseRetriever):
         """
         if not isinstance(query, str):
             raise TypeError(f"the query must be text (str), got {type(query).__name__}")
-        if not query.strip():
+        if not any(unicodedata.category(char)[0] in "LNPS" for char in query):
+            # also a query of zero-width or control characters only: it found arbitrary spans
             raise ValueError("the query is empty; say what to look for")
         opts = self._options(overrides)
         vector: Any = self.model.encode_text([query])[0]
@@ -509,6 +526,22 @@ def _newest_versions(hits: list[SpanHit]) -> list[SpanHit]:
     for hit in hits:
         newest[hit.media_id] = max(newest.get(hit.media_id, age(hit)), age(hit))
     return [hit for hit in hits if age(hit)[1] == newest[hit.media_id][1]]
+
+
+def _check_parts(store: Any, model: Any) -> None:
+    """Refuse a store or model of the wrong kind at construction (a name or a path given where
+    an open store or a loaded model belongs failed only at the first query, as AttributeError)."""
+    if not isinstance(store, QdrantStore):
+        raise TypeError(
+            f"store must be an open store (clasp_ingest.store.open_store(...)), got {type(store).__name__} "
+            f"{store!r}; for a folder or a server use ClaspRetriever.from_path(PATH) or from_url(URL)"
+        )
+    if not callable(getattr(model, "encode_text", None)):
+        raise TypeError(
+            f"model must be a loaded query model (clasp_ingest.model.load_query_model(NAME)), got "
+            f"{type(model).__name__} {model!r}; ClaspRetriever.from_path/from_url/from_settings load "
+            "the collection's own model (or model=NAME) for you"
+        )
 
 
 def _check_model(store: QdrantStore, model: Any) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, Union
 
 from clasp_ingest.errors import FilterError
@@ -34,6 +35,7 @@ __all__ = [
     "Where",
     "meta_equals",
     "meta_key",
+    "stored_form",
     "to_where",
     "where_from_qdrant",
 ]
@@ -95,12 +97,36 @@ def meta_equals(key: str, value: str | int) -> Where:
     return Where((Condition(meta_key(key), value=value),))
 
 
+def stored_form(key: str, value: str, *, path_if_unknown: bool = False) -> str:
+    """A ``source`` or ``media_id`` as the store holds it: a local file's path (absolute, or one
+    that exists; any other text too with ``path_if_unknown``) becomes its ``file://`` URI, and
+    a source URI or path given as a media id becomes that source's id; a media id stays as it
+    is. Anything else is kept (it matches nothing)."""
+    import uuid
+
+    from clasp_ingest.connectors.local import local_uri
+    from clasp_ingest.types import media_id_for
+
+    if key == "media_id":
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    is_uri = "://" in value
+    if not (is_uri or path_if_unknown or Path(value).is_absolute() or Path(value).exists()):
+        return value
+    uri = value if is_uri else local_uri(value)
+    return media_id_for(uri) if key == "media_id" else uri
+
+
 @dataclass(frozen=True)
 class SearchFilter:
     """What a search may return: media items, sources, language, a time range.
 
     ``start_s_gte``/``end_s_lte`` (seconds) keep spans that lie inside the range. Several media
-    ids, sources or languages (a tuple, list or set) match any of them.
+    ids, sources or languages (a tuple, list or set) match any of them. A local file's path
+    given as ``source`` or ``media_id`` stands for its ``file://`` URI (what the store holds), and
+    a source URI given as ``media_id`` for that source's id.
     """
 
     media_id: str | tuple[str, ...] | None = None
@@ -118,6 +144,9 @@ class SearchFilter:
             several = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
             if value is not None and not isinstance(value, str) and not several:
                 raise FilterError(f"SearchFilter {key} must be a string or strings, got {value!r}")
+            if key != "language" and value is not None:
+                named = tuple(stored_form(key, v) for v in ((value,) if isinstance(value, str) else value))
+                object.__setattr__(self, key, named[0] if isinstance(value, str) else named)
         for key in ("start_s_gte", "end_s_lte"):
             value = getattr(self, key)
             number = isinstance(value, int | float) and not isinstance(value, bool)

@@ -9,7 +9,7 @@ import pytest
 from clasp_ingest.retriever import ClaspRetriever, ClaspTextEmbeddings
 from qdrant_client import QdrantClient
 
-from clasp_ingest.errors import CollectionMismatchError, StoreError
+from clasp_ingest.errors import CollectionMismatchError, ConfigError, StoreError
 from clasp_ingest.model.base import AudioTextEncoder
 from clasp_ingest.model.query import QueryModel
 from clasp_ingest.store import ServerStore, export_to, open_store
@@ -118,3 +118,37 @@ def test_a_copy_shares_the_store_without_closing_it(edge_path: Path) -> None:
         with retriever.model_copy(update={"k": 2}) as variant:
             assert len(variant.invoke(SENTENCES[7])) == 2
         assert len(retriever.invoke(SENTENCES[7])) == 4  # still open
+
+
+def test_a_name_or_path_where_a_store_or_model_belongs_is_refused_at_construction(
+    edge_path: Path, model: AudioTextEncoder
+) -> None:
+    # both were accepted, and the first invoke failed with "'str' object has no attribute ..."
+    with (
+        open_store(path=edge_path, collection="talks") as store,
+        pytest.raises(TypeError, match=r"model must be a loaded query model.*from_path"),
+    ):
+        ClaspRetriever(store=store, model="clasp-mini")
+    with pytest.raises(TypeError, match=r"store must be an open store.*from_path\(PATH\)"):
+        ClaspRetriever(store=str(edge_path), model=model)
+    with pytest.raises(ConfigError, match=r"device='gpu' is unknown; use 'auto', 'cpu'"):
+        ClaspRetriever.from_path(edge_path, collection="talks", device="gpu")
+    assert _reopens(edge_path)
+
+
+def test_queries_and_k_of_the_wrong_kind_are_refused_and_a_path_filters_as_its_uri(edge_path: Path) -> None:
+    with ClaspRetriever.from_path(edge_path, collection="talks", k=2) as retriever:
+        for empty in ("\u200b\u200b", " \t\u2060\ufeff"):  # zero-width and format characters only
+            with pytest.raises(ValueError, match="the query is empty"):
+                retriever.invoke(empty)
+        assert len(retriever.invoke("\U0001f52d")) == 2  # an emoji is something to look for
+        for option in ("k", "context", "group_by_media"):  # True was read as 1
+            with pytest.raises(ValueError, match=f"option {option}=True: .*not True/False"):
+                retriever.invoke(SENTENCES[7], **{option: True})
+        assert len(retriever.invoke(SENTENCES[7], k="3")) == 3  # text, as from a settings file
+        # the store holds file:// URIs; a path matched nothing before, silently
+        for key in ("source", "media_id"):
+            docs = retriever.invoke(SENTENCES[7], filter={key: "/media/podcast.mp3"})
+            assert docs and all(doc.metadata["source"] == "file:///media/podcast.mp3" for doc in docs)
+    with pytest.raises(ValueError, match="not True/False"):
+        ClaspRetriever.from_path(edge_path, collection="talks", k=False)
