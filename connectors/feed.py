@@ -183,10 +183,25 @@ class FeedConnector:
         return MediaRef(
             uri=href,
             media_id=media_id_for(href),
-            fingerprint=f"{href}|{length if length is not None else ''}|{published}",
+            fingerprint=_local_version(real) or f"{href}|{length if length is not None else ''}|{published}",
             title=title,
             metadata=metadata,
         )
+
+
+def _local_version(enclosure: str) -> str | None:
+    """A local enclosure's own version (its ``size-mtime_ns``, as the local connector records a
+    file's): a rewritten file is seen as changed, and its spans can be checked before they are
+    cut (search refuses to cut a local file whose version it cannot check). None otherwise."""
+    from clasp_ingest.connectors.local import local_fingerprint, path_of_uri
+
+    if scheme_of(enclosure) not in ("file", ""):
+        return None
+    path = path_of_uri(enclosure)
+    try:
+        return local_fingerprint(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def feed_language(tag: Any) -> str | None:

@@ -14,6 +14,7 @@ embeds would sound muffled (nothing above 8 kHz).
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import threading
@@ -127,16 +128,22 @@ def check_unchanged(span: Document | SpanHit | Span) -> None:
     rewritten since may hold other audio there, so cutting it would play, or transcribe and
     store, the wrong words. A local file that is gone (moved or deleted since) raises too,
     naming the remedy; an http(s) source is asked for its version (a HEAD, remembered for a
-    minute). Buckets, signed (redacted) URLs and versions of another form (a ``MediaRef`` a
-    library user made) are not checked.
+    minute; signed (redacted) URLs and versions of another form are not checked). A local file
+    of a store's hit or Document without its recorded ``size-mtime_ns`` is refused (a point in a
+    shared collection may name any file of the searching machine; a :class:`Span` you made is
+    taken as given), and so is any other scheme (``s3:``, ``ftp:``...).
     """
     source, start_s, end_s = _span_of(span)
-    scheme = urlparse(source).scheme
+    scheme = urlparse(source).scheme.lower()
     if scheme in ("http", "https"):
         _check_remote_unchanged(source, _stored_version(span), start_s, end_s)
         return
-    if scheme != "file":
-        return
+    if scheme not in ("file", ""):
+        raise MediaDecodeError(
+            source,
+            f"spans of {scheme}: sources are not cut (only local files and http(s) URLs are read "
+            "for clips and words); download the file and ingest it from there",
+        )
     path = path_of_uri(source)
     if not path.exists():
         raise MediaDecodeError(
@@ -147,11 +154,22 @@ def check_unchanged(span: Document | SpanHit | Span) -> None:
         )
     version = _stored_version(span)
     if version is None or not _LOCAL_VERSION.fullmatch(version):
-        return
+        from clasp_ingest.retriever.spans import Span
+
+        if isinstance(span, Span):  # made by the caller, not read from a store: as given
+            return
+        # a point of a shared collection may name any file of this machine: without the file's
+        # own version it cannot be the one ingested, and its words would reach the store
+        raise MediaDecodeError(
+            source,
+            f"the store records no version of this file (its size and time, got {version!r}), so "
+            f"it cannot be checked to be the file that was ingested; ingest it again "
+            f"(clasp-ingest ingest '{path}') and search again",
+        )
     try:
         now = local_fingerprint(path)
-    except OSError:
-        return
+    except OSError as exc:
+        raise MediaDecodeError(source, f"cannot read the file ({exc.strerror or exc})") from None
     if now != version:
         raise MediaDecodeError(
             source,
@@ -302,12 +320,18 @@ def _cut_with(
     reason: str | None = None
     for sequential in (False, True) if is_url(source) else (False,):
         command = _decode_command(exe, source, start, duration, opts, sequential=sequential, proxy=proxy)
-        decoded = _run_decoder(command, opts.timeout_s)
+        decoded = _run_decoder(command, opts.timeout_s, None if proxy is None else _without_no_proxy())
         parsed = parse(decoded.data) if decoded.reason is None else None
         reason = _shortfall(decoded, length_s(parsed) if parsed is not None else 0.0, covers_s)
         if reason is None:
             return parsed, None
     return None, reason
+
+
+def _without_no_proxy() -> dict[str, str]:
+    """This environment less ``no_proxy``: ffmpeg connects to the hosts it names itself, past
+    the proxy (``no_proxy=169.254.169.254,.internal`` is common in clouds; ``*`` is every host)."""
+    return {name: value for name, value in os.environ.items() if name.lower() != "no_proxy"}
 
 
 @dataclass(frozen=True)
@@ -319,9 +343,9 @@ class _Decoded:
     note: str = ""
 
 
-def _run_decoder(command: list[str], timeout_s: float) -> _Decoded:
+def _run_decoder(command: list[str], timeout_s: float, env: dict[str, str] | None = None) -> _Decoded:
     try:
-        done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False)
+        done = subprocess.run(command, capture_output=True, timeout=timeout_s, check=False, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return _Decoded(b"", str(exc))
     lines = done.stderr.decode(errors="replace").strip().splitlines()

@@ -68,6 +68,12 @@ def test_a_redirect_to_another_private_host_is_refused_and_never_reached(
     assert "the server sent the read to 127.0.0.2, a loopback address, refused" in message
     assert "CLASP_ALLOW_PRIVATE_HOSTS=1" in message
     assert internal.requests == []
+    # ffmpeg connects by itself to the hosts no_proxy names (clouds often list 169.254.169.254)
+    for listed in ("127.0.0.2", "*"):
+        monkeypatch.setenv("no_proxy", listed)
+        with pytest.raises(MediaDecodeError, match="a loopback address, refused"):
+            span_samples(_span(redirected))
+    assert internal.requests == []
 
     monkeypatch.setenv("CLASP_ALLOW_PRIVATE_HOSTS", "1")  # the user trusts the LAN: followed
     allowed = span_samples(_span(redirected))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clasp_ingest.connectors.local import local_fingerprint, path_of_uri
 
 from clasp_ingest.model.base import AudioTextEncoder
 from clasp_ingest.store import QdrantStore, open_store
@@ -41,7 +42,12 @@ def tiny_model() -> AudioTextEncoder:
     return load_model("tiny-random", device="cpu")
 
 
-def media_ref(uri: str, fingerprint: str = "v1", **metadata: object) -> MediaRef:
+def media_ref(uri: str, fingerprint: str | None = None, **metadata: object) -> MediaRef:
+    """A stored item of ``uri``; its version as the local connector records it when the file exists
+    (its spans can then be cut: search refuses a local file of the store it cannot check)."""
+    if fingerprint is None:
+        path = path_of_uri(uri)
+        fingerprint = local_fingerprint(path) if uri.startswith("file:") and path.is_file() else "v1"
     return MediaRef(uri, media_id_for(uri), fingerprint, title=Path(uri).stem, metadata=dict(metadata))
 
 
@@ -99,7 +105,7 @@ def spoken_talk(tmp_path_factory: pytest.TempPathFactory) -> tuple[MediaRef, lis
     path = tmp_path_factory.mktemp("talk") / "talk.wav"
     track = build_track(SPOKEN, path, pauses=[0.8])
     uri = path.as_uri()
-    ref = MediaRef(uri, media_id_for(uri), "v1", title="Spoken talk")
+    ref = MediaRef(uri, media_id_for(uri), local_fingerprint(path), title="Spoken talk")
     segments = [
         Segment(ref.media_id, i, round(start - 0.1, 3), round(end + 0.1, 3))
         for i, (start, end) in enumerate(track.spans)

@@ -47,7 +47,11 @@ def stereo_steps(tmp_path: Path, only_imageio_ffmpeg: None) -> Path:
 
 
 def _hit(source: Path, start_s: float, end_s: float) -> SpanHit:
-    return SpanHit("m", source.as_uri(), "steps", start_s, end_s, 1.0, "u")
+    """A stored span of ``source`` with the version the local connector records."""
+    from clasp_ingest.connectors.local import local_fingerprint
+
+    meta = {"version": local_fingerprint(source)}
+    return SpanHit("m", source.as_uri(), "steps", start_s, end_s, 1.0, "u", payload={"metadata": meta})
 
 
 @pytest.mark.parametrize(
@@ -134,8 +138,21 @@ def test_a_span_of_a_file_changed_since_ingest_is_refused(stereo_steps: Path) ->
             span_clip(span)
     with pytest.raises(MediaDecodeError, match="changed since it was ingested"):
         span_samples(hit)
-    other = {**meta, "version": "v1"}  # a fingerprint of another form (a library user's MediaRef)
-    assert len(span_clip(Document(page_content="steps", metadata=other)))
+    # a stored span without the file's own version (a point of a shared collection may name any
+    # file of the searching machine; this one was cut and its words stored) is refused; a Span
+    # the caller made is taken as given
+    for version in ("v1", None):
+        other = {**meta, "version": version}
+        with pytest.raises(MediaDecodeError, match=r"records no version of this file.*ingest it again"):
+            span_clip(Document(page_content="steps", metadata=other))
+        with pytest.raises(MediaDecodeError, match=r"records no version of this file"):
+            span_samples(
+                SpanHit("m", stereo_steps.as_uri(), "steps", 1.0, 2.0, 1.0, "u", payload={"metadata": other})
+            )
+    assert len(span_clip(Span("m", stereo_steps.as_uri(), "steps", 1.0, 2.0, 1.0)))
+    for source in ("gopher://127.0.0.1:9/1x", "s3://bucket/talk.wav", "ftp://127.0.0.1/talk.wav"):
+        with pytest.raises(MediaDecodeError, match=r"sources are not cut \(only local files and http\(s\)"):
+            span_clip(Span("m", source, "x", 1.0, 2.0, 1.0))
 
 
 def test_a_span_of_a_file_moved_away_names_the_remedy(stereo_steps: Path, tmp_path: Path) -> None:

@@ -42,11 +42,12 @@ def counting(whisper: Transcriber) -> Counting:
 def test_span_samples_cut_only_the_span(spoken_talk: Talk) -> None:
     ref, segments = spoken_talk
     seg = segments[1]
-    hit = SpanHit(ref.media_id, ref.uri, ref.title, seg.start_s, seg.end_s, 1.0, "")
+    stored = {"metadata": {"version": ref.fingerprint}}
+    hit = SpanHit(ref.media_id, ref.uri, ref.title, seg.start_s, seg.end_s, 1.0, "", payload=stored)
     samples = span_samples(hit)
     assert samples.dtype == np.float32 and abs(samples.size / 16_000 - seg.duration_s) < 0.05
     assert 0.01 < float(np.abs(samples).max()) <= 1.0
-    beyond = SpanHit(ref.media_id, ref.uri, ref.title, 900.0, 901.0, 1.0, "")
+    beyond = SpanHit(ref.media_id, ref.uri, ref.title, 900.0, 901.0, 1.0, "", payload=stored)
     with pytest.raises(MediaDecodeError, match="beyond the end"):
         span_samples(beyond)
 
