@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 from clasp_ingest.connectors.addresses import BlockedAddressError
 from clasp_ingest.connectors.http import connect_checked
-from clasp_ingest.connectors.urls import host_of
 
 __all__ = ["GuardedProxy", "private_hosts_allowed"]
 
@@ -115,14 +114,14 @@ def _pipe(one: socket.socket, other: socket.socket, timeout_s: float) -> None:
 
 
 class GuardedProxy:
-    """``with GuardedProxy(url) as proxy_url:`` a proxy on 127.0.0.1 for ffmpeg's reads of ``url``.
+    """``with GuardedProxy(host) as proxy_url:`` a proxy on 127.0.0.1 for ffmpeg's reads.
 
-    ``url``'s own host is trusted (it was given, or allowed, when it was ingested); any other
-    host must resolve to public addresses only, unless ``allow_private`` (default:
+    ``host`` (the one the user gave: a typed URL's, a feed's) is reached at any address; any
+    other host must resolve to public addresses only, unless ``allow_private`` (default:
     ``CLASP_ALLOW_PRIVATE_HOSTS``)."""
 
-    def __init__(self, url: str, *, allow_private: bool | None = None, timeout_s: float = 60.0) -> None:
-        self.trusted = frozenset({host_of(url)})
+    def __init__(self, host: str, *, allow_private: bool | None = None, timeout_s: float = 60.0) -> None:
+        self.trusted = frozenset({host.lower()})
         self.allow_private = private_hosts_allowed() if allow_private is None else allow_private
         self.timeout_s = timeout_s
         self.refused: list[BlockedAddressError] = []

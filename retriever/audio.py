@@ -109,15 +109,32 @@ def _span_of(span: Document | SpanHit | Span) -> tuple[str, float, float]:
         raise ValueError(f"document metadata lacks {exc}; pass a Document from ClaspRetriever") from None
 
 
+def _stored(span: Document | SpanHit | Span) -> dict[str, Any]:
+    """The metadata the span's media item was stored with (what a caller's Span carries)."""
+    if isinstance(span, Document):
+        return span.metadata
+    if isinstance(span, SpanHit):
+        return dict(span.payload.get("metadata", {}))
+    return span.extra
+
+
 def _stored_version(span: Document | SpanHit | Span) -> str | None:
     """The ``version`` (fingerprint) of the media the span was ingested from, if it carries one."""
-    if isinstance(span, Document):
-        version = span.metadata.get("version")
-    elif isinstance(span, SpanHit):
-        version = span.payload.get("metadata", {}).get("version")
-    else:
-        version = span.extra.get("version")
+    version = _stored(span).get("version")
     return str(version) if version else None
+
+
+def _trusted_host(span: Document | SpanHit | Span, source: str) -> str:
+    """The host a cut of ``source`` may reach at any address: the one the user gave. That is the
+    feed's host for a feed's episode (its enclosure's host, when another, had to be public when
+    it was ingested, and still must: its name may resolve elsewhere now), else the source's."""
+    from clasp_ingest.connectors.urls import host_of
+
+    meta = _stored(span)
+    feed = meta.get("feed_url")
+    if meta.get("connector") == "feed" and isinstance(feed, str) and "://" in feed:
+        return host_of(feed)
+    return host_of(source)
 
 
 def check_unchanged(span: Document | SpanHit | Span) -> None:
@@ -279,6 +296,7 @@ def _cut(
     ffmpeg: str | None,
     parse: Callable[[bytes], Any],
     length_s: Callable[[Any], float],
+    trusted_host: str,
 ) -> tuple[Any, str | None]:
     """The parsed cut and None, or None and why it failed. A url whose cut falls short of
     ``covers_s`` seconds is read once more from its start (its server may not allow seeking).
@@ -291,14 +309,14 @@ def _cut(
     exe = find_ffmpeg(ffmpeg)
     if urlparse(source).scheme.lower() not in ("http", "https"):
         return _cut_with(exe, source, start, duration, covers_s, opts, parse, length_s, None)
-    guard = GuardedProxy(source, timeout_s=opts.timeout_s)
+    guard = GuardedProxy(trusted_host, timeout_s=opts.timeout_s)
     with guard as proxy:
         parsed, reason = _cut_with(exe, source, start, duration, covers_s, opts, parse, length_s, proxy)
     if reason is not None and guard.refused:
         refused = guard.refused[0]
         where = refused.host if refused.host == refused.address else f"{refused.host} ({refused.address})"
         reason = (
-            f"the server sent the read to {where}, a {refused.problem} address, refused; "
+            f"reading it would reach {where}, a {refused.problem} address (not the host you gave), refused; "
             "set CLASP_ALLOW_PRIVATE_HOSTS=1 if you trust it"
         )
     return parsed, reason
@@ -405,7 +423,10 @@ def span_clip(
     start = max(0.0, start_s - opts.context_s)
     stop = end_s + opts.context_s
     # the clip must cover the span; the context after it may run short (the media's end)
-    clip, reason = _cut(source, start, stop - start, end_s - start, opts, ffmpeg, _segment_from_wav, _ms_to_s)
+    trusted = _trusted_host(span, source)
+    clip, reason = _cut(
+        source, start, stop - start, end_s - start, opts, ffmpeg, _segment_from_wav, _ms_to_s, trusted
+    )
     if clip is None:
         raise MediaDecodeError(source, f"cannot cut {start:.3f}–{stop:.3f}s for playback: {reason}")
     fade_ms = min(round(opts.fade_s * 1000), len(clip) // 2)
@@ -426,7 +447,10 @@ def span_samples(
     if end_s <= start_s:
         raise ValueError(f"span of {source!r} needs end_s > start_s, got {start_s}..{end_s}")
     duration = end_s - start_s
-    samples, reason = _cut(source, start_s, duration, duration, opts, ffmpeg, _pcm_from_wav, _seconds_at_16k)
+    trusted = _trusted_host(span, source)
+    samples, reason = _cut(
+        source, start_s, duration, duration, opts, ffmpeg, _pcm_from_wav, _seconds_at_16k, trusted
+    )
     if samples is None:
         raise MediaDecodeError(source, f"cannot cut {start_s:.3f}–{end_s:.3f}s for transcription: {reason}")
     return samples

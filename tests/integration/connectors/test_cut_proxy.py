@@ -65,13 +65,13 @@ def test_a_redirect_to_another_private_host_is_refused_and_never_reached(
     with pytest.raises(MediaDecodeError) as info:
         span_samples(_span(redirected))
     message = str(info.value)
-    assert "the server sent the read to 127.0.0.2, a loopback address, refused" in message
+    assert "reading it would reach 127.0.0.2, a loopback address (not the host you gave), refused" in message
     assert "CLASP_ALLOW_PRIVATE_HOSTS=1" in message
     assert internal.requests == []
     # ffmpeg connects by itself to the hosts no_proxy names (clouds often list 169.254.169.254)
     for listed in ("127.0.0.2", "*"):
         monkeypatch.setenv("no_proxy", listed)
-        with pytest.raises(MediaDecodeError, match="a loopback address, refused"):
+        with pytest.raises(MediaDecodeError, match=r"a loopback address \(not the host you gave\), refused"):
             span_samples(_span(redirected))
     assert internal.requests == []
 
@@ -117,3 +117,19 @@ def test_an_https_source_is_cut_through_the_proxys_tunnel(
     with _https_server(site.root, tmp_path, monkeypatch) as base:
         samples = span_samples(_span(f"{base}/talk.opus"))
     assert abs(samples.size / 16_000 - 4.488) < 0.05 and np.abs(samples).max() > 0.05
+
+
+def test_a_feeds_episode_on_another_host_must_still_be_public_when_cut(
+    site: Hostile, internal: Hostile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the episode was public when the feed was ingested; its name may resolve to a private
+    # address now (DNS rebinding): only the feed's own host is the one the user gave
+    monkeypatch.delenv("CLASP_ALLOW_PRIVATE_HOSTS", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    episode = f"{site.base_url}/talk.opus"
+    feed = {"connector": "feed", "feed_url": f"{internal.base_url}/show.rss"}
+    with pytest.raises(MediaDecodeError, match=r"reach 127\.0\.0\.1, a loopback address \(not the host"):
+        span_samples(Span("talk", episode, "talk", 32.7, 37.188, 1.0, extra=feed))
+    assert site.requests == []
+    own = {"connector": "feed", "feed_url": f"{site.base_url}/show.rss"}  # on the feed's host: as given
+    assert span_samples(Span("talk", episode, "talk", 32.7, 37.188, 1.0, extra=own)).size > 0
