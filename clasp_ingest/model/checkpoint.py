@@ -10,19 +10,31 @@ and storage rebuilds and a few containers, plus exactly the globals allowed here
 ``torch.nn`` layer classes those modules are made of, and the two paper classes mapped onto
 inert placeholder modules (their ``__init__``/``forward`` never run). Any other global —
 ``os.system``, ``builtins.eval``, another class — makes the load fail with
-:class:`~clasp_ingest.errors.ModelLoadError` before anything is called. Only the resulting
-state dict is used: it is loaded into a fresh :class:`ConcatFusion`/:class:`GatingFusion`.
+:class:`~clasp_ingest.errors.ModelLoadError` before anything is called.
+
+That unpickler would still *call* every class it admits, with arguments from the file
+(``nn.Linear(12000, 12000)``, ``bytearray(n)``, ``torch.Tensor(n, m)``), and allocate the
+storages an old-format file declares: a 2 KB pickle could ask for gigabytes. So each pickle
+is first stepped through without calling anything (:class:`_DryRun`): the only calls allowed
+are torch's rebuilders of the tensors whose bytes the file holds and the containers a saved
+module uses, a module is only made empty and filled from its saved state, and the tensor
+data declared must fit in the file. Only the resulting state dict is used, read from the
+modules' attributes without running their hooks: it is loaded into a fresh
+:class:`ConcatFusion`/:class:`GatingFusion`.
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import pickle
+import pickletools
 import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -82,8 +94,218 @@ def _safe_globals() -> list[Any]:
     return allowed
 
 
+#: What a checkpoint's pickle may call: torch's rebuilders of tensors (their bytes are records
+#: of the file) and the containers a saved module holds. Anything else torch's unpickler would
+#: call (an allowed class, ``bytearray``, ``torch.Tensor``, a storage class, the quantized or
+#: sparse rebuilders) sizes what it allocates by numbers written in the pickle.
+_CALLS = frozenset(
+    {
+        "torch._utils._rebuild_tensor",
+        "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state",
+        "collections.OrderedDict",
+        "builtins.set",
+        "__builtin__.set",  # what protocol 2 writes; torch maps it to builtins.set
+    }
+)
+#: More (sub)modules than any fusion head has: shared or looping submodules end the walk here.
+_MAX_MODULES = 10_000
+#: The opcodes torch's restricted unpickler knows (protocol 2 as torch.save writes it).
+_OPCODES = {
+    op.code.encode("latin-1"): op
+    for op in pickletools.opcodes
+    if op.name
+    in (
+        "PROTO", "STOP", "GLOBAL", "REDUCE", "NEWOBJ", "BUILD", "BINPERSID", "MARK", "TUPLE",
+        "TUPLE1", "TUPLE2", "TUPLE3", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "BINGET",
+        "LONG_BINGET", "BINPUT", "LONG_BINPUT", "NONE", "NEWFALSE", "NEWTRUE", "EMPTY_TUPLE",
+        "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "BININT", "BININT1", "BININT2", "BINFLOAT",
+        "BINUNICODE", "SHORT_BINSTRING", "LONG1",
+    )
+}  # fmt: skip
+_EMPTY: dict[str, Any] = {
+    "NONE": lambda: None,
+    "NEWFALSE": lambda: False,
+    "NEWTRUE": lambda: True,
+    "EMPTY_TUPLE": tuple,
+    "EMPTY_LIST": list,
+    "EMPTY_DICT": dict,
+    "EMPTY_SET": set,
+}
+
+
+@dataclass(frozen=True)
+class _Global:
+    """A global the pickle names (``module.name``): in a dry run, named but never imported."""
+
+    name: str
+
+
+class _Made:
+    """What a call or an empty-object opcode would have made: in a dry run, nothing."""
+
+
+@functools.cache
+def _itemsizes() -> dict[str, int]:
+    """Bytes per element of the storage classes a pickle names (``torch.FloatStorage``: 4)."""
+    by_dtype = torch.storage._dtype_to_storage_type_map()  # what torch's own allow-list uses
+    return {f"torch.{name}": dtype.itemsize for dtype, name in by_dtype.items()}
+
+
+class _DryRun:
+    """Steps through pickles as torch's restricted unpickler would, calling nothing.
+
+    A call (REDUCE) must be one of ``_CALLS``; an object of an allowed class (NEWOBJ) must be
+    made empty, to be filled from its saved state; the storages declared (persistent ids) must
+    fit in the file's ``limit`` bytes. Anything else torch refuses is left for it to refuse.
+    """
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path, self.limit = path, limit
+        self.modules = {f"{cls.__module__}.{cls.__qualname__}" for cls in ALLOWED_LAYERS}
+        self.modules.update(f"__main__.{name}" for name in _PAPER_CLASSES)
+        self.storages: dict[Any, int] = {}
+        self.stack: list[Any] = []
+        self.marks: list[list[Any]] = []
+        self.memo: dict[int, Any] = {}
+
+    def run(self, stream: IO[bytes]) -> Any:
+        """The outline of the next pickle in ``stream`` (its value where it is plain data)."""
+        self.stack, self.marks, self.memo = [], [], {}
+        while True:
+            code = stream.read(1)
+            if not code:
+                raise EOFError
+            op = _OPCODES.get(code)
+            if op is None:
+                raise pickle.UnpicklingError(f"Unsupported operand {code[0]}")
+            arg = op.arg.reader(stream) if op.arg is not None else None
+            if op.name == "STOP":
+                return self.stack.pop()
+            self._step(op.name, arg)
+
+    def _step(self, name: str, arg: Any) -> None:
+        stack = self.stack
+        if name in _EMPTY:
+            stack.append(_EMPTY[name]())
+        elif name in ("BININT", "BININT1", "BININT2", "BINFLOAT", "BINUNICODE", "SHORT_BINSTRING", "LONG1"):
+            stack.append(arg)
+        elif name == "GLOBAL":
+            stack.append(_Global(".".join(arg.split(" ", 1))))
+        elif name in ("REDUCE", "NEWOBJ"):
+            args = stack.pop()
+            self._check_call(name, stack[-1], args)
+            stack[-1] = _Made()
+        elif name == "BINPERSID":
+            self._declare(stack.pop())
+            stack.append(_Made())
+        elif name in ("BINGET", "LONG_BINGET"):
+            stack.append(self.memo[arg])
+        elif name in ("BINPUT", "LONG_BINPUT"):
+            self.memo[arg] = stack[-1]
+        else:
+            self._shape(name)
+
+    def _shape(self, name: str) -> None:
+        """The opcodes that only move what is on the stack (containers are not filled)."""
+        if name == "MARK":
+            self.marks.append(self.stack)
+            self.stack = []
+        elif name in ("TUPLE", "APPENDS", "SETITEMS"):
+            items, self.stack = self.stack, self.marks.pop()
+            if name == "TUPLE":
+                self.stack.append(tuple(items))
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            n = int(name[-1])
+            if len(self.stack) < n:
+                raise IndexError("tuple of an empty stack")
+            self.stack[-n:] = [tuple(self.stack[-n:])]
+        elif name in ("APPEND", "BUILD"):
+            self.stack.pop()
+        elif name == "SETITEM":
+            del self.stack[-2:]
+
+    def _check_call(self, name: str, target: Any, args: Any) -> None:
+        what = f"GLOBAL {target.name}" if isinstance(target, _Global) else f"a {type(target).__name__}"
+        if name == "REDUCE" and getattr(target, "name", None) not in _CALLS:
+            raise pickle.UnpicklingError(
+                f"a call of {what}: saved modules and tensors are rebuilt, never called"
+            )
+        if name == "NEWOBJ" and (getattr(target, "name", None) not in self.modules or args != ()):
+            raise pickle.UnpicklingError(
+                f"{what} made with arguments {_short(args)}: a saved module is made empty and filled "
+                "from its saved state"
+            )
+
+    def _declare(self, pid: Any) -> None:
+        """Count a storage the pickle declares (``("storage", type, key, location, numel, ...)``)."""
+        if isinstance(pid, tuple) and pid and pid[0] not in ("storage", b"storage"):
+            # torch's words (the old format's modules name their classes this way)
+            raise pickle.UnpicklingError(
+                f"Only persistent_load of storage is allowed, but got {type(pid[0])}"
+            )
+        if not (isinstance(pid, tuple) and len(pid) >= 5):
+            return  # torch refuses any other persistent id itself
+        storage_type, key, numel = pid[1], pid[2], pid[4]
+        if not isinstance(numel, int) or numel < 0:
+            raise pickle.UnpicklingError(f"a storage of {_short(numel)} elements")
+        itemsize = _itemsizes().get(getattr(storage_type, "name", ""), 1)
+        self.storages.setdefault(key, numel * itemsize)
+        declared = sum(self.storages.values())
+        if declared > self.limit:
+            raise ModelLoadError(
+                f"refusing to load {str(self.path)!r}: it declares {declared} bytes of tensor data but "
+                f"the file has {self.limit} bytes; it is damaged or made to exhaust memory, and is not "
+                "a checkpoint torch.save wrote"
+            )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _dry_run(path: Path) -> None:
+    """Step through the checkpoint's pickles (a zip's ``data.pkl``, or the pickles of torch's
+    old format) before torch loads it; see :class:`_DryRun`."""
+    size = path.stat().st_size
+    run = _DryRun(path, size)
+    with path.open("rb") as stream:
+        if stream.read(4) != b"PK\x03\x04":  # what torch takes for a zip checkpoint
+            stream.seek(0)
+            _dry_run_old_format(run, stream)
+            return
+    with zipfile.ZipFile(path) as archive:
+        entries = archive.infolist()
+        unpacked = sum(entry.file_size for entry in entries)
+        if unpacked > size:
+            raise ModelLoadError(
+                f"refusing to load {str(path)!r}: its zip entries unpack to {unpacked} bytes, more than "
+                f"the file's {size}; torch.save never compresses, so it is not a checkpoint torch wrote"
+            )
+        for entry in entries:  # torch's reader matches names without regard to case
+            if entry.filename.lower().endswith("data.pkl"):
+                run.run(io.BytesIO(archive.read(entry)))
+
+
+def _dry_run_old_format(run: _DryRun, stream: IO[bytes]) -> None:
+    """torch's format before 1.6: pickles of a magic number, a protocol version, system info,
+    the object and its storage keys, then the storages' bytes."""
+    if run.run(stream) != torch.serialization.MAGIC_NUMBER:
+        return  # torch stops here too
+    if run.run(stream) != torch.serialization.PROTOCOL_VERSION:
+        return
+    for _ in range(3):
+        run.run(stream)
+
+
 def _unpickle(path: Path) -> Any:
+    from clasp_ingest.model.hub import check_regular_file
+
+    check_regular_file(path, "give the checkpoint file itself")
     try:
+        _dry_run(path)
         with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "Detected pickle protocol 4 ...": ours to say
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -154,18 +376,67 @@ def _kind_of(obj: Any, state: Mapping[str, torch.Tensor], path: Path) -> tuple[F
     )
 
 
-def _state_of(obj: Any) -> dict[str, torch.Tensor]:
+def _module_state(root: nn.Module, path: Path) -> dict[str, torch.Tensor]:
+    """The parameters and persistent buffers of ``root`` and its submodules, as ``state_dict``
+    names them, read from the pickled attributes: none of the modules' hooks run, and shared or
+    looping submodules end the walk after ``_MAX_MODULES``."""
+    state: dict[str, torch.Tensor] = {}
+    todo: list[tuple[str, Any]] = [("", root)]
+    walked = 0
+    while todo:
+        walked += 1
+        if walked > _MAX_MODULES:
+            raise ModelLoadError(
+                f"refusing to load {str(path)!r}: its modules nest more than {_MAX_MODULES} submodules "
+                "(or loop); a fusion head has a few dozen, so it is not a CLASP fusion checkpoint"
+            )
+        prefix, module = todo.pop()
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"a {type(module).__name__} among its submodules")
+        attrs = vars(module)
+        skip = attrs["_non_persistent_buffers_set"]
+        buffers = [(k, v) for k, v in attrs["_buffers"].items() if k not in skip]
+        for name, value in [*attrs["_parameters"].items(), *buffers]:
+            if value is not None and not isinstance(value, torch.Tensor):
+                raise TypeError(f"{prefix}{name} is a {type(value).__name__}, not a tensor")
+            if value is not None:
+                state[prefix + name] = value
+        todo.extend((f"{prefix}{name}.", sub) for name, sub in attrs["_modules"].items() if sub is not None)
+    return state
+
+
+def _state_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, nn.Module):
-        return {k: v.detach().clone() for k, v in obj.state_dict().items()}
-    if isinstance(obj, Mapping) and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return {str(k): v for k, v in obj.items()}
-    return {}
+        state = _module_state(obj, path)
+    elif isinstance(obj, Mapping) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state = {str(k): v for k, v in obj.items()}
+    else:
+        return {}
+    held, size = sum(v.numel() * v.element_size() for v in state.values()), path.stat().st_size
+    if held > size:  # views that repeat a few stored bytes (stride 0) would be copied out in full
+        raise ModelLoadError(
+            f"refusing to load {str(path)!r}: its tensors span {held} bytes but the file has {size}; "
+            "it is damaged or made to exhaust memory, and is not a checkpoint torch.save wrote"
+        )
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def _checked_state_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return _state_of(obj, path)
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        # a paper class or layer whose saved state is not what nn.Module pickles
+        raise ModelLoadError(
+            f"{str(path)!r} is not a CLASP fusion checkpoint or is damaged: its pickled modules do not "
+            f"hold what torch.save writes ({type(exc).__name__}: {_first_sentence(exc)}); import the "
+            "paper's .pt/.pkl files (e.g. those of llm-lab/CLASP), downloaded again"
+        ) from None
 
 
 def read_official_state_dict(path: Path) -> OfficialCheckpoint:
     """Read a paper checkpoint (pickled module or state dict) without executing its code."""
     obj = _unpickle(Path(path))
-    state = _state_of(obj)
+    state = _checked_state_of(obj, Path(path))
     kind, class_name = _kind_of(obj, state, Path(path))
     speech_key = "audio_seq.0.weight" if kind == "concat" else "text_seq.0.weight"
     try:

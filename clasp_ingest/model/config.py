@@ -45,6 +45,24 @@ _FUSION_KINDS = ("concat", "gating")
 SpeechPool = Literal["mean", "attention"]
 _SPEECH_POOLS = ("mean", "attention")
 _DTYPES = ("auto", "fp32", "fp16", "bf16")
+#: Generous bounds on sizes a config.json (which may come from anyone) sets: vector widths
+#: and frame widths (today's encoders give 384-2560), heads run side by side, pool queries.
+MAX_DIM = 16_384
+MAX_ENSEMBLE = 64
+MAX_POOL_QUERIES = 256
+
+
+def _check_range(field: str, value: int, high: int) -> None:
+    if not 1 <= value <= high:
+        raise ConfigError(f"{field} must be between 1 and {high}, got {value}")
+
+
+def _flag(data: Mapping[str, Any], key: str, default: bool, where: str = "") -> bool:
+    """A true/false field of a config: a string such as ``"false"`` is refused, not read as true."""
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}{key} must be true or false, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,7 @@ class ComponentSpec:
             raise ConfigError("ComponentSpec.backend must not be empty")
         if self.dim <= 0:
             raise ConfigError(f"component {self.backend}:{self.source} needs dim > 0, got {self.dim}")
+        _check_range(f"component {self.backend}:{self.source} dim", self.dim, MAX_DIM)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,12 +131,16 @@ class FusionSpec:
             raise ConfigError(f"fusion kind {self.kind!r} is unknown; use one of {_FUSION_KINDS}")
         if min(self.speech_dim, self.spec_dim, self.out_dim) <= 0:
             raise ConfigError(f"fusion dimensions must be > 0, got {self}")
+        for name in ("speech_dim", "spec_dim", "out_dim"):
+            _check_range(f"fusion.{name}", getattr(self, name), MAX_DIM)
         if self.speech_pool not in _SPEECH_POOLS:
             raise ConfigError(f"speech pool {self.speech_pool!r} is unknown; use one of {_SPEECH_POOLS}")
         if self.pool_queries < 1:
             raise ConfigError(f"pool_queries must be >= 1, got {self.pool_queries}")
         if self.ensemble < 1:
             raise ConfigError(f"ensemble must be >= 1, got {self.ensemble}")
+        _check_range("fusion.pool_queries", self.pool_queries, MAX_POOL_QUERIES)
+        _check_range("fusion.ensemble", self.ensemble, MAX_ENSEMBLE)
 
     @property
     def frames(self) -> bool:
@@ -145,7 +168,7 @@ class FusionSpec:
             int(data["speech_dim"]),
             int(data["spec_dim"]),
             int(data["out_dim"]),
-            bool(data.get("normalize_inputs", True)),
+            _flag(data, "normalize_inputs", True, "fusion."),
             data.get("speech_pool", "mean"),
             int(data.get("pool_queries", 4)),
             int(data.get("ensemble", 1)),
@@ -240,7 +263,7 @@ class ModelConfig:
                 weights=data.get("weights"),
                 seed=int(data.get("seed", 0)),
                 description=str(data.get("description", "")),
-                query_bank=bool(data.get("query_bank", False)),
+                query_bank=_flag(data, "query_bank", False),
                 searches=tuple(str(model_id) for model_id in data.get("searches", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -251,11 +274,20 @@ class ModelConfig:
 
     @classmethod
     def from_file(cls, path: Path) -> ModelConfig:
+        """The config in ``path`` (a model folder's ``config.json``, or a preset file); the
+        folder's weights, if something is there, must be regular files."""
+        from clasp_ingest.model.hub import check_regular_file
+
+        for file in (path, path.parent / FUSION_FILE, path.parent / TOP_LAYERS_FILE):
+            check_regular_file(file, "copy the model folder again")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read model config {str(path)!r}: {exc}") from exc
-        config = cls.from_dict(data)
+        try:
+            config = cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"model config {str(path)!r}: {exc}") from None
         from clasp_ingest.model.backends import check_backend
 
         for part, spec in (

@@ -15,6 +15,7 @@ hub unless ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is set. Failures raise
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -24,7 +25,14 @@ from typing import Any
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.log import get_logger
 
-__all__ = ["describe_source", "hub_offline", "load_pretrained", "local_model_dir", "resolve_file"]
+__all__ = [
+    "check_regular_file",
+    "describe_source",
+    "hub_offline",
+    "load_pretrained",
+    "local_model_dir",
+    "resolve_file",
+]
 
 logger = get_logger("model.hub")
 
@@ -34,6 +42,28 @@ _TRUE = {"1", "true", "yes", "on"}
 def hub_offline() -> bool:
     """True when the environment forbids hub downloads."""
     return any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _special_kind(path: Path) -> str | None:
+    """What is at ``path`` (links followed) when it is there but not a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # nothing there, or out of reach: the caller says so in its own words
+        return "a link to nothing" if path.is_symlink() else None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+    for test, kind in kinds:
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "a device"
+
+
+def check_regular_file(path: Path, remedy: str) -> None:
+    """Raise ``ModelLoadError`` when something other than a regular file is at ``path`` (a FIFO
+    would block the reader, ``/dev/zero`` never ends); nothing there is left to the caller."""
+    kind = _special_kind(Path(path))
+    if kind is not None:
+        link = " (a link)" if Path(path).is_symlink() and kind != "a link to nothing" else ""
+        raise ModelLoadError(f"{str(path)!r}{link} is not a regular file but {kind}; {remedy}")
 
 
 def _split_hf(source: str) -> tuple[str, str]:
@@ -84,6 +114,7 @@ def _package_file(source: str) -> Path:
             f"model file {source!r} lives in Python package {package!r}, which is not installed; "
             f"pip install it"
         ) from exc
+    check_regular_file(path, f"reinstall package {package!r}")
     if not path.is_file():
         raise ModelLoadError(f"package {package!r} has no file {rel!r} (source {source!r}); reinstall it")
     return path
@@ -95,6 +126,7 @@ def resolve_file(source: str, model_dir: Path | None = None, *, download: bool =
         return _package_file(source)
     if not source.startswith("hf://"):
         path = Path(source).expanduser()
+        check_regular_file(path, "give the weights file itself")
         if path.is_file():
             return path
         raise ModelLoadError(f"model file {source!r} does not exist; check the path")
