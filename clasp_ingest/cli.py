@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any, NoReturn
 
 import typer
@@ -20,13 +23,14 @@ from typer.core import TyperGroup
 
 from clasp_ingest import __version__
 from clasp_ingest.errors import ClaspIngestError
-from clasp_ingest.exitcodes import EXIT_ERROR, EXIT_INTERRUPTED
+from clasp_ingest.exitcodes import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED
 
 __all__ = ["app", "main"]
 
 _EPILOG = (
     "Exit status: 0 done; 1 error (one 'error: ...' line names the cause and the fix; -vv adds the "
-    "traceback); 2 bad usage; 3 ingest ran but some items failed (listed); 130 interrupted."
+    "traceback); 2 bad usage; 3 ingest ran but some items failed (listed); 130 interrupted (Ctrl-C); "
+    "141 the output's reader went away; 143 terminated (SIGTERM)."
 )
 
 _verbosity = 0
@@ -62,20 +66,60 @@ def _describe(exc: BaseException) -> str:
     )
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: a ``KeyboardInterrupt``, so the work unwinds as it
+    does on Ctrl-C (temporary downloads deleted, a half-written item rolled back); exit 143."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> NoReturn:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`_Terminated` (in the main thread; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _tolerant_output() -> None:
+    """Text the output's encoding cannot hold (a latin-1 or ASCII terminal, ``PYTHONIOENCODING``)
+    is written as ``\\u2013`` escapes instead of failing the command."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):  # a closed or detached stream
+                reconfigure(errors="backslashreplace")
+
+
 class _Group(TyperGroup):
     """The root command group: every failure becomes one ``error:`` line and an exit status."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        _tolerant_output()
+        with _sigterm_unwinds():
+            return super().main(*args, **kwargs)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
+        except _Terminated:
+            _report("terminated")
+            raise typer.Exit(EXIT_TERMINATED) from None
         except KeyboardInterrupt:
             _report("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except BrokenPipeError:  # the reader went away (| head): nothing left to say to it
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(EXIT_ERROR) from None
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as exc:
             _report(_describe(exc))
             raise typer.Exit(EXIT_ERROR) from None
@@ -161,14 +205,15 @@ def main() -> None:
     try:
         app()
     except SystemExit as exc:
-        if exc.code == EXIT_INTERRUPTED:
-            _exit_at_once(EXIT_INTERRUPTED)
+        if exc.code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+            _exit_at_once(exc.code)
         raise
 
 
 def _exit_at_once(status: int) -> NoReturn:
-    """Leave without the interpreter's teardown: after Ctrl-C the work is already unwound (temp
-    files gone, store closed), and the C++ destructors of torch/ONNX Runtime take 1-2 s more."""
+    """Leave without the interpreter's teardown: after Ctrl-C or SIGTERM the work is already
+    unwound (temp files gone, store closed), and the C++ destructors of torch/ONNX Runtime take
+    1-2 s more."""
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -30,7 +30,7 @@ import typer
 from clasp_ingest.config import Settings
 from clasp_ingest.exitcodes import EXIT_ERROR, EXIT_PARTIAL
 from clasp_ingest.log import one_line
-from clasp_ingest.store.cli_store import MAX_BATCH, collection_name, server_url, store_folder
+from clasp_ingest.store.cli_store import MAX_BATCH, collection_name, refuse_empty, server_url, store_folder
 
 if TYPE_CHECKING:
     from clasp_ingest.connectors.base import OpenOptions
@@ -65,7 +65,11 @@ def ingest_command(
         callback=_sources_named,
     ),
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Model preset or directory (CLASP_MODEL, default clasp-mini)."
+        None,
+        "--model",
+        "-m",
+        parser=lambda value: refuse_empty(value, "give a model preset or folder, or leave the option out"),
+        help="Model preset or directory (CLASP_MODEL, default clasp-mini).",
     ),
     collection: str | None = typer.Option(
         None,
@@ -91,7 +95,10 @@ def ingest_command(
         show_default=False,
     ),
     device: str | None = typer.Option(
-        None, "--device", help="'auto', 'cpu', 'cuda' or 'cuda:N' (CLASP_DEVICE)."
+        None,
+        "--device",
+        parser=lambda value: refuse_empty(value, "give 'auto', 'cpu', 'cuda' or 'cuda:N', or leave it out"),
+        help="'auto', 'cpu', 'cuda' or 'cuda:N' (CLASP_DEVICE).",
     ),
     batch_size: int | None = typer.Option(
         None,
@@ -193,7 +200,7 @@ def ingest_command(
 
     check_runtime(arguments["device"], settings.engine)  # before anything (--recreate drops first)
     quiet = not as_json and logging.getLogger().getEffectiveLevel() >= logging.WARNING
-    with _downloads_cut_on_ctrl_c(), _failures_said_once(quiet):
+    with _downloads_cut_on_signals(), _failures_said_once(quiet):
         # the bar is for a terminal: a log file or pipe (a scheduled job) gets no blank lines from it
         summary = run(settings, arguments, show_progress=not as_json and sys.stderr.isatty())
     _print(summary, arguments, as_json)
@@ -204,24 +211,32 @@ def ingest_command(
 
 
 @contextmanager
-def _downloads_cut_on_ctrl_c() -> Iterator[None]:
-    """Ctrl-C also cuts the downloads of worker threads (the flow's tasks), so it stops at once."""
+def _downloads_cut_on_signals() -> Iterator[None]:
+    """Ctrl-C, and SIGTERM where the CLI turns it into an exception (``clasp_ingest.cli``), also
+    cut the downloads of worker threads (the flow's tasks), so the run stops at once."""
     import signal
 
     from clasp_ingest.connectors.http import abort_downloads
 
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        abort_downloads()
-        raise KeyboardInterrupt
+    def cut_then(previous: Any) -> Callable[[int, FrameType | None], None]:
+        def stop(signum: int, frame: FrameType | None) -> None:
+            abort_downloads()
+            if callable(previous):
+                previous(signum, frame)  # Python's SIGINT handler, the CLI's SIGTERM one: they raise
+            raise KeyboardInterrupt
+
+        return stop
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, interrupt)
+    handled = [signal.SIGINT] + ([signal.SIGTERM] if callable(signal.getsignal(signal.SIGTERM)) else [])
+    restore = {signum: signal.signal(signum, cut_then(signal.getsignal(signum))) for signum in handled}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in restore.items():
+            signal.signal(signum, handler)
 
 
 def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bool) -> IngestSummary:
@@ -299,23 +314,17 @@ def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) 
     from clasp_ingest.flows import ingest_source, listen_progress, prefect_runtime
 
     if args["recreate"]:
-        from clasp_ingest.model.query import resolve_model_config
-        from clasp_ingest.store.cli_store import open_configured_store
-
-        resolve_model_config(args["model"])  # an unknown model fails here, before the drop
-        _check_transcriber(args)
-
-        with open_configured_store(
-            args["qdrant_path"], args["qdrant_url"], None, args["collection"]
-        ) as store:
-            store.drop()
+        unlisted = _drop_for_flow(settings, args)
+        if unlisted is not None:
+            return unlisted
     # Prefect re-configures the root logger (WARNING) when a run starts: pin our level (-v/-vv).
     level = logging.getLogger().getEffectiveLevel()
     logging.getLogger("clasp_ingest").setLevel(level)
     for name in ("prefect", "httpx"):
         logging.getLogger(name).setLevel(max(logging.WARNING, level))
     if level > logging.DEBUG:  # the one "error:" line says it (the run's state says Failed/Crashed)
-        logging.getLogger("prefect.flow_runs").addFilter(_not_said_again)
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addFilter(_not_said_again)
     flow_args = {key: value for key, value in args.items() if key != "recreate"}
     flow_args["qdrant_path"] = str(args["qdrant_path"]) if args["qdrant_path"] is not None else None
     # Signed URLs travel as secrets: Prefect stores (and shows) them redacted.
@@ -326,6 +335,31 @@ def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) 
     except RuntimeError as exc:  # Prefect could not start its local API server
         _fail(f"the Prefect flow could not start: {exc}; run without --flow to ingest in-process")
     return summary
+
+
+def _drop_for_flow(settings: Settings, args: dict[str, Any]) -> IngestSummary | None:
+    """``--flow --recreate``: drop the collection for the flow, once the model is known and a
+    source lists a media item; else nothing is dropped, and the run ends with the listing's
+    summary (its errors), as in-process runs do."""
+    import time
+
+    from clasp_ingest.connectors import connector_for
+    from clasp_ingest.model.query import resolve_model_config
+    from clasp_ingest.pipeline import IngestSummary, PipelineOptions, list_sources, lists_media
+    from clasp_ingest.store.cli_store import open_configured_store
+
+    started = time.perf_counter()
+    resolve_model_config(args["model"])  # an unknown model fails here, before the drop
+    _check_transcriber(args)
+    open_options = download_options(settings, args)
+    connectors = [connector_for(s, feed=args["feed"], open_options=open_options) for s in args["sources"]]
+    retry = PipelineOptions()
+    listings, errors = list_sources(connectors, retries=retry.retries, retry_delay_s=retry.retry_delay_s)
+    with open_configured_store(args["qdrant_path"], args["qdrant_url"], None, args["collection"]) as store:
+        if not lists_media(listings, store.collection):
+            return IngestSummary((), tuple(errors), time.perf_counter() - started)
+        store.drop()
+    return None
 
 
 @contextmanager
@@ -355,11 +389,20 @@ def _not_listed_later(record: logging.LogRecord) -> bool:
     )
 
 
+#: Prefect's reports of what ends a run, which the command's one ``error:`` line says: Ctrl-C,
+#: SIGTERM (and the tasks it cancels), an exception (with its traceback).
+_SAID_BY_THE_ERROR_LINE = (
+    "aborted by an interrupt signal",
+    "aborted by a termination signal",
+    "Task run cancelled by the task runner",
+)
+
+
 def _not_said_again(record: logging.LogRecord) -> bool:
-    """Drop the flow's own report of the exception (with its traceback) or of Ctrl-C that ends
-    the run: the command prints it as its one ``error:`` line."""
+    """Drop the flow's own report of the exception (with its traceback), of Ctrl-C or SIGTERM
+    that ends the run: the command prints it as its one ``error:`` line."""
     message = record.getMessage()
-    return "aborted by an interrupt signal" not in message and not message.startswith(
+    return not any(part in message for part in _SAID_BY_THE_ERROR_LINE) and not message.startswith(
         "Encountered exception during execution"
     )
 

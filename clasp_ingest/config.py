@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -107,6 +107,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "no ffmpeg program there; give its path, or leave it unset (PATH, then imageio-ffmpeg)"
             )
+        return value
+
+    @field_validator("qdrant_url", "qdrant_path", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object, info: ValidationInfo) -> object:
+        """An empty ``CLASP_QDRANT_URL`` / ``CLASP_QDRANT_PATH`` (``VAR=`` in a unit file, a
+        template left blank) is refused: it is neither unset nor the current folder."""
+        if isinstance(value, str) and not value.strip():
+            wanted = "the server's URL (http://host:6333)" if info.field_name == "qdrant_url" else "a folder"
+            raise ValueError(f"the value is empty; give {wanted}")
         return value
 
     @field_validator("qdrant_path", "model_dir")

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE"]
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+]
 
 EXIT_OK = 0
 #: The command could not do its work: bad input, unknown model, wrong collection, unreachable store...
@@ -13,3 +21,7 @@ EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 #: Interrupted (Ctrl-C).
 EXIT_INTERRUPTED = 130
+#: The reader of the output went away (``| head``): 128 + SIGPIPE, as a shell reports it.
+EXIT_BROKEN_PIPE = 141
+#: Stopped by SIGTERM (``timeout``, ``systemctl stop``, ``docker stop``): 128 + SIGTERM.
+EXIT_TERMINATED = 143

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 import numpy as np
 
@@ -68,6 +68,8 @@ __all__ = [
     "ingest_source",
     "is_transient",
     "list_source",
+    "list_sources",
+    "lists_media",
     "progress_of",
     "prune_unlisted",
     "select_new",
@@ -353,9 +355,14 @@ _STOPPING = threading.Event()
 def items_stopping() -> Iterator[None]:
     """While inside, every item being ingested, in any thread, stops before its next batch with
     :class:`~clasp_ingest.errors.IngestInterrupted` (its partial write rolled back), and an
-    item that starts stops at once. A flow interrupted by Ctrl-C waits in here for its tasks
-    before it closes the store under them."""
+    item that starts stops at once; the http(s) downloads in flight are cut
+    (:func:`~clasp_ingest.connectors.http.abort_downloads`: a blocked read would hold its item).
+    A flow interrupted by Ctrl-C or SIGTERM (Prefect's cancellation) waits in here for its
+    tasks before it closes the store under them."""
+    from clasp_ingest.connectors.http import abort_downloads
+
     _STOPPING.set()
+    abort_downloads()
     try:
         yield
     finally:
@@ -660,18 +667,48 @@ def discover_new(
     the other sources go on. With ``pruned`` (a list), each source that listed is pruned
     (:func:`prune_unlisted`) and the sources of the deleted items are appended to it.
     """
-    listed: list[tuple[Connector, MediaRef]] = []
+    listings, errors = list_sources(connectors, retries=retries, retry_delay_s=retry_delay_s)
+    todo, skipped = _split_listed(listings, store, force=force, pruned=pruned, words=words)
+    return todo, skipped, errors
+
+
+#: Each source that listed, with its items.
+Listings: TypeAlias = "list[tuple[Connector, list[MediaRef]]]"
+
+
+def list_sources(
+    connectors: Sequence[Connector], *, retries: int = 0, retry_delay_s: float = 1.0
+) -> tuple[Listings, list[tuple[str, str]]]:
+    """List every source, retried as :func:`discover_new` says: ``(listings, errors)``, each
+    source that listed with its items, and ``(source, error)`` for each that could not."""
+    listings: Listings = []
     errors: list[tuple[str, str]] = []
     for connector in connectors:
         try:
-            refs = _listed_with_retries(connector, retries, retry_delay_s)
+            listings.append((connector, _listed_with_retries(connector, retries, retry_delay_s)))
         except Exception as exc:
             log.error("cannot list %s: %s", connector.source, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             errors.append((connector.source, describe_error(exc)))
-            continue
-        listed += took_listing(store, connector, refs, pruned)
-    todo, skipped = select_new(listed, store, force=force, words=words)
-    return todo, skipped, errors
+    return listings, errors
+
+
+def _split_listed(
+    listings: Listings, store: QdrantStore, *, force: bool, pruned: list[str] | None, words: bool
+) -> tuple[list[tuple[Connector, MediaRef]], list[MediaResult]]:
+    listed = [pair for connector, refs in listings for pair in took_listing(store, connector, refs, pruned)]
+    return select_new(listed, store, force=force, words=words)
+
+
+def lists_media(listings: Listings, collection: str) -> bool:
+    """Whether a source listed a media item: what ``--recreate`` waits for before it drops
+    ``collection`` (a mistyped source, or an unmounted share that lists nothing, keeps it);
+    warns when none did."""
+    if any(refs for _, refs in listings):
+        return True
+    for connector, _ in listings:
+        log.warning("%s lists no media file; nothing to ingest from it", connector.source)
+    log.warning("not recreating collection %r: no source listed a media file, so it is kept", collection)
+    return False
 
 
 def _listed_with_retries(connector: Connector, retries: int, delay: float) -> list[MediaRef]:
@@ -866,24 +903,31 @@ def ingest_source(
     failures are retried first. Raises only when the run cannot proceed (e.g. the collection
     belongs to another model).
     ``model_source`` (preset name or model directory) is recorded with a new collection;
-    ``recreate`` drops the collection first (see :func:`collection_for`). A ``Preloadable``
-    model starts loading as soon as there is something to ingest. With
-    ``options.transcribe`` every item's words are stored too (see :class:`PipelineOptions`).
+    ``recreate`` drops the collection first (see :func:`collection_for`), once the sources are
+    listed and one of them lists a media item (else nothing is dropped or ingested: the summary
+    holds the listing errors). A ``Preloadable`` model starts loading as soon as there is
+    something to ingest. With ``options.transcribe`` every item's words are stored too (see
+    :class:`PipelineOptions`).
     """
     opts = options or PipelineOptions()
     started = time.perf_counter()
     sources = _connectors(connectors)
+    listed = partial(list_sources, sources, retries=opts.retries, retry_delay_s=opts.retry_delay_s)
+    listings, errors = listed() if recreate else ([], [])
+    if recreate and not lists_media(listings, store.collection):
+        return IngestSummary((), tuple(errors), time.perf_counter() - started)
     text_dim = text_dim_for(model) if opts.transcribe else None
     metric = query_metric_for(model) if recreate or not store.exists() else None
     with collection_for(
         store, model.model_id, model.dim, source=model_source, recreate=recreate, text_dim=text_dim,
         query_metric=metric,
     ):  # fmt: skip
+        if not recreate:  # listed only once the collection is known to fit the model
+            listings, errors = listed()
         pruned: list[str] | None = [] if opts.prune else None
-        todo, results, errors = discover_new(
-            sources, store, force=opts.force, pruned=pruned, retries=opts.retries,
-            retry_delay_s=opts.retry_delay_s, words=opts.transcribe is not None,
-        )  # fmt: skip
+        todo, results = _split_listed(
+            listings, store, force=opts.force, pruned=pruned, words=opts.transcribe is not None
+        )
         log.info("%d items to ingest, %d unchanged", len(todo), sum(r.status == "skipped" for r in results))
         if todo and isinstance(model, Preloadable):
             model.preload()

@@ -34,7 +34,7 @@ import typer
 from clasp_ingest.retriever.loading import search_model
 
 from clasp_ingest.config import Settings
-from clasp_ingest.store.cli_store import StoreCollection, StoreKey, StorePath, StoreUrl
+from clasp_ingest.store.cli_store import StoreCollection, StoreKey, StorePath, StoreUrl, refuse_empty
 
 if TYPE_CHECKING:
     from clasp_ingest.transcribe import Transcriber
@@ -52,7 +52,11 @@ def search(
     k: int = typer.Option(5, "--k", "-k", min=1, max=MAX_SPANS, help="Number of spans."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Model preset or directory (default: the one the collection records)."
+        None,
+        "--model",
+        "-m",
+        parser=lambda value: refuse_empty(value, "give a model preset or folder, or leave the option out"),
+        help="Model preset or directory (default: the one the collection records).",
     ),
     qdrant_path: StorePath = None,
     qdrant_url: StoreUrl = None,
@@ -61,6 +65,7 @@ def search(
     media_id: str | None = typer.Option(
         None,
         "--media-id",
+        parser=lambda value: refuse_empty(value, "give a media id, a source URI or a file, or leave it out"),
         help="Only this media item: its media id, its source URI ('store list' prints them) "
         "or its local file.",
     ),
@@ -140,7 +145,7 @@ def search(
             store=store,
             model=search_model(store, model, settings),
             k=k,
-            filter=SearchFilter(media_id=_media_id(media_id)) if media_id else None,
+            filter=SearchFilter(media_id=_media_id(media_id)) if media_id is not None else None,
             group_by_media=group,
             merge=merge,
             merge_gap_s=merge_gap,

@@ -17,7 +17,16 @@ from clasp_ingest.log import one_line
 if TYPE_CHECKING:
     from clasp_ingest.store.base import QdrantStore, StoredMedia
 
-__all__ = ["MAX_BATCH", "collection_name", "open_configured_store", "register", "server_url", "store_folder"]
+__all__ = [
+    "MAX_BATCH",
+    "collection_name",
+    "open_configured_store",
+    "refuse_empty",
+    "register",
+    "server_url",
+    "store_folder",
+    "store_location",
+]
 
 #: The most points (or segments) one request or batch may hold: far above what helps, far
 #: below what overflows an engine's integers.
@@ -27,19 +36,35 @@ MAX_BATCH = 65_536
 def open_configured_store(
     qdrant_path: Path | None, qdrant_url: str | None, api_key: str | None, collection: str | None
 ) -> QdrantStore:
-    """The store named by CLI options, falling back to ``CLASP_*`` settings (URL wins over path)."""
+    """The store named by CLI options, else by ``CLASP_*`` settings (:func:`store_location`)."""
     from clasp_ingest.store import open_store
 
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
-    url = qdrant_url if qdrant_url is not None else settings.qdrant_url
-    path = None if url else qdrant_path or settings.qdrant_path
+    url, path = store_location(qdrant_path, qdrant_url, settings)
     key = api_key or settings.qdrant_api_key
     name = settings.collection if collection is None else collection
     return open_store(url=url, path=path, api_key=key, prefer_grpc=settings.qdrant_grpc,
                       collection=name)  # fmt: skip
 
 
-def _refuse_empty(value: str, remedy: str) -> str:
+def store_location(
+    qdrant_path: Path | None, qdrant_url: str | None, settings: Settings
+) -> tuple[str | None, Path | None]:
+    """``(url, path)`` of the store: an option given on the command line beats the environment
+    (``--qdrant-path`` opens that folder whatever ``CLASP_QDRANT_URL`` says, and ``--qdrant-url``
+    that server whatever ``CLASP_QDRANT_PATH`` says); without one, ``CLASP_QDRANT_URL`` when set,
+    else ``CLASP_QDRANT_PATH`` (or its default). Both options at once: ``ConfigError`` (as ``ingest``)."""
+    if qdrant_path is not None and qdrant_url is not None:
+        from clasp_ingest.errors import ConfigError
+
+        raise ConfigError("give --qdrant-path or --qdrant-url, not both")
+    if qdrant_path is not None or qdrant_url is not None:
+        return qdrant_url, qdrant_path
+    return (settings.qdrant_url, None) if settings.qdrant_url else (None, settings.qdrant_path)
+
+
+def refuse_empty(value: str, remedy: str) -> str:
+    """An option's ``value``, or bad usage (exit 2) naming ``remedy`` when it is empty or blank."""
     if not value.strip():
         raise typer.BadParameter(f"the value is empty; {remedy}")
     return value
@@ -47,25 +72,37 @@ def _refuse_empty(value: str, remedy: str) -> str:
 
 def store_folder(value: str) -> Path:
     """``--qdrant-path``: a folder; an empty value is bad usage (it would be the current folder)."""
-    return Path(_refuse_empty(value, "give the store's folder, or leave the option out (CLASP_QDRANT_PATH)"))
+    return Path(refuse_empty(value, "give the store's folder, or leave the option out (CLASP_QDRANT_PATH)"))
 
 
 def server_url(value: str) -> str:
     """``--qdrant-url``: an empty value is bad usage (it would fall back to the embedded store)."""
-    return _refuse_empty(value, "give the server's URL (http://host:6333), or leave the option out")
+    return refuse_empty(value, "give the server's URL (http://host:6333), or leave the option out")
+
+
+def _export_target(value: str) -> str:
+    """``store export --to``: an empty value is bad usage (it would be the current folder)."""
+    return refuse_empty(value, "give a server URL (http://host:6333), a folder or :memory:")
 
 
 def collection_name(value: str) -> str:
     """``--collection``: an empty value is bad usage (it would fall back to the default)."""
-    return _refuse_empty(value, "give a collection name, or leave the option out (CLASP_COLLECTION)")
+    return refuse_empty(value, "give a collection name, or leave the option out (CLASP_COLLECTION)")
 
 
 #: The options that name the store, shared by the commands that open it.
 StorePath = Annotated[
-    Path | None, typer.Option(parser=store_folder, help="Embedded store directory (default: settings).")
+    Path | None,
+    typer.Option(
+        parser=store_folder,
+        help="Embedded store directory, even where CLASP_QDRANT_URL is set (default: settings).",
+    ),
 ]
 StoreUrl = Annotated[
-    str | None, typer.Option(parser=server_url, help="Qdrant server URL instead of the embedded store.")
+    str | None,
+    typer.Option(
+        parser=server_url, help="Qdrant server URL instead of the embedded store (beats CLASP_QDRANT_PATH)."
+    ),
 ]
 StoreKey = Annotated[str | None, typer.Option(envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key.")]
 StoreCollection = Annotated[
@@ -139,10 +176,24 @@ def _list_summary(items: list[StoredMedia], collection: str) -> str:
     """``N media items, S searchable spans in 'collection'``; the versions too where an item has
     several (a new one being written beside the stored one, or left by a run that stopped)."""
     media = len({item.media_id for item in items})
-    noun = "media item" if media == 1 else "media items"
     versions = f" ({len(items)} versions)" if len(items) != media else ""
     spans = sum(item.spans for item in items)
-    return f"{media} {noun}{versions}, {spans} searchable spans in {collection!r}"
+    return f"{_count(media, 'media item')}{versions}, {_count(spans, 'searchable span')} in {collection!r}"
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 media item``, ``2 media items``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _targets_named(values: list[str]) -> list[str]:
+    """An empty target (an unset ``$FILE``) is bad usage: as a path it is the current folder."""
+    if any(not value.strip() for value in values):
+        raise typer.BadParameter(
+            "a target is empty (an unset variable?); give a media id, a source URI, or a file or "
+            "folder ('.' for the current folder)"
+        )
+    return values
 
 
 @store_app.command("delete")
@@ -152,6 +203,7 @@ def delete_media(
         help="What to delete: a media id, a source URI as 'store list' prints it, or a local "
         "file or folder (every item stored from under it).",
         show_default=False,
+        callback=_targets_named,
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking."),
     qdrant_path: StorePath = None,
@@ -183,12 +235,14 @@ def delete_media(
         if not yes:
             if not sys.stdin.isatty():
                 typer.echo(
-                    f"error: would delete {len(chosen)} media items; add --yes to delete them", err=True
+                    f"error: would delete {_count(len(chosen), 'media item')}; add --yes to delete them",
+                    err=True,
                 )
                 raise typer.Exit(1)
             for source in sorted(set(chosen.values())):
                 typer.echo(one_line(source))
-            typer.confirm(f"Delete these {len(chosen)} media items?", abort=True)
+            these = "this media item" if len(chosen) == 1 else f"these {len(chosen)} media items"
+            typer.confirm(f"Delete {these}?", abort=True)
         deleted = [
             {"media_id": media_id, "source": source, "points": store.delete_media(media_id)}
             for media_id, source in sorted(chosen.items(), key=lambda kv: kv[1])
@@ -213,6 +267,7 @@ def export(
     to: str = typer.Option(
         ...,
         "--to",
+        parser=_export_target,
         help="Target: a Qdrant server URL (http://host:6333), a local qdrant-client folder "
         "(new, empty, or written before by qdrant-client), or :memory:.",
     ),
@@ -228,7 +283,7 @@ def export(
     ),
     to_collection: str | None = typer.Option(
         None,
-        parser=lambda value: _refuse_empty(value, "give a name, or leave the option out for the source's"),
+        parser=lambda value: refuse_empty(value, "give a name, or leave the option out for the source's"),
         help="Name in the target (default: the same).",
     ),
     batch_size: int = typer.Option(512, min=1, max=MAX_BATCH, help="Points per request."),

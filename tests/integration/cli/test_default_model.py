@@ -315,3 +315,43 @@ def test_the_langchain_retriever_with_the_default_model(env: dict[str, str], tmp
     first = docs[0].metadata
     assert abs(first["start_s"] - TRAIN_SPAN[0]) < 0.5 and first["source"] == talk.as_uri()
     assert first["url"].startswith(f"{talk.as_uri()}#t=") and first["score"] >= docs[1].metadata["score"]
+
+
+def test_sigterm_in_the_middle_of_an_item_keeps_nothing_of_it(env: dict[str, str], tmp_path: Path) -> None:
+    """SIGTERM rolls back the item being written, as Ctrl-C does; exit 143."""
+    import signal
+    import threading
+
+    from clasp_ingest.media.decode import find_ffmpeg
+
+    long = tmp_path / "long.wav"  # demo_en.opus eight times: 72 segments, three batches
+    loop = ["-stream_loop", "7", "-i", str(SAMPLES / "demo_en.opus"), "-ac", "1", "-ar", "16000"]
+    subprocess.run([find_ffmpeg(None), "-loglevel", "error", *loop, str(long)], check=True)
+    process = subprocess.Popen(
+        [CLI, "-vv", "ingest", str(long), "--json"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    writing = threading.Event()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if "embedded, writing" in line:
+                writing.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert writing.wait(240), "".join(lines[-20:])  # the first batch is being written
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    reader.join(10)
+    stderr = "".join(lines)
+    assert process.returncode == 143, stderr[-3000:]
+    assert "error: terminated" in stderr and "could not roll back" not in stderr
+    info = json.loads(cli(env, "store", "info").stdout)
+    assert info["points"] == 0  # no half-written item (the collection this run made is gone again)

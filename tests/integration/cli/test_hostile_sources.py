@@ -108,6 +108,46 @@ def test_ctrl_c_stops_a_stuck_download_at_once(site: Hostile, env: dict[str, str
     assert list(Path(env["TMPDIR"]).glob("clasp-dl-*")) == []
 
 
+@pytest.mark.parametrize("flow", [[], ["--flow"]], ids=["in-process", "flow"])
+def test_sigterm_stops_a_download_as_ctrl_c_does(site: Hostile, env: dict[str, str], flow: list[str]) -> None:
+    """SIGTERM (``timeout``, ``systemctl stop``, ``docker stop``) unwinds like Ctrl-C: the partial
+    download is deleted, one ``error:`` line, exit 143 (128 + SIGTERM)."""
+    process = subprocess.Popen(
+        [CLI, "ingest", f"{site.base_url}/trickle/slow.wav", *flow],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert site.got_body_request.wait(150), "the download never started"
+        deadline = time.monotonic() + 60  # the temporary file appears once the headers are in
+        while not list(Path(env["TMPDIR"]).glob("clasp-dl-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(Path(env["TMPDIR"]).glob("clasp-dl-*"))
+        time.sleep(0.5)  # well inside the download
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr
+    assert stderr.strip() == "error: terminated"  # and nothing else (with --flow: not Prefect's crash report)
+    assert list(Path(env["TMPDIR"]).glob("clasp-dl-*")) == []
+
+
+def test_a_reader_that_goes_away_ends_the_command_with_141(env: dict[str, str]) -> None:
+    """``clasp-ingest ... | head``: the reader closes the pipe; exit 128 + SIGPIPE, no traceback."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes
+    try:
+        run = subprocess.run(
+            [CLI, "store", "info"], env=env, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        os.close(write)
+    assert run.returncode == 141 and run.stderr == "", run.stderr
+
+
 def test_remote_feed_cannot_lead_to_local_files_or_other_private_hosts_and_a_404_fails_alone(
     site: Hostile, env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -234,6 +234,31 @@ def test_recreate_drops_nothing_when_a_model_cannot_load(
         assert opened.count() == kept  # nothing dropped
 
 
+@pytest.mark.parametrize("flow", [[], ["--flow"]], ids=["in-process", "flow"])
+def test_recreate_with_a_mistyped_source_drops_nothing(
+    tmp_path: Path, speech_sources: dict[str, Path], flow: list[str]
+) -> None:
+    store = ["--qdrant-path", str(tmp_path / "q")]
+    assert _ingest(str(speech_sources["one.wav"]), *store).exit_code == 0
+    with open_store(path=tmp_path / "q") as opened:
+        kept = opened.count()
+    typo = _ingest(str(tmp_path / "meida"), *store, "--recreate", *flow)
+    assert typo.exit_code == 1 and "no source could be listed" in typo.stderr, typo.output
+    (tmp_path / "unmounted").mkdir()
+    empty = _ingest(str(tmp_path / "unmounted"), *store, "--recreate", *flow)  # lists nothing
+    assert empty.exit_code == 0 and json.loads(empty.stdout)["media_ok"] == 0, empty.output
+    with open_store(path=tmp_path / "q") as opened:
+        assert opened.count() == kept  # nothing dropped
+
+
+def test_ingest_model_and_device_given_empty_are_bad_usage(tmp_path: Path) -> None:
+    for option in ("--model", "--device"):
+        run = CliRunner().invoke(
+            app, ["ingest", str(tmp_path), option, "", "--qdrant-path", str(tmp_path / "q")]
+        )
+        assert run.exit_code == 2 and "the value is empty" in run.output, run.output
+
+
 def test_control_characters_in_a_file_name_stay_on_one_printed_line(
     tmp_path: Path, speech_sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

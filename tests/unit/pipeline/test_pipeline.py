@@ -263,6 +263,21 @@ def test_missing_source_is_reported_not_raised(
     assert summary.media_failed[0]["uri"].endswith("nowhere") and summary.media_ok == 0
 
 
+def test_recreate_drops_nothing_until_a_source_lists_a_media_file(
+    folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore, tmp_path: Path
+) -> None:
+    store.ensure_collection("another-model", tiny_model.dim + 1)  # what --recreate is for
+    typo, empty = LocalConnector(tmp_path / "meida"), LocalConnector(tmp_path / "unmounted")
+    (tmp_path / "unmounted").mkdir()
+    for sources in ([typo], [empty], [typo, empty]):
+        summary = ingest_source(sources, tiny_model, store, FAST, recreate=True)
+        assert summary.media_ok == 0 and len(summary.source_errors) == sources.count(typo)
+        assert store.identity is not None and store.identity.model_id == "another-model"  # kept
+    summary = ingest_source([typo, LocalConnector(folder)], tiny_model, store, FAST, recreate=True)
+    assert summary.media_ok == 3 and len(summary.source_errors) == 1
+    assert store.identity is not None and store.identity.model_id == tiny_model.model_id
+
+
 def test_transient_classification() -> None:
     assert (
         is_transient(ConnectionResetError())
