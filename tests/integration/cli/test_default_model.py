@@ -259,9 +259,9 @@ def test_the_flow_path_with_the_default_model(env: dict[str, str], tmp_path: Pat
     assert abs(hits[0]["start_s"] - TRAIN_SPAN[0]) < 0.5
 
 
-def test_ctrl_c_in_the_middle_of_a_flow_item_keeps_nothing_of_it(env: dict[str, str], tmp_path: Path) -> None:
-    """The flow's media task is stopped and rolled back before the store is closed under it."""
-    import signal
+def _signalled_mid_item(env: dict[str, str], tmp_path: Path, flow: list[str], sent: int) -> tuple[int, str]:
+    """``ingest`` of a long file (three batches) sent ``sent`` while its first batch is written:
+    the exit status and stderr."""
     import threading
 
     from clasp_ingest.media.decode import find_ffmpeg
@@ -270,7 +270,7 @@ def test_ctrl_c_in_the_middle_of_a_flow_item_keeps_nothing_of_it(env: dict[str, 
     loop = ["-stream_loop", "7", "-i", str(SAMPLES / "demo_en.opus"), "-ac", "1", "-ar", "16000"]
     subprocess.run([find_ffmpeg(None), "-loglevel", "error", *loop, str(long)], check=True)
     process = subprocess.Popen(
-        [CLI, "-vv", "ingest", str(long), "--flow", "--json"], env=env, stdout=subprocess.PIPE,
+        [CLI, "-vv", "ingest", str(long), *flow, "--json"], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lines: list[str] = []
@@ -287,19 +287,26 @@ def test_ctrl_c_in_the_middle_of_a_flow_item_keeps_nothing_of_it(env: dict[str, 
     reader.start()
     try:
         assert writing.wait(240), "".join(lines[-20:])  # the first batch is being written
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sent)
         process.wait(timeout=60)
     finally:
         process.kill()
     reader.join(10)
-    stderr = "".join(lines)
-    assert process.returncode == 130, stderr[-3000:]
+    return process.returncode, "".join(lines)
+
+
+def test_ctrl_c_in_the_middle_of_a_flow_item_keeps_nothing_of_it(env: dict[str, str], tmp_path: Path) -> None:
+    """The flow's media task is stopped and rolled back before the store is closed under it."""
+    import signal
+
+    code, stderr = _signalled_mid_item(env, tmp_path, ["--flow"], signal.SIGINT)
+    assert code == 130, stderr[-3000:]
     assert "error: interrupted" in stderr and "could not roll back" not in stderr
     assert "the run was interrupted; nothing of this item was kept" in stderr  # stopped mid-item
     info = json.loads(cli(env, "store", "info").stdout)
     assert info["points"] == 0  # no half-written item (the collection this run made is gone again)
 
-    again = cli(env, "ingest", str(long), "--flow", "--json")
+    again = cli(env, "ingest", str(tmp_path / "long.wav"), "--flow", "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["media_ok"] == 1, again.stderr
 
 
@@ -320,38 +327,9 @@ def test_the_langchain_retriever_with_the_default_model(env: dict[str, str], tmp
 def test_sigterm_in_the_middle_of_an_item_keeps_nothing_of_it(env: dict[str, str], tmp_path: Path) -> None:
     """SIGTERM rolls back the item being written, as Ctrl-C does; exit 143."""
     import signal
-    import threading
 
-    from clasp_ingest.media.decode import find_ffmpeg
-
-    long = tmp_path / "long.wav"  # demo_en.opus eight times: 72 segments, three batches
-    loop = ["-stream_loop", "7", "-i", str(SAMPLES / "demo_en.opus"), "-ac", "1", "-ar", "16000"]
-    subprocess.run([find_ffmpeg(None), "-loglevel", "error", *loop, str(long)], check=True)
-    process = subprocess.Popen(
-        [CLI, "-vv", "ingest", str(long), "--json"], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    writing = threading.Event()
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            if "embedded, writing" in line:
-                writing.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert writing.wait(240), "".join(lines[-20:])  # the first batch is being written
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-    finally:
-        process.kill()
-    reader.join(10)
-    stderr = "".join(lines)
-    assert process.returncode == 143, stderr[-3000:]
+    code, stderr = _signalled_mid_item(env, tmp_path, [], signal.SIGTERM)
+    assert code == 143, stderr[-3000:]
     assert "error: terminated" in stderr and "could not roll back" not in stderr
     info = json.loads(cli(env, "store", "info").stdout)
     assert info["points"] == 0  # no half-written item (the collection this run made is gone again)
