@@ -95,20 +95,35 @@ def _safe_globals() -> list[Any]:
 
 
 #: What a checkpoint's pickle may call: torch's rebuilders of tensors (their bytes are records
-#: of the file) and the containers a saved module holds. Anything else torch's unpickler would
-#: call (an allowed class, ``bytearray``, ``torch.Tensor``, a storage class, the quantized or
-#: sparse rebuilders) sizes what it allocates by numbers written in the pickle.
-_CALLS = frozenset(
+#: of the file), the containers a saved module holds, and the small values torch's own
+#: weights-only loader admits (a module's ``self.device``, a ``torch.Size``, ``bytes`` as
+#: protocol 2 writes them): what each makes is no larger than its arguments in the file.
+#: Anything else torch's unpickler would call (an allowed layer class, ``bytearray``,
+#: ``torch.Tensor``, a storage class, the quantized or sparse rebuilders) sizes what it
+#: allocates by numbers written in the pickle.
+_REBUILDERS = frozenset(
     {
         "torch._utils._rebuild_tensor",
         "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_tensor_v3",
         "torch._utils._rebuild_parameter",
         "torch._utils._rebuild_parameter_with_state",
-        "collections.OrderedDict",
-        "builtins.set",
-        "__builtin__.set",  # what protocol 2 writes; torch maps it to builtins.set
     }
 )
+_CALLS = _REBUILDERS | {
+    "torch.nn.parameter.Parameter",
+    "torch._tensor._rebuild_from_type_v2",  # (rebuilder, type, args, state): its rebuilder is checked
+    "torch.device",
+    "torch.Size",
+    "torch.serialization._get_layout",
+    "collections.OrderedDict",
+    "collections.Counter",
+    "builtins.set",
+    "__builtin__.set",  # what protocol 2 writes; torch maps it to builtins.set
+    "builtins.complex",
+    "__builtin__.complex",
+    "_codecs.encode",  # bytes, in protocol 2
+}
 #: More (sub)modules than any fusion head has: shared or looping submodules end the walk here.
 _MAX_MODULES = 10_000
 #: The opcodes torch's restricted unpickler knows (protocol 2 as torch.save writes it).
@@ -232,6 +247,12 @@ class _DryRun:
             raise pickle.UnpicklingError(
                 f"a call of {what}: saved modules and tensors are rebuilt, never called"
             )
+        if name == "REDUCE" and target.name == "torch._tensor._rebuild_from_type_v2":
+            inner = args[0] if isinstance(args, tuple) and args else None
+            if getattr(inner, "name", None) not in _REBUILDERS:  # it calls inner(*its args)
+                raise pickle.UnpicklingError(
+                    f"a tensor rebuilt through {_short(inner)}: only torch's tensor rebuilders may"
+                )
         if name == "NEWOBJ" and (getattr(target, "name", None) not in self.modules or args != ()):
             raise pickle.UnpicklingError(
                 f"{what} made with arguments {_short(args)}: a saved module is made empty and filled "

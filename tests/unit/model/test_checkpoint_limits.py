@@ -5,6 +5,7 @@ allocation would fail at once rather than fill memory."""
 
 from __future__ import annotations
 
+import collections
 import copyreg
 import re
 import sys
@@ -85,6 +86,29 @@ def test_allowed_classes_are_never_called(
     path = _save_paper([call], tmp_path / "calls.pt", monkeypatch)  # type: ignore[arg-type]
     with pytest.raises(ModelLoadError, match=rf"refusing to load .*calls\.pt'.*{named}.*never called"):
         read_official_state_dict(path)
+
+
+def test_a_rebuild_through_another_callable_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # torch admits _rebuild_from_type_v2, which calls its first argument: here nn.Linear(HUGE, HUGE)
+    call = _Calls(torch._tensor._rebuild_from_type_v2, nn.Linear, torch.Tensor, (HUGE, HUGE), {})
+    path = _save_paper([call], tmp_path / "through.pt", monkeypatch)  # type: ignore[arg-type]
+    with pytest.raises(ModelLoadError, match=r"through\.pt'.*rebuilt through .*Linear.*only torch's tensor"):
+        read_official_state_dict(path)
+
+
+def test_small_values_that_torch_admits_still_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook's module often keeps ``self.device``; torch's own loader reads these, so must we."""
+    from clasp_ingest.model.checkpoint import _unpickle
+
+    model = HubertLabseConcat()
+    values = {"device": torch.device("cpu"), "shape": torch.Size([2, 2]), "tag": b"clasp"}
+    for name, value in {**values, "counts": collections.Counter(a=1), "scale": complex(1, 2)}.items():
+        setattr(model, name, value)
+    loaded = _unpickle(_save_paper(model, tmp_path / "attrs.pt", monkeypatch))
+    assert loaded.device == torch.device("cpu") and loaded.shape == (2, 2) and loaded.tag == b"clasp"
+    assert loaded.counts["a"] == 1 and loaded.audio_seq[0].weight.shape == (2, 2)
 
 
 def test_a_module_is_only_made_empty(tmp_path: Path) -> None:
