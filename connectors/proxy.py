@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from clasp_ingest.connectors.addresses import BlockedAddressError
 from clasp_ingest.connectors.http import connect_checked
+from pydantic import TypeAdapter, ValidationError
 
 __all__ = ["GuardedProxy", "private_hosts_allowed"]
 
@@ -34,8 +35,13 @@ _HOP_HEADERS = ("connection", "proxy-connection", "proxy-authorization", "keep-a
 
 
 def private_hosts_allowed() -> bool:
-    """``CLASP_ALLOW_PRIVATE_HOSTS`` as the settings read it (1, true, yes, on)."""
-    return os.environ.get("CLASP_ALLOW_PRIVATE_HOSTS", "").strip().lower() in {"1", "true", "yes", "on"}
+    """``CLASP_ALLOW_PRIVATE_HOSTS`` read as the settings read a boolean (1/0, true/false, yes/no,
+    on/off, t/f, y/n); unset, empty or unreadable: False."""
+    value = os.environ.get("CLASP_ALLOW_PRIVATE_HOSTS", "").strip()
+    try:
+        return bool(value) and TypeAdapter(bool).validate_python(value)
+    except ValidationError:
+        return False
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -116,12 +122,14 @@ def _pipe(one: socket.socket, other: socket.socket, timeout_s: float) -> None:
 class GuardedProxy:
     """``with GuardedProxy(host) as proxy_url:`` a proxy on 127.0.0.1 for ffmpeg's reads.
 
-    ``host`` (the one the user gave: a typed URL's, a feed's) is reached at any address; any
-    other host must resolve to public addresses only, unless ``allow_private`` (default:
+    ``host`` (one the user gave; None: none) is reached at any address; any other host must
+    resolve to public addresses only, unless ``allow_private`` (default:
     ``CLASP_ALLOW_PRIVATE_HOSTS``)."""
 
-    def __init__(self, host: str, *, allow_private: bool | None = None, timeout_s: float = 60.0) -> None:
-        self.trusted = frozenset({host.lower()})
+    def __init__(
+        self, host: str | None, *, allow_private: bool | None = None, timeout_s: float = 60.0
+    ) -> None:
+        self.trusted = frozenset({host.lower()}) if host else frozenset()
         self.allow_private = private_hosts_allowed() if allow_private is None else allow_private
         self.timeout_s = timeout_s
         self.refused: list[BlockedAddressError] = []

@@ -124,17 +124,15 @@ def _stored_version(span: Document | SpanHit | Span) -> str | None:
     return str(version) if version else None
 
 
-def _trusted_host(span: Document | SpanHit | Span, source: str) -> str:
-    """The host a cut of ``source`` may reach at any address: the one the user gave. That is the
-    feed's host for a feed's episode (its enclosure's host, when another, had to be public when
-    it was ingested, and still must: its name may resolve elsewhere now), else the source's."""
+def _trusted_host(span: Document | SpanHit | Span, source: str) -> str | None:
+    """The host a cut of ``source`` may reach at any address: a :class:`Span` you made is taken
+    as given (its host is yours); a store's hit or Document trusts none (a point of a shared
+    collection may name a LAN or metadata address), so its reads reach public addresses only,
+    unless ``CLASP_ALLOW_PRIVATE_HOSTS``."""
     from clasp_ingest.connectors.urls import host_of
+    from clasp_ingest.retriever.spans import Span
 
-    meta = _stored(span)
-    feed = meta.get("feed_url")
-    if meta.get("connector") == "feed" and isinstance(feed, str) and "://" in feed:
-        return host_of(feed)
-    return host_of(source)
+    return host_of(source) if isinstance(span, Span) else None
 
 
 def check_unchanged(span: Document | SpanHit | Span) -> None:
@@ -228,8 +226,8 @@ def _remote_version(source: str) -> str | None:
     None when it does not answer with one. Call with ``_REMOTE_LOCK`` held."""
     from clasp_ingest.connectors.base import OpenOptions
     from clasp_ingest.connectors.http import Target, head
+    from clasp_ingest.connectors.proxy import private_hosts_allowed
     from clasp_ingest.connectors.remote import remote_fingerprint
-    from clasp_ingest.connectors.urls import host_of
 
     now = time.monotonic()
     checked = _REMOTE_CHECKED.get(source)
@@ -237,7 +235,8 @@ def _remote_version(source: str) -> str | None:
         return checked[1]
     try:
         current: str | None = remote_fingerprint(
-            source, head(Target(source, frozenset({host_of(source)})), OpenOptions(deadline_s=15.0))
+            source,
+            head(Target(source), OpenOptions(deadline_s=15.0, allow_private_hosts=private_hosts_allowed())),
         )
     except (ClaspIngestError, OSError, ValueError):  # unreachable, or no version: the cut will say
         current = None
@@ -296,7 +295,7 @@ def _cut(
     ffmpeg: str | None,
     parse: Callable[[bytes], Any],
     length_s: Callable[[Any], float],
-    trusted_host: str,
+    trusted_host: str | None,
 ) -> tuple[Any, str | None]:
     """The parsed cut and None, or None and why it failed. A url whose cut falls short of
     ``covers_s`` seconds is read once more from its start (its server may not allow seeking).
@@ -316,8 +315,8 @@ def _cut(
         refused = guard.refused[0]
         where = refused.host if refused.host == refused.address else f"{refused.host} ({refused.address})"
         reason = (
-            f"reading it would reach {where}, a {refused.problem} address (not the host you gave), refused; "
-            "set CLASP_ALLOW_PRIVATE_HOSTS=1 if you trust it"
+            f"reading it would reach {where}, a {refused.problem} address, refused (a stored URL may "
+            "lead to public addresses only); set CLASP_ALLOW_PRIVATE_HOSTS=1 if you trust the collection"
         )
     return parsed, reason
 

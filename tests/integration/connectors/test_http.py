@@ -180,14 +180,14 @@ def test_a_span_on_a_server_without_byte_ranges_is_cut_whole(site: HttpSite) -> 
     import shutil
 
     from clasp_ingest.retriever.audio import span_samples
-
-    from clasp_ingest.types import SpanHit
+    from clasp_ingest.retriever.spans import Span
 
     samples_dir = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples"
     shutil.copy(samples_dir / "demo_en.opus", site.root / "talk.opus")
     url = f"{site.base_url}/talk.opus"
-    local = SpanHit("m", (samples_dir / "demo_en.opus").as_uri(), "talk", 32.7, 37.188, 1.0, "")
-    remote = SpanHit("m", url, "talk", 32.7, 37.188, 1.0, "")
+    # Spans made here (a store's hits would need the file's version, and a public address)
+    local = Span("m", (samples_dir / "demo_en.opus").as_uri(), "talk", 32.7, 37.188, 1.0)
+    remote = Span("m", url, "talk", 32.7, 37.188, 1.0)
     want = span_samples(local)
     got = span_samples(remote)
     assert abs(got.size - want.size) < 160 and abs(want.size / 16_000 - 4.488) < 0.05
