@@ -171,7 +171,7 @@ def search(
         for doc in docs
     ]  # fmt: skip
     if as_json:
-        typer.echo(json.dumps(rows, ensure_ascii=False))
+        typer.echo(json.dumps(rows))  # \u escapes: valid JSON whatever the terminal can show
         return
     _print_table(query, rows)
 

@@ -165,7 +165,7 @@ def list_media(
         store.require_collection()
         items = store.media()
     if as_json:
-        typer.echo(json.dumps([asdict(item) for item in items], ensure_ascii=False))
+        typer.echo(json.dumps([asdict(item) for item in items]))  # ASCII: valid JSON on any terminal
         return
     for item in items:
         typer.echo(f"{item.spans:>6}  {item.state:<8}  {item.ingested_at[:19]}  {one_line(item.source)}")
@@ -248,7 +248,7 @@ def delete_media(
             for media_id, source in sorted(chosen.items(), key=lambda kv: kv[1])
         ]
     typer.echo(
-        json.dumps({"deleted": deleted, "points": sum(d["points"] for d in deleted)}, ensure_ascii=False)
+        json.dumps({"deleted": deleted, "points": sum(d["points"] for d in deleted)})
     )
 
 

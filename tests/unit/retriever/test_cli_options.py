@@ -110,3 +110,12 @@ def test_human_output_survives_a_stdout_that_cannot_encode_it(
     assert "00:00:03.000\\u201300:00:05.500" in found.stdout  # the en dash, escaped
     listed = runner.invoke(app, ["store", "list"])
     assert listed.exit_code == 0 and "2 media items" in listed.stdout, listed.output
+    # --json is ASCII with JSON's own escapes: Python's \U0001f600 escapes were not valid JSON
+    with open_store(path=filled) as store:
+        uri = "file:///media/caf\u00e9 \U0001f600.wav"
+        ref = media_ref(uri)
+        store.write_media(ref, model.model_id, [(spans_of(ref, 1), model.encode_text([SENTENCES[7]]))])
+    for args in (["search", SENTENCES[7], "--k", "3", "--json"], ["store", "list", "--json"]):
+        out = runner.invoke(app, args)
+        assert out.exit_code == 0 and out.stdout.isascii(), out.output
+        assert "caf\u00e9 \U0001f600" in json.dumps(json.loads(out.stdout), ensure_ascii=False)
