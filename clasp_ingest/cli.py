@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -98,6 +99,16 @@ def _tolerant_output() -> None:
                 reconfigure(errors="backslashreplace")
 
 
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader went away (poll reports an error on its end)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):  # no file descriptor (a test runner's buffer): as before
+        return True
+
+
 class _Group(TyperGroup):
     """The root command group: every failure becomes one ``error:`` line and an exit status."""
 
@@ -117,7 +128,11 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             _report("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except BrokenPipeError:  # the reader went away (| head): nothing left to say to it
+        except BrokenPipeError as exc:
+            if not _stdout_gone():  # another pipe or socket broke (a server, a child): an error
+                _report(_describe(exc))
+                raise typer.Exit(EXIT_ERROR) from None
+            # the reader went away (| head): nothing left to say to it
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as exc:

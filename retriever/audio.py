@@ -41,7 +41,7 @@ __all__ = ["ClipOptions", "check_unchanged", "save_span_audio", "span_clip", "sp
 
 #: The local connector's fingerprint, ``size-mtime_ns``
 #: (:func:`~clasp_ingest.connectors.local.local_fingerprint`).
-_LOCAL_VERSION = re.compile(r"\d+-\d+")
+_LOCAL_VERSION = re.compile(r"\d+--?\d+")  # size-mtime_ns (an mtime before 1970 is negative)
 
 #: A cut may be this much shorter than its span (ffmpeg's seek and frame rounding, a span that
 #: ends a few milliseconds past the media's last sample); shorter is a failed cut.

@@ -119,3 +119,20 @@ def test_human_output_survives_a_stdout_that_cannot_encode_it(
         out = runner.invoke(app, args)
         assert out.exit_code == 0 and out.stdout.isascii(), out.output
         assert "caf\u00e9 \U0001f600" in json.dumps(json.loads(out.stdout), ensure_ascii=False)
+
+
+def test_only_a_stdout_whose_reader_left_is_a_broken_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 141 is for ``| head``; a BrokenPipeError of a socket or a child's pipe is an error."""
+    import os
+
+    from clasp_ingest.cli import _stdout_gone
+
+    for reader_left in (False, True):
+        read_end, write_end = os.pipe()
+        if reader_left:
+            os.close(read_end)
+        with os.fdopen(write_end, "w") as stdout:
+            monkeypatch.setattr("sys.stdout", stdout)
+            assert _stdout_gone() is reader_left
+        if not reader_left:
+            os.close(read_end)
