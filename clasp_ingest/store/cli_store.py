@@ -247,9 +247,7 @@ def delete_media(
             {"media_id": media_id, "source": source, "points": store.delete_media(media_id)}
             for media_id, source in sorted(chosen.items(), key=lambda kv: kv[1])
         ]
-    typer.echo(
-        json.dumps({"deleted": deleted, "points": sum(d["points"] for d in deleted)})
-    )
+    typer.echo(json.dumps({"deleted": deleted, "points": sum(d["points"] for d in deleted)}))
 
 
 def _matches(item: StoredMedia, target: str) -> bool:
