@@ -151,7 +151,7 @@ def check_unchanged(span: Document | SpanHit | Span) -> None:
     source, start_s, end_s = _span_of(span)
     scheme = urlparse(source).scheme.lower()
     if scheme in ("http", "https"):
-        _check_remote_unchanged(source, _stored_version(span), start_s, end_s)
+        _check_remote_unchanged(source, _stored_version(span), start_s, end_s, _trusted_host(span, source))
         return
     if scheme not in ("file", ""):
         raise MediaDecodeError(
@@ -201,7 +201,9 @@ _REMOTE_CHECKED_MAX = 1024
 _REMOTE_LOCK = threading.Lock()
 
 
-def _check_remote_unchanged(source: str, version: str | None, start_s: float, end_s: float) -> None:
+def _check_remote_unchanged(
+    source: str, version: str | None, start_s: float, end_s: float, trusted_host: str | None
+) -> None:
     """The http(s) form of :func:`check_unchanged`: the version (ETag, or Last-Modified and size)
     the server reports now (a HEAD, remembered for a minute) against the stored one. A URL
     stored redacted (signed), a version of another form, or a server that does not answer is
@@ -211,7 +213,7 @@ def _check_remote_unchanged(source: str, version: str | None, start_s: float, en
     if version is None or REDACTED in source or not version.startswith(("etag:", "last-modified:", "size:")):
         return
     with _REMOTE_LOCK:  # one HEAD per source however many threads cut its spans
-        current = _remote_version(source)
+        current = _remote_version(source, trusted_host)
     if current is not None and current != version:
         raise MediaDecodeError(
             source,
@@ -221,7 +223,7 @@ def _check_remote_unchanged(source: str, version: str | None, start_s: float, en
         )
 
 
-def _remote_version(source: str) -> str | None:
+def _remote_version(source: str, trusted_host: str | None) -> str | None:
     """What the server of ``source`` reports as its version now (remembered for a minute), or
     None when it does not answer with one. Call with ``_REMOTE_LOCK`` held."""
     from clasp_ingest.connectors.base import OpenOptions
@@ -236,7 +238,10 @@ def _remote_version(source: str) -> str | None:
     try:
         current: str | None = remote_fingerprint(
             source,
-            head(Target(source), OpenOptions(deadline_s=15.0, allow_private_hosts=private_hosts_allowed())),
+            head(
+                Target(source, frozenset({trusted_host} if trusted_host else ())),
+                OpenOptions(deadline_s=15.0, allow_private_hosts=private_hosts_allowed()),
+            ),
         )
     except (ClaspIngestError, OSError, ValueError):  # unreachable, or no version: the cut will say
         current = None
