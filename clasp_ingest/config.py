@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from clasp_ingest.media.decode import DecodeOptions
     from clasp_ingest.media.segment import SegmenterOptions, SegmenterOptionsError
 
-__all__ = ["Settings", "default_data_dir"]
+__all__ = ["Settings", "default_data_dir", "is_device"]
 
 #: The settings that become :class:`~clasp_ingest.media.segment.SegmenterOptions` fields.
 _SEGMENTER_FIELDS = ("min_segment_s", "max_segment_s", "min_pause_s", "speech_pad_s")
@@ -32,6 +32,12 @@ _SEGMENTER_MEANING = {
 def default_data_dir() -> Path:
     """Where the embedded Qdrant and caches live unless configured."""
     return Path.home() / ".local" / "share" / "clasp-ingest"
+
+
+def is_device(name: str) -> bool:
+    """Whether ``name`` names a device models run on: ``auto`` (CUDA when present), ``cpu``,
+    ``cuda`` or ``cuda:N``."""
+    return re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None
 
 
 class Settings(BaseSettings):
@@ -91,7 +97,7 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        if not is_device(value):
             raise ValueError("use 'auto', 'cpu', 'cuda' or 'cuda:N'")
         return value
 

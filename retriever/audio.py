@@ -13,6 +13,7 @@ embeds would sound muffled (nothing above 8 kHz).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -308,45 +309,27 @@ def _cut(
     so a redirect or a changed DNS answer cannot lead ffmpeg to a private address."""
     from clasp_ingest.connectors.proxy import GuardedProxy
 
-    from clasp_ingest.media.decode import find_ffmpeg
+    from clasp_ingest.media.decode import find_ffmpeg, is_url
 
     exe = find_ffmpeg(ffmpeg)
-    if urlparse(source).scheme.lower() not in ("http", "https"):
-        return _cut_with(exe, source, start, duration, covers_s, opts, parse, length_s, None)
-    guard = GuardedProxy(trusted_host, timeout_s=opts.timeout_s)
-    with guard as proxy:
-        parsed, reason = _cut_with(exe, source, start, duration, covers_s, opts, parse, length_s, proxy)
-    if reason is not None and guard.refused:
+    web = urlparse(source).scheme.lower() in ("http", "https")
+    guard = GuardedProxy(trusted_host, timeout_s=opts.timeout_s) if web else None
+    reason: str | None = None
+    with guard if guard is not None else contextlib.nullcontext() as proxy:
+        for sequential in (False, True) if is_url(source) else (False,):
+            command = _decode_command(exe, source, start, duration, opts, sequential=sequential, proxy=proxy)
+            decoded = _run_decoder(command, opts.timeout_s, None if proxy is None else _without_no_proxy())
+            parsed = parse(decoded.data) if decoded.reason is None else None
+            reason = _shortfall(decoded, length_s(parsed) if parsed is not None else 0.0, covers_s)
+            if reason is None:
+                return parsed, None
+    if guard is not None and guard.refused:
         refused = guard.refused[0]
         where = refused.host if refused.host == refused.address else f"{refused.host} ({refused.address})"
         reason = (
             f"reading it would reach {where}, a {refused.problem} address, refused (a stored URL may "
             "lead to public addresses only); set CLASP_ALLOW_PRIVATE_HOSTS=1 if you trust the collection"
         )
-    return parsed, reason
-
-
-def _cut_with(
-    exe: str,
-    source: str,
-    start: float,
-    duration: float,
-    covers_s: float,
-    opts: ClipOptions,
-    parse: Callable[[bytes], Any],
-    length_s: Callable[[Any], float],
-    proxy: str | None,
-) -> tuple[Any, str | None]:
-    from clasp_ingest.media.decode import is_url
-
-    reason: str | None = None
-    for sequential in (False, True) if is_url(source) else (False,):
-        command = _decode_command(exe, source, start, duration, opts, sequential=sequential, proxy=proxy)
-        decoded = _run_decoder(command, opts.timeout_s, None if proxy is None else _without_no_proxy())
-        parsed = parse(decoded.data) if decoded.reason is None else None
-        reason = _shortfall(decoded, length_s(parsed) if parsed is not None else 0.0, covers_s)
-        if reason is None:
-            return parsed, None
     return None, reason
 
 

@@ -6,7 +6,6 @@ import asyncio
 import bisect
 import dataclasses
 import functools
-import re
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from clasp_ingest.config import is_device
 from clasp_ingest.errors import CollectionMismatchError, ConfigError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.base import QueryEncoder
@@ -273,7 +273,7 @@ class ClaspRetriever(BaseRetriever):
     ) -> Self:
         try:
             cls._check_names(options)  # fail before loading the model
-            if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(device)):
+            if not is_device(str(device)):
                 raise ConfigError(f"device={device!r} is unknown; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
             encoder = query_model_for(store, model, device=device, model_dir=model_dir)
             retriever = cls(store=store, model=encoder, **options)

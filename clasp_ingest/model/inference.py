@@ -10,7 +10,6 @@ torch.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -43,7 +42,9 @@ def _cuda_present() -> bool:
 def check_runtime(device: str, engine: str = "auto") -> None:
     """Refuse an unknown device or engine, or a CUDA device this machine lacks, before any work
     (a run would otherwise fail on every item, after ``--recreate`` had dropped the collection)."""
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+    from clasp_ingest.config import is_device
+
+    if not is_device(device):
         raise ConfigError(
             f"device {device!r} is unknown; use 'auto', 'cpu', 'cuda' or 'cuda:N' (--device, CLASP_DEVICE)"
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,7 +55,9 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
 
 def _device_named(value: str | None) -> str | None:
     """An unknown ``--device`` is bad usage, refused before the model loads (as CLASP_DEVICE is)."""
-    if value is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+    from clasp_ingest.config import is_device
+
+    if value is not None and not is_device(value):
         raise typer.BadParameter(f"{value!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     return value
 
