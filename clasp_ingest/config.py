@@ -125,6 +125,12 @@ class Settings(BaseSettings):
             raise ValueError(f"the value is empty; give {wanted}")
         return value
 
+    @field_validator("qdrant_api_key")
+    @classmethod
+    def _no_key(cls, value: str | None) -> str | None:
+        """An empty ``CLASP_QDRANT_API_KEY`` (``VAR=`` in a unit file or compose file) means no key."""
+        return value if value and value.strip() else None
+
     @field_validator("qdrant_path", "model_dir")
     @classmethod
     def _home(cls, value: Path | None) -> Path | None:

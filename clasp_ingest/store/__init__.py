@@ -127,7 +127,9 @@ def _server_store(
     timeout_s: int,
 ) -> ServerStore:
     """The store of the Qdrant server at ``url``; a malformed URL (no host, a port out of range,
-    a space in the host...) is a ``ConfigError`` naming the URL and ``names.url``."""
+    a space in the host...) is a ``ConfigError`` naming the URL and ``names.url``. An empty or
+    blank ``api_key`` (``CLASP_QDRANT_API_KEY=`` in a unit file) means no key: no header is sent."""
+    api_key = api_key if api_key and api_key.strip() else None
     remedy = f"give the server's URL, e.g. http://localhost:6333 ({names.url})"
     if not url.strip():
         raise ConfigError(f"the Qdrant URL is empty; {remedy}")

@@ -183,6 +183,16 @@ def test_the_flow_refuses_empty_store_parameters() -> None:
             _store_spec(settings, collection, url, path)
 
 
+def test_an_empty_api_key_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clasp_ingest.config import Settings
+
+    for blank in ("", "  "):
+        monkeypatch.setenv("CLASP_QDRANT_API_KEY", blank)  # 'CLASP_QDRANT_API_KEY=' in a unit file
+        assert Settings().qdrant_api_key is None
+    monkeypatch.setenv("CLASP_QDRANT_API_KEY", "s3cret")
+    assert Settings().qdrant_api_key == "s3cret"
+
+
 def test_a_failed_item_is_said_once_in_the_table(
     tmp_path: Path, speech_sources: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
