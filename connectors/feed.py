@@ -21,6 +21,7 @@ import io
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
 
@@ -84,14 +85,17 @@ class FeedConnector:
     def discover(self) -> Iterator[MediaRef]:
         import feedparser
 
-        parsed = feedparser.parse(self._fetch())
+        # Only titles, dates and links are read, never the episodes' HTML bodies: cleaning those
+        # (feedparser's sanitizer and relative-link rewriting) was 9/10 of the parse time of a feed
+        # with long show notes (3 MB: 6.7 s → 0.7 s). Links and enclosures are resolved the same.
+        parsed = feedparser.parse(self._fetch(), sanitize_html=False, resolve_relative_uris=False)
         if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
             reason = parsed.get("bozo_exception", "not RSS or Atom")
             raise ConnectorError(
                 f"{self._shown!r} is not a readable RSS/Atom feed ({reason}); check that the URL is "
                 "the feed itself, not its web page (a page of media links: --no-feed)"
             )
-        feed_title = str(parsed.feed.get("title", ""))
+        feed_title = _title(parsed.feed)
         language = feed_language(parsed.feed.get("language"))
         seen: set[str] = set()
         for entry in parsed.entries:
@@ -163,7 +167,7 @@ class FeedConnector:
         self._real[href] = real
         length = _int_or_none(enclosure.get("length"))
         published = _iso_date(entry)
-        title = str(entry.get("title", "")) or href.rsplit("/", 1)[-1]
+        title = _title(entry) or href.rsplit("/", 1)[-1]
         metadata: dict[str, Any] = {
             "connector": "feed",
             "feed_url": self._shown,
@@ -223,6 +227,44 @@ def _media_enclosure(entry: Any) -> Mapping[str, Any] | None:
         if href and (mime.startswith(("audio/", "video/")) or is_media_name(href)):
             return item
     return None
+
+
+_SKIPPED_TAGS = frozenset({"script", "style"})
+
+
+class _Text(HTMLParser):
+    """The text of an HTML fragment: tags dropped, entities decoded, script/style bodies skipped."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIPPED_TAGS:
+            self._skipping += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIPPED_TAGS and self._skipping:
+            self._skipping -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(data)
+
+
+def _title(node: Any) -> str:
+    """A feed's or an episode's title as plain text. An HTML title (Atom ``type="html"``/``"xhtml"``)
+    loses its markup (``<b>E</b> 1`` → ``E 1``); feedparser's sanitizer is off, and a title is
+    stored and shown as text, never rendered."""
+    title = str(node.get("title", ""))
+    kind = str((node.get("title_detail") or {}).get("type", ""))
+    if "html" not in kind:
+        return title
+    text = _Text()
+    text.feed(title)
+    text.close()
+    return " ".join("".join(text.parts).split())
 
 
 def _int_or_none(value: object) -> int | None:

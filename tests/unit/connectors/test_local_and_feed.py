@@ -159,6 +159,27 @@ def test_feed_file_episodes(tmp_path: Path) -> None:
     assert "language" not in refs[0].metadata  # the feed declares none
 
 
+def test_atom_html_titles_become_text_and_relative_enclosures_resolve(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.atom"
+    feed.write_text(
+        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://cdn.example/pod/">'
+        '<title type="html">&lt;i&gt;Show&lt;/i&gt; &amp;amp; co</title>'
+        '<entry><title type="html">&lt;script&gt;alert(1)&lt;/script&gt;&lt;b&gt;Part&lt;/b&gt;  1</title>'
+        + '<content type="html">'
+        + "&lt;p&gt;notes &lt;a href='x'&gt;link&lt;/a&gt;&lt;/p&gt;" * 50
+        + "</content>"
+        '<link rel="enclosure" href="ep1.mp3" type="audio/mpeg" length="9"/></entry>'
+        '<entry><title>I &lt;3 cats</title><link rel="enclosure" href="../ep2.m4a" type="audio/mp4"/></entry>'
+        "</feed>"
+    )
+    refs = list(FeedConnector(str(feed)).discover())
+    assert [(r.title, r.uri) for r in refs] == [
+        ("Part 1", "https://cdn.example/pod/ep1.mp3"),  # markup and the script's body dropped
+        ("I <3 cats", "https://cdn.example/ep2.m4a"),  # a text title is kept as it is
+    ]
+    assert refs[0].metadata["feed_title"] == "Show & co"
+
+
 def test_feed_language_becomes_each_episodes_language(tmp_path: Path) -> None:
     audio = write_tone(tmp_path / "ep.wav")
     feed = tmp_path / "feed.xml"
