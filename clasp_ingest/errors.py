@@ -62,6 +62,11 @@ class CollectionMismatchError(StoreError):
     """An existing collection was made for another model or vector dimension."""
 
 
+class StoreFullError(StoreError):
+    """The embedded store's disk is (nearly) full: nothing more can be written there until
+    space is freed (retrying does not help)."""
+
+
 class ConnectorError(ClaspIngestError):
     """A media source could not be listed or opened."""
 

@@ -36,6 +36,7 @@ from clasp_ingest.errors import (
     MediaDecodeError,
     ModelLoadError,
     StoreError,
+    StoreFullError,
     TransientConnectorError,
 )
 from clasp_ingest.model.base import SAMPLE_RATE, AudioTextEncoder, Preloadable
@@ -91,6 +92,7 @@ _PERMANENT: tuple[type[BaseException], ...] = (
     MediaDecodeError,
     ConnectorError,
     CollectionMismatchError,
+    StoreFullError,
     ConfigError,
     ModelLoadError,
     FileNotFoundError,

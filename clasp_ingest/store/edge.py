@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from clasp_ingest.errors import StoreError
+from clasp_ingest.errors import StoreError, StoreFullError
 from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
@@ -73,6 +73,8 @@ GRAPH_VECTOR = "clasp_graph"
 #: Segments of at least this many points get an HNSW graph when the index is built, and a
 #: filter matching fewer points than this is served exactly from the payload index.
 SEGMENT_INDEX_POINTS = 20_000
+#: Free space below which an embedded store refuses to write (:attr:`EdgeOptions.min_free_bytes`).
+MIN_FREE_BYTES = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,13 @@ class EdgeOptions:
     HNSW and quantization settings and the graph space are written when a collection is
     created; a collection made with other settings keeps its own (search-time settings follow
     these options), and opening it logs how to rebuild it (``--recreate``).
+
+    ``min_free_bytes``: writes (a new collection, points, words, index builds) are refused with
+    :class:`~clasp_ingest.errors.StoreFullError` while the store's disk has less free space.
+    The engine maps its files into memory and grows them 32 MiB at a time (a new collection
+    takes about 100 MiB); a page it cannot get on a full disk kills the process with SIGBUS
+    (exit 135, no message), with the item half-written. An index build also needs the space
+    the collection takes now (it writes new segments before it drops the old).
     """
 
     index_threshold: int = 150_000
@@ -135,6 +144,7 @@ class EdgeOptions:
     optimize_every: int | None = 50_000
     max_search_threads: int | None = None
     wide_ef_points: int = 300_000
+    min_free_bytes: int = MIN_FREE_BYTES
 
     def __post_init__(self) -> None:
         if (
@@ -147,6 +157,7 @@ class EdgeOptions:
             or self.quantization not in (None, "int8")
             or self.oversampling < 1.0
             or (self.optimize_every is not None and self.optimize_every < 1)
+            or self.min_free_bytes < 0
         ):
             raise ValueError(f"invalid EdgeOptions: {self}")
 
@@ -163,6 +174,23 @@ class EdgeOptions:
     def segment_index_points(self) -> int:
         """Segments of at least this many points get a graph (at most ``index_threshold``)."""
         return min(self.index_threshold, SEGMENT_INDEX_POINTS)
+
+
+def _full_disk(location: str, detail: str) -> StoreFullError:
+    return StoreFullError(
+        f"the disk of the embedded store {location!r} is full ({detail}); free space there, or "
+        f"give a store on another disk ({_PATH_OPTIONS}), and run the command again"
+    )
+
+
+def _disk_bytes(folder: Path) -> int:
+    """The disk space the files under ``folder`` take (their allocated blocks)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).lstat().st_blocks * 512
+    return total
 
 
 def _edge() -> Any:
@@ -424,14 +452,31 @@ class EdgeStore(QdrantStore):
         if number in (errno.EROFS, errno.EACCES, errno.EPERM):
             return StoreError(_not_writable(self.path, os.strerror(number)))
         if number in (errno.ENOSPC, errno.EDQUOT):
-            return StoreError(
-                f"the disk of the embedded store {self.location!r} is full ({_first_line(exc)}); "
-                "free space there and run the command again"
-            )
+            return _full_disk(self.location, _first_line(exc))
         if number is None and not str(exc).startswith(_ENGINE_SERVICE_ERROR):
             return exc
         doing = "writing to" if operation in _WRITES else "reading"
         return _DamagedCollection(self._damaged(f"{doing} it failed ({_first_line(exc)})"))
+
+    def _check_room(self, more: int = 0) -> None:
+        """Refuse to write while the store's disk has less than ``options.min_free_bytes`` (plus
+        ``more``) free (:class:`EdgeOptions`): the engine would die of SIGBUS where it cannot
+        grow a file."""
+        where = next((p for p in (self._dir, *self._dir.parents) if p.is_dir()), None)
+        if where is None or not self.options.min_free_bytes:
+            return
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError:
+            return  # a folder that cannot be asked: the write's own error will say why
+        needed = self.options.min_free_bytes + more
+        if free < needed:
+            mib = 2**20
+            raise _full_disk(
+                self.location,
+                f"{free / mib:.0f} MiB free, under the {needed / mib:.0f} MiB that Qdrant Edge "
+                f"needs to {'rebuild its index' if more else 'grow its files'}",
+            )
 
     def exists(self) -> bool:
         """True when the collection exists, also when it is damaged (``drop`` removes it)."""
@@ -643,6 +688,7 @@ class EdgeStore(QdrantStore):
                 f"a query metric for {query_metric.dim}-d vectors cannot index {identity.dim}-d ones"
             )
         self._lock()
+        self._check_room()
         if self._dir.exists():  # no collection.json (or it would not be made): a cut-off create
             log.warning(
                 "removing the half-made collection folder %r (a create of it was cut off) to make it again",
@@ -741,6 +787,7 @@ class EdgeStore(QdrantStore):
                 named[GRAPH_VECTOR] = row
         # ids go in as text: the engine parses them as UUIDs (as ``uuid.UUID`` would, faster)
         batch = [qe.Point(p.id, named, p.payload) for p, named in zip(points, vectors, strict=True)]
+        self._check_room()
         self._require_shard().update(qe.UpdateOperation.upsert_points(batch))
         self._unindexed += len(batch)
         every = self.options.optimize_every
@@ -771,6 +818,7 @@ class EdgeStore(QdrantStore):
         qe = _edge()
         has_ids = qe.Filter(must=[qe.HasIdCondition({uuid.UUID(pid) for pid in point_ids})])
         op = qe.UpdateOperation.set_payload_by_filter(has_ids, values, key=key)
+        self._check_room()
         self._require_shard().update(op)
 
     def _retrieve(self, point_ids: Sequence[str]) -> list[StoredPoint]:
@@ -889,6 +937,7 @@ class EdgeStore(QdrantStore):
             self._indexed = False
             return False
         log.info("building HNSW indexes of %r (%d points)", self.collection, n)
+        self._check_room(more=_disk_bytes(self._dir / _SHARD))  # new segments beside the old
         self._shard.optimize()
         self._shard.flush()
         self._indexed = True

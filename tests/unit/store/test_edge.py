@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from clasp_ingest.errors import StoreError
 from clasp_ingest.store import EdgeOptions, EdgeStore, open_store
 from clasp_ingest.store.base import Where
+from clasp_ingest.types import Segment
 from tests.unit.store.conftest import DIM, MODEL, make_media, rescored_recall, write_items
 
 
@@ -227,3 +229,35 @@ def test_collection_names_up_to_255_characters_work_and_stay_locked(tmp_path: Pa
     locks = [p.name for p in tmp_path.iterdir() if p.name.endswith(".lock")]
     assert len(locks) == 1 and len(locks[0]) <= 255
     assert locks == [f".{name}.lock"] if length <= 249 else locks[0].startswith(".ccc")
+
+
+def test_a_nearly_full_disk_refuses_writes_with_a_remedy_and_keeps_what_was_stored(tmp_path: Path) -> None:
+    # on a full disk the engine's memory-mapped files cannot grow: SIGBUS killed the process
+    # (exit 135, no message). Here the disk is "full" because the threshold is above its free space.
+    from dataclasses import replace
+
+    from clasp_ingest.errors import StoreFullError
+    from clasp_ingest.pipeline import is_transient
+
+    huge = 2**62
+    with open_store(path=tmp_path / "q", edge=EdgeOptions(min_free_bytes=huge)) as store:
+        full = r"disk of the embedded store .* is full \(\d+ MiB free, under"
+        with pytest.raises(StoreFullError, match=full):
+            store.ensure_collection(MODEL, DIM)
+        assert not store.exists()
+    a, b = make_media("file:///a.wav", "v1", 12, seed=1), make_media("file:///b.wav", "v1", 12, seed=2)
+    with open_store(path=tmp_path / "q") as store:
+        store.ensure_collection(MODEL, DIM)
+        store.write_media(a.ref, MODEL, a.batches())
+
+        def filling_up() -> Iterator[tuple[list[Segment], np.ndarray]]:
+            first, *rest = b.batches(size=4)
+            yield first  # written; then the disk fills
+            store.options = replace(store.options, min_free_bytes=huge)
+            yield from rest
+
+        with pytest.raises(StoreFullError, match="--qdrant-path") as failed:
+            store.write_media(b.ref, MODEL, filling_up())
+        assert not is_transient(failed.value)  # retrying does not free the disk
+        assert store.count() == 12 and not store.has_media(b.ref.media_id, "v1")  # b's batch rolled back
+        assert store.search(a.vectors[3], k=1)[0].start_s == 6.0
