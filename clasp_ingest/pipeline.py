@@ -456,10 +456,12 @@ def _speech_of(
     samples: list[int],
     warnings: list[str],
     languages: list[str] | None = None,
+    tracks: list[int] | None = None,
 ) -> Iterator[SpeechSegment]:
     """Decode ``local`` (counting samples into ``samples[0]``, collecting ``warnings`` on
-    damaged data, and the audio track's language tag into ``languages``) and segment it as it
-    streams. Damaged data is kept and warned about unless ``options.decode`` is strict."""
+    damaged data, the audio track's language tag into ``languages``, and the number of audio
+    tracks into ``tracks``) and segment it as it streams. Damaged data is kept and warned
+    about unless ``options.decode`` is strict."""
     from clasp_ingest.media.decode import DecodeOptions, stream_audio
     from clasp_ingest.media.segment import segment_blocks
 
@@ -468,7 +470,13 @@ def _speech_of(
 
     def counted() -> Iterator[np.ndarray]:
         try:
-            for block in stream_audio(local, decode, on_warning=warnings.append, on_language=on_language):
+            for block in stream_audio(
+                local,
+                decode,
+                on_warning=warnings.append,
+                on_language=on_language,
+                on_tracks=tracks.append if tracks is not None else None,
+            ):
                 samples[0] += len(block)
                 yield block
         except MediaDecodeError as exc:
@@ -530,10 +538,11 @@ def ingest_media(
     samples = [0]
     warnings: list[str] = []
     languages: list[str] = []
+    tracks: list[int] = []
     with _opened(connector, ref, fetch) as local:
         cut = hearing.time(lambda: _media_words(local, ref, model, opts)) if opts.transcribe else None
         speech = _prefetched(
-            _speech_of(local, ref, opts, samples, warnings, languages), opts.prefetch_segments
+            _speech_of(local, ref, opts, samples, warnings, languages, tracks), opts.prefetch_segments
         )
         batches: Iterable[Batch] = _embedded(
             _timed_iter(speech, decode),
@@ -556,7 +565,7 @@ def ingest_media(
         write_s = time.perf_counter() - write_started
     audio_s = round(samples[0] / SAMPLE_RATE, 3)
     if written == 0:
-        warnings.append(f"no speech found in its {audio_s:.1f} s of audio; nothing of it can be searched")
+        warnings.append(_no_speech(audio_s, tracks[0] if tracks else 1))
     times = StageTimes(
         fetch.seconds,
         decode.seconds,
@@ -576,6 +585,19 @@ def ingest_media(
         wall,
         times=times,
         warnings=tuple(warnings),
+    )
+
+
+def _no_speech(audio_s: float, tracks: int) -> str:
+    """The warning for an item without speech; for a file of several audio tracks it says that
+    only the first was read, and how to ingest another (a film whose first track is silent or
+    music-only, with the dialogue on the second)."""
+    if tracks < 2:
+        return f"no speech found in its {audio_s:.1f} s of audio; nothing of it can be searched"
+    return (
+        f"no speech found in its first audio track ({audio_s:.1f} s), the only one of its {tracks} "
+        "tracks read; nothing of it can be searched. To ingest another track, extract it "
+        "(ffmpeg -i FILE -map 0:a:1 -c copy track2.mka) and ingest that"
     )
 
 

@@ -194,6 +194,7 @@ def stream_audio(
     *,
     on_warning: Callable[[str], None] | None = None,
     on_language: Callable[[str], None] | None = None,
+    on_tracks: Callable[[int], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield float32 mono blocks of ``options.block_s`` seconds (the last one shorter).
 
@@ -206,6 +207,8 @@ def stream_audio(
 
     ``on_language`` gets the language tag of the audio stream decoded (the container's, e.g.
     ``eng`` for a film's track; none for most audio files), once, with the first block.
+    ``on_tracks`` gets the number of audio tracks of the input (only the first is decoded),
+    once, after the last block.
     """
     opts = options or DecodeOptions()
     name = _check_source(source)
@@ -223,6 +226,8 @@ def stream_audio(
             yield block
         _check_exit(process, name, stderr)
         _check_damage(name, samples / opts.sample_rate, opts, stderr, on_warning)
+        if on_tracks is not None:
+            on_tracks(stderr.audio_streams)
     finally:
         _reap(process)
         stderr.join()
@@ -520,6 +525,10 @@ def _clock(seconds: float) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}:{tenth_seconds // 10:02d}.{tenth_seconds % 10}"
 
 
+#: ffmpeg's http error, e.g. ``Server returned 404 Not Found`` or ``HTTP error 403 Forbidden``.
+_HTTP_ERROR_RE = re.compile(r"(?:server returned|http error) (?P<status>[45]\d\d\b[^|\n.]*)", re.IGNORECASE)
+
+
 def _reason(tail: str, code: int) -> str:
     lowered = tail.lower()
     if "format not on whitelist" in lowered:
@@ -531,6 +540,10 @@ def _reason(tail: str, code: int) -> str:
         return "the media has no audio stream (video only?); give a file with an audio track"
     if "no such file" in lowered:
         return "no such file or URL; check the source"
+    answered = _HTTP_ERROR_RE.search(tail)
+    if answered:
+        status = answered["status"].strip()
+        return f"the server answered {status}; check the URL (and that it needs no sign-in)"
     if any(
         word in lowered for word in ("invalid data", "invalid argument", "moov atom not found", "end of file")
     ):

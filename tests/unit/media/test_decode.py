@@ -414,3 +414,18 @@ def test_the_demuxer_whitelist_leaves_out_exactly_the_referencing_ones() -> None
     assert {"mov", "mp4", "matroska", "ogg", "mp3", "wav", "flac", "aac", "mpegts", "asf"} <= names
     assert not names & REFERENCING_DEMUXERS
     assert demuxer_whitelist("/no/such/ffmpeg") is None  # then decoding fails on its own, naming it
+
+
+@pytest.mark.parametrize(
+    ("tail", "said"),
+    [
+        ("Error opening input: Server returned 404 Not Found | Error opening input files: Server returned "
+         "404 Not Found", "the server answered 404 Not Found; check the URL"),
+        ("HTTP error 403 Forbidden", "the server answered 403 Forbidden; check the URL"),
+    ],
+)  # fmt: skip
+def test_an_http_error_of_ffmpeg_says_what_the_server_answered(tail: str, said: str) -> None:
+    # 'segment URL' of a missing file said "ffmpeg failed with exit code 8; check that the file plays"
+    from clasp_ingest.media.decode import _reason
+
+    assert _reason(tail, 8).startswith(said)

@@ -340,6 +340,29 @@ def test_media_without_speech_is_recorded_and_skipped_while_unchanged(
     assert again.media_skipped == 1 and again.media_ok == 0 and again.results[0].audio_s == 0.0
 
 
+def test_no_speech_in_a_file_of_several_audio_tracks_says_only_the_first_was_read(
+    tmp_path: Path, tiny_model: AudioTextEncoder, store: QdrantStore
+) -> None:
+    # a film whose first track is silent and whose dialogue is on the second: the warning said
+    # "no speech" without a word on the track that was never read
+    import subprocess
+
+    from clasp_ingest.media.decode import find_ffmpeg
+    from tests.fixtures_audio import write_wav
+
+    silent = write_wav(tmp_path / "silence.wav", np.zeros(16_000 * 3, dtype=np.float32))
+    film = tmp_path / "media" / "film.mka"
+    film.parent.mkdir()
+    two_tracks = ["-i", str(silent), "-i", str(silent), "-map", "0:a", "-map", "1:a", "-c:a", "flac"]
+    subprocess.run([find_ffmpeg(None), "-v", "error", *two_tracks, str(film)], check=True)
+    (result,) = ingest_source(LocalConnector(film.parent), tiny_model, store, FAST).results
+    assert result.segments == 0 and result.warnings == (
+        "no speech found in its first audio track (3.0 s), the only one of its 2 tracks read; nothing "
+        "of it can be searched. To ingest another track, extract it (ffmpeg -i FILE -map 0:a:1 -c copy "
+        "track2.mka) and ingest that",
+    )
+
+
 def test_sources_may_be_any_iterable_of_connectors_or_paths(
     folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore
 ) -> None:
