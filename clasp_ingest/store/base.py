@@ -25,6 +25,7 @@ import abc
 import hashlib
 import math
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -115,6 +116,11 @@ PAYLOAD_INDEXES: dict[str, str] = {
 #: The payload key of a span's words; it gets a full-text index (multilingual tokenizer).
 TRANSCRIPT_KEY = "metadata.transcript"
 
+#: Who wrote a span's words: ``"search"`` for lazy words (payload only); absent for words
+#: written with the span by ``ingest --transcribe`` (with their word vectors).
+TRANSCRIPT_FROM = "transcript_from"
+FROM_SEARCH = "search"
+
 #: Payload keys this project owns; connector metadata cannot override them.
 _RESERVED = (
     "media_id",
@@ -128,6 +134,8 @@ _RESERVED = (
     "version",
     "model",
     "ingested_at",
+    "write_id",
+    TRANSCRIPT_FROM,
     "state",
 )
 
@@ -168,13 +176,17 @@ class CollectionIdentity:
     text_dim: int | None = field(default=None, compare=False)
 
 
-def point_id(media_id: str, model_id: str, version: str, start_ms: int, end_ms: int) -> str:
-    """Deterministic point id of a span of one version of a media item.
+def point_id(
+    media_id: str, model_id: str, version: str, start_ms: int, end_ms: int, write_id: str = ""
+) -> str:
+    """Deterministic point id of a span of one write (``write_id``) of a version of a media item.
 
-    Re-ingesting the same version never duplicates a span; another version of the item gets
-    other ids, so writing it cannot overwrite the stored version's points.
+    Every write of an item gets ids of its own, even of the version stored (``--force``, words
+    added, a new segmentation), so it never overwrites the stored points: those stay whole and
+    searchable until the write completes, and a write cut off leaves them as they were.
     """
-    return _uuid5_text(_NAMESPACE_BYTES, f"{media_id}:{model_id}:{version}:{start_ms}:{end_ms}")
+    name = f"{media_id}:{model_id}:{version}:{start_ms}:{end_ms}"
+    return _uuid5_text(_NAMESPACE_BYTES, f"{name}:{write_id}" if write_id else name)
 
 
 _NAMESPACE_BYTES = MEDIA_NAMESPACE.bytes
@@ -290,21 +302,23 @@ class StoredMedia:
     spans: int
 
 
-def build_payload(ref: MediaRef, model_id: str, segment: Segment, ingested_at: str) -> dict[str, Any]:
+def build_payload(
+    ref: MediaRef, model_id: str, segment: Segment, ingested_at: str, write_id: str = ""
+) -> dict[str, Any]:
     """langchain-qdrant layout: ``{"page_content": ..., "metadata": {...}}``."""
-    return PayloadMaker(ref, model_id, ingested_at)(segment)
+    return PayloadMaker(ref, model_id, ingested_at, write_id)(segment)
 
 
 class PayloadMaker:
     """:func:`build_payload` for many segments of one item: what they share is made once."""
 
-    def __init__(self, ref: MediaRef, model_id: str, ingested_at: str) -> None:
+    def __init__(self, ref: MediaRef, model_id: str, ingested_at: str, write_id: str = "") -> None:
         extra = {k: v for k, v in _json_safe(ref.metadata).items() if k not in _RESERVED}
         self._title, self._source = _utf8_text(ref.title), _utf8_text(ref.uri)
         # the key order of the payload as stored: shared keys, then the span's, then the rest
         self._head = {**extra, "media_id": ref.media_id, "source": self._source, "title": self._title}
         self._tail = {"version": ref.fingerprint, "model": model_id, "ingested_at": ingested_at,
-                      "state": STATE_WRITING}  # fmt: skip
+                      **({"write_id": write_id} if write_id else {}), "state": STATE_WRITING}  # fmt: skip
 
     def __call__(self, segment: Segment) -> dict[str, Any]:
         start, end = segment.start_s, segment.end_s
@@ -320,7 +334,7 @@ class PayloadMaker:
         return {"page_content": page_content(self._title, self._source, start, end), "metadata": meta}
 
 
-def empty_marker(ref: MediaRef, model_id: str, dim: int, ingested_at: str) -> StoredPoint:
+def empty_marker(ref: MediaRef, model_id: str, dim: int, ingested_at: str, write_id: str = "") -> StoredPoint:
     """The point recording that ``ref``'s version holds no speech (state ``"empty"``).
 
     Its vector is a unit axis (the engines need one); searches never return it.
@@ -339,12 +353,13 @@ def empty_marker(ref: MediaRef, model_id: str, dim: int, ingested_at: str) -> St
         "version": ref.fingerprint,
         "model": model_id,
         "ingested_at": ingested_at,
+        **({"write_id": write_id} if write_id else {}),
         "state": STATE_EMPTY,
     }
     vector = [0.0] * dim
     vector[0] = 1.0
     payload = {"page_content": f"{ref.title or ref.uri} (no speech found)", "metadata": meta}
-    return StoredPoint(point_id(ref.media_id, model_id, ref.fingerprint, -1, -1), payload, vector)
+    return StoredPoint(point_id(ref.media_id, model_id, ref.fingerprint, -1, -1, write_id), payload, vector)
 
 
 def hit_from_point(point: StoredPoint) -> SpanHit:
@@ -708,6 +723,7 @@ class QdrantStore(abc.ABC):
         vectors: np.ndarray,
         now: str,
         words: Sequence[SpanWords] | None = None,
+        write_id: str = "",
     ) -> list[StoredPoint]:
         identity = self.require_collection()
         if words is not None and len(words) != len(segments):
@@ -720,12 +736,12 @@ class QdrantStore(abc.ABC):
             )
         if not np.isfinite(vectors).all():
             raise ValueError(f"{ref.uri!r}: the model produced non-finite vectors; check the model and input")
-        payload = PayloadMaker(ref, model_id, now)
+        payload = PayloadMaker(ref, model_id, now, write_id)
         points = []
         for seg, vec in zip(segments, vectors.tolist(), strict=True):
             if seg.media_id != ref.media_id:
                 raise ValueError(f"segment of media {seg.media_id!r} passed with media {ref.media_id!r}")
-            pid = point_id(ref.media_id, model_id, ref.fingerprint, seg.start_ms, seg.end_ms)
+            pid = point_id(ref.media_id, model_id, ref.fingerprint, seg.start_ms, seg.end_ms, write_id)
             points.append(StoredPoint(pid, payload(seg), vec))
         if words is not None:
             points = [with_words(p, w) for p, w in zip(points, words, strict=True)]
@@ -739,9 +755,11 @@ class QdrantStore(abc.ABC):
 
         Batches are upserted as they come (memory stays flat); the version becomes visible
         to searches only once complete. No batch at all (no speech) stores the item's
-        ``"empty"`` marker instead. On any error the points written for this version are
-        removed and the error re-raised; other versions are untouched until this one is
-        complete. Returns the number of spans written.
+        ``"empty"`` marker instead. Each write has points of its own (``metadata.write_id``),
+        also when it rewrites the version stored (``--force``, words added, a new
+        segmentation): on any error the points of this write are removed and the error
+        re-raised; what was stored of the item, any version, is untouched until this write is
+        complete, and then removed. Returns the number of spans written.
         """
         identity = self.require_collection()
         if identity.model_id != model_id:
@@ -749,28 +767,29 @@ class QdrantStore(abc.ABC):
                 f"collection {self.collection!r} holds vectors of {identity.model_id!r}, not {model_id!r}; "
                 "use another collection or recreate it"
             )
-        this = meta_equals("media_id", ref.media_id) & meta_equals("version", ref.fingerprint)
-        others = meta_equals("media_id", ref.media_id) & Where(
-            must_not=meta_equals("version", ref.fingerprint).must
-        )
+        write_id = uuid.uuid4().hex
+        this = meta_equals("media_id", ref.media_id) & meta_equals("write_id", write_id)
+        item = meta_equals("media_id", ref.media_id)
+        others = item & Where(must_not=meta_equals("write_id", write_id).must)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         written = 0
         try:
             for segments, vectors, *words in batches:
                 if words and identity.text_dim is None:
                     raise CollectionMismatchError(_no_word_vectors(self.collection, None, -1, self.names))
-                points = self._points_for(ref, model_id, segments, vectors, now, words[0] if words else None)
+                spoken = words[0] if words else None
+                points = self._points_for(ref, model_id, segments, vectors, now, spoken, write_id)
                 self.upsert_points(points)
                 written += len(segments)
             if written:
                 self._retry(lambda: self._set_state(this, STATE_COMPLETE), f"completing {ref.uri!r}")
             else:
-                self.upsert_points([empty_marker(ref, model_id, identity.dim, now)])
-            self._retry(lambda: self._delete(others), f"deleting old versions of {ref.uri!r}")
+                self.upsert_points([empty_marker(ref, model_id, identity.dim, now, write_id)])
+            self._retry(lambda: self._delete(others), f"deleting what was stored of {ref.uri!r}")
         except BaseException:
             self._rollback(ref, this)
             raise
-        log.debug("wrote %d points of %r (version %s)", written, ref.uri, ref.fingerprint)
+        log.debug("wrote %d points of %r (version %s, write %s)", written, ref.uri, ref.fingerprint, write_id)
         return written
 
     def _rollback(self, ref: MediaRef, this: Where) -> None:
@@ -809,9 +828,9 @@ class QdrantStore(abc.ABC):
         """Store the words of the points ``point_ids`` (the segments of one span).
 
         ``page_content`` becomes ``text`` (title and times stay in ``metadata``); ``metadata``
-        gains ``transcript``, ``transcript_language``, ``transcript_model`` (and
-        ``transcript_en`` with ``english``). ``metadata.transcript`` is written last, so a
-        point that has it is complete. Points deleted meanwhile (a replaced version) are
+        gains ``transcript_from`` (``"search"``), ``transcript``, ``transcript_language``,
+        ``transcript_model`` (and ``transcript_en`` with ``english``). ``metadata.transcript``
+        is written last, so a point that has it is complete. Points deleted meanwhile (a replaced version) are
         skipped. The full-text index on ``metadata.transcript`` is created on first use.
         """
         if not point_ids:
@@ -822,7 +841,9 @@ class QdrantStore(abc.ABC):
             self._text_indexed = True
         ids = list(point_ids)
         self._retry(lambda: self._set_payload(ids, {"page_content": text}, None), "storing words")
-        meta = words_metadata(text, language, model, english)
+        # lazy words fill the payload, not the word vectors: marked, so that 'ingest --transcribe'
+        # of the item still writes its words whole (has_words)
+        meta = {TRANSCRIPT_FROM: FROM_SEARCH, **words_metadata(text, language, model, english)}
         self._retry(lambda: self._set_payload(ids, meta, "metadata"), "storing words")
 
     # ----- deleting
@@ -834,6 +855,19 @@ class QdrantStore(abc.ABC):
     def delete_version(self, media_id: str, version: str) -> int:
         """Delete every point of one version of a media item; returns how many there were."""
         where = meta_equals("media_id", media_id) & meta_equals("version", version)
+        return self._delete_counted(where, f"delete of media {media_id!r} version {version!r}")
+
+    def delete_write(self, media_id: str, version: str, write_id: str, *, keep: Sequence[str] = ()) -> int:
+        """Delete the points of one write of a media item (``write_id``); with ``write_id`` ""
+        (points written before writes had ids), the points of ``version`` of no write in
+        ``keep``. Returns how many there were."""
+        where = meta_equals("media_id", media_id)
+        if write_id:
+            where = where & meta_equals("write_id", write_id)
+        else:
+            where = where & meta_equals("version", version)
+            if keep:
+                where = where & Where(must_not=(Condition(meta_key("write_id"), any_of=tuple(keep)),))
         return self._delete_counted(where, f"delete of media {media_id!r} version {version!r}")
 
     def delete_source(self, source: str) -> int:
@@ -873,7 +907,9 @@ class QdrantStore(abc.ABC):
         """True when the complete spans of ``media_id`` at ``version`` have their words
         (``metadata.transcript``, ``""`` where nothing was heard), as ``--transcribe`` stores
         them: judged by its first and last span (a count and one small scroll, not every
-        payload; lazy words rarely reach both ends of an item and nothing between)."""
+        payload). Words a search wrote (``transcript_from`` ``"search"``: the payload only, no
+        word vectors) do not count; an item of one or two spans that a search transcribed was
+        taken as transcribed, and skipped by ``ingest --transcribe``."""
         where = (
             meta_equals("media_id", media_id)
             & meta_equals("version", version)
@@ -884,7 +920,11 @@ class QdrantStore(abc.ABC):
             return True
         ends = where & Where((Condition(meta_key("segment_index"), any_of=(0, spans - 1)),))
         points, _ = self._scroll(ends, 2, None, False)
-        return bool(points) and all(transcript_of(point.payload) is not None for point in points)
+        return bool(points) and all(
+            transcript_of(point.payload) is not None
+            and point.payload.get("metadata", {}).get(TRANSCRIPT_FROM) != FROM_SEARCH
+            for point in points
+        )
 
     def media(self) -> list[StoredMedia]:
         """Every stored media item version, by source: one scroll over the first point of each

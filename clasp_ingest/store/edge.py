@@ -218,7 +218,7 @@ def _not_writable(where: Path, why: str) -> str:
     )
 
 
-def _engine_errno(exc: Exception) -> int | None:
+def _engine_errno(exc: BaseException) -> int | None:
     """The OS error number an engine message carries (``... (os error 30)``), if any."""
     found = re.search(r"\(os error (\d+)\)", str(exc))
     return int(found.group(1)) if found else None
@@ -239,6 +239,13 @@ def _file_in_the_way(path: Path) -> Path | None:
     return None
 
 
+def _engine_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the engine's: an ``Exception``, or a Rust panic inside it (pyo3's
+    ``PanicException`` derives from ``BaseException``; the engine panics on some damaged files,
+    e.g. a truncated payload page, where it raises on others)."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
 class _Damage(Exception):
     """A file of an embedded collection cannot be read (the message says which and why)."""
 
@@ -257,7 +264,7 @@ class _Shard:
     store's own method): a strong one made a cycle, so a store dropped unclosed kept its
     folder locked until the garbage collector ran (a retriever made twice in a row failed)."""
 
-    def __init__(self, shard: Any, failed: Callable[[str, Exception], Exception]) -> None:
+    def __init__(self, shard: Any, failed: Callable[[str, BaseException], BaseException]) -> None:
         self._shard = shard
         self._failed = weakref.WeakMethod(failed)
 
@@ -267,7 +274,9 @@ class _Shard:
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
                 return method(*args, **kwargs)
-            except Exception as exc:
+            except BaseException as exc:
+                if not _engine_failure(exc):
+                    raise
                 explain = self._failed()
                 failed = exc if explain is None else explain(name, exc)
                 if failed is exc:  # not the storage's: as the engine raised it
@@ -445,15 +454,17 @@ class EdgeStore(QdrantStore):
         where = f"the embedded collection {self.collection!r} in {self.location!r}"
         return f"{where} is damaged: {detail}; {remedy}"
 
-    def _engine_error(self, operation: str, exc: Exception) -> Exception:
+    def _engine_error(self, operation: str, exc: BaseException) -> BaseException:
         """What a failed engine call of an open shard means: a :class:`StoreError` for a file that
-        cannot be read or written; anything else (a bad request: a bug here) as it was."""
+        cannot be read or written (or a panic over one); anything else (a bad request: a bug
+        here) as it was."""
         number = _engine_errno(exc)
+        panicked = not isinstance(exc, Exception)
         if number in (errno.EROFS, errno.EACCES, errno.EPERM):
             return StoreError(_not_writable(self.path, os.strerror(number)))
         if number in (errno.ENOSPC, errno.EDQUOT):
             return _full_disk(self.location, _first_line(exc))
-        if number is None and not str(exc).startswith(_ENGINE_SERVICE_ERROR):
+        if number is None and not panicked and not str(exc).startswith(_ENGINE_SERVICE_ERROR):
             return exc
         doing = "writing to" if operation in _WRITES else "reading"
         return _DamagedCollection(self._damaged(f"{doing} it failed ({_first_line(exc)})"))
@@ -540,7 +551,9 @@ class EdgeStore(QdrantStore):
         shard_dir = str(self._dir / folder)
         try:
             shard = opener(shard_dir) if config is None else opener(shard_dir, config)
-        except Exception as exc:
+        except BaseException as exc:
+            if not _engine_failure(exc):
+                raise
             if "WouldBlock" in str(exc) or re.search(r"\block(ed)?\b", str(exc).lower()):
                 raise StoreError(_in_use(shard_dir)) from exc
             number = _engine_errno(exc)

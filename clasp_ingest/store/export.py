@@ -45,8 +45,9 @@ class ExportReport:
     removed: int = 0
 
 
-#: An item version: ``(media_id, version)`` of a point's payload.
-_Version = tuple[str, str]
+#: One write of an item version: ``(media_id, version, write_id)`` of a point's payload
+#: (``write_id`` "" for points written before writes had ids).
+_Version = tuple[str, str, str]
 
 
 def export_collection(
@@ -65,9 +66,9 @@ def export_collection(
     them, and an embedded source's query-aware graph space when the target is embedded too),
     or must already be for it (``CollectionMismatchError`` otherwise, before anything is
     written). The copy mirrors the source's media items: points being written in the source
-    (state ``"writing"``) are not copied, and every point of an item version the source does
-    not hold complete is deleted from the target afterwards (an item deleted or changed since
-    the last export). Copying again is idempotent (same point ids).
+    (state ``"writing"``) are not copied, and every point of an item write the source does
+    not hold complete is deleted from the target afterwards (an item deleted, changed or
+    written again since the last export). Copying again is idempotent (same point ids).
     """
     return _mirror(source, target, batch_size, on_progress)[0]
 
@@ -148,13 +149,21 @@ def _copy_points(
 
 def _version_of(point: StoredPoint) -> tuple[_Version, str]:
     meta = point.payload.get("metadata", {})
-    return (str(meta.get("media_id", "")), str(meta.get("version", ""))), str(meta.get("state", ""))
+    media_id, version, write_id = (str(meta.get(key, "")) for key in ("media_id", "version", "write_id"))
+    return (media_id, version, write_id), str(meta.get("state", ""))
 
 
 def _remove_other_versions(target: QdrantStore, keep: set[_Version]) -> int:
-    """Delete every point of ``target`` whose item version is not in ``keep``; returns how many."""
+    """Delete every point of ``target`` whose item write is not in ``keep``; returns how many."""
     stale = {_version_of(point)[0] for point in target.iter_points()} - keep
-    return sum(target.delete_version(media_id, version) for media_id, version in sorted(stale))
+    kept: dict[tuple[str, str], list[str]] = {}
+    for media_id, version, write_id in keep:
+        if write_id:
+            kept.setdefault((media_id, version), []).append(write_id)
+    removed = 0
+    for media_id, version, write_id in sorted(stale):
+        removed += target.delete_write(media_id, version, write_id, keep=kept.get((media_id, version), ()))
+    return removed
 
 
 def open_export_target(

@@ -16,6 +16,11 @@ def _key(hits: list[SpanHit]) -> list[tuple[str, float, float, str]]:
     return [(h.media_id, h.start_s, h.end_s, h.url) for h in hits]
 
 
+def _span(meta: dict[str, object]) -> tuple[str, str, float, float, str]:
+    return (str(meta["media_id"]), str(meta["version"]), float(meta["start_s"]), float(meta["end_s"]),  # type: ignore[arg-type]
+            str(meta["state"]))  # fmt: skip
+
+
 def _scenario(store: QdrantStore) -> dict[str, object]:
     store.ensure_collection(MODEL, DIM)
     items = [
@@ -29,7 +34,8 @@ def _scenario(store: QdrantStore) -> dict[str, object]:
     queries = unit_rows(np.random.default_rng(7), 5)
     out: dict[str, object] = {
         "count": store.count(),
-        "ids": sorted(p.id for p in store.iter_points(batch_size=17)),
+        # each write has ids of its own (a random write id): compare what the points hold
+        "points": sorted(_span(p.payload["metadata"]) for p in store.iter_points(batch_size=17)),
     }
     filters = [
         None,

@@ -18,8 +18,9 @@ from clasp_ingest.store import (
     export_to,
     open_store,
 )
-from clasp_ingest.store.base import with_retry
+from clasp_ingest.store.base import STATE_COMPLETE, with_retry
 from clasp_ingest.store.export import open_export_target
+from clasp_ingest.store.filters import meta_equals
 from tests.unit.store.conftest import DIM, MODEL, Media, make_media
 
 
@@ -176,6 +177,25 @@ def test_export_again_mirrors_changed_deleted_and_half_written_items(tmp_path: P
         == [("file:///m0.wav", "v2", "complete", 12), ("file:///m2.wav", "v1", "complete", 10)]
     )
     assert len(hits) == 22 and len({(h.media_id, h.start_s) for h in hits}) == 22  # each span once
+
+
+def test_export_again_mirrors_a_rewrite_of_the_same_version(tmp_path: Path) -> None:
+    # 'ingest --force' with other segments writes the stored version again (new write id); the
+    # copy held the spans of the earlier write, some of them written before writes had ids
+    a = make_media("file:///a.wav", "v1", 10, seed=1)
+    with open_store(path=tmp_path / "edge") as edge, open_store(url=":memory:") as copy:
+        edge.ensure_collection(MODEL, DIM)
+        edge.upsert_points(edge._points_for(a.ref, MODEL, a.segments, a.vectors, "2026-01-01"))  # no write id
+        edge._set_state(meta_equals("media_id", a.ref.media_id), STATE_COMPLETE)  # as older releases left it
+        assert export_collection(edge, copy) == 10
+        again = make_media("file:///a.wav", "v1", 4, seed=2, offset_s=0.5)
+        edge.write_media(again.ref, MODEL, again.batches())
+        assert edge.count() == 4  # the write replaced the points without a write id too
+        assert export_collection(edge, copy) == 4
+        assert copy.count() == 4 and _versions(copy) == [("file:///a.wav", "v1", "complete", 4)]
+        edge.write_media(again.ref, MODEL, again.batches())  # and once more, a write with an id
+        export_collection(edge, copy)
+        assert copy.count() == 4 and {p.id for p in copy.iter_points()} == {p.id for p in edge.iter_points()}
 
 
 def test_export_refuses_a_target_of_another_model_naming_the_export_options(tmp_path: Path) -> None:

@@ -23,11 +23,14 @@ def ingest(store: QdrantStore, *media: Media) -> None:
 def test_point_ids_and_payload_layout(store: QdrantStore) -> None:
     a = make_media("file:///talks/intro.mp3", "v1", 3, seed=1, language="en")
     ingest(store, a)
-    points = {p.id: p for p in store.iter_points()}
-    seg = a.segments[1]
-    expected_id = str(uuid.uuid5(MEDIA_NAMESPACE, f"{a.ref.media_id}:{MODEL}:v1:{seg.start_ms}:{seg.end_ms}"))
-    assert expected_id == point_id(a.ref.media_id, MODEL, a.ref.fingerprint, seg.start_ms, seg.end_ms)
-    payload = points[expected_id].payload
+    points = {p.payload["metadata"]["segment_index"]: p for p in store.iter_points()}
+    seg, point = a.segments[1], points[1]
+    write_id = point.payload["metadata"]["write_id"]  # one per write, shared by its points
+    assert {p.payload["metadata"]["write_id"] for p in points.values()} == {write_id}
+    name = f"{a.ref.media_id}:{MODEL}:v1:{seg.start_ms}:{seg.end_ms}:{write_id}"
+    assert point.id == str(uuid.uuid5(MEDIA_NAMESPACE, name))
+    assert point.id == point_id(a.ref.media_id, MODEL, a.ref.fingerprint, seg.start_ms, seg.end_ms, write_id)
+    payload = point.payload
     assert payload["page_content"] == "intro [00:00:02.000–00:00:03.500]"
     meta = payload["metadata"]
     assert meta["url"] == "file:///talks/intro.mp3#t=2,3.5"
@@ -49,7 +52,7 @@ def test_point_ids_and_payload_layout(store: QdrantStore) -> None:
 def test_point_ids_are_the_uuid5_of_the_span_for_any_text(
     model: str, version: str, start_ms: int, end_ms: int
 ) -> None:
-    # ids must never change between releases: a changed id would duplicate every span on re-ingest
+    # the ids of points written before write ids existed (a write replaces them all when it completes)
     media_id = str(uuid.uuid5(MEDIA_NAMESPACE, "file:///talks/ünïcode.mp3"))
     name = f"{media_id}:{model}:{version}:{start_ms}:{end_ms}"
     assert point_id(media_id, model, version, start_ms, end_ms) == str(uuid.uuid5(MEDIA_NAMESPACE, name))
@@ -62,6 +65,40 @@ def test_reingest_same_media_is_idempotent(store: QdrantStore) -> None:
     ingest(store, a)
     assert store.count() == 20
     assert not store.has_media(a.ref.media_id, "v2")
+
+
+def test_a_rewrite_of_the_stored_version_cut_off_keeps_the_stored_copy_whole(store: QdrantStore) -> None:
+    # 'ingest --force' (or --transcribe of an item stored without words) rewrites the version
+    # stored; with the same point ids it overwrote the complete points, and the rollback of a
+    # cut-off rewrite deleted them all: SIGTERM after the first batch left 0 of 60 spans
+    a = make_media("file:///a.wav", "v1", 12, seed=1)
+    ingest(store, a)
+    seen_during: list[float] = []
+
+    def cut_off() -> Iterator[tuple[list[Segment], np.ndarray]]:
+        first, *_ = a.batches(size=4)
+        yield first
+        seen_during.extend(h.start_s for h in store.search(a.vectors[1], k=12))  # the stored copy
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.write_media(a.ref, MODEL, cut_off())
+    assert sorted(seen_during) == [2.0 * i for i in range(12)]  # no span lost while rewriting
+    assert store.count() == 12 and store.has_media(a.ref.media_id, "v1")
+    assert store.search(a.vectors[4], k=1)[0].start_s == 8.0
+
+
+def test_a_rewrite_of_the_stored_version_with_other_segments_replaces_it(store: QdrantStore) -> None:
+    # 'ingest --force' with other segmentation settings kept the old spans beside the new ones
+    a = make_media("file:///a.wav", "v1", 5, seed=1)
+    ingest(store, a)
+    fewer = make_media("file:///a.wav", "v1", 2, seed=2, offset_s=0.5)
+    ingest(store, fewer)
+    assert store.count() == 2
+    spans = sorted((h.start_s, h.end_s) for h in store.search(fewer.vectors[0], k=10))
+    assert spans == [(0.5, 2.0), (2.5, 4.0)]
+    (listed,) = store.media()
+    assert (listed.version, listed.state, listed.spans) == ("v1", "complete", 2)
 
 
 def test_changed_media_leaves_no_stale_points(store: QdrantStore) -> None:

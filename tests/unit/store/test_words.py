@@ -66,12 +66,20 @@ def test_edge_has_a_full_text_index_on_the_transcript(tmp_path: Path) -> None:
         assert sum(transcript_of(p.payload) is not None for p in store.iter_points()) == 2
 
 
-def test_an_item_has_words_when_its_spans_were_transcribed_at_both_ends(store: QdrantStore) -> None:
+def test_an_item_has_words_when_ingest_wrote_them_not_when_a_search_did(store: QdrantStore) -> None:
+    from clasp_ingest.words import SpanWords
+
+    store.ensure_collection(MODEL, DIM, text_dim=4, recreate=True)  # with word vectors
     item = make_media("file:///w.wav", "v1", 5, seed=3)
     store.write_media(item.ref, MODEL, item.batches())
     ids = {p.payload["metadata"]["segment_index"]: p.id for p in store.iter_points()}
     assert not store.has_words(item.ref.media_id, "v1")
     store.set_words([ids[2]], "middle words", language="en", model="m")  # lazy words on one span
     assert not store.has_words(item.ref.media_id, "v1")
-    store.set_words([ids[i] for i in range(5)], "", language="en", model="m")  # every span: heard nothing
+    # a search transcribed every span (an item of one or two spans often is): the payload has
+    # words, the word vectors do not, so 'ingest --transcribe' must still write them
+    store.set_words([ids[i] for i in range(5)], "", language="en", model="m")
+    assert not store.has_words(item.ref.media_id, "v1")
+    heard = [SpanWords("", "en", "m")] * 5  # ingest-time words: every span heard nothing
+    store.write_media(item.ref, MODEL, [(item.segments, item.vectors, heard)])
     assert store.has_words(item.ref.media_id, "v1")
