@@ -36,13 +36,17 @@ __all__ = [
 
 log = logging.getLogger("clasp_ingest.connectors")
 
-#: File name endings treated as media by folder, bucket and index listings.
+#: File name endings treated as media by folder, bucket and index listings: every MPEG
+#: transport/program stream name that media/decode.py reads as one (``.m2t``/``.tp``/``.trp``
+#: from DVB and HDV recorders, ``.m2p``, ``.mod``/``.tod`` from JVC and Panasonic camcorders),
+#: and raw AC-3 (``.ac3``) and Sun/NeXT audio (``.au``).
 MEDIA_EXTENSIONS = frozenset(
     {
-        ".3g2", ".3gp", ".aac", ".aif", ".aiff", ".amr", ".ape", ".asf", ".avi", ".caf", ".flac",
-        ".flv", ".m2ts", ".m4a", ".m4b", ".m4v", ".mka", ".mkv", ".mov", ".mp2", ".mp3", ".mp4",
-        ".mpeg", ".mpg", ".mpga", ".mts", ".mxf", ".oga", ".ogg", ".ogv", ".opus", ".spx", ".ts",
-        ".vob", ".wav", ".weba", ".webm", ".wma", ".wmv", ".wv",
+        ".3g2", ".3gp", ".aac", ".ac3", ".aif", ".aiff", ".amr", ".ape", ".asf", ".au", ".avi",
+        ".caf", ".flac", ".flv", ".m2p", ".m2t", ".m2ts", ".m4a", ".m4b", ".m4v", ".mka", ".mkv",
+        ".mod", ".mov", ".mp2", ".mp3", ".mp4", ".mpeg", ".mpg", ".mpga", ".mts", ".mxf", ".oga",
+        ".ogg", ".ogv", ".opus", ".spx", ".tod", ".tp", ".trp", ".ts", ".vob", ".wav", ".weba",
+        ".webm", ".wma", ".wmv", ".wv",
     }
 )  # fmt: skip
 
@@ -125,8 +129,11 @@ class Connector(Protocol):
 
 
 def is_media_name(name: str) -> bool:
-    """Whether a URL's path ends with a media extension (its ``?query`` and ``#fragment`` aside)."""
-    return has_media_suffix(name.split("?", 1)[0].split("#", 1)[0])
+    """Whether a URL's path ends with a media extension (its ``?query`` and ``#fragment`` aside;
+    never its host: ``https://www.abc.net.au/`` is a web site, not ``.au`` audio)."""
+    path = name.split("?", 1)[0].split("#", 1)[0]
+    _, sep, rest = path.partition("://")
+    return has_media_suffix(rest.partition("/")[2] if sep else path)
 
 
 def is_within(uri: str, scope: str) -> bool:

@@ -12,7 +12,12 @@ A feed read from the network never leads to local files: its enclosures must use
 of ``OpenOptions.follow_schemes`` (http(s)), and those on another host than the feed's
 must resolve to public addresses unless ``allow_private_hosts``. A refused enclosure fails
 alone, naming itself, the feed and the remedy. A local feed file (the user's own) may
-point at local files.
+point at local files; they are recorded by absolute ``file://`` URI, as a folder's files are,
+so an episode is one item whatever the working folder (or folder ingest) it came from.
+
+Relative enclosure URLs resolve against the feed's URL finally fetched (after redirects:
+``/feeds/moved.rss`` redirected to ``/feeds/new/feed.rss``), as browsers and feed readers do,
+and a relative local feed path against its absolute location.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 from clasp_ingest.connectors.base import OpenOptions, copy_limited, is_media_name
-from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, fetch_bytes, open_http
+from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, fetch_page, open_http
+from clasp_ingest.connectors.local import local_uri, path_of_uri
 from clasp_ingest.connectors.remote import REMOTE_SCHEMES, filesystem_for, open_remote, scheme_of
 from clasp_ingest.connectors.urls import REDACTED, host_of, redact_url
 
@@ -88,7 +94,8 @@ class FeedConnector:
         # Only titles, dates and links are read, never the episodes' HTML bodies: cleaning those
         # (feedparser's sanitizer and relative-link rewriting) was 9/10 of the parse time of a feed
         # with long show notes (3 MB: 6.7 s → 0.7 s). Links and enclosures are resolved the same.
-        parsed = feedparser.parse(self._fetch(), sanitize_html=False, resolve_relative_uris=False)
+        base, document = self._fetch()
+        parsed = feedparser.parse(document, sanitize_html=False, resolve_relative_uris=False)
         if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
             reason = parsed.get("bozo_exception", "not RSS or Atom")
             raise ConnectorError(
@@ -99,7 +106,7 @@ class FeedConnector:
         language = feed_language(parsed.feed.get("language"))
         seen: set[str] = set()
         for entry in parsed.entries:
-            ref = self._episode(entry, feed_title, language)
+            ref = self._episode(entry, base, feed_title, language)
             if ref is not None and ref.media_id not in seen:
                 seen.add(ref.media_id)
                 yield ref
@@ -109,6 +116,14 @@ class FeedConnector:
         url = self._real_url(ref.uri)
         self._check_scheme(ref.uri, url)
         length = ref.metadata.get("enclosure_length")
+        if self._is_local(url):  # the user's own file, read where it is (as a folder's files)
+            path = path_of_uri(url)
+            if not path.is_file():
+                raise ConnectorError(
+                    f"{ref.uri!r} (enclosure of feed {self._shown!r}) does not exist; check the feed"
+                )
+            yield str(path)
+            return
         if scheme_of(url) in HTTP_SCHEMES:
             target = Target(url, self._trusted, via=f"enclosure of feed {self._shown!r}")
             with open_http(target, self._open_options) as local:
@@ -139,9 +154,18 @@ class FeedConnector:
                 "add the scheme to OpenOptions.follow_schemes if you trust the feed"
             )
 
-    def _fetch(self) -> bytes:
+    def _is_local(self, url: str) -> bool:
+        """Whether ``url`` is a local file that this feed may lead to (a local feed's enclosure)."""
+        return not self._remote and scheme_of(url) in ("file", "")
+
+    def _fetch(self) -> tuple[str, bytes]:
+        """What relative enclosures are relative to (the feed's final URL; a local feed's absolute
+        ``file://`` URI) and the feed document."""
         if scheme_of(self._url) in HTTP_SCHEMES:
-            return fetch_bytes(Target(self._url, self._trusted), self._open_options, FEED_MAX_BYTES)
+            return fetch_page(Target(self._url, self._trusted), self._open_options, FEED_MAX_BYTES)
+        base = self._url
+        if self._is_local(self._url):  # 'lfeed/feed.xml' read from any folder: one absolute base
+            base = path_of_uri(self._url).expanduser().absolute().as_uri()
         limits = OpenOptions(
             max_bytes=FEED_MAX_BYTES,
             connect_timeout_s=self._open_options.connect_timeout_s,
@@ -154,15 +178,17 @@ class FeedConnector:
                 copy_limited(reader, buffer, self._url, limits)
         except FileNotFoundError as exc:
             raise ConnectorError(f"feed {self._shown!r} does not exist; check the URL") from exc
-        return buffer.getvalue()
+        return base, buffer.getvalue()
 
-    def _episode(self, entry: Any, feed_title: str, language: str | None) -> MediaRef | None:
+    def _episode(self, entry: Any, base: str, feed_title: str, language: str | None) -> MediaRef | None:
         enclosure = _media_enclosure(entry)
         if enclosure is None:
             return None
-        real = urljoin(self._url, str(enclosure.get("href", "")))
+        real = urljoin(base, str(enclosure.get("href", "")))
         if scheme_of(real) in HTTP_SCHEMES:
             real = real.split("#", 1)[0]  # never sent; the item's links add their own '#t=
+        elif self._is_local(real):  # recorded as a folder ingest records the file: one media id
+            real = local_uri(path_of_uri(real))
         href = redact_url(real)
         self._real[href] = real
         length = _int_or_none(enclosure.get("length"))

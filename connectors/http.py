@@ -7,9 +7,15 @@ download's deadline, the minimum average rate), a watchdog cuts the socket at th
 (also mid-headers), and SIGINT interrupts the read at once.
 
 Redirects are followed by hand (http(s) only, at most five), each hop's host checked at
-connect time unless the user typed it (:mod:`clasp_ingest.connectors.addresses`). Errors
-are :class:`~clasp_ingest.errors.ConnectorError` naming the URL, always redacted
-(:func:`~clasp_ingest.connectors.urls.redact_url`), and the limit or fix.
+connect time unless the user typed it (:mod:`clasp_ingest.connectors.addresses`). A page's
+relative links resolve against the URL finally fetched (``/podcasts`` redirected to
+``/podcasts/``), as browsers do. Errors are :class:`~clasp_ingest.errors.ConnectorError`
+naming the URL, always redacted (:func:`~clasp_ingest.connectors.urls.redact_url`), and the
+limit or fix.
+
+A body sent gzip- or deflate-encoded although ``identity`` was asked (objects stored gzipped
+on S3 or a CDN) is decoded as it streams, a bounded piece at a time: size limits count the
+decoded bytes, so a small body that inflates hugely meets the limit, not the disk.
 """
 
 from __future__ import annotations
@@ -20,10 +26,14 @@ import math
 import socket
 import threading
 import time
+import unicodedata
+import zlib
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
+from email.message import Message
+from email.utils import collapse_rfc2231_value
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 from typing import IO, Any
@@ -42,8 +52,10 @@ __all__ = [
     "Target",
     "abort_downloads",
     "connect_checked",
+    "disposition_filename",
     "download",
     "fetch_bytes",
+    "fetch_page",
     "head",
     "index_links",
     "open_http",
@@ -63,6 +75,12 @@ _HEAD_REFUSED = frozenset({400, 403, 405, 501})
 #: browsers do: RFC 3986's reserved and unreserved characters, and '%' (escapes already there).
 _PATH_SAFE = "/:@!$&'()*+,;=~%"
 _QUERY_SAFE = _PATH_SAFE + "?"
+#: Content-Encodings decoded (``x-gzip`` is gzip's old name); any other is refused, naming it.
+_DECODED = frozenset({"gzip", "x-gzip", "deflate"})
+#: Content-Encodings that leave the body as it is ("none" is no standard name, but is sent).
+_UNENCODED = frozenset({"", "identity", "none"})
+#: Longest file name taken from a Content-Disposition header.
+_NAME_MAX = 255
 
 #: Requests in flight in any thread, so that :func:`abort_downloads` can cut them.
 _IN_FLIGHT: set[_Budget] = set()
@@ -324,12 +342,78 @@ def _response(
     raise ConnectorError(f"{target.shown} redirects more than {_MAX_REDIRECTS} times; check the URL")
 
 
-def _copy(response: http.client.HTTPResponse, writer: IO[bytes], budget: _Budget) -> int:
-    options = budget.options
+class _Decoder:
+    """Undoes a gzip or deflate Content-Encoding, at most ``size`` decoded bytes per piece, so
+    that the caller's size limit fails before a "gzip bomb" fills memory or disk.
+
+    gzip may hold several members one after another (as ``gzip`` reads them); ``deflate`` is
+    zlib-wrapped as RFC 9110 says, or raw deflate as some servers send it (told by its header).
+    """
+
+    def __init__(self, encoding: str, budget: _Budget) -> None:
+        self.encoding = encoding
+        self._budget = budget
+        self._gzip = encoding != "deflate"
+        self._inflater: Any = None  # made once the first two bytes tell the format
+        self._head = b""
+
+    def decode(self, data: bytes, size: int) -> Iterator[bytes]:
+        if self._inflater is None:
+            self._head += data
+            if len(self._head) < 2:
+                return
+            data, self._head = self._head, b""
+            self._inflater = zlib.decompressobj(self._wbits(data))
+        while data:
+            if self._inflater.eof:  # the next gzip member; what follows a deflate stream is ignored
+                if not self._gzip:
+                    return
+                self._inflater = zlib.decompressobj(47)
+            try:
+                piece = self._inflater.decompress(data, size)
+            except zlib.error as exc:
+                raise ConnectorError(
+                    f"{self._budget.shown}: its body, sent with Content-Encoding: {self.encoding}, "
+                    f"does not decode ({exc}); the file on the server is damaged, or not "
+                    f"{self.encoding} data: download it with another tool and ingest the file"
+                ) from None
+            data = self._inflater.unconsumed_tail or self._inflater.unused_data
+            if piece:
+                yield piece
+
+    def finish(self) -> None:
+        """Raise when the body ended inside the encoded stream (a body cut short)."""
+        if self._head or (self._inflater is not None and not self._inflater.eof):
+            raise TransientConnectorError(
+                f"{self._budget.shown}: the body ends inside its {self.encoding} stream (cut short); "
+                "try again"
+            )
+
+    def _wbits(self, start: bytes) -> int:
+        """gzip or zlib (47: told by the header; gzip sent as "deflate" too), or raw deflate (-15)."""
+        zlib_header = start[0] & 0x0F == 8 and (start[0] << 8 | start[1]) % 31 == 0
+        return 47 if self._gzip or zlib_header or start[:2] == b"\x1f\x8b" else -15
+
+
+def _encoding(response: http.client.HTTPResponse, budget: _Budget) -> str:
+    """The body's Content-Encoding, lower case (``""``: none); one this client cannot undo fails."""
+    encoding = (response.getheader("Content-Encoding") or "").strip().lower()
+    if encoding in _UNENCODED or encoding in _DECODED:
+        return "" if encoding in _UNENCODED else encoding
+    raise ConnectorError(
+        f"{budget.shown}: the server sent the body with Content-Encoding: {encoding}, although "
+        "identity (none) was asked, and only gzip and deflate are decoded; download it with "
+        "another tool and ingest the file"
+    )
+
+
+def _chunks(response: http.client.HTTPResponse, budget: _Budget) -> Iterator[bytes]:
+    """The body as it arrives (counted against the deadline and minimum rate); a body shorter
+    than its Content-Length fails at the end."""
     while True:
         _wait_limit(budget)
         try:
-            chunk = response.read1(options.chunk_bytes)
+            chunk = response.read1(budget.options.chunk_bytes)
         except TimeoutError:
             raise budget.stalled("data") from None
         except (OSError, http.client.HTTPException) as exc:
@@ -339,10 +423,8 @@ def _copy(response: http.client.HTTPResponse, writer: IO[bytes], budget: _Budget
             ) from None
         if not chunk:
             break
-        if budget.total + len(chunk) > options.max_bytes:
-            raise MediaTooLargeError(budget.uri, options.max_bytes)
-        writer.write(chunk)
         budget.add(len(chunk))
+        yield chunk
         budget.check()
     budget.check()  # the watchdog's cut reads as the end of the body
     if response.length:
@@ -350,17 +432,38 @@ def _copy(response: http.client.HTTPResponse, writer: IO[bytes], budget: _Budget
             f"{budget.shown}: the server closed the connection after {budget.total} bytes, "
             f"{response.length} bytes short of its Content-Length; try again"
         )
-    return budget.total
+
+
+def _copy(response: http.client.HTTPResponse, writer: IO[bytes], budget: _Budget, encoding: str) -> int:
+    """Write the body, decoded, to ``writer``; the decoded byte count, which the size limit bounds."""
+    options = budget.options
+    decoder = _Decoder(encoding, budget) if encoding else None
+    written = 0
+    for chunk in _chunks(response, budget):
+        for piece in decoder.decode(chunk, options.chunk_bytes) if decoder else (chunk,):
+            written += len(piece)
+            if written > options.max_bytes:
+                raise MediaTooLargeError(budget.uri, options.max_bytes)
+            writer.write(piece)
+    if decoder is not None and budget.total:
+        decoder.finish()
+    return written
+
+
+def _stream(target: Target, writer: IO[bytes], options: OpenOptions) -> tuple[str, int]:
+    """Stream ``target`` into ``writer``; the URL finally fetched (after redirects) and the byte count."""
+    budget = _Budget(target, options)
+    with _response(target, budget) as (url, response):
+        length = response.getheader("Content-Length", "")
+        encoding = _encoding(response, budget)  # then the length is not the size written
+        if not encoding and length.isdigit() and int(length) > options.max_bytes:
+            raise MediaTooLargeError(budget.uri, options.max_bytes)
+        return url, _copy(response, writer, budget, encoding)
 
 
 def download(target: Target, writer: IO[bytes], options: OpenOptions) -> int:
     """Stream ``target`` into ``writer`` within ``options``' limits; the byte count."""
-    budget = _Budget(target, options)
-    with _response(target, budget) as (_, response):
-        length = response.getheader("Content-Length", "")
-        if length.isdigit() and int(length) > options.max_bytes:
-            raise MediaTooLargeError(budget.uri, options.max_bytes)
-        return _copy(response, writer, budget)
+    return _stream(target, writer, options)[1]
 
 
 @contextmanager
@@ -373,17 +476,23 @@ def open_http(target: Target, options: OpenOptions) -> Iterator[str]:
         yield str(path)
 
 
-def fetch_bytes(target: Target, options: OpenOptions, limit: int) -> bytes:
-    """The body of ``target`` (a feed, an index page), at most ``limit`` bytes."""
+def fetch_page(target: Target, options: OpenOptions, limit: int) -> tuple[str, bytes]:
+    """The URL finally fetched (after redirects: what the page's relative links are relative
+    to) and the body of ``target`` (a feed, an index page), at most ``limit`` bytes."""
     buffer = io.BytesIO()
     try:
-        download(target, buffer, replace(options, max_bytes=limit))
+        url, _ = _stream(target, buffer, replace(options, max_bytes=limit))
     except MediaTooLargeError:  # its remedy (--max-bytes) is for media, not for this limit
         raise ConnectorError(
             f"{target.shown} is larger than {limit} bytes, the most read of a feed or index page; "
             "give the media URLs themselves as sources"
         ) from None
-    return buffer.getvalue()
+    return url, buffer.getvalue()
+
+
+def fetch_bytes(target: Target, options: OpenOptions, limit: int) -> bytes:
+    """The body of ``target`` (a feed, an index page), at most ``limit`` bytes."""
+    return fetch_page(target, options, limit)[1]
 
 
 def head(target: Target, options: OpenOptions) -> dict[str, Any]:
@@ -400,6 +509,9 @@ def head(target: Target, options: OpenOptions) -> dict[str, Any]:
 
 
 def _info(url: str, response: http.client.HTTPResponse) -> dict[str, Any]:
+    """What the headers say: ``name`` (the final URL), ``ETag``, ``Last-Modified``, ``size``
+    (Content-Length), ``type``, ``encoding`` (a Content-Encoding: then ``size`` is the encoded
+    size, not the file's) and ``filename`` (Content-Disposition's, made safe)."""
     info: dict[str, Any] = {"name": url}
     for key in ("ETag", "Last-Modified"):
         if response.getheader(key):
@@ -408,7 +520,46 @@ def _info(url: str, response: http.client.HTTPResponse) -> dict[str, Any]:
     if length.isdigit():
         info["size"] = int(length)
     info["type"] = (response.getheader("Content-Type") or "").split(";", 1)[0].strip().lower()
+    encoding = (response.getheader("Content-Encoding") or "").strip().lower()
+    if encoding not in _UNENCODED:
+        info["encoding"] = encoding
+    filename = disposition_filename(response.getheader("Content-Disposition") or "")
+    if filename:
+        info["filename"] = filename
     return info
+
+
+def disposition_filename(header: str) -> str | None:
+    """The file name a ``Content-Disposition`` header gives (RFC 6266: ``filename*=UTF-8''...``
+    before ``filename=``), made safe to show and store: no folders (``../x.mp3`` → ``x.mp3``),
+    no control or format characters; None when it gives none.
+
+    A plain ``filename="épisode.mp3"`` sent as raw UTF-8 (which :mod:`http.client` reads as
+    Latin-1) is read as UTF-8, as browsers do.
+    """
+    message = Message()
+    message["Content-Disposition"] = header
+    params = message.get_params(header="Content-Disposition") or []
+    values = [value for key, value in params if key.lower() == "filename"]
+    extended = [value for value in values if isinstance(value, tuple)]
+    if extended:
+        name = collapse_rfc2231_value(extended[0])
+    elif values:
+        name = str(values[0])
+        with suppress(UnicodeError):
+            name = name.encode("latin-1").decode("utf-8")
+    else:
+        return None
+    return _safe_name(name)
+
+
+def _safe_name(name: str) -> str | None:
+    """The last part of ``name`` (``/`` and ``\\`` both cut), without control, format or line
+    separator characters, spaces collapsed; None when nothing is left (or only ``.``/``..``)."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(char for char in name if unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Zl", "Zp"))
+    name = " ".join(name.split())[:_NAME_MAX]
+    return None if name.strip(".") == "" else name
 
 
 class _Links(HTMLParser):
@@ -422,13 +573,15 @@ class _Links(HTMLParser):
 
 
 def index_links(target: Target, options: OpenOptions, limit: int) -> list[str]:
-    """The http(s) URLs an HTML index page links to (``<a href>``, resolved against the page)."""
+    """The http(s) URLs an HTML index page links to (``<a href>``, resolved against the page's
+    final URL: ``/podcasts`` redirected to ``/podcasts/`` has its links under ``/podcasts/``)."""
     parser = _Links()
-    parser.feed(fetch_bytes(target, options, limit).decode("utf-8", errors="replace"))
+    page, body = fetch_page(target, options, limit)
+    parser.feed(body.decode("utf-8", errors="replace"))
     links = []
     for href in parser.hrefs:
         try:
-            link = urljoin(target.url, href.strip())
+            link = urljoin(page, href.strip())
             if urlsplit(link).scheme in HTTP_SCHEMES:
                 links.append(link.split("#", 1)[0])
         except ValueError:  # "http://[::1/x" and the like: not a link anyone can follow

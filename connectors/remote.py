@@ -266,6 +266,9 @@ class FsspecConnector:
         self._real[uri] = url
         # the name as people read it: 'talk [draft].opus', not 'talk%20%5Bdraft%5D.opus'
         filename = unquote(PurePosixPath(urlsplit(url).path).name, errors="backslashreplace")
+        if not has_media_suffix(filename) and info.get("filename"):
+            # '/download?id=7' names nothing; its Content-Disposition does ('episode-7.mp3')
+            filename = str(info["filename"])
         return _media_ref(uri, filename, info)
 
     def _listing(self, fs: AbstractFileSystem, path: str) -> dict[str, dict[str, Any]]:
@@ -295,8 +298,9 @@ class FsspecConnector:
 
 
 def _media_ref(uri: str, filename: str, info: dict[str, Any]) -> MediaRef:
-    """The item ``uri`` (already redacted) named ``filename``, versioned by its ``info`` headers."""
-    size = info.get("size")
+    """The item ``uri`` (already redacted) named ``filename``, versioned by its ``info`` headers
+    (a Content-Encoding's ``size`` is the encoded one: a version, not the file's size)."""
+    size = None if info.get("encoding") else info.get("size")
     return MediaRef(
         uri=uri,
         media_id=media_id_for(uri),
