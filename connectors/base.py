@@ -38,13 +38,14 @@ log = logging.getLogger("clasp_ingest.connectors")
 
 #: File name endings treated as media by folder, bucket and index listings: every MPEG
 #: transport/program stream name that media/decode.py reads as one (``.m2t``/``.tp``/``.trp``
-#: from DVB and HDV recorders, ``.m2p``, ``.mod``/``.tod`` from JVC and Panasonic camcorders),
-#: and raw AC-3 (``.ac3``) and Sun/NeXT audio (``.au``).
+#: from DVB and HDV recorders, ``.m2p``, ``.tod`` from JVC camcorders), and raw AC-3 (``.ac3``)
+#: and Sun/NeXT audio (``.au``). Not ``.mod`` (camcorders use it, but so do ``go.mod`` and
+#: Fortran modules, which a folder would list as failing media): name such a file to ingest it.
 MEDIA_EXTENSIONS = frozenset(
     {
         ".3g2", ".3gp", ".aac", ".ac3", ".aif", ".aiff", ".amr", ".ape", ".asf", ".au", ".avi",
         ".caf", ".flac", ".flv", ".m2p", ".m2t", ".m2ts", ".m4a", ".m4b", ".m4v", ".mka", ".mkv",
-        ".mod", ".mov", ".mp2", ".mp3", ".mp4", ".mpeg", ".mpg", ".mpga", ".mts", ".mxf", ".oga",
+        ".mov", ".mp2", ".mp3", ".mp4", ".mpeg", ".mpg", ".mpga", ".mts", ".mxf", ".oga",
         ".ogg", ".ogv", ".opus", ".spx", ".tod", ".tp", ".trp", ".ts", ".vob", ".wav", ".weba",
         ".webm", ".wma", ".wmv", ".wv",
     }

@@ -33,7 +33,7 @@ from urllib.parse import urljoin
 from clasp_ingest.connectors.base import OpenOptions, copy_limited, is_media_name
 from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, fetch_page, open_http
 from clasp_ingest.connectors.local import local_uri, path_of_uri
-from clasp_ingest.connectors.remote import REMOTE_SCHEMES, filesystem_for, open_remote, scheme_of
+from clasp_ingest.connectors.remote import filesystem_for, open_remote, scheme_of
 from clasp_ingest.connectors.urls import REDACTED, host_of, redact_url
 
 from clasp_ingest.errors import ConnectorError
@@ -76,7 +76,7 @@ class FeedConnector:
         self._url = url
         self._shown = redact_url(url)
         self._real: dict[str, str] = {}  # redacted enclosure uri -> real URL, in memory only
-        self._remote = scheme_of(url) in REMOTE_SCHEMES
+        self._remote = scheme_of(url) not in ("", "file")  # ftp:, s3:... a feed not of this machine
         self._trusted = frozenset({host_of(url)}) if scheme_of(url) in HTTP_SCHEMES else frozenset()
         self._storage_options = dict(storage_options or {})
         self._open_options = open_options or OpenOptions()

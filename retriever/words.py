@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from clasp_ingest.retriever.audio import span_samples
 
-from clasp_ingest.errors import MediaDecodeError
+from clasp_ingest.errors import MediaDecodeError, StoreFullError
 from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import QdrantStore, transcript_of
 from clasp_ingest.transcribe import Transcriber, Transcript
@@ -124,11 +124,19 @@ class LazyWords:
                 heard = self.transcriber.transcribe_many([samples for _, samples in cut])
                 for (hit, _), words in zip(cut, heard, strict=True):
                     pid = str(hit.point_id)
-                    self.store.set_words(
-                        [pid], words.text, language=words.language, model=words.model, english=words.english
-                    )
+                    self._keep(pid, words)
                     found[pid], transcribed = words, transcribed + 1
         return found, WordsReport(transcribed=transcribed, stored=stored, failed=failed)
+
+    def _keep(self, pid: str, words: Transcript) -> None:
+        """Store a span's words; on a full disk they are returned unstored (the next search that
+        returns the span transcribes it again), with a warning, rather than failing the search."""
+        try:
+            self.store.set_words(
+                [pid], words.text, language=words.language, model=words.model, english=words.english
+            )
+        except StoreFullError as exc:
+            log.warning("the words of point %s were not stored: %s", pid, exc)
 
     def _key(self, pid: str) -> str:
         return f"{self.store.backend}:{self.store.location}/{self.store.collection}/{pid}"

@@ -785,12 +785,25 @@ class QdrantStore(abc.ABC):
                 self._retry(lambda: self._set_state(this, STATE_COMPLETE), f"completing {ref.uri!r}")
             else:
                 self.upsert_points([empty_marker(ref, model_id, identity.dim, now, write_id)])
+            self._check_whole(ref, this, max(written, 1))  # before removing what is stored
             self._retry(lambda: self._delete(others), f"deleting what was stored of {ref.uri!r}")
+            self._check_whole(ref, this, max(written, 1))  # two writes completing at once
         except BaseException:
             self._rollback(ref, this)
             raise
         log.debug("wrote %d points of %r (version %s, write %s)", written, ref.uri, ref.fingerprint, write_id)
         return written
+
+    def _check_whole(self, ref: MediaRef, this: Where, expected: int) -> None:
+        """Raise (a transient :class:`StoreError`: the item is retried) when this write lost
+        points: another write of the same item, completing meanwhile, removed them as its
+        "others" (two runs or flows ingesting one source into one collection at once)."""
+        found = self._count(this)
+        if found != expected:
+            raise StoreError(
+                f"{ref.uri!r}: {expected - found} of the {expected} points just written were removed "
+                "by another write of the same item at the same time; it is written again"
+            )
 
     def _rollback(self, ref: MediaRef, this: Where) -> None:
         try:
@@ -936,6 +949,8 @@ class QdrantStore(abc.ABC):
             meta = point.payload.get("metadata", {})
             media_id, version = str(meta.get("media_id", "")), str(meta.get("version", ""))
             this = meta_equals("media_id", media_id) & meta_equals("version", version)
+            if meta.get("write_id"):  # one row per write: a rewrite of the version stored is its own
+                this = this & meta_equals("write_id", str(meta["write_id"]))
             spans = self._count(this & meta_equals("state", STATE_COMPLETE))
             writing = self._count(this & meta_equals("state", STATE_WRITING))
             found.append(

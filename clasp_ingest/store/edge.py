@@ -949,8 +949,12 @@ class EdgeStore(QdrantStore):
         if n < self.options.index_threshold and not force:
             self._indexed = False
             return False
+        try:
+            self._check_room(more=_disk_bytes(self._dir / _SHARD))  # new segments beside the old
+        except StoreFullError as exc:  # the points are stored; searches stay exact where unindexed
+            log.warning("not building the HNSW index of %r: %s", self.collection, exc)
+            return False
         log.info("building HNSW indexes of %r (%d points)", self.collection, n)
-        self._check_room(more=_disk_bytes(self._dir / _SHARD))  # new segments beside the old
         self._shard.optimize()
         self._shard.flush()
         self._indexed = True

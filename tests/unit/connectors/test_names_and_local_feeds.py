@@ -14,13 +14,14 @@ from clasp_ingest.connectors.local import local_uri
 from tests.integration.connectors.helpers import Episode, rss, write_tone
 
 #: MPEG transport/program stream names that media/decode.py reads as such, raw AC-3, Sun audio.
-_ADDED = ("rec.m2t", "dvb.tp", "dvb2.trp", "prog.m2p", "cam.tod", "cam2.MOD", "dolby.ac3", "sun.au")
+_ADDED = ("rec.m2t", "dvb.tp", "dvb2.trp", "prog.m2p", "cam.tod", "dolby.ac3", "sun.au")
 
 
 def test_a_folder_lists_every_stream_name_decode_reads(tmp_path: Path) -> None:
     for name in _ADDED:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "go.mod").write_text("module x")  # '.mod' is a camcorder's name and Go's: not listed
     listed = {Path(ref.uri).name for ref in LocalConnector(tmp_path).discover()}
     assert listed == set(_ADDED)
 

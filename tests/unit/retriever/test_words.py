@@ -167,3 +167,26 @@ def test_ingest_mode_never_transcribes_and_logs_spans_without_words(
     ids = docs[0].metadata["point_ids"]
     spoken_store.set_words(ids, "our train was late", language="en", model="ingest-time")
     assert retriever.invoke(SPOKEN[1], k=1)[0].page_content == "our train was late"
+
+
+@pytest.mark.slow
+def test_lazy_words_on_a_full_disk_are_returned_unstored_with_a_warning(
+    tmp_path: Path,
+    model: AudioTextEncoder,
+    spoken_talk: Talk,
+    counting: Counting,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the store refuses writes under its free-space floor: the search failed after transcribing
+    import logging
+    from dataclasses import replace
+
+    with open_store(path=tmp_path / "q") as store:
+        fill_spoken(store, model, spoken_talk)
+        store.options = replace(store.options, min_free_bytes=2**62)  # EdgeStore's; "the disk is full"
+        retriever = ClaspRetriever(store=store, model=model, k=1, transcribe="lazy", transcriber=counting)
+        with caplog.at_level(logging.WARNING, logger="clasp_ingest"):
+            (doc,) = retriever.invoke(SPOKEN[0])
+        assert {"photosynthesis", "sunlight"} <= _words(doc.page_content) and counting.calls == 1
+        assert "were not stored" in caplog.text and "is full" in caplog.text
+        assert all(transcript_of(p.payload) is None for p in store.iter_points())

@@ -261,3 +261,22 @@ def test_a_nearly_full_disk_refuses_writes_with_a_remedy_and_keeps_what_was_stor
         assert not is_transient(failed.value)  # retrying does not free the disk
         assert store.count() == 12 and not store.has_media(b.ref.media_id, "v1")  # b's batch rolled back
         assert store.search(a.vectors[3], k=1)[0].start_s == 6.0
+
+
+def test_an_index_build_without_room_is_skipped_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the end of every bulk ingest builds the index: a disk with room for the points but not for
+    # the rebuild failed the whole run (no summary), though nothing was wrong with what it wrote
+    import logging
+
+    from clasp_ingest.store import edge
+
+    a = make_media("file:///a.wav", "v1", 12, seed=1)
+    with open_store(path=tmp_path, edge=EdgeOptions(index_threshold=5)) as store:
+        store.ensure_collection(MODEL, DIM)
+        monkeypatch.setattr(edge, "_disk_bytes", lambda folder: 2**62)  # the rebuild needs more than is free
+        with caplog.at_level(logging.WARNING, logger="clasp_ingest"), store.bulk():
+            store.write_media(a.ref, MODEL, a.batches())
+        assert "not building the HNSW index" in caplog.text and "rebuild its index" in caplog.text
+        assert not store.indexed and store.search(a.vectors[4], k=1)[0].start_s == 8.0

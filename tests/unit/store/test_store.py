@@ -374,3 +374,40 @@ def test_a_collection_name_that_is_not_one_plain_name_is_refused(tmp_path: Path,
         with pytest.raises(ConfigError, match="collection name"):
             open_store(collection=name, **kwargs)  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []  # nothing written, inside the store or beside it
+
+
+def test_two_writes_of_one_item_at_once_leave_it_whole(store: QdrantStore) -> None:
+    # two flows ingesting one source into one collection: the write completing first removed the
+    # other's points as its "others", and the other then marked the rest complete: a partial item
+    # that every later run skipped
+    a = make_media("file:///a.wav", "v1", 12, seed=1)
+    rows_while_rewriting: list[tuple[str, str, int]] = []
+
+    def slow() -> Iterator[tuple[list[Segment], np.ndarray]]:
+        first, *rest = a.batches(size=4)
+        yield first
+        ingest(store, a)  # the other write, whole, meanwhile
+        rows_while_rewriting.extend((m.version, m.state, m.spans) for m in store.media())
+        yield from rest
+
+    with pytest.raises(StoreError, match="removed by another write of the same item"):
+        store.write_media(a.ref, MODEL, slow())
+    assert rows_while_rewriting == [("v1", "complete", 12)]  # the slow write's first batch: gone
+    assert store.count() == 12 and store.has_media(a.ref.media_id, "v1")
+    assert sorted(h.start_s for h in store.search(a.vectors[0], k=12)) == [2.0 * i for i in range(12)]
+
+
+def test_store_list_shows_a_rewrite_of_the_stored_version_as_its_own_row(store: QdrantStore) -> None:
+    a = make_media("file:///a.wav", "v1", 6, seed=1)
+    ingest(store, a)
+    rows: list[tuple[str, str, int]] = []
+
+    def rewriting() -> Iterator[tuple[list[Segment], np.ndarray]]:
+        first, *rest = a.batches(size=2)
+        yield first
+        rows.extend(sorted((m.version, m.state, m.spans) for m in store.media()))
+        yield from rest
+
+    store.write_media(a.ref, MODEL, rewriting())
+    assert rows == [("v1", "complete", 6), ("v1", "writing", 0)]  # not two rows of 12 'writing'
+    assert [(m.state, m.spans) for m in store.media()] == [("complete", 6)]
