@@ -30,7 +30,14 @@ import typer
 from clasp_ingest.config import Settings
 from clasp_ingest.exitcodes import EXIT_ERROR, EXIT_PARTIAL
 from clasp_ingest.log import one_line
-from clasp_ingest.store.cli_store import MAX_BATCH, collection_name, refuse_empty, server_url, store_folder
+from clasp_ingest.store.cli_store import (
+    MAX_BATCH,
+    QDRANT_PATH_OR_URL,
+    collection_name,
+    refuse_empty,
+    server_url,
+    store_folder,
+)
 
 if TYPE_CHECKING:
     from clasp_ingest.connectors.base import OpenOptions
@@ -173,7 +180,7 @@ def ingest_command(
     A bad item fails alone (exit 3); a damaged one (a cut download) is ingested as far as it decodes and listed as a warning (media_warnings in --json).
     """  # noqa: E501 - one paragraph of --help
     if qdrant_path is not None and qdrant_url is not None:
-        _fail("give --qdrant-path or --qdrant-url, not both")
+        raise typer.BadParameter(QDRANT_PATH_OR_URL, param_hint="'--qdrant-url'")
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
     settings.segmenter_options()  # CLASP_*_S values that do not fit together fail before anything
     run = _run_flow if flow else _run_pipeline

@@ -125,18 +125,10 @@ def search(
     from clasp_ingest.store import SearchFilter
     from clasp_ingest.store.cli_store import open_configured_store
 
+    _check_combination(k, rerank, group, hybrid)
     if not query.strip():
         raise ConfigError(
             "the query is empty; say what to look for, e.g. clasp-ingest search 'photosynthesis'"
-        )
-    if rerank is not None and rerank < k:
-        raise ConfigError(
-            f"--rerank {rerank} is smaller than --k {k}; give --rerank N >= --k (e.g. --rerank 10)"
-        )
-    if hybrid and (rerank is not None or group is not None):
-        raise ConfigError(
-            "--hybrid ranks by the stored words already; drop --rerank and --group, "
-            "or search without --hybrid"
         )
     words = transcribe or rerank is not None
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
@@ -174,6 +166,21 @@ def search(
         typer.echo(json.dumps(rows))  # \u escapes: valid JSON whatever the terminal can show
         return
     _print_table(query, rows)
+
+
+def _check_combination(k: int, rerank: int | None, group: int | None, hybrid: bool) -> None:
+    """Options that do not go together are bad usage (exit 2), whatever the store holds."""
+    if rerank is not None and rerank < k:
+        raise typer.BadParameter(
+            f"{rerank} is smaller than --k {k}; give --rerank N >= --k (e.g. --rerank 10)",
+            param_hint="'--rerank'",
+        )
+    if hybrid and (rerank is not None or group is not None):
+        raise typer.BadParameter(
+            "not with --rerank or --group (--hybrid ranks by the stored words already); drop "
+            "those, or search without --hybrid",
+            param_hint="'--hybrid'",
+        )
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import asyncio
 import bisect
 import dataclasses
 import functools
+import math
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,7 +41,7 @@ from clasp_ingest.store.base import (
     span_url,
     words_metadata,
 )
-from clasp_ingest.store.filters import to_where
+from clasp_ingest.store.filters import Condition, Where, meta_equals, meta_key, to_where
 from clasp_ingest.transcribe import Transcriber
 from clasp_ingest.types import SpanHit
 
@@ -127,9 +128,13 @@ class ClaspRetriever(BaseRetriever):
       ``qdrant_client.models.Filter`` on payload keys (``metadata.source``...; see
       :mod:`clasp_ingest.store.filters` for what maps);
     * ``group_by_media`` – at most this many spans per media item;
-    * ``merge`` – merge hits of one media item that overlap or are within ``merge_gap_s``;
+    * ``merge`` – hits are taken best first until ``k`` spans are made; one that overlaps a
+      better hit's span of its item or lies within ``merge_gap_s`` of it joins that span (the
+      best one, when two are near: spans never join into one) instead of making a span of its
+      own; a span keeps its best hit's score;
     * ``context`` – widen each hit by this many neighbouring segments on each side, but not over
-      a better hit's span (a hit inside one is left out: no audio comes back twice);
+      a better hit's span (a hit inside one is left out: no audio comes back twice) nor over
+      segments that ``filter`` leaves out;
     * ``rerank`` – two-stage ranking: CLASP finds the best ``rerank`` spans (``>= k``), their
       words are obtained as with ``"lazy"`` (transcribed and stored once, whatever
       ``transcribe`` says), scored against the query with the model's text tower, and the two
@@ -320,9 +325,11 @@ class ClaspRetriever(BaseRetriever):
     def retrieve_spans(self, query: str, **overrides: Any) -> list[Span]:
         """The answer spans, best first (the Documents are made from these).
 
-        With ``merge``, the spans are those made of the best N hits, for the smallest N
-        (doubling from ``k``) that gives ``k`` spans or runs out of hits. An empty query
-        raises ``ValueError``; a long one is cut to the text encoder's limit by the model.
+        Hits are taken best first until ``k`` spans are made (with ``merge``, a hit near a
+        span joins it; see ``_spans_of``), so a larger ``k`` returns the same first spans, in
+        the same order, never joined together, widened at most by its best ``k`` hits and those
+        that rank above the spans it adds. An empty query raises ``ValueError``; a long one is
+        cut to the text encoder's limit by the model.
         """
         if not isinstance(query, str):
             raise TypeError(f"the query must be text (str), got {type(query).__name__}")
@@ -353,24 +360,47 @@ class ClaspRetriever(BaseRetriever):
         return rerank_spans(spans, query, self._scorer)[: opts["k"]]
 
     def _find_spans(self, vector: Any, opts: dict[str, Any]) -> tuple[list[Span], dict[str, SpanHit]]:
-        """The answer spans and the hits they are made of (hits and context), by point id."""
+        """The answer spans and the hits they are made of (hits and context), by point id.
+
+        Hits are taken best first until ``k`` spans are made; more are fetched (doubling) only
+        while fewer are made (a hit inside a better span, an older version, merged hits).
+        """
         fetch = opts["k"]
         while True:
             found = self._search(vector, fetch, opts)
-            hits = _newest_versions(found)
-            members: dict[str, SpanHit] = {}
-            taken: dict[str, list[int]] = {}  # media id -> segments in a better hit's span, sorted
-            spans = []
-            for hit in hits:  # with merge, overlapping widened hits are merged instead
-                exclusive = [] if opts["merge"] else taken.setdefault(hit.media_id, [])
-                span = self._widen(hit, opts["context"], members, exclusive)
-                if span is not None:
-                    spans.append(span)
-            if opts["merge"]:
-                spans = merge_spans(spans, max_gap_s=opts["merge_gap_s"])
+            spans, members = self._spans_of(_newest_versions(found), opts)
             if len(spans) >= opts["k"] or len(found) < fetch:
-                return spans[: opts["k"]], members
-            fetch *= 2  # merged spans, or an item's older version dropped: look further
+                return spans, members
+            fetch *= 2
+
+    def _spans_of(self, hits: list[SpanHit], opts: dict[str, Any]) -> tuple[list[Span], dict[str, SpanHit]]:
+        """The first ``k`` spans made of ``hits`` (best first) and their members, by point id.
+
+        A hit becomes a span of its own, or with ``merge`` joins the best span of its item that
+        it overlaps or lies within ``merge_gap_s`` of (its context reaching into one counts).
+        It joins one span at most: joining the spans on both sides let lower hits fill the gaps
+        between the good spans and chain a whole talk into one span labelled with the best score.
+        The spans are made of the best ``k`` hits and, where those make fewer than ``k`` spans,
+        of the next ones down to the hit that makes the last span: the hits after it would only
+        widen the spans (with audio that ranks below every span's best hit), and are left out.
+        """
+        members: dict[str, SpanHit] = {}
+        taken: dict[str, list[int]] = {}  # media id -> segments in a better hit's span, sorted
+        spans: list[Span] = []
+        made: list[Span] = []  # the spans as they stood after the last hit that counts
+        for rank, hit in enumerate(hits, start=1):
+            piece = self._widen(hit, opts, members, taken.setdefault(hit.media_id, []))
+            if piece is None:
+                continue
+            if opts["merge"]:
+                _add_merging(spans, piece, _reach(hit, opts["context"]), opts["merge_gap_s"])
+            else:
+                spans.append(piece)
+            if rank <= opts["k"] or len(spans) > len(made):
+                made = list(spans)
+                if len(made) == opts["k"]:
+                    break
+        return made, members
 
     def _hybrid_query(self, query: str, vector: Any) -> HybridQuery:
         from clasp_ingest.words import TextTower, query_words
@@ -392,32 +422,43 @@ class ClaspRetriever(BaseRetriever):
         return hits
 
     def _widen(
-        self, hit: SpanHit, context: int, members: dict[str, SpanHit], taken: list[int]
+        self, hit: SpanHit, opts: dict[str, Any], members: dict[str, SpanHit], taken: list[int]
     ) -> Span | None:
         """``hit``'s span, widened by ``context`` segments on each side but not over the segments
         ``taken`` by better hits' spans of its item (which it then also takes): no audio comes
         back twice, and spans do not chain into one. ``None`` when the hit's own segment is
         taken (it lies in a better hit's context)."""
-        meta = hit.payload.get("metadata", {})
-        index = int(meta.get("segment_index", 0))
+        index = _segment_index(hit)
         at = bisect.bisect_left(taken, index)
         if at < len(taken) and taken[at] == index:
             return None
         neighbours: list[SpanHit] = []
-        if context:
-            version = meta.get("version")
+        if context := opts["context"]:
             low = taken[at - 1] + 1 if at > 0 else 0  # the free stretch around the hit
             high = taken[at] - 1 if at < len(taken) else index + context
-            neighbours = self.store.segments(
-                hit.media_id, max(0, index - context, low), min(index + context, high),
-                version=str(version) if version is not None else None,
-            )  # fmt: skip
+            first, last = max(0, index - context, low), min(index + context, high)
+            neighbours = self._neighbours(hit, first, last, opts["filter"])
         for member in (*neighbours, hit):
             members[str(member.point_id)] = member
         span = span_from_hit(hit, neighbours)
         for i in span.segment_indices:
             bisect.insort(taken, i)
         return span
+
+    def _neighbours(self, hit: SpanHit, first: int, last: int, where: Where) -> list[SpanHit]:
+        """The segments ``first``..``last`` of ``hit``'s item and version that the search's
+        filter ``where`` admits, as far as they run on unbroken from the hit: a widened span
+        stays inside the filter (a time range, segment indices, words...), as its hits do."""
+        version = hit.payload.get("metadata", {}).get("version")
+        found = self.store.segments(
+            hit.media_id, first, last, version=str(version) if version is not None else None
+        )
+        if not where.empty:
+            stretch = Where((Condition(meta_key("segment_index"), gte=first, lte=last),))
+            inside = where & meta_equals("media_id", hit.media_id) & stretch
+            admitted = {str(p.id) for p in self.store.iter_points(inside, batch_size=last - first + 1)}
+            found = [n for n in found if str(n.point_id) in admitted]
+        return _unbroken(found, _segment_index(hit))
 
     def _words(self) -> LazyWords:
         if self._lazy_words is None:
@@ -511,6 +552,41 @@ def _log_missing_words(spans: list[Span]) -> None:
             missing,
             len(spans),
         )
+
+
+def _segment_index(hit: SpanHit) -> int:
+    return int(hit.payload.get("metadata", {}).get("segment_index", 0))
+
+
+def _reach(hit: SpanHit, context: int) -> range:
+    """The segments ``hit``'s context covers before better spans cut it short."""
+    index = _segment_index(hit)
+    return range(index - context, index + context + 1)
+
+
+def _add_merging(spans: list[Span], piece: Span, reach: range, gap_s: float) -> None:
+    """Join ``piece`` to the first (best) span of its item that holds a segment of ``reach``
+    (the piece's context was cut short by it) or lies within ``gap_s`` of it; else add it."""
+    for at, span in enumerate(spans):
+        if span.media_id != piece.media_id:
+            continue
+        touches = any(i in reach for i in span.segment_indices)
+        joined = merge_spans([span, piece], max_gap_s=math.inf if touches else gap_s)
+        if len(joined) == 1:
+            spans[at] = joined[0]
+            return
+    spans.append(piece)
+
+
+def _unbroken(neighbours: list[SpanHit], index: int) -> list[SpanHit]:
+    """The ``neighbours`` that reach segment ``index`` without a missing segment between."""
+    by_index = {_segment_index(n): n for n in neighbours}
+    low, high = index, index
+    while low - 1 in by_index:
+        low -= 1
+    while high + 1 in by_index:
+        high += 1
+    return [by_index[i] for i in range(low, high + 1) if i in by_index]
 
 
 def _newest_versions(hits: list[SpanHit]) -> list[SpanHit]:

@@ -47,17 +47,19 @@ def open_configured_store(
                       collection=name)  # fmt: skip
 
 
+#: Both store options at once (``ingest``, ``search``, ``store``): bad usage.
+QDRANT_PATH_OR_URL = "give --qdrant-path or --qdrant-url, not both"
+
+
 def store_location(
     qdrant_path: Path | None, qdrant_url: str | None, settings: Settings
 ) -> tuple[str | None, Path | None]:
     """``(url, path)`` of the store: an option given on the command line beats the environment
     (``--qdrant-path`` opens that folder whatever ``CLASP_QDRANT_URL`` says, and ``--qdrant-url``
     that server whatever ``CLASP_QDRANT_PATH`` says); without one, ``CLASP_QDRANT_URL`` when set,
-    else ``CLASP_QDRANT_PATH`` (or its default). Both options at once: ``ConfigError`` (as ``ingest``)."""
+    else ``CLASP_QDRANT_PATH`` (or its default). Both options at once: bad usage (exit 2, as ``ingest``)."""
     if qdrant_path is not None and qdrant_url is not None:
-        from clasp_ingest.errors import ConfigError
-
-        raise ConfigError("give --qdrant-path or --qdrant-url, not both")
+        raise typer.BadParameter(QDRANT_PATH_OR_URL, param_hint="'--qdrant-url'")
     if qdrant_path is not None or qdrant_url is not None:
         return qdrant_url, qdrant_path
     return (settings.qdrant_url, None) if settings.qdrant_url else (None, settings.qdrant_path)

@@ -47,7 +47,9 @@ def test_search_and_store_commands(
         return [{"start_s": row["start_s"], "end_s": row["end_s"]} for row in json.loads(found.stdout)]
 
     assert [row["end_s"] - row["start_s"] for row in merged("0")] == [2.5, 2.5]  # segments 0.5 s apart
-    assert merged("100") == [{"start_s": 0.0, "end_s": 17.5}]  # the whole podcast, one span
+    # the two best hits (segments 1 and 3) in one span; no second span can be made, and the
+    # other hits, which would only widen it, are left out (they chained whole talks into one)
+    assert merged("100") == [{"start_s": 3.0, "end_s": 11.5}]
     nothing = runner.invoke(app, ["search", SENTENCES[7], "--media-id", "/media/nowhere.wav"])
     assert nothing.exit_code == 0 and nothing.stdout.startswith("no spans for")
     assert "no stored item matches --media-id '/media/nowhere.wav'" in nothing.stderr
