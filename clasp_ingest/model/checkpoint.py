@@ -324,6 +324,8 @@ def _dry_run_old_format(run: _DryRun, stream: IO[bytes]) -> None:
 def _unpickle(path: Path) -> Any:
     from clasp_ingest.model.hub import check_regular_file
 
+    if not path.exists() and not path.is_symlink():
+        raise ModelLoadError(f"no checkpoint file {str(path)!r}; check the path")
     check_regular_file(path, "give the checkpoint file itself")
     try:
         _dry_run(path)

@@ -76,7 +76,7 @@ def list_command(
 
 @models_app.command("import")
 def import_command(
-    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A paper checkpoint (.pt)."),
+    path: Path = typer.Argument(..., help="A paper checkpoint (.pt)."),
     out: Path = typer.Option(
         ..., "--out", help="Directory to write fusion.safetensors + config.json (not one holding a model)."
     ),

@@ -55,3 +55,13 @@ def test_importing_model_package_does_not_import_torch() -> None:
     code = "import sys, clasp_ingest.model; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_models_import_of_a_missing_file_or_a_folder_is_one_error_line(tmp_path: Path) -> None:
+    # Click's own check printed a usage box and exit 2 where every other command says 'error:', exit 1
+    out = ["--out", str(tmp_path / "m")]
+    missing = CliRunner().invoke(app, ["models", "import", str(tmp_path / "CLASP_Gating.pt"), *out])
+    assert missing.exit_code == 1 and missing.stderr.startswith("error: no checkpoint file"), missing.output
+    folder = CliRunner().invoke(app, ["models", "import", str(tmp_path), *out])
+    assert folder.exit_code == 1 and "is not a regular file but a folder" in folder.stderr, folder.output
+    assert not (tmp_path / "m").exists()
