@@ -42,15 +42,23 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        tasks: dict[str, Any] = {}
+    # started with its first stage: a run that fails before any (a missing manifest) printed
+    # the empty bar's blank line before its 'error:' line
+    bar = Progress(*columns, console=Console(stderr=True), transient=False)
+    tasks: dict[str, Any] = {}
 
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+    def update(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def _device_named(value: str | None) -> str | None:
