@@ -109,6 +109,12 @@ def _prefect_logs_quiet() -> Iterator[None]:
     prefect_logger = logging.getLogger("prefect")
     level = prefect_logger.level
     prefect_logger.setLevel(max(logging.WARNING, prefect_logger.getEffectiveLevel()))
+    # the queues drained when a run ends (Ctrl-C and SIGTERM too, and at exit, after this) say
+    # "Still processing items: N items remaining..." on loggers outside "prefect", named by their
+    # class: noise after 'error: interrupted'. Their errors still show.
+    for name in ("EventsWorker", "APILogWorker"):
+        worker = logging.getLogger(name)
+        worker.setLevel(max(logging.ERROR, worker.getEffectiveLevel()))
     try:
         yield
     finally:
