@@ -45,8 +45,8 @@ from clasp_ingest.flows.resources import (
     StoreSpec,
     cached_model,
     cached_store,
+    held_store,
     model_identity,
-    release_store,
 )
 from clasp_ingest.flows.runtime import emit_progress
 from prefect import flow, task
@@ -391,26 +391,23 @@ def _ingest_all(
 ) -> tuple[list[MediaResult], list[tuple[str, str]], list[str]]:
     """Prune if asked, list, skip what is stored, ingest the rest; ``(results, listing errors,
     pruned sources)``."""
-    store = cached_store(work.store)
     errors: list[tuple[str, str]] = []
     pruned: list[str] = []
     model_id, dim, source = model_identity(work.model)
     text_dim = _text_dim(work.model) if work.options.transcribe else None
-    try:
-        with pipeline.collection_for(store, model_id, dim, source=source, text_dim=text_dim):
-            listed = _listed(connectors, errors, store, pruned if work.options.prune else None)
-            todo, skipped = pipeline.select_new(
-                listed, store, force=work.options.force, words=work.options.transcribe is not None
-            )
-            log.info(
-                "%d media to ingest, %d unchanged", len(todo), sum(r.status == "skipped" for r in skipped)
-            )
-            tracker = _Tracker(len(todo) + len(skipped), skipped)
-            if todo:  # each worker process loads the model itself, and checks it against its config
-                with store.bulk():
-                    _run_items(task_, todo, replace(work, gpu_limit=gpu_limit()), tracker, window)
-    finally:
-        release_store(work.store)
+    with (
+        held_store(work.store) as store,
+        pipeline.collection_for(store, model_id, dim, source=source, text_dim=text_dim),
+    ):
+        listed = _listed(connectors, errors, store, pruned if work.options.prune else None)
+        todo, skipped = pipeline.select_new(
+            listed, store, force=work.options.force, words=work.options.transcribe is not None
+        )
+        log.info("%d media to ingest, %d unchanged", len(todo), sum(r.status == "skipped" for r in skipped))
+        tracker = _Tracker(len(todo) + len(skipped), skipped)
+        if todo:  # each worker process loads the model itself, and checks it against its config
+            with store.bulk():
+                _run_items(task_, todo, replace(work, gpu_limit=gpu_limit()), tracker, window)
     return tracker.results, errors, pruned
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +29,7 @@ __all__ = [
     "cached_model",
     "cached_store",
     "clear_models",
+    "held_store",
     "model_identity",
     "release_store",
 ]
@@ -36,6 +39,7 @@ log = logging.getLogger("clasp_ingest.flows")
 _LOCK = threading.Lock()
 _MODELS: dict[ModelSpec, AudioTextEncoder] = {}
 _STORES: dict[StoreSpec, QdrantStore] = {}
+_HOLDERS: dict[StoreSpec, int] = {}  # flow runs of this process using each store now
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,25 @@ def cached_store(spec: StoreSpec) -> QdrantStore:
         if store is None:
             store = _STORES[spec] = spec.open()
         return store
+
+
+@contextmanager
+def held_store(spec: StoreSpec) -> Iterator[QdrantStore]:
+    """The store of ``spec`` for one flow run (:func:`cached_store`), closed when the last run of
+    this process holding it ends: two runs on one store (a served deployment, threads) shared
+    it, and the first to end closed it under the other ("the embedded store ... is closed")."""
+    with _LOCK:
+        _HOLDERS[spec] = _HOLDERS.get(spec, 0) + 1
+    try:
+        yield cached_store(spec)
+    finally:
+        with _LOCK:  # closed under the lock: a run starting now opens it anew, after the close
+            _HOLDERS[spec] -= 1
+            if _HOLDERS[spec] == 0:
+                del _HOLDERS[spec]
+                store = _STORES.pop(spec, None)
+                if store is not None:
+                    store.close()
 
 
 def release_store(spec: StoreSpec) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -540,6 +541,7 @@ class QdrantStore(abc.ABC):
         self.collection = collection
         self.write_options = write or WriteOptions()
         self._identity: CollectionIdentity | None = None
+        self._making = threading.Lock()  # one ensure_collection at a time (threads sharing a store)
         self._bulk_depth = 0
         self._text_indexed = False
 
@@ -656,6 +658,18 @@ class QdrantStore(abc.ABC):
         """
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
+        with self._making:  # a thread would take another's create in progress for a cut-off one
+            return self._ensure(model_id, dim, recreate, source, text_dim, query_metric)
+
+    def _ensure(
+        self,
+        model_id: str,
+        dim: int,
+        recreate: bool,
+        source: str | None,
+        text_dim: int | None,
+        query_metric: QueryMetric | None,
+    ) -> bool:
         wanted = CollectionIdentity(model_id, dim, source, text_dim)
         current = self.identity
         lacks_words = current is not None and text_dim is not None and current.text_dim != text_dim
@@ -901,20 +915,19 @@ class QdrantStore(abc.ABC):
         """True when ``media_id`` is stored completely at ``version`` and at no other (skip it).
 
         Every point of the item must be that version and complete (or the item's ``"empty"``
-        marker): a run killed between completing a new version and deleting the old one, or
-        half-way through marking it complete, leaves the item to be written again (the
-        rewrite is idempotent).
+        marker), of one write (one first segment, ``segment_index`` 0, or one marker, -1): a
+        run killed between completing a write and deleting what it replaces, or half-way
+        through marking it complete, leaves the item to be written again.
         """
         if self.identity is None:
             return False
         states = (STATE_COMPLETE, STATE_EMPTY)
-        where = (
-            meta_equals("media_id", media_id)
-            & meta_equals("version", version)
-            & Where((Condition(meta_key("state"), any_of=states),))
-        )
+        item = meta_equals("media_id", media_id)
+        where = item & meta_equals("version", version) & Where((Condition(meta_key("state"), any_of=states),))
         done = self._count(where)
-        return done > 0 and done == self._count(meta_equals("media_id", media_id))
+        if done == 0 or done != self._count(item):
+            return False
+        return self._count(item & Where((Condition(meta_key("segment_index"), lte=0),))) == 1
 
     def has_words(self, media_id: str, version: str) -> bool:
         """True when the complete spans of ``media_id`` at ``version`` have their words

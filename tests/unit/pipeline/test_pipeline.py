@@ -373,3 +373,20 @@ def test_sources_may_be_any_iterable_of_connectors_or_paths(
     assert ingest_source({files[1]}, tiny_model, store, FAST).media_skipped == 1
     with pytest.raises(TypeError, match=r"ingest_source needs connectors.*connector_for"):
         ingest_source([3], tiny_model, store, FAST)  # type: ignore[list-item]
+
+
+def test_a_flow_store_stays_open_until_the_last_run_holding_it_ends(tmp_path: Path) -> None:
+    # two flow runs of one process on one store: the first to end closed it under the other
+    # ("the embedded store ... is closed; open it again"), whose item then failed
+    from clasp_ingest.flows.resources import StoreSpec, held_store
+
+    spec = StoreSpec("talks", path=str(tmp_path / "q"))
+    with held_store(spec) as first:
+        first.ensure_collection("m", 4)
+        with held_store(spec) as second:
+            assert second is first
+        assert first.count() == 0  # still open: the other run goes on
+    with pytest.raises(StoreError, match="is closed"):
+        first.count()
+    with held_store(spec) as again:  # the next run opens it anew
+        assert again is not first and again.count() == 0

@@ -411,3 +411,30 @@ def test_store_list_shows_a_rewrite_of_the_stored_version_as_its_own_row(store: 
     store.write_media(a.ref, MODEL, rewriting())
     assert rows == [("v1", "complete", 6), ("v1", "writing", 0)]  # not two rows of 12 'writing'
     assert [(m.state, m.spans) for m in store.media()] == [("complete", 6)]
+
+
+def test_an_item_left_with_two_complete_writes_is_written_again(store: QdrantStore) -> None:
+    # a run killed between a write's completion and its removal of what it replaced: both copies
+    # complete at the same version, and every later run skipped the item (twice the spans)
+    from clasp_ingest.store.base import STATE_COMPLETE
+    from clasp_ingest.store.filters import meta_equals
+
+    a = make_media("file:///a.wav", "v1", 6, seed=1)
+    ingest(store, a)
+    store.upsert_points(store._points_for(a.ref, MODEL, a.segments, a.vectors, "now", write_id="cut0ff"))
+    store._set_state(meta_equals("write_id", "cut0ff"), STATE_COMPLETE)
+    assert store.count() == 12 and not store.has_media(a.ref.media_id, "v1")
+    ingest(store, a)
+    assert store.count() == 6 and store.has_media(a.ref.media_id, "v1")
+
+
+def test_threads_sharing_a_store_make_its_collection_once(tmp_path: Path) -> None:
+    # a thread took another's create in progress for a cut-off one and removed its folder
+    from concurrent.futures import ThreadPoolExecutor
+
+    with open_backend("edge", tmp_path) as shared, ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(lambda _: shared.ensure_collection(MODEL, DIM), range(4)))
+        assert sorted(made) == [False, False, False, True]
+        a = make_media("file:///a.wav", "v1", 3, seed=1)
+        ingest(shared, a)
+        assert shared.count() == 3
