@@ -17,7 +17,7 @@ from clasp_ingest.demo import samples_dir
 from clasp_ingest.evaluation.vectors import audio_windows, expand_vectors
 from clasp_ingest.media import decode_audio
 from clasp_ingest.model.query import query_sample
-from clasp_ingest.store import EdgeOptions, EdgeStore, point_id
+from clasp_ingest.store import EdgeOptions, EdgeStore
 from clasp_ingest.store.metric import QueryMetric
 from clasp_ingest.types import MediaRef, Segment, media_id_for
 
@@ -72,7 +72,7 @@ def test_hnsw_recall_at_10_on_30k_model_like_points(
         metric = QueryMetric.fit(sample)
     store = EdgeStore(tmp_path, options=EdgeOptions(index_threshold=20_000))
     store.ensure_collection("clasp-mini-test", points.shape[1], query_metric=metric)
-    row_of: dict[str, int] = {}
+    row_of: dict[tuple[str, float], int] = {}  # (media id, start): each write has ids of its own
     with store, store.bulk():
         for m, first in enumerate(range(0, N, PER_MEDIA)):
             uri = f"file:///recall/{m}.wav"
@@ -80,13 +80,13 @@ def test_hnsw_recall_at_10_on_30k_model_like_points(
             segs = [Segment(ref.media_id, i, 4.0 * i, 4.0 * i + 3.0) for i in range(PER_MEDIA)]
             store.write_media(ref, "clasp-mini-test", [(segs, points[first : first + PER_MEDIA])])
             for i, s in enumerate(segs, start=first):
-                row_of[point_id(ref.media_id, "clasp-mini-test", "v1", s.start_ms, s.end_ms)] = i
+                row_of[(ref.media_id, s.start_s)] = i
     with EdgeStore(tmp_path, options=EdgeOptions(index_threshold=20_000)) as store:
         assert store.indexed and store._search_params().exact is False
         assert store.index_config()["graph"] == ("clasp_graph" if graph == "query" else "clasp")
         recall = []
         for q in queries:
             exact = set(np.argsort(-(points @ q))[:10].tolist())
-            found = {row_of[h.point_id] for h in store.search(q, k=10) if h.point_id}
+            found = {row_of[(h.media_id, h.start_s)] for h in store.search(q, k=10)}
             recall.append(len(found & exact) / 10)
     assert np.mean(recall) >= 0.9, np.mean(recall)
