@@ -164,19 +164,25 @@ class StoredPoint:
 
 
 def points(store: Path, collection: str = "clasp_segments") -> dict[str, StoredPoint]:
-    """Every point of an Edge store folder (any state), by id; empty when there is no collection."""
+    """Every point of an Edge store folder (any state), by its span (``media:version:start:end``;
+    a second point of one span gets ``#2``...: each write has ids of its own, so two stores made
+    by different runs are compared by what they hold); empty when there is no collection."""
     from clasp_ingest.store import open_store
 
     with open_store(path=store, collection=collection) as opened:
         if not opened.exists():
             return {}
-        return {
-            str(p.id): StoredPoint(
+        found: dict[str, StoredPoint] = {}
+        seen: dict[str, int] = {}
+        for p in opened.iter_points():
+            m = p.payload["metadata"]
+            point = StoredPoint(
                 m["media_id"], m["version"], m["state"], m["start_s"], m["end_s"], str(m.get("source", ""))
             )
-            for p in opened.iter_points()
-            for m in (p.payload["metadata"],)
-        }
+            key = f"{point.media_id}:{point.version}:{point.start_s}:{point.end_s}"
+            seen[key] = seen.get(key, 0) + 1
+            found[f"{key}#{seen[key]}" if seen[key] > 1 else key] = point
+        return found
 
 
 def payloads(store: Path, collection: str = "clasp_segments") -> list[dict[str, Any]]:
