@@ -40,7 +40,8 @@ def test_features_match_transformers_whisper_feature_extractor() -> None:
     audio = _noise(3.37, 1)
     ref = fe(audio, sampling_rate=SR, return_tensors="np").input_features[0]
     ours = log_mel_spectrogram(audio, 80, pad_to=CHUNK_SAMPLES)[:, :3000]
-    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    # float32 rounding: a clean-clone CI run saw 2 of 240,000 values 1.05e-5 apart (log-mel ~1)
+    np.testing.assert_allclose(ours, ref, atol=5e-5)
 
 
 def test_implements_protocol_and_dim(tiny_whisper_ct2: Path) -> None:
