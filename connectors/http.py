@@ -54,7 +54,6 @@ __all__ = [
     "connect_checked",
     "disposition_filename",
     "download",
-    "fetch_bytes",
     "fetch_page",
     "head",
     "index_links",
@@ -488,11 +487,6 @@ def fetch_page(target: Target, options: OpenOptions, limit: int) -> tuple[str, b
             "give the media URLs themselves as sources"
         ) from None
     return url, buffer.getvalue()
-
-
-def fetch_bytes(target: Target, options: OpenOptions, limit: int) -> bytes:
-    """The body of ``target`` (a feed, an index page), at most ``limit`` bytes."""
-    return fetch_page(target, options, limit)[1]
 
 
 def head(target: Target, options: OpenOptions) -> dict[str, Any]:

@@ -880,9 +880,8 @@ class QdrantStore(abc.ABC):
         return self._delete_counted(meta_equals("media_id", media_id), f"delete of media {media_id!r}")
 
     def delete_version(self, media_id: str, version: str) -> int:
-        """Delete every point of one version of a media item; returns how many there were."""
-        where = meta_equals("media_id", media_id) & meta_equals("version", version)
-        return self._delete_counted(where, f"delete of media {media_id!r} version {version!r}")
+        """Delete every point of one version of a media item (all its writes); returns how many."""
+        return self.delete_write(media_id, version, "")
 
     def delete_write(self, media_id: str, version: str, write_id: str, *, keep: Sequence[str] = ()) -> int:
         """Delete the points of one write of a media item (``write_id``); with ``write_id`` ""

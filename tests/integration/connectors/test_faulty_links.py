@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from clasp_ingest.connectors import FsspecConnector, OpenOptions, connector_for
 from clasp_ingest.connectors.base import LISTING_ERROR
-from clasp_ingest.connectors.http import Target, fetch_bytes, head
+from clasp_ingest.connectors.http import Target, fetch_page, head
 
 from clasp_ingest.errors import ConnectorError, MediaDecodeError, TransientConnectorError
 from clasp_ingest.pipeline import discover_new, is_transient
@@ -249,7 +249,7 @@ def test_a_deadline_hit_during_the_headers_says_so(site: _Site) -> None:
 def test_a_page_over_its_limit_names_the_right_remedy(site: _Site) -> None:
     page = _page(site, "big.html", *(f"/{i}.wav" for i in range(100)))
     with pytest.raises(ConnectorError, match="the most read of a feed or index page") as info:
-        fetch_bytes(_trusted(page), OpenOptions(), 1000)
+        fetch_page(_trusted(page), OpenOptions(), 1000)
     assert "--max-bytes" not in str(info.value) and not is_transient(info.value)
 
 

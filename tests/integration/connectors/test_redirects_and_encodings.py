@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from clasp_ingest.connectors import FeedConnector, FsspecConnector, MediaTooLargeError, OpenOptions
-from clasp_ingest.connectors.http import Target, download, fetch_bytes
+from clasp_ingest.connectors.http import Target, download, fetch_page
 
 from clasp_ingest.errors import ConnectorError, TransientConnectorError
 from clasp_ingest.types import media_id_for
@@ -174,7 +174,7 @@ def test_a_gzip_bomb_meets_the_size_limit_on_its_decoded_size(encoding_site: str
         download(Target(f"{encoding_site}/bomb.wav", frozenset({"127.0.0.1"})), sink, options)
     assert sink.tell() <= options.max_bytes and sink.largest <= options.chunk_bytes
     with pytest.raises(ConnectorError, match="larger than 2048 bytes, the most read of a feed"):
-        fetch_bytes(Target(f"{encoding_site}/bomb.wav", frozenset({"127.0.0.1"})), OpenOptions(), 2048)
+        fetch_page(Target(f"{encoding_site}/bomb.wav", frozenset({"127.0.0.1"})), OpenOptions(), 2048)
 
 
 def test_an_encoded_length_is_not_the_size_limit(encoding_site: str, encoding_root: Path) -> None:
