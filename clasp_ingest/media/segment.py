@@ -4,7 +4,8 @@ CLASP was trained on sentence clips, so segments follow pauses:
 
 1. Silero VAD gives a speech probability per 32 ms frame; hysteresis (``threshold`` to
    start, ``threshold - 0.15`` to stop) and a minimum pause (``min_pause_s``) turn them
-   into speech regions; blips shorter than ``min_speech_s`` are dropped.
+   into speech regions; blips shorter than ``min_speech_s`` are dropped. A recording quiet
+   as a whole is heard amplified (up to ``vad_gain_db``, see :mod:`clasp_ingest.media.vad`).
 2. A region longer than the maximum is split at its quietest point (lowest smoothed frame
    energy) inside the window that keeps both parts within bounds, never at a fixed offset.
 3. Fragments shorter than ``min_segment_s`` merge with the nearer neighbour (when the gap
@@ -64,6 +65,7 @@ class SegmenterOptions:
     neg_threshold: float | None = None
     min_speech_s: float = 0.25
     max_merge_gap_s: float = 1.0
+    vad_gain_db: float = 30.0  # the most a recording under −20 dBFS is amplified for the VAD (0: off)
 
     def __post_init__(self) -> None:
         """Raise :class:`SegmenterOptionsError` for a value out of range."""
@@ -79,6 +81,7 @@ class SegmenterOptions:
         self._check(self.speech_pad_s >= 0, "speech_pad_s", "must be >= 0")
         self._check(self.min_speech_s >= 0, "min_speech_s", "must be >= 0")
         self._check(self.max_merge_gap_s >= 0, "max_merge_gap_s", "must be >= 0")
+        self._check(0 <= self.vad_gain_db <= 60, "vad_gain_db", "must be in [0, 60]")
         least = 2 * self.min_segment_s + 2 * self.speech_pad_s
         if self.max_segment_s - 2 * self.speech_pad_s < 2 * self.min_segment_s:
             raise SegmenterOptionsError(
@@ -206,7 +209,7 @@ class _Segmenter:
         self._lim = _Limits.of(options)
         self._media_id = media_id
         self._offset_s = offset_s
-        self._vad = StreamingVad()
+        self._vad = StreamingVad(options.vad_gain_db)
         self._samples = _Samples()
         self._energy: list[float] = []  # smoothed-later frame energies from _energy_base on
         self._energy_base = 0

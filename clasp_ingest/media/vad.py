@@ -4,6 +4,14 @@ Runs the silero-vad package's bundled *sequence* ONNX model (one onnxruntime cal
 block of frames, bit-identical to the frame-by-frame model) with onnxruntime on one thread,
 so it is deterministic and needs no torch. The LSTM state and the 64-sample context carry
 across blocks, so feeding audio in blocks of any size gives the same probabilities.
+
+Silero misses speech that is quiet as a whole: a sentence at a peak of −45 dBFS (a far
+microphone, an unnormalised export) lost its first sentence, and at −60 dBFS most of the file.
+So the model hears each frame amplified while the loudest sample so far stays under
+:data:`VAD_TARGET_PEAK` (−20 dBFS), by at most ``max_gain_db``. The gain depends only on the
+audio before and in the frame, so it streams and keeps block sizes irrelevant; in a file at a
+normal level it is 1 from the first loud sound on, and only the model's input changes, never
+the samples or energies handed on.
 """
 
 from __future__ import annotations
@@ -17,13 +25,14 @@ import numpy as np
 
 from clasp_ingest.errors import ModelLoadError
 
-__all__ = ["FRAME_SAMPLES", "VAD_SAMPLE_RATE", "StreamingVad", "silero_model_path"]
+__all__ = ["FRAME_SAMPLES", "VAD_SAMPLE_RATE", "VAD_TARGET_PEAK", "StreamingVad", "silero_model_path"]
 
 VAD_SAMPLE_RATE = 16_000
 FRAME_SAMPLES = 512  # 32 ms at 16 kHz
 _CONTEXT = 64
 _MODEL_FILE = "silero_vad_16k_sequence.onnx"
 _MAX_FRAMES = 512  # frames per onnxruntime call (16.4 s), as silero-vad does
+VAD_TARGET_PEAK = 0.1  # −20 dBFS: quieter audio is amplified for the model (up to max_gain_db)
 
 
 def silero_model_path() -> Path:
@@ -52,10 +61,15 @@ def _session() -> Any:
 
 
 class StreamingVad:
-    """Feed 16 kHz float32 audio in blocks; get one probability and one energy per 512-sample frame."""
+    """Feed 16 kHz float32 audio in blocks; get one probability and one energy per 512-sample frame.
 
-    def __init__(self) -> None:
+    ``max_gain_db``: the most a quiet recording is amplified for the model (0: never).
+    """
+
+    def __init__(self, max_gain_db: float = 0.0) -> None:
         self._session = _session()
+        self._max_gain = 10.0 ** (max_gain_db / 20.0)
+        self._peak = 0.0  # the loudest sample so far
         self._h = np.zeros((1, 1, 128), dtype=np.float32)
         self._c = np.zeros((1, 1, 128), dtype=np.float32)
         self._context = np.zeros(_CONTEXT, dtype=np.float32)
@@ -78,10 +92,23 @@ class StreamingVad:
         return self._run(frame)
 
     def _run(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probs = [self._run_block(frames[i : i + _MAX_FRAMES]) for i in range(0, frames.shape[0], _MAX_FRAMES)]
+        heard = self._amplified(frames)
+        probs = [self._run_block(heard[i : i + _MAX_FRAMES]) for i in range(0, heard.shape[0], _MAX_FRAMES)]
         energy = 10.0 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-10)
         prob = np.concatenate(probs) if probs else np.zeros(0, dtype=np.float32)
         return prob, energy.astype(np.float32)
+
+    def _amplified(self, frames: np.ndarray) -> np.ndarray:
+        """``frames`` as the model hears them: each scaled towards the target by the loudest
+        sample up to its end, never down, at most ``max_gain``."""
+        if self._max_gain <= 1.0 or frames.shape[0] == 0:
+            return frames
+        peaks = np.maximum.accumulate(np.maximum(np.abs(frames).max(axis=1), self._peak))
+        self._peak = float(peaks[-1])
+        if peaks[0] >= VAD_TARGET_PEAK:  # loud already: the model hears the file as it is
+            return frames
+        gain = np.clip(VAD_TARGET_PEAK / np.maximum(peaks, 1e-12), 1.0, self._max_gain)
+        return frames * gain.astype(np.float32)[:, None]
 
     def _run_block(self, frames: np.ndarray) -> np.ndarray:
         contexts = np.empty((frames.shape[0], _CONTEXT), dtype=np.float32)

@@ -18,6 +18,7 @@ from tests.fixtures_audio import (
     SpokenTrack,
     build_track,
     mux_video,
+    noise,
     read_wav,
     write_wav,
 )
@@ -57,6 +58,8 @@ def test_options_validate() -> None:
         SegmenterOptions(min_segment_s=5.0, max_segment_s=8.0)
     with pytest.raises(ConfigError, match="min_pause_s"):
         SegmenterOptions(min_pause_s=0)
+    with pytest.raises(ConfigError, match=r"vad_gain_db must be in \[0, 60\], got -3"):
+        SegmenterOptions(vad_gain_db=-3.0)
     assert SegmenterOptions(threshold=0.6).stop_threshold == pytest.approx(0.45)
     for name in ("max_segment_s", "min_pause_s", "threshold"):
         with pytest.raises(ConfigError, match=f"{name} must be a finite number, got inf"):
@@ -175,6 +178,45 @@ def test_block_size_does_not_change_segments(
         assert _spans(again) == _spans(long_segments)
         for a, b in zip(again, long_segments, strict=True):
             np.testing.assert_allclose(a.samples, b.samples, atol=1e-4)
+
+
+def _at_peak(audio: np.ndarray, dbfs: float) -> np.ndarray:
+    """``audio`` scaled to a peak of ``dbfs``, over a room-noise floor 20 dB under it."""
+    quiet = audio * np.float32(10 ** (dbfs / 20) / np.abs(audio).max())
+    return quiet + noise(audio.size / SR, amplitude=10 ** ((dbfs - 20) / 20), seed=3)[: audio.size]
+
+
+@pytest.mark.parametrize("dbfs", [-45.0, -60.0])
+def test_quiet_recordings_keep_their_sentences(short_track: SpokenTrack, dbfs: float) -> None:
+    quiet = _at_peak(read_wav(short_track.path), dbfs)
+    heard = list(segment_blocks([quiet]))
+    assert len(heard) == len(short_track.spans) == 4
+    for (a, b), (c, d) in zip(short_track.spans, _spans(heard), strict=True):
+        assert c <= a + 0.15 and d >= b - 0.05 and _iou((a, b), (c, d)) >= 0.8, _spans(heard)
+    start = round(heard[0].segment.start_s * SR)  # the segments carry the audio as it is
+    np.testing.assert_array_equal(heard[0].samples, quiet[start : start + heard[0].samples.size])
+    deaf = _spans(list(segment_blocks([quiet], options=SegmenterOptions(vad_gain_db=0))))
+    found = sum(b - a for a, b in _spans(heard))
+    assert sum(b - a for a, b in deaf) < found - 0.5, deaf  # what the gain is for
+
+
+def test_the_gain_leaves_audio_at_a_normal_level_alone(
+    long_track: SpokenTrack, long_segments: list[SpeechSegment]
+) -> None:
+    """Only the model's input changes, and only until the first loud sound: the first onset may
+    move by a frame or two (a sound that starts quietly), nothing else."""
+    off = _spans(list(segment_media(long_track.path, options=SegmenterOptions(vad_gain_db=0))))
+    on = _spans(long_segments)
+    assert off[1:] == on[1:] and off[0][1] == on[0][1]
+    assert abs(off[0][0] - on[0][0]) <= 0.065
+
+
+def test_block_size_does_not_change_the_gain(short_track: SpokenTrack) -> None:
+    quiet = _at_peak(read_wav(short_track.path), -50.0)
+    whole = _spans(list(segment_blocks([quiet])))
+    for size in (512, 3001, 40_000):
+        blocks = (quiet[i : i + size] for i in range(0, quiet.size, size))
+        assert _spans(list(segment_blocks(blocks))) == whole
 
 
 def test_offset_shifts_times(long_track: SpokenTrack, long_segments: list[SpeechSegment]) -> None:
