@@ -80,7 +80,7 @@ def search(
         min=0.0,
         max=3600.0,
         help="With --merge: the longest pause between two hits that are joined (the pause between "
-        "two sentences is often about 1 s).",
+        "two sentences is often about 1 s); segments in a wider gap join the span too.",
     ),
     context: int = typer.Option(
         0,

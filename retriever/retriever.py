@@ -8,7 +8,7 @@ import dataclasses
 import functools
 import math
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
@@ -131,7 +131,8 @@ class ClaspRetriever(BaseRetriever):
     * ``merge`` – hits are taken best first until ``k`` spans are made; one that overlaps a
       better hit's span of its item or lies within ``merge_gap_s`` of it joins that span (the
       best one, when two are near: spans never join into one) instead of making a span of its
-      own; a span keeps its best hit's score;
+      own; a span keeps its best hit's score; the segments in a gap wider than a segment become
+      members of the span (it plays them), unless ``filter`` leaves one out (the hits stay apart);
     * ``context`` – widen each hit by this many neighbouring segments on each side, but not over
       a better hit's span (a hit inside one is left out: no audio comes back twice) nor over
       segments that ``filter`` leaves out;
@@ -393,7 +394,11 @@ class ClaspRetriever(BaseRetriever):
             if piece is None:
                 continue
             if opts["merge"]:
-                _add_merging(spans, piece, _reach(hit, opts["context"]), opts["merge_gap_s"])
+                between = functools.partial(self._between, where=opts["filter"], taken=taken[hit.media_id])
+                reach = _reach(hit, opts["context"])
+                for member in _add_merging(spans, piece, reach, opts["merge_gap_s"], between):
+                    members[str(member.point_id)] = member
+                    bisect.insort(taken[hit.media_id], _segment_index(member))
             else:
                 spans.append(piece)
             if rank <= opts["k"] or len(spans) > len(made):
@@ -450,15 +455,33 @@ class ClaspRetriever(BaseRetriever):
         filter ``where`` admits, as far as they run on unbroken from the hit: a widened span
         stays inside the filter (a time range, segment indices, words...), as its hits do."""
         version = hit.payload.get("metadata", {}).get("version")
-        found = self.store.segments(
-            hit.media_id, first, last, version=str(version) if version is not None else None
-        )
+        return _unbroken(self._admitted(hit.media_id, version, first, last, where), _segment_index(hit))
+
+    def _between(self, a: Span, b: Span, *, where: Where, taken: list[int]) -> list[SpanHit] | None:
+        """The segments between spans ``a`` and ``b`` of one item, which a span merged of the two
+        plays, so they become its members too (their words, their ids); ``None`` where one is
+        missing, left out by the filter or in another span: then the two stay apart."""
+        if not a.segment_indices or not b.segment_indices:
+            return []
+        low, high = sorted((a, b), key=lambda span: min(span.segment_indices))
+        first, last = max(low.segment_indices) + 1, min(high.segment_indices) - 1
+        if last < first:
+            return []
+        if any(first <= i <= last for i in taken):
+            return None
+        found = self._admitted(a.media_id, a.extra.get("version"), first, last, where)
+        return found if [_segment_index(n) for n in found] == list(range(first, last + 1)) else None
+
+    def _admitted(self, media_id: str, version: object, first: int, last: int, where: Where) -> list[SpanHit]:
+        """The segments ``first``..``last`` of the item's ``version`` that ``where`` admits."""
+        known = str(version) if version is not None else None
+        found = self.store.segments(media_id, first, last, version=known)
         if not where.empty:
             stretch = Where((Condition(meta_key("segment_index"), gte=first, lte=last),))
-            inside = where & meta_equals("media_id", hit.media_id) & stretch
+            inside = where & meta_equals("media_id", media_id) & stretch
             admitted = {str(p.id) for p in self.store.iter_points(inside, batch_size=last - first + 1)}
             found = [n for n in found if str(n.point_id) in admitted]
-        return _unbroken(found, _segment_index(hit))
+        return found
 
     def _words(self) -> LazyWords:
         if self._lazy_words is None:
@@ -564,18 +587,32 @@ def _reach(hit: SpanHit, context: int) -> range:
     return range(index - context, index + context + 1)
 
 
-def _add_merging(spans: list[Span], piece: Span, reach: range, gap_s: float) -> None:
+def _add_merging(
+    spans: list[Span],
+    piece: Span,
+    reach: range,
+    gap_s: float,
+    between: Callable[[Span, Span], list[SpanHit] | None],
+) -> list[SpanHit]:
     """Join ``piece`` to the first (best) span of its item that holds a segment of ``reach``
-    (the piece's context was cut short by it) or lies within ``gap_s`` of it; else add it."""
+    (the piece's context was cut short by it) or lies within ``gap_s`` of it, with the segments
+    ``between`` the two (a gap wider than a segment); else add it. Returns those segments."""
     for at, span in enumerate(spans):
         if span.media_id != piece.media_id:
             continue
         touches = any(i in reach for i in span.segment_indices)
-        joined = merge_spans([span, piece], max_gap_s=math.inf if touches else gap_s)
-        if len(joined) == 1:
-            spans[at] = joined[0]
-            return
+        if len(merge_spans([span, piece], max_gap_s=math.inf if touches else gap_s)) != 1:
+            continue
+        filler = between(span, piece)
+        if filler is None:
+            continue
+        parts = [span, piece]
+        if filler:  # under both scores: the span keeps its best hit's score and point
+            parts.append(dataclasses.replace(span_from_hit(filler[0], filler[1:]), score=-math.inf))
+        spans[at] = merge_spans(parts, max_gap_s=math.inf)[0]
+        return filler
     spans.append(piece)
+    return []
 
 
 def _unbroken(neighbours: list[SpanHit], index: int) -> list[SpanHit]:

@@ -86,6 +86,31 @@ def test_a_larger_k_keeps_the_first_merged_spans_apart_and_in_order(
         before = layout
 
 
+def test_a_wide_merge_gap_plays_the_segments_between_as_members(
+    store: QdrantStore, model: AudioTextEncoder
+) -> None:
+    """Hits 2 and 0 lie 2.4 s apart, within a merge gap of 3 s: their span plays segment 1 too,
+    so segment 1 is a member (its id, its words), not audio the span does not account for."""
+    only = _talk(store, model)
+    retriever = ClaspRetriever(store=store, model=model, filter=only, merge=True, merge_gap_s=3.0)
+    first, second = retriever.invoke(TOPIC, k=2)
+    meta = first.metadata
+    assert (meta["segment_indices"], meta["start_s"], meta["end_s"]) == ([0, 1, 2], 0.0, 6.4)
+    assert len(meta["point_ids"]) == 3 and first.id == retriever.invoke(TOPIC, k=1)[0].id
+    assert meta["score"] == pytest.approx(0.9, abs=1e-4)
+    assert second.metadata["segment_indices"] == [7]
+    spans = [d.metadata["segment_indices"] for d in retriever.invoke(TOPIC, k=3)]
+    assert spans == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10]]
+    # a segment between that the filter leaves out is not played: the hits stay apart
+    media = models.FieldCondition(key="metadata.media_id", match=models.MatchValue(value=only["media_id"]))
+    not_one = models.Filter(
+        must=[media],
+        must_not=[models.FieldCondition(key="metadata.segment_index", match=models.MatchValue(value=1))],
+    )
+    apart = retriever.invoke(TOPIC, k=2, filter=not_one)
+    assert _layout(apart) == [[2], [0]]
+
+
 def test_context_stays_inside_the_search_filter(store: QdrantStore, model: AudioTextEncoder) -> None:
     """The lecture's segments lie at 3i..3i+2.5 s; segment 3 (9-11.5 s) is the best hit."""
     retriever = ClaspRetriever(store=store, model=model, k=1, context=1)
