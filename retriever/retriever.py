@@ -454,8 +454,8 @@ class ClaspRetriever(BaseRetriever):
         """The segments ``first``..``last`` of ``hit``'s item and version that the search's
         filter ``where`` admits, as far as they run on unbroken from the hit: a widened span
         stays inside the filter (a time range, segment indices, words...), as its hits do."""
-        version = hit.payload.get("metadata", {}).get("version")
-        return _unbroken(self._admitted(hit.media_id, version, first, last, where), _segment_index(hit))
+        found = self._admitted(hit.media_id, hit.payload.get("metadata", {}), first, last, where)
+        return _unbroken(found, _segment_index(hit))
 
     def _between(self, a: Span, b: Span, *, where: Where, taken: list[int]) -> list[SpanHit] | None:
         """The segments between spans ``a`` and ``b`` of one item, which a span merged of the two
@@ -469,13 +469,22 @@ class ClaspRetriever(BaseRetriever):
             return []
         if any(first <= i <= last for i in taken):
             return None
-        found = self._admitted(a.media_id, a.extra.get("version"), first, last, where)
+        found = self._admitted(a.media_id, a.extra, first, last, where)
         return found if [_segment_index(n) for n in found] == list(range(first, last + 1)) else None
 
-    def _admitted(self, media_id: str, version: object, first: int, last: int, where: Where) -> list[SpanHit]:
-        """The segments ``first``..``last`` of the item's ``version`` that ``where`` admits."""
-        known = str(version) if version is not None else None
-        found = self.store.segments(media_id, first, last, version=known)
+    def _admitted(
+        self, media_id: str, meta: Mapping[str, Any], first: int, last: int, where: Where
+    ) -> list[SpanHit]:
+        """The segments ``first``..``last`` of the item's write that a hit's ``meta`` comes from
+        (its version and write id) that ``where`` admits."""
+        version, write = meta.get("version"), meta.get("write_id")
+        found = self.store.segments(
+            media_id,
+            first,
+            last,
+            version=str(version) if version is not None else None,
+            write_id=str(write) if write is not None else None,
+        )
         if not where.empty:
             stretch = Where((Condition(meta_key("segment_index"), gte=first, lte=last),))
             inside = where & meta_equals("media_id", media_id) & stretch
@@ -627,18 +636,18 @@ def _unbroken(neighbours: list[SpanHit], index: int) -> list[SpanHit]:
 
 
 def _newest_versions(hits: list[SpanHit]) -> list[SpanHit]:
-    """``hits`` without those of an item's older version where its newer one is among them too
-    (a replace cut short between completing the new version and deleting the old one leaves
-    both searchable until the next ingest of the item: the same span would come twice)."""
+    """``hits`` of one write per item, the newest among them: a write removes the item's other
+    writes once complete, and until then (a moment, or until the next ingest where a replace
+    was cut short in between) both are searchable: the same span would come twice."""
 
-    def age(hit: SpanHit) -> tuple[str, str]:
+    def age(hit: SpanHit) -> tuple[str, str, str]:
         meta = hit.payload.get("metadata", {})
-        return str(meta.get("ingested_at", "")), str(meta.get("version", ""))
+        return str(meta.get("ingested_at", "")), str(meta.get("version", "")), str(meta.get("write_id", ""))
 
-    newest: dict[str, tuple[str, str]] = {}
+    newest: dict[str, tuple[str, str, str]] = {}
     for hit in hits:
         newest[hit.media_id] = max(newest.get(hit.media_id, age(hit)), age(hit))
-    return [hit for hit in hits if age(hit)[1] == newest[hit.media_id][1]]
+    return [hit for hit in hits if age(hit)[1:] == newest[hit.media_id][1:]]
 
 
 def _check_parts(store: Any, model: Any) -> None:

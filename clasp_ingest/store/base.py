@@ -1130,11 +1130,17 @@ class QdrantStore(abc.ABC):
         return [found[pid] for pid in point_ids if pid in found]
 
     def segments(
-        self, media_id: str, first_index: int, last_index: int, *, version: str | None = None
+        self,
+        media_id: str,
+        first_index: int,
+        last_index: int,
+        *,
+        version: str | None = None,
+        write_id: str | None = None,
     ) -> list[SpanHit]:
         """Complete spans of ``media_id`` with ``first_index <= segment_index <= last_index``
-        (of its ``version`` only, when given: a hit's neighbours, even where a replace was cut
-        short between completing the new version and deleting the old one)."""
+        (of its ``version`` and ``write_id`` only, when given: a hit's neighbours, even where a
+        replace was cut short between completing the new write and deleting the old one)."""
         where = (
             meta_equals("media_id", media_id)
             & meta_equals("state", STATE_COMPLETE)
@@ -1142,6 +1148,8 @@ class QdrantStore(abc.ABC):
         )
         if version is not None:
             where = where & meta_equals("version", version)
+        if write_id is not None:
+            where = where & meta_equals("write_id", write_id)
         points, _ = self._scroll(where, last_index - first_index + 1, None, False)
         hits = [hit_from_point(p) for p in points]
         return sorted(hits, key=lambda h: int(h.payload["metadata"]["segment_index"]))

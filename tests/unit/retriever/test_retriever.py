@@ -281,3 +281,36 @@ def test_a_replace_cut_short_does_not_return_spans_twice(store: QdrantStore, mod
     assert len(ids) == len(set(ids)) == len(old)  # every segment once (overlapping contexts folded)
     assert {d.metadata["version"] for d in docs} == {"v2"}
     assert all(pid in {p.id for p in newer} for d in docs for pid in d.metadata["point_ids"])
+
+
+def test_two_complete_writes_of_one_version_return_spans_once(
+    store: QdrantStore, model: AudioTextEncoder
+) -> None:
+    """A write removes the item's other writes once complete; until then (or until the next
+    ingest, where a run was killed in between) both are complete: a search returns one write's
+    spans, the newer one's, once, with context from that write."""
+    import dataclasses
+    import uuid
+
+    from clasp_ingest.store import SearchFilter
+    from clasp_ingest.types import media_id_for
+
+    lecture = SearchFilter(media_id=media_id_for(LECTURE))
+    old = list(store.iter_points(filters=lecture, with_vectors=True))
+    newer = []
+    for point in old:
+        meta = {**point.payload["metadata"], "write_id": "f" * 32, "ingested_at": "2999-01-01T00:00:00+00:00"}
+        newer.append(
+            dataclasses.replace(point, id=str(uuid.uuid4()), payload={**point.payload, "metadata": meta})
+        )
+    store.upsert_points(newer)
+    assert {p.payload["metadata"]["version"] for p in newer} == {
+        p.payload["metadata"]["version"] for p in old
+    }
+    retriever = ClaspRetriever(store=store, model=model, filter=lecture)
+    for options in ({"k": 4, "context": 1}, {"k": 3, "merge": True, "merge_gap_s": 10.0}, {"k": len(old)}):
+        docs = retriever.invoke(SENTENCES[3], **options)
+        ids = [pid for d in docs for pid in d.metadata["point_ids"]]
+        assert len(ids) == len(set(ids)) and set(ids) <= {p.id for p in newer}, options
+        spans = [(d.metadata["start_s"], d.metadata["end_s"]) for d in docs]
+        assert len(spans) == len(set(spans)), options
