@@ -215,8 +215,13 @@ def stream_audio(
     process = _start_ffmpeg(name, opts)
     stderr = _FfmpegLog(process.stderr)
     samples = 0
+    not_numbers = 0
     try:
         for block in _read_blocks(process, name, opts, stderr):
+            finite = np.isfinite(block)
+            if not finite.all():  # a damaged float file: one NaN would blind the VAD from there on
+                not_numbers += block.size - int(np.count_nonzero(finite))
+                block = np.where(finite, block, np.float32(0.0))
             # ffmpeg logs the input's streams before it writes audio; its log is read on a thread
             if samples == 0 and on_language is not None and stderr.audio_seen.wait(2.0):
                 language = stderr.audio_language
@@ -226,6 +231,8 @@ def stream_audio(
             yield block
         _check_exit(process, name, stderr)
         _check_damage(name, samples / opts.sample_rate, opts, stderr, on_warning)
+        if not_numbers:
+            _not_numbers(name, not_numbers, opts, on_warning)
         if on_tracks is not None:
             on_tracks(stderr.audio_streams)
     finally:
@@ -495,6 +502,19 @@ def _check_damage(
     if damage is None:
         return
     warning = f"{damage}; decoded what was readable"
+    logger.warning("decoding %s: %s", source, warning)
+    if on_warning is not None:
+        on_warning(warning)
+
+
+def _not_numbers(
+    source: str, count: int, opts: DecodeOptions, on_warning: Callable[[str], None] | None
+) -> None:
+    """Raise (strict) or report samples that were NaN or infinite (they were yielded as 0)."""
+    what = f"{count} sample(s) are not numbers (NaN or infinite: damaged float data)"
+    if opts.strict:
+        raise MediaDecodeError(source, f"{what}; use strict=False to keep the rest, with silence there")
+    warning = f"{what}; decoded them as silence"
     logger.warning("decoding %s: %s", source, warning)
     if on_warning is not None:
         on_warning(warning)

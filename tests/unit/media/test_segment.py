@@ -310,3 +310,32 @@ def test_cli_table_and_options(variants: dict[str, Path]) -> None:
 def test_silence_file_is_valid_input(tmp_path: Path) -> None:
     quiet = write_wav(tmp_path / "quiet.wav", np.zeros(SR // 2, dtype=np.float32))
     assert list(segment_media(quiet)) == []
+
+
+def test_samples_that_are_not_numbers_become_silence(short_track: SpokenTrack, tmp_path: Path) -> None:
+    """A float file with a few NaN/inf samples inside its second sentence: they decode as 0 with
+    a warning (strict: an error naming them); before, the VAD found nothing after the first NaN."""
+    import soundfile as sf
+
+    from clasp_ingest.errors import MediaDecodeError
+    from clasp_ingest.media import stream_audio
+
+    audio = read_wav(short_track.path)
+    at = round(short_track.spans[1][0] * SR) + 2000
+    bad = audio.copy()
+    bad[at : at + 5] = np.nan
+    bad[at + 100] = np.inf
+    path = tmp_path / "nan.wav"
+    sf.write(path, bad, SR, subtype="FLOAT")
+    warnings: list[str] = []
+    decoded = np.concatenate(
+        list(stream_audio(path, DecodeOptions(strict=False), on_warning=warnings.append))
+    )
+    assert np.isfinite(decoded).all() and decoded[at : at + 5].tolist() == [0.0] * 5
+    assert warnings == [
+        "6 sample(s) are not numbers (NaN or infinite: damaged float data); decoded them as silence"
+    ]
+    spans = _spans(list(segment_media(path, decode=DecodeOptions(strict=False))))
+    assert len(spans) == 4 and spans == _spans(list(segment_media(short_track.path))), spans
+    with pytest.raises(MediaDecodeError, match=r"6 sample\(s\) are not numbers .*use strict=False"):
+        list(stream_audio(path))
