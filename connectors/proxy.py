@@ -10,7 +10,10 @@ allowed it (:mod:`clasp_ingest.connectors.addresses`: the host you give is trust
 other host only at public addresses unless private hosts are allowed. Plain http requests
 are forwarded (``Connection: close``, one request per connection); https goes through
 ``CONNECT`` to the checked address, the TLS end to end between ffmpeg and the server.
-A refused request is answered 403 and kept in :attr:`GuardedProxy.refused`.
+A refused request is answered 403 and kept in :attr:`GuardedProxy.refused`. A byte-range
+request that a plain-http server answers with the whole file (200, not 206: ``python -m
+http.server``) is cut off and noted in :attr:`GuardedProxy.ranges_ignored`, so the caller reads
+the file from its start (ffmpeg's seeks in a WAV from such a server cut the wrong audio).
 """
 
 from __future__ import annotations
@@ -78,10 +81,37 @@ class _Handler(socketserver.BaseRequestHandler):
                 kept = [line for line in headers if line.split(":", 1)[0].strip().lower() not in _HOP_HEADERS]
                 request = [f"{method} {path}{'?' + parts.query if parts.query else ''} {version}", *kept]
                 upstream.sendall(("\r\n".join([*request, "Connection: close", "", ""])).encode("latin-1"))
+                seeking = _asks_range(kept) and not self.server.guard.ranges_ignored
+                if seeking and not self._range_honoured(client, upstream):
+                    return
             with upstream:
                 _pipe(client, upstream, self.server.guard.timeout_s)
         except (OSError, ValueError):
             return  # ffmpeg sees the connection end and reports the read error
+
+    def _range_honoured(self, client: socket.socket, upstream: socket.socket) -> bool:
+        """Pass on the start of the answer to a byte-range request (ffmpeg sends one to learn
+        whether it may seek), unless the server ignored the range: after its 200, ffmpeg's
+        seeks in a WAV cut the span from the wrong place (and its words were stored). Then the
+        connection ends and :attr:`GuardedProxy.ranges_ignored` is set: the caller reads the
+        file from its start, and this proxy passes every answer on from then."""
+        first = upstream.recv(_CHUNK)
+        status = first.split(b"\r\n", 1)[0].split(b" ")
+        if len(status) > 1 and status[1] == b"200":
+            self.server.guard.ranges_ignored = True
+            upstream.close()
+            return False
+        client.sendall(first)
+        return True
+
+
+def _asks_range(headers: list[str]) -> bool:
+    """Whether a request asks for a byte range (``Range: bytes=...``)."""
+    for line in headers:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "range" and value.strip().lower().startswith("bytes="):
+            return True
+    return False
 
 
 def _read_head(client: socket.socket) -> tuple[str, str, str, list[str]] | None:
@@ -133,6 +163,7 @@ class GuardedProxy:
         self.allow_private = private_hosts_allowed() if allow_private is None else allow_private
         self.timeout_s = timeout_s
         self.refused: list[BlockedAddressError] = []
+        self.ranges_ignored = False  # a plain-http server answered a seek with the whole file
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

@@ -321,6 +321,8 @@ def _cut(
             decoded = _run_decoder(command, opts.timeout_s, None if proxy is None else _without_no_proxy())
             parsed = parse(decoded.data) if decoded.reason is None else None
             reason = _shortfall(decoded, length_s(parsed) if parsed is not None else 0.0, covers_s)
+            if guard is not None and guard.ranges_ignored and not sequential:
+                reason = "its server does not allow seeking (http byte ranges)"  # read it from the start
             if reason is None:
                 return parsed, None
     if guard is not None and guard.refused:

@@ -193,3 +193,26 @@ def test_a_span_on_a_server_without_byte_ranges_is_cut_whole(site: HttpSite) -> 
     assert abs(got.size - want.size) < 160 and abs(want.size / 16_000 - 4.488) < 0.05
     corr = np.corrcoef(got[: want.size][:8000], want[: got.size][:8000])[0, 1]
     assert corr > 0.9  # the same audio, not another stretch
+
+
+@pytest.mark.parametrize("span_s", [(0.0, 3.716), (4.86, 9.252)])
+def test_a_wav_span_on_a_server_without_byte_ranges_is_its_own_audio(
+    site: HttpSite, tmp_path: Path, span_s: tuple[float, float]
+) -> None:
+    """A WAV from http.server (200 to every Range): ffmpeg's seeking cut came back full length
+    but from the wrong place (correlation 0.02), so its words were another stretch's, and
+    stored. The proxy notes the ignored range, and the cut is read from the start."""
+    from clasp_ingest.retriever.audio import span_samples
+    from clasp_ingest.retriever.spans import Span
+
+    from tests.fixtures_audio import convert
+
+    samples_dir = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples"
+    wav = convert(samples_dir / "demo_en.opus", tmp_path / "talk.wav", "-ac", "1", "-ar", "22050")
+    (site.root / "talk.wav").write_bytes(wav.read_bytes())
+    start, end = span_s
+    want = span_samples(Span("m", wav.as_uri(), "talk", start, end, 1.0))
+    got = span_samples(Span("m", f"{site.base_url}/talk.wav", "talk", start, end, 1.0))
+    assert abs(got.size - want.size) < 160
+    size = min(got.size, want.size)
+    assert np.corrcoef(got[:size], want[:size])[0, 1] > 0.95
