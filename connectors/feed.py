@@ -238,9 +238,9 @@ def feed_language(tag: Any) -> str | None:
     """A feed's declared language (RSS ``<language>``, Atom ``xml:lang``) as the two-letter code
     of its primary subtag (``en-US`` → ``en``, ``pt_BR`` → ``pt``, ``eng`` → ``en``), the form
     ``SearchFilter(language=...)`` matches; None when absent or not a language tag."""
-    from clasp_ingest.media.languages import two_letter
+    from clasp_ingest.media.languages import tag_language
 
-    return two_letter(str(tag or "").strip().replace("_", "-").split("-", 1)[0])
+    return tag_language(str(tag or ""))
 
 
 def _media_enclosure(entry: Any) -> Mapping[str, Any] | None:

@@ -162,7 +162,7 @@ class ClaspRetriever(BaseRetriever):
     store: SkipValidation[QdrantStore]
     model: SkipValidation[QueryEncoder]
     k: _Count = Field(4, ge=1)
-    score_threshold: float | None = None
+    score_threshold: float | None = Field(None, allow_inf_nan=False)
     filter: Any = None
     group_by_media: _Count | None = Field(None, ge=1)
     merge: bool = False

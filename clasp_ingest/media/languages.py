@@ -8,7 +8,7 @@ commonly carry) and keeps any other three-letter code as it is, so it still filt
 
 from __future__ import annotations
 
-__all__ = ["two_letter"]
+__all__ = ["tag_language", "two_letter"]
 
 #: ISO 639-2 (bibliographic and terminological forms) -> ISO 639-1.
 _ISO639_2_TO_1 = {
@@ -38,3 +38,9 @@ def two_letter(tag: str | None) -> str | None:
     if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()) or code in _NO_LANGUAGE:
         return None
     return _ISO639_2_TO_1.get(code, code)
+
+
+def tag_language(tag: str | None) -> str | None:
+    """A language tag's primary subtag as :func:`two_letter` gives it (``en-US``, ``pt_BR``,
+    ``EN``, ``eng`` → ``en``, ``pt``, ``en``, ``en``): feeds' languages and search filters."""
+    return two_letter((tag or "").strip().replace("_", "-").split("-", 1)[0])

@@ -16,6 +16,7 @@ naming the unsupported part.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -119,6 +120,19 @@ def stored_form(key: str, value: str, *, path_if_unknown: bool = False) -> str:
     return media_id_for(uri) if key == "media_id" else uri
 
 
+def _language_form(value: str) -> str:
+    """A language as the store holds it: ISO 639-1 where it has one (``EN``, ``en-US``, ``eng``
+    → ``en``; ``fre`` → ``fr``), as a track's tag and a feed's language are stored."""
+    from clasp_ingest.media.languages import tag_language
+
+    code = tag_language(value)
+    if code is None:
+        raise FilterError(
+            f"SearchFilter language must be a language code (en, fr, eng, en-US...), got {value!r}"
+        )
+    return code
+
+
 @dataclass(frozen=True)
 class SearchFilter:
     """What a search may return: media items, sources, language, a time range.
@@ -144,8 +158,9 @@ class SearchFilter:
             several = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
             if value is not None and not isinstance(value, str) and not several:
                 raise FilterError(f"SearchFilter {key} must be a string or strings, got {value!r}")
-            if key != "language" and value is not None:
-                named = tuple(stored_form(key, v) for v in ((value,) if isinstance(value, str) else value))
+            if value is not None:
+                form = _language_form if key == "language" else functools.partial(stored_form, key)
+                named = tuple(form(v) for v in ((value,) if isinstance(value, str) else value))
                 object.__setattr__(self, key, named[0] if isinstance(value, str) else named)
         for key in ("start_s_gte", "end_s_lte"):
             value = getattr(self, key)

@@ -52,6 +52,7 @@ def test_per_call_options_filters_and_threshold(store: QdrantStore, model: Audio
         {"group_by_media": 0},
         {"merge_gap_s": -1},
         {"score_threshold": "x"},
+        {"score_threshold": float("nan")},
         {"k": 0},
     ):
         ((name, value),) = bad.items()

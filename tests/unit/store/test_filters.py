@@ -94,6 +94,18 @@ def test_where_keeps_two_should_groups_apart() -> None:
     plain = Where((Condition("metadata.c", value=3),))
     assert (either & plain).should == either.should and (either & plain).must == plain.must
     assert to_where({"language": "fr"}) == SearchFilter(language="fr").where()
+
+
+def test_languages_are_matched_in_the_form_they_are_stored() -> None:
+    """Tracks' tags (``fre``) and feeds' languages (``en-US``) are stored as ISO 639-1: a filter
+    spelled either way means the same (it matched nothing, silently)."""
+    for spelled in ("fr", "FR", "fre", "fra", "fr-FR", "fr_CA", " fr "):
+        assert SearchFilter(language=spelled).language == "fr", spelled
+    assert SearchFilter(language=["eng", "de-AT", "yue"]).language == ("en", "de", "yue")
+    assert to_where({"language": "en-US"}) == SearchFilter(language="en").where()
+    for bad in ("english", "", "und", "e"):
+        with pytest.raises(FilterError, match=f"language must be a language code .*got {bad!r}"):
+            SearchFilter(language=bad)
     assert to_where(None).empty
 
 
