@@ -18,6 +18,13 @@ the media timeline. MPEG transport and program streams (``.ts``, ``.m2ts``, ``.m
 ``.vob``...) need more: ffmpeg moves their start to that of the streams it uses, so there
 the video streams are copied to a null output too (no decoding), and the start stays the
 media's.
+
+Channels: a track with a channel layout (mono, stereo, a film's 5.1) is downmixed by ffmpeg
+(``-ac 1``: a 5.1 mix keeps the centre's dialogue ahead, the LFE out). A track without one
+(a multitrack recorder's 6- or 8-channel WAV: one microphone per channel, no mask) would get
+a guessed layout, whose "LFE" channel the downmix drops, and one of 9-23 or over 24 channels
+none at all (ffmpeg fails: "Rematrix is needed"); such a track is decoded again with every
+channel weighted alike (``pan``), before any of it was handed on.
 """
 
 from __future__ import annotations
@@ -89,6 +96,14 @@ _NOTHING_FILTERED = "No filtered frames for output stream"
 _MPEG_STREAM_SUFFIXES = frozenset(
     {".ts", ".m2ts", ".mts", ".m2t", ".tp", ".trp", ".mpg", ".mpeg", ".m2p", ".vob", ".mod", ".tod"}
 )
+_RESAMPLE = "aresample=async=1:first_pts=0"
+#: ``pan``'s sum of every channel a track can have; ``<`` weighs the ones it has alike.
+_EVERY_CHANNEL = "+".join(f"c{i}" for i in range(64))
+#: ffmpeg's failure to downmix channels without a layout (9-23, over 24).
+_REMATRIX = "rematrix is needed"
+#: A layout ffmpeg guessed for channels without one (``Guessed Channel Layout: 5.1``; 5.1's
+#: ffmpeg: ``Guessed Channel Layout for Input Stream #0.0 : 5.1``).
+_GUESSED_RE = re.compile(r"Guessed Channel Layout.*:\s*(?P<layout>\S+)\s*$")
 #: Decoded audio this much shorter than the declared duration is a stream that ends early.
 _SHORTFALL_MIN_S = 1.0
 _SHORTFALL_FRACTION = 0.01
@@ -212,12 +227,33 @@ def stream_audio(
     """
     opts = options or DecodeOptions()
     name = _check_source(source)
-    process = _start_ffmpeg(name, opts)
+    try:
+        yield from _stream(name, opts, on_warning, on_language, on_tracks, every_channel=False)
+    except _UnlabelledChannels:
+        yield from _stream(name, opts, on_warning, on_language, on_tracks, every_channel=True)
+
+
+class _UnlabelledChannels(Exception):
+    """The track's channels have no layout: decode it again with every channel alike."""
+
+
+def _stream(
+    name: str,
+    opts: DecodeOptions,
+    on_warning: Callable[[str], None] | None,
+    on_language: Callable[[str], None] | None,
+    on_tracks: Callable[[int], None] | None,
+    *,
+    every_channel: bool,
+) -> Iterator[np.ndarray]:
+    process = _start_ffmpeg(name, opts, every_channel=every_channel)
     stderr = _FfmpegLog(process.stderr)
     samples = 0
     not_numbers = 0
     try:
         for block in _read_blocks(process, name, opts, stderr):
+            if samples == 0 and not every_channel and stderr.audio_seen.wait(2.0) and stderr.guessed_layout:
+                raise _UnlabelledChannels
             finite = np.isfinite(block)
             if not finite.all():  # a damaged float file: one NaN would blind the VAD from there on
                 not_numbers += block.size - int(np.count_nonzero(finite))
@@ -229,6 +265,8 @@ def stream_audio(
                     on_language(language)
             samples += block.size
             yield block
+        if samples == 0 and not every_channel and process.wait() != 0 and _REMATRIX in stderr.text().lower():
+            raise _UnlabelledChannels
         _check_exit(process, name, stderr)
         _check_damage(name, samples / opts.sample_rate, opts, stderr, on_warning)
         if not_numbers:
@@ -269,7 +307,7 @@ def _check_source(source: str | os.PathLike[str]) -> str:
     return name
 
 
-def _ffmpeg_args(source: str, opts: DecodeOptions) -> list[str]:
+def _ffmpeg_args(source: str, opts: DecodeOptions, *, every_channel: bool = False) -> list[str]:
     """The ffmpeg command line. Built by hand: ``source`` may hold the undecodable bytes of a
     non-UTF-8 file name (surrogate escapes), which ``subprocess`` passes on as they are."""
     args = [find_ffmpeg(opts.ffmpeg), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info"]
@@ -292,8 +330,7 @@ def _ffmpeg_args(source: str, opts: DecodeOptions) -> list[str]:
         source,
         "-map",
         "0:a:0",
-        "-af",
-        "aresample=async=1:first_pts=0",
+        *(("-af", f"pan=mono|c0<{_EVERY_CHANNEL},{_RESAMPLE}") if every_channel else ("-af", _RESAMPLE)),
         "-ac",
         "1",
         "-ar",
@@ -325,8 +362,10 @@ def is_mpeg_stream(source: str) -> bool:
     return ts or m2ts or head.startswith(b"\x00\x00\x01\xba")
 
 
-def _start_ffmpeg(source: str, opts: DecodeOptions) -> subprocess.Popen[bytes]:
-    args = _ffmpeg_args(source, opts)
+def _start_ffmpeg(
+    source: str, opts: DecodeOptions, *, every_channel: bool = False
+) -> subprocess.Popen[bytes]:
+    args = _ffmpeg_args(source, opts, every_channel=every_channel)
     logger.debug("decoding %s: %s", source, " ".join(args))
     try:
         # its own process group: a terminal's Ctrl-C and Prefect's cancellation signal the whole
@@ -359,6 +398,7 @@ class _FfmpegLog:
         self.duration_estimated = False  # ffmpeg guessed the duration: nothing was declared
         self.open_ended_wav = False
         self.nothing_filtered = False
+        self.guessed_layout: str | None = None  # a layout of over two channels ffmpeg guessed
         self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
         self._thread.start()
 
@@ -374,6 +414,9 @@ class _FfmpegLog:
     def _take(self, line: str) -> None:
         match = _LEVEL_RE.match(line)
         level, message = (match["level"], match["message"].strip()) if match else ("", line)
+        guessed = _GUESSED_RE.search(message)
+        if guessed and guessed["layout"] not in ("mono", "stereo") and self.guessed_layout is None:
+            self.guessed_layout = guessed["layout"]
         if level in ("", "trace", "debug", "verbose", "info"):
             self._note_info(message)
         if level not in ("", "warning", "error", "fatal", "panic"):

@@ -108,6 +108,34 @@ def test_eight_channel_96k_is_downmixed_to_16k_mono(short_track: SpokenTrack, tm
     assert np.corrcoef(audio[: reference.size], reference)[0, 1] > 0.9  # the same speech, downmixed
 
 
+@pytest.mark.parametrize(("channels", "spoken"), [(6, 3), (8, 3), (9, 0), (20, 7), (32, 31)])
+def test_channels_without_a_layout_are_all_heard(
+    short_track: SpokenTrack, tmp_path: Path, channels: int, spoken: int
+) -> None:
+    """A multitrack recorder's WAV (no channel mask), speech on one channel: ffmpeg guessed 5.1
+    or 7.1 for 6 or 8 channels and dropped the 4th as LFE (no speech found), and could not
+    downmix 9-23 or over 24 at all. Every channel now counts alike."""
+    import soundfile as sf
+
+    speech = read_wav(short_track.path)
+    many = np.zeros((speech.size, channels), dtype=np.float32)
+    many[:, spoken] = speech
+    path = tmp_path / f"poly{channels}.wav"
+    sf.write(path, many, SR, subtype="PCM_16")
+    warnings: list[str] = []
+    audio = decode_audio(path, on_warning=warnings.append)
+    assert audio.size == speech.size and warnings == []
+    np.testing.assert_allclose(audio, speech / channels, atol=2e-4)
+
+
+def test_a_labelled_surround_track_keeps_ffmpegs_downmix(short_track: SpokenTrack, tmp_path: Path) -> None:
+    """A film's 5.1 (a layout of its own): dialogue in the centre comes out ahead of an even mix."""
+    centre = convert(short_track.path, tmp_path / "film.flac", "-af", "pan=5.1|FC=c0", "-c:a", "flac")
+    audio = decode_audio(centre)
+    speech = read_wav(short_track.path)
+    assert np.abs(audio).max() > 2 * np.abs(speech).max() / 6
+
+
 def test_truncated_mp3_decodes_as_far_as_it_goes_with_a_warning(
     short_track: SpokenTrack, tmp_path: Path
 ) -> None:
