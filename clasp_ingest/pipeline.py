@@ -565,7 +565,9 @@ def ingest_media(
         write_s = time.perf_counter() - write_started
     audio_s = round(samples[0] / SAMPLE_RATE, 3)
     if written == 0:
-        warnings.append(_no_speech(audio_s, tracks[0] if tracks else 1))
+        from clasp_ingest.media.segment import no_speech_warning
+
+        warnings.append(no_speech_warning(audio_s, tracks[0] if tracks else 1))
     times = StageTimes(
         fetch.seconds,
         decode.seconds,
@@ -585,19 +587,6 @@ def ingest_media(
         wall,
         times=times,
         warnings=tuple(warnings),
-    )
-
-
-def _no_speech(audio_s: float, tracks: int) -> str:
-    """The warning for an item without speech; for a file of several audio tracks it says that
-    only the first was read, and how to ingest another (a film whose first track is silent or
-    music-only, with the dialogue on the second)."""
-    if tracks < 2:
-        return f"no speech found in its {audio_s:.1f} s of audio; nothing of it can be searched"
-    return (
-        f"no speech found in its first audio track ({audio_s:.1f} s), the only one of its {tracks} "
-        "tracks read; nothing of it can be searched. To ingest another track, extract it "
-        "(ffmpeg -i FILE -map 0:a:1 -c copy track2.mka) and ingest that"
     )
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from clasp_ingest.errors import BadOptionError, ClaspIngestError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["register"]
 
@@ -44,7 +49,8 @@ def segment_command(
     --max-s must be at least 2 × --min-s + 2 × the padding around speech (CLASP_SPEECH_PAD_S, 0.1 s).
     """
     from clasp_ingest.config import Settings
-    from clasp_ingest.media.segment import segment_media
+    from clasp_ingest.media.decode import stream_audio
+    from clasp_ingest.media.segment import no_speech_warning, segment_blocks
 
     settings = Settings.model_validate({})  # a bad CLASP_* value: one error line, exit 1
     try:
@@ -54,13 +60,27 @@ def segment_command(
     except BadOptionError as exc:  # bad usage: exit 2 (a bad CLASP_* value goes on: exit 1)
         raise typer.BadParameter(str(exc)) from None
     decode = settings.decode_options()
+    heard = {"samples": 0, "tracks": 1}
+
+    def warn(text: str) -> None:
+        typer.echo(f"warning: {file}: {text}", err=True)
+
+    def tracks(count: int) -> None:
+        heard["tracks"] = count
+
+    def blocks() -> Iterator[np.ndarray]:
+        for block in stream_audio(file, decode, on_warning=warn, on_tracks=tracks):
+            heard["samples"] += block.size
+            yield block
+
     try:
-        spans = [
-            (s.segment.start_s, s.segment.end_s) for s in segment_media(file, options=options, decode=decode)
-        ]
+        spans = [(s.segment.start_s, s.segment.end_s) for s in segment_blocks(blocks(), options=options)]
     except ClaspIngestError as exc:
         typer.echo(f"error: {file}: {_one_line(str(exc))}", err=True)
         raise typer.Exit(1) from None
+    if not spans:  # as ingest says it (stdout keeps the empty result)
+        audio_s = heard["samples"] / decode.sample_rate
+        warn(no_speech_warning(audio_s, heard["tracks"]))
     if as_json:
         typer.echo(json.dumps([{"start_s": start, "end_s": end} for start, end in spans]))
     else:

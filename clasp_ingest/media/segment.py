@@ -35,7 +35,14 @@ from clasp_ingest.media.decode import DecodeOptions, stream_audio
 from clasp_ingest.media.vad import FRAME_SAMPLES, VAD_SAMPLE_RATE, StreamingVad
 from clasp_ingest.types import Segment
 
-__all__ = ["SegmenterOptions", "SegmenterOptionsError", "SpeechSegment", "segment_blocks", "segment_media"]
+__all__ = [
+    "SegmenterOptions",
+    "SegmenterOptionsError",
+    "SpeechSegment",
+    "no_speech_warning",
+    "segment_blocks",
+    "segment_media",
+]
 
 _FPS = VAD_SAMPLE_RATE / FRAME_SAMPLES  # 31.25 frames per second
 _SMOOTH_FRAMES = 5  # ≈ 160 ms: the energy window that finds a pause between words
@@ -147,6 +154,19 @@ def segment_blocks(
     for block in blocks:
         yield from segmenter.feed(block)
     yield from segmenter.finish()
+
+
+def no_speech_warning(audio_s: float, tracks: int) -> str:
+    """The warning for media without speech; for a file of several audio tracks it says that
+    only the first was read, and how to ingest another (a film whose first track is silent or
+    music-only, with the dialogue on the second)."""
+    if tracks < 2:
+        return f"no speech found in its {audio_s:.1f} s of audio; nothing of it can be searched"
+    return (
+        f"no speech found in its first audio track ({audio_s:.1f} s), the only one of its {tracks} "
+        "tracks read; nothing of it can be searched. To ingest another track, extract it "
+        "(ffmpeg -i FILE -map 0:a:1 -c copy track2.mka) and ingest that"
+    )
 
 
 @dataclass(frozen=True)

@@ -310,6 +310,12 @@ def test_cli_table_and_options(variants: dict[str, Path]) -> None:
 def test_silence_file_is_valid_input(tmp_path: Path) -> None:
     quiet = write_wav(tmp_path / "quiet.wav", np.zeros(SR // 2, dtype=np.float32))
     assert list(segment_media(quiet)) == []
+    said = CliRunner().invoke(app, ["segment", "--json", str(quiet)])  # says so, as ingest does
+    assert said.exit_code == 0 and json.loads(said.stdout) == []
+    assert (
+        said.stderr
+        == f"warning: {quiet}: no speech found in its 0.5 s of audio; nothing of it can be searched\n"
+    )
 
 
 def test_samples_that_are_not_numbers_become_silence(short_track: SpokenTrack, tmp_path: Path) -> None:
