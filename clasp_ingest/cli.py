@@ -176,12 +176,27 @@ def _root(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:  # the console's (not a test's capture)
-            handler.setFormatter(_OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+            handler.setFormatter(
+                _OneLineFormatter("%(levelname)s %(name)s: %(message)s", tracebacks=verbose >= 2)
+            )
 
 
 class _OneLineFormatter(logging.Formatter):
     """Log lines whose message (a file name with a newline or a terminal escape in it) is
-    written with escapes (:func:`clasp_ingest.log.one_line`); a traceback (``-vv``) keeps its lines."""
+    written with escapes (:func:`clasp_ingest.log.one_line`); a record's traceback only with
+    ``-vv`` (``tracebacks``), where it keeps its lines. Prefect logs a task's last failed try
+    with its traceback: ``ingest --flow`` printed 40 lines for one unreachable item."""
+
+    def __init__(self, fmt: str, tracebacks: bool = False) -> None:
+        super().__init__(fmt)
+        self._tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not self._tracebacks and (record.exc_info or record.exc_text or record.stack_info):
+            record = logging.makeLogRecord(
+                {**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None}
+            )
+        return super().format(record)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         from clasp_ingest.log import one_line

@@ -117,6 +117,17 @@ def test_a_signal_stops_a_stuck_download_at_once(
     assert list(Path(env["TMPDIR"]).glob("clasp-dl-*")) == []
 
 
+def test_an_item_that_fails_after_its_retries_is_one_line_with_flow(
+    site: Hostile, env: dict[str, str]
+) -> None:
+    """Prefect logs a task's last failed try with its traceback: ``ingest --flow`` printed 40
+    lines for one unreachable item, where ``ingest`` prints one (README: -vv adds tracebacks)."""
+    gone = "http://127.0.0.1:9/talk.opus"  # nothing listens there: refused, transient, retried
+    code, summary, stderr = ingest(env, f"{site.base_url}/talk.opus", gone, "--flow")
+    assert code == 3 and summary["media_ok"] == 1 and [f["uri"] for f in summary["media_failed"]] == [gone]
+    assert "Traceback" not in stderr and len(stderr.splitlines()) <= 3, stderr
+
+
 def test_a_reader_that_goes_away_ends_the_command_with_141(env: dict[str, str]) -> None:
     """``clasp-ingest ... | head``: the reader closes the pipe; exit 128 + SIGPIPE, no traceback."""
     read, write = os.pipe()

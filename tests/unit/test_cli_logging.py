@@ -1,0 +1,30 @@
+"""The command line's log lines: one line per record, a traceback only with ``-vv``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from clasp_ingest.cli import _OneLineFormatter
+
+
+def _record() -> logging.LogRecord:
+    try:
+        raise RuntimeError("cannot be reached")
+    except RuntimeError:
+        info = sys.exc_info()
+    return logging.LogRecord(
+        "prefect.task_runs", logging.ERROR, __file__, 1, "Task run failed: %s", ("x",), info
+    )
+
+
+def test_a_record_with_a_traceback_is_one_line_unless_tracebacks_are_asked_for() -> None:
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    record = _record()
+    plain = _OneLineFormatter(fmt, tracebacks=False).format(record)
+    assert plain == "ERROR prefect.task_runs: Task run failed: x"
+    assert record.exc_info is not None  # the record itself is left as it was (other handlers)
+    full = _OneLineFormatter(fmt, tracebacks=True).format(_record())
+    assert (
+        full.startswith("ERROR prefect.task_runs: Task run failed: x\nTraceback") and "RuntimeError" in full
+    )
