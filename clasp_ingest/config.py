@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         "'onnx' or 'torch'.",
     )
     embed_batch_size: int = Field(32, ge=1, description="Segments per embedding batch.")
+    gpu_slots: int = Field(
+        1, ge=1, description="Embedding batches one flow worker process runs at once (its share of a GPU)."
+    )
     model_dir: Path | None = Field(None, description="Local directory searched for model files.")
     torch_threads: int | None = Field(
         None,

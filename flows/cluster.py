@@ -13,14 +13,16 @@ serves only a cluster whose workers are threads of the flow's process
 (``LocalCluster(processes=False)``, as the tests run it).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: ``flow.serve()`` runs each flow run in a
+# spawned process that gets the flow function pickled by value, and string annotations naming
+# what the body does not use (SecretUrl, RunnerKind) did not resolve there: every run failed.
 from typing import Any, Literal
 
 from clasp_ingest.flows.ingest import ingest_source
 from prefect import flow
 from prefect.task_runners import TaskRunner
 
+from clasp_ingest.config import Settings
 from clasp_ingest.errors import ConfigError
 from clasp_ingest.pipeline import IngestSummary
 
@@ -63,7 +65,18 @@ def ingest_source_cluster(
     force: bool = False,
     prune: bool = False,
 ) -> IngestSummary:
-    """Ingest ``sources`` with ``media_concurrency`` items in flight across a Dask/Ray cluster."""
+    """Ingest ``sources`` with ``media_concurrency`` items in flight across a Dask/Ray cluster.
+
+    Without ``address`` the cluster is a local one of processes, which an embedded store (one
+    process's) cannot serve: that needs a Qdrant server (``qdrant_url``, ``CLASP_QDRANT_URL``).
+    """
+    if address is None and not (qdrant_url or Settings.model_validate({}).qdrant_url):
+        raise ConfigError(
+            f"the cluster flow starts a local {runner} cluster of worker processes (no address given), "
+            "and an embedded store belongs to one process: each item would fail on its lock; give "
+            "qdrant_url (or CLASP_QDRANT_URL) for a Qdrant server, or run the clasp-ingest flow "
+            "(ingest_source) on one worker"
+        )
     subflow = ingest_source.with_options(task_runner=cluster_task_runner(runner, address))
     return subflow(
         sources,

@@ -18,7 +18,6 @@ task made an item's memory grow with its length (``bench/bench_flow_memory.py``)
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,15 +38,13 @@ _SLOTS: list[threading.BoundedSemaphore] = []
 
 
 def process_slots() -> threading.BoundedSemaphore:
-    """This process's semaphore of ``CLASP_GPU_SLOTS`` embedding batches, made on first use."""
+    """This process's semaphore of ``CLASP_GPU_SLOTS`` embedding batches, made on first use (a
+    bad value fails the run or command at its start, where the settings are read)."""
+    from clasp_ingest.config import Settings
+
     with _SLOTS_LOCK:
         if not _SLOTS:
-            raw = os.environ.get("CLASP_GPU_SLOTS", "1")
-            try:
-                slots = max(1, int(raw))
-            except ValueError:
-                raise ValueError(f"CLASP_GPU_SLOTS must be a whole number, got {raw!r}") from None
-            _SLOTS.append(threading.BoundedSemaphore(slots))
+            _SLOTS.append(threading.BoundedSemaphore(Settings.model_validate({}).gpu_slots))
         return _SLOTS[0]
 
 

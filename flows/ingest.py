@@ -27,9 +27,11 @@ cancellation signal the whole process group, but each item's ffmpeg runs in a gr
 (:mod:`clasp_ingest.media.decode`), so none is reported as a file that cannot be decoded.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: ``flow.serve()`` runs each flow run in a
+# spawned process that gets the flow function pickled by value, and string annotations naming
+# what the body does not use (SecretUrl, RunnerKind) did not resolve there: every run failed.
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -230,10 +232,12 @@ def _publish(summary: IngestSummary) -> None:
         }
         for r in summary.results
     ] + [{"uri": uri, "status": "unlisted", "error": error} for uri, error in summary.source_errors]
+    rows += [{"uri": uri, "status": "pruned"} for uri in summary.pruned]
     totals = summary.to_dict()
+    pruned = f", {len(summary.pruned)} pruned" if summary.pruned else ""
     description = (
         f"**{totals['media_ok']} ingested, {totals['media_skipped']} unchanged, "
-        f"{len(totals['media_failed'])} failed, {len(totals['media_warnings'])} warnings**; "
+        f"{len(totals['media_failed'])} failed{pruned}, {len(totals['media_warnings'])} warnings**; "
         f"{totals['segments']} segments, "
         f"{totals['audio_s']:.1f} s of audio in {totals['wall_s']:.1f} s"
     )
@@ -281,6 +285,13 @@ def ingest_source(
     with run_logs():
         given = _as_list(sources)
         _check_parameters(given, embed_batch_size, media_concurrency)
+        _check_bounds(
+            max_bytes=max_bytes,
+            download_deadline_s=download_deadline_s,
+            min_download_rate=min_download_rate,
+            retries=retries,
+            retry_delay_s=retry_delay_s,
+        )
         settings = Settings.model_validate({})
         model_spec = _model_spec(settings, model, device)
         store_spec = _store_spec(settings, collection, qdrant_url, qdrant_path)
@@ -328,6 +339,28 @@ def _check_parameters(sources: Sequence[str], embed_batch_size: int | None, medi
         )
 
 
+#: Number parameters: (the least value, whether it may be equal, what it counts).
+_BOUNDS: dict[str, tuple[float, bool, str]] = {
+    "max_bytes": (0, False, "the largest download in bytes"),
+    "download_deadline_s": (0, False, "the seconds a whole download may take"),
+    "min_download_rate": (0, True, "the slowest average download rate in bytes/s (0: none)"),
+    "retries": (0, True, "the times a failed item is tried again"),
+    "retry_delay_s": (0, True, "the seconds before the first retry"),
+}
+
+
+def _check_bounds(**values: float | None) -> None:
+    """Refuse a number parameter out of range naming it (they failed later as an options
+    object's error, or, negative retries and delays, not at all); None: the setting."""
+    for name, value in values.items():
+        least, equal, what = _BOUNDS[name]
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if value is None or (number and (value > least or (equal and value == least))):
+            continue
+        rule = f"at least {least}" if equal else f"more than {least}"
+        raise ConfigError(f"the flow's {name} parameter is {value!r}; give {what}, {rule}")
+
+
 def _conclude(summary: IngestSummary, sources: int) -> None:
     """Fail the run when no source could be listed; else log its outcome as its last line."""
     if summary.no_source_listed(sources):
@@ -339,21 +372,26 @@ def _conclude(summary: IngestSummary, sources: int) -> None:
             "(a mounted folder, the URL, the bucket's credentials), or give other sources"
         )
     failed = sum(r.status == "failed" for r in summary.results)
+    unlisted = f", {len(summary.source_errors)} source(s) not listed" if summary.source_errors else ""
+    pruned = f", {len(summary.pruned)} deleted item(s) pruned" if summary.pruned else ""
     if failed and summary.media_ok == 0:  # "failed to ingest": the CLI lists failures in its table
         log.error(
-            "failed to ingest every new or changed item (%d failed, %d unchanged): nothing was stored; "
-            "see the %s artifact for each item's error",
+            "failed to ingest every new or changed item (%d failed, %d unchanged%s): nothing new was "
+            "stored%s; see the %s artifact for each item's error",
             failed,
             summary.media_skipped,
+            unlisted,
+            pruned,
             SUMMARY_KEY,
         )
         return
     log.info(
-        "%d ingested, %d unchanged, %d failed, %d source(s) not listed",
+        "%d ingested, %d unchanged, %d failed%s%s",
         summary.media_ok,
         summary.media_skipped,
         failed,
-        len(summary.source_errors),
+        pruned,
+        unlisted,
     )
 
 

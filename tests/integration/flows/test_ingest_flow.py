@@ -95,6 +95,9 @@ def test_folder_end_to_end_rerun_change_and_bad_media(folder: Path, tmp_path: Pa
 
     fourth = ingest_source(str(folder), qdrant_path=str(qdrant), prune=True, **ARGS)
     assert fourth.pruned == (changed.resolve().as_uri(),) and fourth.media_skipped == 3
+    table = _artifact(SUMMARY_KEY)  # the deletion is in the run's summary too
+    assert table is not None and "1 pruned" in (table.description or "")
+    assert {"uri": changed.resolve().as_uri(), "status": "pruned"} in json.loads(table.data)
     with open_store(path=qdrant) as store:
         assert changed.resolve().as_uri() not in {item.source for item in store.media()}
         assert store.count() == sum(item.spans for item in store.media())
@@ -220,8 +223,23 @@ def test_a_run_that_could_list_no_source_fails(tmp_path: Path) -> None:
         ({"embed_batch_size": -5}, "the flow's embed_batch_size parameter is -5"),
         ({"embed_batch_size": 0}, "the flow's embed_batch_size parameter is 0"),
         ({"media_concurrency": 0}, "the flow's media_concurrency parameter is 0"),
+        ({"max_bytes": 0}, "the flow's max_bytes parameter is 0; give the largest download in bytes, more"),
+        ({"download_deadline_s": -1}, "the flow's download_deadline_s parameter is -1.0; give the seconds"),
+        ({"min_download_rate": float("nan")}, "the flow's min_download_rate parameter is nan"),
+        ({"retries": -2}, "the flow's retries parameter is -2; give the times a failed item is tried again"),
+        ({"retry_delay_s": -0.5}, "the flow's retry_delay_s parameter is -0.5; give the seconds before"),
     ],
-    ids=["no-sources", "negative-batch", "zero-batch", "no-concurrency"],
+    ids=[
+        "no-sources",
+        "negative-batch",
+        "zero-batch",
+        "no-concurrency",
+        "zero-bytes",
+        "negative-deadline",
+        "nan-rate",
+        "negative-retries",
+        "negative-delay",
+    ],
 )
 def test_parameters_that_cannot_make_a_run_are_refused(
     parameters: dict[str, Any], message: str, folder: Path, tmp_path: Path
@@ -272,3 +290,31 @@ def test_transcribe_stores_words_and_word_vectors(tmp_path: Path) -> None:
     heard = " ".join(p.payload["metadata"]["transcript"] for p in points).lower()
     assert "biblioteca" in heard and {p.payload["metadata"]["transcript_language"] for p in points} == {"es"}
     assert all(p.text_vector is not None and p.sparse for p in points)
+
+
+def test_a_served_flow_runs_in_a_process_of_its_own(folder: Path, tmp_path: Path) -> None:
+    """``flow.serve()`` (and a Runner) runs each flow run in a spawned process that gets the flow
+    cloudpickled: the parameters' types must resolve there (SecretUrl did not: every served run
+    failed its parameter validation). The default model, a fresh store."""
+    from prefect.flow_engine import run_flow_in_subprocess
+
+    qdrant = tmp_path / "q"
+    process = run_flow_in_subprocess(
+        ingest_source, parameters={"sources": str(folder), "qdrant_path": str(qdrant)}
+    )
+    process.join(timeout=600)
+    assert process.exitcode == 0
+    with open_store(path=qdrant) as store:
+        assert store.count() > 0 and store.require_collection().model_id.startswith("clasp-mini")
+
+
+def test_the_cluster_flow_refuses_an_embedded_store_for_a_cluster_of_processes(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clasp_ingest.flows.cluster import ingest_source_cluster
+
+    monkeypatch.delenv("CLASP_QDRANT_URL", raising=False)
+    monkeypatch.setenv("CLASP_QDRANT_PATH", str(tmp_path / "q"))
+    with pytest.raises(ConfigError, match=r"local dask cluster of worker processes .* give qdrant_url"):
+        ingest_source_cluster(str(folder))
+    assert not (tmp_path / "q").exists()

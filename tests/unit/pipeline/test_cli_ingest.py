@@ -136,6 +136,8 @@ def test_help_documents_the_download_limits_and_the_address_check() -> None:
         ("CLASP_DTYPE", "fp8", "'auto', 'fp32', 'fp16' or 'bf16'"),
         ("CLASP_DEVICE", "tpu", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
         ("CLASP_ENGINE", "gpu", "'auto', 'onnx' or 'torch'"),
+        ("CLASP_GPU_SLOTS", "abc", "valid integer"),  # it failed every item at its first batch
+        ("CLASP_GPU_SLOTS", "0", "greater than or equal to 1"),  # it meant 1
     ],
 )
 def test_bad_runtime_variables_are_refused_by_settings(
