@@ -101,9 +101,13 @@ _RESAMPLE = "aresample=async=1:first_pts=0"
 _EVERY_CHANNEL = "+".join(f"c{i}" for i in range(64))
 #: ffmpeg's failure to downmix channels without a layout (9-23, over 24).
 _REMATRIX = "rematrix is needed"
-#: A layout ffmpeg guessed for channels without one (``Guessed Channel Layout: 5.1``; 5.1's
-#: ffmpeg: ``Guessed Channel Layout for Input Stream #0.0 : 5.1``).
+#: A layout ffmpeg guessed for the channels of input stream N, which had none:
+#: ``[aist#0:N/pcm_s16le @ 0x...] Guessed Channel Layout: 5.1`` (ffmpeg 7; it guesses for
+#: every stream, not only the one decoded) or ``Guessed Channel Layout for Input Stream #0.N :
+#: 5.1`` (ffmpeg 5.1).
 _GUESSED_RE = re.compile(r"Guessed Channel Layout.*:\s*(?P<layout>\S+)\s*$")
+_GUESSED_STREAM_RE = re.compile(r"(?:aist#0:|Input Stream #0\.)(?P<index>\d+)")
+_STREAM_INDEX_RE = re.compile(r"^\s*Stream #0:(?P<index>\d+)")
 #: Decoded audio this much shorter than the declared duration is a stream that ends early.
 _SHORTFALL_MIN_S = 1.0
 _SHORTFALL_FRACTION = 0.01
@@ -398,7 +402,8 @@ class _FfmpegLog:
         self.duration_estimated = False  # ffmpeg guessed the duration: nothing was declared
         self.open_ended_wav = False
         self.nothing_filtered = False
-        self.guessed_layout: str | None = None  # a layout of over two channels ffmpeg guessed
+        self._guessed: dict[int, str] = {}  # input stream -> a layout of over two channels ffmpeg guessed
+        self._audio_index: int | None = None  # the input stream decoded (the first audio one)
         self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
         self._thread.start()
 
@@ -415,8 +420,9 @@ class _FfmpegLog:
         match = _LEVEL_RE.match(line)
         level, message = (match["level"], match["message"].strip()) if match else ("", line)
         guessed = _GUESSED_RE.search(message)
-        if guessed and guessed["layout"] not in ("mono", "stereo") and self.guessed_layout is None:
-            self.guessed_layout = guessed["layout"]
+        stream = _GUESSED_STREAM_RE.search(line)
+        if guessed and stream and guessed["layout"] not in ("mono", "stereo"):
+            self._guessed.setdefault(int(stream["index"]), guessed["layout"])
         if level in ("", "trace", "debug", "verbose", "info"):
             self._note_info(message)
         if level not in ("", "warning", "error", "fatal", "panic"):
@@ -447,9 +453,16 @@ class _FfmpegLog:
         if self._in_input and _AUDIO_RE.match(message):
             self.audio_streams += 1
         if not self.audio_seen.is_set() and _AUDIO_RE.match(message):
+            index = _STREAM_INDEX_RE.match(message)
+            self._audio_index = int(index["index"]) if index else None
             tagged = _AUDIO_LANGUAGE_RE.match(message)
             self.audio_language = tagged["tag"] if tagged else None
             self.audio_seen.set()
+
+    @property
+    def guessed_layout(self) -> str | None:
+        """The layout ffmpeg guessed for the decoded stream's channels (they had none), if any."""
+        return None if self._audio_index is None else self._guessed.get(self._audio_index)
 
     def join(self, timeout: float = 5.0) -> None:
         self._thread.join(timeout)
