@@ -64,6 +64,7 @@ class _Handler(socketserver.BaseRequestHandler):
             if head is None:
                 return
             method, target, version, headers = head
+            seeking = False
             if method.upper() == "CONNECT":
                 host, _, port = target.rpartition(":")
                 upstream = self.server.guard.connect(host.strip("[]"), int(port or 443))
@@ -82,9 +83,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 request = [f"{method} {path}{'?' + parts.query if parts.query else ''} {version}", *kept]
                 upstream.sendall(("\r\n".join([*request, "Connection: close", "", ""])).encode("latin-1"))
                 seeking = _asks_range(kept) and not self.server.guard.ranges_ignored
+            with upstream:
                 if seeking and not self._range_honoured(client, upstream):
                     return
-            with upstream:
                 _pipe(client, upstream, self.server.guard.timeout_s)
         except (OSError, ValueError):
             return  # ffmpeg sees the connection end and reports the read error
@@ -95,11 +96,15 @@ class _Handler(socketserver.BaseRequestHandler):
         seeks in a WAV cut the span from the wrong place (and its words were stored). Then the
         connection ends and :attr:`GuardedProxy.ranges_ignored` is set: the caller reads the
         file from its start, and this proxy passes every answer on from then."""
-        first = upstream.recv(_CHUNK)
+        first = b""
+        while b"\r\n" not in first and len(first) < _HEAD_LIMIT:  # the whole status line
+            chunk = upstream.recv(_CHUNK)
+            if not chunk:
+                break
+            first += chunk
         status = first.split(b"\r\n", 1)[0].split(b" ")
         if len(status) > 1 and status[1] == b"200":
             self.server.guard.ranges_ignored = True
-            upstream.close()
             return False
         client.sendall(first)
         return True
