@@ -237,15 +237,18 @@ def test_the_audio_tracks_language_tag_becomes_the_items_language(
         SearchFilter(source=(films / "film.mkv").as_uri())
     )
 
-    # a language the source declared (a feed's, your connector's) is kept
+    # a language the source declared (a feed's, your connector's) is kept, in the form filters take
     (ref,) = LocalConnector(films / "film.mkv").discover()
-    declared = MediaRef(ref.uri, ref.media_id, "v2", ref.title, metadata={"language": "en"})
-    ingest_media(declared, LocalConnector(films), tiny_model, store, FAST)
-    assert {
-        p.payload["metadata"].get("language")
-        for p in store.iter_points()
-        if p.payload["metadata"]["title"] == "film"
-    } == {"en"}
+    for version, given in (("v2", "en"), ("v3", "pt-BR")):
+        declared = MediaRef(ref.uri, ref.media_id, version, ref.title, metadata={"language": given})
+        ingest_media(declared, LocalConnector(films), tiny_model, store, FAST)
+        stored = {
+            p.payload["metadata"].get("language")
+            for p in store.iter_points()
+            if p.payload["metadata"]["title"] == "film"
+        }
+        assert stored == {given[:2]}
+    assert store.count(SearchFilter(language="pt-BR")) == store.count(SearchFilter(source=ref.uri)) > 0
 
 
 def test_collection_of_another_model_stops_the_run(
