@@ -567,7 +567,11 @@ def _not_numbers(
     source: str, count: int, opts: DecodeOptions, on_warning: Callable[[str], None] | None
 ) -> None:
     """Raise (strict) or report samples that were NaN or infinite (they were yielded as 0)."""
-    what = f"{count} sample(s) are not numbers (NaN or infinite: damaged float data)"
+    # counted after ffmpeg resampled and downmixed them: one NaN reaches a few output samples
+    what = (
+        f"{count} decoded sample(s) ({1000 * count / opts.sample_rate:.1f} ms) are not numbers "
+        "(NaN or infinite: damaged float data)"
+    )
     if opts.strict:
         raise MediaDecodeError(source, f"{what}; use strict=False to keep the rest, with silence there")
     warning = f"{what}; decoded them as silence"

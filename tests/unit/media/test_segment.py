@@ -339,9 +339,12 @@ def test_samples_that_are_not_numbers_become_silence(short_track: SpokenTrack, t
     )
     assert np.isfinite(decoded).all() and decoded[at : at + 5].tolist() == [0.0] * 5
     assert warnings == [
-        "6 sample(s) are not numbers (NaN or infinite: damaged float data); decoded them as silence"
+        "6 decoded sample(s) (0.4 ms) are not numbers (NaN or infinite: damaged float data); "
+        "decoded them as silence"
     ]
     spans = _spans(list(segment_media(path, decode=DecodeOptions(strict=False))))
     assert len(spans) == 4 and spans == _spans(list(segment_media(short_track.path))), spans
-    with pytest.raises(MediaDecodeError, match=r"6 sample\(s\) are not numbers .*use strict=False"):
+    with pytest.raises(
+        MediaDecodeError, match=r"6 decoded sample\(s\) \(0\.4 ms\) are not .*use strict=False"
+    ):
         list(stream_audio(path))
