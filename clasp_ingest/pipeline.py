@@ -457,11 +457,13 @@ def _speech_of(
     warnings: list[str],
     languages: list[str] | None = None,
     tracks: list[int] | None = None,
+    mixes: list[str] | None = None,
 ) -> Iterator[SpeechSegment]:
     """Decode ``local`` (counting samples into ``samples[0]``, collecting ``warnings`` on
-    damaged data, the audio track's language tag into ``languages``, and the number of audio
-    tracks into ``tracks``) and segment it as it streams. Damaged data is kept and warned
-    about unless ``options.decode`` is strict."""
+    damaged data, the audio track's language tag into ``languages``, the number of audio
+    tracks into ``tracks``, and ``"even"`` into ``mixes`` when its channels, having no layout,
+    are mixed alike) and segment it as it streams. Damaged data is kept and warned about
+    unless ``options.decode`` is strict."""
     from clasp_ingest.media.decode import DecodeOptions, stream_audio
     from clasp_ingest.media.segment import segment_blocks
 
@@ -476,6 +478,7 @@ def _speech_of(
                 on_warning=warnings.append,
                 on_language=on_language,
                 on_tracks=tracks.append if tracks is not None else None,
+                on_even_mix=(lambda: mixes.append("even")) if mixes is not None else None,
             ):
                 samples[0] += len(block)
                 yield block
@@ -539,10 +542,11 @@ def ingest_media(
     warnings: list[str] = []
     languages: list[str] = []
     tracks: list[int] = []
+    mixes: list[str] = []
     with _opened(connector, ref, fetch) as local:
         cut = hearing.time(lambda: _media_words(local, ref, model, opts)) if opts.transcribe else None
         speech = _prefetched(
-            _speech_of(local, ref, opts, samples, warnings, languages, tracks), opts.prefetch_segments
+            _speech_of(local, ref, opts, samples, warnings, languages, tracks, mixes), opts.prefetch_segments
         )
         batches: Iterable[Batch] = _embedded(
             _timed_iter(speech, decode),
@@ -556,12 +560,16 @@ def ingest_media(
             batches = _with_words(batches, cut, wording)  # type: ignore[arg-type]
         write_started = time.perf_counter()
         # the first batch comes before the write begins: by then the decoder has read the
-        # audio track's language tag, which the item's points carry (unless its source named one)
+        # audio track's language tag, which the item's points carry (unless its source named
+        # one), and chosen its downmix, which span cuts of the item repeat
         pending = iter(batches)
         first = list(itertools.islice(pending, 1))
-        written = store.write_media(
-            _with_language(ref, languages), model.model_id, itertools.chain(first, pending)
-        )
+        from clasp_ingest.store.base import CHANNEL_MIX
+
+        heard = _with_language(ref, languages)
+        mixed = {k: v for k, v in heard.metadata.items() if k != CHANNEL_MIX}  # only the decoder's say
+        heard = replace(heard, metadata={**mixed, **({CHANNEL_MIX: mixes[0]} if mixes else {})})
+        written = store.write_media(heard, model.model_id, itertools.chain(first, pending))
         write_s = time.perf_counter() - write_started
     audio_s = round(samples[0] / SAMPLE_RATE, 3)
     if written == 0:

@@ -125,6 +125,14 @@ def _stored_version(span: Document | SpanHit | Span) -> str | None:
     return str(version) if version else None
 
 
+def _mixed_evenly(span: Document | SpanHit | Span) -> bool:
+    """Whether the span's item was ingested with every channel weighed alike (its track has no
+    channel layout): its cut is mixed the same way, else its words may be another mix's."""
+    from clasp_ingest.store.base import CHANNEL_MIX
+
+    return _stored(span).get(CHANNEL_MIX) == "even"
+
+
 def _trusted_host(span: Document | SpanHit | Span, source: str) -> str | None:
     """The host a cut of ``source`` may reach at any address: a :class:`Span` you made is taken
     as given (its host is yours); a store's hit or Document trusts none (a point of a shared
@@ -264,14 +272,17 @@ def _decode_command(
     *,
     sequential: bool = False,
     proxy: str | None = None,
+    even_mix: bool = False,
 ) -> list[str]:
     """ffmpeg seeking to ``start`` in the input; ``sequential``: reading the input from its
     start and dropping what comes before ``start`` (no seek: for servers without byte ranges);
     ``proxy``: the :class:`~clasp_ingest.connectors.proxy.GuardedProxy` an http(s) read goes
-    through."""
-    from clasp_ingest.media.decode import demuxer_whitelist, is_url
+    through; ``even_mix``: every channel weighed alike, as the item's ingest mixed them (its
+    channels have no layout: ffmpeg's downmix would drop one as LFE, or fail)."""
+    from clasp_ingest.media.decode import EVEN_MIX, demuxer_whitelist, is_url
 
     layouts = "mono" if opts.mono else "mono|stereo"
+    mix = f"{EVEN_MIX}," if even_mix else ""
     reading = ["-rw_timeout", str(int(opts.timeout_s * 1_000_000))] if is_url(source) else []
     if proxy is not None:
         reading += ["-http_proxy", proxy, "-protocol_whitelist", "http,https,httpproxy,tcp,tls"]
@@ -287,7 +298,7 @@ def _decode_command(
     )
     return [
         *(ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", *reading, *given),
-        *("-vn", "-map", "0:a:0", "-af", f"aformat=sample_fmts=s16:channel_layouts={layouts}", *rate),
+        *("-vn", "-map", "0:a:0", "-af", f"{mix}aformat=sample_fmts=s16:channel_layouts={layouts}", *rate),
         *("-f", "wav", "pipe:1"),
     ]
 
@@ -302,6 +313,7 @@ def _cut(
     parse: Callable[[bytes], Any],
     length_s: Callable[[Any], float],
     trusted_host: str | None,
+    even_mix: bool = False,
 ) -> tuple[Any, str | None]:
     """The parsed cut and None, or None and why it failed. A url whose cut falls short of
     ``covers_s`` seconds is read once more from its start (its server may not allow seeking).
@@ -317,7 +329,9 @@ def _cut(
     reason: str | None = None
     with guard if guard is not None else contextlib.nullcontext() as proxy:
         for sequential in (False, True) if is_url(source) else (False,):
-            command = _decode_command(exe, source, start, duration, opts, sequential=sequential, proxy=proxy)
+            command = _decode_command(
+                exe, source, start, duration, opts, sequential=sequential, proxy=proxy, even_mix=even_mix
+            )
             decoded = _run_decoder(command, opts.timeout_s, None if proxy is None else _without_no_proxy())
             parsed = parse(decoded.data) if decoded.reason is None else None
             reason = _shortfall(decoded, length_s(parsed) if parsed is not None else 0.0, covers_s)
@@ -414,7 +428,16 @@ def span_clip(
     # the clip must cover the span; the context after it may run short (the media's end)
     trusted = _trusted_host(span, source)
     clip, reason = _cut(
-        source, start, stop - start, end_s - start, opts, ffmpeg, _segment_from_wav, _ms_to_s, trusted
+        source,
+        start,
+        stop - start,
+        end_s - start,
+        opts,
+        ffmpeg,
+        _segment_from_wav,
+        _ms_to_s,
+        trusted,
+        even_mix=_mixed_evenly(span),
     )
     if clip is None:
         raise MediaDecodeError(source, f"cannot cut {start:.3f}–{stop:.3f}s for playback: {reason}")
@@ -438,7 +461,16 @@ def span_samples(
     duration = end_s - start_s
     trusted = _trusted_host(span, source)
     samples, reason = _cut(
-        source, start_s, duration, duration, opts, ffmpeg, _pcm_from_wav, _seconds_at_16k, trusted
+        source,
+        start_s,
+        duration,
+        duration,
+        opts,
+        ffmpeg,
+        _pcm_from_wav,
+        _seconds_at_16k,
+        trusted,
+        even_mix=_mixed_evenly(span),
     )
     if samples is None:
         raise MediaDecodeError(source, f"cannot cut {start_s:.3f}–{end_s:.3f}s for transcription: {reason}")

@@ -698,7 +698,7 @@ def span_document(span: Span) -> Document:
         "transcript": span.transcript,
         "transcript_language": span.transcript_language,
     }
-    for key in ("language", "version", "model", "transcript_en", "clasp_score", "text_score"):
+    for key in ("language", "version", "model", "channel_mix", "transcript_en", "clasp_score", "text_score"):
         if key in span.extra:
             metadata[key] = span.extra[key]
     named = page_content(span.title, span.source, span.start_s, span.end_s)

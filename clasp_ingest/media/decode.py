@@ -48,6 +48,7 @@ from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.log import get_logger
 
 __all__ = [
+    "EVEN_MIX",
     "REFERENCING_DEMUXERS",
     "DecodeOptions",
     "decode_audio",
@@ -97,8 +98,10 @@ _MPEG_STREAM_SUFFIXES = frozenset(
     {".ts", ".m2ts", ".mts", ".m2t", ".tp", ".trp", ".mpg", ".mpeg", ".m2p", ".vob", ".mod", ".tod"}
 )
 _RESAMPLE = "aresample=async=1:first_pts=0"
-#: ``pan``'s sum of every channel a track can have; ``<`` weighs the ones it has alike.
-_EVERY_CHANNEL = "+".join(f"c{i}" for i in range(64))
+#: A mono downmix weighing every channel alike: ``pan``'s sum of every channel a track can
+#: have, ``<`` weighing the ones it has alike (what a track without a channel layout gets; span
+#: cuts of such an item use it too, told by its points' ``metadata.channel_mix``).
+EVEN_MIX = "pan=mono|c0<" + "+".join(f"c{i}" for i in range(64))
 #: ffmpeg's failure to downmix channels without a layout (9-23, over 24).
 _REMATRIX = "rematrix is needed"
 #: A layout ffmpeg guessed for the channels of input stream N, which had none:
@@ -214,6 +217,7 @@ def stream_audio(
     on_warning: Callable[[str], None] | None = None,
     on_language: Callable[[str], None] | None = None,
     on_tracks: Callable[[int], None] | None = None,
+    on_even_mix: Callable[[], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield float32 mono blocks of ``options.block_s`` seconds (the last one shorter).
 
@@ -227,13 +231,16 @@ def stream_audio(
     ``on_language`` gets the language tag of the audio stream decoded (the container's, e.g.
     ``eng`` for a film's track; none for most audio files), once, with the first block.
     ``on_tracks`` gets the number of audio tracks of the input (only the first is decoded),
-    once, after the last block.
+    once, after the last block. ``on_even_mix`` is called, before the first block, when the
+    track's channels have no layout and are mixed alike (:data:`EVEN_MIX`; module docstring).
     """
     opts = options or DecodeOptions()
     name = _check_source(source)
     try:
         yield from _stream(name, opts, on_warning, on_language, on_tracks, every_channel=False)
     except _UnlabelledChannels:
+        if on_even_mix is not None:
+            on_even_mix()
         yield from _stream(name, opts, on_warning, on_language, on_tracks, every_channel=True)
 
 
@@ -334,7 +341,7 @@ def _ffmpeg_args(source: str, opts: DecodeOptions, *, every_channel: bool = Fals
         source,
         "-map",
         "0:a:0",
-        *(("-af", f"pan=mono|c0<{_EVERY_CHANNEL},{_RESAMPLE}") if every_channel else ("-af", _RESAMPLE)),
+        *(("-af", f"{EVEN_MIX},{_RESAMPLE}") if every_channel else ("-af", _RESAMPLE)),
         "-ac",
         "1",
         "-ar",

@@ -122,6 +122,10 @@ TRANSCRIPT_KEY = "metadata.transcript"
 TRANSCRIPT_FROM = "transcript_from"
 FROM_SEARCH = "search"
 
+#: How an item's channels were mixed to mono where not by ffmpeg's downmix: ``"even"`` for a
+#: track without a channel layout (every channel alike; span cuts of the item do the same).
+CHANNEL_MIX = "channel_mix"
+
 #: Payload keys this project owns; connector metadata cannot override them.
 _RESERVED = (
     "media_id",

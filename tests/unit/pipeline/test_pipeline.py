@@ -251,6 +251,37 @@ def test_the_audio_tracks_language_tag_becomes_the_items_language(
     assert store.count(SearchFilter(language="pt-BR")) == store.count(SearchFilter(source=ref.uri)) > 0
 
 
+def test_an_item_mixed_evenly_is_cut_the_same_way_for_its_words(
+    folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore, tmp_path: Path
+) -> None:
+    """A multitrack recorder's 6-channel WAV (no layout), speech on the 4th channel: ingest mixes
+    every channel alike and says so on its points (``channel_mix``), so a span's cut for lazy
+    words or a clip mixes the same way; it used ffmpeg's downmix, which drops the 4th as LFE
+    (a silent clip; Whisper's "you" was stored as the span's words)."""
+    import soundfile as sf
+    from clasp_ingest.retriever.audio import span_samples
+
+    from clasp_ingest.media.decode import decode_audio
+    from clasp_ingest.store.base import hit_from_point
+
+    speech = decode_audio(folder / "one.wav")
+    poly = np.zeros((speech.size, 6), dtype=np.float32)
+    poly[:, 3] = speech
+    room = tmp_path / "room"
+    room.mkdir()
+    sf.write(room / "poly.wav", poly, 16_000, subtype="PCM_16")
+    shutil.copy(folder / "one.wav", room / "plain.wav")
+    assert ingest_source(LocalConnector(room), tiny_model, store, FAST).media_ok == 2
+    points = list(store.iter_points())
+    mixes = {p.payload["metadata"]["title"]: p.payload["metadata"].get("channel_mix") for p in points}
+    assert mixes == {"poly": "even", "plain": None}
+    hit = hit_from_point(next(p for p in points if p.payload["metadata"]["title"] == "poly"))
+    cut = span_samples(hit)
+    start = round(hit.start_s * 16_000)
+    want = speech[start : start + cut.size] / 6
+    assert cut.size > 16_000 and np.corrcoef(cut, want)[0, 1] > 0.99
+
+
 def test_collection_of_another_model_stops_the_run(
     folder: Path, tiny_model: AudioTextEncoder, store: QdrantStore
 ) -> None:
