@@ -7,11 +7,16 @@ across blocks, so feeding audio in blocks of any size gives the same probabiliti
 
 Silero misses speech that is quiet as a whole: a sentence at a peak of −45 dBFS (a far
 microphone, an unnormalised export) lost its first sentence, and at −60 dBFS most of the file.
-So the model hears each frame amplified while the loudest sample so far stays under
-:data:`VAD_TARGET_PEAK` (−20 dBFS), by at most ``max_gain_db``. The gain depends only on the
-audio before and in the frame, so it streams and keeps block sizes irrelevant; in a file at a
-normal level it is 1 from the first loud sound on, and only the model's input changes, never
-the samples or energies handed on.
+So the model hears quiet audio amplified, by at most ``max_gain_db``, until the file's level
+reaches :data:`VAD_TARGET_PEAK` (−26 dBFS). The level is sustained loudness, not one loud
+sample: the highest, so far, of the :data:`_LOUD_FRAMES`-th loudest frame peak among the last
+:data:`_LEVEL_FRAMES` frames (about 1 s). A door slam in a quiet lecture is too short to count:
+a gain that fell to 1 at the slam left Silero, its state used to the amplified speech, deaf to
+the quiet speech after it for some 15 s. And no frame is raised above the target (the slam is
+heard as it is). The gain depends only on the audio before and in the frame, so it streams
+and keeps block sizes irrelevant; in a file at a normal level it is 1 from its first second
+of loud sound on (only quieter frames before are raised), and only the model's input
+changes, never the samples or energies handed on.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ FRAME_SAMPLES = 512  # 32 ms at 16 kHz
 _CONTEXT = 64
 _MODEL_FILE = "silero_vad_16k_sequence.onnx"
 _MAX_FRAMES = 512  # frames per onnxruntime call (16.4 s), as silero-vad does
-VAD_TARGET_PEAK = 0.1  # −20 dBFS: quieter audio is amplified for the model (up to max_gain_db)
+VAD_TARGET_PEAK = 0.05  # −26 dBFS: audio at a quieter level is amplified for the model (up to max_gain_db)
+_LEVEL_FRAMES = 32  # the window of the level (1.02 s)
+_LOUD_FRAMES = 10  # the level is the window's 10th loudest frame peak: 320 ms of loud sound
 
 
 def silero_model_path() -> Path:
@@ -69,7 +76,8 @@ class StreamingVad:
     def __init__(self, max_gain_db: float = 0.0) -> None:
         self._session = _session()
         self._max_gain = 10.0 ** (max_gain_db / 20.0)
-        self._peak = 0.0  # the loudest sample so far
+        self._level = 0.0  # the file's level so far (module docstring)
+        self._recent = np.zeros(_LEVEL_FRAMES - 1, dtype=np.float32)  # the last frames' peaks
         self._h = np.zeros((1, 1, 128), dtype=np.float32)
         self._c = np.zeros((1, 1, 128), dtype=np.float32)
         self._context = np.zeros(_CONTEXT, dtype=np.float32)
@@ -99,15 +107,20 @@ class StreamingVad:
         return prob, energy.astype(np.float32)
 
     def _amplified(self, frames: np.ndarray) -> np.ndarray:
-        """``frames`` as the model hears them: each scaled towards the target by the loudest
-        sample up to its end, never down, at most ``max_gain``."""
-        if self._max_gain <= 1.0 or frames.shape[0] == 0:
-            return frames
-        peaks = np.maximum.accumulate(np.maximum(np.abs(frames).max(axis=1), self._peak))
-        self._peak = float(peaks[-1])
-        if peaks[0] >= VAD_TARGET_PEAK:  # loud already: the model hears the file as it is
-            return frames
-        gain = np.clip(VAD_TARGET_PEAK / np.maximum(peaks, 1e-12), 1.0, self._max_gain)
+        """``frames`` as the model hears them: each scaled towards the target by the file's level
+        up to its end (module docstring), never down, at most ``max_gain``, and never above
+        the target itself."""
+        if self._max_gain <= 1.0 or frames.shape[0] == 0 or self._level >= VAD_TARGET_PEAK:
+            return frames  # off, or loud already: the model hears the file as it is
+        peaks = np.abs(frames).max(axis=1)
+        recent = np.concatenate((self._recent, peaks))
+        self._recent = recent[-(_LEVEL_FRAMES - 1) :]
+        windows = np.lib.stride_tricks.sliding_window_view(recent, _LEVEL_FRAMES)
+        loud = np.partition(windows, -_LOUD_FRAMES, axis=1)[:, -_LOUD_FRAMES]
+        level = np.maximum.accumulate(np.maximum(loud, self._level))
+        self._level = float(level[-1])
+        gain = np.clip(VAD_TARGET_PEAK / np.maximum(level, 1e-12), 1.0, self._max_gain)
+        gain = np.minimum(gain, np.maximum(1.0, VAD_TARGET_PEAK / np.maximum(peaks, 1e-12)))
         return frames * gain.astype(np.float32)[:, None]
 
     def _run_block(self, frames: np.ndarray) -> np.ndarray:

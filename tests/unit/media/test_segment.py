@@ -200,6 +200,19 @@ def test_quiet_recordings_keep_their_sentences(short_track: SpokenTrack, dbfs: f
     assert sum(b - a for a, b in deaf) < found - 0.5, deaf  # what the gain is for
 
 
+def test_a_loud_bang_in_a_quiet_recording_does_not_deafen_the_vad(short_track: SpokenTrack) -> None:
+    """A door slam at −3 dBFS in a lecture at −50 dBFS, between its first two sentences: a gain
+    that fell to 1 at the slam left Silero deaf to the quiet speech after it (~15 s lost)."""
+    quiet = _at_peak(read_wav(short_track.path), -50.0)
+    at = round((short_track.spans[0][1] + 0.3) * SR)
+    burst = noise(0.25, amplitude=1.0, seed=5) * np.exp(-np.arange(SR // 4) / 800).astype(np.float32)
+    quiet[at : at + burst.size] += np.float32(0.7) * burst / np.abs(burst).max()
+    heard = _spans(list(segment_blocks([quiet])))
+    for a, b in short_track.spans:
+        touching = [(c, d) for c, d in heard if min(b, d) > max(a, c)]
+        assert len(touching) == 1 and _iou((a, b), touching[0]) >= 0.8, heard
+
+
 def test_the_gain_leaves_audio_at_a_normal_level_alone(
     long_track: SpokenTrack, long_segments: list[SpeechSegment]
 ) -> None:
