@@ -69,7 +69,7 @@ def segment_command(
         heard["tracks"] = count
 
     def blocks() -> Iterator[np.ndarray]:
-        for block in stream_audio(file, decode, on_warning=warn, on_tracks=tracks):
+        for block in stream_audio(file, decode, on_tracks=tracks):  # damage: logged as a warning
             heard["samples"] += block.size
             yield block
 
