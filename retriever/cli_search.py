@@ -159,6 +159,7 @@ def search(
     rows = [
         {**{key: doc.metadata.get(key) for key in keys}, "text": doc.metadata.get("transcript"),
          "text_language": doc.metadata.get("transcript_language"),
+         "text_en": doc.metadata.get("transcript_en"),
          **({key: doc.metadata.get(key) for key in ("clasp_score", "text_score")} if rerank else {})}
         for doc in docs
     ]  # fmt: skip
@@ -228,6 +229,8 @@ def _print_table(query: str, rows: list[dict[str, Any]]) -> None:
         typer.echo(f"    {one_line(row['url'])}")
         if row["text"]:
             typer.echo(f"    \u201c{one_line(row['text'])}\u201d")
+        if row.get("text_en"):  # --translate
+            typer.echo(f"    en: \u201c{one_line(row['text_en'])}\u201d")
 
 
 def _score(value: float | None) -> str:

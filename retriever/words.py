@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from clasp_ingest.retriever.audio import span_samples
@@ -103,6 +104,9 @@ class LazyWords:
         distinct = _distinct(hits)
         pending = [hit for hit in distinct if transcript_of(hit.payload) is None]
         stored = len(distinct) - len(pending)
+        if self.transcriber.options.translate:  # words without the translation asked for
+            english = [hit for hit in distinct if _lacks_english(hit.payload)]
+            found.update(self._translated(english))
         failed = transcribed = 0
         keys = {str(hit.point_id): self._key(str(hit.point_id)) for hit in pending}
         with ExitStack() as held:
@@ -128,6 +132,30 @@ class LazyWords:
                     found[pid], transcribed = words, transcribed + 1
         return found, WordsReport(transcribed=transcribed, stored=stored, failed=failed)
 
+    def _translated(self, hits: Sequence[SpanHit]) -> dict[str, Transcript]:
+        """The stored words of ``hits`` with an English translation, made now and stored beside
+        them (``--translate`` did nothing for a span that had its words already)."""
+        done: dict[str, Transcript] = {}
+        cut: list[tuple[SpanHit, np.ndarray]] = []
+        for hit in hits:
+            try:
+                cut.append((hit, span_samples(hit, ffmpeg=self.ffmpeg, timeout_s=self.timeout_s)))
+            except MediaDecodeError as exc:
+                log.warning("no translation for %s %.3f–%.3fs: %s", hit.source, hit.start_s, hit.end_s, exc)
+        heard = self.transcriber.transcribe_many([samples for _, samples in cut]) if cut else []
+        for (hit, _), words in zip(cut, heard, strict=True):
+            if words.english is None:
+                continue
+            meta = hit.payload.get("metadata", {})
+            pid = str(hit.point_id)
+            try:
+                self.store.set_translation([pid], words.english)
+            except StoreFullError as exc:
+                log.warning("the translation of point %s was not stored: %s", pid, exc)
+            done[pid] = Transcript(str(meta.get("transcript")), str(meta.get("transcript_language", "")),
+                                   str(meta.get("transcript_model", "")), words.english)  # fmt: skip
+        return done
+
     def _keep(self, pid: str, words: Transcript) -> None:
         """Store a span's words; on a full disk they are returned unstored (the next search that
         returns the span transcribes it again), with a warning, rather than failing the search."""
@@ -152,6 +180,15 @@ class LazyWords:
                                                   str(meta.get("transcript_model", "")),
                                                   meta.get("transcript_en"))  # fmt: skip
         return words
+
+
+def _lacks_english(payload: dict[str, Any]) -> bool:
+    """Words stored in a language other than English, without their translation."""
+    meta = payload.get("metadata", {})
+    text = transcript_of(payload)
+    return (
+        bool(text) and meta.get("transcript_language") not in (None, "", "en") and "transcript_en" not in meta
+    )
 
 
 def _distinct(hits: Sequence[SpanHit]) -> list[SpanHit]:

@@ -877,6 +877,16 @@ class QdrantStore(abc.ABC):
         meta = {TRANSCRIPT_FROM: FROM_SEARCH, **words_metadata(text, language, model, english)}
         self._retry(lambda: self._set_payload(ids, meta, "metadata"), "storing words")
 
+    def set_translation(self, point_ids: Sequence[str], english: str) -> None:
+        """Add ``metadata.transcript_en`` to points that have their words already (their words,
+        and who wrote them, stay as they are)."""
+        if point_ids:
+            ids = list(point_ids)
+            self._retry(
+                lambda: self._set_payload(ids, {"transcript_en": english}, "metadata"),
+                "storing a translation",
+            )
+
     # ----- deleting
 
     def delete_media(self, media_id: str) -> int:

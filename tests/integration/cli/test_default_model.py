@@ -36,7 +36,18 @@ SUMMARY_KEYS = {
     "model",
     "collection",
 }
-HIT_KEYS = {"source", "media_id", "title", "start_s", "end_s", "score", "url", "text", "text_language"}
+HIT_KEYS = {
+    "source",
+    "media_id",
+    "title",
+    "start_s",
+    "end_s",
+    "score",
+    "url",
+    "text",
+    "text_language",
+    "text_en",
+}
 
 
 @pytest.fixture(scope="module")

@@ -190,3 +190,42 @@ def test_lazy_words_on_a_full_disk_are_returned_unstored_with_a_warning(
         assert {"photosynthesis", "sunlight"} <= _words(doc.page_content) and counting.calls == 1
         assert "were not stored" in caplog.text and "is full" in caplog.text
         assert all(transcript_of(p.payload) is None for p in store.iter_points())
+
+
+@pytest.mark.slow
+def test_translate_adds_english_to_spans_that_have_their_words(
+    tmp_path: Path, model: AudioTextEncoder
+) -> None:
+    """``search --transcribe --translate`` on a span a search had transcribed: it stored no
+    translation. The words stay as stored; the English is made, stored beside them and returned."""
+    from clasp_ingest.retriever.words import LazyWords
+
+    from clasp_ingest.store.base import hit_from_point
+    from clasp_ingest.transcribe import TranscriberOptions
+    from tests.unit.retriever.conftest import media_ref
+
+    spanish = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples" / "demo_es.opus"
+    ref = media_ref(spanish.as_uri())
+    said = "Los pescadores salieron al mar antes del amanecer."
+    with open_store(path=tmp_path / "q") as store:
+        store.ensure_collection(model.model_id, model.dim)
+        store.write_media(
+            ref, model.model_id, [([Segment(ref.media_id, 1, 4.956, 8.228)], model.encode_text([said]))]
+        )
+        (point,) = store.iter_points()
+        store.set_words([str(point.id)], said, language="es", model="earlier")
+        hit = hit_from_point(store.points([str(point.id)])[0])
+        counting = Counting(Transcriber(TranscriberOptions(translate=True)))
+        lazy = LazyWords(store, counting)
+        words, _ = lazy.fill([hit])
+        english = words[str(point.id)].english
+        assert english and {"fishermen", "sea"} & _words(english) and words[str(point.id)].text == said
+        meta = store.points([str(point.id)])[0].payload["metadata"]
+        assert (meta["transcript"], meta["transcript_model"], meta["transcript_en"]) == (
+            said,
+            "earlier",
+            english,
+        )
+        calls = counting.calls
+        again, _ = lazy.fill([hit_from_point(store.points([str(point.id)])[0])])
+        assert again == {} and counting.calls == calls  # translated once
