@@ -59,3 +59,18 @@ def test_unreachable_server_is_retried_then_reported() -> None:
     with pytest.raises(StoreError, match=r"failed 3 times.*reachable"):
         store.upsert_points([point])
     assert time.monotonic() - start >= 0.15  # backed off 0.05 + 0.1 s between the attempts
+
+
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version:UserWarning")
+def test_an_unreachable_grpc_server_is_one_line_naming_the_grpc_port() -> None:
+    """qdrant-client's gRPC error is a multi-line report; the message quotes its details, which
+    name the port dialled (6334, the gRPC port), not the URL's."""
+    retry = RetryOptions(attempts=2, initial_s=0.05, max_s=0.1)
+    url = f"http://127.0.0.1:{_dead_port()}"
+    store = open_store(url=url, write=WriteOptions(retry=retry), timeout_s=2, prefer_grpc=True)
+    point = StoredPoint(str(uuid.uuid4()), {"metadata": {}}, [1.0, 0.0])
+    with pytest.raises(StoreError) as caught:
+        store.upsert_points([point])
+    message = str(caught.value)
+    assert "\n" not in message and "failed 2 times (failed to connect to all addresses" in message
+    assert "127.0.0.1:6334" in message and "debug_error_string" not in message
