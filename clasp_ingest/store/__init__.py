@@ -6,6 +6,7 @@ results for the same operations. Filters: :mod:`clasp_ingest.store.filters`.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -165,6 +166,20 @@ def _client_store(collection: str, write: WriteOptions | None, **kwargs: object)
         raise StoreError(
             f"the qdrant-client folder {where!r} is open in another process or client; close it "
             "there, or serve the collection from a Qdrant server for concurrent access"
+        ) from None
+    except PermissionError as exc:  # its lock file, even to read: a read-only folder or mount
+        raise StoreError(
+            f"the qdrant-client folder {where!r} is not writable ({exc.strerror or exc}); qdrant-client "
+            "writes a lock file there even to read: copy the folder to a writable place, or serve it "
+            "from a Qdrant server"
+        ) from None
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise
+        raise StoreError(
+            f"the qdrant-client folder {where!r} is on a read-only file system; qdrant-client writes a "
+            "lock file there even to read: copy the folder to a writable place, or serve it from a "
+            "Qdrant server"
         ) from None
     return ServerStore(
         client, collection, write=write, owns_client=True, location=where, check_version=remote

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -194,6 +195,32 @@ def test_a_read_only_store_is_refused_naming_it_and_the_remedy(
     said = rf"store '{tmp_path}' is not writable \(Read-only file system\).*copy the folder.*--qdrant-path"
     with pytest.raises(StoreError, match=said):
         open_store(path=tmp_path)
+
+
+@pytest.mark.parametrize("trouble", [errno.EROFS, errno.EACCES])
+def test_a_read_only_qdrant_client_folder_is_refused_naming_it_and_the_remedy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trouble: int
+) -> None:
+    """qdrant-client writes a lock file even to read: on a read-only mount it failed as a bare
+    "Read-only file system: '.../.lock'", naming neither the store nor a remedy."""
+    import qdrant_client.local.qdrant_local as local
+
+    folder = tmp_path / "copy"
+    with open_store(path=folder, backend="client") as store:
+        store.ensure_collection("m", 2)
+    (folder / ".lock").unlink()  # as a copy made elsewhere has none
+
+    def read_only(path: str, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if str(path).endswith(".lock"):
+            error = PermissionError if trouble == errno.EACCES else OSError
+            raise error(trouble, os.strerror(trouble), str(path))
+        return Path(path).open(mode, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(local, "open", read_only, raising=False)
+    with pytest.raises(
+        StoreError, match=rf"qdrant-client folder '{folder}' .*copy the folder to a writable place"
+    ):
+        open_store(path=folder)
 
 
 def test_a_shard_the_engine_may_not_write_is_refused_naming_the_store(
