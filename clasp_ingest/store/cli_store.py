@@ -156,11 +156,10 @@ def list_media(
     collection: StoreCollection = None,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines."),
 ) -> None:
-    """List the stored media items: searchable spans, state, when ingested, source.
+    """List the stored media items: searchable spans, state, when ingested (UTC), source.
 
-    State "complete": searchable; "empty": no speech was found in it; "writing": being
-    written, or left by a run that stopped (the next ingest of it rewrites it).
-    """
+    State "complete": searchable; "empty": no speech was found in it; "writing": being written, or left by a run that stopped (the next ingest of it rewrites it).
+    """  # noqa: E501 - paragraphs of --help
     from dataclasses import asdict
 
     with open_configured_store(qdrant_path, qdrant_url, api_key, collection) as store:
@@ -170,7 +169,8 @@ def list_media(
         typer.echo(json.dumps([asdict(item) for item in items]))  # ASCII: valid JSON on any terminal
         return
     for item in items:
-        typer.echo(f"{item.spans:>6}  {item.state:<8}  {item.ingested_at[:19]}  {one_line(item.source)}")
+        when = item.ingested_at[:19].replace("T", " ") + "Z"  # UTC
+        typer.echo(f"{item.spans:>6}  {item.state:<8}  {when}  {one_line(item.source)}")
     typer.echo(_list_summary(items, store.collection))
 
 
@@ -215,8 +215,7 @@ def delete_media(
 ) -> None:
     """Delete media items (every version, every span) from the collection; prints JSON.
 
-    Nothing is deleted when a target matches no stored item. A later ingest of a deleted file
-    stores it again.
+    Nothing is deleted when a target matches no stored item. A later ingest of a deleted file stores it again.
     """
     import sys
 
@@ -237,7 +236,8 @@ def delete_media(
         if not yes:
             if not sys.stdin.isatty():
                 typer.echo(
-                    f"error: would delete {_count(len(chosen), 'media item')}; add --yes to delete them",
+                    f"error: would delete {_count(len(chosen), 'media item')}; add --yes to delete "
+                    f"{'it' if len(chosen) == 1 else 'them'}",
                     err=True,
                 )
                 raise typer.Exit(1)
@@ -264,6 +264,7 @@ def _matches(item: StoredMedia, target: str) -> bool:
 
 @store_app.command("export")
 def export(
+    ctx: typer.Context,
     to: str = typer.Option(
         ...,
         "--to",
@@ -295,6 +296,11 @@ def export(
     from dataclasses import asdict
 
     from clasp_ingest.store import StoreNames, export_to, open_store
+
+    key_from = ctx.get_parameter_source("api_key")  # typer's click or click's: compared by name
+    from_env = key_from is not None and key_from.name == "ENVIRONMENT"
+    if from_env and "://" not in to:
+        api_key = None  # CLASP_EXPORT_API_KEY is for servers: a folder target takes none, unasked
 
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
     source_path = qdrant_path or settings.qdrant_path

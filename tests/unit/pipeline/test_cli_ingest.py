@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -291,6 +292,7 @@ def test_control_characters_in_a_file_name_stay_on_one_printed_line(
     assert "two\\nlines\\x1b[2J" in table.stdout.splitlines()[2], table.stdout  # the hit's own line
     listed = runner.invoke(app, ["store", "list", *store])
     assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2, listed.stdout
+    assert re.search(r"  complete  \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  ", listed.stdout)  # UTC, said so
 
 
 def test_the_progress_line_names_the_item_readably_and_fits_the_terminal(

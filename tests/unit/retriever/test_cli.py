@@ -82,18 +82,20 @@ def test_search_and_store_commands(
 
 
 def test_store_export_to_a_folder(
-    tmp_path: Path, model: AudioTextEncoder, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, model: AudioTextEncoder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("CLASP_QDRANT_PATH", str(tmp_path / "q"))
     monkeypatch.setenv("CLASP_DEVICE", "cpu")
     with open_store(path=tmp_path / "q") as store:
         store.ensure_collection(model.model_id, model.dim, source="tiny-random")
         fill(store, model)
+    monkeypatch.setenv("CLASP_EXPORT_API_KEY", "for-the-servers")  # not given: a folder takes none, unsaid
     runner = CliRunner()
     folder = tmp_path / "exported"
     for _ in range(2):  # a second export updates the copy: no duplicates
         done = runner.invoke(app, ["store", "export", "--to", str(folder), "--to-collection", "talks"])
         assert done.exit_code == 0, done.output
+        assert not [r for r in caplog.records if "ignored" in r.getMessage()]
         assert json.loads(done.stdout) == {
             "exported": 12, "collection": "talks", "target": str(folder), "target_points": 12, "removed": 0,
         }  # fmt: skip
