@@ -147,7 +147,9 @@ def search(
             transcribe="lazy" if words else "never",
             transcriber=_transcriber(whisper_model, translate, settings) if words else None,
         )
-        with _warnings_as_lines("clasp_ingest.model.query"):
+        with _warnings_as_lines(
+            "clasp_ingest.model.query", "clasp_ingest.retriever.words", "clasp_ingest.retriever"
+        ):
             docs = retriever.invoke(query)
         if not docs and media_id and store.count(retriever.filter) == 0:
             typer.echo(
@@ -185,21 +187,25 @@ def _check_combination(k: int, rerank: int | None, group: int | None, hybrid: bo
 
 
 @contextmanager
-def _warnings_as_lines(name: str) -> Iterator[None]:
-    """Warnings logged on logger ``name`` shown as ``warning: ...`` lines on stderr instead."""
+def _warnings_as_lines(*names: str) -> Iterator[None]:
+    """Warnings logged on the loggers ``names`` shown as ``warning: ...`` lines on stderr instead
+    (as the other commands word theirs)."""
+    from clasp_ingest.log import one_line
 
     def echo(record: logging.LogRecord) -> bool:
         if record.levelno != logging.WARNING:
             return True
-        typer.echo(f"warning: {record.getMessage()}", err=True)
+        typer.echo(f"warning: {one_line(record.getMessage())}", err=True)
         return False
 
-    logger = logging.getLogger(name)
-    logger.addFilter(echo)
+    loggers = [logging.getLogger(name) for name in names]
+    for logger in loggers:
+        logger.addFilter(echo)
     try:
         yield
     finally:
-        logger.removeFilter(echo)
+        for logger in loggers:
+            logger.removeFilter(echo)
 
 
 def _transcriber(model: str, translate: bool, settings: Settings) -> Transcriber:

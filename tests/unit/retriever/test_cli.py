@@ -190,3 +190,18 @@ def test_a_malformed_qdrant_url_is_one_error_line_naming_it(monkeypatch: pytest.
     env = runner.invoke(app, ["search", "hi"])
     assert env.exit_code == 1 and env.stderr.startswith("error: the Qdrant URL 'http://qdrant host:6333'")
     assert env.stderr.count("\n") == 1 and "CLASP_QDRANT_URL" in env.stderr
+
+
+def test_a_span_that_cannot_be_transcribed_is_a_warning_line(
+    tmp_path: Path, model: AudioTextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``search --transcribe`` words its warnings as the other commands do (it printed the log
+    record: ``WARNING clasp_ingest.retriever.words: ...``)."""
+    monkeypatch.setenv("CLASP_QDRANT_PATH", str(tmp_path / "q"))
+    monkeypatch.setenv("CLASP_DEVICE", "cpu")
+    with open_store(path=tmp_path / "q") as store:
+        store.ensure_collection(model.model_id, model.dim, source="tiny-random")
+        fill(store, model)  # spans of files that are not on this machine
+    found = CliRunner().invoke(app, ["search", SENTENCES[7], "--k", "1", "--transcribe"])
+    assert found.exit_code == 0, found.output
+    assert found.stderr.startswith("warning: no words for file:///media/podcast.mp3 "), found.stderr
