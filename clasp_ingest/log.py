@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["get_logger", "one_line"]
+__all__ = ["error_line", "get_logger", "one_line", "warnings_as_lines"]
 
 
 def get_logger(name: str | None = None) -> logging.Logger:
@@ -23,3 +25,33 @@ def one_line(text: str) -> str:
         ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
         for ch in text
     )
+
+
+def error_line(exc: BaseException) -> str:
+    """An error's text on one line (the Hub's errors span several); a gRPC error's details (its
+    text is a multi-line report whose address is the gRPC port dialled, not the URL's)."""
+    details = getattr(exc, "details", None)
+    text = str(details() if callable(details) else "") or str(exc) or repr(exc)
+    return " ".join(text.split())
+
+
+@contextmanager
+def warnings_as_lines(*names: str) -> Iterator[None]:
+    """Warnings logged on the loggers ``names`` shown as ``warning: ...`` lines on stderr instead
+    of log records: how every command words its warnings."""
+    import click
+
+    def echo(record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        click.echo(f"warning: {one_line(record.getMessage())}", err=True)
+        return False
+
+    loggers = [logging.getLogger(name) for name in names]
+    for logger in loggers:
+        logger.addFilter(echo)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(echo)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clasp_ingest.errors import ConfigError, ModelLoadError
-from clasp_ingest.log import get_logger
+from clasp_ingest.log import error_line, get_logger
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -111,11 +111,6 @@ class TimedWord:
 
 #: Greedy first; hotter retries only where Whisper's output looks wrong (repetitive, unlikely).
 _TEMPERATURES = (0.0, 0.2, 0.4)
-
-
-def _one_line(exc: BaseException) -> str:
-    """``exc``'s text on one line (the Hub's errors span several)."""
-    return " ".join((str(exc) or repr(exc)).split())
 
 
 #: Audio quieter than this (RMS, full scale 1) is silence to language detection: -45 dBFS.
@@ -221,7 +216,7 @@ class Transcriber:
             )
         except Exception as exc:
             raise ModelLoadError(
-                f"cannot load the Whisper model {opts.model!r} for transcription ({_one_line(exc)}); name a "
+                f"cannot load the Whisper model {opts.model!r} for transcription ({error_line(exc)}); name a "
                 "CTranslate2 Whisper folder, 'whisper-base' (bundled), or a faster-whisper model name "
                 "where the Hugging Face Hub is reachable"
             ) from exc

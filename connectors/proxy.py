@@ -64,26 +64,28 @@ class _Handler(socketserver.BaseRequestHandler):
             if head is None:
                 return
             method, target, version, headers = head
-            seeking = False
-            if method.upper() == "CONNECT":
+            connect, parts = method.upper() == "CONNECT", urlsplit(target)
+            if connect:
                 host, _, port = target.rpartition(":")
                 upstream = self.server.guard.connect(host.strip("[]"), int(port or 443))
-                if upstream is None:
-                    return _refuse(client, version)
-                client.sendall(f"{version} 200 Connection established\r\n\r\n".encode("latin-1"))
-            else:
-                parts = urlsplit(target)
-                if parts.scheme != "http" or not parts.hostname:
-                    return _refuse(client, version)
+            elif parts.scheme == "http" and parts.hostname:
                 upstream = self.server.guard.connect(parts.hostname, parts.port or 80)
-                if upstream is None:
-                    return _refuse(client, version)
-                path = parts.path or "/"
-                kept = [line for line in headers if line.split(":", 1)[0].strip().lower() not in _HOP_HEADERS]
-                request = [f"{method} {path}{'?' + parts.query if parts.query else ''} {version}", *kept]
-                upstream.sendall(("\r\n".join([*request, "Connection: close", "", ""])).encode("latin-1"))
-                seeking = _asks_range(kept) and not self.server.guard.ranges_ignored
-            with upstream:
+            else:
+                upstream = None
+            if upstream is None:
+                return _refuse(client, version)
+            with upstream:  # closed on every path from here
+                seeking = False
+                if connect:
+                    client.sendall(f"{version} 200 Connection established\r\n\r\n".encode("latin-1"))
+                else:
+                    path = parts.path or "/"
+                    kept = [
+                        line for line in headers if line.split(":", 1)[0].strip().lower() not in _HOP_HEADERS
+                    ]
+                    request = [f"{method} {path}{'?' + parts.query if parts.query else ''} {version}", *kept]
+                    upstream.sendall(("\r\n".join([*request, "Connection: close", "", ""])).encode("latin-1"))
+                    seeking = _asks_range(kept) and not self.server.guard.ranges_ignored
                 if seeking and not self._range_honoured(client, upstream):
                     return
                 _pipe(client, upstream, self.server.guard.timeout_s)

@@ -25,15 +25,13 @@ score shown is the fused one. A collection without word vectors is refused with 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import typer
 from clasp_ingest.retriever.loading import search_model
 
 from clasp_ingest.config import Settings
+from clasp_ingest.log import warnings_as_lines
 from clasp_ingest.store.cli_store import StoreCollection, StoreKey, StorePath, StoreUrl, refuse_empty
 
 if TYPE_CHECKING:
@@ -147,7 +145,7 @@ def search(
             transcribe="lazy" if words else "never",
             transcriber=_transcriber(whisper_model, translate, settings) if words else None,
         )
-        with _warnings_as_lines(
+        with warnings_as_lines(
             "clasp_ingest.model.query", "clasp_ingest.retriever.words", "clasp_ingest.retriever"
         ):
             docs = retriever.invoke(query)
@@ -161,7 +159,7 @@ def search(
     rows = [
         {**{key: doc.metadata.get(key) for key in keys}, "text": doc.metadata.get("transcript"),
          "text_language": doc.metadata.get("transcript_language"),
-         "text_en": doc.metadata.get("transcript_en"),
+         "text_en": doc.metadata.get("transcript_en") or None,
          **({key: doc.metadata.get(key) for key in ("clasp_score", "text_score")} if rerank else {})}
         for doc in docs
     ]  # fmt: skip
@@ -184,28 +182,6 @@ def _check_combination(k: int, rerank: int | None, group: int | None, hybrid: bo
             "those, or search without --hybrid",
             param_hint="'--hybrid'",
         )
-
-
-@contextmanager
-def _warnings_as_lines(*names: str) -> Iterator[None]:
-    """Warnings logged on the loggers ``names`` shown as ``warning: ...`` lines on stderr instead
-    (as the other commands word theirs)."""
-    from clasp_ingest.log import one_line
-
-    def echo(record: logging.LogRecord) -> bool:
-        if record.levelno != logging.WARNING:
-            return True
-        typer.echo(f"warning: {one_line(record.getMessage())}", err=True)
-        return False
-
-    loggers = [logging.getLogger(name) for name in names]
-    for logger in loggers:
-        logger.addFilter(echo)
-    try:
-        yield
-    finally:
-        for logger in loggers:
-            logger.removeFilter(echo)
 
 
 def _transcriber(model: str, translate: bool, settings: Settings) -> Transcriber:

@@ -144,16 +144,17 @@ class LazyWords:
                 log.warning("no translation for %s %.3f–%.3fs: %s", hit.source, hit.start_s, hit.end_s, exc)
         heard = self.transcriber.transcribe_many([samples for _, samples in cut]) if cut else []
         for (hit, _), words in zip(cut, heard, strict=True):
-            if words.english is None:
-                continue
             meta = hit.payload.get("metadata", {})
             pid = str(hit.point_id)
+            # none heard (the cut sounds English, or silent): "" is stored, so the next search
+            # does not transcribe it again
+            english = words.english or ""
             try:
-                self.store.set_translation([pid], words.english)
+                self.store.set_translation([pid], english)
             except StoreFullError as exc:
                 log.warning("the translation of point %s was not stored: %s", pid, exc)
             done[pid] = Transcript(str(meta.get("transcript")), str(meta.get("transcript_language", "")),
-                                   str(meta.get("transcript_model", "")), words.english)  # fmt: skip
+                                   str(meta.get("transcript_model", "")), english or None)  # fmt: skip
         return done
 
     def _keep(self, pid: str, words: Transcript) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from clasp_ingest.errors import BadOptionError, ClaspIngestError
+from clasp_ingest.log import error_line, warnings_as_lines
 
 if TYPE_CHECKING:
     import numpy as np
@@ -69,14 +70,15 @@ def segment_command(
         heard["tracks"] = count
 
     def blocks() -> Iterator[np.ndarray]:
-        for block in stream_audio(file, decode, on_tracks=tracks):  # damage: logged as a warning
+        for block in stream_audio(file, decode, on_tracks=tracks):
             heard["samples"] += block.size
             yield block
 
     try:
-        spans = [(s.segment.start_s, s.segment.end_s) for s in segment_blocks(blocks(), options=options)]
+        with warnings_as_lines("clasp_ingest.media.decode"):  # damaged data, as 'warning: ...'
+            spans = [(s.segment.start_s, s.segment.end_s) for s in segment_blocks(blocks(), options=options)]
     except ClaspIngestError as exc:
-        typer.echo(f"error: {file}: {_one_line(str(exc))}", err=True)
+        typer.echo(f"error: {file}: {error_line(exc)}", err=True)
         raise typer.Exit(1) from None
     if not spans:  # as ingest says it (stdout keeps the empty result)
         audio_s = heard["samples"] / decode.sample_rate
@@ -85,10 +87,6 @@ def segment_command(
         typer.echo(json.dumps([{"start_s": start, "end_s": end} for start, end in spans]))
     else:
         _print_table(Path(file).name, spans)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _print_table(title: str, spans: list[tuple[float, float]]) -> None:

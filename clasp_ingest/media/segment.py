@@ -72,7 +72,7 @@ class SegmenterOptions:
     neg_threshold: float | None = None
     min_speech_s: float = 0.25
     max_merge_gap_s: float = 1.0
-    vad_gain_db: float = 30.0  # the most a recording under −20 dBFS is amplified for the VAD (0: off)
+    vad_gain_db: float = 30.0  # the most a quiet recording is amplified for the VAD (0: off; media.vad)
 
     def __post_init__(self) -> None:
         """Raise :class:`SegmenterOptionsError` for a value out of range."""

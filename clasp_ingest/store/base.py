@@ -36,7 +36,7 @@ from typing import Any, Self, TypeVar
 import numpy as np
 
 from clasp_ingest.errors import CollectionMismatchError, ConfigError, StoreError
-from clasp_ingest.log import get_logger
+from clasp_ingest.log import error_line, get_logger
 from clasp_ingest.store.filters import (
     Condition,
     FilterLike,
@@ -513,21 +513,13 @@ def with_retry(
                 raise
             if attempt == options.attempts:
                 raise StoreError(
-                    f"{what} failed {attempt} times ({_cause(exc)}); check that the Qdrant "
+                    f"{what} failed {attempt} times ({error_line(exc)}); check that the Qdrant "
                     f"server is reachable and healthy and that the URL is right ({url_option})"
                 ) from exc
             log.info("%s failed (%s); retry %d/%d in %.2fs", what, exc, attempt, options.attempts, delay)
             sleep(delay)
             delay = min(delay * options.multiplier, options.max_s)
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _cause(exc: BaseException) -> str:
-    """An error's cause on one line: a gRPC error's details (its text is a multi-line report
-    whose address is the URL's host at the gRPC port, 6334, not the URL's port)."""
-    details = getattr(exc, "details", None)
-    text = str(details() if callable(details) else "") or str(exc) or repr(exc)
-    return " ".join(text.split())
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

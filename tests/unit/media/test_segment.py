@@ -313,6 +313,18 @@ def test_cli_json_matches_library(variants: dict[str, Path]) -> None:
     assert json.loads(result.stdout) == expected
 
 
+def test_cli_damage_is_one_warning_line(variants: dict[str, Path], tmp_path: Path) -> None:
+    """A cut download: its segments, and the damage said once, as a ``warning:`` line (it came
+    as a log record, and twice)."""
+    from tests.fixtures_audio import truncate
+
+    cut = truncate(variants["mp3"], tmp_path / "cut.mp3", 0.6)
+    said = CliRunner().invoke(app, ["segment", "--json", str(cut)])
+    assert said.exit_code == 0 and json.loads(said.stdout), said.output
+    lines = said.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: decoding {cut}: ends early"), lines
+
+
 def test_cli_table_and_options(variants: dict[str, Path]) -> None:
     result = CliRunner().invoke(app, ["segment", str(variants["wav"]), "--min-s", "0.5", "--max-s", "10"])
     assert result.exit_code == 0 and "4 segments" in result.stdout

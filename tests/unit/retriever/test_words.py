@@ -229,3 +229,37 @@ def test_translate_adds_english_to_spans_that_have_their_words(
         calls = counting.calls
         again, _ = lazy.fill([hit_from_point(store.points([str(point.id)])[0])])
         assert again == {} and counting.calls == calls  # translated once
+
+
+@pytest.mark.slow
+def test_a_translation_that_comes_back_empty_is_not_asked_for_again(
+    tmp_path: Path, model: AudioTextEncoder
+) -> None:
+    """Words stored as German whose cut Whisper hears as English: no translation comes back.
+    ``""`` is stored, so the next ``--translate`` search does not transcribe the span again (it
+    did, at every search)."""
+    from clasp_ingest.retriever.words import LazyWords
+
+    from clasp_ingest.store.base import hit_from_point
+    from clasp_ingest.transcribe import TranscriberOptions
+    from tests.unit.retriever.conftest import media_ref
+
+    english = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples" / "demo_en.opus"
+    ref = media_ref(english.as_uri())
+    with open_store(path=tmp_path / "q") as store:
+        store.ensure_collection(model.model_id, model.dim)
+        store.write_media(
+            ref, model.model_id, [([Segment(ref.media_id, 0, 0.0, 3.716)], model.encode_text(["x"]))]
+        )
+        (point,) = store.iter_points()
+        pid = str(point.id)
+        store.set_words([pid], "Willkommen zu dieser kurzen Vorführung.", language="de", model="earlier")
+        counting = Counting(Transcriber(TranscriberOptions(translate=True)))
+        lazy = LazyWords(store, counting)
+        first, _ = lazy.fill([hit_from_point(store.points([pid])[0])])
+        assert (
+            first[pid].english is None and store.points([pid])[0].payload["metadata"]["transcript_en"] == ""
+        )
+        calls = counting.calls
+        again, _ = lazy.fill([hit_from_point(store.points([pid])[0])])
+        assert again == {} and counting.calls == calls
