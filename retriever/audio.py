@@ -312,20 +312,21 @@ def _cut(
     ffmpeg: str | None,
     parse: Callable[[bytes], Any],
     length_s: Callable[[Any], float],
-    trusted_host: str | None,
-    even_mix: bool = False,
+    span: Document | SpanHit | Span,
 ) -> tuple[Any, str | None]:
-    """The parsed cut and None, or None and why it failed. A url whose cut falls short of
-    ``covers_s`` seconds is read once more from its start (its server may not allow seeking).
-    An http(s) source is read through a :class:`~clasp_ingest.connectors.proxy.GuardedProxy`,
-    so a redirect or a changed DNS answer cannot lead ffmpeg to a private address."""
+    """The parsed cut of ``span`` (its ``source``) and None, or None and why it failed. A url
+    whose cut falls short of ``covers_s`` seconds is read once more from its start (its server
+    may not allow seeking). An http(s) source is read through a
+    :class:`~clasp_ingest.connectors.proxy.GuardedProxy`, so a redirect or a changed DNS answer
+    cannot lead ffmpeg to a private address. The channels are mixed as the span's item was."""
     from clasp_ingest.connectors.proxy import GuardedProxy
 
     from clasp_ingest.media.decode import find_ffmpeg, is_url
 
     exe = find_ffmpeg(ffmpeg)
     web = urlparse(source).scheme.lower() in ("http", "https")
-    guard = GuardedProxy(trusted_host, timeout_s=opts.timeout_s) if web else None
+    guard = GuardedProxy(_trusted_host(span, source), timeout_s=opts.timeout_s) if web else None
+    even_mix = _mixed_evenly(span)
     reason: str | None = None
     with guard if guard is not None else contextlib.nullcontext() as proxy:
         for sequential in (False, True) if is_url(source) else (False,):
@@ -426,7 +427,6 @@ def span_clip(
     start = max(0.0, start_s - opts.context_s)
     stop = end_s + opts.context_s
     # the clip must cover the span; the context after it may run short (the media's end)
-    trusted = _trusted_host(span, source)
     clip, reason = _cut(
         source,
         start,
@@ -436,8 +436,7 @@ def span_clip(
         ffmpeg,
         _segment_from_wav,
         _ms_to_s,
-        trusted,
-        even_mix=_mixed_evenly(span),
+        span,
     )
     if clip is None:
         raise MediaDecodeError(source, f"cannot cut {start:.3f}–{stop:.3f}s for playback: {reason}")
@@ -459,7 +458,6 @@ def span_samples(
     if end_s <= start_s:
         raise ValueError(f"span of {source!r} needs end_s > start_s, got {start_s}..{end_s}")
     duration = end_s - start_s
-    trusted = _trusted_host(span, source)
     samples, reason = _cut(
         source,
         start_s,
@@ -469,8 +467,7 @@ def span_samples(
         ffmpeg,
         _pcm_from_wav,
         _seconds_at_16k,
-        trusted,
-        even_mix=_mixed_evenly(span),
+        span,
     )
     if samples is None:
         raise MediaDecodeError(source, f"cannot cut {start_s:.3f}–{end_s:.3f}s for transcription: {reason}")

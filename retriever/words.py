@@ -107,7 +107,7 @@ class LazyWords:
         if self.transcriber.options.translate:  # words without the translation asked for
             english = [hit for hit in distinct if _lacks_english(hit.payload)]
             found.update(self._translated(english))
-        failed = transcribed = 0
+        transcribed = 0
         keys = {str(hit.point_id): self._key(str(hit.point_id)) for hit in pending}
         with ExitStack() as held:
             for pid in sorted(keys, key=keys.__getitem__):  # one order: no two queries deadlock
@@ -115,15 +115,8 @@ class LazyWords:
             meanwhile = self._stored_words(list(keys))  # stored by another query since the search
             found.update(meanwhile)
             stored += len(meanwhile)
-            cut: list[tuple[SpanHit, np.ndarray]] = []
-            for hit in pending:
-                if str(hit.point_id) in meanwhile:
-                    continue
-                try:
-                    cut.append((hit, span_samples(hit, ffmpeg=self.ffmpeg, timeout_s=self.timeout_s)))
-                except MediaDecodeError as exc:
-                    log.warning("no words for %s %.3f–%.3fs: %s", hit.source, hit.start_s, hit.end_s, exc)
-                    failed += 1
+            cut = self._cuts([hit for hit in pending if str(hit.point_id) not in meanwhile], "words")
+            failed = len(pending) - len(meanwhile) - len(cut)
             if cut:
                 heard = self.transcriber.transcribe_many([samples for _, samples in cut])
                 for (hit, _), words in zip(cut, heard, strict=True):
@@ -136,12 +129,7 @@ class LazyWords:
         """The stored words of ``hits`` with an English translation, made now and stored beside
         them (``--translate`` did nothing for a span that had its words already)."""
         done: dict[str, Transcript] = {}
-        cut: list[tuple[SpanHit, np.ndarray]] = []
-        for hit in hits:
-            try:
-                cut.append((hit, span_samples(hit, ffmpeg=self.ffmpeg, timeout_s=self.timeout_s)))
-            except MediaDecodeError as exc:
-                log.warning("no translation for %s %.3f–%.3fs: %s", hit.source, hit.start_s, hit.end_s, exc)
+        cut = self._cuts(hits, "translation")
         heard = self.transcriber.transcribe_many([samples for _, samples in cut]) if cut else []
         for (hit, _), words in zip(cut, heard, strict=True):
             meta = hit.payload.get("metadata", {})
@@ -153,9 +141,18 @@ class LazyWords:
                 self.store.set_translation([pid], english)
             except StoreFullError as exc:
                 log.warning("the translation of point %s was not stored: %s", pid, exc)
-            done[pid] = Transcript(str(meta.get("transcript")), str(meta.get("transcript_language", "")),
-                                   str(meta.get("transcript_model", "")), english or None)  # fmt: skip
+            done[pid] = _stored_transcript(str(meta.get("transcript")), meta, english or None)
         return done
+
+    def _cuts(self, hits: Sequence[SpanHit], what: str) -> list[tuple[SpanHit, np.ndarray]]:
+        """The audio of each of ``hits`` that can be cut; the others are logged (no ``what``)."""
+        cut: list[tuple[SpanHit, np.ndarray]] = []
+        for hit in hits:
+            try:
+                cut.append((hit, span_samples(hit, ffmpeg=self.ffmpeg, timeout_s=self.timeout_s)))
+            except MediaDecodeError as exc:
+                log.warning("no %s for %s %.3f–%.3fs: %s", what, hit.source, hit.start_s, hit.end_s, exc)
+        return cut
 
     def _keep(self, pid: str, words: Transcript) -> None:
         """Store a span's words; on a full disk they are returned unstored (the next search that
@@ -177,10 +174,15 @@ class LazyWords:
             text = transcript_of(point.payload)
             if text is not None:
                 meta = point.payload["metadata"]
-                words[str(point.id)] = Transcript(text, str(meta.get("transcript_language", "")),
-                                                  str(meta.get("transcript_model", "")),
-                                                  meta.get("transcript_en"))  # fmt: skip
+                words[str(point.id)] = _stored_transcript(text, meta, meta.get("transcript_en"))
         return words
+
+
+def _stored_transcript(text: str, meta: dict[str, Any], english: str | None) -> Transcript:
+    """The :class:`Transcript` of words stored in a point's ``meta``."""
+    return Transcript(
+        text, str(meta.get("transcript_language", "")), str(meta.get("transcript_model", "")), english
+    )
 
 
 def _lacks_english(payload: dict[str, Any]) -> bool:

@@ -564,7 +564,11 @@ def _check_damage(
     damage = describe_damage(decoded_s, declared_s, stderr.damage_count, stderr.damage[:1])
     if damage is None:
         return
-    warning = f"{damage}; decoded what was readable"
+    _warn(source, f"{damage}; decoded what was readable", on_warning)
+
+
+def _warn(source: str, warning: str, on_warning: Callable[[str], None] | None) -> None:
+    """Damage kept (not strict): logged, and told to ``on_warning``."""
     logger.warning("decoding %s: %s", source, warning)
     if on_warning is not None:
         on_warning(warning)
@@ -581,10 +585,7 @@ def _not_numbers(
     )
     if opts.strict:
         raise MediaDecodeError(source, f"{what}; use strict=False to keep the rest, with silence there")
-    warning = f"{what}; decoded them as silence"
-    logger.warning("decoding %s: %s", source, warning)
-    if on_warning is not None:
-        on_warning(warning)
+    _warn(source, f"{what}; decoded them as silence", on_warning)
 
 
 def describe_damage(

@@ -167,19 +167,13 @@ def _client_store(collection: str, write: WriteOptions | None, **kwargs: object)
             f"the qdrant-client folder {where!r} is open in another process or client; close it "
             "there, or serve the collection from a Qdrant server for concurrent access"
         ) from None
-    except PermissionError as exc:  # its lock file, even to read: a read-only folder or mount
+    except OSError as exc:  # its lock file, even to read: a read-only folder or mount
+        if not isinstance(exc, PermissionError) and exc.errno != errno.EROFS:
+            raise
         raise StoreError(
             f"the qdrant-client folder {where!r} is not writable ({exc.strerror or exc}); qdrant-client "
             "writes a lock file there even to read: copy the folder to a writable place, or serve it "
             "from a Qdrant server"
-        ) from None
-    except OSError as exc:
-        if exc.errno != errno.EROFS:
-            raise
-        raise StoreError(
-            f"the qdrant-client folder {where!r} is on a read-only file system; qdrant-client writes a "
-            "lock file there even to read: copy the folder to a writable place, or serve it from a "
-            "Qdrant server"
         ) from None
     return ServerStore(
         client, collection, write=write, owns_client=True, location=where, check_version=remote
