@@ -118,13 +118,14 @@ def search(
     A query longer than the model's text encoder reads (clasp-mini: 512 tokens) is cut to that limit, with a warning.
     """  # noqa: E501 - one paragraph of --help
     from clasp_ingest.retriever import ClaspRetriever
+    from clasp_ingest.retriever.retriever import is_empty_query
 
     from clasp_ingest.errors import ConfigError
     from clasp_ingest.store import SearchFilter
     from clasp_ingest.store.cli_store import open_configured_store
 
     _check_combination(k, rerank, group, hybrid)
-    if not query.strip():
+    if is_empty_query(query):
         raise ConfigError(
             "the query is empty; say what to look for, e.g. clasp-ingest search 'photosynthesis'"
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 import numpy as np
-from clasp_ingest.retriever.loading import query_model_for
+from clasp_ingest.retriever.loading import query_model_for, store_names
 from langchain_core.embeddings import Embeddings
 
 from clasp_ingest.model.base import QueryEncoder
@@ -109,7 +109,8 @@ class ClaspTextEmbeddings(Embeddings):
         """
         from clasp_ingest.store import open_store
 
-        with open_store(path=Path(path).expanduser(), collection=collection) as store:
+        names = store_names("from_path")
+        with open_store(path=Path(path).expanduser(), collection=collection, names=names) as store:
             return cls.from_store(store, model=model, device=device, model_dir=model_dir)
 
     @classmethod
@@ -126,7 +127,8 @@ class ClaspTextEmbeddings(Embeddings):
         """The query model of a collection on a Qdrant server."""
         from clasp_ingest.store import open_store
 
-        with open_store(url=url, api_key=api_key, collection=collection) as store:
+        names = store_names("from_url")
+        with open_store(url=url, api_key=api_key, collection=collection, names=names) as store:
             return cls.from_store(store, model=model, device=device, model_dir=model_dir)
 
     @classmethod
@@ -138,8 +140,10 @@ class ClaspTextEmbeddings(Embeddings):
         cfg = settings if settings is not None else Settings.model_validate({})  # reads CLASP_*
         url = cfg.qdrant_url
         model = cfg.model if "model" in cfg.model_fields_set else None
+        names = store_names("from_settings")
         with open_store(url=url, path=None if url else cfg.qdrant_path, api_key=cfg.qdrant_api_key,
-                        prefer_grpc=cfg.qdrant_grpc, collection=cfg.collection) as store:  # fmt: skip
+                        prefer_grpc=cfg.qdrant_grpc, collection=cfg.collection,
+                        names=names) as store:  # fmt: skip
             return cls.from_store(store, model=model, device=cfg.device, model_dir=cfg.model_dir)
 
     # ----- embedding

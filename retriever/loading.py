@@ -16,9 +16,28 @@ from clasp_ingest.errors import CollectionMismatchError
 if TYPE_CHECKING:
     from clasp_ingest.config import Settings
     from clasp_ingest.model.base import QueryEncoder
-    from clasp_ingest.store.base import CollectionIdentity, QdrantStore
+    from clasp_ingest.store.base import CollectionIdentity, QdrantStore, StoreNames
 
-__all__ = ["fits_collection", "query_model_for", "search_model"]
+__all__ = ["fits_collection", "query_model_for", "search_model", "store_names"]
+
+
+def store_names(constructor: str) -> StoreNames:
+    """How a ``from_path`` / ``from_url`` / ``from_settings`` caller named its store, for the
+    store's messages (a missing collection, a bad URL or key): its arguments or variables, not
+    the CLI's options."""
+    from clasp_ingest.store import StoreNames
+
+    if constructor == "from_settings":
+        return StoreNames(
+            url="CLASP_QDRANT_URL",
+            api_key="CLASP_QDRANT_API_KEY",
+            store="CLASP_COLLECTION / CLASP_QDRANT_PATH / CLASP_QDRANT_URL",
+        )
+    if constructor == "from_url":
+        return StoreNames(
+            url="from_url(URL)", api_key="from_url(URL, api_key=...)", store="from_url(URL, collection=...)"
+        )
+    return StoreNames(store="from_path(PATH, collection=...)")
 
 
 def query_model_for(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import dataclasses
 import functools
 import math
@@ -12,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from clasp_ingest.retriever.loading import fits_collection, query_model_for
+from clasp_ingest.retriever.loading import fits_collection, query_model_for, store_names
 from clasp_ingest.retriever.spans import Span, merge_spans, span_from_hit
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from clasp_ingest.config import Settings
     from clasp_ingest.words import TextTower
 
-__all__ = ["ClaspRetriever", "span_document"]
+__all__ = ["ClaspRetriever", "is_empty_query", "span_document"]
 
 log = get_logger("retriever")
 
@@ -168,7 +169,7 @@ class ClaspRetriever(BaseRetriever):
     merge: bool = False
     merge_gap_s: float = Field(0.5, ge=0)
     context: _Count = Field(0, ge=0)
-    rerank: int | None = Field(None, ge=1, strict=True)
+    rerank: _Count | None = Field(None, ge=1)
     hybrid: bool = False
     transcribe: Literal["never", "lazy", "ingest"] = "never"
     transcriber: SkipValidation[Transcriber] | None = None
@@ -230,7 +231,8 @@ class ClaspRetriever(BaseRetriever):
         """
         from clasp_ingest.store import open_store
 
-        store = open_store(path=Path(path).expanduser(), collection=collection)
+        names = store_names("from_path")
+        store = open_store(path=Path(path).expanduser(), collection=collection, names=names)
         return cls._owning(store, model, device, model_dir, options)
 
     @classmethod
@@ -246,10 +248,11 @@ class ClaspRetriever(BaseRetriever):
         model_dir: Path | None = None,
         **options: Any,
     ) -> Self:
-        """A retriever over a collection on a Qdrant server (``":memory:"``: an empty test store)."""
+        """A retriever over a collection on a Qdrant server."""
         from clasp_ingest.store import open_store
 
-        store = open_store(url=url, api_key=api_key, prefer_grpc=prefer_grpc, collection=collection)
+        store = open_store(url=url, api_key=api_key, prefer_grpc=prefer_grpc, collection=collection,
+                           names=store_names("from_url"))  # fmt: skip
         return cls._owning(store, model, device, model_dir, options)
 
     @classmethod
@@ -264,7 +267,8 @@ class ClaspRetriever(BaseRetriever):
         cfg = settings if settings is not None else Settings.model_validate({})  # reads CLASP_*
         url = cfg.qdrant_url
         store = open_store(url=url, path=None if url else cfg.qdrant_path, api_key=cfg.qdrant_api_key,
-                           prefer_grpc=cfg.qdrant_grpc, collection=cfg.collection)  # fmt: skip
+                           prefer_grpc=cfg.qdrant_grpc, collection=cfg.collection,
+                           names=store_names("from_settings"))  # fmt: skip
         model = cfg.model if "model" in cfg.model_fields_set else None
         return cls._owning(store, model, cfg.device, cfg.model_dir, options)
 
@@ -310,6 +314,12 @@ class ClaspRetriever(BaseRetriever):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __getstate__(self) -> dict[Any, Any]:
+        raise TypeError(_NOT_COPIED)
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        raise TypeError(_NOT_COPIED)
+
     # ----- searching
 
     def _options(self, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -334,8 +344,7 @@ class ClaspRetriever(BaseRetriever):
         """
         if not isinstance(query, str):
             raise TypeError(f"the query must be text (str), got {type(query).__name__}")
-        if not any(unicodedata.category(char)[0] in "LNPS" for char in query):
-            # also a query of zero-width or control characters only: it found arbitrary spans
+        if is_empty_query(query):
             raise ValueError("the query is empty; say what to look for")
         opts = self._options(overrides)
         vector: Any = self.model.encode_text([query])[0]
@@ -364,15 +373,17 @@ class ClaspRetriever(BaseRetriever):
         """The answer spans and the hits they are made of (hits and context), by point id.
 
         Hits are taken best first until ``k`` spans are made; more are fetched (doubling) only
-        while fewer are made (a hit inside a better span, an older version, merged hits).
+        while fewer are made (a hit inside a better span, an older version, merged hits). With
+        ``group_by_media`` the search's groups grow too: it caps spans per item, not hits, and a
+        hit absorbed by a better one's context or merged span leaves room for the next.
         """
-        fetch = opts["k"]
+        fetch, depth = opts["k"], 1  # depth: hits per item with group_by_media, in its spans
         while True:
-            found = self._search(vector, fetch, opts)
+            found = self._search(vector, fetch, opts, depth)
             spans, members = self._spans_of(_newest_versions(found), opts)
-            if len(spans) >= opts["k"] or len(found) < fetch:
+            if len(spans) >= opts["k"] or _exhausted(found, fetch, opts["group_by_media"], depth):
                 return spans, members
-            fetch *= 2
+            fetch, depth = fetch * 2, depth * 2
 
     def _spans_of(self, hits: list[SpanHit], opts: dict[str, Any]) -> tuple[list[Span], dict[str, SpanHit]]:
         """The first ``k`` spans made of ``hits`` (best first) and their members, by point id.
@@ -390,6 +401,8 @@ class ClaspRetriever(BaseRetriever):
         spans: list[Span] = []
         made: list[Span] = []  # the spans as they stood after the last hit that counts
         for rank, hit in enumerate(hits, start=1):
+            if (cap := opts["group_by_media"]) and sum(s.media_id == hit.media_id for s in spans) >= cap:
+                continue  # its item has its spans: this hit would add or widen one below them
             piece = self._widen(hit, opts, members, taken.setdefault(hit.media_id, []))
             if piece is None:
                 continue
@@ -415,12 +428,12 @@ class ClaspRetriever(BaseRetriever):
         text = self._tower.queries([query])[0]
         return HybridQuery([float(x) for x in vector], [float(x) for x in text], query_words(query))
 
-    def _search(self, vector: Any, fetch: int, opts: dict[str, Any]) -> list[SpanHit]:
+    def _search(self, vector: Any, fetch: int, opts: dict[str, Any], depth: int = 1) -> list[SpanHit]:
         common = {"filters": opts["filter"], "score_threshold": opts["score_threshold"]}
         if isinstance(vector, HybridQuery):
             hits = self.store.search_hybrid(vector, k=fetch, **common)
-        elif opts["group_by_media"]:
-            hits = self.store.search_groups(vector, k=fetch, group_size=opts["group_by_media"], **common)
+        elif group := opts["group_by_media"]:
+            hits = self.store.search_groups(vector, k=fetch, group_size=group * depth, **common)
             hits = sorted(hits, key=lambda h: -h.score)
         else:
             hits = self.store.search(vector, k=fetch, **common)
@@ -633,6 +646,29 @@ def _unbroken(neighbours: list[SpanHit], index: int) -> list[SpanHit]:
     while high + 1 in by_index:
         high += 1
     return [by_index[i] for i in range(low, high + 1) if i in by_index]
+
+
+#: Why a retriever is not pickled or deep-copied (it said "cannot pickle '_thread.lock' object").
+_NOT_COPIED = (
+    "a ClaspRetriever holds an open store and a loaded model, which cannot be pickled or deep-copied; "
+    "make one in each process (ClaspRetriever.from_path / from_url / from_settings), or share it "
+    "with model_copy()"
+)
+
+
+def is_empty_query(query: str) -> bool:
+    """Whether ``query`` says nothing: no letter, digit, punctuation or symbol, only spaces,
+    zero-width or control characters (a byte-order mark from a file), which found arbitrary spans."""
+    return not any(unicodedata.category(char)[0] in "LNPS" for char in query)
+
+
+def _exhausted(found: list[SpanHit], fetch: int, group: int | None, depth: int) -> bool:
+    """Whether a search asked for ``fetch`` hits (or groups of ``group * depth``) found all
+    there are: fewer came back than it asked for."""
+    if not group:
+        return len(found) < fetch
+    per_item = collections.Counter(hit.media_id for hit in found)
+    return len(per_item) < fetch and all(n < group * depth for n in per_item.values())
 
 
 def _newest_versions(hits: list[SpanHit]) -> list[SpanHit]:

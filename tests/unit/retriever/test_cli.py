@@ -54,6 +54,10 @@ def test_search_and_store_commands(
     nothing = runner.invoke(app, ["search", SENTENCES[7], "--media-id", "/media/nowhere.wav"])
     assert nothing.exit_code == 0 and nothing.stdout.startswith("no spans for")
     assert "no stored item matches --media-id '/media/nowhere.wav'" in nothing.stderr
+    for invisible in ("\ufeff", "\u200b\u2060", "\x01"):  # a query file holding only a BOM...
+        empty = runner.invoke(app, ["search", invisible])
+        assert empty.exit_code == 1, empty.stderr
+        assert empty.stderr.startswith("error: the query is empty; say what"), empty.stderr
 
     info = runner.invoke(app, ["store", "info"])
     expected = {"backend": "edge", "collection": "clasp_segments", "model": "tiny-random", "dim": model.dim}

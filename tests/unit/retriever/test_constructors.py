@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy as copy_module
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +49,15 @@ def test_a_failed_construction_closes_what_it_opened(edge_path: Path) -> None:
     with pytest.raises(TypeError, match=r"unknown arguments \['top_k'\]"):
         ClaspRetriever.from_path(edge_path, collection="talks", device="cpu", top_k=3)
     assert _reopens(edge_path)
-    with pytest.raises(StoreError, match="collection 'nope' does not exist"):
+    # named as the caller named it (it said "--collection / --qdrant-path / --qdrant-url")
+    with pytest.raises(
+        StoreError, match=r"'nope' does not exist.*the right from_path\(PATH, collection=\.\.\.\)$"
+    ):
         ClaspRetriever.from_path(edge_path, collection="nope")
     with pytest.raises(CollectionMismatchError, match="drop --model"):
         ClaspRetriever.from_path(edge_path, collection="talks", model="clasp-mini")
     assert _reopens(edge_path)
-    with pytest.raises(StoreError, match="does not exist"):
+    with pytest.raises(StoreError, match=r"does not exist.*the right from_url\(URL, collection=\.\.\.\)$"):
         ClaspRetriever.from_url(":memory:")
 
 
@@ -118,6 +123,10 @@ def test_a_copy_shares_the_store_without_closing_it(edge_path: Path) -> None:
         with retriever.model_copy(update={"k": 2}) as variant:
             assert len(variant.invoke(SENTENCES[7])) == 2
         assert len(retriever.invoke(SENTENCES[7])) == 4  # still open
+        # it said "cannot pickle '_thread.lock' object"
+        for copy in (pickle.dumps, copy_module.deepcopy, lambda r: r.model_copy(deep=True)):
+            with pytest.raises(TypeError, match=r"holds an open store and a loaded model.*model_copy"):
+                copy(retriever)
 
 
 def test_a_name_or_path_where_a_store_or_model_belongs_is_refused_at_construction(
@@ -142,10 +151,12 @@ def test_queries_and_k_of_the_wrong_kind_are_refused_and_a_path_filters_as_its_u
             with pytest.raises(ValueError, match="the query is empty"):
                 retriever.invoke(empty)
         assert len(retriever.invoke("\U0001f52d")) == 2  # an emoji is something to look for
-        for option in ("k", "context", "group_by_media"):  # True was read as 1
+        for option in ("k", "context", "group_by_media", "rerank"):  # True was read as 1
             with pytest.raises(ValueError, match=f"option {option}=True: .*not True/False"):
                 retriever.invoke(SENTENCES[7], **{option: True})
         assert len(retriever.invoke(SENTENCES[7], k="3")) == 3  # text, as from a settings file
+        for count in ("10", np.int64(10)):  # read as k is (rerank alone was refused)
+            assert ClaspRetriever(store=retriever.store, model=retriever.model, rerank=count).rerank == 10
         # the store holds file:// URIs; a path matched nothing before, silently
         for key in ("source", "media_id"):
             docs = retriever.invoke(SENTENCES[7], filter={key: "/media/podcast.mp3"})

@@ -71,6 +71,19 @@ def test_group_by_media_caps_spans_per_item(store: QdrantStore, model: AudioText
     assert len(two) == 4 and sorted(d.metadata["source"] for d in two) == [LECTURE, LECTURE, PODCAST, PODCAST]
 
 
+@pytest.mark.parametrize("widen", [{"context": 1}, {"merge": True, "merge_gap_s": 1.0}])
+def test_group_by_media_caps_spans_not_hits(
+    store: QdrantStore, model: AudioTextEncoder, widen: dict[str, object]
+) -> None:
+    """A hit absorbed by a better hit's context or merged span leaves room for the item's next
+    one: the groups searched held group_by_media hits, and the answer came back short."""
+    docs = ClaspRetriever(store=store, model=model, k=4, group_by_media=2, **widen).invoke(SENTENCES[2])
+    assert sorted(d.metadata["source"] for d in docs) == [LECTURE, LECTURE, PODCAST, PODCAST]
+    for source in (LECTURE, PODCAST):
+        first, second = (d.metadata["segment_indices"] for d in docs if d.metadata["source"] == source)
+        assert not set(first) & set(second)
+
+
 def test_context_window_widens_by_neighbours(store: QdrantStore, model: AudioTextEncoder) -> None:
     doc = ClaspRetriever(store=store, model=model, k=1, context=1).invoke(SENTENCES[3])[0]
     assert (doc.metadata["start_s"], doc.metadata["end_s"]) == (6.0, 14.5)
