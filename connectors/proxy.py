@@ -10,7 +10,9 @@ allowed it (:mod:`clasp_ingest.connectors.addresses`: the host you give is trust
 other host only at public addresses unless private hosts are allowed. Plain http requests
 are forwarded (``Connection: close``, one request per connection); https goes through
 ``CONNECT`` to the checked address, the TLS end to end between ffmpeg and the server.
-A refused request is answered 403 and kept in :attr:`GuardedProxy.refused`. A byte-range
+A refused request is answered 403 and kept in :attr:`GuardedProxy.refused`; a server that
+cannot be reached, 502, and why in :attr:`GuardedProxy.unreachable` (ffmpeg itself only sees
+the proxy answer, and said "End of file"). A byte-range
 request that a plain-http server answers with the whole file (200, not 206: ``python -m
 http.server``) is cut off and noted in :attr:`GuardedProxy.ranges_ignored`, so the caller reads
 the file from its start (ffmpeg's seeks in a WAV from such a server cut the wrong audio).
@@ -65,15 +67,18 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
             method, target, version, headers = head
             connect, parts = method.upper() == "CONNECT", urlsplit(target)
-            if connect:
-                host, _, port = target.rpartition(":")
-                upstream = self.server.guard.connect(host.strip("[]"), int(port or 443))
-            elif parts.scheme == "http" and parts.hostname:
-                upstream = self.server.guard.connect(parts.hostname, parts.port or 80)
-            else:
-                upstream = None
+            try:
+                if connect:
+                    host, _, port = target.rpartition(":")
+                    upstream = self.server.guard.connect(host.strip("[]"), int(port or 443))
+                elif parts.scheme == "http" and parts.hostname:
+                    upstream = self.server.guard.connect(parts.hostname, parts.port or 80)
+                else:
+                    upstream = None
+            except OSError:  # noted in guard.unreachable
+                return _answer(client, version, "502 Bad Gateway", _UNREACHABLE)
             if upstream is None:
-                return _refuse(client, version)
+                return _answer(client, version, "403 Forbidden", _REFUSED)
             with upstream:  # closed on every path from here
                 seeking = False
                 if connect:
@@ -134,9 +139,12 @@ def _read_head(client: socket.socket) -> tuple[str, str, str, list[str]] | None:
     return method, target, version, headers
 
 
-def _refuse(client: socket.socket, version: str) -> None:
-    body = b"refused by clasp-ingest: not an address this source may lead to\n"
-    head = f"{version} 403 Forbidden\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+_REFUSED = b"refused by clasp-ingest: not an address this source may lead to\n"
+_UNREACHABLE = b"clasp-ingest: the server cannot be reached\n"
+
+
+def _answer(client: socket.socket, version: str, status: str, body: bytes) -> None:
+    head = f"{version} {status}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     client.sendall(head.encode("latin-1") + body)
 
 
@@ -170,18 +178,24 @@ class GuardedProxy:
         self.allow_private = private_hosts_allowed() if allow_private is None else allow_private
         self.timeout_s = timeout_s
         self.refused: list[BlockedAddressError] = []
+        self.unreachable: list[str] = []  # "host:port cannot be reached (why)", as the ingest says it
         self.ranges_ignored = False  # a plain-http server answered a seek with the whole file
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     def connect(self, host: str, port: int) -> socket.socket | None:
-        """A connection to ``host:port`` at an allowed address, or None (the refusal in ``refused``)."""
+        """A connection to ``host:port`` at an allowed address, or None (the refusal in
+        ``refused``); ``OSError`` when it cannot be reached (why in ``unreachable``)."""
         check = not self.allow_private and host.lower() not in self.trusted
         try:
             return connect_checked((host, port), self.timeout_s, check)
         except BlockedAddressError as exc:
             self.refused.append(exc)
             return None
+        except OSError as exc:
+            why = exc.strerror or str(exc) or type(exc).__name__
+            self.unreachable.append(f"{host}:{port} cannot be reached ({why})")
+            raise
 
     def __enter__(self) -> str:
         server = _Server(("127.0.0.1", 0), _Handler)

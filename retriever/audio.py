@@ -347,6 +347,8 @@ def _cut(
             f"reading it would reach {where}, a {refused.problem} address, refused (a stored URL may "
             "lead to public addresses only); set CLASP_ALLOW_PRIVATE_HOSTS=1 if you trust the collection"
         )
+    elif guard is not None and guard.unreachable:  # ffmpeg only saw the proxy's 502
+        reason = f"{guard.unreachable[0]}; check the URL and that its server is up"
     return None, reason
 
 

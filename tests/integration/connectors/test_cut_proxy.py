@@ -137,3 +137,15 @@ def test_a_stored_url_reaches_public_addresses_only(site: Hostile, monkeypatch: 
     for allowed in ("1", "yes", "t"):  # read as the settings read it
         monkeypatch.setenv("CLASP_ALLOW_PRIVATE_HOSTS", allowed)
         assert span_samples(stored).size > 0
+
+
+def test_a_server_that_is_down_is_named_as_unreachable() -> None:
+    """ffmpeg saw only the proxy close the connection, and said "End of file"."""
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]  # nothing listens there once it is closed
+    with pytest.raises(MediaDecodeError) as info:
+        span_samples(_span(f"http://127.0.0.1:{port}/talk.opus"))
+    message = str(info.value)
+    said = f"127.0.0.1:{port} cannot be reached (Connection refused); check the URL and that its server"
+    assert said in message
+    assert "End of file" not in message
