@@ -48,9 +48,9 @@ def _describe(exc: BaseException) -> str:
 
     if isinstance(exc, ValidationError) and exc.title == "Settings":  # a CLASP_* variable
         problems = [
-            f"CLASP_{'_'.join(str(part) for part in e['loc']).upper()}={e.get('input')!r}: {e['msg']}"
+            f"CLASP_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {_reason(e['msg'])}"
             if e["loc"]
-            else f"CLASP_* settings: {e['msg']}"
+            else f"CLASP_* settings: {_reason(e['msg'])}"
             for e in exc.errors()
         ]
         return "; ".join(problems) + "; fix the variable or unset it"
@@ -65,6 +65,11 @@ def _describe(exc: BaseException) -> str:
         f"unexpected {type(exc).__name__}: {first} (please report it with the output of the same "
         "command run with -vv)"
     )
+
+
+def _reason(msg: str) -> str:
+    """A settings check's own words, without the "Value error, " pydantic puts before them."""
+    return msg.removeprefix("Value error, ")
 
 
 class _Terminated(KeyboardInterrupt):

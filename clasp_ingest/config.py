@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -38,6 +40,18 @@ def is_device(name: str) -> bool:
     """Whether ``name`` names a device models run on: ``auto`` (CUDA when present), ``cpu``,
     ``cuda`` or ``cuda:N``."""
     return re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None
+
+
+@functools.lru_cache(maxsize=8)
+def _says_ffmpeg(program: str) -> bool:
+    """Whether ``program -version`` answers as ffmpeg does (asked once per program and process)."""
+    try:
+        answer = subprocess.run(
+            [program, "-hide_banner", "-version"], capture_output=True, text=True, timeout=15, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return answer.stdout.lstrip().startswith("ffmpeg version")
 
 
 class Settings(BaseSettings):
@@ -112,9 +126,14 @@ class Settings(BaseSettings):
 
         if not value:
             return None
-        if shutil.which(str(Path(value).expanduser())) is None:
+        found = shutil.which(str(Path(value).expanduser()))
+        if found is None:
             raise ValueError(
                 "no ffmpeg program there; give its path, or leave it unset (PATH, then imageio-ffmpeg)"
+            )
+        if not _says_ffmpeg(found):  # ffprobe or sox by mistake: every file would seem broken
+            raise ValueError(
+                f"{found!r} is not ffmpeg (its -version does not say 'ffmpeg version'); give ffmpeg's path"
             )
         return value
 

@@ -15,14 +15,22 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return logging.getLogger("clasp_ingest" if not name else f"clasp_ingest.{name}")
 
 
+#: Bidirectional embeddings, overrides and isolates: one in a title turns the rest of the
+#: line around on the terminal (U+202E shows "3pm.exe" as "exe.mp3").
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def one_line(text: str) -> str:
     """``text`` safe to print on one terminal line: control characters (a newline or tab in a file
-    name, a terminal escape sequence) and line separators are written as escapes (``\\n``,
-    ``\\x1b``, ``\\u2028``); every other character, any script's, is kept."""
+    name, a terminal escape sequence), line separators and bidirectional controls are written as
+    escapes (``\\n``, ``\\x1b``, ``\\u2028``, ``\\u202e``); every other character, any
+    script's, is kept (joiners too: emoji and Indic scripts need them)."""
     if text.isprintable():
         return text
     return "".join(
-        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI_CONTROLS
+        else ch
         for ch in text
     )
 

@@ -8,7 +8,20 @@ commonly carry) and keeps any other three-letter code as it is, so it still filt
 
 from __future__ import annotations
 
-__all__ = ["tag_language", "two_letter"]
+__all__ = ["ISO639_1", "tag_language", "two_letter"]
+
+_ISO639_1_TABLE = """
+    aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy
+    da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu
+    hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb
+    lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om
+    or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw
+    ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu
+"""
+#: Every ISO 639-1 code: a two-letter filter value outside it is a typo, not a language.
+ISO639_1 = frozenset(_ISO639_1_TABLE.split())
+#: Withdrawn ISO 639-1 codes that old tags and feeds still carry, and their current ones.
+_WITHDRAWN = {"iw": "he", "in": "id", "ji": "yi"}
 
 #: ISO 639-2 (bibliographic and terminological forms) -> ISO 639-1.
 _ISO639_2_TO_1 = {
@@ -37,7 +50,7 @@ def two_letter(tag: str | None) -> str | None:
     code = (tag or "").strip().lower()
     if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()) or code in _NO_LANGUAGE:
         return None
-    return _ISO639_2_TO_1.get(code, code)
+    return _ISO639_2_TO_1.get(code) or _WITHDRAWN.get(code, code)
 
 
 def tag_language(tag: str | None) -> str | None:

@@ -123,10 +123,10 @@ def stored_form(key: str, value: str, *, path_if_unknown: bool = False) -> str:
 def _language_form(value: str) -> str:
     """A language as the store holds it: ISO 639-1 where it has one (``EN``, ``en-US``, ``eng``
     → ``en``; ``fre`` → ``fr``), as a track's tag and a feed's language are stored."""
-    from clasp_ingest.media.languages import tag_language
+    from clasp_ingest.media.languages import ISO639_1, tag_language
 
     code = tag_language(value)
-    if code is None:
+    if code is None or (len(code) == 2 and code not in ISO639_1):  # 'zz', 'xx-notalang'
         raise FilterError(
             f"SearchFilter language must be a language code (en, fr, eng, en-US...), got {value!r}"
         )

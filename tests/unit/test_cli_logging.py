@@ -28,3 +28,13 @@ def test_a_record_with_a_traceback_is_one_line_unless_tracebacks_are_asked_for()
     assert (
         full.startswith("ERROR prefect.task_runs: Task run failed: x\nTraceback") and "RuntimeError" in full
     )
+
+
+def test_one_line_escapes_controls_separators_and_bidi_overrides_but_keeps_scripts() -> None:
+    from clasp_ingest.log import one_line
+
+    assert one_line("a\nb\x1b[2J\u2028c") == "a\\nb\\x1b[2J\\u2028c"
+    # a feed title's right-to-left override turned the rest of the line around on the terminal
+    assert one_line("talk\u202e3pm.exe \u2066x\u2069") == "talk\\u202e3pm.exe \\u2066x\\u2069"
+    kept = "café नमस्ते 👩\u200d💻 مرحبا"  # joiners and every script stay as they are
+    assert one_line(kept) == kept

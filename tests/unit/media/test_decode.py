@@ -396,6 +396,12 @@ def test_clasp_ffmpeg_names_the_ffmpeg_everywhere_and_a_bad_one_fails_at_once(
         find_ffmpeg()
     with pytest.raises(ValidationError, match="no ffmpeg program there"):
         Settings()
+    other = tmp_path / "sox"  # a program, but not ffmpeg: every file seemed broken ("check that it plays")
+    other.write_text('#!/bin/sh\necho "sox: SoX v14.4.2"\n')
+    other.chmod(0o755)
+    monkeypatch.setenv("CLASP_FFMPEG", str(other))
+    with pytest.raises(ValidationError, match=r"sox' is not ffmpeg \(its -version does not say"):
+        Settings()
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds ffmpeg through /proc")

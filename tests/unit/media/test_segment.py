@@ -79,6 +79,10 @@ def test_a_bad_clasp_variable_is_one_error_line_naming_it(
     monkeypatch.setenv("CLASP_MAX_SEGMENT_S", "inf")
     inf = CliRunner().invoke(app, ["segment", str(variants["wav"])])
     assert inf.exit_code == 1 and "CLASP_MAX_SEGMENT_S='inf': Input should be a finite number" in inf.stderr
+    monkeypatch.setenv("CLASP_DEVICE", "gpu")  # a check of ours: its words, not pydantic's "Value error, "
+    device = CliRunner().invoke(app, ["segment", str(variants["wav"])])
+    assert device.exit_code == 1, device.stderr
+    assert device.stderr.startswith("error: CLASP_DEVICE='gpu': use 'auto'"), device.stderr
 
 
 def _said(result: Result) -> str:
