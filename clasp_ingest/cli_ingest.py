@@ -49,6 +49,16 @@ __all__ = ["download_options", "register"]
 _ONE_LINE: dict[str, Any] = {"markup": True, "highlight": False, "emoji": False, "soft_wrap": True}
 
 
+def _device_option(value: str) -> str:
+    """``--device``: an empty or unknown one is bad usage (exit 2), as for ``train`` and ``eval``."""
+    from clasp_ingest.config import is_device
+
+    refuse_empty(value, "give 'auto', 'cpu', 'cuda' or 'cuda:N', or leave it out")
+    if not is_device(value):
+        raise typer.BadParameter(f"{value!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return value
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``ingest`` command to the CLI."""
     app.command("ingest")(ingest_command)
@@ -104,7 +114,7 @@ def ingest_command(
     device: str | None = typer.Option(
         None,
         "--device",
-        parser=lambda value: refuse_empty(value, "give 'auto', 'cpu', 'cuda' or 'cuda:N', or leave it out"),
+        parser=_device_option,
         help="'auto', 'cpu', 'cuda' or 'cuda:N' (CLASP_DEVICE).",
     ),
     batch_size: int | None = typer.Option(
@@ -115,7 +125,7 @@ def ingest_command(
         help="Segments per embedding batch (CLASP_EMBED_BATCH_SIZE, default 32).",
     ),
     max_bytes: int | None = typer.Option(
-        None, "--max-bytes", min=1, help="Largest download accepted, in bytes."
+        None, "--max-bytes", min=1, help="Largest download accepted, in bytes (default 8 GiB)."
     ),
     download_deadline: float | None = typer.Option(
         None,

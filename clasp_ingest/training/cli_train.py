@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,8 +30,9 @@ def _settings() -> Any:
 
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A rich progress bar on stderr, one task per stage; ``None`` when disabled."""
-    if not enabled:
+    """A rich progress bar on stderr, one task per stage; ``None`` when disabled or when stderr
+    is no terminal (``2>log``: the bar's last frame was written into the log), as for ingest."""
+    if not enabled or not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
@@ -59,6 +61,21 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
     finally:
         if tasks:
             bar.stop()
+
+
+def _cosine_named(value: float) -> float:
+    """``--threshold``: a cosine in [-1, 1] (NaN made invalid JSON), else bad usage."""
+    if not -1.0 <= value <= 1.0:
+        raise typer.BadParameter(f"{value} is not a cosine; give one in [-1, 1]")
+    return value
+
+
+def _candidates_named(value: str) -> str:
+    """``--candidates``: 'all' or a number of at least 2, else bad usage (a number above the
+    split's clips is refused once the manifest is read)."""
+    if value != "all" and not (value.isdigit() and int(value) >= 2):
+        raise typer.BadParameter(f"{value!r} is neither 'all' nor a number of 2 or more")
+    return value
 
 
 def _device_named(value: str | None) -> str | None:
@@ -99,7 +116,7 @@ def train_command(
         "Default: the model's.",
     ),
     pool_queries: int | None = typer.Option(
-        None, "--pool-queries", help="With --speech-pool attention: learned queries (default 4)."
+        None, "--pool-queries", min=1, help="With --speech-pool attention: learned queries (default 4)."
     ),
     fine_tune: bool = typer.Option(
         False, "--fine-tune", help="Start from the model's head, not a fresh one."
@@ -204,9 +221,13 @@ def train_command(
 
     settings = _settings()
     try:
+        start = start_temperature(temperature, fine_tune, model or settings.model)
+    except (ClaspIngestError, ValueError) as exc:
+        raise _fail(exc) from None
+    try:
         options = TrainOptions(
             loss=loss,
-            temperature=start_temperature(temperature, fine_tune, model or settings.model),
+            temperature=start,
             lr=lr,
             batch_size=batch_size,
             val_batch_size=val_batch_size,
@@ -232,6 +253,9 @@ def train_command(
         )
         if anchor and not fine_tune:
             raise ConfigError("--anchor keeps the start head's outputs; it needs --fine-tune")
+    except ConfigError as exc:  # an option out of range, or options that do not go together
+        raise typer.BadParameter(str(exc)) from None
+    try:
         clasp = _load(model or settings.model, _runtime(device or settings.device), settings.model_dir)
         _training_threads(settings.torch_threads)
         prepare_head(
@@ -336,8 +360,12 @@ def eval_command(
         "--model",
         help="Preset or model folder (default: $CLASP_MODEL); 'asr-baseline[:beamN][:LANG]' for Whisper ASR.",
     ),
-    candidates: str = typer.Option("all", "--candidates", help="'all' clips of the split, or N per query."),
-    threshold: float = typer.Option(0.5, "--threshold", help="Cosine threshold of Macro-F1."),
+    candidates: str = typer.Option(
+        "all", "--candidates", callback=_candidates_named, help="'all' clips of the split, or N per query."
+    ),
+    threshold: float = typer.Option(
+        0.5, "--threshold", callback=_cosine_named, help="Cosine threshold of Macro-F1."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the distractor sampling."),
     split: str = typer.Option("test", "--split", help="Manifest split to evaluate."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Reuse/keep backbone features here."),

@@ -33,10 +33,11 @@ def test_train_then_eval_json(tone_manifest: Path, tmp_path: Path) -> None:
     assert [e["lr"] for e in metrics["history"]] == pytest.approx([1e-3, 5e-4])  # the step schedule
     assert json.loads((out / "config.json").read_text())["fusion"]["kind"] == "gating"
 
-    evaluated = runner.invoke(
-        app, ["eval", str(tone_manifest), "--model", str(out), "--candidates", "3", "--json", "-q"]
+    evaluated = runner.invoke(  # no -q: stderr is no terminal here, so no progress bar either
+        app, ["eval", str(tone_manifest), "--model", str(out), "--candidates", "3", "--json"]
     )
     assert evaluated.exit_code == 0, evaluated.output
+    assert evaluated.stderr == "", evaluated.stderr  # 'eval --json 2>log' wrote the bar's last frame
     result = json.loads(evaluated.stdout)
     assert list(result) == list(RESULT_KEYS)
     assert result["candidates"] == 3 and result["n_queries"] == 3 and result["threshold"] == 0.5
@@ -47,7 +48,7 @@ def test_train_then_eval_json(tone_manifest: Path, tmp_path: Path) -> None:
     assert json.loads(mixed.stdout)["distractors"] == 6
     for bad in ("nan", "5"):  # NaN made invalid JSON; a cosine is never above 1
         refused = runner.invoke(app, [*args[:4], "--threshold", bad, "-q"])
-        assert refused.exit_code == 1 and "is not a cosine; give one in [-1, 1]" in refused.stderr
+        assert refused.exit_code == 2 and "is not a cosine; give one in [-1, 1]" in refused.stderr
 
 
 def test_errors_name_the_input(tmp_path: Path, tone_manifest: Path) -> None:
@@ -155,7 +156,7 @@ def test_anchor_needs_a_fine_tune_and_runs_with_one(tone_manifest: Path, tmp_pat
     runner = CliRunner()
     args = ["train", str(tone_manifest), "--model", "tiny-random", "--anchor", str(tone_manifest)]
     refused = runner.invoke(app, [*args, "--out", str(tmp_path / "fresh"), *ONE_EPOCH])
-    assert refused.exit_code == 1 and "--fine-tune" in refused.stderr
+    assert refused.exit_code == 2 and "--fine-tune" in refused.stderr
     tuned = runner.invoke(app, [*args, "--out", str(tmp_path / "ft"), "--fine-tune", *ONE_EPOCH])
     assert tuned.exit_code == 0, tuned.output
     options = json.loads(tuned.stdout)["options"]

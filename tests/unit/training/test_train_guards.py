@@ -91,16 +91,42 @@ def test_a_checkpoint_without_identity_of_another_head_shape_is_refused_by_name(
                  resume=True)  # fmt: skip
 
 
-@pytest.mark.parametrize("command", ["train", "eval"])
+@pytest.mark.parametrize("command", ["train", "eval", "ingest"])
 @pytest.mark.parametrize("device", ["gpu", "foo", "cuda:x"])
 def test_an_unknown_device_is_bad_usage_naming_device(
     command: str, device: str, tone_manifest: Path, tmp_path: Path
 ) -> None:
-    out = ["--out", str(tmp_path / "o")] if command == "train" else []
+    """Every command's --device alike (ingest's exited 1, as for a failure)."""
+    out = {"train": ["--out", str(tmp_path / "o"), "-q"], "eval": ["-q"]}
+    out = out.get(command, ["--qdrant-path", str(tmp_path / "o")])
     result = CliRunner().invoke(app, [command, str(tone_manifest), *out, "--model", "tiny-random",
-                                      "--device", device, "-q"])  # fmt: skip
+                                      "--device", device])  # fmt: skip
     assert result.exit_code == 2
     assert "--device" in result.stderr and f"'{device}' is not a device" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["train", "--epochs", "0"], "--epochs (max_epochs) must be >= 1, got 0"),
+        (["train", "--pool-queries", "0"], "--pool-queries': Input should be greater than or equal to 1"),
+        (["train", "--val-fraction", "1"], "--val-fraction (val_fraction) must be in [0, 1), got 1.0"),
+        (["train", "--lr-gamma", "2"], "--lr-gamma (lr_gamma) must be in (0, 1], got 2.0"),
+        (["train", "--anchor", "a.jsonl"], "--anchor keeps the start head's outputs; it needs --fine-tune"),
+        (["eval", "--candidates", "abc"], "'abc' is neither 'all' nor a number of 2 or more"),
+        (["eval", "--candidates", "1"], "'1' is neither 'all' nor a number of 2 or more"),
+    ],
+)
+def test_an_option_out_of_range_is_bad_usage_before_any_work(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    """Exit 2 as for every other command (README), not 1, and before the manifest is read."""
+    command, *options = args
+    out = ["--out", str(tmp_path / "o")] if command == "train" else []
+    result = CliRunner().invoke(app, [command, str(tmp_path / "missing.jsonl"), *out, *options, "-q"])
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.stderr.replace("│", " ").split()), result.stderr
     assert not (tmp_path / "o").exists()
 
 
