@@ -476,7 +476,9 @@ class _progress:
         )
         if progress.current is not None:  # where the item in progress is: first, so it stays in view
             head = f"{progress.current_position_s / 60:.1f} min into "
-            tail = f" ({progress.current_segments} segments); {description}"
+            # the items done, once there are some ("(704 segments); 0 segments" read as a contradiction)
+            done = f"; done: {description}" if progress.done else ""
+            tail = f" ({progress.current_segments} segments){done}"
             name = _shown_name(progress.current, max(12, room - len(head) - len(tail)))
             description = head + name + tail
         if len(description) > room:

@@ -310,8 +310,16 @@ def test_the_progress_line_names_the_item_readably_and_fits_the_terminal(
         update(Progress(1, 0, 0, 0, 0, 0, 0.0, current=uri, current_segments=288, current_position_s=1704))
         line = bar._bar.tasks[0].description
         assert line.startswith("28.4 min into Lecture 07") and len(line) <= 80 - 37, line
+        assert line.endswith("(288 segments)"), line  # no totals of items done: none are
         update(Progress(1, 1, 1, 0, 0, 305, 1802.0))
         assert bar._bar.tasks[0].description == "305 segments, 1802 s audio, 0 failed"
+    monkeypatch.setenv("COLUMNS", "200")
+    with _progress(True) as update:
+        update(Progress(2, 1, 1, 0, 0, 30, 90.0, current=uri, current_segments=5, current_position_s=60))
+        line = update.__self__._bar.tasks[0].description
+        assert line.startswith("1.0 min into Lecture") and line.endswith(
+            "(5 segments); done: 30 segments, 90 s audio, 0 failed"
+        )
 
 
 def test_log_lines_write_control_characters_as_escapes() -> None:
