@@ -182,7 +182,9 @@ def _root(
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:  # the console's (not a test's capture)
             handler.setFormatter(
-                _OneLineFormatter("%(levelname)s %(name)s: %(message)s", tracebacks=verbose >= 2)
+                _OneLineFormatter(
+                    "%(levelname)s %(name)s: %(message)s", tracebacks=verbose >= 2, named=verbose >= 1
+                )
             )
 
 
@@ -190,11 +192,14 @@ class _OneLineFormatter(logging.Formatter):
     """Log lines whose message (a file name with a newline or a terminal escape in it) is
     written with escapes (:func:`clasp_ingest.log.one_line`); a record's traceback only with
     ``-vv`` (``tracebacks``), where it keeps its lines. Prefect logs a task's last failed try
-    with its traceback: ``ingest --flow`` printed 40 lines for one unreachable item."""
+    with its traceback: ``ingest --flow`` printed 40 lines for one unreachable item. Without
+    ``-v`` (``named`` False) this package's warnings are ``warning: ...`` lines, as the commands
+    print their own (a glob matching nothing said ``WARNING clasp_ingest.pipeline: ...``)."""
 
-    def __init__(self, fmt: str, tracebacks: bool = False) -> None:
+    def __init__(self, fmt: str, tracebacks: bool = False, named: bool = True) -> None:
         super().__init__(fmt)
         self._tracebacks = tracebacks
+        self._named = named
 
     def format(self, record: logging.LogRecord) -> str:
         if not self._tracebacks and (record.exc_info or record.exc_text or record.stack_info):
@@ -206,6 +211,9 @@ class _OneLineFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         from clasp_ingest.log import one_line
 
+        ours = record.name == "clasp_ingest" or record.name.startswith("clasp_ingest.")
+        if not self._named and ours and record.levelno == logging.WARNING:
+            return f"warning: {one_line(record.getMessage())}"
         return one_line(super().formatMessage(record))
 
 

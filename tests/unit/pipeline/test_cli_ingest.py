@@ -331,4 +331,9 @@ def test_log_lines_write_control_characters_as_escapes() -> None:
         "clasp_ingest.pipeline", logging.WARNING, __file__, 1, "%s lists no media", ("a\nb\x1b[31m",), None
     )
     line = _OneLineFormatter("%(levelname)s %(name)s: %(message)s").format(record)
-    assert line == "WARNING clasp_ingest.pipeline: a\\nb\\x1b[31m lists no media"
+    assert line == "WARNING clasp_ingest.pipeline: a\\nb\\x1b[31m lists no media"  # -v: named
+    # without -v, as the commands' own warnings are worded (not "WARNING clasp_ingest.pipeline: ...")
+    plain = _OneLineFormatter("%(levelname)s %(name)s: %(message)s", named=False)
+    assert plain.format(record) == "warning: a\\nb\\x1b[31m lists no media"
+    other = logging.LogRecord("prefect.flow_runs", logging.WARNING, __file__, 1, "slow", (), None)
+    assert plain.format(other) == "WARNING prefect.flow_runs: slow"  # another library's: named
