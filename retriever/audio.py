@@ -278,8 +278,11 @@ def _decode_command(
     start and dropping what comes before ``start`` (no seek: for servers without byte ranges);
     ``proxy``: the :class:`~clasp_ingest.connectors.proxy.GuardedProxy` an http(s) read goes
     through; ``even_mix``: every channel weighed alike, as the item's ingest mixed them (its
-    channels have no layout: ffmpeg's downmix would drop one as LFE, or fail)."""
+    channels have no layout: ffmpeg's downmix would drop one as LFE, or fail). A local WAV whose
+    header declares less than it holds is read to its end, as its ingest read it
+    (:func:`~clasp_ingest.media.wav.ignore_length_args`: a cut past that length came back empty)."""
     from clasp_ingest.media.decode import EVEN_MIX, demuxer_whitelist, is_url
+    from clasp_ingest.media.wav import ignore_length_args
 
     layouts = "mono" if opts.mono else "mono|stereo"
     mix = f"{EVEN_MIX}," if even_mix else ""
@@ -289,6 +292,8 @@ def _decode_command(
     # never a playlist's or manifest's demuxer: it would open what it names (media.decode)
     allowed = demuxer_whitelist(ffmpeg)
     reading += ["-format_whitelist", allowed] if allowed is not None else []
+    if not is_url(source):
+        reading += ignore_length_args(_local_or_url(source))
     rate = ["-ar", str(opts.sample_rate)] if opts.sample_rate else []
     window = ("-ss", f"{start:.3f}", "-t", f"{duration:.3f}")
     given = (

@@ -25,6 +25,13 @@ Channels: a track with a channel layout (mono, stereo, a film's 5.1) is downmixe
 a guessed layout, whose "LFE" channel the downmix drops, and one of 9-23 or over 24 channels
 none at all (ffmpeg fails: "Rematrix is needed"); such a track is decoded again with every
 channel weighted alike (``pan``), before any of it was handed on.
+
+WAV lengths (:mod:`clasp_ingest.media.wav`): a local WAV's ``data`` size is read from its
+header. One that declares less than the file holds as audio (a recorder that crashed before
+updating it; a WAV over 4 GiB whose size wrapped) is decoded to the file's end
+(``-ignore_length 1``) with a warning, strict or not: nothing is lost, but other tools read
+less. One that declares more (a cut file) is the declared duration that shows a cut: ffmpeg's
+comes from the file's size there.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import numpy as np
 
 from clasp_ingest.errors import ConfigError, MediaDecodeError
 from clasp_ingest.log import get_logger
+from clasp_ingest.media.wav import WavLength, wav_length
 
 __all__ = [
     "EVEN_MIX",
@@ -225,8 +233,10 @@ def stream_audio(
     missing, empty, corrupt or audio-less input, or when a read stalls longer than
     ``options.read_timeout_s``. Damaged data that still decoded in part (a truncated or
     corrupt file) raises after the last block with ``options.strict``; otherwise it is
-    logged and passed to ``on_warning`` as one line (e.g. ``"ends early: ..."``). The ffmpeg
-    process is reaped when the generator finishes, is closed early, or raises.
+    logged and passed to ``on_warning`` as one line (e.g. ``"ends early: ..."``). A WAV whose
+    header declares less than the file holds is decoded to its end and reported the same way,
+    strict or not (module docstring). The ffmpeg process is reaped when the generator
+    finishes, is closed early, or raises.
 
     ``on_language`` gets the language tag of the audio stream decoded (the container's, e.g.
     ``eng`` for a film's track; none for most audio files), once, with the first block.
@@ -236,12 +246,13 @@ def stream_audio(
     """
     opts = options or DecodeOptions()
     name = _check_source(source)
+    wav = None if is_url(name) else wav_length(name.removeprefix("file:"))  # as ffmpeg's file: names it
     try:
-        yield from _stream(name, opts, on_warning, on_language, on_tracks, every_channel=False)
+        yield from _stream(name, opts, on_warning, on_language, on_tracks, wav, every_channel=False)
     except _UnlabelledChannels:
         if on_even_mix is not None:
             on_even_mix()
-        yield from _stream(name, opts, on_warning, on_language, on_tracks, every_channel=True)
+        yield from _stream(name, opts, on_warning, on_language, on_tracks, wav, every_channel=True)
 
 
 class _UnlabelledChannels(Exception):
@@ -254,11 +265,13 @@ def _stream(
     on_warning: Callable[[str], None] | None,
     on_language: Callable[[str], None] | None,
     on_tracks: Callable[[int], None] | None,
+    wav: WavLength | None,
     *,
     every_channel: bool,
 ) -> Iterator[np.ndarray]:
-    process = _start_ffmpeg(name, opts, every_channel=every_channel)
-    stderr = _FfmpegLog(process.stderr)
+    short_header_s = wav.declared_s if wav is not None and wav.read_to_end else None  # read on past it
+    process = _start_ffmpeg(name, opts, every_channel=every_channel, ignore_length=short_header_s is not None)
+    stderr = _FfmpegLog(process.stderr, open_ended=wav is not None and wav.open_ended)
     samples = 0
     not_numbers = 0
     try:
@@ -279,7 +292,9 @@ def _stream(
         if samples == 0 and not every_channel and process.wait() != 0 and _REMATRIX in stderr.text().lower():
             raise _UnlabelledChannels
         _check_exit(process, name, stderr)
-        _check_damage(name, samples / opts.sample_rate, opts, stderr, on_warning)
+        if short_header_s is not None:
+            _undeclared(name, short_header_s, samples / opts.sample_rate, on_warning)
+        _check_damage(name, samples / opts.sample_rate, opts, stderr, on_warning, wav)
         if not_numbers:
             _not_numbers(name, not_numbers, opts, on_warning)
         if on_tracks is not None:
@@ -318,10 +333,15 @@ def _check_source(source: str | os.PathLike[str]) -> str:
     return name
 
 
-def _ffmpeg_args(source: str, opts: DecodeOptions, *, every_channel: bool = False) -> list[str]:
+def _ffmpeg_args(
+    source: str, opts: DecodeOptions, *, every_channel: bool = False, ignore_length: bool = False
+) -> list[str]:
     """The ffmpeg command line. Built by hand: ``source`` may hold the undecodable bytes of a
-    non-UTF-8 file name (surrogate escapes), which ``subprocess`` passes on as they are."""
+    non-UTF-8 file name (surrogate escapes), which ``subprocess`` passes on as they are.
+    ``ignore_length``: a WAV read to its end, past the length its header declares."""
     args = [find_ffmpeg(opts.ffmpeg), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info"]
+    if ignore_length:
+        args += ["-ignore_length", "1"]
     if is_url(source):
         # ffmpeg's own I/O timeout (microseconds), so a stalled network read fails inside ffmpeg too.
         args += ["-rw_timeout", str(int(opts.read_timeout_s * 1_000_000))]
@@ -374,9 +394,9 @@ def is_mpeg_stream(source: str) -> bool:
 
 
 def _start_ffmpeg(
-    source: str, opts: DecodeOptions, *, every_channel: bool = False
+    source: str, opts: DecodeOptions, *, every_channel: bool = False, ignore_length: bool = False
 ) -> subprocess.Popen[bytes]:
-    args = _ffmpeg_args(source, opts, every_channel=every_channel)
+    args = _ffmpeg_args(source, opts, every_channel=every_channel, ignore_length=ignore_length)
     logger.debug("decoding %s: %s", source, " ".join(args))
     try:
         # its own process group: a terminal's Ctrl-C and Prefect's cancellation signal the whole
@@ -392,9 +412,10 @@ def _start_ffmpeg(
 class _FfmpegLog:
     """Drains ffmpeg's stderr on a daemon thread, keeping the declared duration, the first
     errors (the cause; quoted in error messages), the last warnings, and the count and first
-    lines of damage reports (decoding errors)."""
+    lines of damage reports (decoding errors). ``open_ended``: a WAV read to its end, whatever
+    its header says (its last packet, short, is no damage)."""
 
-    def __init__(self, pipe: IO[bytes] | None) -> None:
+    def __init__(self, pipe: IO[bytes] | None, *, open_ended: bool = False) -> None:
         self._errors: list[str] = []
         self._warnings: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
         self._lock = threading.Lock()
@@ -407,7 +428,7 @@ class _FfmpegLog:
         self.damage: list[str] = []
         self.damage_count = 0
         self.duration_estimated = False  # ffmpeg guessed the duration: nothing was declared
-        self.open_ended_wav = False
+        self.open_ended_wav = open_ended
         self.nothing_filtered = False
         self._guessed: dict[int, str] = {}  # input stream -> a layout of over two channels ffmpeg guessed
         self._audio_index: int | None = None  # the input stream decoded (the first audio one)
@@ -547,15 +568,19 @@ def _check_damage(
     opts: DecodeOptions,
     stderr: _FfmpegLog,
     on_warning: Callable[[str], None] | None,
+    wav: WavLength | None = None,
 ) -> None:
     """Raise (strict) or report a truncated or corrupt stream that still decoded in part.
 
     A video's declared duration is not its audio's (a sound track may end before the
     pictures), nor is that of a file with several audio tracks the first track's, so there
-    only decoding errors count."""
+    only decoding errors count. A WAV's is its header's (``wav``): ffmpeg's, for a cut WAV,
+    comes from the file's size."""
     stderr.join()
     whole_file = stderr.has_video or stderr.audio_streams > 1 or stderr.duration_estimated
     declared_s = None if whole_file else stderr.declared_s
+    if wav is not None:
+        declared_s = wav.declared_s  # None for a placeholder size: no length declared
     if opts.strict:
         damage = describe_damage(decoded_s, declared_s, stderr.damage_count)
         if damage is not None:
@@ -572,6 +597,20 @@ def _warn(source: str, warning: str, on_warning: Callable[[str], None] | None) -
     logger.warning("decoding %s: %s", source, warning)
     if on_warning is not None:
         on_warning(warning)
+
+
+def _undeclared(
+    source: str, declared_s: float, decoded_s: float, on_warning: Callable[[str], None] | None
+) -> None:
+    """Report a WAV decoded past the length its header declares (strict or not: nothing was
+    lost, but other readers of the file stop at that length)."""
+    _warn(
+        source,
+        f"the header declares {_clock(declared_s)} of audio but the file holds {_clock(decoded_s)} "
+        "(a recording stopped before its header was updated, or a WAV over 4 GiB); decoded all of it "
+        "(`ffmpeg -ignore_length 1 -i FILE -c copy -rf64 auto fixed.wav` rewrites the header)",
+        on_warning,
+    )
 
 
 def _not_numbers(
