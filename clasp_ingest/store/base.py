@@ -777,7 +777,8 @@ class QdrantStore(abc.ABC):
         also when it rewrites the version stored (``--force``, words added, a new
         segmentation): on any error the points of this write are removed and the error
         re-raised; what was stored of the item, any version, is untouched until this write is
-        complete, and then removed. Returns the number of spans written.
+        complete, and then removed. An interruption (Ctrl-C, SIGTERM) while it is removed keeps
+        this write: the item is never left with no version. Returns the number of spans written.
         """
         identity = self.require_collection()
         if identity.model_id != model_id:
@@ -804,9 +805,15 @@ class QdrantStore(abc.ABC):
             else:
                 self.upsert_points([empty_marker(ref, model_id, identity.dim, now, write_id)])
             self._check_whole(ref, this, max(written, 1))  # before removing what is stored
+        except BaseException:
+            self._rollback(ref, this)
+            raise
+        # This write is complete and whole. An interruption from here keeps it: rolling it back
+        # once the delete below had run left no version at all (Ctrl-C during a re-ingest).
+        try:
             self._retry(lambda: self._delete(others), f"deleting what was stored of {ref.uri!r}")
             self._check_whole(ref, this, max(written, 1))  # two writes completing at once
-        except BaseException:
+        except Exception:  # the other write is the whole one (or the old version stays)
             self._rollback(ref, this)
             raise
         log.debug("wrote %d points of %r (version %s, write %s)", written, ref.uri, ref.fingerprint, write_id)

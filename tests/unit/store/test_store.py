@@ -438,3 +438,25 @@ def test_threads_sharing_a_store_make_its_collection_once(tmp_path: Path) -> Non
         a = make_media("file:///a.wav", "v1", 3, seed=1)
         ingest(shared, a)
         assert shared.count() == 3
+
+
+def test_an_interrupt_while_the_old_version_is_removed_keeps_the_new_one(
+    store: QdrantStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or SIGTERM) just after the old version's delete rolled back the new, complete one
+    too: the item had no version left, and one no longer listed by its feed stayed lost."""
+    old = make_media("file:///a.wav", "v1", 10, seed=1)
+    ingest(store, old)
+    new = make_media("file:///a.wav", "v2", 12, seed=2, offset_s=0.5)
+    delete = store._delete
+
+    def interrupted_after(where: object) -> None:
+        delete(where)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "_delete", interrupted_after)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_media(new.ref, MODEL, new.batches())
+    monkeypatch.undo()
+    assert store.has_media(new.ref.media_id, "v2") and not store.has_media(old.ref.media_id, "v1")
+    assert store.count() == 12 and len(store.search(new.vectors[0], k=50)) == 12
