@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from clasp_ingest.config import Settings
 from clasp_ingest.errors import (
     ClaspIngestError,
     CollectionMismatchError,
@@ -15,7 +15,24 @@ from clasp_ingest.errors import (
     ModelLoadError,
     StoreError,
 )
-from clasp_ingest.types import MediaRef, Segment, SpanHit
+
+if TYPE_CHECKING:
+    from clasp_ingest.config import Settings
+    from clasp_ingest.types import MediaRef, Segment, SpanHit
+
+#: Imported when first used: the package itself imports fast (pydantic and numpy take 0.2 s),
+#: so a Ctrl-C while ``clasp-ingest`` starts is caught by its entry point (``console``).
+_LAZY = {"Settings": "clasp_ingest.config", "MediaRef": "clasp_ingest.types",
+         "Segment": "clasp_ingest.types", "SpanHit": "clasp_ingest.types"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'clasp_ingest' has no attribute {name!r}")
+
 
 try:
     __version__ = version("clasp-ingest")

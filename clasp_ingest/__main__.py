@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from clasp_ingest.cli import main
+from clasp_ingest.console import main
 
 main()

@@ -38,3 +38,26 @@ def test_one_line_escapes_controls_separators_and_bidi_overrides_but_keeps_scrip
     assert one_line("talk\u202e3pm.exe \u2066x\u2069") == "talk\\u202e3pm.exe \\u2066x\\u2069"
     kept = "café नमस्ते 👩\u200d💻 مرحبا"  # joiners and every script stay as they are
     assert one_line(kept) == kept
+
+
+def test_a_ctrl_c_while_the_cli_imports_is_one_line_not_a_traceback() -> None:
+    """The first half second of ``clasp-ingest`` is imports; a Ctrl-C there printed their traceback."""
+    import subprocess
+
+    interrupted = (
+        "import builtins\n"
+        "real = builtins.__import__\n"
+        "def importing(name, *args, **kwargs):\n"
+        "    if name == 'clasp_ingest.cli':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = importing\n"
+        "from clasp_ingest.console import main\n"
+        "main()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", interrupted], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stderr) == (130, "error: interrupted\n")
+    # and the package imports without numpy or pydantic, so the entry point's guard starts at once
+    light = "import sys, clasp_ingest; print(sorted({'numpy', 'pydantic'} & set(sys.modules)))"
+    names = subprocess.run([sys.executable, "-c", light], capture_output=True, text=True, timeout=60)
+    assert names.stdout.strip() == "[]", names.stdout + names.stderr

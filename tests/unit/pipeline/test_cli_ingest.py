@@ -66,11 +66,11 @@ def test_a_bad_device_or_engine_fails_the_run_before_recreate_drops_anything(
     assert _ingest(str(speech_sources["one.wav"]), *store).exit_code == 0
     with open_store(path=tmp_path / "q") as opened:
         kept = opened.count()
-    runs = {
-        "device 'bogus' is unknown; use 'auto', 'cpu', 'cuda' or 'cuda:N'": ["--device", "bogus"],
-        "device 'cuda:7': this machine has": ["--device", "cuda:7"],  # no machine here has eight GPUs
+    runs = {  # an unknown name is bad usage (2); a device this machine lacks, a failure (1)
+        "'bogus' is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'": (["--device", "bogus"], 2),
+        "device 'cuda:7': this machine has": (["--device", "cuda:7"], 1),  # no machine here has eight GPUs
     }
-    for message, device in runs.items():
+    for message, (device, status) in runs.items():
         args = [
             "ingest",
             str(speech_sources["two.mp3"]),
@@ -81,7 +81,9 @@ def test_a_bad_device_or_engine_fails_the_run_before_recreate_drops_anything(
             *device,
         ]
         run = CliRunner().invoke(app, args)
-        assert run.exit_code == 1 and message in run.stderr, run.output
+        assert run.exit_code == status and message in " ".join(run.stderr.replace("│", " ").split()), (
+            run.output
+        )
     monkeypatch.setenv("CLASP_ENGINE", "tensorrt")
     for flow in ([], ["--flow"]):
         run = _ingest(str(speech_sources["two.mp3"]), *store, "--recreate", *flow)
@@ -337,3 +339,22 @@ def test_log_lines_write_control_characters_as_escapes() -> None:
     assert plain.format(record) == "warning: a\\nb\\x1b[31m lists no media"
     other = logging.LogRecord("prefect.flow_runs", logging.WARNING, __file__, 1, "slow", (), None)
     assert plain.format(other) == "WARNING prefect.flow_runs: slow"  # another library's: named
+
+
+def test_a_signal_ignored_from_the_start_stays_ignored_during_a_run() -> None:
+    """A script's background job (``clasp-ingest ingest ... &``) starts with SIGINT ignored; the
+    run's own handler made it obey SIGINT from its first second on."""
+    import signal
+
+    from clasp_ingest.cli_ingest import _downloads_cut_on_signals
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _downloads_cut_on_signals():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with _downloads_cut_on_signals():  # a terminal's Ctrl-C: also cuts the downloads
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
