@@ -81,9 +81,8 @@ def test_a_bad_device_or_engine_fails_the_run_before_recreate_drops_anything(
             *device,
         ]
         run = CliRunner().invoke(app, args)
-        assert run.exit_code == status and message in " ".join(run.stderr.replace("│", " ").split()), (
-            run.output
-        )
+        said = " ".join(run.stderr.replace("│", " ").split())  # a usage error is boxed and wrapped
+        assert run.exit_code == status and message in said, run.output
     monkeypatch.setenv("CLASP_ENGINE", "tensorrt")
     for flow in ([], ["--flow"]):
         run = _ingest(str(speech_sources["two.mp3"]), *store, "--recreate", *flow)
