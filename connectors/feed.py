@@ -14,16 +14,28 @@ must resolve to public addresses unless ``allow_private_hosts``. A refused enclo
 alone, naming itself, the feed and the remedy. A local feed file (the user's own) may
 point at local files; they are recorded by absolute ``file://`` URI, as a folder's files are,
 so an episode is one item whatever the working folder (or folder ingest) it came from.
+Enclosures that name no file to read (``javascript:``, ``data:``, ``mailto:``) are refused
+in any feed, naming their scheme.
 
 Relative enclosure URLs resolve against the feed's URL finally fetched (after redirects:
 ``/feeds/moved.rss`` redirected to ``/feeds/new/feed.rss``), as browsers and feed readers do,
-and a relative local feed path against its absolute location.
+and a relative local feed path against its absolute location. A relative name with a colon
+(``Talk:Part1.wav``) is a name there too, not the URL scheme ``talk:``: only ``file:``,
+``http(s):``, ``javascript:``, ``data:``, ``mailto:`` and the like, and ``scheme://`` start a URL.
+
+A feed is a document from elsewhere, and its titles are stored with every span of their
+episode: titles longer than :data:`TITLE_MAX` characters and other texts (guid, link, date)
+longer than :data:`TEXT_MAX` are cut (ending in ``…``), and an episode whose enclosure URL is
+longer than :data:`URL_MAX` is skipped, with one warning naming the feed.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import re
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from html.parser import HTMLParser
@@ -32,17 +44,43 @@ from urllib.parse import urljoin
 
 from clasp_ingest.connectors.base import OpenOptions, copy_limited, is_media_name
 from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, fetch_page, open_http
-from clasp_ingest.connectors.local import local_uri, path_of_uri
+from clasp_ingest.connectors.local import local_uri, path_of_uri, special_kind
 from clasp_ingest.connectors.remote import filesystem_for, open_remote, scheme_of
-from clasp_ingest.connectors.urls import REDACTED, host_of, redact_url
+from clasp_ingest.connectors.urls import REDACTED, encoded_url, host_of, redact_url
 
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
 
-__all__ = ["FEED_MAX_BYTES", "FeedConnector", "feed_language", "looks_like_feed_name"]
+__all__ = [
+    "FEED_MAX_BYTES",
+    "TEXT_MAX",
+    "TITLE_MAX",
+    "URL_MAX",
+    "FeedConnector",
+    "feed_language",
+    "looks_like_feed_name",
+]
+
+log = logging.getLogger("clasp_ingest.connectors")
 
 #: Largest feed document read (feeds with thousands of episodes stay well under this).
 FEED_MAX_BYTES = 64 * 1024 * 1024
+#: Longest episode or feed title stored: each span's payload holds it (twice, and once more in
+#: its ``page_content``), and a 5 MB ``<title>`` made a 132 MB store of 9 spans.
+TITLE_MAX = 300
+#: Longest other feed text stored with every span (guid, episode link, MIME type, a date that
+#: does not parse).
+TEXT_MAX = 2048
+#: Longest enclosure URL followed (servers refuse request lines past 8 KiB; a path is at most 4 KiB).
+URL_MAX = 16 * 1024
+
+#: What starts an enclosure URL (``javascript:``) when no ``//`` follows; any other ``word:`` is
+#: part of a relative file name (``Talk:Part1.wav``), which urljoin would read as a scheme.
+_URL_SCHEMES = frozenset(
+    {"file", "http", "https", "about", "blob", "data", "javascript", "mailto", "magnet", "news", "sms",
+     "tel", "urn", "vbscript"}
+)  # fmt: skip
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 _FEED_SUFFIXES = (".rss", ".atom", ".xml")
 _FEED_FOLDERS = frozenset({"feed", "rss", "atom"})
@@ -80,6 +118,8 @@ class FeedConnector:
         self._trusted = frozenset({host_of(url)}) if scheme_of(url) in HTTP_SCHEMES else frozenset()
         self._storage_options = dict(storage_options or {})
         self._open_options = open_options or OpenOptions()
+        self._cuts: Counter[str] = Counter()  # what the last listing cut or skipped, for its warning
+        self._warned = False
 
     @property
     def source(self) -> str:
@@ -102,7 +142,8 @@ class FeedConnector:
                 f"{self._shown!r} is not a readable RSS/Atom feed ({reason}); check that the URL is "
                 "the feed itself, not its web page (a page of media links: --no-feed)"
             )
-        feed_title = _title(parsed.feed)
+        self._cuts.clear()
+        feed_title = self._fit(_title(parsed.feed), TITLE_MAX, "feed title")
         language = feed_language(parsed.feed.get("language"))
         seen: set[str] = set()
         for entry in parsed.entries:
@@ -110,6 +151,7 @@ class FeedConnector:
             if ref is not None and ref.media_id not in seen:
                 seen.add(ref.media_id)
                 yield ref
+        self._warn_cuts()
 
     @contextmanager
     def open(self, ref: MediaRef) -> Iterator[str]:
@@ -119,8 +161,10 @@ class FeedConnector:
         if self._is_local(url):  # the user's own file, read where it is (as a folder's files)
             path = path_of_uri(url)
             if not path.is_file():
+                kind = special_kind(path)
+                what = f"is {kind}, not a media file" if kind else "does not exist"
                 raise ConnectorError(
-                    f"{ref.uri!r} (enclosure of feed {self._shown!r}) does not exist; check the feed"
+                    f"{ref.uri!r} (enclosure of feed {self._shown!r}) {what}; check the feed"
                 )
             yield str(path)
             return
@@ -145,13 +189,32 @@ class FeedConnector:
         return self._real.get(uri, uri)
 
     def _check_scheme(self, uri: str, url: str) -> None:
-        scheme = scheme_of(url) or "file"
-        allowed = self._open_options.follow_schemes
-        if self._remote and scheme not in allowed:
+        """Refuse an enclosure this feed may not lead to: one that names no file to read
+        (``javascript:``, ``data:``, ``mailto:``: a scheme without ``//``) in any feed, and in
+        a feed read from the network one whose scheme is not in ``follow_schemes``."""
+        scheme = _scheme(url)
+        opaque = bool(scheme) and not url[len(scheme) + 1 :].startswith("//")
+        refused = f"refused {uri!r} (enclosure of feed {self._shown!r})"
+        if not self._remote and not opaque:
+            return
+        if not self._remote:
             raise ConnectorError(
-                f"refused {uri!r} (enclosure of feed {self._shown!r}): a feed read from the network "
-                f"may only lead to {'/'.join(sorted(allowed))} URLs, not {scheme}:// ones; "
-                "add the scheme to OpenOptions.follow_schemes if you trust the feed"
+                f"{refused}: {scheme}: names no file to read; a local feed's enclosures are files "
+                f"(relative to the feed's folder, or file:// URIs) and URLs such as https://; "
+                f"for a file of that name write './{uri}'"
+            )
+        allowed = self._open_options.follow_schemes
+        followed = "/".join(sorted(allowed))
+        if opaque:
+            raise ConnectorError(
+                f"{refused}: a feed read from the network only follows {followed} enclosures, "
+                f"not {scheme}: ones, which name no file to download"
+            )
+        if (scheme or "file") not in allowed:
+            raise ConnectorError(
+                f"{refused}: a feed read from the network may only lead to {followed} URLs, not "
+                f"{scheme or 'file'}:// ones; add the scheme to OpenOptions.follow_schemes if you "
+                "trust the feed"
             )
 
     def _is_local(self, url: str) -> bool:
@@ -180,27 +243,62 @@ class FeedConnector:
             raise ConnectorError(f"feed {self._shown!r} does not exist; check the URL") from exc
         return base, buffer.getvalue()
 
+    def _fit(self, text: str, limit: int, what: str) -> str:
+        """``text`` cut to ``limit`` characters (the last one ``…``) when longer, counted for the
+        listing's warning under ``what``."""
+        if len(text) <= limit:
+            return text
+        self._cuts[what] += 1
+        return text[: limit - 1] + "…"
+
+    def _warn_cuts(self) -> None:
+        """One warning for what the listing cut or skipped (once per connector: a signed feed's
+        enclosures are looked up by listing it again)."""
+        if not self._cuts or self._warned:
+            return
+        self._warned = True
+        skipped = self._cuts.pop("skipped", 0)
+        parts = [f"cut {count} {what}(s)" for what, count in sorted(self._cuts.items())]
+        if skipped:
+            parts.append(
+                f"skipped {skipped} episode(s) whose enclosure URL is longer than {URL_MAX} characters"
+            )
+        log.warning(
+            "feed %r has texts too long to store with every span of an episode: %s (titles are cut "
+            "to %d characters, other texts to %d)",
+            self._shown, "; ".join(parts), TITLE_MAX, TEXT_MAX,
+        )  # fmt: skip
+
+    def _enclosure(self, base: str, href: str) -> tuple[str, bool]:
+        """The real URL of an enclosure written ``href``, and whether it is a local file of a
+        local feed (recorded as a folder ingest records the file: one media id)."""
+        real = urljoin(base, _relative_name(href))
+        if scheme_of(real) in HTTP_SCHEMES:  # a fragment is never sent; the item's links add '#t='
+            return encoded_url(real.split("#", 1)[0]), False
+        if not self._remote and _scheme(real) == "file":
+            return local_uri(path_of_uri(real)), True
+        return real, False
+
     def _episode(self, entry: Any, base: str, feed_title: str, language: str | None) -> MediaRef | None:
         enclosure = _media_enclosure(entry)
         if enclosure is None:
             return None
-        real = urljoin(base, str(enclosure.get("href", "")))
-        if scheme_of(real) in HTTP_SCHEMES:
-            real = real.split("#", 1)[0]  # never sent; the item's links add their own '#t=
-        elif self._is_local(real):  # recorded as a folder ingest records the file: one media id
-            real = local_uri(path_of_uri(real))
+        if len(str(enclosure.get("href", ""))) > URL_MAX:
+            self._cuts["skipped"] += 1
+            return None
+        real, local = self._enclosure(base, str(enclosure.get("href", "")))
         href = redact_url(real)
         self._real[href] = real
         length = _int_or_none(enclosure.get("length"))
-        published = _iso_date(entry)
-        title = _title(entry) or href.rsplit("/", 1)[-1]
+        published = self._fit(_iso_date(entry), TEXT_MAX, "date")
+        title = self._fit(_title(entry) or href.rsplit("/", 1)[-1], TITLE_MAX, "episode title")
         metadata: dict[str, Any] = {
             "connector": "feed",
             "feed_url": self._shown,
             "feed_title": feed_title,
             "episode_title": title,
-            "guid": redact_url(str(entry.get("id", ""))),
-            "mime_type": str(enclosure.get("type", "")),
+            "guid": self._fit(redact_url(str(entry.get("id", ""))), TEXT_MAX, "guid"),
+            "mime_type": self._fit(str(enclosure.get("type", "")), TEXT_MAX, "MIME type"),
         }
         if published:
             metadata["published"] = published
@@ -209,11 +307,12 @@ class FeedConnector:
         if length is not None:
             metadata["enclosure_length"] = length
         if entry.get("link"):
-            metadata["episode_link"] = redact_url(str(entry.get("link")))
+            metadata["episode_link"] = self._fit(redact_url(str(entry.get("link"))), TEXT_MAX, "episode link")
+        version = _local_version(real) if local else None
         return MediaRef(
             uri=href,
             media_id=media_id_for(href),
-            fingerprint=_local_version(real) or f"{href}|{length if length is not None else ''}|{published}",
+            fingerprint=version or f"{href}|{length if length is not None else ''}|{published}",
             title=title,
             metadata=metadata,
         )
@@ -232,6 +331,24 @@ def _local_version(enclosure: str) -> str | None:
         return local_fingerprint(path) if path.is_file() else None
     except (OSError, ValueError):
         return None
+
+
+def _relative_name(href: str) -> str:
+    """``href`` as urljoin should read it: a relative name with a colon (``Talk:Part1.wav``),
+    which urljoin takes for the URL scheme ``talk:`` and leaves unresolved, made
+    ``./Talk:Part1.wav``; a URL (``file:``, ``http(s):``, ``javascript:``... or ``scheme://``)
+    and any other name as it is."""
+    found = _SCHEME.match(href)
+    if found is None or found[0][:-1].lower() in _URL_SCHEMES or href[found.end() :].startswith("//"):
+        return href
+    return f"./{href}"
+
+
+def _scheme(url: str) -> str:
+    """The lower-case scheme of a resolved enclosure URL, also one without ``//``
+    (``javascript:``, ``data:``); ``""`` for a plain path."""
+    found = _SCHEME.match(url)
+    return found[0][:-1].lower() if found else ""
 
 
 def feed_language(tag: Any) -> str | None:

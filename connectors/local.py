@@ -8,6 +8,8 @@ glob's ``*`` skips them; a hidden file named on its own is ingested. Symbolic li
 and folders are followed (each folder once, so a link back up does not loop); a link with a
 media name that leads nowhere (broken, or looping) and a sub-folder that cannot be listed are
 listed as items that fail, naming the remedy, while the rest of the source is ingested.
+Named pipes, sockets and devices are no media files: a folder skips them, and one named as
+the source (or a link to one: ``/dev/zero``) fails, saying what it is.
 
 The fingerprint is ``size-mtime_ns``: cheap, and it changes whenever a file is rewritten
 (a ``touch`` alone also counts as a change). Content hashes are not computed.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +43,7 @@ __all__ = [
     "local_fingerprint",
     "local_uri",
     "path_of_uri",
+    "special_kind",
 ]
 
 
@@ -48,12 +52,36 @@ def has_glob_magic(text: str) -> bool:
     return glob.has_magic(text)
 
 
-def _broken_link(path: Path) -> str:
-    """Why the symbolic link ``path`` leads to no file, with the remedy."""
+def special_kind(path: Path) -> str | None:
+    """What ``path`` (or the file a link leads to) is when it exists but is no regular file or
+    folder ("a named pipe (FIFO)", "a character device"...), or ``None``: such a thing is no
+    media file, and reading one could hang (a FIFO) or never end (``/dev/zero``)."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    kinds = (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+    )  # fmt: skip
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _link_problem(path: Path) -> str:
+    """Why the symbolic link ``path`` leads to no file (broken, looping, or to a device, a FIFO...),
+    with the remedy."""
     try:
         target = str(path.readlink())
     except OSError:
         target = "?"
+    kind = special_kind(path)
+    if kind is not None:  # '/dev/zero' exists: it is just no file
+        return (
+            f"is a symbolic link to {display_name(target)!r}, which is {kind}, not a media file; "
+            "link to the media file itself"
+        )
     try:
         path.stat()
     except OSError as exc:
@@ -65,7 +93,7 @@ def _broken_link(path: Path) -> str:
 
 def _unreadable(path: Path) -> str | None:
     """Why a listed media name is no file to read (a broken or looping symbolic link), or ``None``."""
-    return _broken_link(path) if path.is_symlink() and not path.exists() else None
+    return _link_problem(path) if path.is_symlink() and not path.exists() else None
 
 
 def _folder_entries(folder: Path) -> list[tuple[Path, str | None]]:
@@ -165,12 +193,19 @@ class LocalConnector:
             return [(location.resolve(), None)]
         if location.is_dir():
             found = _folder_entries(location)
+        elif (kind := special_kind(location)) is not None:  # it exists: no glob, whatever its name
+            problem = (
+                _link_problem(location)
+                if location.is_symlink()
+                else f"is {kind}, not a regular file; give a media file, a folder or a glob"
+            )
+            raise ConnectorError(f"{self._location!r} {problem}")
         elif has_glob_magic(self._location):
             matches = glob.glob(str(location), recursive=True)  # noqa: PTH207 - absolute patterns
             found = [(Path(p), _unreadable(Path(p))) for p in matches if has_media_suffix(Path(p).name)]
             found = [(p, problem) for p, problem in found if problem is not None or p.is_file()]
         elif location.is_symlink():
-            raise ConnectorError(f"{self._location!r} {_broken_link(location)}")
+            raise ConnectorError(f"{self._location!r} {_link_problem(location)}")
         else:
             raise ConnectorError(
                 f"{self._location!r} is neither a file, a folder nor a glob that exists; check the path"

@@ -8,6 +8,8 @@ links of an index page on other hosts must be public unless ``allow_private_host
 Fingerprints: ETag when the server gives one (S3, GCS, most HTTP servers), otherwise
 Last-Modified + Content-Length. URLs are stored and shown redacted
 (:func:`~clasp_ingest.connectors.urls.redact_url`); the real one stays in the connector.
+An http(s) URL is stored percent-encoded as it is sent
+(:func:`~clasp_ingest.connectors.urls.encoded_url`: ``sp ace.wav`` → ``sp%20ace.wav``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from clasp_ingest.connectors.base import (
 )
 from clasp_ingest.connectors.http import HTTP_SCHEMES, RefusedError, Target, head, index_links, open_http
 from clasp_ingest.connectors.local import has_glob_magic
-from clasp_ingest.connectors.urls import REDACTED, host_of, redact_url
+from clasp_ingest.connectors.urls import REDACTED, encoded_url, host_of, redact_url
 
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
@@ -181,7 +183,9 @@ class FsspecConnector:
         if scheme_of(url) not in REMOTE_SCHEMES:
             raise ConnectorError(f"{redact_url(url)!r} is not an http(s)://, s3:// or gs:// URL")
         if scheme_of(url) in HTTP_SCHEMES:
-            url = url.split("#", 1)[0]  # a fragment never reaches the server (and links add '#t=')
+            # a fragment never reaches the server (and links add '#t='); 'sp ace.wav' is stored
+            # as sent, 'sp%20ace.wav': one item, and a link that stays one
+            url = encoded_url(url.split("#", 1)[0])
         self._url = url
         self._shown = redact_url(url)
         self._real: dict[str, str] = {self._shown: url}  # redacted uri -> real URL, in memory only

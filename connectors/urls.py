@@ -7,15 +7,19 @@ each credential VALUE is replaced by ``REDACTED`` (the parameter names and their
 so the reader sees that the URL was signed). The signing parameters that change whenever
 a URL is signed again (dates, expiries, key ids) are redacted too, so the media id of a
 re-signed URL does not change. A ``user:password@`` in the host part loses its password.
+
+:func:`encoded_url` gives an http(s) URL the one form it is stored in (spaces and non-ASCII
+percent-encoded, as it is sent), so ``sp ace.wav`` and ``sp%20ace.wav`` are one item.
 """
 
 from __future__ import annotations
 
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
+import re
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
-__all__ = ["REDACTED", "SecretUrl", "host_of", "redact_url"]
+__all__ = ["REDACTED", "SecretUrl", "encoded_url", "host_of", "redact_url"]
 
 #: What a credential value becomes.
 REDACTED = "REDACTED"
@@ -40,6 +44,8 @@ _WHEN_SIGNED = frozenset(
     }
 )  # fmt: skip
 _SIGNATURES = frozenset({"sig", "signature"})
+#: What :func:`encoded_url` percent-encodes: spaces, control and non-ASCII characters.
+_UNSENDABLE = re.compile(r"[^\x21-\x7e]+")
 
 
 def _is_credential(name: str, signed: bool) -> bool:
@@ -78,6 +84,22 @@ def redact_url(url: str) -> str:
     if query == parts.query and netloc == parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def encoded_url(url: str) -> str:
+    """An http(s) ``url`` as it is sent and stored: after its host, spaces, control and
+    non-ASCII characters are percent-encoded (UTF-8, as browsers send them: ``/café talk.opus``
+    → ``/caf%C3%A9%20talk.opus``), so that both spellings of one file are one item whose link
+    is a valid URL. Every other character, escapes included, stays as it is: a URL without
+    such characters comes back unchanged (and keeps its media id), and so do other schemes'
+    URLs (an ``s3://`` key is a name, not encoded) and plain paths.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not _UNSENDABLE.search(rest):
+        return url
+    host_end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    path = _UNSENDABLE.sub(lambda found: quote(found[0], safe="", errors="surrogatepass"), rest[host_end:])
+    return f"{scheme}{sep}{rest[:host_end]}{path}"
 
 
 def host_of(url: str) -> str:

@@ -254,7 +254,9 @@ def delete_media(
 
 def _matches(item: StoredMedia, target: str) -> bool:
     """Whether ``target`` (media id, source URI, or a local file or folder) names ``item``."""
-    if target in (item.media_id, item.source):
+    from clasp_ingest.connectors.urls import encoded_url
+
+    if target in (item.media_id, item.source) or encoded_url(target) == item.source:
         return True
     from clasp_ingest.connectors.base import is_within
     from clasp_ingest.connectors.local import local_uri

@@ -102,10 +102,12 @@ def stored_form(key: str, value: str, *, path_if_unknown: bool = False) -> str:
     """A ``source`` or ``media_id`` as the store holds it: a local file's path (absolute, or one
     that exists; any other text too with ``path_if_unknown``) becomes its ``file://`` URI, and
     a source URI or path given as a media id becomes that source's id; a media id stays as it
-    is. Anything else is kept (it matches nothing)."""
+    is. An http(s) URL is percent-encoded as its item is stored (``café talk.opus`` →
+    ``caf%C3%A9%20talk.opus``). Anything else is kept (it matches nothing)."""
     import uuid
 
     from clasp_ingest.connectors.local import local_uri
+    from clasp_ingest.connectors.urls import encoded_url
     from clasp_ingest.types import media_id_for
 
     if key == "media_id":
@@ -116,7 +118,7 @@ def stored_form(key: str, value: str, *, path_if_unknown: bool = False) -> str:
     is_uri = "://" in value
     if not (is_uri or path_if_unknown or Path(value).is_absolute() or Path(value).exists()):
         return value
-    uri = value if is_uri else local_uri(value)
+    uri = encoded_url(value) if is_uri else local_uri(value)
     return media_id_for(uri) if key == "media_id" else uri
 
 

@@ -137,3 +137,19 @@ def test_only_a_stdout_whose_reader_left_is_a_broken_pipe(monkeypatch: pytest.Mo
             assert _stdout_gone() is reader_left
         if not reader_left:
             os.close(read_end)
+
+
+def test_store_delete_finds_a_remote_item_by_the_url_as_typed(
+    tmp_path: Path, model: AudioTextEncoder
+) -> None:
+    """Remote items are stored percent-encoded; the URL as typed ('café talk') deleted nothing."""
+    stored = "https://h.example/media/caf%C3%A9%20talk.opus"
+    with open_store(path=tmp_path / "q") as store:
+        store.ensure_collection(model.model_id, model.dim)
+        ref = media_ref(stored, fingerprint="etag:1")
+        store.write_media(ref, model.model_id, [(spans_of(ref, 2), model.encode_text(SENTENCES[:2]))])
+    typed = "https://h.example/media/café talk.opus"
+    deleted = CliRunner().invoke(
+        app, ["store", "delete", typed, "--yes", "--qdrant-path", str(tmp_path / "q")]
+    )
+    assert deleted.exit_code == 0 and json.loads(deleted.stdout)["points"] == 2, deleted.output

@@ -185,3 +185,15 @@ def test_several_languages_match_any_and_bad_values_are_refused_by_name(store: Q
             to_where(bad)
     with pytest.raises(FilterError, match="time range is empty"):
         SearchFilter(start_s_gte=5, end_s_lte=1)
+
+
+def test_an_http_source_is_matched_in_the_percent_encoded_form_it_is_stored_in() -> None:
+    """Remote items are stored percent-encoded (``sp%20ace``); a filter, ``--media-id`` or
+    ``store delete`` spelling the URL as typed ('café talk') matched nothing."""
+    from clasp_ingest.store.filters import stored_form
+    from clasp_ingest.types import media_id_for
+
+    typed, stored = "http://h/media/café talk.opus", "http://h/media/caf%C3%A9%20talk.opus"
+    assert SearchFilter(source=typed).source == stored
+    assert SearchFilter(media_id=typed).media_id == media_id_for(stored)
+    assert stored_form("source", stored) == stored  # the stored form stays as it is
