@@ -55,11 +55,15 @@ class Counting(Transcriber):
         return super().transcribe(samples_16k, language=language)
 
     def transcribe_many(
-        self, spans: Sequence[np.ndarray], *, language: str | None = None
+        self,
+        spans: Sequence[np.ndarray],
+        *,
+        language: str | None = None,
+        languages: Sequence[str | None] | None = None,
     ) -> list[Transcript]:
         with self._guard:
             self.calls += len(spans)
-        return super().transcribe_many(spans, language=language)
+        return super().transcribe_many(spans, language=language, languages=languages)
 
 
 def sentence_queries() -> list[DemoQuery]:

@@ -495,15 +495,21 @@ def _media_words(
     local: str, ref: MediaRef, model: AudioTextEncoder, options: PipelineOptions
 ) -> Callable[[Sequence[Segment]], list[SpanWords]]:
     """What gives each batch of ``ref``'s segments their words: the file, transcribed once,
-    whole, here, then cut into the spans as they come."""
+    whole, here, in the language the item declares (its source's, else its audio track's tag)
+    where Whisper knows it, then cut into the spans as they come."""
     from clasp_ingest.media.decode import DecodeOptions, stream_audio
     from clasp_ingest.words import SpanWordsMaker, TextTower, shared_transcriber, transcribe_media
 
     if options.transcribe is None:  # pragma: no cover - the caller checks
         raise ConfigError("no transcriber options")
     transcriber = shared_transcriber(options.transcribe)
-    blocks = stream_audio(local, options.decode or DecodeOptions(strict=False))
-    media = transcribe_media(blocks, transcriber)
+    tags: list[str] = []
+    blocks = stream_audio(local, options.decode or DecodeOptions(strict=False), on_language=tags.append)
+    first = list(itertools.islice(blocks, 1))  # the track's language tag comes with the first block
+    declared = _with_language(ref, tags).metadata.get("language")
+    media = transcribe_media(
+        itertools.chain(first, blocks), transcriber, language=str(declared) if declared else None
+    )
     log.debug("%s: %d words heard (%s)", ref.uri, len(media.words), media.language)
     return SpanWordsMaker(media, TextTower(model))
 

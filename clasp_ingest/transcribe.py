@@ -2,7 +2,10 @@
 
 :class:`Transcriber` turns one span's 16 kHz mono samples into a :class:`Transcript`: the
 words, the language Whisper detected for that span (or the one given), and the model that
-made them; optionally also Whisper's English translation of a non-English span.
+made them; optionally also Whisper's English translation of a non-English span. A language
+the span's media declares (an audio track's tag, a feed's ``<language>``) is used instead of
+detecting one where Whisper knows it (:meth:`Transcriber.declared_language`): detection on a
+few seconds of speech can be wrong (espeak Italian heard as Japanese).
 
 The default model is the bundled Whisper-base (CTranslate2, int8 on the CPU), re-joined from
 its registry packages by :func:`~clasp_ingest.model.assets.whisper_base_ct2_dir`: that folder
@@ -112,6 +115,9 @@ class TimedWord:
 #: Greedy first; hotter retries only where Whisper's output looks wrong (repetitive, unlikely).
 _TEMPERATURES = (0.0, 0.2, 0.4)
 
+#: ISO 639-1 codes (as media and feeds declare languages) that Whisper spells otherwise.
+_WHISPER_SPELLING = {"jv": "jw", "nb": "no"}
+
 
 #: Audio quieter than this (RMS, full scale 1) is silence to language detection: -45 dBFS.
 _SILENCE_RMS = 10 ** (-45 / 20)
@@ -171,6 +177,25 @@ class Transcriber:
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    def declared_language(self, tag: str | None) -> str | None:
+        """The Whisper code this model transcribes a declared language ``tag`` in: an item's
+        ``metadata.language`` (ISO 639-1), an audio track's ISO 639-2 tag (``ita``), a feed's
+        ``pt-BR``, or Whisper's own code (``jw``, ``haw``). None where ``tag`` names no language
+        or one this model does not know (its spans' language is then detected). Loads the model.
+        """
+        from clasp_ingest.media.languages import tag_language
+
+        code = tag_language(tag)
+        if code is None:
+            return None
+        code = _WHISPER_SPELLING.get(code, code)
+        model = self.load()
+        # faster-whisper's codes, less those this model's vocabulary lacks ("yue" before large-v3)
+        known = (
+            code in model.supported_languages and model.hf_tokenizer.token_to_id(f"<|{code}|>") is not None
+        )
+        return code if known else None
 
     def _model_path(self) -> str:
         if self.options.model == BUNDLED_MODEL:
@@ -237,24 +262,42 @@ class Transcriber:
         return Transcript(text=text, language=detected, model=self.model_id, english=english)
 
     def transcribe_many(
-        self, spans: Sequence[np.ndarray], *, language: str | None = None
+        self,
+        spans: Sequence[np.ndarray],
+        *,
+        language: str | None = None,
+        languages: Sequence[str | None] | None = None,
     ) -> list[Transcript]:
         """The words of several spans, as :meth:`transcribe` gives them one by one, faster.
 
+        The language of each span: ``language`` (else ``options.language``) for every span;
+        else the one its media declares, ``languages[i]`` (any form
+        :meth:`declared_language` reads; None: none declared), where Whisper knows it; else
+        detected from the span.
+
         Spans of at most 30 s share the work (:func:`_shared_pass`): each is encoded once
         (:meth:`transcribe` encodes a span twice when it detects the language: once to
-        detect, once to decode), the languages are read from those encodings, and the spans
-        are decoded in one greedy batch, the retries at higher temperatures in batches too.
-        Longer spans, and every span when ``beam_size > 1``, are transcribed as
+        detect, once to decode), the languages not known are read from those encodings, and
+        the spans are decoded in one greedy batch, the retries at higher temperatures in
+        batches too. Longer spans, and every span when ``beam_size > 1``, are transcribed as
         :meth:`transcribe` does. The words can differ from :meth:`transcribe`'s where Whisper
         is unsure (a retry samples at random; on the CPU a batch's arithmetic differs from
         a single span's in the last bits, which can tip a near-tie between two tokens).
         """
         audios = [np.asarray(s, dtype=np.float32).reshape(-1) for s in spans]
+        if languages is not None and len(languages) != len(audios):
+            raise ValueError(
+                f"transcribe_many got {len(languages)} languages for {len(audios)} spans; "
+                "pass one per span (None where a span declares none)"
+            )
         if not audios:
             return []
         model = self.load()
-        lang = language or self.options.language
+        given = language or self.options.language
+        if given or languages is None:
+            langs = [given] * len(audios)
+        else:
+            langs = [self.declared_language(tag) for tag in languages]
         texts: list[tuple[str, str] | None] = [None] * len(audios)
         shared = [
             i
@@ -263,10 +306,11 @@ class Transcriber:
         ]
         for start in range(0, len(shared), _SHARED_BATCH):
             chunk = shared[start : start + _SHARED_BATCH]
-            for i, done in zip(chunk, _shared_pass(model, [audios[i] for i in chunk], lang), strict=True):
-                texts[i] = done
+            done = _shared_pass(model, [audios[i] for i in chunk], [langs[i] for i in chunk])
+            for i, result in zip(chunk, done, strict=True):
+                texts[i] = result
         out: list[Transcript] = []
-        for audio, shared_result in zip(audios, texts, strict=True):
+        for audio, lang, shared_result in zip(audios, langs, texts, strict=True):
             text, detected = shared_result or self._run(model, audio, lang, "transcribe")
             english = None
             if self.options.translate and detected != "en" and text:
@@ -360,20 +404,22 @@ class _Decoded:
 
 
 def _shared_pass(
-    model: WhisperModel, audios: Sequence[np.ndarray], language: str | None
+    model: WhisperModel, audios: Sequence[np.ndarray], languages: Sequence[str | None]
 ) -> list[tuple[str, str]]:
     """``(text, language)`` of each span of at most 30 s, as faster-whisper's ``transcribe``
-    gives it for one 30 s window, with the work shared.
+    gives it for one 30 s window, with the work shared; ``languages[i]`` is span ``i``'s
+    language, None to detect it.
 
     Each span is encoded once, as faster-whisper encodes it to detect its language (its
     log-mel frames padded to a 30 s window; faster-whisper decodes from the same frames less
-    the last one, so a second encoding); the languages are detected from those encodings and
-    the spans decoded in one greedy batch. The spans whose text would make faster-whisper
-    retry (repetitive, or a low mean log-probability that is not silence) are decoded again
-    together at the next of :data:`_TEMPERATURES` (best of five samples), and so on; a span
-    that fails at every temperature keeps its most likely non-repetitive decoding, and a
-    silent one gets empty text: faster-whisper's rules. The batch decodes up to the longest
-    span's token cap (:func:`_max_tokens`) and cuts each span's tokens at its own cap.
+    the last one, so a second encoding); the languages not given are detected from those
+    spans' encodings and the spans decoded in one greedy batch. The spans whose text would
+    make faster-whisper retry (repetitive, or a low mean log-probability that is not silence)
+    are decoded again together at the next of :data:`_TEMPERATURES` (best of five samples),
+    and so on; a span that fails at every temperature keeps its most likely non-repetitive
+    decoding, and a silent one gets empty text: faster-whisper's rules. The batch decodes up
+    to the longest span's token cap (:func:`_max_tokens`) and cuts each span's tokens at its
+    own cap.
     """
     import ctranslate2
     from faster_whisper.tokenizer import Tokenizer
@@ -388,15 +434,10 @@ def _shared_pass(
         encoded.append(np.asarray(model.encode(window)))
     frames = np.concatenate(encoded)
     encoder_output = ctranslate2.StorageView.from_array(np.ascontiguousarray(frames))
-    if not model.model.is_multilingual:  # an English-only model (``*.en``): nothing to detect
-        languages = ["en"] * len(audios)
-    elif language is None:
-        languages = [str(ranked[0][0])[2:-2] for ranked in model.model.detect_language(encoder_output)]
-    else:
-        languages = [language] * len(audios)
+    found = _languages_of(model, frames, languages)
     tokenizers = [
         Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=lang)
-        for lang in languages
+        for lang in found
     ]
     prompts = [model.get_prompt(tokenizer, [], without_timestamps=True) for tokenizer in tokenizers]
     caps = [_max_tokens(min(audio.size / SAMPLE_RATE, 30.0)) for audio in audios]
@@ -444,8 +485,24 @@ def _shared_pass(
         plain = [d for d in tried[i] if d.compression_ratio <= _COMPRESSION_RATIO_MAX]
         chosen[i] = max(plain or tried[i], key=lambda d: d.avg_logprob)
     out = []
-    for i, lang in enumerate(languages):
+    for i, lang in enumerate(found):
         got = chosen[i]
         skipped = got.no_speech_prob > _NO_SPEECH_MIN and not got.avg_logprob > _LOG_PROB_MIN
         out.append(("" if skipped else got.text, lang))
     return out
+
+
+def _languages_of(model: WhisperModel, frames: np.ndarray, languages: Sequence[str | None]) -> list[str]:
+    """Each span's language: the one given, else detected from its encoding (row of ``frames``);
+    every span is English to an English-only model (``*.en``)."""
+    import ctranslate2
+
+    if not model.model.is_multilingual:
+        return ["en"] * len(languages)
+    found = list(languages)
+    unknown = [i for i, lang in enumerate(found) if lang is None]
+    if unknown:
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(frames[unknown]))
+        for i, ranked in zip(unknown, model.model.detect_language(view), strict=True):
+            found[i] = str(ranked[0][0])[2:-2]
+    return [str(lang) for lang in found]

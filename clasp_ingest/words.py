@@ -155,18 +155,25 @@ class MediaWords:
 
 
 def transcribe_media(
-    blocks: Iterable[np.ndarray], transcriber: Transcriber, *, window_s: float = 600.0
+    blocks: Iterable[np.ndarray],
+    transcriber: Transcriber,
+    *,
+    window_s: float = 600.0,
+    language: str | None = None,
 ) -> MediaWords:
     """Transcribe decoded 16 kHz audio ``blocks`` (a whole file) in windows of ``window_s``.
 
-    The first window's detected language is used for the rest (one language per file unless
-    the transcriber's options name one). A word cut by a window boundary may be lost or split.
+    One language per file: the transcriber's ``options.language`` where it names one, else
+    ``language``, the one the file declares (its audio track's tag, its feed's; see
+    :meth:`~clasp_ingest.transcribe.Transcriber.declared_language`) where Whisper knows it,
+    else the one detected in the first window. A word cut by a window boundary may be lost or
+    split.
     """
     if window_s < 30:
         raise ConfigError(f"window_s={window_s} must be at least 30 s (one Whisper window)")
     limit = int(window_s * SAMPLE_RATE)
     words: list[TimedWord] = []
-    language: str | None = None
+    language = transcriber.options.language or transcriber.declared_language(language)
     start = 0
     pending: list[np.ndarray] = []
     size = 0

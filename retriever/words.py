@@ -4,7 +4,8 @@
 ``metadata.transcript`` is cut from its source (ffmpeg decodes only that stretch,
 :func:`~clasp_ingest.retriever.audio.span_samples`); the cut spans are transcribed together
 (:meth:`~clasp_ingest.transcribe.Transcriber.transcribe_many`: each encoded once, decoded in
-one batch) and each point's payload updated (:meth:`~clasp_ingest.store.QdrantStore.set_words`),
+one batch, in the language its item declares where Whisper knows it, else the one detected)
+and each point's payload updated (:meth:`~clasp_ingest.store.QdrantStore.set_words`),
 so later searches return the words without transcribing again.
 
 Concurrency: an in-process lock per point (keyed by store, collection and point id, shared by
@@ -118,7 +119,7 @@ class LazyWords:
             cut = self._cuts([hit for hit in pending if str(hit.point_id) not in meanwhile], "words")
             failed = len(pending) - len(meanwhile) - len(cut)
             if cut:
-                heard = self.transcriber.transcribe_many([samples for _, samples in cut])
+                heard = self._heard(cut)
                 for (hit, _), words in zip(cut, heard, strict=True):
                     pid = str(hit.point_id)
                     self._keep(pid, words)
@@ -130,7 +131,7 @@ class LazyWords:
         them (``--translate`` did nothing for a span that had its words already)."""
         done: dict[str, Transcript] = {}
         cut = self._cuts(hits, "translation")
-        heard = self.transcriber.transcribe_many([samples for _, samples in cut]) if cut else []
+        heard = self._heard(cut) if cut else []
         for (hit, _), words in zip(cut, heard, strict=True):
             meta = hit.payload.get("metadata", {})
             pid = str(hit.point_id)
@@ -143,6 +144,13 @@ class LazyWords:
                 log.warning("the translation of point %s was not stored: %s", pid, exc)
             done[pid] = _stored_transcript(str(meta.get("transcript")), meta, english or None)
         return done
+
+    def _heard(self, cut: Sequence[tuple[SpanHit, np.ndarray]]) -> list[Transcript]:
+        """The words of the ``cut`` spans, each in the language its item declares where Whisper
+        knows it (detection on a few seconds of speech can be wrong), else in the one detected."""
+        return self.transcriber.transcribe_many(
+            [samples for _, samples in cut], languages=[_declared_language(hit) for hit, _ in cut]
+        )
 
     def _cuts(self, hits: Sequence[SpanHit], what: str) -> list[tuple[SpanHit, np.ndarray]]:
         """The audio of each of ``hits`` that can be cut; the others are logged (no ``what``)."""
@@ -183,6 +191,13 @@ def _stored_transcript(text: str, meta: dict[str, Any], english: str | None) -> 
     return Transcript(
         text, str(meta.get("transcript_language", "")), str(meta.get("transcript_model", "")), english
     )
+
+
+def _declared_language(hit: SpanHit) -> str | None:
+    """The language the hit's item declares (``metadata.language``: its feed's, its audio
+    track's tag), if any."""
+    language = hit.payload.get("metadata", {}).get("language")
+    return str(language) if language else None
 
 
 def _lacks_english(payload: dict[str, Any]) -> bool:

@@ -107,3 +107,33 @@ def test_a_whole_file_keeps_speech_after_silence_and_finds_its_language_past_a_s
     assert media.language == "es"
     late = [w for w in media.words if w.start_s > 36 + 9 + 30]
     assert {"médico", "recomienda", "caminar"} <= _words(" ".join(w.text for w in late))
+
+
+def test_a_declared_language_is_named_as_this_whisper_names_it(whisper: Transcriber) -> None:
+    # ISO 639-2 track tags, feeds' regional tags and ISO 639-1 codes Whisper spells otherwise
+    assert [whisper.declared_language(tag) for tag in ("it", "ita", "pt-BR", "jv", "nb", "iw", "haw")] == [
+        "it", "it", "pt", "jw", "no", "he", "haw",
+    ]  # fmt: skip
+    # none, none Whisper knows, or one Whisper-base's vocabulary lacks (large-v3 added "yue"): detected
+    assert [whisper.declared_language(tag) for tag in (None, "", "und", "xx", "tlh", "yue")] == [None] * 6
+
+
+@pytest.mark.slow
+def test_spans_in_a_declared_language_are_not_detected_and_the_others_are(
+    whisper: Transcriber, tmp_path: Path
+) -> None:
+    """Short spans of Italian were detected as another language (espeak Italian heard as Spanish
+    or Japanese); a language the item declares is used instead, in the same shared batch as
+    spans whose language is detected; a language the transcriber was set to wins over both."""
+    italian = read_wav(synth_speech("Domani andiamo al mare con gli amici.", tmp_path / "it.wav", voice="it"))
+    english = read_wav(synth_speech("The library opens at nine.", tmp_path / "en.wav"))
+
+    got = whisper.transcribe_many([italian, english], languages=["ita", None])
+
+    assert [t.language for t in got] == ["it", "en"]
+    assert {"mare", "amici"} & _words(got[0].text) and {"library", "nine"} & _words(got[1].text)
+    with pytest.raises(ValueError, match="1 languages for 2 spans"):
+        whisper.transcribe_many([italian, english], languages=["it"])
+    english_only = Transcriber(TranscriberOptions(language="en"))
+    english_only._model = whisper.load()  # the same loaded Whisper, set to English
+    assert [t.language for t in english_only.transcribe_many([italian], languages=["it"])] == ["en"]
