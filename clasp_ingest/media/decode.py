@@ -559,7 +559,24 @@ def _check_exit(process: subprocess.Popen[bytes], source: str, stderr: _FfmpegLo
     code = process.wait()
     if code != 0:
         tail = _WHITELIST_RE.sub(r"\1", stderr.text())
-        raise MediaDecodeError(source, _reason(tail, code), tail)
+        reason = _PLAYLIST if _is_hls_playlist(source) else _reason(tail, code)
+        raise MediaDecodeError(source, reason, tail)
+
+
+def _is_hls_playlist(source: str) -> bool:
+    """Whether the local file ``source`` is an HLS playlist (``#EXTM3U``) under another name
+    (``talk.mp4``): ffmpeg then said "invalid data" or "non standard extension", not that it
+    was a playlist."""
+    if is_url(source):
+        return False
+    path = Path(source.removeprefix("file:"))
+    try:
+        if not path.is_file():
+            return False
+        with path.open("rb") as file:
+            return file.read(16).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"#EXTM3U")
+    except OSError:
+        return False
 
 
 def _check_damage(
@@ -656,13 +673,17 @@ def _clock(seconds: float) -> str:
 _HTTP_ERROR_RE = re.compile(r"(?:server returned|http error) (?P<status>[45]\d\d\b[^|\n.]*)", re.IGNORECASE)
 
 
+#: Why a playlist or manifest is refused (the module docstring: never opened for a local file).
+_PLAYLIST = (
+    "a playlist or stream description (HLS, DASH, IMF, SDP or ffconcat), not a media file: "
+    "it names other files or addresses, which are not opened; give the media file itself"
+)
+
+
 def _reason(tail: str, code: int) -> str:
     lowered = tail.lower()
     if "format not on whitelist" in lowered:
-        return (
-            "a playlist or stream description (HLS, DASH, IMF, SDP or ffconcat), not a media file: "
-            "it names other files or addresses, which are not opened; give the media file itself"
-        )
+        return _PLAYLIST
     if "matches no streams" in lowered:
         return "the media has no audio stream (video only?); give a file with an audio track"
     if "no such file" in lowered:

@@ -447,6 +447,19 @@ def test_a_playlist_or_manifest_is_refused_and_what_it_names_is_not_read(
     assert "give the media file itself" in message and len(message) < 600  # not ffmpeg's whole list
 
 
+@pytest.mark.parametrize("name", ["talk.mkv", "talk.mp4", "talk.wav"])
+def test_an_hls_playlist_under_a_media_name_is_called_a_playlist(
+    name: str, short_track: SpokenTrack, tmp_path: Path
+) -> None:
+    """Refused all the same, but as 'exit code 183' or 'not a readable media file'."""
+    ts = convert(short_track.path, tmp_path / "elsewhere.ts", "-c:a", "aac")
+    m4a = convert(short_track.path, tmp_path / "elsewhere.m4a", "-c:a", "aac")
+    path = tmp_path / name
+    path.write_text(referencing_texts(ts, m4a)["hls"])
+    with pytest.raises(MediaDecodeError, match=r"a playlist or stream description .* give the media file"):
+        decode_audio(path)
+
+
 def test_the_demuxer_whitelist_leaves_out_exactly_the_referencing_ones() -> None:
     from clasp_ingest.media.decode import REFERENCING_DEMUXERS, demuxer_whitelist
 
