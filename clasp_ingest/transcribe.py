@@ -3,9 +3,10 @@
 :class:`Transcriber` turns one span's 16 kHz mono samples into a :class:`Transcript`: the
 words, the language Whisper detected for that span (or the one given), and the model that
 made them; optionally also Whisper's English translation of a non-English span. A language
-the span's media declares (an audio track's tag, a feed's ``<language>``) is used instead of
-detecting one where Whisper knows it (:meth:`Transcriber.declared_language`): detection on a
-few seconds of speech can be wrong (espeak Italian heard as Japanese).
+the span's media declares (an audio track's tag, a feed's ``<language>``) is preferred to the
+one detected where Whisper knows it, unless the detection contradicts it
+(:meth:`Transcriber.choose_language`): detection on a few seconds of speech can be wrong
+(espeak Italian heard as Japanese), and a declared language can be a default.
 
 The default model is the bundled Whisper-base (CTranslate2, int8 on the CPU), re-joined from
 its registry packages by :func:`~clasp_ingest.model.assets.whisper_base_ct2_dir`: that folder
@@ -117,6 +118,12 @@ _TEMPERATURES = (0.0, 0.2, 0.4)
 
 #: ISO 639-1 codes (as media and feeds declare languages) that Whisper spells otherwise.
 _WHISPER_SPELLING = {"jv": "jw", "nb": "no"}
+#: A declared language is taken unless Whisper's detection gives it less than this: declared
+#: languages can be defaults (a WebM/MKV track without a Language element reads as ``eng``; a
+#: host's feed template says ``en-us``), so one that the audio clearly contradicts loses. On
+#: short espeak spans whose detection went wrong, the declared language kept 0.07-0.14
+#: (Italian heard as Japanese at 0.31); Italian speech tagged ``eng`` gave English 0.003.
+_DECLARED_MIN_PROB = 0.05
 
 
 #: Audio quieter than this (RMS, full scale 1) is silence to language detection: -45 dBFS.
@@ -179,10 +186,11 @@ class Transcriber:
         return self._model is not None
 
     def declared_language(self, tag: str | None) -> str | None:
-        """The Whisper code this model transcribes a declared language ``tag`` in: an item's
-        ``metadata.language`` (ISO 639-1), an audio track's ISO 639-2 tag (``ita``), a feed's
-        ``pt-BR``, or Whisper's own code (``jw``, ``haw``). None where ``tag`` names no language
-        or one this model does not know (its spans' language is then detected). Loads the model.
+        """The Whisper code of a declared language ``tag``: an item's ``metadata.language``
+        (ISO 639-1), an audio track's ISO 639-2 tag (``ita``), a feed's ``pt-BR``, or Whisper's
+        own code (``jw``, ``haw``). None where ``tag`` names no language or one this model does
+        not know. Loads the model. The language is still detected: the declared one is taken
+        unless detection gives it under :data:`_DECLARED_MIN_PROB` (:meth:`choose_language`).
         """
         from clasp_ingest.media.languages import tag_language
 
@@ -196,6 +204,20 @@ class Transcriber:
             code in model.supported_languages and model.hf_tokenizer.token_to_id(f"<|{code}|>") is not None
         )
         return code if known else None
+
+    def choose_language(self, samples_16k: np.ndarray, declared: str | None) -> str | None:
+        """The language to transcribe ``samples_16k`` in, given the one its media declares
+        (a Whisper code, :meth:`declared_language`; None: detect as Whisper does): the
+        declared one unless detection, from the first sound, gives it under
+        :data:`_DECLARED_MIN_PROB`, then the detected one."""
+        model = self.load()
+        if declared is None or not model.model.is_multilingual:
+            return None
+        audio = np.asarray(samples_16k, dtype=np.float32).reshape(-1)
+        if audio.size == 0:
+            return declared
+        _, _, ranked = model.detect_language(audio[_first_sound(audio) :])
+        return _preferred(ranked, declared)
 
     def _model_path(self) -> str:
         if self.options.model == BUNDLED_MODEL:
@@ -272,8 +294,8 @@ class Transcriber:
 
         The language of each span: ``language`` (else ``options.language``) for every span;
         else the one its media declares, ``languages[i]`` (any form
-        :meth:`declared_language` reads; None: none declared), where Whisper knows it; else
-        detected from the span.
+        :meth:`declared_language` reads; None: none declared), where Whisper knows it and its
+        detection does not contradict it (:meth:`choose_language`); else the one detected.
 
         Spans of at most 30 s share the work (:func:`_shared_pass`): each is encoded once
         (:meth:`transcribe` encodes a span twice when it detects the language: once to
@@ -294,10 +316,12 @@ class Transcriber:
             return []
         model = self.load()
         given = language or self.options.language
-        if given or languages is None:
-            langs = [given] * len(audios)
-        else:
-            langs = [self.declared_language(tag) for tag in languages]
+        forced: list[str | None] = [given] * len(audios)
+        declared = (
+            [self.declared_language(tag) for tag in languages]
+            if languages is not None and not given
+            else [None] * len(audios)
+        )
         texts: list[tuple[str, str] | None] = [None] * len(audios)
         shared = [
             i
@@ -306,11 +330,15 @@ class Transcriber:
         ]
         for start in range(0, len(shared), _SHARED_BATCH):
             chunk = shared[start : start + _SHARED_BATCH]
-            done = _shared_pass(model, [audios[i] for i in chunk], [langs[i] for i in chunk])
+            done = _shared_pass(
+                model, [audios[i] for i in chunk], [forced[i] for i in chunk], [declared[i] for i in chunk]
+            )
             for i, result in zip(chunk, done, strict=True):
                 texts[i] = result
         out: list[Transcript] = []
-        for audio, lang, shared_result in zip(audios, langs, texts, strict=True):
+        for audio, lang, prior, shared_result in zip(audios, forced, declared, texts, strict=True):
+            if shared_result is None and lang is None and prior is not None:
+                lang = self.choose_language(audio, prior)
             text, detected = shared_result or self._run(model, audio, lang, "transcribe")
             english = None
             if self.options.translate and detected != "en" and text:
@@ -404,11 +432,14 @@ class _Decoded:
 
 
 def _shared_pass(
-    model: WhisperModel, audios: Sequence[np.ndarray], languages: Sequence[str | None]
+    model: WhisperModel,
+    audios: Sequence[np.ndarray],
+    languages: Sequence[str | None],
+    declared: Sequence[str | None] | None = None,
 ) -> list[tuple[str, str]]:
     """``(text, language)`` of each span of at most 30 s, as faster-whisper's ``transcribe``
     gives it for one 30 s window, with the work shared; ``languages[i]`` is span ``i``'s
-    language, None to detect it.
+    language, None to detect it (preferring ``declared[i]``, :func:`_preferred`).
 
     Each span is encoded once, as faster-whisper encodes it to detect its language (its
     log-mel frames padded to a 30 s window; faster-whisper decodes from the same frames less
@@ -434,7 +465,7 @@ def _shared_pass(
         encoded.append(np.asarray(model.encode(window)))
     frames = np.concatenate(encoded)
     encoder_output = ctranslate2.StorageView.from_array(np.ascontiguousarray(frames))
-    found = _languages_of(model, frames, languages)
+    found = _languages_of(model, frames, languages, declared or [None] * len(audios))
     tokenizers = [
         Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=lang)
         for lang in found
@@ -492,9 +523,12 @@ def _shared_pass(
     return out
 
 
-def _languages_of(model: WhisperModel, frames: np.ndarray, languages: Sequence[str | None]) -> list[str]:
-    """Each span's language: the one given, else detected from its encoding (row of ``frames``);
-    every span is English to an English-only model (``*.en``)."""
+def _languages_of(
+    model: WhisperModel, frames: np.ndarray, languages: Sequence[str | None], declared: Sequence[str | None]
+) -> list[str]:
+    """Each span's language: the one given, else detected from its encoding (row of ``frames``)
+    with the one its media declares preferred (:func:`_preferred`); every span is English to an
+    English-only model (``*.en``)."""
     import ctranslate2
 
     if not model.model.is_multilingual:
@@ -504,5 +538,13 @@ def _languages_of(model: WhisperModel, frames: np.ndarray, languages: Sequence[s
     if unknown:
         view = ctranslate2.StorageView.from_array(np.ascontiguousarray(frames[unknown]))
         for i, ranked in zip(unknown, model.model.detect_language(view), strict=True):
-            found[i] = str(ranked[0][0])[2:-2]
+            found[i] = _preferred([(str(token)[2:-2], float(p)) for token, p in ranked], declared[i])
     return [str(lang) for lang in found]
+
+
+def _preferred(ranked: Sequence[tuple[str, float]], declared: str | None) -> str:
+    """The language of a detection ``ranked`` (``(code, probability)``, best first): the one
+    declared unless the detection gives it under :data:`_DECLARED_MIN_PROB`, else the best."""
+    if declared is not None and dict(ranked).get(declared, 0.0) >= _DECLARED_MIN_PROB:
+        return declared
+    return ranked[0][0]

@@ -165,15 +165,17 @@ def transcribe_media(
 
     One language per file: the transcriber's ``options.language`` where it names one, else
     ``language``, the one the file declares (its audio track's tag, its feed's; see
-    :meth:`~clasp_ingest.transcribe.Transcriber.declared_language`) where Whisper knows it,
-    else the one detected in the first window. A word cut by a window boundary may be lost or
-    split.
+    :meth:`~clasp_ingest.transcribe.Transcriber.declared_language`) where Whisper knows it and
+    detection in the first window does not contradict it
+    (:meth:`~clasp_ingest.transcribe.Transcriber.choose_language`), else the one detected there.
+    A word cut by a window boundary may be lost or split.
     """
     if window_s < 30:
         raise ConfigError(f"window_s={window_s} must be at least 30 s (one Whisper window)")
     limit = int(window_s * SAMPLE_RATE)
     words: list[TimedWord] = []
-    language = transcriber.options.language or transcriber.declared_language(language)
+    declared = None if transcriber.options.language else transcriber.declared_language(language)
+    language = transcriber.options.language
     start = 0
     pending: list[np.ndarray] = []
     size = 0
@@ -182,6 +184,8 @@ def transcribe_media(
         nonlocal language, start, size
         if size:
             audio = np.concatenate(pending)
+            if language is None and declared is not None:  # the first window: is it what it says?
+                language = transcriber.choose_language(audio, declared)
             found, detected = transcriber.transcribe_words(
                 audio, offset_s=start / SAMPLE_RATE, language=language
             )

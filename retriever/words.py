@@ -20,7 +20,7 @@ a segment (the same words, written twice); an embedded store is open in one proc
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -131,7 +131,7 @@ class LazyWords:
         them (``--translate`` did nothing for a span that had its words already)."""
         done: dict[str, Transcript] = {}
         cut = self._cuts(hits, "translation")
-        heard = self._heard(cut) if cut else []
+        heard = self._heard(cut, _stored_language) if cut else []
         for (hit, _), words in zip(cut, heard, strict=True):
             meta = hit.payload.get("metadata", {})
             pid = str(hit.point_id)
@@ -145,11 +145,17 @@ class LazyWords:
             done[pid] = _stored_transcript(str(meta.get("transcript")), meta, english or None)
         return done
 
-    def _heard(self, cut: Sequence[tuple[SpanHit, np.ndarray]]) -> list[Transcript]:
-        """The words of the ``cut`` spans, each in the language its item declares where Whisper
-        knows it (detection on a few seconds of speech can be wrong), else in the one detected."""
+    def _heard(
+        self,
+        cut: Sequence[tuple[SpanHit, np.ndarray]],
+        language_of: Callable[[SpanHit], str | None] | None = None,
+    ) -> list[Transcript]:
+        """The words of the ``cut`` spans, each in the language its item declares (or
+        ``language_of`` gives) unless detection contradicts it (detection on a few seconds of
+        speech can be wrong; a declared language can be a default), else in the one detected."""
+        language = language_of or _declared_language
         return self.transcriber.transcribe_many(
-            [samples for _, samples in cut], languages=[_declared_language(hit) for hit, _ in cut]
+            [samples for _, samples in cut], languages=[language(hit) for hit, _ in cut]
         )
 
     def _cuts(self, hits: Sequence[SpanHit], what: str) -> list[tuple[SpanHit, np.ndarray]]:
@@ -197,6 +203,13 @@ def _declared_language(hit: SpanHit) -> str | None:
     """The language the hit's item declares (``metadata.language``: its feed's, its audio
     track's tag), if any."""
     language = hit.payload.get("metadata", {}).get("language")
+    return str(language) if language else None
+
+
+def _stored_language(hit: SpanHit) -> str | None:
+    """The language of the words stored for the hit (a translation is made from those words'
+    language, not from the one its item declares)."""
+    language = hit.payload.get("metadata", {}).get("transcript_language")
     return str(language) if language else None
 
 

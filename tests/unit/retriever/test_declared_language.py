@@ -63,3 +63,32 @@ def test_lazy_words_use_the_items_declared_language_and_detect_the_others(
     assert {"mare", "amici"} & {w.strip(".,!?").lower() for w in docs["it"].page_content.split()}
     assert docs["en"].metadata["transcript_language"] == "en"
     assert stored["it"]["transcript_language"] == "it" and stored["en"]["transcript_language"] == "en"
+
+
+@pytest.mark.slow
+def test_a_translation_is_made_from_the_stored_words_language_not_the_declared_one(
+    tmp_path: Path, model: AudioTextEncoder, whisper: Transcriber
+) -> None:
+    """Italian words stored for an item that declares 'en' (a feed template's en-us, a WebM
+    track read as 'eng'): --translate transcribed the span again forced to English, heard
+    English, and stored an empty translation for good."""
+    from clasp_ingest.retriever.words import LazyWords
+
+    from clasp_ingest.transcribe import TranscriberOptions
+
+    said = "Domani andiamo al mare con gli amici, il tempo sarà bello e mangiamo insieme sulla spiaggia."
+    path = synth_speech(said, tmp_path / "it.wav", voice="it")
+    with open_store(url=":memory:") as store:
+        store.ensure_collection(model.model_id, model.dim)
+        ref = media_ref(path.as_uri(), language="en")
+        span = Segment(ref.media_id, 0, 0.0, round(read_wav(path).size / 16_000, 3))
+        store.write_media(ref, model.model_id, [([span], model.encode_text(["x"]))])
+        [point] = store.iter_points()
+        store.set_words([str(point.id)], said, language="it",
+                        model=whisper.model_id)  # fmt: skip
+        translating = Transcriber(TranscriberOptions(translate=True))
+        translating._model = whisper.load()  # the same loaded Whisper
+        LazyWords(store, translating).fill(store.search(model.encode_text(["x"])[0], k=1))
+        [point] = store.iter_points()
+    english = point.payload["metadata"]["transcript_en"]
+    assert {"sea", "beach", "friends", "eat"} & set(english.lower().replace(",", " ").split()), english

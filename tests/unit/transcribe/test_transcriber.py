@@ -137,3 +137,22 @@ def test_spans_in_a_declared_language_are_not_detected_and_the_others_are(
     english_only = Transcriber(TranscriberOptions(language="en"))
     english_only._model = whisper.load()  # the same loaded Whisper, set to English
     assert [t.language for t in english_only.transcribe_many([italian], languages=["it"])] == ["en"]
+    # a declared language the audio clearly contradicts loses: a WebM/MKV track without a
+    # Language element reads as 'eng', and Italian speech was transcribed as English (translated)
+    clear = [
+        read_wav(synth_speech(text, tmp_path / f"{voice}2.wav", voice=voice))
+        for text, voice in (("Mañana vamos a la playa con los amigos.", "es"),
+                            ("Mangiamo la carne, il tempo sarà bello domani.", "it"))
+    ]  # fmt: skip
+    contradicted = [t.language for t in whisper.transcribe_many(clear, languages=["eng", "eng"])]
+    detected = [t.language for t in whisper.transcribe_many(clear)]
+    assert contradicted == detected and "en" not in detected  # as with nothing declared
+    assert whisper.choose_language(clear[0], "en") == "es" and whisper.choose_language(italian, "it") == "it"
+
+
+def test_a_declared_language_is_taken_unless_detection_contradicts_it() -> None:
+    from clasp_ingest.transcribe import _preferred
+
+    ranked = [("ja", 0.31), ("it", 0.14), ("es", 0.10), ("en", 0.003)]  # espeak Italian, 3 s
+    assert _preferred(ranked, "it") == "it" and _preferred(ranked, None) == "ja"
+    assert _preferred(ranked, "en") == "ja"  # under 5 %: a default tag, not the language spoken
