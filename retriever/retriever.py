@@ -374,16 +374,19 @@ class ClaspRetriever(BaseRetriever):
 
         Hits are taken best first until ``k`` spans are made; more are fetched (doubling) only
         while fewer are made (a hit inside a better span, an older version, merged hits). With
-        ``group_by_media`` the search's groups grow too: it caps spans per item, not hits, and a
-        hit absorbed by a better one's context or merged span leaves room for the next.
+        ``group_by_media`` it caps spans per item, not hits: an item whose group came back full
+        while it has fewer spans than the cap (a hit absorbed by a better one's context or
+        merged span) is searched deeper (doubling its group), where that could add a span above
+        the last one (:func:`_wanting`).
         """
         fetch, depth = opts["k"], 1  # depth: hits per item with group_by_media, in its spans
         while True:
             found = self._search(vector, fetch, opts, depth)
             spans, members = self._spans_of(_newest_versions(found), opts)
-            if len(spans) >= opts["k"] or _exhausted(found, fetch, opts["group_by_media"], depth):
+            wider, deeper = _wanting(found, spans, fetch, opts["k"], opts["group_by_media"], depth)
+            if not (wider or deeper):
                 return spans, members
-            fetch, depth = fetch * 2, depth * 2
+            fetch, depth = fetch * 2 if wider else fetch, depth * 2 if deeper else depth
 
     def _spans_of(self, hits: list[SpanHit], opts: dict[str, Any]) -> tuple[list[Span], dict[str, SpanHit]]:
         """The first ``k`` spans made of ``hits`` (best first) and their members, by point id.
@@ -662,13 +665,27 @@ def is_empty_query(query: str) -> bool:
     return not any(unicodedata.category(char)[0] in "LNPS" for char in query)
 
 
-def _exhausted(found: list[SpanHit], fetch: int, group: int | None, depth: int) -> bool:
-    """Whether a search asked for ``fetch`` hits (or groups of ``group * depth``) found all
-    there are: fewer came back than it asked for."""
+def _wanting(
+    found: list[SpanHit], spans: list[Span], fetch: int, k: int, group: int | None, depth: int
+) -> tuple[bool, bool]:
+    """Whether a search for ``fetch`` hits (with ``group``: ``fetch`` items, ``group * depth``
+    hits each) that made ``spans`` should be widened (more hits or items: fewer than ``k``
+    spans were made, and it found as many as it asked for) or deepened (more hits of the items
+    whose group came back full while they hold fewer spans than ``group``; once ``k`` spans are
+    made, only of those whose last hit ranks above the last span). An item that has its spans
+    is not searched deeper: a long one was fetched whole, doubling after doubling."""
     if not group:
-        return len(found) < fetch
+        return len(spans) < k and len(found) >= fetch, False
     per_item = collections.Counter(hit.media_id for hit in found)
-    return len(per_item) < fetch and all(n < group * depth for n in per_item.values())
+    lowest: dict[str, float] = {}
+    for hit in found:
+        lowest[hit.media_id] = min(lowest.get(hit.media_id, hit.score), hit.score)
+    made = collections.Counter(span.media_id for span in spans)
+    floor = min((span.score for span in spans), default=-math.inf) if len(spans) >= k else -math.inf
+    deeper = any(
+        n >= group * depth and made[item] < group and lowest[item] > floor for item, n in per_item.items()
+    )
+    return len(spans) < k and len(per_item) >= fetch, deeper
 
 
 def _newest_versions(hits: list[SpanHit]) -> list[SpanHit]:

@@ -84,6 +84,57 @@ def test_group_by_media_caps_spans_not_hits(
         assert not set(first) & set(second)
 
 
+def _scored_store(model: AudioTextEncoder, items: dict[str, list[float]]) -> QdrantStore:
+    """An in-memory store whose segments score exactly ``items[name]`` against the query "query"."""
+    from clasp_ingest.store import open_store
+    from tests.unit.retriever.conftest import spans_of
+
+    query = model.encode_text(["query"])[0]
+    query = query / np.linalg.norm(query)
+    rng = np.random.default_rng(0)
+
+    def scoring(score: float) -> np.ndarray:
+        other = rng.standard_normal(query.shape)
+        other -= other @ query * query
+        return (score * query + np.sqrt(1 - score**2) * other / np.linalg.norm(other)).astype(np.float32)
+
+    store = open_store(url=":memory:")
+    store.ensure_collection(model.model_id, model.dim)
+    for name, scores in items.items():
+        ref = media_ref(f"file:///media/{name}.wav")
+        store.write_media(
+            ref, model.model_id, [(spans_of(ref, len(scores)), np.stack([scoring(s) for s in scores]))]
+        )
+    return store
+
+
+def test_group_by_media_looks_deeper_only_where_it_can_change_the_answer(
+    model: AudioTextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A's second hit lies in its first's context: its group of 2 hits made one span, and its
+    third hit (0.7), above C's 0.6, was never looked at. And a long item that has its span was
+    fetched whole, doubling after doubling (16 searches for 20,000 segments)."""
+    store = _scored_store(
+        model, {"A": [0.9, 0.89, 0.0, 0.0, 0.0, 0.7], "B": [0.85] + [0.0] * 5, "C": [0.6] + [0.0] * 5}
+    )
+    retriever = ClaspRetriever(store=store, model=model, k=3, context=1)
+    free = [(s.media_id, s.score) for s in retriever.retrieve_spans("query")]
+    capped = [(s.media_id, s.score) for s in retriever.retrieve_spans("query", group_by_media=2)]
+    assert capped == free and [round(score, 2) for _, score in capped] == [0.9, 0.85, 0.7]
+
+    long = _scored_store(model, {"long": [0.9] + [0.5] * 2000, "b": [0.8, 0.1], "c": [0.7, 0.1]})
+    searches: list[int] = []
+    search_groups = long.search_groups
+
+    def counted(*args: object, **kwargs: object) -> list[object]:
+        searches.append(int(kwargs["group_size"]))  # type: ignore[call-overload]
+        return search_groups(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(long, "search_groups", counted)
+    spans = ClaspRetriever(store=long, model=model, k=5, group_by_media=1).retrieve_spans("query")
+    assert len(spans) == 3 and searches == [1]  # three items, one span each: nothing more to find
+
+
 def test_context_window_widens_by_neighbours(store: QdrantStore, model: AudioTextEncoder) -> None:
     doc = ClaspRetriever(store=store, model=model, k=1, context=1).invoke(SENTENCES[3])[0]
     assert (doc.metadata["start_s"], doc.metadata["end_s"]) == (6.0, 14.5)
