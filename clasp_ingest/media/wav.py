@@ -134,23 +134,49 @@ def _pcm_bytes_per_s(fmt: bytes) -> int | None:
 
 
 def _chunks_to_end(file: BinaryIO, at: int, size: int) -> bool:
-    """Whether the bytes from ``at`` to the end are whole RIFF chunks (a normal file's
-    metadata after its data), possibly ending in a bare ID3 tag; PCM samples are not."""
+    """Whether the bytes from ``at`` to the end are metadata, not samples: whole RIFF chunks
+    (a normal file's metadata after its data), possibly ending in a bare ID3 tag, a few stray
+    bytes or a known metadata chunk cut short (a cut download: its cover art decoded as 4.7 s
+    of full-scale noise), or zeros (padding)."""
+    whole = 0
     for _ in range(_MAX_CHUNKS):
         header = _read(file, at, 10)
         if at & 1 and header and not _is_chunk_id(header[:1]):  # the pad byte after an odd-sized chunk
             at += 1
             header = _read(file, at, 10)
         if at >= size:
-            return at == size
+            return at == size or whole > 0
         if _is_id3_tag(header, size - at):
             return True
-        if len(header) < 8 or not _is_chunk_id(header[:4]):
-            return False
-        at += 8 + struct.unpack("<I", header[4:8])[0]
-        if at > size:
-            return False
+        if len(header) < 8:
+            return whole > 0 or _zeros(file, at, size)  # stray bytes after the metadata
+        if not _is_chunk_id(header[:4]):
+            return _zeros(file, at, size)
+        end = at + 8 + struct.unpack("<I", header[4:8])[0]
+        if end > size:  # cut short: metadata if its id says so (samples rarely spell one)
+            return header[:4] in _METADATA_IDS
+        at, whole = end, whole + 1
     return True  # this many well-formed chunks: metadata, not samples
+
+
+def _zeros(file: BinaryIO, at: int, size: int) -> bool:
+    """Whether the bytes from ``at`` to the end (at most :data:`_MAX_ZERO_TAIL` of them) are all
+    zero: padding, not samples (a longer silent tail is decoded: silence either way)."""
+    if size - at > _MAX_ZERO_TAIL:
+        return False
+    return not _read(file, at, size - at).strip(b"\0")
+
+
+#: Chunk ids of metadata that WAV writers put after the data (broadcast WAV, cue points,
+#: sampler and loop data, tags, cover art in ``id3 ``, padding).
+_METADATA_IDS = frozenset(
+    {b"LIST", b"INFO", b"adtl", b"id3 ", b"ID3 ", b"bext", b"cue ", b"smpl", b"inst", b"fact",
+     b"PEAK", b"JUNK", b"junk", b"FLLR", b"pad ", b"PAD ", b"iXML", b"axml", b"_PMX", b"acid",
+     b"cart", b"DISP", b"labl", b"note", b"ltxt", b"umid", b"plst", b"regn", b"minf", b"elm1",
+     b"ovwf", b"LGWV", b"ResU", b"afsp", b"strc", b"levl", b"link", b"MD5 ", b"chna", b"dbmd"}
+)  # fmt: skip
+#: Most bytes read to see whether a tail after the data is zero padding.
+_MAX_ZERO_TAIL = 1 << 20
 
 
 def _read(file: BinaryIO, at: int, count: int) -> bytes:

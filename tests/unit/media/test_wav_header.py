@@ -73,7 +73,15 @@ def test_chunks_after_the_data_are_metadata_not_undeclared_audio(
     # an ID3v2 tag with 20 kB of padding (or cover art): 0.6 s, were it audio
     id3 = _chunk(b"id3 ", b"ID3\x03\x00\x00\x00\x01\x1c\x20" + bytes(20_000))
     odd = b"JUNK" + struct.pack("<I", 8191) + bytes(8191)  # odd, and written without its pad byte
-    for name, tail in {"chunks": info + id3, "bare_id3v1": odd + b"TAG" + bytes(125)}.items():
+    art = id3[: len(id3) // 2]  # cover art cut short by an interrupted copy: decoded as 0.3 s of noise
+    tails = {
+        "chunks": info + id3,
+        "bare_id3v1": odd + b"TAG" + bytes(125),
+        "cut_metadata": info + art,
+        "zero_padding": bytes(8192),
+        "stray_bytes": info + b"\x01\x02",
+    }
+    for name, tail in tails.items():
         with_meta = _patched(short_track.path, tmp_path / f"{name}.wav", size, tail)
         audio, warnings = _warned(with_meta, strict=True)
         np.testing.assert_array_equal(audio, whole)
