@@ -8,7 +8,7 @@ commonly carry) and keeps any other three-letter code as it is, so it still filt
 
 from __future__ import annotations
 
-__all__ = ["ISO639_1", "tag_language", "two_letter"]
+__all__ = ["ISO639_1", "stored_spellings", "tag_language", "two_letter"]
 
 _ISO639_1_TABLE = """
     aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy
@@ -18,10 +18,12 @@ _ISO639_1_TABLE = """
     or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw
     ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu
 """
-#: Every ISO 639-1 code: a two-letter filter value outside it is a typo, not a language.
-ISO639_1 = frozenset(_ISO639_1_TABLE.split())
-#: Withdrawn ISO 639-1 codes that old tags and feeds still carry, and their current ones.
-_WITHDRAWN = {"iw": "he", "in": "id", "ji": "yi"}
+#: Every ISO 639-1 code (and Serbo-Croatian's ``sh``, deprecated but still written): a
+#: two-letter filter value outside it is a typo, not a language.
+ISO639_1 = frozenset([*_ISO639_1_TABLE.split(), "sh"])
+#: Withdrawn ISO 639-1 codes that old tags and feeds still carry (and Whisper's ``jw`` for
+#: Javanese), and their current ones.
+_WITHDRAWN = {"iw": "he", "in": "id", "ji": "yi", "mo": "ro", "jw": "jv"}
 
 #: ISO 639-2 (bibliographic and terminological forms) -> ISO 639-1.
 _ISO639_2_TO_1 = {
@@ -57,3 +59,10 @@ def tag_language(tag: str | None) -> str | None:
     """A language tag's primary subtag as :func:`two_letter` gives it (``en-US``, ``pt_BR``,
     ``EN``, ``eng`` → ``en``, ``pt``, ``en``, ``en``): feeds' languages and search filters."""
     return two_letter((tag or "").strip().replace("_", "-").split("-", 1)[0])
+
+
+def stored_spellings(code: str) -> tuple[str, ...]:
+    """The spellings under which a store may hold the language ``code`` (as :func:`two_letter`
+    gives it): itself, and the withdrawn codes that stores written before 2026-12-06 kept as
+    they came (``he``: ``he``, ``iw``)."""
+    return (code, *sorted(old for old, new in _WITHDRAWN.items() if new == code))

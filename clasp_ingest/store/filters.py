@@ -186,9 +186,15 @@ class SearchFilter:
         return cls(**values)
 
     def where(self) -> Where:
+        from clasp_ingest.media.languages import stored_spellings
+
         conds: list[Condition] = []
         for key in _TEXT_KEYS:
             value = getattr(self, key)
+            if key == "language" and value is not None:  # 'he' also as stores made before hold it: 'iw'
+                spelled = [stored_spellings(v) for v in ((value,) if isinstance(value, str) else value)]
+                value = tuple(dict.fromkeys(s for spellings in spelled for s in spellings))
+                value = value[0] if len(value) == 1 else value
             if isinstance(value, tuple):
                 conds.append(Condition(meta_key(key), any_of=value))
             elif value is not None:
