@@ -80,6 +80,7 @@ def test_long_feed_texts_are_cut_once_with_one_warning(
         Episode(huge, "ep.wav", 1, guid="g" * 10_000),
         Episode("Second", "two.wav", 1, guid="x" * 10_000),
         Episode("Too far", "a/" * (URL_MAX // 2) + "far.wav", 1),  # skipped, not stored cut
+        Episode("Far when stored", "é/" * 3_000 + "far.wav", 1),  # 6,007 characters; 21,007 encoded
         Episode("é" * TITLE_MAX, "three.wav", 1),  # exactly the limit: kept whole
     ]
     feed = tmp_path / "feed.xml"
@@ -95,7 +96,7 @@ def test_long_feed_texts_are_cut_once_with_one_warning(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and str(feed) in warnings[0]
     assert "cut 1 episode title(s)" in warnings[0] and "cut 2 guid(s)" in warnings[0]
-    assert "skipped 1 episode(s)" in warnings[0]
+    assert "skipped 2 episode(s)" in warnings[0]
     # what every span of the episode stores stays small (before: 3 x 500,000 characters)
     payload = build_payload(first, "m", Segment(first.media_id, 0, 0.0, 1.0), "2026-01-01T00:00:00Z")
     assert len(json.dumps(payload)) < 4 * TEXT_MAX
@@ -175,4 +176,16 @@ def test_a_local_feeds_enclosure_that_is_a_fifo_is_called_one(tmp_path: Path) ->
         pytest.raises(ConnectorError, match=r"is a named pipe \(FIFO\), not a media file"),
         connector.open(ref),
     ):
+        pass
+
+
+@pytest.mark.parametrize("written", ["https:x.wav", "https:/x.wav", "http:talk.mp3"])
+def test_an_http_url_without_slashes_is_refused_as_such(tmp_path: Path, written: str) -> None:
+    """It was refused as 'only follows http/https enclosures, not https: ones'."""
+    feed = tmp_path / "feed.xml"
+    feed.write_text(rss("Talks", [Episode("One", written, 1)]))
+    connector = FeedConnector(str(feed))
+    [ref] = list(connector.discover())
+    refused = pytest.raises(ConnectorError, match=r"URL without '//' names no server; write it https?://host")
+    with refused, connector.open(ref):
         pass
