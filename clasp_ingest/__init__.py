@@ -21,17 +21,25 @@ if TYPE_CHECKING:
     from clasp_ingest.types import MediaRef, Segment, SpanHit
 
 #: Imported when first used: the package itself imports fast (pydantic and numpy take 0.2 s),
-#: so a Ctrl-C while ``clasp-ingest`` starts is caught by its entry point (``console``).
+#: so a Ctrl-C while ``clasp-ingest`` starts is caught by its entry point (``console``). The
+#: modules too: ``clasp_ingest.config`` after ``import clasp_ingest`` worked when it imported them.
 _LAZY = {"Settings": "clasp_ingest.config", "MediaRef": "clasp_ingest.types",
          "Segment": "clasp_ingest.types", "SpanHit": "clasp_ingest.types"}  # fmt: skip
+_MODULES = frozenset({"config", "types"})
 
+if not TYPE_CHECKING:  # type checkers see the imports above, and report unknown names
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    def __getattr__(name: str) -> Any:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'clasp_ingest' has no attribute {name!r}")
+        if name in _LAZY:
+            return getattr(importlib.import_module(_LAZY[name]), name)
+        if name in _MODULES:
+            return importlib.import_module(f"clasp_ingest.{name}")
+        raise AttributeError(f"module 'clasp_ingest' has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY, *_MODULES})
 
 
 try:

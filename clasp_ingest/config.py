@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 from collections.abc import Mapping
@@ -43,15 +44,26 @@ def is_device(name: str) -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def _says_ffmpeg(program: str) -> bool:
-    """Whether ``program -version`` answers as ffmpeg does (asked once per program and process)."""
+def _ffmpeg_answer(program: str) -> str | None:
+    """Why ``program`` is not ffmpeg, or None when ``program -version`` answers as ffmpeg does
+    (a wrapper may print a line first); asked once per program and process."""
     try:
         answer = subprocess.run(
-            [program, "-hide_banner", "-version"], capture_output=True, text=True, timeout=15, check=False
+            [program, "-hide_banner", "-version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=15,
+            check=False,
         )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return answer.stdout.lstrip().startswith("ffmpeg version")
+    except subprocess.TimeoutExpired:
+        return "its -version did not answer in 15 s"
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"it cannot be run ({exc})"
+    if "ffmpeg version" not in answer.stdout[:4096]:
+        return "its -version does not say 'ffmpeg version'"
+    return None
 
 
 class Settings(BaseSettings):
@@ -126,15 +138,14 @@ class Settings(BaseSettings):
 
         if not value:
             return None
-        found = shutil.which(str(Path(value).expanduser()))
+        found = shutil.which(os.path.expanduser(value))  # noqa: PTH111 - a Path drops the './' of './ffwrap'
         if found is None:
             raise ValueError(
                 "no ffmpeg program there; give its path, or leave it unset (PATH, then imageio-ffmpeg)"
             )
-        if not _says_ffmpeg(found):  # ffprobe or sox by mistake: every file would seem broken
-            raise ValueError(
-                f"{found!r} is not ffmpeg (its -version does not say 'ffmpeg version'); give ffmpeg's path"
-            )
+        why = _ffmpeg_answer(found)  # ffprobe or sox by mistake: every file would seem broken
+        if why is not None:
+            raise ValueError(f"{found!r} is not ffmpeg ({why}); give ffmpeg's path")
         return value
 
     @field_validator("qdrant_url", "qdrant_path", mode="before")

@@ -154,9 +154,11 @@ class LazyWords:
         ``language_of`` gives) unless detection contradicts it (detection on a few seconds of
         speech can be wrong; a declared language can be a default), else in the one detected."""
         language = language_of or _declared_language
-        return self.transcriber.transcribe_many(
-            [samples for _, samples in cut], languages=[language(hit) for hit, _ in cut]
-        )
+        languages = [language(hit) for hit, _ in cut]
+        samples = [audio for _, audio in cut]
+        if not any(languages):  # as before languages were declared (a subclass may not take them)
+            return self.transcriber.transcribe_many(samples)
+        return self.transcriber.transcribe_many(samples, languages=languages)
 
     def _cuts(self, hits: Sequence[SpanHit], what: str) -> list[tuple[SpanHit, np.ndarray]]:
         """The audio of each of ``hits`` that can be cut; the others are logged (no ``what``)."""

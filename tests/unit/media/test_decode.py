@@ -402,6 +402,9 @@ def test_clasp_ffmpeg_names_the_ffmpeg_everywhere_and_a_bad_one_fails_at_once(
     monkeypatch.setenv("CLASP_FFMPEG", str(other))
     with pytest.raises(ValidationError, match=r"sox' is not ffmpeg \(its -version does not say"):
         Settings()
+    monkeypatch.chdir(tmp_path)  # a wrapper named relative to the current folder, as a shell would
+    monkeypatch.setenv("CLASP_FFMPEG", "./ffmpeg-wrapper")  # was looked up on PATH as 'ffmpeg-wrapper'
+    assert Settings().ffmpeg == "./ffmpeg-wrapper" and find_ffmpeg() == "./ffmpeg-wrapper"
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds ffmpeg through /proc")
