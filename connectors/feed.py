@@ -45,7 +45,7 @@ from urllib.parse import urljoin
 from clasp_ingest.connectors.base import OpenOptions, copy_limited, is_media_name
 from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, fetch_page, open_http
 from clasp_ingest.connectors.local import local_uri, path_of_uri, special_kind
-from clasp_ingest.connectors.remote import filesystem_for, open_remote, scheme_of
+from clasp_ingest.connectors.remote import REMOTE_SCHEMES, filesystem_for, open_remote, scheme_of
 from clasp_ingest.connectors.urls import REDACTED, encoded_url, host_of, redact_url
 
 from clasp_ingest.errors import ConnectorError
@@ -200,7 +200,8 @@ class FeedConnector:
                 f"{refused}: an {scheme}: URL without '//' names no server; write it "
                 f"{scheme}://host/path (or a name relative to the feed)"
             )
-        if not self._remote and not opaque:
+        readable = not scheme or scheme == "file" or scheme in REMOTE_SCHEMES  # data:// failed in fsspec
+        if not self._remote and not opaque and readable:
             return
         if not self._remote:
             raise ConnectorError(
@@ -288,7 +289,7 @@ class FeedConnector:
         enclosure = _media_enclosure(entry)
         if enclosure is None:
             return None
-        written = str(enclosure.get("href", ""))
+        written = str(enclosure.get("href", "")).strip()  # " javascript:x" read as a file name
         # measured as written (before work on it) and as stored: percent-encoded, 3-9 times longer
         real, local = self._enclosure(base, written) if len(written) <= URL_MAX else (written, False)
         if len(real) > URL_MAX:

@@ -42,7 +42,8 @@ def test_a_local_feeds_name_with_a_colon_is_the_file_beside_the_feed(
 @pytest.mark.parametrize(
     ("href", "scheme"),
     [("javascript:alert(1)", "javascript:"), ("data:audio/wav;base64,UklGRg==", "data:"),
-     ("mailto:host@example.com?subject=ep.wav", "mailto:")],
+     ("mailto:host@example.com?subject=ep.wav", "mailto:"),
+     ("data://x.wav", "data:"), (" javascript:y.wav", "javascript:")],  # fsspec's ValueError; a file name
 )  # fmt: skip
 def test_a_local_feeds_enclosure_that_names_no_file_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, href: str, scheme: str
@@ -51,6 +52,7 @@ def test_a_local_feeds_enclosure_that_names_no_file_is_refused(
     monkeypatch.chdir(tmp_path)
     connector = FeedConnector("feed.xml")
     (ref,) = connector.discover()
+    href = href.strip()  # feedparser keeps the space
     assert ref.uri == href  # before: file:///<working folder>/javascript%3Aalert%281%29
     with pytest.raises(ConnectorError) as info, connector.open(ref):
         pass
