@@ -156,6 +156,14 @@ def convert(src: Path, dst: Path, *args: str) -> Path:
     return dst
 
 
+def piped_wav(src: Path, dst: Path) -> Path:
+    """``src`` as ffmpeg writes a WAV to a pipe: it cannot seek back, so its sizes say 0xFFFFFFFF."""
+    command = [find_ffmpeg(), "-nostdin", "-v", "error", "-i", str(src), "-f", "wav", "-"]
+    piped = subprocess.run(command, check=True, capture_output=True).stdout
+    dst.write_bytes(piped)
+    return dst
+
+
 def mux_video(audio: Path, dst: Path, audio_offset_s: float = 0.0, seconds: float | None = None) -> Path:
     """A video (tiny colour frames; H.264+AAC, VP9+Opus for .webm, MPEG-2+MP2 for .mpg) with
     ``audio`` as its track.

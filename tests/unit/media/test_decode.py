@@ -19,6 +19,7 @@ from tests.fixtures_audio import (
     SpokenTrack,
     convert,
     corrupt_middle,
+    piped_wav,
     read_wav,
     referencing_texts,
     surround_96k,
@@ -338,14 +339,7 @@ def test_whole_files_are_not_called_damaged(short_track: SpokenTrack, tmp_path: 
     _ffmpeg(*silence_then_speech, *joined, "-c:a", "aac", str(tmp_path / "raw.aac"))
     _ffmpeg(*silence_then_speech, *joined, "-c:a", "libmp3lame", "-q:a", "2", "-write_xing", "0",
             str(tmp_path / "vbr.mp3"))  # fmt: skip
-    import subprocess
-
-    piped = subprocess.run(
-        [find_ffmpeg(), "-nostdin", "-v", "error", "-i", str(short_track.path), "-f", "wav", "-"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    (tmp_path / "piped.wav").write_bytes(piped)
+    piped_wav(short_track.path, tmp_path / "piped.wav")
     for name in ("raw.aac", "vbr.mp3", "piped.wav"):
         audio = decode_audio(tmp_path / name, DecodeOptions(strict=True))  # raised "ends early" / "corrupt"
         assert audio.size / SR > short_track.duration_s - 0.5, name

@@ -14,7 +14,7 @@ import pytest
 from clasp_ingest.errors import MediaDecodeError
 from clasp_ingest.media import DecodeOptions, decode_audio, find_ffmpeg
 from clasp_ingest.media.wav import WavLength, ignore_length_args, wav_length
-from tests.fixtures_audio import SR, SpokenTrack, tone, truncate, write_wav
+from tests.fixtures_audio import SR, SpokenTrack, piped_wav, tone, truncate, write_wav
 
 #: Bytes per second of the fixtures' 16 kHz mono 16-bit PCM.
 RATE = 2 * SR
@@ -119,13 +119,7 @@ def test_streamed_wavs_declare_no_length_and_are_not_damaged(
     """WAVs written where the writer could not seek back to fix the size: ffmpeg's 0xFFFFFFFF,
     0, and sox's and arecord's placeholders (more than the file holds: no cut)."""
     whole = decode_audio(short_track.path)
-    piped = subprocess.run(
-        [find_ffmpeg(), "-nostdin", "-v", "error", "-i", str(short_track.path), "-f", "wav", "-"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    (tmp_path / "ffmpeg_pipe.wav").write_bytes(piped)
-    streamed = [tmp_path / "ffmpeg_pipe.wav"]
+    streamed = [piped_wav(short_track.path, tmp_path / "ffmpeg_pipe.wav")]
     for size in (0, 0xFFFF_FFFF, 0x7FFF_F000, 0x8000_0000):
         streamed.append(_patched(short_track.path, tmp_path / f"size_{size:x}.wav", size))
     for path in streamed:
