@@ -247,9 +247,9 @@ def _downloads_cut_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    # a signal ignored from the start stays ignored (a script's background job ignores SIGINT:
-    # the run obeyed it once this handler was installed, a second or so in)
-    handled = [signum for signum in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(signum))]
+    # SIGINT is handled even where it was ignored from the start (a background job's, a CI
+    # runner's): the signal sent to the run is what stops it
+    handled = [signal.SIGINT] + ([signal.SIGTERM] if callable(signal.getsignal(signal.SIGTERM)) else [])
     restore = {signum: signal.signal(signum, cut_then(signal.getsignal(signum))) for signum in handled}
     try:
         yield

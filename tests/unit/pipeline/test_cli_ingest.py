@@ -338,22 +338,3 @@ def test_log_lines_write_control_characters_as_escapes() -> None:
     assert plain.format(record) == "warning: a\\nb\\x1b[31m lists no media"
     other = logging.LogRecord("prefect.flow_runs", logging.WARNING, __file__, 1, "slow", (), None)
     assert plain.format(other) == "WARNING prefect.flow_runs: slow"  # another library's: named
-
-
-def test_a_signal_ignored_from_the_start_stays_ignored_during_a_run() -> None:
-    """A script's background job (``clasp-ingest ingest ... &``) starts with SIGINT ignored; the
-    run's own handler made it obey SIGINT from its first second on."""
-    import signal
-
-    from clasp_ingest.cli_ingest import _downloads_cut_on_signals
-
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        with _downloads_cut_on_signals():
-            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        with _downloads_cut_on_signals():  # a terminal's Ctrl-C: also cuts the downloads
-            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    finally:
-        signal.signal(signal.SIGINT, before)
