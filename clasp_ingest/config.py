@@ -45,8 +45,9 @@ def is_device(name: str) -> bool:
 
 @functools.lru_cache(maxsize=8)
 def _ffmpeg_answer(program: str) -> str | None:
-    """Why ``program`` is not ffmpeg, or None when ``program -version`` answers as ffmpeg does
-    (a wrapper may print a line first); asked once per program and process."""
+    """Why ``program`` is not ffmpeg, or None when ``program -version`` answers as ffmpeg does,
+    from its first byte: decoding reads its standard output as samples, so a wrapper that
+    prints a line first would shift every sample (asked once per program and process)."""
     try:
         answer = subprocess.run(
             [program, "-hide_banner", "-version"],
@@ -61,7 +62,10 @@ def _ffmpeg_answer(program: str) -> str | None:
         return "its -version did not answer in 15 s"
     except (OSError, subprocess.SubprocessError) as exc:
         return f"it cannot be run ({exc})"
-    if "ffmpeg version" not in answer.stdout[:4096]:
+    if not answer.stdout.startswith("ffmpeg version"):
+        said = answer.stdout.lstrip()
+        if said.startswith("ffmpeg version") or "\nffmpeg version" in said[:4096]:
+            return "it prints something before ffmpeg's own output, which decoding would read as samples"
         return "its -version does not say 'ffmpeg version'"
     return None
 

@@ -281,7 +281,7 @@ def _decode_command(
     channels have no layout: ffmpeg's downmix would drop one as LFE, or fail). A local WAV whose
     header declares less than it holds is read to its end, as its ingest read it
     (:func:`~clasp_ingest.media.wav.ignore_length_args`: a cut past that length came back empty)."""
-    from clasp_ingest.media.decode import EVEN_MIX, demuxer_whitelist, is_url
+    from clasp_ingest.media.decode import EVEN_MIX, is_url, required_whitelist
     from clasp_ingest.media.wav import ignore_length_args
 
     layouts = "mono" if opts.mono else "mono|stereo"
@@ -290,8 +290,7 @@ def _decode_command(
     if proxy is not None:
         reading += ["-http_proxy", proxy, "-protocol_whitelist", "http,https,httpproxy,tcp,tls"]
     # never a playlist's or manifest's demuxer: it would open what it names (media.decode)
-    allowed = demuxer_whitelist(ffmpeg)
-    reading += ["-format_whitelist", allowed] if allowed is not None else []
+    reading += ["-format_whitelist", required_whitelist(ffmpeg)]
     if not is_url(source):
         reading += ignore_length_args(_local_or_url(source))
     rate = ["-ar", str(opts.sample_rate)] if opts.sample_rate else []

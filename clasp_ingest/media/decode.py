@@ -36,7 +36,6 @@ comes from the file's size there.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import select
@@ -189,16 +188,40 @@ _DEMUXER_LINE_RE = re.compile(r"^\s*D\S*\s+(\S+)")
 _WHITELIST_RE = re.compile(r"(Format not on whitelist) '[^']*'")
 
 
-@functools.lru_cache(maxsize=8)
+def required_whitelist(ffmpeg: str) -> str:
+    """:func:`demuxer_whitelist`, or a ``ConfigError`` where ``ffmpeg`` cannot list its demuxers:
+    without the list a playlist could not be refused, so nothing is decoded (it failed open)."""
+    allowed = demuxer_whitelist(ffmpeg)
+    if allowed is None:
+        raise ConfigError(
+            f"ffmpeg {ffmpeg!r} did not list its demuxers ('-demuxers'), so playlists and manifests "
+            "could not be refused and nothing is decoded; check that it is a working ffmpeg "
+            "(CLASP_FFMPEG), or try again if the machine was too busy to answer in 30 s"
+        )
+    return allowed
+
+
+#: The whitelists listed so far, by ffmpeg (a failure to list is not kept: it may pass).
+_WHITELISTS: dict[str, str] = {}
+
+
 def demuxer_whitelist(ffmpeg: str) -> str | None:
     """The demuxers of ``ffmpeg`` minus :data:`REFERENCING_DEMUXERS`, comma-separated, for
-    ``-format_whitelist``; ``None`` when it cannot list them (then it decodes as it would)."""
+    ``-format_whitelist``; ``None`` when it cannot list them (:func:`required_whitelist`
+    refuses to decode then)."""
+    if ffmpeg in _WHITELISTS:
+        return _WHITELISTS[ffmpeg]
     try:
         listing = subprocess.run(
-            [ffmpeg, "-hide_banner", "-demuxers"], capture_output=True, text=True, timeout=30, check=False
+            [ffmpeg, "-hide_banner", "-demuxers"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
-        logger.warning("could not list the demuxers of %s (%s); playlists are not refused", ffmpeg, exc)
+        logger.warning("could not list the demuxers of %s (%s)", ffmpeg, exc)
         return None
     _, _, table = listing.partition("--\n")
     names = []
@@ -208,9 +231,10 @@ def demuxer_whitelist(ffmpeg: str) -> str | None:
         if match and not REFERENCING_DEMUXERS.intersection(match[1].split(",")):
             names.append(match[1])
     if not names:
-        logger.warning("%s listed no demuxers; playlists are not refused", ffmpeg)
+        logger.warning("%s listed no demuxers", ffmpeg)
         return None
-    return ",".join(names)
+    _WHITELISTS[ffmpeg] = ",".join(names)
+    return _WHITELISTS[ffmpeg]
 
 
 def is_url(source: str) -> bool:
@@ -348,9 +372,7 @@ def _ffmpeg_args(
     else:
         if not source.startswith("file:"):
             source = f"file:{source}"  # a local name is never read as a protocol (``concat:``, ``subfile:``)
-        allowed = demuxer_whitelist(args[0])
-        if allowed is not None:
-            args += ["-format_whitelist", allowed]
+        args += ["-format_whitelist", required_whitelist(args[0])]
     mpeg = is_mpeg_stream(source)
     # the videos of an MPEG stream copied to nowhere keep its start time (module docstring); the
     # audio too, so that output never lacks a stream (older ffmpeg refuses an empty one)

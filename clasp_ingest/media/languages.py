@@ -48,11 +48,13 @@ _NO_LANGUAGE = frozenset({"und", "mul", "zxx", "mis", "qaa"})
 
 
 def two_letter(tag: str | None) -> str | None:
-    """``tag`` (ISO 639-1 or 639-2, any case) as ISO 639-1 where it has one; None for no language."""
+    """``tag`` (ISO 639-1 or 639-2, any case) as ISO 639-1 where it has one; None for no language
+    (and for two letters that are no ISO 639-1 code: ``xx``)."""
     code = (tag or "").strip().lower()
     if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()) or code in _NO_LANGUAGE:
         return None
-    return _ISO639_2_TO_1.get(code) or _WITHDRAWN.get(code, code)
+    code = _ISO639_2_TO_1.get(code) or _WITHDRAWN.get(code, code)
+    return None if len(code) == 2 and code not in ISO639_1 else code  # 'xx': stored, and no filter took it
 
 
 def tag_language(tag: str | None) -> str | None:

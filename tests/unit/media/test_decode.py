@@ -396,6 +396,13 @@ def test_clasp_ffmpeg_names_the_ffmpeg_everywhere_and_a_bad_one_fails_at_once(
     monkeypatch.setenv("CLASP_FFMPEG", str(other))
     with pytest.raises(ValidationError, match=r"sox' is not ffmpeg \(its -version does not say"):
         Settings()
+    chatty = tmp_path / "chatty"  # its line was read as samples: noise, and the item stored as empty
+    monkeypatch.delenv("CLASP_FFMPEG")
+    chatty.write_text(f'#!/bin/sh\necho "wrapper starting"\nexec {find_ffmpeg()} "$@"\n')
+    chatty.chmod(0o755)
+    monkeypatch.setenv("CLASP_FFMPEG", str(chatty))
+    with pytest.raises(ValidationError, match="prints something before ffmpeg's own output"):
+        Settings()
     monkeypatch.chdir(tmp_path)  # a wrapper named relative to the current folder, as a shell would
     monkeypatch.setenv("CLASP_FFMPEG", "./ffmpeg-wrapper")  # was looked up on PATH as 'ffmpeg-wrapper'
     assert Settings().ffmpeg == "./ffmpeg-wrapper" and find_ffmpeg() == "./ffmpeg-wrapper"
@@ -465,6 +472,20 @@ def test_the_demuxer_whitelist_leaves_out_exactly_the_referencing_ones() -> None
     assert {"mov", "mp4", "matroska", "ogg", "mp3", "wav", "flac", "aac", "mpegts", "asf"} <= names
     assert not names & REFERENCING_DEMUXERS
     assert demuxer_whitelist("/no/such/ffmpeg") is None  # then decoding fails on its own, naming it
+
+
+def test_an_ffmpeg_that_lists_no_demuxers_decodes_nothing(short_track: SpokenTrack, tmp_path: Path) -> None:
+    """The playlist guard failed open: without the list, a local .m3u8 naming another file on
+    this machine was ingested (that file's speech, exit 0)."""
+    mute = tmp_path / "ffmpeg-mute"  # answers everything but -demuxers, as ffmpeg does
+    mute.write_text(f'#!/bin/sh\ncase "$*" in *-demuxers*) exit 0;; esac\nexec {find_ffmpeg()} "$@"\n')
+    mute.chmod(0o755)
+    ts = convert(short_track.path, tmp_path / "elsewhere.ts", "-c:a", "aac")
+    playlist = tmp_path / "talk.m3u8"
+    playlist.write_text(referencing_texts(ts, ts)["hls"])
+    for source in (playlist, short_track.path):
+        with pytest.raises(ConfigError, match=r"did not list its demuxers .* nothing is decoded"):
+            decode_audio(source, DecodeOptions(ffmpeg=str(mute)))
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from clasp_ingest.media.languages import two_letter
     ("tag", "expected"),
     [("eng", "en"), ("fre", "fr"), ("fra", "fr"), ("GER", "de"), ("deu", "de"), ("chi", "zh"), ("cze", "cs"),
      ("dut", "nl"), ("en", "en"), ("haw", "haw"), ("und", None), ("mul", None), ("zxx", None), ("", None),
-     (None, None), ("english", None), ("e1g", None)],
+     (None, None), ("english", None), ("e1g", None), ("xx", None), ("iw", "he")],
 )  # fmt: skip
 def test_two_letter(tag: str | None, expected: str | None) -> None:
     assert two_letter(tag) == expected
