@@ -273,6 +273,7 @@ def _decode_command(
     sequential: bool = False,
     proxy: str | None = None,
     even_mix: bool = False,
+    ignore_length: bool = False,
 ) -> list[str]:
     """ffmpeg seeking to ``start`` in the input; ``sequential``: reading the input from its
     start and dropping what comes before ``start`` (no seek: for servers without byte ranges);
@@ -293,6 +294,8 @@ def _decode_command(
     reading += ["-format_whitelist", required_whitelist(ffmpeg)]
     if not is_url(source):
         reading += ignore_length_args(_local_or_url(source))
+    elif ignore_length:  # a remote WAV read past its header's length (not for other formats: ffmpeg fails)
+        reading += ["-ignore_length", "1"]
     rate = ["-ar", str(opts.sample_rate)] if opts.sample_rate else []
     window = ("-ss", f"{start:.3f}", "-t", f"{duration:.3f}")
     given = (
@@ -320,9 +323,11 @@ def _cut(
 ) -> tuple[Any, str | None]:
     """The parsed cut of ``span`` (its ``source``) and None, or None and why it failed. A url
     whose cut falls short of ``covers_s`` seconds is read once more from its start (its server
-    may not allow seeking). An http(s) source is read through a
-    :class:`~clasp_ingest.connectors.proxy.GuardedProxy`, so a redirect or a changed DNS answer
-    cannot lead ffmpeg to a private address. The channels are mixed as the span's item was."""
+    may not allow seeking), and a ``.wav`` one then from its start past its header's length (a
+    header that declares less than the file holds: the ingest decoded all of it). An http(s)
+    source is read through a :class:`~clasp_ingest.connectors.proxy.GuardedProxy`, so a
+    redirect or a changed DNS answer cannot lead ffmpeg to a private address. The channels are
+    mixed as the span's item was."""
     from clasp_ingest.connectors.proxy import GuardedProxy
 
     from clasp_ingest.media.decode import find_ffmpeg, is_url
@@ -332,11 +337,13 @@ def _cut(
     guard = GuardedProxy(_trusted_host(span, source), timeout_s=opts.timeout_s) if web else None
     even_mix = _mixed_evenly(span)
     reason: str | None = None
+    tries = [(False, False)]
+    if is_url(source):
+        tries += [(True, False)] + ([(True, True)] if urlparse(source).path.lower().endswith(".wav") else [])
     with guard if guard is not None else contextlib.nullcontext() as proxy:
-        for sequential in (False, True) if is_url(source) else (False,):
-            command = _decode_command(
-                exe, source, start, duration, opts, sequential=sequential, proxy=proxy, even_mix=even_mix
-            )
+        for sequential, past_header in tries:
+            command = _decode_command(exe, source, start, duration, opts, sequential=sequential, proxy=proxy,
+                                      even_mix=even_mix, ignore_length=past_header)  # fmt: skip
             decoded = _run_decoder(command, opts.timeout_s, None if proxy is None else _without_no_proxy())
             parsed = parse(decoded.data) if decoded.reason is None else None
             reason = _shortfall(decoded, length_s(parsed) if parsed is not None else 0.0, covers_s)

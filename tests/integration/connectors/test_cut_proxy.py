@@ -149,3 +149,29 @@ def test_a_server_that_is_down_is_named_as_unreachable() -> None:
     said = f"127.0.0.1:{port} cannot be reached (Connection refused); check the URL and that its server"
     assert said in message
     assert "End of file" not in message
+
+
+def test_a_remote_wav_that_declares_less_than_it_holds_is_cut_past_its_header(
+    site: Hostile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest decodes such a WAV whole; a span cut past the header's length came back empty
+    ("ffmpeg gave 0.00 s"), so its lazy words failed."""
+    import struct
+
+    from clasp_ingest.media import decode_audio, find_ffmpeg
+
+    monkeypatch.setenv("CLASP_ALLOW_PRIVATE_HOSTS", "1")
+    wav = site.root / "short_header.wav"
+    subprocess.run([find_ffmpeg(), "-nostdin", "-v", "error", "-i", str(SAMPLES / "demo_en.opus"),
+                    "-ac", "1", "-ar", "16000", str(wav)], check=True)  # fmt: skip
+    raw = bytearray(wav.read_bytes())
+    at = raw.index(b"data")
+    raw[at + 4 : at + 8] = struct.pack("<I", 10 * 32_000)  # the header says 10 s of the 46.6
+    wav.write_bytes(bytes(raw))
+    whole = decode_audio(wav)
+    span = Span(media_id="w", source=f"{site.base_url}/short_header.wav", title="w", start_s=32.7,
+                end_s=37.188, score=1.0)  # fmt: skip
+    cut = span_samples(span)
+    assert abs(cut.size / 16_000 - 4.488) < 0.05
+    expected = whole[int(32.7 * 16_000) : int(32.7 * 16_000) + cut.size]
+    assert np.corrcoef(cut[: expected.size], expected)[0, 1] > 0.9  # that stretch, not another
