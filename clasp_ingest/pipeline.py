@@ -471,24 +471,26 @@ def _speech_of(
     on_language = languages.append if languages is not None else None
 
     def counted() -> Iterator[np.ndarray]:
-        try:
-            for block in stream_audio(
-                local,
-                decode,
-                on_warning=warnings.append,
-                on_language=on_language,
-                on_tracks=tracks.append if tracks is not None else None,
-                on_even_mix=(lambda: mixes.append("even")) if mixes is not None else None,
-            ):
-                samples[0] += len(block)
-                yield block
-        except MediaDecodeError as exc:
-            if exc.source == local and not ref.uri.startswith("file:"):
-                # a download's temporary file: name what the user knows, the URL
-                raise MediaDecodeError(ref.uri, exc.reason, exc.stderr_tail) from None
-            raise
+        for block in stream_audio(
+            local,
+            decode,
+            on_warning=warnings.append,
+            on_language=on_language,
+            on_tracks=tracks.append if tracks is not None else None,
+            on_even_mix=(lambda: mixes.append("even")) if mixes is not None else None,
+            shown=_shown(ref),
+        ):
+            samples[0] += len(block)
+            yield block
 
     yield from segment_blocks(counted(), media_id=ref.media_id, options=options.segmenter)
+
+
+def _shown(ref: MediaRef) -> str | None:
+    """What decoding calls ``ref``'s audio: for a download, its URL (as stored, redacted), not
+    the temporary file the user never saw (its warnings said ``decoding
+    /tmp/clasp-dl-.../media.mp3: ends early``)."""
+    return None if ref.uri.startswith("file:") else ref.uri
 
 
 def _media_words(
@@ -504,7 +506,9 @@ def _media_words(
         raise ConfigError("no transcriber options")
     transcriber = shared_transcriber(options.transcribe)
     tags: list[str] = []
-    blocks = stream_audio(local, options.decode or DecodeOptions(strict=False), on_language=tags.append)
+    blocks = stream_audio(
+        local, options.decode or DecodeOptions(strict=False), on_language=tags.append, shown=_shown(ref)
+    )
     first = list(itertools.islice(blocks, 1))  # the track's language tag comes with the first block
     declared = _with_language(ref, tags).metadata.get("language")
     media = transcribe_media(

@@ -41,7 +41,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from clasp_ingest.connectors.addresses import BlockedAddressError, allowed_addresses
 from clasp_ingest.connectors.base import MediaTooLargeError, OpenOptions, temporary_target
-from clasp_ingest.connectors.urls import encoded_url, host_of, redact_url
+from clasp_ingest.connectors.urls import encoded_url, host_of, redact_url, url_problem
 
 from clasp_ingest.errors import ConnectorError, TransientConnectorError
 
@@ -199,7 +199,17 @@ def connect_checked(address: tuple[str, int], timeout: float, check: bool) -> so
     raise last
 
 
+def _check_url(url: str, shown: str) -> None:
+    """Raise, naming the part that is wrong, where ``url`` cannot be requested: urllib fails on
+    a bad port or IPv6 host with a bare ValueError ('Port out of range 0-65535'), and a URL
+    without a host failed as unreachable, retried."""
+    problem = url_problem(url)
+    if problem is not None:
+        raise ConnectorError(f"{shown} is not a valid URL: {problem}; check it")
+
+
 def _connection(url: str, target: Target, budget: _Budget) -> http.client.HTTPConnection:
+    _check_url(url, budget.shown)
     parts = urlsplit(url)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     timeout = max(0.01, min(budget.options.connect_timeout_s, budget.left()))
@@ -297,7 +307,12 @@ class _TransientStatusError(HttpStatusError, TransientConnectorError):
 
 
 def _next_hop(url: str, location: str, budget: _Budget) -> str:
-    target = urljoin(url, location)
+    try:
+        target = urljoin(url, location)
+    except ValueError:  # 'http://[::1/x'; its text does not say which URL
+        raise ConnectorError(
+            f"{budget.shown} redirects to {redact_url(location)!r}, which is not a valid URL; check the URL"
+        ) from None
     scheme = urlsplit(target).scheme.lower()
     if scheme not in HTTP_SCHEMES:
         raise RefusedError(
@@ -468,6 +483,7 @@ def download(target: Target, writer: IO[bytes], options: OpenOptions) -> int:
 @contextmanager
 def open_http(target: Target, options: OpenOptions) -> Iterator[str]:
     """Download ``target`` into a temporary file and yield its path; the file goes on exit."""
+    _check_url(target.url, target.shown)
     suffix = PurePosixPath(urlsplit(target.url).path).suffix[:8]
     with temporary_target(suffix, options) as path:
         with path.open("wb") as writer:

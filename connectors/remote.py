@@ -8,8 +8,9 @@ links of an index page on other hosts must be public unless ``allow_private_host
 Fingerprints: ETag when the server gives one (S3, GCS, most HTTP servers), otherwise
 Last-Modified + Content-Length. URLs are stored and shown redacted
 (:func:`~clasp_ingest.connectors.urls.redact_url`); the real one stays in the connector.
-An http(s) URL is stored percent-encoded as it is sent
-(:func:`~clasp_ingest.connectors.urls.encoded_url`: ``sp ace.wav`` → ``sp%20ace.wav``).
+An http(s) URL is stored percent-encoded as it is sent, in RFC 3986's normal form
+(:func:`~clasp_ingest.connectors.urls.encoded_url`: ``sp ace.wav`` → ``sp%20ace.wav``,
+``HTTP://Host:80/a/./%7Eb.wav`` → ``http://host/a/~b.wav``).
 """
 
 from __future__ import annotations
@@ -184,7 +185,8 @@ class FsspecConnector:
             raise ConnectorError(f"{redact_url(url)!r} is not an http(s)://, s3:// or gs:// URL")
         if scheme_of(url) in HTTP_SCHEMES:
             # a fragment never reaches the server (and links add '#t='); 'sp ace.wav' is stored
-            # as sent, 'sp%20ace.wav': one item, and a link that stays one
+            # as sent, 'sp%20ace.wav', and 'HTTP://H/./a.wav' as 'http://h/a.wav': one item, and
+            # a link that stays one
             url = encoded_url(url.split("#", 1)[0])
         self._url = url
         self._shown = redact_url(url)

@@ -8,18 +8,21 @@ so the reader sees that the URL was signed). The signing parameters that change 
 a URL is signed again (dates, expiries, key ids) are redacted too, so the media id of a
 re-signed URL does not change. A ``user:password@`` in the host part loses its password.
 
-:func:`encoded_url` gives an http(s) URL the one form it is stored in (spaces and non-ASCII
-percent-encoded, as it is sent), so ``sp ace.wav`` and ``sp%20ace.wav`` are one item.
+:func:`encoded_url` gives an http(s) URL the one form it is sent and stored in (spaces and
+non-ASCII percent-encoded, and RFC 3986's normal form, section 6.2.2: ``HTTP://Example.COM:80``,
+``%7e``, ``/a/./b.wav`` as ``http://example.com``, ``~``, ``/a/b.wav``), so that spellings of one
+file are one item. :func:`url_problem` says what keeps an http(s) URL from being requested.
 """
 
 from __future__ import annotations
 
 import re
+import string
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
-__all__ = ["REDACTED", "SecretUrl", "encoded_url", "host_of", "redact_url"]
+__all__ = ["REDACTED", "SecretUrl", "encoded_url", "host_of", "redact_url", "url_problem"]
 
 #: What a credential value becomes.
 REDACTED = "REDACTED"
@@ -46,6 +49,11 @@ _WHEN_SIGNED = frozenset(
 _SIGNATURES = frozenset({"sig", "signature"})
 #: What :func:`encoded_url` percent-encodes: spaces, control and non-ASCII characters.
 _UNSENDABLE = re.compile(r"[^\x21-\x7e]+")
+#: A percent-escape; one of an unreserved character (RFC 3986 section 2.3) is that character.
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def _is_credential(name: str, signed: bool) -> bool:
@@ -90,16 +98,108 @@ def encoded_url(url: str) -> str:
     """An http(s) ``url`` as it is sent and stored: after its host, spaces, control and
     non-ASCII characters are percent-encoded (UTF-8, as browsers send them: ``/café talk.opus``
     → ``/caf%C3%A9%20talk.opus``), so that both spellings of one file are one item whose link
-    is a valid URL. Every other character, escapes included, stays as it is: a URL without
-    such characters comes back unchanged (and keeps its media id), and so do other schemes'
-    URLs (an ``s3://`` key is a name, not encoded) and plain paths.
+    is a valid URL. The spellings RFC 3986 (section 6.2.2) calls equivalent are one too: the
+    scheme and host in lower case, no default port (``:80``, ``:443``) or empty one, escapes in
+    upper case (``%c3`` → ``%C3``) and those of unreserved characters decoded (``%7E`` → ``~``),
+    no ``.`` or ``..`` segments in the path.
+
+    Nothing else changes: reserved characters and their escapes stay (``%2F`` is not ``/``;
+    a signed query keeps its ``+``, ``%20``, ``&`` and ``=`` and its order), so a URL already
+    in that form comes back unchanged (and keeps its media id), and so do a URL that cannot be
+    parsed (a bad port: :func:`url_problem` tells), other schemes' URLs (an ``s3://`` key is a
+    name, not encoded) and plain paths.
     """
     scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in ("http", "https") or not _UNSENDABLE.search(rest):
-        return url
-    host_end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
-    path = _UNSENDABLE.sub(lambda found: quote(found[0], safe="", errors="surrogatepass"), rest[host_end:])
-    return f"{scheme}{sep}{rest[:host_end]}{path}"
+    if not sep or scheme.lower() not in _DEFAULT_PORTS or url_problem(url) is not None:
+        return url  # a broken URL's error names it as it was given ('http://:80/x' not 'http:///x')
+    scheme = scheme.lower()
+    host_end = _authority_end(rest)
+    tail = _UNSENDABLE.sub(lambda found: quote(found[0], safe="", errors="surrogatepass"), rest[host_end:])
+    path, fragment_mark, fragment = tail.partition("#")
+    path, query_mark, query = path.partition("?")
+    path = _without_dot_segments(_normal_escapes(path))
+    query = _normal_escapes(query)
+    authority = _normal_authority(rest[:host_end], _DEFAULT_PORTS[scheme])
+    return f"{scheme}{sep}{authority}{path}{query_mark}{query}{fragment_mark}{fragment}"
+
+
+def _authority_end(rest: str) -> int:
+    """Where the host part of a URL after its ``scheme://`` ends."""
+    return min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+
+
+def _host_and_port(authority: str) -> tuple[str, str | None]:
+    """The host and the port as written (``None``: no ``:``) of an authority, as
+    :func:`urllib.parse.urlsplit` reads them (``h:1:`` is host ``h``, port ``1:``)."""
+    host_port = authority.rpartition("@")[2]
+    if host_port.startswith("["):
+        host, bracket, after = host_port.partition("]")
+        host += bracket
+    else:
+        host, after = "", host_port
+    more, colon, port = after.partition(":")
+    return host + more, port if colon else None
+
+
+def _normal_authority(authority: str, default_port: int) -> str:
+    """``authority`` with its host in lower case (ASCII letters only) and without an empty or
+    default port; the user name and password stay as they are (they are case-sensitive)."""
+    user, at, _ = authority.rpartition("@")
+    host, port = _host_and_port(authority)
+    if port is not None and port.isascii() and port.isdigit() and int(port) == default_port:
+        port = ""
+    return f"{user}{at}{host.translate(_LOWER)}{f':{port}' if port else ''}"
+
+
+def _normal_escapes(text: str) -> str:
+    """Percent-escapes in upper case, and those of unreserved characters decoded."""
+
+    def normal(found: re.Match[str]) -> str:
+        char = chr(int(found[1], 16))
+        return char if char in _UNRESERVED else f"%{found[1].upper()}"
+
+    return _ESCAPE.sub(normal, text) if "%" in text else text
+
+
+def _without_dot_segments(path: str) -> str:
+    """``path`` without ``.`` and ``..`` segments (RFC 3986 section 5.2.4: ``/a/x/../b`` → ``/a/b``;
+    ``..`` above the root stays at the root)."""
+    segments = path.split("/")
+    if not path.startswith("/") or not any(part in (".", "..") for part in segments):
+        return path
+    kept: list[str] = []
+    for part in segments[1:]:
+        if part == "..":
+            if kept:
+                kept.pop()
+        elif part != ".":
+            kept.append(part)
+    if segments[-1] in (".", ".."):  # '/a/b/..' is the folder '/a/'
+        kept.append("")
+    return "/" + "/".join(kept)
+
+
+def url_problem(url: str) -> str | None:
+    """What keeps the http(s) ``url`` from being requested, worded for an error message (``its
+    port '8766:' is not a number``), or ``None`` when nothing does. :mod:`urllib` and the socket
+    layer fail on these with a bare ValueError that does not say which part is wrong."""
+    rest = url.partition("://")[2]
+    authority = rest[: _authority_end(rest)]
+    host, port = _host_and_port(authority)
+    if host.startswith("[") and not host.endswith("]"):
+        return f"its host {host!r} lacks the ']' that ends an IPv6 address"
+    if not host:
+        return "it names no host"
+    if port and not (port.isascii() and port.isdigit()):
+        return f"its port {port!r} is not a number"
+    if port and not 0 < int(port) <= 65535:
+        return f"its port {port} is out of range (1-65535)"
+    try:
+        _ = urlsplit(url).port  # what else urllib refuses (a bad IPv6 address)
+        host.strip("[]").encode("idna")  # what the socket layer does with a host name
+    except ValueError as exc:  # UnicodeError: a label that is empty or longer than 63 characters
+        return f"its host {host!r} is not valid ({exc})"
+    return None
 
 
 def host_of(url: str) -> str:

@@ -250,6 +250,7 @@ def stream_audio(
     on_language: Callable[[str], None] | None = None,
     on_tracks: Callable[[int], None] | None = None,
     on_even_mix: Callable[[], None] | None = None,
+    shown: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield float32 mono blocks of ``options.block_s`` seconds (the last one shorter).
 
@@ -267,16 +268,28 @@ def stream_audio(
     ``on_tracks`` gets the number of audio tracks of the input (only the first is decoded),
     once, after the last block. ``on_even_mix`` is called, before the first block, when the
     track's channels have no layout and are mixed alike (:data:`EVEN_MIX`; module docstring).
+
+    ``shown``: what warnings and errors call the input, where ``source`` is not what the user
+    gave (a download's temporary file: its URL, which tells which item it was).
     """
     opts = options or DecodeOptions()
     name = _check_source(source)
     wav = None if is_url(name) else wav_length(name.removeprefix("file:"))  # as ffmpeg's file: names it
+    label = shown or name
+    told = (on_warning, on_language, on_tracks)
     try:
-        yield from _stream(name, opts, on_warning, on_language, on_tracks, wav, every_channel=False)
-    except _UnlabelledChannels:
-        if on_even_mix is not None:
-            on_even_mix()
-        yield from _stream(name, opts, on_warning, on_language, on_tracks, wav, every_channel=True)
+        try:
+            yield from _stream(name, label, opts, *told, wav, every_channel=False)
+        except _UnlabelledChannels:
+            if on_even_mix is not None:
+                on_even_mix()
+            yield from _stream(name, label, opts, *told, wav, every_channel=True)
+    except MediaDecodeError as exc:
+        if exc.source != name or label == name:
+            raise
+        path = name.removeprefix("file:")
+        tail = exc.stderr_tail.replace(f"file:{path}", label).replace(path, label)  # ffmpeg's lines too
+        raise MediaDecodeError(label, exc.reason, tail) from None
 
 
 class _UnlabelledChannels(Exception):
@@ -285,6 +298,7 @@ class _UnlabelledChannels(Exception):
 
 def _stream(
     name: str,
+    label: str,
     opts: DecodeOptions,
     on_warning: Callable[[str], None] | None,
     on_language: Callable[[str], None] | None,
@@ -317,10 +331,10 @@ def _stream(
             raise _UnlabelledChannels
         _check_exit(process, name, stderr)
         if short_header_s is not None:
-            _undeclared(name, short_header_s, samples / opts.sample_rate, on_warning)
-        _check_damage(name, samples / opts.sample_rate, opts, stderr, on_warning, wav)
+            _undeclared(label, short_header_s, samples / opts.sample_rate, on_warning)
+        _check_damage(label, samples / opts.sample_rate, opts, stderr, on_warning, wav)
         if not_numbers:
-            _not_numbers(name, not_numbers, opts, on_warning)
+            _not_numbers(label, not_numbers, opts, on_warning)
         if on_tracks is not None:
             on_tracks(stderr.audio_streams)
     finally:

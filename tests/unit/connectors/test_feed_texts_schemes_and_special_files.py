@@ -111,7 +111,7 @@ _CANONICAL = [
     "http://127.0.0.1:8000/media/a.wav",
     "https://h.example/sp%20ace%231.wav",
     "https://h.example/caf%C3%A9.wav",
-    "https://h.example/caf%c3%a9.wav",  # lower-case escapes are not rewritten
+    "https://h.example/caf%C3%A9.wav",  # upper-case escapes (lower-case ones: RFC 3986's form)
     "https://h.example/a%2Fb/[1]/100%.wav?x=1&y=a+b&z=%20#t=3",
     "https://user:REDACTED@h.example/x.mp3?sig=REDACTED",
     "s3://bucket/my talk.wav",  # a bucket key is a name: never encoded
@@ -137,7 +137,7 @@ def test_spaces_and_non_ascii_are_stored_percent_encoded(url: str, stored: str) 
 
 def test_a_feeds_two_spellings_of_one_url_are_one_item(tmp_path: Path) -> None:
     spaced, encoded = "http://127.0.0.1:9/media/sp ace%231.wav", "http://127.0.0.1:9/media/sp%20ace%231.wav"
-    canonical = "http://127.0.0.1:9/media/caf%c3%a9%5B1%5D.wav?x=1"
+    canonical = "http://127.0.0.1:9/media/caf%C3%A9%5B1%5D.wav?x=1"
     episodes = [Episode("A", spaced, 1), Episode("B", encoded, 1), Episode("C", canonical, 1)]
     (tmp_path / "feed.xml").write_text(rss("Local", episodes))
     refs = list(FeedConnector(str(tmp_path / "feed.xml")).discover())  # nothing is downloaded

@@ -1,0 +1,114 @@
+"""``clasp-ingest ingest`` of http URLs from a loopback http.server, as a user runs it (the installed
+script, the tiny random model, a store under ``tmp_path``): spellings of one file that RFC 3986
+calls equivalent are one item; a URL that cannot be requested fails alone, saying what is wrong;
+a damaged download's warning names its URL (redacted), not its temporary file."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clasp_ingest.connectors import FsspecConnector, OpenOptions
+from clasp_ingest.connectors.http import Target, head
+
+from clasp_ingest.errors import ConnectorError
+from tests.fixtures_audio import convert, truncate
+from tests.integration.connectors.conftest import HttpSite
+
+SAMPLES = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples"
+CLI = str(Path(sys.executable).with_name("clasp-ingest"))
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "tmp").mkdir()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLASP_", "PREFECT_"))}
+    return {
+        **clean,
+        "HOME": str(home),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "PREFECT_HOME": str(home / "prefect"),
+        "CLASP_QDRANT_PATH": str(tmp_path / "qdrant"),
+        "CLASP_MODEL": "tiny-random",
+    }
+
+
+def _cli(env: dict[str, str], *args: str) -> tuple[int, Any, str]:
+    run = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=300)
+    return run.returncode, json.loads(run.stdout or "null"), run.stderr
+
+
+def test_spellings_of_one_file_ingest_as_one_item_and_a_broken_url_fails_alone(
+    http_site: HttpSite, env: dict[str, str], tmp_path: Path
+) -> None:
+    shutil.copy(SAMPLES / "demo_en.opus", http_site.root / "talk.opus")
+    mp3 = convert(SAMPLES / "demo_en.opus", tmp_path / "whole.mp3", "-ac", "1", "-b:a", "32k")
+    truncate(mp3, http_site.root / "cut.mp3", 0.4)
+    base = http_site.base_url
+    port = base.rsplit(":", 1)[1]
+    stored = f"{base}/talk.opus"
+    spelled = f"HTTP://{base.removeprefix('http://')}/x/../t%61lk.opus"  # host case, '..', '%61'
+    broken = f"http://127.0.0.1:{port}:/talk.opus"  # a stray colon
+    cut = f"{base}/cut.mp3?token=s3cr3t"
+
+    code, summary, stderr = _cli(env, "ingest", spelled, broken, cut, "--json")
+    assert code == 3, stderr  # some items failed
+    assert summary["media_ok"] == 2
+    ((failed),) = summary["media_failed"]  # the others went on
+    assert failed["uri"] == broken
+    assert failed["error"] == f"{broken!r} is not a valid URL: its port '{port}:' is not a number; check it"
+    assert "ValueError" not in stderr  # before: "ValueError: Port could not be cast to integer value"
+    shown = f"{base}/cut.mp3?token=REDACTED"
+    assert f"warning: decoding {shown}: ends early" in stderr  # before: /tmp/.../clasp-dl-.../media.mp3
+    assert "clasp-dl-" not in stderr and "s3cr3t" not in stderr
+    assert [w["uri"] for w in summary["media_warnings"]] == [shown]
+
+    code, summary, stderr = _cli(env, "ingest", stored, "--json")  # the other spelling: the same item
+    assert (code, summary["media_ok"], summary["media_skipped"]) == (0, 0, 1), stderr
+    code, items, _ = _cli(env, "store", "list", "--json")
+    assert sorted(item["source"] for item in items) == [shown, stored]  # before: two talk.opus items
+    code, deleted, stderr = _cli(env, "store", "delete", f"{base}/./%74alk.opus", "--yes")
+    assert code == 0 and [d["source"] for d in deleted["deleted"]] == [stored], stderr
+
+
+class _RedirectToBroken(http.server.BaseHTTPRequestHandler):
+    def do_HEAD(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", "http://[::1/moved.wav")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def redirecting() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RedirectToBroken)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_redirect_to_a_broken_url_names_both(redirecting: str) -> None:
+    url = f"{redirecting}/a.wav"
+    with pytest.raises(ConnectorError) as info:  # before: ValueError: Invalid IPv6 URL
+        head(Target(url, frozenset({"127.0.0.1"})), OpenOptions())
+    assert (
+        str(info.value)
+        == f"{url!r} redirects to 'http://[::1/moved.wav', which is not a valid URL; check the URL"
+    )
+    with pytest.raises(ConnectorError, match="which is not a valid URL"):
+        list(FsspecConnector(url).discover())
