@@ -57,10 +57,28 @@ def query_model_for(
     if not fits_collection(identity, encoder):
         raise CollectionMismatchError(
             f"collection {store.collection!r} holds {identity.dim}-d vectors of model {identity.model_id!r}, "
-            f"but model {name!r} makes {encoder.dim}-d vectors of {encoder.model_id!r}; drop --model "
-            "(and CLASP_MODEL; in Python the model argument) to search with the collection's own model"
+            f"but model {name!r} makes {encoder.dim}-d vectors of {encoder.model_id!r}; "
+            + _own_model_remedy(identity)
         )
     return encoder
+
+
+def _own_model_remedy(identity: CollectionIdentity) -> str:
+    """What to do when the model named does not fit: drop it, where the collection's own model is
+    found; else (an older release's model, with no preset now) that advice led back to the "no
+    preset makes vectors of model ..." error, and each message sent the user to the other."""
+    from clasp_ingest.errors import ModelLoadError
+    from clasp_ingest.model.query import find_model
+
+    try:
+        find_model(identity.model_id, identity.source)
+    except ModelLoadError:
+        return (
+            "no preset of this clasp-ingest version makes the collection's vectors: pass --model with "
+            f"the directory of model {identity.model_id!r}, or ingest again with a current model into "
+            "another collection (--collection NAME) or over this one (--recreate)"
+        )
+    return "drop --model (and CLASP_MODEL; in Python the model argument) to search with the collection's own model"
 
 
 def fits_collection(identity: CollectionIdentity, model: Any) -> bool:

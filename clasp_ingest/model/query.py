@@ -286,5 +286,6 @@ def find_model(model_id: str, source: str | None = None, *, exact: bool = False)
     where = f" (made from {source!r}, which is gone or now holds another model)" if source else ""
     raise ModelLoadError(
         f"no preset of this clasp-ingest version makes vectors of model {model_id!r}{where}; pass "
-        "--model with that model's directory, or re-ingest with a current model into a new collection"
+        "--model with that model's directory, or ingest again with a current model into another collection "
+        "(--collection NAME) or over this one (--recreate)"
     )

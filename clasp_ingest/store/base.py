@@ -977,13 +977,27 @@ class QdrantStore(abc.ABC):
         version (its ``segment_index`` 0, or the ``"empty"`` marker's -1) and two counts each."""
         if self.identity is None:
             return []
+        firsts = [
+            point.payload.get("metadata", {})
+            for point in self.iter_points(Where((Condition(meta_key("segment_index"), lte=0),)))
+        ]
+        writes: dict[tuple[str, str], list[str]] = {}  # (media id, version) -> its writes' ids
+        for meta in firsts:
+            if meta.get("write_id"):
+                writes.setdefault((str(meta.get("media_id", "")), str(meta.get("version", ""))), []).append(
+                    str(meta["write_id"])
+                )
         found = []
-        for point in self.iter_points(Where((Condition(meta_key("segment_index"), lte=0),))):
-            meta = point.payload.get("metadata", {})
+        for meta in firsts:
             media_id, version = str(meta.get("media_id", "")), str(meta.get("version", ""))
             this = meta_equals("media_id", media_id) & meta_equals("version", version)
             if meta.get("write_id"):  # one row per write: a rewrite of the version stored is its own
                 this = this & meta_equals("write_id", str(meta["write_id"]))
+            elif (media_id, version) in writes:
+                # written by a release before write ids, and rewritten since: its own points only
+                # (they were counted with the rewrite's, and read as "writing" while it was)
+                ids = tuple(writes[media_id, version])
+                this = this & Where(must_not=(Condition(meta_key("write_id"), any_of=ids),))
             spans = self._count(this & meta_equals("state", STATE_COMPLETE))
             writing = self._count(this & meta_equals("state", STATE_WRITING))
             found.append(

@@ -176,11 +176,15 @@ def list_media(
 
 def _list_summary(items: list[StoredMedia], collection: str) -> str:
     """``N media items, S searchable spans in 'collection'``; the versions too where an item has
-    several (a new one being written beside the stored one, or left by a run that stopped)."""
+    several (a new one being written beside the stored one, or left by a run that stopped), and
+    the writes where one version has several (``--force`` rewriting it: it said "2 versions")."""
     media = len({item.media_id for item in items})
-    versions = f" ({len(items)} versions)" if len(items) != media else ""
+    versions = len({(item.media_id, item.version) for item in items})
+    rows = [_count(versions, "version")] if versions != media else []
+    rows += [_count(len(items), "write")] if len(items) != versions else []
+    shown = f" ({', '.join(rows)})" if rows else ""
     spans = sum(item.spans for item in items)
-    return f"{_count(media, 'media item')}{versions}, {_count(spans, 'searchable span')} in {collection!r}"
+    return f"{_count(media, 'media item')}{shown}, {_count(spans, 'searchable span')} in {collection!r}"
 
 
 def _count(number: int, noun: str) -> str:
@@ -224,7 +228,7 @@ def delete_media(
         items = store.media()
         chosen: dict[str, str] = {}  # media id -> source
         for target in targets:
-            matched = {item.media_id: item.source for item in items if _matches(item, target)}
+            matched = _matched(items, target)
             if not matched:
                 typer.echo(
                     f"error: {target!r} matches no media item stored in {store.collection!r}; "
@@ -250,6 +254,16 @@ def delete_media(
             for media_id, source in sorted(chosen.items(), key=lambda kv: kv[1])
         ]
     typer.echo(json.dumps({"deleted": deleted, "points": sum(d["points"] for d in deleted)}))
+
+
+def _matched(items: list[StoredMedia], target: str) -> dict[str, str]:
+    """The items ``target`` names (media id -> source): those it names exactly (a media id, a
+    source as stored) if any, else every item it names in another spelling. An item stored by
+    an older release under a raw URL (``sp ace.opus``) or a relative path has a second copy
+    under its current form (``sp%20ace.opus``, ``file:///...``); README's remedy, ``store delete
+    OLD_URI``, deleted both."""
+    exact = {item.media_id: item.source for item in items if target in (item.media_id, item.source)}
+    return exact or {item.media_id: item.source for item in items if _matches(item, target)}
 
 
 def _matches(item: StoredMedia, target: str) -> bool:
