@@ -42,11 +42,11 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
 
-from clasp_ingest.connectors.base import OpenOptions, copy_limited, is_media_name
+from clasp_ingest.connectors.base import OpenOptions, copy_limited, is_media_name, unreadable_ref
 from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, fetch_page, open_http
 from clasp_ingest.connectors.local import local_uri, path_of_uri, special_kind
 from clasp_ingest.connectors.remote import REMOTE_SCHEMES, filesystem_for, open_remote, scheme_of
-from clasp_ingest.connectors.urls import REDACTED, encoded_url, host_of, redact_url
+from clasp_ingest.connectors.urls import REDACTED, encoded_url, host_of, redact_url, url_problem
 
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
@@ -291,7 +291,15 @@ class FeedConnector:
             return None
         written = str(enclosure.get("href", "")).strip()  # " javascript:x" read as a file name
         # measured as written (before work on it) and as stored: percent-encoded, 3-9 times longer
-        real, local = self._enclosure(base, written) if len(written) <= URL_MAX else (written, False)
+        try:
+            real, local = self._enclosure(base, written) if len(written) <= URL_MAX else (written, False)
+        except ValueError as exc:  # urljoin's 'Invalid IPv6 URL' failed the whole feed
+            shown = redact_url(written)
+            return unreadable_ref(
+                shown,
+                f"{shown!r} (enclosure of feed {self._shown!r}) is not a valid URL: "
+                f"{url_problem(written) or exc}; check the feed",
+            )
         if len(real) > URL_MAX:
             self._cuts["skipped"] += 1
             return None

@@ -167,3 +167,16 @@ def test_decoding_names_a_download_by_its_url(tmp_path: Path, caplog: pytest.Log
     with pytest.raises(MediaDecodeError) as caught:
         list(stream_audio(local, shown=uri))
     assert caught.value.source == uri and "clasp-dl-" not in str(caught.value), caught.value
+
+
+def test_a_feeds_broken_enclosure_fails_alone(tmp_path: Path) -> None:
+    """urljoin raised 'Invalid IPv6 URL' for an enclosure written ``http://[::1/x.wav``: the
+    whole feed failed, its other episodes with it."""
+    from clasp_ingest.connectors.base import LISTING_ERROR
+
+    good = "http://127.0.0.1:9/m/a.wav"
+    episodes = [Episode("bad", "http://[::1/x.wav", 1), Episode("good", good, 1)]
+    (tmp_path / "feed.xml").write_text(rss("Local", episodes))
+    bad, ok = FeedConnector(str(tmp_path / "feed.xml")).discover()
+    assert "lacks the ']' that ends an IPv6 address; check the feed" in bad.metadata[LISTING_ERROR]
+    assert ok.uri == good and LISTING_ERROR not in ok.metadata
