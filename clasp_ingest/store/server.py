@@ -18,6 +18,7 @@ from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
     PAYLOAD_INDEXES,
+    STATE_EMPTY,
     TEXT_VECTOR,
     TRANSCRIPT_KEY,
     VECTOR_NAME,
@@ -359,6 +360,12 @@ class ServerStore(QdrantStore):
 
 
 def _vectors(point: StoredPoint) -> dict[str, Any]:
+    """The point's named vectors. An ``"empty"`` marker gets none: a server's or a folder's
+    collection is also searched by other clients (langchain-qdrant, the dashboard), which
+    do not leave markers out, and its unit-axis vector (what the embedded engine needs) made
+    it a hit of every query, "no speech found" among the spans."""
+    if point.payload.get("metadata", {}).get("state") == STATE_EMPTY:
+        return {}
     vectors: dict[str, Any] = {VECTOR_NAME: point.vector}
     if point.text_vector is not None:
         vectors[TEXT_VECTOR] = point.text_vector

@@ -233,3 +233,32 @@ def test_a_malformed_qdrant_url_is_a_config_error_naming_it() -> None:
         assert why in str(error.value) and str(error.value).endswith("(--qdrant-url, CLASP_QDRANT_URL)")
     with pytest.raises(ConfigError, match=r"the Qdrant URL is empty; .*\(--to\)$"):
         open_store(url=" ", names=StoreNames(url="--to"))
+
+
+def test_an_exported_no_speech_marker_is_no_hit_for_other_clients(tmp_path: Path) -> None:
+    """An item without speech is one "empty" marker whose vector (the embedded engine needs one) is
+    a unit axis. Exported with it, langchain-qdrant on the copy listed "demo (no speech found)"
+    among its first hits; the copy's marker has no vector, and still makes the item skipped."""
+    from qdrant_client import QdrantClient
+
+    speech, silent = (
+        make_media("file:///talk.wav", "v1", 5, seed=1),
+        make_media("file:///hiss.wav", "v1", 0, seed=2),
+    )
+    folder = tmp_path / "copy"
+    with open_store(path=tmp_path / "edge") as edge:
+        edge.ensure_collection(MODEL, DIM)
+        edge.write_media(speech.ref, MODEL, speech.batches())
+        edge.write_media(silent.ref, MODEL, iter(()))
+        assert edge.has_media(silent.ref.media_id, "v1")
+        export_to(edge, str(folder), collection="talks")
+    client = QdrantClient(path=str(folder))  # another client, as langchain-qdrant uses it
+    try:
+        axis = np.eye(DIM, dtype=np.float32)[0]  # the marker's old vector: the best match it could have
+        hits = client.query_points("talks", query=axis.tolist(), using="clasp", limit=10, with_payload=True)
+        assert [p.payload["metadata"]["state"] for p in hits.points] == ["complete"] * 5  # type: ignore[index]
+        assert client.count("talks").count == 6  # the marker is there
+    finally:
+        client.close()
+    with open_store(path=folder, collection="talks") as copy:
+        assert copy.has_media(silent.ref.media_id, "v1") and copy.has_media(speech.ref.media_id, "v1")
