@@ -175,6 +175,9 @@ def ingest_command(
     whisper_model: str = typer.Option(
         "whisper-base",
         "--whisper-model",
+        parser=lambda value: refuse_empty(
+            value, "give 'whisper-base', a CTranslate2 folder or a faster-whisper model name, or leave it out"
+        ),
         help="Whisper model for --transcribe: 'whisper-base' (bundled), a CTranslate2 folder or a "
         "faster-whisper model name.",
     ),

@@ -152,13 +152,18 @@ class Settings(BaseSettings):
             raise ValueError(f"{found!r} is not ffmpeg ({why}); give ffmpeg's path")
         return value
 
-    @field_validator("qdrant_url", "qdrant_path", mode="before")
+    @field_validator("qdrant_url", "qdrant_path", "model", mode="before")
     @classmethod
     def _not_empty(cls, value: object, info: ValidationInfo) -> object:
-        """An empty ``CLASP_QDRANT_URL`` / ``CLASP_QDRANT_PATH`` (``VAR=`` in a unit file, a
-        template left blank) is refused: it is neither unset nor the current folder."""
+        """An empty ``CLASP_QDRANT_URL`` / ``CLASP_QDRANT_PATH`` / ``CLASP_MODEL`` (``VAR=`` in a
+        unit file, a template left blank) is refused: it is neither unset nor the current folder
+        (``CLASP_MODEL=`` said "model directory '' has no config.json")."""
         if isinstance(value, str) and not value.strip():
-            wanted = "the server's URL (http://host:6333)" if info.field_name == "qdrant_url" else "a folder"
+            wanted = {
+                "qdrant_url": "the server's URL (http://host:6333)",
+                "qdrant_path": "a folder",
+                "model": "a model preset or folder, or unset it (the default is clasp-mini)",
+            }[str(info.field_name)]
             raise ValueError(f"the value is empty; give {wanted}")
         return value
 

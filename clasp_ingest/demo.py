@@ -159,6 +159,14 @@ def _print_results(console: Any, outcomes: Sequence[QueryOutcome]) -> None:
         console.print(table)
 
 
+def _hits(value: str) -> int:
+    """``--k``: a whole number of at least 1, else bad usage (exit 2) before the samples are
+    ingested (the search would refuse it only after)."""
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of hits; give 1 or more")
+    return int(value)
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m clasp_ingest.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -167,7 +175,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--store", type=Path, default=None, help="Qdrant Edge folder (default: a temporary one)"
     )
-    parser.add_argument("--k", type=int, default=3, help="hits shown per query")
+    parser.add_argument("--k", type=_hits, default=3, help="hits shown per query")
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 unless every query's first hit is its sentence"
     )

@@ -46,6 +46,7 @@ MAX_CONTEXT = 1_000
 
 
 def search(
+    ctx: typer.Context,
     query: str = typer.Argument(..., help="What to look for, in any language."),
     k: int = typer.Option(5, "--k", "-k", min=1, max=MAX_SPANS, help="Number of spans."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
@@ -106,6 +107,9 @@ def search(
     ),
     whisper_model: str = typer.Option(
         "whisper-base",
+        parser=lambda value: refuse_empty(
+            value, "give 'whisper-base', a CTranslate2 folder or a faster-whisper model name, or leave it out"
+        ),
         help="Whisper model for --transcribe and --rerank: 'whisper-base' (bundled), a CTranslate2 "
         "folder or a faster-whisper model name.",
     ),
@@ -125,6 +129,7 @@ def search(
     from clasp_ingest.store.cli_store import open_configured_store
 
     _check_combination(k, rerank, group, hybrid)
+    _check_dependents(ctx, translate=translate, words=transcribe or rerank is not None, merge=merge)
     if is_empty_query(query):
         raise ConfigError(
             "the query is empty; say what to look for, e.g. clasp-ingest search 'photosynthesis'"
@@ -182,6 +187,24 @@ def _check_combination(k: int, rerank: int | None, group: int | None, hybrid: bo
             "not with --rerank or --group (--hybrid ranks by the stored words already); drop "
             "those, or search without --hybrid",
             param_hint="'--hybrid'",
+        )
+
+
+def _check_dependents(ctx: typer.Context, *, translate: bool, words: bool, merge: bool) -> None:
+    """An option that only works with another, given without it, is bad usage (exit 2): the
+    search would run without it and the user would not learn why (no translations, no merge)."""
+    if translate and not words:
+        raise typer.BadParameter(
+            "--translate needs --transcribe (or --rerank, which transcribes the spans); add it, "
+            "or drop --translate",
+            param_hint="'--translate'",
+        )
+    given = ctx.get_parameter_source("merge_gap")  # typer's own click: compared by name
+    if not merge and given is not None and given.name != "DEFAULT":
+        raise typer.BadParameter(
+            "--merge-gap needs --merge (it is the gap merged hits may span); add --merge, or drop "
+            "--merge-gap",
+            param_hint="'--merge-gap'",
         )
 
 

@@ -78,7 +78,10 @@ def _own_model_remedy(identity: CollectionIdentity) -> str:
             f"the directory of model {identity.model_id!r}, or ingest again with a current model into "
             "another collection (--collection NAME) or over this one (--recreate)"
         )
-    return "drop --model (and CLASP_MODEL; in Python the model argument) to search with the collection's own model"
+    return (
+        "drop --model (and CLASP_MODEL; in Python the model argument) to search with the "
+        "collection's own model"
+    )
 
 
 def fits_collection(identity: CollectionIdentity, model: Any) -> bool:

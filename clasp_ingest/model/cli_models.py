@@ -7,9 +7,16 @@ from pathlib import Path
 
 import typer
 
+from clasp_ingest.store.cli_store import refuse_empty
+
 __all__ = ["register"]
 
 models_app = typer.Typer(help="Model presets and checkpoint conversion.", no_args_is_help=True)
+
+
+def _folder_named(value: str) -> Path:
+    """``--out`` / ``--model-dir``: an empty value is bad usage (it would be the current folder)."""
+    return Path(refuse_empty(value, "give a folder, or leave the option out"))
 
 
 def _where(model_id: str, model_dir: Path | None, backend: str) -> str:
@@ -49,7 +56,7 @@ def _rows(model_dir: Path | None) -> list[dict[str, object]]:
 @models_app.command("list")
 def list_command(
     model_dir: Path | None = typer.Option(
-        None, "--model-dir", envvar="CLASP_MODEL_DIR", help="Local model files."
+        None, "--model-dir", envvar="CLASP_MODEL_DIR", parser=_folder_named, help="Local model files."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -78,7 +85,10 @@ def list_command(
 def import_command(
     path: Path = typer.Argument(..., help="A paper checkpoint (.pt)."),
     out: Path = typer.Option(
-        ..., "--out", help="Directory to write fusion.safetensors + config.json (not one holding a model)."
+        ...,
+        "--out",
+        parser=_folder_named,
+        help="Directory to write fusion.safetensors + config.json (not one holding a model).",
     ),
     preset: str | None = typer.Option(None, help="Preset whose backbones the head belongs to."),
     model_id: str | None = typer.Option(None, "--model-id", help="Name stored with the vectors."),

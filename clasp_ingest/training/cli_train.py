@@ -7,11 +7,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import typer
 
 from clasp_ingest.errors import ClaspIngestError, ConfigError
+from clasp_ingest.model.config import FusionKind, SpeechPool
+from clasp_ingest.store.cli_store import refuse_empty
+from clasp_ingest.training.manifest import SPLITS
 
 __all__ = ["register"]
 
@@ -87,6 +90,28 @@ def _device_named(value: str | None) -> str | None:
     return value
 
 
+def _folder_named(value: str) -> Path:
+    """``--out`` / ``--cache-dir``: an empty value is bad usage (it would be the current folder)."""
+    return Path(refuse_empty(value, "give a folder"))
+
+
+def _model_named(value: str) -> str:
+    """``--model`` / ``--anchor-model``: an empty value is bad usage (it would be the default model)."""
+    return refuse_empty(value, "give a model preset or folder, or leave the option out")
+
+
+def _one_of(allowed: tuple[str, ...]) -> Callable[[str | None], str | None]:
+    """A callback refusing a value outside ``allowed`` as bad usage (exit 2), naming the values,
+    before the model loads."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"{value!r} is unknown; use one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
 def _runtime(device: str) -> str:
     """``device``, refused when it names a CUDA device this machine lacks (before any work)."""
     from clasp_ingest.model.inference import check_runtime
@@ -103,14 +128,25 @@ def _fail(exc: Exception) -> typer.Exit:
 def train_command(
     manifest: Path = typer.Argument(..., help="JSONL of {audio, text, language?, split?} rows."),
     out: Path = typer.Option(
-        ..., "--out", help="Output folder: fusion.safetensors, config.json, metrics.json."
+        ...,
+        "--out",
+        parser=_folder_named,
+        help="Output folder: fusion.safetensors, config.json, metrics.json.",
     ),
-    model: str | None = typer.Option(None, "--model", help="Preset or model folder (default: $CLASP_MODEL)."),
+    model: str | None = typer.Option(
+        None, "--model", parser=_model_named, help="Preset or model folder (default: $CLASP_MODEL)."
+    ),
     loss: str = typer.Option("contrastive", "--loss", help="'contrastive' (CLASP) or 'huber' (LASP)."),
-    fusion: str | None = typer.Option(None, "--fusion", help="'concat' or 'gating' (default: the model's)."),
+    fusion: str | None = typer.Option(
+        None,
+        "--fusion",
+        callback=_one_of(get_args(FusionKind)),
+        help="'concat' or 'gating' (default: the model's).",
+    ),
     speech_pool: str | None = typer.Option(
         None,
         "--speech-pool",
+        callback=_one_of(get_args(SpeechPool)),
         help="'mean' (the paper: the speech encoder's mean frame) or 'attention' (the head pools "
         "the frames with learned queries; frames are cached, about 50 KB per second of audio). "
         "Default: the model's.",
@@ -140,7 +176,9 @@ def train_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the head, shuffling, dropout and val hold-out."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Held out when no row is split 'val'."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache (default OUT/.features)."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", parser=_folder_named, help="Feature cache (default OUT/.features)."
+    ),
     model_id: str | None = typer.Option(None, "--model-id", help="Id of the trained model."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
     center: bool = typer.Option(
@@ -177,6 +215,7 @@ def train_command(
     anchor_model: str | None = typer.Option(
         None,
         "--anchor-model",
+        parser=_model_named,
         help="With --anchor: take the targets from this model's head (preset or folder) instead of "
         "the start head's, e.g. the same model with its spectrogram branch for a speech-only start.",
     ),
@@ -353,11 +392,26 @@ def _second_stage(model: Any, n: int, device: str) -> Any:
     return SecondStage(n, transcriber, TextScorer(model).scores, Fusion().fuse)
 
 
+def _check_eval_combination(candidates: str, rerank: int | None, distractors: Path | None) -> None:
+    """Options that do not go together are bad usage (exit 2), refused before the model loads:
+    ``--rerank`` and ``--distractors`` need every clip of the split as a candidate."""
+    if candidates == "all":
+        return
+    for given, option in ((rerank, "--rerank"), (distractors, "--distractors")):
+        if given is not None:
+            raise typer.BadParameter(
+                f"needs --candidates all (the first stage ranks every clip), not {candidates}; drop "
+                f"--candidates or {option}",
+                param_hint=f"'{option}'",
+            )
+
+
 def eval_command(
     manifest: Path = typer.Argument(..., help="JSONL of {audio, text, language?, split?} rows."),
     model: str | None = typer.Option(
         None,
         "--model",
+        parser=_model_named,
         help="Preset or model folder (default: $CLASP_MODEL); 'asr-baseline[:beamN][:LANG]' for Whisper ASR.",
     ),
     candidates: str = typer.Option(
@@ -367,8 +421,12 @@ def eval_command(
         0.5, "--threshold", callback=_cosine_named, help="Cosine threshold of Macro-F1."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the distractor sampling."),
-    split: str = typer.Option("test", "--split", help="Manifest split to evaluate."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Reuse/keep backbone features here."),
+    split: str = typer.Option(
+        "test", "--split", callback=_one_of(SPLITS), help="Manifest split to evaluate."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", parser=_folder_named, help="Reuse/keep backbone features here."
+    ),
     distractors: Path | None = typer.Option(
         None,
         "--distractors",
@@ -376,7 +434,10 @@ def eval_command(
         "(e.g. speech in other languages: a mixed-language collection).",
     ),
     distractor_split: str | None = typer.Option(
-        None, "--distractor-split", help="Split of --distractors (default: --split)."
+        None,
+        "--distractor-split",
+        callback=_one_of(SPLITS),
+        help="Split of --distractors (default: --split).",
     ),
     device: str | None = typer.Option(
         None,
@@ -401,6 +462,7 @@ def eval_command(
     """
     from clasp_ingest.evaluation.evaluate import RESULT_KEYS, evaluate
 
+    _check_eval_combination(candidates, rerank, distractors)
     settings = _settings()
     try:
         clasp = _load_eval(model or settings.model, _runtime(device or settings.device), settings.model_dir)

@@ -80,7 +80,8 @@ def test_eval_rerank_uses_the_words_and_transcribes_each_clip_once(
 def test_eval_rerank_needs_all_candidates(manifest: Path) -> None:
     args = ["eval", str(manifest), "--model", "tiny-random", "--candidates", "2", "--rerank", "2", "-q"]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 1 and "rerank needs candidates='all'" in result.output
+    said = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and "needs --candidates all" in said, result.output  # usage: exit 2
     assert "--rerank" in CliRunner().invoke(app, ["eval", "--help"], env={"COLUMNS": "200"}).stdout
     with pytest.raises(ValueError, match="rerank=0"):
         SecondStage(0, Transcriber(), lambda q, t: np.zeros(len(t)), Fusion().fuse)

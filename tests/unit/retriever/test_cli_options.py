@@ -57,7 +57,11 @@ def test_a_store_option_beats_the_environment(filled: Path, monkeypatch: pytest.
 
 @pytest.mark.parametrize(
     ("variable", "remedy"),
-    [("CLASP_QDRANT_URL", "give the server's URL"), ("CLASP_QDRANT_PATH", "give a folder")],
+    [
+        ("CLASP_QDRANT_URL", "give the server's URL"),
+        ("CLASP_QDRANT_PATH", "give a folder"),
+        ("CLASP_MODEL", "give a model preset or folder, or unset it"),  # said: "directory '' has no config"
+    ],
 )
 def test_an_empty_store_variable_is_refused_naming_it(
     filled: Path, monkeypatch: pytest.MonkeyPatch, variable: str, remedy: str
