@@ -4,8 +4,9 @@ CLASP was trained on sentence clips, so segments follow pauses:
 
 1. Silero VAD gives a speech probability per 32 ms frame; hysteresis (``threshold`` to
    start, ``threshold - 0.15`` to stop) and a minimum pause (``min_pause_s``) turn them
-   into speech regions; blips shorter than ``min_speech_s`` are dropped. A recording quiet
-   as a whole is heard amplified (up to ``vad_gain_db``, see :mod:`clasp_ingest.media.vad`).
+   into speech regions; blips shorter than ``min_speech_s`` are dropped. The VAD hears the
+   audio high-passed (a DC offset or a rumble hid speech from it), and a recording quiet as
+   a whole amplified (up to ``vad_gain_db``); both in :mod:`clasp_ingest.media.vad`.
 2. A region longer than the maximum is split at its quietest point (lowest smoothed frame
    energy) inside the window that keeps both parts within bounds, never at a fixed offset.
 3. Fragments shorter than ``min_segment_s`` merge with the nearer neighbour (when the gap

@@ -16,7 +16,16 @@ the quiet speech after it for some 15 s. And no frame is raised above the target
 heard as it is). The gain depends only on the audio before and in the frame, so it streams
 and keeps block sizes irrelevant; in a file at a normal level it is 1 from its first second
 of loud sound on (only quieter frames before are raised), and only the model's input
-changes, never the samples or energies handed on.
+changes, never the samples handed on.
+
+Before both, the detector's audio is high-passed (:data:`VAD_HIGHPASS_HZ`, Butterworth, its
+state carried across blocks): a DC offset or a rumble under speech hid the speech from Silero
+and read as loud, so the gain stayed off. Speech at −40 dBFS plus a DC offset of 0.05, or at
+−14 dBFS under a 30 Hz hum at −2 dBFS, was stored as "no speech found" (Whisper heard every
+word). Speech has little energy under 80 Hz, so normal files segment as before (no boundary
+of the demo samples moved more than a frame); a steeper filter (4th order) moved an onset by
+three. Frame energies (where long speech is split) are measured on the same filtered audio;
+the samples handed on (to the embedding model) are never filtered.
 """
 
 from __future__ import annotations
@@ -30,7 +39,14 @@ import numpy as np
 
 from clasp_ingest.errors import ModelLoadError
 
-__all__ = ["FRAME_SAMPLES", "VAD_SAMPLE_RATE", "VAD_TARGET_PEAK", "StreamingVad", "silero_model_path"]
+__all__ = [
+    "FRAME_SAMPLES",
+    "VAD_HIGHPASS_HZ",
+    "VAD_SAMPLE_RATE",
+    "VAD_TARGET_PEAK",
+    "StreamingVad",
+    "silero_model_path",
+]
 
 VAD_SAMPLE_RATE = 16_000
 FRAME_SAMPLES = 512  # 32 ms at 16 kHz
@@ -40,6 +56,9 @@ _MAX_FRAMES = 512  # frames per onnxruntime call (16.4 s), as silero-vad does
 VAD_TARGET_PEAK = 0.05  # −26 dBFS: audio at a quieter level is amplified for the model (up to max_gain_db)
 _LEVEL_FRAMES = 32  # the window of the level (1.02 s)
 _LOUD_FRAMES = 10  # the level is the window's 10th loudest frame peak: 320 ms of loud sound
+VAD_HIGHPASS_HZ = 80.0  # the detector hears little under this: DC offset, rumble, hum (docstring)
+_DUST = 1e-9  # −180 dBFS: filtered samples smaller than this are heard as 0 (see _HighPass)
+_CHUNK = 256  # samples a one-pole section of _HighPass sums at once (|p|**-256 is about 300)
 
 
 def silero_model_path() -> Path:
@@ -67,6 +86,63 @@ def _session() -> Any:
     )
 
 
+class _HighPass:
+    """A 2nd-order Butterworth high-pass at :data:`VAD_HIGHPASS_HZ` (the bilinear transform's,
+    as ``scipy.signal.butter`` designs it) whose state carries across blocks: filtering a stream
+    in blocks of any size gives the same samples as filtering it whole, with no click at block
+    boundaries.
+
+    In numpy alone: ``scipy.signal`` took 0.4-0.7 s to import, in every ``ingest``. The filter is
+    its constant term plus two complex-conjugate one-pole sections (partial fractions), and a
+    one-pole recursion ``w[n] = p w[n-1] + r x[n]`` runs as cumulative sums over chunks short
+    enough that ``p**-n`` stays small (:data:`_CHUNK`), carrying ``w`` from chunk to chunk.
+    """
+
+    def __init__(self) -> None:
+        w0 = 2 * np.pi * VAD_HIGHPASS_HZ / VAD_SAMPLE_RATE
+        alpha = np.sin(w0) / np.sqrt(2.0)  # Q = 1/sqrt(2): Butterworth
+        a0 = 1 + alpha
+        b0 = (1 + np.cos(w0)) / 2 / a0  # b = (b0, -2 b0, b0)
+        a1, a2 = -2 * np.cos(w0) / a0, (1 - alpha) / a0
+        pole = complex(np.roots([1.0, a1, a2])[0])
+        # H(z) = b0 (1 - z^-1)^2 / (1 + a1 z^-1 + a2 z^-2) = k + r / (1 - p z^-1) + conj(...)
+        self._k = b0 / a2  # the quotient; r: the residue at q = 1/p of what remains
+        self._r = b0 * (1 - 1 / pole) ** 2 / (1 - pole.conjugate() / pole)
+        self._p = pole
+        n = np.arange(_CHUNK, dtype=np.float64)
+        self._up = (pole**-n).astype(np.complex64)  # p**-n
+        self._scale = (self._r * pole**n).astype(np.complex64)  # r p**n
+        self._step = (pole ** (n + 1)).astype(np.complex64)  # p**(n+1): how w before a chunk decays in it
+        self._state: complex | None = None  # w of the last sample
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        if samples.size == 0:
+            return samples
+        x = np.asarray(samples, dtype=np.float32)
+        if self._state is None:  # as if the first sample's level had always been there:
+            self._state = self._r * float(x[0]) / (1 - self._p)  # a DC offset gives no click
+        chunks = -(-x.size // _CHUNK)
+        rows = np.zeros(chunks * _CHUNK, dtype=np.float32)
+        rows[: x.size] = x
+        rows = rows.reshape(chunks, _CHUNK)
+        # each chunk from w = 0: w[n] = r p**n sum_{k<=n} p**-k x[k] (single precision: the
+        # detector's input, and 4 times less work than double; within 1e-6 of scipy's)
+        w = self._scale * np.cumsum(rows * self._up, axis=1)
+        carried = np.empty(chunks, dtype=np.complex128)  # w just before each chunk
+        state, last = self._state, self._p**_CHUNK
+        for c in range(chunks):
+            carried[c] = state
+            state = complex(w[c, -1]) + last * state
+        w += np.outer(carried.astype(np.complex64), self._step)
+        flat = w.reshape(-1)[: x.size]
+        self._state = complex(flat[-1])
+        filtered = self._k * x + 2 * flat.real
+        # After digital silence the filter's tail decays through values like 1e-30, which
+        # turn subnormal inside Silero and made it about 40 % slower: such dust is silence.
+        filtered[np.abs(filtered) < _DUST] = 0.0
+        return filtered.astype(np.float32)
+
+
 class StreamingVad:
     """Feed 16 kHz float32 audio in blocks; get one probability and one energy per 512-sample frame.
 
@@ -75,6 +151,7 @@ class StreamingVad:
 
     def __init__(self, max_gain_db: float = 0.0) -> None:
         self._session = _session()
+        self._highpass = _HighPass()
         self._max_gain = 10.0 ** (max_gain_db / 20.0)
         self._level = 0.0  # the file's level so far (module docstring)
         self._recent = np.zeros(_LEVEL_FRAMES - 1, dtype=np.float32)  # the last frames' peaks
@@ -85,7 +162,8 @@ class StreamingVad:
 
     def feed(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, frame energies in dB) for the frames completed by ``samples``."""
-        audio = np.concatenate((self._residual, np.asarray(samples, dtype=np.float32).reshape(-1)))
+        heard = self._highpass(np.asarray(samples, dtype=np.float32).reshape(-1))
+        audio = np.concatenate((self._residual, heard))
         count = audio.size // FRAME_SAMPLES
         self._residual = audio[count * FRAME_SAMPLES :].copy()
         return self._run(audio[: count * FRAME_SAMPLES].reshape(count, FRAME_SAMPLES))
