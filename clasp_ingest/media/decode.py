@@ -32,6 +32,10 @@ updating it; a WAV over 4 GiB whose size wrapped) is decoded to the file's end
 (``-ignore_length 1``) with a warning, strict or not: nothing is lost, but other tools read
 less. One that declares more (a cut file) is the declared duration that shows a cut: ffmpeg's
 comes from the file's size there.
+
+Scale: samples far above full scale (:data:`_OVER_FULL_SCALE`, +12 dBFS; float data at the
+wrong scale, e.g. integer PCM values written as float) are scaled down as they stream
+(:class:`_Rescale`), with one warning per item, strict or not: nothing is lost.
 """
 
 from __future__ import annotations
@@ -118,6 +122,13 @@ _REMATRIX = "rematrix is needed"
 _GUESSED_RE = re.compile(r"Guessed Channel Layout.*:\s*(?P<layout>\S+)\s*$")
 _GUESSED_STREAM_RE = re.compile(r"(?:aist#0:|Input Stream #0\.)(?P<index>\d+)")
 _STREAM_INDEX_RE = re.compile(r"^\s*Stream #0:(?P<index>\d+)")
+#: A decoded sample past this (full scale 1) is not audio at the right scale: +12 dBFS. Real
+#: files pass full scale a little (a hot master's inter-sample peaks, a lossy codec's or the
+#: resampler's overshoot: +1 to +3 dBFS; a float mix left unclipped, a few dB more), never 4x;
+#: integer PCM values written as float (``float(int16)``, a common slip) reach +90 dBFS.
+_OVER_FULL_SCALE = 4.0
+#: Integer full scales (16-, 24- and 32-bit PCM) that such data is divided by (:class:`_Rescale`).
+_INTEGER_SCALES = (2.0**15, 2.0**23, 2.0**31)
 #: Decoded audio this much shorter than the declared duration is a stream that ends early.
 _SHORTFALL_MIN_S = 1.0
 _SHORTFALL_FRACTION = 0.01
@@ -312,6 +323,7 @@ def _stream(
     stderr = _FfmpegLog(process.stderr, open_ended=wav is not None and wav.open_ended)
     samples = 0
     not_numbers = 0
+    rescale = _Rescale()
     try:
         for block in _read_blocks(process, name, opts, stderr):
             if samples == 0 and not every_channel and stderr.audio_seen.wait(2.0) and stderr.guessed_layout:
@@ -320,6 +332,7 @@ def _stream(
             if not finite.all():  # a damaged float file: one NaN would blind the VAD from there on
                 not_numbers += block.size - int(np.count_nonzero(finite))
                 block = np.where(finite, block, np.float32(0.0))
+            block = rescale(block, samples / opts.sample_rate)
             # ffmpeg logs the input's streams before it writes audio; its log is read on a thread
             if samples == 0 and on_language is not None and stderr.audio_seen.wait(2.0):
                 language = stderr.audio_language
@@ -335,11 +348,55 @@ def _stream(
         _check_damage(label, samples / opts.sample_rate, opts, stderr, on_warning, wav)
         if not_numbers:
             _not_numbers(label, not_numbers, opts, on_warning)
+        if rescale.scale != 1.0:
+            _warn(label, rescale.warning(), on_warning)
         if on_tracks is not None:
             on_tracks(stderr.audio_streams)
     finally:
         _reap(process)
         stderr.join()
+
+
+class _Rescale:
+    """Scales down decoded blocks far above full scale (:data:`_OVER_FULL_SCALE`).
+
+    Blocks stream, so the scale can only come from what was seen so far. Data that reaches
+    past the threshold is divided by the integer full scale (:data:`_INTEGER_SCALES`) that
+    holds its peak within 24 dB, else by the peak: integer PCM written as float gets back the
+    level it was recorded at,
+    the same for the whole item. A later block past that scale (not integer data, then), or
+    data past 2^31, is divided by the highest peak seen. Each block by its own peak would pump
+    the level block by block (a pause as loud as speech; the VAD measures level), so the scale
+    only grows, by steps a louder block forces. Blocks before the first one past the threshold
+    stay as they were (at most +12 dBFS: for integer data written as float, a near-silent
+    opening)."""
+
+    def __init__(self) -> None:
+        self.scale = 1.0
+        self.peak = 0.0
+        self.from_s = 0.0
+
+    def __call__(self, block: np.ndarray, at_s: float) -> np.ndarray:
+        peak = float(np.abs(block).max()) if block.size else 0.0
+        self.peak = max(self.peak, peak)
+        if peak > max(self.scale, _OVER_FULL_SCALE):
+            if self.scale == 1.0:
+                self.from_s = at_s
+                # an integer scale only where the peak lies within 24 dB under it (speech in
+                # int16 values peaks at 2,000-32,767); a float mix 10x too hot (peak 5) divided
+                # by 2^15 was inaudible: it is divided by its peak
+                self.scale = next((s for s in _INTEGER_SCALES if s / 16 <= peak <= s), peak)
+            else:
+                self.scale = peak
+        return block if self.scale == 1.0 else (block / np.float32(self.scale)).astype(np.float32)
+
+    def warning(self) -> str:
+        return (
+            f"samples reach {20 * np.log10(self.peak):+.0f} dBFS (peak {self.peak:.6g}, full scale is 1): "
+            f"float data at the wrong scale (integer samples written as float?); scaled down by "
+            f"{self.scale:.6g} from {_clock(self.from_s)} on; export it again at full scale ±1.0, "
+            "or as integer PCM"
+        )
 
 
 def decode_audio(
@@ -464,6 +521,7 @@ class _FfmpegLog:
         self.damage: list[str] = []
         self.damage_count = 0
         self.duration_estimated = False  # ffmpeg guessed the duration: nothing was declared
+        self.ogg = False  # an Ogg input, whose "Duration" is its last page's time (_check_damage)
         self.open_ended_wav = open_ended
         self.nothing_filtered = False
         self._guessed: dict[int, str] = {}  # input stream -> a layout of over two channels ffmpeg guessed
@@ -514,6 +572,7 @@ class _FfmpegLog:
         self.has_video = self.has_video or bool(_VIDEO_RE.match(message))
         if message.startswith(("Input #", "Output #")):
             self._in_input = message.startswith("Input #")
+            self.ogg = self.ogg or message.startswith("Input #0, ogg,")
         if self._in_input and _AUDIO_RE.match(message):
             self.audio_streams += 1
         if not self.audio_seen.is_set() and _AUDIO_RE.match(message):
@@ -628,9 +687,11 @@ def _check_damage(
     A video's declared duration is not its audio's (a sound track may end before the
     pictures), nor is that of a file with several audio tracks the first track's, so there
     only decoding errors count. A WAV's is its header's (``wav``): ffmpeg's, for a cut WAV,
-    comes from the file's size."""
+    comes from the file's size. An Ogg file's is its last page's time, not a length: a cut file
+    declares where it was cut, and a capture of a live stream, which starts at the stream's clock
+    (01:00:00), "ended early" by that much (only decoding errors count there)."""
     stderr.join()
-    whole_file = stderr.has_video or stderr.audio_streams > 1 or stderr.duration_estimated
+    whole_file = stderr.has_video or stderr.audio_streams > 1 or stderr.duration_estimated or stderr.ogg
     declared_s = None if whole_file else stderr.declared_s
     if wav is not None:
         declared_s = wav.declared_s  # None for a placeholder size: no length declared

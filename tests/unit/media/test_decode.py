@@ -164,6 +164,22 @@ def test_truncated_mp3_decodes_as_far_as_it_goes_with_a_warning(
     assert cut.name in str(info.value)
 
 
+@pytest.mark.parametrize("name", ["capture.ogg", "capture.oga"])  # Opus, FLAC in Ogg
+def test_an_ogg_capture_that_starts_mid_stream_is_not_cut(
+    short_track: SpokenTrack, tmp_path: Path, name: str
+) -> None:
+    """A recording of a live Ogg stream (Icecast) starts at the stream's clock: ffmpeg's
+    "Duration" is its last page's time, 01:00:05, and the whole file "ended early" (strict:
+    the library refused it) though nothing is missing."""
+    codec = "libopus" if name.endswith(".ogg") else "flac"
+    ogg = convert(short_track.path, tmp_path / name, "-c:a", codec, "-output_ts_offset", "3600")
+    whole = decode_audio(ogg)  # strict
+    assert whole.size / SR == pytest.approx(short_track.duration_s, abs=0.1)
+    warnings: list[str] = []
+    decode_audio(ogg, DecodeOptions(strict=False), on_warning=warnings.append)
+    assert warnings == []
+
+
 def test_mid_file_corruption_is_kept_with_a_warning(short_track: SpokenTrack, tmp_path: Path) -> None:
     mp3 = convert(short_track.path, tmp_path / "whole.mp3", "-b:a", "32k")
     damaged = corrupt_middle(mp3, tmp_path / "damaged.mp3")

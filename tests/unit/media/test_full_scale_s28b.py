@@ -1,0 +1,91 @@
+"""Float audio far above full scale (integer samples written as float): scaled down as it
+streams, with a warning, instead of decoding to useless vectors or to "no speech"."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clasp_ingest.media import decode_audio
+from clasp_ingest.media.decode import _Rescale
+from tests.fixtures_audio import SR, SpokenTrack, read_wav
+
+
+def _float_wav(path: Path, samples: np.ndarray) -> Path:
+    import soundfile as sf
+
+    sf.write(path, samples.astype(np.float32), SR, subtype="FLOAT")
+    return path
+
+
+def test_int16_values_written_as_float_decode_at_their_level_with_a_warning(
+    short_track: SpokenTrack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """float(int16) data (±32767) decoded as it was: scores fell from 0.24 to 0.002, unwarned."""
+    speech = read_wav(short_track.path)
+    path = _float_wav(tmp_path / "int16scale.wav", speech * 32768)
+    warnings: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="clasp_ingest"):
+        audio = decode_audio(path, on_warning=warnings.append)
+    np.testing.assert_allclose(audio, speech, atol=1e-4)  # the level it was recorded at
+    assert len(warnings) == 1 and warnings[0].startswith("samples reach +"), warnings
+    assert "scaled down by 32768 from 00:00:00.0 on; export it again at full scale" in warnings[0]
+    assert str(path) in caplog.text
+
+
+def test_samples_past_every_integer_scale_come_down_to_full_scale(
+    short_track: SpokenTrack, tmp_path: Path
+) -> None:
+    """×1e30 overflowed the VAD's features: the item was stored empty as "no speech found"."""
+    from clasp_ingest.media.segment import segment_media
+
+    speech = read_wav(short_track.path)
+    huge = _float_wav(tmp_path / "huge.wav", speech * 1e30)
+    warnings: list[str] = []
+    audio = decode_audio(huge, on_warning=warnings.append)
+    assert np.isfinite(audio).all() and 0.5 < np.abs(audio).max() <= 1.0 and len(warnings) == 1
+    found = [s.segment.start_s for s in segment_media(huge)]
+    right = [s.segment.start_s for s in segment_media(short_track.path)]
+    assert len(found) == len(right) > 0 and np.allclose(found, right, atol=0.1)
+
+
+def test_a_hot_but_real_float_file_is_left_as_it_is(short_track: SpokenTrack, tmp_path: Path) -> None:
+    """+6 dBFS (a float mix left unclipped) is audio at the right scale: no scaling, no warning."""
+    speech = read_wav(short_track.path)
+    hot = speech * (2.0 / np.abs(speech).max())
+    warnings: list[str] = []
+    audio = decode_audio(_float_wav(tmp_path / "hot.wav", hot), on_warning=warnings.append)
+    np.testing.assert_allclose(audio, hot, atol=1e-5)
+    assert warnings == []
+
+
+def test_the_scale_only_grows_and_only_past_the_threshold() -> None:
+    """Blocks stream: the scale comes from the peaks seen so far and never pumps back up."""
+    rescale = _Rescale()
+    ones = np.ones(4, dtype=np.float32)
+    assert rescale(3 * ones, 0.0).max() == 3  # +9.5 dBFS: left alone
+    assert rescale(5000 * ones, 2.0).max() == pytest.approx(5000 / 32768)  # integer data
+    assert rescale(10 * ones, 4.0).max() == pytest.approx(10 / 32768)  # a quiet block stays quiet
+    assert rescale(40_000 * ones, 6.0).max() == pytest.approx(1.0)  # not int16 after all: its peak
+    assert rescale(5000 * ones, 8.0).max() == pytest.approx(5000 / 40_000)
+    assert rescale.from_s == 2.0 and rescale.scale == 40_000
+
+
+def test_a_float_mix_ten_times_too_hot_comes_down_by_its_peak(
+    short_track: SpokenTrack, tmp_path: Path
+) -> None:
+    """Peak 5: dividing it by the int16 scale (2^15) left the speech 76 dB down, and a tester's
+    3 sentences became 1."""
+    from clasp_ingest.media.segment import segment_media
+
+    speech = read_wav(short_track.path)
+    hot = _float_wav(tmp_path / "x10.wav", speech * (5.0 / np.abs(speech).max()))
+    warnings: list[str] = []
+    audio = decode_audio(hot, on_warning=warnings.append)
+    assert 0.5 < np.abs(audio).max() <= 1.0 and len(warnings) == 1
+    found = [s.segment.start_s for s in segment_media(hot)]
+    right = [s.segment.start_s for s in segment_media(short_track.path)]
+    assert len(found) == len(right) > 0 and np.allclose(found, right, atol=0.1)
