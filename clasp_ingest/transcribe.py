@@ -26,7 +26,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -115,6 +115,14 @@ class TimedWord:
 
 #: Greedy first; hotter retries only where Whisper's output looks wrong (repetitive, unlikely).
 _TEMPERATURES = (0.0, 0.2, 0.4)
+#: faster-whisper's defaults, which every path here keeps: a retry when the text compresses
+#: better than this (repetition) or its mean token log-probability is lower; silence when the
+#: no-speech probability is higher (and the log-probability low); samples drawn at a retry's
+#: temperature.
+_COMPRESSION_RATIO_MAX = 2.4
+_LOG_PROB_MIN = -1.0
+_NO_SPEECH_MIN = 0.6
+_BEST_OF = 5
 
 #: ISO 639-1 codes (as media and feeds declare languages) that Whisper spells otherwise.
 _WHISPER_SPELLING = {"jv": "jw", "nb": "no"}
@@ -144,6 +152,34 @@ def _max_tokens(window_s: float) -> int:
     """A cap on the tokens of one window: speech runs about 3–5 tokens a second, so twice
     that with headroom ends a repetition loop (a known Whisper failure) early."""
     return min(300, 16 + round(10 * window_s))
+
+
+def _cap(audio: np.ndarray) -> int:
+    """:func:`_max_tokens` of a span's Whisper window: 30 s, or the span where shorter."""
+    return _max_tokens(min(audio.size / SAMPLE_RATE, 30.0))
+
+
+def _repetitive(compression_ratio: float) -> bool:
+    """Whether a decoding repeats itself (faster-whisper's test: its text compresses too well)."""
+    return compression_ratio > _COMPRESSION_RATIO_MAX
+
+
+def _guarded(audio: np.ndarray) -> dict[str, Any]:
+    """faster-whisper ``transcribe`` settings every path here shares, against repetition loops:
+    retries at :data:`_TEMPERATURES` on faster-whisper's thresholds (a window failing at every
+    temperature keeps its likeliest non-repetitive decoding), a token cap per 30 s window
+    (:func:`_max_tokens`; the last, shorter window of a short span gets its own) and no
+    conditioning on the previous window's text, which carries a loop into the next window
+    (and, with the cap, could pass Whisper's 448-token limit). No VAD: spans come cut."""
+    return {
+        "temperature": _TEMPERATURES,
+        "compression_ratio_threshold": _COMPRESSION_RATIO_MAX,
+        "log_prob_threshold": _LOG_PROB_MIN,
+        "no_speech_threshold": _NO_SPEECH_MIN,
+        "max_new_tokens": _cap(audio),
+        "condition_on_previous_text": False,
+        "vad_filter": False,
+    }
 
 
 def _usable_cores() -> int:
@@ -350,12 +386,15 @@ class Transcriber:
         self, samples_16k: np.ndarray, *, offset_s: float = 0.0, language: str | None = None
     ) -> tuple[list[TimedWord], str]:
         """The timed words of a long stretch of audio (a whole file, or a window of one) and its
-        language: one faster-whisper pass with word timestamps (Whisper's 30 s windows, each
-        conditioned on the previous one's text), the way an ASR route transcribes a file, with
-        faster-whisper's thresholds: a window is decoded again, hotter, when its text repeats
-        itself or its words are unsure (mean log-probability below -1), and skipped as silence
-        only when Whisper finds no speech there and is unsure of its words too. The language,
-        unless given, is detected from the first sound (a silent opening is skipped).
+        language: one faster-whisper pass with word timestamps (Whisper's 30 s windows), the way
+        an ASR route transcribes a file, with faster-whisper's thresholds: a window is decoded
+        again, hotter, when its text repeats itself or its words are unsure (mean
+        log-probability below -1), and skipped as silence only when Whisper finds no speech
+        there and is unsure of its words too. The guards of query-time words
+        (:func:`_guarded`) apply, and a window whose every decoding repeats itself gives no
+        words: 2 s of laughter gave one 446-character "word" (``Fafafa…``) after a minute of
+        CPU. The language, unless given, is detected from the first sound (a silent opening is
+        skipped).
 
         ``offset_s`` is added to every time (the window's start in the media).
         """
@@ -367,23 +406,21 @@ class Transcriber:
         if lang is None and model.model.is_multilingual:  # an English-only model detects nothing
             # from the first sound, not a silent opening (Whisper would read its first 30 s)
             lang = model.detect_language(audio[_first_sound(audio) :])[0]
+        # faster-whisper's own thresholds (_guarded): without the log-prob one, a window Whisper
+        # guessed to be "no speech" was dropped however sure its words (speech after a long
+        # silence, a file's last sentence); never dropping one made it loop on silence
         segments, info = model.transcribe(
             audio,
             language=lang,
             task="transcribe",
             beam_size=self.options.beam_size,
-            temperature=_TEMPERATURES,
-            # faster-whisper's own thresholds: without the log-prob one, a window Whisper
-            # guessed to be "no speech" was dropped however sure its words (speech after a long
-            # silence, a file's last sentence); never dropping one made it loop on silence
-            log_prob_threshold=-1.0,
-            no_speech_threshold=0.6,
             word_timestamps=True,
-            vad_filter=False,
+            **_guarded(audio),
         )
         words = [
             TimedWord(round(offset_s + w.start, 3), round(offset_s + max(w.end, w.start), 3), w.word)
             for segment in segments
+            if not _repetitive(segment.compression_ratio)  # it repeated at every temperature
             for w in segment.words or ()
             if w.word.strip()
         ]
@@ -394,17 +431,13 @@ class Transcriber:
     ) -> tuple[str, str]:
         if audio.size == 0:
             return "", language or ""
-        window_s = min(audio.size / SAMPLE_RATE, 30.0)
         segments, info = model.transcribe(
             audio,
             language=language,
             task=task,
             beam_size=self.options.beam_size,
-            temperature=_TEMPERATURES,
-            max_new_tokens=_max_tokens(window_s),
-            condition_on_previous_text=False,
             without_timestamps=True,
-            vad_filter=False,
+            **_guarded(audio),
         )
         text = " ".join(segment.text.strip() for segment in segments).strip()
         return text, str(info.language)
@@ -413,14 +446,6 @@ class Transcriber:
 #: Spans decoded together by :meth:`Transcriber.transcribe_many` (encoder outputs of 30 s
 #: windows, 3 MB each in float32, are held for the batch).
 _SHARED_BATCH = 16
-#: faster-whisper's defaults, which :meth:`Transcriber._run` keeps: a retry when the text
-#: compresses better than this (repetition) or its mean token log-probability is lower;
-#: silence when the no-speech probability is higher (and the log-probability low); samples
-#: drawn at a retry's temperature.
-_COMPRESSION_RATIO_MAX = 2.4
-_LOG_PROB_MIN = -1.0
-_NO_SPEECH_MIN = 0.6
-_BEST_OF = 5
 
 
 @dataclass(frozen=True)
@@ -471,7 +496,7 @@ def _shared_pass(
         for lang in found
     ]
     prompts = [model.get_prompt(tokenizer, [], without_timestamps=True) for tokenizer in tokenizers]
-    caps = [_max_tokens(min(audio.size / SAMPLE_RATE, 30.0)) for audio in audios]
+    caps = [_cap(audio) for audio in audios]
     suppress = list(get_suppressed_tokens(tokenizers[0], [-1]) or ())
     tried: list[list[_Decoded]] = [[] for _ in audios]
     chosen: dict[int, _Decoded] = {}
@@ -504,7 +529,7 @@ def _shared_pass(
             )  # fmt: skip
             tried[i].append(got)
             silent = got.no_speech_prob > _NO_SPEECH_MIN and got.avg_logprob < _LOG_PROB_MIN
-            unsure = got.compression_ratio > _COMPRESSION_RATIO_MAX or got.avg_logprob < _LOG_PROB_MIN
+            unsure = _repetitive(got.compression_ratio) or got.avg_logprob < _LOG_PROB_MIN
             if unsure and not silent:
                 retry.append(i)
             else:
@@ -513,7 +538,7 @@ def _shared_pass(
         if not pending:
             break
     for i in pending:  # failed at every temperature
-        plain = [d for d in tried[i] if d.compression_ratio <= _COMPRESSION_RATIO_MAX]
+        plain = [d for d in tried[i] if not _repetitive(d.compression_ratio)]
         chosen[i] = max(plain or tried[i], key=lambda d: d.avg_logprob)
     out = []
     for i, lang in enumerate(found):

@@ -1,0 +1,26 @@
+"""Ingest-time words (:meth:`Transcriber.transcribe_words`) under the guards query-time words
+have: a token cap per window and no repetition loop kept as words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clasp_ingest.transcribe import Transcriber
+from tests.fixtures_audio import read_wav, synth_speech
+
+
+@pytest.mark.slow
+def test_laughter_that_makes_whisper_loop_gives_no_runaway_word(whisper: Transcriber, tmp_path: Path) -> None:
+    """2 s of espeak laughter made the whole-file pass loop at every temperature: one stored
+    446-character "word" (``Fafafafa…``), 22-59 s of CPU; query-time words gave 33 characters."""
+    import ctranslate2
+
+    ctranslate2.set_random_seed(7)  # the retries sample: the same draws every run
+    laugh = read_wav(synth_speech("ha ha ha ha ha hee hee hee ha ha", tmp_path / "laugh.wav", rate=200))
+    words, _ = whisper.transcribe_words(laugh, language="en")
+    text = "".join(w.text for w in words)
+    # at most the cap's worth of tokens for a 2 s window (37), no run-on "word"
+    assert all(len(w.text.strip()) <= 24 for w in words), text
+    assert len(text) <= 120, text
