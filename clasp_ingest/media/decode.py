@@ -129,6 +129,8 @@ _STREAM_INDEX_RE = re.compile(r"^\s*Stream #0:(?P<index>\d+)")
 _OVER_FULL_SCALE = 4.0
 #: Integer full scales (16-, 24- and 32-bit PCM) that such data is divided by (:class:`_Rescale`).
 _INTEGER_SCALES = (2.0**15, 2.0**23, 2.0**31)
+#: ffmpeg's error where a stream changes its channels part-way (a chained Ogg); it stops there.
+_STREAM_CHANGE = "Channel change is not supported"
 #: Decoded audio this much shorter than the declared duration is a stream that ends early.
 _SHORTFALL_MIN_S = 1.0
 _SHORTFALL_FRACTION = 0.01
@@ -695,6 +697,9 @@ def _check_damage(
     declared_s = None if whole_file else stderr.declared_s
     if wav is not None:
         declared_s = wav.declared_s  # None for a placeholder size: no length declared
+    if any(_STREAM_CHANGE in line for line in stderr.damage):
+        _changed_stream(source, decoded_s, opts, stderr, on_warning)
+        return
     if opts.strict:
         damage = describe_damage(decoded_s, declared_s, stderr.damage_count)
         if damage is not None:
@@ -704,6 +709,27 @@ def _check_damage(
     if damage is None:
         return
     _warn(source, f"{damage}; decoded what was readable", on_warning)
+
+
+def _changed_stream(
+    source: str,
+    decoded_s: float,
+    opts: DecodeOptions,
+    stderr: _FfmpegLog,
+    on_warning: Callable[[str], None] | None,
+) -> None:
+    """Raise (strict) or report a stream that changes its channels or rate part-way: ffmpeg
+    stops there, and the rest of the file is lost (a chained Ogg, files joined with ``cat``).
+    It was "corrupt data: the audio may have gaps", which did not say half the file was gone."""
+    what = (
+        f"stops at {_clock(decoded_s)}: the stream changes its channels or sample rate there (a chained "
+        "Ogg, or files joined one after another), which ffmpeg cannot decode past; what follows is not "
+        "read (split it there into files of their own, each of which decodes, or export the recording "
+        "again in one piece)"
+    )
+    if opts.strict:
+        raise MediaDecodeError(source, f"{what}; use strict=False to keep the first part", stderr.text())
+    _warn(source, what, on_warning)
 
 
 def _warn(source: str, warning: str, on_warning: Callable[[str], None] | None) -> None:

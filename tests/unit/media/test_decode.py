@@ -517,3 +517,21 @@ def test_an_http_error_of_ffmpeg_says_what_the_server_answered(tail: str, said: 
     from clasp_ingest.media.decode import _reason
 
     assert _reason(tail, 8).startswith(said)
+
+
+def test_a_chained_ogg_that_changes_channels_says_the_rest_is_not_read(
+    short_track: SpokenTrack, tmp_path: Path
+) -> None:
+    """Two Ogg files joined with cat, the second stereo: ffmpeg stops at the join, and the
+    warning said "corrupt data: the audio may have gaps", not that half the file was gone."""
+    mono = convert(short_track.path, tmp_path / "a.ogg", "-c:a", "libvorbis")
+    stereo = convert(short_track.path, tmp_path / "b.ogg", "-c:a", "libvorbis", "-ac", "2")
+    chained = tmp_path / "chained.ogg"
+    chained.write_bytes(mono.read_bytes() + stereo.read_bytes())
+    warnings: list[str] = []
+    audio = decode_audio(chained, DecodeOptions(strict=False), on_warning=warnings.append)
+    assert audio.size / SR == pytest.approx(short_track.duration_s, abs=0.1)  # the first part
+    assert len(warnings) == 1 and warnings[0].startswith("stops at 00:00:"), warnings
+    assert "changes its channels or sample rate there" in warnings[0]
+    with pytest.raises(MediaDecodeError, match="use strict=False to keep the first part"):
+        decode_audio(chained)
