@@ -119,12 +119,14 @@ class _HighPass:
         if samples.size == 0:
             return samples
         x = np.asarray(samples, dtype=np.float32)
+        if not np.isfinite(x).all():  # one NaN would be in the state, and every sample after
+            x = np.where(np.isfinite(x), x, np.float32(0.0))
         if self._state is None:  # as if the first sample's level had always been there:
             self._state = self._r * float(x[0]) / (1 - self._p)  # a DC offset gives no click
         chunks = -(-x.size // _CHUNK)
-        rows = np.zeros(chunks * _CHUNK, dtype=np.float32)
-        rows[: x.size] = x
-        rows = rows.reshape(chunks, _CHUNK)
+        padded = np.zeros(chunks * _CHUNK, dtype=np.float32)
+        padded[: x.size] = x
+        rows = padded.reshape(chunks, _CHUNK)
         # each chunk from w = 0: w[n] = r p**n sum_{k<=n} p**-k x[k] (single precision: the
         # detector's input, and 4 times less work than double; within 1e-6 of scipy's)
         w = self._scale * np.cumsum(rows * self._up, axis=1)

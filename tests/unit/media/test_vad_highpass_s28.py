@@ -103,3 +103,16 @@ def test_the_high_pass_is_scipys_butterworth_without_importing_scipy_signal() ->
         subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout
         == "False\n"
     )
+
+
+def test_one_nan_given_to_the_detector_loses_only_its_own_sample() -> None:
+    """segment_blocks is public: a block with one NaN (decoding zeroes them, a library caller may
+    not) put NaN in the filter's state, and every sample after it was NaN: no speech found."""
+    from clasp_ingest.media.vad import _HighPass
+
+    hum = tone(30.0, 1.0, amplitude=0.5)
+    spoiled = hum.copy()
+    spoiled[100] = np.nan
+    heard = _HighPass()(spoiled)
+    assert np.isfinite(heard).all()
+    np.testing.assert_allclose(heard[SR // 2 :], _HighPass()(hum)[SR // 2 :], atol=1e-4)
