@@ -46,7 +46,7 @@ from clasp_ingest.connectors.base import OpenOptions, copy_limited, is_media_nam
 from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, fetch_page, open_http
 from clasp_ingest.connectors.local import local_uri, path_of_uri, special_kind
 from clasp_ingest.connectors.remote import REMOTE_SCHEMES, filesystem_for, open_remote, scheme_of
-from clasp_ingest.connectors.urls import REDACTED, encoded_url, host_of, redact_url, url_problem
+from clasp_ingest.connectors.urls import REDACTED, encoded_url, host_of, redact_url, sent_url, url_problem
 
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
@@ -280,7 +280,7 @@ class FeedConnector:
         local feed (recorded as a folder ingest records the file: one media id)."""
         real = urljoin(base, _relative_name(href))
         if scheme_of(real) in HTTP_SCHEMES:  # a fragment is never sent; the item's links add '#t='
-            return encoded_url(real.split("#", 1)[0]), False
+            return sent_url(real.split("#", 1)[0]), False
         if not self._remote and _scheme(real) == "file":
             return local_uri(path_of_uri(real)), True
         return real, False
@@ -300,10 +300,11 @@ class FeedConnector:
                 f"{shown!r} (enclosure of feed {self._shown!r}) is not a valid URL: "
                 f"{url_problem(written) or exc}; check the feed",
             )
-        if len(real) > URL_MAX:
+        stored = encoded_url(real)  # requested as written, stored in normal form (connectors.urls)
+        if len(stored) > URL_MAX:
             self._cuts["skipped"] += 1
             return None
-        href = redact_url(real)
+        href = redact_url(stored)
         self._real[href] = real
         length = _int_or_none(enclosure.get("length"))
         published = self._fit(_iso_date(entry), TEXT_MAX, "date")

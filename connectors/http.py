@@ -41,7 +41,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from clasp_ingest.connectors.addresses import BlockedAddressError, allowed_addresses
 from clasp_ingest.connectors.base import MediaTooLargeError, OpenOptions, temporary_target
-from clasp_ingest.connectors.urls import encoded_url, host_of, redact_url, url_problem
+from clasp_ingest.connectors.urls import host_of, redact_url, sent_url, url_problem
 
 from clasp_ingest.errors import ConnectorError, TransientConnectorError
 
@@ -585,7 +585,7 @@ class _Links(HTMLParser):
 def index_links(target: Target, options: OpenOptions, limit: int) -> list[str]:
     """The http(s) URLs an HTML index page links to (``<a href>``, resolved against the page's
     final URL: ``/podcasts`` redirected to ``/podcasts/`` has its links under ``/podcasts/``),
-    percent-encoded as they are sent and stored (:func:`encoded_url`)."""
+    percent-encoded as they are sent (:func:`sent_url`)."""
     parser = _Links()
     page, body = fetch_page(target, options, limit)
     parser.feed(body.decode("utf-8", errors="replace"))
@@ -594,7 +594,7 @@ def index_links(target: Target, options: OpenOptions, limit: int) -> list[str]:
         try:
             link = urljoin(page, href.strip())
             if urlsplit(link).scheme in HTTP_SCHEMES:
-                links.append(encoded_url(link.split("#", 1)[0]))
+                links.append(sent_url(link.split("#", 1)[0]))
         except ValueError:  # "http://[::1/x" and the like: not a link anyone can follow
             continue
     return sorted(set(links))

@@ -8,9 +8,10 @@ links of an index page on other hosts must be public unless ``allow_private_host
 Fingerprints: ETag when the server gives one (S3, GCS, most HTTP servers), otherwise
 Last-Modified + Content-Length. URLs are stored and shown redacted
 (:func:`~clasp_ingest.connectors.urls.redact_url`); the real one stays in the connector.
-An http(s) URL is stored percent-encoded as it is sent, in RFC 3986's normal form
-(:func:`~clasp_ingest.connectors.urls.encoded_url`: ``sp ace.wav`` → ``sp%20ace.wav``,
-``HTTP://Host:80/a/./%7Eb.wav`` → ``http://host/a/~b.wav``).
+An http(s) URL is sent percent-encoded where it must be (``sp ace.wav`` → ``sp%20ace.wav``:
+:func:`~clasp_ingest.connectors.urls.sent_url`) and otherwise as given, and stored in RFC 3986's
+normal form (:func:`~clasp_ingest.connectors.urls.encoded_url`: ``HTTP://Host:80/a/./%7Eb.wav``
+→ ``http://host/a/~b.wav``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from clasp_ingest.connectors.base import (
 )
 from clasp_ingest.connectors.http import HTTP_SCHEMES, RefusedError, Target, head, index_links, open_http
 from clasp_ingest.connectors.local import has_glob_magic
-from clasp_ingest.connectors.urls import REDACTED, encoded_url, host_of, redact_url
+from clasp_ingest.connectors.urls import REDACTED, encoded_url, host_of, redact_url, sent_url
 
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
@@ -183,13 +184,15 @@ class FsspecConnector:
     ) -> None:
         if scheme_of(url) not in REMOTE_SCHEMES:
             raise ConnectorError(f"{redact_url(url)!r} is not an http(s)://, s3:// or gs:// URL")
+        stored = url
         if scheme_of(url) in HTTP_SCHEMES:
-            # a fragment never reaches the server (and links add '#t='); 'sp ace.wav' is stored
-            # as sent, 'sp%20ace.wav', and 'HTTP://H/./a.wav' as 'http://h/a.wav': one item, and
-            # a link that stays one
-            url = encoded_url(url.split("#", 1)[0])
+            # a fragment never reaches the server (and links add '#t='); 'sp ace.wav' is sent as
+            # 'sp%20ace.wav', and stored so; 'HTTP://H/./a.wav' is stored as 'http://h/a.wav' (one
+            # item, and a link that stays one) but sent as given (a signature may cover its path)
+            url = sent_url(url.split("#", 1)[0])
+            stored = encoded_url(url)
         self._url = url
-        self._shown = redact_url(url)
+        self._shown = redact_url(stored)
         self._real: dict[str, str] = {self._shown: url}  # redacted uri -> real URL, in memory only
         self._trusted = frozenset({host_of(url)})
         self._storage_options = dict(storage_options or {})
@@ -268,7 +271,7 @@ class FsspecConnector:
                 )
 
     def _http_ref(self, url: str, info: dict[str, Any]) -> MediaRef:
-        uri = redact_url(url)
+        uri = redact_url(encoded_url(url))  # stored in normal form, requested as it is
         self._real[uri] = url
         # the name as people read it: 'talk [draft].opus', not 'talk%20%5Bdraft%5D.opus'
         filename = unquote(PurePosixPath(urlsplit(url).path).name, errors="backslashreplace")

@@ -22,7 +22,7 @@ from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, url
 
 from pydantic import SecretStr
 
-__all__ = ["REDACTED", "SecretUrl", "encoded_url", "host_of", "redact_url", "url_problem"]
+__all__ = ["REDACTED", "SecretUrl", "encoded_url", "host_of", "redact_url", "sent_url", "url_problem"]
 
 #: What a credential value becomes.
 REDACTED = "REDACTED"
@@ -53,7 +53,6 @@ _UNSENDABLE = re.compile(r"[^\x21-\x7e]+")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def _is_credential(name: str, signed: bool) -> bool:
@@ -76,6 +75,23 @@ def _redacted_netloc(parts: SplitResult) -> str:
     return f"{user.split(':', 1)[0]}:{REDACTED}@{host}"
 
 
+#: A ``user:password@`` after the scheme, and a query's ``name=value`` pairs, found without parsing.
+_USERINFO_RE = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#@:]*):[^/?#@]*@")
+_PAIR_RE = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&#;]*)=(?P<value>[^&#;]*)")
+
+
+def _redacted_unparsed(url: str) -> str:
+    """``url``, which :func:`~urllib.parse.urlsplit` cannot read (a host without its ``]``), with
+    its password and credential values redacted all the same: errors quote such URLs."""
+    shown = _USERINFO_RE.sub(lambda m: f"{m['head']}:{REDACTED}@", url)
+    names = [m["name"] for m in _PAIR_RE.finditer(shown)]
+    signed = any(name.lower() in _SIGNATURES for name in names)
+    return _PAIR_RE.sub(
+        lambda m: f"{m['sep']}{m['name']}={REDACTED if _is_credential(m['name'], signed) else m['value']}",
+        shown,
+    )
+
+
 def redact_url(url: str) -> str:
     """``url`` with the values of its credentials replaced by ``REDACTED`` (see the module).
 
@@ -83,8 +99,8 @@ def redact_url(url: str) -> str:
     """
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return url
+    except ValueError:  # 'http://[::1/x?token=...': its error message names it
+        return _redacted_unparsed(url)
     if not parts.scheme or (not parts.query and parts.password is None):
         return url
     query = _redacted_query(parts.query)
@@ -94,14 +110,27 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
+def sent_url(url: str) -> str:
+    """An http(s) ``url`` as it is requested: after its host, spaces, control and non-ASCII
+    characters percent-encoded (UTF-8, as browsers send them: ``/café talk.opus`` →
+    ``/caf%C3%A9%20talk.opus``); every other character as given, so a signed URL whose
+    signature covers its exact path (a CDN token, an S3 key with ``./``) is sent as signed.
+    Other schemes' URLs and plain paths come back unchanged."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in _DEFAULT_PORTS or not _UNSENDABLE.search(rest):
+        return url
+    host_end = _authority_end(rest)
+    path = _UNSENDABLE.sub(lambda found: quote(found[0], safe="", errors="surrogatepass"), rest[host_end:])
+    return f"{scheme}{sep}{rest[:host_end]}{path}"
+
+
 def encoded_url(url: str) -> str:
-    """An http(s) ``url`` as it is sent and stored: after its host, spaces, control and
-    non-ASCII characters are percent-encoded (UTF-8, as browsers send them: ``/café talk.opus``
-    → ``/caf%C3%A9%20talk.opus``), so that both spellings of one file are one item whose link
-    is a valid URL. The spellings RFC 3986 (section 6.2.2) calls equivalent are one too: the
-    scheme and host in lower case, no default port (``:80``, ``:443``) or empty one, escapes in
-    upper case (``%c3`` → ``%C3``) and those of unreserved characters decoded (``%7E`` → ``~``),
-    no ``.`` or ``..`` segments in the path.
+    """An http(s) ``url`` as its item is stored (and named, and linked): :func:`sent_url`'s form
+    in RFC 3986's normal form (section 6.2.2), so that spellings of one file are one item:
+    the scheme and host in lower case, no default port (``:80``, ``:443``) or empty one,
+    escapes in upper case (``%c3`` → ``%C3``) and those of unreserved characters decoded
+    (``%7E`` → ``~``), no ``.`` or ``..`` segments in the path. The URL requested stays
+    :func:`sent_url`'s (the connectors keep it beside the stored one).
 
     Nothing else changes: reserved characters and their escapes stay (``%2F`` is not ``/``;
     a signed query keeps its ``+``, ``%20``, ``&`` and ``=`` and its order), so a URL already
@@ -113,9 +142,9 @@ def encoded_url(url: str) -> str:
     if not sep or scheme.lower() not in _DEFAULT_PORTS or url_problem(url) is not None:
         return url  # a broken URL's error names it as it was given ('http://:80/x' not 'http:///x')
     scheme = scheme.lower()
+    rest = sent_url(url).partition("://")[2]
     host_end = _authority_end(rest)
-    tail = _UNSENDABLE.sub(lambda found: quote(found[0], safe="", errors="surrogatepass"), rest[host_end:])
-    path, fragment_mark, fragment = tail.partition("#")
+    path, fragment_mark, fragment = rest[host_end:].partition("#")
     path, query_mark, query = path.partition("?")
     path = _without_dot_segments(_normal_escapes(path))
     query = _normal_escapes(query)
@@ -142,13 +171,13 @@ def _host_and_port(authority: str) -> tuple[str, str | None]:
 
 
 def _normal_authority(authority: str, default_port: int) -> str:
-    """``authority`` with its host in lower case (ASCII letters only) and without an empty or
+    """``authority`` with its host in lower case (``BÜCHER.de`` too) and without an empty or
     default port; the user name and password stay as they are (they are case-sensitive)."""
     user, at, _ = authority.rpartition("@")
     host, port = _host_and_port(authority)
     if port is not None and port.isascii() and port.isdigit() and int(port) == default_port:
         port = ""
-    return f"{user}{at}{host.translate(_LOWER)}{f':{port}' if port else ''}"
+    return f"{user}{at}{host.lower()}{f':{port}' if port else ''}"
 
 
 def _normal_escapes(text: str) -> str:

@@ -253,4 +253,6 @@ def _media_id(given: str) -> str:
     local file (its ``file://`` URI, as the local connector makes it, even once deleted)."""
     from clasp_ingest.store.filters import stored_form
 
+    if "://" in given:  # SearchFilter matches it in the forms earlier releases stored too
+        return given
     return stored_form("media_id", given, path_if_unknown=True)

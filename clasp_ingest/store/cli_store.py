@@ -268,9 +268,9 @@ def _matched(items: list[StoredMedia], target: str) -> dict[str, str]:
 
 def _matches(item: StoredMedia, target: str) -> bool:
     """Whether ``target`` (media id, source URI, or a local file or folder) names ``item``."""
-    from clasp_ingest.connectors.urls import encoded_url
+    from clasp_ingest.connectors.urls import encoded_url, redact_url
 
-    if target in (item.media_id, item.source) or encoded_url(target) == item.source:
+    if target in (item.media_id, item.source) or redact_url(encoded_url(target)) == item.source:
         return True
     from clasp_ingest.connectors.base import is_within
     from clasp_ingest.connectors.local import local_uri

@@ -102,12 +102,13 @@ def stored_form(key: str, value: str, *, path_if_unknown: bool = False) -> str:
     """A ``source`` or ``media_id`` as the store holds it: a local file's path (absolute, or one
     that exists; any other text too with ``path_if_unknown``) becomes its ``file://`` URI, and
     a source URI or path given as a media id becomes that source's id; a media id stays as it
-    is. An http(s) URL is percent-encoded as its item is stored (``café talk.opus`` →
-    ``caf%C3%A9%20talk.opus``). Anything else is kept (it matches nothing)."""
+    is. An http(s) URL is in the form its item is stored in (``café talk.opus`` →
+    ``caf%C3%A9%20talk.opus``; RFC 3986's normal form; credentials redacted, so the URL that was
+    ingested, token and all, names its item). Anything else is kept (it matches nothing)."""
     import uuid
 
     from clasp_ingest.connectors.local import local_uri
-    from clasp_ingest.connectors.urls import encoded_url
+    from clasp_ingest.connectors.urls import encoded_url, redact_url
     from clasp_ingest.types import media_id_for
 
     if key == "media_id":
@@ -118,8 +119,22 @@ def stored_form(key: str, value: str, *, path_if_unknown: bool = False) -> str:
     is_uri = "://" in value
     if not (is_uri or path_if_unknown or Path(value).is_absolute() or Path(value).exists()):
         return value
-    uri = encoded_url(value) if is_uri else local_uri(value)
+    uri = redact_url(encoded_url(value)) if is_uri else local_uri(value)  # a token as stored: REDACTED
     return media_id_for(uri) if key == "media_id" else uri
+
+
+def _older_forms(key: str, value: str) -> tuple[str, ...]:
+    """The forms earlier releases stored an http(s) ``value`` in, besides its normal form (what
+    :func:`stored_form` gives): as typed (a raw space, before 2026-12-06) and percent-encoded
+    only where it had to be (``%7e``, ``/./``); their media ids for ``media_id``. ``store list``
+    shows such an item's source as stored, and ``--media-id`` given it found nothing."""
+    from clasp_ingest.connectors.urls import redact_url, sent_url
+    from clasp_ingest.types import media_id_for
+
+    if value.partition("://")[0].lower() not in ("http", "https"):
+        return ()
+    forms = tuple(dict.fromkeys(redact_url(form) for form in (value, sent_url(value))))
+    return tuple(media_id_for(form) for form in forms) if key == "media_id" else forms
 
 
 def _language_form(value: str) -> str:
@@ -162,8 +177,12 @@ class SearchFilter:
                 raise FilterError(f"SearchFilter {key} must be a string or strings, got {value!r}")
             if value is not None:
                 form = _language_form if key == "language" else functools.partial(stored_form, key)
-                named = tuple(form(v) for v in ((value,) if isinstance(value, str) else value))
+                given = (value,) if isinstance(value, str) else value
+                named = tuple(form(v) for v in given)
                 object.__setattr__(self, key, named[0] if isinstance(value, str) else named)
+                if key != "language":  # matched too by where(): not a field (equality, replace)
+                    older = {o for v in given for o in _older_forms(key, v)} - set(named)
+                    object.__setattr__(self, f"_older_{key}", tuple(sorted(older)))
         for key in ("start_s_gte", "end_s_lte"):
             value = getattr(self, key)
             number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -195,6 +214,9 @@ class SearchFilter:
                 spelled = [stored_spellings(v) for v in ((value,) if isinstance(value, str) else value)]
                 value = tuple(dict.fromkeys(s for spellings in spelled for s in spellings))
                 value = value[0] if len(value) == 1 else value
+            older = getattr(self, f"_older_{key}", ())
+            if older and value is not None:  # an http(s) source as earlier releases stored it
+                value = tuple(dict.fromkeys(((value,) if isinstance(value, str) else value) + older))
             if isinstance(value, tuple):
                 conds.append(Condition(meta_key(key), any_of=value))
             elif value is not None:

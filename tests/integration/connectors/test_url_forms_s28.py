@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from clasp_ingest.connectors import FsspecConnector, OpenOptions
@@ -112,3 +112,55 @@ def test_a_redirect_to_a_broken_url_names_both(redirecting: str) -> None:
     )
     with pytest.raises(ConnectorError, match="which is not a valid URL"):
         list(FsspecConnector(url).discover())
+
+
+class _ExactPath(http.server.BaseHTTPRequestHandler):
+    """Serves one file only under the exact path it was signed for (a CDN token, an S3 key with
+    ``./``): another spelling of the path is refused, 403."""
+
+    signed = "/media/./caf%c3%a9%7e1.opus"
+    body = b""
+    asked: ClassVar[list[str]] = []
+
+    def _answer(self, with_body: bool) -> None:
+        type(self).asked.append(self.path)
+        if self.path.split("?", 1)[0] != self.signed:
+            self.send_error(403)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/ogg")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.send_header("ETag", '"v1"')
+        self.end_headers()
+        if with_body:
+            self.wfile.write(self.body)
+
+    def do_HEAD(self) -> None:
+        self._answer(False)
+
+    def do_GET(self) -> None:
+        self._answer(True)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_url_is_requested_as_given_and_stored_in_normal_form(env: dict[str, str]) -> None:
+    """The normal form was also what was requested: a server checking the exact path (a signed
+    URL) answered 403 to 'caf%C3%A9~1.opus' for 'caf%c3%a9%7e1.opus', and the item failed."""
+    _ExactPath.body = (SAMPLES / "demo_en.opus").read_bytes()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ExactPath)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        code, summary, stderr = _cli(env, "ingest", f"{base}{_ExactPath.signed}?token=s3cr3t", "--json")
+        assert (code, summary["media_ok"]) == (0, 1), stderr
+        assert set(p.split("?")[0] for p in _ExactPath.asked) == {_ExactPath.signed}  # as given
+        code, items, _ = _cli(env, "store", "list", "--json")
+        assert [item["source"] for item in items] == [f"{base}/media/caf%C3%A9~1.opus?token=REDACTED"]
+        given = f"{base}/media/caf%c3%a9%7e1.opus?token=x"  # another spelling, as an earlier release kept
+        code, found, stderr = _cli(env, "search", "x", "--media-id", given, "--json")
+        assert code == 0 and found, stderr
+    finally:
+        server.shutdown()
+        server.server_close()

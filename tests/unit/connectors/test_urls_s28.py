@@ -180,3 +180,28 @@ def test_a_feeds_broken_enclosure_fails_alone(tmp_path: Path) -> None:
     bad, ok = FeedConnector(str(tmp_path / "feed.xml")).discover()
     assert "lacks the ']' that ends an IPv6 address; check the feed" in bad.metadata[LISTING_ERROR]
     assert ok.uri == good and LISTING_ERROR not in ok.metadata
+
+
+def test_a_url_that_cannot_be_parsed_is_still_redacted() -> None:
+    """A broken URL is quoted in its error, and redact_url gave it back whole: a feed's
+    'http://[::1/x.wav?token=...' showed its token in media_failed and the log."""
+    from clasp_ingest.connectors.urls import redact_url
+
+    assert (
+        redact_url("http://u:PASS@[::1/x.wav?token=LEAK&a=1")
+        == "http://u:REDACTED@[::1/x.wav?token=REDACTED&a=1"
+    )
+    signed = "http://[::1/x.wav?X-Amz-Signature=s&X-Amz-Date=d&k=v"
+    assert redact_url(signed) == "http://[::1/x.wav?X-Amz-Signature=REDACTED&X-Amz-Date=REDACTED&k=v"
+
+
+def test_a_url_is_sent_as_given_and_stored_in_normal_form() -> None:
+    """The normal form was also requested: a server checking a signed path refused it (403)."""
+    from clasp_ingest.connectors.urls import sent_url
+
+    given = "HTTP://H.example/a/./caf%c3%a9%7e1 b.opus?token=x"
+    assert sent_url(given) == "HTTP://H.example/a/./caf%c3%a9%7e1%20b.opus?token=x"
+    assert encoded_url(given) == "http://h.example/a/caf%C3%A9~1%20b.opus?token=x"
+    connector = FsspecConnector(given)
+    assert connector.source == "http://h.example/a/caf%C3%A9~1%20b.opus?token=REDACTED"
+    assert connector._real[connector.source] == sent_url(given)  # what is requested
