@@ -33,9 +33,10 @@ updating it; a WAV over 4 GiB whose size wrapped) is decoded to the file's end
 less. One that declares more (a cut file) is the declared duration that shows a cut: ffmpeg's
 comes from the file's size there.
 
-Scale: samples far above full scale (:data:`_OVER_FULL_SCALE`, +12 dBFS; float data at the
-wrong scale, e.g. integer PCM values written as float) are scaled down as they stream
-(:class:`_Rescale`), with one warning per item, strict or not: nothing is lost.
+Scale: float data at the wrong scale (e.g. integer PCM values written as float: a sustained
+excess over :data:`_OVER_FULL_SCALE`, +12 dBFS) is scaled down as it streams
+(:class:`_Rescale`), with one warning per item, strict or not: nothing is lost. A single
+sample far past any audio (:data:`_DAMAGED`) is damage, decoded as silence like NaN.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ _LEVEL_RE = re.compile(
     r"^(?P<context>(?:\[[^\]]*\] )*?)"
     r"\[(?P<level>trace|debug|verbose|info|warning|error|fatal|panic)\] (?P<message>.*)$"
 )
-_DURATION_RE = re.compile(r"^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_DURATION_RE = re.compile(r"^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)(?:, start: (-?\d+(?:\.\d+)?))?")
 _VIDEO_RE = re.compile(r"^\s*Stream #\d+:\d+.*: Video: (?!.*\(attached pic\))")
 #: An audio stream's header line with its language tag, e.g. ``Stream #0:1[0x2](eng): Audio: aac``.
 _AUDIO_LANGUAGE_RE = re.compile(r"^\s*Stream #0:\d+(?:\[0x[0-9a-f]+\])?\((?P<tag>[a-z]{2,3})\): Audio: ")
@@ -127,6 +128,11 @@ _STREAM_INDEX_RE = re.compile(r"^\s*Stream #0:(?P<index>\d+)")
 #: resampler's overshoot: +1 to +3 dBFS; a float mix left unclipped, a few dB more), never 4x;
 #: integer PCM values written as float (``float(int16)``, a common slip) reach +90 dBFS.
 _OVER_FULL_SCALE = 4.0
+#: The share of a block's samples past the threshold that makes it data at the wrong scale
+#: (int16 values as float exceed it nearly everywhere); fewer are single damaged samples.
+_SUSTAINED = 0.01
+#: A sample past this many times full scale (+60 dBFS) after any rescaling is damage, not audio.
+_DAMAGED = 1000.0
 #: Integer full scales (16-, 24- and 32-bit PCM) that such data is divided by (:class:`_Rescale`).
 _INTEGER_SCALES = (2.0**15, 2.0**23, 2.0**31)
 #: ffmpeg's error where a stream changes its channels part-way (a chained Ogg); it stops there.
@@ -352,6 +358,10 @@ def _stream(
             _not_numbers(label, not_numbers, opts, on_warning)
         if rescale.scale != 1.0:
             _warn(label, rescale.warning(), on_warning)
+        if rescale.damaged:
+            _not_numbers(
+                label, rescale.damaged, opts, on_warning, kind=f"far past full scale (over {_DAMAGED:g}x"
+            )
         if on_tracks is not None:
             on_tracks(stderr.audio_streams)
     finally:
@@ -360,41 +370,56 @@ def _stream(
 
 
 class _Rescale:
-    """Scales down decoded blocks far above full scale (:data:`_OVER_FULL_SCALE`).
+    """Scales down decoded blocks far above full scale (:data:`_OVER_FULL_SCALE`), and silences
+    samples no audio reaches (:data:`_DAMAGED`).
 
-    Blocks stream, so the scale can only come from what was seen so far. Data that reaches
-    past the threshold is divided by the integer full scale (:data:`_INTEGER_SCALES`) that
-    holds its peak within 24 dB, else by the peak: integer PCM written as float gets back the
-    level it was recorded at,
-    the same for the whole item. A later block past that scale (not integer data, then), or
-    data past 2^31, is divided by the highest peak seen. Each block by its own peak would pump
+    Only a sustained excess rescales (:data:`_SUSTAINED` of a block's samples past the
+    threshold; its level then taken robustly, at the 99.9th percentile): one damaged sample of
+    1e20 (a flipped exponent bit) divided every later block by 1e20 and lost the rest of the
+    file. Such samples, past :data:`_DAMAGED` times full scale after any rescaling, are decoded
+    as silence and counted, as NaN are.
+
+    Blocks stream, so the scale can only come from what was seen so far. Data at the wrong
+    scale is divided by the integer full scale (:data:`_INTEGER_SCALES`) that holds its level
+    within 24 dB, else by its level: integer PCM written as float gets back the level it was
+    recorded at, the same for the whole item. A later block louder still (not integer data,
+    then), or data past 2^31, is divided by its level. Each block by its own level would pump
     the level block by block (a pause as loud as speech; the VAD measures level), so the scale
-    only grows, by steps a louder block forces. Blocks before the first one past the threshold
-    stay as they were (at most +12 dBFS: for integer data written as float, a near-silent
-    opening)."""
+    only grows. Blocks before the first one past the threshold stay as they were (at most +12
+    dBFS but for single samples: for integer data written as float, a near-silent opening)."""
 
     def __init__(self) -> None:
         self.scale = 1.0
         self.peak = 0.0
         self.from_s = 0.0
+        self.damaged = 0  # samples decoded as silence
 
     def __call__(self, block: np.ndarray, at_s: float) -> np.ndarray:
-        peak = float(np.abs(block).max()) if block.size else 0.0
-        self.peak = max(self.peak, peak)
-        if peak > max(self.scale, _OVER_FULL_SCALE):
-            if self.scale == 1.0:
-                self.from_s = at_s
-                # an integer scale only where the peak lies within 24 dB under it (speech in
-                # int16 values peaks at 2,000-32,767); a float mix 10x too hot (peak 5) divided
-                # by 2^15 was inaudible: it is divided by its peak
-                self.scale = next((s for s in _INTEGER_SCALES if s / 16 <= peak <= s), peak)
-            else:
-                self.scale = peak
-        return block if self.scale == 1.0 else (block / np.float32(self.scale)).astype(np.float32)
+        if not block.size:
+            return block
+        size = np.abs(block)
+        limit = max(self.scale, _OVER_FULL_SCALE)
+        if np.count_nonzero(size > limit) >= _SUSTAINED * block.size:
+            level = float(np.quantile(size, 0.999))
+            if level > limit:
+                self.peak = max(self.peak, level)
+                if self.scale == 1.0:
+                    self.from_s = at_s
+                    # an integer scale only where the level lies within 24 dB under it (speech in
+                    # int16 values peaks at 2,000-32,767)
+                    self.scale = next((s for s in _INTEGER_SCALES if s / 16 <= level <= s), level)
+                else:
+                    self.scale = level
+        scaled = block if self.scale == 1.0 else (block / np.float32(self.scale)).astype(np.float32)
+        wild = np.abs(scaled) > _DAMAGED
+        if wild.any():
+            self.damaged += int(np.count_nonzero(wild))
+            scaled = np.where(wild, np.float32(0.0), scaled)
+        return scaled
 
     def warning(self) -> str:
         return (
-            f"samples reach {20 * np.log10(self.peak):+.0f} dBFS (peak {self.peak:.6g}, full scale is 1): "
+            f"samples reach {20 * np.log10(self.peak):+.0f} dBFS (level {self.peak:.6g}, full scale is 1): "
             f"float data at the wrong scale (integer samples written as float?); scaled down by "
             f"{self.scale:.6g} from {_clock(self.from_s)} on; export it again at full scale ±1.0, "
             "or as integer PCM"
@@ -524,6 +549,7 @@ class _FfmpegLog:
         self.damage_count = 0
         self.duration_estimated = False  # ffmpeg guessed the duration: nothing was declared
         self.ogg = False  # an Ogg input, whose "Duration" is its last page's time (_check_damage)
+        self.start_s = 0.0  # the input's start time, as ffmpeg prints it beside the duration
         self.open_ended_wav = open_ended
         self.nothing_filtered = False
         self._guessed: dict[int, str] = {}  # input stream -> a layout of over two channels ffmpeg guessed
@@ -569,8 +595,9 @@ class _FfmpegLog:
     def _note_info(self, message: str) -> None:
         duration = _DURATION_RE.match(message)
         if duration and self.declared_s is None:
-            hours, minutes, seconds = duration.groups()
+            hours, minutes, seconds, start = duration.groups()
             self.declared_s = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+            self.start_s = float(start) if start else 0.0
         self.has_video = self.has_video or bool(_VIDEO_RE.match(message))
         if message.startswith(("Input #", "Output #")):
             self._in_input = message.startswith("Input #")
@@ -689,12 +716,14 @@ def _check_damage(
     A video's declared duration is not its audio's (a sound track may end before the
     pictures), nor is that of a file with several audio tracks the first track's, so there
     only decoding errors count. A WAV's is its header's (``wav``): ffmpeg's, for a cut WAV,
-    comes from the file's size. An Ogg file's is its last page's time, not a length: a cut file
-    declares where it was cut, and a capture of a live stream, which starts at the stream's clock
-    (01:00:00), "ended early" by that much (only decoding errors count there)."""
+    comes from the file's size. An Ogg file's is its last page's time: a capture of a live
+    stream starts at the stream's clock (``start: 3600``) and "ended early" by that much, so
+    its start is taken off (a file missing pages inside is still found out)."""
     stderr.join()
-    whole_file = stderr.has_video or stderr.audio_streams > 1 or stderr.duration_estimated or stderr.ogg
+    whole_file = stderr.has_video or stderr.audio_streams > 1 or stderr.duration_estimated
     declared_s = None if whole_file else stderr.declared_s
+    if declared_s is not None and stderr.ogg:
+        declared_s -= stderr.start_s
     if wav is not None:
         declared_s = wav.declared_s  # None for a placeholder size: no length declared
     if any(_STREAM_CHANGE in line for line in stderr.damage):
@@ -754,14 +783,18 @@ def _undeclared(
 
 
 def _not_numbers(
-    source: str, count: int, opts: DecodeOptions, on_warning: Callable[[str], None] | None
+    source: str,
+    count: int,
+    opts: DecodeOptions,
+    on_warning: Callable[[str], None] | None,
+    *,
+    kind: str = "not numbers (NaN or infinite",
 ) -> None:
-    """Raise (strict) or report samples that were NaN or infinite (they were yielded as 0)."""
+    """Raise (strict) or report samples that were NaN or infinite, or far past any audio's level
+    (``kind``); they were yielded as 0."""
     # counted after ffmpeg resampled and downmixed them: one NaN reaches a few output samples
-    what = (
-        f"{count} decoded sample(s) ({1000 * count / opts.sample_rate:.1f} ms) are not numbers "
-        "(NaN or infinite: damaged float data)"
-    )
+    span_ms = 1000 * count / opts.sample_rate
+    what = f"{count} decoded sample(s) ({span_ms:.1f} ms) are {kind}: damaged float data)"
     if opts.strict:
         raise MediaDecodeError(source, f"{what}; use strict=False to keep the rest, with silence there")
     _warn(source, f"{what}; decoded them as silence", on_warning)
