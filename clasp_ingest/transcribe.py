@@ -124,6 +124,10 @@ _LOG_PROB_MIN = -1.0
 _NO_SPEECH_MIN = 0.6
 _BEST_OF = 5
 
+#: No word of any language is longer (German compounds reach about 40-60 letters); a longer
+#: "word" is Whisper looping inside one (``Fafafafa…``).
+_WORD_MAX = 64
+
 #: ISO 639-1 codes (as media and feeds declare languages) that Whisper spells otherwise.
 _WHISPER_SPELLING = {"jv": "jw", "nb": "no"}
 #: A declared language is taken unless Whisper's detection gives it less than this: declared
@@ -391,10 +395,12 @@ class Transcriber:
         again, hotter, when its text repeats itself or its words are unsure (mean
         log-probability below -1), and skipped as silence only when Whisper finds no speech
         there and is unsure of its words too. The guards of query-time words
-        (:func:`_guarded`) apply, and a window whose every decoding repeats itself gives no
-        words: 2 s of laughter gave one 446-character "word" (``Fafafa…``) after a minute of
-        CPU. The language, unless given, is detected from the first sound (a silent opening is
-        skipped).
+        (:func:`_guarded`) apply: 2 s of laughter gave one 446-character "word" (``Fafafa…``)
+        after a minute of CPU. A window whose every decoding repeats itself keeps its likeliest
+        one, bounded by the cap (a chorus or a count repeats for real: dropping such windows
+        lost all the words of "one two three four" said ten times); a "word" longer than
+        :data:`_WORD_MAX` characters is a loop inside one word, and dropped. The language,
+        unless given, is detected from the first sound (a silent opening is skipped).
 
         ``offset_s`` is added to every time (the window's start in the media).
         """
@@ -420,9 +426,8 @@ class Transcriber:
         words = [
             TimedWord(round(offset_s + w.start, 3), round(offset_s + max(w.end, w.start), 3), w.word)
             for segment in segments
-            if not _repetitive(segment.compression_ratio)  # it repeated at every temperature
             for w in segment.words or ()
-            if w.word.strip()
+            if w.word.strip() and len(w.word.strip()) <= _WORD_MAX  # a loop inside one "word"
         ]
         return words, str(info.language)
 
