@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures_audio import referencing_texts
+from tests.integration.cli_env import cli_env
 from tests.integration.connectors.helpers import Episode, rss
 from tests.integration.connectors.hostile import Hostile, hostile_server
 
@@ -37,18 +38,7 @@ def site(tmp_path: Path) -> Iterator[Hostile]:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "home"
-    home.mkdir()
-    (tmp_path / "tmp").mkdir()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLASP_", "PREFECT_"))}
-    return {
-        **clean,
-        "HOME": str(home),
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PREFECT_HOME": str(home / "prefect"),
-        "CLASP_QDRANT_PATH": str(tmp_path / "qdrant"),
-        "CLASP_MODEL": "tiny-random",
-    }
+    return cli_env(tmp_path)
 
 
 def ingest(env: dict[str, str], *args: str, verbose: bool = False) -> tuple[int, dict[str, Any], str]:

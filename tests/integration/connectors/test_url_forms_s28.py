@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from clasp_ingest.connectors.http import Target, head
 
 from clasp_ingest.errors import ConnectorError
 from tests.fixtures_audio import convert, truncate
+from tests.integration.cli_env import cli_env
 from tests.integration.connectors.conftest import HttpSite
 
 SAMPLES = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples"
@@ -30,18 +30,7 @@ CLI = str(Path(sys.executable).with_name("clasp-ingest"))
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "home"
-    home.mkdir()
-    (tmp_path / "tmp").mkdir()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLASP_", "PREFECT_"))}
-    return {
-        **clean,
-        "HOME": str(home),
-        "TMPDIR": str(tmp_path / "tmp"),
-        "PREFECT_HOME": str(home / "prefect"),
-        "CLASP_QDRANT_PATH": str(tmp_path / "qdrant"),
-        "CLASP_MODEL": "tiny-random",
-    }
+    return cli_env(tmp_path)
 
 
 def _cli(env: dict[str, str], *args: str) -> tuple[int, Any, str]:
