@@ -162,8 +162,10 @@ def _print_results(console: Any, outcomes: Sequence[QueryOutcome]) -> None:
 def _hits(value: str) -> int:
     """``--k``: a whole number of at least 1, else bad usage (exit 2) before the samples are
     ingested (the search would refuse it only after)."""
-    if not value.strip().isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of hits; give 1 or more")
+    from clasp_ingest.retriever.cli_search import MAX_SPANS
+
+    if not value.strip().isdigit() or not 1 <= int(value) <= MAX_SPANS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of hits; give 1 to {MAX_SPANS}")
     return int(value)
 
 

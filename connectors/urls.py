@@ -175,8 +175,8 @@ def _normal_authority(authority: str, default_port: int) -> str:
     default port; the user name and password stay as they are (they are case-sensitive)."""
     user, at, _ = authority.rpartition("@")
     host, port = _host_and_port(authority)
-    if port is not None and port.isascii() and port.isdigit() and int(port) == default_port:
-        port = ""
+    if port is not None and port.isascii() and port.isdigit():  # ':0080' is ':80', ':08766' ':8766'
+        port = "" if int(port) == default_port else str(int(port))
     return f"{user}{at}{host.lower()}{f':{port}' if port else ''}"
 
 

@@ -27,6 +27,8 @@ _EQUIVALENT = [
     ("Https://User:PassWord@Example.COM/a.wav", "https://User:PassWord@example.com/a.wav"),
     ("http://h.example/a/./b.wav", "http://h.example/a/b.wav"),
     ("http://h.example/a/x/../b.wav", "http://h.example/a/b.wav"),
+    ("http://h.example:08766/b.wav", "http://h.example:8766/b.wav"),  # leading zeros: one port
+    ("http://h.example:0080/b.wav", "http://h.example/b.wav"),
     ("http://h.example/../../b.wav", "http://h.example/b.wav"),
     ("http://h.example/a/%2E%2E/b.wav", "http://h.example/b.wav"),
     ("http://h.example:80/a.wav", "http://h.example/a.wav"),
