@@ -28,8 +28,8 @@ BM25 over the stored spans.
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -55,13 +55,13 @@ __all__ = [
     "sparse_words",
     "transcribe_media",
     "word_ids",
+    "words_of",
 ]
 
 #: The average number of words in a stored span (sentence-like VAD segments), BM25's ``avgdl``.
 AVG_SPAN_WORDS = 12.0
 _K1 = 1.2
 _B = 0.75
-_WORD = re.compile(r"\w+")
 #: A word this far (seconds) outside every span of its batch still goes to the nearest span.
 ALIGN_TOLERANCE_S = 0.5
 
@@ -96,8 +96,26 @@ def word_ids(text: str) -> list[int]:
     """The ids of the words of ``text``, in order (repeats kept)."""
     return [
         int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=4).digest(), "little")
-        for word in _WORD.findall(text.casefold())
+        for word in words_of(text)
     ]
+
+
+def words_of(text: str) -> list[str]:
+    """The words of ``text``, case-folded in Unicode's composed form (NFC): runs of letters,
+    digits, ``_`` and combining marks. A regex ``\\w+`` left the marks out, so a Hindi or Thai
+    word fell apart at each vowel sign ("हिन्दी" → ह, न, द: "दिन" and "दान" were one word),
+    and a query typed decomposed ("me" + U+0301 + "dico") matched no transcript ("médico")."""
+    words: list[str] = []
+    word: list[str] = []
+    for char in unicodedata.normalize("NFC", text).casefold():
+        if char.isalnum() or char == "_" or unicodedata.category(char)[0] == "M":
+            word.append(char)
+        elif word:
+            words.append("".join(word))
+            word = []
+    if word:
+        words.append("".join(word))
+    return words
 
 
 def sparse_words(text: str) -> SparseWords:

@@ -119,7 +119,7 @@ def search(
 ) -> None:
     """Search the ingested media by text; prints source, span, score, words and a deep link.
 
-    A query longer than the model's text encoder reads (clasp-mini: 512 tokens) is cut to that limit, with a warning.
+    A query longer than the model's text encoder reads (clasp-mini: 512 tokens) is cut to that limit for the speech match, with a warning.
     """  # noqa: E501 - one paragraph of --help
     from clasp_ingest.retriever import ClaspRetriever
     from clasp_ingest.retriever.retriever import is_empty_query

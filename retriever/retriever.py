@@ -346,6 +346,9 @@ class ClaspRetriever(BaseRetriever):
             raise TypeError(f"the query must be text (str), got {type(query).__name__}")
         if is_empty_query(query):
             raise ValueError("the query is empty; say what to look for")
+        from clasp_ingest.model.query import plain_query
+
+        query = plain_query(query)  # its words too (hybrid, rerank): "médico" typed decomposed
         opts = self._options(overrides)
         vector: Any = self.model.encode_text([query])[0]
         if opts["hybrid"]:
