@@ -612,10 +612,10 @@ def _with_language(ref: MediaRef, tags: Sequence[str]) -> MediaRef:
     """``ref`` with ``metadata["language"]`` from its audio track's tag, where it had none; a
     language its source declared in another form (``pt-BR``, ``EN``, ``eng``) as the two-letter
     code a search filter takes for it (``SearchFilter(language="pt-BR")`` means ``pt``)."""
-    from clasp_ingest.media.languages import tag_language, two_letter
+    from clasp_ingest.media.languages import tag_language
 
     declared = ref.metadata.get("language")
-    language = tag_language(str(declared)) if declared else two_letter(tags[0]) if tags else None
+    language = tag_language(str(declared)) if declared else tag_language(tags[0]) if tags else None
     if language is None or language == declared:
         return ref
     return replace(ref, metadata={**ref.metadata, "language": language})

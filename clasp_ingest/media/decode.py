@@ -89,7 +89,10 @@ _LEVEL_RE = re.compile(
 _DURATION_RE = re.compile(r"^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)(?:, start: (-?\d+(?:\.\d+)?))?")
 _VIDEO_RE = re.compile(r"^\s*Stream #\d+:\d+.*: Video: (?!.*\(attached pic\))")
 #: An audio stream's header line with its language tag, e.g. ``Stream #0:1[0x2](eng): Audio: aac``.
-_AUDIO_LANGUAGE_RE = re.compile(r"^\s*Stream #0:\d+(?:\[0x[0-9a-f]+\])?\((?P<tag>[a-z]{2,3})\): Audio: ")
+#: The tag as the container gives it: ``eng``, or an IETF one (``en-US``, ``EN``, ``pt_BR``, ``zh-Hant``).
+_AUDIO_LANGUAGE_RE = re.compile(
+    r"^\s*Stream #0:\d+(?:\[0x[0-9a-f]+\])?\((?P<tag>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*)\): Audio: "
+)
 _AUDIO_RE = re.compile(r"^\s*Stream #0:\d+.*: Audio: ")
 #: Warning-level lines that mean damaged data (error-level lines always do).
 _DAMAGE_RE = re.compile(

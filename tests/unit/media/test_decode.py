@@ -550,3 +550,24 @@ def test_an_ogg_missing_pages_inside_still_ends_early(short_track: SpokenTrack, 
     holed.write_bytes(whole[: pages[third]] + whole[pages[2 * third] :])  # whole pages gone
     with pytest.raises(MediaDecodeError, match="ends early"):
         decode_audio(holed)
+
+
+@pytest.mark.parametrize(
+    ("tag", "stored"), [("en-US", "en"), ("EN", "en"), ("pt_BR", "pt"), ("zh-Hant", "zh")]
+)
+def test_a_tracks_ietf_language_tag_is_its_language(
+    short_track: SpokenTrack, tmp_path: Path, tag: str, stored: str
+) -> None:
+    """Ogg comments and Matroska's IETF field give ``en-US``, ``pt_BR``: only ``[a-z]{2,3}`` tags
+    were read, so such items had no language, and language filters never found them."""
+    from clasp_ingest.pipeline import _with_language
+    from clasp_ingest.types import MediaRef
+
+    ogg = convert(
+        short_track.path, tmp_path / "tagged.ogg", "-c:a", "libopus", "-metadata:s:a:0", f"language={tag}"
+    )
+    heard: list[str] = []
+    for _ in stream_audio(ogg, on_language=heard.append):
+        pass
+    assert heard == [tag]
+    assert _with_language(MediaRef("file:///x.ogg", "m", "v"), heard).metadata["language"] == stored
