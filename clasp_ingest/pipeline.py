@@ -814,12 +814,19 @@ def prune_unlisted(store: QdrantStore, connector: Connector, refs: Sequence[Medi
 
 def _file_exists(source: str) -> bool:
     """Whether ``source`` is a local file that is still there (a folder does not list hidden
-    files, yet one ingested by name must not be pruned)."""
+    files, yet one ingested by name must not be pruned). One that cannot be looked at (in a
+    folder without permission to search it) may be there: it is kept (its PermissionError ended
+    the whole ``--prune`` run, every new file of the schedule left out)."""
     from urllib.parse import urlparse
 
     from clasp_ingest.connectors.local import path_of_uri
 
-    return urlparse(source).scheme == "file" and path_of_uri(source).is_file()
+    if urlparse(source).scheme != "file":
+        return False
+    try:
+        return path_of_uri(source).is_file()
+    except OSError:
+        return True
 
 
 def _with_retries(ref: MediaRef, options: PipelineOptions, run: Callable[[], MediaResult]) -> MediaResult:

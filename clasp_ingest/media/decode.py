@@ -847,6 +847,8 @@ def _reason(tail: str, code: int) -> str:
         return "the media has no audio stream (video only?); give a file with an audio track"
     if "no such file" in lowered:
         return "no such file or URL; check the source"
+    if "permission denied" in lowered:  # "check that it plays, or convert it" cannot help
+        return "the file cannot be read (permission denied); check its permissions"
     answered = _HTTP_ERROR_RE.search(tail)
     if answered:
         status = answered["status"].strip()

@@ -571,3 +571,12 @@ def test_a_tracks_ietf_language_tag_is_its_language(
         pass
     assert heard == [tag]
     assert _with_language(MediaRef("file:///x.ogg", "m", "v"), heard).metadata["language"] == stored
+
+
+def test_a_file_that_cannot_be_read_is_named_so() -> None:
+    """A ``chmod 000`` file said "check that the file plays, or convert it": converting needs
+    read access too. (ffmpeg's own words here: the tests run as root, whom modes do not stop.)"""
+    from clasp_ingest.media.decode import _reason
+
+    tail = "Error opening input: Permission denied | Error opening input file file:/x/cat.wav."
+    assert _reason(tail, 243) == "the file cannot be read (permission denied); check its permissions"
