@@ -8,7 +8,7 @@ commonly carry) and keeps any other three-letter code as it is, so it still filt
 
 from __future__ import annotations
 
-__all__ = ["ISO639_1", "stored_spellings", "tag_language", "two_letter"]
+__all__ = ["ISO639_1", "NO_LANGUAGE", "stored_spellings", "tag_language", "two_letter"]
 
 _ISO639_1_TABLE = """
     aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy
@@ -44,14 +44,15 @@ _ISO639_2_TO_1 = {
     "vie": "vi", "wel": "cy", "cym": "cy", "yid": "yi", "yor": "yo", "zul": "zu", "fil": "tl",
 }  # fmt: skip
 #: Tags that name no language: undetermined, several, none, not coded.
-_NO_LANGUAGE = frozenset({"und", "mul", "zxx", "mis", "qaa"})
+#: ISO 639-2 codes that name no language: undetermined, multiple, no linguistic content, uncoded, local.
+NO_LANGUAGE = frozenset({"und", "mul", "zxx", "mis", "qaa"})
 
 
 def two_letter(tag: str | None) -> str | None:
     """``tag`` (ISO 639-1 or 639-2, any case) as ISO 639-1 where it has one; None for no language
     (and for two letters that are no ISO 639-1 code: ``xx``)."""
     code = (tag or "").strip().lower()
-    if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()) or code in _NO_LANGUAGE:
+    if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()) or code in NO_LANGUAGE:
         return None
     code = _ISO639_2_TO_1.get(code) or _WITHDRAWN.get(code, code)
     return None if len(code) == 2 and code not in ISO639_1 else code  # 'xx': stored, and no filter took it

@@ -140,9 +140,14 @@ def _older_forms(key: str, value: str) -> tuple[str, ...]:
 def _language_form(value: str) -> str:
     """A language as the store holds it: ISO 639-1 where it has one (``EN``, ``en-US``, ``eng``
     → ``en``; ``fre`` → ``fr``), as a track's tag and a feed's language are stored."""
-    from clasp_ingest.media.languages import ISO639_1, tag_language
+    from clasp_ingest.media.languages import ISO639_1, NO_LANGUAGE, tag_language
 
     code = tag_language(value)
+    if value.strip().lower() in NO_LANGUAGE:  # a valid ISO 639-2 code, but no language to match
+        raise FilterError(
+            f"SearchFilter language {value!r} names no language (undetermined, several, none); items "
+            "without a language are stored without one, so no filter finds them: leave language out"
+        )
     if code is None or (len(code) == 2 and code not in ISO639_1):  # 'zz', 'xx-notalang'
         raise FilterError(
             f"SearchFilter language must be a language code (en, fr, eng, en-US...), got {value!r}"

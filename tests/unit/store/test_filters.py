@@ -104,7 +104,7 @@ def test_languages_are_matched_in_the_form_they_are_stored() -> None:
     assert SearchFilter(language=["eng", "de-AT", "yue"]).language == ("en", "de", "yue")
     assert to_where({"language": "en-US"}) == SearchFilter(language="en").where()
     assert SearchFilter(language="iw").language == "he"  # a withdrawn code, as old tags carry it
-    for bad in ("english", "", "und", "e", "zz", "xx-notalang"):  # two letters but no language
+    for bad in ("english", "", "e", "zz", "xx-notalang"):  # two letters but no language ("und": below)
         with pytest.raises(FilterError, match=f"language must be a language code .*got {bad!r}"):
             SearchFilter(language=bad)
     assert to_where(None).empty
@@ -208,3 +208,10 @@ def test_a_language_matches_the_withdrawn_codes_older_stores_hold() -> None:
     [mixed] = SearchFilter(language=["jw", "en"]).where().must
     assert mixed.any_of == ("jv", "jw", "en")  # type: ignore[union-attr]
     assert SearchFilter(language="sh").language == "sh" and SearchFilter(language="mo").language == "ro"
+
+
+def test_a_code_for_no_language_is_refused_saying_why() -> None:
+    """'und', 'mul', 'zxx' are valid ISO 639-2 codes: "must be a language code" misled."""
+    for code in ("und", "mul", "zxx", "UND"):
+        with pytest.raises(FilterError, match=r"names no language .* leave language out"):
+            SearchFilter(language=code)
