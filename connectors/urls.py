@@ -76,7 +76,7 @@ def _redacted_netloc(parts: SplitResult) -> str:
 
 
 #: A ``user:password@`` after the scheme, and a query's ``name=value`` pairs, found without parsing.
-_USERINFO_RE = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#@:]*):[^/?#@]*@")
+_USERINFO_RE = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#@:]*):[^?#]*@")  # to the last '@'
 _PAIR_RE = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&#;]*)=(?P<value>[^&#;]*)")
 
 

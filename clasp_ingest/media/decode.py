@@ -94,6 +94,7 @@ _AUDIO_LANGUAGE_RE = re.compile(
     r"^\s*Stream #0:\d+(?:\[0x[0-9a-f]+\])?\((?P<tag>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*)\): Audio: "
 )
 _AUDIO_RE = re.compile(r"^\s*Stream #0:\d+.*: Audio: ")
+_AUDIO_CODEC_RE = re.compile(r": Audio: (?P<codec>[\w-]+)")
 #: Warning-level lines that mean damaged data (error-level lines always do).
 _DAMAGE_RE = re.compile(
     r"invalid data|header missing|packet corrupt|corrupt|partial file|truncat|"
@@ -134,8 +135,11 @@ _OVER_FULL_SCALE = 4.0
 #: The share of a block's samples past the threshold that makes it data at the wrong scale
 #: (int16 values as float exceed it nearly everywhere); fewer are single damaged samples.
 _SUSTAINED = 0.01
-#: A sample past this many times full scale (+60 dBFS) after any rescaling is damage, not audio.
-_DAMAGED = 1000.0
+#: A sample past this many times full scale after any rescaling is damage (a flipped exponent
+#: bit), not audio: past every integer scale (2^31 = 2.1e9), with room for 12 dB more. Below it,
+#: a block of integer data written as float that is not yet scaled (its sound starts in the
+#: block's last milliseconds: too few loud samples to be sustained) passes as it is.
+_DAMAGED = 2.0**33
 #: Integer full scales (16-, 24- and 32-bit PCM) that such data is divided by (:class:`_Rescale`).
 _INTEGER_SCALES = (2.0**15, 2.0**23, 2.0**31)
 #: ffmpeg's error where a stream changes its channels part-way (a chained Ogg); it stops there.
@@ -363,7 +367,7 @@ def _stream(
             _warn(label, rescale.warning(), on_warning)
         if rescale.damaged:
             _not_numbers(
-                label, rescale.damaged, opts, on_warning, kind=f"far past full scale (over {_DAMAGED:g}x"
+                label, rescale.damaged, opts, on_warning, kind="far past full scale (past any integer scale"
             )
         if on_tracks is not None:
             on_tracks(stderr.audio_streams)
@@ -553,6 +557,7 @@ class _FfmpegLog:
         self.duration_estimated = False  # ffmpeg guessed the duration: nothing was declared
         self.ogg = False  # an Ogg input, whose "Duration" is its last page's time (_check_damage)
         self.start_s = 0.0  # the input's start time, as ffmpeg prints it beside the duration
+        self.audio_codec: str | None = None  # the first audio stream's codec (``opus``, ``flac``)
         self.open_ended_wav = open_ended
         self.nothing_filtered = False
         self._guessed: dict[int, str] = {}  # input stream -> a layout of over two channels ffmpeg guessed
@@ -610,6 +615,8 @@ class _FfmpegLog:
         if not self.audio_seen.is_set() and _AUDIO_RE.match(message):
             index = _STREAM_INDEX_RE.match(message)
             self._audio_index = int(index["index"]) if index else None
+            codec = _AUDIO_CODEC_RE.search(message)
+            self.audio_codec = codec["codec"] if codec else None
             tagged = _AUDIO_LANGUAGE_RE.match(message)
             self.audio_language = tagged["tag"] if tagged else None
             self.audio_seen.set()
@@ -721,12 +728,17 @@ def _check_damage(
     only decoding errors count. A WAV's is its header's (``wav``): ffmpeg's, for a cut WAV,
     comes from the file's size. An Ogg file's is its last page's time: a capture of a live
     stream starts at the stream's clock (``start: 3600``) and "ended early" by that much, so
-    its start is taken off (a file missing pages inside is still found out)."""
+    its start is taken off where ffmpeg counts it in (Opus; Vorbis's is printed without it),
+    and a file missing pages inside is still found out; FLAC in Ogg, which prints ``start: 0``
+    with the clock's duration, is checked for decoding errors only."""
     stderr.join()
     whole_file = stderr.has_video or stderr.audio_streams > 1 or stderr.duration_estimated
     declared_s = None if whole_file else stderr.declared_s
     if declared_s is not None and stderr.ogg:
-        declared_s -= stderr.start_s
+        if stderr.audio_codec == "flac":  # FLAC in Ogg prints start 0 and the stream's clock
+            declared_s = None
+        elif declared_s >= stderr.start_s:  # Opus counts from the stream's clock; Vorbis not
+            declared_s -= stderr.start_s
     if wav is not None:
         declared_s = wav.declared_s  # None for a placeholder size: no length declared
     if any(_STREAM_CHANGE in line for line in stderr.damage):

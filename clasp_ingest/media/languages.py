@@ -43,7 +43,6 @@ _ISO639_2_TO_1 = {
     "tha": "th", "tib": "bo", "bod": "bo", "tur": "tr", "ukr": "uk", "urd": "ur", "uzb": "uz",
     "vie": "vi", "wel": "cy", "cym": "cy", "yid": "yi", "yor": "yo", "zul": "zu", "fil": "tl",
 }  # fmt: skip
-#: Tags that name no language: undetermined, several, none, not coded.
 #: ISO 639-2 codes that name no language: undetermined, multiple, no linguistic content, uncoded, local.
 NO_LANGUAGE = frozenset({"und", "mul", "zxx", "mis", "qaa"})
 

@@ -143,7 +143,7 @@ def _language_form(value: str) -> str:
     from clasp_ingest.media.languages import ISO639_1, NO_LANGUAGE, tag_language
 
     code = tag_language(value)
-    if value.strip().lower() in NO_LANGUAGE:  # a valid ISO 639-2 code, but no language to match
+    if value.strip().lower().replace("_", "-").split("-", 1)[0] in NO_LANGUAGE:  # 'und', 'und-Latn'
         raise FilterError(
             f"SearchFilter language {value!r} names no language (undetermined, several, none); items "
             "without a language are stored without one, so no filter finds them: leave language out"

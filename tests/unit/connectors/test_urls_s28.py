@@ -207,3 +207,9 @@ def test_a_url_is_sent_as_given_and_stored_in_normal_form() -> None:
     connector = FsspecConnector(given)
     assert connector.source == "http://h.example/a/caf%C3%A9~1%20b.opus?token=REDACTED"
     assert connector._real[connector.source] == sent_url(given)  # what is requested
+
+
+def test_an_unparsable_urls_password_is_redacted_to_its_last_at() -> None:
+    from clasp_ingest.connectors.urls import redact_url
+
+    assert redact_url("http://u:p@ss@[::1/x.wav") == "http://u:REDACTED@[::1/x.wav"  # 'ss' showed

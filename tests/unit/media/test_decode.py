@@ -164,7 +164,7 @@ def test_truncated_mp3_decodes_as_far_as_it_goes_with_a_warning(
     assert cut.name in str(info.value)
 
 
-@pytest.mark.parametrize("codec", ["libopus", "libvorbis"])
+@pytest.mark.parametrize("codec", ["libopus", "libvorbis", "flac"])
 def test_an_ogg_capture_that_starts_mid_stream_is_not_cut(
     short_track: SpokenTrack, tmp_path: Path, codec: str
 ) -> None:
@@ -536,17 +536,22 @@ def test_a_chained_ogg_that_changes_channels_says_the_rest_is_not_read(
         decode_audio(chained)
 
 
-def test_an_ogg_missing_pages_inside_still_ends_early(short_track: SpokenTrack, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("codec", "offset"), [("libopus", "0"), ("libvorbis", "0"), ("libopus", "3600"), ("libvorbis", "3600")]
+)
+def test_an_ogg_missing_pages_inside_still_ends_early(
+    short_track: SpokenTrack, tmp_path: Path, codec: str, offset: str
+) -> None:
     """Its last page's time declares more than the pages left hold (the check stays for Ogg; the
     live capture above only has its start taken off)."""
     import soundfile as sf
 
     thrice = tmp_path / "thrice.wav"  # 48 s: some 50 pages (over a short file's few, ffmpeg pads a hole)
     sf.write(thrice, np.tile(read_wav(short_track.path), 3), SR)
-    whole = convert(thrice, tmp_path / "whole.opus", "-c:a", "libopus").read_bytes()
+    whole = convert(thrice, tmp_path / "whole.ogg", "-c:a", codec, "-output_ts_offset", offset).read_bytes()
     pages = [i for i in range(len(whole)) if whole.startswith(b"OggS", i)]
     third = len(pages) // 3
-    holed = tmp_path / "holed.opus"
+    holed = tmp_path / "holed.ogg"
     holed.write_bytes(whole[: pages[third]] + whole[pages[2 * third] :])  # whole pages gone
     with pytest.raises(MediaDecodeError, match="ends early"):
         decode_audio(holed)

@@ -111,3 +111,18 @@ def test_one_damaged_sample_is_silenced_not_the_rest_of_the_file(
     assert len(found) == len(right) > 0
     with pytest.raises(MediaDecodeError, match="far past full scale"):
         decode_audio(path)  # strict
+
+
+def test_integer_data_whose_sound_starts_at_a_blocks_end_is_not_damage(
+    short_track: SpokenTrack, tmp_path: Path
+) -> None:
+    """Too few loud samples in the onset's block to be sustained: they passed unscaled, those
+    past 1000x full scale were silenced as "damaged", and strict decoding refused the file."""
+    block = round(DecodeOptions().block_s * SR)
+    speech = read_wav(short_track.path)
+    late = np.concatenate([np.zeros(block - SR // 50, dtype=np.float32), speech])  # sound 20 ms before
+    path = _float_wav(tmp_path / "late.wav", late * 32768)
+    warnings: list[str] = []
+    audio = decode_audio(path, on_warning=warnings.append)  # strict: nothing refused
+    assert len(warnings) == 1 and "scaled down by 32768" in warnings[0], warnings
+    np.testing.assert_allclose(audio[block:], late[block:], atol=1e-4)  # from the next block on
