@@ -124,6 +124,10 @@ _LOG_PROB_MIN = -1.0
 _NO_SPEECH_MIN = 0.6
 _BEST_OF = 5
 
+#: New tokens of a window decoded after the previous window's text: its prompt takes up to 227
+#: of Whisper's 448 (faster-whisper raises past them).
+_PROMPTED_MAX = 220
+
 #: No word of any language is longer (German compounds reach about 40-60 letters); a longer
 #: "word" is Whisper looping inside one (``Fafafafa…``).
 _WORD_MAX = 64
@@ -168,20 +172,24 @@ def _repetitive(compression_ratio: float) -> bool:
     return compression_ratio > _COMPRESSION_RATIO_MAX
 
 
-def _guarded(audio: np.ndarray) -> dict[str, Any]:
+def _guarded(audio: np.ndarray, *, conditioned: bool = False) -> dict[str, Any]:
     """faster-whisper ``transcribe`` settings every path here shares, against repetition loops:
     retries at :data:`_TEMPERATURES` on faster-whisper's thresholds (a window failing at every
-    temperature keeps its likeliest non-repetitive decoding), a token cap per 30 s window
-    (:func:`_max_tokens`; the last, shorter window of a short span gets its own) and no
-    conditioning on the previous window's text, which carries a loop into the next window
-    (and, with the cap, could pass Whisper's 448-token limit). No VAD: spans come cut."""
+    temperature keeps its likeliest non-repetitive decoding) and a token cap per 30 s window
+    (:func:`_max_tokens`; the last, shorter window of a short span gets its own). No VAD: spans
+    come cut. ``conditioned`` (a whole file): each window decoded after the previous one's text,
+    as an ASR route does; the cap then leaves room for that prompt in Whisper's 448 tokens
+    (:data:`_PROMPTED_MAX`). Unconditioned, a file's later windows began mid-phrase and made
+    things up: demo_es's library sentence was "la vida de la familia, la vida de la familia…"
+    in 3 of 4 runs."""
+    cap = _cap(audio)
     return {
         "temperature": _TEMPERATURES,
         "compression_ratio_threshold": _COMPRESSION_RATIO_MAX,
         "log_prob_threshold": _LOG_PROB_MIN,
         "no_speech_threshold": _NO_SPEECH_MIN,
-        "max_new_tokens": _cap(audio),
-        "condition_on_previous_text": False,
+        "max_new_tokens": min(cap, _PROMPTED_MAX) if conditioned else cap,
+        "condition_on_previous_text": conditioned,
         "vad_filter": False,
     }
 
@@ -421,7 +429,7 @@ class Transcriber:
             task="transcribe",
             beam_size=self.options.beam_size,
             word_timestamps=True,
-            **_guarded(audio),
+            **_guarded(audio, conditioned=True),
         )
         words = [
             TimedWord(round(offset_s + w.start, 3), round(offset_s + max(w.end, w.start), 3), w.word)
