@@ -27,7 +27,9 @@ COPY clasp_ingest ./clasp_ingest
 COPY flows ./flows
 COPY connectors ./connectors
 COPY retriever ./retriever
-RUN pip install -c constraints.txt ".[${EXTRAS}]" && pip check
+# editable: flow runs start in this folder (prefect.yaml's pull step), where ./clasp_ingest would
+# shadow a plain install and lacks connectors/, flows/ and retriever/ (mapped into it on install)
+RUN pip install -c constraints.txt -e ".[${EXTRAS}]" && pip check
 CMD ["prefect", "worker", "start", "--pool", "clasp-cpu", "--type", "process"]
 
 FROM ${TORCH_IMAGE} AS gpu
@@ -45,7 +47,7 @@ COPY connectors ./connectors
 COPY retriever ./retriever
 RUN sh /usr/local/bin/gpu-constraints.sh constraints.txt > /tmp/gpu-constraints.txt \
     && before="$(python -c 'import torch; print(torch.__version__)')" \
-    && pip install -c /tmp/gpu-constraints.txt ".[${EXTRAS}]" \
+    && pip install -c /tmp/gpu-constraints.txt -e ".[${EXTRAS}]" \
     && after="$(python -c 'import torch; print(torch.__version__, torch.version.cuda)')" \
     && echo "torch before: ${before}; after: ${after}" \
     && test "${after%% *}" = "${before}"

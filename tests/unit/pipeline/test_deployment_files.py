@@ -255,3 +255,18 @@ def test_gpu_constraints_keep_the_images_torch(tmp_path: Path) -> None:
     assert kept == ["numpy==2.4.6", "torchmetrics==1.8.2", "prefect==3.8.8"]
     assert torch_line.startswith(f"torch=={version('torch')}")  # the exact build: 2.14.1+cu130 here
     assert vision_line.startswith(f"torchvision=={version('torchvision')}")
+
+
+def test_the_images_install_the_package_editable_where_flow_runs_start() -> None:
+    """Flow runs start in the image's copy of the repo (prefect.yaml's pull step) and load
+    ``flows/*.py`` from it: there ``./clasp_ingest``, which lacks the top-level connectors/,
+    flows/ and retriever/, shadowed a plain install, and every run failed to load its flow
+    ("No module named 'clasp_ingest.connectors'"; reproduced with a wheel install and Prefect's
+    loader in that folder). Installed editable, those folders are mapped in from the copy."""
+    pulls = yaml.safe_load((ROOT / "prefect.yaml").read_text())["pull"]
+    workdirs = re.findall(r"^WORKDIR\s+(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert {step["prefect.deployments.steps.set_working_directory"]["directory"] for step in pulls} == set(
+        workdirs
+    )
+    installs = re.findall(r"pip install (.*?\.\[\$\{EXTRAS\}\]\")", (ROOT / "Dockerfile").read_text())
+    assert len(installs) == 2 and all(" -e " in f" {line}" for line in installs), installs
