@@ -398,17 +398,18 @@ class Transcriber:
         self, samples_16k: np.ndarray, *, offset_s: float = 0.0, language: str | None = None
     ) -> tuple[list[TimedWord], str]:
         """The timed words of a long stretch of audio (a whole file, or a window of one) and its
-        language: one faster-whisper pass with word timestamps (Whisper's 30 s windows), the way
-        an ASR route transcribes a file, with faster-whisper's thresholds: a window is decoded
-        again, hotter, when its text repeats itself or its words are unsure (mean
-        log-probability below -1), and skipped as silence only when Whisper finds no speech
-        there and is unsure of its words too. The guards of query-time words
-        (:func:`_guarded`) apply: 2 s of laughter gave one 446-character "word" (``Fafafa…``)
-        after a minute of CPU. A window whose every decoding repeats itself keeps its likeliest
-        one, bounded by the cap (a chorus or a count repeats for real: dropping such windows
-        lost all the words of "one two three four" said ten times); a "word" longer than
-        :data:`_WORD_MAX` characters is a loop inside one word, and dropped. The language,
-        unless given, is detected from the first sound (a silent opening is skipped).
+        language: one faster-whisper pass with word timestamps (Whisper's 30 s windows, each
+        conditioned on the previous one's text), the way an ASR route transcribes a file, with
+        faster-whisper's thresholds: a window is decoded again, hotter, when its text repeats
+        itself or its words are unsure (mean log-probability below -1), and skipped as silence
+        only when Whisper finds no speech there and is unsure of its words too. The guards of
+        query-time words (:func:`_guarded`, with room for the prompt) apply: 2 s of laughter
+        gave one 446-character "word" (``Fafafa…``) after a minute of CPU. A window whose every
+        decoding repeats itself keeps its likeliest one, bounded by the cap (a chorus or a count
+        repeats for real: dropping such windows lost all the words of "one two three four" said
+        ten times); a "word" longer than :data:`_WORD_MAX` characters is a loop inside one word,
+        and dropped. The language, unless given, is detected from the first sound (a silent
+        opening is skipped).
 
         ``offset_s`` is added to every time (the window's start in the media).
         """
