@@ -367,7 +367,11 @@ def _stream(
             _warn(label, rescale.warning(), on_warning)
         if rescale.damaged:
             _not_numbers(
-                label, rescale.damaged, opts, on_warning, kind="far past full scale (past any integer scale"
+                label,
+                rescale.damaged,
+                opts,
+                on_warning,
+                kind=("far past full scale", "past any integer scale"),
             )
         if on_tracks is not None:
             on_tracks(stderr.audio_streams)
@@ -803,13 +807,13 @@ def _not_numbers(
     opts: DecodeOptions,
     on_warning: Callable[[str], None] | None,
     *,
-    kind: str = "not numbers (NaN or infinite",
+    kind: tuple[str, str] = ("not numbers", "NaN or infinite"),
 ) -> None:
     """Raise (strict) or report samples that were NaN or infinite, or far past any audio's level
     (``kind``); they were yielded as 0."""
     # counted after ffmpeg resampled and downmixed them: one NaN reaches a few output samples
     span_ms = 1000 * count / opts.sample_rate
-    what = f"{count} decoded sample(s) ({span_ms:.1f} ms) are {kind}: damaged float data)"
+    what = f"{count} decoded sample(s) ({span_ms:.1f} ms) are {kind[0]} ({kind[1]}: damaged float data)"
     if opts.strict:
         raise MediaDecodeError(source, f"{what}; use strict=False to keep the rest, with silence there")
     _warn(source, f"{what}; decoded them as silence", on_warning)
