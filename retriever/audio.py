@@ -57,6 +57,8 @@ class ClipOptions:
     """How a span's clip is cut.
 
     * ``context_s``: seconds of the media kept before and after the span (less at its ends);
+      the span starts ``min(context_s, start_s)`` into the clip, a lead the audio lacks (a
+      video whose audio track starts late) being silence, as the ingest decoded it;
     * ``fade_s``: fade-in at the clip's start and fade-out at its end (at most half the clip);
       the default only removes the click of a hard cut; ``fade_s=context_s`` fades the
       context in and out around a span at full level;
@@ -281,12 +283,20 @@ def _decode_command(
     through; ``even_mix``: every channel weighed alike, as the item's ingest mixed them (its
     channels have no layout: ffmpeg's downmix would drop one as LFE, or fail). A local WAV whose
     header declares less than it holds is read to its end, as its ingest read it
-    (:func:`~clasp_ingest.media.wav.ignore_length_args`: a cut past that length came back empty)."""
-    from clasp_ingest.media.decode import EVEN_MIX, is_url, required_whitelist
+    (:func:`~clasp_ingest.media.wav.ignore_length_args`: a cut past that length came back empty).
+
+    The cut keeps the ingest's timeline (:mod:`clasp_ingest.media.decode`, "Timestamps"): where
+    the audio stream starts after ``start`` (a video whose audio begins late) its missing lead
+    is silence, as the ingest decoded it, so sample ``n`` of the cut is at ``start + n / rate``
+    seconds of the media; an MPEG stream's videos go to a null output, else ffmpeg would start
+    the cut at its audio's first sample."""
+    from clasp_ingest.media.decode import _RESAMPLE, EVEN_MIX, is_mpeg_stream, is_url, required_whitelist
     from clasp_ingest.media.wav import ignore_length_args
 
     layouts = "mono" if opts.mono else "mono|stereo"
     mix = f"{EVEN_MIX}," if even_mix else ""
+    # the ingest's filter: a late audio stream's missing start is silence (media time kept)
+    audio_filter = f"{mix}{_RESAMPLE},aformat=sample_fmts=s16:channel_layouts={layouts}"
     reading = ["-rw_timeout", str(int(opts.timeout_s * 1_000_000))] if is_url(source) else []
     if proxy is not None:
         reading += ["-http_proxy", proxy, "-protocol_whitelist", "http,https,httpproxy,tcp,tls"]
@@ -303,10 +313,15 @@ def _decode_command(
         if sequential
         else (*window, "-i", _local_or_url(source))
     )
+    # an MPEG stream's videos copied to nowhere keep its start (media.decode); a sequential
+    # read bounds only the cut's output, so this one stops where the cut does
+    until = ("-t", f"{start + duration:.3f}") if sequential else ()
+    keep_start = ("-map", "0:a:0", "-map", "0:v?", "-c", "copy", *until, "-f", "null", "-")
     return [
         *(ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", *reading, *given),
-        *("-vn", "-map", "0:a:0", "-af", f"{mix}aformat=sample_fmts=s16:channel_layouts={layouts}", *rate),
+        *("-vn", "-map", "0:a:0", "-af", audio_filter, *rate),
         *("-f", "wav", "pipe:1"),
+        *(keep_start if is_mpeg_stream(_local_or_url(source)) else ()),
     ]
 
 
