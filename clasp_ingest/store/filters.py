@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, Union
 
@@ -170,8 +170,15 @@ class SearchFilter:
     language: str | tuple[str, ...] | None = None
     start_s_gte: float | None = None
     end_s_lte: float | None = None
+    #: ``(key, stored form, older form)``: the forms earlier releases stored an http(s)
+    #: ``media_id`` or ``source`` in, which :meth:`where` matches too (:func:`_older_forms`).
+    #: They come from the spelling given (raw characters, a signature), which the fields no
+    #: longer hold, so this is an init field: ``dataclasses.replace`` hands it on, and each
+    #: form stays while its stored form is still named. Compared: equal filters match alike.
+    _older: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
+        older: set[tuple[str, str, str]] = set()
         for key in _TEXT_KEYS:  # one, or several in any collection (kept as a tuple)
             value = getattr(self, key)
             if isinstance(value, list | set | frozenset):
@@ -185,9 +192,9 @@ class SearchFilter:
                 given = (value,) if isinstance(value, str) else value
                 named = tuple(form(v) for v in given)
                 object.__setattr__(self, key, named[0] if isinstance(value, str) else named)
-                if key != "language":  # matched too by where(): not a field (equality, replace)
-                    older = {o for v in given for o in _older_forms(key, v)} - set(named)
-                    object.__setattr__(self, f"_older_{key}", tuple(sorted(older)))
+                if key != "language":
+                    older |= self._older_of(key, given, named)
+        object.__setattr__(self, "_older", tuple(sorted(older)))
         for key in ("start_s_gte", "end_s_lte"):
             value = getattr(self, key)
             number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -196,10 +203,23 @@ class SearchFilter:
         if self.start_s_gte is not None and self.end_s_lte is not None and self.end_s_lte < self.start_s_gte:
             raise FilterError(f"SearchFilter time range is empty: {self.start_s_gte}..{self.end_s_lte}")
 
+    def _older_of(
+        self, key: str, given: tuple[str, ...], named: tuple[str, ...]
+    ) -> set[tuple[str, str, str]]:
+        """The older forms of ``key``'s values ``given`` (stored as ``named``), and those this
+        filter was made with (by ``dataclasses.replace``) whose stored form is still named."""
+        kept = {(k, stored, form) for k, stored, form in self._older if k == key and stored in named}
+        made = {
+            (key, stored, form)
+            for v, stored in zip(given, named, strict=True)
+            for form in _older_forms(key, v)
+        }
+        return {entry for entry in kept | made if entry[2] not in named}
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchFilter:
         """Build from a plain mapping (LangChain ``filter`` kwargs); unknown keys are an error."""
-        known = set(cls.__dataclass_fields__)
+        known = {name for name in cls.__dataclass_fields__ if not name.startswith("_")}
         unknown = sorted(set(data) - known)
         if unknown:
             raise FilterError(
@@ -219,7 +239,7 @@ class SearchFilter:
                 spelled = [stored_spellings(v) for v in ((value,) if isinstance(value, str) else value)]
                 value = tuple(dict.fromkeys(s for spellings in spelled for s in spellings))
                 value = value[0] if len(value) == 1 else value
-            older = getattr(self, f"_older_{key}", ())
+            older = tuple(dict.fromkeys(form for k, _, form in self._older if k == key))
             if older and value is not None:  # an http(s) source as earlier releases stored it
                 value = tuple(dict.fromkeys(((value,) if isinstance(value, str) else value) + older))
             if isinstance(value, tuple):
