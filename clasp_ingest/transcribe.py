@@ -21,9 +21,11 @@ Nothing loads at construction: the model loads when the first span needs words.
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,7 @@ from clasp_ingest.errors import ConfigError, ModelLoadError
 from clasp_ingest.log import error_line, get_logger
 
 if TYPE_CHECKING:
+    import ctranslate2
     from faster_whisper import WhisperModel
 
 __all__ = ["BUNDLED_MODEL", "TimedWord", "Transcriber", "TranscriberOptions", "Transcript"]
@@ -123,6 +126,9 @@ _COMPRESSION_RATIO_MAX = 2.4
 _LOG_PROB_MIN = -1.0
 _NO_SPEECH_MIN = 0.6
 _BEST_OF = 5
+#: CTranslate2's random seed for those samples (:class:`_SeededSampling`), so that a retry draws
+#: the same samples, and a file gets the same words, on every run.
+_SAMPLING_SEED = 0
 
 #: New tokens of a window decoded after the previous window's text: its prompt takes up to 227
 #: of Whisper's 448 (faster-whisper raises past them).
@@ -211,17 +217,72 @@ def _device(name: str) -> tuple[str, int]:
     return kind, int(index or 0)
 
 
+class _SeededSampling:
+    """faster-whisper's CTranslate2 Whisper (``WhisperModel.model``) for one transcription
+    call, whose sampled decodings (the retries at :data:`_TEMPERATURES` above 0) draw the same
+    samples on every call: the greedy and beam decodings, encoding, language detection and
+    alignment go to the shared model; the sampled ones to a decoder of this call's own, loaded
+    at its first one, seeded with :data:`_SAMPLING_SEED`.
+
+    Seeding the shared model cannot do this. CTranslate2 samples on its worker thread (one per
+    model, ``inter_threads``) from a ``thread_local`` generator seeded once, at that thread's
+    first draw, from the seed then set (``src/random.cc``; on a GPU, the thread's curand
+    states): ``set_random_seed`` before each call changes nothing once the thread has drawn,
+    so the shared model's second run of a file went on from where the first left off, and its
+    words changed (3 distinct texts in 4 runs of 3 s of noisy speech). A fresh decoder's worker
+    thread has not drawn yet. Every call sets the same seed, so calls in threads need no lock;
+    other code that sets another CTranslate2 seed in between would still change the draws.
+    The cost, only in a call that retries: loading the decoder (Whisper-base int8 on the CPU:
+    0.3 s of CPU, 0.5 s wall on two busy cores) and a second copy of the weights while the call
+    runs; 3 s of noisy speech took 2.05 s of CPU instead of 1.79 s.
+    """
+
+    def __init__(self, model: Any, fresh_decoder: Callable[[], ctranslate2.models.Whisper]) -> None:
+        self._model = model
+        self._fresh_decoder = fresh_decoder
+        self._sampler: ctranslate2.models.Whisper | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("sampling_topk", 1) == 1:  # greedy or beam search: no random draws
+            return self._model.generate(*args, **kwargs)
+        import ctranslate2
+
+        sampler = self._sampler if self._sampler is not None else self._load_sampler()
+        ctranslate2.set_random_seed(_SAMPLING_SEED)  # read at the decoder thread's first draw
+        return sampler.generate(*args, **kwargs)
+
+    def _load_sampler(self) -> Any:
+        """This call's decoder; the shared model where no second copy loads (a GPU without
+        room for it): the words are made as before, only not the same on every run."""
+        try:
+            self._sampler = self._fresh_decoder()
+        except (RuntimeError, MemoryError, OSError) as exc:
+            log.warning(
+                "cannot load a second copy of Whisper for seeded retries (%s); this call's retries "
+                "sample unseeded, so its words can differ between runs: free memory for the copy",
+                error_line(exc),
+            )
+            self._sampler = self._model
+        return self._sampler
+
+
 class Transcriber:
     """Whisper transcription of short spans (seconds to a few minutes) with faster-whisper.
 
     Thread-safe: one model, loaded once (on the first :meth:`transcribe`), shared by threads;
-    CTranslate2 serialises the work on one model replica.
+    CTranslate2 serialises the work on one model replica. The same audio with the same options
+    gets the same words on every call, in any thread or process: the retries that sample draw
+    seeded samples of their own (:class:`_SeededSampling`).
     """
 
     def __init__(self, options: TranscriberOptions | None = None, *, cache_dir: Path | None = None) -> None:
         self.options = options or TranscriberOptions()
         self._cache_dir = cache_dir
         self._model: WhisperModel | None = None
+        self._fresh_decoder: Callable[[], ctranslate2.models.Whisper] | None = None
         self._load_lock = threading.Lock()
 
     @property
@@ -291,6 +352,7 @@ class Transcriber:
     def _load(self) -> WhisperModel:
         try:
             from faster_whisper import WhisperModel
+            from faster_whisper.utils import download_model
         except ImportError:
             raise ImportError(
                 "transcription needs faster-whisper: pip install 'faster-whisper>=1.2,<2'"
@@ -299,15 +361,17 @@ class Transcriber:
         device, index = _device(opts.device)
         compute = opts.compute_type or ("int8" if device == "cpu" else "float16")
         path = self._model_path()
+        root = str(self._cache_dir) if self._cache_dir else None
         log.info("loading Whisper %s on %s (%s)", path, device, compute)
         try:
-            return WhisperModel(
-                path,
+            # the folder, downloaded here as faster-whisper would: samplers load from it too
+            folder = path if Path(path).is_dir() else download_model(path, cache_dir=root)
+            model = WhisperModel(
+                folder,
                 device=device,
                 device_index=index,
                 compute_type=compute,
                 cpu_threads=opts.cpu_threads or _usable_cores(),
-                download_root=str(self._cache_dir) if self._cache_dir else None,
             )
         except Exception as exc:
             raise ModelLoadError(
@@ -315,6 +379,29 @@ class Transcriber:
                 "CTranslate2 Whisper folder, 'whisper-base' (bundled), or a faster-whisper model name "
                 "where the Hugging Face Hub is reachable"
             ) from exc
+        import ctranslate2
+
+        self._fresh_decoder = functools.partial(
+            ctranslate2.models.Whisper,
+            folder,
+            device=device,
+            device_index=index,
+            compute_type=compute,
+            intra_threads=opts.cpu_threads or _usable_cores(),
+        )
+        return model
+
+    def _one_pass(self) -> WhisperModel:
+        """The model for one call (:meth:`transcribe`, :meth:`transcribe_many`,
+        :meth:`transcribe_words`): the loaded one, whose hotter retries sample on a decoder of
+        this call's own (:class:`_SeededSampling`), so that the same audio gets the same words
+        on every call, in every thread and process."""
+        model = self.load()
+        if self._fresh_decoder is None:  # a model not loaded by _load: nothing to sample on
+            return model
+        one_pass = copy.copy(model)  # the shared model's parts, another ``model`` attribute
+        one_pass.model = _SeededSampling(model.model, self._fresh_decoder)
+        return one_pass
 
     def transcribe(self, samples_16k: np.ndarray, *, language: str | None = None) -> Transcript:
         """The words of one span: ``samples_16k`` is 16 kHz mono audio (float32 in [-1, 1]).
@@ -323,7 +410,7 @@ class Transcriber:
         language Whisper writes. Empty or silent audio gives empty text.
         """
         audio = np.asarray(samples_16k, dtype=np.float32).reshape(-1)
-        model = self.load()
+        model = self._one_pass()
         lang = language or self.options.language
         text, detected = self._run(model, audio, lang, "transcribe")
         english = None
@@ -351,8 +438,9 @@ class Transcriber:
         the spans are decoded in one greedy batch, the retries at higher temperatures in
         batches too. Longer spans, and every span when ``beam_size > 1``, are transcribed as
         :meth:`transcribe` does. The words can differ from :meth:`transcribe`'s where Whisper
-        is unsure (a retry samples at random; on the CPU a batch's arithmetic differs from
-        a single span's in the last bits, which can tip a near-tie between two tokens).
+        is unsure (a retry of several spans draws other samples than a retry of one; on the
+        CPU a batch's arithmetic differs from a single span's in the last bits, which can tip
+        a near-tie between two tokens), though the same spans get the same words every call.
         """
         audios = [np.asarray(s, dtype=np.float32).reshape(-1) for s in spans]
         if languages is not None and len(languages) != len(audios):
@@ -362,7 +450,7 @@ class Transcriber:
             )
         if not audios:
             return []
-        model = self.load()
+        model = self._one_pass()
         given = language or self.options.language
         forced: list[str | None] = [given] * len(audios)
         declared = (
@@ -417,7 +505,7 @@ class Transcriber:
         lang = language or self.options.language
         if audio.size == 0:
             return [], lang or ""
-        model = self.load()
+        model = self._one_pass()
         if lang is None and model.model.is_multilingual:  # an English-only model detects nothing
             # from the first sound, not a silent opening (Whisper would read its first 30 s)
             lang = model.detect_language(audio[_first_sound(audio) :])[0]
