@@ -77,6 +77,7 @@ __all__ = [
     "fused_order",
     "point_id",
     "rrf_score",
+    "score_order",
     "span_url",
     "transcript_of",
     "with_retry",
@@ -456,6 +457,27 @@ def fused_order(points: Sequence[StoredPoint], clasp: Sequence[float]) -> list[S
         return float(np.dot(np.asarray(p.vector, dtype=np.float64), query)) if p.vector else -math.inf
 
     return sorted(points, key=lambda p: (-p.score, -cosine(p), p.id))
+
+
+#: How many spans :meth:`QdrantStore.search` fetches past ``k``: enough that a few spans tied at
+#: the ``k``-th place (the same audio under two names, as one episode in two feeds) are seen
+#: whole in one call, and cheap when nothing ties.
+TIE_FETCH = 4
+
+
+def tie_key(score: float) -> float:
+    """``score`` at float32 precision, the precision of the stored vectors, as Qdrant Edge and
+    the server compute it. qdrant-client's local mode scores in float64, where two copies of a
+    span can differ in the last bits (0.0471075454222627 and 0.04710754542226269), so its raw
+    scores would order the copies by that noise, unlike the other engines."""
+    return float(np.float32(score))
+
+
+def score_order(points: Sequence[StoredPoint]) -> list[StoredPoint]:
+    """``points`` by score (:func:`tie_key`), equal scores by point id: the same order at every
+    ``k`` and on every engine. The engines order equal scores in no fixed way, and differently
+    from each other and from one ``limit`` to the next."""
+    return sorted(points, key=lambda p: (-tie_key(p.score), p.id))
 
 
 def rrf_score(ranks: Sequence[int | None], k: int = RRF_K, weights: Sequence[float] = RRF_WEIGHTS) -> float:
@@ -1042,15 +1064,25 @@ class QdrantStore(abc.ABC):
         filters: FilterLike | None = None,
         score_threshold: float | None = None,
     ) -> list[SpanHit]:
-        """The ``k`` nearest complete spans to ``vector`` (cosine), best first.
+        """The ``k`` nearest complete spans to ``vector`` (cosine), best first; equal scores
+        by point id (:func:`score_order`), so a larger ``k`` returns the same first spans in the
+        same order, on every engine.
 
         ``filters``: a :class:`SearchFilter`, a dict of its fields, a :class:`Where`, or a
         ``qdrant_client.models.Filter`` (see :mod:`clasp_ingest.store.filters`).
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        points = self._query(self._query_vector(vector), k, self._visible(filters), score_threshold)
-        return [hit_from_point(p) for p in points]
+        query, where, limit = self._query_vector(vector), self._visible(filters), k + TIE_FETCH
+        points = score_order(self._query(query, limit, where, score_threshold))
+        # the engine picks which of the spans tied at the k-th place make the cut: fetch past
+        # them until the last one fetched scores below the k-th (or the spans run out)
+        while len(points) == limit and tie_key(points[-1].score) == tie_key(points[k - 1].score):
+            limit *= 2
+            points = score_order(self._query(query, limit, where, score_threshold))
+        # scores as ordered: a hit's score never rises down the list, so a later sort by score
+        # (the retriever's) keeps this order
+        return [hit_from_point(replace(p, score=tie_key(p.score))) for p in points[:k]]
 
     def search_hybrid(
         self,
@@ -1107,13 +1139,14 @@ class QdrantStore(abc.ABC):
         filters: FilterLike | None = None,
         score_threshold: float | None = None,
     ) -> list[SpanHit]:
-        """Best ``group_size`` spans of each of the ``k`` best media items, grouped, best first."""
+        """Best ``group_size`` spans of each of the ``k`` best media items, grouped, best first
+        (scores at float32 precision, as :meth:`search` gives them)."""
         if k < 1 or group_size < 1:
             raise ValueError(f"k and group_size must be >= 1, got {k} and {group_size}")
         groups = self._query_groups(
             self._query_vector(vector), k, group_size, self._visible(filters), score_threshold
         )
-        return [hit_from_point(p) for group in groups for p in group]
+        return [hit_from_point(replace(p, score=tie_key(p.score))) for group in groups for p in group]
 
     def _query_groups(
         self, vector: list[float], k: int, group_size: int, where: Where, score_threshold: float | None
