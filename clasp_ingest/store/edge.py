@@ -218,6 +218,54 @@ def _not_writable(where: Path, why: str) -> str:
     )
 
 
+def _refused(where: Path, number: int, exc: BaseException) -> str:
+    """What a refused file access (EROFS, EACCES, EPERM) in the store at ``where`` means. A store
+    whose folder this user may write, but with a file another user made private (umask 077:
+    ``shard/edge_config.json``, mode 0600), was called "not writable" while ``ls -ld`` showed
+    ``drwxrwxrwx``; name the file and say to open up all of them."""
+    why = os.strerror(number)
+    if number == errno.EROFS or not os.access(where, os.R_OK | os.W_OK | os.X_OK):
+        return _not_writable(where, why)
+    blocker = _locked_out(where, _named_path(exc))
+    which = f"{'folder' if _is_dir(blocker) else 'file'} {str(blocker)!r}" if blocker else "file"
+    return (
+        f"a {which} of the embedded Qdrant store {str(where)!r} cannot be read or written ({why}), "
+        "though the store's folder can: another user made it private (umask 077?); give every user "
+        f"of the store access to all its files (chmod -R a+rwX {str(where)!r}, and umask 000 for "
+        f"whoever writes to it), or copy the folder to a place of your own and pass that ({_PATH_OPTIONS})"
+    )
+
+
+def _named_path(exc: BaseException) -> Path | None:
+    """The path an error names: an ``OSError``'s ``filename``, or the engine's
+    ``failed to open file `/path`: Permission denied``."""
+    if isinstance(exc, OSError) and exc.filename:
+        return Path(os.fsdecode(exc.filename))
+    found = re.search(r"`([^`]+)`", str(exc))
+    return Path(found.group(1)) if found else None
+
+
+def _is_dir(path: Path) -> bool:
+    return os.path.isdir(path)  # noqa: PTH112 - Path.is_dir raises where a folder above may not be read
+
+
+def _locked_out(where: Path, named: Path | None) -> Path | None:
+    """The first folder or file from ``where`` down to ``named`` that this user cannot read and
+    write, else ``named`` itself (None when it is not in the store)."""
+    store = where.absolute()
+    if named is None or not named.absolute().is_relative_to(store):
+        return None
+    parts = named.absolute().relative_to(store).parts
+    for depth in range(1, len(parts) + 1):
+        path = store.joinpath(*parts[:depth])
+        if not os.path.lexists(path):
+            break
+        mode = os.R_OK | os.W_OK | (os.X_OK if _is_dir(path) else 0)
+        if not os.access(path, mode):
+            return path
+    return named
+
+
 def _engine_errno(exc: BaseException) -> int | None:
     """The OS error number an engine message carries (``... (os error 30)``), if any."""
     found = re.search(r"\(os error (\d+)\)", str(exc))
@@ -461,7 +509,7 @@ class EdgeStore(QdrantStore):
         number = _engine_errno(exc)
         panicked = not isinstance(exc, Exception)
         if number in (errno.EROFS, errno.EACCES, errno.EPERM):
-            return StoreError(_not_writable(self.path, os.strerror(number)))
+            return StoreError(_refused(self.path, number, exc))
         if number in (errno.ENOSPC, errno.EDQUOT):
             return _full_disk(self.location, _first_line(exc))
         if number is None and not panicked and not str(exc).startswith(_ENGINE_SERVICE_ERROR):
@@ -526,7 +574,7 @@ class EdgeStore(QdrantStore):
     def _unusable_folder(self, exc: OSError) -> str:
         """What an OS error making the store's folder or lock file means, and the remedy."""
         if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            return _not_writable(self.path, exc.strerror or str(exc))
+            return _refused(self.path, exc.errno, exc)
         blocker = _file_in_the_way(self.path)
         if blocker is not None:
             return (
@@ -558,7 +606,7 @@ class EdgeStore(QdrantStore):
                 raise StoreError(_in_use(shard_dir)) from exc
             number = _engine_errno(exc)
             if number in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise StoreError(_not_writable(self.path, os.strerror(number))) from exc
+                raise StoreError(_refused(self.path, number, exc)) from exc
             raise _ShardError(f"cannot open the embedded Qdrant store {shard_dir!r}: {exc}") from exc
         return _Shard(shard, self._engine_error)
 
@@ -605,7 +653,7 @@ class EdgeStore(QdrantStore):
         ``graph``: the vector its graph is built on (``clasp_graph``, the query-aware space of
         :class:`~clasp_ingest.store.metric.QueryMetric`, or ``clasp``, the model's vectors)."""
         file = self._dir / "shard" / "edge_config.json"
-        data = json.loads(file.read_text()) if file.is_file() else {}
+        data = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
         return {
             "hnsw": data.get("hnsw_config"),
             "quantization": data.get("quantization_config"),
