@@ -193,6 +193,18 @@ def _disk_bytes(folder: Path) -> int:
     return total
 
 
+def _hole_bytes(folder: Path) -> int:
+    """The space the files under ``folder`` may still take: their sizes less their allocated
+    blocks (the engine makes its memory-mapped files sparse; ``cp`` keeps them so)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                stat = (Path(root) / name).lstat()
+                total += max(0, stat.st_size - stat.st_blocks * 512)
+    return total
+
+
 def _edge() -> Any:
     try:
         import qdrant_edge
@@ -267,9 +279,10 @@ def _locked_out(where: Path, named: Path | None) -> Path | None:
 
 
 def _engine_errno(exc: BaseException) -> int | None:
-    """The OS error number an engine message carries (``... (os error 30)``), if any."""
-    found = re.search(r"\(os error (\d+)\)", str(exc))
-    return int(found.group(1)) if found else None
+    """The OS error number an engine message carries, if any: ``... (os error 30)``, or Rust's
+    debug form ``Os { code: 13, kind: PermissionDenied, ... }`` (some WAL errors)."""
+    found = re.search(r"\(os error (\d+)\)|\bOs \{ code: (\d+)", str(exc))
+    return int(found.group(1) or found.group(2)) if found else None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -427,6 +440,7 @@ class EdgeStore(QdrantStore):
         """Open the existing collection's shard (and its query metric). Damage is kept in
         ``_damage``, not raised, so that ``drop`` (``--recreate``) can still remove it."""
         self._lock()
+        self._check_room_to_open()
         try:
             self._shard = self._load_shard()
             if self._stored()[1]:
@@ -447,6 +461,7 @@ class EdgeStore(QdrantStore):
         that lost that file (damaged)."""
         if not (self._dir / _SHARD).is_dir():
             return
+        self._check_room_to_open()
         try:
             shard = self._load_shard()
             points = int(shard.info().points_count)
@@ -515,7 +530,31 @@ class EdgeStore(QdrantStore):
         if number is None and not panicked and not str(exc).startswith(_ENGINE_SERVICE_ERROR):
             return exc
         doing = "writing to" if operation in _WRITES else "reading"
+        not_the_files = self._not_the_files(number, doing, exc)
+        if not_the_files is not None:
+            return StoreError(not_the_files)
         return _DamagedCollection(self._damaged(f"{doing} it failed ({_first_line(exc)})"))
+
+    def _not_the_files(self, number: int | None, doing: str, exc: BaseException) -> str | None:
+        """The message of an engine error that says nothing about the collection's files (out of
+        memory, the folder moved away, too many open files, a failing disk), where "damaged;
+        ingest again with --recreate" would have the user delete an intact collection (a run
+        under ``ulimit -v``, one whose store was renamed while it wrote, all said so)."""
+        what = f"{doing} the embedded store {self.location!r} failed ({_first_line(exc)})"
+        if number == errno.ENOMEM:
+            return f"{what}: out of memory; free memory (or raise ulimit -v) and run the command again"
+        if number in (errno.EMFILE, errno.ENFILE):
+            return f"{what}: too many open files; raise the limit (ulimit -n) and run the command again"
+        if number == errno.EIO:
+            return (
+                f"{what}: the disk reported an input/output error; check the disk, then run the command again"
+            )
+        if number == errno.ENOENT and not self._dir.is_dir():
+            return (
+                f"{what}: its folder {str(self._dir)!r} is gone (moved or deleted while the command "
+                f"ran); run the command again with the store where it is now ({_PATH_OPTIONS})"
+            )
+        return None
 
     def _check_room(self, more: int = 0) -> None:
         """Refuse to write while the store's disk has less than ``options.min_free_bytes`` (plus
@@ -535,6 +574,29 @@ class EdgeStore(QdrantStore):
                 self.location,
                 f"{free / mib:.0f} MiB free, under the {needed / mib:.0f} MiB that Qdrant Edge "
                 f"needs to {'rebuild its index' if more else 'grow its files'}",
+            )
+
+    def _check_room_to_open(self) -> None:
+        """Refuse to open the shard where its disk may not give the pages the engine touches:
+        opening maps its files into memory and writes to some (a store opened for the first
+        time since it was written or copied took 64-154 MiB more of its disk, even for
+        ``store list``), and where the disk cannot give a page the process dies of SIGBUS
+        (exit 135, no message; also ``search``). The space its files have not taken yet
+        (their holes), at most ``options.min_free_bytes``, must be free."""
+        if not self.options.min_free_bytes:
+            return
+        try:
+            free = shutil.disk_usage(self._dir).free
+        except OSError:
+            return  # a folder that cannot be asked: opening says why
+        holes = _hole_bytes(self._dir / _SHARD)
+        needed = min(holes, self.options.min_free_bytes)
+        if free < needed:
+            mib = 2**20
+            raise _full_disk(
+                self.location,
+                f"{free / mib:.0f} MiB free; opening it may take up to {needed / mib:.0f} MiB more, "
+                "and Qdrant Edge kills the process where the disk cannot give a page of its files",
             )
 
     def exists(self) -> bool:
