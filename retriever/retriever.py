@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import contextvars
 import dataclasses
 import functools
 import math
+import threading
 import unicodedata
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from clasp_ingest.retriever.loading import fits_collection, query_model_for, store_names
 from clasp_ingest.retriever.spans import Span, merge_spans, span_from_hit
+from clasp_ingest.retriever.words import Stopped
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -56,6 +62,12 @@ if TYPE_CHECKING:
 __all__ = ["ClaspRetriever", "is_empty_query", "span_document"]
 
 log = get_logger("retriever")
+
+#: Threads per store for ``ainvoke`` calls that may transcribe (``"lazy"``, ``rerank``): a
+#: transcriber runs one batch at a time, so more would only wait for its turn; a few let searches
+#: whose words are stored, and cuts, go on beside a batch. Quick searches keep the event loop's
+#: default executor to themselves.
+LAZY_WORKERS = 4
 
 #: The search options: constructor fields, ``search_kwargs`` keys and per-call keyword arguments.
 OPTIONS = (
@@ -156,6 +168,16 @@ class ClaspRetriever(BaseRetriever):
     open the store and load the collection's query model in one line; the retriever then owns
     that store: ``close()`` it, or use it in a ``with`` block. An embedded (Qdrant Edge) store
     is open in one process (and one store object) at a time.
+
+    ``ainvoke`` runs a search off the event loop; one that may transcribe (``"lazy"``,
+    ``rerank``) runs on a few threads kept for the searches on its store (:data:`LAZY_WORKERS`),
+    so that slow ones never hold up quick ones in the loop's default executor. Cancelling it
+    (``asyncio.wait_for``'s timeout, ``task.cancel()``) makes it give up at the next safe point:
+    while waiting for a segment another search transcribes, before each cut, before the
+    transcription and while waiting for the transcriber (one batch at a time); a transcription
+    batch under way is finished and its words are stored (no work lost, nothing half-written).
+    ``close()`` of the retriever that owns the store makes every search in flight on it give up
+    the same way, waits for them, then closes the store.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -298,14 +320,34 @@ class ClaspRetriever(BaseRetriever):
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy (``update`` applied) that shares this retriever's store without owning it:
         closing the copy leaves the store open for this one."""
-        copy = super().model_copy(update=update, deep=deep)
+        if deep:
+            raise TypeError(_NOT_COPIED)
+        copy = super().model_copy(update=update)  # calls __copy__: not an owner
+        changed = set(update or ())
+        if changed & {"store", "transcriber"}:
+            copy._lazy_words = None
+        if "model" in changed:
+            copy._scorer, copy._tower = None, None
+        return copy
+
+    def __copy__(self) -> Self:
+        """``copy.copy``: a copy that shares the store without owning it, as ``model_copy()``
+        (pydantic's copied the ownership: closing the copy closed the store under this one)."""
+        copy = super().__copy__()
         copy._owned_store = None
         return copy
 
     def close(self) -> None:
-        """Close the store this retriever opened (``from_*``); a store passed in stays open."""
+        """Close the store this retriever opened (``from_*``); a store passed in stays open.
+
+        Searches in flight on it (by any retriever in this process, in any thread or ``ainvoke``)
+        give up at their next safe point (a transcription batch under way is finished and
+        stored); ``close()`` waits for them, so none fails on a closed store and no thread runs
+        on after it. Later searches raise :class:`~clasp_ingest.retriever.words.Stopped`.
+        """
         store, self._owned_store = self._owned_store, None
         if store is not None:
+            _calls_on(store).close()
             store.close()
 
     def __enter__(self) -> Self:
@@ -342,6 +384,14 @@ class ClaspRetriever(BaseRetriever):
         that rank above the spans it adds. An empty query raises ``ValueError``; a long one is
         cut to the text encoder's limit by the model.
         """
+        return self._retrieve(query, overrides, _calls_on(self.store).closing.is_set)
+
+    def _retrieve(self, query: str, overrides: dict[str, Any], stop: Callable[[], bool]) -> list[Span]:
+        """``retrieve_spans``; lazy transcription gives up where ``stop()`` says so."""
+        with _calls_on(self.store).running():
+            return self._spans_for(query, overrides, stop)
+
+    def _spans_for(self, query: str, overrides: dict[str, Any], stop: Callable[[], bool]) -> list[Span]:
         if not isinstance(query, str):
             raise TypeError(f"the query must be text (str), got {type(query).__name__}")
         if is_empty_query(query):
@@ -354,20 +404,22 @@ class ClaspRetriever(BaseRetriever):
         if opts["hybrid"]:
             vector = self._hybrid_query(query, vector)
         if opts["rerank"] is not None:
-            return self._reranked(query, vector, opts)
+            return self._reranked(query, vector, opts, stop)
         spans, members = self._find_spans(vector, opts)
         if self.transcribe == "lazy":
-            return self._with_words(spans, members)
+            return self._with_words(spans, members, stop)
         if self.transcribe == "ingest":
             _log_missing_words(spans)
         return spans
 
-    def _reranked(self, query: str, vector: Any, opts: dict[str, Any]) -> list[Span]:
+    def _reranked(
+        self, query: str, vector: Any, opts: dict[str, Any], stop: Callable[[], bool]
+    ) -> list[Span]:
         """The best ``k`` of CLASP's best ``rerank`` spans, by fused score (words filled lazily)."""
         from clasp_ingest.retriever.rerank import TextScorer, rerank_spans
 
         spans, members = self._find_spans(vector, {**opts, "k": opts["rerank"]})
-        spans = self._with_words(spans, members)
+        spans = self._with_words(spans, members, stop)
         if self._scorer is None:
             self._scorer = TextScorer(self.model)
         return rerank_spans(spans, query, self._scorer)[: opts["k"]]
@@ -518,10 +570,12 @@ class ClaspRetriever(BaseRetriever):
             self._lazy_words = LazyWords(self.store, self.transcriber or Transcriber())
         return self._lazy_words
 
-    def _with_words(self, spans: list[Span], members: dict[str, SpanHit]) -> list[Span]:
+    def _with_words(
+        self, spans: list[Span], members: dict[str, SpanHit], stop: Callable[[], bool]
+    ) -> list[Span]:
         """``spans`` with the words of every segment, transcribing (and storing) missing ones."""
         needed = [members[pid] for span in spans for pid in span.point_ids if pid in members]
-        words, report = self._words().fill(needed)
+        words, report = self._words().fill(needed, stop=stop)
         if report.transcribed or report.failed:
             log.info("words: %d segments transcribed and stored now, %d had words already, %d failed",
                      report.transcribed, report.stored, report.failed)  # fmt: skip
@@ -551,9 +605,92 @@ class ClaspRetriever(BaseRetriever):
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        # Encoding and searching are blocking (torch, the engine): run them off the event loop.
-        spans = await asyncio.to_thread(self.retrieve_spans, query, **kwargs)
+        # Encoding and searching are blocking (torch, the engine): run them off the event loop;
+        # one that may transcribe on the threads kept for its store (class docstring). A cancelled
+        # call's thread cannot be stopped from here: it is told to give up at its next safe point.
+        calls = _calls_on(self.store)
+        cancelled, closing = threading.Event(), calls.closing
+
+        def stop() -> bool:
+            return cancelled.is_set() or closing.is_set()
+
+        call = functools.partial(contextvars.copy_context().run, self._retrieve, query, kwargs, stop)
+        try:
+            if self.transcribe == "lazy" or kwargs.get("rerank", self.rerank) is not None:
+                spans = await asyncio.wrap_future(calls.submit(call))
+            else:
+                spans = await asyncio.get_running_loop().run_in_executor(None, call)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
         return [span_document(span) for span in spans]
+
+
+class _Calls:
+    """The searches in flight on one store (of every retriever over it: copies, others given the
+    store), and the threads that run their ``ainvoke`` calls that may transcribe; ``close()``
+    ends both before the retriever that owns the store closes it."""
+
+    def __init__(self) -> None:
+        self.closing = threading.Event()
+        self._changed = threading.Condition()
+        self._running: collections.Counter[int] = collections.Counter()  # calls by thread id
+        self._executor: ThreadPoolExecutor | None = None
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """One search in flight; refused (:class:`Stopped`) once the store is closing."""
+        me = threading.get_ident()
+        with self._changed:
+            self._refuse_if_closing()
+            self._running[me] += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running[me] -= 1
+                if not self._running[me]:
+                    del self._running[me]
+                self._changed.notify_all()
+
+    def submit(self, call: Callable[[], list[Span]]) -> Future[list[Span]]:
+        """Run ``call`` on the threads kept for searches that may transcribe (made on first need)."""
+        with self._changed:
+            self._refuse_if_closing()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(LAZY_WORKERS, thread_name_prefix="clasp-retriever")
+            return self._executor.submit(call)
+
+    def close(self) -> None:
+        """Tell the searches in flight to give up, wait until they have, and let the threads go
+        (a search this thread is inside of is not waited for: it would wait for itself)."""
+        me = threading.get_ident()
+        with self._changed:
+            self.closing.set()
+            self._changed.wait_for(lambda: not set(self._running) - {me})
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)  # calls still queued start, and are refused at once
+
+    def _refuse_if_closing(self) -> None:
+        if self.closing.is_set():
+            raise Stopped(
+                "the retriever's store was closed; open it again (ClaspRetriever.from_path / "
+                "from_url / from_settings) to search"
+            )
+
+
+#: The searches on each open store (dropped with the store).
+_CALLS: weakref.WeakKeyDictionary[QdrantStore, _Calls] = weakref.WeakKeyDictionary()
+_CALLS_GUARD = threading.Lock()
+
+
+def _calls_on(store: QdrantStore) -> _Calls:
+    with _CALLS_GUARD:
+        calls = _CALLS.get(store)
+        if calls is None:
+            calls = _CALLS[store] = _Calls()
+        return calls
 
 
 @functools.cache

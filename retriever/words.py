@@ -15,6 +15,16 @@ of transcribing it again: once it holds the locks of its segments (taken in one 
 queries never wait on each other) it reads each point again and takes the words stored
 meanwhile. Two processes searching one server store at once can still both transcribe
 a segment (the same words, written twice); an embedded store is open in one process only.
+
+A transcriber runs one batch at a time (its Whisper does one call at a time anyway:
+concurrent batches only interleave, and all end late).
+
+Giving up: :meth:`LazyWords.fill` takes a ``stop`` check (the search was cancelled, its
+retriever is closing) and asks it at each safe point: while it waits for another query's
+segment, before each cut, before the transcription and while it waits for the transcriber's
+turn; then it raises :class:`Stopped`. A transcription batch under way is not broken off
+(Whisper cannot be): its words are stored as usual (each point's words in one write), so the
+work is not lost and nothing is half-written.
 """
 
 from __future__ import annotations
@@ -28,15 +38,27 @@ from typing import Any
 import numpy as np
 from clasp_ingest.retriever.audio import span_samples
 
-from clasp_ingest.errors import MediaDecodeError, StoreFullError
+from clasp_ingest.errors import MediaDecodeError, StoreError, StoreFullError
 from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import QdrantStore, transcript_of
 from clasp_ingest.transcribe import Transcriber, Transcript
 from clasp_ingest.types import SpanHit
 
-__all__ = ["LazyWords", "WordsReport"]
+__all__ = ["LazyWords", "Stopped", "WordsReport"]
 
 log = get_logger("retriever.words")
+
+#: How often a query waiting for another query's segment asks whether it should give up.
+_POLL_S = 0.1
+
+
+class Stopped(StoreError):
+    """A search gave up its lazy transcription at a safe point: the call was cancelled (a
+    timeout, a client gone), or its retriever was closed while it ran."""
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -56,13 +78,20 @@ class _KeyedLocks:
         self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}
 
     @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
+    def hold(self, key: str, stop: Callable[[], bool] = _never, waiting: str = "") -> Iterator[None]:
+        """Hold ``key``'s lock; while another thread holds it, ask ``stop`` now and then and
+        raise :class:`Stopped` (saying it gave up ``waiting``) when it says so (the other may
+        transcribe for many seconds)."""
         with self._guard:
             lock, users = self._locks.setdefault(key, (threading.Lock(), [0]))
             users[0] += 1
         try:
-            with lock:
+            while not lock.acquire(timeout=_POLL_S):
+                _check(stop, waiting)
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             with self._guard:
                 users[0] -= 1
@@ -71,6 +100,10 @@ class _KeyedLocks:
 
 
 _LOCKS = _KeyedLocks()
+#: One batch at a time per transcriber: its Whisper runs one call at a time anyway (one CTranslate2
+#: worker), so concurrent batches only interleave and all end late; a search waiting its turn can
+#: still give up, as one inside a batch cannot.
+_TURNS = _KeyedLocks()
 
 
 class LazyWords:
@@ -93,13 +126,16 @@ class LazyWords:
         self.ffmpeg = ffmpeg
         self.timeout_s = timeout_s
 
-    def fill(self, hits: Sequence[SpanHit]) -> tuple[dict[str, Transcript], WordsReport]:
+    def fill(
+        self, hits: Sequence[SpanHit], *, stop: Callable[[], bool] = _never
+    ) -> tuple[dict[str, Transcript], WordsReport]:
         """Words for every hit without them, by point id (each point once), and what was done.
 
         The hits that need words are transcribed together
         (:meth:`~clasp_ingest.transcribe.Transcriber.transcribe_many`: each span encoded
         once, decoded in one batch). A segment whose source cannot be read is logged and
-        left without words (a search still returns it).
+        left without words (a search still returns it). Raises :class:`Stopped` where ``stop()``
+        says so at a safe point (module docstring); a batch under way is finished and stored.
         """
         found: dict[str, Transcript] = {}
         distinct = _distinct(hits)
@@ -107,31 +143,33 @@ class LazyWords:
         stored = len(distinct) - len(pending)
         if self.transcriber.options.translate:  # words without the translation asked for
             english = [hit for hit in distinct if _lacks_english(hit.payload)]
-            found.update(self._translated(english))
+            found.update(self._translated(english, stop))
         transcribed = 0
         keys = {str(hit.point_id): self._key(str(hit.point_id)) for hit in pending}
         with ExitStack() as held:
             for pid in sorted(keys, key=keys.__getitem__):  # one order: no two queries deadlock
-                held.enter_context(_LOCKS.hold(keys[pid]))
+                held.enter_context(
+                    _LOCKS.hold(keys[pid], stop, "while another search transcribed its segment")
+                )
             meanwhile = self._stored_words(list(keys))  # stored by another query since the search
             found.update(meanwhile)
             stored += len(meanwhile)
-            cut = self._cuts([hit for hit in pending if str(hit.point_id) not in meanwhile], "words")
+            cut = self._cuts([hit for hit in pending if str(hit.point_id) not in meanwhile], "words", stop)
             failed = len(pending) - len(meanwhile) - len(cut)
             if cut:
-                heard = self._heard(cut)
+                heard = self._heard(cut, stop)
                 for (hit, _), words in zip(cut, heard, strict=True):
                     pid = str(hit.point_id)
                     self._keep(pid, words)
                     found[pid], transcribed = words, transcribed + 1
         return found, WordsReport(transcribed=transcribed, stored=stored, failed=failed)
 
-    def _translated(self, hits: Sequence[SpanHit]) -> dict[str, Transcript]:
+    def _translated(self, hits: Sequence[SpanHit], stop: Callable[[], bool]) -> dict[str, Transcript]:
         """The stored words of ``hits`` with an English translation, made now and stored beside
         them (``--translate`` did nothing for a span that had its words already)."""
         done: dict[str, Transcript] = {}
-        cut = self._cuts(hits, "translation")
-        heard = self._heard(cut, _stored_language) if cut else []
+        cut = self._cuts(hits, "translation", stop)
+        heard = self._heard(cut, stop, _stored_language) if cut else []
         for (hit, _), words in zip(cut, heard, strict=True):
             meta = hit.payload.get("metadata", {})
             pid = str(hit.point_id)
@@ -148,22 +186,32 @@ class LazyWords:
     def _heard(
         self,
         cut: Sequence[tuple[SpanHit, np.ndarray]],
+        stop: Callable[[], bool],
         language_of: Callable[[SpanHit], str | None] | None = None,
     ) -> list[Transcript]:
         """The words of the ``cut`` spans, each in the language its item declares (or
         ``language_of`` gives) unless detection contradicts it (detection on a few seconds of
-        speech can be wrong; a declared language can be a default), else in the one detected."""
+        speech can be wrong; a declared language can be a default), else in the one detected.
+        Waits for the transcriber's turn (:data:`_TURNS`), asking ``stop`` before and after."""
         language = language_of or _declared_language
         languages = [language(hit) for hit, _ in cut]
         samples = [audio for _, audio in cut]
-        if not any(languages):  # as before languages were declared (a subclass may not take them)
-            return self.transcriber.transcribe_many(samples)
-        return self.transcriber.transcribe_many(samples, languages=languages)
+        before = f"before transcribing {len(cut)} segments"
+        _check(stop, before)
+        with _TURNS.hold(str(id(self.transcriber)), stop, f"{before}, waiting for another search's batch"):
+            _check(stop, before)
+            if not any(languages):  # as before languages were declared (a subclass may not take them)
+                return self.transcriber.transcribe_many(samples)
+            return self.transcriber.transcribe_many(samples, languages=languages)
 
-    def _cuts(self, hits: Sequence[SpanHit], what: str) -> list[tuple[SpanHit, np.ndarray]]:
-        """The audio of each of ``hits`` that can be cut; the others are logged (no ``what``)."""
+    def _cuts(
+        self, hits: Sequence[SpanHit], what: str, stop: Callable[[], bool]
+    ) -> list[tuple[SpanHit, np.ndarray]]:
+        """The audio of each of ``hits`` that can be cut; the others are logged (no ``what``).
+        Asks ``stop`` before each cut (ffmpeg: a remote source can take seconds)."""
         cut: list[tuple[SpanHit, np.ndarray]] = []
-        for hit in hits:
+        for at, hit in enumerate(hits):
+            _check(stop, f"before cutting {len(hits) - at} segments for {what}")
             try:
                 cut.append((hit, span_samples(hit, ffmpeg=self.ffmpeg, timeout_s=self.timeout_s)))
             except MediaDecodeError as exc:
@@ -192,6 +240,16 @@ class LazyWords:
                 meta = point.payload["metadata"]
                 words[str(point.id)] = _stored_transcript(text, meta, meta.get("transcript_en"))
         return words
+
+
+def _check(stop: Callable[[], bool], where: str) -> None:
+    """Raise :class:`Stopped` (saying ``where`` the search gave up) if ``stop()`` says so."""
+    if stop():
+        log.debug("a search gave up %s (cancelled, or its retriever closing)", where)
+        raise Stopped(
+            f"the search gave up {where}: it was cancelled, or its retriever was closed while it "
+            "ran; search again with an open retriever"
+        )
 
 
 def _stored_transcript(text: str, meta: dict[str, Any], english: str | None) -> Transcript:

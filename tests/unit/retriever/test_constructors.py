@@ -129,6 +129,15 @@ def test_a_copy_shares_the_store_without_closing_it(edge_path: Path) -> None:
                 copy(retriever)
 
 
+def test_copy_copy_shares_the_store_without_owning_it_as_model_copy_does(edge_path: Path) -> None:
+    with ClaspRetriever.from_path(edge_path, collection="talks") as retriever:
+        with copy_module.copy(retriever) as twin:  # a framework copying a component per request
+            assert len(twin.invoke(SENTENCES[7])) == 4
+        # it said "the embedded store '.../talks' is closed; open it again"
+        assert len(retriever.invoke(SENTENCES[7])) == 4
+    assert _reopens(edge_path)  # the owner closed it
+
+
 def test_a_name_or_path_where_a_store_or_model_belongs_is_refused_at_construction(
     edge_path: Path, model: AudioTextEncoder
 ) -> None:
