@@ -7,6 +7,7 @@ into a temporary file, bounded in size and time, deleted when the context exits.
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import tempfile
@@ -162,12 +163,45 @@ def copy_limited(reader: IO[bytes], writer: IO[bytes], uri: str, options: OpenOp
 
 @contextmanager
 def temporary_target(suffix: str, options: OpenOptions) -> Iterator[Path]:
-    """A path ``media<suffix>`` in a new temporary folder, removed on exit (also on Ctrl-C)."""
-    tmp_dir = tempfile.mkdtemp(prefix="clasp-dl-", dir=options.temp_dir)
+    """A path ``media<suffix>`` in a new temporary folder, removed on exit (also on Ctrl-C).
+
+    A full disk there is a :class:`ConnectorError` naming the folder and the remedy, not a
+    bare ``[Errno 28] No space left on device``: that read as the store's disk, and was
+    retried, which cannot help (a ``ConnectorError`` is not retried)."""
+    parent = Path(options.temp_dir or tempfile.gettempdir())
+    try:
+        tmp_dir = tempfile.mkdtemp(prefix="clasp-dl-", dir=options.temp_dir)
+    except OSError as exc:  # ENOSPC here: no room, or no inode, for the folder
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise _no_room(parent, exc) from exc
     try:
         yield Path(tmp_dir) / f"media{suffix}"
+    except OSError as exc:
+        if not _full(exc, tmp_dir, options):
+            raise
+        raise _no_room(parent, exc) from exc
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _full(exc: OSError, folder: str, options: OpenOptions) -> bool:
+    """Whether ``exc`` is the disk of ``folder`` running full (less than a chunk free there): an
+    ENOSPC from elsewhere while the file is read (a store on another disk) is left as it is."""
+    if exc.errno != errno.ENOSPC:
+        return False
+    try:
+        return shutil.disk_usage(folder).free < max(options.chunk_bytes, 1024**2)
+    except OSError:
+        return False
+
+
+def _no_room(folder: Path, exc: OSError) -> ConnectorError:
+    return ConnectorError(
+        f"the temporary download folder '{folder}' is full ({exc.strerror}); free space on its "
+        "disk, or set TMPDIR (OpenOptions.temp_dir in Python) to a folder on a disk with room "
+        "for the media"
+    )
 
 
 @contextmanager

@@ -41,6 +41,7 @@ sample far past any audio (:data:`_DAMAGED`) is damage, decoded as silence like 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import select
@@ -215,41 +216,27 @@ _WHITELIST_RE = re.compile(r"(Format not on whitelist) '[^']*'")
 
 
 def required_whitelist(ffmpeg: str) -> str:
-    """:func:`demuxer_whitelist`, or a ``ConfigError`` where ``ffmpeg`` cannot list its demuxers:
-    without the list a playlist could not be refused, so nothing is decoded (it failed open)."""
-    allowed = demuxer_whitelist(ffmpeg)
-    if allowed is None:
-        raise ConfigError(
-            f"ffmpeg {ffmpeg!r} did not list its demuxers ('-demuxers'), so playlists and manifests "
-            "could not be refused and nothing is decoded; check that it is a working ffmpeg "
-            "(CLASP_FFMPEG), or try again if the machine was too busy to answer in 30 s"
-        )
-    return allowed
-
-
-#: The whitelists listed so far, by ffmpeg (a failure to list is not kept: it may pass).
-_WHITELISTS: dict[str, str] = {}
-
-
-def demuxer_whitelist(ffmpeg: str) -> str | None:
-    """The demuxers of ``ffmpeg`` minus :data:`REFERENCING_DEMUXERS`, comma-separated, for
-    ``-format_whitelist``; ``None`` when it cannot list them (:func:`required_whitelist`
-    refuses to decode then)."""
+    """:func:`demuxer_whitelist`, or a ``ConfigError`` where ``ffmpeg`` cannot list its demuxers,
+    naming why: without the list a playlist could not be refused, so nothing is decoded (it
+    failed open). The why is the error's own words (an ``ulimit -n`` reached read as a broken
+    ffmpeg before: the ``[Errno 24]`` was only in the debug log)."""
     if ffmpeg in _WHITELISTS:
         return _WHITELISTS[ffmpeg]
     try:
-        listing = subprocess.run(
+        listed = subprocess.run(
             [ffmpeg, "-hide_banner", "-demuxers"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=30,
             check=False,
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        logger.warning("could not list the demuxers of %s (%s)", ffmpeg, exc)
-        return None
-    _, _, table = listing.partition("--\n")
+        )
+    except OSError as exc:  # its file name, if any, is ffmpeg's or /dev/null's: left out
+        why = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
+        raise _unlisted(ffmpeg, why, _os_remedy(exc)) from exc
+    except subprocess.SubprocessError as exc:
+        raise _unlisted(ffmpeg, str(exc), _UNLISTED_REMEDY) from exc
+    _, _, table = listed.stdout.partition("--\n")
     names = []
     for line in table.splitlines():
         match = _DEMUXER_LINE_RE.match(line)
@@ -257,10 +244,55 @@ def demuxer_whitelist(ffmpeg: str) -> str | None:
         if match and not REFERENCING_DEMUXERS.intersection(match[1].split(",")):
             names.append(match[1])
     if not names:
-        logger.warning("%s listed no demuxers", ffmpeg)
-        return None
+        said = listed.stderr.strip().splitlines()[-1:]
+        why = f"it listed none, exit status {listed.returncode}" + "".join(f": {line}" for line in said)
+        raise _unlisted(ffmpeg, why, _UNLISTED_REMEDY)
     _WHITELISTS[ffmpeg] = ",".join(names)
     return _WHITELISTS[ffmpeg]
+
+
+#: The whitelists listed so far, by ffmpeg (a failure to list is not kept: it may pass).
+_WHITELISTS: dict[str, str] = {}
+_UNLISTED_REMEDY = (
+    "check that it is a working ffmpeg (CLASP_FFMPEG), or try again if the machine was too busy "
+    "to answer in 30 s"
+)
+
+
+def _unlisted(ffmpeg: str, why: str, remedy: str) -> ConfigError:
+    return ConfigError(
+        f"ffmpeg {ffmpeg!r} did not list its demuxers ('-demuxers': {why}), so playlists and "
+        f"manifests could not be refused and nothing is decoded; {remedy}"
+    )
+
+
+def _os_remedy(exc: OSError) -> str:
+    """What to do where starting ffmpeg failed: its open files are the process's limit
+    (``ulimit -n``) or the system's, not a broken ffmpeg."""
+    if exc.errno == errno.EMFILE:
+        try:
+            import resource
+
+            limit = f", now {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}"
+        except (ImportError, OSError, ValueError):  # no resource module off Unix
+            limit = ""
+        return (
+            f"this process has as many files open as it may: raise its limit (ulimit -n{limit}), e.g. to 1024"
+        )
+    if exc.errno == errno.ENFILE:
+        return "the system has as many files open as it may: close programs, or raise its limit (fs.file-max)"
+    return _UNLISTED_REMEDY
+
+
+def demuxer_whitelist(ffmpeg: str) -> str | None:
+    """The demuxers of ``ffmpeg`` minus :data:`REFERENCING_DEMUXERS`, comma-separated, for
+    ``-format_whitelist``; ``None`` (and a warning saying why) when it cannot list them
+    (:func:`required_whitelist` refuses to decode then)."""
+    try:
+        return required_whitelist(ffmpeg)
+    except ConfigError as exc:
+        logger.warning("%s", exc)
+        return None
 
 
 def is_url(source: str) -> bool:

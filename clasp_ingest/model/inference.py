@@ -10,6 +10,7 @@ torch.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +19,7 @@ from clasp_ingest.log import get_logger
 from clasp_ingest.model.base import AudioTextEncoder
 from clasp_ingest.model.config import ModelConfig
 
-__all__ = ["ENGINES", "Engine", "check_runtime", "choose_engine", "load_inference_model"]
+__all__ = ["ENGINES", "Engine", "check_runtime", "choose_engine", "load_inference_model", "out_of_memory"]
 
 logger = get_logger("model.inference")
 
@@ -90,21 +91,115 @@ def load_inference_model(
 
     ``threads``: CPU threads for torch or ONNX Runtime (default one less than the usable
     cores). With ``engine="auto"``, a failed ONNX export falls back to torch with a warning.
+
+    A load that runs out of memory or address space (``ulimit -v``; :func:`out_of_memory`) is
+    a :class:`ModelLoadError` naming the model and the remedy, and does not fall back to
+    torch (which needs more): before, each item of an ingest failed with ``ImportError:
+    libtorch_cpu.so: failed to map segment from shared object``, after a warning that
+    suggested ``device='cpu'`` to a model already on the CPU.
     """
     from clasp_ingest.model.query import resolve_model_config
 
     config, _ = resolve_model_config(name_or_path)
     chosen = choose_engine(config, device, engine)
-    if chosen == "onnx":
-        from clasp_ingest.model.onnx_engine import load_onnx_model
+    try:
+        onnx = None
+        if chosen == "onnx":
+            onnx = _on_onnx(name_or_path, config, engine, model_dir, batch_size, threads)
+        if onnx is not None:
+            return onnx
+        return _on_torch(name_or_path, device, dtype, model_dir, batch_size, threads)
+    except (MemoryError, ImportError, OSError, RuntimeError, ModelLoadError) as exc:
+        if not out_of_memory(exc):
+            raise
+        raise ModelLoadError(no_memory_message(config.model_id, exc)) from exc
 
-        try:
-            return load_onnx_model(name_or_path, model_dir=model_dir, batch_size=batch_size, threads=threads)
-        except (ModelLoadError, ImportError) as exc:
-            if engine == "onnx":
-                raise
-            logger.warning("ONNX Runtime cannot run %s (%s); using torch", config.model_id, exc)
+
+def _on_onnx(
+    name_or_path: str,
+    config: ModelConfig,
+    engine: str,
+    model_dir: Path | None,
+    batch_size: int,
+    threads: int | None,
+) -> AudioTextEncoder | None:
+    """The model on ONNX Runtime; None (after a warning) where ``engine="auto"`` may fall back to torch."""
+    from clasp_ingest.model.onnx_engine import load_onnx_model
+
+    try:
+        return load_onnx_model(name_or_path, model_dir=model_dir, batch_size=batch_size, threads=threads)
+    except (ModelLoadError, ImportError) as exc:
+        if engine == "onnx" or out_of_memory(exc):
+            raise
+        logger.warning("ONNX Runtime cannot run %s (%s); using torch", config.model_id, exc)
+        return None
+
+
+def _on_torch(
+    name_or_path: str, device: str, dtype: str, model_dir: Path | None, batch_size: int, threads: int | None
+) -> AudioTextEncoder:
     from clasp_ingest.model.clasp import load_model, set_torch_threads
 
     set_torch_threads(threads)
     return load_model(name_or_path, device=device, dtype=dtype, model_dir=model_dir, batch_size=batch_size)
+
+
+#: What native libraries say when the process has no memory or address space left for them:
+#: the dynamic loader (``failed to map segment from shared object``), MKL (``mkl_malloc:
+#: failed to allocate memory``), C++ (``std::bad_alloc``), CUDA and torch (``out of memory``).
+_NO_MEMORY = ("failed to map segment", "cannot allocate memory", "failed to allocate memory",
+              "out of memory", "bad_alloc")  # fmt: skip
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from, is the process running out of memory
+    or address space (not "cannot allocate memory in static TLS block": a loader limit that
+    more memory does not lift)."""
+    return _memory_cause(exc) is not None
+
+
+def _memory_cause(exc: BaseException) -> BaseException | None:
+    """The error deepest in ``exc``'s chain (its causes, else contexts) that says it is out of
+    memory: the library's own words, not a wrapper's remedy for other failures."""
+    seen: set[int] = set()
+    found: BaseException | None = None
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).lower()
+        if (
+            isinstance(current, MemoryError)
+            or (isinstance(current, OSError) and current.errno == errno.ENOMEM)
+            or ("static tls" not in text and any(words in text for words in _NO_MEMORY))
+        ):
+            found = current
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def no_memory_message(model_id: str, exc: BaseException) -> str:
+    """The error of a model that could not load for lack of memory: the model, the cause (its
+    first line) and the remedy (the ``ulimit -v`` in force, when there is one)."""
+    cause = _memory_cause(exc) or exc
+    lines = str(cause).strip().splitlines()
+    said = f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
+    if "cuda" in said.lower() and "out of memory" in said.lower():  # not libtorch_cuda.so's mapping
+        remedy = "free GPU memory (other processes), or run it on the CPU (--device cpu)"
+    else:
+        limit = _address_space_limit()
+        remedy = (
+            f"raise the process's address-space limit (ulimit -v, now {limit} KiB; e.g. ulimit -v unlimited)"
+            if limit is not None
+            else "free memory (close other programs), or run on a machine with more"
+        )
+    return f"not enough memory to load model {model_id!r} ({said}); {remedy}"
+
+
+def _address_space_limit() -> int | None:
+    """The process's ``ulimit -v`` in KiB, or None when there is none (or no way to ask)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Unix
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return None if soft == resource.RLIM_INFINITY else soft // 1024

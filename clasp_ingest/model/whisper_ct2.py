@@ -264,9 +264,17 @@ def load_ct2_whisper(
             inter_threads=inter_threads,
         )
     except (RuntimeError, ValueError) as exc:
+        from clasp_ingest.model.inference import out_of_memory
+
+        # out of memory, neither remedy helps (float32 needs more): said so, not suggested
+        remedy = (
+            "free memory, or raise the process's limit (ulimit -v)"
+            if out_of_memory(exc)
+            else "try device='cpu' or compute_type='float32'"
+        )
         raise ModelLoadError(
             f"CTranslate2 could not load {model_dir} on device={device!r} with "
-            f"compute_type={compute_type!r}: {exc}; try device='cpu' or compute_type='float32'"
+            f"compute_type={compute_type!r}: {exc}; {remedy}"
         ) from exc
 
 
