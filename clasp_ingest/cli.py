@@ -8,6 +8,7 @@ Each capability keeps its commands next to its code in a ``cli_*`` module with a
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import select
@@ -16,6 +17,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -24,7 +26,13 @@ from typer.core import TyperGroup
 
 from clasp_ingest import __version__
 from clasp_ingest.errors import ClaspIngestError
-from clasp_ingest.exitcodes import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED
+from clasp_ingest.exitcodes import (
+    EXIT_BROKEN_PIPE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+)
 
 __all__ = ["app", "main"]
 
@@ -38,7 +46,7 @@ _verbosity = 0
 
 
 def _report(message: str) -> None:
-    if _verbosity >= 2:
+    if _verbosity >= 2 and sys.stderr is not None:  # closed (2>&-): it would go to stdout
         traceback.print_exc()
     typer.echo(f"error: {message}", err=True)
 
@@ -57,14 +65,38 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, ClaspIngestError | ImportError):
         return str(exc) or type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror:
-        where = f" {exc.filename!r}" if exc.filename else ""
-        return f"{exc.strerror}:{where}"
+        if exc.filename:
+            return f"{exc.strerror}: {exc.filename!r}"
+        if _output_full(exc):  # > /dev/full, a file on a full disk: "No space left on device:"
+            return f"cannot write the output ({exc.strerror}); free some space, or write it elsewhere"
+        return exc.strerror
     detail = str(exc).strip().splitlines()
     first = detail[0] if detail else ""
     return (
         f"unexpected {type(exc).__name__}: {first} (please report it with the output of the same "
         "command run with -vv)"
     )
+
+
+#: What a write to a full disk (or quota, or file size limit) fails with.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _output_full(exc: OSError) -> bool:
+    """Whether ``exc`` (an error without a file name) is stdout having no room: ``/dev/full``
+    refuses even an empty write, and a file's disk has no free block left. An export or a
+    download into a full disk fails with the same error, and is not called the output."""
+    if exc.errno not in _NO_ROOM:
+        return False
+    try:
+        fd = sys.stdout.fileno()
+        os.write(fd, b"")
+        disk = os.fstatvfs(fd)
+    except OSError as again:
+        return again.errno in _NO_ROOM
+    except (AttributeError, ValueError):  # no stdout (closed), or no descriptor (a test's buffer)
+        return False
+    return disk.f_bavail == 0 or disk.f_bfree == 0
 
 
 def _reason(msg: str) -> str:
@@ -112,6 +144,33 @@ def _stdout_gone() -> bool:
         return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
     except (OSError, ValueError):  # no file descriptor (a test runner's buffer): as before
         return True
+    except AttributeError:  # stdout closed (>&-): no pipe to have broken
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: what is left in its buffer is dropped at exit, not reported
+    as one more broken pipe."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # closed, or no descriptor
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _pipe_closed(exc: SystemExit) -> bool:
+    """Whether ``exc`` is a library's own exit on a reader that went away: rich's
+    ``Console.on_broken_pipe`` (a table, ``--help``) and click's handling of EPIPE both
+    ``SystemExit(1)`` while handling the ``BrokenPipeError``; every command exits 141 then."""
+    return exc.code == EXIT_ERROR and isinstance(exc.__context__, BrokenPipeError)
+
+
+def _cwd_gone() -> bool:
+    """Whether the current folder was deleted (``os.getcwd()`` fails): a relative path could
+    not be found, and CTranslate2's import dies with "Intel oneMKL FATAL ERROR" (exit 2) after
+    ``ingest`` created its collection."""
+    try:
+        Path.cwd()
+    except FileNotFoundError:
+        return True
+    return False
 
 
 class _Group(TyperGroup):
@@ -120,9 +179,21 @@ class _Group(TyperGroup):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         _tolerant_output()
         with _sigterm_unwinds():
-            return super().main(*args, **kwargs)
+            try:
+                return super().main(*args, **kwargs)
+            except SystemExit as exc:
+                if _pipe_closed(exc):
+                    raise SystemExit(EXIT_BROKEN_PIPE) from None
+                raise
 
     def invoke(self, ctx: Any) -> Any:
+        if _cwd_gone():  # before any work: no collection is created, no model loads
+            typer.echo(
+                "error: the current folder no longer exists (deleted or moved away); cd to another "
+                "folder and run the command again",
+                err=True,
+            )
+            raise typer.Exit(EXIT_USAGE)
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
@@ -138,7 +209,7 @@ class _Group(TyperGroup):
                 _report(_describe(exc))
                 raise typer.Exit(EXIT_ERROR) from None
             # the reader went away (| head): nothing left to say to it
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _silence_stdout()
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as exc:
             _report(_describe(exc))

@@ -34,6 +34,7 @@ from clasp_ingest.store.cli_store import (
     MAX_BATCH,
     QDRANT_PATH_OR_URL,
     collection_name,
+    is_terminal,
     refuse_empty,
     server_url,
     store_folder,
@@ -222,7 +223,7 @@ def ingest_command(
     quiet = not as_json and logging.getLogger().getEffectiveLevel() >= logging.WARNING
     with _downloads_cut_on_signals(), _failures_said_once(quiet):
         # the bar is for a terminal: a log file or pipe (a scheduled job) gets no blank lines from it
-        summary = run(settings, arguments, show_progress=not as_json and sys.stderr.isatty())
+        summary = run(settings, arguments, show_progress=not as_json and is_terminal(sys.stderr))
     _print(summary, arguments, as_json)
     if summary.no_source_listed(len(sources)):
         _fail("no source could be listed (see above)")

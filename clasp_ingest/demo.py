@@ -13,7 +13,9 @@ query's first hit is not its sentence.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -138,9 +140,8 @@ def _print_results(console: Any, outcomes: Sequence[QueryOutcome]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    spans = {
-        k: v["spans"] for k, v in json.loads((samples_dir() / "demo.json").read_text())["samples"].items()
-    }
+    doc = json.loads((samples_dir() / "demo.json").read_text(encoding="utf-8"))
+    spans = {k: v["spans"] for k, v in doc["samples"].items()}
     for out in outcomes:
         mark = "[green]✓ right span first[/]" if out.correct else "[red]✗ right span not first[/]"
         title = escape(f"[{out.query.language}] {out.query.text}")
@@ -220,11 +221,22 @@ def run(model_name: str, store_path: Path, k: int) -> tuple[list[QueryOutcome], 
     return outcomes, len(failed)
 
 
+def _tolerant_stdout() -> None:
+    """Text stdout's encoding cannot hold (a result's ✓, a Spanish query, where ``LC_ALL=C`` and
+    ``PYTHONUTF8=0`` make it ASCII) is written as ``\\u2713`` escapes, as the ``clasp-ingest``
+    commands do, instead of ending the demo with a ``UnicodeEncodeError``."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):  # a closed or detached stream
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 2 when a sample failed to ingest; 1 with ``--strict`` when a query missed."""
     from clasp_ingest.config import Settings
 
     args = _parse(argv)
+    _tolerant_stdout()
     model_name = args.model or Settings.model_validate({}).model  # reads CLASP_MODEL
     if args.store is not None:
         outcomes, failed = run(model_name, args.store, args.k)

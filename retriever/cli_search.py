@@ -25,6 +25,7 @@ score shown is the fused one. A collection without word vectors is refused with 
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -130,6 +131,7 @@ def search(
 
     _check_combination(k, rerank, group, hybrid)
     _check_dependents(ctx, translate=translate, words=transcribe or rerank is not None, merge=merge)
+    query = _typed_text(query, "the query")
     if is_empty_query(query):
         raise ConfigError(
             "the query is empty; say what to look for, e.g. clasp-ingest search 'photosynthesis'"
@@ -173,6 +175,30 @@ def search(
         typer.echo(json.dumps(rows))  # \u escapes: valid JSON whatever the terminal can show
         return
     _print_table(query, rows)
+
+
+def _typed_text(value: str, what: str) -> str:
+    """Command-line text as it was typed. Python decodes the command line with the locale's
+    encoding, keeping the bytes it cannot decode as surrogate escapes: in a C or POSIX locale
+    without UTF-8 mode (``LC_ALL=C PYTHONUTF8=0``), UTF-8 typed in a terminal arrived as
+    ``'\\udce7\\udc8c\\udcab...'``, so "猫在睡觉" was refused as empty and "¿Qué ...?" embedded as other
+    text. Such bytes are read as UTF-8 (the terminal's, as README takes an ASCII locale to be);
+    bytes that are no UTF-8 either are refused, naming the remedy. ``what`` names the input."""
+    if not any("\udc80" <= char <= "\udcff" for char in value):
+        return value
+    import sys
+
+    from clasp_ingest.errors import ConfigError
+
+    try:
+        return os.fsencode(value).decode("utf-8")
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        encoding = sys.getfilesystemencoding()  # the locale's, as Python decoded the command line
+        locale = "" if encoding.lower().replace("-", "") == "utf8" else f" nor {encoding} (the locale's)"
+        raise ConfigError(
+            f"{what} is not text: its bytes are not UTF-8{locale}; type it in a UTF-8 terminal, or "
+            "set the locale to the terminal's encoding (e.g. export LC_ALL=C.UTF-8)"
+        ) from None
 
 
 def _check_combination(k: int, rerank: int | None, group: int | None, hybrid: bool) -> None:

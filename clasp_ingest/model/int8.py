@@ -80,7 +80,7 @@ def ranges_cover(model: Path, ranges: Path) -> list[str]:
 
     graph = onnx.load(str(model), load_external_data=False).graph
     initialisers = {t.name for t in graph.initializer}
-    known = set(json.loads(ranges.read_text()).get("data", {}))
+    known = set(json.loads(ranges.read_text(encoding="utf-8")).get("data", {}))
     wanted = {
         name
         for node in graph.node
@@ -135,8 +135,9 @@ def calibrate(fp32: Path, images: Iterator[np.ndarray], out: Path) -> Path:
             str(prepared), str(Path(tmp) / "int8.onnx"), _Images(images), calibration_cache_path=out,
             **_options(),
         )  # fmt: skip
-    ranges = json.loads(out.read_text())  # ORT writes its keys unordered, readable by its owner only
-    out.write_text(json.dumps(ranges, sort_keys=True, indent=1) + "\n")
+    # ORT writes its keys unordered, in a file readable by its owner only
+    ranges = json.loads(out.read_text(encoding="utf-8"))
+    out.write_text(json.dumps(ranges, sort_keys=True, indent=1) + "\n", encoding="utf-8")
     out.chmod(0o644)
     return out
 

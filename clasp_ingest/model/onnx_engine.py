@@ -290,7 +290,7 @@ def export_onnx(
             {"images": {0: "n"}, "features": {0: "n"}},
         )  # fmt: skip
         meta["logmel"] = asdict(options)
-    (out_dir / _META).write_text(json.dumps(meta, indent=2))
+    (out_dir / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     probes = _probes()
     reference = model.encode_audio(probes)
     _check_against(model, out_dir, probes, reference)
@@ -386,7 +386,7 @@ def _check_int8(model: Any, out_dir: Path, probes: list[np.ndarray], reference: 
 
 def exported_logmel(folder: Path) -> LogMelOptions | None:
     """The log-mel image options an export was made with (its ``meta.json``); None: no CNN."""
-    logmel = json.loads((folder / _META).read_text())["logmel"]
+    logmel = json.loads((folder / _META).read_text(encoding="utf-8"))["logmel"]
     if logmel is None:
         return None
     for key in ("image_size", "mean", "std"):
@@ -414,13 +414,20 @@ def _cached_export(
     if (folder / _META).is_file():
         return folder
     logger.info("exporting %s to ONNX once, into %s (needs torch; a few seconds)", config.model_id, folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    staging = _staging(folder.parent)
     try:
         try:
             export_onnx(name_or_path, staging, model_dir=model_dir)
         except (ImportError, RuntimeError, ValueError) as exc:  # torch.onnx's errors are RuntimeErrors
             raise ModelLoadError(f"could not export {config.model_id!r} to ONNX: {exc}") from exc
+        except OSError as exc:  # a full disk, a TMPDIR that cannot be written (ORT's quantizer
+            # uses it): the model cannot load (engine "auto" falls back to torch, a run stops), not
+            # a failure of each item (exit 3)
+            raise ModelLoadError(
+                f"could not write the ONNX export of {config.model_id!r} ({exc}); it needs room in "
+                f"the model cache {str(folder.parent)!r} (XDG_CACHE_HOME) and the temporary folder "
+                f"{tempfile.gettempdir()!r} (TMPDIR)"
+            ) from exc
         try:
             staging.rename(folder)
         except OSError:  # another process finished the same export first
@@ -429,6 +436,22 @@ def _cached_export(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _staging(cache: Path) -> Path:
+    """A new folder in ``cache`` to export into. A cache that cannot be written (a service user's
+    ``HOME`` missing or read-only) is a model that cannot load (:class:`ModelLoadError`, naming
+    the remedy); its bare ``PermissionError: '/nonexistent'`` failed every item of a run alone
+    (exit 3)."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".export-", dir=cache))
+    except OSError as exc:
+        raise ModelLoadError(
+            f"the model cache {str(cache)!r} cannot be written ({exc.strerror or exc}); set "
+            "XDG_CACHE_HOME to a writable folder (the models' ONNX exports and converted weights "
+            "are kept under $XDG_CACHE_HOME/clasp-ingest)"
+        ) from exc
 
 
 def load_onnx_model(

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_BATCH",
     "collection_name",
+    "is_terminal",
     "open_configured_store",
     "refuse_empty",
     "register",
@@ -70,6 +71,18 @@ def refuse_empty(value: str, remedy: str) -> str:
     if not value.strip():
         raise typer.BadParameter(f"the value is empty; {remedy}")
     return value
+
+
+def is_terminal(stream: TextIO | None) -> bool:
+    """Whether ``stream`` (``sys.stdin``, ``sys.stderr``) is a terminal. A closed standard stream
+    (``2>&-``, ``<&-``: Python makes it None) or a detached one is not: the command does its work
+    without a progress bar, and refuses what needs a person to answer. ``sys.stderr.isatty()``
+    crashed there (``'NoneType' object has no attribute 'isatty'``), and ``ingest ... 2>&-``
+    stored nothing."""
+    try:
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError):  # a closed or detached file object
+        return False
 
 
 def store_folder(value: str) -> Path:
@@ -238,7 +251,7 @@ def delete_media(
                 raise typer.Exit(1)
             chosen.update(matched)
         if not yes:
-            if not sys.stdin.isatty():
+            if not is_terminal(sys.stdin):  # no one to ask (a script, a closed stdin)
                 typer.echo(
                     f"error: would delete {_count(len(chosen), 'media item')}; add --yes to delete "
                     f"{'it' if len(chosen) == 1 else 'them'}",
@@ -344,7 +357,7 @@ def _points_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     ``update(done, total)``."""
     import sys
 
-    if not sys.stderr.isatty():
+    if not is_terminal(sys.stderr):
         yield lambda done, total: None
         return
     from rich.console import Console
