@@ -30,6 +30,7 @@ cancellation signal the whole process group, but each item's ffmpeg runs in a gr
 # No ``from __future__ import annotations`` here: ``flow.serve()`` runs each flow run in a
 # spawned process that gets the flow function pickled by value, and string annotations naming
 # what the body does not use (SecretUrl, RunnerKind) did not resolve there: every run failed.
+import contextlib
 import logging
 import math
 import time
@@ -125,21 +126,31 @@ def ingest_media(
     from prefect.runtime import task_run
 
     started = time.perf_counter()
-    with run_logs():
-        encoder = cached_model(model)
-        try:
-            result = pipeline.ingest_media(
-                ref,
-                connector,
-                encoder,
-                cached_store(store),
-                options,
-                embed=lambda waveforms: embed_batch(encoder, waveforms, gpu_limit),
-            )
-        except IngestInterrupted as exc:  # the flow was interrupted: not this item's failure
-            log.info("%s", exc)
-            result = pipeline.failed_result(ref, exc, wall_s=time.perf_counter() - started)
-    return replace(result, attempts=int(task_run.run_count or 1))
+    tries = int(task_run.run_count or 1)
+    try:
+        with run_logs():
+            encoder = cached_model(model)
+            try:
+                result = pipeline.ingest_media(
+                    ref,
+                    connector,
+                    encoder,
+                    cached_store(store),
+                    options,
+                    embed=lambda waveforms: embed_batch(encoder, waveforms, gpu_limit),
+                )
+            except IngestInterrupted as exc:  # the flow was interrupted: not this item's failure
+                log.info("%s", exc)
+                result = pipeline.failed_result(ref, exc, wall_s=time.perf_counter() - started)
+    except Exception as exc:  # the tries so far go with the error to _collect (the run's summary)
+        with contextlib.suppress(AttributeError):
+            setattr(exc, _TRIES, tries)
+        raise
+    return replace(result, attempts=tries)
+
+
+#: The attribute of a media task's error holding the times the task ran.
+_TRIES = "clasp_ingest_tries"
 
 
 def _store_spec(settings: Settings, collection: str | None, url: str | None, path: str | None) -> StoreSpec:
@@ -194,7 +205,10 @@ def _collect(ref: MediaRef, future: PrefectFuture[MediaResult], started: float) 
         raise outcome  # the model, not this item: the run stops (its other tasks are stopped)
     exc = outcome if isinstance(outcome, BaseException) else RuntimeError(str(outcome))
     log.error("failed to ingest %s: %s", ref.uri, exc)
-    return pipeline.failed_result(ref, exc, wall_s=time.perf_counter() - started)
+    # the times the task ran, its retries included (the summary said 1 for an item whose
+    # retries ran out; the API may not hold the task run yet when its future is done)
+    tries = getattr(exc, _TRIES, 1)
+    return pipeline.failed_result(ref, exc, wall_s=time.perf_counter() - started, attempts=tries)
 
 
 def _listed(

@@ -56,8 +56,9 @@ def check_runtime(device: str, engine: str = "auto") -> None:
         index = int(device.partition(":")[2] or 0)
         if index >= count:
             raise ConfigError(
-                f"device {device!r}: this machine has {count} CUDA device(s) visible; use --device cpu "
-                "(or auto, which takes a GPU when there is one)"
+                f"device {device!r}: this machine has {count} CUDA device(s) visible; use the device "
+                "cpu (or auto, which takes a GPU when there is one): --device, CLASP_DEVICE, or a "
+                "flow's device parameter"
             )
 
 

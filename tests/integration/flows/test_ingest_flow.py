@@ -170,6 +170,35 @@ def test_media_task_retries_transient_not_permanent(folder: Path, tmp_path: Path
         release_store(spec)
 
 
+def test_an_item_whose_retries_run_out_counts_every_try(folder: Path, tmp_path: Path) -> None:
+    """The summary artifact's row said ``attempts: 1`` for an item tried twice (tester 4)."""
+    import time
+
+    from clasp_ingest.flows.ingest import _collect
+    from clasp_ingest.flows.resources import cached_model, cached_store, release_store
+    from prefect import flow
+
+    spec = StoreSpec("exhausted", path=str(tmp_path / "q"))
+    model = ModelSpec("tiny-random", device="cpu")
+    encoder = cached_model(model)
+    cached_store(spec).ensure_collection(encoder.model_id, encoder.dim)
+    try:
+        flaky = FlakyConnector(folder / "one.wav", failures=5)
+        (ref,) = flaky.discover()
+        task_ = ingest_media.with_options(retries=1, retry_delay_seconds=0)
+
+        @flow
+        def one_item() -> Any:
+            future = task_.submit(ref, flaky, model, spec, PipelineOptions(embed_batch_size=2))
+            return _collect(ref, future, time.perf_counter())
+
+        result = one_item()
+        assert result.status == "failed" and "connection reset" in result.error
+        assert result.attempts == 2 and flaky.failures == 3
+    finally:
+        release_store(spec)
+
+
 def test_a_model_that_cannot_load_stops_the_run(folder: Path, tmp_path: Path) -> None:
     """Every item would fail the same way: the run stops with the model's error instead (the
     CLI's exit 1), and the collection it made is removed again."""
