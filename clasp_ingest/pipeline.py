@@ -373,7 +373,10 @@ def items_stopping() -> Iterator[None]:
 
 def _check_not_stopping(uri: str) -> None:
     if _STOPPING.is_set():
-        raise IngestInterrupted(f"{uri}: the run was interrupted; nothing of this item was kept")
+        raise IngestInterrupted(
+            f"{uri}: the run was interrupted; nothing of this item was kept from this run (a version "
+            "stored before stays)"
+        )
 
 
 def _embedded(
