@@ -882,6 +882,8 @@ def collection_for(
     if recreate and store.exists():
         try:
             held = f"{store.count()} points"
+        except StoreFullError:  # not opened, its disk without room: dropping frees it
+            held = "not opened: its disk is full"
         except StoreError:  # damaged past counting: dropping is what repairs it
             held = "damaged"
         log.warning("dropping collection %r (%s) to recreate it", store.collection, held)

@@ -423,6 +423,9 @@ class EdgeStore(QdrantStore):
         self._lock_fd: int | None = None
         #: Why the collection cannot be used (its files are damaged): raised by what reads it.
         self._damage: str | None = None
+        #: Why its shard was not opened (a disk without room for it): raised by what needs it;
+        #: ``drop`` (``--recreate``) still removes it.
+        self._unopened: StoreFullError | None = None
         if self._dir.exists() and not self._dir.is_dir():
             raise StoreError(
                 f"the embedded store {self.location!r} holds a file {str(self._dir)!r} where collection "
@@ -440,7 +443,8 @@ class EdgeStore(QdrantStore):
         """Open the existing collection's shard (and its query metric). Damage is kept in
         ``_damage``, not raised, so that ``drop`` (``--recreate``) can still remove it."""
         self._lock()
-        self._check_room_to_open()
+        if not self._room_to_open():
+            return
         try:
             self._shard = self._load_shard()
             if self._stored()[1]:
@@ -459,9 +463,8 @@ class EdgeStore(QdrantStore):
         """A collection folder without its ``collection.json``: the leftover of a create that was
         cut off (no shard, or one without points; the next create replaces it), or a collection
         that lost that file (damaged)."""
-        if not (self._dir / _SHARD).is_dir():
+        if not (self._dir / _SHARD).is_dir() or not self._room_to_open():
             return
-        self._check_room_to_open()
         try:
             shard = self._load_shard()
             points = int(shard.info().points_count)
@@ -576,28 +579,33 @@ class EdgeStore(QdrantStore):
                 f"needs to {'rebuild its index' if more else 'grow its files'}",
             )
 
-    def _check_room_to_open(self) -> None:
-        """Refuse to open the shard where its disk may not give the pages the engine touches:
-        opening maps its files into memory and writes to some (a store opened for the first
-        time since it was written or copied took 64-154 MiB more of its disk, even for
-        ``store list``), and where the disk cannot give a page the process dies of SIGBUS
-        (exit 135, no message; also ``search``). The space its files have not taken yet
-        (their holes), at most ``options.min_free_bytes``, must be free."""
+    def _room_to_open(self) -> bool:
+        """Whether the shard may be opened: not where its disk may not give the pages the engine
+        touches. Opening maps its files into memory and writes to some (a store opened for the
+        first time since it was written or copied took 64-154 MiB more of its disk, even for
+        ``store list``), and where the disk cannot give a page the process dies of SIGBUS (exit
+        135, no message; also ``search``). The space its files have not taken yet (their holes),
+        at most ``options.min_free_bytes``, must be free; else ``_unopened`` says so to what
+        needs the shard (a store opened before may have needed less: which pages were taken
+        cannot be told on every file system), and ``--recreate`` can still drop it."""
         if not self.options.min_free_bytes:
-            return
+            return True
         try:
             free = shutil.disk_usage(self._dir).free
         except OSError:
-            return  # a folder that cannot be asked: opening says why
+            return True  # a folder that cannot be asked: opening says why
         holes = _hole_bytes(self._dir / _SHARD)
         needed = min(holes, self.options.min_free_bytes)
-        if free < needed:
-            mib = 2**20
-            raise _full_disk(
-                self.location,
-                f"{free / mib:.0f} MiB free; opening it may take up to {needed / mib:.0f} MiB more, "
-                "and Qdrant Edge kills the process where the disk cannot give a page of its files",
-            )
+        if free >= needed:
+            return True
+        mib = 2**20
+        self._unopened = _full_disk(
+            self.location,
+            f"{free / mib:.0f} MiB free; opening collection {self.collection!r} may take up to "
+            f"{needed / mib:.0f} MiB more, and Qdrant Edge kills the process where the disk cannot "
+            "give a page of its files; ingest --recreate drops it",
+        )
+        return False
 
     def exists(self) -> bool:
         """True when the collection exists, also when it is damaged (``drop`` removes it)."""
@@ -749,6 +757,8 @@ class EdgeStore(QdrantStore):
 
     def _require_shard(self) -> Any:
         if self._shard is None:
+            if self._unopened is not None:
+                raise self._unopened
             if self._damage is not None:
                 raise StoreError(self._damage)
             self.require_collection()
@@ -795,8 +805,12 @@ class EdgeStore(QdrantStore):
         query_metric: QueryMetric | None = None,
     ) -> bool:
         """As :meth:`QdrantStore.ensure_collection`; ``recreate`` also replaces a damaged collection."""
-        if recreate and self._damage is not None:
-            log.warning("dropping the damaged collection %r to recreate it", self.collection)
+        if recreate and (self._damage is not None or self._unopened is not None):
+            log.warning(
+                "dropping the %s collection %r to recreate it",
+                "damaged" if self._damage is not None else "unopened",
+                self.collection,
+            )
             self.drop()
         return super().ensure_collection(
             model_id, dim, recreate=recreate, source=source, text_dim=text_dim, query_metric=query_metric
@@ -869,7 +883,7 @@ class EdgeStore(QdrantStore):
 
     def _drop(self) -> None:
         self._metric = None
-        self._damage = None
+        self._damage = self._unopened = None
         self._close_shard()
         if self._dir.is_dir():
             self._remove_folder()
