@@ -463,6 +463,9 @@ def fused_order(points: Sequence[StoredPoint], clasp: Sequence[float]) -> list[S
 #: the ``k``-th place (the same audio under two names, as one episode in two feeds) are seen
 #: whole in one call, and cheap when nothing ties.
 TIE_FETCH = 4
+#: At most this many spans past ``k`` are fetched to resolve a tie at the ``k``-th place; past
+#: them (the same jingle in thousands of episodes) the engine picks which tied spans make the cut.
+TIE_FETCH_MAX = 64
 
 
 def tie_key(score: float) -> float:
@@ -1077,8 +1080,13 @@ class QdrantStore(abc.ABC):
         points = score_order(self._query(query, limit, where, score_threshold))
         # the engine picks which of the spans tied at the k-th place make the cut: fetch past
         # them until the last one fetched scores below the k-th (or the spans run out)
-        while len(points) == limit and tie_key(points[-1].score) == tie_key(points[k - 1].score):
-            limit *= 2
+        # (at most TIE_FETCH_MAX past k: a jingle in 2,000 episodes made one search fetch 4,599)
+        while (
+            len(points) == limit
+            and limit < k + TIE_FETCH_MAX
+            and tie_key(points[-1].score) == tie_key(points[k - 1].score)
+        ):
+            limit = min(2 * limit, k + TIE_FETCH_MAX)
             points = score_order(self._query(query, limit, where, score_threshold))
         # scores as ordered: a hit's score never rises down the list, so a later sort by score
         # (the retriever's) keeps this order

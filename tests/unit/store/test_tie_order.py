@@ -4,6 +4,7 @@ back ordered by point id: the same first spans at every ``k``, and on every engi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,29 @@ def test_a_tie_at_the_kth_place_longer_than_the_first_fetch_is_fetched_whole(tmp
         assert len(everyone) == 20
         for k in (1, 2, 5, 9):
             assert _ids(edge.search(same, k=k)) == everyone[:k]
+
+
+def test_a_tie_of_thousands_is_fetched_only_so_far(tmp_path: Path) -> None:
+    # the same jingle opening 2,000 episodes: one search fetched 4,599 points in 9 calls
+    from clasp_ingest.store.base import TIE_FETCH_MAX
+
+    with open_store(path=tmp_path / "edge") as edge:
+        edge.ensure_collection(MODEL, DIM)
+        same = make_media("file:///a.wav", "v1", 1, seed=3).vectors[0]
+        copies = TIE_FETCH_MAX * 3
+        for i in range(copies):
+            item = make_media(f"file:///feed{i:03d}/a.wav", "v1", 1, seed=3)
+            edge.write_media(item.ref, MODEL, [(item.segments, same[None, :])])
+        limits: list[int] = []
+        query = edge._query
+
+        def counted(vector: Any, limit: int, *args: Any) -> Any:
+            limits.append(limit)
+            return query(vector, limit, *args)
+
+        edge._query = counted  # type: ignore[method-assign]
+        hits = edge.search(same, k=5)
+    assert len(hits) == 5 and max(limits) == 5 + TIE_FETCH_MAX < copies
 
 
 def test_scores_that_differ_in_float64_noise_only_are_a_tie() -> None:
