@@ -220,13 +220,17 @@ class SearchFilter:
     def from_dict(cls, data: Mapping[str, Any]) -> SearchFilter:
         """Build from a plain mapping (LangChain ``filter`` kwargs); unknown keys are an error."""
         known = {name for name in cls.__dataclass_fields__ if not name.startswith("_")}
-        unknown = sorted(set(data) - known)
+        # ``dataclasses.asdict`` of a filter holds its hidden field: left out, as before it was
+        # one (older forms are not taken from outside)
+        unknown = sorted(set(data) - known - {"_older"})
         if unknown:
             raise FilterError(
                 f"unknown filter keys {unknown}; use some of {sorted(known)}, or pass a "
                 "qdrant_client.models.Filter (or its JSON form with must/should/must_not)"
             )
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known
+        }
         return cls(**values)
 
     def where(self) -> Where:
