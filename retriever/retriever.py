@@ -64,10 +64,11 @@ __all__ = ["ClaspRetriever", "is_empty_query", "span_document"]
 log = get_logger("retriever")
 
 #: Threads per store for ``ainvoke`` calls that may transcribe (``"lazy"``, ``rerank``): a
-#: transcriber runs one batch at a time, so more would only wait for its turn; a few let searches
-#: whose words are stored, and cuts, go on beside a batch. Quick searches keep the event loop's
-#: default executor to themselves.
-LAZY_WORKERS = 4
+#: transcriber runs one batch at a time and the others wait for their turn on these threads,
+#: so there are enough that searches whose words are stored, and cuts, go on beside many
+#: waiting ones (with 4, a search whose words were stored waited 7 s behind 8 queued
+#: batches). Quick searches keep the event loop's default executor to themselves.
+LAZY_WORKERS = 32
 
 #: The search options: constructor fields, ``search_kwargs`` keys and per-call keyword arguments.
 OPTIONS = (
@@ -343,7 +344,8 @@ class ClaspRetriever(BaseRetriever):
         Searches in flight on it (by any retriever in this process, in any thread or ``ainvoke``)
         give up at their next safe point (a transcription batch under way is finished and
         stored); ``close()`` waits for them, so none fails on a closed store and no thread runs
-        on after it. Later searches raise :class:`~clasp_ingest.retriever.words.Stopped`.
+        on after it (from async code, ``await asyncio.to_thread(retriever.close)`` keeps the event
+        loop running meanwhile). Later searches raise :class:`~clasp_ingest.retriever.words.Stopped`.
         """
         store, self._owned_store = self._owned_store, None
         if store is not None:
