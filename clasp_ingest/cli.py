@@ -13,6 +13,7 @@ import logging
 import os
 import select
 import signal
+import stat
 import sys
 import threading
 import traceback
@@ -90,7 +91,9 @@ def _output_full(exc: OSError) -> bool:
         return False
     try:
         fd = sys.stdout.fileno()
-        os.write(fd, b"")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a pipe or terminal has no disk (0 blocks)
+            os.write(fd, b"")  # /dev/full refuses even this
+            return False
         disk = os.fstatvfs(fd)
     except OSError as again:
         return again.errno in _NO_ROOM
@@ -148,6 +151,16 @@ def _stdout_gone() -> bool:
         return False
 
 
+def _stderr_gone() -> bool:
+    """Whether stderr is a pipe whose reader went away."""
+    try:
+        poller = select.poll()
+        poller.register(2, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null: what is left in its buffer is dropped at exit, not reported
     as one more broken pipe."""
@@ -158,8 +171,10 @@ def _silence_stdout() -> None:
 def _pipe_closed(exc: SystemExit) -> bool:
     """Whether ``exc`` is a library's own exit on a reader that went away: rich's
     ``Console.on_broken_pipe`` (a table, ``--help``) and click's handling of EPIPE both
-    ``SystemExit(1)`` while handling the ``BrokenPipeError``; every command exits 141 then."""
-    return exc.code == EXIT_ERROR and isinstance(exc.__context__, BrokenPipeError)
+    ``SystemExit(1)`` while handling the ``BrokenPipeError``; every command exits 141 then. Not
+    where stderr's reader is gone: the pipe that broke may be the ``error:`` line's, and a
+    failure keeps its status (stdout cannot be asked: rich points it at /dev/null first)."""
+    return exc.code == EXIT_ERROR and isinstance(exc.__context__, BrokenPipeError) and not _stderr_gone()
 
 
 def _cwd_gone() -> bool:
@@ -171,6 +186,16 @@ def _cwd_gone() -> bool:
     except FileNotFoundError:
         return True
     return False
+
+
+def _needs_cwd(ctx: Any) -> bool:
+    """Whether the command may load a model (CTranslate2's import dies without a current
+    folder) or read a relative path: not ``store``/``models`` commands, nor a ``--help``."""
+    # the command's name and arguments, as click's Group.invoke reads them (its name for the
+    # first part changed across click releases)
+    first = getattr(ctx, "_protected_args", None) or getattr(ctx, "protected_args", None) or []
+    args = [*first, *ctx.args]
+    return bool(args) and args[0] not in ("store", "models") and "--help" not in args and "-h" not in args
 
 
 class _Group(TyperGroup):
@@ -187,7 +212,7 @@ class _Group(TyperGroup):
                 raise
 
     def invoke(self, ctx: Any) -> Any:
-        if _cwd_gone():  # before any work: no collection is created, no model loads
+        if _cwd_gone() and _needs_cwd(ctx):  # before any work: no collection is made, no model loads
             typer.echo(
                 "error: the current folder no longer exists (deleted or moved away); cd to another "
                 "folder and run the command again",

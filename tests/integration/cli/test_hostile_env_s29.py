@@ -85,6 +85,42 @@ def test_a_table_or_help_to_a_reader_gone_exits_141(env: dict[str, str], tmp_pat
         assert store.count() > 0  # the work was done before the summary
 
 
+def test_a_failure_whose_error_line_meets_a_closed_reader_keeps_its_status(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A missing store (1) and bad usage (2) exited 141 where stderr's reader was gone, though
+    stdout's was there (reviewer 3): 141 says the output's reader went away."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        missing = subprocess.run(
+            [CLI, "store", "list", "--qdrant-path", str(tmp_path / "none")],
+            env=env, stdout=subprocess.PIPE, stderr=write, timeout=300,
+        )  # fmt: skip
+        usage = subprocess.run([CLI, "search", "cats", "--k", "0"], env=env, stdout=subprocess.PIPE,
+                               stderr=write, timeout=300)  # fmt: skip
+    finally:
+        os.close(write)
+    assert missing.returncode == 1 and usage.returncode in (1, 2)  # click exits 1 if its line fails
+
+
+def test_a_full_disk_elsewhere_is_not_called_the_output(env: dict[str, str], stored: Path) -> None:
+    """An error without a file name while stdout is a pipe: fstatvfs of a pipe says 0 blocks
+    free, so an export into a full disk was "cannot write the output" (reviewer 3)."""
+    script = (
+        "import errno, sys; from clasp_ingest.cli import _output_full; "
+        "print(_output_full(OSError(errno.ENOSPC, 'No space left on device')), file=sys.stderr)"
+    )
+    piped = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert piped.stderr.strip() == "False"
+    with Path("/dev/full").open("w") as full:
+        to_full = subprocess.run([sys.executable, "-c", script], env=env, stdout=full, stderr=subprocess.PIPE,
+                                 text=True, timeout=60)  # fmt: skip
+    assert to_full.stderr.strip() == "True"
+
+
 def test_an_output_with_no_room_says_so(env: dict[str, str], stored: Path) -> None:
     with Path("/dev/full").open("w") as full:
         done = subprocess.run(
