@@ -194,11 +194,16 @@ def _typed_text(value: str, what: str) -> str:
         return os.fsencode(value).decode("utf-8")
     except (UnicodeDecodeError, UnicodeEncodeError):
         encoding = sys.getfilesystemencoding()  # the locale's, as Python decoded the command line
-        locale = "" if encoding.lower().replace("-", "") == "utf8" else f" nor {encoding} (the locale's)"
-        raise ConfigError(
-            f"{what} is not text: its bytes are not UTF-8{locale}; type it in a UTF-8 terminal, or "
-            "set the locale to the terminal's encoding (e.g. export LC_ALL=C.UTF-8)"
-        ) from None
+        if encoding.lower().replace("-", "") == "utf8":  # the locale is right; the terminal is not
+            remedy = "the locale is UTF-8: set the terminal's encoding to UTF-8 too, and type it again"
+            locale = ""
+        else:
+            remedy = (
+                "type it in a UTF-8 terminal, or set the locale to the terminal's encoding (e.g. "
+                "export LC_ALL=C.UTF-8)"
+            )
+            locale = f" nor {encoding} (the locale's)"
+        raise ConfigError(f"{what} is not text: its bytes are not UTF-8{locale}; {remedy}") from None
 
 
 def _check_combination(k: int, rerank: int | None, group: int | None, hybrid: bool) -> None:
