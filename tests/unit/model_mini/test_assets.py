@@ -126,3 +126,27 @@ def test_a_cache_that_cannot_be_written_is_one_model_error_naming_it(tmp_path: P
         ModelLoadError, match=r"model cache '.*a-file/sub' cannot be written .*XDG_CACHE_HOME"
     ):
         whisper_base_ct2_dir(blocker / "sub")
+
+
+def test_an_installed_part_that_cannot_be_read_is_named_not_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # packages installed under umask 077, read by a service user: "the model cache cannot be
+    # written" sent the user to XDG_CACHE_HOME (reviewer 3)
+    source = assets.WHISPER_BASE_SOURCES[0]
+    dirs = assets._source_dirs(source)
+    if dirs is None:
+        pytest.skip("the Whisper-base packages are not installed")
+    part = dirs[source.parts[0][0]] / source.parts[0][1]
+    real_open = Path.open
+
+    def refused(self: Path, *args: object, **kwargs: object) -> object:
+        if self == part:
+            raise PermissionError(13, "Permission denied", str(part))
+        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", refused)
+    with pytest.raises(
+        ModelLoadError, match=r"cannot read '.*' of the Whisper-base packages \(Permission denied\)"
+    ):
+        assets.whisper_base_ct2_dir(tmp_path / "cache")
