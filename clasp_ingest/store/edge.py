@@ -677,6 +677,9 @@ class EdgeStore(QdrantStore):
             number = _engine_errno(exc)
             if number in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise StoreError(_refused(self.path, number, exc)) from exc
+            not_the_files = self._not_the_files(number, "opening", exc)
+            if not_the_files is not None:  # out of memory (ulimit -v) was "damaged; --recreate"
+                raise StoreError(not_the_files) from exc
             raise _ShardError(f"cannot open the embedded Qdrant store {shard_dir!r}: {exc}") from exc
         return _Shard(shard, self._engine_error)
 

@@ -116,3 +116,18 @@ def test_a_store_folder_moved_away_while_writing_is_said_so(tmp_path: Path) -> N
     assert "is damaged" in str(in_place)  # a file missing from a folder still there: damage
     assert isinstance(moved, StoreError) and "damaged" not in str(moved)
     assert f"its folder {str(store_dir / COLLECTION)!r} is gone (moved or deleted" in str(moved)
+
+
+def test_a_shard_that_cannot_be_opened_for_memory_is_not_called_damaged(tmp_path: Path) -> None:
+    # `store list` under `ulimit -v` 400 MB said "damaged: its shard cannot be opened (... Out of
+    # memory ... (os error 12)); ingest again with --recreate" of an intact store (tester 5)
+    message = "Service runtime error: Out of memory, free: 0, IO Error: Cannot allocate memory (os error 12)"
+
+    def out_of_memory(path: str) -> None:
+        raise Exception(message)
+
+    with open_store(path=_filled(tmp_path / "q")) as store:
+        assert isinstance(store, EdgeStore)
+        with pytest.raises(StoreError, match=r"opening the embedded store .* out of memory") as raised:
+            store._open(out_of_memory, None)
+    assert "damaged" not in str(raised.value) and "--recreate" not in str(raised.value)
