@@ -142,9 +142,7 @@ def _tolerant_output() -> None:
 def _stdout_gone() -> bool:
     """Whether stdout is a pipe whose reader went away (poll reports an error on its end)."""
     try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+        return _reader_gone(sys.stdout.fileno())
     except (OSError, ValueError):  # no file descriptor (a test runner's buffer): as before
         return True
     except AttributeError:  # stdout closed (>&-): no pipe to have broken
@@ -154,11 +152,16 @@ def _stdout_gone() -> bool:
 def _stderr_gone() -> bool:
     """Whether stderr is a pipe whose reader went away."""
     try:
-        poller = select.poll()
-        poller.register(2, select.POLLOUT)
-        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+        return _reader_gone(2)
     except (OSError, ValueError):
         return False
+
+
+def _reader_gone(fd: int) -> bool:
+    """Whether ``fd`` is a pipe whose reader went away (poll reports an error on its end)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
 def _silence_stdout() -> None:

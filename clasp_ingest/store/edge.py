@@ -24,7 +24,7 @@ import re
 import shutil
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -185,24 +185,24 @@ def _full_disk(location: str, detail: str) -> StoreFullError:
 
 def _disk_bytes(folder: Path) -> int:
     """The disk space the files under ``folder`` take (their allocated blocks)."""
-    total = 0
-    for root, _, files in os.walk(folder):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += (Path(root) / name).lstat().st_blocks * 512
-    return total
+    return sum(stat.st_blocks * 512 for stat in _file_stats(folder))
 
 
 def _hole_bytes(folder: Path) -> int:
     """The space the files under ``folder`` may still take: their sizes less their allocated
     blocks (the engine makes its memory-mapped files sparse; ``cp`` keeps them so)."""
-    total = 0
+    return sum(max(0, stat.st_size - stat.st_blocks * 512) for stat in _file_stats(folder))
+
+
+def _file_stats(folder: Path) -> Iterator[os.stat_result]:
+    """``lstat`` of every file under ``folder`` that can be asked."""
     for root, _, files in os.walk(folder):
         for name in files:
-            with contextlib.suppress(OSError):
+            try:
                 stat = (Path(root) / name).lstat()
-                total += max(0, stat.st_size - stat.st_blocks * 512)
-    return total
+            except OSError:
+                continue
+            yield stat
 
 
 def _edge() -> Any:
