@@ -43,7 +43,8 @@ class BlockedAddressError(ConnectorError):
         self.address = address
         self.problem = problem
         where = host if host == address else f"{host} ({address})"
-        super().__init__(f"{where} is a {problem} address, refused; {ALLOW_PRIVATE_HINT}")
+        article = "an" if problem[:1].lower() in "aeiou" else "a"  # "an unspecified", "an IPv4-in-IPv6"
+        super().__init__(f"{where} is {article} {problem} address, refused; {ALLOW_PRIVATE_HINT}")
 
 
 def _checks(ip: _IPAddress) -> list[tuple[bool, str]]:

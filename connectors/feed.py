@@ -27,6 +27,14 @@ A feed is a document from elsewhere, and its titles are stored with every span o
 episode: titles longer than :data:`TITLE_MAX` characters and other texts (guid, link, date)
 longer than :data:`TEXT_MAX` are cut (ending in ``…``), and an episode whose enclosure URL is
 longer than :data:`URL_MAX` is skipped, with one warning naming the feed.
+
+A feed that is not well-formed XML (feedparser's ``bozo`` flag: an unescaped ``&``, an
+undefined entity, a wrong charset declaration: common in real podcast feeds) is read with
+feedparser's lenient parser, its episodes listed, and one warning names the feed, the error
+and its line. One that ends inside an open element (a download cut short, a damaged file)
+lists the episodes before the cut and the feed itself as a failed item (``LISTING_ERROR``):
+the run exits 3 and the next one reads the feed again. The episode the cut runs through is
+left out: its title or date may be missing, and would be stored as read.
 """
 
 from __future__ import annotations
@@ -35,12 +43,15 @@ import io
 import logging
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
+from xml.parsers.expat import errors as expat_errors
+from xml.sax import SAXParseException
 
 from clasp_ingest.connectors.base import OpenOptions, copy_limited, is_media_name, unreadable_ref
 from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, fetch_page, open_http
@@ -120,6 +131,7 @@ class FeedConnector:
         self._open_options = open_options or OpenOptions()
         self._cuts: Counter[str] = Counter()  # what the last listing cut or skipped, for its warning
         self._warned = False
+        self._damage_warned = False
 
     @property
     def source(self) -> str:
@@ -129,6 +141,25 @@ class FeedConnector:
         return f"FeedConnector({self._shown!r})"
 
     def discover(self) -> Iterator[MediaRef]:
+        base, parsed, damage = self._parse()
+        entries = parsed.entries[:-1] if damage is not None and damage.in_entry else parsed.entries
+        self._check_readable(parsed, entries, damage)
+        self._cuts.clear()
+        feed_title = self._fit(_title(parsed.feed), TITLE_MAX, "feed title")
+        language = feed_language(parsed.feed.get("language"))
+        seen: set[str] = set()
+        for entry in entries:
+            ref = self._episode(entry, base, feed_title, language)
+            if ref is not None and ref.media_id not in seen:
+                seen.add(ref.media_id)
+                yield ref
+        self._warn_cuts()
+        if damage is not None:
+            yield from self._damaged(damage, len(entries))
+
+    def _parse(self) -> tuple[str, Any, _Damage | None]:
+        """The feed's base URL (:meth:`_fetch`), feedparser's result, and what is wrong with the
+        document (None where it is well-formed)."""
         import feedparser
 
         # Only titles, dates and links are read, never the episodes' HTML bodies: cleaning those
@@ -136,22 +167,30 @@ class FeedConnector:
         # with long show notes (3 MB: 6.7 s → 0.7 s). Links and enclosures are resolved the same.
         base, document = self._fetch()
         parsed = feedparser.parse(document, sanitize_html=False, resolve_relative_uris=False)
-        if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
-            reason = parsed.get("bozo_exception", "not RSS or Atom")
-            raise ConnectorError(
-                f"{self._shown!r} is not a readable RSS/Atom feed ({reason}); check that the URL is "
-                "the feed itself, not its web page (a page of media links: --no-feed)"
+        return base, parsed, _damage(parsed, document)
+
+    def _check_readable(self, parsed: Any, entries: list[Any], damage: _Damage | None) -> None:
+        """Raise where the document gave no episode and is damaged, or is not RSS or Atom."""
+        if entries or (damage is None and parsed.get("version")):
+            return
+        if damage is not None and damage.cut and parsed.get("version"):
+            raise ConnectorError(f"{self._ends_early(damage)}: no episode was read before the cut; try again")
+        reason = parsed.get("bozo_exception", "not RSS or Atom")
+        raise ConnectorError(
+            f"{self._shown!r} is not a readable RSS/Atom feed ({reason}); check that the URL is "
+            "the feed itself, not its web page (a page of media links: --no-feed)"
+        )
+
+    def _damaged(self, damage: _Damage, episodes: int) -> Iterator[MediaRef]:
+        """Warn that the feed is not well-formed, and list it as failed where it was cut short
+        (the run exits 3, and the next one reads it again: a feed has no version to skip it by)."""
+        self._warn_damage(damage, episodes)
+        if damage.cut:
+            yield unreadable_ref(
+                self._shown,
+                f"{self._ends_early(damage)}: only its {episodes} episode(s) before the cut were "
+                "read; the next run reads it again (episodes stored by now are skipped)",
             )
-        self._cuts.clear()
-        feed_title = self._fit(_title(parsed.feed), TITLE_MAX, "feed title")
-        language = feed_language(parsed.feed.get("language"))
-        seen: set[str] = set()
-        for entry in parsed.entries:
-            ref = self._episode(entry, base, feed_title, language)
-            if ref is not None and ref.media_id not in seen:
-                seen.add(ref.media_id)
-                yield ref
-        self._warn_cuts()
 
     @contextmanager
     def open(self, ref: MediaRef) -> Iterator[str]:
@@ -275,6 +314,32 @@ class FeedConnector:
             self._shown, "; ".join(parts), TITLE_MAX, TEXT_MAX,
         )  # fmt: skip
 
+    def _ends_early(self, damage: _Damage) -> str:
+        return (
+            f"feed {self._shown!r} ends early, inside an open element ({damage.error}; a download "
+            "cut short, or a damaged file)"
+        )
+
+    def _warn_damage(self, damage: _Damage, episodes: int) -> None:
+        """One warning (once per connector, as :meth:`_warn_cuts`) that the feed is not
+        well-formed: feedparser read it with its lenient parser, which may misread or drop the
+        episodes near the error, and nothing else would tell."""
+        if self._damage_warned:
+            return
+        self._damage_warned = True
+        if damage.cut:
+            read = " before the document ends inside an open element (a download cut short or a damaged file)"
+        elif damage.lenient:
+            read = ", those near the error may be missing or misread; ask the feed's publisher to fix it"
+        else:
+            read = ", their texts may show wrong characters; ask the feed's publisher to fix it"
+        log.warning(
+            "feed %r is not well-formed (%s); %s: %d episode(s) found%s",
+            self._shown, damage.error,
+            "read with a lenient parser" if damage.lenient else "read as feedparser's guess of its charset",
+            episodes, read,
+        )  # fmt: skip
+
     def _enclosure(self, base: str, href: str) -> tuple[str, bool]:
         """The real URL of an enclosure written ``href``, and whether it is a local file of a
         local feed (recorded as a folder ingest records the file: one media id)."""
@@ -333,6 +398,72 @@ class FeedConnector:
             title=title,
             metadata=metadata,
         )
+
+
+#: expat's errors at the end of a document still inside an open element (or a token, a
+#: character, a CDATA section): a document cut short.
+_CUT_SHORT = frozenset(
+    expat_errors.codes[message]
+    for message in (
+        expat_errors.XML_ERROR_NO_ELEMENTS,
+        expat_errors.XML_ERROR_UNCLOSED_TOKEN,
+        expat_errors.XML_ERROR_PARTIAL_CHAR,
+        expat_errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
+    )
+)
+#: The end tag of an RSS (``</rss>``, RSS 1.0's ``</rdf:RDF>``) or Atom (``</feed>``) document.
+_ROOT_END = re.compile(r"</\s*(?:[\w.-]+:)?(?:rss|rdf|feed)\s*>", re.IGNORECASE)
+#: A start or end tag of an episode (``<item>``, ``</entry>``; ``<itemCount>`` is not one).
+_ENTRY_TAG = re.compile(r"<(/?)\s*(?:[\w.-]+:)?(?:item|entry)[\s/>]", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Damage:
+    """What is wrong with a feed feedparser flagged (``bozo``): its error, with its line where
+    the XML parser gave one; whether the document ends inside an open element (``cut``);
+    whether it ends inside an episode (``in_entry``: the last one feedparser read, in part); and
+    whether the XML parser failed, so that feedparser's lenient one read it (``lenient``; else
+    only its charset declaration was wrong)."""
+
+    error: str
+    cut: bool
+    in_entry: bool
+    lenient: bool
+
+
+def _damage(parsed: Any, document: bytes) -> _Damage | None:
+    """How ``document`` (parsed into ``parsed``) is damaged; None when it is well-formed.
+
+    A cut is expat's error at the document's end, or, where expat stopped earlier (at an
+    unescaped ``&``), an RSS or Atom document without its root's end tag."""
+    if not parsed.get("bozo"):
+        return None
+    exc = parsed.get("bozo_exception")
+    code = None
+    lenient = isinstance(exc, SAXParseException)
+    if isinstance(exc, SAXParseException):
+        error = f"line {exc.getLineNumber()}, column {exc.getColumnNumber()}: {exc.getMessage()}"
+        code = getattr(exc.getException(), "code", None)
+    else:  # a charset declaration the bytes do not match (feedparser's CharacterEncodingOverride)
+        error = str(exc or "not well-formed")
+    text = _text_of(document, str(parsed.get("encoding") or "utf-8"))
+    rooted = str(parsed.get("version", "")).startswith(("rss", "atom"))
+    cut = code in _CUT_SHORT or (rooted and _ROOT_END.search(text) is None)
+    return _Damage(error, cut, cut and _ends_inside_entry(text), lenient)
+
+
+def _ends_inside_entry(text: str) -> bool:
+    """Whether the last episode tag of ``text`` is a start tag (an ``<item>`` not closed)."""
+    last = deque(_ENTRY_TAG.finditer(text), maxlen=1)
+    return bool(last) and not last[0][1]
+
+
+def _text_of(document: bytes, encoding: str) -> str:
+    """``document`` decoded as feedparser read it (damaged bytes replaced), to look for tags."""
+    try:
+        return document.decode(encoding, errors="replace")
+    except LookupError:
+        return document.decode("utf-8", errors="replace")
 
 
 def _local_version(enclosure: str) -> str | None:

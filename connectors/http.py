@@ -4,7 +4,12 @@ Built on :mod:`http.client` in the calling thread. fsspec's HTTP ran on its own 
 thread, where a trickling server kept a download alive for half an hour and Ctrl-C did not
 reach it; here every read waits at most until the next limit can fail (read timeout, the
 download's deadline, the minimum average rate), a watchdog cuts the socket at the deadline
-(also mid-headers), and SIGINT interrupts the read at once.
+(also mid-headers), another where the minimum rate fails while the headers still arrive (a
+server may send them a byte at a time), and SIGINT interrupts the read at once.
+
+Nothing here asks for a byte range, so a ``206 Partial Content`` answer of less than the whole
+file is refused, and a body that ends short of the file's size (Content-Range's, or the one
+its listing recorded where the body itself has no length) fails as a broken download.
 
 Redirects are followed by hand (http(s) only, at most five), each hop's host checked at
 connect time unless the user typed it (:mod:`clasp_ingest.connectors.addresses`). A page's
@@ -23,6 +28,7 @@ from __future__ import annotations
 import http.client
 import io
 import math
+import re
 import socket
 import threading
 import time
@@ -80,6 +86,8 @@ _DECODED = frozenset({"gzip", "x-gzip", "deflate"})
 _UNENCODED = frozenset({"", "identity", "none"})
 #: Longest file name taken from a Content-Disposition header.
 _NAME_MAX = 255
+#: ``Content-Range: bytes FIRST-LAST/SIZE`` (SIZE ``*``: unknown).
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 
 #: Requests in flight in any thread, so that :func:`abort_downloads` can cut them.
 _IN_FLIGHT: set[_Budget] = set()
@@ -124,6 +132,8 @@ class _Budget:
         self.ends = self.started + options.deadline_s
         self.total = 0
         self.aborted = False
+        #: The minimum rate failed while the headers still arrived (:func:`_read_headers`).
+        self.slow_headers = False
         #: The request's socket (``HTTPConnection.sock`` lets go of it once the response owns it).
         self.sock: socket.socket | None = None
         self._marks: deque[tuple[float, int]] = deque([(self.started, 0)])
@@ -160,11 +170,12 @@ class _Budget:
         now = time.monotonic()
         if now >= self.ends:
             raise self.deadline_error()
-        if now >= self.rate_fails_at():
+        if self.slow_headers or now >= self.rate_fails_at():
+            got = "its headers unfinished after" if self.slow_headers else f"{self.total} bytes in"
             raise ConnectorError(
                 f"{self.shown}: slower than the minimum download rate of "
                 f"{self.options.min_rate_bytes_s:g} bytes/s over {self.options.rate_window_s:g} s "
-                f"({self.total} bytes in {now - self.started:.0f} s); {_RATE_FIX}"
+                f"({got} {now - self.started:.0f} s); {_RATE_FIX}"
             )
 
     def deadline_error(self) -> ConnectorError:
@@ -252,7 +263,7 @@ def _send(
         conn.request(method, request_path(url), headers=_HEADERS)
         budget.sock = conn.sock
         _wait_limit(budget)
-        response = conn.getresponse()
+        response = _read_headers(conn, budget)
     except BlockedAddressError as exc:
         raise RefusedError(f"refused {budget.shown}: {exc}") from None
     except http.client.InvalidURL:  # its text quotes the URL unredacted
@@ -267,6 +278,27 @@ def _send(
         ) from None
     budget.check()  # the deadline's watchdog may have cut the headers short
     return response
+
+
+def _read_headers(conn: http.client.HTTPConnection, budget: _Budget) -> http.client.HTTPResponse:
+    """``conn.getresponse()``, its socket cut where the minimum rate fails first: each read of
+    the headers waits at most until a limit can fail, but between reads nothing is checked, so
+    a server sending them a byte a second held the request until the deadline (an hour)."""
+    fails_in = budget.rate_fails_at() - time.monotonic()
+    if math.isinf(fails_in):
+        return conn.getresponse()
+    timer = threading.Timer(max(0.0, fails_in), _headers_too_slow, (budget,))
+    timer.daemon = True
+    timer.start()
+    try:
+        return conn.getresponse()
+    finally:
+        timer.cancel()
+
+
+def _headers_too_slow(budget: _Budget) -> None:
+    budget.slow_headers = True
+    _cut(budget)
 
 
 def request_path(url: str) -> str:
@@ -433,7 +465,8 @@ def _chunks(response: http.client.HTTPResponse, budget: _Budget) -> Iterator[byt
         except (OSError, http.client.HTTPException) as exc:
             budget.check()
             raise TransientConnectorError(
-                f"{budget.shown}: the download broke off ({exc!r}); try again"
+                f"{budget.shown}: the download broke off after {budget.total} bytes ({_broke_off(exc)}); "
+                "try again"
             ) from None
         if not chunk:
             break
@@ -445,6 +478,41 @@ def _chunks(response: http.client.HTTPResponse, budget: _Budget) -> Iterator[byt
         raise TransientConnectorError(
             f"{budget.shown}: the server closed the connection after {budget.total} bytes, "
             f"{response.length} bytes short of its Content-Length; try again"
+        )
+
+
+def _broke_off(exc: Exception) -> str:
+    """Why a body broke off, in words: ``IncompleteRead(0 bytes read)`` read as Python, and
+    counted the bytes of the chunk it was reading only."""
+    if isinstance(exc, http.client.IncompleteRead):
+        return "its chunked body is cut short or malformed"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _whole_size(response: http.client.HTTPResponse, budget: _Budget) -> int | None:
+    """The file's whole size that a Content-Range gives (None: none). A ``206 Partial Content``
+    answer of less than the whole file is refused: nothing here asks for a range, and it was
+    stored as the file (the first third of an episode, without a word where Opus hides the cut)."""
+    found = _CONTENT_RANGE.fullmatch((response.getheader("Content-Range") or "").strip())
+    size = int(found[3]) if found and found[3] != "*" else None
+    whole = found is not None and size is not None and int(found[1]) == 0 and int(found[2]) == size - 1
+    if response.status == 206 and not whole:
+        part = f" (bytes {found[1]}-{found[2]} of {found[3]})" if found else ""
+        raise HttpStatusError(
+            f"{budget.shown} answered with part of the file{part}, HTTP 206 Partial Content, although "
+            "the whole file was asked for: its server (or a cache in between) is at fault; try again "
+            "later, or download it with another tool and ingest the file",
+            206,
+        )
+    return size
+
+
+def _check_size(budget: _Budget, received: int, size: int | None, said: str) -> None:
+    """Raise where fewer than ``size`` bytes arrived (the file's size as ``said``): a body cut
+    short without a length of its own ends as a whole one does."""
+    if size is not None and received < size:
+        raise TransientConnectorError(
+            f"{budget.shown}: the download broke off after {received} bytes of the {size} {said}; try again"
         )
 
 
@@ -464,7 +532,9 @@ def _copy(response: http.client.HTTPResponse, writer: IO[bytes], budget: _Budget
     return written
 
 
-def _stream(target: Target, writer: IO[bytes], options: OpenOptions) -> tuple[str, int]:
+def _stream(
+    target: Target, writer: IO[bytes], options: OpenOptions, expected_size: int | None = None
+) -> tuple[str, int]:
     """Stream ``target`` into ``writer``; the URL finally fetched (after redirects) and the byte count."""
     budget = _Budget(target, options)
     with _response(target, budget) as (url, response):
@@ -472,22 +542,34 @@ def _stream(target: Target, writer: IO[bytes], options: OpenOptions) -> tuple[st
         encoding = _encoding(response, budget)  # then the length is not the size written
         if not encoding and length.isdigit() and int(length) > options.max_bytes:
             raise MediaTooLargeError(budget.uri, options.max_bytes)
-        return url, _copy(response, writer, budget, encoding)
+        whole = _whole_size(response, budget)
+        unbounded = response.length is None and not response.chunked  # it ends when the server closes
+        written = _copy(response, writer, budget, encoding)
+        _check_size(budget, budget.total, whole, "its Content-Range gives")
+        if unbounded and not encoding:
+            _check_size(budget, written, expected_size, "its listing recorded")
+        return url, written
 
 
-def download(target: Target, writer: IO[bytes], options: OpenOptions) -> int:
-    """Stream ``target`` into ``writer`` within ``options``' limits; the byte count."""
-    return _stream(target, writer, options)[1]
+def download(
+    target: Target, writer: IO[bytes], options: OpenOptions, *, expected_size: int | None = None
+) -> int:
+    """Stream ``target`` into ``writer`` within ``options``' limits; the byte count.
+
+    ``expected_size``: the file's size as listed (a HEAD's Content-Length); a body without a
+    length of its own that ends before it fails as a broken download."""
+    return _stream(target, writer, options, expected_size)[1]
 
 
 @contextmanager
-def open_http(target: Target, options: OpenOptions) -> Iterator[str]:
-    """Download ``target`` into a temporary file and yield its path; the file goes on exit."""
+def open_http(target: Target, options: OpenOptions, *, expected_size: int | None = None) -> Iterator[str]:
+    """Download ``target`` into a temporary file and yield its path; the file goes on exit
+    (``expected_size``: as :func:`download`)."""
     _check_url(target.url, target.shown)
     suffix = PurePosixPath(urlsplit(target.url).path).suffix[:8]
     with temporary_target(suffix, options) as path:
         with path.open("wb") as writer:
-            download(target, writer, options)
+            download(target, writer, options, expected_size=expected_size)
         yield str(path)
 
 

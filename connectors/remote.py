@@ -221,7 +221,8 @@ class FsspecConnector:
         if scheme_of(url) in HTTP_SCHEMES:
             if isinstance(size, int) and size > self._open_options.max_bytes:
                 raise MediaTooLargeError(ref.uri, self._open_options.max_bytes)
-            with open_http(self._target(url), self._open_options) as local:
+            listed = size if isinstance(size, int) else None  # a body without a length is checked by it
+            with open_http(self._target(url), self._open_options, expected_size=listed) as local:
                 yield local
             return
         with open_remote(
