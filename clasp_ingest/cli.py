@@ -75,7 +75,7 @@ def _describe(exc: BaseException) -> str:
     first = detail[0] if detail else ""
     return (
         f"unexpected {type(exc).__name__}: {first} (please report it with the output of the same "
-        "command run with -vv)"
+        "command run with -vv before the command's name: clasp-ingest -vv COMMAND ...)"
     )
 
 
