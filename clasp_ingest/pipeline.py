@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextvars
 import itertools
 import logging
+import math
+import numbers
 import os
 import queue
 import threading
@@ -153,6 +155,13 @@ class PipelineOptions:
     prune: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("embed_batch_size", "prefetch_segments", "retries"):  # None failed deep inside
+            count = getattr(self, name)
+            if isinstance(count, bool) or not isinstance(count, numbers.Integral):
+                raise ConfigError(f"PipelineOptions.{name} must be a whole number, got {count!r}")
+        delay = self.retry_delay_s
+        if isinstance(delay, bool) or not isinstance(delay, numbers.Real) or not math.isfinite(delay):
+            raise ConfigError(f"PipelineOptions.retry_delay_s must be a finite number, got {delay!r}")
         if self.embed_batch_size < 1:
             raise ConfigError(f"PipelineOptions.embed_batch_size must be >= 1, got {self.embed_batch_size}")
         if self.prefetch_segments < 0 or self.retries < 0 or self.retry_delay_s < 0:
@@ -398,13 +407,18 @@ def _embedded(
         yield [s.segment for s in batch], vectors
 
 
-def _prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
-    """Run ``items`` on a daemon thread, ``depth`` ahead; errors re-raise in the consumer."""
+def _prefetched(items: Iterator[T], depth: int, stop: threading.Event | None = None) -> Iterator[T]:
+    """Run ``items`` on a daemon thread, ``depth`` ahead; errors re-raise in the consumer.
+
+    When the consumer stops (Ctrl-C, an error, closing) it sets ``stop`` and waits for the
+    thread: ``items`` must check ``stop`` itself where it can take long without an item (the
+    decode of a long silence gives no segment; it was checked only between items, so a Ctrl-C
+    waited for the whole file, hours for a damaged header's 1 Hz WAV)."""
     if depth == 0:
         yield from items
         return
     buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    stop = stop if stop is not None else threading.Event()
 
     def produce() -> None:
         try:
@@ -461,12 +475,14 @@ def _speech_of(
     languages: list[str] | None = None,
     tracks: list[int] | None = None,
     mixes: list[str] | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[SpeechSegment]:
     """Decode ``local`` (counting samples into ``samples[0]``, collecting ``warnings`` on
     damaged data, the audio track's language tag into ``languages``, the number of audio
     tracks into ``tracks``, and ``"even"`` into ``mixes`` when its channels, having no layout,
     are mixed alike) and segment it as it streams. Damaged data is kept and warned about
-    unless ``options.decode`` is strict."""
+    unless ``options.decode`` is strict. The decode ends at its next read once ``stop`` is set,
+    and at its next block once the run is stopping (:func:`items_stopping`), speech or not."""
     from clasp_ingest.media.decode import DecodeOptions, stream_audio
     from clasp_ingest.media.segment import segment_blocks
 
@@ -482,7 +498,9 @@ def _speech_of(
             on_tracks=tracks.append if tracks is not None else None,
             on_even_mix=(lambda: mixes.append("even")) if mixes is not None else None,
             shown=_shown(ref),
+            stop=stop,
         ):
+            _check_not_stopping(ref.uri)
             samples[0] += len(block)
             yield block
 
@@ -558,8 +576,11 @@ def ingest_media(
     mixes: list[str] = []
     with _opened(connector, ref, fetch) as local:
         cut = hearing.time(lambda: _media_words(local, ref, model, opts)) if opts.transcribe else None
+        stop = threading.Event()  # set when the consumer of the prefetched segments stops
         speech = _prefetched(
-            _speech_of(local, ref, opts, samples, warnings, languages, tracks, mixes), opts.prefetch_segments
+            _speech_of(local, ref, opts, samples, warnings, languages, tracks, mixes, stop),
+            opts.prefetch_segments,
+            stop,
         )
         batches: Iterable[Batch] = _embedded(
             _timed_iter(speech, decode),

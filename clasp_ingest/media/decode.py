@@ -14,7 +14,9 @@ warning per item goes to ``on_warning`` (and the log).
 Timestamps: the audio filter ``aresample=async=1:first_pts=0`` pads the start with
 silence when the audio stream begins after the start of the media (a video whose audio
 starts at an offset), so sample ``n`` of the output is at ``n / sample_rate`` seconds of
-the media timeline. MPEG transport and program streams (``.ts``, ``.m2ts``, ``.mpg``,
+the media timeline. A jump of over ten minutes in a stream's packet times (:data:`_TIMESTAMP_JUMP_S`:
+a damaged time, or a long gap in a recording) is not followed: the audio after it follows on by
+its samples, with a warning. MPEG transport and program streams (``.ts``, ``.m2ts``, ``.mpg``,
 ``.vob``...) need more: ffmpeg moves their start to that of the streams it uses, so there
 the video streams are copied to a null output too (no decoding), and the start stays the
 media's.
@@ -42,12 +44,15 @@ sample far past any audio (:data:`_DAMAGED`) is damage, decoded as silence like 
 from __future__ import annotations
 
 import errno
+import math
+import numbers
 import os
 import re
 import select
 import shutil
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from dataclasses import dataclass
@@ -56,12 +61,13 @@ from typing import IO
 
 import numpy as np
 
-from clasp_ingest.errors import ConfigError, MediaDecodeError
+from clasp_ingest.errors import ConfigError, IngestInterrupted, MediaDecodeError
 from clasp_ingest.log import get_logger
 from clasp_ingest.media.wav import WavLength, wav_length
 
 __all__ = [
     "EVEN_MIX",
+    "MAX_READ_TIMEOUT_S",
     "REFERENCING_DEMUXERS",
     "DecodeOptions",
     "decode_audio",
@@ -115,6 +121,34 @@ _MPEG_STREAM_SUFFIXES = frozenset(
     {".ts", ".m2ts", ".mts", ".m2t", ".tp", ".trp", ".mpg", ".mpeg", ".m2p", ".vob", ".mod", ".tod"}
 )
 _RESAMPLE = "aresample=async=1:first_pts=0"
+#: The largest jump in a stream's packet times that the timeline follows (seconds). ``_RESAMPLE``
+#: fills a jump with silence and drops as much audio where the times come back: one flipped bit
+#: in one WMA packet's time (+4194 s) padded 50 minutes (3.1 GB in ffmpeg, which then gave up)
+#: and lost the 12 s of speech after it. ffmpeg's ``-dts_error_threshold`` takes the times off a
+#: packet further than this from where its stream has got to (the audio follows on by its
+#: samples). Ten minutes: a real gap in a recording (an Opus track silent while its speaker was
+#: muted) keeps the media's timeline up to it, so spans stay where a player finds them, and the
+#: silence filled for a damaged time stays bounded (about 0.2 GB at 48 kHz stereo in ffmpeg). A
+#: stream's first packet is never checked: a late audio start keeps its lead. A longer gap is
+#: closed up, and said so (:func:`_jumped`).
+_TIMESTAMP_JUMP_S = 600
+_TIMESTAMP_ARGS = ("-dts_error_threshold", str(_TIMESTAMP_JUMP_S))
+#: ffmpeg's line for a packet time it took off: ``DTS 4198019, next:3668000 st:0 invalid dropping``
+#: (the packet's time in its stream's units; where the stream had got to, in microseconds).
+_DROPPED_TIME_RE = re.compile(r"^[DP]TS -?\d+, next:(?P<next>-?\d+) .*invalid dropping")
+#: The lowest input sample rate decoded: under it no speech is left (2 kHz keeps only what is
+#: under 1 kHz; speech needs 300-3400 Hz), and every real recording's is far above (telephone
+#: 8 kHz; VOC's lowest, 3.9 kHz). A damaged header's rate (1 Hz) made a 3 MB WAV 196 hours of
+#: audio, upsampled for hours.
+_MIN_INPUT_RATE = 2000
+_INPUT_RATE_RE = re.compile(r", (?P<rate>\d+) Hz\b")
+#: Decoding errors in a row, with no audio coming out, that make a file damaged beyond reading
+#: (a corrupt header: ffmpeg rejected 744,688 one-byte packets, two lines each, and our log
+#: reader took 60 s for them, reported as a stalled stream). A damaged stretch that ffmpeg
+#: reads past reports a few hundred.
+_ERROR_RUN = 10_000
+#: How often a wait for ffmpeg's output checks that it need not stop (seconds).
+_POLL_S = 0.1
 #: A mono downmix weighing every channel alike: ``pan``'s sum of every channel a track can
 #: have, ``<`` weighing the ones it has alike (what a track without a channel layout gets; span
 #: cuts of such an item use it too, told by its points' ``metadata.channel_mix``).
@@ -150,6 +184,11 @@ _SHORTFALL_MIN_S = 1.0
 _SHORTFALL_FRACTION = 0.01
 
 
+#: The longest ``DecodeOptions.read_timeout_s``: a day (as ``CLASP_READ_TIMEOUT_S``). ``inf``
+#: or a few hundred years overflowed ``select()`` ("timestamp out of range for platform time_t").
+MAX_READ_TIMEOUT_S = 86_400
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     """How ffmpeg decodes a media item.
@@ -168,12 +207,21 @@ class DecodeOptions:
     strict: bool = True
 
     def __post_init__(self) -> None:
+        for field in ("sample_rate", "block_s", "read_timeout_s"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ConfigError(f"DecodeOptions.{field} must be a finite number, got {value!r}")
         if self.sample_rate < 1000:
             raise ConfigError(f"DecodeOptions.sample_rate must be >= 1000 Hz, got {self.sample_rate}")
         if not 0 < self.block_s <= 600:
             raise ConfigError(f"DecodeOptions.block_s must be in (0, 600] seconds, got {self.block_s}")
         if self.read_timeout_s <= 0:
             raise ConfigError(f"DecodeOptions.read_timeout_s must be > 0, got {self.read_timeout_s}")
+        if self.read_timeout_s > MAX_READ_TIMEOUT_S:  # a longer wait overflowed select(): every item failed
+            raise ConfigError(
+                f"DecodeOptions.read_timeout_s must be at most {MAX_READ_TIMEOUT_S:g} s (a day), "
+                f"got {self.read_timeout_s:g}"
+            )
 
     @property
     def block_bytes(self) -> int:
@@ -309,6 +357,7 @@ def stream_audio(
     on_tracks: Callable[[int], None] | None = None,
     on_even_mix: Callable[[], None] | None = None,
     shown: str | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield float32 mono blocks of ``options.block_s`` seconds (the last one shorter).
 
@@ -329,19 +378,22 @@ def stream_audio(
 
     ``shown``: what warnings and errors call the input, where ``source`` is not what the user
     gave (a download's temporary file: its URL, which tells which item it was).
+
+    ``stop``: set from another thread, the decode ends at its next read (within 0.1 s, even
+    while ffmpeg writes nothing), raising :class:`~clasp_ingest.errors.IngestInterrupted`.
     """
     opts = options or DecodeOptions()
-    name = _check_source(source)
+    name = _check_source(source, shown)
     wav = None if is_url(name) else wav_length(name.removeprefix("file:"))  # as ffmpeg's file: names it
     label = shown or name
     told = (on_warning, on_language, on_tracks)
     try:
         try:
-            yield from _stream(name, label, opts, *told, wav, every_channel=False)
+            yield from _stream(name, label, opts, *told, wav, every_channel=False, stop=stop)
         except _UnlabelledChannels:
             if on_even_mix is not None:
                 on_even_mix()
-            yield from _stream(name, label, opts, *told, wav, every_channel=True)
+            yield from _stream(name, label, opts, *told, wav, every_channel=True, stop=stop)
     except MediaDecodeError as exc:
         if exc.source != name or label == name:
             raise
@@ -364,6 +416,7 @@ def _stream(
     wav: WavLength | None,
     *,
     every_channel: bool,
+    stop: threading.Event | None = None,
 ) -> Iterator[np.ndarray]:
     short_header_s = wav.declared_s if wav is not None and wav.read_to_end else None  # read on past it
     process = _start_ffmpeg(name, opts, every_channel=every_channel, ignore_length=short_header_s is not None)
@@ -372,7 +425,9 @@ def _stream(
     not_numbers = 0
     rescale = _Rescale()
     try:
-        for block in _read_blocks(process, name, opts, stderr):
+        for block in _read_blocks(process, name, opts, stderr, stop):
+            if samples == 0 and stderr.audio_seen.wait(2.0):
+                _check_input_rate(name, stderr)
             if samples == 0 and not every_channel and stderr.audio_seen.wait(2.0) and stderr.guessed_layout:
                 raise _UnlabelledChannels
             finite = np.isfinite(block)
@@ -393,6 +448,8 @@ def _stream(
         if short_header_s is not None:
             _undeclared(label, short_header_s, samples / opts.sample_rate, on_warning)
         _check_damage(label, samples / opts.sample_rate, opts, stderr, on_warning, wav)
+        if stderr.dropped_times:
+            _jumped(label, stderr, on_warning)
         if not_numbers:
             _not_numbers(label, not_numbers, opts, on_warning)
         if rescale.scale != 1.0:
@@ -482,7 +539,10 @@ def decode_audio(
     return np.concatenate(blocks)
 
 
-def _check_source(source: str | os.PathLike[str]) -> str:
+def _check_source(source: str | os.PathLike[str], shown: str | None = None) -> str:
+    """``source`` as a name for ffmpeg, or :class:`MediaDecodeError` for no file, a folder or an
+    empty file. A download (``shown``: its URL) that is empty is called by its URL: its
+    temporary file, deleted by then, told the user nothing (a 0-byte body, HTTP 204 or 304)."""
     name = os.fspath(source)
     if is_url(name):
         return name
@@ -494,6 +554,10 @@ def _check_source(source: str | os.PathLike[str]) -> str:
             name, "is a directory, not a media file; give a file in it (ingest takes folders)"
         )
     if path.is_file() and path.stat().st_size == 0:
+        if shown is not None:
+            raise MediaDecodeError(
+                shown, "the server sent an empty body (0 bytes); check that the URL serves the media"
+            )
         raise MediaDecodeError(name, "the file is empty (0 bytes); download or export it again")
     return name
 
@@ -505,6 +569,7 @@ def _ffmpeg_args(
     non-UTF-8 file name (surrogate escapes), which ``subprocess`` passes on as they are.
     ``ignore_length``: a WAV read to its end, past the length its header declares."""
     args = [find_ffmpeg(opts.ffmpeg), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info"]
+    args += _TIMESTAMP_ARGS  # a damaged packet time: no jump
     if ignore_length:
         args += ["-ignore_length", "1"]
     if is_url(source):
@@ -596,6 +661,9 @@ class _FfmpegLog:
         self.audio_codec: str | None = None  # the first audio stream's codec (``opus``, ``flac``)
         self.open_ended_wav = open_ended
         self.nothing_filtered = False
+        self.audio_rate: int | None = None  # the decoded stream's sample rate, as its header says
+        self.dropped_times = 0  # packets whose times ffmpeg took off (_TIMESTAMP_JUMP_S)
+        self.dropped_at_s: float | None = None  # where the first of them was, in the media
         self._guessed: dict[int, str] = {}  # input stream -> a layout of over two channels ffmpeg guessed
         self._audio_index: int | None = None  # the input stream decoded (the first audio one)
         self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
@@ -624,6 +692,12 @@ class _FfmpegLog:
         self.duration_estimated = self.duration_estimated or message.startswith(_ESTIMATED)
         self.open_ended_wav = self.open_ended_wav or message.startswith(_OPEN_ENDED_WAV)
         self.nothing_filtered = self.nothing_filtered or message.startswith(_NOTHING_FILTERED)
+        dropped = _DROPPED_TIME_RE.match(message)
+        if dropped:  # its DTS, then its PTS (the time the audio is placed by): counted, never quoted
+            self.dropped_times += message.startswith("PTS")
+            if self.dropped_at_s is None:
+                self.dropped_at_s = max(0.0, int(dropped["next"]) / 1e6)
+            return
         if self.open_ended_wav and message.lower().startswith(_OPEN_ENDED_NOISE):
             return
         with self._lock:
@@ -655,6 +729,8 @@ class _FfmpegLog:
             self.audio_codec = codec["codec"] if codec else None
             tagged = _AUDIO_LANGUAGE_RE.match(message)
             self.audio_language = tagged["tag"] if tagged else None
+            rate = _INPUT_RATE_RE.search(message)
+            self.audio_rate = int(rate["rate"]) if rate else None
             self.audio_seen.set()
 
     @property
@@ -681,14 +757,18 @@ def _add_new(lines: MutableSequence[str], line: str) -> None:
 
 
 def _read_blocks(
-    process: subprocess.Popen[bytes], source: str, opts: DecodeOptions, stderr: _FfmpegLog
+    process: subprocess.Popen[bytes],
+    source: str,
+    opts: DecodeOptions,
+    stderr: _FfmpegLog,
+    stop: threading.Event | None = None,
 ) -> Iterator[np.ndarray]:
     assert process.stdout is not None  # set by Popen(stdout=PIPE)
     fd = process.stdout.fileno()
     total = 0
     while True:
         buffer = bytearray(opts.block_bytes)
-        filled = _fill(fd, memoryview(buffer), source, opts, stderr)
+        filled = _fill(fd, memoryview(buffer), source, opts, stderr, stop)
         usable = filled - filled % _BYTES_PER_SAMPLE
         if usable:
             total += usable
@@ -697,6 +777,14 @@ def _read_blocks(
             break
     if total == 0 and process.wait() == 0:
         stderr.join()
+        unread = _unread(stderr)
+        if unread:  # not an input too short to give a sample: nothing of it could be read
+            raise MediaDecodeError(
+                source,
+                f"no audio decoded: {unread} and not one sample came out (a damaged file); check that "
+                "it plays, or download or export it again",
+                stderr.text(),
+            )
         if not stderr.nothing_filtered:  # else: audio too short to resample, i.e. none
             raise MediaDecodeError(
                 source,
@@ -706,23 +794,83 @@ def _read_blocks(
             )
 
 
-def _fill(fd: int, view: memoryview, source: str, opts: DecodeOptions, stderr: _FfmpegLog) -> int:
+def _unread(stderr: _FfmpegLog) -> str | None:
+    """Why an input of which no sample decoded is damaged, not too short to give one (ffmpeg's
+    "No filtered frames" either way): ffmpeg reported decoding errors, or the file declares a
+    length (as :func:`_check_damage` trusts it: one audio track, no video, not estimated). It was
+    stored as having no speech, and skipped on every later run."""
+    if stderr.damage_count:
+        return f"ffmpeg reported {stderr.damage_count} decoding error(s)"
+    whole_file = stderr.has_video or stderr.audio_streams > 1 or stderr.duration_estimated
+    if not whole_file and stderr.declared_s is not None and stderr.declared_s > _SHORTFALL_MIN_S:
+        return f"the file declares {_clock(stderr.declared_s)} of audio"
+    return None
+
+
+def _fill(
+    fd: int,
+    view: memoryview,
+    source: str,
+    opts: DecodeOptions,
+    stderr: _FfmpegLog,
+    stop: threading.Event | None = None,
+) -> int:
     """Read into ``view`` until it is full or the pipe ends; the number of bytes read."""
     filled = 0
     while filled < len(view):
-        ready, _, _ = select.select([fd], [], [], opts.read_timeout_s)
-        if not ready:
+        _await_output(fd, source, opts, stderr, stop)
+        count = os.readv(fd, [view[filled:]])
+        if count == 0:
+            break
+        filled += count
+    return filled
+
+
+def _await_output(
+    fd: int, source: str, opts: DecodeOptions, stderr: _FfmpegLog, stop: threading.Event | None
+) -> None:
+    """Wait until ffmpeg's output can be read. Every :data:`_POLL_S` of the wait it checks what
+    ends the decode without any output: ``stop`` set by the caller (raises
+    :class:`IngestInterrupted`: a Ctrl-C waited for a silent file's end, as no segment came to
+    check it on), an input rate no audio has, and ffmpeg only reporting errors (:data:`_ERROR_RUN`:
+    damage, which a longer ``read_timeout_s`` cannot help). Raises for a stall of ``read_timeout_s``."""
+    errors = stderr.damage_count
+    deadline = time.monotonic() + opts.read_timeout_s
+    while True:
+        if stop is not None and stop.is_set():
+            raise IngestInterrupted(f"{source}: decoding was stopped before its end")
+        if select.select([fd], [], [], max(0.0, min(_POLL_S, deadline - time.monotonic())))[0]:
+            return
+        if stderr.audio_seen.is_set():
+            _check_input_rate(source, stderr)
+        reported = stderr.damage_count - errors
+        if reported >= _ERROR_RUN:
+            raise MediaDecodeError(
+                source,
+                f"damaged: ffmpeg reported {reported} decoding error(s) in a row and no audio came out "
+                "(a corrupt header or data); check that the file plays, or download or export it again",
+                stderr.text(wait=False),
+            )
+        if time.monotonic() >= deadline:
             raise MediaDecodeError(
                 source,
                 f"no data from ffmpeg for {opts.read_timeout_s:g} s (stalled stream); "
                 "raise read_timeout_s or check the source",
                 stderr.text(wait=False),
             )
-        count = os.readv(fd, [view[filled:]])
-        if count == 0:
-            break
-        filled += count
-    return filled
+
+
+def _check_input_rate(source: str, stderr: _FfmpegLog) -> None:
+    """Refuse an input whose header gives a sample rate under :data:`_MIN_INPUT_RATE`."""
+    rate = stderr.audio_rate
+    if rate is not None and rate < _MIN_INPUT_RATE:
+        raise MediaDecodeError(
+            source,
+            f"its header says the audio is sampled at {rate} Hz, under the {_MIN_INPUT_RATE} Hz any speech "
+            "recording has (telephone audio: 8000 Hz): the header is damaged; export the file again, or, "
+            "knowing its true rate, rewrite it (ffmpeg -i FILE -af asetrate=44100 fixed.wav)",
+            stderr.text(wait=False),
+        )
 
 
 def _check_exit(process: subprocess.Popen[bytes], source: str, stderr: _FfmpegLog) -> None:
@@ -777,6 +925,8 @@ def _check_damage(
             declared_s -= stderr.start_s
     if wav is not None:
         declared_s = wav.declared_s  # None for a placeholder size: no length declared
+    if stderr.dropped_times:  # a jump closed up (_jumped) shortens the audio, not a cut: said there
+        declared_s = None
     if any(_STREAM_CHANGE in line for line in stderr.damage):
         _changed_stream(source, decoded_s, opts, stderr, on_warning)
         return
@@ -829,6 +979,19 @@ def _undeclared(
         f"the header declares {_clock(declared_s)} of audio but the file holds {_clock(decoded_s)} "
         "(a recording stopped before its header was updated, or a WAV over 4 GiB); decoded all of it "
         "(`ffmpeg -ignore_length 1 -i FILE -c copy -rf64 auto fixed.wav` rewrites the header)",
+        on_warning,
+    )
+
+
+def _jumped(source: str, stderr: _FfmpegLog, on_warning: Callable[[str], None] | None) -> None:
+    """Report packet times that jumped and were taken off (:data:`_TIMESTAMP_JUMP_S`), strict or
+    not: all the audio was decoded, but placed by its samples there, not by its times."""
+    at = _clock(stderr.dropped_at_s or 0.0)
+    _warn(
+        source,
+        f"its packet times jump by over {_TIMESTAMP_JUMP_S} s at {at} ({stderr.dropped_times} packet(s)): "
+        "damaged times, or a gap in the recording; decoded all of it, the audio after the jump placed "
+        "right after what comes before it (its spans may lie early against the media's clock)",
         on_warning,
     )
 
@@ -908,10 +1071,24 @@ def _reason(tail: str, code: int) -> str:
             "not a readable media file (corrupt, truncated, or not audio/video); "
             "check that it plays, or download it again"
         )
-    return (
-        f"ffmpeg failed with exit code {code}; check that the file plays, "
-        "or convert it (ffmpeg -i FILE out.wav) and give that"
-    )
+    meaning = _EXIT_MEANINGS.get(code)
+    said = f"ffmpeg failed ({meaning}, exit code {code})" if meaning else f"ffmpeg failed (exit code {code})"
+    return f"{said}; check that the file plays, or convert it (ffmpeg -i FILE out.wav) and give that"
+
+
+#: What ffmpeg's exit codes say: it exits with its error, a negative AVERROR, modulo 256 (234
+#: is -22, EINVAL), which alone told a user nothing. The codes several errors share are left out.
+_EXIT_MEANINGS = {
+    183: "invalid data in the input",  # AVERROR_INVALIDDATA
+    176: "something ffmpeg does not implement",  # AVERROR_PATCHWELCOME
+    234: "an invalid argument or setting for this input",  # EINVAL
+    251: "an input/output error",  # EIO
+    244: "out of memory",  # ENOMEM
+    228: "no space left on the device",  # ENOSPC
+    243: "permission denied",  # EACCES
+    254: "no such file",  # ENOENT
+    8: "a decoder, demuxer, filter or stream it needs was not found",  # AVERROR_*_NOT_FOUND
+}
 
 
 def _reap(process: subprocess.Popen[bytes]) -> None:
