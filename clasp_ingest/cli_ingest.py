@@ -19,15 +19,16 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from clasp_ingest.config import Settings
+from clasp_ingest.config import MAX_DOWNLOAD_DEADLINE_S, Settings
 from clasp_ingest.exitcodes import EXIT_ERROR, EXIT_PARTIAL
 from clasp_ingest.log import one_line
 from clasp_ingest.store.cli_store import (
@@ -35,14 +36,17 @@ from clasp_ingest.store.cli_store import (
     QDRANT_PATH_OR_URL,
     collection_name,
     is_terminal,
+    number_in,
     refuse_empty,
     server_url,
     store_folder,
+    store_location,
 )
 
 if TYPE_CHECKING:
-    from clasp_ingest.connectors.base import OpenOptions
-    from clasp_ingest.pipeline import IngestSummary, Progress
+    from clasp_ingest.connectors.base import Connector, OpenOptions
+    from clasp_ingest.pipeline import IngestSummary, PipelineOptions, Progress
+    from clasp_ingest.types import MediaRef
 
 __all__ = ["download_options", "register"]
 
@@ -65,13 +69,26 @@ def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest_command)
 
 
+#: Bucket URL schemes: a SOURCE of one needs a bucket (``s3://`` alone said "ValueError:
+#: Cannot traverse all of S3").
+_BUCKET_SCHEMES = ("s3", "s3a", "gs", "gcs")
+
+
 def _sources_named(values: list[str]) -> list[str]:
-    """An empty SOURCE (an unset ``$INBOX``) is bad usage: it would be the current folder."""
+    """An empty SOURCE (an unset ``$INBOX``) is bad usage: it would be the current folder; so is
+    a bucket URL without a bucket (``s3://$BUCKET`` with the variable unset)."""
     if any(not value for value in values):
         raise typer.BadParameter(
             "a SOURCE is empty (an unset variable?); give a file, folder, glob or URL ('.' for "
             "the current folder)"
         )
+    for value in values:
+        scheme, sep, rest = value.partition("://")
+        if sep and scheme.lower() in _BUCKET_SCHEMES and not rest.strip("/"):
+            raise typer.BadParameter(
+                f"{value!r} names no bucket (an unset variable?); give {scheme}://BUCKET or "
+                f"{scheme}://BUCKET/PREFIX"
+            )
     return values
 
 
@@ -131,13 +148,16 @@ def ingest_command(
     download_deadline: float | None = typer.Option(
         None,
         "--download-deadline",
+        parser=number_in(0.001, MAX_DOWNLOAD_DEADLINE_S),
         min=0.001,
+        max=MAX_DOWNLOAD_DEADLINE_S,
         metavar="SECONDS",
-        help="Longest time one download may take (CLASP_DOWNLOAD_DEADLINE_S, default 3600).",
+        help="Longest time one download may take, at most a week (CLASP_DOWNLOAD_DEADLINE_S, default 3600).",
     ),
     min_download_rate: float | None = typer.Option(
         None,
         "--min-download-rate",
+        parser=number_in(0),
         min=0,
         metavar="BYTES_PER_S",
         help="Slowest average download rate over 30 s (CLASP_DOWNLOAD_RATE_WINDOW_S) before the item "
@@ -265,7 +285,7 @@ def _downloads_cut_on_signals() -> Iterator[None]:
 def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bool) -> IngestSummary:
     from clasp_ingest.connectors import connector_for
     from clasp_ingest.model.deferred import DeferredModel
-    from clasp_ingest.pipeline import PipelineOptions, ingest_source
+    from clasp_ingest.pipeline import IngestSummary, PipelineOptions, ingest_source
     from clasp_ingest.store.cli_store import open_configured_store
     from clasp_ingest.transcribe import TranscriberOptions
 
@@ -292,21 +312,66 @@ def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bo
     )
     if args["recreate"]:
         _check_transcriber(args)  # before the drop
-    with (
-        open_configured_store(args["qdrant_path"], args["qdrant_url"], None, args["collection"]) as store,
-        _progress(show_progress) as callback,
-    ):
-        summary = ingest_source(
-            connectors,
-            model,
-            store,
-            options,
-            on_progress=callback,
-            model_source=model.source,
-            recreate=args["recreate"],
-        )
+    started = time.perf_counter()
+    with _progress(show_progress) as callback:
+        connectors, unlisted = _listed_before_a_new_store(connectors, settings, args, options)
+        if not connectors:  # nothing can be listed: no store folder is made for nothing
+            return IngestSummary((), tuple(unlisted), time.perf_counter() - started)
+        store_named = (args["qdrant_path"], args["qdrant_url"], None, args["collection"])
+        with open_configured_store(*store_named) as store:
+            summary = ingest_source(
+                connectors,
+                model,
+                store,
+                options,
+                on_progress=callback,
+                model_source=model.source,
+                recreate=args["recreate"],
+            )
     model.settle()  # not on Ctrl-C: that leaves at once
-    return summary
+    return IngestSummary(
+        summary.results, (*unlisted, *summary.source_errors), time.perf_counter() - started, summary.pruned
+    )
+
+
+def _listed_before_a_new_store(
+    connectors: list[Connector], settings: Settings, args: dict[str, Any], options: PipelineOptions
+) -> tuple[list[Connector], list[tuple[str, str]]]:
+    """Where the run would make a new embedded store (its folder does not exist yet), the
+    sources are listed first: ``(the sources that listed, with their items, and (source, error)
+    for each that could not)``; the pipeline takes the items listed (no second listing). A run
+    that lists nothing (a mistyped path) then makes no folder and lock file. An existing store
+    or a server is opened first, as before: its collection is checked against the model before
+    a long listing."""
+    from clasp_ingest.pipeline import list_sources
+
+    url, path = store_location(args["qdrant_path"], args["qdrant_url"], settings)
+    if url is not None or path is None or path.exists():
+        return connectors, []
+    listings, errors = list_sources(connectors, retries=options.retries, retry_delay_s=options.retry_delay_s)
+    return [_Listed(connector, refs) for connector, refs in listings], errors
+
+
+class _Listed:
+    """A source listed already: its items again, opened by the source's connector."""
+
+    def __init__(self, connector: Connector, refs: list[MediaRef]) -> None:
+        self._connector, self._refs = connector, refs
+
+    @property
+    def source(self) -> str:
+        return self._connector.source
+
+    def discover(self) -> Iterator[MediaRef]:
+        return iter(self._refs)
+
+    def open(self, ref: MediaRef) -> AbstractContextManager[str]:
+        return self._connector.open(ref)
+
+    def prune_scope(self) -> str | None:
+        """The source's own (``pipeline.prune_unlisted``); None where it has none (a glob, a feed)."""
+        scope = getattr(self._connector, "prune_scope", None)
+        return scope() if scope is not None else None
 
 
 def _check_transcriber(args: dict[str, Any]) -> None:

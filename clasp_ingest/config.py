@@ -19,7 +19,31 @@ if TYPE_CHECKING:
     from clasp_ingest.media.decode import DecodeOptions
     from clasp_ingest.media.segment import SegmenterOptions, SegmenterOptionsError
 
-__all__ = ["Settings", "default_data_dir", "is_device"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_DOWNLOAD_DEADLINE_S",
+    "MAX_READ_TIMEOUT_S",
+    "MAX_THREADS",
+    "Settings",
+    "default_data_dir",
+    "is_device",
+]
+
+#: The most points (or segments) one request or batch may hold: far above what helps, far
+#: below what overflows an engine's integers (``--batch-size``, ``CLASP_EMBED_BATCH_SIZE``).
+MAX_BATCH = 65_536
+#: The most CPU threads a model may run (``CLASP_TORCH_THREADS``): more than any one machine
+#: this runs on has cores. Each thread is started and spins for a core of its own, so a typo
+#: stalled the run (100000 gave no result in 2 minutes where the default took 6 s).
+MAX_THREADS = 1024
+#: The longest wait for the next bytes (``CLASP_READ_TIMEOUT_S``): a day, as
+#: :class:`~clasp_ingest.media.decode.DecodeOptions` and
+#: :class:`~clasp_ingest.connectors.base.OpenOptions` allow; ``inf`` or a few hundred years
+#: overflowed the waits of Python (``timestamp out of range``) and failed every item.
+MAX_READ_TIMEOUT_S = 86_400
+#: The longest download deadline (``--download-deadline``, ``CLASP_DOWNLOAD_DEADLINE_S``): a
+#: week, as ``OpenOptions.deadline_s`` allows (``inf`` killed its watchdog thread).
+MAX_DOWNLOAD_DEADLINE_S = 7 * 86_400
 
 #: The settings that become :class:`~clasp_ingest.media.segment.SegmenterOptions` fields.
 _SEGMENTER_FIELDS = ("min_segment_s", "max_segment_s", "min_pause_s", "speech_pad_s")
@@ -86,7 +110,7 @@ class Settings(BaseSettings):
         description="'auto' (ONNX Runtime on the CPU for models it runs, e.g. clasp-mini; else torch), "
         "'onnx' or 'torch'.",
     )
-    embed_batch_size: int = Field(32, ge=1, description="Segments per embedding batch.")
+    embed_batch_size: int = Field(32, ge=1, le=MAX_BATCH, description="Segments per embedding batch.")
     gpu_slots: int = Field(
         1, ge=1, description="Embedding batches one flow worker process runs at once (its share of a GPU)."
     )
@@ -94,8 +118,10 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         None,
         ge=1,
-        description="CPU threads of the model (torch or ONNX Runtime); default: one less than the "
-        "usable cores (decoding runs beside embedding on a thread); `train`: every usable core.",
+        le=MAX_THREADS,
+        description="CPU threads of the model (torch or ONNX Runtime), 1 to 1024 (more than the usable "
+        "cores only slows it down); default: one less than the usable cores (decoding runs beside "
+        "embedding on a thread); `train`: every usable core.",
     )
 
     # segmentation (seconds; max_segment_s >= 2 × min_segment_s + 2 × speech_pad_s)
@@ -106,14 +132,35 @@ class Settings(BaseSettings):
 
     # media
     ffmpeg: str | None = Field(None, description="ffmpeg executable; default: PATH, then imageio-ffmpeg.")
-    read_timeout_s: float = Field(60.0, gt=0)
+    read_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=MAX_READ_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="Longest wait for the next bytes of a file or download (s), at most a day.",
+    )
 
     # downloads (http(s), s3, gs, feeds)
-    download_deadline_s: float = Field(3600.0, gt=0, description="Longest time one download may take.")
-    min_download_rate: float = Field(
-        1024.0, ge=0, description="Slowest average download rate accepted (bytes/s; 0: no minimum)."
+    download_deadline_s: float = Field(
+        3600.0,
+        gt=0,
+        le=MAX_DOWNLOAD_DEADLINE_S,
+        allow_inf_nan=False,
+        description="Longest time one download may take (s), at most a week.",
     )
-    download_rate_window_s: float = Field(30.0, gt=0, description="Window of the average rate (s).")
+    min_download_rate: float = Field(
+        1024.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Slowest average download rate accepted (bytes/s; 0: no minimum).",
+    )
+    download_rate_window_s: float = Field(
+        30.0,
+        gt=0,
+        le=MAX_READ_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="Window of the average rate (s), at most a day.",
+    )
     allow_private_hosts: bool = Field(
         False,
         description="Let remote documents (feed enclosures, index links, redirects) lead to loopback, "
@@ -152,17 +199,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{found!r} is not ffmpeg ({why}); give ffmpeg's path")
         return value
 
-    @field_validator("qdrant_url", "qdrant_path", "model", mode="before")
+    @field_validator("qdrant_url", "qdrant_path", "model", "collection", mode="before")
     @classmethod
     def _not_empty(cls, value: object, info: ValidationInfo) -> object:
-        """An empty ``CLASP_QDRANT_URL`` / ``CLASP_QDRANT_PATH`` / ``CLASP_MODEL`` (``VAR=`` in a
-        unit file, a template left blank) is refused: it is neither unset nor the current folder
-        (``CLASP_MODEL=`` said "model directory '' has no config.json")."""
+        """An empty ``CLASP_QDRANT_URL`` / ``CLASP_QDRANT_PATH`` / ``CLASP_MODEL`` /
+        ``CLASP_COLLECTION`` (``VAR=`` in a unit file, a template left blank) is refused, as the
+        options are: it is neither unset nor the current folder (``CLASP_MODEL=`` said "model
+        directory '' has no config.json"; ``CLASP_COLLECTION=' '`` made a collection named " ")."""
         if isinstance(value, str) and not value.strip():
             wanted = {
                 "qdrant_url": "the server's URL (http://host:6333)",
                 "qdrant_path": "a folder",
                 "model": "a model preset or folder, or unset it (the default is clasp-mini)",
+                "collection": "a collection name, or unset it (the default is clasp_segments)",
             }[str(info.field_name)]
             raise ValueError(f"the value is empty; give {wanted}")
         return value

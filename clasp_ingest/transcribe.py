@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import numbers
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -74,10 +75,11 @@ class TranscriberOptions:
     cpu_threads: int = 0
 
     def __post_init__(self) -> None:
-        if not self.model:
+        if not self.model or not isinstance(self.model, str):
             raise ConfigError(
                 "TranscriberOptions.model must name a model ('whisper-base', a folder or a hub name)"
             )
+        self._check_types()
         if not 1 <= self.beam_size <= 10:
             raise ConfigError(f"TranscriberOptions.beam_size must be 1 (greedy) to 10, got {self.beam_size}")
         if self.cpu_threads < 0:
@@ -86,6 +88,21 @@ class TranscriberOptions:
             raise ConfigError(f"language={self.language!r} must be a Whisper code such as 'en' or 'fr'")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"device={self.device!r} must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+    def _check_types(self) -> None:
+        """A value of the wrong type is a ``ConfigError`` naming its field, as one out of range
+        is (``device=None`` raised AttributeError; ``cpu_threads=nan`` was accepted)."""
+        texts = {
+            "device": (self.device, "a string: 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+            "compute_type": (self.compute_type, "a CTranslate2 compute type such as 'int8', or None"),
+            "language": (self.language, "a Whisper code such as 'en' or 'fr', or None"),
+        }
+        for field, (value, wanted) in texts.items():
+            if not isinstance(value, str) and (value is not None or field == "device"):
+                raise ConfigError(f"TranscriberOptions.{field} must be {wanted}, got {value!r}")
+        for field, number in {"beam_size": self.beam_size, "cpu_threads": self.cpu_threads}.items():
+            if isinstance(number, bool) or not isinstance(number, numbers.Integral):
+                raise ConfigError(f"TranscriberOptions.{field} must be a whole number, got {number!r}")
 
 
 @dataclass(frozen=True)

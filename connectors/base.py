@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
+import numbers
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +24,8 @@ from clasp_ingest.types import MediaRef
 
 __all__ = [
     "LISTING_ERROR",
+    "MAX_DEADLINE_S",
+    "MAX_TIMEOUT_S",
     "MEDIA_EXTENSIONS",
     "Connector",
     "MediaTooLargeError",
@@ -66,6 +70,25 @@ def unreadable_ref(uri: str, error: str) -> MediaRef:
     return MediaRef(uri=uri, media_id=media_id_for(uri), fingerprint="", metadata={LISTING_ERROR: error})
 
 
+#: The longest ``OpenOptions`` timeout and rate window: a day (``CLASP_READ_TIMEOUT_S`` at most).
+#: ``inf`` or a few hundred years overflowed the socket and timer waits of Python
+#: ("timestamp out of range for platform time_t"), failing every download.
+MAX_TIMEOUT_S = 86_400
+#: The longest ``OpenOptions.deadline_s``: a week (``--download-deadline`` at most; 8 GiB at
+#: 14 kB/s). ``inf`` killed the deadline's watchdog thread with a traceback per download.
+MAX_DEADLINE_S = 7 * 86_400
+#: The most each ``OpenOptions`` number may be (the least: ``__post_init__``).
+_MOST = {
+    "max_bytes": math.inf,
+    "connect_timeout_s": MAX_TIMEOUT_S,
+    "read_timeout_s": MAX_TIMEOUT_S,
+    "chunk_bytes": math.inf,
+    "deadline_s": MAX_DEADLINE_S,
+    "min_rate_bytes_s": math.inf,
+    "rate_window_s": MAX_TIMEOUT_S,
+}
+
+
 @dataclass(frozen=True)
 class OpenOptions:
     """Bounds of one download, and where remote documents may lead.
@@ -76,6 +99,8 @@ class OpenOptions:
     ``allow_private_hosts``: hosts reached from a remote document (feed enclosures, index
     links, redirects) may be loopback/private/link-local...; the host the user gave always may.
     ``follow_schemes``: URL schemes a remote feed's enclosures may use.
+    Timeouts and ``rate_window_s`` are at most :data:`MAX_TIMEOUT_S` (a day), ``deadline_s`` at
+    most :data:`MAX_DEADLINE_S` (a week); every number is finite (``ValueError`` naming it).
     """
 
     max_bytes: int = 8 * 1024**3
@@ -90,6 +115,12 @@ class OpenOptions:
     follow_schemes: frozenset[str] = frozenset({"http", "https"})
 
     def __post_init__(self) -> None:
+        for field, most in _MOST.items():  # NaN passed every check below; None failed deep inside
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"OpenOptions.{field} must be a finite number, got {value!r}")
+            if float(value) > most:  # a longer wait overflows Python's timers: every download failed
+                raise ValueError(f"OpenOptions.{field} must be at most {most:g} s, got {value:g}")
         if self.max_bytes <= 0:
             raise ValueError(f"OpenOptions.max_bytes must be > 0, got {self.max_bytes}")
         if min(self.connect_timeout_s, self.read_timeout_s, self.deadline_s, self.rate_window_s) <= 0:

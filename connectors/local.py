@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from pathlib import Path
 from urllib.parse import unquote_to_bytes, urlparse
 
 from clasp_ingest.connectors.base import has_media_suffix, unreadable_ref
+from clasp_ingest.connectors.urls import redact_url
 
 from clasp_ingest.errors import ConnectorError
 from clasp_ingest.types import MediaRef, media_id_for
@@ -67,6 +69,21 @@ def special_kind(path: Path) -> str | None:
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return None
     return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+#: ``scheme:`` at the start of a location (one letter is a Windows drive, ``C:``).
+_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
+#: URL schemes written without ``//`` (``data:audio/wav;base64,...``).
+_OPAQUE_SCHEMES = frozenset({"blob", "data", "javascript", "magnet", "mailto"})
+
+
+def _url_scheme(location: str) -> str | None:
+    """The scheme of ``location`` when it is written as a URL (``ftp://...``, ``data:...``), else None."""
+    scheme = _SCHEME_RE.match(location)
+    if scheme is None:
+        return None
+    name = scheme[1].lower()
+    return name if location[scheme.end() :].startswith("//") or name in _OPAQUE_SCHEMES else None
 
 
 def _link_problem(path: Path) -> str:
@@ -155,10 +172,12 @@ class LocalConnector:
 
     @property
     def source(self) -> str:
-        return self._location
+        """The location as given; a URL's credentials redacted (``ftp://user:pass@...`` is no
+        local path, and its failed line showed the password)."""
+        return redact_url(self._location)
 
     def __repr__(self) -> str:
-        return f"LocalConnector({self._location!r})"
+        return f"LocalConnector({self.source!r})"
 
     def discover(self) -> Iterator[MediaRef]:
         for path, problem in self._entries():
@@ -200,6 +219,11 @@ class LocalConnector:
                 else f"is {kind}, not a regular file; give a media file, a folder or a glob"
             )
             raise ConnectorError(f"{self._location!r} {problem}")
+        elif (scheme := _url_scheme(self._location)) is not None:  # no such path: a URL none reads
+            raise ConnectorError(
+                f"{redact_url(self._location)!r} is a URL with the scheme {scheme!r}, which clasp-ingest "
+                "does not read; give an http(s)://, s3:// or gs:// URL, or a local file, folder or glob"
+            )
         elif has_glob_magic(self._location):
             matches = glob.glob(str(location), recursive=True)  # noqa: PTH207 - absolute patterns
             found = [(Path(p), _unreadable(Path(p))) for p in matches if has_media_suffix(Path(p).name)]

@@ -61,7 +61,7 @@ from prefect.tasks import Task, exponential_backoff
 from pydantic import SecretStr
 
 from clasp_ingest import pipeline
-from clasp_ingest.config import Settings
+from clasp_ingest.config import MAX_DOWNLOAD_DEADLINE_S, Settings
 from clasp_ingest.errors import (
     ConfigError,
     ConnectorError,
@@ -361,6 +361,8 @@ _BOUNDS: dict[str, tuple[float, bool, str]] = {
     "retries": (0, True, "the times a failed item is tried again"),
     "retry_delay_s": (0, True, "the seconds before the first retry"),
 }
+#: Number parameters with a largest value (a deadline past it overflowed the download's timer).
+_MOST: dict[str, tuple[float, str]] = {"download_deadline_s": (MAX_DOWNLOAD_DEADLINE_S, "a week")}
 
 
 def _check_bounds(**values: float | None) -> None:
@@ -368,10 +370,13 @@ def _check_bounds(**values: float | None) -> None:
     object's error, or, negative retries and delays, not at all); None: the setting."""
     for name, value in values.items():
         least, equal, what = _BOUNDS[name]
+        most, most_said = _MOST.get(name, (math.inf, ""))
         number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if value is None or (number and (value > least or (equal and value == least))):
+        if value is None or (number and (value > least or (equal and value == least)) and value <= most):
             continue
         rule = f"at least {least}" if equal else f"more than {least}"
+        if most_said:
+            rule += f" and at most {most:g} ({most_said})"
         raise ConfigError(f"the flow's {name} parameter is {value!r}; give {what}, {rule}")
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
+import numbers
 import os
 import re
 import subprocess
@@ -52,6 +54,11 @@ SHORT_CUT_S = 0.25
 _MUXERS = {"m4a": "ipod", "aac": "adts", "oga": "ogg"}
 
 
+#: The longest ``ClipOptions.timeout_s``: a day. The wait for ffmpeg overflows past about 24
+#: days (``subprocess`` polls in milliseconds: "timeout is too large").
+MAX_TIMEOUT_S = 86_400
+
+
 @dataclass(frozen=True)
 class ClipOptions:
     """How a span's clip is cut.
@@ -74,12 +81,22 @@ class ClipOptions:
     timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
+        given = {"context_s": self.context_s, "fade_s": self.fade_s, "timeout_s": self.timeout_s}
+        if self.sample_rate is not None:
+            given["sample_rate"] = self.sample_rate
+        for field, value in given.items():  # NaN passed the checks below and failed the cut
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ConfigError(f"ClipOptions.{field} must be a finite number, got {value!r}")
         if self.context_s < 0 or self.fade_s < 0:
             raise ConfigError(f"ClipOptions needs context_s >= 0 and fade_s >= 0, got {self}")
         if self.sample_rate is not None and not 1000 <= self.sample_rate <= 384_000:
             raise ConfigError(f"ClipOptions.sample_rate must be in 1000..384000 Hz, got {self.sample_rate}")
         if self.timeout_s <= 0:
             raise ConfigError(f"ClipOptions.timeout_s must be > 0, got {self.timeout_s}")
+        if self.timeout_s > MAX_TIMEOUT_S:  # ffmpeg's wait overflowed ("timeout is too large")
+            raise ConfigError(
+                f"ClipOptions.timeout_s must be at most {MAX_TIMEOUT_S:g} s (a day), got {self.timeout_s:g}"
+            )
 
 
 def _pydub() -> Any:

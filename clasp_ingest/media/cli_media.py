@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from clasp_ingest.errors import BadOptionError, ClaspIngestError
-from clasp_ingest.log import error_line, warnings_as_lines
+from clasp_ingest.log import error_line, one_line, warnings_as_lines
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,9 +62,10 @@ def segment_command(
         raise typer.BadParameter(str(exc)) from None
     decode = settings.decode_options()
     heard = {"samples": 0, "tracks": 1}
+    shown = one_line(file)  # a newline in FILE split its 'error:' line in two
 
     def warn(text: str) -> None:
-        typer.echo(f"warning: {file}: {text}", err=True)
+        typer.echo(f"warning: {shown}: {text}", err=True)
 
     def tracks(count: int) -> None:
         heard["tracks"] = count
@@ -78,7 +79,7 @@ def segment_command(
         with warnings_as_lines("clasp_ingest.media.decode"):  # damaged data, as 'warning: ...'
             spans = [(s.segment.start_s, s.segment.end_s) for s in segment_blocks(blocks(), options=options)]
     except ClaspIngestError as exc:
-        typer.echo(f"error: {file}: {error_line(exc)}", err=True)
+        typer.echo(f"error: {shown}: {error_line(exc)}", err=True)
         raise typer.Exit(1) from None
     if not spans:  # as ingest says it (stdout keeps the empty result)
         audio_s = heard["samples"] / decode.sample_rate
@@ -86,7 +87,7 @@ def segment_command(
     if as_json:
         typer.echo(json.dumps([{"start_s": start, "end_s": end} for start, end in spans]))
     else:
-        _print_table(Path(file).name, spans)
+        _print_table(one_line(Path(file).name), spans)
 
 
 def _print_table(title: str, spans: list[tuple[float, float]]) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import numbers
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -56,7 +57,7 @@ class SegmenterOptionsError(ConfigError):
     ``value`` its value, ``rule`` what it must be; ``minimum``: the least ``max_segment_s`` may be
     with the other values (when it is too short for them)."""
 
-    def __init__(self, field: str, value: float | None, rule: str, minimum: float | None = None) -> None:
+    def __init__(self, field: str, value: object, rule: str, minimum: float | None = None) -> None:
         self.field, self.value, self.rule, self.minimum = field, value, rule, minimum
         super().__init__(f"SegmenterOptions: {field} {rule}, got {value}")
 
@@ -79,8 +80,11 @@ class SegmenterOptions:
         """Raise :class:`SegmenterOptionsError` for a value out of range."""
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if isinstance(value, float):
-                self._check(math.isfinite(value), item.name, "must be a finite number")
+            if value is None and item.name == "neg_threshold":  # None: threshold - 0.15
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):  # None, "15": TypeError below
+                raise SegmenterOptionsError(item.name, value, f"must be a number, not {type(value).__name__}")
+            self._check(math.isfinite(value), item.name, "must be a finite number")
         self._check(0.0 < self.threshold < 1.0, "threshold", "must be in (0, 1)")
         low = self.stop_threshold
         self._check(0.0 < low <= self.threshold, "neg_threshold", "must be in (0, threshold]")

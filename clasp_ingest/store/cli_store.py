@@ -4,6 +4,7 @@ embedded one to a server or folder."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from clasp_ingest.config import Settings
+from clasp_ingest.config import MAX_BATCH, Settings
 from clasp_ingest.log import one_line
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_BATCH",
     "collection_name",
     "is_terminal",
+    "number_in",
     "open_configured_store",
     "refuse_empty",
     "register",
@@ -28,10 +30,6 @@ __all__ = [
     "store_folder",
     "store_location",
 ]
-
-#: The most points (or segments) one request or batch may hold: far above what helps, far
-#: below what overflows an engine's integers.
-MAX_BATCH = 65_536
 
 
 def open_configured_store(
@@ -71,6 +69,30 @@ def refuse_empty(value: str, remedy: str) -> str:
     if not value.strip():
         raise typer.BadParameter(f"the value is empty; {remedy}")
     return value
+
+
+def number_in(low: float, high: float | None = None) -> Callable[[str | float], float]:
+    """The parser of a number option from ``low`` to ``high`` (none: no maximum), for
+    ``typer.Option(parser=..., min=low, max=high)`` (its ``min``/``max`` only show the range in
+    ``--help``). ``nan`` is not a number, and ``inf`` is out of any range: typer's own range
+    check said ``nan`` was not "greater than or equal to 0.001", and let ``inf`` through
+    where there is no maximum."""
+    shown = f"{low:g}<=x<={high:g}" if high is not None else f"x>={low:g}"
+
+    def parse(value: str | float) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isnan(number):
+            raise typer.BadParameter(f"{value!r} is not a number")
+        if math.isinf(number) and high is None:
+            raise typer.BadParameter(f"{value!r} is not a finite number")
+        if not low <= number <= (math.inf if high is None else high):
+            raise typer.BadParameter(f"{value} is not in the range {shown}")
+        return number
+
+    return parse
 
 
 def is_terminal(stream: TextIO | None) -> bool:
@@ -236,6 +258,8 @@ def delete_media(
     """
     import sys
 
+    from clasp_ingest.connectors.urls import redact_url
+
     with open_configured_store(qdrant_path, qdrant_url, api_key, collection) as store:
         store.require_collection()
         items = store.media()
@@ -243,9 +267,9 @@ def delete_media(
         for target in targets:
             matched = _matched(items, target)
             if not matched:
-                typer.echo(
-                    f"error: {target!r} matches no media item stored in {store.collection!r}; "
-                    "'clasp-ingest store list' shows them",
+                typer.echo(  # a signed URL's credentials are never shown (README)
+                    f"error: {redact_url(target)!r} matches no media item stored in "
+                    f"{store.collection!r}; 'clasp-ingest store list' shows them",
                     err=True,
                 )
                 raise typer.Exit(1)

@@ -254,6 +254,10 @@ def test_a_run_that_could_list_no_source_fails(tmp_path: Path) -> None:
         ({"media_concurrency": 0}, "the flow's media_concurrency parameter is 0"),
         ({"max_bytes": 0}, "the flow's max_bytes parameter is 0; give the largest download in bytes, more"),
         ({"download_deadline_s": -1}, "the flow's download_deadline_s parameter is -1.0; give the seconds"),
+        (
+            {"download_deadline_s": 1e10},
+            r"download_deadline_s parameter is 10000000000\.0; .* at most 604800 \(a week\)",
+        ),
         ({"min_download_rate": float("nan")}, "the flow's min_download_rate parameter is nan"),
         ({"retries": -2}, "the flow's retries parameter is -2; give the times a failed item is tried again"),
         ({"retry_delay_s": -0.5}, "the flow's retry_delay_s parameter is -0.5; give the seconds before"),
@@ -265,6 +269,7 @@ def test_a_run_that_could_list_no_source_fails(tmp_path: Path) -> None:
         "no-concurrency",
         "zero-bytes",
         "negative-deadline",
+        "deadline-past-a-week",
         "nan-rate",
         "negative-retries",
         "negative-delay",
