@@ -307,7 +307,14 @@ def _decode_command(
     is silence, as the ingest decoded it, so sample ``n`` of the cut is at ``start + n / rate``
     seconds of the media; an MPEG stream's videos go to a null output, else ffmpeg would start
     the cut at its audio's first sample."""
-    from clasp_ingest.media.decode import _RESAMPLE, EVEN_MIX, is_mpeg_stream, is_url, required_whitelist
+    from clasp_ingest.media.decode import (
+        _RESAMPLE,
+        _TIMESTAMP_ARGS,
+        EVEN_MIX,
+        is_mpeg_stream,
+        is_url,
+        required_whitelist,
+    )
     from clasp_ingest.media.wav import ignore_length_args
 
     layouts = "mono" if opts.mono else "mono|stereo"
@@ -319,6 +326,7 @@ def _decode_command(
         reading += ["-http_proxy", proxy, "-protocol_whitelist", "http,https,httpproxy,tcp,tls"]
     # never a playlist's or manifest's demuxer: it would open what it names (media.decode)
     reading += ["-format_whitelist", required_whitelist(ffmpeg)]
+    reading += _TIMESTAMP_ARGS  # as the ingest: a damaged packet time pads no hour of silence
     if not is_url(source):
         reading += ignore_length_args(_local_or_url(source))
     elif ignore_length:  # a remote WAV read past its header's length (not for other formats: ffmpeg fails)

@@ -196,3 +196,28 @@ def test_an_exit_code_says_what_it_means(code: int, meaning: str) -> None:
     """ffmpeg exits with a negative AVERROR modulo 256: 'exit code 234' alone told nothing."""
     assert f"ffmpeg failed ({meaning}" in _reason("", code) and f"exit code {code})" in _reason("", code)
     assert "ffmpeg failed (exit code 1)" in _reason("", 1)
+
+
+def _envelope(samples: np.ndarray) -> np.ndarray:
+    frames = samples.size // 800  # 50 ms
+    return np.sqrt(np.mean(samples[: frames * 800].reshape(frames, 800) ** 2, axis=1))
+
+
+def test_a_cut_across_a_damaged_packet_time_is_the_audio_there(
+    short_track: SpokenTrack, tmp_path: Path
+) -> None:
+    """Span cuts (lazy words, clips) read the file as the ingest does: a damaged time inside the
+    cut's window padded it with silence, and the cut failed ("no audio there")."""
+    from clasp_ingest.retriever.audio import span_samples
+    from clasp_ingest.retriever.spans import Span
+
+    damaged, jump_s = _wma_with_a_time_jump(short_track.path, tmp_path / "jump.wma")
+    start, end = max(0.0, jump_s - 2.0), jump_s + 2.0
+    cuts = [
+        span_samples(Span(media_id="m", source=path.as_uri(), title="t", start_s=start, end_s=end, score=1.0))
+        for path in (tmp_path / "jump.clean.wma", damaged)
+    ]
+    assert abs(cuts[0].size - cuts[1].size) <= SR // 50
+    clean, cut = (_envelope(c) for c in cuts)
+    frames = min(clean.size, cut.size)
+    assert np.abs(clean[:frames] - cut[:frames]).max() < 0.02  # the same speech, at the same times
