@@ -132,6 +132,8 @@ def search(
     _check_combination(k, rerank, group, hybrid)
     _check_dependents(ctx, translate=translate, words=transcribe or rerank is not None, merge=merge)
     query = _typed_text(query, "the query")
+    if media_id is not None and "://" in media_id:  # a URI is text (a path keeps its bytes)
+        media_id = _typed_text(media_id, "--media-id")
     if is_empty_query(query):
         raise ConfigError(
             "the query is empty; say what to look for, e.g. clasp-ingest search 'photosynthesis'"

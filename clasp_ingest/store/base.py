@@ -446,17 +446,43 @@ class HybridQuery:
             raise ValueError(f"RRF needs k >= 1 and three positive weights, got k={self.k}, {self.weights}")
 
 
+#: Fused scores this close (relative) are a tie: an engine sums a span's RRF terms in its own
+#: precision and order, so 1/4 + 1/4 + 1/5 and 1/5 + 1/6 + 1/3 (both 0.7) came back a bit apart,
+#: and Qdrant Edge and qdrant-client ordered the two spans oppositely.
+FUSED_TIE = 1e-6
+
+
+def same_fused(a: float, b: float) -> bool:
+    """Whether fused scores ``a`` and ``b`` are equal but for rounding (:data:`FUSED_TIE`)."""
+    return math.isclose(a, b, rel_tol=FUSED_TIE)
+
+
+def _tied_past(points: Sequence[StoredPoint], k: int) -> bool:
+    """Whether the last of ``points`` (by fused score, more than ``k``) ties the ``k``-th."""
+    last, kth = points[-1].score, points[k - 1].score
+    return last >= kth or same_fused(last, kth)
+
+
 def fused_order(points: Sequence[StoredPoint], clasp: Sequence[float]) -> list[StoredPoint]:
-    """``points`` by fused score, ties by the cosine of their ``clasp`` vector to the query's
-    (the model's own judgement), then by id: the same order on every call and either engine.
-    The engines break RRF ties in no fixed order, so without this the same search on the same
-    store returned its tied spans shuffled from one call to the next."""
+    """``points`` by fused score, ties (:func:`same_fused`) by the cosine of their ``clasp``
+    vector to the query's (the model's own judgement), then by id: the same order on every call
+    and either engine; tied points get the best score of their tie, so a later sort by score
+    keeps the order. The engines break RRF ties in no fixed order, so without this the same
+    search on the same store returned its tied spans shuffled from one call to the next."""
     query = np.asarray(clasp, dtype=np.float64)
 
     def cosine(p: StoredPoint) -> float:
         return float(np.dot(np.asarray(p.vector, dtype=np.float64), query)) if p.vector else -math.inf
 
-    return sorted(points, key=lambda p: (-p.score, -cosine(p), p.id))
+    ordered: list[StoredPoint] = []
+    tie: list[StoredPoint] = []
+    for point in [*sorted(points, key=lambda p: -p.score), None]:
+        if tie and (point is None or not same_fused(tie[0].score, point.score)):
+            ordered += [replace(p, score=tie[0].score) for p in sorted(tie, key=lambda p: (-cosine(p), p.id))]
+            tie = []
+        if point is not None:
+            tie.append(point)
+    return ordered
 
 
 #: How many spans :meth:`QdrantStore.search` fetches past ``k``: enough that a few spans tied at
@@ -468,12 +494,28 @@ TIE_FETCH = 4
 TIE_FETCH_MAX = 64
 
 
+#: How far float32 rounding moves a cosine: Qdrant Edge scored spans against their own vectors
+#: 0.99999976 to 1.00000024, qdrant-client 0.99999994 to 1.0000001 (8- to 1024-d vectors; the
+#: engines differed by up to 3.2e-7 on one span). ``score_threshold`` is applied this much
+#: lower (:func:`engine_threshold`).
+SCORE_TOLERANCE = 1e-6
+
+
+def engine_threshold(threshold: float | None) -> float | None:
+    """``threshold`` as the engines are asked to apply it: :data:`SCORE_TOLERANCE` lower, so a
+    span scoring the threshold passes on every engine. Compared as given, rounding decided:
+    at 1.0 (each span searched with its own vector) Qdrant Edge found 5 of 20 spans and
+    qdrant-client 19, and at -1.0 an antipodal span was missing on one engine only."""
+    return None if threshold is None else threshold - SCORE_TOLERANCE
+
+
 def tie_key(score: float) -> float:
     """``score`` at float32 precision, the precision of the stored vectors, as Qdrant Edge and
-    the server compute it. qdrant-client's local mode scores in float64, where two copies of a
-    span can differ in the last bits (0.0471075454222627 and 0.04710754542226269), so its raw
-    scores would order the copies by that noise, unlike the other engines."""
-    return float(np.float32(score))
+    the server compute it, and within a cosine's range [-1, 1] (Edge scored a span against its
+    own vector up to 1.00000024). qdrant-client's local mode scores in float64, where two copies
+    of a span can differ in the last bits (0.0471075454222627 and 0.04710754542226269), so its
+    raw scores would order the copies by that noise, unlike the other engines."""
+    return min(1.0, max(-1.0, float(np.float32(score))))
 
 
 def score_order(points: Sequence[StoredPoint]) -> list[StoredPoint]:
@@ -1077,6 +1119,7 @@ class QdrantStore(abc.ABC):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         query, where, limit = self._query_vector(vector), self._visible(filters), k + TIE_FETCH
+        score_threshold = engine_threshold(score_threshold)
         points = score_order(self._query(query, limit, where, score_threshold))
         # the engine picks which of the spans tied at the k-th place make the cut: fetch past
         # them until the last one fetched scores below the k-th (or the spans run out)
@@ -1133,8 +1176,9 @@ class QdrantStore(abc.ABC):
         # RRF with equal weights ties often (first in one ranking only scores the same in any),
         # so fetch past k until the points tied at the k-th place are all seen
         every, where, limit = depth * (3 if wanted.words else 2), self._visible(filters), 2 * k
+        score_threshold = engine_threshold(score_threshold)
         points = self._query_hybrid(wanted, limit, depth, where, score_threshold)
-        if limit < every and len(points) == limit and points[-1].score >= points[k - 1].score:
+        if limit < every and len(points) == limit and _tied_past(points, k):
             points = self._query_hybrid(wanted, every, depth, where, score_threshold)
         return [hit_from_point(p) for p in fused_order(points, clasp)[:k]]
 
@@ -1151,9 +1195,8 @@ class QdrantStore(abc.ABC):
         (scores at float32 precision, as :meth:`search` gives them)."""
         if k < 1 or group_size < 1:
             raise ValueError(f"k and group_size must be >= 1, got {k} and {group_size}")
-        groups = self._query_groups(
-            self._query_vector(vector), k, group_size, self._visible(filters), score_threshold
-        )
+        query, where = self._query_vector(vector), self._visible(filters)
+        groups = self._query_groups(query, k, group_size, where, engine_threshold(score_threshold))
         return [hit_from_point(replace(p, score=tie_key(p.score))) for group in groups for p in group]
 
     def _query_groups(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,58 @@ class Condition:
         kinds = (self.value is not None) + (self.any_of is not None) + ranged
         if kinds != 1:
             raise ValueError(f"Condition on {self.key!r} needs exactly one of value, any_of, or a range")
+        _check_text("filter key", self.key)
+        for value in (self.value,) if self.any_of is None else self.any_of:
+            _check_value(self.key, value)
+        for name in ("gte", "lte", "gt", "lt"):
+            bound = getattr(self, name)
+            if bound is not None and not _finite(bound):
+                raise FilterError(
+                    f"filter range on {self.key!r}: {name} = {reprlib.repr(bound)} is not a finite "
+                    "number; give finite bounds (leave a side out to leave it open)"
+                )
+
+
+#: The integers a payload (and Qdrant's match) holds: 64-bit.
+_INT64 = range(-(2**63), 2**63)
+
+
+def _finite(value: object) -> bool:
+    """Whether ``value`` is a number a float holds: not NaN, not infinite, not a bool, not an
+    integer past float's range (``math.isfinite(10**400)`` raises ``OverflowError``). A NaN
+    range bound made Qdrant Edge panic (reported as a damaged collection); 10**400 raised."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _check_value(key: str, value: object) -> None:
+    """Refuse a match value the engines cannot take: text UTF-8 cannot encode, an integer past
+    64 bits (Qdrant Edge raised a bare ``TypeError``; qdrant-client matched nothing)."""
+    if isinstance(value, str):
+        _check_text(f"filter value for {key!r}", value)
+    elif isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        raise FilterError(
+            f"filter value for {key!r} is out of range: {reprlib.repr(value)}; payload integers are 64-bit "
+            "(-2**63 to 2**63 - 1)"
+        )
+
+
+def _check_text(what: str, value: str) -> None:
+    """Refuse ``value`` (``what`` names it) where UTF-8 cannot encode it: lone surrogates, as
+    Python keeps the bytes of a file name or command line that are not UTF-8 (``caf\\udce9``).
+    Qdrant Edge raised a bare ``TypeError`` (``failed to extract enum Helper``) for them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FilterError(
+            f"{what} {value!r} is not text: it holds bytes that are not UTF-8 (kept as surrogate "
+            "escapes); give it as UTF-8 text (os.fsencode(value).decode('utf-8') reads such bytes "
+            "as UTF-8 where it came from a file name or the command line)"
+        ) from None
 
 
 #: A member of a :class:`Where`: a condition, or a nested ``Where`` (a parenthesised group).
@@ -117,10 +170,22 @@ def stored_form(key: str, value: str, *, path_if_unknown: bool = False) -> str:
         except ValueError:
             pass
     is_uri = "://" in value
-    if not (is_uri or path_if_unknown or Path(value).is_absolute() or Path(value).exists()):
+    local = not is_uri and (path_if_unknown or Path(value).is_absolute() or _exists(value))
+    if not local:  # a path's bytes go into its URI as they are; other text is matched as text
+        _check_text(f"SearchFilter {key}", value)
+    if not (is_uri or local):
         return value
     uri = redact_url(encoded_url(value)) if is_uri else local_uri(value)  # a token as stored: REDACTED
     return media_id_for(uri) if key == "media_id" else uri
+
+
+def _exists(value: str) -> bool:
+    """Whether ``value`` names a file or folder; False for text that cannot be a path (a name
+    longer than the file system allows raised ``OSError: File name too long``)."""
+    try:
+        return Path(value).exists()
+    except OSError:
+        return False
 
 
 def _older_forms(key: str, value: str) -> tuple[str, ...]:
@@ -197,9 +262,10 @@ class SearchFilter:
         object.__setattr__(self, "_older", tuple(sorted(older)))
         for key in ("start_s_gte", "end_s_lte"):
             value = getattr(self, key)
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if value is not None and not (number and math.isfinite(value)):
-                raise FilterError(f"SearchFilter {key} must be a number of seconds, got {value!r}")
+            if value is not None and not _finite(value):
+                raise FilterError(
+                    f"SearchFilter {key} must be a number of seconds, got {reprlib.repr(value)}"
+                )
         if self.start_s_gte is not None and self.end_s_lte is not None and self.end_s_lte < self.start_s_gte:
             raise FilterError(f"SearchFilter time range is empty: {self.start_s_gte}..{self.end_s_lte}")
 
