@@ -433,7 +433,13 @@ def _drop_for_flow(settings: Settings, args: dict[str, Any]) -> IngestSummary | 
 
     from clasp_ingest.connectors import connector_for
     from clasp_ingest.model.query import resolve_model_config
-    from clasp_ingest.pipeline import IngestSummary, PipelineOptions, list_sources, lists_media
+    from clasp_ingest.pipeline import (
+        IngestSummary,
+        PipelineOptions,
+        list_sources,
+        listing_failures,
+        lists_media,
+    )
     from clasp_ingest.store.cli_store import open_configured_store
 
     started = time.perf_counter()
@@ -445,7 +451,8 @@ def _drop_for_flow(settings: Settings, args: dict[str, Any]) -> IngestSummary | 
     listings, errors = list_sources(connectors, retries=retry.retries, retry_delay_s=retry.retry_delay_s)
     with open_configured_store(args["qdrant_path"], args["qdrant_url"], None, args["collection"]) as store:
         if not lists_media(listings, store.collection):
-            return IngestSummary((), tuple(errors), time.perf_counter() - started)
+            failed = (*errors, *listing_failures(listings))
+            return IngestSummary((), failed, time.perf_counter() - started)
         store.drop()
     return None
 

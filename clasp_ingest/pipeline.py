@@ -72,6 +72,7 @@ __all__ = [
     "is_transient",
     "list_source",
     "list_sources",
+    "listing_failures",
     "lists_media",
     "progress_of",
     "prune_unlisted",
@@ -760,13 +761,30 @@ def _split_listed(
 def lists_media(listings: Listings, collection: str) -> bool:
     """Whether a source listed a media item: what ``--recreate`` waits for before it drops
     ``collection`` (a mistyped source, or an unmounted share that lists nothing, keeps it);
-    warns when none did."""
-    if any(refs for _, refs in listings):
+    warns when none did. An item that stands for a listing's failure (``LISTING_ERROR``: a feed
+    cut short, a link whose HEAD failed) is no media file: a cut feed whose only episodes had no
+    enclosure dropped the collection and wrote nothing."""
+    from clasp_ingest.connectors.base import LISTING_ERROR
+
+    if any(LISTING_ERROR not in ref.metadata for _, refs in listings for ref in refs):
         return True
     for connector, _ in listings:
         log.warning("%s lists no media file; nothing to ingest from it", connector.source)
     log.warning("not recreating collection %r: no source listed a media file, so it is kept", collection)
     return False
+
+
+def listing_failures(listings: Listings) -> list[tuple[str, str]]:
+    """``(uri, error)`` of the items that stand for a listing's failure (``LISTING_ERROR``): the
+    source errors of a ``--recreate`` run that stops before ingesting (nothing else reports them)."""
+    from clasp_ingest.connectors.base import LISTING_ERROR
+
+    return [
+        (ref.uri, ref.metadata[LISTING_ERROR])
+        for _, refs in listings
+        for ref in refs
+        if LISTING_ERROR in ref.metadata
+    ]
 
 
 def _listed_with_retries(connector: Connector, retries: int, delay: float) -> list[MediaRef]:
@@ -982,7 +1000,8 @@ def ingest_source(
     listed = partial(list_sources, sources, retries=opts.retries, retry_delay_s=opts.retry_delay_s)
     listings, errors = listed() if recreate else ([], [])
     if recreate and not lists_media(listings, store.collection):
-        return IngestSummary((), tuple(errors), time.perf_counter() - started)
+        failed = (*errors, *listing_failures(listings))
+        return IngestSummary((), failed, time.perf_counter() - started)
     text_dim = text_dim_for(model) if opts.transcribe else None
     metric = query_metric_for(model) if recreate or not store.exists() else None
     with collection_for(

@@ -413,8 +413,14 @@ _CUT_SHORT = frozenset(
 )
 #: The end tag of an RSS (``</rss>``, RSS 1.0's ``</rdf:RDF>``) or Atom (``</feed>``) document.
 _ROOT_END = re.compile(r"</\s*(?:[\w.-]+:)?(?:rss|rdf|feed)\s*>", re.IGNORECASE)
-#: A start or end tag of an episode (``<item>``, ``</entry>``; ``<itemCount>`` is not one).
-_ENTRY_TAG = re.compile(r"<(/?)\s*(?:[\w.-]+:)?(?:item|entry)[\s/>]", re.IGNORECASE)
+#: A whole start or end tag of an episode (``<item>``, ``<entry xml:lang="en">``, ``</item>``;
+#: ``<itemCount>`` is not one, nor a start tag the cut runs through, which feedparser makes no
+#: entry of: taking it for an open episode dropped the complete one before it). Groups: the end
+#: tag's slash, a self-closing tag's slash.
+_ENTRY_TAG = re.compile(r"<(/?)\s*(?:[\w.-]+:)?(?:item|entry)(?:\s[^<>]*?)?(/?)>", re.IGNORECASE)
+#: CDATA sections and comments (to the document's end where it ends inside one): the tags they
+#: quote (show notes quoting ``</item>``) are not the feed's.
+_QUOTED = re.compile(r"<!\[CDATA\[.*?(?:\]\]>|\Z)|<!--.*?(?:-->|\Z)", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -434,8 +440,8 @@ class _Damage:
 def _damage(parsed: Any, document: bytes) -> _Damage | None:
     """How ``document`` (parsed into ``parsed``) is damaged; None when it is well-formed.
 
-    A cut is expat's error at the document's end, or, where expat stopped earlier (at an
-    unescaped ``&``), an RSS or Atom document without its root's end tag."""
+    A cut is a document without its root's end tag where expat's error is at the document's
+    end or, where expat stopped earlier (at an unescaped ``&``), that is RSS or Atom."""
     if not parsed.get("bozo"):
         return None
     exc = parsed.get("bozo_exception")
@@ -448,14 +454,16 @@ def _damage(parsed: Any, document: bytes) -> _Damage | None:
         error = str(exc or "not well-formed")
     text = _text_of(document, str(parsed.get("encoding") or "utf-8"))
     rooted = str(parsed.get("version", "")).startswith(("rss", "atom"))
-    cut = code in _CUT_SHORT or (rooted and _ROOT_END.search(text) is None)
+    # expat's "unclosed token" after the root's end tag is junk there (a generator's trailing
+    # "<!-- 0.2 s"), not a cut: the document is whole
+    cut = (code in _CUT_SHORT or rooted) and _ROOT_END.search(text) is None
     return _Damage(error, cut, cut and _ends_inside_entry(text), lenient)
 
 
 def _ends_inside_entry(text: str) -> bool:
     """Whether the last episode tag of ``text`` is a start tag (an ``<item>`` not closed)."""
-    last = deque(_ENTRY_TAG.finditer(text), maxlen=1)
-    return bool(last) and not last[0][1]
+    last = deque(_ENTRY_TAG.finditer(_QUOTED.sub("", text)), maxlen=1)
+    return bool(last) and not last[0][1] and not last[0][2]
 
 
 def _text_of(document: bytes, encoding: str) -> str:

@@ -48,6 +48,9 @@ def test_a_well_formed_feed_gives_no_warning(tmp_path: Path, caplog: pytest.LogC
         (("Episode 1", "Caf&eacute;"), "line 4, column 16: undefined entity"),
         (("</item>", ""), "mismatched tag"),  # an </item> left out
         (("</rss>\n", "</rss>\n<script>x</script>"), "junk after document element"),
+        # junk after the root's end that expat reads as an unclosed token: whole, not cut (reviewer 1)
+        (("</rss>\n", "</rss>\n<!-- generated in 0.2 s"), "unclosed token"),
+        (("</rss>\n", "</rss>\n<"), "unclosed token"),
     ],
 )
 def test_a_malformed_but_complete_feed_is_read_whole_with_one_warning(
@@ -79,6 +82,9 @@ def test_a_wrong_charset_declaration_is_read_whole_with_one_warning(
         ('length="13183"/>', ["ep0.mp3"]),  # its enclosure read, not its </item>: left out too
         ('length="13183"/></item>\n', ["ep0.mp3", "ep1.mp3"]),  # between episodes
         ("</channel>", ["ep0.mp3", "ep1.mp3", "ep2.mp3"]),  # only </rss> missing: a cut all the same
+        # inside the next episode's start tag, of which feedparser makes no entry (reviewer 1: the
+        # complete episode before it was dropped)
+        ('length="13183"/></item>\n<item', ["ep0.mp3", "ep1.mp3"]),
     ],
 )
 def test_a_feed_cut_short_lists_what_came_before_and_fails_itself(
@@ -120,3 +126,17 @@ def test_the_warning_is_given_once_per_connector(tmp_path: Path, caplog: pytest.
     for _ in range(2):
         assert len(list(connector.discover())) == 3
     assert len(_warnings(caplog)) == 1
+
+
+def test_an_end_tag_quoted_in_show_notes_does_not_close_a_cut_episode(tmp_path: Path) -> None:
+    """A cut inside an episode whose notes quote ``</item>`` (in CDATA) is inside that episode."""
+    notes = "<description><![CDATA[<p>how to close an </item> tag</p>]]></description>"
+    document = FEED.replace("<guid>g1</guid>", f"<guid>g1</guid>{notes}", 1)
+    episodes, [failed] = _listed(tmp_path, document[: document.index("tag</p>]]></description>") + 20])
+    assert sorted(episodes) == ["ep0.mp3"] and "ends early" in failed.metadata[LISTING_ERROR]
+
+
+def test_a_cut_inside_an_episode_start_tag_keeps_the_episodes_before_it(tmp_path: Path) -> None:
+    document = FEED[: FEED.index("<item><title>Episode 2")] + '<item xml:lang="en'
+    episodes, [failed] = _listed(tmp_path, document)
+    assert sorted(episodes) == ["ep0.mp3", "ep1.mp3"] and "2 episode(s)" in failed.metadata[LISTING_ERROR]

@@ -63,3 +63,21 @@ def test_a_malformed_but_complete_feed_is_ingested_whole(
     feed.write_text(feed_text.replace("Episode 1", "Q & A"))
     summary = ingest_source(FeedConnector(str(feed)), tiny_model, store, FAST)
     assert (summary.media_ok, summary.media_failed) == (2, [])
+
+
+def test_recreate_keeps_the_collection_when_a_cut_feed_lists_no_media_file(
+    tmp_path: Path, feed_text: str, tiny_model: AudioTextEncoder, store: QdrantStore
+) -> None:
+    """A cut feed's own failed item is no media file: ``recreate`` dropped the collection for it
+    and wrote nothing (reviewer 1)."""
+    feed = tmp_path / "feed.xml"
+    feed.write_text(feed_text)
+    assert ingest_source(FeedConnector(str(feed)), tiny_model, store, FAST).media_ok == 2
+    stored = store.count()
+    post = "<item><title>Notes</title><guid>n</guid></item>\n"  # an episode with no enclosure
+    header = feed_text[: feed_text.index("<item>")]
+    feed.write_text(header + post + "<item><title>Episode 9</title><gu")  # cut
+    summary = ingest_source(FeedConnector(str(feed)), tiny_model, store, FAST, recreate=True)
+    assert summary.media_ok == 0 and [uri for uri, _ in summary.source_errors] == [str(feed)]
+    assert "ends early" in summary.source_errors[0][1]
+    assert store.count() == stored
