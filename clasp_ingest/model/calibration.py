@@ -8,6 +8,7 @@ torch (``clasp-ingest search`` stays fast). Stored in ``fusion.safetensors`` und
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,10 @@ __all__ = [
     "Centering",
     "QueryBank",
     "centering_from",
+    "check_finite",
     "check_query_bank",
     "language_basis",
+    "non_finite_message",
     "project_out",
     "unit_rows",
 ]
@@ -68,6 +71,10 @@ class QueryBank:
         if self.texts.ndim != 2 or not 1 <= self.k <= len(self.texts):
             raise ConfigError(
                 f"query bank: k={self.k} needs 1..{len(self.texts)} bank rows (texts {self.texts.shape})"
+            )
+        if not all(math.isfinite(v) for v in (self.beta, self.mean, self.scale)):  # NaN < 0 is False
+            raise ConfigError(
+                f"query bank: beta, mean and scale must be finite, got {self.beta}, {self.mean}, {self.scale}"
             )
         if self.beta < 0 or self.scale <= 0:
             raise ConfigError(f"query bank: beta must be >= 0 and scale > 0, got {self.beta}, {self.scale}")
@@ -254,6 +261,7 @@ def centering_from(extra: Mapping[str, np.ndarray], dim: int, path: Path | str) 
             f"centering.basis of (k, {dim}) and centering.bank.texts (n, {dim}) with "
             "centering.bank.params (4,)"
         )
+    check_finite({CENTERING_PREFIX + k: v for k, v in extra.items()}, path)
     bank = None
     if texts is not None and params is not None:
         try:
@@ -266,6 +274,25 @@ def centering_from(extra: Mapping[str, np.ndarray], dim: int, path: Path | str) 
         None if basis is None else np.asarray(basis, np.float32),
         bank,
     )
+
+
+def non_finite_message(path: Path | str, name: str, count: int) -> str:
+    """What :class:`ModelLoadError` says of a weights file's tensor with NaN or infinite values."""
+    return (
+        f"fusion weights {str(path)!r}: tensor {name!r} holds {count} non-finite values (NaN or "
+        "infinity), which make every vector or query NaN; the file is damaged or its training "
+        "diverged: copy the model folder again, or reinstall the package that ships it"
+    )
+
+
+def check_finite(arrays: Mapping[str, np.ndarray], path: Path | str) -> None:
+    """Raise :class:`ModelLoadError` naming ``path`` and the first array of ``arrays`` (by its
+    stored name) that holds NaN or infinity: refused at load, not met as NaN vectors in every
+    item, or a NaN query that silently matches nothing (a NaN in ``centering.text``)."""
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind in "fc" and (bad := int(value.size - np.isfinite(value).sum())):
+            raise ModelLoadError(non_finite_message(path, name, bad))
 
 
 def check_query_bank(config: ModelConfig, centering: Centering | None, weights: Path | str | None) -> None:

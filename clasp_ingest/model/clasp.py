@@ -32,6 +32,7 @@ from clasp_ingest.model.calibration import (
     centering_from,
     check_query_bank,
     language_basis,
+    non_finite_message,
     project_out,
 )
 from clasp_ingest.model.config import (
@@ -252,6 +253,7 @@ def _load_head(config: ModelConfig, path: Path) -> tuple[torch.nn.Module, Center
         from clasp_ingest.model.checkpoint import read_official_state_dict
 
         state = read_official_state_dict(path).state_dict
+    _check_finite(state, path)
     fusion = _fresh_fusion(config)
     try:
         fusion.load_state_dict(state, strict=True)
@@ -261,6 +263,20 @@ def _load_head(config: ModelConfig, path: Path) -> tuple[torch.nn.Module, Center
             f"{config.fusion.speech_dim}+{config.fusion.spec_dim}→{config.fusion.out_dim}: {exc}"
         ) from exc
     return fusion, centering
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse a head whose weights hold NaN or infinity (bit rot, a diverged training run): a
+    ``ModelLoadError`` naming the file and the tensor, not "the model produced non-finite
+    vectors" on every item of every run. A tensor's sum is NaN or infinite when one of its
+    values is (or, rarely, when it overflows: then each value is looked at): 2 ms for
+    clasp-mini's 27 MB, where ``isfinite`` of every value took 30."""
+    for name, value in state.items():
+        if not torch.is_floating_point(value) or bool(torch.isfinite(value.sum())):
+            continue
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            raise ModelLoadError(non_finite_message(path, name, bad))
 
 
 def _fusion_for(

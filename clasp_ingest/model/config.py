@@ -57,6 +57,16 @@ def _check_range(field: str, value: int, high: int) -> None:
         raise ConfigError(f"{field} must be between 1 and {high}, got {value}")
 
 
+def _whole(data: Mapping[str, Any], key: str, where: str = "", default: int | None = None) -> int:
+    """An integer field of a config (``default`` when it may be left out): ``Infinity``, which
+    Python's json reads, or NaN is a ``ConfigError`` naming the field, not an ``OverflowError``."""
+    value = data[key] if default is None else data.get(key, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where}{key} must be a whole number, got {value!r}") from None
+
+
 def _flag(data: Mapping[str, Any], key: str, default: bool, where: str = "") -> bool:
     """A true/false field of a config: a string such as ``"false"`` is refused, not read as true."""
     value = data.get(key, default)
@@ -95,9 +105,13 @@ class ComponentSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ComponentSpec:
+    def from_dict(cls, data: Mapping[str, Any], where: str = "") -> ComponentSpec:
+        """From ``to_dict``'s form; ``where`` (e.g. ``"speech."``) prefixes the fields errors name."""
         return cls(
-            str(data["backend"]), str(data.get("source", "")), int(data["dim"]), dict(data.get("options", {}))
+            str(data["backend"]),
+            str(data.get("source", "")),
+            _whole(data, "dim", where),
+            dict(data.get("options", {})),
         )
 
 
@@ -165,13 +179,13 @@ class FusionSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> FusionSpec:
         return cls(
             data["kind"],
-            int(data["speech_dim"]),
-            int(data["spec_dim"]),
-            int(data["out_dim"]),
+            _whole(data, "speech_dim", "fusion."),
+            _whole(data, "spec_dim", "fusion."),
+            _whole(data, "out_dim", "fusion."),
             _flag(data, "normalize_inputs", True, "fusion."),
             data.get("speech_pool", "mean"),
-            int(data.get("pool_queries", 4)),
-            int(data.get("ensemble", 1)),
+            _whole(data, "pool_queries", "fusion.", 4),
+            _whole(data, "ensemble", "fusion.", 1),
         )
 
 
@@ -256,17 +270,17 @@ class ModelConfig:
         try:
             return cls(
                 model_id=str(data["model_id"]),
-                speech=ComponentSpec.from_dict(data["speech"]),
-                spectrogram=ComponentSpec.from_dict(data["spectrogram"]),
+                speech=ComponentSpec.from_dict(data["speech"], "speech."),
+                spectrogram=ComponentSpec.from_dict(data["spectrogram"], "spectrogram."),
                 fusion=FusionSpec.from_dict(data["fusion"]),
-                text=ComponentSpec.from_dict(data["text"]),
+                text=ComponentSpec.from_dict(data["text"], "text."),
                 weights=data.get("weights"),
-                seed=int(data.get("seed", 0)),
+                seed=_whole(data, "seed", default=0),
                 description=str(data.get("description", "")),
                 query_bank=_flag(data, "query_bank", False),
                 searches=tuple(str(model_id) for model_id in data.get("searches", ())),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ConfigError(f"invalid model config: missing or malformed field {exc}") from exc
 
     def to_json(self) -> str:
@@ -296,10 +310,20 @@ class ModelConfig:
             ("text", config.text),
         ):
             try:
-                check_backend(part, spec.backend, model_dir=path.parent)  # type: ignore[arg-type]
+                factory = check_backend(part, spec.backend, model_dir=path.parent)  # type: ignore[arg-type]
+                _check_options(factory, spec)
             except ConfigError as exc:
                 raise ConfigError(f"model config {str(path)!r}: {exc}") from None
         return config
+
+
+def _check_options(factory: str, spec: ComponentSpec) -> None:
+    """Check the options of a backend that says which it takes, when the config is read: a bad
+    one then stops a run once, naming the file, not each item when the model is built."""
+    if factory == "clasp_ingest.model.whisper_ct2:build_speech":
+        from clasp_ingest.model.whisper_ct2 import check_speech_options
+
+        check_speech_options(spec.options)
 
 
 @dataclass(frozen=True)

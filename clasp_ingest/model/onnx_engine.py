@@ -362,7 +362,7 @@ def _check_against(model: Any, out_dir: Path, probes: list[np.ndarray], referenc
     """Compare the exported model with the torch one (its ``reference`` vectors of ``probes``)."""
     onnx_model = _assemble(model.query, model.speech, out_dir, threads=1, int8=False)
     worst = float(np.abs(onnx_model.encode_audio(probes) - reference).max())
-    if worst > _TOLERANCE:
+    if not worst <= _TOLERANCE:  # NaN vectors of both engines differ by NaN, which is not > 1e-3
         raise ModelLoadError(
             f"the ONNX export of {model.model_id!r} differs from the torch model by {worst:.2e} "
             f"(> {_TOLERANCE}); use engine 'torch' (CLASP_ENGINE=torch)"
@@ -374,7 +374,7 @@ def _check_int8(model: Any, out_dir: Path, probes: list[np.ndarray], reference: 
     """Compare the vectors made with the int8 CNN with the torch model's ``reference`` ones."""
     onnx_model = _assemble(model.query, model.speech, out_dir, threads=1, int8=True)
     cosine = (onnx_model.encode_audio(probes) * reference).sum(axis=1)
-    if float(cosine.min()) < _INT8_MIN_COSINE:
+    if not float(cosine.min()) >= _INT8_MIN_COSINE:  # NaN too
         (out_dir / CNN_INT8_FILE).unlink()
         logger.warning(
             "keeping the float32 CNN: with the int8 one a probe's vector has cosine %.3f to torch's "
@@ -385,13 +385,18 @@ def _check_int8(model: Any, out_dir: Path, probes: list[np.ndarray], reference: 
 
 
 def exported_logmel(folder: Path) -> LogMelOptions | None:
-    """The log-mel image options an export was made with (its ``meta.json``); None: no CNN."""
-    logmel = json.loads((folder / _META).read_text(encoding="utf-8"))["logmel"]
-    if logmel is None:
-        return None
-    for key in ("image_size", "mean", "std"):
-        logmel[key] = tuple(logmel[key])
-    return LogMelOptions(**logmel)
+    """The log-mel image options an export was made with (its ``meta.json``); None: no CNN.
+    A ``meta.json`` that cannot be read is a :class:`ModelLoadError` naming it."""
+    meta = folder / _META
+    try:
+        logmel = json.loads(meta.read_text(encoding="utf-8"))["logmel"]
+        if logmel is None:
+            return None
+        for key in ("image_size", "mean", "std"):
+            logmel[key] = tuple(logmel[key])
+        return LogMelOptions(**logmel)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        raise ModelLoadError(f"the ONNX export's {str(meta)!r} cannot be read ({exc!r})") from exc
 
 
 def _assemble(
@@ -410,9 +415,18 @@ def _assemble(
 def _cached_export(
     name_or_path: str, config: ModelConfig, saved_dir: Path | None, model_dir: Path | None
 ) -> Path:
+    """The model's export folder in the cache, exported first unless a whole one is there: one
+    stamped when it was written whose files are all there, of the size and mtime they had
+    (:func:`_whole_export`). A ``head.onnx`` or ``meta.json`` cut short or removed since is
+    exported again, not an error on every item of every run."""
+    from clasp_ingest.model.assets import install_folder
+
     folder = _cache_root() / f"{config.model_id}-{_digest(config, saved_dir, model_dir)}"
-    if (folder / _META).is_file():
+    if _whole_export(folder):
         return folder
+    if folder.exists():
+        logger.warning("the ONNX export in %s was cut short, changed or written by an older version; "
+                       "exporting %s again", folder, config.model_id)  # fmt: skip
     logger.info("exporting %s to ONNX once, into %s (needs torch; a few seconds)", config.model_id, folder)
     staging = _staging(folder.parent)
     try:
@@ -429,13 +443,42 @@ def _cached_export(
                 f"{tempfile.gettempdir()!r} (TMPDIR)"
             ) from exc
         try:
-            staging.rename(folder)
-        except OSError:  # another process finished the same export first
-            if not (folder / _META).is_file():
-                raise
+            _stamp_export(staging)
+            install_folder(staging, folder, _whole_export)  # a damaged one moved aside, a whole one kept
+        except OSError as exc:
+            raise ModelLoadError(
+                f"could not put the ONNX export of {config.model_id!r} into {str(folder)!r} ({exc}); "
+                "delete that folder and run the command again"
+            ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _stamp_export(folder: Path) -> None:
+    """Record the sha256, size and mtime of the export's graphs in its ``meta.json`` (written
+    again last, whole or not at all): :func:`_whole_export` checks them."""
+    from clasp_ingest.model.assets import atomic_write, file_stamps
+
+    meta = json.loads((folder / _META).read_text(encoding="utf-8"))
+    meta["files"] = file_stamps(folder, skip={_META})
+    text = json.dumps(meta, indent=2)
+    atomic_write(folder / _META, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def _whole_export(folder: Path) -> bool:
+    """Whether ``folder`` holds a whole export of this version: its ``meta.json`` reads, and
+    the graphs it lists (the head among them) have the size and mtime they were written with.
+    A ``meta.json`` cut short, garbled or removed, or one from before the graphs were listed,
+    is not whole (the model is exported again: a few seconds, once)."""
+    from clasp_ingest.model.assets import stamps_match
+
+    try:
+        meta = json.loads((folder / _META).read_text(encoding="utf-8"))
+        files = meta["files"]
+        return meta["export_version"] == EXPORT_VERSION and _HEAD in files and stamps_match(folder, files)
+    except (OSError, ValueError, KeyError, TypeError):  # JSON and UTF-8 errors are ValueErrors
+        return False
 
 
 def _staging(cache: Path) -> Path:
@@ -478,4 +521,24 @@ def load_onnx_model(
     runtime = Runtime(device="cpu", model_dir=model_dir, batch_size=batch_size)
     query = load_query_model(name_or_path, device="cpu", model_dir=model_dir)
     speech = build_component("speech", config.speech, runtime)
-    return _assemble(query, speech, folder, threads=threads or default_threads(), int8=int8)
+    return _assemble_cached(query, speech, folder, threads=threads or default_threads(), int8=int8)
+
+
+def _assemble_cached(
+    query: QueryModel, speech: SpeechEncoder, folder: Path, *, threads: int, int8: bool
+) -> OnnxClaspModel:
+    """:func:`_assemble` from the cache: an export damaged in a way its stamp cannot see (bytes
+    changed, size and mtime kept) is a :class:`ModelLoadError` naming the folder and the remedy
+    (engine "auto" then falls back to torch), not ONNX Runtime's or json's own error on every
+    item. Out of memory stays what it is (``load_inference_model`` says so)."""
+    from clasp_ingest.model.inference import out_of_memory
+
+    try:
+        return _assemble(query, speech, folder, threads=threads, int8=int8)
+    except Exception as exc:  # ONNX Runtime's errors (InvalidProtobuf, NoSuchFile...) are plain Exceptions
+        if out_of_memory(exc):
+            raise
+        raise ModelLoadError(
+            f"cannot load the ONNX export of {query.model_id!r} in the model cache ({exc}); delete the "
+            f"folder {str(folder)!r} and the next run exports the model again"
+        ) from exc

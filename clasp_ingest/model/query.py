@@ -9,6 +9,7 @@ torch and loads in well under a second. Its vectors equal ``load_model(...).enco
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -182,14 +183,34 @@ def resolve_model_config(name_or_path: str) -> tuple[ModelConfig, Path | None]:
     """The config of a preset name or a ``save_model`` directory (and that directory)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        if not (path / CONFIG_FILE).is_file():
-            raise ModelLoadError(
-                f"model directory {name_or_path!r} has no {CONFIG_FILE}; was it saved by save_model?"
-            )
+        _check_config_there(path / CONFIG_FILE, name_or_path)
         return _anchored(ModelConfig.from_file(path / CONFIG_FILE), path), path
     from clasp_ingest.model.presets import get_preset
 
     return get_preset(name_or_path), None
+
+
+def _check_config_there(config_file: Path, name_or_path: str) -> None:
+    """Raise ``ModelLoadError`` unless a model folder's ``config.json`` is a file, saying what is
+    there instead: a link that loops, a FIFO (never opened: reading one blocks), a folder... A
+    folder with nothing of that name was not written by ``save_model``."""
+    from clasp_ingest.model.hub import check_regular_file
+
+    if config_file.is_file():
+        return
+    try:
+        config_file.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ModelLoadError(
+                f"{str(config_file)!r} is a link that leads back to itself (a loop), not a file; "
+                "copy the model folder again"
+            ) from None
+    if config_file.is_symlink() or config_file.exists():
+        check_regular_file(config_file, "copy the model folder again")
+    raise ModelLoadError(
+        f"model directory {name_or_path!r} has no {CONFIG_FILE}; was it saved by save_model?"
+    )
 
 
 def local_top_layers(config: ModelConfig) -> str | None:
@@ -286,11 +307,14 @@ def find_model(model_id: str, source: str | None = None, *, exact: bool = False)
     """
     from clasp_ingest.model.presets import list_presets
 
+    gone = "which is gone or now holds another model"
     if source:
         try:
             config, _ = resolve_model_config(source)
-        except (ModelLoadError, ConfigError):
+        except (ModelLoadError, ConfigError) as exc:
             config = None
+            if Path(source).expanduser().is_dir():  # there, but its config cannot be read
+                gone = f"which is there but cannot be read: {exc}; copy that folder again"
         if config is not None and (config.model_id == model_id or (not exact and searches(config, model_id))):
             return source
     presets = list_presets()
@@ -300,7 +324,7 @@ def find_model(model_id: str, source: str | None = None, *, exact: bool = False)
     for name, preset in presets.items():
         if not exact and model_id in preset.searches:
             return name
-    where = f" (made from {source!r}, which is gone or now holds another model)" if source else ""
+    where = f" (made from {source!r}, {gone})" if source else ""
     raise ModelLoadError(
         f"no preset of this clasp-ingest version makes vectors of model {model_id!r}{where}; pass "
         "--model with that model's directory, or ingest again with a current model into another collection "

@@ -15,7 +15,7 @@ features differ from ``"full"``; a head trained on one must be used with the sam
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,11 +37,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CHUNK_SAMPLES",
     "HOP_LENGTH",
+    "MAX_THREADS",
     "N_FFT",
     "PACKAGED_WHISPER_BASE",
     "WhisperCT2Options",
     "WhisperCT2SpeechEncoder",
     "build_speech",
+    "check_speech_options",
     "clip_parts",
     "load_ct2_whisper",
     "log_mel_spectrogram",
@@ -264,18 +266,36 @@ def load_ct2_whisper(
             inter_threads=inter_threads,
         )
     except (RuntimeError, ValueError) as exc:
-        from clasp_ingest.model.inference import out_of_memory
-
-        # out of memory, neither remedy helps (float32 needs more): said so, not suggested
-        remedy = (
-            "free memory, or raise the process's limit (ulimit -v)"
-            if out_of_memory(exc)
-            else "try device='cpu' or compute_type='float32'"
-        )
+        remedy = _load_remedy(Path(model_dir), device, compute_type, exc)
         raise ModelLoadError(
             f"CTranslate2 could not load {model_dir} on device={device!r} with "
             f"compute_type={compute_type!r}: {exc}; {remedy}"
         ) from exc
+
+
+def _load_remedy(model_dir: Path, device: str, compute_type: str, exc: BaseException) -> str:
+    """What to do when CTranslate2 cannot load ``model_dir``. Out of memory, neither other device
+    nor type helps (float32 needs more); a copy in the model cache (a file of it damaged in a way
+    its stamp cannot see) is written again once deleted; only settings not already in use are
+    suggested (a run on the CPU was told to try device='cpu')."""
+    from clasp_ingest.model.assets import is_cache_copy
+    from clasp_ingest.model.inference import out_of_memory
+
+    if out_of_memory(exc):
+        return "free memory, or raise the process's limit (ulimit -v)"
+    settings = (("device", "cpu", device), ("compute_type", "float32", compute_type))
+    tries = " or ".join(f"{name}={value!r}" for name, value, used in settings if used != value)
+    if not is_cache_copy(model_dir):
+        return (
+            f"try {tries}"
+            if tries
+            else "its files may be damaged: convert it again (ct2-transformers-converter)"
+        )
+    deleted = (
+        f"it is a copy in the model cache: delete the folder {str(model_dir)!r} "
+        "and the next run writes it again"
+    )
+    return f"{deleted}; or try {tries}" if tries else deleted
 
 
 class WhisperCT2SpeechEncoder:
@@ -368,6 +388,51 @@ class WhisperCT2SpeechEncoder:
 PACKAGED_WHISPER_BASE = "whisper-base"
 
 
+#: The most threads a model's ``speech.options`` may ask of CTranslate2 (``inter_threads`` ×
+#: ``intra_threads``), as ``CLASP_TORCH_THREADS`` allows torch: more than any one machine this
+#: runs on has cores. A model folder may come from anyone: 4096 threads stalled an ingest that
+#: takes 10 s (killed after 90 s, load average over 300 on 2 cores).
+MAX_THREADS = 1024
+#: CTranslate2's compute types.
+_COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+                  "float16", "bfloat16", "float32")  # fmt: skip
+
+
+def _whole(options: Mapping[str, Any], key: str, low: int, high: int) -> int | None:
+    """``options[key]`` when it is a whole number in ``low..high``, None when absent."""
+    value = options.get(key)
+    if value is None and key not in options:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"speech.options.{key} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def check_speech_options(options: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` naming the first ``speech.options`` value of a ``ct2-whisper`` model
+    that :func:`build_speech` cannot use (see there). Called where a model's config is read
+    (:meth:`~clasp_ingest.model.config.ModelConfig.from_file`, which names the file), so a bad
+    value stops a run once, before any item, not as an error of each item (a thread count of
+    0 divided by zero) or a run that never ends (4096 threads)."""
+    inter = _whole(options, "inter_threads", 1, MAX_THREADS)
+    intra = _whole(options, "intra_threads", 0, MAX_THREADS)
+    if (inter or 1) * (intra or 1) > MAX_THREADS:
+        raise ConfigError(
+            f"speech.options.inter_threads × intra_threads must be at most {MAX_THREADS}, "
+            f"got {inter} × {intra}"
+        )
+    if options.get("encoder_layers") is not None:  # null leaves it out, as before
+        _whole(options, "encoder_layers", 1, 1024)  # Whisper's largest encoder has 32
+    for key, allowed in (("compute_type", _COMPUTE_TYPES), ("window", ("full", "trim"))):
+        if key in options and options[key] not in allowed:
+            raise ConfigError(
+                f"speech.options.{key} must be one of {', '.join(allowed)}; got {options[key]!r}"
+            )
+    for key in ("cache_dir", "top_layers"):  # null or "" leave them out, as before
+        if options.get(key) and not isinstance(options[key], str):
+            raise ConfigError(f"speech.options.{key} must be a path (a string), got {options[key]!r}")
+
+
 def _split_device(device: str) -> tuple[str, int]:
     kind, _, index = device.partition(":")
     return kind, int(index) if index else 0
@@ -388,6 +453,7 @@ def build_speech(spec: ComponentSpec, runtime: Runtime) -> WhisperCT2SpeechEncod
     (run only the first that many encoder layers, after ``top_layers`` is written in; see
     :func:`truncated_whisper_dir`).
     """
+    check_speech_options(spec.options)
     opts = dict(spec.options)
     device, index = _split_device(runtime.device)
     compute_type = str(opts.get("compute_type", "int8" if device == "cpu" else "float16"))
@@ -422,9 +488,10 @@ def build_speech(spec: ComponentSpec, runtime: Runtime) -> WhisperCT2SpeechEncod
 def truncated_whisper_dir(base_dir: Path, layers: int, cache_dir: Path | None = None) -> Path:
     """``base_dir``'s CTranslate2 Whisper with only its first ``layers`` encoder layers (the final
     layer norm kept): an encoder that costs ``layers`` / 6 of Whisper-base's transformer work.
-    Made once under ``cache_dir`` (default :func:`~clasp_ingest.model.assets.default_cache_dir`);
-    ``base_dir`` itself when it has no more layers than that."""
-    from clasp_ingest.model.assets import default_cache_dir
+    Made once under ``cache_dir`` (default :func:`~clasp_ingest.model.assets.default_cache_dir`),
+    and again when cut short or changed since; ``base_dir`` itself when it has no more layers
+    than that."""
+    from clasp_ingest.model.assets import cached_folder, default_cache_dir
     from clasp_ingest.model.ct2_format import encoder_layer_count, encoder_layers_below, patch_ct2_model
 
     if layers < 1:
@@ -432,28 +499,34 @@ def truncated_whisper_dir(base_dir: Path, layers: int, cache_dir: Path | None = 
     if layers >= encoder_layer_count(Path(base_dir)):
         return Path(base_dir)
     target = (cache_dir or default_cache_dir()) / f"{Path(base_dir).name}-{layers}L"
-    if (target / "model.bin").is_file():
-        return target
-    log.info("writing the first %d encoder layers of %s into %s", layers, base_dir, target)
-    return patch_ct2_model(Path(base_dir), target, {}, drop=encoder_layers_below(layers))
+
+    def write(out: Path) -> None:
+        log.info("writing the first %d encoder layers of %s into %s", layers, base_dir, target)
+        patch_ct2_model(Path(base_dir), out, {}, drop=encoder_layers_below(layers))
+
+    return cached_folder(target, write)
 
 
 def patched_whisper_dir(base_dir: Path, top_layers: Path, cache_dir: Path | None = None) -> Path:
     """``base_dir``'s CTranslate2 Whisper with the encoder variables of ``top_layers`` (a safetensors
     file of fine-tuned top layers, CTranslate2 names) written in; made once under ``cache_dir``
-    (default :func:`~clasp_ingest.model.assets.default_cache_dir`), named by the file's hash."""
-    from safetensors.numpy import load_file
-
-    from clasp_ingest.model.assets import default_cache_dir, file_sha256
-    from clasp_ingest.model.ct2_format import patch_ct2_model
+    (default :func:`~clasp_ingest.model.assets.default_cache_dir`), named by the file's hash.
+    A copy cut short or changed since it was written is written again
+    (:func:`~clasp_ingest.model.assets.cached_folder`)."""
+    from clasp_ingest.model.assets import cached_folder, default_cache_dir, file_sha256
 
     digest = file_sha256(top_layers)[:16]
     target = (cache_dir or default_cache_dir()) / f"{Path(base_dir).name}-top-{digest}"
-    if (target / "model.bin").is_file():
-        return target
-    log.info("writing the fine-tuned top layers of %s into %s", top_layers, target)
-    from clasp_ingest.model.hub import readable_weights
 
-    with readable_weights(top_layers):
-        layers = load_file(str(top_layers))
-    return patch_ct2_model(Path(base_dir), target, layers)
+    def write(out: Path) -> None:
+        from safetensors.numpy import load_file
+
+        from clasp_ingest.model.ct2_format import patch_ct2_model
+        from clasp_ingest.model.hub import readable_weights
+
+        log.info("writing the fine-tuned top layers of %s into %s", top_layers, target)
+        with readable_weights(top_layers):
+            layers = load_file(str(top_layers))
+        patch_ct2_model(Path(base_dir), out, layers)
+
+    return cached_folder(target, write)
