@@ -663,6 +663,7 @@ class _FfmpegLog:
         self.nothing_filtered = False
         self.audio_rate: int | None = None  # the decoded stream's sample rate, as its header says
         self.dropped_times = 0  # packets whose times ffmpeg took off (_TIMESTAMP_JUMP_S)
+        self.audio_out = False  # some decoded audio came out (set by _fill, which reads it)
         self.dropped_at_s: float | None = None  # where the first of them was, in the media
         self._guessed: dict[int, str] = {}  # input stream -> a layout of over two channels ffmpeg guessed
         self._audio_index: int | None = None  # the input stream decoded (the first audio one)
@@ -823,6 +824,7 @@ def _fill(
         if count == 0:
             break
         filled += count
+        stderr.audio_out = True
     return filled
 
 
@@ -832,8 +834,10 @@ def _await_output(
     """Wait until ffmpeg's output can be read. Every :data:`_POLL_S` of the wait it checks what
     ends the decode without any output: ``stop`` set by the caller (raises
     :class:`IngestInterrupted`: a Ctrl-C waited for a silent file's end, as no segment came to
-    check it on), an input rate no audio has, and ffmpeg only reporting errors (:data:`_ERROR_RUN`:
-    damage, which a longer ``read_timeout_s`` cannot help). Raises for a stall of ``read_timeout_s``."""
+    check it on), an input rate no audio has, and ffmpeg only reporting errors before any audio
+    came out (:data:`_ERROR_RUN`: damage, which a longer ``read_timeout_s`` cannot help; once audio
+    came out, a damaged stretch is kept as damage that decodes in part, with its warning: minutes
+    of zeroed AAC frames in a 22-minute talk failed it whole). Raises for a stall of ``read_timeout_s``."""
     errors = stderr.damage_count
     deadline = time.monotonic() + opts.read_timeout_s
     while True:
@@ -844,7 +848,7 @@ def _await_output(
         if stderr.audio_seen.is_set():
             _check_input_rate(source, stderr)
         reported = stderr.damage_count - errors
-        if reported >= _ERROR_RUN:
+        if reported >= _ERROR_RUN and not stderr.audio_out:
             raise MediaDecodeError(
                 source,
                 f"damaged: ffmpeg reported {reported} decoding error(s) in a row and no audio came out "
@@ -991,7 +995,8 @@ def _jumped(source: str, stderr: _FfmpegLog, on_warning: Callable[[str], None] |
         source,
         f"its packet times jump by over {_TIMESTAMP_JUMP_S} s at {at} ({stderr.dropped_times} packet(s)): "
         "damaged times, or a gap in the recording; decoded all of it, the audio after the jump placed "
-        "right after what comes before it (its spans may lie early against the media's clock)",
+        "right after what comes before it: its spans lie early against the media's clock, and the "
+        "clips and words cut for them (by that clock) may miss their speech",
         on_warning,
     )
 
@@ -1087,7 +1092,7 @@ _EXIT_MEANINGS = {
     228: "no space left on the device",  # ENOSPC
     243: "permission denied",  # EACCES
     254: "no such file",  # ENOENT
-    8: "a decoder, demuxer, filter or stream it needs was not found",  # AVERROR_*_NOT_FOUND
+    8: "something it needs (a decoder, format, protocol or option) was not found",  # AVERROR_*_NOT_FOUND
 }
 
 

@@ -164,6 +164,33 @@ def test_ffmpeg_reporting_only_errors_is_damage_not_a_stall(tmp_path: Path) -> N
     assert "read_timeout_s" not in str(error.value) and "Invalid PCM packet" in str(error.value)
 
 
+def test_errors_after_audio_came_out_are_a_damaged_stretch_not_a_damaged_file(tmp_path: Path) -> None:
+    """A long damaged stretch inside a file that decoded before it (minutes of zeroed AAC frames
+    in a 22-minute talk: over 10,000 errors while no audio came) is damage that decodes in part,
+    kept with its warning; it failed the whole item (reviewer 2)."""
+    script = tmp_path / "erring-ffmpeg"
+    line = "[aac @ 0x1] [error] Error decoding AAC frame header"
+    second = 4 * SR  # bytes of one second of f32le
+    script.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" -demuxers "*) exec "{find_ffmpeg()}" "$@";; esac\n'
+        "echo \"[info] Input #0, aac, from 'talk.aac':\" >&2\n"
+        "echo '[info]   Stream #0:0: Audio: aac (LC), 16000 Hz, mono, fltp' >&2\n"
+        f"head -c {2 * second} /dev/zero\n"
+        "sleep 1\n"  # the audio read, the decode waits for more: the errors come in that wait
+        f'yes "{line}" | head -n 30000 >&2\n'
+        "sleep 3\n"
+        f"head -c {2 * second} /dev/zero\n"
+    )
+    script.chmod(0o755)
+    clip = write_wav(tmp_path / "clip.wav", tone(300, 1.0))
+    warnings: list[str] = []
+    opts = DecodeOptions(strict=False, ffmpeg=str(script), read_timeout_s=30)
+    audio = decode_audio(clip, opts, on_warning=warnings.append)
+    assert audio.size == 4 * SR
+    assert any("corrupt data" in warning for warning in warnings), warnings
+
+
 def test_a_damaged_file_of_which_nothing_decodes_fails(short_track: SpokenTrack, tmp_path: Path) -> None:
     """0.0 s decoded with 89 errors (a damaged ASF header) was stored as 'no speech found', and
     skipped on every later run; an AIFF whose SSND chunk lost its data (16 s declared) alike."""
