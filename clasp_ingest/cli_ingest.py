@@ -84,7 +84,12 @@ def _sources_named(values: list[str]) -> list[str]:
         )
     for value in values:
         scheme, sep, rest = value.partition("://")
-        if sep and scheme.lower() in _BUCKET_SCHEMES and not rest.strip("/"):
+        if sep and scheme.lower() == "file" and not rest:  # file://$DIR with DIR unset
+            raise typer.BadParameter(
+                f"{value!r} names no path (an unset variable?); give file:///PATH, or the path itself"
+            )
+        # s3:///talks/ (s3://$BUCKET/talks/ with BUCKET unset) is read as the bucket "talks"
+        if sep and scheme.lower() in _BUCKET_SCHEMES and (not rest or rest.startswith("/")):
             raise typer.BadParameter(
                 f"{value!r} names no bucket (an unset variable?); give {scheme}://BUCKET or "
                 f"{scheme}://BUCKET/PREFIX"
@@ -346,7 +351,7 @@ def _listed_before_a_new_store(
     from clasp_ingest.pipeline import list_sources
 
     url, path = store_location(args["qdrant_path"], args["qdrant_url"], settings)
-    if url is not None or path is None or path.exists():
+    if url is not None or path is None or path.expanduser().exists():  # open_store expands a quoted ~
         return connectors, []
     listings, errors = list_sources(connectors, retries=options.retries, retry_delay_s=options.retry_delay_s)
     return [_Listed(connector, refs) for connector, refs in listings], errors

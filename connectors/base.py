@@ -117,10 +117,15 @@ class OpenOptions:
     def __post_init__(self) -> None:
         for field, most in _MOST.items():  # NaN passed every check below; None failed deep inside
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            whole = isinstance(value, numbers.Integral)  # any size: 10**400 bytes is no limit
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not (whole or math.isfinite(value))
+            ):
                 raise ValueError(f"OpenOptions.{field} must be a finite number, got {value!r}")
-            if float(value) > most:  # a longer wait overflows Python's timers: every download failed
-                raise ValueError(f"OpenOptions.{field} must be at most {most:g} s, got {value:g}")
+            if value > most:  # a longer wait overflows Python's timers: every download failed
+                raise ValueError(f"OpenOptions.{field} must be at most {most:g} s, got {float(value):g}")
         if self.max_bytes <= 0:
             raise ValueError(f"OpenOptions.max_bytes must be > 0, got {self.max_bytes}")
         if min(self.connect_timeout_s, self.read_timeout_s, self.deadline_s, self.rate_window_s) <= 0:

@@ -129,3 +129,9 @@ def test_option_classes_keep_their_valid_values() -> None:
         == 2
     )
     assert SegmenterOptions(min_segment_s=1, max_segment_s=15, neg_threshold=None).min_segment_s == 1
+
+
+def test_a_byte_limit_past_floats_is_no_limit() -> None:
+    """``--max-bytes`` with 401 digits meant "no limit"; the finiteness check made it "unexpected
+    OverflowError" (reviewer 3)."""
+    assert OpenOptions(max_bytes=10**400, chunk_bytes=2**70).max_bytes == 10**400

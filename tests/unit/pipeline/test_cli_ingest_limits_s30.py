@@ -47,7 +47,7 @@ def test_help_shows_the_deadline_range() -> None:
     assert "SECONDS [0.001<=x<=604800]" in shown.output and "BYTES_PER_S [x>=0]" in shown.output
 
 
-@pytest.mark.parametrize("source", ["s3://", "gs:///", "S3A://"])
+@pytest.mark.parametrize("source", ["s3://", "gs:///", "S3A://", "s3:///talks/", "gs:///a/b.mp3"])
 def test_a_bucket_url_without_a_bucket_is_bad_usage(tmp_path: Path, source: str) -> None:
     """``s3://`` said "ValueError: Cannot traverse all of S3"."""
     run = _ingest(source, "--qdrant-path", str(tmp_path / "q"))
@@ -98,3 +98,30 @@ def test_a_new_store_gets_what_the_sources_list_once_listed(
     assert run.exit_code == 3 and summary["media_ok"] == 1 and len(summary["media_failed"]) == 1, run.output
     again = _ingest(str(folder), "--prune", *store)
     assert again.exit_code == 0 and json.loads(again.stdout)["media_skipped"] == 1, again.output
+
+
+def test_a_file_url_without_a_path_is_bad_usage(tmp_path: Path) -> None:
+    """``file://$DIR`` with DIR unset ingested the working folder, recursively (reviewer 3)."""
+    run = _ingest("file://", "--qdrant-path", str(tmp_path / "q"))
+    assert run.exit_code == 2 and "'file://' names no path" in _said(run), run.output
+    assert not (tmp_path / "q").exists()
+
+
+def test_a_store_named_with_a_quoted_tilde_is_not_taken_for_a_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--qdrant-path '~/store'`` (open_store expands it) of a store that exists is opened before
+    the listing, as any existing store (reviewer 3: it was listed first, as a new one)."""
+    from clasp_ingest.cli_ingest import _listed_before_a_new_store
+    from clasp_ingest.config import Settings
+    from clasp_ingest.pipeline import PipelineOptions
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "store").mkdir()
+    missing = LocalConnector(str(tmp_path / "typo.wav"))
+    args = {"qdrant_path": Path("~/store"), "qdrant_url": None}
+    connectors, unlisted = _listed_before_a_new_store([missing], Settings(), args, PipelineOptions())
+    assert connectors == [missing] and unlisted == []  # not listed here: the pipeline lists it
+    args = {"qdrant_path": Path("~/new"), "qdrant_url": None}
+    connectors, unlisted = _listed_before_a_new_store([missing], Settings(), args, PipelineOptions())
+    assert connectors == [] and [source for source, _ in unlisted] == [str(tmp_path / "typo.wav")]
