@@ -33,7 +33,14 @@ from clasp_ingest.retriever.loading import search_model
 
 from clasp_ingest.config import Settings
 from clasp_ingest.log import warnings_as_lines
-from clasp_ingest.store.cli_store import StoreCollection, StoreKey, StorePath, StoreUrl, refuse_empty
+from clasp_ingest.store.cli_store import (
+    StoreCollection,
+    StoreKey,
+    StorePath,
+    StoreUrl,
+    number_in,
+    refuse_empty,
+)
 
 if TYPE_CHECKING:
     from clasp_ingest.transcribe import Transcriber
@@ -77,6 +84,7 @@ def search(
     ),
     merge_gap: float = typer.Option(
         0.5,
+        parser=number_in(0.0, 3600.0),
         min=0.0,
         max=3600.0,
         help="With --merge: the longest pause between two hits that are joined (the pause between "
@@ -122,6 +130,7 @@ def search(
 
     A query longer than the model's text encoder reads (clasp-mini: 512 tokens) is cut to that limit for the speech match, with a warning.
     """  # noqa: E501 - one paragraph of --help
+    from clasp_ingest.connectors.urls import redact_url
     from clasp_ingest.retriever import ClaspRetriever
     from clasp_ingest.retriever.retriever import is_empty_query
 
@@ -161,8 +170,8 @@ def search(
             docs = retriever.invoke(query)
         if not docs and media_id and store.count(retriever.filter) == 0:
             typer.echo(
-                f"warning: no stored item matches --media-id {media_id!r}; 'clasp-ingest store list' "
-                "shows the sources and media ids stored",
+                f"warning: no stored item matches --media-id {redact_url(media_id)!r}; 'clasp-ingest store "
+                "list' shows the sources and media ids stored",
                 err=True,
             )
     keys = ("source", "media_id", "title", "start_s", "end_s", "score", "url")
