@@ -989,36 +989,7 @@ class EdgeStore(QdrantStore):
 
     def _delete(self, where: Where) -> None:
         qe = _edge()
-        if self.has_word_vectors and not self._indexed:  # (indexed: see _forget_words)
-            self._forget_words(where)
         self._require_shard().update(qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
-
-    def _forget_words(self, where: Where) -> None:
-        """Empty the ``words`` vectors of the points matching ``where`` (about to be deleted).
-
-        The engine's IDF (``Modifier.Idf``) counts a deleted point's words, and the point itself
-        in the number of points, until the shard is reopened: a process that replaced or deleted
-        items and then searched hybrid ranked by other counts than a fresh one or the store's
-        export (the one span left that said a word the deleted items said fell from rank 2 to 5
-        of the fused list). An emptied vector leaves the counts at once: 20-25 ms more per
-        500-span item deleted, at 20k and at 100k points (2 cores; reopening the shard instead
-        took 0.3 s and 1.1 s). Not done in an indexed collection (``optimize``, from
-        ``index_threshold`` points), where it would not help: the segments an index build made
-        keep counting their deleted points, emptied or not, also once reopened, until an index
-        build rebuilds them (the engine's vacuum: a segment of 1000 points or more, a fifth of
-        them deleted)."""
-        qe = _edge()
-        matching = [] if where.empty else [self._build(where)]
-        flt = qe.Filter(must=[*matching, qe.HasVectorCondition(WORDS_VECTOR)])
-        shard, offset, empty = self._require_shard(), None, qe.SparseVector([], [])
-        while True:
-            request = qe.ScrollRequest(offset=offset, limit=1000, filter=flt, with_payload=False)
-            records, offset = shard.scroll(request)
-            if records:
-                blank = [qe.PointVectors(r.id, {WORDS_VECTOR: empty}) for r in records]
-                shard.update(qe.UpdateOperation.update_vectors(blank))
-            if offset is None:
-                return
 
     def _set_state(self, where: Where, state: str) -> None:
         qe = _edge()
