@@ -14,6 +14,7 @@ Both packages are dependencies of clasp-ingest. Nothing here downloads anything.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -232,21 +233,29 @@ def is_cache_copy(folder: Path) -> bool:
 
 def install_folder(built: Path, target: Path, whole: Callable[[Path], bool] = folder_stamp_matches) -> None:
     """Rename ``built`` (a whole, stamped folder beside ``target``) to ``target``. What is at
-    ``target`` (a copy damaged or cut short) is moved aside and removed first, unless another
-    process has just put a copy there that is ``whole``: that one is kept and ``built`` removed."""
+    ``target`` (a copy damaged or cut short) is moved aside, ``built`` renamed in at once, and
+    the old copy removed after, unless another process has just put a copy there that is
+    ``whole``: that one is kept and ``built`` removed. (Removing the old copy before the rename
+    left ``target`` without files for as long as 145 MB took to delete, while another process
+    that had just installed its copy there loaded it; reviewer 5.)"""
     if whole(target):
         shutil.rmtree(built, ignore_errors=True)
         return
-    if target.exists() or target.is_symlink():
-        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-        target.replace(aside / target.name)  # one rename: no reader sees a half-removed copy
-        shutil.rmtree(aside, ignore_errors=True)
+    aside: Path | None = None
     try:
-        built.rename(target)
-    except OSError:  # another process put its copy there since
-        if not whole(target):
-            raise
-        shutil.rmtree(built, ignore_errors=True)
+        if target.exists() or target.is_symlink():
+            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
+            with contextlib.suppress(FileNotFoundError):  # another process moved it aside meanwhile
+                target.replace(aside / target.name)  # one rename: no reader sees a half-removed copy
+        try:
+            built.rename(target)
+        except OSError:  # another process put its copy there since
+            if not whole(target):
+                raise
+            shutil.rmtree(built, ignore_errors=True)
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def cached_folder(target: Path, make: Callable[[Path], object]) -> Path:
@@ -272,6 +281,14 @@ def cached_folder(target: Path, make: Callable[[Path], object]) -> Path:
         where = Path(os.fsdecode(exc.filename)) if exc.filename else target.parent
         if not where.is_relative_to(target.parent):  # what the copy is made from: the caller's
             raise
+        if target.is_dir() and not is_cache_copy(target) and any(target.iterdir()):
+            # a copy an older version wrote (no stamp) in a cache that is read-only now: it
+            # loaded before, so it is used as it is (reviewer 5: the upgrade refused it)
+            log.warning(
+                "the model cache %r cannot be written (%s); using %s as an older version wrote it",
+                str(target.parent), exc.strerror or exc, target,
+            )  # fmt: skip
+            return target
         raise ModelLoadError(
             f"the model cache {str(target.parent)!r} cannot be written ({exc.strerror or exc}); set "
             "XDG_CACHE_HOME to a writable folder with room (about 150 MB) and run the command again"
