@@ -10,6 +10,7 @@ torch and loads in well under a second. Its vectors equal ``load_model(...).enco
 from __future__ import annotations
 
 import errno
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -313,8 +314,10 @@ def find_model(model_id: str, source: str | None = None, *, exact: bool = False)
             config, _ = resolve_model_config(source)
         except (ModelLoadError, ConfigError) as exc:
             config = None
-            if Path(source).expanduser().is_dir():  # there, but its config cannot be read
-                gone = f"which is there but cannot be read: {exc}; copy that folder again"
+            folder = Path(source).expanduser()
+            if folder.is_dir() and os.path.lexists(folder / "config.json"):  # there, but unreadable
+                remedy = "" if "folder again" in str(exc) else "; copy that folder again"  # once
+                gone = f"which is there but cannot be read: {exc}{remedy}"
         if config is not None and (config.model_id == model_id or (not exact and searches(config, model_id))):
             return source
     presets = list_presets()
