@@ -124,8 +124,9 @@ class OpenOptions:
                 or not (whole or math.isfinite(value))
             ):
                 raise ValueError(f"OpenOptions.{field} must be a finite number, got {value!r}")
-            if value > most:  # a longer wait overflows Python's timers: every download failed
-                raise ValueError(f"OpenOptions.{field} must be at most {most:g} s, got {float(value):g}")
+            exact = int(value) if isinstance(value, numbers.Integral) else float(value)  # 10**400: as it is
+            if exact > most:  # a longer wait overflows Python's timers: every download failed
+                raise ValueError(f"OpenOptions.{field} must be at most {most:g} s, got {value!r}")
         if self.max_bytes <= 0:
             raise ValueError(f"OpenOptions.max_bytes must be > 0, got {self.max_bytes}")
         if min(self.connect_timeout_s, self.read_timeout_s, self.deadline_s, self.rate_window_s) <= 0:
