@@ -62,6 +62,16 @@ def _speech(fifo: Path, stop: threading.Event) -> Iterator[object]:
     return _prefetched(_speech_of(str(fifo), ref, PipelineOptions(), [0], [], stop=stop), 4, stop)
 
 
+@pytest.fixture
+def ctrl_c_interrupts() -> Iterator[None]:
+    """Python's own SIGINT handler (KeyboardInterrupt), whatever an earlier test in the process
+    (a CLI run, a Prefect flow) left installed."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("ctrl_c_interrupts")
 def test_ctrl_c_stops_a_decode_that_finds_no_speech_at_once(silence: Path) -> None:
     speech = _speech(silence, threading.Event())
     # a Ctrl-C: SIGINT to the main thread (where the CLI's ingest waits for segments)
