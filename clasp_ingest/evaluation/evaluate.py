@@ -1,7 +1,9 @@
 """Text → audio retrieval evaluation with the CLASP paper's two protocols.
 
-Every manifest row of the chosen split is one query (its text) and one candidate (its
-audio). Each query's true candidate is its own clip.
+Every manifest row of the chosen split is one query (its text) and names its true candidate
+clip (its audio). Rows that name one audio file (the same resolved path: several captions of
+one clip, as caption datasets have) share one candidate clip, the true one of each of their
+queries (:func:`distinct_clips`).
 
 - ``candidates="all"`` (the paper's "hard" evaluation): every query is ranked against
   every clip of the split.
@@ -17,6 +19,7 @@ Scores are cosine similarities of L2-normalised embeddings. Metric definitions:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +34,15 @@ from clasp_ingest.training.manifest import ManifestRow, read_manifest, select_sp
 if TYPE_CHECKING:
     from clasp_ingest.evaluation.rerank import SecondStage
 
-__all__ = ["RESULT_KEYS", "evaluate", "retrieval_metrics", "sample_candidates", "streamed_metrics"]
+__all__ = [
+    "RESULT_KEYS",
+    "Clips",
+    "distinct_clips",
+    "evaluate",
+    "retrieval_metrics",
+    "sample_candidates",
+    "streamed_metrics",
+]
 
 log = get_logger("evaluation")
 
@@ -47,7 +58,7 @@ def evaluate(
     seed: int = 0,
     split: str = "test",
     *,
-    cache_dir: Path | None = None,
+    cache_dir: Path | str | None = None,
     batch_size: int = 8,
     progress: ProgressFn | None = None,
     distractors: Path | str | None = None,
@@ -64,42 +75,73 @@ def evaluate(
     but ask no queries. With speech in several languages it measures what a mixed-language
     collection does to cross-lingual queries (a query in German against English speech then
     also competes with German speech). Needs ``candidates="all"``; the result gains
-    ``"distractors"``, their number.
+    ``"distractors"``, their number of clips (rows that share an audio file are one).
 
     ``rerank``: a second stage over each query's best ``rerank.n`` clips
     (:mod:`clasp_ingest.evaluation.rerank`); needs ``candidates="all"``. Hits@1, MRR and mean
     rank are then the reranked ones (Macro-F1 stays the first stage's: it thresholds cosines),
     and the result gains ``"rerank"`` (N) and ``"transcribed"`` (clips transcribed).
+
+    When rows share audio files the result gains ``"n_clips"``, the split's number of distinct
+    clips (with one row per clip it equals ``"n_queries"`` and is left out).
     """
     if not -1.0 <= threshold <= 1.0:  # also NaN
         raise ConfigError(f"threshold {threshold} is not a cosine; give one in [-1, 1] (--threshold)")
     rows = select_split(read_manifest(manifest), split)
-    n_candidates = _check_candidates(candidates, len(rows))
-    extra: list[ManifestRow] = []
+    clips = distinct_clips(rows)
+    n_clips = len(clips.rows)
+    n_candidates = _check_candidates(candidates, n_clips, len(rows))
     if rerank is not None and n_candidates is not None:
         raise ConfigError("rerank needs candidates='all' (the first stage ranks every clip)")
-    if distractors is not None:
-        if n_candidates is not None:
-            raise ConfigError("distractors need candidates='all' (every clip is a candidate)")
-        own = {row.audio for row in rows}
-        extra = [
-            row
-            for row in select_split(read_manifest(distractors), distractor_split or split)
-            if row.audio not in own
-        ]
+    if distractors is not None and n_candidates is not None:
+        raise ConfigError("distractors need candidates='all' (every clip is a candidate)")
+    extra = [] if distractors is None else _distractor_clips(distractors, distractor_split or split, rows)
     text, audio = _embeddings(model, rows + extra, cache_dir, batch_size, progress)
     text = text[: len(rows)]  # the distractors' captions ask nothing
-    columns = None if n_candidates is None else sample_candidates(len(rows), n_candidates, seed)
-    scores = streamed_metrics(text, audio, columns, threshold)
+    audio = np.concatenate([audio[list(clips.first)], audio[len(rows) :]])  # one vector per clip
+    columns = None if n_candidates is None else sample_candidates(n_clips, n_candidates, seed, clips.own)
+    scores = streamed_metrics(text, audio, columns, threshold, own=clips.own)
     second: dict[str, Any] = {}
     if rerank is not None:
-        second = _second_stage(text, audio, rows, rows + extra, rerank)
+        second = _second_stage(text, audio, rows, clips.rows + extra, rerank, clips.own)
         scores = {**scores, **second.pop("scores")}
     log.info("evaluated %d queries (%s candidates): %s", len(rows), candidates, scores)
     result = {**scores, "threshold": threshold, "n_queries": len(rows), "candidates": n_candidates or "all"}
+    if n_clips != len(rows):
+        result["n_clips"] = n_clips
     if distractors is not None:
         result["distractors"] = len(extra)
     return {**result, **second}
+
+
+def _distractor_clips(manifest: Path | str, split: str, rows: Sequence[ManifestRow]) -> list[ManifestRow]:
+    """One row per distinct audio file of ``manifest``'s ``split`` that ``rows`` do not hold."""
+    own = {row.audio for row in rows}
+    others = select_split(read_manifest(manifest), split)
+    return distinct_clips([row for row in others if row.audio not in own]).rows
+
+
+@dataclass(frozen=True)
+class Clips:
+    """A split's distinct audio files: ``first[c]`` is the row that first names clip ``c``,
+    ``rows[c]`` that row, and ``own[i]`` the clip of row ``i``."""
+
+    first: tuple[int, ...]
+    rows: list[ManifestRow]
+    own: np.ndarray
+
+
+def distinct_clips(rows: Sequence[ManifestRow]) -> Clips:
+    """The candidate clips of ``rows``: one per distinct audio file, in manifest order.
+
+    Rows with one audio file are several captions of one clip. As separate candidates their
+    vectors (the same audio embedded at two batch positions) differ by float noise, and that
+    noise, changing with the row order, decided which caption's query got the clip first.
+    """
+    index: dict[Path, int] = {}
+    own = np.array([index.setdefault(row.audio, len(index)) for row in rows], dtype=np.int64)
+    first = tuple(int(i) for i in np.unique(own, return_index=True)[1])
+    return Clips(first, [rows[i] for i in first], own)
 
 
 def _second_stage(
@@ -108,42 +150,46 @@ def _second_stage(
     rows: Sequence[ManifestRow],
     clips: Sequence[ManifestRow],
     stage: SecondStage,
+    own: np.ndarray,
 ) -> dict[str, Any]:
     from clasp_ingest.evaluation.rerank import ClipWords, reranked_ranks
 
     words = ClipWords(stage.transcriber, lambda i: load_waveform(clips[i].audio))
-    ranked = reranked_ranks(text, audio, [row.text for row in rows], words, stage)
+    ranked, first = reranked_ranks(text, audio, [row.text for row in rows], words, stage, own)
     scores = {
-        "hits@1": float(np.mean(ranked == 1)),
+        "hits@1": float(np.mean(first)),
         "mrr": float(np.mean(1.0 / ranked)),
         "mean_rank": float(np.mean(ranked)),
     }
     return {"scores": scores, "rerank": stage.n, "transcribed": words.transcribed}
 
 
-def _check_candidates(candidates: str | int, n_rows: int) -> int | None:
+def _check_candidates(candidates: str | int, n_clips: int, n_rows: int) -> int | None:
     if candidates == "all":
         return None
     if isinstance(candidates, str) and candidates.isdigit():
         candidates = int(candidates)
     if not isinstance(candidates, int) or isinstance(candidates, bool):
         raise ConfigError(f"candidates must be 'all' or a number, got {candidates!r}")
-    if not 2 <= candidates <= n_rows:
+    if not 2 <= candidates <= n_clips:
+        rows = "" if n_clips == n_rows else f" in {n_rows} rows: rows with one audio file are one clip"
         raise ConfigError(
-            f"candidates={candidates} needs 2..{n_rows} (the split has {n_rows} clips); "
+            f"candidates={candidates} needs 2..{n_clips} (the split has {n_clips} clips{rows}); "
             f"give a number in that range or 'all'"
         )
     return candidates
 
 
-def sample_candidates(n: int, size: int, seed: int) -> np.ndarray:
-    """(n, size) column indices: for query ``i``, ``size - 1`` other clips then ``i`` itself."""
+def sample_candidates(n: int, size: int, seed: int, own: np.ndarray | None = None) -> np.ndarray:
+    """(queries, size) column indices among ``n`` clips: for query ``i``, ``size - 1`` clips other
+    than its own ``own[i]`` (default ``i``, one query per clip) then ``own[i]`` itself."""
     rng = np.random.default_rng(seed)
-    out = np.empty((n, size), dtype=np.int64)
-    for i in range(n):
+    clips = np.arange(n) if own is None else np.asarray(own, dtype=np.int64)
+    out = np.empty((len(clips), size), dtype=np.int64)
+    for i, clip in enumerate(clips):
         others = rng.choice(n - 1, size=size - 1, replace=False)
-        out[i, :-1] = others + (others >= i)  # skip the query's own clip
-        out[i, -1] = i
+        out[i, :-1] = others + (others >= clip)  # skip the query's own clip
+        out[i, -1] = clip
     return out
 
 
@@ -158,9 +204,16 @@ def retrieval_metrics(sim: np.ndarray, labels: np.ndarray | None, threshold: flo
 
 
 def streamed_metrics(
-    text: np.ndarray, audio: np.ndarray, columns: np.ndarray | None, threshold: float, chunk: int = 1024
+    text: np.ndarray,
+    audio: np.ndarray,
+    columns: np.ndarray | None,
+    threshold: float,
+    chunk: int = 1024,
+    *,
+    own: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """:func:`retrieval_metrics` of ``text @ audio.T`` (restricted to ``columns`` per query).
+    """:func:`retrieval_metrics` of ``text @ audio.T`` (restricted to ``columns`` per query, whose
+    last is the query's own clip); query ``i``'s clip is ``own[i]`` (default ``i``).
 
     Computed ``chunk`` queries at a time, so memory stays ``chunk × n`` however large the
     split (the paper's 11k-clip test set would need a 1 GB matrix at once).
@@ -171,7 +224,7 @@ def streamed_metrics(
         rows = np.arange(start, min(start + chunk, len(text)))
         sim = text[rows] @ audio.T
         if columns is None:
-            labels = rows
+            labels = rows if own is None else np.asarray(own)[rows]
         else:
             sim = np.take_along_axis(sim, columns[rows], axis=1)
             labels = np.full(len(rows), columns.shape[1] - 1)
@@ -190,7 +243,7 @@ def streamed_metrics(
 def _embeddings(
     model: Any,
     rows: Sequence[ManifestRow],
-    cache_dir: Path | None,
+    cache_dir: Path | str | None,
     batch_size: int,
     progress: ProgressFn | None,
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -5,12 +5,15 @@ audio clip); ``labels[q]`` is the column of the query's one true candidate (defa
 diagonal, ``labels = arange(n_queries)``). Definitions follow the CLASP paper's evaluation
 notebook:
 
-- **rank** of a query: ``1 + #{c : sim[q, c] > sim[q, labels[q]]}`` — candidates scoring
-  strictly higher than the true one push it down; ties do not.
+- **rank** of a query: ``1 + #{c : sim[q, c] > sim[q, labels[q]] + TIE_TOLERANCE}`` —
+  candidates scoring strictly higher than the true one push it down; ties do not.
 - **Hits@1**: fraction of queries whose true candidate scores *strictly* higher than every
   other candidate. (The notebook takes ``argmax == label`` with the true candidate placed
   last among the sampled candidates, so a tie counts as a miss; we use that rule for both
   protocols.)
+- **Ties**: scores within :data:`TIE_TOLERANCE` of each other are equal. The same audio
+  embedded at another batch position, or scored by another BLAS chunking, comes out a few
+  1e-8 apart, and compared raw that noise decided ranks and hits.
 - **MRR**: mean of ``1 / rank``. **Mean rank**: mean of ``rank``.
 - **Paired Hits@1** (:func:`paired_hits`): two methods ranked on the same queries; the
   queries only one of them gets first, and the exact two-sided sign test (McNemar's exact
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "TIE_TOLERANCE",
     "Confusion",
     "PairedHits",
     "confusion",
@@ -44,6 +48,12 @@ __all__ = [
     "paired_hits",
     "ranks",
 ]
+
+
+#: Scores this close are a tie: the store's ``SCORE_TOLERANCE`` (:mod:`clasp_ingest.store.base`),
+#: how far float32 rounding moves a cosine. Kept here so the metrics stay pure numpy (importing
+#: the store package loads its engines); a test pins the two equal.
+TIE_TOLERANCE = 1e-6
 
 
 def _checked(sim: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -70,14 +80,14 @@ def ranks(sim: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     """1-based rank of each query's true candidate (int64, shape (n_queries,))."""
     sim, labels = _checked(sim, labels)
     true = _true_scores(sim, labels)[:, None]
-    return (sim > true).sum(axis=1).astype(np.int64) + 1
+    return (sim - true > TIE_TOLERANCE).sum(axis=1).astype(np.int64) + 1
 
 
 def hits_at_1(sim: np.ndarray, labels: np.ndarray | None = None) -> float:
-    """Fraction of queries whose true candidate beats every other one strictly."""
+    """Fraction of queries whose true candidate beats every other one by more than a tie."""
     sim, labels = _checked(sim, labels)
     true = _true_scores(sim, labels)[:, None]
-    at_least = (sim >= true).sum(axis=1)  # includes the true candidate itself
+    at_least = (true - sim <= TIE_TOLERANCE).sum(axis=1)  # includes the true candidate itself
     return float(np.mean(at_least == 1))
 
 

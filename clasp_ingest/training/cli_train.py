@@ -482,7 +482,7 @@ def eval_command(
             )
     except (ClaspIngestError, ValueError) as exc:
         raise _fail(exc) from None
-    extra = ("distractors", "rerank", "transcribed")
+    extra = ("n_clips", "distractors", "rerank", "transcribed")
     keys = [*RESULT_KEYS, *(key for key in extra if key in result)]
     if as_json:
         typer.echo(json.dumps({key: result[key] for key in keys}))

@@ -209,8 +209,8 @@ def encoder_identity(model: object, *parts: str) -> str:
 class FeatureCache:
     """Content-addressed feature store under ``root`` (no disk at all when ``root`` is None)."""
 
-    def __init__(self, root: Path | None) -> None:
-        self.root = root
+    def __init__(self, root: Path | str | None) -> None:
+        self.root = None if root is None else Path(root)  # evaluate(cache_dir="cache"): str / str failed
 
     def _path(self, kind: str, identity: str, key: str, suffix: str) -> Path | None:
         if self.root is None:

@@ -89,7 +89,7 @@ def read_manifest(path: Path | str, *, check_files: bool = True) -> list[Manifes
 
 def _warn_repeats(rows: Sequence[ManifestRow], manifest: Path) -> None:
     """Log rows that repeat an earlier one (same audio, text and split): they count twice in
-    training, and in evaluation the copies tie with each other (a tie is not a hit)."""
+    training, and in evaluation the same query is asked twice of the one clip they share."""
     first: dict[tuple[Path, str, str | None], int] = {}
     repeats = []
     for row in rows:

@@ -104,3 +104,32 @@ def test_paired_hits_counts_discordant_queries_and_gives_the_exact_sign_test() -
     assert result.to_dict() == {"n": 12, "a_only": 9, "b_only": 1, "p": pytest.approx(22 / 1024)}
     with pytest.raises(ValueError, match="same queries"):
         paired_hits(np.array([1, 2]), np.array([1]))
+
+
+def test_scores_within_the_tolerance_are_ties() -> None:
+    # the same audio embedded at two batch positions: cosines a few 1e-8 apart (t4, bug 1)
+    sim = np.array([[0.5, 0.5 + 3e-8, 0.1], [0.5 + 3e-8, 0.5, 0.1], [0.2, 0.3, 0.3 + 5e-7]])
+    assert ranks(sim).tolist() == [1, 1, 1]
+    assert hits_at_1(sim) == 0.0  # ties miss, whichever way the noise ran
+    apart = np.array([[0.5, 0.5 - 2e-6], [0.5 + 2e-6, 0.5]])  # beyond the tolerance: real order
+    assert ranks(apart).tolist() == [1, 2]
+    assert hits_at_1(apart) == 0.5
+
+
+def test_tie_tolerance_is_the_stores() -> None:
+    from clasp_ingest.evaluation.metrics import TIE_TOLERANCE
+    from clasp_ingest.store.base import SCORE_TOLERANCE
+
+    assert TIE_TOLERANCE == SCORE_TOLERANCE
+
+
+def test_scores_without_near_ties_rank_as_the_raw_comparisons_did() -> None:
+    # a split with one row per clip keeps the numbers it had before the tolerance (HEAD's formulas)
+    rng = np.random.default_rng(7)
+    for n, m in [(9, 9), (40, 40), (12, 30)]:
+        sim = rng.uniform(-1, 1, size=(n, m))
+        labels = None if n == m else rng.integers(0, m, size=n)
+        true = sim[np.arange(n), np.arange(n) if labels is None else labels][:, None]
+        assert np.abs(sim - true)[np.abs(sim - true) > 0].min() > 1e-6  # no near-ties drawn
+        assert ranks(sim, labels).tolist() == ((sim > true).sum(axis=1) + 1).tolist()
+        assert hits_at_1(sim, labels) == float(np.mean((sim >= true).sum(axis=1) == 1))
