@@ -41,7 +41,7 @@ def word(start: float, end: float, text: str) -> TimedWord:
 SEGMENTS = [seg(0, 0.0, 2.0), seg(1, 2.5, 4.0), seg(2, 6.0, 8.0)]
 
 
-def test_each_word_goes_to_the_span_holding_its_middle_in_order() -> None:
+def test_each_word_goes_to_the_span_holding_it_in_order() -> None:
     words = [
         word(0.1, 0.5, " The"),
         word(0.6, 1.0, " bees"),
@@ -65,6 +65,125 @@ def test_where_spans_overlap_a_word_goes_to_the_one_whose_middle_is_nearest() ->
     overlapping = [seg(0, 0.0, 3.0), seg(1, 2.0, 5.0)]
     words = [word(2.1, 2.3, " a"), word(2.7, 2.9, " b")]  # middles 2.2 and 2.8
     assert align_words(words, overlapping) == ["a", "b"]
+
+
+# festvox ru_0004 ("… ни одна голова, не выглядывала на улицу."): the spans `ingest` stores for it
+# and Whisper-base's words of the whole file, as `ingest --transcribe` hears them
+RU_0004_SPANS = [
+    seg(0, 0.348, 2.372),
+    seg(1, 2.556, 3.876),
+    seg(2, 4.028, 6.02),
+    seg(3, 6.3, 7.844),
+    seg(4, 8.188, 9.54),
+    seg(5, 9.66, 11.396),
+]
+RU_0004_WORDS = [
+    word(0.0, 0.78, " окна"),
+    word(0.78, 1.66, " многоэтажных"),
+    word(1.66, 2.24, " домов,"),
+    word(2.72, 2.88, " иные"),
+    word(2.88, 3.52, " разбиты,"),
+    word(4.18, 4.36, " иные"),
+    word(4.36, 5.18, " заколоченные"),
+    word(5.18, 5.76, " досками,"),
+    word(6.42, 6.8, " казались"),
+    word(6.8, 7.58, " нежелыми."),
+    word(8.24, 8.46, " Не"),
+    word(8.46, 8.74, " одна"),
+    word(8.74, 9.26, " голова"),
+    word(9.26, 9.9, " не"),  # spoken from about 9.76: Whisper starts it where "голова" ended
+    word(9.9, 10.56, " выглядывала"),
+    word(10.56, 10.7, " на"),
+    word(10.7, 11.16, " улицу."),
+]
+#: What each span's audio holds (its own transcript, `search --transcribe`, has these words)
+RU_0004_TEXTS = [
+    "окна многоэтажных домов,",
+    "иные разбиты,",
+    "иные заколоченные досками,",
+    "казались нежелыми.",
+    "Не одна голова",
+    "не выглядывала на улицу.",
+]
+
+
+def test_the_first_word_after_a_pause_goes_to_the_span_that_plays_it() -> None:
+    # " не" [9.26, 9.9]: its middle, 9.58, lies in the gap [9.54, 9.66], nearer the span before
+    assert align_words(RU_0004_WORDS, RU_0004_SPANS) == RU_0004_TEXTS
+
+
+@pytest.mark.parametrize(
+    ("words", "spans", "texts"),
+    [
+        (  # middle 106.89: inside the span before
+            [word(106.1, 106.5, " его"), word(106.5, 107.28, " и"), word(107.28, 107.44, " он")],
+            [seg(29, 104.7, 106.82), seg(30, 107.132, 111.076)],
+            ["его", "и он"],
+        ),
+        (  # middle 121.49: in the gap [121.412, 121.596], nearer the span before
+            [
+                word(120.44, 121.14, " медузы"),
+                word(121.14, 121.84, " или"),
+                word(121.84, 122.72, " немизиды."),
+            ],
+            [seg(32, 119.164, 121.412), seg(33, 121.596, 122.916)],
+            ["медузы", "или немизиды."],
+        ),
+        (  # middle 201.29: in the gap [201.284, 201.372], nearer the span before
+            [word(200.5, 201.02, " пытки"), word(201.02, 201.56, " и"), word(201.56, 202.26, " неумолимая")],
+            [seg(52, 199.228, 201.284), seg(53, 201.372, 204.324)],
+            ["пытки", "и неумолимая"],
+        ),
+    ],
+)
+def test_the_first_word_after_a_pause_goes_to_the_span_that_plays_it_in_other_sentences(
+    words: list[TimedWord], spans: list[Segment], texts: list[str]
+) -> None:
+    # festvox-ru sentences joined into one file, the words as `ingest --transcribe` heard them
+    assert align_words(words, spans) == texts
+
+
+def test_a_word_wholly_inside_a_span_stays_there() -> None:
+    spans = [seg(0, 1.0, 2.0), seg(1, 2.05, 3.0)]
+    words = [
+        word(1.0, 1.02, " a"),  # at the very start of the span
+        word(1.02, 1.9, " b"),
+        word(1.9, 2.0, " c"),  # ends with the span
+        word(2.05, 2.2, " d"),  # short, just after a gap of 0.05 s
+        word(2.2, 3.0, " e"),
+    ]
+    assert align_words(words, spans) == ["a b c", "d e"]
+    # the last word of a sentence, before a pause: " кредиторов." in the span [238.684, 240.868]
+    spans = [seg(63, 238.684, 240.868), seg(64, 240.956, 244.164)]
+    words = [
+        word(239.54, 239.84, " от"),
+        word(239.84, 240.54, " кредиторов."),
+        word(241.04, 241.6, " Перебраться"),
+    ]
+    assert align_words(words, spans) == ["от кредиторов.", "Перебраться"]
+
+
+@pytest.mark.parametrize("size", [1, 2, 4])
+def test_the_words_of_a_real_sentence_are_cut_the_same_whatever_the_batches(size: int) -> None:
+    # a batch used to take the words up to 0.5 s after its last span: " не", inside the next
+    # batch's first span, went to the span before
+    maker = SpanWordsMaker(MediaWords(tuple(RU_0004_WORDS), "ru", "faster-whisper:test"), tower())
+    batched = [w.text for start in range(0, 6, size) for w in maker(RU_0004_SPANS[start : start + size])]
+    assert batched == RU_0004_TEXTS
+
+
+def test_a_gap_word_at_a_batch_boundary_goes_to_the_nearer_span_and_the_tail_to_the_last() -> None:
+    media = MediaWords(
+        (word(0.5, 1.0, " one"), word(2.1, 2.45, " two"), word(4.0, 4.35, " three")),
+        "en",
+        "faster-whisper:test",
+    )
+    spans = [seg(0, 0.0, 2.1), seg(1, 2.4, 4.2)]
+    # " two" (placed at 2.35) lies in the gap, nearer the second span; " three" (4.25) lies after
+    # the last span: the file's tail
+    assert align_words(media.words, spans) == ["one", "two three"]
+    maker = SpanWordsMaker(media, tower())
+    assert [w.text for s in spans for w in maker([s])] == ["one", "two three"]
 
 
 def test_words_without_spaces_join_as_whisper_wrote_them() -> None:
