@@ -221,10 +221,11 @@ def _listed(
     :func:`~clasp_ingest.pipeline.took_listing` (pruned into ``pruned`` when that is a list)."""
     futures = [(c, list_source.submit(c)) for c in connectors]
     listed: list[tuple[Connector, MediaRef]] = []
+    stored = pipeline.StoredItems(store)  # one read of the stored items for every source's prune
     for connector, future in futures:
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, list):
-            listed += pipeline.took_listing(store, connector, outcome, pruned)
+            listed += pipeline.took_listing(store, connector, outcome, pruned, stored=stored)
         else:
             errors.append((connector.source, pipeline.describe_error(outcome)))
     return listed
