@@ -37,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -70,6 +71,7 @@ from clasp_ingest.errors import (
 )
 from clasp_ingest.pipeline import IngestSummary, MediaResult, PipelineOptions
 from clasp_ingest.store import QdrantStore
+from clasp_ingest.store.metric import QueryMetric
 from clasp_ingest.transcribe import TranscriberOptions
 from clasp_ingest.types import MediaRef
 
@@ -320,6 +322,8 @@ def ingest_source(
         words = TranscriberOptions(model=whisper_model, device=model_spec.device) if transcribe else None
         options = PipelineOptions(
             embed_batch_size=settings.embed_batch_size if embed_batch_size is None else embed_batch_size,
+            segmenter=settings.segmenter_options(),  # CLASP_MIN_SEGMENT_S etc., as `ingest` reads them
+            decode=settings.decode_options(),  # CLASP_FFMPEG, CLASP_READ_TIMEOUT_S
             force=force,
             transcribe=words,
             prune=prune,
@@ -444,6 +448,19 @@ def _text_dim(spec: ModelSpec) -> int:
     return int(config.text.dim)
 
 
+def _query_metric(spec: ModelSpec, store: QdrantStore, dim: int) -> QueryMetric | None:
+    """A new collection's query-aware graph space (:func:`~clasp_ingest.pipeline.query_metric_for`),
+    fitted on the model's query bank read from its weights file (the flow loads no model here):
+    without it, a collection made by a flow or a deployment got the plain int8 graph that
+    `ingest` gives only to models without a bank (lower recall from 150k points on)."""
+    if store.exists():
+        return None  # an existing collection keeps the graph it was made with
+    from clasp_ingest.model.query import query_sample
+
+    sample = query_sample(spec.name, model_dir=Path(spec.model_dir) if spec.model_dir else None)
+    return None if sample is None or sample.shape[1] != dim else QueryMetric.fit(sample)
+
+
 def _ingest_all(
     connectors: Sequence[Connector], work: _Work, task_: Task[Any, MediaResult], window: int
 ) -> tuple[list[MediaResult], list[tuple[str, str]], list[str]]:
@@ -455,7 +472,14 @@ def _ingest_all(
     text_dim = _text_dim(work.model) if work.options.transcribe else None
     with (
         held_store(work.store) as store,
-        pipeline.collection_for(store, model_id, dim, source=source, text_dim=text_dim),
+        pipeline.collection_for(
+            store,
+            model_id,
+            dim,
+            source=source,
+            text_dim=text_dim,
+            query_metric=_query_metric(work.model, store, dim),
+        ),
     ):
         listed = _listed(connectors, errors, store, pruned if work.options.prune else None)
         todo, skipped = pipeline.select_new(
