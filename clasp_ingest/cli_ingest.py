@@ -500,8 +500,12 @@ _SAID_BY_THE_ERROR_LINE = (
 
 def _not_said_again(record: logging.LogRecord) -> bool:
     """Drop the flow's own report of the exception (with its traceback), of Ctrl-C or SIGTERM
-    that ends the run: the command prints it as its one ``error:`` line."""
+    that ends the run: the command prints it as its one ``error:`` line; and Prefect's report
+    of a media task that failed for good, whose error the flow's ``failed to ingest`` line says
+    (with ``--json`` both were on stderr)."""
     message = record.getMessage()
+    if record.name == "prefect.task_runs" and message.startswith("Finished in state Failed"):
+        return False
     return not any(part in message for part in _SAID_BY_THE_ERROR_LINE) and not message.startswith(
         "Encountered exception during execution"
     )

@@ -266,6 +266,14 @@ def test_the_flow_path_with_the_default_model(env: dict[str, str], tmp_path: Pat
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert (summary["media_ok"], summary["segments"]) == (1, 9)
+    # a failed item is said once on stderr, as without --flow (Prefect's own report of the
+    # failed task repeated it)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.mp3").write_bytes(b"\xff\xfb" + bytes(range(256)) * 8)
+    failed = cli(env, "ingest", str(bad), "--flow", "--json")
+    assert failed.returncode == 3 and json.loads(failed.stdout)["media_failed"], failed.stderr
+    assert failed.stderr.count("broken.mp3': not a readable media file") == 1, failed.stderr
     hits = json.loads(cli(env, "search", TRAIN, "--json", "--k", "1").stdout)
     assert abs(hits[0]["start_s"] - TRAIN_SPAN[0]) < 0.5
 
