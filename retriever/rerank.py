@@ -49,6 +49,7 @@ import numpy as np
 from clasp_ingest.retriever.spans import Span
 
 from clasp_ingest.model.base import QueryEncoder
+from clasp_ingest.store.base import SCORE_TOLERANCE
 
 __all__ = ["TEXT_WEIGHT", "Fusion", "TextScorer", "rerank_spans"]
 
@@ -114,12 +115,17 @@ class TextScorer:
         self._passages: Callable[[Sequence[str]], np.ndarray] = getattr(text, "encode_passages", self._query)
 
     def scores(self, query: str, texts: Sequence[str | None]) -> np.ndarray:
-        """Cosine of each text's vector with the query's (NaN where a span has no words)."""
+        """Cosine of each text's vector with the query's (NaN where a span has no words); equal
+        texts get one score, to the bit. Scored row by row, the copies of a text got cosines
+        3e-16 apart, by where they sat among the others (how BLAS splits the rows)."""
         scores = np.full(len(texts), np.nan)
         present = [i for i, text in enumerate(texts) if text and text.strip()]
         if present:
-            vectors = self._text_vectors([str(texts[i]) for i in present])
-            scores[present] = vectors @ _unit(self._query([query]))[0]
+            distinct = list(dict.fromkeys(str(texts[i]) for i in present))
+            cosines = dict(
+                zip(distinct, self._text_vectors(distinct) @ _unit(self._query([query]))[0], strict=True)
+            )
+            scores[present] = [cosines[str(texts[i])] for i in present]
         return scores
 
     def _text_vectors(self, texts: list[str]) -> np.ndarray:
@@ -147,7 +153,8 @@ def rerank_spans(
     spans: Sequence[Span], query: str, scorer: TextScorer, fusion: Fusion | None = None
 ) -> list[Span]:
     """``spans`` ordered by fused score, best first; each span's ``score`` is the fused score and
-    its ``extra`` gains ``clasp_score`` (the first stage's) and ``text_score`` (None: no words)."""
+    its ``extra`` gains ``clasp_score`` (the first stage's) and ``text_score`` (None: no words).
+    Fused scores within :data:`~clasp_ingest.store.base.SCORE_TOLERANCE` are a tie (:func:`_tie_order`)."""
     if not spans:
         return []
     fusion = fusion or Fusion()
@@ -163,5 +170,21 @@ def rerank_spans(
         )
         for span, score, t, gap in zip(spans, fused, text, missing, strict=True)
     ]
-    order = sorted(range(len(scored)), key=lambda i: (-scored[i].score, i))
-    return [scored[i] for i in order]
+    return _tie_order(scored)
+
+
+def _tie_order(spans: Sequence[Span]) -> list[Span]:
+    """``spans`` (in the first stage's order: CLASP score, then point id) by ``score``, best first;
+    scores within :data:`~clasp_ingest.store.base.SCORE_TOLERANCE` of the best of their tie keep
+    the first stage's order and get that best score, so a later sort by score keeps the order.
+    Sorted on the raw floats, two copies of one span (same words, same CLASP score) came back in
+    either order, by rounding that changed with the other candidates, and so with ``rerank``."""
+    ordered: list[Span] = []
+    tie: list[int] = []
+    for i in [*sorted(range(len(spans)), key=lambda j: -spans[j].score), None]:
+        if tie and (i is None or spans[tie[0]].score - spans[i].score > SCORE_TOLERANCE):
+            ordered += [dataclasses.replace(spans[j], score=spans[tie[0]].score) for j in sorted(tie)]
+            tie = []
+        if i is not None:
+            tie.append(i)
+    return ordered

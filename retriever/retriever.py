@@ -494,7 +494,9 @@ class ClaspRetriever(BaseRetriever):
             hits = self.store.search_hybrid(vector, k=fetch, **common)
         elif group := opts["group_by_media"]:
             hits = self.store.search_groups(vector, k=fetch, group_size=group * depth, **common)
-            hits = sorted(hits, key=lambda h: -h.score)
+            # one ranking, as ungrouped: equal scores by point id (by group, tied spans of two
+            # items came in their items' order, unlike the same spans searched ungrouped)
+            hits = sorted(hits, key=lambda h: (-h.score, h.point_id or ""))
         else:
             hits = self.store.search(vector, k=fetch, **common)
         return hits

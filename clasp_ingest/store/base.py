@@ -1192,39 +1192,100 @@ class QdrantStore(abc.ABC):
         score_threshold: float | None = None,
     ) -> list[SpanHit]:
         """Best ``group_size`` spans of each of the ``k`` best media items, grouped, best first
-        (scores at float32 precision, as :meth:`search` gives them)."""
+        (scores at float32 precision, as :meth:`search` gives them). Equal scores are ordered as
+        :meth:`search` orders them (:func:`score_order`; an item by its best span): the groups
+        are the first ``k`` items of the ungrouped ranking, so a larger ``k`` returns the same
+        first groups, on every engine. Grouped as the engines returned them, the same audio under
+        two names came back in the other order at ``k=1`` than at ``k=8`` on Qdrant Edge, and in
+        another on an export of it to qdrant-client.
+        """
         if k < 1 or group_size < 1:
             raise ValueError(f"k and group_size must be >= 1, got {k} and {group_size}")
         query, where = self._query_vector(vector), self._visible(filters)
-        groups = self._query_groups(query, k, group_size, where, engine_threshold(score_threshold))
+        threshold = engine_threshold(score_threshold)
+        # the over-fetch here sees the ranking itself; an engine's own grouping needs probing past ties
+        if type(self)._query_groups is QdrantStore._query_groups:
+            groups = self._query_groups(query, k, group_size, where, threshold)
+        else:
+            groups = self._settled_groups(query, k, group_size, where, threshold)
         return [hit_from_point(replace(p, score=tie_key(p.score))) for group in groups for p in group]
 
     def _query_groups(
         self, vector: list[float], k: int, group_size: int, where: Where, score_threshold: float | None
     ) -> list[list[StoredPoint]]:
-        """Grouping by over-fetching (engines without native groups).
+        """Grouping by over-fetching (engines without native groups), in :func:`score_order`.
 
         The best ``k`` groups are the first ``k`` distinct media items of the ranked list, so
-        widen the search until ``k`` appear (or the points run out); then top up each group
-        that is short with a search restricted to that media item.
+        widen the search until ``k`` appear (or the points run out), then on past the spans tied
+        with the last one taken (the engine picks which tied spans it returns), at most
+        :data:`TIE_FETCH_MAX` further, as :meth:`search` does; then top up each group that is
+        short with a search restricted to that media item.
         """
         total = self._count(where)
         limit = min(max(k * group_size * 4, 16), max(total, 1))
-        while True:
-            points = self._query(vector, limit, where, score_threshold)
-            groups = _group(points, k, group_size)
-            if len(groups) == k or len(points) < limit or limit >= total:
-                break
+        points, groups = self._over_fetch(vector, limit, k, group_size, where, score_threshold)
+        while len(groups) < k and len(points) == limit < total:
             limit = min(limit * 4, total)
+            points, groups = self._over_fetch(vector, limit, k, group_size, where, score_threshold)
+        most = min(limit + TIE_FETCH_MAX, total)
+        while len(points) == limit < most and _tied_at_cut(points, groups):
+            limit = min(2 * limit, most)
+            points, groups = self._over_fetch(vector, limit, k, group_size, where, score_threshold)
         exhausted = len(points) < limit or limit >= total
         return [
             group
             if exhausted or len(group) == group_size
-            else self._query(
+            else self._ranked(
                 vector, group_size, where & meta_equals("media_id", _media_of(group[0])), score_threshold
             )
             for group in groups
         ]
+
+    def _over_fetch(
+        self, vector: list[float], limit: int, k: int, group_size: int, where: Where, threshold: float | None
+    ) -> tuple[list[StoredPoint], list[list[StoredPoint]]]:
+        """The best ``limit`` points (:func:`score_order`) and the first ``k`` groups they make."""
+        points = score_order(self._query(vector, limit, where, threshold))
+        return points, _group(points, k, group_size)
+
+    def _ranked(
+        self, vector: list[float], n: int, where: Where, score_threshold: float | None
+    ) -> list[StoredPoint]:
+        """The best ``n`` points in :func:`score_order`, fetched past a tie at the ``n``-th as
+        :meth:`search` fetches (at most :data:`TIE_FETCH_MAX` further)."""
+        limit = n + TIE_FETCH
+        points = score_order(self._query(vector, limit, where, score_threshold))
+        while len(points) == limit < n + TIE_FETCH_MAX and _ties(points[-1], points[n - 1]):
+            limit = min(2 * limit, n + TIE_FETCH_MAX)
+            points = score_order(self._query(vector, limit, where, score_threshold))
+        return points[:n]
+
+    def _settled_groups(
+        self, vector: list[float], k: int, group_size: int, where: Where, score_threshold: float | None
+    ) -> list[list[StoredPoint]]:
+        """The groups of an engine that groups natively (it overrides :meth:`_query_groups`),
+        in the order of the over-fetch here. The engine breaks ties its own way, so ask it for one
+        item and one span per item more than wanted, and for more (up to :data:`TIE_FETCH_MAX`)
+        while the last item returned ties the ``k``-th item's best span, or an item's last span
+        its ``group_size``-th: then every tied one is seen and the order picks among them.
+        """
+        items = spans = 1
+        while True:
+            found = self._query_groups(vector, k + items, group_size + spans, where, score_threshold)
+            groups = sorted(
+                (score_order(g) for g in found if g), key=lambda g: (-tie_key(g[0].score), g[0].id)
+            )
+            wider = len(groups) == k + items and _ties(groups[-1][0], groups[k - 1][0])
+            top = tie_key(groups[k - 1][0].score) if len(groups) >= k else -math.inf
+            deeper = any(
+                len(g) == group_size + spans and _ties(g[-1], g[group_size - 1])
+                for g in groups
+                if tie_key(g[0].score) >= top
+            )
+            wider, deeper = wider and items < TIE_FETCH_MAX, deeper and spans < TIE_FETCH_MAX
+            if not (wider or deeper):
+                return [g[:group_size] for g in groups[:k]]
+            items, spans = _more(items) if wider else items, _more(spans) if deeper else spans
 
     def iter_points(
         self, filters: FilterLike | None = None, *, batch_size: int = 256, with_vectors: bool = False
@@ -1294,6 +1355,20 @@ def _no_word_vectors(collection: str, have: int | None, want: int, names: StoreN
         f"collection {collection!r} stores {have}-d text vectors, but the model's text encoder makes "
         f"{want}-d ones; use another collection ({names.collection}) or recreate it ({names.recreate})"
     )
+
+
+def _tied_at_cut(points: Sequence[StoredPoint], groups: Sequence[Sequence[StoredPoint]]) -> bool:
+    """Whether the last of ``points`` (in :func:`score_order`) ties the lowest span of ``groups``."""
+    return tie_key(points[-1].score) == min(tie_key(p.score) for group in groups for p in group)
+
+
+def _ties(a: StoredPoint, b: StoredPoint) -> bool:
+    return tie_key(a.score) == tie_key(b.score)
+
+
+def _more(extra: int) -> int:
+    """How many items or spans past the wanted ones to ask for after a tie ran past ``extra``."""
+    return min(max(2 * extra, TIE_FETCH), TIE_FETCH_MAX)
 
 
 def _group(points: Sequence[StoredPoint], k: int, group_size: int) -> list[list[StoredPoint]]:
