@@ -1232,9 +1232,13 @@ class QdrantStore(abc.ABC):
             limit = min(2 * limit, most)
             points, groups = self._over_fetch(vector, limit, k, group_size, where, score_threshold)
         exhausted = len(points) < limit or limit >= total
+        # a tie still running past the fetch: a group that ends in it holds the tied spans the
+        # engine returned, not the first by id (an item with the same audio twice, in 60
+        # episodes: 180 tied spans); its own search settles it
+        cut = tie_key(points[-1].score) if points and not exhausted and _tied_at_cut(points, groups) else None
         return [
             group
-            if exhausted or len(group) == group_size
+            if exhausted or (len(group) == group_size and tie_key(group[-1].score) != cut)
             else self._ranked(
                 vector, group_size, where & meta_equals("media_id", _media_of(group[0])), score_threshold
             )

@@ -133,3 +133,22 @@ def test_a_tie_of_thousands_is_grouped_from_a_bounded_fetch(tmp_path: Path) -> N
         edge._query = counted  # type: ignore[method-assign]
         hits = edge.search_groups(same, k=2, group_size=1)
     assert len(hits) == 2 and max(limits) == 16 + TIE_FETCH_MAX < copies
+
+
+def test_an_item_whose_spans_tie_past_the_fetch_gets_its_first_spans_by_id(tmp_path: Path) -> None:
+    """60 episodes, each with a jingle at its start and the same audio as its 2nd and 3rd span:
+    searched with the jingle, the over-fetch stops in the 180 tied spans, and the group of the
+    first item held the tied span the engine returned (reviewer 2); its own search settles it."""
+    a, b = unit_rows(np.random.default_rng(7), 2)
+    points = [_point(100000 * (span + 1) + 3 * copy + span, f"file:///feed{copy:03d}/ep.wav", span,
+                     (a, b, b)[span]) for copy in range(60) for span in range(3)]  # fmt: skip
+    points = [points[i] for i in np.random.default_rng(1).permutation(len(points))]
+    with open_store(path=tmp_path / "edge") as edge, open_store(url=":memory:") as client:
+        for store in (edge, client):
+            store.ensure_collection(MODEL, DIM)
+            store.upsert_points(points)
+        ranking = edge.search(a, k=len(points))
+        first = ranking[0].media_id
+        want = [str(h.point_id) for h in ranking if h.media_id == first][:2]
+        for store in (edge, client):
+            assert [str(h.point_id) for h in store.search_groups(a, k=1, group_size=2)] == want
