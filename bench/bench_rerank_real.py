@@ -86,7 +86,7 @@ def reranked(clasp: np.ndarray, text: np.ndarray, n: int, fusion: Fusion) -> np.
     """Ranks after reordering each query's CLASP top ``n`` by the fused score."""
     return np.array(
         [
-            rank_after_rerank(clasp[i], i, n, lambda top, i=i: text[i, top], fusion.fuse)
+            rank_after_rerank(clasp[i], i, n, lambda top, i=i: text[i, top], fusion.fuse)[0]
             for i in range(len(clasp))
         ]
     )

@@ -24,7 +24,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -217,7 +217,8 @@ def train_fusion(
     elif basis is not None:
         model.centering = Centering.projection_only(basis)
 
-    val_metrics = _retrieval(model, val, 0.5)
+    left_out = set(unreadable)
+    val_metrics = _retrieval(model, val, 0.5, [row for row in val_rows if str(row.audio) not in left_out])
     if deploy is not None:
         _close_top_layers(model, deploy, out)
     # a new model: not the base's description, and its queries search only its own collections
@@ -626,16 +627,24 @@ def _with_progress(
     return report
 
 
-def _retrieval(model: Any, features: FeatureSet, threshold: float) -> dict[str, float]:
-    """Text→audio retrieval metrics of the trained head over ``features`` (all candidates)."""
-    audio = model.embed_features(features.speech, features.spectrogram)
+def _retrieval(
+    model: Any, features: FeatureSet, threshold: float, rows: Sequence[ManifestRow]
+) -> dict[str, float]:
+    """Text→audio retrieval metrics of the trained head over ``features`` (all candidates), the
+    features of ``rows``: rows that name one audio file are one candidate clip, as ``eval``
+    counts them (:func:`~clasp_ingest.evaluation.evaluate.distinct_clips`; one candidate per
+    row made a clip's captions tie with each other, and miss)."""
+    from clasp_ingest.evaluation.evaluate import distinct_clips
+
+    clips = distinct_clips(rows)
+    audio = model.embed_features(features.speech, features.spectrogram)[list(clips.first)]
     text = model.embed_text_features(features.text)
     sim = text @ audio.T
     return {
-        "hits@1": hits_at_1(sim),
-        "mrr": mrr(sim),
-        "mean_rank": mean_rank(sim),
-        "macro_f1": macro_f1(sim, threshold),
+        "hits@1": hits_at_1(sim, clips.own),
+        "mrr": mrr(sim, clips.own),
+        "mean_rank": mean_rank(sim, clips.own),
+        "macro_f1": macro_f1(sim, threshold, clips.own),
     }
 
 
