@@ -242,8 +242,23 @@ class ServerStore(QdrantStore):
 
     def _set_payload(self, point_ids: Sequence[str], values: dict[str, Any], key: str | None) -> None:
         m = _models()
-        has_ids = m.Filter(must=[m.HasIdCondition(has_id=list(point_ids))])
+        ids = list(point_ids)
+        if self._local:  # by an id list, of the ids it holds (a missing id fails the request there)
+            held = self.client.retrieve(self.collection, ids, with_payload=False, with_vectors=False)
+            if held:
+                selector = m.PointIdsList(points=[r.id for r in held])
+                self.client.set_payload(self.collection, values, selector, key=key, wait=True)
+            return
+        has_ids = m.Filter(must=[m.HasIdCondition(has_id=ids)])
         self.client.set_payload(self.collection, values, has_ids, key=key, wait=True)
+
+    @property
+    def _local(self) -> bool:
+        """qdrant-client's local mode, which checks a filter on every point it holds, in Python
+        (a filter of N ids on every point: O(points x N) per request; by ids, O(N))."""
+        from qdrant_client.local.qdrant_local import QdrantLocal
+
+        return isinstance(getattr(self.client, "_client", None), QdrantLocal)
 
     def _retrieve(self, point_ids: Sequence[str]) -> list[StoredPoint]:
         ids = list(point_ids)
