@@ -105,3 +105,34 @@ def test_items_new_to_the_target_are_hidden_until_whole_and_a_half_written_write
             # copied as "writing", never marked, and removed with the other versions
             assert _states(target) == {i.ref.media_id: {STATE_COMPLETE} for i in items}
             assert target.count() == 48
+
+
+def test_each_marking_request_holds_whole_item_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export stopped between two marking requests leaves each item wholly complete or wholly
+    hidden: ids cut into plain slices of 1,024 split items across requests, and a kill after the
+    first left an item complete but for one span, returned by searches (reviewer 4)."""
+    items = [make_media(f"file:///s{i}.wav", "v1", 5, seed=i) for i in range(300)]
+    items.append(make_media("file:///long.wav", "v1", 1500, seed=999))  # longer than a request
+    with _source(tmp_path / "edge", items) as edge, open_store(path=tmp_path / "copy") as target:
+        target.ensure_collection(MODEL, DIM)
+        requests: list[list[str]] = []
+        mark = target._set_payload
+
+        def recorded(ids: Any, *args: Any, **kwargs: Any) -> Any:
+            requests.append(list(ids))
+            return mark(ids, *args, **kwargs)
+
+        monkeypatch.setattr(target, "_set_payload", recorded)
+        export_collection(edge, target)
+        item_of = {p.id: p.payload["metadata"]["media_id"] for p in target.iter_points()}
+        sizes: dict[str, int] = {}
+        for media_id in item_of.values():
+            sizes[media_id] = sizes.get(media_id, 0) + 1
+    assert len(requests) > 2 and sum(map(len, requests)) == len(item_of) == 300 * 5 + 1500
+    for ids in requests:  # every item of a request is in it whole
+        held: dict[str, int] = {}
+        for point_id in ids:
+            held[item_of[point_id]] = held.get(item_of[point_id], 0) + 1
+        assert all(held[media_id] == sizes[media_id] for media_id in held), held
