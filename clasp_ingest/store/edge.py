@@ -79,6 +79,9 @@ GRAPH_VECTOR = "clasp_graph"
 SEGMENT_INDEX_POINTS = 20_000
 #: Free space below which an embedded store refuses to write (:attr:`EdgeOptions.min_free_bytes`).
 MIN_FREE_BYTES = 128 * 2**20
+#: How the engine refuses an optimization (an index build, a vacuum) for want of disk space,
+#: before it writes anything: not a damaged collection.
+_NO_ROOM_TO_OPTIMIZE = "Not enough space available for optimization"
 #: The engine's file of a shard's settings (``EdgeShard.load`` reads it).
 _ENGINE_CONFIG = "edge_config.json"
 #: The engine's indexing threshold (KiB of vectors in a segment) while a collection is searched
@@ -347,27 +350,86 @@ class _ShardError(StoreError):
     """The engine could not open or make a shard (not for a lock, nor a read-only folder)."""
 
 
+class _Gate:
+    """Engine calls of any number of threads at once, or the shard closed and opened again under
+    them, alone (a readers-writer lock that lets a waiting writer go first). A search that had
+    the shard when another thread closed it to change its settings read "Shard is not
+    initialized" and called the intact collection damaged, with ``--recreate`` as the remedy.
+    The thread that holds ``exclusive`` makes its own calls freely."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._calls = 0
+        self._writer: int | None = None
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._changed:
+            if self._writer == threading.get_ident():
+                mine = True
+            else:
+                mine = False
+                while self._writer is not None or self._waiting:
+                    self._changed.wait()
+                self._calls += 1
+        try:
+            yield
+        finally:
+            if not mine:
+                with self._changed:
+                    self._calls -= 1
+                    if not self._calls:
+                        self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._changed:
+            self._waiting += 1
+            try:
+                while self._writer is not None or self._calls:
+                    self._changed.wait()
+            finally:
+                self._waiting -= 1
+            self._writer = threading.get_ident()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._writer = None
+                self._changed.notify_all()
+
+
 class _Shard:
     """An Edge shard whose failures (the engine raises bare ``Exception``) become the
     :class:`StoreError` that ``failed(operation, error)`` makes. ``failed`` is held weakly (a
     store's own method): a strong one made a cycle, so a store dropped unclosed kept its
     folder locked until the garbage collector ran (a retriever made twice in a row failed)."""
 
-    def __init__(self, shard: Any, failed: Callable[[str, BaseException, Any], BaseException]) -> None:
+    def __init__(
+        self, shard: Any, failed: Callable[[str, BaseException, Any], BaseException], gate: _Gate
+    ) -> None:
         self._shard = shard
         self._failed = weakref.WeakMethod(failed)
+        self._gate = gate
 
     @property
     def engine(self) -> Any:
         """The engine's shard itself (its failures as the engine raises them)."""
         return self._shard
 
+    def swap(self, engine: Any) -> None:
+        """Use ``engine`` from now on (the shard opened again: :meth:`EdgeStore._use_indexing_kb`,
+        under the gate's ``exclusive``), so a caller holding this object calls the new one."""
+        self._shard = engine
+
     def __getattr__(self, name: str) -> Any:
-        method = getattr(self._shard, name)
+        getattr(self._shard, name)  # an engine without it: AttributeError now, as before
 
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
-                return method(*args, **kwargs)
+                with self._gate.shared():  # the engine is not closed under a call
+                    return getattr(self._shard, name)(*args, **kwargs)
             except BaseException as exc:
                 if not _engine_failure(exc):
                     raise
@@ -449,10 +511,10 @@ class EdgeStore(QdrantStore):
         self.options = options or EdgeOptions()
         self._dir = self.path / collection
         self._shard: _Shard | None = None
-        #: Held while the shard is closed and opened again with other engine settings
-        #: (:meth:`_use_indexing_kb`): a search in another thread waits for it (it found the store
-        #: closed: 42,000 errors of a searching thread over 20 switches).
-        self._switching = threading.RLock()
+        #: Every engine call passes it; the shard is closed and opened again with other engine
+        #: settings (:meth:`_use_indexing_kb`) while no call runs, and calls in other threads wait
+        #: (they found the store closed: 42,000 errors of a searching thread over 20 switches).
+        self._gate = _Gate()
         self._indexed = False
         self._unindexed = 0  # points written in this bulk ingest since the index was last built
         self._indexed_points = 0  # the collection's size when it was opened or last indexed
@@ -570,6 +632,8 @@ class EdgeStore(QdrantStore):
             return _full_disk(self.location, _first_line(exc))
         if number is None and not panicked and not str(exc).startswith(_ENGINE_SERVICE_ERROR):
             return exc
+        if _NO_ROOM_TO_OPTIMIZE in str(exc):  # its own check: the collection is intact
+            return _full_disk(self.location, _first_line(exc))
         doing = "writing to" if operation in _WRITES else "reading"
         not_the_files = self._not_the_files(number, doing, exc)
         if not_the_files is not None:
@@ -644,7 +708,7 @@ class EdgeStore(QdrantStore):
             raise _full_disk(
                 self.location,
                 f"{free / mib:.0f} MiB free, under the {needed / mib:.0f} MiB that Qdrant Edge "
-                f"needs to {'rebuild its index' if more else 'grow its files'}",
+                f"needs to {'rewrite its segments' if more else 'grow its files'}",
             )
 
     def _room_to_open(self) -> bool:
@@ -749,7 +813,7 @@ class EdgeStore(QdrantStore):
             if not_the_files is not None:  # out of memory (ulimit -v) was "damaged; --recreate"
                 raise StoreError(not_the_files) from exc
             raise _ShardError(f"cannot open the embedded Qdrant store {shard_dir!r}: {exc}") from exc
-        return _Shard(shard, self._engine_error)
+        return _Shard(shard, self._engine_error, self._gate)
 
     def _config(self, dim: int, text_dim: int | None, metric: QueryMetric | None) -> Any:
         qe = _edge()
@@ -833,8 +897,7 @@ class EdgeStore(QdrantStore):
         return qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
 
     def _require_shard(self) -> Any:
-        with self._switching:  # uncontended but while the settings change (a blink at most)
-            shard = self._shard
+        shard = self._shard
         if shard is None:
             if self._unopened is not None:
                 raise self._unopened
@@ -1205,6 +1268,8 @@ class EdgeStore(QdrantStore):
                 return
             self._require_shard().flush()
         except StoreError as exc:  # the points are fine (a full disk...): their space stays for now
+            if self._shard is None:  # the shard could not be opened again: nothing more works
+                raise
             log.warning("not giving back the space of deleted points of %r: %s", self.collection, exc)
             return
         took = time.perf_counter() - started
@@ -1257,8 +1322,8 @@ class EdgeStore(QdrantStore):
             return
         data["optimizers"] = {**optimizers, "indexing_threshold": kb}
         file = self._dir / _SHARD / _ENGINE_CONFIG
-        with self._switching:
-            shard, self._shard = self._require_shard(), None
+        with self._gate.exclusive():  # no engine call runs meanwhile; those of other threads wait
+            shard = self._require_shard()
             try:
                 shard.flush()
             finally:
@@ -1268,7 +1333,11 @@ class EdgeStore(QdrantStore):
             except OSError as exc:
                 raise self._write_failed(file, exc) from exc
             finally:  # written or not (then as it was), the shard opens again
-                self._shard = self._reopened()
+                try:
+                    shard.swap(self._reopened().engine)
+                except BaseException:
+                    self._shard = None
+                    raise
 
     def _reopened(self) -> _Shard:
         try:

@@ -278,5 +278,5 @@ def test_an_index_build_without_room_is_skipped_with_a_warning(
         monkeypatch.setattr(edge, "_disk_bytes", lambda folder: 2**62)  # the rebuild needs more than is free
         with caplog.at_level(logging.WARNING, logger="clasp_ingest"), store.bulk():
             store.write_media(a.ref, MODEL, a.batches())
-        assert "not building the HNSW index" in caplog.text and "rebuild its index" in caplog.text
+        assert "not building the HNSW index" in caplog.text and "rewrite its segments" in caplog.text
         assert not store.indexed and store.search(a.vectors[4], k=1)[0].start_s == 8.0

@@ -179,3 +179,59 @@ def test_searches_in_other_threads_wait_while_the_engine_settings_change(tmp_pat
             for thread in threads:
                 thread.join()
         assert errors == []
+
+
+def test_a_search_that_has_the_shard_when_the_settings_change_is_not_cut_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search that took the shard just before another thread closed it to change the engine's
+    settings read "Shard is not initialized", and called the intact collection damaged, with
+    ``--recreate`` as the remedy (reviewer 3): the change waits for the call, and the call uses
+    the shard opened again."""
+    import threading
+
+    with EdgeStore(tmp_path / "q", options=OPTIONS) as store:
+        items = _stable(store)
+        took, go = threading.Event(), threading.Event()
+        require = EdgeStore._require_shard
+
+        def paused(self: EdgeStore) -> object:
+            shard = require(self)
+            if threading.current_thread().name == "searcher":
+                took.set()
+                go.wait()  # preempted right after taking the shard
+            return shard
+
+        monkeypatch.setattr(EdgeStore, "_require_shard", paused)
+        found: list[object] = []
+
+        def search() -> None:
+            try:
+                found.append(len(store.search(items[0].vectors[0], k=3)))
+            except BaseException as exc:
+                found.append(exc)
+
+        searcher = threading.Thread(target=search, name="searcher")
+        searcher.start()
+        took.wait()
+        store._use_indexing_kb(12345)  # closed and opened again while the search holds the shard
+        go.set()
+        searcher.join()
+        assert found == [3]
+        assert store.count() == 1000 and len(store.search(items[0].vectors[0], k=3)) == 3
+
+
+def test_the_engines_own_room_check_is_a_full_disk_not_a_damaged_collection(tmp_path: Path) -> None:
+    """With the disk filled by another program just before a vacuum, the engine refuses it before
+    writing anything; that was reported as a damaged collection, with ``--recreate`` (reviewer 3)."""
+    from clasp_ingest.errors import StoreFullError
+    from clasp_ingest.store.edge import _ENGINE_SERVICE_ERROR
+
+    with EdgeStore(tmp_path / "q", options=OPTIONS) as store:
+        _stable(store)
+        refused = Exception(
+            f"{_ENGINE_SERVICE_ERROR}Not enough space available for optimization, needed: 245.66 MiB, "
+            "available: 292.00 KiB"
+        )
+        said = store._engine_error("optimize", refused)
+        assert isinstance(said, StoreFullError) and "is full" in str(said) and "--recreate" not in str(said)
