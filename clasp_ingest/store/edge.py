@@ -400,6 +400,19 @@ class _Gate:
                 self._changed.notify_all()
 
 
+class _Unopened:
+    """In place of an engine shard that could not be opened again: every call says so."""
+
+    def __init__(self, why: str) -> None:
+        self._why = why
+
+    def __getattr__(self, name: str) -> Any:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise StoreError(f"the embedded store {self._why}; open it again")
+
+        return refuse
+
+
 class _Shard:
     """An Edge shard whose failures (the engine raises bare ``Exception``) become the
     :class:`StoreError` that ``failed(operation, error)`` makes. ``failed`` is held weakly (a
@@ -1325,17 +1338,19 @@ class EdgeStore(QdrantStore):
         with self._gate.exclusive():  # no engine call runs meanwhile; those of other threads wait
             shard = self._require_shard()
             try:
-                shard.flush()
-            finally:
-                shard.close()
-            try:
+                try:
+                    shard.flush()
+                finally:
+                    shard.close()
                 _write_durably(file, json.dumps(data))
             except OSError as exc:
                 raise self._write_failed(file, exc) from exc
-            finally:  # written or not (then as it was), the shard opens again
+            finally:  # flushed or not, written or not (then as it was), the shard opens again
                 try:
                     shard.swap(self._reopened().engine)
-                except BaseException:
+                except BaseException as exc:
+                    # a caller holding the wrapper is told so, not "damaged" by the closed engine
+                    shard.swap(_Unopened(f"{self._dir} could not be opened again ({_first_line(exc)})"))
                     self._shard = None
                     raise
 

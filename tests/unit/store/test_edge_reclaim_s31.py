@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clasp_ingest.errors import StoreFullError
 from clasp_ingest.store import EdgeOptions, EdgeStore, SearchFilter
 from clasp_ingest.store.edge import _disk_bytes
 from tests.unit.store.conftest import MODEL, Media, make_media, unit_rows
@@ -224,7 +225,6 @@ def test_a_search_that_has_the_shard_when_the_settings_change_is_not_cut_off(
 def test_the_engines_own_room_check_is_a_full_disk_not_a_damaged_collection(tmp_path: Path) -> None:
     """With the disk filled by another program just before a vacuum, the engine refuses it before
     writing anything; that was reported as a damaged collection, with ``--recreate`` (reviewer 3)."""
-    from clasp_ingest.errors import StoreFullError
     from clasp_ingest.store.edge import _ENGINE_SERVICE_ERROR
 
     with EdgeStore(tmp_path / "q", options=OPTIONS) as store:
@@ -235,3 +235,35 @@ def test_the_engines_own_room_check_is_a_full_disk_not_a_damaged_collection(tmp_
         )
         said = store._engine_error("optimize", refused)
         assert isinstance(said, StoreFullError) and "is full" in str(said) and "--recreate" not in str(said)
+
+
+class _FlushFails:
+    """An engine shard whose flush fails once the data is flushed (a full disk, a Ctrl-C)."""
+
+    def __init__(self, engine: object, error: BaseException) -> None:
+        self._engine, self._error = engine, error
+
+    def flush(self) -> None:
+        self._engine.flush()  # type: ignore[attr-defined]
+        raise self._error
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._engine, name)
+
+
+@pytest.mark.parametrize(
+    ("error", "raised"),
+    [(KeyboardInterrupt(), KeyboardInterrupt), (OSError(28, "No space left on device"), StoreFullError)],
+)
+def test_a_switch_whose_flush_fails_opens_the_shard_again(
+    tmp_path: Path, error: BaseException, raised: type[BaseException]
+) -> None:
+    """The shard was closed and never opened again, and every later call of the intact store,
+    ``close`` included, said "damaged, ingest again with --recreate" (reviewer 5)."""
+    with EdgeStore(tmp_path / "q", options=OPTIONS) as store:
+        items = _stable(store)
+        assert store._shard is not None
+        store._shard.swap(_FlushFails(store._shard.engine, error))
+        with pytest.raises(raised):
+            store._use_indexing_kb(12345)
+        assert store.count() == 1000 and len(store.search(items[0].vectors[0], k=3)) == 3
