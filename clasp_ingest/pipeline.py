@@ -1016,8 +1016,13 @@ def query_metric_for(model: AudioTextEncoder) -> QueryMetric | None:
     """The query-aware graph space of ``model``'s collections: fitted on its query bank (a
     model without one, e.g. the official CLASP weights, gets None: a plain graph)."""
     sample_of = getattr(model, "query_sample", None)
-    sample = sample_of() if callable(sample_of) else None
-    if sample is None or sample.shape[1] != model.dim:
+    return query_metric_of(sample_of() if callable(sample_of) else None, model.dim)
+
+
+def query_metric_of(sample: np.ndarray | None, dim: int) -> QueryMetric | None:
+    """The query-aware graph space fitted on ``sample`` (a model's query bank as query vectors),
+    or None without one, or for one of another width than the collection's ``dim``."""
+    if sample is None or sample.shape[1] != dim:
         return None
     return QueryMetric.fit(sample)
 

@@ -458,7 +458,7 @@ def _query_metric(spec: ModelSpec, store: QdrantStore, dim: int) -> QueryMetric 
     from clasp_ingest.model.query import query_sample
 
     sample = query_sample(spec.name, model_dir=Path(spec.model_dir) if spec.model_dir else None)
-    return None if sample is None or sample.shape[1] != dim else QueryMetric.fit(sample)
+    return pipeline.query_metric_of(sample, dim)
 
 
 def _ingest_all(

@@ -49,7 +49,7 @@ import numpy as np
 from clasp_ingest.retriever.spans import Span
 
 from clasp_ingest.model.base import QueryEncoder
-from clasp_ingest.store.base import SCORE_TOLERANCE
+from clasp_ingest.store.base import SCORE_TOLERANCE, tie_runs
 
 __all__ = ["TEXT_WEIGHT", "Fusion", "TextScorer", "rerank_spans"]
 
@@ -180,11 +180,7 @@ def _tie_order(spans: Sequence[Span]) -> list[Span]:
     Sorted on the raw floats, two copies of one span (same words, same CLASP score) came back in
     either order, by rounding that changed with the other candidates, and so with ``rerank``."""
     ordered: list[Span] = []
-    tie: list[int] = []
-    for i in [*sorted(range(len(spans)), key=lambda j: -spans[j].score), None]:
-        if tie and (i is None or spans[tie[0]].score - spans[i].score > SCORE_TOLERANCE):
-            ordered += [dataclasses.replace(spans[j], score=spans[tie[0]].score) for j in sorted(tie)]
-            tie = []
-        if i is not None:
-            tie.append(i)
+    for run in tie_runs([span.score for span in spans], lambda best, score: best - score <= SCORE_TOLERANCE):
+        best = max(spans[i].score for i in run)
+        ordered += [dataclasses.replace(spans[i], score=best) for i in run]
     return ordered

@@ -475,14 +475,24 @@ def fused_order(points: Sequence[StoredPoint], clasp: Sequence[float]) -> list[S
         return float(np.dot(np.asarray(p.vector, dtype=np.float64), query)) if p.vector else -math.inf
 
     ordered: list[StoredPoint] = []
-    tie: list[StoredPoint] = []
-    for point in [*sorted(points, key=lambda p: -p.score), None]:
-        if tie and (point is None or not same_fused(tie[0].score, point.score)):
-            ordered += [replace(p, score=tie[0].score) for p in sorted(tie, key=lambda p: (-cosine(p), p.id))]
-            tie = []
-        if point is not None:
-            tie.append(point)
+    for run in tie_runs([p.score for p in points], same_fused):
+        best = max(points[i].score for i in run)
+        ordered += sorted((replace(points[i], score=best) for i in run), key=lambda p: (-cosine(p), p.id))
     return ordered
+
+
+def tie_runs(scores: Sequence[float], same: Callable[[float, float], bool]) -> list[list[int]]:
+    """The indices of ``scores``, best first, in runs of ties: each run holds the scores that
+    ``same(best of the run, score)`` calls equal, its indices in their given order (a caller
+    orders a run by its own rule and gives it one score, so a later sort keeps the order)."""
+    runs: list[list[int]] = []
+    run: list[int] = []
+    for i in sorted(range(len(scores)), key=lambda j: -scores[j]):
+        if run and not same(scores[run[0]], scores[i]):
+            runs.append(sorted(run))
+            run = []
+        run.append(i)
+    return [*runs, sorted(run)] if run else runs
 
 
 #: How many spans :meth:`QdrantStore.search` fetches past ``k``: enough that a few spans tied at
@@ -1118,22 +1128,12 @@ class QdrantStore(abc.ABC):
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        query, where, limit = self._query_vector(vector), self._visible(filters), k + TIE_FETCH
-        score_threshold = engine_threshold(score_threshold)
-        points = score_order(self._query(query, limit, where, score_threshold))
-        # the engine picks which of the spans tied at the k-th place make the cut: fetch past
-        # them until the last one fetched scores below the k-th (or the spans run out)
-        # (at most TIE_FETCH_MAX past k: a jingle in 2,000 episodes made one search fetch 4,599)
-        while (
-            len(points) == limit
-            and limit < k + TIE_FETCH_MAX
-            and tie_key(points[-1].score) == tie_key(points[k - 1].score)
-        ):
-            limit = min(2 * limit, k + TIE_FETCH_MAX)
-            points = score_order(self._query(query, limit, where, score_threshold))
+        points = self._ranked(
+            self._query_vector(vector), k, self._visible(filters), engine_threshold(score_threshold)
+        )
         # scores as ordered: a hit's score never rises down the list, so a later sort by score
         # (the retriever's) keeps this order
-        return [hit_from_point(replace(p, score=tie_key(p.score))) for p in points[:k]]
+        return [hit_from_point(replace(p, score=tie_key(p.score))) for p in points]
 
     def search_hybrid(
         self,
@@ -1255,8 +1255,10 @@ class QdrantStore(abc.ABC):
     def _ranked(
         self, vector: list[float], n: int, where: Where, score_threshold: float | None
     ) -> list[StoredPoint]:
-        """The best ``n`` points in :func:`score_order`, fetched past a tie at the ``n``-th as
-        :meth:`search` fetches (at most :data:`TIE_FETCH_MAX` further)."""
+        """The best ``n`` points in :func:`score_order`. The engine picks which of the points
+        tied at the ``n``-th place make its cut, so fetch past them until the last one fetched
+        scores below the ``n``-th, or the points run out (at most :data:`TIE_FETCH_MAX` past
+        ``n``: a jingle in 2,000 episodes made one search fetch 4,599)."""
         limit = n + TIE_FETCH
         points = score_order(self._query(vector, limit, where, score_threshold))
         while len(points) == limit < n + TIE_FETCH_MAX and _ties(points[-1], points[n - 1]):
