@@ -8,6 +8,7 @@ CLI ``--help`` stay fast.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,22 @@ def _whole(data: Mapping[str, Any], key: str, where: str = "", default: int | No
         raise ConfigError(f"{where}{key} must be a whole number, got {value!r}") from None
 
 
+def _finite(value: Any, where: str) -> Any:
+    """``value`` (a component's options, read from a config), every number in it checked:
+    ``NaN`` or ``Infinity`` (which Python's json reads, as it reads ``1e999``) is a
+    ``ConfigError`` naming the option. A NaN ``std`` of a spectrogram image passed every check,
+    then the ONNX export was said to "differ from torch" and every item failed on NaN vectors."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _finite(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _finite(item, f"{where}[{i}]")
+    return value
+
+
 def _flag(data: Mapping[str, Any], key: str, default: bool, where: str = "") -> bool:
     """A true/false field of a config: a string such as ``"false"`` is refused, not read as true."""
     value = data.get(key, default)
@@ -111,7 +128,7 @@ class ComponentSpec:
             str(data["backend"]),
             str(data.get("source", "")),
             _whole(data, "dim", where),
-            dict(data.get("options", {})),
+            _finite(dict(data.get("options", {})), f"{where}options"),
         )
 
 
