@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from clasp_ingest.store import QdrantStore
     from clasp_ingest.store.base import Batch, StoredMedia
     from clasp_ingest.transcribe import TranscriberOptions
-    from clasp_ingest.words import SpanWords
+    from clasp_ingest.words import SpanWords, SpanWordsMaker
 
 __all__ = [
     "EmbedFn",
@@ -518,10 +518,11 @@ def _shown(ref: MediaRef) -> str | None:
 
 def _media_words(
     local: str, ref: MediaRef, model: AudioTextEncoder, options: PipelineOptions
-) -> Callable[[Sequence[Segment]], list[SpanWords]]:
+) -> SpanWordsMaker:
     """What gives each batch of ``ref``'s segments their words: the file, transcribed once,
     whole, here, in the language the item declares (its source's, else its audio track's tag)
-    where Whisper knows it, then cut into the spans as they come."""
+    where Whisper knows it, then cut into the spans batch by batch, one batch behind
+    (:func:`_with_words`)."""
     from clasp_ingest.media.decode import DecodeOptions, stream_audio
     from clasp_ingest.words import SpanWordsMaker, TextTower, shared_transcriber, transcribe_media
 
@@ -542,12 +543,26 @@ def _media_words(
 
 
 def _with_words(
-    batches: Iterable[tuple[list[Segment], np.ndarray]],
-    words: Callable[[Sequence[Segment]], list[SpanWords]],
-    clock: _Clock,
-) -> Iterator[Batch]:
-    for segments, vectors in batches:
-        yield segments, vectors, clock.time(lambda s=segments: words(s))  # type: ignore[misc]
+    batches: Iterable[tuple[list[Segment], np.ndarray]], words: SpanWordsMaker, clock: _Clock
+) -> Iterator[tuple[list[Segment], np.ndarray, list[SpanWords]]]:
+    """``batches`` with their segments' words, one batch behind: a batch's words are cut once
+    the next batch's first span is known (or the batches have ended), so that each word goes
+    where the whole-file cut puts it, one in the gap between two batches included (it was
+    dropped when nearer the span before and more than the tolerance before the next batch)."""
+    held: tuple[list[Segment], np.ndarray] | None = None
+    for batch in batches:
+        if held is not None:
+            yield _worded(held, batch[0][0], words, clock)
+        held = batch
+    if held is not None:
+        yield _worded(held, None, words, clock)
+
+
+def _worded(
+    batch: tuple[list[Segment], np.ndarray], following: Segment | None, words: SpanWordsMaker, clock: _Clock
+) -> tuple[list[Segment], np.ndarray, list[SpanWords]]:
+    segments, vectors = batch
+    return segments, vectors, clock.time(lambda: words(segments, following))
 
 
 def ingest_media(

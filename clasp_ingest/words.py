@@ -64,7 +64,7 @@ __all__ = [
 AVG_SPAN_WORDS = 12.0
 _K1 = 1.2
 _B = 0.75
-#: A word this far (seconds) outside every span of its batch still goes to the nearest span.
+#: A word this far (seconds) outside every span still goes to the nearest span (else to none).
 ALIGN_TOLERANCE_S = 0.5
 #: A word is placed this long (seconds) before its end (:func:`_placed_at`).
 _END_MARGIN_S = 0.1
@@ -298,33 +298,52 @@ def _unit(x: np.ndarray) -> np.ndarray:
 class SpanWordsMaker:
     """Cuts one media file's words into its spans, batch by batch, with their vectors.
 
-    Batches come in time order; each word goes to at most one span, the one it gets when the
-    whole file is cut at once. A batch takes the words placed up to its last span's end; those
-    in the gap after it wait for the next batch, whose first span may be the nearer one or even
-    hold them (a limit of the end + ``ALIGN_TOLERANCE_S`` gave the first word of the next
-    batch's first span, 0.09 s on, to the span before it). A word left in a gap is rare (1 of
-    1069 words in the measurement of :func:`_placed_at`), but one nearer the span before, and more than the
-    tolerance before the next batch, is lost. Words after the last span, all within the
-    tolerance of its end, are the file's tail and go to it.
+    Batches come in time order, their spans in time order and none overlapping another (as the
+    segmenter makes them); the words may come in any order. Each call names ``following``,
+    the first span of the batch after it, or None for the file's last batch: every word then
+    goes to the span the whole-file cut (:func:`align_words` of all the words and all the
+    spans) gives it, whatever the batches. A batch takes the words placed up to the start of
+    ``following`` (with those the batch before left to it) and cuts them among its own spans
+    and ``following``: the words ``following`` wins wait for the next batch. No other span can
+    win one of them: spans do not overlap, so for a word on one side of a span each span
+    further on that side is further outside it. The last batch takes every word left; those
+    within ``ALIGN_TOLERANCE_S`` after its last span go to it.
+
     """
 
     def __init__(self, media: MediaWords, tower: TextTower) -> None:
         self.media = media
         self.tower = tower
-        self._next = 0
+        self._placed = [_placed_at(word) for word in media.words]
+        self._order = sorted(range(len(self._placed)), key=lambda i: (self._placed[i], i))
+        self._next = 0  # in ``_order``: the first word no batch has taken yet
+        self._carried: list[int] = []  # words the batch before left to this one's first span
+        self._following: Segment | None = None  # the span the batch before named as the next
 
-    def __call__(self, segments: Sequence[Segment]) -> list[SpanWords]:
+    def __call__(self, segments: Sequence[Segment], following: Segment | None) -> list[SpanWords]:
+        """The words of each of ``segments`` (the next batch of the file) and their vectors."""
+        return self.spans(self.cut(segments, following))
+
+    def cut(self, segments: Sequence[Segment], following: Segment | None) -> list[str]:
+        """The text of each of ``segments``, the next batch of the file; ``following``: the
+        first span of the batch after it, None where there is none (see the class)."""
         if not segments:
             return []
-        end = segments[-1].end_s
+        self._check_follows(segments[0])
+        taken = self._take_before(following)
+        spans = list(segments) if following is None else [*segments, following]
+        parts: list[list[int]] = [[] for _ in spans]
+        for i in taken:
+            index = _segment_of(self._placed[i], spans, ALIGN_TOLERANCE_S)
+            if index is not None:
+                parts[index].append(i)
+        self._carried = parts[len(segments)] if len(spans) > len(segments) else []
+        self._following = following
         words = self.media.words
-        stop = self._next
-        while stop < len(words) and _placed_at(words[stop]) <= end:
-            stop += 1
-        if all(_placed_at(word) <= end + ALIGN_TOLERANCE_S for word in words[stop:]):
-            stop = len(words)
-        texts = align_words(words[self._next : stop], segments)
-        self._next = stop
+        return ["".join(words[i].text for i in sorted(part)).strip() for part in parts[: len(segments)]]
+
+    def spans(self, texts: Sequence[str]) -> list[SpanWords]:
+        """One :class:`SpanWords` per text: the dense and sparse vectors of those with words."""
         spoken = [i for i, text in enumerate(texts) if text]
         dense = self.tower.passages([texts[i] for i in spoken]) if spoken else np.zeros((0, 0))
         vectors: dict[int, tuple[float, ...]] = {
@@ -335,6 +354,29 @@ class SpanWordsMaker:
             SpanWords(text, media.language, media.model, vectors.get(i), sparse_words(text) if text else None)
             for i, text in enumerate(texts)
         ]
+
+    def _check_follows(self, first: Segment) -> None:
+        named = self._following
+        if named is not None and first != named:
+            raise ValueError(
+                f"SpanWordsMaker: this batch starts with span {first.index} ({first.start_s}-"
+                f"{first.end_s} s) but the batch before named span {named.index} ({named.start_s}-"
+                f"{named.end_s} s) as the next; pass each batch's own next first span as "
+                "following (None for the file's last batch)"
+            )
+
+    def _take_before(self, following: Segment | None) -> list[int]:
+        """The words left, placed up to the start of ``following`` (all of them without one)."""
+        stop = len(self._order) if following is None else self._stop_at(following.start_s)
+        taken = [*self._carried, *self._order[self._next : stop]]
+        self._next = stop
+        return taken
+
+    def _stop_at(self, limit: float) -> int:
+        stop = self._next
+        while stop < len(self._order) and self._placed[self._order[stop]] <= limit:
+            stop += 1
+        return stop
 
 
 _TRANSCRIBERS: dict[TranscriberOptions, Transcriber] = {}

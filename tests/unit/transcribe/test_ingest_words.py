@@ -4,6 +4,7 @@ encoding of words."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from clasp_ingest.types import Segment
 from clasp_ingest.words import (
     AVG_SPAN_WORDS,
     MediaWords,
+    SpanWords,
     SpanWordsMaker,
     TextTower,
     align_words,
@@ -163,12 +165,22 @@ def test_a_word_wholly_inside_a_span_stays_there() -> None:
     assert align_words(words, spans) == ["от кредиторов.", "Перебраться"]
 
 
+def _batched(maker: SpanWordsMaker, spans: Sequence[Segment], size: int) -> list[SpanWords]:
+    """``spans`` cut by ``maker`` in batches of ``size``, each naming the next batch's first span,
+    as the pipeline does."""
+    out: list[SpanWords] = []
+    for start in range(0, len(spans), size):
+        following = spans[start + size] if start + size < len(spans) else None
+        out += maker(spans[start : start + size], following)
+    return out
+
+
 @pytest.mark.parametrize("size", [1, 2, 4])
 def test_the_words_of_a_real_sentence_are_cut_the_same_whatever_the_batches(size: int) -> None:
     # a batch used to take the words up to 0.5 s after its last span: " не", inside the next
     # batch's first span, went to the span before
     maker = SpanWordsMaker(MediaWords(tuple(RU_0004_WORDS), "ru", "faster-whisper:test"), tower())
-    batched = [w.text for start in range(0, 6, size) for w in maker(RU_0004_SPANS[start : start + size])]
+    batched = [w.text for w in _batched(maker, RU_0004_SPANS, size)]
     assert batched == RU_0004_TEXTS
 
 
@@ -183,7 +195,7 @@ def test_a_gap_word_at_a_batch_boundary_goes_to_the_nearer_span_and_the_tail_to_
     # the last span: the file's tail
     assert align_words(media.words, spans) == ["one", "two three"]
     maker = SpanWordsMaker(media, tower())
-    assert [w.text for s in spans for w in maker([s])] == ["one", "two three"]
+    assert [w.text for w in _batched(maker, spans, 1)] == ["one", "two three"]
 
 
 def test_words_without_spaces_join_as_whisper_wrote_them() -> None:
@@ -198,9 +210,8 @@ def test_words_are_cut_the_same_whatever_the_batches() -> None:
     )
     media = MediaWords(words, "en", "faster-whisper:test")
 
-    whole = SpanWordsMaker(media, tower())(segments)
-    maker = SpanWordsMaker(media, tower())
-    batched = [w for start in range(0, 6, 4) for w in maker(segments[start : start + 4])]
+    whole = SpanWordsMaker(media, tower())(segments, None)
+    batched = _batched(SpanWordsMaker(media, tower()), segments, 4)
 
     assert (
         [w.text for w in batched]
@@ -216,7 +227,7 @@ def test_words_are_cut_the_same_whatever_the_batches() -> None:
 
 def test_a_span_where_nothing_was_heard_gets_empty_words_and_no_vectors() -> None:
     media = MediaWords((word(0.5, 0.9, " hello"),), "en", "faster-whisper:test")
-    made = SpanWordsMaker(media, tower())([seg(0, 0.0, 2.0), seg(1, 5.0, 7.0)])
+    made = SpanWordsMaker(media, tower())([seg(0, 0.0, 2.0), seg(1, 5.0, 7.0)], None)
     assert made[0].text == "hello" and made[0].dense is not None and made[0].sparse
     assert made[1].text == "" and made[1].dense is None and made[1].sparse is None
 
