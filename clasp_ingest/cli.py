@@ -57,9 +57,9 @@ def _describe(exc: BaseException) -> str:
 
     if isinstance(exc, ValidationError) and exc.title == "Settings":  # a CLASP_* variable
         problems = [
-            f"CLASP_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {_reason(e['msg'])}"
+            f"CLASP_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {_reason(e)}"
             if e["loc"]
-            else f"CLASP_* settings: {_reason(e['msg'])}"
+            else f"CLASP_* settings: {_reason(e)}"
             for e in exc.errors()
         ]
         return "; ".join(problems) + "; fix the variable or unset it"
@@ -68,6 +68,8 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         if exc.filename:
             return f"{exc.strerror}: {exc.filename!r}"
+        if _output_unwritable(exc):  # >&-, 1</dev/null: "Bad file descriptor"
+            return _NO_OUTPUT
         if _output_full(exc):  # > /dev/full, a file on a full disk: "No space left on device:"
             return f"cannot write the output ({exc.strerror}); free some space, or write it elsewhere"
         return exc.strerror
@@ -102,9 +104,53 @@ def _output_full(exc: OSError) -> bool:
     return disk.f_bavail == 0 or disk.f_bfree == 0
 
 
-def _reason(msg: str) -> str:
-    """A settings check's own words, without the "Value error, " pydantic puts before them."""
-    return msg.removeprefix("Value error, ")
+#: The error of a command whose standard output cannot be written at all.
+_NO_OUTPUT = (
+    "cannot write the output: standard output is closed (>&-) or open only for reading; send it "
+    "to a file, a pipe or /dev/null"
+)
+
+
+def _output_unwritable(exc: OSError) -> bool:
+    """Whether ``exc`` is stdout refusing writes: closed (:func:`_closed_stdout_refuses`) or open
+    only for reading refuses even an empty write."""
+    if exc.errno != errno.EBADF:
+        return False
+    try:
+        os.write(sys.stdout.fileno(), b"")
+    except OSError as again:  # a test's buffer has no descriptor (io.UnsupportedOperation)
+        return again.errno == errno.EBADF
+    except (AttributeError, ValueError):  # no stdout, or a closed stream object
+        return False
+    return False
+
+
+def _closed_stdout_refuses() -> None:
+    """A closed stdout (``>&-``; Python makes ``sys.stdout`` None) fails the first write, as one
+    open only for reading does: every command dropped its output and exited 0. Descriptor 1
+    gets the null device, opened for reading, so no file opened later takes its number either."""
+    if sys.stdout is not None:
+        return
+    try:
+        os.fstat(1)
+    except OSError:
+        null = os.open(os.devnull, os.O_RDONLY)
+        if null != 1:
+            os.dup2(null, 1)
+            os.close(null)
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's stdout until it ends
+
+
+def _reason(error: Any) -> str:
+    """A settings check's words for ``error`` (pydantic's), without the "Value error, " put
+    before them; with the range of a setting given ``nan`` or ``inf`` ("Input should be a
+    finite number" did not say which numbers would do)."""
+    said = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "finite_number" and len(error["loc"]) == 1:
+        from clasp_ingest.config import Settings
+
+        return f"{said} {Settings.number_range(str(error['loc'][0]))}".rstrip()
+    return said
 
 
 class _Terminated(KeyboardInterrupt):
@@ -205,6 +251,7 @@ class _Group(TyperGroup):
     """The root command group: every failure becomes one ``error:`` line and an exit status."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        _closed_stdout_refuses()
         _tolerant_output()
         with _sigterm_unwinds():
             try:
@@ -213,6 +260,12 @@ class _Group(TyperGroup):
                 if _pipe_closed(exc):
                     raise SystemExit(EXIT_BROKEN_PIPE) from None
                 raise
+            except OSError as exc:  # --help, --version: written before a command runs
+                if not (_output_unwritable(exc) or _output_full(exc)):
+                    raise
+                _report(_describe(exc))
+                _silence_stdout()  # what is left in its buffer is dropped at exit
+                raise SystemExit(EXIT_ERROR) from None
 
     def invoke(self, ctx: Any) -> Any:
         if _cwd_gone() and _needs_cwd(ctx):  # before any work: no collection is made, no model loads
@@ -241,6 +294,8 @@ class _Group(TyperGroup):
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as exc:
             _report(_describe(exc))
+            if isinstance(exc, OSError) and _output_unwritable(exc):
+                _silence_stdout()
             raise typer.Exit(EXIT_ERROR) from None
 
 

@@ -174,6 +174,21 @@ class Settings(BaseSettings):
     qdrant_grpc: bool = False
     collection: str = "clasp_segments"
 
+    @classmethod
+    def number_range(cls, field: str) -> str:
+        """The numbers the setting ``field`` takes, in words for messages (``> 0 and <= 86400``):
+        a ``CLASP_*_S=nan`` was told only "Input should be a finite number"."""
+        import annotated_types
+
+        signs = {annotated_types.Gt: (">", "gt"), annotated_types.Ge: (">=", "ge"),
+                 annotated_types.Lt: ("<", "lt"), annotated_types.Le: ("<=", "le")}  # fmt: skip
+        bounds = [
+            f"{signs[type(rule)][0]} {getattr(rule, signs[type(rule)][1]):g}"
+            for rule in cls.model_fields[field].metadata
+            if type(rule) in signs
+        ]
+        return " and ".join(bounds)
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:

@@ -355,7 +355,8 @@ class _Gate:
     them, alone (a readers-writer lock that lets a waiting writer go first). A search that had
     the shard when another thread closed it to change its settings read "Shard is not
     initialized" and called the intact collection damaged, with ``--recreate`` as the remedy.
-    The thread that holds ``exclusive`` makes its own calls freely."""
+    The thread that holds ``exclusive`` makes its own calls freely, and may take it again
+    (``close`` giving back space switches the settings)."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
@@ -384,6 +385,9 @@ class _Gate:
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
+        if self._writer == threading.get_ident():  # only this thread sets or clears it as its own
+            yield
+            return
         with self._changed:
             self._waiting += 1
             try:
@@ -454,6 +458,13 @@ class _Shard:
 
         return call
 
+
+#: Why an :class:`EdgeStore` cannot be copied (``copy``, ``deepcopy``, ``pickle``).
+_NOT_COPIED = (
+    "an embedded store cannot be copied: one EdgeStore object holds the collection's lock and "
+    "engine; share that object (its calls may run in several threads), or close it and open the "
+    "folder again"
+)
 
 #: The longest file name (bytes) of common file systems (ext4, XFS, APFS, NTFS: 255).
 _NAME_MAX = 255
@@ -534,6 +545,8 @@ class EdgeStore(QdrantStore):
         self._deleted = False  # points were deleted since the space was last reclaimed
         self._metric: QueryMetric | None = None
         self._lock_fd: int | None = None
+        #: Whether :meth:`close` ran: later calls are refused (they opened the store again).
+        self._closed = False
         #: Why the collection cannot be used (its files are damaged): raised by what reads it.
         self._damage: str | None = None
         #: Why its shard was not opened (a disk without room for it): raised by what needs it;
@@ -774,6 +787,7 @@ class EdgeStore(QdrantStore):
         collection is being created (the shard's own lock exists only once it is)."""
         if self._lock_fd is not None:
             return
+        self._check_open()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path / lock_name(self.collection), os.O_RDWR | os.O_CREAT, 0o644)
@@ -804,6 +818,17 @@ class EdgeStore(QdrantStore):
     def __del__(self) -> None:  # a store dropped unclosed lets others in (the shard's own lock goes too)
         if getattr(self, "_lock_fd", None) is not None:  # (not when __init__ failed before setting it)
             self._unlock()
+
+    def __copy__(self) -> EdgeStore:
+        """Refused: one object owns the folder's lock and the engine (a copy, once collected,
+        closed the original's lock descriptor, and its own close then another file's)."""
+        raise TypeError(_NOT_COPIED)
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> EdgeStore:
+        raise TypeError(_NOT_COPIED)
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError(_NOT_COPIED)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -910,6 +935,7 @@ class EdgeStore(QdrantStore):
         return qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
 
     def _require_shard(self) -> Any:
+        self._check_open()
         shard = self._shard
         if shard is None:
             if self._unopened is not None:
@@ -923,10 +949,27 @@ class EdgeStore(QdrantStore):
         return shard
 
     def close(self) -> None:
-        with contextlib.ExitStack() as closing:
-            closing.callback(self._unlock)
-            closing.callback(self._close_engine)
-            self._reclaim_at_close()
+        """Flush and close the engine and give the folder's lock back, once the engine calls
+        running in other threads are done (it closed the engine under a search). Later calls,
+        also one of a thread that took the shard before, raise ``StoreError`` saying the store
+        is closed; closing again does nothing."""
+        with self._gate.exclusive():
+            try:
+                with contextlib.ExitStack() as closing:
+                    closing.callback(self._unlock)
+                    closing.callback(self._close_engine)
+                    self._reclaim_at_close()
+            finally:
+                self._closed = True
+
+    def _check_open(self) -> None:
+        """``StoreError`` once :meth:`close` ran: a call then opened the store again, or read a
+        closed engine as a damaged collection (with ``--recreate``, which deletes it)."""
+        if self._closed:
+            raise StoreError(f"the embedded store {self._closed_why()}; open it again")
+
+    def _closed_why(self) -> str:
+        return f"{str(self._dir)!r} is closed"
 
     def _close_engine(self) -> None:
         if self._shard is not None:
@@ -934,7 +977,10 @@ class EdgeStore(QdrantStore):
             try:
                 shard.flush()  # a full disk says so here, and the shard is closed still
             finally:
-                shard.close()
+                try:
+                    shard.close()
+                finally:  # a caller holding the shard is told the store is closed
+                    shard.swap(_Unopened(self._closed_why()))
 
     def _reclaim_at_close(self) -> None:
         """Give back the space of points deleted outside a bulk ingest (``store delete``; a bulk
@@ -973,6 +1019,7 @@ class EdgeStore(QdrantStore):
         query_metric: QueryMetric | None = None,
     ) -> bool:
         """As :meth:`QdrantStore.ensure_collection`; ``recreate`` also replaces a damaged collection."""
+        self._check_open()
         if recreate and (self._damage is not None or self._unopened is not None):
             log.warning(
                 "dropping the %s collection %r to recreate it",
@@ -1050,6 +1097,7 @@ class EdgeStore(QdrantStore):
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def _drop(self) -> None:
+        self._check_open()  # not without the folder's lock
         self._metric = None
         self._damage = self._unopened = None
         self._close_shard()
