@@ -114,12 +114,17 @@ class FitOptions:
                 f"the contrastive loss needs {option_name('batch_size')} >= 2 (in-batch negatives), "
                 f"got {self.batch_size}"
             )
-        if not self.temperature > 0:
-            raise ConfigError(f"{option_name('temperature')} must be > 0, got {self.temperature}")
-        if not self.anchor_weight >= 0:
-            raise ConfigError(f"{option_name('anchor_weight')} must be >= 0, got {self.anchor_weight}")
-        if not self.lr > 0:
-            raise ConfigError(f"{option_name('lr')} must be > 0, got {self.lr}")
+        # ``not x > 0`` refuses NaN too; an infinite rate or temperature made every weight NaN
+        if not 0 < self.temperature < math.inf:
+            raise ConfigError(
+                f"{option_name('temperature')} must be a finite number > 0, got {self.temperature}"
+            )
+        if not 0 <= self.anchor_weight < math.inf:
+            raise ConfigError(
+                f"{option_name('anchor_weight')} must be a finite number >= 0, got {self.anchor_weight}"
+            )
+        if not 0 < self.lr < math.inf:
+            raise ConfigError(f"{option_name('lr')} must be a finite number > 0, got {self.lr}")
         if not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"{option_name('lr_gamma')} must be in (0, 1], got {self.lr_gamma}")
 
