@@ -543,6 +543,9 @@ class EdgeStore(QdrantStore):
         self._unindexed = 0  # points written in this bulk ingest since the index was last built
         self._indexed_points = 0  # the collection's size when it was opened or last indexed
         self._deleted = False  # points were deleted since the space was last reclaimed
+        #: Points were deleted since the shard was opened: the engine still counts their words
+        #: in the IDF of the ``words`` ranking (:meth:`_words_counted_again`).
+        self._idf_stale = False
         self._metric: QueryMetric | None = None
         self._lock_fd: int | None = None
         #: Whether :meth:`close` ran: later calls are refused (they opened the store again).
@@ -1162,9 +1165,10 @@ class EdgeStore(QdrantStore):
         """Delete the points matching ``where``, and note whether there were any (every write of
         an item deletes its other versions, mostly none): their space is given back later."""
         qe = _edge()
-        found = self._deleted or self._count(where) > 0
+        found = (self._deleted and self._idf_stale) or self._count(where) > 0
         self._require_shard().update(qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
-        self._deleted = found
+        if found:
+            self._deleted = self._idf_stale = True
 
     def _set_state(self, where: Where, state: str) -> None:
         qe = _edge()
@@ -1238,6 +1242,8 @@ class EdgeStore(QdrantStore):
         self, query: HybridQuery, limit: int, prefetch: int, where: Where, score_threshold: float | None
     ) -> list[StoredPoint]:
         qe = _edge()
+        if query.words and self._idf_stale:
+            self._words_counted_again()
         flt, params = self._filter(where), self._search_params()
         words = qe.SparseVector(list(query.words.indices), list(query.words.values))
         graph = self._graph_stage(query.clasp, prefetch, flt)
@@ -1383,21 +1389,50 @@ class EdgeStore(QdrantStore):
             return
         data["optimizers"] = {**optimizers, "indexing_threshold": kb}
         file = self._dir / _SHARD / _ENGINE_CONFIG
-        with self._gate.exclusive():  # no engine call runs meanwhile; those of other threads wait
+
+        def rewrite() -> None:
+            try:
+                _write_durably(file, json.dumps(data))
+            except OSError as exc:
+                raise self._write_failed(file, exc) from exc
+
+        self._reopen_shard(rewrite)
+
+    def _words_counted_again(self) -> None:
+        """Open the shard again, so that the IDF of the ``words`` ranking counts the points
+        that are there: Qdrant Edge 0.9 keeps counting deleted points' words until it opens the
+        shard (a span that alone said a word deleted items said fell from 1st to last of the
+        words ranking of a process that deleted them; a new process ranked it first). Once,
+        before the first search with words after a delete (0.5 s at 100k points). In an
+        indexed collection the segments built before keep the count until an index build
+        rewrites them (README)."""
+        with self._gate.exclusive():
+            if self._idf_stale:  # (another thread may have opened it again meanwhile)
+                log.debug("opening the shard of %r again: points were deleted", self.collection)
+                self._reopen_shard()
+
+    def _reopen_shard(self, between: Callable[[], None] | None = None) -> None:
+        """Flush and close the shard, run ``between`` (a settings rewrite), and open the shard
+        again, while no other engine call runs (those of other threads wait). Flushed or not,
+        ``between`` done or not, the shard opens again; where it cannot, a caller holding it is
+        told so (not "damaged" by the closed engine) and the error raised."""
+        with self._gate.exclusive():
             shard = self._require_shard()
             try:
                 try:
                     shard.flush()
                 finally:
                     shard.close()
-                _write_durably(file, json.dumps(data))
-            except OSError as exc:
-                raise self._write_failed(file, exc) from exc
-            finally:  # flushed or not, written or not (then as it was), the shard opens again
+            except OSError as exc:  # a full disk (the engine's own errors are StoreErrors)
+                raise self._write_failed(self._dir / _SHARD, exc) from exc
+            else:
+                if between is not None:
+                    between()
+            finally:
                 try:
                     shard.swap(self._reopened().engine)
+                    self._idf_stale = False
                 except BaseException as exc:
-                    # a caller holding the wrapper is told so, not "damaged" by the closed engine
                     shard.swap(_Unopened(f"{self._dir} could not be opened again ({_first_line(exc)})"))
                     self._shard = None
                     raise

@@ -1,6 +1,7 @@
-"""Hybrid search on an embedded store after deletes and re-ingests: once reopened (a new
-process), the ``words`` ranking's IDF counts the points that are there, as the store's export
-does. (Qdrant Edge 0.9 counts deleted points until then: README, *Ingest-time words*.)"""
+"""Hybrid search on an embedded store after deletes and re-ingests: the ``words`` ranking's IDF
+counts the points that are there, as the store's export does, in a new process and in the one
+that deleted them (Qdrant Edge 0.9 counts deleted points until it opens the shard again, so the
+first search with words after a delete reopens it: README, *Hybrid search*)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,23 @@ def test_hybrid_search_of_a_reopened_store_after_deletes_ranks_as_the_export_doe
     with open_store(path=tmp_path / "qdrant") as reopened:
         assert _hits(reopened) == expected
         assert reopened.count() == count
+
+
+@pytest.mark.parametrize("change", [_deleted, _replaced], ids=["delete_media", "re-ingest"])
+def test_hybrid_search_of_the_open_store_after_deletes_ranks_as_the_export_does(
+    edge: QdrantStore, change: Callable[[QdrantStore], None]
+) -> None:
+    # the same process, the store not closed: its first search with words after the deletes
+    # opens the shard again (the engine counted the deleted points' words until then)
+    before = _hits(edge)
+    change(edge)
+    with open_store(url=":memory:") as export:
+        export_collection(edge, export)
+        expected = _hits(export)
+    assert _hits(edge) == expected
+    if change is _deleted:  # the live points are the ones there before
+        assert expected == before
+    write_item(edge, "late", "a dog at night", seed=40)  # added after (no tie with a live span)
+    with open_store(url=":memory:") as export:
+        export_collection(edge, export)
+        assert _hits(edge) == _hits(export)
