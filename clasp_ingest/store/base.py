@@ -869,43 +869,63 @@ class QdrantStore(abc.ABC):
         others = item & Where(must_not=meta_equals("write_id", write_id).must)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         written = 0
+        ids: list[str] = []  # this write's point ids
         try:
             for segments, vectors, *words in batches:
                 if words and identity.text_dim is None:
                     raise CollectionMismatchError(_no_word_vectors(self.collection, None, -1, self.names))
                 spoken = words[0] if words else None
                 points = self._points_for(ref, model_id, segments, vectors, now, spoken, write_id)
+                ids.extend(p.id for p in points)
                 self.upsert_points(points)
                 written += len(segments)
             if written:
-                self._retry(lambda: self._set_state(this, STATE_COMPLETE), f"completing {ref.uri!r}")
+                self._retry(lambda: self._complete_write(this, ids), f"completing {ref.uri!r}")
             else:
-                self.upsert_points([empty_marker(ref, model_id, identity.dim, now, write_id)])
-            self._check_whole(ref, this, max(written, 1))  # before removing what is stored
+                marker = empty_marker(ref, model_id, identity.dim, now, write_id)
+                ids.append(marker.id)
+                self.upsert_points([marker])
+            self._check_whole(ref, this, ids)  # before removing what is stored
         except BaseException:
             self._rollback(ref, this)
             raise
         # This write is complete and whole. An interruption from here keeps it: rolling it back
         # once the delete below had run left no version at all (Ctrl-C during a re-ingest).
         try:
-            self._retry(lambda: self._delete(others), f"deleting what was stored of {ref.uri!r}")
-            self._check_whole(ref, this, max(written, 1))  # two writes completing at once
+            what = f"deleting what was stored of {ref.uri!r}"
+            self._retry(lambda: self._delete_others(ref.media_id, others, ids), what)
+            self._check_whole(ref, this, ids)  # two writes completing at once
         except Exception:  # the other write is the whole one (or the old version stays)
             self._rollback(ref, this)
             raise
         log.debug("wrote %d points of %r (version %s, write %s)", written, ref.uri, ref.fingerprint, write_id)
         return written
 
-    def _check_whole(self, ref: MediaRef, this: Where, expected: int) -> None:
+    def _check_whole(self, ref: MediaRef, this: Where, ids: Sequence[str]) -> None:
         """Raise (a transient :class:`StoreError`: the item is retried) when this write lost
         points: another write of the same item, completing meanwhile, removed them as its
         "others" (two runs or flows ingesting one source into one collection at once)."""
-        found = self._count(this)
+        found, expected = self._count_write(this, ids), len(ids)
         if found != expected:
             raise StoreError(
                 f"{ref.uri!r}: {expected - found} of the {expected} points just written were removed "
                 "by another write of the same item at the same time; it is written again"
             )
+
+    # One write's steps, by filter; a store that finds points faster by id overrides them.
+
+    def _complete_write(self, this: Where, ids: Sequence[str]) -> None:
+        """Mark the points of the write ``this`` (its point ids: ``ids``) complete."""
+        self._set_state(this, STATE_COMPLETE)
+
+    def _count_write(self, this: Where, ids: Sequence[str]) -> int:
+        """How many points of the write ``this`` (point ids ``ids``) the store holds."""
+        return self._count(this)
+
+    def _delete_others(self, media_id: str, others: Where, ids: Sequence[str]) -> None:
+        """Delete the points of item ``media_id`` that are not of this write (``others``; its
+        point ids: ``ids``)."""
+        self._delete(others)
 
     def _rollback(self, ref: MediaRef, this: Where) -> None:
         try:

@@ -8,6 +8,7 @@ stands in for a server in tests.
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -18,6 +19,7 @@ from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
     PAYLOAD_INDEXES,
+    STATE_COMPLETE,
     STATE_EMPTY,
     TEXT_VECTOR,
     TRANSCRIPT_KEY,
@@ -76,6 +78,9 @@ class ServerStore(QdrantStore):
         self.hnsw_ef = hnsw_ef
         self._owns_client = owns_client
         self._indexing_threshold: int | None = None
+        #: In a qdrant-client folder this store opened: each item's point ids (:meth:`_item_ids`).
+        self._items: dict[str, set[str]] | None = None
+        self._items_lock = threading.Lock()
 
     def close(self) -> None:
         if self._owns_client:
@@ -167,6 +172,7 @@ class ServerStore(QdrantStore):
         )
 
     def _drop(self) -> None:
+        self._items = None
         self.client.delete_collection(self.collection)
 
     # ----- filters
@@ -229,12 +235,68 @@ class ServerStore(QdrantStore):
     def _upsert(self, points: Sequence[StoredPoint]) -> None:
         m = _models()
         structs = [m.PointStruct(id=p.id, vector=_vectors(p), payload=p.payload) for p in points]
+        with self._items_lock:  # (in the table before the write: a failed one is rolled back by filter)
+            if self._items is not None:
+                for p in points:
+                    self._items.setdefault(_media_id(p.payload), set()).add(str(p.id))
         self.client.upsert(self.collection, structs, wait=True)
 
     def _delete(self, where: Where) -> None:
         m = _models()
         selector = m.FilterSelector(filter=self._filter(where) or m.Filter())
+        with self._items_lock:
+            self._items = None  # which points went is not told: the table is read again when needed
         self.client.delete(self.collection, selector, wait=True)
+
+    # ----- one write's steps in a qdrant-client folder: by point id
+
+    @property
+    def _by_id(self) -> bool:
+        """Whether a write's steps go by point id: in a qdrant-client folder this store opened
+        (no other client writes there), whose every filter is checked on every point, in
+        Python; a write's four filtered requests made an ingest of N items take O(N^2) (8,000
+        points of 1,000 items: 0.53 s a write, 77 ms at the first 250)."""
+        return self._owns_client and self._local
+
+    def _item_ids(self, media_id: str) -> set[str]:
+        """The ids of item ``media_id``'s points, from a table of every item's point ids read in
+        one pass (a scroll of the ids' media), kept as this store writes, read again after a
+        delete by filter. Called with ``_items_lock`` held."""
+        if self._items is None:
+            items: dict[str, set[str]] = {}
+            offset = None
+            while True:
+                records, offset = self.client.scroll(
+                    self.collection, limit=4096, offset=offset, with_payload=["metadata"], with_vectors=False
+                )
+                for r in records:
+                    items.setdefault(_media_id(r.payload), set()).add(str(r.id))
+                if offset is None:
+                    break
+            self._items = items
+        return self._items.get(media_id, set())
+
+    def _complete_write(self, this: Where, ids: Sequence[str]) -> None:
+        if not self._by_id:
+            return super()._complete_write(this, ids)
+        self._set_payload(ids, {"state": STATE_COMPLETE}, "metadata")
+
+    def _count_write(self, this: Where, ids: Sequence[str]) -> int:
+        if not self._by_id:
+            return super()._count_write(this, ids)
+        return len(self.client.retrieve(self.collection, list(ids), with_payload=False, with_vectors=False))
+
+    def _delete_others(self, media_id: str, others: Where, ids: Sequence[str]) -> None:
+        if not self._by_id:
+            return super()._delete_others(media_id, others, ids)
+        m = _models()
+        mine = set(ids)
+        with self._items_lock:
+            held = self._item_ids(media_id)
+            gone = sorted(held - mine)
+            if gone:
+                self.client.delete(self.collection, m.PointIdsList(points=gone), wait=True)
+                held.difference_update(gone)
 
     def _set_state(self, where: Where, state: str) -> None:
         selector = self._filter(where)
@@ -409,3 +471,9 @@ def _is_transient_grpc(exc: BaseException) -> bool:
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
+
+
+def _media_id(payload: Any) -> str:
+    """The ``metadata.media_id`` of a point's payload ("" where it has none)."""
+    meta = (payload or {}).get("metadata")
+    return str(meta.get("media_id", "")) if isinstance(meta, dict) else ""

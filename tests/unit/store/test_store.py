@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -448,13 +449,13 @@ def test_an_interrupt_while_the_old_version_is_removed_keeps_the_new_one(
     old = make_media("file:///a.wav", "v1", 10, seed=1)
     ingest(store, old)
     new = make_media("file:///a.wav", "v2", 12, seed=2, offset_s=0.5)
-    delete = store._delete
+    delete = store._delete_others  # by filter, or by point id (a qdrant-client folder)
 
-    def interrupted_after(where: object) -> None:
-        delete(where)  # type: ignore[arg-type]
+    def interrupted_after(*args: Any) -> None:
+        delete(*args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store, "_delete", interrupted_after)
+    monkeypatch.setattr(store, "_delete_others", interrupted_after)
     with pytest.raises(KeyboardInterrupt):
         store.write_media(new.ref, MODEL, new.batches())
     monkeypatch.undo()
