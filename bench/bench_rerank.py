@@ -60,10 +60,11 @@ class Counting(Transcriber):
         *,
         language: str | None = None,
         languages: Sequence[str | None] | None = None,
+        contexts: Sequence[np.ndarray | None] | None = None,
     ) -> list[Transcript]:
         with self._guard:
             self.calls += len(spans)
-        return super().transcribe_many(spans, language=language, languages=languages)
+        return super().transcribe_many(spans, language=language, languages=languages, contexts=contexts)
 
 
 def sentence_queries() -> list[DemoQuery]:

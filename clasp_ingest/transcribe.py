@@ -6,7 +6,9 @@ made them; optionally also Whisper's English translation of a non-English span. 
 the span's media declares (an audio track's tag, a feed's ``<language>``) is preferred to the
 one detected where Whisper knows it, unless the detection contradicts it
 (:meth:`Transcriber.choose_language`): detection on a few seconds of speech can be wrong
-(espeak Italian heard as Japanese), and a declared language can be a default.
+(espeak Italian heard as Japanese), and a declared language can be a default. For the same
+reason :meth:`Transcriber.transcribe_many` takes each span's context, the media around it, and
+detects a short span's language from that.
 
 The default model is the bundled Whisper-base (CTranslate2, int8 on the CPU), re-joined from
 its registry packages by :func:`~clasp_ingest.model.assets.whisper_base_ct2_dir`: that folder
@@ -336,8 +338,14 @@ class Transcriber:
         (a Whisper code, :meth:`declared_language`; None: detect as Whisper does): the
         declared one unless detection, from the first sound, gives it under
         :data:`_DECLARED_MIN_PROB`, then the detected one."""
-        model = self.load()
-        if declared is None or not model.model.is_multilingual:
+        if declared is None:
+            return None
+        return self._language_of(self.load(), samples_16k, declared)
+
+    def _language_of(self, model: WhisperModel, samples_16k: np.ndarray, declared: str | None) -> str | None:
+        """The language of ``samples_16k`` detected from its first sound, ``declared`` preferred
+        (:func:`_preferred`); None for an English-only model (it detects nothing)."""
+        if not model.model.is_multilingual:
             return None
         audio = np.asarray(samples_16k, dtype=np.float32).reshape(-1)
         if audio.size == 0:
@@ -441,6 +449,7 @@ class Transcriber:
         *,
         language: str | None = None,
         languages: Sequence[str | None] | None = None,
+        contexts: Sequence[np.ndarray | None] | None = None,
     ) -> list[Transcript]:
         """The words of several spans, as :meth:`transcribe` gives them one by one, faster.
 
@@ -448,6 +457,12 @@ class Transcriber:
         else the one its media declares, ``languages[i]`` (any form
         :meth:`declared_language` reads; None: none declared), where Whisper knows it and its
         detection does not contradict it (:meth:`choose_language`); else the one detected.
+        ``contexts[i]`` (None: the span alone) is the media around span ``i``, up to 30 s
+        (:func:`~clasp_ingest.retriever.audio.span_in_context`), which its language is
+        detected from (and a declared one checked against): a few seconds of speech can sound
+        like another language (Russian read speech heard as Bulgarian or Polish; most short
+        lines of a Czech actor as Polish or Slovak). The words are still read from the span
+        alone, in the language chosen. A context costs one more encoding of a 30 s window.
 
         Spans of at most 30 s share the work (:func:`_shared_pass`): each is encoded once
         (:meth:`transcribe` encodes a span twice when it detects the language: once to
@@ -465,6 +480,15 @@ class Transcriber:
                 f"transcribe_many got {len(languages)} languages for {len(audios)} spans; "
                 "pass one per span (None where a span declares none)"
             )
+        if contexts is not None and len(contexts) != len(audios):
+            raise ValueError(
+                f"transcribe_many got {len(contexts)} contexts for {len(audios)} spans; "
+                "pass one per span (None where a span has none)"
+            )
+        around = [
+            None if c is None else np.asarray(c, dtype=np.float32).reshape(-1)
+            for c in (contexts if contexts is not None else [None] * len(audios))
+        ]
         if not audios:
             return []
         model = self._one_pass()
@@ -484,14 +508,20 @@ class Transcriber:
         for start in range(0, len(shared), _SHARED_BATCH):
             chunk = shared[start : start + _SHARED_BATCH]
             done = _shared_pass(
-                model, [audios[i] for i in chunk], [forced[i] for i in chunk], [declared[i] for i in chunk]
+                model,
+                [audios[i] for i in chunk],
+                [forced[i] for i in chunk],
+                [declared[i] for i in chunk],
+                [around[i] for i in chunk],
             )
             for i, result in zip(chunk, done, strict=True):
                 texts[i] = result
         out: list[Transcript] = []
-        for audio, lang, prior, shared_result in zip(audios, forced, declared, texts, strict=True):
-            if shared_result is None and lang is None and prior is not None:
-                lang = self.choose_language(audio, prior)
+        for audio, lang, prior, heard, shared_result in zip(
+            audios, forced, declared, around, texts, strict=True
+        ):
+            if shared_result is None and lang is None and (prior is not None or heard is not None):
+                lang = self._language_of(model, audio if heard is None else heard, prior)
             text, detected = shared_result or self._run(model, audio, lang, "transcribe")
             english = None
             if self.options.translate and detected != "en" and text:
@@ -580,36 +610,34 @@ def _shared_pass(
     audios: Sequence[np.ndarray],
     languages: Sequence[str | None],
     declared: Sequence[str | None] | None = None,
+    contexts: Sequence[np.ndarray | None] | None = None,
 ) -> list[tuple[str, str]]:
     """``(text, language)`` of each span of at most 30 s, as faster-whisper's ``transcribe``
     gives it for one 30 s window, with the work shared; ``languages[i]`` is span ``i``'s
-    language, None to detect it (preferring ``declared[i]``, :func:`_preferred`).
+    language, None to detect it (preferring ``declared[i]``, :func:`_preferred`) from
+    ``contexts[i]``, the span with the media around it (None: the span alone).
 
     Each span is encoded once, as faster-whisper encodes it to detect its language (its
     log-mel frames padded to a 30 s window; faster-whisper decodes from the same frames less
     the last one, so a second encoding); the languages not given are detected from those
-    spans' encodings and the spans decoded in one greedy batch. The spans whose text would
-    make faster-whisper retry (repetitive, or a low mean log-probability that is not silence)
-    are decoded again together at the next of :data:`_TEMPERATURES` (best of five samples),
-    and so on; a span that fails at every temperature keeps its most likely non-repetitive
-    decoding, and a silent one gets empty text: faster-whisper's rules. The batch decodes up
-    to the longest span's token cap (:func:`_max_tokens`) and cuts each span's tokens at its
-    own cap.
+    spans' encodings, or from their contexts' where given (one more encoding each), and the
+    spans decoded in one greedy batch. The spans whose text would make faster-whisper retry
+    (repetitive, or a low mean log-probability that is not silence) are decoded again together
+    at the next of :data:`_TEMPERATURES` (best of five samples), and so on; a span that fails
+    at every temperature keeps its most likely non-repetitive decoding, and a silent one gets
+    empty text: faster-whisper's rules. The batch decodes up to the longest span's token cap
+    (:func:`_max_tokens`) and cuts each span's tokens at its own cap.
     """
     import ctranslate2
     from faster_whisper.tokenizer import Tokenizer
-    from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens, pad_or_trim
+    from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
-    extractor = model.feature_extractor
-    encoded = []
-    for audio in audios:  # one at a time: batching 30 s windows is no faster on the CPU
-        # the window faster-whisper detects the language from (it decodes from the same
-        # frames less the last one, which only the padding fills)
-        window = pad_or_trim(extractor(audio)[:, : extractor.nb_max_frames])
-        encoded.append(np.asarray(model.encode(window)))
-    frames = np.concatenate(encoded)
+    # one at a time: batching 30 s windows is no faster on the CPU
+    frames = np.concatenate([_encoded(model, audio) for audio in audios])
     encoder_output = ctranslate2.StorageView.from_array(np.ascontiguousarray(frames))
-    found = _languages_of(model, frames, languages, declared or [None] * len(audios))
+    found = _languages_of(
+        model, frames, languages, declared or [None] * len(audios), contexts or [None] * len(audios)
+    )
     tokenizers = [
         Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=lang)
         for lang in found
@@ -667,23 +695,51 @@ def _shared_pass(
     return out
 
 
-def _languages_of(
-    model: WhisperModel, frames: np.ndarray, languages: Sequence[str | None], declared: Sequence[str | None]
-) -> list[str]:
-    """Each span's language: the one given, else detected from its encoding (row of ``frames``)
-    with the one its media declares preferred (:func:`_preferred`); every span is English to an
-    English-only model (``*.en``)."""
-    import ctranslate2
+def _encoded(model: WhisperModel, audio: np.ndarray) -> np.ndarray:
+    """Whisper's encoding of ``audio`` (one row): the window faster-whisper detects the language
+    from, its first 30 s (it decodes from the same frames less the last one, which only the
+    padding fills)."""
+    from faster_whisper.transcribe import pad_or_trim
 
+    extractor = model.feature_extractor
+    return np.asarray(model.encode(pad_or_trim(extractor(audio)[:, : extractor.nb_max_frames])))
+
+
+def _languages_of(
+    model: WhisperModel,
+    frames: np.ndarray,
+    languages: Sequence[str | None],
+    declared: Sequence[str | None],
+    contexts: Sequence[np.ndarray | None],
+) -> list[str]:
+    """Each span's language: the one given, else detected with the one its media declares
+    preferred (:func:`_preferred`) from its context's encoding (the media around it: one more
+    encoding) where it has one, else from its own (row of ``frames``); every span is English to
+    an English-only model (``*.en``)."""
     if not model.model.is_multilingual:
         return ["en"] * len(languages)
     found = list(languages)
     unknown = [i for i, lang in enumerate(found) if lang is None]
-    if unknown:
-        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(frames[unknown]))
-        for i, ranked in zip(unknown, model.model.detect_language(view), strict=True):
-            found[i] = _preferred([(str(token)[2:-2], float(p)) for token, p in ranked], declared[i])
+    alone = [i for i in unknown if contexts[i] is None]
+    around = [(i, context) for i in unknown if (context := contexts[i]) is not None]
+    ranked = dict(zip(alone, _detected(model, frames[alone]), strict=True)) if alone else {}
+    if around:  # one at a time, as the spans: batching 30 s windows is no faster on the CPU
+        heard = np.concatenate([_encoded(model, context) for _, context in around])
+        ranked.update(zip([i for i, _ in around], _detected(model, heard), strict=True))
+    for i in unknown:
+        found[i] = _preferred(ranked[i], declared[i])
     return [str(lang) for lang in found]
+
+
+def _detected(model: WhisperModel, frames: np.ndarray) -> list[list[tuple[str, float]]]:
+    """Whisper's language detection of each encoding (row of ``frames``): ``(code,
+    probability)`` pairs, best first."""
+    import ctranslate2
+
+    view = ctranslate2.StorageView.from_array(np.ascontiguousarray(frames))
+    return [
+        [(str(token)[2:-2], float(p)) for token, p in found] for found in model.model.detect_language(view)
+    ]
 
 
 def _preferred(ranked: Sequence[tuple[str, float]], declared: str | None) -> str:

@@ -40,7 +40,15 @@ from clasp_ingest.types import SpanHit
 if TYPE_CHECKING:
     from clasp_ingest.retriever.spans import Span
 
-__all__ = ["ClipOptions", "check_unchanged", "save_span_audio", "span_clip", "span_samples"]
+__all__ = [
+    "ClipOptions",
+    "SpanCut",
+    "check_unchanged",
+    "save_span_audio",
+    "span_clip",
+    "span_in_context",
+    "span_samples",
+]
 
 #: The local connector's fingerprint, ``size-mtime_ns``
 #: (:func:`~clasp_ingest.connectors.local.local_fingerprint`).
@@ -505,26 +513,85 @@ def span_samples(
     Only the span's stretch is decoded (``-ss``/``-t`` before the input: long media cost
     little). Raises :class:`~clasp_ingest.errors.MediaDecodeError` like :func:`span_clip`.
     """
+    return span_in_context(span, window_s=0.0, ffmpeg=ffmpeg, timeout_s=timeout_s).span
+
+
+@dataclass(frozen=True)
+class SpanCut:
+    """A span's 16 kHz mono float32 audio with the media around it: ``audio`` is the cut, the
+    span is ``audio[first:last]`` (:attr:`span`)."""
+
+    audio: np.ndarray
+    first: int
+    last: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.first <= self.last <= self.audio.size:
+            raise ValueError(
+                f"SpanCut needs 0 <= first <= last <= {self.audio.size} (the cut's samples), "
+                f"got {self.first}..{self.last}"
+            )
+
+    @property
+    def span(self) -> np.ndarray:
+        """The span's own samples (a view of :attr:`audio`)."""
+        return self.audio[self.first : self.last]
+
+    @property
+    def has_context(self) -> bool:
+        """Whether the cut holds audio before or after the span."""
+        return self.first > 0 or self.last < self.audio.size
+
+
+def span_in_context(
+    span: Document | SpanHit | Span,
+    *,
+    window_s: float = 30.0,
+    ffmpeg: str | None = None,
+    timeout_s: float = 120.0,
+) -> SpanCut:
+    """The span's audio with the media around it, up to ``window_s`` seconds in all, in one
+    ffmpeg cut (16 kHz mono float32, as :func:`span_samples`).
+
+    The span sits in the middle of the window; near the media's start the window begins at 0 s
+    and runs on further after the span, near its end it is cut short (the media's length is not
+    stored). A span of ``window_s`` or longer is cut alone. Whisper reads 30 s at a time, so a
+    short span's language can be told from the 30 s around it (a few seconds of Russian can
+    sound like Bulgarian) while its words are read from the span alone. Raises
+    :class:`~clasp_ingest.errors.MediaDecodeError` like :func:`span_clip`.
+    """
+    if not math.isfinite(window_s) or window_s < 0:
+        raise ConfigError(f"span_in_context needs a finite window_s >= 0 (seconds), got {window_s!r}")
     opts = ClipOptions(fade_s=0.0, sample_rate=16_000, mono=True, timeout_s=timeout_s)
     source, start_s, end_s = _span_of(span)
     check_unchanged(span)
     if end_s <= start_s:
         raise ValueError(f"span of {source!r} needs end_s > start_s, got {start_s}..{end_s}")
-    duration = end_s - start_s
+    pad = max(0.0, window_s - (end_s - start_s)) / 2
+    # whole milliseconds (ffmpeg's -ss), so the span starts on a sample of the cut
+    start = round(max(0.0, start_s - pad), 3) if pad else start_s
+    stop = max(end_s, start + window_s)  # a window clipped at 0 s runs on after the span
+    # the cut must cover the span; the context after it may run short (the media's end)
     samples, reason = _cut(
-        source,
-        start_s,
-        duration,
-        duration,
-        opts,
-        ffmpeg,
-        _pcm_from_wav,
-        _seconds_at_16k,
-        span,
+        source, start, stop - start, end_s - start, opts, ffmpeg, _pcm_from_wav, _seconds_at_16k, span
     )
     if samples is None:
-        raise MediaDecodeError(source, f"cannot cut {start_s:.3f}–{end_s:.3f}s for transcription: {reason}")
-    return samples
+        what = (
+            "" if (start, stop) == (start_s, end_s) else f" (the span {start_s:.3f}–{end_s:.3f}s in context)"
+        )
+        raise MediaDecodeError(
+            source, f"cannot cut {start:.3f}–{stop:.3f}s{what} for transcription: {reason}"
+        )
+    if pad == 0:  # the span alone, as ffmpeg cut it
+        return SpanCut(samples, 0, samples.size)
+    first = round((start_s - start) * 16_000)
+    last = min(samples.size, first + round((end_s - start_s) * 16_000))
+    if last <= first:  # the context reached the span's start, the media ended there
+        raise MediaDecodeError(
+            source, f"cannot cut {start_s:.3f}–{end_s:.3f}s for transcription: no audio there; does the "
+            "span lie beyond the end of the media?",
+        )  # fmt: skip
+    return SpanCut(samples, first, last)
 
 
 def _ms_to_s(clip: Any) -> float:

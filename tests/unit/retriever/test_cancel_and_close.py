@@ -41,11 +41,12 @@ class Gated(Counting):
         *,
         language: str | None = None,
         languages: Sequence[str | None] | None = None,
+        contexts: Sequence[np.ndarray | None] | None = None,
     ) -> list[Transcript]:
         self.entered.set()
         if not self.gate.wait(30):
             raise TimeoutError("the test never opened the gate")
-        return super().transcribe_many(spans, language=language, languages=languages)
+        return super().transcribe_many(spans, language=language, languages=languages, contexts=contexts)
 
 
 @pytest.fixture

@@ -34,9 +34,10 @@ class Asked(Counting):
         *,
         language: str | None = None,
         languages: Sequence[str | None] | None = None,
+        contexts: Sequence[np.ndarray | None] | None = None,
     ) -> list[Transcript]:
         self.asked += list(languages) if languages is not None else [language] * len(spans)
-        return super().transcribe_many(spans, language=language, languages=languages)
+        return super().transcribe_many(spans, language=language, languages=languages, contexts=contexts)
 
 
 @pytest.mark.slow
