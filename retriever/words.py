@@ -54,7 +54,8 @@ _POLL_S = 0.1
 #: Seconds of the media around a span (the span in the middle) its language is detected from,
 #: Whisper's window. Whisper-base, from the span alone / from its context: 5 / 0 of 150 spans
 #: of Russian read speech (festvox-ru) in another language, 43 / 0 of 76 of a Czech actor's
-#: lines, 18 / 0 of 72 of a Dutch one's (fillets-ng). One more 30 s encoding per span.
+#: lines, 18 / 0 of 72 of a Dutch one's (fillets-ng). One more 30 s encoding per span whose
+#: own encoding is unsure of its language (under 0.995: ``transcribe._SURE_ALONE``).
 _CONTEXT_S = 30.0
 
 

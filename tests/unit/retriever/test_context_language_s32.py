@@ -170,3 +170,51 @@ def test_a_given_language_is_kept_whatever_the_context(
     given._model = whisper.load()
     words, _ = _lazy_words(tmp_path, model, given, HEARD_AS_ENGLISH)
     assert words.language == "en"
+
+
+def _sample_span(tmp_path: Path, name: str, start_s: float, end_s: float) -> tuple[Path, Span]:
+    from clasp_ingest.demo import samples_dir
+
+    path = Path(shutil.copy(samples_dir() / name, tmp_path / name))
+    return path, _span(path, start_s, end_s)
+
+
+def _encodes(whisper: Transcriber, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one at each of Whisper's encodings (the real ones run)."""
+    model = whisper.load()  # each call's model is a copy of it, its attributes too
+    real, calls = model.encode, []
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "encode", counted)
+    return calls
+
+
+def test_a_short_span_heard_as_another_language_alone_is_told_by_its_context(
+    tmp_path: Path, whisper: Transcriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the bundled Spanish sample's last sentence (espeak-ng): Whisper-base alone hears Thai
+    # (0.52, Spanish 0.22), in the 18.6 s of the file Spanish (0.94)
+    _, span = _sample_span(tmp_path, "demo_es.opus", 14.94, 18.6)
+    alone = span_samples(span)
+    assert whisper.transcribe_many([alone])[0].language != "es"
+    cut = span_in_context(span)
+    encodes = _encodes(whisper, monkeypatch)
+    [words] = whisper.transcribe_many([cut.span], contexts=[cut.audio])
+    assert words.language == "es" and words.text
+    assert len(encodes) == 2  # the span, and its context
+
+
+def test_a_span_sure_of_its_language_alone_is_not_heard_again_in_context(
+    tmp_path: Path, whisper: Transcriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LibriVox's first sentence: English at 0.998 alone; its context would cost a 30 s encoding
+    _, span = _sample_span(tmp_path, "librivox_austen.opus", 0.156, 6.976)
+    cut = span_in_context(span)
+    assert cut.has_context
+    encodes = _encodes(whisper, monkeypatch)
+    [words] = whisper.transcribe_many([cut.span], contexts=[cut.audio])
+    assert words.language == "en" and words.text
+    assert len(encodes) == 1
