@@ -965,6 +965,13 @@ class EdgeStore(QdrantStore):
             finally:
                 self._closed = True
 
+    def require_collection(self) -> CollectionIdentity:
+        """As :meth:`QdrantStore.require_collection`; after :meth:`close`, a ``StoreError``
+        saying so (the identity is kept: a write went on to fail at its first point, and its
+        rollback warned of a partial write with ``store delete`` as the remedy)."""
+        self._check_open()
+        return super().require_collection()
+
     def _check_open(self) -> None:
         """``StoreError`` once :meth:`close` ran: a call then opened the store again, or read a
         closed engine as a damaged collection (with ``--recreate``, which deletes it)."""
@@ -1292,6 +1299,7 @@ class EdgeStore(QdrantStore):
         Blocking (with the defaults about 45 s per 100k points on 2 busy cores). Returns True
         when indexes were built.
         """
+        self._check_open()
         if self._shard is None:
             return False
         self._shard.flush()

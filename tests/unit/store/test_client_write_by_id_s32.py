@@ -103,3 +103,36 @@ def test_a_folder_reopened_between_writes_reads_its_items_again(tmp_path: Path) 
     items = [media for media, *_ in got]
     versions = {media: {v for m, v, *_ in got if m == media} for media in items}
     assert all(len(v) == 1 for v in versions.values())
+
+
+def test_a_write_whose_upsert_runs_while_another_reads_the_table_is_in_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # thread A's upsert is slow; meanwhile a write of another item reads the table (the first
+    # write of the opened store): A's points were missing from it, and A's next version was
+    # written beside the old one, both complete (review of 2026-12-07)
+    import threading
+    import time
+
+    with open_store(url=":memory:") as store:
+        store.ensure_collection(MODEL, DIM)
+        assert isinstance(store, ServerStore) and store._by_id
+        real = store.client.upsert
+
+        def upsert(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread().name == "slow":
+                time.sleep(0.3)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(store.client, "upsert", upsert)
+        a1, b1 = make_media("file:///a.wav", "v1", 3, seed=1), make_media("file:///b.wav", "v1", 3, seed=2)
+        slow = threading.Thread(target=lambda: store.write_media(a1.ref, MODEL, a1.batches()), name="slow")
+        slow.start()
+        time.sleep(0.1)
+        store.write_media(b1.ref, MODEL, b1.batches())
+        slow.join()
+        a2 = make_media("file:///a.wav", "v2", 4, seed=3)
+        store.write_media(a2.ref, MODEL, a2.batches())
+        stored = _stored(store)
+    versions = sorted({(media, version) for media, version, *_ in stored})
+    assert versions == sorted({(a2.ref.media_id, "v2"), (b1.ref.media_id, "v1")})

@@ -91,6 +91,8 @@ def test_calls_after_close_say_the_store_is_closed(tmp_path: Path) -> None:
         "write_media": lambda: store.write_media(media.ref, MODEL, media.batches(20)),
         "ensure_collection": lambda: store.ensure_collection(MODEL, DIM),  # returned False
         "drop": store.drop,  # removed the folder without holding its lock
+        "require_collection": store.require_collection,  # the cached identity
+        "optimize": store.optimize,  # returned False
     }
     for name, call in calls.items():
         with pytest.raises(StoreError, match=f"the embedded store {folder!r} is closed; open it again"):
@@ -127,3 +129,15 @@ def test_a_store_cannot_be_copied_and_keeps_its_lock(tmp_path: Path, copier: obj
     store.close()
     with EdgeStore(tmp_path) as again:
         assert np.isclose(again.search(media.vectors[0], k=1)[0].score, 1.0, atol=1e-5)
+
+
+def test_a_write_after_close_warns_of_no_partial_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # it got past the cached identity, failed at its first point, and its rollback warned of a
+    # partial write with `store delete` (which deletes the intact version) as the remedy
+    store, media = _stored(tmp_path)
+    store.close()
+    with pytest.raises(StoreError, match="is closed; open it again"):
+        store.write_media(media.ref, MODEL, media.batches(20))
+    assert "could not roll back" not in caplog.text
