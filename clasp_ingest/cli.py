@@ -128,7 +128,9 @@ def _output_unwritable(exc: OSError) -> bool:
 def _closed_stdout_refuses() -> None:
     """A closed stdout (``>&-``; Python makes ``sys.stdout`` None) fails the first write, as one
     open only for reading does: every command dropped its output and exited 0. Descriptor 1
-    gets the null device, opened for reading, so no file opened later takes its number either."""
+    gets the null device, opened for reading, so no file opened later takes its number either,
+    and inherited: the processes it starts (``--flow``'s Prefect server) had descriptor 1 closed
+    again (``os.open`` makes none inheritable), and that server failed to start."""
     if sys.stdout is not None:
         return
     try:
@@ -136,8 +138,10 @@ def _closed_stdout_refuses() -> None:
     except OSError:
         null = os.open(os.devnull, os.O_RDONLY)
         if null != 1:
-            os.dup2(null, 1)
+            os.dup2(null, 1)  # (inheritable)
             os.close(null)
+        else:
+            os.set_inheritable(1, True)
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's stdout until it ends
 
 

@@ -468,8 +468,10 @@ class Transcriber:
         detected from (and a declared one checked against): a few seconds of speech can sound
         like another language (Russian read speech heard as Bulgarian or Polish; most short
         lines of a Czech actor as Polish or Slovak). The words are still read from the span
-        alone, in the language chosen. A context costs one more encoding of a 30 s window, made
-        only where the span alone gives no language :data:`_SURE_ALONE` or more.
+        alone, in the language chosen. In the shared pass a context costs one more encoding of a
+        30 s window, made only where the span alone gives no language :data:`_SURE_ALONE` or
+        more; a span transcribed on its own (below) detects from its context always, at no
+        extra cost (it is encoded once to detect either way).
 
         Spans of at most 30 s share the work (:func:`_shared_pass`): each is encoded once
         (:meth:`transcribe` encodes a span twice when it detects the language: once to

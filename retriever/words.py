@@ -209,9 +209,14 @@ class LazyWords:
         _check(stop, before)
         with _TURNS.hold(str(id(self.transcriber)), stop, f"{before}, waiting for another search's batch"):
             _check(stop, before)
-            return self.transcriber.transcribe_many(
-                samples, languages=languages if any(languages) else None, contexts=contexts
-            )
+            # each keyword only where it says something: a transcriber written before it
+            # (``transcribe_many(spans, *, language=None)``) still serves spans without one
+            told: dict[str, Any] = {}
+            if any(languages):
+                told["languages"] = languages
+            if any(context is not None for context in contexts):
+                told["contexts"] = contexts
+            return self.transcriber.transcribe_many(samples, **told)
 
     def _cuts(
         self, hits: Sequence[SpanHit], what: str, stop: Callable[[], bool]

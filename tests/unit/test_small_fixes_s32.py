@@ -77,3 +77,18 @@ def test_a_variable_that_is_no_finite_number_names_its_range(
     said = f"{variable}={value!r}: Input should be a finite number {range_}; fix the variable or unset it"
     assert result.stderr == f"error: {said}\n"
     assert not (tmp_path / "q").exists()
+
+
+def test_the_processes_a_command_starts_inherit_the_refusing_stdout() -> None:
+    # with >&- the null device landed on descriptor 1 not inheritable: a child (--flow's Prefect
+    # server) started with it closed again and failed (review of 2026-12-07)
+    child = "import os, sys; os.fstat(1); sys.exit(0 if sys.stdout is not None else 3)"
+    script = (
+        "import subprocess, sys\n"
+        "from clasp_ingest.cli import _closed_stdout_refuses\n"
+        "assert sys.stdout is None\n"
+        "_closed_stdout_refuses()\n"
+        f"sys.exit(subprocess.run([sys.executable, '-c', {child!r}]).returncode)\n"
+    )
+    done = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-c", script], timeout=120)
+    assert done.returncode == 0

@@ -5,6 +5,7 @@ or Ukrainian (5 of 150 festvox-ru spans) and transcribed in that language."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,27 @@ def test_a_span_sure_of_its_language_alone_is_not_heard_again_in_context(
     [words] = whisper.transcribe_many([cut.span], contexts=[cut.audio])
     assert words.language == "en" and words.text
     assert len(encodes) == 1
+
+
+def test_a_transcriber_written_before_contexts_serves_spans_of_a_given_language(
+    tmp_path: Path, model: AudioTextEncoder
+) -> None:
+    # lazy words pass ``contexts=`` (and ``languages=``) only where some span has one: with a
+    # language given none is cut, and an older subclass's transcribe_many keeps working
+    class Older(Transcriber):
+        def transcribe_many(  # type: ignore[override]
+            self, spans: Sequence[np.ndarray], *, language: str | None = None
+        ) -> list[Transcript]:
+            return super().transcribe_many(spans, language=language)
+
+    path, _ = _sample_span(tmp_path, "librivox_austen.opus", 0.156, 6.976)
+    with open_store(url=":memory:") as store:
+        store.ensure_collection(model.model_id, model.dim)
+        ref = media_ref(path.as_uri())
+        vector = model.encode_text(["x"])
+        store.write_media(ref, model.model_id, [([Segment(ref.media_id, 0, 0.156, 6.976)], vector)])
+        found, report = LazyWords(store, Older(TranscriberOptions(language="en"))).fill(
+            store.search(vector[0], k=1)
+        )
+    [words] = found.values()
+    assert report.transcribed == 1 and words.language == "en" and words.text
