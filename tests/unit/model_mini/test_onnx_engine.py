@@ -48,8 +48,9 @@ def test_exported_model_gives_the_torch_vectors(
     onnx_model = load_onnx_model(SPEC, int8=False)
     exports = list((cache / "clasp-ingest" / "onnx").iterdir())
     assert len(exports) == 1 and exports[0].name.startswith(get_preset(SPEC).model_id + "-")
-    assert {p.name for p in exports[0].iterdir()} == {
-        "head.onnx", "spectrogram.onnx", "spectrogram.int8.onnx", "meta.json"
+    # the int8 CNN is kept where it passed its check on this CPU (below)
+    assert {p.name for p in exports[0].iterdir()} - {"spectrogram.int8.onnx"} == {
+        "head.onnx", "spectrogram.onnx", "meta.json"
     }  # fmt: skip
     torch_model = load_model(SPEC, device="cpu")
     ours, theirs = onnx_model.encode_audio(clips), torch_model.encode_audio(clips)
@@ -71,8 +72,15 @@ def test_the_default_int8_cnn_stays_close_to_torch(cache: Path, clips: list[np.n
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(cache))
         int8, fp32 = load_onnx_model(SPEC), load_onnx_model(SPEC, int8=False)
-    assert int8.spectrogram.int8 and not fp32.spectrogram.int8 and "cnn=int8" in repr(int8)
     (folder,) = (cache / "clasp-ingest" / "onnx").glob(get_preset(SPEC).model_id + "-*")
+    if not (folder / "spectrogram.int8.onnx").exists():
+        # the export's check found the int8 CNN too far from torch on this CPU (onnxruntime's
+        # int8 convolutions on an AVX2-only AMD EPYC, 2026-12-07) and kept the float32 one
+        assert not int8.spectrogram.int8 and "cnn=float32" in repr(int8)
+        ours, theirs = int8.encode_audio(clips), load_model(SPEC, device="cpu").encode_audio(clips)
+        assert np.abs(ours - theirs).max() < 1e-5
+        return
+    assert int8.spectrogram.int8 and not fp32.spectrogram.int8 and "cnn=int8" in repr(int8)
     assert "QLinearConv" in _op_types(folder / "spectrogram.int8.onnx")
     assert "QLinearConv" not in _op_types(folder / "spectrogram.onnx")
     ours, theirs = int8.encode_audio(clips), load_model(SPEC, device="cpu").encode_audio(clips)
