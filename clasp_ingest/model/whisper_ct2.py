@@ -45,10 +45,12 @@ __all__ = [
     "build_speech",
     "check_speech_options",
     "clip_parts",
+    "int7_whisper_dir",
     "load_ct2_whisper",
     "log_mel_spectrogram",
     "mel_filters",
     "patched_whisper_dir",
+    "weight_bits_for_this_cpu",
     "window_states",
 ]
 
@@ -423,6 +425,9 @@ def check_speech_options(options: Mapping[str, Any]) -> None:
         )
     if options.get("encoder_layers") is not None:  # null leaves it out, as before
         _whole(options, "encoder_layers", 1, 1024)  # Whisper's largest encoder has 32
+    bits = options.get("weight_bits")
+    if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or bits not in (7, 8)):
+        raise ConfigError(f"speech.options.weight_bits must be 7 or 8 (or null: by the CPU), got {bits!r}")
     for key, allowed in (("compute_type", _COMPUTE_TYPES), ("window", ("full", "trim"))):
         if key in options and options[key] not in allowed:
             raise ConfigError(
@@ -451,7 +456,10 @@ def build_speech(spec: ComponentSpec, runtime: Runtime) -> WhisperCT2SpeechEncod
     (where whisper-base is re-joined), ``top_layers`` (a file of fine-tuned top encoder layers,
     ``pkg://``, a path or one in the model dir; see :func:`patched_whisper_dir`), ``encoder_layers``
     (run only the first that many encoder layers, after ``top_layers`` is written in; see
-    :func:`truncated_whisper_dir`).
+    :func:`truncated_whisper_dir`), ``weight_bits`` (for an int8 compute type on the CPU: 7 gives
+    CTranslate2 the encoder's weight matrices in 7 bits, +-63, which no int8 GEMM saturates;
+    8 lets CTranslate2 quantise them to +-127 itself; absent or null: 7 where the CPU's int8
+    GEMM may saturate, 8 elsewhere, :func:`weight_bits_for_this_cpu`; see :func:`int7_whisper_dir`).
     """
     check_speech_options(spec.options)
     opts = dict(spec.options)
@@ -482,7 +490,79 @@ def build_speech(spec: ComponentSpec, runtime: Runtime) -> WhisperCT2SpeechEncod
         path = patched_whisper_dir(path, resolve_file(str(opts["top_layers"]), runtime.model_dir), cache)
     if opts.get("encoder_layers") is not None:
         path = truncated_whisper_dir(path, int(opts["encoder_layers"]), cache)
+    bits = opts.get("weight_bits")
+    if device == "cpu" and compute_type.startswith("int8") and (bits or weight_bits_for_this_cpu()) == 7:
+        path = int7_whisper_dir(path, cache)
     return WhisperCT2SpeechEncoder(path, device=device, compute_type=compute_type, options=options)
+
+
+def weight_bits_for_this_cpu() -> Literal[7, 8]:
+    """7 where CTranslate2's int8 GEMM may saturate on this CPU, 8 where it cannot.
+
+    On x86 the GEMM (oneDNN, or MKL on Intel) multiplies u8 activations by s8 weights; without
+    AVX-512 VNNI it sums each pair of products into int16 (``vpmaddubsw``), which overflows with
+    weights near +-127. VNNI sums into int32, and ARM's kernels (Ruy) widen before they add. On
+    an AVX2-only AMD EPYC (2026-12-07) Whisper-base's int8 frames had a pooled cosine of 0.989
+    to float32's (the lowest frame 0.68) with CTranslate2's own weights, 0.9995 with 7-bit ones;
+    the earlier machines' CPUs (with VNNI) gave above 0.999 with their own. Unknown: 7."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return 8
+    return 8 if _has_avx512_vnni() else 7
+
+
+@lru_cache(maxsize=1)
+def _has_avx512_vnni() -> bool:
+    """Whether this x86 CPU has AVX-512 VNNI (numpy's dispatch table, else /proc/cpuinfo's flags)."""
+    import importlib
+
+    features: dict[str, bool] = {}
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # numpy 2, 1
+        try:
+            features = dict(getattr(importlib.import_module(module), "__cpu_features__", {}))
+            break
+        except ImportError:
+            continue
+    if "AVX512VNNI" in features:
+        return bool(features["AVX512VNNI"])
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace").split()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags
+
+
+def int7_whisper_dir(base_dir: Path, cache_dir: Path | None = None, *, decoder: bool = False) -> Path:
+    """``base_dir``'s CTranslate2 Whisper with its encoder's weight matrices (and the decoder's,
+    with ``decoder``) stored as int8 in +-63 (:func:`~clasp_ingest.model.ct2_format.quantize_ct2_weights`),
+    for an int8 compute type on the CPU: CTranslate2's int8 GEMM on a CPU without VNNI (an
+    AVX2-only AMD EPYC here) saturates with its own +-127 weights, and Whisper-base's frames
+    fell to a pooled cosine of 0.989 to float32's (0.9995 with these). Made once under
+    ``cache_dir`` (default :func:`~clasp_ingest.model.assets.default_cache_dir`), named by the
+    source folder's path and its ``model.bin``'s size and time, and again when cut short."""
+    import hashlib
+
+    from clasp_ingest.model.assets import cached_folder, default_cache_dir
+    from clasp_ingest.model.ct2_format import quantize_ct2_weights
+
+    base_dir = Path(base_dir)
+    try:
+        stat = (base_dir / "model.bin").stat()
+    except OSError as exc:
+        raise ModelLoadError(
+            f"{base_dir} is not a CTranslate2 Whisper model (no readable model.bin: {exc.strerror or exc})"
+        ) from exc
+    source = f"{base_dir.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
+    digest = hashlib.sha256(source).hexdigest()[:12]
+    parts = ("encoder/", "decoder/") if decoder else ("encoder/",)
+    target = (cache_dir or default_cache_dir()) / f"{base_dir.name}-int7{'' if decoder else 'e'}-{digest}"
+
+    def write(out: Path) -> None:
+        log.info("writing %s with 7-bit int8 weights into %s", base_dir, target)
+        quantize_ct2_weights(base_dir, out, lambda name: name.startswith(parts))
+
+    return cached_folder(target, write)
 
 
 def truncated_whisper_dir(base_dir: Path, layers: int, cache_dir: Path | None = None) -> Path:
