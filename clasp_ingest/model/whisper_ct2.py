@@ -492,7 +492,14 @@ def build_speech(spec: ComponentSpec, runtime: Runtime) -> WhisperCT2SpeechEncod
         path = truncated_whisper_dir(path, int(opts["encoder_layers"]), cache)
     bits = opts.get("weight_bits")
     if device == "cpu" and compute_type.startswith("int8") and (bits or weight_bits_for_this_cpu()) == 7:
-        path = int7_whisper_dir(path, cache)
+        try:
+            path = int7_whisper_dir(path, cache)
+        except ModelLoadError as exc:
+            if bits == 7:  # asked for by name: no quiet fallback
+                raise
+            # a cache that cannot be written (a read-only one that served older versions):
+            # CTranslate2's own int8 weights still run, as before 7-bit ones
+            log.warning("using CTranslate2's own int8 weights (they may saturate on this CPU): %s", exc)
     return WhisperCT2SpeechEncoder(path, device=device, compute_type=compute_type, options=options)
 
 

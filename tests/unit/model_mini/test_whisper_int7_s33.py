@@ -118,6 +118,30 @@ def test_build_speech_gives_ctranslate2_seven_bit_weights_where_its_int8_may_sat
     assert (encoder.model_dir == tiny_whisper_ct2) is not int7
 
 
+def test_a_cache_that_cannot_be_written_keeps_ctranslate2s_own_weights(
+    tiny_whisper_ct2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only cache that served a version before 7-bit weights still serves (with a warning);
+    ``weight_bits: 7`` asked for by name fails naming the cache."""
+    import logging
+
+    from clasp_ingest.errors import ModelLoadError
+
+    monkeypatch.setattr(whisper_ct2, "weight_bits_for_this_cpu", lambda: 7)
+    (tmp_path / "afile").write_text("")  # root writes anywhere: a cache under a file cannot be made
+    unwritable = str(tmp_path / "afile" / "sub")
+    with caplog.at_level(logging.WARNING):
+        encoder = build_speech(
+            _spec(tiny_whisper_ct2, cache_dir=unwritable), Runtime(device="cpu", batch_size=4)
+        )
+    assert encoder.model_dir == tiny_whisper_ct2 and len(encoder.encode_frames(_clips())) == 3
+    assert any(
+        "own int8 weights" in r.getMessage() and "cannot be written" in r.getMessage() for r in caplog.records
+    )
+    with pytest.raises(ModelLoadError, match=r"model cache .*afile/sub.* cannot be written"):
+        build_speech(_spec(tiny_whisper_ct2, cache_dir=unwritable, weight_bits=7), Runtime(device="cpu"))
+
+
 def test_this_cpus_bits_follow_its_vnni(monkeypatch: pytest.MonkeyPatch) -> None:
     cpuinfo = Path("/proc/cpuinfo")
     if platform.machine() == "x86_64" and cpuinfo.is_file():
