@@ -540,9 +540,10 @@ def _has_avx512_vnni() -> bool:
     return "avx512_vnni" in flags
 
 
-def int7_whisper_dir(base_dir: Path, cache_dir: Path | None = None, *, decoder: bool = False) -> Path:
-    """``base_dir``'s CTranslate2 Whisper with its encoder's weight matrices (and the decoder's,
-    with ``decoder``) stored as int8 in +-63 (:func:`~clasp_ingest.model.ct2_format.quantize_ct2_weights`),
+def int7_whisper_dir(base_dir: Path, cache_dir: Path | None = None) -> Path:
+    """``base_dir``'s CTranslate2 Whisper with its encoder's weight matrices stored as int8 in
+    +-63 (:func:`~clasp_ingest.model.ct2_format.quantize_ct2_weights`; the decoder is left as it
+    is: the speech encoder does not run it),
     for an int8 compute type on the CPU: CTranslate2's int8 GEMM on a CPU without VNNI (an
     AVX2-only AMD EPYC here) saturates with its own +-127 weights, and Whisper-base's frames
     fell to a pooled cosine of 0.989 to float32's (0.9995 with these). Made once under
@@ -562,12 +563,11 @@ def int7_whisper_dir(base_dir: Path, cache_dir: Path | None = None, *, decoder: 
         ) from exc
     source = f"{base_dir.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
     digest = hashlib.sha256(source).hexdigest()[:12]
-    parts = ("encoder/", "decoder/") if decoder else ("encoder/",)
-    target = (cache_dir or default_cache_dir()) / f"{base_dir.name}-int7{'' if decoder else 'e'}-{digest}"
+    target = (cache_dir or default_cache_dir()) / f"{base_dir.name}-int7e-{digest}"
 
     def write(out: Path) -> None:
         log.info("writing %s with 7-bit int8 weights into %s", base_dir, target)
-        quantize_ct2_weights(base_dir, out, lambda name: name.startswith(parts))
+        quantize_ct2_weights(base_dir, out, lambda name: name.startswith("encoder/"))
 
     return cached_folder(target, write)
 
