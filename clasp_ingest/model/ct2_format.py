@@ -266,11 +266,12 @@ def quantize_ct2_weights(
 
     CTranslate2 keeps int8 weights it is given and quantises the others to +-127 itself. On a
     CPU without VNNI its int8 GEMM (oneDNN, or MKL) multiplies u8 activations by s8 weights in
-    pairs summed into int16 (``vpmaddubsw``), which saturates: Whisper-base's frames then reach
-    a cosine of only 0.987-0.989 to float32's on an AVX2-only AMD EPYC (0.9997 with MKL there).
-    With weights in +-63 no pair can saturate, so every CPU computes the same exact integer sums
-    as a VNNI one, at the same speed (measured 2026-12-07: cosine 0.9995 pooled, 0.997 per
-    frame). Weights already quantised, and those not selected, are copied as they are.
+    pairs summed into int16 (``vpmaddubsw``), which saturates: Whisper-base's pooled frames then
+    reach a cosine of only 0.988-0.990 to float32's on an AVX2-only AMD EPYC (0.9997 with MKL
+    there). With weights in +-63 no pair can saturate, so such a CPU computes the exact integer
+    sums (as a VNNI one does with any weights), at the same speed (measured 2026-12-07: cosine
+    0.9995 pooled, 0.997 per frame). Weights already quantised, and those not selected, are
+    copied as they are.
     """
     if not 1 <= levels <= 127:
         raise ValueError(f"levels must be 1..127, got {levels}")
