@@ -209,11 +209,16 @@ def test_shipped_clasp_mini_runs_its_trained_whisper_top_layers() -> None:
     assert sorted({key.split("/")[1] for key in top}) == ["layer_4", "layer_5", "layer_norm"]
     model = load_model("clasp-mini", device="cpu")
     assert model.speech.model_dir != whisper_base_ct2_dir()
-    written = read_ct2_model(model.speech.model_dir, keep=lambda name: name in top).variables
+    # on a CPU without AVX-512 VNNI the model runs from a copy with 7-bit encoder weight matrices
+    written = read_ct2_model(model.speech.model_dir, keep=lambda name: name.removesuffix("_scale") in top)
     base = read_ct2_model(whisper_base_ct2_dir(), keep=lambda name: name in top).variables
     for name, value in top.items():
-        np.testing.assert_array_equal(written[name], value)
-    moved = max(float(np.abs(written[n].astype(np.float32) - base[n].astype(np.float32)).max()) for n in top)
+        if written.variables[name].dtype != np.int8:
+            np.testing.assert_array_equal(written.variables[name], value)
+            continue
+        half_step = 0.5 / written.variables[f"{name}_scale"][:, None]
+        assert (np.abs(written.float32(name) - value.astype(np.float32)) <= half_step * 1.001).all(), name
+    moved = max(float(np.abs(written.float32(n) - base[n].astype(np.float32)).max()) for n in top)
     assert moved > 1e-3
 
 
