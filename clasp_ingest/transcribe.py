@@ -464,9 +464,12 @@ class Transcriber:
         :meth:`declared_language` reads; None: none declared), where Whisper knows it and its
         detection does not contradict it (:meth:`choose_language`); else the one detected.
         ``contexts[i]`` (None: the span alone) is the media around span ``i``, up to 30 s
-        (:func:`~clasp_ingest.retriever.audio.span_in_context`), which its language is
-        detected from (and a declared one checked against): a few seconds of speech can sound
-        like another language (Russian read speech heard as Bulgarian or Polish; most short
+        (:func:`~clasp_ingest.retriever.audio.span_in_context`), or around another span of its
+        item, which its language is detected from (and a declared one checked against); spans
+        given the same array (one object) share its encoding and detection, within each batch
+        of :data:`_SHARED_BATCH` and among the spans transcribed on their own (``LazyWords``
+        gives an item's short spans one). A few seconds of speech can sound like
+        another language (Russian read speech heard as Bulgarian or Polish; most short
         lines of a Czech actor as Polish or Slovak). The words are still read from the span
         alone, in the language chosen. In the shared pass a context costs one more encoding of a
         30 s window, made only where the span alone gives no language :data:`_SURE_ALONE` or
@@ -494,10 +497,7 @@ class Transcriber:
                 f"transcribe_many got {len(contexts)} contexts for {len(audios)} spans; "
                 "pass one per span (None where a span has none)"
             )
-        around = [
-            None if c is None else np.asarray(c, dtype=np.float32).reshape(-1)
-            for c in (contexts if contexts is not None else [None] * len(audios))
-        ]
+        around = _one_each(contexts if contexts is not None else [None] * len(audios))
         if not audios:
             return []
         model = self._one_pass()
@@ -526,11 +526,17 @@ class Transcriber:
             for i, result in zip(chunk, done, strict=True):
                 texts[i] = result
         out: list[Transcript] = []
+        told: dict[tuple[int, str | None], str | None] = {}  # (shared context, declared) -> language
         for audio, lang, prior, heard, shared_result in zip(
             audios, forced, declared, around, texts, strict=True
         ):
-            if shared_result is None and lang is None and (prior is not None or heard is not None):
-                lang = self._language_of(model, audio if heard is None else heard, prior)
+            if shared_result is None and lang is None and heard is not None:
+                key = (id(heard), prior)
+                if key not in told:
+                    told[key] = self._language_of(model, heard, prior)
+                lang = told[key]
+            elif shared_result is None and lang is None and prior is not None:
+                lang = self._language_of(model, audio, prior)
             text, detected = shared_result or self._run(model, audio, lang, "transcribe")
             english = None
             if self.options.translate and detected != "en" and text:
@@ -739,11 +745,25 @@ def _languages_of(
         if (context := contexts[i]) is not None and ranked[i][0][1] < _SURE_ALONE
     ]
     if around:  # one at a time, as the spans: batching 30 s windows is no faster on the CPU
-        heard = np.concatenate([_encoded(model, context) for _, context in around])
-        ranked.update(zip([i for i, _ in around], _detected(model, heard), strict=True))
+        distinct = {id(context): context for _, context in around}  # spans may share one
+        heard = np.concatenate([_encoded(model, context) for context in distinct.values()])
+        detected = dict(zip(distinct, _detected(model, heard), strict=True))
+        ranked.update((i, detected[id(context)]) for i, context in around)
     for i in unknown:
         found[i] = _preferred(ranked[i], declared[i])
     return [str(lang) for lang in found]
+
+
+def _one_each(contexts: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
+    """``contexts`` as flat float32 arrays, one array for each distinct one given (spans given
+    the same context object share its encoding and detection)."""
+    seen: dict[int, tuple[object, np.ndarray]] = {}  # the original kept: its id stays its own
+    out: list[np.ndarray | None] = []
+    for context in contexts:
+        if context is not None and id(context) not in seen:
+            seen[id(context)] = (context, np.asarray(context, dtype=np.float32).reshape(-1))
+        out.append(None if context is None else seen[id(context)][1])
+    return out
 
 
 def _detected(model: WhisperModel, frames: np.ndarray) -> list[list[tuple[str, float]]]:

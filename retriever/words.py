@@ -1,12 +1,13 @@
 """Lazy transcripts with write-back: the words of returned spans, transcribed once.
 
 :class:`LazyWords` takes the segments a search returned; each one whose point has no
-``metadata.transcript`` is cut from its source with up to 30 s of the media around it (ffmpeg
-decodes only that stretch, :func:`~clasp_ingest.retriever.audio.span_in_context`); the cut
-spans are transcribed together (:meth:`~clasp_ingest.transcribe.Transcriber.transcribe_many`:
+``metadata.transcript`` is cut from its source, the first of each item with up to 30 s of the
+media around it (ffmpeg decodes only that stretch,
+:func:`~clasp_ingest.retriever.audio.span_in_context`), which the item's other spans share; the
+cut spans are transcribed together (:meth:`~clasp_ingest.transcribe.Transcriber.transcribe_many`:
 each encoded once, decoded in one batch, in the language its item declares where Whisper knows
-it and the context does not contradict it, else the one detected from the context: a few
-seconds of speech alone can sound like another language) and each point's payload updated
+it and the context does not contradict it, else the one detected from the context, once per
+item: a few seconds of speech alone can sound like another language) and each point's payload updated
 (:meth:`~clasp_ingest.store.QdrantStore.set_words`), so later searches return the words
 without transcribing again.
 
@@ -37,7 +38,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from clasp_ingest.retriever.audio import SpanCut, span_in_context
+import numpy as np
+from clasp_ingest.retriever.audio import span_in_context
 
 from clasp_ingest.errors import MediaDecodeError, StoreError, StoreFullError
 from clasp_ingest.log import get_logger
@@ -54,8 +56,9 @@ _POLL_S = 0.1
 #: Seconds of the media around a span (the span in the middle) its language is detected from,
 #: Whisper's window. Whisper-base, from the span alone / from its context: 5 / 0 of 150 spans
 #: of Russian read speech (festvox-ru) in another language, 43 / 0 of 76 of a Czech actor's
-#: lines, 18 / 0 of 72 of a Dutch one's (fillets-ng). One more 30 s encoding per span whose
-#: own encoding is unsure of its language (under 0.995: ``transcribe._SURE_ALONE``).
+#: lines, 18 / 0 of 72 of a Dutch one's (fillets-ng). One more 30 s encoding per item (the
+#: context of its first span, :meth:`LazyWords._cuts`) whose spans' own encodings are unsure of
+#: their language (under 0.995: ``transcribe._SURE_ALONE``).
 _CONTEXT_S = 30.0
 
 
@@ -113,6 +116,16 @@ _LOCKS = _KeyedLocks()
 _TURNS = _KeyedLocks()
 
 
+@dataclass(frozen=True)
+class _Cut:
+    """A hit's audio for transcription: its span, and the media around it (or around an earlier
+    span of its item; None: none) to detect the language from."""
+
+    hit: SpanHit
+    span: np.ndarray
+    context: np.ndarray | None
+
+
 class LazyWords:
     """Transcribes segments that lack words and writes the words back into ``store``.
 
@@ -165,8 +178,8 @@ class LazyWords:
             failed = len(pending) - len(meanwhile) - len(cut)
             if cut:
                 heard = self._heard(cut, stop)
-                for (hit, _), words in zip(cut, heard, strict=True):
-                    pid = str(hit.point_id)
+                for one, words in zip(cut, heard, strict=True):
+                    pid = str(one.hit.point_id)
                     self._keep(pid, words)
                     found[pid], transcribed = words, transcribed + 1
         return found, WordsReport(transcribed=transcribed, stored=stored, failed=failed)
@@ -177,9 +190,9 @@ class LazyWords:
         done: dict[str, Transcript] = {}
         cut = self._cuts(hits, "translation", stop)
         heard = self._heard(cut, stop, _stored_language) if cut else []
-        for (hit, _), words in zip(cut, heard, strict=True):
-            meta = hit.payload.get("metadata", {})
-            pid = str(hit.point_id)
+        for one, words in zip(cut, heard, strict=True):
+            meta = one.hit.payload.get("metadata", {})
+            pid = str(one.hit.point_id)
             # none heard (the cut sounds English, or silent): "" is stored, so the next search
             # does not transcribe it again
             english = words.english or ""
@@ -192,7 +205,7 @@ class LazyWords:
 
     def _heard(
         self,
-        cut: Sequence[tuple[SpanHit, SpanCut]],
+        cut: Sequence[_Cut],
         stop: Callable[[], bool],
         language_of: Callable[[SpanHit], str | None] | None = None,
     ) -> list[Transcript]:
@@ -202,9 +215,9 @@ class LazyWords:
         as cut (a few seconds of speech alone can sound like another language).
         Waits for the transcriber's turn (:data:`_TURNS`), asking ``stop`` before and after."""
         language = language_of or _declared_language
-        languages = [language(hit) for hit, _ in cut]
-        samples = [audio.span for _, audio in cut]
-        contexts = [audio.audio if audio.has_context else None for _, audio in cut]
+        languages = [language(one.hit) for one in cut]
+        samples = [one.span for one in cut]
+        contexts = [one.context for one in cut]
         before = f"before transcribing {len(cut)} segments"
         _check(stop, before)
         with _TURNS.hold(str(id(self.transcriber)), stop, f"{before}, waiting for another search's batch"):
@@ -218,22 +231,38 @@ class LazyWords:
                 told["contexts"] = contexts
             return self.transcriber.transcribe_many(samples, **told)
 
-    def _cuts(
-        self, hits: Sequence[SpanHit], what: str, stop: Callable[[], bool]
-    ) -> list[tuple[SpanHit, SpanCut]]:
-        """The audio of each of ``hits`` that can be cut, with :data:`_CONTEXT_S` of the media
-        around it to detect its language from (none where the transcriber is given a language);
-        the others are logged (no ``what``). Asks ``stop`` before each cut (ffmpeg: a remote
-        source can take seconds)."""
+    def _cuts(self, hits: Sequence[SpanHit], what: str, stop: Callable[[], bool]) -> list[_Cut]:
+        """The audio of each of ``hits`` that can be cut, with the media around it to detect its
+        language from (none where the transcriber is given a language): :data:`_CONTEXT_S` around
+        the first span (in ``hits``' order) of each item that has some; the item's later spans
+        shorter than that are cut alone and share it (one 30 s encoding per item and search
+        instead of one per span; a span sure of its language alone keeps its own). A span of
+        :data:`_CONTEXT_S` or longer is cut alone with no context, as before (its own first 30 s
+        tell its language); so is every span of a point without a media id. The others are logged
+        (no ``what``). Asks ``stop`` before each cut (ffmpeg: a remote source can take seconds)."""
         window_s = 0.0 if self.transcriber.options.language else _CONTEXT_S
-        cut: list[tuple[SpanHit, SpanCut]] = []
+        contexts: dict[tuple[str, str], np.ndarray] = {}  # item -> the context of its first span cut
+        cut: list[_Cut] = []
         for at, hit in enumerate(hits):
             _check(stop, f"before cutting {len(hits) - at} segments for {what}")
+            item = (hit.media_id, hit.source)
+            short = bool(hit.media_id) and hit.end_s - hit.start_s < window_s
+            shared = contexts.get(item) if short else None
             try:
-                audio = span_in_context(hit, window_s=window_s, ffmpeg=self.ffmpeg, timeout_s=self.timeout_s)
-                cut.append((hit, audio))
+                audio = span_in_context(
+                    hit,
+                    window_s=window_s if shared is None else 0.0,
+                    ffmpeg=self.ffmpeg,
+                    timeout_s=self.timeout_s,
+                )
             except MediaDecodeError as exc:
                 log.warning("no %s for %s %.3f–%.3fs: %s", what, hit.source, hit.start_s, hit.end_s, exc)
+                continue
+            if shared is None and audio.has_context:
+                shared = audio.audio
+                if short:
+                    contexts[item] = shared
+            cut.append(_Cut(hit, audio.span, shared))
         return cut
 
     def _keep(self, pid: str, words: Transcript) -> None:

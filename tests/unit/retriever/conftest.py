@@ -145,3 +145,16 @@ class Counting(Transcriber):
         with self._guard:
             self.calls += len(spans)
         return super().transcribe_many(spans, language=language, languages=languages, contexts=contexts)
+
+
+def whisper_encodes(whisper: Transcriber, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one at each of Whisper's encodings (the real ones run)."""
+    model = whisper.load()  # each call's model is a copy of it, its attributes too
+    real, calls = model.encode, []
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "encode", counted)
+    return calls

@@ -21,7 +21,7 @@ from clasp_ingest.store import open_store
 from clasp_ingest.transcribe import Transcriber, TranscriberOptions, Transcript
 from clasp_ingest.types import Segment
 from tests.fixtures_audio import SR, noise, write_wav
-from tests.unit.retriever.conftest import media_ref
+from tests.unit.retriever.conftest import media_ref, whisper_encodes
 
 #: festvox-ru recordings (one Russian reader; each shorter than 30 s, so its context is all of
 #: it) and a span of each, as the segmenter cut it, that Whisper-base alone hears as another
@@ -180,19 +180,6 @@ def _sample_span(tmp_path: Path, name: str, start_s: float, end_s: float) -> tup
     return path, _span(path, start_s, end_s)
 
 
-def _encodes(whisper: Transcriber, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """A list that grows by one at each of Whisper's encodings (the real ones run)."""
-    model = whisper.load()  # each call's model is a copy of it, its attributes too
-    real, calls = model.encode, []
-
-    def counted(*args: object, **kwargs: object) -> object:
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(model, "encode", counted)
-    return calls
-
-
 def test_a_short_span_heard_as_another_language_alone_is_told_by_its_context(
     tmp_path: Path, whisper: Transcriber, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -202,7 +189,7 @@ def test_a_short_span_heard_as_another_language_alone_is_told_by_its_context(
     alone = span_samples(span)
     assert whisper.transcribe_many([alone])[0].language != "es"
     cut = span_in_context(span)
-    encodes = _encodes(whisper, monkeypatch)
+    encodes = whisper_encodes(whisper, monkeypatch)
     [words] = whisper.transcribe_many([cut.span], contexts=[cut.audio])
     assert words.language == "es" and words.text
     assert len(encodes) == 2  # the span, and its context
@@ -215,7 +202,7 @@ def test_a_span_sure_of_its_language_alone_is_not_heard_again_in_context(
     _, span = _sample_span(tmp_path, "librivox_austen.opus", 0.156, 6.976)
     cut = span_in_context(span)
     assert cut.has_context
-    encodes = _encodes(whisper, monkeypatch)
+    encodes = whisper_encodes(whisper, monkeypatch)
     [words] = whisper.transcribe_many([cut.span], contexts=[cut.audio])
     assert words.language == "en" and words.text
     assert len(encodes) == 1
