@@ -32,6 +32,7 @@ work is not lost and nothing is half-written.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -124,6 +125,18 @@ class _Cut:
     hit: SpanHit
     span: np.ndarray
     context: np.ndarray | None
+
+
+def _takes(method: Callable[..., Any], keyword: str) -> bool:
+    """Whether ``method`` takes the keyword ``keyword`` (by name, or any: ``**kwargs``); True
+    where its signature cannot be read (a builtin's)."""
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(
+        p.kind is p.VAR_KEYWORD or (p.name == keyword and p.kind is not p.POSITIONAL_ONLY) for p in parameters
+    )
 
 
 class LazyWords:
@@ -222,10 +235,11 @@ class LazyWords:
         _check(stop, before)
         with _TURNS.hold(str(id(self.transcriber)), stop, f"{before}, waiting for another search's batch"):
             _check(stop, before)
-            # each keyword only where it says something: a transcriber written before it
-            # (``transcribe_many(spans, *, language=None)``) still serves spans without one
+            # each keyword only where it says something and the transcriber takes it: one
+            # written before it (``transcribe_many(spans, *, language=None)``) still serves
+            # spans, detecting their language from the span alone
             told: dict[str, Any] = {}
-            if any(languages):
+            if any(languages) and _takes(self.transcriber.transcribe_many, "languages"):
                 told["languages"] = languages
             if any(context is not None for context in contexts):
                 told["contexts"] = contexts
@@ -239,8 +253,11 @@ class LazyWords:
         instead of one per span; a span sure of its language alone keeps its own). A span of
         :data:`_CONTEXT_S` or longer is cut alone with no context, as before (its own first 30 s
         tell its language); so is every span of a point without a media id. The others are logged
-        (no ``what``). Asks ``stop`` before each cut (ffmpeg: a remote source can take seconds)."""
-        window_s = 0.0 if self.transcriber.options.language else _CONTEXT_S
+        (no ``what``). Asks ``stop`` before each cut (ffmpeg: a remote source can take seconds).
+        No context is cut for a transcriber whose ``transcribe_many`` takes no ``contexts``
+        (a subclass written before it)."""
+        takes = _takes(self.transcriber.transcribe_many, "contexts")
+        window_s = _CONTEXT_S if takes and not self.transcriber.options.language else 0.0
         contexts: dict[tuple[str, str], np.ndarray] = {}  # item -> the context of its first span cut
         cut: list[_Cut] = []
         for at, hit in enumerate(hits):
