@@ -166,6 +166,11 @@ class Settings(BaseSettings):
         description="Let remote documents (feed enclosures, index links, redirects) lead to loopback, "
         "private, link-local... addresses (the host you give is always allowed).",
     )
+    feed_cache_dir: Path | None = Field(
+        None,
+        description="Where http(s) feeds' documents are kept, so that the next run asks their "
+        "servers whether they changed (a conditional GET); default: ~/.cache/clasp-ingest/feeds.",
+    )
 
     # store
     qdrant_url: str | None = None
@@ -237,7 +242,7 @@ class Settings(BaseSettings):
         """An empty ``CLASP_QDRANT_API_KEY`` (``VAR=`` in a unit file or compose file) means no key."""
         return value if value and value.strip() else None
 
-    @field_validator("qdrant_path", "model_dir")
+    @field_validator("qdrant_path", "model_dir", "feed_cache_dir")
     @classmethod
     def _home(cls, value: Path | None) -> Path | None:
         """``~`` in a path from the environment means the home folder, as in a shell (an
@@ -267,8 +272,10 @@ class Settings(BaseSettings):
     def open_options(self, **overrides: float | bool | None) -> OpenOptions:
         """Download limits from these settings; ``overrides`` (OpenOptions fields) not None win."""
         from clasp_ingest.connectors.base import OpenOptions
+        from clasp_ingest.model.assets import default_cache_dir
 
-        values: dict[str, float | bool] = {
+        values: dict[str, float | bool | Path] = {
+            "feed_cache": self.feed_cache_dir or default_cache_dir() / "feeds",
             "read_timeout_s": self.read_timeout_s,
             "deadline_s": self.download_deadline_s,
             "min_rate_bytes_s": self.min_download_rate,

@@ -99,6 +99,8 @@ class OpenOptions:
     ``allow_private_hosts``: hosts reached from a remote document (feed enclosures, index
     links, redirects) may be loopback/private/link-local...; the host the user gave always may.
     ``follow_schemes``: URL schemes a remote feed's enclosures may use.
+    ``feed_cache``: a folder where http(s) feeds' documents are kept, so that the next fetch
+    asks whether they changed (:mod:`clasp_ingest.connectors.feedcache`); None: fetched whole.
     Timeouts and ``rate_window_s`` are at most :data:`MAX_TIMEOUT_S` (a day), ``deadline_s`` at
     most :data:`MAX_DEADLINE_S` (a week); every number is finite (``ValueError`` naming it).
     """
@@ -113,6 +115,7 @@ class OpenOptions:
     rate_window_s: float = 30.0
     allow_private_hosts: bool = False
     follow_schemes: frozenset[str] = frozenset({"http", "https"})
+    feed_cache: Path | None = None
 
     def __post_init__(self) -> None:
         for field, most in _MOST.items():  # NaN passed every check below; None failed deep inside

@@ -8,6 +8,10 @@ enclosure length and the published date, so a re-published or re-encoded episode
 ingested again. The feed's declared language (``<language>``, e.g. ``en-us``) becomes each
 episode's ``metadata.language`` (``en``), which search filters match.
 
+An http(s) feed is asked for only where it changed since the document kept from the last
+fetch (``OpenOptions.feed_cache``: a conditional GET, :mod:`.feedcache`); a ``304 Not
+Modified`` answer lists the kept document.
+
 A feed read from the network never leads to local files: its enclosures must use a scheme
 of ``OpenOptions.follow_schemes`` (http(s)), and those on another host than the feed's
 must resolve to public addresses unless ``allow_private_hosts``. A refused enclosure fails
@@ -53,8 +57,9 @@ from urllib.parse import urljoin
 from xml.parsers.expat import errors as expat_errors
 from xml.sax import SAXParseException
 
+from clasp_ingest.connectors import feedcache
 from clasp_ingest.connectors.base import OpenOptions, copy_limited, is_media_name, unreadable_ref
-from clasp_ingest.connectors.http import HTTP_SCHEMES, Target, fetch_page, open_http
+from clasp_ingest.connectors.http import HTTP_SCHEMES, Page, Target, fetch_changed, open_http
 from clasp_ingest.connectors.local import local_uri, path_of_uri, special_kind
 from clasp_ingest.connectors.remote import REMOTE_SCHEMES, filesystem_for, open_remote, scheme_of
 from clasp_ingest.connectors.urls import REDACTED, encoded_url, host_of, redact_url, sent_url, url_problem
@@ -132,6 +137,7 @@ class FeedConnector:
         self._cuts: Counter[str] = Counter()  # what the last listing cut or skipped, for its warning
         self._warned = False
         self._damage_warned = False
+        self._fetched: Page | None = None  # the last fetch's page, kept once it parses whole
 
     @property
     def source(self) -> str:
@@ -167,7 +173,21 @@ class FeedConnector:
         # with long show notes (3 MB: 6.7 s → 0.7 s). Links and enclosures are resolved the same.
         base, document = self._fetch()
         parsed = feedparser.parse(document, sanitize_html=False, resolve_relative_uris=False)
-        return base, parsed, _damage(parsed, document)
+        damage = _damage(parsed, document)
+        self._keep(document, whole=damage is None and bool(parsed.get("version")))
+        return base, parsed, damage
+
+    def _keep(self, document: bytes, *, whole: bool) -> None:
+        """Keep the document just fetched, where it is a whole feed and its server gave
+        validators, for the next run to ask whether it changed (:mod:`.feedcache`)."""
+        page, folder = self._fetched, self._open_options.feed_cache
+        self._fetched = None
+        if page is None or folder is None:
+            return
+        if whole:
+            feedcache.keep(folder, self._url, document, page.etag, page.last_modified)
+        else:
+            feedcache.forget(folder, self._url)
 
     def _check_readable(self, parsed: Any, entries: list[Any], damage: _Damage | None) -> None:
         """Raise where the document gave no episode and is damaged, or is not RSS or Atom."""
@@ -270,7 +290,7 @@ class FeedConnector:
         """What relative enclosures are relative to (the feed's final URL; a local feed's absolute
         ``file://`` URI) and the feed document."""
         if scheme_of(self._url) in HTTP_SCHEMES:
-            return fetch_page(Target(self._url, self._trusted), self._open_options, FEED_MAX_BYTES)
+            return self._fetch_http()
         base = self._url
         if self._is_local(self._url):  # 'lfeed/feed.xml' read from any folder: one absolute base
             base = path_of_uri(self._url).expanduser().absolute().as_uri()
@@ -287,6 +307,25 @@ class FeedConnector:
         except FileNotFoundError as exc:
             raise ConnectorError(f"feed {self._shown!r} does not exist; check the URL") from exc
         return base, buffer.getvalue()
+
+    def _fetch_http(self) -> tuple[str, bytes]:
+        """An http(s) feed's final URL and document; asked for only where it changed since the
+        document kept from the last fetch (``OpenOptions.feed_cache``), which is read where the
+        server answers that it did not."""
+        folder = self._open_options.feed_cache
+        before = feedcache.kept(folder, self._url) if folder is not None else None
+        page = fetch_changed(
+            Target(self._url, self._trusted),
+            self._open_options,
+            FEED_MAX_BYTES,
+            etag=before.etag if before else None,
+            last_modified=before.last_modified if before else None,
+        )
+        if page.body is None and before is not None:
+            log.info("feed %r: not modified since the last fetch; its kept document is read", self._shown)
+            return page.url, before.body
+        self._fetched = page
+        return page.url, page.body or b""
 
     def _fit(self, text: str, limit: int, what: str) -> str:
         """``text`` cut to ``limit`` characters (the last one ``…``) when longer, counted for the

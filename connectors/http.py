@@ -35,11 +35,11 @@ import time
 import unicodedata
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from email.message import Message
-from email.utils import collapse_rfc2231_value
+from email.utils import collapse_rfc2231_value, parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 from typing import IO, Any
@@ -54,12 +54,14 @@ from clasp_ingest.errors import ConnectorError, TransientConnectorError
 __all__ = [
     "HTTP_SCHEMES",
     "HttpStatusError",
+    "Page",
     "RefusedError",
     "Target",
     "abort_downloads",
     "connect_checked",
     "disposition_filename",
     "download",
+    "fetch_changed",
     "fetch_page",
     "head",
     "index_links",
@@ -76,6 +78,13 @@ _RATE_FIX = "lower it with --min-download-rate BYTES_PER_S (CLASP_MIN_DOWNLOAD_R
 #: Statuses of a HEAD that a GET may still pass: servers that refuse HEAD (405, 501) and signed
 #: URLs valid for GET only (S3/GCS answer a HEAD of a presigned GET URL with 403 or 400).
 _HEAD_REFUSED = frozenset({400, 403, 405, 501})
+#: The headers of an answer that a conditional GET gives back (and the answer's date).
+_VALIDATORS = ("ETag", "Last-Modified", "Date")
+#: Longest ETag or date given back to a server.
+_VALIDATOR_MAX = 512
+#: How long before the answer a page must have changed for its ``Last-Modified`` to be given
+#: back (:func:`_settled`).
+_SETTLED_S = 2.0
 #: What a request line may carry as it is; everything else is percent-encoded (UTF-8), as
 #: browsers do: RFC 3986's reserved and unreserved characters, and '%' (escapes already there).
 _PATH_SAFE = "/:@!$&'()*+,;=~%"
@@ -257,10 +266,14 @@ def _cut(budget: _Budget) -> None:
 
 
 def _send(
-    conn: http.client.HTTPConnection, url: str, method: str, budget: _Budget
+    conn: http.client.HTTPConnection,
+    url: str,
+    method: str,
+    budget: _Budget,
+    headers: Mapping[str, str] | None = None,
 ) -> http.client.HTTPResponse:
     try:
-        conn.request(method, request_path(url), headers=_HEADERS)
+        conn.request(method, request_path(url), headers={**_HEADERS, **(headers or {})})
         budget.sock = conn.sock
         _wait_limit(budget)
         response = _read_headers(conn, budget)
@@ -355,9 +368,10 @@ def _next_hop(url: str, location: str, budget: _Budget) -> str:
 
 @contextmanager
 def _response(
-    target: Target, budget: _Budget, method: str = "GET"
+    target: Target, budget: _Budget, method: str = "GET", headers: Mapping[str, str] | None = None
 ) -> Iterator[tuple[str, http.client.HTTPResponse]]:
-    """``(final url, response)`` after redirects, status checked; closed on exit."""
+    """``(final url, response)`` after redirects, status checked; closed on exit. ``headers``
+    are sent with every hop's request, beside the usual ones."""
     url = target.url
     for _ in range(_MAX_REDIRECTS + 1):
         conn = _connection(url, target, budget)
@@ -367,7 +381,7 @@ def _response(
         with _IN_FLIGHT_LOCK:
             _IN_FLIGHT.add(budget)
         try:
-            response = _send(conn, url, method, budget)
+            response = _send(conn, url, method, budget, headers)
             location = response.getheader("Location")
             if response.status in _REDIRECTS and location:
                 response.close()
@@ -533,11 +547,30 @@ def _copy(response: http.client.HTTPResponse, writer: IO[bytes], budget: _Budget
 
 
 def _stream(
-    target: Target, writer: IO[bytes], options: OpenOptions, expected_size: int | None = None
+    target: Target,
+    writer: IO[bytes],
+    options: OpenOptions,
+    expected_size: int | None = None,
+    *,
+    conditions: Mapping[str, str] | None = None,
+    answer: dict[str, str] | None = None,
 ) -> tuple[str, int]:
-    """Stream ``target`` into ``writer``; the URL finally fetched (after redirects) and the byte count."""
+    """Stream ``target`` into ``writer``; the URL finally fetched (after redirects) and the byte
+    count. ``conditions``: headers of a conditional GET (``If-None-Match``...); its ``304 Not
+    Modified`` answer writes nothing. ``answer`` is given the status (``"status"``) and the
+    validators the answer carries (``ETag``, ``Last-Modified``, ``Date``)."""
     budget = _Budget(target, options)
-    with _response(target, budget) as (url, response):
+    with _response(target, budget, headers=conditions) as (url, response):
+        if answer is not None:
+            answer["status"] = str(response.status)
+            answer.update((key, value) for key in _VALIDATORS if (value := response.getheader(key)))
+        if response.status == 304:
+            if not conditions:  # nothing was asked that it could answer
+                raise ConnectorError(
+                    f"{budget.shown} answered 304 Not Modified to a request without conditions; "
+                    "check the URL and its server"
+                )
+            return url, 0
         length = response.getheader("Content-Length", "")
         encoding = _encoding(response, budget)  # then the length is not the size written
         if not encoding and length.isdigit() and int(length) > options.max_bytes:
@@ -576,15 +609,77 @@ def open_http(target: Target, options: OpenOptions, *, expected_size: int | None
 def fetch_page(target: Target, options: OpenOptions, limit: int) -> tuple[str, bytes]:
     """The URL finally fetched (after redirects: what the page's relative links are relative
     to) and the body of ``target`` (a feed, an index page), at most ``limit`` bytes."""
-    buffer = io.BytesIO()
+    page = fetch_changed(target, options, limit)
+    return page.url, page.body or b""
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page fetched by :func:`fetch_changed`: the URL finally fetched, the body (None: not
+    modified since the validators given) and the validators to give next time (None: none, or
+    none safe to give: :func:`_settled`)."""
+
+    url: str
+    body: bytes | None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def fetch_changed(
+    target: Target,
+    options: OpenOptions,
+    limit: int,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+) -> Page:
+    """``target``'s page (at most ``limit`` bytes), asked for only where it changed since the
+    validators given (a conditional GET: ``If-None-Match: etag``, ``If-Modified-Since:
+    last_modified``); a ``304 Not Modified`` answer gives a :class:`Page` without a body."""
+    conditions = {
+        name: value
+        for name, value in (("If-None-Match", etag), ("If-Modified-Since", last_modified))
+        if value and _is_validator(value)
+    }
+    buffer, answer = io.BytesIO(), dict[str, str]()
+    limits = replace(options, max_bytes=limit)
     try:
-        url, _ = _stream(target, buffer, replace(options, max_bytes=limit))
+        url, _ = _stream(target, buffer, limits, conditions=conditions, answer=answer)
     except MediaTooLargeError:  # its remedy (--max-bytes) is for media, not for this limit
         raise ConnectorError(
             f"{target.shown} is larger than {limit} bytes, the most read of a feed or index page; "
             "give the media URLs themselves as sources"
         ) from None
-    return url, buffer.getvalue()
+    if answer["status"] == "304":
+        return Page(url, None, etag, last_modified)
+    new_etag = answer.get("ETag")
+    return Page(
+        url,
+        buffer.getvalue(),
+        new_etag if new_etag and _is_validator(new_etag) else None,
+        _settled(answer.get("Last-Modified"), answer.get("Date")),
+    )
+
+
+def _is_validator(value: str) -> bool:
+    """Whether ``value`` can be sent back as a validator: visible ASCII and spaces, at most
+    :data:`_VALIDATOR_MAX` characters (a header with a line break would be refused, or worse)."""
+    return len(value) <= _VALIDATOR_MAX and all(" " <= c <= "~" for c in value)
+
+
+def _settled(last_modified: str | None, date: str | None) -> str | None:
+    """``last_modified`` where it is safe to ask ``If-Modified-Since`` with it: at least
+    :data:`_SETTLED_S` before the answer's ``Date`` (else this machine's clock). HTTP dates
+    count whole seconds, so a page changed again within the second it was fetched in would
+    answer "not modified" to its own date, and the change would be missed until the next one."""
+    if not last_modified or not _is_validator(last_modified):
+        return None
+    try:
+        changed = parsedate_to_datetime(last_modified).timestamp()
+        now = parsedate_to_datetime(date).timestamp() if date else time.time()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return last_modified if now - changed >= _SETTLED_S else None
 
 
 def head(target: Target, options: OpenOptions) -> dict[str, Any]:

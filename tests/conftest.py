@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# feeds' documents kept by the CLI and the flows (conditional GETs) go to a folder of this run,
+# not the user's cache (processes started for a whole session read this one)
+os.environ.setdefault("CLASP_FEED_CACHE_DIR", tempfile.mkdtemp(prefix="clasp-test-feeds-"))
 
 UNIT_DIR = Path(__file__).parent / "unit"
 
@@ -29,6 +33,12 @@ def _no_sockets() -> object:
     pytest_socket.disable_socket(allow_unix_socket=True)
     yield
     pytest_socket.enable_socket()
+
+
+@pytest.fixture(autouse=True)
+def _feed_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's CLI runs and flows keep feeds' documents in a folder of its own."""
+    monkeypatch.setenv("CLASP_FEED_CACHE_DIR", str(tmp_path_factory.mktemp("feeds")))
 
 
 @pytest.fixture(scope="session")

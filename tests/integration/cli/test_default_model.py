@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from clasp_ingest.model import get_preset
+from tests.integration.connectors.helpers import Episode, rss, serving
 from tests.unit.pipeline.speech import corrupt
 
 SAMPLES = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples"
@@ -276,6 +277,28 @@ def test_the_flow_path_with_the_default_model(env: dict[str, str], tmp_path: Pat
     assert failed.stderr.count("broken.mp3': not a readable media file") == 1, failed.stderr
     hits = json.loads(cli(env, "search", TRAIN, "--json", "--k", "1").stdout)
     assert abs(hits[0]["start_s"] - TRAIN_SPAN[0]) < 0.5
+
+
+def test_a_feed_ingested_again_is_asked_for_only_where_it_changed(env: dict[str, str]) -> None:
+    """A scheduled ingest of a podcast feed: the second run sends the feed's ETag back, the
+    server (on 127.0.0.1) answers 304 without the document, and the kept one is listed."""
+    audio = (SAMPLES / "demo_en.opus").read_bytes()
+    with serving() as site:
+        site.put("/talk.opus", audio)
+        episode = Episode("Talk", f"{site.base_url}/talk.opus", len(audio), mime="audio/ogg")
+        site.put("/feed.rss", rss("Talks", [episode]), etag='"v1"')
+        first = cli(env, "ingest", f"{site.base_url}/feed.rss", "--json")
+        assert first.returncode == 0, first.stderr
+        assert (json.loads(first.stdout)["media_ok"], json.loads(first.stdout)["segments"]) == (1, 9)
+        again = cli(env, "ingest", f"{site.base_url}/feed.rss", "--json")
+    assert again.returncode == 0, again.stderr
+    assert (json.loads(again.stdout)["media_skipped"], json.loads(again.stdout)["segments"]) == (1, 0)
+    assert site.statuses("/feed.rss") == [200, 304]
+    assert [headers.get("If-None-Match") for path, headers, *_ in site.asked if path == "/feed.rss"] == [
+        None,
+        '"v1"',
+    ]
+    assert len(list((Path(env["XDG_CACHE_HOME"]) / "clasp-ingest" / "feeds").glob("*.feed"))) == 1
 
 
 def _signalled_mid_item(env: dict[str, str], tmp_path: Path, flow: list[str], sent: int) -> tuple[int, str]:
