@@ -219,19 +219,21 @@ class Settings(BaseSettings):
             raise ValueError(f"{found!r} is not ffmpeg ({why}); give ffmpeg's path")
         return value
 
-    @field_validator("qdrant_url", "qdrant_path", "model", "collection", mode="before")
+    @field_validator("qdrant_url", "qdrant_path", "model", "collection", "feed_cache_dir", mode="before")
     @classmethod
     def _not_empty(cls, value: object, info: ValidationInfo) -> object:
         """An empty ``CLASP_QDRANT_URL`` / ``CLASP_QDRANT_PATH`` / ``CLASP_MODEL`` /
-        ``CLASP_COLLECTION`` (``VAR=`` in a unit file, a template left blank) is refused, as the
-        options are: it is neither unset nor the current folder (``CLASP_MODEL=`` said "model
-        directory '' has no config.json"; ``CLASP_COLLECTION=' '`` made a collection named " ")."""
+        ``CLASP_COLLECTION`` / ``CLASP_FEED_CACHE_DIR`` (``VAR=`` in a unit file, a template left
+        blank) is refused, as the options are: it is neither unset nor the current folder
+        (``CLASP_MODEL=`` said "model directory '' has no config.json"; ``CLASP_COLLECTION=' '``
+        made a collection named " "; ``CLASP_FEED_CACHE_DIR=`` would keep feeds in the current folder)."""
         if isinstance(value, str) and not value.strip():
             wanted = {
                 "qdrant_url": "the server's URL (http://host:6333)",
                 "qdrant_path": "a folder",
                 "model": "a model preset or folder, or unset it (the default is clasp-mini)",
                 "collection": "a collection name, or unset it (the default is clasp_segments)",
+                "feed_cache_dir": "a folder, or unset it (the default is ~/.cache/clasp-ingest/feeds)",
             }[str(info.field_name)]
             raise ValueError(f"the value is empty; give {wanted}")
         return value

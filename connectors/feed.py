@@ -137,7 +137,6 @@ class FeedConnector:
         self._cuts: Counter[str] = Counter()  # what the last listing cut or skipped, for its warning
         self._warned = False
         self._damage_warned = False
-        self._fetched: Page | None = None  # the last fetch's page, kept once it parses whole
 
     @property
     def source(self) -> str:
@@ -171,21 +170,21 @@ class FeedConnector:
         # Only titles, dates and links are read, never the episodes' HTML bodies: cleaning those
         # (feedparser's sanitizer and relative-link rewriting) was 9/10 of the parse time of a feed
         # with long show notes (3 MB: 6.7 s → 0.7 s). Links and enclosures are resolved the same.
-        base, document = self._fetch()
+        base, document, fetched = self._fetch()
         parsed = feedparser.parse(document, sanitize_html=False, resolve_relative_uris=False)
         damage = _damage(parsed, document)
-        self._keep(document, whole=damage is None and bool(parsed.get("version")))
+        if fetched is not None:
+            self._keep(fetched, whole=damage is None and bool(parsed.get("version")))
         return base, parsed, damage
 
-    def _keep(self, document: bytes, *, whole: bool) -> None:
-        """Keep the document just fetched, where it is a whole feed and its server gave
+    def _keep(self, page: Page, *, whole: bool) -> None:
+        """Keep ``page`` (just fetched over http(s)) where it is a whole feed and its server gave
         validators, for the next run to ask whether it changed (:mod:`.feedcache`)."""
-        page, folder = self._fetched, self._open_options.feed_cache
-        self._fetched = None
-        if page is None or folder is None:
+        folder = self._open_options.feed_cache
+        if folder is None:
             return
-        if whole:
-            feedcache.keep(folder, self._url, document, page.etag, page.last_modified)
+        if whole and page.body is not None:
+            feedcache.keep(folder, self._url, page.body, page.etag, page.last_modified, at=page.url)
         else:
             feedcache.forget(folder, self._url)
 
@@ -286,9 +285,10 @@ class FeedConnector:
         """Whether ``url`` is a local file that this feed may lead to (a local feed's enclosure)."""
         return not self._remote and scheme_of(url) in ("file", "")
 
-    def _fetch(self) -> tuple[str, bytes]:
+    def _fetch(self) -> tuple[str, bytes, Page | None]:
         """What relative enclosures are relative to (the feed's final URL; a local feed's absolute
-        ``file://`` URI) and the feed document."""
+        ``file://`` URI), the feed document, and the http(s) page just fetched whole (None: read
+        from elsewhere: a file, a bucket, the document kept from the last fetch)."""
         if scheme_of(self._url) in HTTP_SCHEMES:
             return self._fetch_http()
         base = self._url
@@ -306,12 +306,13 @@ class FeedConnector:
                 copy_limited(reader, buffer, self._url, limits)
         except FileNotFoundError as exc:
             raise ConnectorError(f"feed {self._shown!r} does not exist; check the URL") from exc
-        return base, buffer.getvalue()
+        return base, buffer.getvalue(), None
 
-    def _fetch_http(self) -> tuple[str, bytes]:
-        """An http(s) feed's final URL and document; asked for only where it changed since the
-        document kept from the last fetch (``OpenOptions.feed_cache``), which is read where the
-        server answers that it did not."""
+    def _fetch_http(self) -> tuple[str, bytes, Page | None]:
+        """An http(s) feed's final URL and document (and the page where it was fetched whole);
+        asked for only where it changed since the document kept from the last fetch
+        (``OpenOptions.feed_cache``), which is read where the server answers that it did not.
+        The validators go only to the URL that document came from (after redirects)."""
         folder = self._open_options.feed_cache
         before = feedcache.kept(folder, self._url) if folder is not None else None
         page = fetch_changed(
@@ -320,12 +321,12 @@ class FeedConnector:
             FEED_MAX_BYTES,
             etag=before.etag if before else None,
             last_modified=before.last_modified if before else None,
+            at=(lambda url: feedcache.digest(url) == before.at) if before else None,
         )
         if page.body is None and before is not None:
             log.info("feed %r: not modified since the last fetch; its kept document is read", self._shown)
-            return page.url, before.body
-        self._fetched = page
-        return page.url, page.body or b""
+            return page.url, before.body, None
+        return page.url, page.body or b"", page
 
     def _fit(self, text: str, limit: int, what: str) -> str:
         """``text`` cut to ``limit`` characters (the last one ``…``) when longer, counted for the

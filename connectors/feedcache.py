@@ -9,11 +9,14 @@ instead. :class:`~clasp_ingest.connectors.feed.FeedConnector` does so for http(s
 default ``~/.cache/clasp-ingest/feeds``).
 
 Each feed is two files named by the SHA-256 of its URL (the URL itself, which may hold a
-token, is not written): ``KEY.feed`` (the document) and ``KEY.json`` (its validators, size and
-SHA-256), readable by their owner only. A kept document that does not match its record (two
-runs wrote at once, a damaged disk) is not used: the feed is fetched whole. Only a well-formed
-document is kept (a feed cut short is fetched whole next time). Deleting the folder costs one
-whole fetch of each feed.
+token, is not written): ``KEY.feed`` (the document) and ``KEY.json`` (its validators, size,
+SHA-256, and the SHA-256 of the URL it was fetched from after redirects: the validators go only
+to that URL, :func:`~clasp_ingest.connectors.http.fetch_changed`), readable by their owner only.
+A kept document that does not match its record (two runs wrote at once, a damaged disk), that
+another user owns, or that is older than :data:`MAX_AGE_S` (a server that answers "not
+modified" wrongly would hold a feed back for ever) is not used: the feed is fetched whole.
+Only a well-formed document is kept (a feed cut short is fetched whole next time). Deleting
+the folder costs one whole fetch of each feed.
 """
 
 from __future__ import annotations
@@ -24,12 +27,17 @@ import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Kept", "forget", "keep", "kept"]
+__all__ = ["MAX_AGE_S", "Kept", "digest", "forget", "keep", "kept"]
 
 log = logging.getLogger("clasp_ingest.connectors")
+
+#: The oldest kept document read instead of a whole fetch (a day: an hourly ingest fetches each
+#: unchanged feed whole once a day).
+MAX_AGE_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -39,41 +47,51 @@ class Kept:
     body: bytes
     etag: str | None
     last_modified: str | None
+    at: str  # digest() of the URL it was fetched from, after redirects
+
+
+def digest(url: str) -> str:
+    """The SHA-256 of ``url`` (hex): what is written of a URL."""
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _paths(folder: Path, url: str) -> tuple[Path, Path]:
-    key = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+    key = digest(url)
     return folder / f"{key}.feed", folder / f"{key}.json"
 
 
-def kept(folder: Path, url: str) -> Kept | None:
-    """The document kept for ``url`` in ``folder``, or None (none kept, or it does not match its
-    record)."""
+def kept(folder: Path, url: str, *, max_age_s: float = MAX_AGE_S) -> Kept | None:
+    """The document kept for ``url`` in ``folder``, or None (none kept, not this user's, older
+    than ``max_age_s``, or not matching its record)."""
     body_path, record_path = _paths(folder, url)
     try:
+        stats = [record_path.stat(), body_path.stat()]
+        if any(st.st_uid != os.geteuid() for st in stats) or time.time() - stats[0].st_mtime > max_age_s:
+            return None
         record = json.loads(record_path.read_text(encoding="utf-8"))
         body = body_path.read_bytes()
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("sha256") != hashlib.sha256(body).hexdigest():
         return None
-    etag, modified = record.get("etag"), record.get("last_modified")
-    if not (etag or modified):
+    etag, modified, at = (record.get(key) for key in ("etag", "last_modified", "at"))
+    etag, modified = (value if isinstance(value, str) else None for value in (etag, modified))
+    if not (etag or modified) or not isinstance(at, str):
         return None
-    return Kept(
-        body, etag if isinstance(etag, str) else None, modified if isinstance(modified, str) else None
-    )
+    return Kept(body, etag, modified, at)
 
 
-def keep(folder: Path, url: str, body: bytes, etag: str | None, last_modified: str | None) -> None:
-    """Keep ``body`` as ``url``'s document with its validators (where it has some: else the
-    kept one is forgotten). A folder that cannot be written is logged; the next run fetches
-    the feed whole."""
+def keep(
+    folder: Path, url: str, body: bytes, etag: str | None, last_modified: str | None, *, at: str
+) -> None:
+    """Keep ``body`` as ``url``'s document, fetched from ``at`` (its URL after redirects), with
+    its validators (where it has some: else the kept one is forgotten). A folder that cannot be
+    written is logged; the next run fetches the feed whole."""
     if not (etag or last_modified):
         forget(folder, url)
         return
     body_path, record_path = _paths(folder, url)
-    record = {"etag": etag, "last_modified": last_modified, "size": len(body)}
+    record = {"etag": etag, "last_modified": last_modified, "size": len(body), "at": digest(at)}
     record["sha256"] = hashlib.sha256(body).hexdigest()
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ import time
 import unicodedata
 import zlib
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from email.message import Message
@@ -368,10 +368,13 @@ def _next_hop(url: str, location: str, budget: _Budget) -> str:
 
 @contextmanager
 def _response(
-    target: Target, budget: _Budget, method: str = "GET", headers: Mapping[str, str] | None = None
+    target: Target,
+    budget: _Budget,
+    method: str = "GET",
+    headers: Callable[[str], Mapping[str, str]] | None = None,
 ) -> Iterator[tuple[str, http.client.HTTPResponse]]:
     """``(final url, response)`` after redirects, status checked; closed on exit. ``headers``
-    are sent with every hop's request, beside the usual ones."""
+    gives each hop's extra headers by its URL (sent beside the usual ones)."""
     url = target.url
     for _ in range(_MAX_REDIRECTS + 1):
         conn = _connection(url, target, budget)
@@ -381,7 +384,7 @@ def _response(
         with _IN_FLIGHT_LOCK:
             _IN_FLIGHT.add(budget)
         try:
-            response = _send(conn, url, method, budget, headers)
+            response = _send(conn, url, method, budget, headers(url) if headers else None)
             location = response.getheader("Location")
             if response.status in _REDIRECTS and location:
                 response.close()
@@ -552,20 +555,21 @@ def _stream(
     options: OpenOptions,
     expected_size: int | None = None,
     *,
-    conditions: Mapping[str, str] | None = None,
+    conditions: Callable[[str], Mapping[str, str]] | None = None,
     answer: dict[str, str] | None = None,
 ) -> tuple[str, int]:
     """Stream ``target`` into ``writer``; the URL finally fetched (after redirects) and the byte
-    count. ``conditions``: headers of a conditional GET (``If-None-Match``...); its ``304 Not
-    Modified`` answer writes nothing. ``answer`` is given the status (``"status"``) and the
-    validators the answer carries (``ETag``, ``Last-Modified``, ``Date``)."""
+    count. ``conditions``: the headers of a conditional GET (``If-None-Match``...) to send to a
+    hop, by its URL; a ``304 Not Modified`` answer to them writes nothing. ``answer`` is given
+    the status (``"status"``) and the validators the answer carries (``ETag``,
+    ``Last-Modified``, ``Date``)."""
     budget = _Budget(target, options)
     with _response(target, budget, headers=conditions) as (url, response):
         if answer is not None:
             answer["status"] = str(response.status)
             answer.update((key, value) for key in _VALIDATORS if (value := response.getheader(key)))
         if response.status == 304:
-            if not conditions:  # nothing was asked that it could answer
+            if not (conditions and conditions(url)):  # nothing was asked that it could answer
                 raise ConnectorError(
                     f"{budget.shown} answered 304 Not Modified to a request without conditions; "
                     "check the URL and its server"
@@ -632,15 +636,26 @@ def fetch_changed(
     *,
     etag: str | None = None,
     last_modified: str | None = None,
+    at: Callable[[str], bool] | None = None,
 ) -> Page:
     """``target``'s page (at most ``limit`` bytes), asked for only where it changed since the
     validators given (a conditional GET: ``If-None-Match: etag``, ``If-Modified-Since:
-    last_modified``); a ``304 Not Modified`` answer gives a :class:`Page` without a body."""
-    conditions = {
+    last_modified``); a ``304 Not Modified`` answer gives a :class:`Page` without a body.
+
+    The validators are a page's: ``at`` says which URL's (the one they came from, after the
+    redirects of that fetch), and only a request to that URL carries them, so a redirect that
+    now leads elsewhere fetches whole, and no hop before it (another host, perhaps) sees them.
+    Without ``at`` they go to ``target``'s URL only."""
+    given = {
         name: value
         for name, value in (("If-None-Match", etag), ("If-Modified-Since", last_modified))
         if value and _is_validator(value)
     }
+    is_theirs = at or (lambda url: url == target.url)
+
+    def conditions(url: str) -> Mapping[str, str]:
+        return given if is_theirs(url) else {}
+
     buffer, answer = io.BytesIO(), dict[str, str]()
     limits = replace(options, max_bytes=limit)
     try:

@@ -5,9 +5,12 @@ Every server here is one this test starts on 127.0.0.1."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clasp_ingest.connectors import feedcache
@@ -36,8 +39,6 @@ def _listed(url: str, folder: Path | None) -> list[str]:
 
 
 def _long_ago(hours: int = 1) -> str:
-    import time
-
     return formatdate(time.time() - 3600 * hours, usegmt=True)
 
 
@@ -68,9 +69,10 @@ def test_without_a_folder_every_fetch_is_whole(site: Site) -> None:
 
 def test_last_modified_alone_is_given_back_once_it_is_two_seconds_old(site: Site, tmp_path: Path) -> None:
     url = f"{site.base_url}/feed.rss"
-    # changed within the second of the answer: a change later in that second would have the
-    # same date, so that date is not given back
-    site.put("/feed.rss", rss("Show", _episodes(site, 1)), modified=formatdate(usegmt=True))
+    # changed within 2 s of the answer's date (here: dated after it, so that a slow machine
+    # cannot make it older): a change later in that second would have the same date, so that
+    # date is not given back
+    site.put("/feed.rss", rss("Show", _episodes(site, 1)), modified=formatdate(time.time() + 30, usegmt=True))
     _listed(url, tmp_path)
     _listed(url, tmp_path)
     assert [status for *_, status, _ in site.asked] == [200, 200]
@@ -142,3 +144,76 @@ def test_validators_that_cannot_be_sent_back_are_not_kept(site: Site) -> None:
     site.put("/feed.rss", rss("Show", []), etag='"' + "x" * 600 + '"', modified="not a date")
     page = fetch_changed(Target(f"{site.base_url}/feed.rss", LOOPBACK), OpenOptions(), 1 << 20)
     assert page.body and page.etag is None and page.last_modified is None
+
+
+def test_a_redirect_that_now_leads_elsewhere_fetches_whole(site: Site, tmp_path: Path) -> None:
+    # the validators are the page's they came from: a redirect to another page (whose ETag
+    # may collide, e.g. one built from size and time) is fetched whole, and no hop before the
+    # page (another host, perhaps) is sent them
+    site.moved["/feed.rss"] = "/season2.rss"
+    site.put("/season2.rss", rss("Season 2", _episodes(site, 2)), etag='"v1"')
+    site.put("/season1.rss", rss("Season 1", _episodes(site, 1)), etag='"v1"')
+    url = f"{site.base_url}/feed.rss"
+    assert len(_listed(url, tmp_path)) == 2
+    assert len(_listed(url, tmp_path)) == 2
+    site.moved["/feed.rss"] = "/season1.rss"
+    assert len(_listed(url, tmp_path)) == 1
+    asked = [(path, status, headers.get("If-None-Match")) for path, headers, status, _ in site.asked]
+    assert asked == [
+        ("/feed.rss", 302, None),
+        ("/season2.rss", 200, None),
+        ("/feed.rss", 302, None),
+        ("/season2.rss", 304, '"v1"'),
+        ("/feed.rss", 302, None),
+        ("/season1.rss", 200, None),
+    ]
+
+
+def test_a_kept_validator_that_cannot_be_sent_is_not_sent(site: Site, tmp_path: Path) -> None:
+    url = f"{site.base_url}/feed.rss"
+    site.put("/feed.rss", rss("Show", _episodes(site, 2)), etag='"v1"')
+    _listed(url, tmp_path)
+    [record] = tmp_path.glob("*.json")
+    record.write_text(record.read_text().replace('\\"v1\\"', '\\"v1\\"\\r\\nX-Injected: yes'))
+    assert "X-Injected" in record.read_text()
+    assert len(_listed(url, tmp_path)) == 2  # no header sent with a line break: fetched whole
+    assert site.asked[-1][2] == 200 and not any("X-Injected" in h for _, h, *_ in site.asked)
+
+
+def test_two_threads_listing_one_feed_keep_each_its_own_document(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one thread's document was kept with the other's ETag (shared state of the connector),
+    # and every later 304 listed the old episodes
+    import feedparser
+
+    url = f"{site.base_url}/feed.rss"
+    site.put("/feed.rss", rss("Show", _episodes(site, 1)), etag='"v1"')
+    real_parse, gates = feedparser.parse, {}
+
+    def parse(document: bytes, **kwargs: Any) -> Any:
+        parsing, go_on = gates[threading.current_thread().name]
+        parsing.set()
+        go_on.wait(10)
+        return real_parse(document, **kwargs)
+
+    monkeypatch.setattr(feedparser, "parse", parse)
+    connector = FeedConnector(url, open_options=OpenOptions(feed_cache=tmp_path))
+
+    def start(name: str) -> threading.Thread:
+        gates[name] = (threading.Event(), threading.Event())
+        thread = threading.Thread(target=lambda: list(connector.discover()), name=name)
+        thread.start()
+        assert gates[name][0].wait(10)
+        return thread
+
+    first = start("first")  # fetched v1, parsing
+    site.put("/feed.rss", rss("Show", _episodes(site, 2)), etag='"v2"')
+    second = start("second")  # fetched v2, parsing
+    for name, thread in (("first", first), ("second", second)):
+        gates[name][1].set()
+        thread.join(10)
+    monkeypatch.setattr(feedparser, "parse", real_parse)
+    kept = feedcache.kept(tmp_path, url)
+    assert kept is not None and kept.body.count(b"<item>") == {'"v1"': 1, '"v2"': 2}[str(kept.etag)]
+    assert len(_listed(url, tmp_path)) == 2

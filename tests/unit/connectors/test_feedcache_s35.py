@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,10 @@ URL = "https://podcasts.example/feed.rss?token=secret"
 
 def test_a_document_is_kept_with_its_validators_and_forgotten(tmp_path: Path) -> None:
     folder = tmp_path / "feeds"
-    feedcache.keep(folder, URL, b"<rss/>", '"v1"', "Tue, 03 Jun 2025 09:00:00 GMT")
-    assert feedcache.kept(folder, URL) == feedcache.Kept(b"<rss/>", '"v1"', "Tue, 03 Jun 2025 09:00:00 GMT")
+    feedcache.keep(folder, URL, b"<rss/>", '"v1"', "Tue, 03 Jun 2025 09:00:00 GMT", at=URL + "&moved")
+    assert feedcache.kept(folder, URL) == feedcache.Kept(
+        b"<rss/>", '"v1"', "Tue, 03 Jun 2025 09:00:00 GMT", feedcache.digest(URL + "&moved")
+    )
     assert feedcache.kept(folder, URL + "&other") is None  # another URL, another entry
     assert folder.stat().st_mode & 0o777 == 0o700
     assert all(path.stat().st_mode & 0o077 == 0 for path in folder.iterdir())
@@ -24,9 +28,9 @@ def test_a_document_is_kept_with_its_validators_and_forgotten(tmp_path: Path) ->
 
 
 def test_an_answer_without_validators_forgets_the_kept_one(tmp_path: Path) -> None:
-    feedcache.keep(tmp_path, URL, b"<rss/>", '"v1"', None)
-    feedcache.keep(tmp_path, URL, b"<rss>new</rss>", None, None)
-    assert feedcache.kept(tmp_path, URL) is None
+    feedcache.keep(tmp_path, URL, b"<rss/>", '"v1"', None, at=URL)
+    feedcache.keep(tmp_path, URL, b"<rss>new</rss>", None, None, at=URL)
+    assert feedcache.kept(tmp_path, URL) is None and not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(
@@ -40,7 +44,7 @@ def test_an_answer_without_validators_forgets_the_kept_one(tmp_path: Path) -> No
     ],
 )
 def test_a_document_that_does_not_match_its_record_is_not_used(tmp_path: Path, damage: object) -> None:
-    feedcache.keep(tmp_path, URL, b"<rss/>", '"v1"', None)
+    feedcache.keep(tmp_path, URL, b"<rss/>", '"v1"', None, at=URL)
     [body] = tmp_path.glob("*.feed")
     damage(body, body.with_suffix(".json"))  # type: ignore[operator]
     assert feedcache.kept(tmp_path, URL) is None
@@ -49,6 +53,43 @@ def test_a_document_that_does_not_match_its_record_is_not_used(tmp_path: Path, d
 def test_a_folder_that_cannot_be_written_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "feeds").write_text("a file where the folder would be")
     with caplog.at_level(logging.WARNING, "clasp_ingest.connectors"):
-        feedcache.keep(tmp_path / "feeds", URL, b"<rss/>", '"v1"', None)
+        feedcache.keep(tmp_path / "feeds", URL, b"<rss/>", '"v1"', None, at=URL)
     assert "cannot keep a feed's document" in caplog.text and "fetched whole next time" in caplog.text
     assert feedcache.kept(tmp_path / "feeds", URL) is None
+
+
+def test_a_document_older_than_a_day_is_not_used(tmp_path: Path) -> None:
+    # a server that wrongly answers "not modified" would otherwise hold a feed back for ever
+    feedcache.keep(tmp_path, URL, b"<rss/>", '"v1"', None, at=URL)
+    assert feedcache.kept(tmp_path, URL) is not None
+    [record] = tmp_path.glob("*.json")
+    day_ago = time.time() - feedcache.MAX_AGE_S - 60
+    os.utime(record, (day_ago, day_ago))
+    assert feedcache.kept(tmp_path, URL) is None
+    assert feedcache.kept(tmp_path, URL, max_age_s=2 * feedcache.MAX_AGE_S) is not None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user takes root")
+def test_a_document_another_user_owns_is_not_used(tmp_path: Path) -> None:
+    # a folder others can write (CLASP_FEED_CACHE_DIR set so): their files are not read
+    feedcache.keep(tmp_path, URL, b"<rss/>", '"v1"', None, at=URL)
+    for path in tmp_path.iterdir():
+        os.chown(path, 54321, -1)
+    assert feedcache.kept(tmp_path, URL) is None
+
+
+def test_the_folder_comes_from_the_settings_and_an_empty_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clasp_ingest.config import Settings
+
+    monkeypatch.setenv("CLASP_FEED_CACHE_DIR", str(tmp_path / "feeds"))
+    assert Settings().open_options().feed_cache == tmp_path / "feeds"
+    monkeypatch.delenv("CLASP_FEED_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert Settings().open_options().feed_cache == tmp_path / "cache" / "clasp-ingest" / "feeds"
+    monkeypatch.setenv("CLASP_FEED_CACHE_DIR", "")  # VAR= in a unit file: not the current folder
+    with pytest.raises(
+        ValueError, match=r"feed_cache_dir[\s\S]*the value is empty; give a folder, or unset it"
+    ):
+        Settings()
