@@ -131,7 +131,8 @@ def ingest_command(
         None,
         "--feed/--no-feed",
         help="Treat every SOURCE as an RSS/Atom feed, or as no feed (else detected from the URL "
-        "and its Content-Type).",
+        "and its Content-Type). An http(s) feed is sent again only where it changed (its last "
+        "document is kept in CLASP_FEED_CACHE_DIR, default ~/.cache/clasp-ingest/feeds).",
         show_default=False,
     ),
     device: str | None = typer.Option(
