@@ -15,6 +15,8 @@ to that URL, :func:`~clasp_ingest.connectors.http.fetch_changed`), readable by t
 A kept document that does not match its record (two runs wrote at once, a damaged disk), that
 another user owns, or that is older than :data:`MAX_AGE_S` (a server that answers "not
 modified" wrongly would hold a feed back for ever) is not used: the feed is fetched whole.
+Each write deletes the entries past that age (feeds no longer ingested) and temporary files
+left by writes cut short, so the folder holds the feeds fetched within a day.
 Only a well-formed document is kept (a feed cut short is fetched whole next time). Deleting
 the folder costs one whole fetch of each feed.
 """
@@ -26,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,6 +41,11 @@ log = logging.getLogger("clasp_ingest.connectors")
 #: The oldest kept document read instead of a whole fetch (a day: an hourly ingest fetches each
 #: unchanged feed whole once a day).
 MAX_AGE_S = 86_400.0
+#: Age after which a temporary file of a write is taken as left by a process that died.
+_STALE_TEMP_S = 3_600.0
+#: Names this module writes: entries, and the temporary files of :func:`_replace`.
+_NAME = re.compile(r"[0-9a-f]{64}\.(?:feed|json)")
+_TEMP_NAME = re.compile(r"\.[0-9a-f]{64}\.(?:feed|json)\..+\.tmp")
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,23 @@ def keep(
         _replace(record_path, json.dumps(record).encode())
     except OSError as exc:
         log.warning("cannot keep a feed's document in %s (%s); it is fetched whole next time", folder, exc)
+        return
+    _sweep(folder)
+
+
+def _sweep(folder: Path) -> None:
+    """Delete what no fetch will read again: this user's entries older than :data:`MAX_AGE_S`
+    (feeds no longer ingested) and temporary files of writes cut short over an hour ago. Only
+    names this module writes are touched (the folder may be one the user shares with others)."""
+    now = time.time()
+    for path in folder.iterdir():
+        oldest = _STALE_TEMP_S if _TEMP_NAME.fullmatch(path.name) else MAX_AGE_S
+        if not (_NAME.fullmatch(path.name) or _TEMP_NAME.fullmatch(path.name)):
+            continue
+        with contextlib.suppress(OSError):
+            info = path.lstat()
+            if info.st_uid == os.geteuid() and now - info.st_mtime > oldest:
+                path.unlink()
 
 
 def forget(folder: Path, url: str) -> None:

@@ -93,3 +93,22 @@ def test_the_folder_comes_from_the_settings_and_an_empty_one_is_refused(
         ValueError, match=r"feed_cache_dir[\s\S]*the value is empty; give a folder, or unset it"
     ):
         Settings()
+
+
+def test_a_write_deletes_entries_past_the_age_and_stale_temporary_files_only(tmp_path: Path) -> None:
+    old, young = URL + "&old", URL + "&young"
+    for url in (old, young):
+        feedcache.keep(tmp_path, url, b"<rss/>", '"v1"', None, at=url)
+    two_days_ago = time.time() - 2 * feedcache.MAX_AGE_S
+    key = feedcache.digest(old)
+    stale, fresh = tmp_path / f".{key}.feed.abc.tmp", tmp_path / f".{key}.json.def.tmp"
+    mine = tmp_path / "notes.txt"  # not a name it writes: a folder shared with other files
+    for path in (stale, fresh, mine):
+        path.write_bytes(b"x")
+    for path in (*tmp_path.glob(f"{key}.*"), stale, mine):
+        os.utime(path, (two_days_ago, two_days_ago))
+
+    feedcache.keep(tmp_path, URL, b"<rss/>", '"v1"', None, at=URL)
+    assert feedcache.kept(tmp_path, old, max_age_s=1e9) is None and not list(tmp_path.glob(f"{key}.*"))
+    assert not stale.exists() and fresh.exists() and mine.exists()
+    assert feedcache.kept(tmp_path, young) is not None and feedcache.kept(tmp_path, URL) is not None
