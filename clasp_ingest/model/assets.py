@@ -29,6 +29,7 @@ from typing import Any
 
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.log import get_logger
+from clasp_ingest.model.cache import mark_used
 
 __all__ = [
     "LITE0_PACKAGE",
@@ -265,6 +266,7 @@ def cached_folder(target: Path, make: Callable[[Path], object]) -> Path:
     leaves no copy that counts as done, and a file of the copy cut short or removed since
     makes the next call write the copy again, not fail every run."""
     if folder_stamp_matches(target):
+        mark_used(target)
         return target
     if target.exists():
         log.warning("%s was cut short, changed or written by an older version; writing it again", target)
@@ -341,6 +343,7 @@ def whisper_base_ct2_dir(cache_dir: Path | None = None) -> Path:
     target = (cache_dir or default_cache_dir()) / "whisper-base-ct2"
     for source in WHISPER_BASE_SOURCES:
         if _stamp_matches(target, source.model_sha256):
+            mark_used(target)
             return target
     for source in WHISPER_BASE_SOURCES:
         dirs = _source_dirs(source)

@@ -1,17 +1,25 @@
-"""``clasp-ingest models``: list presets and where their files resolve; import official checkpoints."""
+"""``clasp-ingest models``: list presets and where their files resolve; import official checkpoints;
+list and prune the model cache."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from clasp_ingest.store.cli_store import refuse_empty
 
+if TYPE_CHECKING:
+    from clasp_ingest.model.cache import CacheEntry
+
 __all__ = ["register"]
 
-models_app = typer.Typer(help="Model presets and checkpoint conversion.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Model presets, checkpoint conversion and the model cache.", no_args_is_help=True
+)
 
 
 def _folder_named(value: str) -> Path:
@@ -103,6 +111,128 @@ def import_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"wrote {written}")
+
+
+def _days(value: str) -> float:
+    from clasp_ingest.store.cli_store import number_in
+
+    return number_in(0.0)(value)
+
+
+def _ago(entry: CacheEntry, now: float) -> str:
+    days = entry.unused_days(now)
+    when = time.strftime("%Y-%m-%d", time.localtime(entry.used))
+    if entry.unfinished:
+        return f"left {when}"
+    return f"{when} ({'today' if days < 1 else f'{int(days)} d ago'})"
+
+
+def _entry_row(entry: CacheEntry, cache: Path, now: float, unused_days: float) -> dict[str, object]:
+    return {
+        "path": str(entry.path.relative_to(cache)),
+        "kind": entry.kind,
+        "bytes": entry.size,
+        "used": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(entry.used)),
+        "stale": entry.stale(unused_days, now),
+    }
+
+
+@models_app.command("cache")
+def cache_command(
+    prune: bool = typer.Option(
+        False,
+        "--prune",
+        help="Remove the copies unused for more than --unused-days, and what runs cut short left.",
+    ),
+    unused_days: float = typer.Option(
+        30.0,
+        "--unused-days",
+        parser=_days,
+        min=0,
+        metavar="DAYS",
+        help="How long unused before --prune removes a copy.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the model cache's copies (size, last used) or remove the ones no run uses (--prune).
+
+    The cache is $XDG_CACHE_HOME/clasp-ingest (~/.cache/clasp-ingest). Each release with new weights
+    and each new virtualenv add copies there (about 270 MB a clasp-mini release); a run marks the
+    copies it loads as used (once a day). A removed copy is written again by the next run that needs
+    it, in seconds. Names clasp-ingest does not write, and the feed cache (feeds/), are left alone.
+    """
+    from clasp_ingest.model.assets import default_cache_dir
+    from clasp_ingest.model.cache import cache_entries
+    from clasp_ingest.model.cache import prune as prune_cache
+
+    cache, now = default_cache_dir(), time.time()
+    entries = cache_entries(cache)
+    if not prune:
+        _show_cache(cache, entries, now, unused_days, as_json)
+        return
+    done = prune_cache(cache, unused_days, now=now)
+    if as_json:
+        typer.echo(json.dumps({
+            "cache": str(cache),
+            "removed": [_entry_row(e, cache, now, unused_days) for e in done.removed],
+            "failed": [{**_entry_row(e, cache, now, unused_days), "error": why} for e, why in done.failed],
+            "freed_bytes": done.freed,
+        }, indent=2))  # fmt: skip
+    else:
+        for entry in done.removed:
+            size = f"{entry.size / 1e6:.1f} MB"
+            typer.echo(f"removed {entry.path} ({entry.kind}, {size}, last used {_ago(entry, now)})")
+        kept = len(entries) - len(done.removed) - len(done.failed)
+        typer.echo(
+            f"{len(done.removed)} removed, {done.freed / 1e6:.1f} MB freed; {kept} in use kept ({cache})"
+        )
+    for entry, why in done.failed:
+        typer.echo(
+            f"error: could not remove {entry.path}: {why}; remove it by hand or as its owner", err=True
+        )
+    if done.failed:
+        raise typer.Exit(1)
+
+
+def _show_cache(
+    cache: Path, entries: list[CacheEntry], now: float, unused_days: float, as_json: bool
+) -> None:
+    if as_json:
+        rows = [_entry_row(e, cache, now, unused_days) for e in entries]
+        typer.echo(json.dumps({"cache": str(cache), "entries": rows}, indent=2))
+        return
+    if not entries:
+        typer.echo(f"the model cache {cache} holds no copies")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"model cache: {cache}")
+    table.add_column("MB", justify="right", no_wrap=True)
+    table.add_column("last used", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("path", overflow="fold")
+    for entry in entries:
+        mark = " *" if entry.stale(unused_days, now) else ""
+        row = (
+            f"{entry.size / 1e6:.1f}",
+            _ago(entry, now) + mark,
+            entry.kind,
+            str(entry.path.relative_to(cache)),
+        )
+        table.add_row(*row)
+    Console().print(table)
+    stale = [e for e in entries if e.stale(unused_days, now)]
+    total = sum(e.size for e in entries) / 1e6
+    typer.echo(f"{len(entries)} copies, {total:.1f} MB; ", nl=False)
+    if stale:
+        freed = sum(e.size for e in stale) / 1e6
+        typer.echo(
+            f"* {len(stale)} ({freed:.1f} MB) unused for over {unused_days:g} days or left by runs cut "
+            f"short: clasp-ingest models cache --prune --unused-days {unused_days:g} removes them"
+        )
+    else:
+        typer.echo(f"none unused for over {unused_days:g} days")
 
 
 def register(app: typer.Typer) -> None:

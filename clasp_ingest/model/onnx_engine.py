@@ -420,9 +420,11 @@ def _cached_export(
     (:func:`_whole_export`). A ``head.onnx`` or ``meta.json`` cut short or removed since is
     exported again, not an error on every item of every run."""
     from clasp_ingest.model.assets import install_folder
+    from clasp_ingest.model.cache import mark_used
 
     folder = _cache_root() / f"{config.model_id}-{_digest(config, saved_dir, model_dir)}"
     if _whole_export(folder):
+        mark_used(folder)
         return folder
     if folder.exists():
         logger.warning("the ONNX export in %s was cut short, changed or written by an older version; "

@@ -375,3 +375,55 @@ def test_sigterm_in_the_middle_of_an_item_keeps_nothing_of_it(env: dict[str, str
     assert "error: terminated" in stderr and "could not roll back" not in stderr
     info = json.loads(cli(env, "store", "info").stdout)
     assert info["points"] == 0  # no half-written item (the collection this run made is gone again)
+
+
+def _cached(env: dict[str, str]) -> dict[str, dict[str, object]]:
+    run = cli(env, "models", "cache", "--json")
+    assert run.returncode == 0, run.stderr
+    return {row["path"]: row for row in json.loads(run.stdout)["entries"]}
+
+
+def _age_all(cache: Path, days: float) -> None:
+    import time
+
+    at = time.time() - days * 86_400
+    for path in [*cache.iterdir(), *(cache / "onnx").iterdir(), *(cache / "e5-onnx").iterdir()]:
+        os.utime(path, (at, at))
+
+
+def test_the_model_cache_lists_what_runs_use_and_prunes_what_they_no_longer_do(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """`models cache` on the copies a first ingest writes; runs mark what they load; `--prune`
+    removes what no run used for the days given, leaves what is not its own, and the next
+    ingest writes the copies again and works."""
+    fresh = {**env, "XDG_CACHE_HOME": str(tmp_path / "fresh-cache")}
+    cache = tmp_path / "fresh-cache" / "clasp-ingest"
+    assert cli(fresh, "ingest", str(SAMPLES / "demo_en.opus")).returncode == 0
+    first = _cached(fresh)
+    kinds = sorted(str(row["kind"]) for row in first.values())
+    assert "ONNX export" in kinds and "e5 graph" in kinds and kinds.count("Whisper (CT2)") >= 2, first
+    assert "whisper-base-ct2" in first and not any(row["stale"] for row in first.values())
+
+    _age_all(cache, 40)  # as if last used 40 days ago
+    assert all(row["stale"] for row in _cached(fresh).values())
+    assert cli(fresh, "ingest", str(SAMPLES / "demo_de.opus")).returncode == 0
+    again = _cached(fresh)
+    assert again.keys() == first.keys()  # the same copies loaded, none written again
+    assert not any(row["stale"] for row in again.values()), again  # each marked used
+
+    _age_all(cache, 40)
+    (cache / "feeds").mkdir()
+    (cache / "notes.txt").write_text("not clasp-ingest's")
+    pruned = cli(fresh, "models", "cache", "--prune", "--unused-days", "30")
+    assert pruned.returncode == 0, pruned.stderr
+    assert f"{len(first)} removed" in pruned.stdout and "0 in use kept" in pruned.stdout, pruned.stdout
+    assert sorted(p.name for p in cache.iterdir()) == ["e5-onnx", "feeds", "notes.txt", "onnx"]
+
+    talk = shutil.copy(SAMPLES / "demo_en.opus", tmp_path / "talk.opus")
+    assert cli(fresh, "ingest", str(talk)).returncode == 0
+    rewritten = _cached(fresh)  # a 7-bit copy is named by its source's mtime: a new name
+    assert sorted(str(row["kind"]) for row in rewritten.values()) == kinds
+    assert {p for p in first if "-int7e-" not in p} <= rewritten.keys()
+    hits = json.loads(cli(fresh, "search", TRAIN, "-k", "1", "--json").stdout)
+    assert hits[0]["start_s"] == pytest.approx(TRAIN_SPAN[0], abs=0.5)

@@ -1,0 +1,178 @@
+"""The model cache: what it lists, what a load marks used, what ``prune`` removes and leaves
+(``clasp_ingest.model.cache``, ``clasp-ingest models cache``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clasp_ingest.cli import app
+from clasp_ingest.model.assets import atomic_write, cached_folder, folder_stamp_matches
+from clasp_ingest.model.cache import DAY_S, cache_entries, mark_used, prune
+
+NOW = time.time()
+
+
+def _copy(folder: Path, size: int = 1000) -> Path:
+    """A stamped copy as the model cache writes it (``cached_folder``)."""
+
+    def write(out: Path) -> None:
+        out.mkdir()
+        (out / "model.bin").write_bytes(b"w" * size)
+        (out / "config.json").write_text("{}")
+
+    return cached_folder(folder, write)
+
+
+def _aged(path: Path, days: float) -> Path:
+    at = NOW - days * DAY_S
+    os.utime(path, (at, at))
+    return path
+
+
+def _cache(tmp_path: Path) -> Path:
+    """A cache holding one of each kind, a run's leftovers, and names that are not ours."""
+    cache = tmp_path / "clasp-ingest"
+    _aged(_copy(cache / "whisper-base-ct2-top-0123456789abcdef", 5000), 40)
+    _copy(cache / "whisper-base-ct2")
+    export = cache / "onnx" / "clasp-mini-v1.1-0123456789abcdef"
+    export.mkdir(parents=True)
+    (export / "head.onnx").write_bytes(b"h" * 300)
+    (export / "meta.json").write_text("{}")
+    _aged(export, 31)
+    atomic_write(cache / "e5-onnx" / "e5-small-q4-00aa11bb22cc33dd.onnx", lambda fh: fh.write(b"e" * 200))
+    _aged(cache / "e5-onnx" / "e5-small-q4-00aa11bb22cc33dd.onnx", 29)
+    (cache / "efficientnet-lite0-timm.safetensors").write_bytes(b"l" * 100)
+    staging = cache / ".whisper-base-ct2-top-fedcba98-k2j4_x9q"  # a run killed while writing
+    staging.mkdir()
+    (staging / "model.bin").write_bytes(b"half")
+    _aged(staging, 2 / 24)
+    (cache / "e5-onnx" / ".tmp-ab12cd.onnx").write_bytes(b"cut")  # being written right now
+    (cache / "feeds").mkdir()
+    (cache / "feeds" / "old.feed").write_bytes(b"<rss/>")
+    _aged(cache / "feeds", 90)
+    _aged(_copy(cache / "unstamped"), 90)
+    (cache / "unstamped" / ".verified").unlink()  # not a copy of ours (no stamp)
+    _aged(cache / "unstamped", 90)
+    (cache / "notes.txt").write_text("mine")
+    _aged(cache / "notes.txt", 90)
+    return cache
+
+
+def test_the_listing_holds_the_copies_clasp_ingest_writes_and_nothing_else(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    listed = {str(e.path.relative_to(cache)): e for e in cache_entries(cache)}
+    assert {name: e.kind for name, e in listed.items()} == {
+        "whisper-base-ct2-top-0123456789abcdef": "Whisper (CT2)",
+        "whisper-base-ct2": "Whisper (CT2)",
+        "onnx/clasp-mini-v1.1-0123456789abcdef": "ONNX export",
+        "e5-onnx/e5-small-q4-00aa11bb22cc33dd.onnx": "e5 graph",
+        "efficientnet-lite0-timm.safetensors": "Lite0 weights",
+        ".whisper-base-ct2-top-fedcba98-k2j4_x9q": "unfinished",
+        "e5-onnx/.tmp-ab12cd.onnx": "unfinished",
+    }
+    assert listed["whisper-base-ct2-top-0123456789abcdef"].size > 5000  # the files inside, stamp too
+    assert listed["onnx/clasp-mini-v1.1-0123456789abcdef"].size == 302
+    assert [e.size for e in cache_entries(cache)] == sorted((e.size for e in listed.values()), reverse=True)
+    assert cache_entries(tmp_path / "none") == []
+
+
+def test_prune_removes_what_no_run_used_for_the_days_given_and_leftovers_over_an_hour_old(
+    tmp_path: Path,
+) -> None:
+    cache = _cache(tmp_path)
+    done = prune(cache, 30, now=NOW)
+    assert sorted(str(e.path.relative_to(cache)) for e in done.removed) == [
+        ".whisper-base-ct2-top-fedcba98-k2j4_x9q",
+        "onnx/clasp-mini-v1.1-0123456789abcdef",
+        "whisper-base-ct2-top-0123456789abcdef",
+    ]
+    assert done.failed == [] and done.freed == sum(e.size for e in done.removed) > 5000
+    left = sorted(
+        str(p.relative_to(cache))
+        for p in cache.rglob("*")
+        if p.parent in (cache, cache / "onnx", cache / "e5-onnx")
+    )
+    assert left == [
+        "e5-onnx",
+        "e5-onnx/.tmp-ab12cd.onnx",  # under an hour old: a run may be writing it
+        "e5-onnx/e5-small-q4-00aa11bb22cc33dd.onnx",  # used 29 days ago
+        "efficientnet-lite0-timm.safetensors",
+        "feeds",  # the feed cache keeps its own
+        "notes.txt",
+        "onnx",
+        "unstamped",
+        "whisper-base-ct2",
+    ]
+    assert [e.path.name for e in prune(cache, 28, now=NOW).removed] == ["e5-small-q4-00aa11bb22cc33dd.onnx"]
+    assert prune(cache, 0, now=NOW + 2 * 3600).removed  # everything of ours, at last
+    assert sorted(p.name for p in cache.iterdir()) == ["e5-onnx", "feeds", "notes.txt", "onnx", "unstamped"]
+
+
+def test_a_copy_that_cannot_be_removed_is_reported_and_the_others_still_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = _cache(tmp_path)
+    stuck = cache / "whisper-base-ct2-top-0123456789abcdef"
+    real = Path.replace
+
+    def refused(self: Path, target: Path) -> Path:  # what another user's copy meets (root may do all)
+        if self == stuck:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "replace", refused)
+    done = prune(cache, 30, now=NOW)
+    assert [(e.path, why) for e, why in done.failed] == [(stuck, "Permission denied")]
+    assert len(done.removed) == 2 and stuck.is_dir() and folder_stamp_matches(stuck)
+    assert not list(cache.glob(".*-old-*"))  # nothing moved aside is left behind
+
+
+def test_a_load_marks_its_copy_used_once_a_day_and_the_copy_stays_whole(tmp_path: Path) -> None:
+    target = _aged(_copy(tmp_path / "whisper-base-ct2-top-00"), 40)
+    assert cached_folder(target, lambda out: pytest.fail("a whole copy is not written again")) == target
+    assert NOW - target.stat().st_mtime < 60 and folder_stamp_matches(target)
+    _aged(target, 0.5)
+    before = target.stat().st_mtime
+    mark_used(target)  # used within the day: no write
+    assert target.stat().st_mtime == before
+    mark_used(tmp_path / "gone")  # never fails a load
+
+
+def _cli(cache_home: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner(env={"XDG_CACHE_HOME": str(cache_home), "COLUMNS": "200"}).invoke(
+        app, ["models", "cache", *args]
+    )
+    return result.exit_code, result.output
+
+
+def test_the_command_lists_marks_and_prunes(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    code, out = _cli(tmp_path, "--json")
+    assert code == 0, out
+    rows = {row["path"]: row for row in json.loads(out)["entries"]}
+    assert rows["whisper-base-ct2-top-0123456789abcdef"]["stale"] and not rows["whisper-base-ct2"]["stale"]
+    code, table = _cli(tmp_path)
+    assert code == 0 and "7 copies" in table
+    assert "* 3 (" in table and "clasp-ingest models cache --prune --unused-days 30 removes them" in table
+    code, out = _cli(tmp_path, "--prune", "--unused-days", "30", "--json")
+    assert code == 0, out
+    pruned = json.loads(out)
+    assert len(pruned["removed"]) == 3 and pruned["failed"] == [] and pruned["freed_bytes"] > 5000
+    code, out = _cli(tmp_path, "--prune")
+    assert code == 0 and out.strip().endswith(f"0 removed, 0.0 MB freed; 4 in use kept ({cache})")
+
+
+@pytest.mark.parametrize("days", ["-1", "nan", "x"])
+def test_unused_days_must_be_a_number_of_days(tmp_path: Path, days: str) -> None:
+    code, out = _cli(tmp_path, "--unused-days", days)
+    assert code == 2, out
+
+
+def test_an_empty_cache_says_so(tmp_path: Path) -> None:
+    assert _cli(tmp_path) == (0, f"the model cache {tmp_path / 'clasp-ingest'} holds no copies\n")
