@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +15,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 # feeds' documents kept by the CLI and the flows (conditional GETs) go to a folder of this run,
-# not the user's cache (processes started for a whole session read this one)
-os.environ.setdefault("CLASP_FEED_CACHE_DIR", tempfile.mkdtemp(prefix="clasp-test-feeds-"))
+# not the user's cache (processes started for a whole session read this one); removed at exit
+if "CLASP_FEED_CACHE_DIR" not in os.environ:
+    os.environ["CLASP_FEED_CACHE_DIR"] = _FEEDS = tempfile.mkdtemp(prefix="clasp-test-feeds-")
+    atexit.register(shutil.rmtree, _FEEDS, ignore_errors=True)
 
 UNIT_DIR = Path(__file__).parent / "unit"
 
