@@ -11,23 +11,27 @@ So each load of a copy marks it used (:func:`mark_used`: its mtime set to now, a
 day, where it can be written), and :func:`prune` removes the copies unused for longer than a
 given number of days, and what runs cut short left behind (staging folders and temporary files
 over an hour old). A removed copy is written again by the next run that needs it (seconds;
-the joined Whisper-base from the installed packages). Only names this package writes are
-touched: anything else in the folder is neither listed nor removed, and the feed cache
-(``feeds/``) keeps its own (a day, :mod:`clasp_ingest.connectors.feedcache`).
+the joined Whisper-base from the installed packages). Only the names this package writes are
+listed or removed, and symbolic links are not followed: anything else in the folder stays, as
+do the feed cache (``feeds/``, which keeps its own: a day,
+:mod:`clasp_ingest.connectors.feedcache`) and the training features (``features/``).
 
-A copy is removed by renaming it aside first (one rename), so a run loading it at that moment
-sees the whole copy or none (and then writes it again), never a half-removed one.
+A copy is checked again just before it goes (a run may have marked it since it was listed) and
+renamed aside first (one rename), so a run that looks for it finds it whole or not at all (and
+then writes it again); a run that found it an instant before may still fail to read it, once.
+One that cannot be deleted whole is put back under its name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,14 +47,24 @@ DAY_S = 86_400.0
 UNFINISHED_AFTER_S = 3_600.0
 
 #: Folders of the cache's top level that hold entries of their own kind.
-_ONNX, _E5, _FEEDS = "onnx", "e5-onnx", "feeds"
+_ONNX, _E5 = "onnx", "e5-onnx"
+_RANDOM = r"[a-z0-9_]{8}"  # what tempfile.mkdtemp/mkstemp add to a prefix
+#: A Whisper copy: the joined Whisper-base, or a CTranslate2 folder's copy with a model's top layers,
+#: with 7-bit weights or with its first N layers (whisper_ct2.patched_whisper_dir,
+#: int7_whisper_dir, truncated_whisper_dir).
+_COPY = r"(?:whisper-base-ct2|.+-(?:top-[0-9a-f]{16}|int7e-[0-9a-f]{12}|[0-9]+L))"
 _LITE0 = "efficientnet-lite0-timm.safetensors"
-_STAMP = ".verified"  # the stamp of a copy written by clasp_ingest.model.assets
-_META = "meta.json"  # the stamp of an ONNX export
-#: Temporary names: ``.<name>-XXXXXXXX`` staging folders and ``.<name>-old-XXXXXXXX`` copies moved
-#: aside (assets.cached_folder / install_folder / _materialise), ``.export-*`` (ONNX exports),
-#: ``.tmp-*`` (assets.atomic_write), ``*.tmp`` (the Lite0 file).
-_UNFINISHED = re.compile(r"\.(?:tmp-.+|export-.+|[A-Za-z0-9_.-]+-[A-Za-z0-9_]{6,})|.+\.tmp")
+#: Each kind's names, and the names runs cut short leave beside them: a copy's staging folder
+#: (``.<copy>-XXXXXXXX``: assets.cached_folder, _materialise) or an old copy moved aside
+#: (``.<copy>-old-XXXXXXXX``: install_folder, _remove), ``.export-*`` (ONNX exports), ``.tmp-*``
+#: (assets.atomic_write), the Lite0 file's ``.tmp``. Nothing else is listed or removed.
+_TOP = re.compile(_COPY)
+_TOP_LEFT = re.compile(rf"\.{_COPY}(?:-old)?-{_RANDOM}|efficientnet-lite0-timm\.tmp")
+_EXPORT = re.compile(r".+-[0-9a-f]{16}")
+_EXPORT_LEFT = re.compile(rf"\.export-{_RANDOM}|\..+-[0-9a-f]{{16}}-old-{_RANDOM}")
+_GRAPH = re.compile(r"e5-small-q4-[0-9a-f]{16}\.onnx")
+_GRAPH_LEFT = re.compile(rf"\.tmp-{_RANDOM}\.onnx")
+UNFINISHED = "unfinished"
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,7 @@ class CacheEntry:
 
     @property
     def unfinished(self) -> bool:
-        return self.kind == "unfinished"
+        return self.kind == UNFINISHED
 
     def unused_days(self, now: float) -> float:
         return max(0.0, now - self.used) / DAY_S
@@ -113,10 +127,10 @@ def prune(cache: Path, unused_days: float, *, now: float | None = None) -> Prune
     removed: list[CacheEntry] = []
     failed: list[tuple[CacheEntry, str]] = []
     for entry in cache_entries(cache):
-        if not entry.stale(unused_days, at):
+        if not entry.stale(unused_days, at) or _used_since(entry):
             continue
         try:
-            _remove(entry.path)
+            _remove(entry)
         except OSError as exc:
             failed.append((entry, exc.strerror or str(exc)))
         else:
@@ -125,36 +139,59 @@ def prune(cache: Path, unused_days: float, *, now: float | None = None) -> Prune
     return Pruned(removed, failed)
 
 
+def _used_since(entry: CacheEntry) -> bool:
+    """Whether a run marked ``entry`` used after it was listed (a prune walks large folders)."""
+    try:
+        return entry.path.lstat().st_mtime > entry.used
+    except OSError:
+        return False
+
+
 def _ours(cache: Path) -> Iterator[tuple[Path, str]]:
-    """Each name of ``cache`` this package writes, with its kind."""
+    """Each name of ``cache`` this package writes, with its kind. Symbolic links are not
+    followed (an ``onnx`` link may lead anywhere); a name that cannot be read is logged and
+    skipped."""
     for path in _listing(cache):
-        name = path.name
-        if name == _FEEDS:
-            continue
-        if name == _ONNX:
-            yield from _inside(path, lambda p: p.is_dir() and (p / _META).is_file(), "ONNX export")
-        elif name == _E5:
-            yield from _inside(path, lambda p: p.name.startswith("e5-small-q4-"), "e5 graph")
-        elif name == _LITE0:
-            yield path, "Lite0 weights"
-        elif _UNFINISHED.fullmatch(name):
-            yield path, "unfinished"
-        elif path.is_dir() and not path.is_symlink() and (path / _STAMP).is_file():
-            yield path, "Whisper (CT2)" if (path / "model.bin").is_file() else "model copy"
+        if path.name == _ONNX:
+            yield from _inside(path, _EXPORT, _EXPORT_LEFT, "ONNX export")
+        elif path.name == _E5:
+            yield from _inside(path, _GRAPH, _GRAPH_LEFT, "e5 graph")
+        elif path.name == _LITE0:
+            yield from _kind(path, path, "Lite0 weights")
+        elif _TOP_LEFT.fullmatch(path.name):
+            yield path, UNFINISHED
+        elif _TOP.fullmatch(path.name):
+            yield from _kind(path, path / "model.bin", "Whisper (CT2)")
 
 
-def _inside(folder: Path, whole: Callable[[Path], bool], kind: str) -> Iterator[tuple[Path, str]]:
+def _inside(
+    folder: Path, whole: re.Pattern[str], left: re.Pattern[str], kind: str
+) -> Iterator[tuple[Path, str]]:
+    if folder.is_symlink():
+        return
     for path in _listing(folder):
-        if _UNFINISHED.fullmatch(path.name):
-            yield path, "unfinished"
-        elif whole(path) and not path.is_symlink():
+        if left.fullmatch(path.name):
+            yield path, UNFINISHED
+        elif whole.fullmatch(path.name):
             yield path, kind
+
+
+def _kind(path: Path, needs: Path, kind: str) -> Iterator[tuple[Path, str]]:
+    """``path`` as ``kind`` where it is no symbolic link and the file ``needs`` is there."""
+    try:
+        if not path.is_symlink() and needs.is_file():
+            yield path, kind
+    except OSError as exc:  # Python 3.11's is_file raises on a folder it may not enter
+        log.warning("%s cannot be read (%s); left out", path, exc.strerror or exc)
 
 
 def _listing(folder: Path) -> list[Path]:
     try:
         return sorted(folder.iterdir())
     except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        log.warning("%s cannot be read (%s); left out", folder, exc.strerror or exc)
         return []
 
 
@@ -179,17 +216,37 @@ def _size(path: Path) -> int:
     return total
 
 
-def _remove(path: Path) -> None:
-    """Remove ``path``; a folder is renamed aside first (one rename: a run loading it sees the
-    whole copy or none), then deleted."""
-    if not path.is_dir() or path.is_symlink():
+def _remove(entry: CacheEntry) -> None:
+    """Remove ``entry``. A copy is renamed aside first (one rename: a run that finds it finds it
+    whole or not at all) and put back where it cannot be deleted; what a run cut short left is
+    deleted where it is."""
+    path = entry.path
+    if path.is_symlink() or not path.is_dir():
         path.unlink(missing_ok=True)
+        return
+    if entry.unfinished:
+        _delete(path)
         return
     aside = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-", dir=path.parent))
     try:
-        with contextlib.suppress(FileNotFoundError):  # another run removed it meanwhile
-            path.replace(aside / path.name)
-    finally:
-        shutil.rmtree(aside, ignore_errors=True)
-    if aside.exists():
-        raise OSError(f"{aside} could not be deleted")
+        path.replace(aside / path.name)
+    except FileNotFoundError:  # another prune removed it meanwhile
+        aside.rmdir()
+        return
+    except OSError:
+        aside.rmdir()
+        raise
+    try:
+        _delete(aside)
+    except OSError:
+        with contextlib.suppress(OSError):  # whole again under its name, unless some was deleted
+            (aside / path.name).replace(path)
+            aside.rmdir()
+        raise
+
+
+def _delete(folder: Path) -> None:
+    errors: list[str] = []
+    shutil.rmtree(folder, onerror=lambda _f, name, exc: errors.append(f"{name}: {exc[1]}"))
+    if errors:
+        raise OSError(errno.EACCES, f"{folder} could not be deleted whole ({errors[0]})")

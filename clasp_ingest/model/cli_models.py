@@ -113,17 +113,11 @@ def import_command(
     typer.echo(f"wrote {written}")
 
 
-def _days(value: str) -> float:
-    from clasp_ingest.store.cli_store import number_in
-
-    return number_in(0.0)(value)
-
-
 def _ago(entry: CacheEntry, now: float) -> str:
     days = entry.unused_days(now)
     when = time.strftime("%Y-%m-%d", time.localtime(entry.used))
     if entry.unfinished:
-        return f"left {when}"
+        return f"left by a run cut short {when}"
     return f"{when} ({'today' if days < 1 else f'{int(days)} d ago'})"
 
 
@@ -144,13 +138,13 @@ def cache_command(
         "--prune",
         help="Remove the copies unused for more than --unused-days, and what runs cut short left.",
     ),
-    unused_days: float = typer.Option(
-        30.0,
+    unused_days: int = typer.Option(
+        30,
         "--unused-days",
-        parser=_days,
         min=0,
+        max=36_500,
         metavar="DAYS",
-        help="How long unused before --prune removes a copy.",
+        help="Whole days unused before --prune removes a copy (a use is recorded once a day); 0: every copy.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -159,13 +153,17 @@ def cache_command(
     The cache is $XDG_CACHE_HOME/clasp-ingest (~/.cache/clasp-ingest). Each release with new weights
     and each new virtualenv add copies there (about 270 MB a clasp-mini release); a run marks the
     copies it loads as used (once a day). A removed copy is written again by the next run that needs
-    it, in seconds. Names clasp-ingest does not write, and the feed cache (feeds/), are left alone.
+    it, in seconds. Names clasp-ingest does not write, symbolic links, the feed cache (feeds/) and
+    the training features (features/) are left alone.
     """
     from clasp_ingest.model.assets import default_cache_dir
     from clasp_ingest.model.cache import cache_entries
     from clasp_ingest.model.cache import prune as prune_cache
 
     cache, now = default_cache_dir(), time.time()
+    if cache.exists() and not cache.is_dir():
+        typer.echo(f"error: the model cache {str(cache)!r} is not a folder; check XDG_CACHE_HOME", err=True)
+        raise typer.Exit(1)
     entries = cache_entries(cache)
     if not prune:
         _show_cache(cache, entries, now, unused_days, as_json)
@@ -183,9 +181,7 @@ def cache_command(
             size = f"{entry.size / 1e6:.1f} MB"
             typer.echo(f"removed {entry.path} ({entry.kind}, {size}, last used {_ago(entry, now)})")
         kept = len(entries) - len(done.removed) - len(done.failed)
-        typer.echo(
-            f"{len(done.removed)} removed, {done.freed / 1e6:.1f} MB freed; {kept} in use kept ({cache})"
-        )
+        typer.echo(f"{len(done.removed)} removed, {done.freed / 1e6:.1f} MB freed; {kept} kept ({cache})")
     for entry, why in done.failed:
         typer.echo(
             f"error: could not remove {entry.path}: {why}; remove it by hand or as its owner", err=True

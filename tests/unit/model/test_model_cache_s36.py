@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 from clasp_ingest.cli import app
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.model.assets import atomic_write, cached_folder, folder_stamp_matches
-from clasp_ingest.model.cache import DAY_S, cache_entries, mark_used, prune
+from clasp_ingest.model.cache import DAY_S, CacheEntry, cache_entries, mark_used, prune
 
 NOW = time.time()
 
@@ -50,11 +51,11 @@ def _cache(tmp_path: Path) -> Path:
     atomic_write(cache / "e5-onnx" / "e5-small-q4-00aa11bb22cc33dd.onnx", lambda fh: fh.write(b"e" * 200))
     _aged(cache / "e5-onnx" / "e5-small-q4-00aa11bb22cc33dd.onnx", 29)
     (cache / "efficientnet-lite0-timm.safetensors").write_bytes(b"l" * 100)
-    staging = cache / ".whisper-base-ct2-top-fedcba98-k2j4_x9q"  # a run killed while writing
+    staging = cache / ".whisper-base-ct2-top-fedcba9876543210-k2j4_x9q"  # a run killed while writing
     staging.mkdir()
     (staging / "model.bin").write_bytes(b"half")
     _aged(staging, 2 / 24)
-    (cache / "e5-onnx" / ".tmp-ab12cd.onnx").write_bytes(b"cut")  # being written right now
+    (cache / "e5-onnx" / ".tmp-ab12cd34.onnx").write_bytes(b"cut")  # being written right now
     (cache / "feeds").mkdir()
     (cache / "feeds" / "old.feed").write_bytes(b"<rss/>")
     _aged(cache / "feeds", 90)
@@ -63,6 +64,8 @@ def _cache(tmp_path: Path) -> Path:
     _aged(cache / "unstamped", 90)
     (cache / "notes.txt").write_text("mine")
     _aged(cache / "notes.txt", 90)
+    (cache / "features").mkdir()  # the training features' cache
+    _aged(cache / "features", 90)
     return cache
 
 
@@ -75,8 +78,8 @@ def test_the_listing_holds_the_copies_clasp_ingest_writes_and_nothing_else(tmp_p
         "onnx/clasp-mini-v1.1-0123456789abcdef": "ONNX export",
         "e5-onnx/e5-small-q4-00aa11bb22cc33dd.onnx": "e5 graph",
         "efficientnet-lite0-timm.safetensors": "Lite0 weights",
-        ".whisper-base-ct2-top-fedcba98-k2j4_x9q": "unfinished",
-        "e5-onnx/.tmp-ab12cd.onnx": "unfinished",
+        ".whisper-base-ct2-top-fedcba9876543210-k2j4_x9q": "unfinished",
+        "e5-onnx/.tmp-ab12cd34.onnx": "unfinished",
     }
     assert listed["whisper-base-ct2-top-0123456789abcdef"].size > 5000  # the files inside, stamp too
     assert listed["onnx/clasp-mini-v1.1-0123456789abcdef"].size == 302
@@ -90,7 +93,7 @@ def test_prune_removes_what_no_run_used_for_the_days_given_and_leftovers_over_an
     cache = _cache(tmp_path)
     done = prune(cache, 30, now=NOW)
     assert sorted(str(e.path.relative_to(cache)) for e in done.removed) == [
-        ".whisper-base-ct2-top-fedcba98-k2j4_x9q",
+        ".whisper-base-ct2-top-fedcba9876543210-k2j4_x9q",
         "onnx/clasp-mini-v1.1-0123456789abcdef",
         "whisper-base-ct2-top-0123456789abcdef",
     ]
@@ -102,9 +105,10 @@ def test_prune_removes_what_no_run_used_for_the_days_given_and_leftovers_over_an
     )
     assert left == [
         "e5-onnx",
-        "e5-onnx/.tmp-ab12cd.onnx",  # under an hour old: a run may be writing it
+        "e5-onnx/.tmp-ab12cd34.onnx",  # under an hour old: a run may be writing it
         "e5-onnx/e5-small-q4-00aa11bb22cc33dd.onnx",  # used 29 days ago
         "efficientnet-lite0-timm.safetensors",
+        "features",
         "feeds",  # the feed cache keeps its own
         "notes.txt",
         "onnx",
@@ -113,7 +117,14 @@ def test_prune_removes_what_no_run_used_for_the_days_given_and_leftovers_over_an
     ]
     assert [e.path.name for e in prune(cache, 28, now=NOW).removed] == ["e5-small-q4-00aa11bb22cc33dd.onnx"]
     assert prune(cache, 0, now=NOW + 2 * 3600).removed  # everything of ours, at last
-    assert sorted(p.name for p in cache.iterdir()) == ["e5-onnx", "feeds", "notes.txt", "onnx", "unstamped"]
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "e5-onnx",
+        "features",
+        "feeds",
+        "notes.txt",
+        "onnx",
+        "unstamped",
+    ]
 
 
 def test_a_copy_that_cannot_be_removed_is_reported_and_the_others_still_go(
@@ -167,10 +178,10 @@ def test_the_command_lists_marks_and_prunes(tmp_path: Path) -> None:
     pruned = json.loads(out)
     assert len(pruned["removed"]) == 3 and pruned["failed"] == [] and pruned["freed_bytes"] > 5000
     code, out = _cli(tmp_path, "--prune")
-    assert code == 0 and out.strip().endswith(f"0 removed, 0.0 MB freed; 4 in use kept ({cache})")
+    assert code == 0 and out.strip().endswith(f"0 removed, 0.0 MB freed; 4 kept ({cache})")
 
 
-@pytest.mark.parametrize("days", ["-1", "nan", "x"])
+@pytest.mark.parametrize("days", ["-1", "nan", "x", "0.5", "inf"])
 def test_unused_days_must_be_a_number_of_days(tmp_path: Path, days: str) -> None:
     code, out = _cli(tmp_path, "--unused-days", days)
     assert code == 2, out
@@ -186,3 +197,107 @@ def test_a_cache_without_room_names_the_prune_as_a_remedy(tmp_path: Path) -> Non
 
     with pytest.raises(ModelLoadError, match=r"No space left .*'clasp-ingest models cache --prune' removes"):
         cached_folder(tmp_path / "clasp-ingest" / "whisper-base-ct2-top-00", full)
+
+
+def test_names_like_leftovers_that_it_does_not_write_and_links_are_left_alone(tmp_path: Path) -> None:
+    """Reviewer: ``.<word>-<6 characters>`` and ``*.tmp`` were taken for leftovers, and ``e5-onnx``
+    was followed where it was a link to another folder, whose files went too."""
+    cache = tmp_path / "clasp-ingest"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in (
+        ".bash_history-backup1",
+        "notes.tmp",
+        ".tmp-ab12cd34.onnx",
+        "e5-small-q4-00aa11bb22cc33dd.onnx",
+    ):
+        _aged(_write(outside / name), 90)
+    cache.mkdir()
+    (cache / "e5-onnx").symlink_to(outside)
+    _aged(_write(cache / "my-notes.tmp"), 90)
+    (cache / ".venv-backup1").mkdir()
+    _aged(cache / ".venv-backup1", 90)
+    theirs = _aged(_copy(tmp_path / "shared" / "whisper-base-ct2"), 90)
+    (cache / "whisper-base-ct2").symlink_to(theirs)
+    hidden = _aged(_copy(cache / ".mywhisper-top-0123456789abcdef"), 0.5)  # a hidden folder's copy
+    assert [(e.path, e.kind) for e in cache_entries(cache)] == [(hidden, "Whisper (CT2)")]
+    assert prune(cache, 1, now=NOW).removed == []
+    assert len(list(outside.iterdir())) == 4 and folder_stamp_matches(theirs)
+    assert sorted(p.name for p in cache.iterdir()) == [
+        ".mywhisper-top-0123456789abcdef",
+        ".venv-backup1",
+        "e5-onnx",
+        "my-notes.tmp",
+        "whisper-base-ct2",
+    ]
+
+
+def test_a_copy_marked_used_after_the_listing_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reviewer: a run that loaded a copy while a prune walked the others lost it."""
+    from clasp_ingest.model import cache as cache_module
+
+    cache = tmp_path / "clasp-ingest"
+    old = _aged(_copy(cache / "whisper-base-ct2-top-0123456789abcdef", 5000), 40)
+    other = _aged(_copy(cache / "whisper-base-ct2-int7e-0123456789ab"), 40)
+    listed = cache_module.cache_entries
+
+    def listing_then_a_load(folder: Path) -> list[CacheEntry]:
+        found = listed(folder)
+        mark_used(old)  # a run loads it while the prune runs
+        return found
+
+    monkeypatch.setattr(cache_module, "cache_entries", listing_then_a_load)
+    done = prune(cache, 30, now=NOW)
+    assert [e.path for e in done.removed] == [other] and folder_stamp_matches(old)
+
+
+def test_a_copy_that_cannot_be_deleted_whole_is_put_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reviewer: a copy whose deletion failed half-way stayed under ``.<name>-old-…`` and moved
+    further aside at each prune."""
+    cache = tmp_path / "clasp-ingest"
+    stuck = _aged(_copy(cache / "whisper-base-ct2-top-0123456789abcdef"), 40)
+    real = shutil.rmtree
+
+    def refused(path: str | Path, *args: object, onerror: object = None, **kw: object) -> None:
+        assert callable(onerror)  # what an undeletable file inside meets (root may delete all)
+        onerror(
+            os.unlink,
+            str(Path(path) / "x" / "model.bin"),
+            (PermissionError, PermissionError(13, "Permission denied"), None),
+        )
+
+    monkeypatch.setattr(shutil, "rmtree", refused)
+    done = prune(cache, 30, now=NOW)
+    monkeypatch.setattr(shutil, "rmtree", real)
+    assert [(e.path, "could not be deleted whole" in why) for e, why in done.failed] == [(stuck, True)]
+    assert sorted(p.name for p in cache.iterdir()) == [stuck.name] and folder_stamp_matches(stuck)
+
+
+def _write(path: Path) -> Path:
+    path.write_bytes(b"data")
+    return path
+
+
+def test_a_copy_it_may_not_read_is_left_out_and_the_others_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reviewer: another user's 0700 copy failed the whole listing (Python 3.11's ``is_file``
+    raises PermissionError)."""
+    cache = tmp_path / "clasp-ingest"
+    theirs = _copy(cache / "whisper-base-ct2-top-0123456789abcdef")
+    mine = _aged(_copy(cache / "whisper-base-ct2"), 40)
+    real = Path.is_file
+
+    def denied(self: Path) -> bool:  # what a folder it may not enter gives (root may enter all)
+        if self.parent == theirs:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    assert [e.path for e in cache_entries(cache)] == [mine]
+    assert [e.path for e in prune(cache, 30, now=NOW).removed] == [mine]
+    assert "cannot be read (Permission denied); left out" in caplog.text
