@@ -7,19 +7,20 @@ ONNX exports of heads, the e5 graph (13.5 MB, keyed by the installed file's path
 virtualenv). A new version or a new virtualenv writes new ones and nothing removed the old:
 270 MB a clasp-mini release, 13.5 MB a reinstall.
 
-So each load of a copy marks it used (:func:`mark_used`: its mtime set to now, at most once a
-day, where it can be written), and :func:`prune` removes the copies unused for longer than a
+So each load of a copy marks it used (:func:`mark_used`: its mtime set to now, at most once an
+hour, where it can be written), and :func:`prune` removes the copies unused for longer than a
 given number of days, and what runs cut short left behind (staging folders and temporary files
 over an hour old). A removed copy is written again by the next run that needs it (seconds;
 the joined Whisper-base from the installed packages). Only the names this package writes are
-listed or removed, and symbolic links are not followed: anything else in the folder stays, as
+listed or removed, and symbolic links are neither followed nor removed: anything else in the folder stays, as
 do the feed cache (``feeds/``, which keeps its own: a day,
 :mod:`clasp_ingest.connectors.feedcache`) and the training features (``features/``).
 
 A copy is checked again just before it goes (a run may have marked it since it was listed) and
 renamed aside first (one rename), so a run that looks for it finds it whole or not at all (and
 then writes it again); a run that found it an instant before may still fail to read it, once.
-One that cannot be deleted whole is put back under its name.
+One that cannot be deleted is put back under its name where none of it went, else left aside as
+a leftover the next prune deletes. Two prunes at once remove each entry once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import errno
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -42,6 +44,9 @@ __all__ = ["CacheEntry", "Pruned", "cache_entries", "mark_used", "prune"]
 log = get_logger("model.cache")
 
 DAY_S = 86_400.0
+#: A load records its use where the last one recorded is older than this: one write an hour at
+#: most, and a copy used within the hour never reads as unused for a day or more.
+MARK_EVERY_S = 3_600.0
 #: What runs cut short left (staging folders, temporary files) is removed once this old: a copy
 #: is written in seconds, so one this old belongs to no run still writing it.
 UNFINISHED_AFTER_S = 3_600.0
@@ -98,6 +103,7 @@ class Pruned:
 
     removed: list[CacheEntry]
     failed: list[tuple[CacheEntry, str]]
+    kept: int  # entries left as they were (in use, or another prune removed them first)
 
     @property
     def freed(self) -> int:
@@ -106,10 +112,10 @@ class Pruned:
 
 def mark_used(path: Path) -> None:
     """Record that a run loaded ``path`` (a cache copy): its mtime is set to now where it is over
-    a day old, so a copy in use costs one write a day. Never fails a load: a read-only cache is
-    left as it is (its copies then read as unused since they were written)."""
+    an hour old (:data:`MARK_EVERY_S`), so a copy in use costs one write an hour. Never fails a
+    load: a read-only cache is left as it is (its copies then read as unused since written)."""
     with contextlib.suppress(OSError):
-        if time.time() - path.stat().st_mtime > DAY_S:
+        if time.time() - path.stat().st_mtime > MARK_EVERY_S:
             os.utime(path)
 
 
@@ -126,17 +132,19 @@ def prune(cache: Path, unused_days: float, *, now: float | None = None) -> Prune
     at = time.time() if now is None else now
     removed: list[CacheEntry] = []
     failed: list[tuple[CacheEntry, str]] = []
-    for entry in cache_entries(cache):
+    entries = cache_entries(cache)
+    for entry in entries:
         if not entry.stale(unused_days, at) or _used_since(entry):
             continue
         try:
-            _remove(entry)
+            gone = _remove(entry)
         except OSError as exc:
             failed.append((entry, exc.strerror or str(exc)))
-        else:
+            continue
+        if gone:
             removed.append(entry)
             log.info("removed %s (%s, %.1f MB)", entry.path, entry.kind, entry.size / 1e6)
-    return Pruned(removed, failed)
+    return Pruned(removed, failed, len(entries) - len(removed) - len(failed))
 
 
 def _used_since(entry: CacheEntry) -> bool:
@@ -159,7 +167,7 @@ def _ours(cache: Path) -> Iterator[tuple[Path, str]]:
         elif path.name == _LITE0:
             yield from _kind(path, path, "Lite0 weights")
         elif _TOP_LEFT.fullmatch(path.name):
-            yield path, UNFINISHED
+            yield from _kind(path, path, UNFINISHED, needs_file=False)
         elif _TOP.fullmatch(path.name):
             yield from _kind(path, path / "model.bin", "Whisper (CT2)")
 
@@ -171,15 +179,15 @@ def _inside(
         return
     for path in _listing(folder):
         if left.fullmatch(path.name):
-            yield path, UNFINISHED
+            yield from _kind(path, path, UNFINISHED, needs_file=False)
         elif whole.fullmatch(path.name):
-            yield path, kind
+            yield from _kind(path, path, kind, needs_file=False)
 
 
-def _kind(path: Path, needs: Path, kind: str) -> Iterator[tuple[Path, str]]:
-    """``path`` as ``kind`` where it is no symbolic link and the file ``needs`` is there."""
+def _kind(path: Path, needs: Path, kind: str, *, needs_file: bool = True) -> Iterator[tuple[Path, str]]:
+    """``path`` as ``kind`` where it is no symbolic link (and the file ``needs`` is there)."""
     try:
-        if not path.is_symlink() and needs.is_file():
+        if not path.is_symlink() and (not needs_file or needs.is_file()):
             yield path, kind
     except OSError as exc:  # Python 3.11's is_file raises on a folder it may not enter
         log.warning("%s cannot be read (%s); left out", path, exc.strerror or exc)
@@ -200,6 +208,9 @@ def _entry(path: Path, kind: str) -> CacheEntry | None:
         st = path.lstat()
     except FileNotFoundError:  # removed by another run meanwhile
         return None
+    except OSError as exc:  # a folder it may list but not enter
+        log.warning("%s cannot be read (%s); left out", path, exc.strerror or exc)
+        return None
     return CacheEntry(path, kind, _size(path), st.st_mtime)
 
 
@@ -216,37 +227,59 @@ def _size(path: Path) -> int:
     return total
 
 
-def _remove(entry: CacheEntry) -> None:
-    """Remove ``entry``. A copy is renamed aside first (one rename: a run that finds it finds it
-    whole or not at all) and put back where it cannot be deleted; what a run cut short left is
-    deleted where it is."""
+def _remove(entry: CacheEntry) -> bool:
+    """Remove ``entry``; False where another prune removed it first. A copy is renamed aside
+    first (one rename: a run that finds it finds it whole or not at all) and put back where none
+    of it could be deleted; what a run cut short left is deleted where it is."""
     path = entry.path
-    if path.is_symlink() or not path.is_dir():
-        path.unlink(missing_ok=True)
-        return
+    try:
+        folder = stat.S_ISDIR(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
+    if not folder:
+        path.unlink()
+        return True
     if entry.unfinished:
-        _delete(path)
-        return
+        return _delete(path)
     aside = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-", dir=path.parent))
     try:
         path.replace(aside / path.name)
-    except FileNotFoundError:  # another prune removed it meanwhile
+    except OSError as exc:
         aside.rmdir()
-        return
-    except OSError:
-        aside.rmdir()
+        if isinstance(exc, FileNotFoundError):
+            return False
         raise
+    files = _files(aside)
     try:
         _delete(aside)
     except OSError:
-        with contextlib.suppress(OSError):  # whole again under its name, unless some was deleted
-            (aside / path.name).replace(path)
-            aside.rmdir()
+        if _files(aside) == files:  # nothing deleted: whole again under its name
+            with contextlib.suppress(OSError):
+                (aside / path.name).replace(path)
+                aside.rmdir()
         raise
+    return True
 
 
-def _delete(folder: Path) -> None:
+def _files(folder: Path) -> list[str]:
+    return sorted(
+        str(Path(root, name).relative_to(folder)) for root, _, names in os.walk(folder) for name in names
+    )
+
+
+def _delete(folder: Path) -> bool:
+    """Delete ``folder`` and all in it; False where another prune deleted the folder itself
+    first (what it deleted is no error)."""
     errors: list[str] = []
-    shutil.rmtree(folder, onerror=lambda _f, name, exc: errors.append(f"{name}: {exc[1]}"))
+    beaten: list[bool] = []
+
+    def failed(_function: object, name: str, exc: tuple[type[BaseException], BaseException, object]) -> None:
+        if not isinstance(exc[1], FileNotFoundError):
+            errors.append(f"{name}: {exc[1]}")
+        elif os.fspath(name) == os.fspath(folder):
+            beaten.append(True)
+
+    shutil.rmtree(os.fspath(folder), onerror=failed)
     if errors:
         raise OSError(errno.EACCES, f"{folder} could not be deleted whole ({errors[0]})")
+    return not beaten

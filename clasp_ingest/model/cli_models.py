@@ -121,6 +121,17 @@ def _ago(entry: CacheEntry, now: float) -> str:
     return f"{when} ({'today' if days < 1 else f'{int(days)} d ago'})"
 
 
+def _folder_or_none(path: Path) -> bool:
+    """Whether ``path`` is a folder or is not there (a parent that is a file is not a folder)."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return True
+    except OSError:  # NotADirectoryError: XDG_CACHE_HOME names a file
+        return False
+    return path.is_dir()
+
+
 def _entry_row(entry: CacheEntry, cache: Path, now: float, unused_days: float) -> dict[str, object]:
     return {
         "path": str(entry.path.relative_to(cache)),
@@ -144,7 +155,7 @@ def cache_command(
         min=0,
         max=36_500,
         metavar="DAYS",
-        help="Whole days unused before --prune removes a copy (a use is recorded once a day); 0: every copy.",
+        help="Whole days unused before --prune removes a copy (uses are recorded hourly); 0: every copy.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -152,7 +163,7 @@ def cache_command(
 
     The cache is $XDG_CACHE_HOME/clasp-ingest (~/.cache/clasp-ingest). Each release with new weights
     and each new virtualenv add copies there (about 270 MB a clasp-mini release); a run marks the
-    copies it loads as used (once a day). A removed copy is written again by the next run that needs
+    copies it loads as used (once an hour). A removed copy is written again by the next run that needs
     it, in seconds. Names clasp-ingest does not write, symbolic links, the feed cache (feeds/) and
     the training features (features/) are left alone.
     """
@@ -161,12 +172,11 @@ def cache_command(
     from clasp_ingest.model.cache import prune as prune_cache
 
     cache, now = default_cache_dir(), time.time()
-    if cache.exists() and not cache.is_dir():
+    if not _folder_or_none(cache):
         typer.echo(f"error: the model cache {str(cache)!r} is not a folder; check XDG_CACHE_HOME", err=True)
         raise typer.Exit(1)
-    entries = cache_entries(cache)
     if not prune:
-        _show_cache(cache, entries, now, unused_days, as_json)
+        _show_cache(cache, cache_entries(cache), now, unused_days, as_json)
         return
     done = prune_cache(cache, unused_days, now=now)
     if as_json:
@@ -180,8 +190,9 @@ def cache_command(
         for entry in done.removed:
             size = f"{entry.size / 1e6:.1f} MB"
             typer.echo(f"removed {entry.path} ({entry.kind}, {size}, last used {_ago(entry, now)})")
-        kept = len(entries) - len(done.removed) - len(done.failed)
-        typer.echo(f"{len(done.removed)} removed, {done.freed / 1e6:.1f} MB freed; {kept} kept ({cache})")
+        typer.echo(
+            f"{len(done.removed)} removed, {done.freed / 1e6:.1f} MB freed; {done.kept} kept ({cache})"
+        )
     for entry, why in done.failed:
         typer.echo(
             f"error: could not remove {entry.path}: {why}; remove it by hand or as its owner", err=True

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from clasp_ingest.cli import app
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.model.assets import atomic_write, cached_folder, folder_stamp_matches
-from clasp_ingest.model.cache import DAY_S, CacheEntry, cache_entries, mark_used, prune
+from clasp_ingest.model.cache import DAY_S, CacheEntry, Pruned, cache_entries, mark_used, prune
 
 NOW = time.time()
 
@@ -146,14 +146,17 @@ def test_a_copy_that_cannot_be_removed_is_reported_and_the_others_still_go(
     assert not list(cache.glob(".*-old-*"))  # nothing moved aside is left behind
 
 
-def test_a_load_marks_its_copy_used_once_a_day_and_the_copy_stays_whole(tmp_path: Path) -> None:
+def test_a_load_marks_its_copy_used_once_an_hour_and_the_copy_stays_whole(tmp_path: Path) -> None:
     target = _aged(_copy(tmp_path / "whisper-base-ct2-top-00"), 40)
     assert cached_folder(target, lambda out: pytest.fail("a whole copy is not written again")) == target
     assert NOW - target.stat().st_mtime < 60 and folder_stamp_matches(target)
-    _aged(target, 0.5)
+    _aged(target, 0.5 / 24)
     before = target.stat().st_mtime
-    mark_used(target)  # used within the day: no write
+    mark_used(target)  # used within the hour: no write
     assert target.stat().st_mtime == before
+    _aged(target, 2 / 24)
+    mark_used(target)
+    assert NOW - target.stat().st_mtime < 60
     mark_used(tmp_path / "gone")  # never fails a load
 
 
@@ -301,3 +304,84 @@ def test_a_copy_it_may_not_read_is_left_out_and_the_others_listed(
     assert [e.path for e in cache_entries(cache)] == [mine]
     assert [e.path for e in prune(cache, 30, now=NOW).removed] == [mine]
     assert "cannot be read (Permission denied); left out" in caplog.text
+
+
+def test_a_copy_partly_deleted_stays_aside_for_the_next_prune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reviewer 2: a copy whose deletion failed after some files went was put back, half, under
+    its live name."""
+    cache = tmp_path / "clasp-ingest"
+    stuck = _aged(_copy(cache / "whisper-base-ct2-2L"), 40)
+    real = shutil.rmtree
+
+    def half(path: str | Path, *args: object, onerror: object = None, **kw: object) -> None:
+        assert callable(onerror)
+        copy = Path(path) / stuck.name
+        (copy / "model.bin").unlink()  # deleted; config.json cannot be (an immutable file)
+        onerror(
+            os.unlink,
+            str(copy / "config.json"),
+            (PermissionError, PermissionError(1, "Operation not permitted"), None),
+        )
+
+    monkeypatch.setattr(shutil, "rmtree", half)
+    done = prune(cache, 30, now=NOW)
+    monkeypatch.setattr(shutil, "rmtree", real)
+    [(entry, why)] = done.failed
+    assert entry.path == stuck and not stuck.exists() and "-old-" in why and "config.json" in why
+    [aside] = cache.iterdir()
+    assert aside.name.startswith(f".{stuck.name}-old-")
+    _aged(aside, 2 / 24)
+    assert [e.path for e in prune(cache, 30, now=NOW).removed] == [aside] and not list(cache.iterdir())
+
+
+def test_two_prunes_at_once_remove_each_copy_once_and_fail_nothing(tmp_path: Path) -> None:
+    """Reviewer 2: the second of two prunes counted copies the first had removed, and failed on
+    files the first had deleted."""
+    import threading
+
+    for trial in range(5):
+        cache = tmp_path / str(trial) / "clasp-ingest"
+        for i in range(3):
+            _aged(_copy(cache / f"whisper-base-ct2-{i + 2}L"), 40)
+        left = cache / ".whisper-base-ct2-abcd_123"
+        left.mkdir(parents=True)
+        for i in range(100):
+            (left / f"f{i}").write_bytes(b"x")
+        _aged(left, 2 / 24)
+        results: list[Pruned] = []
+        threads = [threading.Thread(target=_pruning, args=(cache, results)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not list(cache.iterdir())
+        assert [p.failed for p in results] == [[], []]
+        assert sum(len(p.removed) for p in results) == 4
+
+
+def _pruning(cache: Path, results: list[Pruned]) -> None:
+    results.append(prune(cache, 30, now=NOW))
+
+
+def test_links_named_like_leftovers_or_exports_stay(tmp_path: Path) -> None:
+    cache = tmp_path / "clasp-ingest"
+    (cache / "onnx").mkdir(parents=True)
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    for link in (
+        cache / ".whisper-base-ct2-abcdefgh",
+        cache / "onnx" / "m-0123456789abcdef",
+        cache / "onnx" / ".export-abcdefgh",
+    ):
+        link.symlink_to(target)
+        os.utime(link, (NOW - 90 * DAY_S, NOW - 90 * DAY_S), follow_symlinks=False)
+    assert cache_entries(cache) == [] and prune(cache, 0, now=NOW).removed == []
+    assert len(list(cache.iterdir())) == 2 and len(list((cache / "onnx").iterdir())) == 2
+
+
+def test_a_cache_home_that_is_a_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    code, out = _cli(tmp_path / "afile", "--prune")
+    assert code == 1 and "is not a folder; check XDG_CACHE_HOME" in out
