@@ -161,12 +161,8 @@ def cache_command(
 ) -> None:
     """List the model cache's copies (size, last used) or remove the ones no run uses (--prune).
 
-    The cache is $XDG_CACHE_HOME/clasp-ingest (~/.cache/clasp-ingest). Each release with new weights
-    and each new virtualenv add copies there (about 270 MB a clasp-mini release); a run marks the
-    copies it loads as used (once an hour). A removed copy is written again by the next run that needs
-    it, in seconds. Names clasp-ingest does not write, symbolic links, the feed cache (feeds/) and
-    the training features (features/) are left alone.
-    """
+    The cache is $XDG_CACHE_HOME/clasp-ingest (~/.cache/clasp-ingest). Each release with new weights and each new virtualenv add copies there (about 270 MB a clasp-mini release); a run marks the copies it loads as used (once an hour). A removed copy is written again by the next run that needs it, in seconds. Names clasp-ingest does not write, symbolic links, the feed cache (feeds/) and the training features (features/) are left alone.
+    """  # noqa: E501 - paragraphs of --help
     from clasp_ingest.model.assets import default_cache_dir
     from clasp_ingest.model.cache import cache_entries
     from clasp_ingest.model.cache import prune as prune_cache
