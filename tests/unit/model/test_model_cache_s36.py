@@ -32,6 +32,14 @@ def _copy(folder: Path, size: int = 1000) -> Path:
     return cached_folder(folder, write)
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """``NOW`` is each test's start: a copy written during the test is that new (a time taken at
+    collection is most of an hour old when a whole test run reaches these tests)."""
+    global NOW
+    NOW = time.time()
+
+
 def _aged(path: Path, days: float) -> Path:
     at = NOW - days * DAY_S
     os.utime(path, (at, at))
@@ -149,14 +157,13 @@ def test_a_copy_that_cannot_be_removed_is_reported_and_the_others_still_go(
 def test_a_load_marks_its_copy_used_once_an_hour_and_the_copy_stays_whole(tmp_path: Path) -> None:
     target = _aged(_copy(tmp_path / "whisper-base-ct2-top-00"), 40)
     assert cached_folder(target, lambda out: pytest.fail("a whole copy is not written again")) == target
-    assert NOW - target.stat().st_mtime < 60 and folder_stamp_matches(target)
-    _aged(target, 0.5 / 24)
-    before = target.stat().st_mtime
+    assert time.time() - target.stat().st_mtime < 60 and folder_stamp_matches(target)
+    before = _aged(target, 0.5 / 24).stat().st_mtime
     mark_used(target)  # used within the hour: no write
     assert target.stat().st_mtime == before
     _aged(target, 2 / 24)
     mark_used(target)
-    assert NOW - target.stat().st_mtime < 60
+    assert time.time() - target.stat().st_mtime < 60
     mark_used(tmp_path / "gone")  # never fails a load
 
 
