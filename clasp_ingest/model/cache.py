@@ -75,7 +75,7 @@ UNFINISHED = "unfinished"
 @dataclass(frozen=True)
 class CacheEntry:
     """One copy in the model cache: ``kind`` (what it is), ``size`` in bytes, ``used``: when a run
-    last loaded it (a day's precision; its mtime), or for an unfinished one, when it was left."""
+    last loaded it (an hour's precision; its mtime), or for an unfinished one, when it was left."""
 
     path: Path
     kind: str
@@ -237,7 +237,10 @@ def _remove(entry: CacheEntry) -> bool:
     except FileNotFoundError:
         return False
     if not folder:
-        path.unlink()
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
         return True
     if entry.unfinished:
         return _delete(path)

@@ -350,8 +350,11 @@ def test_two_prunes_at_once_remove_each_copy_once_and_fail_nothing(tmp_path: Pat
 
     for trial in range(5):
         cache = tmp_path / str(trial) / "clasp-ingest"
+        (cache / "e5-onnx").mkdir(parents=True)
         for i in range(3):
             _aged(_copy(cache / f"whisper-base-ct2-{i + 2}L"), 40)
+        for i in range(20):  # files too (e5 graphs), each unlinked by one of the two
+            _aged(_write(cache / "e5-onnx" / f"e5-small-q4-{i:016x}.onnx"), 40)
         left = cache / ".whisper-base-ct2-abcd_123"
         left.mkdir(parents=True)
         for i in range(100):
@@ -363,9 +366,9 @@ def test_two_prunes_at_once_remove_each_copy_once_and_fail_nothing(tmp_path: Pat
             thread.start()
         for thread in threads:
             thread.join()
-        assert not list(cache.iterdir())
+        assert [p.name for p in cache.iterdir()] == ["e5-onnx"] and not list((cache / "e5-onnx").iterdir())
         assert [p.failed for p in results] == [[], []]
-        assert sum(len(p.removed) for p in results) == 4
+        assert sum(len(p.removed) for p in results) == 24
 
 
 def _pruning(cache: Path, results: list[Pruned]) -> None:
