@@ -411,24 +411,51 @@ def _run_flow(settings: Settings, args: dict[str, Any], *, show_progress: bool) 
         unlisted = _drop_for_flow(settings, args)
         if unlisted is not None:
             return unlisted
-    # Prefect re-configures the root logger (WARNING) when a run starts: pin our level (-v/-vv).
-    level = logging.getLogger().getEffectiveLevel()
-    logging.getLogger("clasp_ingest").setLevel(level)
-    for name in ("prefect", "httpx"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, level))
-    if level > logging.DEBUG:  # the one "error:" line says it (the run's state says Failed/Crashed)
-        for name in ("prefect.flow_runs", "prefect.task_runs"):
-            logging.getLogger(name).addFilter(_not_said_again)
     flow_args = {key: value for key, value in args.items() if key != "recreate"}
     flow_args["qdrant_path"] = str(args["qdrant_path"]) if args["qdrant_path"] is not None else None
     # Signed URLs travel as secrets: Prefect stores (and shows) them redacted.
     flow_args["sources"] = [SecretUrl(s) if redact_url(s) != s else s for s in args["sources"]]
     try:
-        with prefect_runtime(), _progress(show_progress) as callback, listen_progress(callback):
+        with (
+            _flow_log_levels(),
+            prefect_runtime(),
+            _progress(show_progress) as callback,
+            listen_progress(callback),
+        ):
             summary: IngestSummary = ingest_source(**flow_args)
     except RuntimeError as exc:  # Prefect could not start its local API server
         _fail(f"the Prefect flow could not start: {exc}; run without --flow to ingest in-process")
     return summary
+
+
+@contextmanager
+def _flow_log_levels() -> Iterator[None]:
+    """Prefect re-configures the root logger (WARNING) when a run starts: pin our level (-v/-vv)
+    for the run, and put the loggers back as they were after it (``main`` may run in a process
+    that goes on, e.g. a notebook's or a test's)."""
+    level = logging.getLogger().getEffectiveLevel()
+    pinned = {
+        "clasp_ingest": level,
+        "prefect": max(logging.WARNING, level),
+        "httpx": max(logging.WARNING, level),
+    }
+    saved = {name: logging.getLogger(name).level for name in pinned}
+    quiet = (
+        [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
+        if level > logging.DEBUG
+        else []
+    )
+    for name, pinned_level in pinned.items():
+        logging.getLogger(name).setLevel(pinned_level)
+    for logger in quiet:  # the one "error:" line says it (the run's state says Failed/Crashed)
+        logger.addFilter(_not_said_again)
+    try:
+        yield
+    finally:
+        for logger in quiet:
+            logger.removeFilter(_not_said_again)
+        for name, saved_level in saved.items():
+            logging.getLogger(name).setLevel(saved_level)
 
 
 def _drop_for_flow(settings: Settings, args: dict[str, Any]) -> IngestSummary | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from clasp_ingest.cli import app
+from clasp_ingest.cli_ingest import _not_said_again
 from clasp_ingest.store import CollectionIdentity, open_store
 from tests.unit.pipeline.speech import corrupt
 
@@ -210,6 +212,10 @@ def test_a_failed_item_is_said_once_in_the_table(
     # log capture, so its filter was checked by hand)
     flow = CliRunner().invoke(app, [*args, "--model", "tiny-random", "--device", "cpu", "--force", "--flow"])
     assert flow.exit_code == 3 and flow.stdout.count("not a readable media file") == 1, flow.output
+    # the levels and filters pinned for the flow's run are put back (main may run in a process
+    # that goes on: a later flow run's project lines reached its log at WARNING only)
+    assert logging.getLogger("clasp_ingest").level == logging.NOTSET
+    assert _not_said_again not in logging.getLogger("prefect.flow_runs").filters
     as_json = _ingest(str(bad), "--qdrant-path", str(tmp_path / "q"))
     assert "not a readable media file" in json.loads(as_json.stdout)["media_failed"][0]["error"]
 
