@@ -48,8 +48,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+# Test files run in parallel, one worker per CPU core up to 4 (pytest-xdist; a file's tests stay
+# in one worker, in order): `make test PYTEST_WORKERS=0` runs them in this one process.
+PYTEST_WORKERS ?= auto
 test: $(STAMP) system-deps lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile
 
 # every bench script that runs without arguments (bench_rerank_real.py and bench_transcribe_many.py
 # need evaluation sets: see their --help)
