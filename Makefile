@@ -50,9 +50,7 @@ unit: $(STAMP)
 
 # Test files run in parallel, one worker per CPU core up to 4 (pytest-xdist; a file's tests stay
 # in one worker, in order): `make test PYTEST_WORKERS=0` runs them in this one process. The fault
-# suite (whole processes' peak memory, kills, deadlines) runs after them, alone, in a process of
-# its own: in a worker that had run other files first, its ingest of a 3-hour file peaked at
-# 1,504 MB against 612 MB alone (cause not found yet).
+# suite (whole processes' memory, kills, deadlines) runs after them, alone, in a process of its own.
 PYTEST_WORKERS ?= auto
 test: $(STAMP) system-deps lint typecheck
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile --ignore tests/faults

@@ -97,7 +97,7 @@ class Cli:
             )
             watchdog = _Watchdog(process.pid, timeout_s, max_rss_mb)
             try:
-                _, status, usage = os.wait4(process.pid, 0)
+                _, status = os.waitpid(process.pid, 0)
             finally:
                 watchdog.stop()
             process.returncode = os.waitstatus_to_exitcode(status)
@@ -106,14 +106,18 @@ class Cli:
             err.seek(0)
             shown = tuple(a if isinstance(a, str) else os.fsdecode(a) for a in args)
             return Run(shown, process.returncode, _text(out.read()), _text(err.read()), wall,
-                       usage.ru_maxrss / 1024, watchdog.reason)  # fmt: skip
+                       watchdog.peak_mb, watchdog.reason)  # fmt: skip
 
 
 class _Watchdog:
-    """Kills a process group after ``timeout_s`` or when the leader's RSS passes ``max_rss_mb``."""
+    """Kills a process group after ``timeout_s`` or when the leader's RSS passes ``max_rss_mb``;
+    ``peak_mb`` is the leader's own peak (its ``VmHWM``, read each 0.1 s). Not ``wait4``'s
+    ``ru_maxrss``: Linux counts in it the pages of the parent it was forked from, so a command
+    started by a pytest process of 1.5 GB (an xdist worker after other files) read as 1.5 GB."""
 
     def __init__(self, pid: int, timeout_s: float, max_rss_mb: float) -> None:
         self.reason = ""
+        self.peak_mb = 0.0
         self._pid, self._max_rss_mb = pid, max_rss_mb
         self._deadline = time.monotonic() + timeout_s
         self._done = threading.Event()
@@ -123,6 +127,7 @@ class _Watchdog:
     def _watch(self) -> None:
         while not self._done.wait(0.1):
             rss = _rss_mb(self._pid)
+            self.peak_mb = max(self.peak_mb, _rss_mb(self._pid, "VmHWM"))
             if time.monotonic() > self._deadline:
                 self.reason = "timed out"
             elif rss > self._max_rss_mb:
@@ -137,13 +142,13 @@ class _Watchdog:
         self._thread.join()
 
 
-def _rss_mb(pid: int) -> float:
-    """Current resident memory of ``pid`` (0 when it is gone)."""
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Current resident memory of ``pid`` (``VmHWM``: its peak), 0 when it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
     except OSError:
         return 0.0
-    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "VmRSS: 0 kB")
+    line = next((line for line in status.splitlines() if line.startswith(f"{field}:")), f"{field}: 0 kB")
     return int(line.split()[1]) / 1024
 
 

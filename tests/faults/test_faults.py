@@ -304,6 +304,14 @@ def test_a_three_hour_file_streams_with_flat_memory(corpus: Corpus, cli: Cli, tm
     assert long.peak_rss_mb - short.peak_rss_mb < 300, (short.peak_rss_mb, long.peak_rss_mb)
 
 
+def test_a_commands_peak_memory_is_its_own_not_its_parents(cli: Cli) -> None:
+    held = bytearray(800 * 1024 * 1024)
+    held[::4096] = b"\1" * len(held[::4096])  # 800 MB resident in this (the parent) process
+    run = cli.run("--version")
+    assert run.returncode == 0 and 0 < run.peak_rss_mb < 400, run.peak_rss_mb
+    del held
+
+
 # --------------------------------------------------------------------------- kill -9
 
 
