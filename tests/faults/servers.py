@@ -14,9 +14,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Literal
 from urllib.parse import urlsplit
+
+from tests.loopback import LoopbackServer
 
 __all__ = ["MediaServer", "Served", "Site", "closed_port", "publish"]
 
@@ -44,8 +46,7 @@ class MediaServer:
         self.requests: list[tuple[str, str]] = []
         self.trickle_interval_s = trickle_interval_s
         self.stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer((host, 0), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self._httpd = LoopbackServer((host, 0), _handler_for(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fault-http", daemon=True)
 
     @property

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import http.server
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests import loopback
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -35,13 +36,8 @@ class HttpSite:
 def http_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpSite]:
     root = tmp_path_factory.mktemp("site")
     handler = functools.partial(_Handler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    yield HttpSite(root=root, base_url=f"http://{host!s}:{port}")
-    server.shutdown()
-    server.server_close()
+    with loopback.serving(handler) as base_url:
+        yield HttpSite(root=root, base_url=base_url)
 
 
 @dataclass

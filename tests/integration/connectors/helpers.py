@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,6 +13,8 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 import soundfile as sf
+
+from tests import loopback
 
 
 def write_tone(path: Path, seconds: float = 0.5, freq: float = 440.0) -> Path:
@@ -119,13 +120,5 @@ def serving() -> Iterator[Site]:
     """A :class:`Site` served on 127.0.0.1 (a port of its own) while the block runs."""
     state = Site()
     handler = type("Handler", (_SiteHandler,), {"site": state})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    state.base_url = f"http://{host!s}:{port}"
-    try:
+    with loopback.serving(handler) as state.base_url:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()

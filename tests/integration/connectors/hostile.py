@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests import loopback
+
 
 @dataclass
 class Hostile:
@@ -104,14 +106,8 @@ def hostile_server(root: Path, host: str = "127.0.0.1", trickle_s: float = 0.2) 
     def make(*args: Any, **kwargs: Any) -> _Handler:
         return handler(*args, directory=str(root), **kwargs)
 
-    server = http.server.ThreadingHTTPServer((host, 0), make)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.base_url = f"http://{host}:{server.server_address[1]}"
-    try:
-        yield state
-    finally:
-        state.stop.set()
-        server.shutdown()
-        server.server_close()
+    with loopback.serving(make, host) as state.base_url:
+        try:
+            yield state
+        finally:
+            state.stop.set()  # trickling answers end before the server shuts down

@@ -10,7 +10,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from clasp_ingest.retriever.spans import Span
 
 from clasp_ingest.errors import MediaDecodeError
 from clasp_ingest.types import SpanHit
+from tests import loopback
 from tests.integration.connectors.hostile import Hostile, hostile_server
 
 SAMPLES = Path(__file__).resolve().parents[3] / "clasp_ingest" / "data" / "samples"
@@ -101,15 +101,8 @@ def _https_server(root: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> 
     def make(*args: Any, **kwargs: Any) -> Quiet:
         return Quiet(*args, directory=str(root), **kwargs)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make)
-    server.daemon_threads = True
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback.serving(make, tls=context) as base_url:
+        yield base_url
 
 
 def test_an_https_source_is_cut_through_the_proxys_tunnel(

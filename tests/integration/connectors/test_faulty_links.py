@@ -5,7 +5,6 @@ media URL, cut connections and slow headers. Each item fails alone, named, or wo
 from __future__ import annotations
 
 import http.server
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from clasp_ingest.errors import ConnectorError, MediaDecodeError, TransientConne
 from clasp_ingest.pipeline import discover_new, is_transient
 from clasp_ingest.store import open_store
 from clasp_ingest.types import MediaRef
+from tests import loopback
 from tests.integration.connectors.helpers import write_tone
 
 pytestmark = pytest.mark.integration
@@ -136,15 +136,8 @@ def site(tmp_path: Path) -> Iterator[_Site]:
         write_tone(root / name, 0.3)
     state = _Site(root)
     handler = type("Handler", (_Handler,), {"site": state})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with loopback.serving(handler) as state.base_url:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _page(site: _Site, name: str, *links: str) -> str:

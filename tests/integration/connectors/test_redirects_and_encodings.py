@@ -10,7 +10,6 @@ import gzip
 import http.server
 import io
 import os
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from clasp_ingest.connectors.http import Target, download, fetch_page
 
 from clasp_ingest.errors import ConnectorError, TransientConnectorError
 from clasp_ingest.types import media_id_for
+from tests import loopback
 from tests.integration.connectors.conftest import HttpSite
 from tests.integration.connectors.helpers import Episode, rss, write_tone
 from tests.integration.connectors.hostile import Hostile, hostile_server
@@ -98,12 +98,8 @@ def encoding_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def encoding_site(encoding_root: Path) -> Iterator[str]:
     handler = type("Handler", (_Encoding,), {"root": encoding_root})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback.serving(handler) as base_url:
+        yield base_url
 
 
 @pytest.fixture

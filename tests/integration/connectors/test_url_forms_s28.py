@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +19,7 @@ from clasp_ingest.connectors import FsspecConnector, OpenOptions
 from clasp_ingest.connectors.http import Target, head
 
 from clasp_ingest.errors import ConnectorError
+from tests import loopback
 from tests.fixtures_audio import convert, truncate
 from tests.integration.cli_env import cli_env
 from tests.integration.connectors.conftest import HttpSite
@@ -83,12 +83,8 @@ class _RedirectToBroken(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def redirecting() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RedirectToBroken)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback.serving(_RedirectToBroken) as base_url:
+        yield base_url
 
 
 def test_a_redirect_to_a_broken_url_names_both(redirecting: str) -> None:
@@ -138,10 +134,7 @@ def test_a_url_is_requested_as_given_and_stored_in_normal_form(env: dict[str, st
     """The normal form was also what was requested: a server checking the exact path (a signed
     URL) answered 403 to 'caf%C3%A9~1.opus' for 'caf%c3%a9%7e1.opus', and the item failed."""
     _ExactPath.body = (SAMPLES / "demo_en.opus").read_bytes()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ExactPath)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
+    with loopback.serving(_ExactPath) as base:
         code, summary, stderr = _cli(env, "ingest", f"{base}{_ExactPath.signed}?token=s3cr3t", "--json")
         assert (code, summary["media_ok"]) == (0, 1), stderr
         assert set(p.split("?")[0] for p in _ExactPath.asked) == {_ExactPath.signed}  # as given
@@ -150,6 +143,3 @@ def test_a_url_is_requested_as_given_and_stored_in_normal_form(env: dict[str, st
         given = f"{base}/media/caf%c3%a9%7e1.opus?token=x"  # another spelling, as an earlier release kept
         code, found, stderr = _cli(env, "search", "x", "--media-id", given, "--json")
         assert code == 0 and found, stderr
-    finally:
-        server.shutdown()
-        server.server_close()

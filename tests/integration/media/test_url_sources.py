@@ -7,13 +7,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from clasp_ingest.errors import MediaDecodeError
 from clasp_ingest.media import DecodeOptions, decode_audio, segment_media
+from tests import loopback
 from tests.fixtures_audio import SENTENCES, SpokenTrack, build_track, convert
 
 
@@ -23,14 +24,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Spok
     track = build_track(SENTENCES[:3], folder / "talk.wav", pauses=[0.9])
     mp3 = convert(track.path, folder / "talk.mp3", "-b:a", "64k")
     handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", track, mp3
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback.serving(handler) as base_url:
+        yield base_url, track, mp3
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
