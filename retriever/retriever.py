@@ -83,6 +83,9 @@ OPTIONS = (
     "hybrid",
 )
 
+#: The fields that hold objects (checked by ``_check_parts``, not by pydantic).
+_PARTS = frozenset({"store", "model", "transcriber"})
+
 #: What LangChain habits map to here, for the message about an unknown argument.
 _HINTS = {
     "top_k": "use k",
@@ -323,9 +326,21 @@ class ClaspRetriever(BaseRetriever):
         closing the copy leaves the store open for this one."""
         if deep:
             raise TypeError(_NOT_COPIED)
-        copy = super().model_copy(update=update)  # calls __copy__: not an owner
-        changed = set(update or ())
-        if changed & {"store", "transcriber"}:
+        changed = dict(update or {})
+        self._check_names(changed)  # pydantic's model_copy checks nothing: the constructor's checks
+        if "search_kwargs" in changed:
+            changed = _with_search_kwargs(changed)
+        checked = {
+            name: value if name in _PARTS else _valid_option(name, value) for name, value in changed.items()
+        }
+        if "filter" in checked:
+            to_where(checked["filter"])  # raises FilterError naming the unsupported part
+        copy = super().model_copy(update=checked)  # calls __copy__: not an owner
+        _check_rerank(copy.rerank, copy.k)
+        _check_hybrid(copy.hybrid, copy.rerank, copy.group_by_media)
+        if changed.keys() & {"store", "model", "transcribe", "transcriber"}:
+            copy.model_post_init(None)
+        if changed.keys() & {"store", "transcriber"}:
             copy._lazy_words = None
         if "model" in changed:
             copy._scorer, copy._tower = None, None

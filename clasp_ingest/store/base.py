@@ -786,11 +786,16 @@ class QdrantStore(abc.ABC):
         """The collection's identity; ``StoreError`` naming the store when it does not exist."""
         identity = self.identity
         if identity is None:
-            raise StoreError(
-                f"collection {self.collection!r} does not exist in the {self.backend} store "
-                f"{self.location!r}; ingest some media first, or pass the right {self.names.store}"
-            )
+            raise StoreError(self._no_collection())
         return identity
+
+    def _no_collection(self, aside: str = "") -> str:
+        """Why :meth:`require_collection` found no collection (``aside``: what the store holds,
+        in parentheses after its name), with the remedy."""
+        return (
+            f"collection {self.collection!r} does not exist in the {self.backend} store "
+            f"{self.location!r}{aside}; ingest some media first, or pass the right {self.names.store}"
+        )
 
     # ----- writing
 

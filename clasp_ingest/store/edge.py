@@ -1004,6 +1004,20 @@ class EdgeStore(QdrantStore):
 
     # ----- collection
 
+    def _no_collection(self, aside: str = "") -> str:
+        """A folder that does not exist is named as such (it was "collection ... does not exist
+        in the edge store", for a mistyped path), and the collections the store holds are listed."""
+        if not self.path.is_dir():
+            return (
+                f"collection {self.collection!r} does not exist: there is no embedded store at "
+                f"{self.location!r} (no such folder); check the path, or ingest some media into it "
+                f"first ({self.names.store})"
+            )
+        held = sorted(folder.name for folder in self.path.iterdir() if (folder / _IDENTITY_FILE).is_file())
+        return super()._no_collection(
+            f"{aside} (it holds {', '.join(map(repr, held)) or 'no collection yet'})"
+        )
+
     def _read_identity(self) -> CollectionIdentity | None:
         file = self._dir / _IDENTITY_FILE
         if self._damage is None and self._lock_fd is None and file.exists():

@@ -51,9 +51,16 @@ def test_a_failed_construction_closes_what_it_opened(edge_path: Path) -> None:
     assert _reopens(edge_path)
     # named as the caller named it (it said "--collection / --qdrant-path / --qdrant-url")
     with pytest.raises(
-        StoreError, match=r"'nope' does not exist.*the right from_path\(PATH, collection=\.\.\.\)$"
+        StoreError,
+        match=r"'nope' does not exist in .* \(it holds 'talks'\);.*from_path\(PATH, collection=\.\.\.\)$",
     ):
         ClaspRetriever.from_path(edge_path, collection="nope")
+    # a mistyped folder was "collection ... does not exist in the edge store ...; ingest some media first"
+    with pytest.raises(
+        StoreError, match=r"there is no embedded store at '.*/q2' \(no such folder\); check the path"
+    ):
+        ClaspRetriever.from_path(edge_path.with_name("q2"), collection="talks")
+    assert not edge_path.with_name("q2").exists()
     with pytest.raises(CollectionMismatchError, match="drop --model"):
         ClaspRetriever.from_path(edge_path, collection="talks", model="clasp-mini")
     assert _reopens(edge_path)
@@ -127,6 +134,33 @@ def test_a_copy_shares_the_store_without_closing_it(edge_path: Path) -> None:
         for copy in (pickle.dumps, copy_module.deepcopy, lambda r: r.model_copy(deep=True)):
             with pytest.raises(TypeError, match=r"holds an open store and a loaded model.*model_copy"):
                 copy(retriever)
+
+
+def test_model_copy_checks_its_update_as_the_constructor_does(
+    edge_path: Path, model: AudioTextEncoder
+) -> None:
+    """pydantic's model_copy checks nothing: k="3" failed at the query with "'<' not supported
+    between instances of 'str' and 'int'", k=0 and a bad filter only at the query."""
+    with ClaspRetriever.from_path(edge_path, collection="talks") as retriever:
+        assert retriever.model_copy(update={"k": "3"}).k == 3  # read as the constructor reads it
+        for update, message in (
+            ({"k": 0}, r"option k=0: Input should be greater than or equal to 1"),
+            ({"k": "many"}, r"option k='many'"),
+            ({"transcribe": "always"}, r"option transcribe='always'"),
+            ({"merge_gap_s": -1}, r"option merge_gap_s=-1"),
+            ({"filter": {"$near": 1}}, r"\$near"),
+            ({"rerank": 2}, r"rerank"),  # fewer than k
+        ):
+            with pytest.raises(ValueError, match=message):
+                retriever.model_copy(update=update)
+        with pytest.raises(TypeError, match=r"unknown arguments \['top_k'\].*use k"):
+            retriever.model_copy(update={"top_k": 3})
+        with pytest.raises(TypeError, match=r"model must be a loaded query model"):
+            retriever.model_copy(update={"model": "clasp-mini"})
+        assert retriever.model_copy(update={"search_kwargs": {"k": 2}}).k == 2
+        lazy = retriever.model_copy(update={"transcribe": "lazy"})
+        assert lazy.transcriber is not None  # as the constructor makes one
+        assert len(retriever.invoke(SENTENCES[7])) == 4  # the original unchanged
 
 
 def test_copy_copy_shares_the_store_without_owning_it_as_model_copy_does(edge_path: Path) -> None:
