@@ -4,6 +4,7 @@ embedded one to a server or folder."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -161,7 +162,7 @@ def info(
 ) -> None:
     """Print the collection's model, dimension and counts as JSON.
 
-    "points": every point (spans being written and markers of media without speech too); "spans": the complete spans searches can return. For the embedded store also "search" ("exact" or "hnsw") and "index": the collection's own HNSW and quantization settings, and "graph": the vector its HNSW graph is built on ("clasp_graph": the model's query-aware space; "clasp": its plain vectors). A collection that does not exist: "model" null, 0 points.
+    "points": every point (spans being written and markers of media without speech too); "spans": the complete spans searches can return. For the embedded store also "search" ("exact" or "hnsw") and "index": the collection's own HNSW and quantization settings, and "graph": the vector its HNSW graph is built on ("clasp_graph": the model's query-aware space; "clasp": its plain vectors). A collection that does not exist: "model" null, 0 points, exit 0, and a warning naming the store (and the collections an embedded store holds), so that a mistyped --collection or --qdrant-path does not pass for an empty store.
     """  # noqa: E501 - one paragraph of --help
     from clasp_ingest.store.base import STATE_COMPLETE
     from clasp_ingest.store.edge import EdgeStore
@@ -180,6 +181,8 @@ def info(
         if isinstance(store, EdgeStore) and identity is not None:
             out["search"] = "hnsw" if store.indexed else "exact"
             out["index"] = store.index_config()
+        if identity is None:
+            logging.getLogger(__name__).warning("%s", store.missing_collection())
     typer.echo(json.dumps(out))
 
 
