@@ -63,7 +63,7 @@ def search(
         "--model",
         "-m",
         parser=lambda value: refuse_empty(value, "give a model preset or folder, or leave the option out"),
-        help="Model preset or directory (default: the one the collection records).",
+        help="Model preset or directory (default: CLASP_MODEL where set, else the collection's own).",
     ),
     qdrant_path: StorePath = None,
     qdrant_url: StoreUrl = None,
