@@ -19,6 +19,7 @@ import math
 import numbers
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -46,6 +47,8 @@ from clasp_ingest.store.metric import QueryMetric
 from clasp_ingest.types import MediaRef, Segment
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from clasp_ingest.connectors.base import Connector
     from clasp_ingest.media.decode import DecodeOptions
     from clasp_ingest.media.segment import SegmenterOptions, SpeechSegment
@@ -943,8 +946,8 @@ def _with_retries(ref: MediaRef, options: PipelineOptions, run: Callable[[], Med
     for attempt in range(1, options.retries + 2):
         try:
             return replace(run(), attempts=attempt)
-        except ModelLoadError:
-            raise  # the model, not this item: every item would fail the same way; the run stops
+        except (ModelLoadError, StoreFullError):
+            raise  # the model or the store's disk, not this item: every item would fail the same way
         except Exception as exc:
             if attempt > options.retries or not is_transient(exc):
                 log.error("failed to ingest %s: %s", ref.uri, exc)
@@ -1007,9 +1010,40 @@ def collection_for(
     try:
         yield created
     finally:
-        if created and store.exists() and store.count() == 0:
-            log.info("removing collection %r again: this run created it and stored nothing", store.collection)
-            store.drop()
+        with SignalsHeld():  # a second Ctrl-C cut this short and left the empty collection behind
+            if created and store.exists() and store.count() == 0:
+                log.info(
+                    "removing collection %r again: this run created it and stored nothing", store.collection
+                )
+                store.drop()
+
+
+class SignalsHeld:
+    """While inside (in the main thread; elsewhere nothing changes), Ctrl-C and SIGTERM wait:
+    the first that came is delivered on leaving, unless an exception is already on its way out
+    (a run stopping anyway, e.g. by the first Ctrl-C, whose cleanup this guards)."""
+
+    def __init__(self) -> None:
+        self._came: list[tuple[int, FrameType | None]] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        handled = [signal.SIGINT] + ([signal.SIGTERM] if callable(signal.getsignal(signal.SIGTERM)) else [])
+        self._previous = {signum: signal.signal(signum, self._hold) for signum in handled}
+
+    def _hold(self, signum: int, frame: FrameType | None) -> None:
+        self._came.append((signum, frame))
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        if self._came and kind is None:
+            signum, frame = self._came[0]
+            handler = self._previous[signum]
+            if callable(handler):
+                handler(signum, frame)  # Python's SIGINT handler, the CLI's SIGTERM one: they raise
 
 
 def _maker_of(store: QdrantStore) -> str | None:

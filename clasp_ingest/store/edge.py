@@ -764,7 +764,8 @@ class EdgeStore(QdrantStore):
             self.location,
             f"{free / mib:.0f} MiB free; opening collection {self.collection!r} may take up to "
             f"{needed / mib:.0f} MiB more, and Qdrant Edge kills the process where the disk cannot "
-            "give a page of its files; ingest --recreate drops it",
+            "give a page of its files; only ingest --recreate, which deletes its points, can still "
+            "drop it here",
         )
         return False
 

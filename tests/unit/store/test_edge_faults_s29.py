@@ -36,7 +36,8 @@ def test_a_store_whose_files_may_grow_past_the_free_space_is_not_opened(tmp_path
         pytest.skip("this file system does not make sparse files")
     said = (
         r"disk of the embedded store .* is full \(\d+ MiB free; opening collection 'clasp_segments' "
-        r"may take up to \d+ MiB more, .*; ingest --recreate drops it\)"
+        r"may take up to \d+ MiB more, .*; only ingest --recreate, which deletes its points, can "
+        r"still drop it here\); free space there"
     )
     with open_store(path=store_dir, edge=EdgeOptions(min_free_bytes=2**62)) as store:
         assert store.exists()  # what the collection is can be read: only its shard is not opened
