@@ -786,13 +786,8 @@ class QdrantStore(abc.ABC):
         """The collection's identity; ``StoreError`` naming the store when it does not exist."""
         identity = self.identity
         if identity is None:
-            raise StoreError(self.missing_collection())
+            raise StoreError(self._no_collection())
         return identity
-
-    def missing_collection(self) -> str:
-        """Why this store has no collection :attr:`collection`: the store and the remedy (an
-        embedded store also names the collections it holds, or says there is no such folder)."""
-        return self._no_collection()
 
     def _no_collection(self, aside: str = "") -> str:
         """Why :meth:`require_collection` found no collection (``aside``: what the store holds,

@@ -4,7 +4,6 @@ embedded one to a server or folder."""
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -162,27 +161,25 @@ def info(
 ) -> None:
     """Print the collection's model, dimension and counts as JSON.
 
-    "points": every point (spans being written and markers of media without speech too); "spans": the complete spans searches can return. For the embedded store also "search" ("exact" or "hnsw") and "index": the collection's own HNSW and quantization settings, and "graph": the vector its HNSW graph is built on ("clasp_graph": the model's query-aware space; "clasp": its plain vectors). A collection that does not exist: "model" null, 0 points, exit 0, and a warning naming the store (and the collections an embedded store holds), so that a mistyped --collection or --qdrant-path does not pass for an empty store.
+    "points": every point (spans being written and markers of media without speech too); "spans": the complete spans searches can return. For the embedded store also "search" ("exact" or "hnsw") and "index": the collection's own HNSW and quantization settings, and "graph": the vector its HNSW graph is built on ("clasp_graph": the model's query-aware space; "clasp": its plain vectors). A collection that does not exist is an error (exit 1) naming the store and the collections an embedded store holds, as for store list: a mistyped --collection or --qdrant-path does not pass for an empty store.
     """  # noqa: E501 - one paragraph of --help
     from clasp_ingest.store.base import STATE_COMPLETE
     from clasp_ingest.store.edge import EdgeStore
     from clasp_ingest.store.filters import meta_equals
 
     with open_configured_store(qdrant_path, qdrant_url, api_key, collection) as store:
-        identity = store.identity
+        identity = store.require_collection()
         out: dict[str, Any] = {
             "backend": store.backend,
             "collection": store.collection,
-            "model": identity.model_id if identity else None,
-            "dim": identity.dim if identity else None,
+            "model": identity.model_id,
+            "dim": identity.dim,
             "points": store.count(),
             "spans": store.count(meta_equals("state", STATE_COMPLETE)),
         }
-        if isinstance(store, EdgeStore) and identity is not None:
+        if isinstance(store, EdgeStore):
             out["search"] = "hnsw" if store.indexed else "exact"
             out["index"] = store.index_config()
-        if identity is None:
-            logging.getLogger(__name__).warning("%s", store.missing_collection())
     typer.echo(json.dumps(out))
 
 

@@ -124,7 +124,7 @@ def test_a_reader_that_goes_away_ends_the_command_with_141(env: dict[str, str]) 
     os.close(read)  # the reader is gone before the command writes
     try:
         run = subprocess.run(
-            [CLI, "store", "info"], env=env, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120
+            [CLI, "models", "list"], env=env, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120
         )
     finally:
         os.close(write)

@@ -48,8 +48,10 @@ def test_a_store_option_beats_the_environment(filled: Path, monkeypatch: pytest.
 
     monkeypatch.delenv("CLASP_QDRANT_URL")
     monkeypatch.setenv("CLASP_QDRANT_PATH", str(filled))
-    memory = runner.invoke(app, ["store", "info", "--qdrant-url", ":memory:"])
-    assert memory.exit_code == 0 and json.loads(memory.stdout)["points"] == 0, memory.output
+    memory = runner.invoke(app, ["store", "info", "--qdrant-url", ":memory:"])  # a store of its own
+    assert memory.exit_code == 1 and "does not exist in the client store ':memory:'" in memory.stderr, (
+        memory.output
+    )
     both = runner.invoke(app, ["store", "info", *store, "--qdrant-url", NO_SERVER])
     said = " ".join(both.stderr.replace("│", " ").split())
     assert both.exit_code == 2 and "give --qdrant-path or --qdrant-url, not both" in said, both.output

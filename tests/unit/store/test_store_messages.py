@@ -140,29 +140,27 @@ def test_store_list_counts_media_items_not_versions(tmp_path: Path) -> None:
     assert one.stdout.splitlines()[-1] == "1 media item, 4 searchable spans in 'clasp_segments'"
 
 
-def test_store_info_of_a_missing_collection_warns_naming_the_store(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_store_info_of_a_missing_collection_is_an_error_naming_the_store(tmp_path: Path) -> None:
     """A mistyped --collection or --qdrant-path printed "model": null, 0 points and exit 0, as an
-    empty store: a health check read the typo as "fine". (The CLI prints the warning as a
-    ``warning: ...`` line; under CliRunner it reaches the log capture.)"""
+    empty store: a health check read the typo as "fine" (store list and search said error)."""
     with EdgeStore(tmp_path / "q") as store:
         store.ensure_collection(MODEL, DIM)
     runner = CliRunner()
     store_q, store_qq = str(tmp_path / "q"), str(tmp_path / "qq")
     typo = runner.invoke(app, ["store", "info", "--qdrant-path", store_q, "--collection", "clasp_segmnets"])
-    assert typo.exit_code == 0 and json.loads(typo.stdout)["model"] is None, typo.output
-    gone = runner.invoke(app, ["store", "info", "--qdrant-path", store_qq])
-    assert gone.exit_code == 0 and json.loads(gone.stdout)["points"] == 0, gone.output
-    assert not (tmp_path / "qq").exists()
-    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
-        f"collection 'clasp_segmnets' does not exist in the edge store '{store_q}' (it holds "
+    assert (typo.exit_code, typo.stdout) == (1, ""), typo.output
+    assert typo.stderr == (
+        f"error: collection 'clasp_segmnets' does not exist in the edge store '{store_q}' (it holds "
         "'clasp_segments'); ingest some media first, or pass the right --collection / --qdrant-path "
-        "/ --qdrant-url",
-        f"collection 'clasp_segments' does not exist: there is no embedded store at '{store_qq}' (no "
-        "such folder); check the path, or ingest some media into it first (--collection / "
-        "--qdrant-path / --qdrant-url)",
-    ]
-    caplog.clear()
+        "/ --qdrant-url\n"
+    )
+    gone = runner.invoke(app, ["store", "info", "--qdrant-path", store_qq])
+    assert (gone.exit_code, gone.stdout) == (1, ""), gone.output
+    assert gone.stderr == (
+        f"error: collection 'clasp_segments' does not exist: there is no embedded store at '{store_qq}' "
+        "(no such folder); check the path, or ingest some media into it first (--collection / "
+        "--qdrant-path / --qdrant-url)\n"
+    )
+    assert not (tmp_path / "qq").exists()
     there = runner.invoke(app, ["store", "info", "--qdrant-path", store_q])
-    assert there.exit_code == 0 and not caplog.records, there.output
+    assert there.exit_code == 0 and json.loads(there.stdout)["model"] == MODEL, there.output
