@@ -145,6 +145,15 @@ _COMPRESSION_RATIO_MAX = 2.4
 _LOG_PROB_MIN = -1.0
 _NO_SPEECH_MIN = 0.6
 _BEST_OF = 5
+#: A window decoded after the previous window's text drops that prompt for the windows after
+#: it when it needed the last retry or failed at every temperature (faster-whisper's
+#: ``prompt_reset_on_temperature``: its default 0.5 is never passed with these temperatures),
+#: as openai-whisper resets after its hot retries: a looping window's text no longer prompts
+#: the next window into the same loop. Whisper-base hears the bundled espeak German as Welsh:
+#: its second window looped at every temperature, and the 26 ms left after it, prompted by that
+#: loop, looped at every temperature too; the file's 19 s took 79 CPU-s, now 33, the same words
+#: (the other samples and 5 min of festvox-ru: the same words, WER 0.152 both; 2026-12-07).
+_PROMPT_RESET = 0.3
 #: CTranslate2's random seed for those samples (:class:`_SeededSampling`), so that a retry draws
 #: the same samples, and a file gets the same words, on every run.
 _SAMPLING_SEED = 0
@@ -210,7 +219,8 @@ def _guarded(audio: np.ndarray, *, conditioned: bool = False) -> dict[str, Any]:
     (:func:`_max_tokens`; the last, shorter window of a short span gets its own). No VAD: spans
     come cut. ``conditioned`` (a whole file): each window decoded after the previous one's text,
     as an ASR route does; the cap then leaves room for that prompt in Whisper's 448 tokens
-    (:data:`_PROMPTED_MAX`). Unconditioned, a file's later windows began mid-phrase and made
+    (:data:`_PROMPTED_MAX`), and a window that needed the last retry prompts none after it
+    (:data:`_PROMPT_RESET`). Unconditioned, a file's later windows began mid-phrase and made
     things up: demo_es's library sentence was "la vida de la familia, la vida de la familia…"
     in 3 of 4 runs."""
     cap = _cap(audio)
@@ -221,6 +231,7 @@ def _guarded(audio: np.ndarray, *, conditioned: bool = False) -> dict[str, Any]:
         "no_speech_threshold": _NO_SPEECH_MIN,
         "max_new_tokens": min(cap, _PROMPTED_MAX) if conditioned else cap,
         "condition_on_previous_text": conditioned,
+        "prompt_reset_on_temperature": _PROMPT_RESET,
         "vad_filter": False,
     }
 
