@@ -194,7 +194,7 @@ def ingest_command(
         "--transcribe",
         help="Also store the words: each file is transcribed once, whole (Whisper), and every span "
         "gets its words (metadata.transcript) and 'text' + sparse 'words' vectors for search "
-        "--hybrid. About 3-5x the ingest time on 2 CPU cores (more for many short files). "
+        "--hybrid. About 3-14x the ingest time on 2 CPU cores (more for many short files). "
         "Needs a collection made with --transcribe "
         "(a new one is; an existing one without word vectors is refused: use --collection NAME or "
         "--recreate).",
