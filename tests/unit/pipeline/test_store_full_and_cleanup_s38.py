@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,16 @@ from clasp_ingest.pipeline import PipelineOptions, SignalsHeld, collection_for, 
 from clasp_ingest.store import EdgeOptions, open_store
 
 FAST = PipelineOptions(embed_batch_size=2, retry_delay_s=0.01)
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as in a CLI process (a pytest-xdist worker ignores it)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_a_store_whose_disk_fills_stops_the_run_before_its_other_items(
@@ -48,6 +59,7 @@ def test_a_store_whose_disk_fills_stops_the_run_before_its_other_items(
         assert store.count() == 0  # nothing half-written
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_a_second_ctrl_c_does_not_cut_the_removal_of_a_collection_the_run_made(
     tmp_path: Path, tiny_model: AudioTextEncoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -70,11 +82,11 @@ def test_a_second_ctrl_c_does_not_cut_the_removal_of_a_collection_the_run_made(
     assert not (tmp_path / "q" / "clasp_segments").exists()
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_signals_held_deliver_the_first_on_leaving_when_nothing_else_is_raised() -> None:
-    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt), SignalsHeld():
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
         finished = True  # ran to its end: the signals waited
     assert finished
-    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
