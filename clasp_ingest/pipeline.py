@@ -94,6 +94,10 @@ EmbedFn = Callable[[Sequence[np.ndarray]], np.ndarray]
 #: Told, during one item, the segments embedded so far and the media position reached (s).
 ItemProgress = Callable[[int, float], None]
 
+#: Errors of the model or the store's disk, not of an item: every item would fail the same way,
+#: so the run stops (in-process here, and in the flow's ``_collect``).
+STOPS_THE_RUN: tuple[type[BaseException], ...] = (ModelLoadError, StoreFullError)
+
 _PERMANENT: tuple[type[BaseException], ...] = (
     IngestInterrupted,
     MediaDecodeError,
@@ -946,8 +950,8 @@ def _with_retries(ref: MediaRef, options: PipelineOptions, run: Callable[[], Med
     for attempt in range(1, options.retries + 2):
         try:
             return replace(run(), attempts=attempt)
-        except (ModelLoadError, StoreFullError):
-            raise  # the model or the store's disk, not this item: every item would fail the same way
+        except STOPS_THE_RUN:
+            raise
         except Exception as exc:
             if attempt > options.retries or not is_transient(exc):
                 log.error("failed to ingest %s: %s", ref.uri, exc)

@@ -67,8 +67,6 @@ from clasp_ingest.errors import (
     ConfigError,
     ConnectorError,
     IngestInterrupted,
-    ModelLoadError,
-    StoreFullError,
 )
 from clasp_ingest.pipeline import IngestSummary, MediaResult, PipelineOptions
 from clasp_ingest.store import QdrantStore
@@ -204,8 +202,8 @@ def _collect(ref: MediaRef, future: PrefectFuture[MediaResult], started: float) 
     outcome = future.result(raise_on_failure=False)
     if isinstance(outcome, MediaResult):
         return outcome
-    if isinstance(outcome, ModelLoadError | StoreFullError):
-        raise outcome  # the model or the store's disk, not this item: the run stops (its other tasks too)
+    if isinstance(outcome, pipeline.STOPS_THE_RUN):
+        raise outcome  # not this item's fault: the run stops (its other tasks are stopped)
     exc = outcome if isinstance(outcome, BaseException) else RuntimeError(str(outcome))
     log.error("failed to ingest %s: %s", ref.uri, exc)
     # the times the task ran, its retries included (the summary said 1 for an item whose
