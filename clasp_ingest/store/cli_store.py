@@ -143,7 +143,8 @@ StoreUrl = Annotated[
 ]
 StoreKey = Annotated[str | None, typer.Option(envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key.")]
 StoreCollection = Annotated[
-    str | None, typer.Option(parser=collection_name, help="Collection (default: settings).")
+    str | None,
+    typer.Option("--collection", "-c", parser=collection_name, help="Collection (default: settings)."),
 ]
 
 store_app = typer.Typer(

@@ -157,9 +157,9 @@ def test_out_of_range_numbers_and_empty_store_options_are_bad_usage(
         assert result.exit_code == 2 and "less than or equal to" in _said(result), (option, result.output)
         assert "OverflowError" not in result.output
     empty = {
-        ("search", SENTENCES[7], "--collection", ""): "--collection",
+        ("search", SENTENCES[7], "--collection", ""): "--collection' / '-c",  # -c as ingest's
         ("search", SENTENCES[7], "--qdrant-path", ""): "--qdrant-path",
-        ("store", "info", "--collection", ""): "--collection",
+        ("store", "info", "-c", ""): "--collection' / '-c",
         ("store", "list", "--qdrant-path", ""): "--qdrant-path",
         ("store", "info", "--qdrant-url", ""): "--qdrant-url",
         ("store", "export", "--to", "copy", "--to-collection", ""): "--to-collection",
