@@ -125,7 +125,10 @@ def ingest_command(
         None,
         "--qdrant-url",
         parser=server_url,
-        help="Qdrant server URL (CLASP_QDRANT_URL; key: CLASP_QDRANT_API_KEY).",
+        help="Qdrant server URL (CLASP_QDRANT_URL).",
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key (also for --flow)."
     ),
     feed: bool | None = typer.Option(
         None,
@@ -247,7 +250,7 @@ def ingest_command(
 
     check_runtime(arguments["device"], settings.engine)  # before anything (--recreate drops first)
     quiet = not as_json and logging.getLogger().getEffectiveLevel() >= logging.WARNING
-    with _downloads_cut_on_signals(), _failures_said_once(quiet):
+    with _api_key_for_the_run(api_key), _downloads_cut_on_signals(), _failures_said_once(quiet):
         # the bar is for a terminal: a log file or pipe (a scheduled job) gets no blank lines from it
         summary = run(settings, arguments, show_progress=not as_json and is_terminal(sys.stderr))
     _print(summary, arguments, as_json)
@@ -255,6 +258,28 @@ def ingest_command(
         _fail("no source could be listed (see above)")
     if summary.media_failed:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+_API_KEY_VARIABLE = "CLASP_QDRANT_API_KEY"
+
+
+@contextmanager
+def _api_key_for_the_run(api_key: str | None) -> Iterator[None]:
+    """``--api-key`` reaches every store the run opens (in-process, ``--flow``'s tasks and its
+    ``--recreate``) as ``CLASP_QDRANT_API_KEY``, never as a flow parameter, which Prefect stores
+    and shows; the variable is put back afterwards (``main`` may run in a process that goes on)."""
+    if api_key is None:
+        yield
+        return
+    saved = os.environ.get(_API_KEY_VARIABLE)
+    os.environ[_API_KEY_VARIABLE] = api_key
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(_API_KEY_VARIABLE, None)
+        else:
+            os.environ[_API_KEY_VARIABLE] = saved
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from clasp_ingest.errors import ConfigError, StoreError
+from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
     VECTOR_NAME,
@@ -60,6 +61,8 @@ __all__ = [
 ]
 
 _MEMORY = ":memory:"
+
+log = get_logger("store")
 
 
 def open_store(
@@ -139,6 +142,8 @@ def _server_store(
         if "://" in url and not parts.hostname:
             raise ValueError("no host")
         parts.port  # noqa: B018 - a port out of range raises ValueError
+        if api_key is not None and parts.scheme.lower() != "https":
+            _key_sent_in_clear(url, parts.hostname or "")
         return _client_store(
             collection, write, url=url, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout_s
         )
@@ -151,7 +156,44 @@ def _server_store(
         raise ConfigError(f"the Qdrant URL {shown!r} is not valid{detail}; {remedy}") from None
 
 
+#: The server URLs whose unencrypted key was reported (once per URL and process).
+_KEY_IN_CLEAR_SAID: set[str] = set()
+
+
+def _key_sent_in_clear(url: str, host: str) -> None:
+    """An API key for an ``http://`` URL travels unencrypted. qdrant-client said so as a Python
+    warning, two raw lines (its file and source line) on every run, also where the server is on
+    a network of the user's own: our compose deployment's ``http://qdrant:6333``. Said here once
+    per URL, as a warning where the host may be across networks, else (a loopback address,
+    ``localhost``, a name without a dot such as a compose service's) at debug level."""
+    from clasp_ingest.connectors.urls import redact_url
+
+    if url in _KEY_IN_CLEAR_SAID:
+        return
+    _KEY_IN_CLEAR_SAID.add(url)
+    say = log.debug if _host_of_your_own(host) else log.warning
+    say(
+        "the API key goes to %r unencrypted (http://); give an https:// URL where the traffic "
+        "crosses a network that is not yours",
+        redact_url(url),
+    )
+
+
+def _host_of_your_own(host: str) -> bool:
+    """A loopback address, ``localhost`` or a single-label name (``qdrant``: a compose service)."""
+    import ipaddress
+
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0]).is_loopback
+    except ValueError:
+        return "." not in host.rstrip(".")
+
+
 def _client_store(collection: str, write: WriteOptions | None, **kwargs: object) -> ServerStore:
+    import warnings
+
     from qdrant_client import QdrantClient
 
     where = str(kwargs.get("url") or kwargs.get("path") or kwargs.get("location"))
@@ -159,7 +201,9 @@ def _client_store(collection: str, write: WriteOptions | None, **kwargs: object)
     # qdrant-client checks the server version on a thread of its own and warns even when the
     # server is down; ServerStore checks it on first contact instead (check_version).
     try:
-        client = QdrantClient(**kwargs, check_compatibility=False)  # type: ignore[arg-type]
+        with warnings.catch_warnings():  # said by _server_store, once and in one line
+            warnings.filterwarnings("ignore", "Api key is used with an insecure connection")
+            client = QdrantClient(**kwargs, check_compatibility=False)  # type: ignore[arg-type]
     except RuntimeError as exc:
         if "already accessed" not in str(exc):
             raise
