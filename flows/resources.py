@@ -99,6 +99,7 @@ def flow_names() -> StoreNames:
         collection="the flow's collection parameter",
         recreate="once, with 'clasp-ingest ingest SOURCE --collection NAME --recreate'",
         model="the flow's model parameter set to {}",
+        name="the flow's collection parameter, or CLASP_COLLECTION",
     )
 
 

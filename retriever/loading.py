@@ -32,12 +32,16 @@ def store_names(constructor: str) -> StoreNames:
             url="CLASP_QDRANT_URL",
             api_key="CLASP_QDRANT_API_KEY",
             store="CLASP_COLLECTION / CLASP_QDRANT_PATH / CLASP_QDRANT_URL",
+            name="CLASP_COLLECTION",
         )
     if constructor == "from_url":
         return StoreNames(
-            url="from_url(URL)", api_key="from_url(URL, api_key=...)", store="from_url(URL, collection=...)"
+            url="from_url(URL)",
+            api_key="from_url(URL, api_key=...)",
+            store="from_url(URL, collection=...)",
+            name="from_url(URL, collection=...)",
         )
-    return StoreNames(store="from_path(PATH, collection=...)")
+    return StoreNames(store="from_path(PATH, collection=...)", name="from_path(PATH, collection=...)")
 
 
 def query_model_for(

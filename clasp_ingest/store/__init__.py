@@ -23,6 +23,7 @@ from clasp_ingest.store.base import (
     StoreNames,
     WriteOptions,
     build_payload,
+    check_collection_name,
     format_timestamp,
     point_id,
     span_url,
@@ -92,6 +93,7 @@ def open_store(
     if url is not None and path is not None:
         raise ConfigError("give either a Qdrant url or an embedded path, not both")
     names = names or StoreNames()
+    check_collection_name(collection, option=names.name)  # named as the caller named it
     store: QdrantStore
     if _MEMORY in (url, str(path) if path is not None else None):
         store = _client_store(collection, write, location=_MEMORY)

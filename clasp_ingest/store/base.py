@@ -278,16 +278,32 @@ def check_collection_name(name: str, *, option: str = "--collection, CLASP_COLLE
 class StoreNames:
     """How the user named a store, for its messages: the options and variables of its URL, of
     its API key, and those that choose the store and collection (``store export`` reads its
-    source with ``--qdrant-path`` and names its target with ``--to``)."""
+    source with ``--qdrant-path`` and names its target with ``--to``). The defaults are
+    :func:`~clasp_ingest.store.open_store`'s arguments, for a Python caller; the command line
+    passes :data:`CLI_NAMES`, a flow its parameters."""
 
-    url: str = "--qdrant-url, CLASP_QDRANT_URL"
-    api_key: str = "--api-key / CLASP_QDRANT_API_KEY"
-    store: str = "--collection / --qdrant-path / --qdrant-url"
+    url: str = "open_store(url=...)"
+    api_key: str = "open_store(api_key=...)"
+    store: str = "open_store(collection=..., path=... or url=...)"
     #: How a run names another collection, recreates one, and picks a model (a flow has
     #: parameters, and no way to recreate).
-    collection: str = "--collection NAME"
-    recreate: str = "--recreate"
-    model: str = "--model {}"
+    collection: str = "open_store(collection=NAME)"
+    recreate: str = "store.drop()"
+    model: str = "{!r}"
+    #: What gave the collection's name, for a name that is no name (``a/b``).
+    name: str = "open_store(collection=...)"
+
+
+#: How the command line names a store: its options and variables.
+CLI_NAMES = StoreNames(
+    url="--qdrant-url, CLASP_QDRANT_URL",
+    api_key="--api-key / CLASP_QDRANT_API_KEY",
+    store="--collection / --qdrant-path / --qdrant-url",
+    collection="--collection NAME",
+    recreate="--recreate",
+    model="--model {}",
+    name="--collection, CLASP_COLLECTION",
+)
 
 
 @dataclass(frozen=True)
@@ -618,7 +634,7 @@ class QdrantStore(abc.ABC):
     names: StoreNames = StoreNames()
 
     def __init__(self, collection: str = DEFAULT_COLLECTION, *, write: WriteOptions | None = None) -> None:
-        check_collection_name(collection)
+        check_collection_name(collection, option=self.names.name)
         self.collection = collection
         self.write_options = write or WriteOptions()
         self._identity: CollectionIdentity | None = None

@@ -37,13 +37,14 @@ def open_configured_store(
 ) -> QdrantStore:
     """The store named by CLI options, else by ``CLASP_*`` settings (:func:`store_location`)."""
     from clasp_ingest.store import open_store
+    from clasp_ingest.store.base import CLI_NAMES
 
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
     url, path = store_location(qdrant_path, qdrant_url, settings)
     key = api_key or settings.qdrant_api_key
     name = settings.collection if collection is None else collection
     return open_store(url=url, path=path, api_key=key, prefer_grpc=settings.qdrant_grpc,
-                      collection=name)  # fmt: skip
+                      collection=name, names=CLI_NAMES)  # fmt: skip
 
 
 #: Both store options at once (``ingest``, ``search``, ``store``): bad usage.
@@ -347,9 +348,10 @@ def export(
 
     Running it again updates the copy without duplicates: it mirrors the source's media items, so an item deleted from the source, or the old version of a changed one, is removed from the target too ("removed": points removed). Points still being written in the source are not copied.
     """  # noqa: E501 - paragraphs of --help
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
-    from clasp_ingest.store import StoreNames, export_to, open_store
+    from clasp_ingest.store import export_to, open_store
+    from clasp_ingest.store.base import CLI_NAMES
 
     key_from = ctx.get_parameter_source("api_key")  # typer's click or click's: compared by name
     from_env = key_from is not None and key_from.name == "ENVIRONMENT"
@@ -359,7 +361,7 @@ def export(
     settings = Settings.model_validate({})  # reads CLASP_* like Settings()
     source_path = qdrant_path or settings.qdrant_path
     name = settings.collection if collection is None else collection
-    source_names = StoreNames(store="--collection / --qdrant-path")  # its errors name its own options
+    source_names = replace(CLI_NAMES, store="--collection / --qdrant-path")  # its errors name its own options
     with (
         open_store(path=source_path, collection=name, names=source_names) as source,
         _points_bar("export") as progress,

@@ -18,12 +18,12 @@ from pathlib import Path
 from clasp_ingest.errors import CollectionMismatchError, ConfigError, StoreError
 from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
+    CLI_NAMES,
     STATE_COMPLETE,
     STATE_WRITING,
     CollectionIdentity,
     QdrantStore,
     StoredPoint,
-    StoreNames,
     check_collection_name,
 )
 
@@ -39,7 +39,13 @@ _HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:\d+$")
 #: it holds for each page (16,000 points: 1.1 CPU-s in pages of 256, 0.55 s in pages of 4,096).
 _SCAN_PAGE = 4096
 #: How ``store export`` names its target, for the target store's messages.
-_TARGET = StoreNames(url="--to", api_key="--api-key / CLASP_EXPORT_API_KEY", store="--to-collection / --to")
+_TARGET = replace(
+    CLI_NAMES,
+    url="--to",
+    api_key="--api-key / CLASP_EXPORT_API_KEY",
+    store="--to-collection / --to",
+    name="--to-collection",
+)
 
 
 @dataclass(frozen=True)

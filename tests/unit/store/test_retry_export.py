@@ -18,7 +18,7 @@ from clasp_ingest.store import (
     export_to,
     open_store,
 )
-from clasp_ingest.store.base import STATE_COMPLETE, with_retry
+from clasp_ingest.store.base import CLI_NAMES, STATE_COMPLETE, with_retry
 from clasp_ingest.store.export import open_export_target
 from clasp_ingest.store.filters import meta_equals
 from tests.unit.store.conftest import DIM, MODEL, Media, make_media
@@ -230,7 +230,9 @@ def test_a_malformed_qdrant_url_is_a_config_error_naming_it() -> None:
     ]:
         with pytest.raises(ConfigError, match=re.escape(f"the Qdrant URL {url!r} is not valid")) as error:
             open_store(url=url)
-        assert why in str(error.value) and str(error.value).endswith("(--qdrant-url, CLASP_QDRANT_URL)")
+        assert why in str(error.value) and str(error.value).endswith("(open_store(url=...))")
+    with pytest.raises(ConfigError, match=r"\(--qdrant-url, CLASP_QDRANT_URL\)$"):  # the CLI's names
+        open_store(url="http://:6333", names=CLI_NAMES)
     with pytest.raises(ConfigError, match=r"the Qdrant URL is empty; .*\(--to\)$"):
         open_store(url=" ", names=StoreNames(url="--to"))
 

@@ -256,8 +256,9 @@ def test_segments_in_index_order(store: QdrantStore) -> None:
 def test_collection_mismatch_is_reported(store: QdrantStore) -> None:
     store.ensure_collection(MODEL, DIM)  # same identity: fine
     with pytest.raises(
-        CollectionMismatchError, match=r"stores 16-d vectors of model 'test-model'.*--collection"
-    ):
+        CollectionMismatchError,
+        match=r"model 'test-model'.*\(open_store\(collection=NAME\)\).*\(store\.drop\(\)",
+    ):  # a Python caller's store: its messages name Python arguments, not the CLI's options
         store.ensure_collection("other-model", 32)
     with pytest.raises(CollectionMismatchError, match="other-model"):
         store.ensure_collection("other-model", DIM)
@@ -320,9 +321,7 @@ def test_a_run_into_another_models_collection_names_the_model_that_made_it(tmp_p
     with open_backend("edge", tmp_path) as store:
         store.ensure_collection(v013, 385, source="clasp-mini")
         with (
-            pytest.raises(
-                CollectionMismatchError, match=rf"'{v013}'.*add to it with --model clasp-mini-spec,"
-            ),
+            pytest.raises(CollectionMismatchError, match=rf"'{v013}'.*add to it with 'clasp-mini-spec',"),
             collection_for(store, v1, 385, source="clasp-mini"),
         ):
             pytest.fail("the run must not start")  # pragma: no cover

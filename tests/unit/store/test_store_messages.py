@@ -56,7 +56,8 @@ def _server_store(url: str, transport: httpx.BaseTransport) -> ServerStore:
 def test_a_web_server_that_is_not_qdrant_is_named_with_the_remedy(web_server: str) -> None:
     said = rf"'{URL}' did not answer as a Qdrant server \(reading the server version: JSONDecodeError"
     web = httpx.HTTPTransport(uds=web_server)
-    with _server_store(URL, web) as store, pytest.raises(StoreError, match=f"{said}.*--qdrant-url"):
+    python_names = r"\(open_store\(url=\.\.\.\)\)"  # a Python caller's store
+    with _server_store(URL, web) as store, pytest.raises(StoreError, match=f"{said}.*{python_names}"):
         store.identity  # noqa: B018 - the first contact of every store command
     missing = r"'.*/a/b' did not answer as a Qdrant server \(.*HTTP 404"
     with _server_store(f"{URL}/a/b", web) as store, pytest.raises(StoreError, match=missing):
@@ -74,7 +75,7 @@ def test_json_that_is_not_qdrants_is_not_retried_and_names_the_url() -> None:
         asked.append(request.url.path)
         return httpx.Response(200, json={"status": "ok"})
 
-    said = rf"'{URL}' did not answer as a Qdrant server.*--qdrant-url"
+    said = rf"'{URL}' did not answer as a Qdrant server.*\(open_store\(url=\.\.\.\)\)"
     with _server_store(URL, _answering(other_json)) as store, pytest.raises(StoreError, match=said):
         store.identity  # noqa: B018
     assert asked == ["/"]  # an answer, not a connection problem: asked once

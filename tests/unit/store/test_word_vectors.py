@@ -177,7 +177,8 @@ def test_a_collection_without_word_vectors_is_refused_before_anything_is_written
 ) -> None:
     media = make_media("file:///talks/old.wav", "v1", 3, seed=5)
     store.write_media(media.ref, MODEL, media.batches())
-    with pytest.raises(CollectionMismatchError, match=r"no word vectors.*--collection NAME.*--recreate"):
+    remedy = r"open_store\(collection=NAME\).*store\.drop\(\)"  # a Python caller's store
+    with pytest.raises(CollectionMismatchError, match=rf"no word vectors.*{remedy}"):
         store.ensure_collection(MODEL, DIM, text_dim=TEXT_DIM)
     with (
         pytest.raises(CollectionMismatchError, match="no word vectors"),
