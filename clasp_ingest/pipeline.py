@@ -952,6 +952,8 @@ def _with_retries(ref: MediaRef, options: PipelineOptions, run: Callable[[], Med
             return replace(run(), attempts=attempt)
         except STOPS_THE_RUN:
             raise
+        except _CallbackFailed as failed:  # the caller's on_progress: its own error, not the item's
+            raise failed.error from None
         except Exception as exc:
             if attempt > options.retries or not is_transient(exc):
                 log.error("failed to ingest %s: %s", ref.uri, exc)
@@ -1006,7 +1008,8 @@ def collection_for(
         )
     except CollectionMismatchError as exc:
         maker = _maker_of(store)
-        if maker is None or maker == source:
+        made_by = store.identity.model_id if store.identity is not None else None
+        if maker is None or maker == source or made_by == model_id:  # that model: no remedy (words)
             raise
         raise CollectionMismatchError(
             f"{exc}; or add to it with {store.names.model.format(maker)}, the model that made it"
@@ -1096,7 +1099,9 @@ def ingest_source(
     connectors as the CLI does. A bad item fails alone (listed in the summary); transient
     failures are retried first. Raises only when the run cannot proceed (e.g. the collection
     belongs to another model).
-    ``model_source`` (preset name or model directory) is recorded with a new collection;
+    ``model_source`` (preset name or model directory) is recorded with a new collection (default:
+    what ``model`` was loaded from, where it says: ``load_model`` and ``load_inference_model``
+    set its ``source``);
     ``recreate`` drops the collection first (see :func:`collection_for`), once the sources are
     listed and one of them lists a media item (else nothing is dropped or ingested: the summary
     holds the listing errors). A ``Preloadable`` model starts loading as soon as there is
@@ -1105,6 +1110,9 @@ def ingest_source(
     """
     opts = options or PipelineOptions()
     started = time.perf_counter()
+    _check_model(model)
+    if model_source is None:
+        model_source = getattr(model, "source", None)
     sources = _connectors(connectors)
     listed = partial(list_sources, sources, retries=opts.retries, retry_delay_s=opts.retry_delay_s)
     listings, errors = listed() if recreate else ([], [])
@@ -1135,6 +1143,17 @@ def ingest_source(
                 results.append(_with_retries(ref, opts, run))
                 _report(on_progress, total, results)
     return IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started, tuple(pruned or ()))
+
+
+def _check_model(model: Any) -> None:
+    """A model that cannot embed audio (a query model: the text side only) is a ``TypeError``
+    before anything is listed; each item failed with an ``AttributeError`` after opening it."""
+    missing = [name for name in ("encode_audio", "model_id", "dim") if not hasattr(model, name)]
+    if missing:
+        raise TypeError(
+            "ingest_source needs a model that embeds audio (clasp_ingest.model.load_model(NAME)), "
+            f"got {type(model).__name__} without {', '.join(missing)}"
+        )
 
 
 def _connectors(given: Any) -> list[Connector]:
@@ -1193,7 +1212,20 @@ def _item_reporter(
         return None
 
     def report(segments: int, position_s: float) -> None:
-        callback(replace(progress_of(total, results), current=uri, current_segments=segments,
-                         current_position_s=round(position_s, 3)))  # fmt: skip
+        progress = replace(progress_of(total, results), current=uri, current_segments=segments,
+                           current_position_s=round(position_s, 3))  # fmt: skip
+        try:
+            callback(progress)
+        except Exception as exc:
+            raise _CallbackFailed(exc) from exc
 
     return report
+
+
+class _CallbackFailed(Exception):
+    """``on_progress`` raised during an item: the run stops with that error as the callback
+    raised it (:func:`_with_retries`); it failed every item, as each item's error."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -44,7 +44,7 @@ from clasp_ingest.model.config import (
     Runtime,
 )
 from clasp_ingest.model.fusion import build_fusion
-from clasp_ingest.model.query import QueryModel, local_top_layers, resolve_model_config
+from clasp_ingest.model.query import QueryModel, local_top_layers, model_source, resolve_model_config
 
 if TYPE_CHECKING:
     from clasp_ingest.config import Settings
@@ -80,6 +80,9 @@ FRAME_BATCH = 256
 
 class ClaspModel:
     """An ``AudioTextEncoder``: ``encode_audio``/``encode_text`` give L2-normalised float32 rows."""
+
+    #: The preset name or model folder it was loaded from (:func:`load_model` sets it).
+    source: str | None = None
 
     def __init__(
         self,
@@ -316,7 +319,9 @@ def load_model(
         )
     spectrogram = build_component("spectrogram", config.spectrogram, runtime)
     text = build_component("text", config.text, runtime)
-    return ClaspModel(config, speech, spectrogram, fusion, text, runtime, centering)
+    model = ClaspModel(config, speech, spectrogram, fusion, text, runtime, centering)
+    model.source = model_source(name_or_path, saved_dir)
+    return model
 
 
 def set_torch_threads(threads: int | None = None) -> int:

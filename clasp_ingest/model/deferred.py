@@ -18,7 +18,7 @@ import numpy as np
 
 from clasp_ingest.errors import ModelLoadError
 from clasp_ingest.log import get_logger
-from clasp_ingest.model.query import resolve_model_config
+from clasp_ingest.model.query import model_source, resolve_model_config
 
 if TYPE_CHECKING:
     from clasp_ingest.model.base import AudioTextEncoder
@@ -51,7 +51,7 @@ class DeferredModel:
 
         check_runtime(device, engine)
         self.config, saved_dir = resolve_model_config(name_or_path)
-        self.source = str(saved_dir.resolve()) if saved_dir is not None else name_or_path
+        self.source = model_source(name_or_path, saved_dir)
         self._options = {"device": device, "dtype": dtype, "model_dir": model_dir, "batch_size": batch_size,
                          "threads": threads, "engine": engine}  # fmt: skip
         self._lock = threading.Lock()

@@ -43,7 +43,7 @@ from clasp_ingest.model.base import (
 )
 from clasp_ingest.model.config import ModelConfig, Runtime
 from clasp_ingest.model.logmel import LogMelOptions, log_mel_image, mel_filterbank
-from clasp_ingest.model.query import QueryModel, load_query_model, resolve_model_config
+from clasp_ingest.model.query import QueryModel, load_query_model, model_source, resolve_model_config
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -136,6 +136,9 @@ class OnnxClaspModel:
     which with this thread and the decoding thread keeps both cores busy
     (``bench/bench_ingest_vs_asr.py``; README, "Engines and start-up").
     """
+
+    #: The preset name or model folder it was loaded from (:func:`load_onnx_model` sets it).
+    source: str | None = None
 
     def __init__(
         self,
@@ -524,7 +527,9 @@ def load_onnx_model(
     runtime = Runtime(device="cpu", model_dir=model_dir, batch_size=batch_size)
     query = load_query_model(name_or_path, device="cpu", model_dir=model_dir)
     speech = build_component("speech", config.speech, runtime)
-    return _assemble_cached(query, speech, folder, threads=threads or default_threads(), int8=int8)
+    model = _assemble_cached(query, speech, folder, threads=threads or default_threads(), int8=int8)
+    model.source = model_source(name_or_path, saved_dir)
+    return model
 
 
 def _assemble_cached(

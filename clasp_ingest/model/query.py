@@ -180,6 +180,12 @@ def cut_to_tokens(text: str, count: Callable[[str], int], limit: int) -> str:
     return cut[:space] if space > 0.9 * len(cut) else cut
 
 
+def model_source(name_or_path: str, saved_dir: Path | None) -> str:
+    """What a model was loaded from, as a collection records it: its folder (absolute), else
+    the preset's name (so ``ingest_source`` needs no ``model_source`` for a loaded model)."""
+    return str(saved_dir.resolve()) if saved_dir is not None else name_or_path
+
+
 def resolve_model_config(name_or_path: str) -> tuple[ModelConfig, Path | None]:
     """The config of a preset name or a ``save_model`` directory (and that directory)."""
     path = Path(name_or_path).expanduser()
