@@ -61,6 +61,9 @@ _METRIC_FILE = "query_metric.npz"
 _SHARD = "shard"
 #: Where a collection's shard is built (and put before it is deleted): never a complete one.
 _PARTIAL_SHARD = "shard.partial"
+#: Every entry of a collection's folder that this store writes (``_write_durably``'s temporary
+#: file too); a folder holding others is not one of its collections.
+_OWN_ENTRIES = frozenset({_IDENTITY_FILE, f"{_IDENTITY_FILE}.partial", _METRIC_FILE, _SHARD, _PARTIAL_SHARD})
 _PATH_OPTIONS = "--qdrant-path, CLASP_QDRANT_PATH"
 #: Engine calls that write (for messages).
 _WRITES = frozenset({"update", "flush", "optimize", "close"})
@@ -1067,6 +1070,7 @@ class EdgeStore(QdrantStore):
         self._lock()
         self._check_room()
         if self._dir.exists():  # no collection.json (or it would not be made): a cut-off create
+            self._refuse_foreign_folder()
             log.warning(
                 "removing the half-made collection folder %r (a create of it was cut off) to make it again",
                 str(self._dir),
@@ -1112,14 +1116,42 @@ class EdgeStore(QdrantStore):
             with contextlib.suppress(StoreError):
                 shard.close()
 
+    def _refuse_foreign_folder(self) -> None:
+        """A folder named like the collection that holds entries this store never writes (the
+        user's media folder in the store's folder, a ``store export`` copy) is no cut-off create:
+        a ``StoreError`` naming it, instead of removing it with everything in it."""
+        try:
+            foreign = sorted(entry.name for entry in self._dir.iterdir() if entry.name not in _OWN_ENTRIES)
+        except NotADirectoryError:
+            foreign = [self._dir.name]
+        if foreign:
+            shown = ", ".join(repr(name) for name in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise StoreError(
+                f"{str(self._dir)!r} is in the store's folder under the collection's name but is no "
+                f"collection of it (it holds {shown}), so it is left as it is; move it away, or use "
+                f"another collection ({self.names.collection})"
+            )
+
     def _remove_folder(self) -> None:
         """Delete the collection's folder so that a run cut off meanwhile leaves one that the next
-        create replaces: ``collection.json`` goes first, then the shard is put aside."""
+        create replaces: ``collection.json`` goes first, then the shard is put aside. Only the
+        entries this store writes are removed: a file someone put there stays, with the folder."""
         (self._dir / _IDENTITY_FILE).unlink(missing_ok=True)
         if (self._dir / _SHARD).is_dir():
             shutil.rmtree(self._dir / _PARTIAL_SHARD, ignore_errors=True)
             (self._dir / _SHARD).rename(self._dir / _PARTIAL_SHARD)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        for name in _OWN_ENTRIES:
+            entry = self._dir / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        try:
+            self._dir.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            log.warning("kept %r: it holds files this store did not write", str(self._dir))
 
     def _drop(self) -> None:
         self._check_open()  # not without the folder's lock
