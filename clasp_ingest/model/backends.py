@@ -83,16 +83,20 @@ def _trusted() -> bool:
     return os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def _module_file(module_name: str) -> Path | None:
-    """Where the top-level package of ``module_name`` would be imported from (nothing runs)."""
+def _module_files(module_name: str) -> list[Path]:
+    """Where the top-level package of ``module_name`` would be imported from (nothing runs): its
+    file, or a namespace package's folders (no ``__init__.py``: it has no file, and a folder of
+    the current directory passed the check below)."""
     top = module_name.split(".", 1)[0]
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
-        return None
-    return Path(spec.origin).resolve()
+        return []
+    if spec is None:
+        return []
+    if spec.origin and spec.origin not in ("built-in", "frozen"):
+        return [Path(spec.origin).resolve()]
+    return [Path(location).resolve() for location in spec.submodule_search_locations or []]
 
 
 def check_backend(part: Part, backend: str, *, model_dir: Path | None = None) -> str:
@@ -120,11 +124,15 @@ def check_backend(part: Part, backend: str, *, model_dir: Path | None = None) ->
             f"({names}, or entry points {ENTRY_POINT_GROUP!r}), not code to import. If you trust "
             f"this model's author, set {TRUST_ENV}=1"
         )
-    origin = _module_file(module_name)
     local_dirs = [Path.cwd().resolve()] + ([model_dir.resolve()] if model_dir is not None else [])
-    if origin is not None and not _installed(origin) and any(origin.is_relative_to(d) for d in local_dirs):
+    local = [
+        found
+        for found in _module_files(module_name)
+        if not _installed(found) and any(found.is_relative_to(d) for d in local_dirs)
+    ]
+    if local:
         raise ConfigError(
-            f"refusing {part} backend {backend!r}: module {module_name!r} is the file {str(origin)!r} "
+            f"refusing {part} backend {backend!r}: module {module_name!r} is {str(local[0])!r} "
             "beside the model or in the current directory, not an installed package; install it"
         )
     return backend

@@ -18,7 +18,6 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -107,17 +106,37 @@ def _download(repo: str, filename: str) -> Path:
 
 def _package_file(source: str) -> Path:
     package, _, rel = source.removeprefix("pkg://").partition("/")
-    try:
-        path = Path(str(resources.files(package).joinpath(rel)))
-    except ModuleNotFoundError as exc:
-        raise ModelLoadError(
-            f"model file {source!r} lives in Python package {package!r}, which is not installed; "
-            f"pip install it"
-        ) from exc
+    if not rel or ".." in Path(rel).parts or Path(rel).is_absolute():
+        raise ModelLoadError(f"model file {source!r} names no file inside package {package!r}")
+    folders = _package_folders(package, source)
+    path = next((folder / rel for folder in folders if (folder / rel).exists()), folders[0] / rel)
     check_regular_file(path, f"reinstall package {package!r}")
     if not path.is_file():
         raise ModelLoadError(f"package {package!r} has no file {rel!r} (source {source!r}); reinstall it")
     return path
+
+
+def _package_folders(package: str, source: str) -> list[Path]:
+    """The folders of the installed package ``package`` (dotted names too), found without
+    importing it: a model's config names files in packages, and importing one runs its code (a
+    config naming ``pkg://this/x`` printed the Zen of Python; one naming a package in the current
+    folder ran it; ``resources.files`` imports)."""
+    import importlib.util
+
+    top, *inner = package.split(".")
+    try:
+        spec = importlib.util.find_spec(top) if top.isidentifier() else None
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if spec is not None and not locations:
+        raise ModelLoadError(f"model file {source!r}: {top!r} is a module, not a package with files")
+    if not locations:
+        raise ModelLoadError(
+            f"model file {source!r} lives in Python package {package!r}, which is not installed; "
+            f"pip install it"
+        )
+    return [Path(location, *inner) for location in locations]
 
 
 def resolve_file(source: str, model_dir: Path | None = None, *, download: bool = True) -> Path:

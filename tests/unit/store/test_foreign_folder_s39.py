@@ -46,7 +46,7 @@ def test_a_folder_that_is_no_collection_is_refused_and_kept(
 
 def test_a_file_with_the_collections_name_is_refused(tmp_path: Path) -> None:
     (tmp_path / "talks").write_bytes(b"a file")
-    with pytest.raises(StoreError, match="holds a file .* where collection 'talks' keeps its folder"):
+    with pytest.raises(StoreError, match=r"holds a file .* where collection 'talks' keeps its folder"):
         EdgeStore(tmp_path, "talks")  # at opening, as before
     assert (tmp_path / "talks").read_bytes() == b"a file"
 
