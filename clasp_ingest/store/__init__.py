@@ -193,6 +193,14 @@ def _host_of_your_own(host: str) -> bool:
         return "." not in host.rstrip(".")
 
 
+def _shown(url: str) -> str:
+    """A server's URL as messages, logs and reports show it: without a password or a signed
+    query (``https://user:secret@host``, ``?api_key=``), which every store error printed."""
+    from clasp_ingest.connectors.urls import redact_url
+
+    return redact_url(url)
+
+
 def _client_store(collection: str, write: WriteOptions | None, **kwargs: object) -> ServerStore:
     import warnings
 
@@ -222,5 +230,10 @@ def _client_store(collection: str, write: WriteOptions | None, **kwargs: object)
             "from a Qdrant server"
         ) from None
     return ServerStore(
-        client, collection, write=write, owns_client=True, location=where, check_version=remote
+        client,
+        collection,
+        write=write,
+        owns_client=True,
+        location=_shown(where) if remote else where,
+        check_version=remote,
     )

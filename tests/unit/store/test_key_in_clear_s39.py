@@ -61,3 +61,12 @@ def test_no_word_without_a_key_in_clear(
 ) -> None:
     store_module._KEY_IN_CLEAR_SAID.clear()
     assert _opened(url, api_key, caplog) == []
+
+
+def test_a_servers_password_and_signed_query_are_never_shown() -> None:
+    """Every store error named the server by its URL as given: ``from_url("https://user:pw@...")``
+    printed the password, and ``?api_key=`` the key (a reviewer's RAG app, and ``search --qdrant-url``)."""
+    with open_store(url="https://reader:pw-s39@qdrant.invalid:6333/?api_key=key-s39") as store:
+        shown = f"{store.location} {store._no_collection()}"
+    assert "pw-s39" not in shown and "key-s39" not in shown
+    assert "qdrant.invalid:6333" in store.location and "reader" in store.location
