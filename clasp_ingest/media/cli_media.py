@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from clasp_ingest.errors import BadOptionError, ClaspIngestError
+from clasp_ingest.errors import BadOptionError, ClaspIngestError, MediaDecodeError
 from clasp_ingest.log import error_line, one_line, warnings_as_lines
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from clasp_ingest.config import Settings
 
 __all__ = ["register"]
 
@@ -27,7 +30,9 @@ def register(app: typer.Typer) -> None:
 
 
 def segment_command(
-    file: str = typer.Argument(..., help="A media file or URL that ffmpeg can read."),
+    file: str = typer.Argument(
+        ..., help="A media file, or an http(s)/s3/gs URL (downloaded first, as ingest downloads)."
+    ),
     as_json: bool = typer.Option(False, "--json", help='Print [{"start_s": ..., "end_s": ...}, ...].'),
     min_s: float | None = typer.Option(
         None,
@@ -62,7 +67,7 @@ def segment_command(
         raise typer.BadParameter(str(exc)) from None
     decode = settings.decode_options()
     heard = {"samples": 0, "tracks": 1}
-    shown = one_line(file)  # a newline in FILE split its 'error:' line in two
+    shown = one_line(_redacted(file))  # a newline in FILE split its 'error:' line in two
 
     def warn(text: str) -> None:
         typer.echo(f"warning: {shown}: {text}", err=True)
@@ -70,14 +75,16 @@ def segment_command(
     def tracks(count: int) -> None:
         heard["tracks"] = count
 
-    def blocks() -> Iterator[np.ndarray]:
-        for block in stream_audio(file, decode, on_tracks=tracks):
+    def blocks(local: str) -> Iterator[np.ndarray]:
+        for block in stream_audio(local, decode, on_tracks=tracks):
             heard["samples"] += block.size
             yield block
 
     try:
-        with warnings_as_lines("clasp_ingest.media.decode"):  # damaged data, as 'warning: ...'
-            spans = [(s.segment.start_s, s.segment.end_s) for s in segment_blocks(blocks(), options=options)]
+        with warnings_as_lines("clasp_ingest.media.decode"), _fetched(file, settings) as local:
+            spans = [
+                (s.segment.start_s, s.segment.end_s) for s in segment_blocks(blocks(local), options=options)
+            ]
     except ClaspIngestError as exc:
         typer.echo(f"error: {shown}: {error_line(exc)}", err=True)
         raise typer.Exit(1) from None
@@ -88,6 +95,34 @@ def segment_command(
         typer.echo(json.dumps([{"start_s": start, "end_s": end} for start, end in spans]))
     else:
         _print_table(one_line(Path(file).name), spans)
+
+
+def _redacted(file: str) -> str:
+    from clasp_ingest.connectors.urls import redact_url
+    from clasp_ingest.media.decode import is_url
+
+    return redact_url(file) if is_url(file) else file
+
+
+@contextmanager
+def _fetched(file: str, settings: Settings) -> Iterator[str]:
+    """FILE as a local file: a URL is downloaded as ``ingest`` downloads it (its limits, the
+    address checks of redirects, ``CLASP_*`` download settings), not opened by ffmpeg itself,
+    which followed redirects and HLS playlists to any host, with no size or time limit."""
+    from clasp_ingest.connectors import connector_for
+    from clasp_ingest.media.decode import is_url
+
+    if not is_url(file):
+        yield file
+        return
+    connector = connector_for(file, feed=False, open_options=settings.open_options())
+    refs = list(connector.discover())
+    if len(refs) != 1:
+        raise MediaDecodeError(
+            _redacted(file), f"lists {len(refs)} media files; segment takes one: give its own URL"
+        )
+    with connector.open(refs[0]) as local:
+        yield local
 
 
 def _print_table(title: str, spans: list[tuple[float, float]]) -> None:
