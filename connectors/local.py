@@ -27,7 +27,7 @@ import glob
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote_to_bytes, urlparse
@@ -113,6 +113,31 @@ def _unreadable(path: Path) -> str | None:
     return _link_problem(path) if path.is_symlink() and not path.exists() else None
 
 
+def _walk(top: Path, onerror: Callable[[OSError], None]) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(top, onerror=onerror, followlinks=True)`` (top-down; the caller may prune
+    ``dirs``) without recursion: Python 3.11's ``os.walk`` recurses, so one tree deeper than
+    about 1,000 folders in an inbox stopped the listing of the whole source (RecursionError)."""
+    stack = [os.fspath(top)]
+    while stack:
+        root = stack.pop()
+        try:
+            with os.scandir(root) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            onerror(exc)
+            continue
+        dirs: list[str] = []
+        names: list[str] = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # a link to a folder too
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else names).append(entry.name)
+        yield root, dirs, names
+        stack.extend(str(Path(root, name)) for name in reversed(dirs))
+
+
 def _folder_entries(folder: Path) -> list[tuple[Path, str | None]]:
     """Media files under ``folder`` (symbolic links to files and folders followed, each folder
     once; hidden names skipped), with broken links and folders that cannot be listed as
@@ -129,7 +154,7 @@ def _folder_entries(folder: Path) -> list[tuple[Path, str | None]]:
             )
         )
 
-    for root, dirs, names in os.walk(folder, onerror=unlisted, followlinks=True):
+    for root, dirs, names in _walk(folder, unlisted):
         stat = Path(root).stat()
         if (stat.st_dev, stat.st_ino) in seen:  # a link back up, or a second link to one folder
             dirs[:] = []

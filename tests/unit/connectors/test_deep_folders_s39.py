@@ -1,0 +1,36 @@
+"""A folder tree deeper than Python's recursion limit: ``os.walk`` (recursive on 3.11) raised
+RecursionError and the whole source was "not listed" (exit 1), so one planted subtree in a
+shared inbox stopped every nightly run. Now it is listed like any other, in the same order."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from clasp_ingest.connectors import connector_for
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_listed(tmp_path: Path) -> None:
+    deep = tmp_path / "inbox"
+    deep.mkdir()
+    for _ in range(1200):  # os.makedirs recurses too
+        deep /= "d"
+        deep.mkdir()
+    (deep / "bottom.wav").write_bytes(b"RIFF")
+    (tmp_path / "inbox" / "top.wav").write_bytes(b"RIFF")
+    uris = [ref.uri for ref in connector_for(str(tmp_path / "inbox")).discover()]
+    assert len(uris) == 2 and uris[0].endswith("/d/bottom.wav") and uris[1].endswith("/inbox/top.wav")
+
+
+def test_the_walk_keeps_os_walks_order_and_skips(tmp_path: Path) -> None:
+    root = tmp_path / "talks"
+    for name in ("b/2.wav", "a/z/1.wav", "a/0.wav", ".hidden/x.wav", "c.wav", "a/notes.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"RIFF")
+    (root / "link").symlink_to(root / "b")  # the same folder twice: listed once
+    names = [ref.uri.removeprefix(root.as_uri() + "/") for ref in connector_for(str(root)).discover()]
+    expected = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "link")
+        expected += [str(Path(folder, f).relative_to(root)) for f in files if f.endswith(".wav")]
+    assert sorted(names) == sorted(expected) and len(names) == 4
