@@ -52,6 +52,7 @@ def _checks(ip: _IPAddress) -> list[tuple[bool, str]]:
         (ip.is_unspecified, "unspecified"),
         (ip.is_loopback, "loopback"),
         (ip.is_link_local, "link-local"),
+        (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local, "site-local"),  # fec0::/10
         (ip.is_multicast, "multicast"),
         (isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT, "carrier-grade NAT (shared)"),
         (ip.is_reserved, "reserved"),

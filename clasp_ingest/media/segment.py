@@ -52,6 +52,13 @@ _CENTRE_DB = 1.0  # dB of quietness traded for cutting in the middle of the allo
 _MS = VAD_SAMPLE_RATE // 1000  # samples per millisecond
 
 
+#: The longest any of the segmenter's durations may be, in seconds (a day).
+MAX_SECONDS = 86400
+_SECONDS = (
+    "min_segment_s", "max_segment_s", "min_pause_s", "speech_pad_s", "min_speech_s", "max_merge_gap_s",
+)  # fmt: skip
+
+
 class SegmenterOptionsError(ConfigError):
     """A :class:`SegmenterOptions` value that breaks a rule: ``field`` is the one to change,
     ``value`` its value, ``rule`` what it must be; ``minimum``: the least ``max_segment_s`` may be
@@ -94,6 +101,8 @@ class SegmenterOptions:
         self._check(self.min_speech_s >= 0, "min_speech_s", "must be >= 0")
         self._check(self.max_merge_gap_s >= 0, "max_merge_gap_s", "must be >= 0")
         self._check(0 <= self.vad_gain_db <= 60, "vad_gain_db", "must be in [0, 60]")
+        for name in _SECONDS:  # 1e308 s: every item failed with OverflowError at its frame count
+            self._check(getattr(self, name) <= MAX_SECONDS, name, f"must be at most {MAX_SECONDS} (a day)")
         least = 2 * self.min_segment_s + 2 * self.speech_pad_s
         if self.max_segment_s - 2 * self.speech_pad_s < 2 * self.min_segment_s:
             raise SegmenterOptionsError(

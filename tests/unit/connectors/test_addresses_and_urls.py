@@ -26,6 +26,7 @@ from clasp_ingest.config import Settings
         ("fd00::1", "private"),
         ("169.254.169.254", "link-local"),  # cloud metadata
         ("fe80::1%eth0", "link-local"),
+        ("fec0::1", "site-local"),  # deprecated, still routed inside sites: was "public"
         ("100.64.0.1", "carrier-grade NAT (shared)"),
         ("224.0.0.1", "multicast"),
         ("ff02::1", "multicast"),

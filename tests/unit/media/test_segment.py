@@ -64,6 +64,9 @@ def test_options_validate() -> None:
     for name in ("max_segment_s", "min_pause_s", "threshold"):
         with pytest.raises(ConfigError, match=f"{name} must be a finite number, got inf"):
             SegmenterOptions(**{name: float("inf")})
+    for name in ("max_segment_s", "min_pause_s", "max_merge_gap_s"):  # 1e308: OverflowError per item
+        with pytest.raises(ConfigError, match=rf"{name} must be at most 86400 \(a day\), got 1e\+308"):
+            SegmenterOptions(**{name: 1e308})
 
 
 def test_a_bad_clasp_variable_is_one_error_line_naming_it(
@@ -79,6 +82,11 @@ def test_a_bad_clasp_variable_is_one_error_line_naming_it(
     monkeypatch.setenv("CLASP_MAX_SEGMENT_S", "inf")
     inf = CliRunner().invoke(app, ["segment", str(variants["wav"])])
     assert inf.exit_code == 1 and "CLASP_MAX_SEGMENT_S='inf': Input should be a finite number" in inf.stderr
+    monkeypatch.setenv("CLASP_MAX_SEGMENT_S", "1e308")  # finite, but every item failed: OverflowError
+    huge = CliRunner().invoke(app, ["segment", str(variants["wav"])])
+    assert huge.exit_code == 1 and huge.stderr.startswith(
+        "error: CLASP_MAX_SEGMENT_S=1e+308: the longest segment (s) must be at most 86400 (a day)"
+    ), huge.stderr
     monkeypatch.setenv("CLASP_DEVICE", "gpu")  # a check of ours: its words, not pydantic's "Value error, "
     device = CliRunner().invoke(app, ["segment", str(variants["wav"])])
     assert device.exit_code == 1, device.stderr
