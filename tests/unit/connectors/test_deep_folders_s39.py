@@ -5,20 +5,34 @@ shared inbox stopped every nightly run. Now it is listed like any other, in the 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from clasp_ingest.connectors import connector_for
 
 
-def test_a_tree_deeper_than_the_recursion_limit_is_listed(tmp_path: Path) -> None:
-    deep = tmp_path / "inbox"
-    deep.mkdir()
-    for _ in range(1200):  # os.makedirs recurses too
-        deep /= "d"
-        deep.mkdir()
-    (deep / "bottom.wav").write_bytes(b"RIFF")
-    (tmp_path / "inbox" / "top.wav").write_bytes(b"RIFF")
-    uris = [ref.uri for ref in connector_for(str(tmp_path / "inbox")).discover()]
+@pytest.fixture
+def deep_inbox(tmp_path: Path) -> Iterator[Path]:
+    """``inbox/top.wav`` and ``inbox/d/d/.../d/bottom.wav``, 1,200 folders down; removed after
+    the test bottom-up (``os.makedirs`` and ``shutil.rmtree`` recurse too: pytest's clean-up of
+    old temporary folders printed a RecursionError)."""
+    folders = [tmp_path / "inbox"]
+    folders[0].mkdir()
+    for _ in range(1200):
+        folders.append(folders[-1] / "d")
+        folders[-1].mkdir()
+    (folders[-1] / "bottom.wav").write_bytes(b"RIFF")
+    (folders[0] / "top.wav").write_bytes(b"RIFF")
+    yield folders[0]
+    (folders[-1] / "bottom.wav").unlink()
+    (folders[0] / "top.wav").unlink()
+    for folder in reversed(folders):
+        folder.rmdir()
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_listed(deep_inbox: Path) -> None:
+    uris = [ref.uri for ref in connector_for(str(deep_inbox)).discover()]
     assert len(uris) == 2 and uris[0].endswith("/d/bottom.wav") and uris[1].endswith("/inbox/top.wav")
 
 
