@@ -56,13 +56,9 @@ def _describe(exc: BaseException) -> str:
     from pydantic import ValidationError
 
     if isinstance(exc, ValidationError) and exc.title == "Settings":  # a CLASP_* variable
-        problems = [
-            f"CLASP_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {_reason(e)}"
-            if e["loc"]
-            else f"CLASP_* settings: {_reason(e)}"
-            for e in exc.errors()
-        ]
-        return "; ".join(problems) + "; fix the variable or unset it"
+        from clasp_ingest.config import settings_problems
+
+        return settings_problems(exc)
     if isinstance(exc, ClaspIngestError | ImportError):
         return str(exc) or type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror:
@@ -143,18 +139,6 @@ def _closed_stdout_refuses() -> None:
         else:
             os.set_inheritable(1, True)
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's stdout until it ends
-
-
-def _reason(error: Any) -> str:
-    """A settings check's words for ``error`` (pydantic's), without the "Value error, " put
-    before them; with the range of a setting given ``nan`` or ``inf`` ("Input should be a
-    finite number" did not say which numbers would do)."""
-    said = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "finite_number" and len(error["loc"]) == 1:
-        from clasp_ingest.config import Settings
-
-        return f"{said} {Settings.number_range(str(error['loc'][0]))}".rstrip()
-    return said
 
 
 class _Terminated(KeyboardInterrupt):

@@ -8,9 +8,9 @@ import re
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -174,10 +174,21 @@ class Settings(BaseSettings):
 
     # store
     qdrant_url: str | None = None
-    qdrant_api_key: str | None = None
+    qdrant_api_key: str | None = Field(None, repr=False)  # not in repr(settings), logs, tracebacks
     qdrant_path: Path = Field(default_factory=lambda: default_data_dir() / "qdrant")
     qdrant_grpc: bool = False
     collection: str = "clasp_segments"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """The settings of the ``CLASP_*`` variables; a bad one is a ``ConfigError`` naming the
+        variable and its value (pydantic's ``ValidationError`` named the field: ``qdrant_path``)."""
+        from clasp_ingest.errors import ConfigError
+
+        try:
+            return cls.model_validate({})
+        except ValidationError as exc:
+            raise ConfigError(settings_problems(exc)) from None
 
     @classmethod
     def number_range(cls, field: str) -> str:
@@ -341,3 +352,26 @@ class _Origins:
             message = f"{self.origin(exc.field)}: {meaning} (s) {exc.rule}; change {self.knob(exc.field)}"
         options = [self.flags[field] for field in involved if field in self.given and field in self.flags]
         return BadOptionError(message, options[0]) if options else ConfigError(message)
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """What is wrong with the ``CLASP_*`` variables ``exc`` (``Settings``' validation) is about,
+    each named as the variable and its value, and the remedy: how the CLI says it, and the
+    ``ConfigError`` of :meth:`Settings.from_env`."""
+    problems = [
+        f"CLASP_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {_reason(e)}"
+        if e["loc"]
+        else f"CLASP_* settings: {_reason(e)}"
+        for e in exc.errors()
+    ]
+    return "; ".join(problems) + "; fix the variable or unset it"
+
+
+def _reason(error: Any) -> str:
+    """A settings check's words for ``error`` (pydantic's), without the "Value error, " put
+    before them; with the range of a setting given ``nan`` or ``inf`` ("Input should be a
+    finite number" did not say which numbers would do)."""
+    said = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "finite_number" and len(error["loc"]) == 1:
+        return f"{said} {Settings.number_range(str(error['loc'][0]))}".rstrip()
+    return said

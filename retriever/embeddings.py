@@ -137,7 +137,7 @@ class ClaspTextEmbeddings(Embeddings):
         from clasp_ingest.config import Settings
         from clasp_ingest.store import open_store
 
-        cfg = settings if settings is not None else Settings.model_validate({})  # reads CLASP_*
+        cfg = settings if settings is not None else Settings.from_env()  # reads CLASP_*
         url = cfg.qdrant_url
         model = cfg.model if "model" in cfg.model_fields_set else None
         names = store_names("from_settings")

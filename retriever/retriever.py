@@ -10,7 +10,6 @@ import dataclasses
 import functools
 import math
 import threading
-import unicodedata
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,6 +39,7 @@ from clasp_ingest.config import is_device
 from clasp_ingest.errors import CollectionMismatchError, ConfigError
 from clasp_ingest.log import get_logger
 from clasp_ingest.model.base import QueryEncoder
+from clasp_ingest.model.query import says_nothing
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
     HybridQuery,
@@ -290,7 +290,7 @@ class ClaspRetriever(BaseRetriever):
         from clasp_ingest.config import Settings
         from clasp_ingest.store import open_store
 
-        cfg = settings if settings is not None else Settings.model_validate({})  # reads CLASP_*
+        cfg = settings if settings is not None else Settings.from_env()  # reads CLASP_*
         url = cfg.qdrant_url
         store = open_store(url=url, path=None if url else cfg.qdrant_path, api_key=cfg.qdrant_api_key,
                            prefer_grpc=cfg.qdrant_grpc, collection=cfg.collection,
@@ -821,7 +821,7 @@ _NOT_COPIED = (
 def is_empty_query(query: str) -> bool:
     """Whether ``query`` says nothing: no letter, digit, punctuation or symbol, only spaces,
     zero-width or control characters (a byte-order mark from a file), which found arbitrary spans."""
-    return not any(unicodedata.category(char)[0] in "LNPS" for char in query)
+    return says_nothing(query)
 
 
 def _wanting(

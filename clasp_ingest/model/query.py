@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -122,7 +123,7 @@ class QueryModel:
 
     def _fitted(self, text: str, number: int) -> str:
         text = plain_query(text)
-        if not text.strip():
+        if says_nothing(text):  # a byte-order mark alone passed str.strip(): arbitrary vectors
             raise ValueError(f"text {number} is empty; say what to look for")
         if not isinstance(self.text, TokenLimited):
             return text
@@ -178,6 +179,12 @@ def cut_to_tokens(text: str, count: Callable[[str], int], limit: int) -> str:
     cut = text[:good]
     space = cut.rfind(" ")
     return cut[:space] if space > 0.9 * len(cut) else cut
+
+
+def says_nothing(text: str) -> bool:
+    """Whether ``text`` says nothing: no letter, digit, punctuation or symbol, only spaces,
+    zero-width or control characters (a byte-order mark from a file)."""
+    return not any(unicodedata.category(char)[0] in "LNPS" for char in text)
 
 
 def model_source(name_or_path: str, saved_dir: Path | None) -> str:
