@@ -361,7 +361,11 @@ def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bo
             )
     model.settle()  # not on Ctrl-C: that leaves at once
     return IngestSummary(
-        summary.results, (*unlisted, *summary.source_errors), time.perf_counter() - started, summary.pruned
+        summary.results,
+        (*unlisted, *summary.source_errors),
+        time.perf_counter() - started,
+        summary.pruned,
+        summary.source_warnings,
     )
 
 

@@ -249,6 +249,9 @@ class IngestSummary:
     source_errors: tuple[tuple[str, str], ...] = ()
     wall_s: float = 0.0
     pruned: tuple[str, ...] = ()  # sources of items deleted as no longer listed (--prune)
+    #: ``(source, warning)`` for a source that listed but gave nothing to do: it lists no media
+    #: file (an unmounted share), or it was not pruned (``--prune`` of a glob or feed)
+    source_warnings: tuple[tuple[str, str], ...] = ()
 
     @property
     def media_ok(self) -> int:
@@ -279,7 +282,7 @@ class IngestSummary:
 
     @property
     def audio_s(self) -> float:
-        return round(sum(r.audio_s for r in self.results), 3)
+        return round(sum((r.audio_s for r in self.results), 0.0), 3)  # 0.0, not 0, with no item
 
     @property
     def times(self) -> StageTimes:
@@ -296,6 +299,7 @@ class IngestSummary:
             "media_failed": self.media_failed,
             "media_warnings": self.media_warnings,
             "media_pruned": list(self.pruned),
+            "source_warnings": [{"uri": uri, "warning": warning} for uri, warning in self.source_warnings],
             "segments": self.segments,
             "audio_s": self.audio_s,
             "wall_s": round(self.wall_s, 3),
@@ -309,6 +313,7 @@ class IngestSummary:
             tuple(e for s in items for e in s.source_errors),
             wall_s,
             tuple(uri for s in items for uri in s.pruned),
+            tuple(w for s in items for w in s.source_warnings),
         )
 
 
@@ -750,7 +755,7 @@ def discover_new(
     (:func:`prune_unlisted`) and the sources of the deleted items are appended to it.
     """
     listings, errors = list_sources(connectors, retries=retries, retry_delay_s=retry_delay_s)
-    todo, skipped = _split_listed(listings, store, force=force, pruned=pruned, words=words)
+    todo, skipped = _split_listed(listings, store, force=force, pruned=pruned, words=words, warned=[])
     return todo, skipped, errors
 
 
@@ -775,13 +780,19 @@ def list_sources(
 
 
 def _split_listed(
-    listings: Listings, store: QdrantStore, *, force: bool, pruned: list[str] | None, words: bool
+    listings: Listings,
+    store: QdrantStore,
+    *,
+    force: bool,
+    pruned: list[str] | None,
+    words: bool,
+    warned: list[tuple[str, str]],
 ) -> tuple[list[tuple[Connector, MediaRef]], list[MediaResult]]:
     stored = StoredItems(store)  # one read of the stored items for every source's prune
     listed = [
         pair
         for connector, refs in listings
-        for pair in took_listing(store, connector, refs, pruned, stored=stored)
+        for pair in took_listing(store, connector, refs, pruned, stored=stored, warned=warned)
     ]
     return select_new(listed, store, force=force, words=words)
 
@@ -797,7 +808,7 @@ def lists_media(listings: Listings, collection: str) -> bool:
     if any(LISTING_ERROR not in ref.metadata for _, refs in listings for ref in refs):
         return True
     for connector, _ in listings:
-        log.warning("%s lists no media file; nothing to ingest from it", connector.source)
+        _source_warning(None, connector.source, LISTS_NOTHING)
     log.warning("not recreating collection %r: no source listed a media file, so it is kept", collection)
     return False
 
@@ -842,16 +853,29 @@ def took_listing(
     pruned: list[str] | None,
     *,
     stored: StoredItems | None = None,
+    warned: list[tuple[str, str]] | None = None,
 ) -> list[tuple[Connector, MediaRef]]:
     """What a run does with a source that listed (in-process and in the flows): warn when it
     lists nothing, prune it when ``pruned`` is a list (the deleted sources are appended), and
     pair its items with it. ``stored``: the run's :class:`StoredItems`, shared by the prunes of
-    all its sources (without it, each prune reads every stored item again)."""
+    all its sources (without it, each prune reads every stored item again). ``warned``: where
+    the warnings go as ``(source, warning)`` too (the summary's ``source_warnings``)."""
     if not refs:
-        log.warning("%s lists no media file; nothing to ingest from it", connector.source)
+        _source_warning(warned, connector.source, LISTS_NOTHING)
     if pruned is not None:
-        pruned += prune_unlisted(store, connector, refs, stored=stored)
+        pruned += prune_unlisted(store, connector, refs, stored=stored, warned=warned)
     return [(connector, ref) for ref in refs]
+
+
+#: A source that listed no media file (an empty folder, an unmounted share, a glob matching nothing).
+LISTS_NOTHING = "lists no media file; nothing to ingest from it"
+
+
+def _source_warning(warned: list[tuple[str, str]] | None, source: str, warning: str) -> None:
+    """Log ``source``'s warning, and keep it for the run's summary where ``warned`` is a list."""
+    log.warning("%s %s", source, warning)
+    if warned is not None:
+        warned.append((source, warning))
 
 
 class StoredItems:
@@ -885,7 +909,12 @@ class StoredItems:
 
 
 def prune_unlisted(
-    store: QdrantStore, connector: Connector, refs: Sequence[MediaRef], *, stored: StoredItems | None = None
+    store: QdrantStore,
+    connector: Connector,
+    refs: Sequence[MediaRef],
+    *,
+    stored: StoredItems | None = None,
+    warned: list[tuple[str, str]] | None = None,
 ) -> list[str]:
     """Delete the stored items that ``connector``'s source covers but its listing ``refs`` no
     longer has (files deleted or moved away: a local file that is still there stays, e.g. a
@@ -903,13 +932,12 @@ def prune_unlisted(
     scope_of = getattr(connector, "prune_scope", None)
     scope = scope_of() if scope_of is not None else None
     if scope is None:
-        log.warning("not pruning %s: only folders and bucket prefixes are pruned", connector.source)
+        _source_warning(warned, connector.source, "is not pruned: only folders and bucket prefixes are")
         return []
     listed = {ref.media_id for ref in refs}
     if not listed:  # an unmounted share is an empty folder: never read that as "all deleted"
-        log.warning(
-            "not pruning %s: it lists nothing (unmounted?); 'store delete' removes items", connector.source
-        )
+        warning = "is not pruned: it lists nothing (unmounted?); 'store delete' removes items"
+        _source_warning(warned, connector.source, warning)
         return []
     items = (stored if stored is not None else StoredItems(store)).items()
     gone = {
@@ -1128,8 +1156,9 @@ def ingest_source(
         if not recreate:  # listed only once the collection is known to fit the model
             listings, errors = listed()
         pruned: list[str] | None = [] if opts.prune else None
+        warned: list[tuple[str, str]] = []
         todo, results = _split_listed(
-            listings, store, force=opts.force, pruned=pruned, words=opts.transcribe is not None
+            listings, store, force=opts.force, pruned=pruned, words=opts.transcribe is not None, warned=warned
         )
         log.info("%d items to ingest, %d unchanged", len(todo), sum(r.status == "skipped" for r in results))
         if todo and isinstance(model, Preloadable):
@@ -1142,7 +1171,9 @@ def ingest_source(
                 run = partial(ingest_media, ref, connector, model, store, opts, on_batch=on_batch)
                 results.append(_with_retries(ref, opts, run))
                 _report(on_progress, total, results)
-    return IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started, tuple(pruned or ()))
+    return IngestSummary(
+        tuple(results), tuple(errors), time.perf_counter() - started, tuple(pruned or ()), tuple(warned)
+    )
 
 
 def _check_model(model: Any) -> None:

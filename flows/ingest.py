@@ -217,16 +217,18 @@ def _listed(
     errors: list[tuple[str, str]],
     store: QdrantStore,
     pruned: list[str] | None = None,
+    warned: list[tuple[str, str]] | None = None,
 ) -> list[tuple[Connector, MediaRef]]:
     """Every listed item; listing errors into ``errors``; each source that listed is handled by
-    :func:`~clasp_ingest.pipeline.took_listing` (pruned into ``pruned`` when that is a list)."""
+    :func:`~clasp_ingest.pipeline.took_listing` (pruned into ``pruned`` when that is a list, its
+    warnings into ``warned``)."""
     futures = [(c, list_source.submit(c)) for c in connectors]
     listed: list[tuple[Connector, MediaRef]] = []
     stored = pipeline.StoredItems(store)  # one read of the stored items for every source's prune
     for connector, future in futures:
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, list):
-            listed += pipeline.took_listing(store, connector, outcome, pruned, stored=stored)
+            listed += pipeline.took_listing(store, connector, outcome, pruned, stored=stored, warned=warned)
         else:
             errors.append((connector.source, pipeline.describe_error(outcome)))
     return listed
@@ -330,10 +332,12 @@ def ingest_source(
         task_ = ingest_media.with_options(
             retries=retries, retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_s)
         )
-        results, errors, pruned = _ingest_all(
+        results, errors, pruned, warned = _ingest_all(
             connectors, _Work(model_spec, store_spec, options), task_, media_concurrency
         )
-        summary = IngestSummary(tuple(results), tuple(errors), time.perf_counter() - started, tuple(pruned))
+        summary = IngestSummary(
+            tuple(results), tuple(errors), time.perf_counter() - started, tuple(pruned), tuple(warned)
+        )
         _publish(summary)
         _conclude(summary, len(connectors))
     return summary
@@ -462,11 +466,12 @@ def _query_metric(spec: ModelSpec, store: QdrantStore, dim: int) -> QueryMetric 
 
 def _ingest_all(
     connectors: Sequence[Connector], work: _Work, task_: Task[Any, MediaResult], window: int
-) -> tuple[list[MediaResult], list[tuple[str, str]], list[str]]:
+) -> tuple[list[MediaResult], list[tuple[str, str]], list[str], list[tuple[str, str]]]:
     """Prune if asked, list, skip what is stored, ingest the rest; ``(results, listing errors,
-    pruned sources)``."""
+    pruned sources, source warnings)``."""
     errors: list[tuple[str, str]] = []
     pruned: list[str] = []
+    warned: list[tuple[str, str]] = []
     model_id, dim, source = model_identity(work.model)
     text_dim = _text_dim(work.model) if work.options.transcribe else None
     with (
@@ -480,7 +485,7 @@ def _ingest_all(
             query_metric=_query_metric(work.model, store, dim),
         ),
     ):
-        listed = _listed(connectors, errors, store, pruned if work.options.prune else None)
+        listed = _listed(connectors, errors, store, pruned if work.options.prune else None, warned)
         todo, skipped = pipeline.select_new(
             listed, store, force=work.options.force, words=work.options.transcribe is not None
         )
@@ -489,7 +494,7 @@ def _ingest_all(
         if todo:  # each worker process loads the model itself, and checks it against its config
             with store.bulk():
                 _run_items(task_, todo, replace(work, gpu_limit=gpu_limit()), tracker, window)
-    return tracker.results, errors, pruned
+    return tracker.results, errors, pruned, warned
 
 
 def _run_items(

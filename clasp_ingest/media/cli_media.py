@@ -108,11 +108,17 @@ def _redacted(file: str) -> str:
 def _fetched(file: str, settings: Settings) -> Iterator[str]:
     """FILE as a local file: a URL is downloaded as ``ingest`` downloads it (its limits, the
     address checks of redirects, ``CLASP_*`` download settings), not opened by ffmpeg itself,
-    which followed redirects and HLS playlists to any host, with no size or time limit."""
+    which followed redirects and HLS playlists to any host, with no size or time limit; a named
+    pipe or device is refused. (``stream_audio`` reads a pipe: a caller may stream into one.)"""
     from clasp_ingest.connectors import connector_for
     from clasp_ingest.media.decode import is_url
 
     if not is_url(file):
+        if Path(file).exists() and not Path(file).is_file() and not Path(file).is_dir():
+            # ffmpeg waited forever on a FIFO's writer (ingest refuses such files when listing)
+            raise MediaDecodeError(
+                file, "is no regular file (a named pipe, device or socket); give a media file"
+            )
         yield file
         return
     connector = connector_for(file, feed=False, open_options=settings.open_options())

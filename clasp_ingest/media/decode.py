@@ -553,8 +553,6 @@ def _check_source(source: str | os.PathLike[str], shown: str | None = None) -> s
         raise MediaDecodeError(
             name, "is a directory, not a media file; give a file in it (ingest takes folders)"
         )
-    if not path.is_file():  # ffmpeg waited forever on a FIFO's writer
-        raise MediaDecodeError(name, "is no regular file (a named pipe, device or socket); give a media file")
     if path.is_file() and path.stat().st_size == 0:
         if shown is not None:
             raise MediaDecodeError(

@@ -31,6 +31,7 @@ SUMMARY_KEYS = {
     "media_failed",
     "media_warnings",
     "media_pruned",
+    "source_warnings",
     "segments",
     "audio_s",
     "wall_s",

@@ -1,5 +1,6 @@
-"""``segment`` (and ``stream_audio``) of a named pipe or device: ffmpeg waited forever on a
-FIFO's writer (``ingest`` refused it already); now one error naming it."""
+"""``segment`` of a named pipe or device: ffmpeg waited forever on a FIFO's writer (``ingest``
+refused it already); now one error naming it. ``stream_audio`` still reads a pipe a caller
+streams into."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from clasp_ingest.cli import app
-from clasp_ingest.errors import MediaDecodeError
-from clasp_ingest.media.decode import stream_audio
 
 
 @pytest.mark.timeout(60)
@@ -21,11 +20,9 @@ def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["segment", str(fifo)])
     assert result.exit_code == 1
     assert "is no regular file (a named pipe, device or socket)" in result.stderr
-    with pytest.raises(MediaDecodeError, match="no regular file"):
-        list(stream_audio(fifo))
 
 
 @pytest.mark.timeout(60)
 def test_a_device_is_refused() -> None:
-    with pytest.raises(MediaDecodeError, match="no regular file"):
-        list(stream_audio("/dev/zero"))
+    result = CliRunner().invoke(app, ["segment", "/dev/zero"])
+    assert result.exit_code == 1 and "'/dev/zero': is no regular file" in result.stderr

@@ -86,3 +86,29 @@ def test_words_refused_by_a_collection_of_the_same_model_suggest_no_model(
         with pytest.raises(CollectionMismatchError, match="has no word vectors") as refused:
             ingest_source(media, tiny_model, store, words)
     assert "add to it with" not in str(refused.value)
+
+
+def test_a_source_that_lists_nothing_is_in_the_summary(
+    tmp_path: Path, media: Path, tiny_model: AudioTextEncoder
+) -> None:
+    """An operator's unmounted share: the run exits 0 and said so only on stderr; a monitor
+    reading ``--json`` saw a normal night. Now ``source_warnings`` holds it (and the prune's)."""
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "README.txt").write_text("the media moved")
+    prune = PipelineOptions(embed_batch_size=2, retry_delay_s=0.01, prune=True)
+    with open_store(path=tmp_path / "q") as store:
+        summary = ingest_source([media, share, str(media / "*.wav")], tiny_model, store, prune)
+    assert summary.media_ok == 2
+    said = summary.to_dict()["source_warnings"]
+    assert said == [
+        {"uri": str(share), "warning": "lists no media file; nothing to ingest from it"},
+        {
+            "uri": str(share),
+            "warning": "is not pruned: it lists nothing (unmounted?); 'store delete' removes items",
+        },
+        {"uri": str(media / "*.wav"), "warning": "is not pruned: only folders and bucket prefixes are"},
+    ]
+    assert isinstance(summary.to_dict()["audio_s"], float)
+    with open_store(path=Path(":memory:")) as memory:  # no item: 0.0, not the int 0
+        assert repr(ingest_source([], tiny_model, memory, FAST).to_dict()["audio_s"]) == "0.0"
