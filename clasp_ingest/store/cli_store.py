@@ -143,6 +143,14 @@ StoreUrl = Annotated[
     ),
 ]
 StoreKey = Annotated[str | None, typer.Option(envvar="CLASP_QDRANT_API_KEY", help="Qdrant API key.")]
+#: ``--json`` on a command that prints JSON anyway (``store info``, ``delete``, ``export``): a
+#: monitoring script that passes it to every command got "No such option" (exit 2).
+AlwaysJson = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Accepted for scripts that pass --json everywhere: the output is JSON anyway."
+    ),
+]
 StoreCollection = Annotated[
     str | None,
     typer.Option("--collection", "-c", parser=collection_name, help="Collection (default: settings)."),
@@ -160,6 +168,7 @@ def info(
     qdrant_url: StoreUrl = None,
     api_key: StoreKey = None,
     collection: StoreCollection = None,
+    as_json: AlwaysJson = False,
 ) -> None:
     """Print the collection's model, dimension and counts as JSON.
 
@@ -253,6 +262,7 @@ def delete_media(
     qdrant_url: StoreUrl = None,
     api_key: StoreKey = None,
     collection: StoreCollection = None,
+    as_json: AlwaysJson = False,
 ) -> None:
     """Delete media items (every version, every span) from the collection; prints JSON.
 
@@ -335,7 +345,7 @@ def export(
         None, parser=store_folder, help="Embedded store to read (default: settings)."
     ),
     collection: str | None = typer.Option(
-        None, parser=collection_name, help="Collection to copy (default: settings)."
+        None, "--collection", "-c", parser=collection_name, help="Collection to copy (default: settings)."
     ),
     to_collection: str | None = typer.Option(
         None,
@@ -343,6 +353,7 @@ def export(
         help="Name in the target (default: the same).",
     ),
     batch_size: int = typer.Option(512, min=1, max=MAX_BATCH, help="Points per request."),
+    as_json: AlwaysJson = False,
 ) -> None:
     """Copy an embedded collection (ids, vectors, payloads, model identity) to a server or folder; prints JSON.
 
