@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlparse
 
 from clasp_ingest.connectors.base import (
     MEDIA_EXTENSIONS,
@@ -68,6 +69,13 @@ def connector_for(
     if scheme in REMOTE_SCHEMES:
         return FsspecConnector(source, storage_options=storage_options, open_options=options)
     if scheme == "file":
+        host = urlparse(source).netloc
+        if host and host.lower() != "localhost":  # file://HOST/path read the local /path
+            raise ConfigError(
+                f"{redact_url(source)!r} names the host {host!r}, and file:// URLs name local files; "
+                "give file:///PATH (three slashes) for a file here, or mount that host's share and give "
+                "its path"
+            )
         return LocalConnector(path_of_uri(source))
     return LocalConnector(source)
 

@@ -1,4 +1,4 @@
-"""A folder tree deeper than Python's recursion limit: ``os.walk`` (recursive on 3.11) raised
+"""Local sources: a folder tree deeper than Python's recursion limit: ``os.walk`` (recursive on 3.11) raised
 RecursionError and the whole source was "not listed" (exit 1), so one planted subtree in a
 shared inbox stopped every nightly run. Now it is listed like any other, in the same order."""
 
@@ -48,3 +48,16 @@ def test_the_walk_keeps_os_walks_order_and_skips(tmp_path: Path) -> None:
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "link")
         expected += [str(Path(folder, f).relative_to(root)) for f in files if f.endswith(".wav")]
     assert sorted(names) == sorted(expected) and len(names) == 4
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "evil.example", "server"])
+def test_a_file_url_with_another_host_is_refused(tmp_path: Path, host: str) -> None:
+    """``file://HOST/path`` read the local ``/path`` whatever HOST said (a reviewer's
+    ``file://127.0.0.2/...`` ingested the local file); ``file://localhost/path`` is local."""
+    from clasp_ingest.errors import ConfigError
+
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    with pytest.raises(ConfigError, match=f"names the host '{host}', and file:// URLs name local files"):
+        connector_for(f"file://{host}{tmp_path}/a.wav")
+    local = connector_for(f"file://localhost{tmp_path}/a.wav")
+    assert [ref.uri for ref in local.discover()] == [(tmp_path / "a.wav").as_uri()]
