@@ -1,6 +1,7 @@
-"""Local sources: a folder tree deeper than Python's recursion limit: ``os.walk`` (recursive on 3.11) raised
-RecursionError and the whole source was "not listed" (exit 1), so one planted subtree in a
-shared inbox stopped every nightly run. Now it is listed like any other, in the same order."""
+"""Local sources. A folder tree deeper than Python's recursion limit: ``os.walk`` (recursive on
+3.11) raised RecursionError and the whole source was "not listed" (exit 1), so one planted
+subtree in a shared inbox stopped every nightly run; now it is listed like any other, in the same
+order. A ``file://`` URL naming another host is refused."""
 
 from __future__ import annotations
 
