@@ -47,6 +47,7 @@ import io
 import logging
 import re
 import time
+import unicodedata
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -595,15 +596,19 @@ class _Text(HTMLParser):
 def _title(node: Any) -> str:
     """A feed's or an episode's title as plain text. An HTML title (Atom ``type="html"``/``"xhtml"``)
     loses its markup (``<b>E</b> 1`` → ``E 1``); feedparser's sanitizer is off, and a title is
-    stored and shown as text, never rendered."""
+    stored and shown as text, never rendered. Control characters (a terminal escape, a bell, a
+    line break) become spaces: a title is one line in every payload, as a downloaded file's
+    name from ``Content-Disposition`` is."""
     title = str(node.get("title", ""))
     kind = str((node.get("title_detail") or {}).get("type", ""))
-    if "html" not in kind:
+    if "html" in kind:
+        text = _Text()
+        text.feed(title)
+        text.close()
+        title = "".join(text.parts)
+    elif not any(unicodedata.category(char) == "Cc" for char in title):
         return title
-    text = _Text()
-    text.feed(title)
-    text.close()
-    return " ".join("".join(text.parts).split())
+    return " ".join("".join(" " if unicodedata.category(char) == "Cc" else char for char in title).split())
 
 
 def _int_or_none(value: object) -> int | None:

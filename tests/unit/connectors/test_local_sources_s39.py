@@ -62,3 +62,23 @@ def test_a_file_url_with_another_host_is_refused(tmp_path: Path, host: str) -> N
         connector_for(f"file://{host}{tmp_path}/a.wav")
     local = connector_for(f"file://localhost{tmp_path}/a.wav")
     assert [ref.uri for ref in local.discover()] == [(tmp_path / "a.wav").as_uri()]
+
+
+def test_feed_titles_lose_control_characters(tmp_path: Path) -> None:
+    """A feed's titles went into every span's payload as written: a terminal escape and a bell
+    (``\\x1b]0;pwn\\x07``, which retitles a terminal) stayed; a downloaded file's name had them
+    removed already. Now they are spaces, and the title is one line."""
+    from clasp_ingest.connectors import FeedConnector
+
+    (tmp_path / "ep.wav").write_bytes(b"RIFF")
+    feed = tmp_path / "feed.xml"
+    feed.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        "<title>Show\x1b]0;pwn\x07 one</title><link>http://example.invalid/</link>"
+        f"<item><title>Ep\tone\x1b[31m red</title><guid>g1</guid>"
+        f'<enclosure url="{(tmp_path / "ep.wav").as_uri()}" length="4" type="audio/wav"/></item>'
+        "</channel></rss>"
+    )
+    (ref,) = FeedConnector(str(feed)).discover()
+    assert ref.metadata["feed_title"] == "Show ]0;pwn one"
+    assert ref.title == ref.metadata["episode_title"] == "Ep one [31m red"
