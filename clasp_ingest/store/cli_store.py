@@ -258,6 +258,12 @@ def delete_media(
         callback=_targets_named,
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking."),
+    missing_ok: bool = typer.Option(
+        False,
+        "--missing-ok",
+        help="A target that matches no stored item is a warning, not an error: the others are "
+        "deleted (a clean-up script that runs again).",
+    ),
     qdrant_path: StorePath = None,
     qdrant_url: StoreUrl = None,
     api_key: StoreKey = None,
@@ -266,8 +272,8 @@ def delete_media(
 ) -> None:
     """Delete media items (every version, every span) from the collection; prints JSON.
 
-    Nothing is deleted when a target matches no stored item. A later ingest of a deleted file stores it again.
-    """
+    Nothing is deleted when a target matches no stored item (with --missing-ok, the others are). A later ingest of a deleted file stores it again.
+    """  # noqa: E501 - a paragraph of --help
     import sys
 
     from clasp_ingest.connectors.urls import redact_url
@@ -279,14 +285,16 @@ def delete_media(
         for target in targets:
             matched = _matched(items, target)
             if not matched:
-                typer.echo(  # a signed URL's credentials are never shown (README)
-                    f"error: {redact_url(target)!r} matches no media item stored in "
-                    f"{store.collection!r}; 'clasp-ingest store list' shows them",
-                    err=True,
+                said = (  # a signed URL's credentials are never shown (README)
+                    f"{redact_url(target)!r} matches no media item stored in {store.collection!r}"
                 )
+                if missing_ok:
+                    typer.echo(f"warning: {one_line(said)}; nothing to delete for it", err=True)
+                    continue
+                typer.echo(f"error: {said}; 'clasp-ingest store list' shows them", err=True)
                 raise typer.Exit(1)
             chosen.update(matched)
-        if not yes:
+        if not yes and chosen:
             if not is_terminal(sys.stdin):  # no one to ask (a script, a closed stdin)
                 typer.echo(
                     f"error: would delete {_count(len(chosen), 'media item')}; add --yes to delete "

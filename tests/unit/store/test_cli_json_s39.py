@@ -28,3 +28,26 @@ def test_store_commands_take_json_and_c(tmp_path: Path) -> None:
     assert export.exit_code == 0 and json.loads(export.stdout)["exported"] == 3, export.output
     deleted = runner.invoke(app, ["store", "delete", "file:///talks/a.wav", "--yes", *where])
     assert deleted.exit_code == 0 and json.loads(deleted.stdout)["points"] == 3, deleted.output
+
+
+def test_store_delete_missing_ok_deletes_the_others(tmp_path: Path) -> None:
+    """One target already gone stopped every deletion (exit 1): a clean-up script could not run
+    twice. ``--missing-ok`` warns for it and deletes the rest; without it, nothing changes."""
+    with EdgeStore(tmp_path / "q") as store:
+        store.ensure_collection(MODEL, DIM)
+        for name, seed in (("a", 1), ("b", 2)):
+            item = make_media(f"file:///talks/{name}.wav", "v1", 2, seed=seed)
+            store.write_media(item.ref, MODEL, item.batches())
+    where = ["--qdrant-path", str(tmp_path / "q"), "--yes"]
+    runner = CliRunner()
+    strict = runner.invoke(app, ["store", "delete", "file:///talks/a.wav", "file:///talks/gone.wav", *where])
+    assert strict.exit_code == 1 and "'file:///talks/gone.wav' matches no media item" in strict.stderr
+    targets = ["file:///talks/a.wav", "file:///talks/gone.wav", "--missing-ok"]
+    lenient = runner.invoke(app, ["store", "delete", *targets, *where])
+    assert lenient.exit_code == 0, lenient.output
+    assert lenient.stderr.startswith("warning: 'file:///talks/gone.wav' matches no media item")
+    assert [d["source"] for d in json.loads(lenient.stdout)["deleted"]] == ["file:///talks/a.wav"]
+    again = runner.invoke(app, ["store", "delete", *targets, *where])
+    assert again.exit_code == 0 and json.loads(again.stdout) == {"deleted": [], "points": 0}
+    with EdgeStore(tmp_path / "q") as store:
+        assert [m.source for m in store.media()] == ["file:///talks/b.wav"]
