@@ -26,9 +26,10 @@ import typer
 from typer.core import TyperGroup
 
 from clasp_ingest import __version__
-from clasp_ingest.errors import ClaspIngestError
+from clasp_ingest.errors import ClaspIngestError, StoreBusyError
 from clasp_ingest.exitcodes import (
     EXIT_BROKEN_PIPE,
+    EXIT_BUSY,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
@@ -39,7 +40,8 @@ __all__ = ["app", "main"]
 
 _EPILOG = (
     "Exit status: 0 done; 1 error (one 'error: ...' line names the cause and the fix; -vv adds the "
-    "traceback); 2 bad usage; 3 ingest ran but some items failed (listed); 130 interrupted (Ctrl-C); "
+    "traceback); 2 bad usage; 3 ingest ran but some items failed (listed); 75 the embedded store is "
+    "open in another process (try again later); 130 interrupted (Ctrl-C); "
     "141 the output's reader went away; 143 terminated (SIGTERM)."
 )
 
@@ -284,7 +286,7 @@ class _Group(TyperGroup):
             _report(_describe(exc))
             if isinstance(exc, OSError) and _output_unwritable(exc):
                 _silence_stdout()
-            raise typer.Exit(EXIT_ERROR) from None
+            raise typer.Exit(EXIT_BUSY if isinstance(exc, StoreBusyError) else EXIT_ERROR) from None
 
 
 app = typer.Typer(

@@ -62,6 +62,11 @@ class CollectionMismatchError(StoreError):
     """An existing collection was made for another model or vector dimension."""
 
 
+class StoreBusyError(StoreError):
+    """The embedded store is open in another process: the same command may succeed once that
+    one is done (the CLI exits 75, ``EX_TEMPFAIL``, not 1)."""
+
+
 class StoreFullError(StoreError):
     """The embedded store's disk is (nearly) full: nothing more can be written there until
     space is freed (retrying does not help)."""

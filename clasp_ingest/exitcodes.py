@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
+    "EXIT_BUSY",
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -19,6 +20,9 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 #: ``ingest`` ran, but some items or sources failed (they are listed in its output).
 EXIT_PARTIAL = 3
+#: The embedded store is open in another process (another ingest, a search): try again later
+#: (sysexits' ``EX_TEMPFAIL``), where 1 would say something is wrong.
+EXIT_BUSY = 75
 #: Interrupted (Ctrl-C).
 EXIT_INTERRUPTED = 130
 #: The reader of the output went away (``| head``): 128 + SIGPIPE, as a shell reports it.

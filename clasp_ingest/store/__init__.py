@@ -10,7 +10,7 @@ import errno
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from clasp_ingest.errors import ConfigError, StoreError
+from clasp_ingest.errors import ConfigError, StoreBusyError, StoreError
 from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
@@ -217,7 +217,7 @@ def _client_store(collection: str, write: WriteOptions | None, **kwargs: object)
     except RuntimeError as exc:
         if "already accessed" not in str(exc):
             raise
-        raise StoreError(
+        raise StoreBusyError(
             f"the qdrant-client folder {where!r} is open in another process or client; close it "
             "there, or serve the collection from a Qdrant server for concurrent access"
         ) from None

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from clasp_ingest.errors import StoreError, StoreFullError
+from clasp_ingest.errors import StoreBusyError, StoreError, StoreFullError
 from clasp_ingest.log import get_logger
 from clasp_ingest.store.base import (
     DEFAULT_COLLECTION,
@@ -804,7 +804,7 @@ class EdgeStore(QdrantStore):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise StoreError(_in_use(str(self._dir))) from None
+            raise StoreBusyError(_in_use(str(self._dir))) from None
         self._lock_fd = fd
 
     def _unusable_folder(self, exc: OSError) -> str:
@@ -850,7 +850,7 @@ class EdgeStore(QdrantStore):
             if not _engine_failure(exc):
                 raise
             if "WouldBlock" in str(exc) or re.search(r"\block(ed)?\b", str(exc).lower()):
-                raise StoreError(_in_use(shard_dir)) from exc
+                raise StoreBusyError(_in_use(shard_dir)) from exc
             number = _engine_errno(exc)
             if number in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise StoreError(_refused(self.path, number, exc)) from exc

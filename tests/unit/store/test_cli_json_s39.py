@@ -51,3 +51,22 @@ def test_store_delete_missing_ok_deletes_the_others(tmp_path: Path) -> None:
     assert again.exit_code == 0 and json.loads(again.stdout) == {"deleted": [], "points": 0}
     with EdgeStore(tmp_path / "q") as store:
         assert [m.source for m in store.media()] == ["file:///talks/b.wav"]
+
+
+def test_a_store_open_elsewhere_exits_75_not_1(tmp_path: Path) -> None:
+    """A monitor's ``store info`` while the nightly ingest holds the store (or the ingest while
+    the monitor does) exited 1, as a damaged store does: a script could not tell "busy, try
+    later" from "broken". Now 75 (``EX_TEMPFAIL``), with the same one error line."""
+    from clasp_ingest.exitcodes import EXIT_BUSY
+
+    item = make_media("file:///talks/a.wav", "v1", 2, seed=1)
+    with EdgeStore(tmp_path / "q") as store:
+        store.ensure_collection(MODEL, DIM)
+        store.write_media(item.ref, MODEL, item.batches())
+        where = ["--qdrant-path", str(tmp_path / "q")]
+        for command in (["store", "info"], ["store", "list"], ["search", "hello"]):
+            busy = CliRunner().invoke(app, [*command, *where])
+            assert busy.exit_code == EXIT_BUSY == 75, (command, busy.output)
+            said = busy.stderr
+            assert said.startswith("error: the embedded Qdrant store") and "another process" in said
+    assert CliRunner().invoke(app, ["store", "info", *where]).exit_code == 0
