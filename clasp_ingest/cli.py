@@ -165,6 +165,24 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: The width of ``--help`` written to a pipe or file (``| less``, ``> help.txt``): rich takes 80
+#: columns there, and cut 13 of ``ingest``'s option and variable names (``--allow-private-ho…``).
+_HELP_WIDTH_OFF_TERMINAL = 120
+
+
+def _help_width_off_terminal() -> None:
+    """``--help`` into a pipe or file is as wide as its longest names need, unless the user set
+    a width (``COLUMNS``, ``TERMINAL_WIDTH``); a terminal keeps its own width."""
+    from typer import rich_utils
+
+    from clasp_ingest.store.cli_store import is_terminal
+
+    if os.environ.get("COLUMNS") or os.environ.get("TERMINAL_WIDTH") or rich_utils.MAX_WIDTH is not None:
+        return
+    if not is_terminal(sys.stdout):
+        rich_utils.MAX_WIDTH = _HELP_WIDTH_OFF_TERMINAL
+
+
 def _tolerant_output() -> None:
     """Text the output's encoding cannot hold (a latin-1 or ASCII terminal, ``PYTHONIOENCODING``)
     is written as ``\\u2013`` escapes instead of failing the command."""
@@ -243,6 +261,7 @@ class _Group(TyperGroup):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         _closed_stdout_refuses()
         _tolerant_output()
+        _help_width_off_terminal()
         with _sigterm_unwinds():
             try:
                 return super().main(*args, **kwargs)
