@@ -100,6 +100,7 @@ def flow_names() -> StoreNames:
         recreate="once, with 'clasp-ingest ingest SOURCE --collection NAME --recreate'",
         model="the flow's model parameter set to {}",
         name="the flow's collection parameter, or CLASP_COLLECTION",
+        path="the flow's qdrant_path parameter, or CLASP_QDRANT_PATH",
     )
 
 

@@ -33,6 +33,7 @@ def store_names(constructor: str) -> StoreNames:
             api_key="CLASP_QDRANT_API_KEY",
             store="CLASP_COLLECTION / CLASP_QDRANT_PATH / CLASP_QDRANT_URL",
             name="CLASP_COLLECTION",
+            path="CLASP_QDRANT_PATH",
         )
     if constructor == "from_url":
         return StoreNames(
@@ -41,7 +42,12 @@ def store_names(constructor: str) -> StoreNames:
             store="from_url(URL, collection=...)",
             name="from_url(URL, collection=...)",
         )
-    return StoreNames(store="from_path(PATH, collection=...)", name="from_path(PATH, collection=...)")
+    return StoreNames(
+        url="from_url(URL)",  # the other constructor, for a server
+        store="from_path(PATH, collection=...)",
+        name="from_path(PATH, collection=...)",
+        path="from_path(PATH)",
+    )
 
 
 def query_model_for(

@@ -104,23 +104,28 @@ def open_store(
     elif path is None:
         raise ConfigError("no store given: pass url= (Qdrant server) or path= (embedded directory)")
     else:
-        store = _embedded_store(Path(path), collection, backend, edge, write)
+        store = _embedded_store(Path(path), collection, backend, edge, write, names)
     store.names = names
     return store
 
 
 def _embedded_store(
-    path: Path, collection: str, backend: str, edge: EdgeOptions | None, write: WriteOptions | None
+    path: Path,
+    collection: str,
+    backend: str,
+    edge: EdgeOptions | None,
+    write: WriteOptions | None,
+    names: StoreNames,
 ) -> QdrantStore:
     folder = path.expanduser()  # '~/store' as a shell would read it, also when quoted
     if folder.exists() and not folder.is_dir():
         raise ConfigError(
-            f"the embedded store {str(folder)!r} is a file, not a folder; give a folder "
-            "(--qdrant-path, CLASP_QDRANT_PATH) or a server (--qdrant-url)"
+            f"the embedded store {str(folder)!r} is a file, not a folder; give a folder ({names.path}) "
+            f"or a server ({names.url})"
         )
     if backend == "client" or (backend == "auto" and is_client_folder(folder)):
         return _client_store(collection, write, path=str(folder))
-    return EdgeStore(folder, collection, options=edge, write=write)
+    return EdgeStore(folder, collection, options=edge, write=write, names=names)
 
 
 def _server_store(

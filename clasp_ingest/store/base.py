@@ -292,6 +292,8 @@ class StoreNames:
     model: str = "{!r}"
     #: What gave the collection's name, for a name that is no name (``a/b``).
     name: str = "open_store(collection=...)"
+    #: What gave an embedded store's folder.
+    path: str = "open_store(path=...)"
 
 
 #: How the command line names a store: its options and variables.
@@ -303,6 +305,7 @@ CLI_NAMES = StoreNames(
     recreate="--recreate",
     model="--model {}",
     name="--collection, CLASP_COLLECTION",
+    path="--qdrant-path, CLASP_QDRANT_PATH",
 )
 
 

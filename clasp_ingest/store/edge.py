@@ -46,6 +46,7 @@ from clasp_ingest.store.base import (
     HybridQuery,
     QdrantStore,
     StoredPoint,
+    StoreNames,
     WriteOptions,
     point_from_record,
 )
@@ -244,10 +245,10 @@ def _edge() -> Any:
     return qdrant_edge
 
 
-def _in_use(where: str) -> str:
+def _in_use(where: str, names: StoreNames) -> str:
     return (
         f"the embedded Qdrant store {where!r} is open in another process (or store object); "
-        "close it, or run a Qdrant server (--qdrant-url) for concurrent access"
+        f"close it, or run a Qdrant server ({names.url}) for concurrent access"
     )
 
 
@@ -531,7 +532,10 @@ class EdgeStore(QdrantStore):
         *,
         options: EdgeOptions | None = None,
         write: WriteOptions | None = None,
+        names: StoreNames | None = None,
     ) -> None:
+        if names is not None:  # before any message: open_store's caller's names (CLI, Python, flow)
+            self.names = names
         super().__init__(collection, write=write)
         self.path = Path(path)
         self.location = str(self.path)
@@ -562,7 +566,7 @@ class EdgeStore(QdrantStore):
             raise StoreError(
                 f"the embedded store {self.location!r} holds a file {str(self._dir)!r} where collection "
                 f"{collection!r} keeps its folder; move or delete that file, or use another collection "
-                "(--collection NAME)"
+                f"({self.names.collection})"
             )
         if self._dir.is_dir():  # made, or being made by another process (which holds the lock)
             self._lock()
@@ -719,7 +723,7 @@ class EdgeStore(QdrantStore):
         if number == errno.ENOENT and not self._dir.is_dir():
             return (
                 f"{what}: its folder {str(self._dir)!r} is gone (moved or deleted while the command "
-                f"ran); run the command again with the store where it is now ({_PATH_OPTIONS})"
+                f"ran); run the command again with the store where it is now ({self.names.path})"
             )
         return None
 
@@ -804,7 +808,7 @@ class EdgeStore(QdrantStore):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise StoreBusyError(_in_use(str(self._dir))) from None
+            raise StoreBusyError(_in_use(str(self._dir), self.names)) from None
         self._lock_fd = fd
 
     def _unusable_folder(self, exc: OSError) -> str:
@@ -815,11 +819,11 @@ class EdgeStore(QdrantStore):
         if blocker is not None:
             return (
                 f"the embedded store {self.location!r} cannot be made: {str(blocker)!r} is a file, not "
-                f"a folder; give a folder ({_PATH_OPTIONS}) or a server (--qdrant-url)"
+                f"a folder; give a folder ({self.names.path}) or a server ({self.names.url})"
             )
         return (
             f"cannot use the embedded store folder {self.location!r} ({_first_line(exc)}); give a "
-            f"folder you can write to ({_PATH_OPTIONS}) or a server (--qdrant-url)"
+            f"folder you can write to ({self.names.path}) or a server ({self.names.url})"
         )
 
     def __del__(self) -> None:  # a store dropped unclosed lets others in (the shard's own lock goes too)
@@ -850,7 +854,7 @@ class EdgeStore(QdrantStore):
             if not _engine_failure(exc):
                 raise
             if "WouldBlock" in str(exc) or re.search(r"\block(ed)?\b", str(exc).lower()):
-                raise StoreBusyError(_in_use(shard_dir)) from exc
+                raise StoreBusyError(_in_use(shard_dir, self.names)) from exc
             number = _engine_errno(exc)
             if number in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise StoreError(_refused(self.path, number, exc)) from exc

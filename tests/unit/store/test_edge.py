@@ -11,7 +11,7 @@ import pytest
 
 from clasp_ingest.errors import StoreError
 from clasp_ingest.store import EdgeOptions, EdgeStore, open_store
-from clasp_ingest.store.base import Where
+from clasp_ingest.store.base import CLI_NAMES, Where
 from clasp_ingest.types import Segment
 from tests.unit.store.conftest import DIM, MODEL, make_media, rescored_recall, write_items
 
@@ -30,8 +30,10 @@ def test_reopen_keeps_points_and_identity(tmp_path: Path) -> None:
 def test_second_open_of_a_path_is_refused_with_a_remedy(tmp_path: Path) -> None:
     with open_store(path=tmp_path) as store:
         store.ensure_collection(MODEL, DIM)
+        with pytest.raises(StoreError, match=r"open in another process.*\(open_store\(url=\.\.\.\)\)"):
+            open_store(path=tmp_path)  # a Python caller: open_store's arguments
         with pytest.raises(StoreError, match=r"open in another process.*--qdrant-url"):
-            open_store(path=tmp_path)
+            open_store(path=tmp_path, names=CLI_NAMES)
 
 
 def test_a_store_dropped_unclosed_lets_the_next_open_in_without_the_garbage_collector(
@@ -57,7 +59,7 @@ def test_two_stores_making_one_collection_at_once_the_second_is_refused(tmp_path
     with open_store(path=tmp_path / "q") as first, open_store(path=tmp_path / "q") as second:
         # neither found the collection; the first makes it, the second then finds it being made
         first.ensure_collection(MODEL, DIM)
-        with pytest.raises(StoreError, match=r"open in another process.*--qdrant-url"):
+        with pytest.raises(StoreError, match=r"open in another process.*open_store\(url="):
             second.ensure_collection(MODEL, DIM)
     with open_store(path=tmp_path / "q") as again:  # closed: open to the next one
         assert again.identity is not None and again.identity.model_id == MODEL

@@ -246,7 +246,7 @@ def test_a_store_under_a_file_or_a_collection_that_is_a_file_is_refused(tmp_path
     (tmp_path / "afile").write_text("hi")
     with open_store(path=tmp_path / "afile" / "sub") as store:
         assert store.identity is None  # reads: nothing there
-        said = rf"'{tmp_path / 'afile'}' is a file, not a folder; give a folder \(--qdrant-path"
+        said = rf"'{tmp_path / 'afile'}' is a file, not a folder; give a folder \(open_store\(path=\.\.\.\)\)"
         with pytest.raises(StoreError, match=said):
             store.ensure_collection(MODEL, DIM)
     (tmp_path / "q").mkdir()
