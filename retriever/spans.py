@@ -43,9 +43,11 @@ class Span:
 
     @property
     def transcript_language(self) -> str | None:
-        """The language Whisper found in the best-scoring segment, when it was transcribed."""
+        """The language Whisper found in the best-scoring segment, where the span has its words
+        (:attr:`transcript`): a span widened over segments without words had none, and said
+        ``"en"`` beside ``transcript`` None."""
         language = self.extra.get("transcript_language")
-        return str(language) if language is not None else None
+        return str(language) if language is not None and self.transcript is not None else None
 
     def __post_init__(self) -> None:
         if self.end_s <= self.start_s:

@@ -33,3 +33,17 @@ def test_a_query_that_says_nothing_is_refused_by_the_embeddings_too(text: str) -
     with pytest.raises(ValueError, match="is empty; say what to look for"):
         embeddings.embed_query(text)
     assert len(embeddings.embed_query("\ufeffhello")) == 32
+
+
+def test_a_span_without_all_its_words_has_no_language_either() -> None:
+    """``context=1`` over neighbours without words: ``transcript`` None but
+    ``transcript_language`` "en" (the hit's own segment's), which a RAG prompt took as words."""
+    from clasp_ingest.retriever.spans import Span
+
+    common = {"source": "file:///a.wav", "media_id": "m", "title": "a", "start_s": 1.0, "end_s": 4.0}
+    part = Span(**common, score=0.5, segment_indices=(5, 6), texts=(None, "words"),
+                extra={"transcript_language": "en"})  # fmt: skip
+    whole = Span(**common, score=0.5, segment_indices=(5, 6), texts=("some", "words"),
+                 extra={"transcript_language": "en"})  # fmt: skip
+    assert (part.transcript, part.transcript_language) == (None, None)
+    assert (whole.transcript, whole.transcript_language) == ("some words", "en")
