@@ -296,9 +296,12 @@ def delete_media(
             chosen.update(matched)
         if not yes and chosen:
             if not is_terminal(sys.stdin):  # no one to ask (a script, a closed stdin)
+                sources = sorted(set(chosen.values()))  # which, in the one line a log keeps
+                shown = ", ".join(one_line(redact_url(s)) for s in sources[:3])
+                shown += ", ..." if len(sources) > 3 else ""
                 typer.echo(
-                    f"error: would delete {_count(len(chosen), 'media item')}; add --yes to delete "
-                    f"{'it' if len(chosen) == 1 else 'them'}",
+                    f"error: would delete {_count(len(chosen), 'media item')} ({shown}); add --yes to "
+                    f"delete {'it' if len(chosen) == 1 else 'them'}",
                     err=True,
                 )
                 raise typer.Exit(1)

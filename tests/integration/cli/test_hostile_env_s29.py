@@ -57,7 +57,8 @@ def test_a_closed_stderr_or_stdin_is_no_terminal_and_the_work_is_done(
     assert exported.returncode == 0 and json.loads(exported.stdout)["exported"] > 0
     asked = run(env, "store", "delete", str(SAMPLE), close="<&-")
     assert asked.returncode == 1
-    assert asked.stderr == "error: would delete 1 media item; add --yes to delete it\n"
+    said = f"error: would delete 1 media item ({SAMPLE.as_uri()}); add --yes to delete it\n"
+    assert asked.stderr == said
     failed = run(env, "-vv", "store", "list", "--qdrant-path", str(tmp_path / "none"), close="2>&-")
     assert (failed.returncode, failed.stdout) == (1, "")  # -vv's traceback went to stdout instead
 

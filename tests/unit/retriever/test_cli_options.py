@@ -104,7 +104,8 @@ def test_one_item_and_one_span_read_singular(
     listed = CliRunner().invoke(app, ["store", "list"])
     assert listed.stdout.splitlines()[-1] == "1 media item, 1 searchable span in 'clasp_segments'"
     asked = CliRunner().invoke(app, ["store", "delete", LECTURE])  # stdin is no terminal
-    assert asked.exit_code == 1 and "would delete 1 media item; add --yes to delete it\n" in asked.stderr
+    said = f"would delete 1 media item ({media_ref(LECTURE).uri}); add --yes to delete it\n"
+    assert asked.exit_code == 1 and said in asked.stderr
 
 
 def test_human_output_survives_a_stdout_that_cannot_encode_it(
