@@ -187,6 +187,16 @@ def ingest_command(
         "pages are not pruned; a source that cannot be listed or lists nothing (an unmounted share) "
         "is not touched.",
     ),
+    exclude: list[str] | None = typer.Option(
+        None,
+        "--exclude",
+        metavar="PATTERN",
+        parser=lambda value: refuse_empty(value, "give a pattern such as '*.part', or leave the option out"),
+        help="Leave out the items matching PATTERN (again for more): not ingested, not pruned. "
+        "Shell-style, case-sensitive; a PATTERN without '/' matches the file name ('*.part', "
+        "'draft-*'), one with '/' the whole path or URL path, '*' crossing '/' ('*/rushes/*').",
+        show_default=False,
+    ),
     recreate: bool = typer.Option(
         False,
         "--recreate",
@@ -242,6 +252,7 @@ def ingest_command(
         "allow_private_hosts": True if allow_private_hosts else None,
         "force": force,
         "prune": prune,
+        "exclude": list(exclude or ()),
         "recreate": recreate,
         "transcribe": transcribe,
         "whisper_model": whisper_model,
@@ -337,6 +348,7 @@ def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bo
         decode=settings.decode_options(),
         force=args["force"],
         prune=args["prune"],
+        exclude=tuple(args["exclude"]),
         transcribe=TranscriberOptions(model=args["whisper_model"], device=args["device"])
         if args["transcribe"]
         else None,
@@ -366,6 +378,7 @@ def _run_pipeline(settings: Settings, args: dict[str, Any], *, show_progress: bo
         time.perf_counter() - started,
         summary.pruned,
         summary.source_warnings,
+        summary.excluded,
     )
 
 
@@ -512,7 +525,7 @@ def _drop_for_flow(settings: Settings, args: dict[str, Any]) -> IngestSummary | 
     retry = PipelineOptions()
     listings, errors = list_sources(connectors, retries=retry.retries, retry_delay_s=retry.retry_delay_s)
     with open_configured_store(args["qdrant_path"], args["qdrant_url"], None, args["collection"]) as store:
-        if not lists_media(listings, store.collection):
+        if not lists_media(listings, store.collection, args["exclude"]):
             failed = (*errors, *listing_failures(listings))
             return IngestSummary((), failed, time.perf_counter() - started)
         store.drop()
@@ -664,6 +677,9 @@ def _print(summary: IngestSummary, args: dict[str, Any], as_json: bool) -> None:
         console.print(f"[red]failed[/red] {shown(failure['uri'])}: {shown(failure['error'])}", **_ONE_LINE)
     for uri in data["media_pruned"]:
         console.print(f"[cyan]pruned[/cyan] {shown(uri)}: no longer in its source", **_ONE_LINE)
+    if data["media_excluded"]:
+        excluded = f"[cyan]excluded[/cyan] {data['media_excluded']} item(s) matching --exclude"
+        console.print(excluded, **_ONE_LINE)
     for warning in data["media_warnings"]:
         line = f"[yellow]warning[/yellow] {shown(warning['uri'])}: {shown(warning['warning'])}"
         console.print(line, **_ONE_LINE)

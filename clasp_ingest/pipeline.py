@@ -70,6 +70,7 @@ __all__ = [
     "collection_for",
     "describe_error",
     "discover_new",
+    "excluded_by",
     "failed_result",
     "ingest_media",
     "ingest_source",
@@ -150,7 +151,8 @@ class PipelineOptions:
     whole, by this Whisper (:mod:`clasp_ingest.words`), and every span gets its words and the
     ``text``/``words`` vectors; the collection must have them (a new one gets them).
     ``prune``: delete the stored items a folder or bucket-prefix source no longer lists
-    (:func:`prune_unlisted`; ``ingest --prune``).
+    (:func:`prune_unlisted`; ``ingest --prune``). ``exclude``: patterns of items to leave out
+    (``ingest --exclude``; :func:`excluded_by`): neither ingested nor pruned.
     """
 
     embed_batch_size: int = 32
@@ -162,8 +164,15 @@ class PipelineOptions:
     force: bool = False
     transcribe: TranscriberOptions | None = None
     prune: bool = False
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        # one pattern given as a string is that pattern, not its characters (``exclude="*.part"``)
+        patterns = (self.exclude,) if isinstance(self.exclude, str) else tuple(self.exclude)
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not pattern.strip():
+                raise ConfigError(f"PipelineOptions.exclude holds {pattern!r}; give non-empty patterns")
+        object.__setattr__(self, "exclude", patterns)
         for name in ("embed_batch_size", "prefetch_segments", "retries"):  # None failed deep inside
             count = getattr(self, name)
             if isinstance(count, bool) or not isinstance(count, numbers.Integral):
@@ -252,6 +261,7 @@ class IngestSummary:
     #: ``(source, warning)`` for a source that listed but gave nothing to do: it lists no media
     #: file (an unmounted share), or it was not pruned (``--prune`` of a glob or feed)
     source_warnings: tuple[tuple[str, str], ...] = ()
+    excluded: tuple[str, ...] = ()  # items listed but left out by an exclude pattern (--exclude)
 
     @property
     def media_ok(self) -> int:
@@ -299,6 +309,7 @@ class IngestSummary:
             "media_failed": self.media_failed,
             "media_warnings": self.media_warnings,
             "media_pruned": list(self.pruned),
+            "media_excluded": len(self.excluded),
             "source_warnings": [{"uri": uri, "warning": warning} for uri, warning in self.source_warnings],
             "segments": self.segments,
             "audio_s": self.audio_s,
@@ -314,6 +325,7 @@ class IngestSummary:
             wall_s,
             tuple(uri for s in items for uri in s.pruned),
             tuple(w for s in items for w in s.source_warnings),
+            tuple(uri for s in items for uri in s.excluded),
         )
 
 
@@ -787,25 +799,34 @@ def _split_listed(
     pruned: list[str] | None,
     words: bool,
     warned: list[tuple[str, str]],
+    exclude: Sequence[str] = (),
+    excluded: list[str] | None = None,
 ) -> tuple[list[tuple[Connector, MediaRef]], list[MediaResult]]:
     stored = StoredItems(store)  # one read of the stored items for every source's prune
     listed = [
         pair
         for connector, refs in listings
-        for pair in took_listing(store, connector, refs, pruned, stored=stored, warned=warned)
+        for pair in took_listing(
+            store, connector, refs, pruned, stored=stored, warned=warned, exclude=exclude, excluded=excluded
+        )
     ]
     return select_new(listed, store, force=force, words=words)
 
 
-def lists_media(listings: Listings, collection: str) -> bool:
+def lists_media(listings: Listings, collection: str, exclude: Sequence[str] = ()) -> bool:
     """Whether a source listed a media item: what ``--recreate`` waits for before it drops
     ``collection`` (a mistyped source, or an unmounted share that lists nothing, keeps it);
     warns when none did. An item that stands for a listing's failure (``LISTING_ERROR``: a feed
     cut short, a link whose HEAD failed) is no media file: a cut feed whose only episodes had no
-    enclosure dropped the collection and wrote nothing."""
+    enclosure dropped the collection and wrote nothing. Nor is an item that ``exclude`` leaves
+    out (:func:`excluded_by`)."""
     from clasp_ingest.connectors.base import LISTING_ERROR
 
-    if any(LISTING_ERROR not in ref.metadata for _, refs in listings for ref in refs):
+    if any(
+        LISTING_ERROR not in ref.metadata and excluded_by(ref.uri, exclude) is None
+        for _, refs in listings
+        for ref in refs
+    ):
         return True
     for connector, _ in listings:
         _source_warning(None, connector.source, LISTS_NOTHING)
@@ -854,21 +875,59 @@ def took_listing(
     *,
     stored: StoredItems | None = None,
     warned: list[tuple[str, str]] | None = None,
+    exclude: Sequence[str] = (),
+    excluded: list[str] | None = None,
 ) -> list[tuple[Connector, MediaRef]]:
     """What a run does with a source that listed (in-process and in the flows): warn when it
-    lists nothing, prune it when ``pruned`` is a list (the deleted sources are appended), and
-    pair its items with it. ``stored``: the run's :class:`StoredItems`, shared by the prunes of
-    all its sources (without it, each prune reads every stored item again). ``warned``: where
-    the warnings go as ``(source, warning)`` too (the summary's ``source_warnings``)."""
+    lists nothing, prune it when ``pruned`` is a list (the deleted sources are appended), leave
+    out the items an ``exclude`` pattern matches (their URIs appended to ``excluded`` where it
+    is a list; a prune counts them as listed, so a stored one stays), and pair the rest with
+    it. ``stored``: the run's :class:`StoredItems`, shared by the prunes of all its sources
+    (without it, each prune reads every stored item again). ``warned``: where the warnings go
+    as ``(source, warning)`` too (the summary's ``source_warnings``)."""
     if not refs:
         _source_warning(warned, connector.source, LISTS_NOTHING)
     if pruned is not None:
         pruned += prune_unlisted(store, connector, refs, stored=stored, warned=warned)
-    return [(connector, ref) for ref in refs]
+    kept = []
+    for ref in refs:
+        pattern = excluded_by(ref.uri, exclude)
+        if pattern is None:
+            kept.append(ref)
+            continue
+        log.info("left out %s: it matches the exclude pattern %r", ref.uri, pattern)
+        if excluded is not None:
+            excluded.append(ref.uri)
+    if refs and not kept:
+        _source_warning(warned, connector.source, EXCLUDES_ALL)
+    return [(connector, ref) for ref in kept]
+
+
+def excluded_by(uri: str, patterns: Sequence[str]) -> str | None:
+    """The first of ``patterns`` (``ingest --exclude``) that the item ``uri`` matches, else None.
+
+    A pattern is a shell-style one (``*``, ``?``, ``[...]``; case counts) matched against the
+    item's path: a local file's path, a URL's path (percent-escapes decoded; not its host or
+    query). A pattern without ``/`` matches the last name (``*.part``, ``draft-*``); one with
+    ``/`` the whole path, where ``*`` also crosses ``/`` (``*/rushes/*``, ``/srv/media/old/*``).
+    """
+    if not patterns:
+        return None
+    from fnmatch import fnmatchcase
+    from urllib.parse import unquote, urlsplit
+
+    path = unquote(urlsplit(uri).path, errors="surrogateescape") if "://" in uri else uri
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    for pattern in patterns:
+        if fnmatchcase(path if "/" in pattern else name, pattern):
+            return pattern
+    return None
 
 
 #: A source that listed no media file (an empty folder, an unmounted share, a glob matching nothing).
 LISTS_NOTHING = "lists no media file; nothing to ingest from it"
+#: A source whose every media file an exclude pattern leaves out (a pattern such as ``*``).
+EXCLUDES_ALL = "lists media files, but every one matches an exclude pattern; nothing to ingest from it"
 
 
 def _source_warning(warned: list[tuple[str, str]] | None, source: str, warning: str) -> None:
@@ -1144,7 +1203,7 @@ def ingest_source(
     sources = _connectors(connectors)
     listed = partial(list_sources, sources, retries=opts.retries, retry_delay_s=opts.retry_delay_s)
     listings, errors = listed() if recreate else ([], [])
-    if recreate and not lists_media(listings, store.collection):
+    if recreate and not lists_media(listings, store.collection, opts.exclude):
         failed = (*errors, *listing_failures(listings))
         return IngestSummary((), failed, time.perf_counter() - started)
     text_dim = text_dim_for(model) if opts.transcribe else None
@@ -1157,8 +1216,16 @@ def ingest_source(
             listings, errors = listed()
         pruned: list[str] | None = [] if opts.prune else None
         warned: list[tuple[str, str]] = []
+        excluded: list[str] = []
         todo, results = _split_listed(
-            listings, store, force=opts.force, pruned=pruned, words=opts.transcribe is not None, warned=warned
+            listings,
+            store,
+            force=opts.force,
+            pruned=pruned,
+            words=opts.transcribe is not None,
+            warned=warned,
+            exclude=opts.exclude,
+            excluded=excluded,
         )
         log.info("%d items to ingest, %d unchanged", len(todo), sum(r.status == "skipped" for r in results))
         if todo and isinstance(model, Preloadable):
@@ -1172,7 +1239,12 @@ def ingest_source(
                 results.append(_with_retries(ref, opts, run))
                 _report(on_progress, total, results)
     return IngestSummary(
-        tuple(results), tuple(errors), time.perf_counter() - started, tuple(pruned or ()), tuple(warned)
+        tuple(results),
+        tuple(errors),
+        time.perf_counter() - started,
+        tuple(pruned or ()),
+        tuple(warned),
+        tuple(excluded),
     )
 
 

@@ -36,7 +36,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -218,17 +218,22 @@ def _listed(
     store: QdrantStore,
     pruned: list[str] | None = None,
     warned: list[tuple[str, str]] | None = None,
+    exclude: Sequence[str] = (),
+    excluded: list[str] | None = None,
 ) -> list[tuple[Connector, MediaRef]]:
     """Every listed item; listing errors into ``errors``; each source that listed is handled by
     :func:`~clasp_ingest.pipeline.took_listing` (pruned into ``pruned`` when that is a list, its
-    warnings into ``warned``)."""
+    warnings into ``warned``, the items ``exclude`` leaves out into ``excluded``)."""
     futures = [(c, list_source.submit(c)) for c in connectors]
     listed: list[tuple[Connector, MediaRef]] = []
     stored = pipeline.StoredItems(store)  # one read of the stored items for every source's prune
     for connector, future in futures:
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, list):
-            listed += pipeline.took_listing(store, connector, outcome, pruned, stored=stored, warned=warned)
+            listed += pipeline.took_listing(
+                store, connector, outcome, pruned, stored=stored, warned=warned,
+                exclude=exclude, excluded=excluded,
+            )  # fmt: skip
         else:
             errors.append((connector.source, pipeline.describe_error(outcome)))
     return listed
@@ -253,9 +258,11 @@ def _publish(summary: IngestSummary) -> None:
     rows += [{"uri": uri, "status": "pruned"} for uri in summary.pruned]
     totals = summary.to_dict()
     pruned = f", {len(summary.pruned)} pruned" if summary.pruned else ""
+    excluded = f", {len(summary.excluded)} excluded" if summary.excluded else ""
     description = (
         f"**{totals['media_ok']} ingested, {totals['media_skipped']} unchanged, "
-        f"{len(totals['media_failed'])} failed{pruned}, {len(totals['media_warnings'])} warnings**; "
+        f"{len(totals['media_failed'])} failed{pruned}{excluded}, "
+        f"{len(totals['media_warnings'])} warnings**; "
         f"{totals['segments']} segments, "
         f"{totals['audio_s']:.1f} s of audio in {totals['wall_s']:.1f} s"
     )
@@ -283,6 +290,7 @@ def ingest_source(
     allow_private_hosts: bool | None = None,
     transcribe: bool = False,
     whisper_model: str = "whisper-base",
+    exclude: list[str] | None = None,
 ) -> IngestSummary:
     """Ingest every new or changed media item of ``sources`` into a Qdrant collection.
 
@@ -294,6 +302,9 @@ def ingest_source(
     ``transcribe``: also store each item's words and word vectors (``ingest --transcribe``;
     each worker loads ``whisper_model`` once), for hybrid search. ``prune``: also delete the
     stored items a folder or bucket-prefix source no longer lists (``ingest --prune``).
+    ``exclude``: shell-style patterns of items to leave out, neither ingested nor pruned
+    (``ingest --exclude``; :func:`~clasp_ingest.pipeline.excluded_by`): ``*.part`` matches the
+    last name, ``*/rushes/*`` the whole path.
 
     Raises :class:`~clasp_ingest.errors.ConnectorError` (the run fails) when no source could be
     listed, after publishing the summary; a run whose every item failed completes, its last
@@ -328,15 +339,19 @@ def ingest_source(
             force=force,
             transcribe=words,
             prune=prune,
+            exclude=tuple(exclude or ()),
         )
         task_ = ingest_media.with_options(
             retries=retries, retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_s)
         )
-        results, errors, pruned, warned = _ingest_all(
-            connectors, _Work(model_spec, store_spec, options), task_, media_concurrency
-        )
+        listed = _ingest_all(connectors, _Work(model_spec, store_spec, options), task_, media_concurrency)
         summary = IngestSummary(
-            tuple(results), tuple(errors), time.perf_counter() - started, tuple(pruned), tuple(warned)
+            tuple(listed.results),
+            tuple(listed.errors),
+            time.perf_counter() - started,
+            tuple(listed.pruned),
+            tuple(listed.warned),
+            tuple(listed.excluded),
         )
         _publish(summary)
         _conclude(summary, len(connectors))
@@ -464,14 +479,22 @@ def _query_metric(spec: ModelSpec, store: QdrantStore, dim: int) -> QueryMetric 
     return pipeline.query_metric_of(sample, dim)
 
 
+@dataclass
+class _Outcome:
+    """What :func:`_ingest_all` found and did."""
+
+    results: list[MediaResult] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # sources that could not be listed
+    pruned: list[str] = field(default_factory=list)
+    warned: list[tuple[str, str]] = field(default_factory=list)  # source warnings
+    excluded: list[str] = field(default_factory=list)
+
+
 def _ingest_all(
     connectors: Sequence[Connector], work: _Work, task_: Task[Any, MediaResult], window: int
-) -> tuple[list[MediaResult], list[tuple[str, str]], list[str], list[tuple[str, str]]]:
-    """Prune if asked, list, skip what is stored, ingest the rest; ``(results, listing errors,
-    pruned sources, source warnings)``."""
-    errors: list[tuple[str, str]] = []
-    pruned: list[str] = []
-    warned: list[tuple[str, str]] = []
+) -> _Outcome:
+    """Prune if asked, list, leave out the excluded items, skip what is stored, ingest the rest."""
+    done = _Outcome()
     model_id, dim, source = model_identity(work.model)
     text_dim = _text_dim(work.model) if work.options.transcribe else None
     with (
@@ -485,7 +508,15 @@ def _ingest_all(
             query_metric=_query_metric(work.model, store, dim),
         ),
     ):
-        listed = _listed(connectors, errors, store, pruned if work.options.prune else None, warned)
+        listed = _listed(
+            connectors,
+            done.errors,
+            store,
+            done.pruned if work.options.prune else None,
+            done.warned,
+            exclude=work.options.exclude,
+            excluded=done.excluded,
+        )
         todo, skipped = pipeline.select_new(
             listed, store, force=work.options.force, words=work.options.transcribe is not None
         )
@@ -494,7 +525,8 @@ def _ingest_all(
         if todo:  # each worker process loads the model itself, and checks it against its config
             with store.bulk():
                 _run_items(task_, todo, replace(work, gpu_limit=gpu_limit()), tracker, window)
-    return tracker.results, errors, pruned, warned
+    done.results = tracker.results
+    return done
 
 
 def _run_items(

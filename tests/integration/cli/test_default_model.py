@@ -31,6 +31,7 @@ SUMMARY_KEYS = {
     "media_failed",
     "media_warnings",
     "media_pruned",
+    "media_excluded",
     "source_warnings",
     "segments",
     "audio_s",

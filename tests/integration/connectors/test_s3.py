@@ -110,6 +110,42 @@ def test_prune_deletes_the_objects_a_prefix_no_longer_lists(s3_server: S3Server,
         ]
 
 
+def test_an_excluded_object_still_in_the_bucket_is_not_pruned(s3_server: S3Server, tmp_path: Path) -> None:
+    """``--prune --exclude``: an excluded object is left as it is, stored or not; one deleted
+    from the bucket is pruned, whatever the patterns."""
+    import numpy as np
+
+    from clasp_ingest.pipeline import took_listing
+    from clasp_ingest.store import open_store
+    from clasp_ingest.types import Segment
+
+    client = s3_server.client()
+    client.create_bucket(Bucket="excluded")
+    for key in ("talks/a.wav", "talks/b.wav", "talks/c.wav"):
+        client.upload_file(str(write_tone(tmp_path / "tone.wav")), "excluded", key)
+    options = {**s3_server.storage_options, "skip_instance_cache": True}
+    first = connector_for("s3://excluded/talks", storage_options=options)
+    with open_store(path=tmp_path / "q") as store:
+        store.ensure_collection("m", 4)
+        for ref in first.discover():
+            store.write_media(
+                ref, "m", [([Segment(ref.media_id, 0, 0.0, 0.3)], np.eye(1, 4, dtype=np.float32))]
+            )
+        client.delete_object(Bucket="excluded", Key="talks/a.wav")
+        fresh = connector_for("s3://excluded/talks", storage_options=options)
+        pruned: list[str] = []
+        excluded: list[str] = []
+        kept = took_listing(
+            store, fresh, list(fresh.discover()), pruned, exclude=("a.wav", "b.wav"), excluded=excluded
+        )
+        assert pruned == ["s3://excluded/talks/a.wav"] and excluded == ["s3://excluded/talks/b.wav"]
+        assert [ref.uri for _, ref in kept] == ["s3://excluded/talks/c.wav"]
+        assert [item.source for item in store.media()] == [
+            "s3://excluded/talks/b.wav",
+            "s3://excluded/talks/c.wav",
+        ]
+
+
 def test_an_object_added_after_a_listing_opens_in_the_same_process(
     s3_server: S3Server, tmp_path: Path
 ) -> None:

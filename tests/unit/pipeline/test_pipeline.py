@@ -81,6 +81,7 @@ def test_folder_end_to_end(folder: Path, tiny_model: AudioTextEncoder, store: Qd
         "media_failed",
         "media_warnings",
         "media_pruned",
+        "media_excluded",
         "source_warnings",
         "segments",
         "audio_s",
