@@ -25,7 +25,7 @@ import time
 import warnings
 import wave
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -79,7 +79,10 @@ class ClipOptions:
       context in and out around a span at full level;
     * ``sample_rate``: ``None`` keeps the source's; ``16000`` is what the pipeline embeds;
     * ``mono``: downmix; otherwise the source's channels (more than two are mixed to stereo);
-    * ``timeout_s``: the longest ffmpeg may take to decode the stretch.
+    * ``timeout_s``: the longest ffmpeg may take to decode the stretch;
+    * ``allow_private_hosts``: let the cut of a stored http(s) URL reach a loopback, private or
+      link-local address (media served on your LAN); ``None`` reads ``CLASP_ALLOW_PRIVATE_HOSTS``
+      (default: public addresses only, as a point of a shared collection may name any host).
     """
 
     context_s: float = 0.0
@@ -87,6 +90,7 @@ class ClipOptions:
     sample_rate: int | None = None
     mono: bool = False
     timeout_s: float = 120.0
+    allow_private_hosts: bool | None = None
 
     def __post_init__(self) -> None:
         given = {"context_s": self.context_s, "fade_s": self.fade_s, "timeout_s": self.timeout_s}
@@ -171,7 +175,7 @@ def _trusted_host(span: Document | SpanHit | Span, source: str) -> str | None:
     return host_of(source) if isinstance(span, Span) else None
 
 
-def check_unchanged(span: Document | SpanHit | Span) -> None:
+def check_unchanged(span: Document | SpanHit | Span, *, allow_private_hosts: bool | None = None) -> None:
     """Raise :class:`~clasp_ingest.errors.MediaDecodeError` when the span's media changed.
 
     A span's times hold for the version of the file that was ingested (payload ``version``: a
@@ -182,12 +186,14 @@ def check_unchanged(span: Document | SpanHit | Span) -> None:
     minute; signed (redacted) URLs and versions of another form are not checked). A local file
     of a store's hit or Document without its recorded ``size-mtime_ns`` is refused (a point in a
     shared collection may name any file of the searching machine; a :class:`Span` you made is
-    taken as given), and so is any other scheme (``s3:``, ``ftp:``...).
+    taken as given), and so is any other scheme (``s3:``, ``ftp:``...). ``allow_private_hosts``:
+    as :class:`ClipOptions` says.
     """
     source, start_s, end_s = _span_of(span)
     scheme = urlparse(source).scheme.lower()
     if scheme in ("http", "https"):
-        _check_remote_unchanged(source, _stored_version(span), start_s, end_s, _trusted_host(span, source))
+        trusted = _trusted_host(span, source)
+        _check_remote_unchanged(source, _stored_version(span), start_s, end_s, trusted, allow_private_hosts)
         return
     if scheme not in ("file", ""):
         raise MediaDecodeError(
@@ -238,7 +244,12 @@ _REMOTE_LOCK = threading.Lock()
 
 
 def _check_remote_unchanged(
-    source: str, version: str | None, start_s: float, end_s: float, trusted_host: str | None
+    source: str,
+    version: str | None,
+    start_s: float,
+    end_s: float,
+    trusted_host: str | None,
+    allow_private: bool | None = None,
 ) -> None:
     """The http(s) form of :func:`check_unchanged`: the version (ETag, or Last-Modified and size)
     the server reports now (a HEAD, remembered for a minute) against the stored one. A URL
@@ -249,7 +260,7 @@ def _check_remote_unchanged(
     if version is None or REDACTED in source or not version.startswith(("etag:", "last-modified:", "size:")):
         return
     with _REMOTE_LOCK:  # one HEAD per source however many threads cut its spans
-        current = _remote_version(source, trusted_host)
+        current = _remote_version(source, trusted_host, allow_private)
     if current is not None and current != version:
         raise MediaDecodeError(
             source,
@@ -259,7 +270,7 @@ def _check_remote_unchanged(
         )
 
 
-def _remote_version(source: str, trusted_host: str | None) -> str | None:
+def _remote_version(source: str, trusted_host: str | None, allow_private: bool | None) -> str | None:
     """What the server of ``source`` reports as its version now (remembered for a minute), or
     None when it does not answer with one. Call with ``_REMOTE_LOCK`` held."""
     from clasp_ingest.connectors.base import OpenOptions
@@ -276,7 +287,10 @@ def _remote_version(source: str, trusted_host: str | None) -> str | None:
             source,
             head(
                 Target(source, frozenset({trusted_host} if trusted_host else ())),
-                OpenOptions(deadline_s=15.0, allow_private_hosts=private_hosts_allowed()),
+                OpenOptions(
+                    deadline_s=15.0,
+                    allow_private_hosts=private_hosts_allowed() if allow_private is None else allow_private,
+                ),
             ),
         )
     except (ClaspIngestError, OSError, ValueError):  # unreachable, or no version: the cut will say
@@ -382,7 +396,8 @@ def _cut(
 
     exe = find_ffmpeg(ffmpeg)
     web = urlparse(source).scheme.lower() in ("http", "https")
-    guard = GuardedProxy(_trusted_host(span, source), timeout_s=opts.timeout_s) if web else None
+    trusted, private = _trusted_host(span, source), opts.allow_private_hosts
+    guard = GuardedProxy(trusted, allow_private=private, timeout_s=opts.timeout_s) if web else None
     even_mix = _mixed_evenly(span)
     reason: str | None = None
     tries = [(False, False)]
@@ -404,7 +419,8 @@ def _cut(
         where = refused.host if refused.host == refused.address else f"{refused.host} ({refused.address})"
         reason = (
             f"reading it would reach {where}, a {refused.problem} address, refused (a stored URL may "
-            "lead to public addresses only); set CLASP_ALLOW_PRIVATE_HOSTS=1 if you trust the collection"
+            "lead to public addresses only); if you trust the collection, set CLASP_ALLOW_PRIVATE_HOSTS=1 "
+            "(search --allow-private-hosts, allow_private_hosts=True)"
         )
     elif guard is not None and guard.unreachable:  # ffmpeg only saw the proxy's 502
         reason = f"{guard.unreachable[0]}; check the URL and that its server is up"
@@ -482,7 +498,7 @@ def span_clip(
     """
     opts = options or ClipOptions()
     source, start_s, end_s = _span_of(span)
-    check_unchanged(span)
+    check_unchanged(span, allow_private_hosts=opts.allow_private_hosts)
     if end_s <= start_s:
         raise ValueError(f"span of {source!r} needs end_s > start_s, got {start_s}..{end_s}")
     start = max(0.0, start_s - opts.context_s)
@@ -506,14 +522,21 @@ def span_clip(
 
 
 def span_samples(
-    span: Document | SpanHit | Span, *, ffmpeg: str | None = None, timeout_s: float = 120.0
+    span: Document | SpanHit | Span,
+    *,
+    ffmpeg: str | None = None,
+    timeout_s: float = 120.0,
+    allow_private_hosts: bool | None = None,
 ) -> np.ndarray:
     """The span's audio as 16 kHz mono float32 (what Whisper reads), cut by ffmpeg's seek.
 
     Only the span's stretch is decoded (``-ss``/``-t`` before the input: long media cost
     little). Raises :class:`~clasp_ingest.errors.MediaDecodeError` like :func:`span_clip`.
+    ``allow_private_hosts``: as :class:`ClipOptions` says.
     """
-    return span_in_context(span, window_s=0.0, ffmpeg=ffmpeg, timeout_s=timeout_s).span
+    return span_in_context(
+        span, window_s=0.0, ffmpeg=ffmpeg, timeout_s=timeout_s, allow_private_hosts=allow_private_hosts
+    ).span
 
 
 @dataclass(frozen=True)
@@ -549,6 +572,7 @@ def span_in_context(
     window_s: float = 30.0,
     ffmpeg: str | None = None,
     timeout_s: float = 120.0,
+    allow_private_hosts: bool | None = None,
 ) -> SpanCut:
     """The span's audio with the media around it, up to ``window_s`` seconds in all, in one
     ffmpeg cut (16 kHz mono float32, as :func:`span_samples`).
@@ -559,12 +583,14 @@ def span_in_context(
     short span's language can be told from the 30 s around it (a few seconds of Russian can
     sound like Bulgarian) while its words are read from the span alone. Raises
     :class:`~clasp_ingest.errors.MediaDecodeError` like :func:`span_clip`.
+    ``allow_private_hosts``: as :class:`ClipOptions` says.
     """
     if not math.isfinite(window_s) or window_s < 0:
         raise ConfigError(f"span_in_context needs a finite window_s >= 0 (seconds), got {window_s!r}")
     opts = ClipOptions(fade_s=0.0, sample_rate=16_000, mono=True, timeout_s=timeout_s)
+    opts = replace(opts, allow_private_hosts=allow_private_hosts)
     source, start_s, end_s = _span_of(span)
-    check_unchanged(span)
+    check_unchanged(span, allow_private_hosts=allow_private_hosts)
     if end_s <= start_s:
         raise ValueError(f"span of {source!r} needs end_s > start_s, got {start_s}..{end_s}")
     pad = max(0.0, window_s - (end_s - start_s)) / 2

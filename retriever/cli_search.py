@@ -125,6 +125,12 @@ def search(
     translate: bool = typer.Option(
         False, help="With --transcribe: also store an English translation of non-English spans."
     ),
+    allow_private_hosts: bool = typer.Option(
+        False,
+        "--allow-private-hosts",
+        help="With --transcribe/--rerank: let the cuts of items stored under http(s) URLs reach "
+        "loopback/private/link-local hosts (media served on your LAN) [CLASP_ALLOW_PRIVATE_HOSTS].",
+    ),
 ) -> None:
     """Search the ingested media by text; prints source, span, score, words and a deep link.
 
@@ -139,7 +145,8 @@ def search(
     from clasp_ingest.store.cli_store import open_configured_store
 
     _check_combination(k, rerank, group, hybrid)
-    _check_dependents(ctx, translate=translate, words=transcribe or rerank is not None, merge=merge)
+    words = transcribe or rerank is not None
+    _check_dependents(ctx, translate=translate, words=words, merge=merge, private=allow_private_hosts)
     query = _typed_text(query, "the query")
     if media_id is not None and "://" in media_id:  # a URI is text (a path keeps its bytes)
         media_id = _typed_text(media_id, "--media-id")
@@ -163,6 +170,7 @@ def search(
             hybrid=hybrid,
             transcribe="lazy" if words else "never",
             transcriber=_transcriber(whisper_model, translate, settings) if words else None,
+            allow_private_hosts=True if allow_private_hosts else None,  # else CLASP_ALLOW_PRIVATE_HOSTS
         )
         with warnings_as_lines(
             "clasp_ingest.model.query", "clasp_ingest.retriever.words", "clasp_ingest.retriever"
@@ -232,15 +240,18 @@ def _check_combination(k: int, rerank: int | None, group: int | None, hybrid: bo
         )
 
 
-def _check_dependents(ctx: typer.Context, *, translate: bool, words: bool, merge: bool) -> None:
+def _check_dependents(
+    ctx: typer.Context, *, translate: bool, words: bool, merge: bool, private: bool = False
+) -> None:
     """An option that only works with another, given without it, is bad usage (exit 2): the
     search would run without it and the user would not learn why (no translations, no merge)."""
-    if translate and not words:
-        raise typer.BadParameter(
-            "--translate needs --transcribe (or --rerank, which transcribes the spans); add it, "
-            "or drop --translate",
-            param_hint="'--translate'",
-        )
+    for given, name in ((translate, "--translate"), (private, "--allow-private-hosts")):
+        if given and not words:
+            raise typer.BadParameter(
+                f"{name} needs --transcribe (or --rerank, which transcribes the spans); add it, "
+                f"or drop {name}",
+                param_hint=f"'{name}'",
+            )
     given = ctx.get_parameter_source("merge_gap")  # typer's own click: compared by name
     if not merge and given is not None and given.name != "DEFAULT":
         raise typer.BadParameter(

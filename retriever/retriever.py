@@ -168,6 +168,12 @@ class ClaspRetriever(BaseRetriever):
       score. A collection without word vectors raises ``StoreError``; not combined with
       ``rerank`` or ``group_by_media`` (``ValueError``).
 
+    ``allow_private_hosts`` (at construction only): let the cuts for words (``"lazy"``,
+    ``rerank``) of items stored under http(s) URLs reach loopback, private or link-local
+    addresses (media served on your LAN); ``None`` (default) reads
+    ``CLASP_ALLOW_PRIVATE_HOSTS``, else public addresses only (a point of a shared collection
+    may name any host).
+
     Unknown arguments raise ``TypeError``. ``from_path`` / ``from_url`` / ``from_settings``
     open the store and load the collection's query model in one line; the retriever then owns
     that store: ``close()`` it, or use it in a ``with`` block. An embedded (Qdrant Edge) store
@@ -199,6 +205,7 @@ class ClaspRetriever(BaseRetriever):
     hybrid: bool = False
     transcribe: Literal["never", "lazy", "ingest"] = "never"
     transcriber: SkipValidation[Transcriber] | None = None
+    allow_private_hosts: bool | None = None
 
     _owned_store: QdrantStore | None = PrivateAttr(default=None)
     _lazy_words: LazyWords | None = PrivateAttr(default=None)
@@ -586,7 +593,9 @@ class ClaspRetriever(BaseRetriever):
         if self._lazy_words is None:
             from clasp_ingest.retriever.words import LazyWords
 
-            self._lazy_words = LazyWords(self.store, self.transcriber or Transcriber())
+            self._lazy_words = LazyWords(
+                self.store, self.transcriber or Transcriber(), allow_private_hosts=self.allow_private_hosts
+            )
         return self._lazy_words
 
     def _with_words(

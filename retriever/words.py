@@ -143,7 +143,9 @@ class LazyWords:
     """Transcribes segments that lack words and writes the words back into ``store``.
 
     ``ffmpeg``: the ffmpeg to cut with (default: PATH, else imageio-ffmpeg's);
-    ``timeout_s``: the longest one cut may take (remote sources).
+    ``timeout_s``: the longest one cut may take (remote sources); ``allow_private_hosts``: let
+    cuts of stored http(s) URLs reach loopback/private/link-local addresses (None:
+    ``CLASP_ALLOW_PRIVATE_HOSTS``; :class:`~clasp_ingest.retriever.audio.ClipOptions`).
     """
 
     def __init__(
@@ -153,11 +155,13 @@ class LazyWords:
         *,
         ffmpeg: str | None = None,
         timeout_s: float = 120.0,
+        allow_private_hosts: bool | None = None,
     ) -> None:
         self.store = store
         self.transcriber = transcriber
         self.ffmpeg = ffmpeg
         self.timeout_s = timeout_s
+        self.allow_private_hosts = allow_private_hosts
 
     def fill(
         self, hits: Sequence[SpanHit], *, stop: Callable[[], bool] = _never
@@ -271,6 +275,7 @@ class LazyWords:
                     window_s=window_s if shared is None else 0.0,
                     ffmpeg=self.ffmpeg,
                     timeout_s=self.timeout_s,
+                    allow_private_hosts=self.allow_private_hosts,
                 )
             except MediaDecodeError as exc:
                 log.warning("no %s for %s %.3f–%.3fs: %s", what, hit.source, hit.start_s, hit.end_s, exc)

@@ -132,6 +132,25 @@ def test_a_stored_url_reaches_public_addresses_only(site: Hostile, monkeypatch: 
         assert span_samples(stored).size > 0
 
 
+def test_a_caller_can_allow_private_hosts_without_the_variable(
+    site: Hostile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``allow_private_hosts`` (ClipOptions, span_samples, LazyWords, ClaspRetriever) says it
+    for one caller; None reads CLASP_ALLOW_PRIVATE_HOSTS, False refuses whatever it says."""
+    from clasp_ingest.retriever.audio import ClipOptions, span_clip
+
+    monkeypatch.delenv("CLASP_ALLOW_PRIVATE_HOSTS", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    stored = SpanHit("talk", f"{site.base_url}/talk.opus", "talk", 32.7, 37.188, 1.0, "u", payload={})
+    assert abs(span_samples(stored, allow_private_hosts=True).size / 16_000 - 4.488) < 0.05
+    assert abs(len(span_clip(stored, ClipOptions(allow_private_hosts=True))) / 1000 - 4.488) < 0.05
+    monkeypatch.setenv("CLASP_ALLOW_PRIVATE_HOSTS", "1")
+    for refused in (lambda: span_samples(stored, allow_private_hosts=False),
+                    lambda: span_clip(stored, ClipOptions(allow_private_hosts=False))):  # fmt: skip
+        with pytest.raises(MediaDecodeError, match=r"a loopback address, refused"):
+            refused()
+
+
 def test_a_server_that_is_down_is_named_as_unreachable() -> None:
     """ffmpeg saw only the proxy close the connection, and said "End of file"."""
     with socket.create_server(("127.0.0.1", 0)) as closed:
