@@ -245,8 +245,8 @@ def _check_dependents(
 ) -> None:
     """An option that only works with another, given without it, is bad usage (exit 2): the
     search would run without it and the user would not learn why (no translations, no merge)."""
-    for given, name in ((translate, "--translate"), (private, "--allow-private-hosts")):
-        if given and not words:
+    for needs_words, name in ((translate, "--translate"), (private, "--allow-private-hosts")):
+        if needs_words and not words:
             raise typer.BadParameter(
                 f"{name} needs --transcribe (or --rerank, which transcribes the spans); add it, "
                 f"or drop {name}",
