@@ -44,15 +44,17 @@ log = logging.getLogger("clasp_ingest.connectors")
 #: File name endings treated as media by folder, bucket and index listings: every MPEG
 #: transport/program stream name that media/decode.py reads as one (``.m2t``/``.tp``/``.trp``
 #: from DVB and HDV recorders, ``.m2p``, ``.tod`` from JVC camcorders), and raw AC-3 (``.ac3``)
-#: and Sun/NeXT audio (``.au``). Not ``.mod`` (camcorders use it, but so do ``go.mod`` and
-#: Fortran modules, which a folder would list as failing media): name such a file to ingest it.
+#: and Sun/NeXT audio (``.au``); broadcast and large WAVs (``.bwf``, ``.rf64``, ``.w64``), DV
+#: tapes (``.dv``), E-AC-3 and DTS tracks (``.eac3``/``.ec3``, ``.dts``). Not ``.mod`` (camcorders
+#: use it, but so do ``go.mod`` and Fortran modules, which a folder would list as failing media):
+#: name such a file to ingest it.
 MEDIA_EXTENSIONS = frozenset(
     {
-        ".3g2", ".3gp", ".aac", ".ac3", ".aif", ".aiff", ".amr", ".ape", ".asf", ".au", ".avi",
-        ".caf", ".flac", ".flv", ".m2p", ".m2t", ".m2ts", ".m4a", ".m4b", ".m4v", ".mka", ".mkv",
-        ".mov", ".mp2", ".mp3", ".mp4", ".mpeg", ".mpg", ".mpga", ".mts", ".mxf", ".oga",
-        ".ogg", ".ogv", ".opus", ".spx", ".tod", ".tp", ".trp", ".ts", ".vob", ".wav", ".weba",
-        ".webm", ".wma", ".wmv", ".wv",
+        ".3g2", ".3gp", ".aac", ".ac3", ".aif", ".aifc", ".aiff", ".amr", ".ape", ".asf", ".au",
+        ".avi", ".bwf", ".caf", ".dts", ".dv", ".eac3", ".ec3", ".flac", ".flv", ".m2p", ".m2t",
+        ".m2ts", ".m4a", ".m4b", ".m4v", ".mka", ".mkv", ".mov", ".mp2", ".mp3", ".mp4", ".mpeg",
+        ".mpg", ".mpga", ".mts", ".mxf", ".oga", ".ogg", ".ogv", ".opus", ".rf64", ".spx", ".tod",
+        ".tp", ".trp", ".ts", ".vob", ".w64", ".wav", ".weba", ".webm", ".wma", ".wmv", ".wv",
     }
 )  # fmt: skip
 

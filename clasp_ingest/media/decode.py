@@ -53,7 +53,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +102,11 @@ _AUDIO_LANGUAGE_RE = re.compile(
 )
 _AUDIO_RE = re.compile(r"^\s*Stream #0:\d+.*: Audio: ")
 _AUDIO_CODEC_RE = re.compile(r": Audio: (?P<codec>[\w-]+)")
+_VIDEO_CODEC_RE = re.compile(r": Video: (?P<codec>[\w-]+)")
+#: The names in a log line's context (``[h264 @ 0x55...]``, ffmpeg 6+: ``[vist#0:0/h264 @ ...]``).
+_CONTEXT_NAME_RE = re.compile(r"\[([^\]@]*?) @ ")
+#: Distinct damage lines kept (by who logged them), of which the audio's first three are quoted.
+_DAMAGE_LINES = 64
 #: Warning-level lines that mean damaged data (error-level lines always do).
 _DAMAGE_RE = re.compile(
     r"invalid data|header missing|packet corrupt|corrupt|partial file|truncat|"
@@ -387,13 +392,28 @@ def stream_audio(
     wav = None if is_url(name) else wav_length(name.removeprefix("file:"))  # as ffmpeg's file: names it
     label = shown or name
     told = (on_warning, on_language, on_tracks)
+
+    def decoded(every_channel: bool) -> Iterator[np.ndarray]:
+        started = False
+        try:
+            for block in _stream(name, label, opts, *told, wav, every_channel=every_channel, stop=stop):
+                started = True
+                yield block
+        except MediaDecodeError as exc:
+            if started or not _audio_found_late(name, exc):
+                raise
+            logger.debug("%s: no audio stream in ffmpeg's first 5 s of probing; probing further", label)
+            yield from _stream(
+                name, label, opts, *told, wav, every_channel=every_channel, stop=stop, probe_longer=True
+            )
+
     try:
         try:
-            yield from _stream(name, label, opts, *told, wav, every_channel=False, stop=stop)
+            yield from decoded(every_channel=False)
         except _UnlabelledChannels:
             if on_even_mix is not None:
                 on_even_mix()
-            yield from _stream(name, label, opts, *told, wav, every_channel=True, stop=stop)
+            yield from decoded(every_channel=True)
     except MediaDecodeError as exc:
         if exc.source != name or label == name:
             raise
@@ -404,6 +424,20 @@ def stream_audio(
 
 class _UnlabelledChannels(Exception):
     """The track's channels have no layout: decode it again with every channel alike."""
+
+
+#: How far ffmpeg looks for an MPEG program/transport stream's streams when it found no audio
+#: in its default 5 s (µs, bytes): a DVD's or camcorder's audio may start later than that
+#: (``-itsoffset 6``: "matches no streams", or "sample rate not set" for the copy output).
+_PROBE_LONGER = ("-analyzeduration", str(120 * 1_000_000), "-probesize", str(256 * 1024 * 1024))
+
+
+def _audio_found_late(name: str, exc: MediaDecodeError) -> bool:
+    """Whether ``exc`` (nothing decoded) may be an MPEG stream's audio that begins after what
+    ffmpeg probes by default (:data:`_PROBE_LONGER`)."""
+    told = f"{exc.reason} {exc.stderr_tail}".lower()
+    late = ("matches no streams", "sample rate not set", "could not write header", "no audio stream")
+    return any(sign in told for sign in late) and is_mpeg_stream(name)
 
 
 def _stream(
@@ -417,9 +451,16 @@ def _stream(
     *,
     every_channel: bool,
     stop: threading.Event | None = None,
+    probe_longer: bool = False,
 ) -> Iterator[np.ndarray]:
     short_header_s = wav.declared_s if wav is not None and wav.read_to_end else None  # read on past it
-    process = _start_ffmpeg(name, opts, every_channel=every_channel, ignore_length=short_header_s is not None)
+    process = _start_ffmpeg(
+        name,
+        opts,
+        every_channel=every_channel,
+        ignore_length=short_header_s is not None,
+        probe_longer=probe_longer,
+    )
     stderr = _FfmpegLog(process.stderr, open_ended=wav is not None and wav.open_ended)
     samples = 0
     not_numbers = 0
@@ -563,15 +604,23 @@ def _check_source(source: str | os.PathLike[str], shown: str | None = None) -> s
 
 
 def _ffmpeg_args(
-    source: str, opts: DecodeOptions, *, every_channel: bool = False, ignore_length: bool = False
+    source: str,
+    opts: DecodeOptions,
+    *,
+    every_channel: bool = False,
+    ignore_length: bool = False,
+    probe_longer: bool = False,
 ) -> list[str]:
     """The ffmpeg command line. Built by hand: ``source`` may hold the undecodable bytes of a
     non-UTF-8 file name (surrogate escapes), which ``subprocess`` passes on as they are.
-    ``ignore_length``: a WAV read to its end, past the length its header declares."""
+    ``ignore_length``: a WAV read to its end, past the length its header declares;
+    ``probe_longer``: look further into the input for its streams (:data:`_PROBE_LONGER`)."""
     args = [find_ffmpeg(opts.ffmpeg), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info"]
     args += _TIMESTAMP_ARGS  # a damaged packet time: no jump
     if ignore_length:
         args += ["-ignore_length", "1"]
+    if probe_longer:
+        args += _PROBE_LONGER
     if is_url(source):
         # ffmpeg's own I/O timeout (microseconds), so a stalled network read fails inside ffmpeg too.
         args += ["-rw_timeout", str(int(opts.read_timeout_s * 1_000_000))]
@@ -622,9 +671,16 @@ def is_mpeg_stream(source: str) -> bool:
 
 
 def _start_ffmpeg(
-    source: str, opts: DecodeOptions, *, every_channel: bool = False, ignore_length: bool = False
+    source: str,
+    opts: DecodeOptions,
+    *,
+    every_channel: bool = False,
+    ignore_length: bool = False,
+    probe_longer: bool = False,
 ) -> subprocess.Popen[bytes]:
-    args = _ffmpeg_args(source, opts, every_channel=every_channel, ignore_length=ignore_length)
+    args = _ffmpeg_args(
+        source, opts, every_channel=every_channel, ignore_length=ignore_length, probe_longer=probe_longer
+    )
     logger.debug("decoding %s: %s", source, " ".join(args))
     try:
         # its own process group: a terminal's Ctrl-C and Prefect's cancellation signal the whole
@@ -653,10 +709,12 @@ class _FfmpegLog:
         self._in_input = False  # reading the "Input #0" stream list, not an output's
         self.audio_seen = threading.Event()  # the first audio stream's header line was read
         self.audio_language: str | None = None  # that stream's language tag (the one decoded)
-        self.damage: list[str] = []
-        self.damage_count = 0
+        self._damage_lines: list[tuple[str, str]] = []  # (who logged it, message): the first ones
+        self._damage_counts: Counter[str] = Counter()  # damage lines by who logged them
+        self._video_codecs: set[str] = set()  # the input's video streams' codecs (their decoders' names)
         self.duration_estimated = False  # ffmpeg guessed the duration: nothing was declared
         self.ogg = False  # an Ogg input, whose "Duration" is its last page's time (_check_damage)
+        self.matroska = False  # a Matroska/WebM input, whose "Duration" counts from 0, not its start
         self.start_s = 0.0  # the input's start time, as ffmpeg prints it beside the duration
         self.audio_codec: str | None = None  # the first audio stream's codec (``opus``, ``flac``)
         self.open_ended_wav = open_ended
@@ -707,9 +765,30 @@ class _FfmpegLog:
             elif len(self._errors) < _STDERR_TAIL_LINES and not message.startswith(_HINTS):
                 _add_new(self._errors, message)  # the first ones: the cause
             if level in ("error", "fatal", "panic") or _DAMAGE_RE.search(message):
-                self.damage_count += 1
-                if len(self.damage) < 3:
-                    _add_new(self.damage, message)
+                origin = _origin(match["context"] if match else "")
+                self._damage_counts[origin] += 1
+                if len(self._damage_lines) < _DAMAGE_LINES and all(
+                    m != message for _, m in self._damage_lines
+                ):
+                    self._damage_lines.append((origin, message))
+
+    def _of_audio(self, origin: str) -> bool:
+        """Whether damage logged by ``origin`` (:func:`_origin`) may be the audio's: not a video
+        decoder's (a TV recording cut mid-GOP: "non-existing PPS 0 referenced" while ffmpeg
+        probes) nor the stream copy's muxer (an MPEG stream's ``keep_start`` output)."""
+        return origin not in ("video", "copy") and origin not in self._video_codecs
+
+    @property
+    def damage_count(self) -> int:
+        """Damage reports (decoding errors) that may concern the decoded audio."""
+        with self._lock:
+            return sum(count for origin, count in self._damage_counts.items() if self._of_audio(origin))
+
+    @property
+    def damage(self) -> list[str]:
+        """The first three distinct damage reports that may concern the decoded audio."""
+        with self._lock:
+            return [message for origin, message in self._damage_lines if self._of_audio(origin)][:3]
 
     def _note_info(self, message: str) -> None:
         duration = _DURATION_RE.match(message)
@@ -717,10 +796,16 @@ class _FfmpegLog:
             hours, minutes, seconds, start = duration.groups()
             self.declared_s = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
             self.start_s = float(start) if start else 0.0
-        self.has_video = self.has_video or bool(_VIDEO_RE.match(message))
+        if _VIDEO_RE.match(message):
+            self.has_video = True
+            codec = _VIDEO_CODEC_RE.search(message)
+            if codec:
+                with self._lock:
+                    self._video_codecs.add(codec["codec"])
         if message.startswith(("Input #", "Output #")):
             self._in_input = message.startswith("Input #")
             self.ogg = self.ogg or message.startswith("Input #0, ogg,")
+            self.matroska = self.matroska or message.startswith("Input #0, matroska")
         if self._in_input and _AUDIO_RE.match(message):
             self.audio_streams += 1
         if not self.audio_seen.is_set() and _AUDIO_RE.match(message):
@@ -750,6 +835,23 @@ class _FfmpegLog:
         with self._lock:
             lines = self._errors or list(self._warnings)
             return " | ".join(lines[:_QUOTED_LINES])
+
+
+def _origin(context: str) -> str:
+    """Who logged a line, from its context's last ``[name @ 0x...]``: ``"video"`` for a video
+    stream's (ffmpeg 6+), ``"copy"`` for the muxer of the stream copy to nowhere (``out#1``,
+    ffmpeg 5's ``null``), else the name (a decoder's: ``h264``, ``aac``; a demuxer's: ``mpegts``),
+    ``""`` for none."""
+    names = _CONTEXT_NAME_RE.findall(context)
+    if not names:
+        return ""
+    name = names[-1].strip()
+    if name.startswith(("vist#", "vost#")):
+        return "video"
+    if name.startswith("out#") and not name.startswith("out#0"):
+        return "copy"
+    last = name.rsplit("/", 1)[-1]
+    return "copy" if last == "null" else last
 
 
 def _add_new(lines: MutableSequence[str], line: str) -> None:
@@ -918,7 +1020,9 @@ def _check_damage(
     stream starts at the stream's clock (``start: 3600``) and "ended early" by that much, so
     its start is taken off where ffmpeg counts it in (Opus; Vorbis's is printed without it),
     and a file missing pages inside is still found out; FLAC in Ogg, which prints ``start: 0``
-    with the clock's duration, is checked for decoding errors only."""
+    with the clock's duration, is checked for decoding errors only. A Matroska/WebM file's
+    counts from 0, so an audio track that starts late (cut out of a film) has its start taken
+    off too (its audio is decoded from its first sample, as other audio-only files')."""
     stderr.join()
     whole_file = stderr.has_video or stderr.audio_streams > 1 or stderr.duration_estimated
     declared_s = None if whole_file else stderr.declared_s
@@ -927,6 +1031,8 @@ def _check_damage(
             declared_s = None
         elif declared_s >= stderr.start_s:  # Opus counts from the stream's clock; Vorbis not
             declared_s -= stderr.start_s
+    elif declared_s is not None and stderr.matroska and declared_s >= stderr.start_s:
+        declared_s -= stderr.start_s  # a track cut out of a film (-map 0:a:1 -c copy x.mka) keeps its lead
     if wav is not None:
         declared_s = wav.declared_s  # None for a placeholder size: no length declared
     if stderr.dropped_times:  # a jump closed up (_jumped) shortens the audio, not a cut: said there

@@ -313,6 +313,11 @@ MORE_CONTAINERS = {
     "3g2": ("-c:a", "aac"),  # phones
     "asf": ("-c:a", "wmav2"),  # Windows Media
     "wv": ("-c:a", "wavpack"),
+    "bwf": ("-f", "wav", "-write_bext", "1"),  # Broadcast WAV: archives' masters
+    "rf64": ("-f", "wav", "-rf64", "always"),
+    "w64": ("-f", "w64"),
+    "aifc": ("-f", "aiff", "-c:a", "pcm_s16be"),
+    "eac3": ("-f", "eac3", "-c:a", "eac3", "-ar", "48000"),
 }
 
 
