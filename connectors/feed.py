@@ -43,6 +43,7 @@ left out: its title or date may be missing, and would be stored as read.
 
 from __future__ import annotations
 
+import calendar
 import io
 import logging
 import re
@@ -425,6 +426,9 @@ class FeedConnector:
         }
         if published:
             metadata["published"] = published
+        published_ts = _epoch_s(entry)
+        if published_ts is not None:  # a number, which filters take as a range (``published`` is text)
+            metadata["published_ts"] = published_ts
         if language:
             metadata["language"] = language
         if length is not None:
@@ -615,6 +619,15 @@ def _int_or_none(value: object) -> int | None:
     try:
         return int(str(value)) if value not in (None, "") else None
     except ValueError:
+        return None
+
+
+def _epoch_s(entry: Any) -> int | None:
+    """The episode's date as seconds since 1970 (UTC), where the feed's date could be read."""
+    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    try:
+        return calendar.timegm(parsed) if parsed else None
+    except (TypeError, ValueError, OverflowError):
         return None
 
 

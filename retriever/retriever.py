@@ -900,6 +900,12 @@ def _check_model(store: QdrantStore, model: Any) -> None:
         )
 
 
+#: Payload keys a Document carries where the span's item has them.
+_KEPT_KEYS = ("language", "version", "model", "channel_mix", "transcript_en", "clasp_score", "text_score")
+#: A feed episode's keys (``connectors.feed``): a RAG answer can name the show and the date.
+FEED_KEYS = ("feed_title", "feed_url", "episode_title", "published", "published_ts", "episode_link")
+
+
 def span_document(span: Span) -> Document:
     """A LangChain Document for one span (``id``: the point of its best-scoring segment).
 
@@ -919,7 +925,7 @@ def span_document(span: Span) -> Document:
         "transcript": span.transcript,
         "transcript_language": span.transcript_language,
     }
-    for key in ("language", "version", "model", "channel_mix", "transcript_en", "clasp_score", "text_score"):
+    for key in (*_KEPT_KEYS, *FEED_KEYS):
         if key in span.extra:
             metadata[key] = span.extra[key]
     named = page_content(span.title, span.source, span.start_s, span.end_s)

@@ -461,7 +461,10 @@ def _range_condition(key: str, bounds: Any, path: str) -> Condition:
     from qdrant_client import models
 
     if not isinstance(bounds, models.Range):
-        return _unsupported(f"{path}.range ({type(bounds).__name__}) on {key!r}", "use a numeric Range")
+        remedy = "use a numeric Range"
+        if key == "metadata.published":  # text; the same date as a number beside it
+            remedy += " on 'metadata.published_ts' (the episode's date in seconds since 1970, UTC)"
+        return _unsupported(f"{path}.range ({type(bounds).__name__}) on {key!r}", remedy)
     if all(b is None for b in (bounds.gte, bounds.gt, bounds.lte, bounds.lt)):
         return _unsupported(f"{path}.range on {key!r} without bounds", "give gt, gte, lt or lte")
     return Condition(key, gte=bounds.gte, gt=bounds.gt, lte=bounds.lte, lt=bounds.lt)
