@@ -7,6 +7,7 @@ side of the model loads (:func:`~clasp_ingest.model.load_query_model`: no torch 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["ClaspTextEmbeddings"]
 
 _DEFAULT_MODEL = "clasp-mini"
+
+log = logging.getLogger("clasp_ingest.retriever")
 
 
 class ClaspTextEmbeddings(Embeddings):
@@ -62,6 +65,7 @@ class ClaspTextEmbeddings(Embeddings):
         self.batch_size = batch_size
         self._model = model
         self._lock = threading.Lock()
+        self._said_documents = False
 
     # ----- from a collection's model
 
@@ -168,6 +172,17 @@ class ClaspTextEmbeddings(Embeddings):
         return np.concatenate(parts).astype(np.float32).tolist()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Texts embedded as queries are (the text side; no speech vectors). Said once per
+        instance: a vector store's ``add_texts``/``add_documents`` into a CLASP collection puts
+        text points among its spans (a reviewer's show notes then outranked every audio span
+        for their own words, and ``store info`` counted them as spans)."""
+        if texts and not self._said_documents:
+            self._said_documents = True
+            log.warning(
+                "ClaspTextEmbeddings.embed_documents embeds text with the model's text side, as a query: "
+                "added to a collection of speech vectors (add_texts, add_documents), such points outrank "
+                "the audio for their own words; keep text in a collection of its own"
+            )
         return self._encode(texts)
 
     def embed_query(self, text: str) -> list[float]:
