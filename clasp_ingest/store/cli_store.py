@@ -332,6 +332,8 @@ def _matches(item: StoredMedia, target: str) -> bool:
 
     if target in (item.media_id, item.source) or redact_url(encoded_url(target)) == item.source:
         return True
+    if target.lower().startswith(("http://", "https://", "file://")) and "#" in target:
+        return _matches(item, target.partition("#")[0])  # a span's link, as ``search`` prints it
     from clasp_ingest.connectors.base import is_within
     from clasp_ingest.connectors.local import local_uri
 

@@ -157,7 +157,9 @@ def stored_form(key: str, value: str, *, path_if_unknown: bool = False) -> str:
     a source URI or path given as a media id becomes that source's id; a media id stays as it
     is. An http(s) URL is in the form its item is stored in (``café talk.opus`` →
     ``caf%C3%A9%20talk.opus``; RFC 3986's normal form; credentials redacted, so the URL that was
-    ingested, token and all, names its item). Anything else is kept (it matches nothing)."""
+    ingested, token and all, names its item); an http(s) or ``file://`` URI's ``#fragment`` is
+    dropped (a span link that ``search`` printed names its item). Anything else is kept (it
+    matches nothing)."""
     import uuid
 
     from clasp_ingest.connectors.local import local_uri
@@ -175,6 +177,8 @@ def stored_form(key: str, value: str, *, path_if_unknown: bool = False) -> str:
         _check_text(f"SearchFilter {key}", value)
     if not (is_uri or local):
         return value
+    if is_uri and value.lower().startswith(("http://", "https://", "file://")):
+        value = value.partition("#")[0]  # a span's link (``...#t=32.7,37.188``) names its item
     uri = redact_url(encoded_url(value)) if is_uri else local_uri(value)  # a token as stored: REDACTED
     return media_id_for(uri) if key == "media_id" else uri
 
