@@ -650,7 +650,12 @@ class _progress:
 def _print(summary: IngestSummary, args: dict[str, Any], as_json: bool) -> None:
     data = summary.to_dict()
     if as_json:
-        typer.echo(json.dumps({**data, "model": args["model"], "collection": args["collection"]}))
+        named = {
+            "model": args["model"],
+            "model_id": _model_id(args["model"]),
+            "collection": args["collection"],
+        }
+        typer.echo(json.dumps({**data, **named}))
         return
     from rich.console import Console
     from rich.markup import escape
@@ -683,6 +688,18 @@ def _print(summary: IngestSummary, args: dict[str, Any], as_json: bool) -> None:
     for warning in data["media_warnings"]:
         line = f"[yellow]warning[/yellow] {shown(warning['uri'])}: {shown(warning['warning'])}"
         console.print(line, **_ONE_LINE)
+
+
+def _model_id(model: str) -> str | None:
+    """The id of the vectors ``model`` (a preset name or folder) makes, as the collection records
+    it and ``store info`` shows it (``clasp-mini`` makes ``clasp-mini-v1.1``)."""
+    from clasp_ingest.errors import ClaspIngestError
+    from clasp_ingest.model.query import resolve_model_config
+
+    try:
+        return resolve_model_config(model)[0].model_id
+    except (ClaspIngestError, OSError, ValueError):
+        return None
 
 
 def _fail(message: str) -> NoReturn:

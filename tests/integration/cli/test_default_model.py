@@ -37,6 +37,7 @@ SUMMARY_KEYS = {
     "audio_s",
     "wall_s",
     "model",
+    "model_id",
     "collection",
 }
 HIT_KEYS = {
@@ -83,6 +84,7 @@ def test_first_ingest_search_and_rerun_with_the_default_model(env: dict[str, str
     assert set(summary) == SUMMARY_KEYS
     assert (summary["media_ok"], summary["media_failed"], summary["segments"]) == (1, [], 9)
     assert (summary["model"], summary["collection"]) == ("clasp-mini", "clasp_segments")
+    assert summary["model_id"] == MINI_ID  # what the collection records and store info shows
 
     info = json.loads(cli(env, "store", "info").stdout)
     index = info.pop("index")
