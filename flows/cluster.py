@@ -70,7 +70,7 @@ def ingest_source_cluster(
     Without ``address`` the cluster is a local one of processes, which an embedded store (one
     process's) cannot serve: that needs a Qdrant server (``qdrant_url``, ``CLASP_QDRANT_URL``).
     """
-    if address is None and not (qdrant_url or Settings.model_validate({}).qdrant_url):
+    if address is None and not (qdrant_url or Settings.from_env().qdrant_url):
         raise ConfigError(
             f"the cluster flow starts a local {runner} cluster of worker processes (no address given), "
             "and an embedded store belongs to one process: each item would fail on its lock; give "

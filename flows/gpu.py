@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def process_slots() -> threading.BoundedSemaphore:
 
     with _SLOTS_LOCK:
         if not _SLOTS:
-            _SLOTS.append(threading.BoundedSemaphore(Settings.model_validate({}).gpu_slots))
+            _SLOTS.append(threading.BoundedSemaphore(Settings.from_env().gpu_slots))
         return _SLOTS[0]
 
 
@@ -73,8 +73,33 @@ def gpu_slot(limit: str | None) -> Iterator[None]:
             return
         from prefect.concurrency.sync import concurrency
 
-        with concurrency(limit, occupy=1):  # a limit deleted meanwhile: a warning, no bound
+        waiting = threading.Timer(SLOT_WAIT_SAID_S, _say_waiting, args=(limit,))
+        waiting.daemon = True
+        waiting.start()
+        with ExitStack() as held:
+            try:
+                # a limit deleted meanwhile: a warning, no bound. The lease is renewed while held;
+                # a process killed holding it (kill -9, OOM) frees its slot when the lease runs
+                # out: Prefect's default of 300 s stalled the next run for five minutes, silently
+                held.enter_context(concurrency(limit, occupy=1, lease_duration=SLOT_LEASE_S))
+            finally:
+                waiting.cancel()
             yield
+
+
+#: Seconds of a GPU slot's lease (renewed while held; what a killed holder keeps it).
+SLOT_LEASE_S = 60.0
+#: Seconds a batch waits for a GPU slot before the wait is logged.
+SLOT_WAIT_SAID_S = 15.0
+
+
+def _say_waiting(limit: str) -> None:
+    log.info(
+        "waiting for a slot of the Prefect concurrency limit %r: other runs' batches hold them (a run "
+        "killed while holding one frees it within %.0f s)",
+        limit,
+        SLOT_LEASE_S,
+    )
 
 
 def embed_batch(model: AudioTextEncoder, waveforms: Sequence[np.ndarray], limit: str | None) -> np.ndarray:

@@ -82,7 +82,9 @@ SUMMARY_KEY = "clasp-ingest-summary"
 PROGRESS_KEY = "clasp-ingest-progress"
 #: How long an interrupted flow waits for its running media tasks to stop (each stops before
 #: its next batch, so a few seconds; a whole-file transcription in ``--transcribe`` runs on).
-STOP_WAIT_S = 30.0
+#: Shorter than the 30 s a Prefect runner gives a cancelled run before SIGKILL: at 30 s the
+#: kill came first, with none of the run's own report of the stop.
+STOP_WAIT_S = 20.0
 
 
 def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -321,7 +323,7 @@ def ingest_source(
             retries=retries,
             retry_delay_s=retry_delay_s,
         )
-        settings = Settings.model_validate({})
+        settings = Settings.from_env()
         model_spec = _model_spec(settings, model, device)
         store_spec = _store_spec(settings, collection, qdrant_url, qdrant_path)
         open_options = settings.open_options(

@@ -76,7 +76,7 @@ class StoreSpec:
         from clasp_ingest.config import Settings
         from clasp_ingest.store import open_store
 
-        api_key = Settings.model_validate({}).qdrant_api_key if self.url else None
+        api_key = Settings.from_env().qdrant_api_key if self.url else None
         return open_store(
             url=self.url,
             path=Path(self.path) if self.path else None,

@@ -42,3 +42,18 @@ def test_the_flow_segments_by_the_clasp_settings_and_gets_the_query_aware_graph(
         assert store.require_collection().model_id.startswith("clasp-mini")
         assert store.index_config()["graph"] == "clasp_graph"
     assert stored == [(s.segment.start_s, s.segment.end_s) for s in wanted]
+
+
+def test_a_bad_clasp_variable_on_a_worker_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment's worker with a bad ``CLASP_*`` value: the run failed with pydantic's
+    ``ValidationError`` naming ``embed_batch_size`` (also a flow parameter, which was unset), not
+    the variable (an operator's review, 2026-12-08). Now the CLI's message: the variables."""
+    from clasp_ingest.errors import ConfigError
+
+    monkeypatch.setenv("CLASP_EMBED_BATCH_SIZE", "abc")
+    monkeypatch.setenv("CLASP_GPU_SLOTS", "0")
+    with pytest.raises(ConfigError) as info:
+        ingest_source(str(SAMPLE), qdrant_path=str(tmp_path / "q"), device="cpu", retry_delay_s=0.0)
+    said = str(info.value)
+    assert "CLASP_EMBED_BATCH_SIZE='abc'" in said and "CLASP_GPU_SLOTS='0'" in said, said
+    assert not (tmp_path / "q").exists()

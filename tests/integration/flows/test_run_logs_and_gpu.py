@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,8 +65,13 @@ def _gpu_limit_of_one() -> Iterator[None]:
             client.delete_concurrency_limit_by_tag("gpu")
 
 
-def test_embedding_waits_for_a_slot_of_the_gpu_tag_limit(folder: Path, tmp_path: Path) -> None:
+def test_embedding_waits_for_a_slot_of_the_gpu_tag_limit(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from clasp_ingest.flows import gpu
     from prefect.concurrency.sync import concurrency
+
+    monkeypatch.setattr(gpu, "SLOT_WAIT_SAID_S", 1.0)  # the wait is said (an operator saw 5 silent minutes)
 
     qdrant = tmp_path / "q"
     outcome: list[Any] = []
@@ -77,9 +83,17 @@ def test_embedding_waits_for_a_slot_of_the_gpu_tag_limit(folder: Path, tmp_path:
     )
     with _gpu_limit_of_one(), concurrency("tag:gpu", occupy=1):  # this test holds the only slot
         run.start()
-        run.join(timeout=5)
+        deadline = time.monotonic() + 120  # held until the flow's first batch says it waits for it
+        while time.monotonic() < deadline and not _said_waiting(caplog) and run.is_alive():
+            time.sleep(0.2)
         assert run.is_alive(), "the flow finished while the gpu slot was held elsewhere"
     run.join(timeout=120)
     assert not run.is_alive() and outcome and outcome[0].media_ok == 1
     with open_store(path=qdrant) as store:
         assert store.count() == outcome[0].segments == 3
+    waited = _said_waiting(caplog)
+    assert waited and "frees it within 60 s" in waited[0], [r.getMessage() for r in caplog.records][-20:]
+
+
+def _said_waiting(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "waiting for a slot of the Prefect" in r.getMessage()]
