@@ -64,11 +64,22 @@ def ingest_source_cluster(
     embed_batch_size: int | None = None,
     force: bool = False,
     prune: bool = False,
+    exclude: list[str] | None = None,
+    retries: int = 3,
+    retry_delay_s: float = 2.0,
+    transcribe: bool = False,
+    whisper_model: str = "whisper-base",
+    max_bytes: int | None = None,
+    download_deadline_s: float | None = None,
+    min_download_rate: float | None = None,
+    allow_private_hosts: bool | None = None,
 ) -> IngestSummary:
     """Ingest ``sources`` with ``media_concurrency`` items in flight across a Dask/Ray cluster.
 
     Without ``address`` the cluster is a local one of processes, which an embedded store (one
     process's) cannot serve: that needs a Qdrant server (``qdrant_url``, ``CLASP_QDRANT_URL``).
+    The other parameters are the ``clasp-ingest`` flow's (``exclude``, ``retries``,
+    ``transcribe``...), handed on to it; not ``qdrant_path`` (one process's store).
     """
     if address is None and not (qdrant_url or Settings.from_env().qdrant_url):
         raise ConfigError(
@@ -89,4 +100,13 @@ def ingest_source_cluster(
         media_concurrency=media_concurrency,
         force=force,
         prune=prune,
+        exclude=exclude,
+        retries=retries,
+        retry_delay_s=retry_delay_s,
+        transcribe=transcribe,
+        whisper_model=whisper_model,
+        max_bytes=max_bytes,
+        download_deadline_s=download_deadline_s,
+        min_download_rate=min_download_rate,
+        allow_private_hosts=allow_private_hosts,
     )
