@@ -1166,7 +1166,10 @@ def _reason(tail: str, code: int) -> str:
     if "format not on whitelist" in lowered:
         return _PLAYLIST
     if "matches no streams" in lowered:
-        return "the media has no audio stream (video only?); give a file with an audio track"
+        return (
+            "the media has no audio stream (video only?); give a file with an audio track "
+            "(ingest --exclude PATTERN leaves such files out of a scheduled run)"
+        )
     if "no such file" in lowered:
         return "no such file or URL; check the source"
     if "permission denied" in lowered:  # "check that it plays, or convert it" cannot help
