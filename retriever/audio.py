@@ -424,7 +424,18 @@ def _cut(
         )
     elif guard is not None and guard.unreachable:  # ffmpeg only saw the proxy's 502
         reason = f"{guard.unreachable[0]}; check the URL and that its server is up"
+    elif guard is not None and guard.ranges_ignored and urlparse(source).path.lower().endswith(_MP4_NAMES):
+        reason = f"{reason}; {_MP4_FROM_START}"
     return None, reason
+
+
+#: MP4 family names: their index (``moov``) is often at the end, which a cut read from the
+#: start of a server that ignores byte ranges never reaches.
+_MP4_NAMES = (".mp4", ".m4a", ".m4b", ".m4v", ".mov", ".3gp", ".3g2")
+_MP4_FROM_START = (
+    "an MP4/M4A whose index is at its end cannot be read from the start: remux it with "
+    "'ffmpeg -i IN -c copy -movflags +faststart OUT', or serve it with byte ranges"
+)
 
 
 def _without_no_proxy() -> dict[str, str]:

@@ -187,3 +187,23 @@ def test_a_remote_wav_that_declares_less_than_it_holds_is_cut_past_its_header(
     assert abs(cut.size / 16_000 - 4.488) < 0.05
     expected = whole[int(32.7 * 16_000) : int(32.7 * 16_000) + cut.size]
     assert np.corrcoef(cut[: expected.size], expected)[0, 1] > 0.9  # that stretch, not another
+
+
+def test_an_mp4_from_a_server_without_ranges_is_told_how_to_fix_it(tmp_path: Path) -> None:
+    """``python -m http.server`` ignores byte ranges: an M4A whose index is at its end cannot be
+    cut there (README); the error said only "the media may be damaged there, or its server may
+    not allow seeking", not the fix the README gives (a reviewer's report, 2026-12-08)."""
+    import functools
+
+    from clasp_ingest.media.decode import find_ffmpeg
+
+    class Plain(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    talk = tmp_path / "talk.m4a"  # ffmpeg writes the index (moov) last by default
+    encode = [find_ffmpeg(), "-v", "error", "-i", str(SAMPLES / "demo_en.opus"), "-c:a", "aac", str(talk)]
+    subprocess.run(encode, check=True)
+    served = loopback.serving(functools.partial(Plain, directory=str(tmp_path)))
+    with served as base, pytest.raises(MediaDecodeError, match=r"-movflags \+faststart"):
+        span_samples(_span(f"{base}/talk.m4a"))
