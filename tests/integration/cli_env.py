@@ -21,3 +21,24 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         "CLASP_QDRANT_PATH": str(tmp_path / "qdrant"),
         "CLASP_MODEL": "tiny-random",
     }
+
+
+def default_model_env(tmp_path: Path) -> dict[str, str]:
+    """A fresh ``$HOME`` (and Prefect home) under ``tmp_path``, no ``CLASP_*`` or ``PREFECT_*``
+    settings, so the default model and store; the machine's model cache (building it from
+    nothing is test_default_model's job)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLASP_", "PREFECT_"))}
+    return {
+        **clean,
+        "HOME": str(home),
+        "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")),
+        "PREFECT_HOME": str(home / "prefect"),
+    }
+
+
+def usage_said(stderr: str) -> str:
+    """A usage error's text (exit 2) without the box typer draws and its line breaks (its width
+    is the terminal's, or 80 columns without one, as under xdist)."""
+    return " ".join(stderr.replace("│", " ").split())

@@ -5,13 +5,13 @@ still in progress) no longer keeps the run at exit 3 once excluded."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.integration.cli.test_default_model import SAMPLES, cli
+from tests.integration.cli_env import default_model_env, usage_said
 from tests.unit.pipeline.speech import corrupt
 
 pytestmark = pytest.mark.slow
@@ -19,16 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    """A fresh ``$HOME`` and no ``CLASP_*`` settings; the machine's model cache."""
-    home = tmp_path / "home"
-    home.mkdir()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLASP_", "PREFECT_"))}
-    return {
-        **clean,
-        "HOME": str(home),
-        "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")),
-        "PREFECT_HOME": str(home / "prefect"),
-    }
+    return default_model_env(tmp_path)
 
 
 @pytest.fixture
@@ -74,5 +65,5 @@ def test_excluded_files_are_left_out_and_the_run_succeeds(
 
 def test_an_empty_pattern_is_bad_usage(env: dict[str, str], media: Path, tmp_path: Path) -> None:
     run = cli(env, "ingest", str(media), "--qdrant-path", str(tmp_path / "s"), "--exclude", " ")
-    assert run.returncode == 2 and "give a pattern such as '*.part'" in run.stderr
+    assert run.returncode == 2 and "give a pattern such as '*.part'" in usage_said(run.stderr)
     assert not (tmp_path / "s").exists()

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import calendar
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.integration.cli.test_default_model import SAMPLES, TRAIN, cli
+from tests.integration.cli_env import default_model_env
 from tests.integration.connectors.helpers import Episode, rss, serving
 
 pytestmark = pytest.mark.slow
@@ -28,13 +28,7 @@ def test_documents_name_the_show_and_filters_take_the_date(tmp_path: Path) -> No
 
     from clasp_ingest.errors import FilterError
 
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLASP_", "PREFECT_"))}
-    env |= {
-        "HOME": str(home),
-        "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")),
-    }
+    env = default_model_env(tmp_path)
     store = tmp_path / "store"
     audio = (SAMPLES / "demo_en.opus").read_bytes()
     with serving() as site:

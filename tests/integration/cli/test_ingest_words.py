@@ -4,7 +4,6 @@ default model (clasp-mini), the bundled Whisper-base, a fresh store of each engi
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from clasp_ingest.store import open_store
 from clasp_ingest.store.base import transcript_of
 from tests.integration.cli.test_default_model import MINI_ID, SAMPLES, cli
+from tests.integration.cli_env import default_model_env
 
 pytestmark = pytest.mark.slow
 
@@ -22,16 +22,7 @@ LIBRARY_SPAN = (9.564, 13.767)
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    """A fresh ``$HOME`` and no ``CLASP_*`` settings; the machine's model cache (building it from
-    nothing is test_default_model's job)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLASP_", "PREFECT_"))}
-    return {
-        **clean,
-        "HOME": str(home),
-        "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")),
-    }
+    return default_model_env(tmp_path)
 
 
 def _store_folder(engine: str, tmp_path: Path) -> Path:

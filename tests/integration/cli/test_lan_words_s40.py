@@ -9,13 +9,13 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.cli.test_default_model import SAMPLES, TRAIN, cli
+from tests.integration.cli_env import default_model_env, usage_said
 from tests.loopback import serving
 
 pytestmark = pytest.mark.slow
@@ -34,14 +34,7 @@ def lan() -> Iterator[str]:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "home"
-    home.mkdir()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLASP_", "PREFECT_"))}
-    return {
-        **clean,
-        "HOME": str(home),
-        "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")),
-    }
+    return default_model_env(tmp_path)
 
 
 def test_words_of_lan_media_with_allow_private_hosts(lan: str, env: dict[str, str], tmp_path: Path) -> None:
@@ -62,7 +55,7 @@ def test_words_of_lan_media_with_allow_private_hosts(lan: str, env: dict[str, st
     assert "train" in hit["text"].lower(), hit
 
     usage = cli(env, "search", TRAIN, "--allow-private-hosts", "--qdrant-path", store)
-    assert usage.returncode == 2 and "--allow-private-hosts needs --transcribe" in usage.stderr
+    assert usage.returncode == 2 and "--allow-private-hosts needs --transcribe" in usage_said(usage.stderr)
 
 
 def test_the_retriever_takes_allow_private_hosts(
