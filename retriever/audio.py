@@ -315,6 +315,7 @@ def _decode_command(
     proxy: str | None = None,
     even_mix: bool = False,
     ignore_length: bool = False,
+    probe_longer: bool = False,
 ) -> list[str]:
     """ffmpeg seeking to ``start`` in the input; ``sequential``: reading the input from its
     start and dropping what comes before ``start`` (no seek: for servers without byte ranges);
@@ -328,8 +329,10 @@ def _decode_command(
     the audio stream starts after ``start`` (a video whose audio begins late) its missing lead
     is silence, as the ingest decoded it, so sample ``n`` of the cut is at ``start + n / rate``
     seconds of the media; an MPEG stream's videos go to a null output, else ffmpeg would start
-    the cut at its audio's first sample."""
+    the cut at its audio's first sample. ``probe_longer``: an MPEG stream whose audio starts
+    past ffmpeg's default probe, as its ingest decoded it (``media.decode._PROBE_LONGER``)."""
     from clasp_ingest.media.decode import (
+        _PROBE_LONGER,
         _RESAMPLE,
         _TIMESTAMP_ARGS,
         EVEN_MIX,
@@ -349,6 +352,8 @@ def _decode_command(
     # never a playlist's or manifest's demuxer: it would open what it names (media.decode)
     reading += ["-format_whitelist", required_whitelist(ffmpeg)]
     reading += _TIMESTAMP_ARGS  # as the ingest: a damaged packet time pads no hour of silence
+    if probe_longer:
+        reading += _PROBE_LONGER
     if not is_url(source):
         reading += ignore_length_args(_local_or_url(source))
     elif ignore_length:  # a remote WAV read past its header's length (not for other formats: ffmpeg fails)
@@ -392,9 +397,10 @@ def _cut(
     mixed as the span's item was."""
     from clasp_ingest.connectors.proxy import GuardedProxy
 
-    from clasp_ingest.media.decode import find_ffmpeg, is_url
+    from clasp_ingest.media.decode import find_ffmpeg, is_mpeg_stream, is_url, says_audio_found_late
 
     exe = find_ffmpeg(ffmpeg)
+    mpeg = is_mpeg_stream(_local_or_url(source))  # its audio may start past ffmpeg's first probe
     web = urlparse(source).scheme.lower() in ("http", "https")
     trusted, private = _trusted_host(span, source), opts.allow_private_hosts
     guard = GuardedProxy(trusted, allow_private=private, timeout_s=opts.timeout_s) if web else None
@@ -404,10 +410,18 @@ def _cut(
     if is_url(source):
         tries += [(True, False)] + ([(True, True)] if urlparse(source).path.lower().endswith(".wav") else [])
     with guard if guard is not None else contextlib.nullcontext() as proxy:
-        for sequential, past_header in tries:
+        env = None if proxy is None else _without_no_proxy()
+
+        def run(sequential: bool, past_header: bool, probe_longer: bool = False) -> _Decoded:
             command = _decode_command(exe, source, start, duration, opts, sequential=sequential, proxy=proxy,
-                                      even_mix=even_mix, ignore_length=past_header)  # fmt: skip
-            decoded = _run_decoder(command, opts.timeout_s, None if proxy is None else _without_no_proxy())
+                                      even_mix=even_mix, ignore_length=past_header,
+                                      probe_longer=probe_longer)  # fmt: skip
+            return _run_decoder(command, opts.timeout_s, env)
+
+        for sequential, past_header in tries:
+            decoded = run(sequential, past_header)
+            if decoded.reason is not None and mpeg and says_audio_found_late(decoded.reason):
+                decoded = run(sequential, past_header, probe_longer=True)  # its audio starts late
             parsed = parse(decoded.data) if decoded.reason is None else None
             reason = _shortfall(decoded, length_s(parsed) if parsed is not None else 0.0, covers_s)
             if guard is not None and guard.ranges_ignored and not sequential:

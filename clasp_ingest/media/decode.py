@@ -435,9 +435,17 @@ _PROBE_LONGER = ("-analyzeduration", str(120 * 1_000_000), "-probesize", str(256
 def _audio_found_late(name: str, exc: MediaDecodeError) -> bool:
     """Whether ``exc`` (nothing decoded) may be an MPEG stream's audio that begins after what
     ffmpeg probes by default (:data:`_PROBE_LONGER`)."""
-    told = f"{exc.reason} {exc.stderr_tail}".lower()
-    late = ("matches no streams", "sample rate not set", "could not write header", "no audio stream")
-    return any(sign in told for sign in late) and is_mpeg_stream(name)
+    return says_audio_found_late(f"{exc.reason} {exc.stderr_tail}") and is_mpeg_stream(name)
+
+
+def says_audio_found_late(told: str) -> bool:
+    """Whether ffmpeg's ``told`` errors are those of an input whose audio it did not find in
+    its default probe (on an MPEG stream: audio that starts late; :data:`_PROBE_LONGER`)."""
+    lowered = told.lower()
+    return any(sign in lowered for sign in _LATE_AUDIO_SIGNS)
+
+
+_LATE_AUDIO_SIGNS = ("matches no streams", "sample rate not set", "could not write header", "no audio stream")
 
 
 def _stream(

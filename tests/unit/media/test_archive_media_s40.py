@@ -89,3 +89,22 @@ def test_a_late_matroska_track_is_not_truncated_and_a_cut_one_still_is(
     cut.write_bytes(late.read_bytes()[: late.stat().st_size // 3])
     _, said = _warnings(cut)
     assert len(said) == 1 and "ends early" in said[0]
+
+
+def test_a_span_of_a_dvd_stream_whose_audio_starts_late_is_cut(
+    short_track: SpokenTrack, tmp_path: Path
+) -> None:
+    """Its ingest probes further (above); a span's cut from the file's start (lazy words'
+    30 s of context, a clip's context) failed the same way: "Could not write header"."""
+    from clasp_ingest.retriever.audio import span_in_context
+    from clasp_ingest.retriever.spans import Span
+
+    late = mux_video(short_track.path, tmp_path / "late.mpg", audio_offset_s=7.0)
+    whole = decode_audio(late)
+    onset = _onset_s(whole)
+    span = Span(media_id="late", source=str(late), title="late", start_s=onset, end_s=onset + 2.0, score=1.0)
+    cut = span_in_context(span, window_s=30.0)  # from 0 s: the window reaches the file's start
+    assert cut.first == round(onset * SR) and cut.span.size == 2 * SR
+    start = round(onset * SR)
+    expected = whole[start : start + cut.span.size]
+    assert np.corrcoef(cut.span, expected)[0, 1] > 0.99
