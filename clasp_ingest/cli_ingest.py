@@ -525,9 +525,11 @@ def _drop_for_flow(settings: Settings, args: dict[str, Any]) -> IngestSummary | 
     retry = PipelineOptions()
     listings, errors = list_sources(connectors, retries=retry.retries, retry_delay_s=retry.retry_delay_s)
     with open_configured_store(args["qdrant_path"], args["qdrant_url"], None, args["collection"]) as store:
-        if not lists_media(listings, store.collection, args["exclude"]):
+        said: list[tuple[str, str]] = []
+        left_out: list[str] = []
+        if not lists_media(listings, store.collection, args["exclude"], warned=said, excluded=left_out):
             failed = (*errors, *listing_failures(listings))
-            return IngestSummary((), failed, time.perf_counter() - started)
+            return IngestSummary((), failed, time.perf_counter() - started, (), tuple(said), tuple(left_out))
         store.drop()
     return None
 

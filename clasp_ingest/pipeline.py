@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 import numpy as np
@@ -84,6 +85,7 @@ __all__ = [
     "select_new",
     "text_dim_for",
     "took_listing",
+    "warn_unused_patterns",
 ]
 
 log = logging.getLogger("clasp_ingest.pipeline")
@@ -309,7 +311,7 @@ class IngestSummary:
             "media_failed": self.media_failed,
             "media_warnings": self.media_warnings,
             "media_pruned": list(self.pruned),
-            "media_excluded": len(self.excluded),
+            "media_excluded": len(set(self.excluded)),  # an item listed by two sources once
             "source_warnings": [{"uri": uri, "warning": warning} for uri, warning in self.source_warnings],
             "segments": self.segments,
             "audio_s": self.audio_s,
@@ -813,13 +815,21 @@ def _split_listed(
     return select_new(listed, store, force=force, words=words)
 
 
-def lists_media(listings: Listings, collection: str, exclude: Sequence[str] = ()) -> bool:
+def lists_media(
+    listings: Listings,
+    collection: str,
+    exclude: Sequence[str] = (),
+    *,
+    warned: list[tuple[str, str]] | None = None,
+    excluded: list[str] | None = None,
+) -> bool:
     """Whether a source listed a media item: what ``--recreate`` waits for before it drops
     ``collection`` (a mistyped source, or an unmounted share that lists nothing, keeps it);
-    warns when none did. An item that stands for a listing's failure (``LISTING_ERROR``: a feed
-    cut short, a link whose HEAD failed) is no media file: a cut feed whose only episodes had no
-    enclosure dropped the collection and wrote nothing. Nor is an item that ``exclude`` leaves
-    out (:func:`excluded_by`)."""
+    warns when none did (into ``warned`` too, as ``took_listing`` does). An item that stands
+    for a listing's failure (``LISTING_ERROR``: a feed cut short, a link whose HEAD failed) is
+    no media file: a cut feed whose only episodes had no enclosure dropped the collection and
+    wrote nothing. Nor is an item that ``exclude`` leaves out (:func:`excluded_by`; appended
+    to ``excluded`` when none is left)."""
     from clasp_ingest.connectors.base import LISTING_ERROR
 
     if any(
@@ -828,9 +838,15 @@ def lists_media(listings: Listings, collection: str, exclude: Sequence[str] = ()
         for ref in refs
     ):
         return True
-    for connector, _ in listings:
-        _source_warning(None, connector.source, LISTS_NOTHING)
-    log.warning("not recreating collection %r: no source listed a media file, so it is kept", collection)
+    for connector, refs in listings:
+        left_out = [ref.uri for ref in refs if excluded_by(ref.uri, exclude) is not None]
+        if excluded is not None:
+            excluded += left_out
+        _source_warning(warned, connector.source, EXCLUDES_ALL if left_out else LISTS_NOTHING)
+    unless = " that no exclude pattern leaves out" if exclude else ""
+    log.warning(
+        "not recreating collection %r: no source listed a media file%s, so it is kept", collection, unless
+    )
     return False
 
 
@@ -907,21 +923,63 @@ def excluded_by(uri: str, patterns: Sequence[str]) -> str | None:
     """The first of ``patterns`` (``ingest --exclude``) that the item ``uri`` matches, else None.
 
     A pattern is a shell-style one (``*``, ``?``, ``[...]``; case counts) matched against the
-    item's path: a local file's path, a URL's path (percent-escapes decoded; not its host or
-    query). A pattern without ``/`` matches the last name (``*.part``, ``draft-*``); one with
-    ``/`` the whole path, where ``*`` also crosses ``/`` (``*/rushes/*``, ``/srv/media/old/*``).
+    item's path as stored: a local file's absolute path (symbolic links resolved), a URL's path
+    (an http(s) one's percent-escapes decoded; not its host or query), a bucket object's key. A
+    pattern without ``/`` matches the last name (``*.part``, ``draft-*``); one with ``/`` the
+    whole path, where ``*`` also crosses ``/`` (``*/rushes/*``, ``/srv/media/old/*``); a relative
+    one (``old/*``, ``./old/*``) matches below a folder of that name anywhere, and one ending in
+    ``/`` (``old/``) everything below such a folder; ``~`` is the home folder.
     """
     if not patterns:
         return None
     from fnmatch import fnmatchcase
-    from urllib.parse import unquote, urlsplit
 
-    path = unquote(urlsplit(uri).path, errors="surrogateescape") if "://" in uri else uri
+    path = _matched_path(uri)
     name = path.rstrip("/").rsplit("/", 1)[-1]
     for pattern in patterns:
-        if fnmatchcase(path if "/" in pattern else name, pattern):
+        shaped = _shaped(pattern)
+        if fnmatchcase(path if "/" in shaped else name, shaped):
             return pattern
     return None
+
+
+def _matched_path(uri: str) -> str:
+    """The path :func:`excluded_by` matches: an http(s) or ``file://`` URI's decoded path; a
+    bucket URI's key as stored (``s3://b/take?1.wav``: its ``?``, ``#`` and ``%`` are the key's)."""
+    from urllib.parse import unquote, urlsplit
+
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    if scheme.lower() in ("http", "https", "file"):
+        return unquote(urlsplit(uri).path, errors="surrogateescape")
+    return "/" + rest.partition("/")[2]
+
+
+def _shaped(pattern: str) -> str:
+    """``pattern`` in the form matched against a whole path (see :func:`excluded_by`)."""
+    if pattern.startswith("~"):
+        pattern = str(Path(pattern).expanduser())
+    pattern = pattern.removeprefix("./")
+    if pattern.endswith("/"):
+        pattern += "*"
+    if "/" in pattern and not pattern.startswith(("/", "*")):
+        pattern = "*/" + pattern
+    return pattern
+
+
+def warn_unused_patterns(patterns: Sequence[str], excluded: Sequence[str]) -> list[str]:
+    """Warn of each of ``patterns`` that left out none of the ``excluded`` items (a pattern
+    written for another path: the run would ingest what it meant to leave out, silently);
+    returns them."""
+    unused = [p for p in patterns if not any(excluded_by(uri, (p,)) is not None for uri in excluded)]
+    for pattern in unused:
+        log.warning(
+            "the exclude pattern %r matched no listed item; a pattern with '/' matches an item's "
+            "whole path as stored (links resolved), e.g. '*/old/*' or 'old/'",
+            pattern,
+        )
+    return unused
 
 
 #: A source that listed no media file (an empty folder, an unmounted share, a glob matching nothing).
@@ -1203,9 +1261,13 @@ def ingest_source(
     sources = _connectors(connectors)
     listed = partial(list_sources, sources, retries=opts.retries, retry_delay_s=opts.retry_delay_s)
     listings, errors = listed() if recreate else ([], [])
-    if recreate and not lists_media(listings, store.collection, opts.exclude):
-        failed = (*errors, *listing_failures(listings))
-        return IngestSummary((), failed, time.perf_counter() - started)
+    if recreate:
+        said: list[tuple[str, str]] = []
+        left_out: list[str] = []
+        if not lists_media(listings, store.collection, opts.exclude, warned=said, excluded=left_out):
+            failed = (*errors, *listing_failures(listings))
+            wall_s = time.perf_counter() - started
+            return IngestSummary((), failed, wall_s, (), tuple(said), tuple(left_out))
     text_dim = text_dim_for(model) if opts.transcribe else None
     metric = query_metric_for(model) if recreate or not store.exists() else None
     with collection_for(
@@ -1227,6 +1289,7 @@ def ingest_source(
             exclude=opts.exclude,
             excluded=excluded,
         )
+        warn_unused_patterns(opts.exclude, excluded)
         log.info("%d items to ingest, %d unchanged", len(todo), sum(r.status == "skipped" for r in results))
         if todo and isinstance(model, Preloadable):
             model.preload()

@@ -260,7 +260,7 @@ def _publish(summary: IngestSummary) -> None:
     rows += [{"uri": uri, "status": "pruned"} for uri in summary.pruned]
     totals = summary.to_dict()
     pruned = f", {len(summary.pruned)} pruned" if summary.pruned else ""
-    excluded = f", {len(summary.excluded)} excluded" if summary.excluded else ""
+    excluded = f", {len(set(summary.excluded))} excluded" if summary.excluded else ""
     description = (
         f"**{totals['media_ok']} ingested, {totals['media_skipped']} unchanged, "
         f"{len(totals['media_failed'])} failed{pruned}{excluded}, "
@@ -519,6 +519,7 @@ def _ingest_all(
             exclude=work.options.exclude,
             excluded=done.excluded,
         )
+        pipeline.warn_unused_patterns(work.options.exclude, done.excluded)
         todo, skipped = pipeline.select_new(
             listed, store, force=work.options.force, words=work.options.transcribe is not None
         )

@@ -12,7 +12,13 @@ from clasp_ingest.connectors import LocalConnector
 
 from clasp_ingest.errors import ConfigError
 from clasp_ingest.model.base import AudioTextEncoder
-from clasp_ingest.pipeline import EXCLUDES_ALL, PipelineOptions, excluded_by, ingest_source
+from clasp_ingest.pipeline import (
+    EXCLUDES_ALL,
+    PipelineOptions,
+    excluded_by,
+    ingest_source,
+    warn_unused_patterns,
+)
 from clasp_ingest.store import open_store
 from tests.unit.pipeline.speech import corrupt
 
@@ -34,6 +40,13 @@ FAST = PipelineOptions(embed_batch_size=2, retry_delay_s=0.01)
         ("s3://bucket/raw/a.wav", ["/raw/*"], "/raw/*"),
         ("/plain/path/x.tmp", ["a", "*.tmp"], "*.tmp"),  # the first that matches
         ("file:///srv/media/a.wav", [], None),
+        ("file:///srv/talks/old/a.wav", ["old/*"], "old/*"),  # relative: below a folder 'old' anywhere
+        ("file:///srv/talks/old/deep/a.wav", ["./old/*"], "./old/*"),
+        ("file:///srv/talks/old/deep/a.wav", ["old/"], "old/"),  # a folder: everything below it
+        ("file:///srv/talks/bold/a.wav", ["old/"], None),  # a folder's whole name
+        ("s3://bucket/rushes/take?1.wav", ["*.wav"], "*.wav"),  # a key's '?', '#', '%' are its own
+        ("s3://bucket/rushes/a#b.wav", ["/rushes/*"], "/rushes/*"),
+        ("s3://bucket/100%25 done.wav", ["100%25 *"], "100%25 *"),
     ],
 )
 def test_what_a_pattern_matches(uri: str, patterns: list[str], expected: str | None) -> None:
@@ -86,3 +99,17 @@ def test_recreate_keeps_the_collection_when_every_listed_item_is_excluded(
         options = replace(FAST, exclude=("one.*",))
         again = ingest_source(LocalConnector(media), tiny_model, store, options, recreate=True)
         assert again.results == () and store.count() == kept  # nothing to ingest: nothing dropped
+        assert (
+            again.source_warnings == ((str(media), EXCLUDES_ALL),) and again.to_dict()["media_excluded"] == 1
+        )
+
+
+def test_a_home_pattern_and_patterns_that_match_nothing_are_said(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", "/home/ann")
+    assert excluded_by("file:///home/ann/talks/a.wav", ["~/talks/*"]) == "~/talks/*"
+    excluded = ["file:///srv/talks/old/a.wav"]
+    assert warn_unused_patterns(["old/*", "/tmp/*", "*.part"], excluded) == ["/tmp/*", "*.part"]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and "'/tmp/*' matched no listed item" in said[0]
