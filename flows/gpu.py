@@ -95,8 +95,8 @@ SLOT_WAIT_SAID_S = 15.0
 
 def _say_waiting(limit: str) -> None:
     log.info(
-        "waiting for a slot of the Prefect concurrency limit %r: other runs' batches hold them (a run "
-        "killed while holding one frees it within %.0f s)",
+        "waiting for a slot of the Prefect concurrency limit %r: other runs' batches hold them (on a "
+        "Prefect server, a run killed while holding one frees it within %.0f s)",
         limit,
         SLOT_LEASE_S,
     )
