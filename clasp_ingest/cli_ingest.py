@@ -194,7 +194,8 @@ def ingest_command(
         parser=lambda value: refuse_empty(value, "give a pattern such as '*.part', or leave the option out"),
         help="Leave out the items matching PATTERN (again for more): not ingested, not pruned. "
         "Shell-style, case-sensitive; a PATTERN without '/' matches the file name ('*.part', "
-        "'draft-*'), one with '/' the whole path or URL path, '*' crossing '/' ('*/rushes/*').",
+        "'draft-*'), one with '/' the path as stored (links resolved) or URL path, '*' crossing '/' "
+        "('*/rushes/*'); 'old/*' is below a folder 'old' anywhere, 'old/' all below one.",
         show_default=False,
     ),
     recreate: bool = typer.Option(
